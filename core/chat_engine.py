@@ -1,0 +1,476 @@
+"""The chat engine: one ``llama_cpp.Llama`` owned by one worker thread, streaming replies as events.
+
+A ``Llama`` is not thread-safe, so every call that touches it runs on the session's single worker thread; the
+public methods only submit work and return ``Future``s. Front ends pass an ``emit`` callback (called on the worker
+thread: a Textual pane forwards with ``app.call_from_thread``) and ask a running reply to stop with ``stop()``,
+which is honoured before the next token is emitted.
+
+Prefix reuse: each turn renders the whole conversation and hands its tokens to ``Llama.generate``, which keeps the
+part of its KV cache that matches the new prompt's prefix; only the new tokens are evaluated.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tuillm.core.chat_events import (
+    ChatEmit,
+    ContextTrimmed,
+    ModelLoaded,
+    ModelUnloaded,
+    ReplyDone,
+    ReplyFailed,
+    ReplyStarted,
+    ReplyStats,
+    Token,
+)
+from tuillm.core.chat_template import ChatTemplate, load_template
+from tuillm.core.errors import ModelFileError, TuillmError
+from tuillm.core.events import Log
+
+KV_TYPES = ("f16", "q8_0", "q4_0")
+Message = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    n_ctx: int = 4096
+    n_gpu_layers: int | None = None  # None: all layers when llama.cpp can offload, else 0
+    n_threads: int | None = None  # None: llama.cpp's default (half the logical cores)
+    n_batch: int = 512
+    flash_attn: bool = False
+    kv_type: str = "f16"  # "f16" | "q8_0" | "q4_0"
+    use_mmap: bool = True
+    seed: int = -1  # -1: random
+    lora_path: str | None = None
+    lora_scale: float = 1.0
+    chat_template: str | None = None  # the user's override of the GGUF's template
+    check_memory: bool = True  # refuse before loading when the estimate does not fit
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    max_tokens: int = 512
+    seed: int | None = None  # None: the load seed's generator continues
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Sampling:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+# --- llama.cpp log capture ----------------------------------------------------------------------------------------
+# llama.cpp logs through one process-wide callback. We keep its last lines (to explain a failed load in one line)
+# and print nothing: its noise would garble the CLI's stdout/stderr and the TUI's screen.
+_LOG_LINES: deque[str] = deque(maxlen=50)
+_log_callback: Any = None
+
+
+def _install_log_capture() -> None:
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def _capture(level: int, text: bytes, _user: Any) -> None:
+        if level in (2, 3):  # GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR
+            line = text.decode("utf-8", errors="replace").strip()
+            if line:
+                _LOG_LINES.append(line)
+
+    _log_callback = _capture  # the C side keeps only a pointer: hold the function object
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
+def _last_llama_error() -> str:
+    for line in reversed(_LOG_LINES):
+        if "error" in line.lower() or "failed" in line.lower():
+            return line
+    return _LOG_LINES[-1] if _LOG_LINES else ""
+
+
+def default_gpu_layers() -> int:
+    """All layers on the GPU when this llama.cpp build can offload, else none."""
+    # TODO(lead): derive from core.memory's estimate (partial offload when VRAM is short).
+    from tuillm.core.hardware import llama_backend
+
+    offload, _backend = llama_backend()
+    return -1 if offload else 0
+
+
+def _check_memory(path: Path, info: Any, opts: LoadOptions, n_gpu_layers: int) -> None:
+    from tuillm.core import memory
+    from tuillm.core.metadata import format_bytes
+
+    offloaded = info.n_layers + 1 if n_gpu_layers < 0 else n_gpu_layers
+    est = memory.estimate(info, opts.n_ctx, kv_type=opts.kv_type, n_batch=opts.n_batch,
+                          flash_attn=opts.flash_attn, n_gpu_layers=offloaded)
+    if est.fit == memory.TOO_BIG:
+        raise TuillmError(
+            f"{path}: a context of {opts.n_ctx} tokens needs about {format_bytes(est.total_bytes)} "
+            f"(weights {format_bytes(est.weights_bytes)}, KV cache {format_bytes(est.kv_bytes)}), "
+            f"only {format_bytes(est.available_bytes)} is available; choose a smaller context"
+        )
+
+
+def _fit_messages(messages: list[dict[str, str]], count: Any, n_ctx: int, max_tokens: int,
+                  ) -> tuple[list[dict[str, str]], list[int], int]:
+    """Drop the oldest turns (never a leading system prompt) until prompt + reply budget fit in ``n_ctx``.
+
+    ``count(messages) -> tokens``. Returns the kept messages, their prompt tokens and how many were dropped.
+    """
+    system = messages[:1] if messages and messages[0]["role"] == "system" else []
+    rest = messages[len(system):]
+    dropped = 0
+    while True:
+        tokens = count(system + rest)
+        if len(tokens) + max_tokens <= n_ctx or len(rest) <= 1:
+            return system + rest, tokens, dropped
+        # A turn is a user message and the replies that follow it, up to the next user message.
+        cut = 1
+        while cut < len(rest) - 1 and rest[cut]["role"] != "user":
+            cut += 1
+        rest = rest[cut:]
+        dropped += cut
+
+
+@dataclass
+class _Loaded:
+    llm: Any
+    path: str
+    template: ChatTemplate
+    n_ctx: int
+    n_gpu_layers: int
+    add_bos: bool
+    bos_text: str
+    lora_path: str | None = None
+    options: LoadOptions = field(default_factory=LoadOptions)
+
+
+class ChatSession:
+    """One model, one worker thread. Methods are safe to call from any thread."""
+
+    def __init__(self, emit: ChatEmit | None = None) -> None:
+        self._emit: ChatEmit = emit or (lambda _event: None)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuillm-chat")
+        self._loaded: _Loaded | None = None
+        self._stop_lock = threading.Lock()
+        self._stop_event: threading.Event | None = None
+
+    # --- state readable from any thread (plain attribute reads) ---
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    @property
+    def model_path(self) -> str | None:
+        return self._loaded.path if self._loaded else None
+
+    @property
+    def n_ctx(self) -> int:
+        return self._loaded.n_ctx if self._loaded else 0
+
+    @property
+    def context_used(self) -> int:
+        """Tokens in the KV cache now (prompt + reply of the last turn)."""
+        return int(self._loaded.llm.n_tokens) if self._loaded else 0
+
+    @property
+    def template(self) -> ChatTemplate | None:
+        return self._loaded.template if self._loaded else None
+
+    # --- work, run on the worker thread ---
+    def load(self, path: str | Path, options: LoadOptions | None = None) -> Future[ModelLoaded]:
+        return self._worker.submit(self._load, Path(path).expanduser(), options or LoadOptions())
+
+    def reply(self, messages: Sequence[Message], sampling: Sampling | None = None) -> Future[ReplyDone]:
+        """Stream the assistant's answer to ``messages`` (the whole conversation, system prompt first)."""
+        stop = threading.Event()
+        with self._stop_lock:
+            self._stop_event = stop
+        return self._worker.submit(self._reply, [dict(m) for m in messages], sampling or Sampling(), stop)
+
+    def stop(self) -> None:
+        """Ask the running (or just queued) reply to end; no token is emitted after the next one is decoded."""
+        with self._stop_lock:
+            if self._stop_event is not None:
+                self._stop_event.set()
+
+    def set_template(self, source: str | None) -> Future[ChatTemplate]:
+        """Replace the chat template (None: back to the GGUF's)."""
+        return self._worker.submit(self._set_template, source)
+
+    def count_tokens(self, messages: Sequence[Message]) -> Future[int]:
+        return self._worker.submit(lambda: len(self._prompt_tokens([dict(m) for m in messages])))
+
+    def unload(self) -> Future[None]:
+        return self._worker.submit(self._unload)
+
+    def close(self) -> None:
+        """Stop, unload and end the worker thread (waits for it)."""
+        self.stop()
+        self._worker.submit(self._unload)
+        self._worker.shutdown(wait=True)
+
+    def __enter__(self) -> ChatSession:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # --- worker-thread implementations ---
+    def _load(self, path: Path, opts: LoadOptions) -> ModelLoaded:
+        from tuillm.core.metadata import read_info
+
+        if opts.kv_type not in KV_TYPES:
+            raise TuillmError(f"KV cache type must be one of {', '.join(KV_TYPES)}, not {opts.kv_type!r}")
+        if opts.n_ctx < 16:
+            raise TuillmError(f"context size {opts.n_ctx} is too small (at least 16 tokens)")
+        info = read_info(path)  # missing file, bad magic, truncated header: a ModelFileError naming the path
+        if info.format != "gguf":
+            raise ModelFileError(path, "chat needs a GGUF file (convert the checkpoint first)")
+        if info.kind == "adapter":
+            raise ModelFileError(path, "is a LoRA adapter, not a model (pass it with --lora)")
+        lora = Path(opts.lora_path).expanduser() if opts.lora_path else None
+        if lora is not None:
+            lora_info = read_info(lora)
+            if lora_info.format != "gguf" or lora_info.kind != "adapter":
+                raise ModelFileError(lora, "not a LoRA adapter GGUF (export one with `tuillm export-lora`)")
+        n_gpu_layers = default_gpu_layers() if opts.n_gpu_layers is None else opts.n_gpu_layers
+        if opts.check_memory:
+            _check_memory(path, info, opts, n_gpu_layers)
+        if info.context_length and opts.n_ctx > info.context_length:
+            self._emit(Log(f"context {opts.n_ctx} is longer than the model was trained for "
+                           f"({info.context_length}); quality may drop", "warning"))
+        flash_attn = opts.flash_attn
+        if opts.kv_type != "f16" and not flash_attn:
+            # llama.cpp quantizes the V cache only with flash attention.
+            flash_attn = True
+            self._emit(Log(f"KV cache {opts.kv_type} needs flash attention: turned it on"))
+
+        self._unload()
+        import llama_cpp
+
+        _install_log_capture()
+        _LOG_LINES.clear()
+        kv = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+        t0 = time.perf_counter()
+        try:
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=opts.n_ctx,
+                n_gpu_layers=n_gpu_layers,
+                n_threads=opts.n_threads,
+                n_batch=opts.n_batch,
+                flash_attn=flash_attn,
+                type_k=kv[opts.kv_type],
+                type_v=kv[opts.kv_type],
+                use_mmap=opts.use_mmap,
+                seed=opts.seed if opts.seed >= 0 else llama_cpp.LLAMA_DEFAULT_SEED,
+                lora_path=str(lora) if lora else None,
+                lora_scale=opts.lora_scale,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            detail = _last_llama_error() or str(exc)
+            if lora is not None and "lora" in str(exc).lower():
+                raise ModelFileError(lora, f"llama.cpp could not apply this adapter ({detail})") from None
+            raise ModelFileError(path, f"llama.cpp could not load it ({detail})") from None
+        try:
+            template = self._make_template(llm, opts.chat_template)
+        except TuillmError:
+            # A broken template in the file: the model still loads; a reply will report it unless overridden.
+            template = None
+        model = llm._model
+        bos_id = model.token_bos()
+        loaded = _Loaded(
+            llm=llm, path=str(path), template=template,  # type: ignore[arg-type]
+            n_ctx=llm.n_ctx(), n_gpu_layers=n_gpu_layers, add_bos=bool(model.add_bos_token()),
+            bos_text=model.token_get_text(bos_id) if bos_id >= 0 else "", lora_path=str(lora) if lora else None,
+            options=replace(opts, flash_attn=flash_attn),
+        )
+        self._loaded = loaded
+        event = ModelLoaded(path=str(path), n_ctx=loaded.n_ctx, n_gpu_layers=n_gpu_layers,
+                            load_seconds=time.perf_counter() - t0, lora_path=loaded.lora_path)
+        self._emit(event)
+        return event
+
+    @staticmethod
+    def _make_template(llm: Any, override: str | None) -> ChatTemplate:
+        model = llm._model
+        bos_id, eos_id = model.token_bos(), model.token_eos()
+        return load_template(
+            llm.metadata,
+            override=override,
+            bos_token=model.token_get_text(bos_id) if bos_id >= 0 else "",
+            eos_token=model.token_get_text(eos_id) if eos_id >= 0 else "",
+        )
+
+    def _set_template(self, source: str | None) -> ChatTemplate:
+        loaded = self._require()
+        template = self._make_template(loaded.llm, source)
+        loaded.template = template
+        loaded.options = replace(loaded.options, chat_template=source)
+        return template
+
+    def _unload(self) -> None:
+        loaded, self._loaded = self._loaded, None
+        if loaded is None:
+            return
+        # close() frees the context, KV cache and weights now instead of whenever the GC runs.
+        loaded.llm.close()
+        self._emit(ModelUnloaded(loaded.path))
+
+    def _require(self) -> _Loaded:
+        if self._loaded is None:
+            raise TuillmError("no model is loaded")
+        return self._loaded
+
+    def _prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
+        loaded = self._require()
+        if loaded.template is None:
+            # Re-raise the template's own error now that someone needs it.
+            loaded.template = self._make_template(loaded.llm, loaded.options.chat_template)
+        text = loaded.template.render(messages, add_generation_prompt=True)
+        add_bos = loaded.add_bos and not (loaded.bos_text and text.startswith(loaded.bos_text))
+        return loaded.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def _cached_prefix(self, llm: Any, tokens: list[int]) -> int:
+        """Prompt tokens ``Llama.generate`` will keep from its KV cache (mirrors its prefix-match rule)."""
+        n_past = int(llm.n_tokens)
+        if n_past == 0:
+            return 0
+        previous = llm.input_ids[:n_past]
+        prefix = 0
+        for a, b in zip(previous, tokens, strict=False):
+            if a != b:
+                break
+            prefix += 1
+        if prefix == len(tokens):
+            # The whole prompt is cached: generate replays its last token to get fresh logits.
+            return prefix - 1 if prefix > 0 else 0
+        return prefix
+
+    def _reply(self, messages: list[dict[str, str]], sampling: Sampling, stop: threading.Event) -> ReplyDone:
+        try:
+            return self._generate(messages, sampling, stop)
+        except TuillmError as exc:
+            self._emit(ReplyFailed(str(exc)))
+            raise
+
+    def _generate(self, messages: list[dict[str, str]], sampling: Sampling, stop: threading.Event) -> ReplyDone:
+        import llama_cpp
+
+        t0 = time.perf_counter()
+        loaded = self._require()
+        llm = loaded.llm
+        if not messages or messages[-1]["role"] != "user":
+            raise TuillmError("the conversation must end with a user message")
+        n_ctx = loaded.n_ctx
+        kept, tokens, dropped = _fit_messages(messages, self._prompt_tokens, n_ctx, sampling.max_tokens)
+        if dropped:
+            self._emit(ContextTrimmed(
+                dropped=dropped, kept=len(kept),
+                message=f"context full: left out the {dropped} oldest message{'s' if dropped > 1 else ''} "
+                        f"(n_ctx {n_ctx})"))
+        if len(tokens) >= n_ctx:
+            raise TuillmError(f"the prompt is {len(tokens)} tokens, longer than the context ({n_ctx}); "
+                              "shorten the message or load the model with a larger context")
+        budget = min(sampling.max_tokens, n_ctx - len(tokens))
+        if budget < sampling.max_tokens:
+            self._emit(Log(f"reply limited to {budget} tokens by the context size ({n_ctx})", "warning"))
+        if sampling.seed is not None and sampling.seed >= 0:
+            llm.set_seed(sampling.seed)
+
+        cached = self._cached_prefix(llm, tokens)
+        self._emit(ReplyStarted(prompt_tokens=len(tokens), cached_tokens=cached))
+        vocab = llm._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pieces: list[str] = []
+        generated = 0
+        finish = "length"
+        t_first = t_last = 0.0
+        gen = llm.generate(
+            tokens,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            temp=sampling.temperature,
+            repeat_penalty=sampling.repeat_penalty,
+            reset=True,
+        )
+        try:
+            for token in gen:
+                if stop.is_set():
+                    finish = "cancelled"
+                    break
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                generated += 1
+                t_last = time.perf_counter()
+                if generated == 1:
+                    t_first = t_last
+                text = decoder.decode(_piece(vocab, token))
+                pieces.append(text)
+                self._emit(Token(text))
+                if generated >= budget or llm.n_tokens >= n_ctx:
+                    finish = "length"
+                    break
+            else:
+                finish = "stop"
+        except RuntimeError as exc:
+            raise TuillmError(f"llama.cpp failed while generating: {_last_llama_error() or exc}") from None
+        finally:
+            gen.close()
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            pieces.append(tail)
+            self._emit(Token(tail))
+        t_end = time.perf_counter()
+        decode_time = t_last - t_first
+        stats = ReplyStats(
+            prompt_tokens=len(tokens),
+            cached_tokens=cached,
+            generated_tokens=generated,
+            ttft_s=(t_first - t0) if generated else 0.0,
+            tokens_per_s=(generated - 1) / decode_time if generated > 1 and decode_time > 0 else 0.0,
+            total_s=t_end - t0,
+            finish_reason=finish,
+            n_ctx=n_ctx,
+            context_used=int(llm.n_tokens),
+        )
+        done = ReplyDone(text="".join(pieces), stats=stats)
+        self._emit(done)
+        return done
+
+
+def _piece(vocab: Any, token: int) -> bytes:
+    """The bytes of one token as text (special tokens render as nothing)."""
+    import llama_cpp
+
+    size = 64
+    buf = ctypes.create_string_buffer(size)
+    n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, False)
+    if n < 0:  # the piece is longer than the buffer: llama.cpp says how long
+        size = -n
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, False)
+    return buf.raw[: max(n, 0)]

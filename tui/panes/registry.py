@@ -1,0 +1,45 @@
+"""The panes of the app, in tab order: adding a pane is a module in this folder plus one line in ``PANES``.
+
+Each pane is a widget class constructed with the app's ``Session``; it is imported by name when the app
+composes, so this list costs nothing to import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual.widget import Widget
+from tuillm.core.config import Config
+
+
+@dataclass(frozen=True)
+class Session:
+    """What every pane may need from the app's start-up: the config, and test-only fixed figures."""
+
+    config: Config = field(default_factory=Config)
+    # Overrides config.model_dirs (tests point the catalog at a temporary folder).
+    model_dirs: list[Path] | None = None
+    # A fixed "available RAM" for the fit column, so a snapshot does not depend on the machine.
+    available_ram: int | None = None
+
+
+@dataclass(frozen=True)
+class PaneSpec:
+    id: str
+    title: str
+    keys: str  # Textual key list, e.g. "f3,alt+2": the first is the one the footer shows
+    target: str  # "module:Class"
+
+    def create(self, session: Session) -> Widget:
+        module_name, _, class_name = self.target.partition(":")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        return cls(session, id=f"pane-{self.id}")
+
+
+# F-keys are what the footer shows; alt+digit is the same switch for terminals (or tmux set-ups) that do not
+# pass F-keys through. Chat = f2/alt+1, Convert = f4/alt+3 and Train = f5/alt+4 come with their panes.
+PANES: tuple[PaneSpec, ...] = (
+    PaneSpec("models", "Models", "f3,alt+2", "tuillm.tui.panes.models:ModelsPane"),
+)
