@@ -4,14 +4,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean reinstall-llama tools
 
 run: $(STAMP)
 	$(VENV)/bin/tuillm
 
-test: $(STAMP)
+test: $(STAMP) tools
 	$(VENV)/bin/ruff check core convert tui tests
 	$(PY) -m pytest
+
+# The end-to-end TUI tests drive the real binary in tmux.
+tools:
+	@command -v tmux >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && apt-get install -y -qq tmux >/dev/null; \
+		else echo "tmux is not installed: install it to run the end-to-end TUI tests"; fi; }
 
 bench: $(STAMP)
 	@for f in tests/bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
@@ -23,11 +30,29 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip setuptools wheel
 
+# llama.cpp build flags. On x86-64 a portable AVX2 build: a -march=native build enables AMX kernels, and those
+# crash llama.cpp 0.3.x (SIGSEGV in decode) on AMX CPUs such as Sapphire Rapids. Elsewhere (Apple Silicon, ARM)
+# the defaults are right. A GPU build: `make LLAMA_CMAKE_ARGS="-DGGML_CUDA=on" reinstall-llama` (see README).
+UNAME_M := $(shell uname -m)
+ifeq ($(UNAME_M),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+else
+LLAMA_CMAKE_ARGS ?=
+endif
+LLAMA_VERSION := 0.3.36
+
 # torch is pinned to the CPU build on disk first: an unpinned resolve would pull a multi-GB CUDA build.
+# llama-cpp-python compiles from source once; pip caches the wheel it builds.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install "torch==2.13.0"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install "llama-cpp-python==$(LLAMA_VERSION)"
 	$(PY) -m pip install -e ".[train,dev]"
 	touch $(STAMP)
+
+# Rebuilds llama.cpp with other flags (pip's wheel cache would otherwise hand back the old build).
+reinstall-llama: | $(PY)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --force-reinstall --no-deps --no-cache-dir \
+		"llama-cpp-python==$(LLAMA_VERSION)"
 
 clean:
 	rm -rf $(VENV)

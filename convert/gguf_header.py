@@ -130,9 +130,11 @@ def read_gguf_header(path: str | Path) -> GGUFHeader:
     """Parse the header of ``path``; raises GGUFHeaderError (or OSError) with a short reason."""
     path = Path(path)
     with path.open("rb") as f:
+        if f.read(4) != MAGIC:
+            raise GGUFHeaderError("not a GGUF file (bad magic)")
         size = f.seek(0, 2)
         if size < 24:
-            raise GGUFHeaderError("too short to be a GGUF file")
+            raise GGUFHeaderError("truncated GGUF header")
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             return _parse(buf, size)
 

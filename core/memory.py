@@ -3,8 +3,8 @@
 Model of llama.cpp's allocations (CPU and GPU alike):
 - weights: the tensor bytes of the file, per layer, so a partial offload knows what moves to VRAM;
 - KV cache: n_ctx (padded to 256) x layers x KV heads x head dims x bytes of the cache type;
-- compute buffers: reserved for one micro-batch (n_ubatch tokens): the attention scores (n_ctx x n_head per token,
-  f32, unless flash attention tiles them), the logits and a few activations of the embedding width.
+- compute buffers: reserved for one micro-batch (n_ubatch tokens): the larger of the logits and the attention
+  scores (n_ctx x n_head per token, f32, unless flash attention tiles them) with a few activations.
 The constants are checked by tests/bench/memory_estimate.py against the RSS growth of a real load.
 """
 
@@ -77,11 +77,15 @@ def kv_bytes(info: ModelInfo, n_ctx: int, kv_type: str = "f16") -> int:
 
 def compute_bytes(info: ModelInfo, n_ctx: int, n_batch: int = 512, flash_attn: bool = False) -> int:
     ubatch = min(n_batch, 512, _padded(n_ctx))
-    # Attention scores for one micro-batch; flash attention works on tiles instead.
-    scores = ubatch * _padded(n_ctx) * info.n_head * 4 if not flash_attn else ubatch * 256 * info.n_head * 4
-    logits = ubatch * info.vocab_size * 4
-    activations = ubatch * info.n_embd * 4 * 12
-    return int(scores + logits + activations)
+    # ggml's graph allocator reuses memory between nodes that are not alive together, so the buffer is the larger
+    # of the two peaks: the logits of a micro-batch, or the attention scores (n_ctx x n_head per token, f32) with
+    # the layer's activations. Flash attention works on tiles and never holds the scores.
+    width = ubatch * info.n_embd * 4
+    logits = ubatch * info.vocab_size * 4 + 2 * width
+    scores = 0 if flash_attn else ubatch * _padded(n_ctx) * info.n_head * 4
+    attention = scores + 20 * width
+    output = info.vocab_size * 4  # the last token's logits, kept between calls
+    return int(max(logits, attention) + output)
 
 
 def weights_bytes(info: ModelInfo, quant: str | None = None) -> int:
