@@ -12,7 +12,9 @@ part of its KV cache that matches the new prompt's prefix; only the new tokens a
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
+import io
 import threading
 import time
 from collections import deque
@@ -90,7 +92,7 @@ def _install_log_capture() -> None:
 
     @llama_cpp.llama_log_callback
     def _capture(level: int, text: bytes, _user: Any) -> None:
-        if level in (2, 3):  # GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR
+        if level in (3, 4):  # GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR (ggml.h: NONE, DEBUG, INFO, WARN, ERROR)
             line = text.decode("utf-8", errors="replace").strip()
             if line:
                 _LOG_LINES.append(line)
@@ -100,19 +102,87 @@ def _install_log_capture() -> None:
 
 
 def _last_llama_error() -> str:
+    """The most telling line llama.cpp logged, without its function-name prefix."""
+    for line in _LOG_LINES:
+        if "error loading model:" in line:
+            return line.split("error loading model:", 1)[1].strip()
     for line in reversed(_LOG_LINES):
         if "error" in line.lower() or "failed" in line.lower():
-            return line
+            return line.split(": ", 1)[1] if ": " in line else line
     return _LOG_LINES[-1] if _LOG_LINES else ""
 
 
-def default_gpu_layers() -> int:
-    """All layers on the GPU when this llama.cpp build can offload, else none."""
-    # TODO(lead): derive from core.memory's estimate (partial offload when VRAM is short).
+_build_lock = threading.Lock()
+
+
+def _amx_build() -> bool:
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info()
+    text = info.decode(errors="replace") if isinstance(info, bytes) else str(info)
+    return "AMX_INT8 = 1" in text
+
+
+def new_llama(model_path: str, **kwargs: Any) -> Any:
+    """``llama_cpp.Llama(model_path, **kwargs)``, working around llama.cpp's AMX kernels.
+
+    A llama.cpp built with AMX (Sapphire Rapids and later) dies with a general protection fault in
+    ``ggml_backend_amx_mul_mat`` (``ldtilecfg``) on the first batch of more than one token, at least inside some
+    VMs. llama-cpp-python has no argument for ``use_extra_bufts``, so on such builds we turn the extra buffer
+    types off (AMX/repack; plain CPU kernels are used) by patching the default model params while constructing.
+    """
+    import llama_cpp
+    import llama_cpp.llama as llama_module
+
+    if not _amx_build():
+        return llama_cpp.Llama(model_path, **kwargs)
+    low = llama_module.llama_cpp
+    with _build_lock:
+        original = low.llama_model_default_params
+
+        def params() -> Any:
+            p = original()
+            p.use_extra_bufts = False
+            return p
+
+        low.llama_model_default_params = params
+        try:
+            return llama_cpp.Llama(model_path, **kwargs)
+        finally:
+            low.llama_model_default_params = original
+
+
+def _free_vram() -> int | None:
+    """Free memory of the first NVIDIA GPU from nvidia-smi, or None when unknown (no NVIDIA tools, Metal...)."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=5, check=True).stdout
+        return int(out.split()[0]) * 1024 * 1024
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def default_gpu_layers(info: Any = None, n_ctx: int | None = None, kv_type: str = "f16") -> int:
+    """Layers to offload when the user did not say: none without a GPU build; with a known amount of free VRAM,
+    as many as core.memory estimates to fit; otherwise (unified memory, unknown VRAM) all of them."""
     from tuillm.core.hardware import llama_backend
 
     offload, _backend = llama_backend()
-    return -1 if offload else 0
+    if not offload:
+        return 0
+    vram = _free_vram() if info is not None else None
+    if vram is None:
+        return -1
+    from tuillm.core.memory import gpu_layers_for
+
+    n = gpu_layers_for(info, vram, n_ctx, kv_type=kv_type)
+    return -1 if n > info.n_layers else n
 
 
 def _check_memory(path: Path, info: Any, opts: LoadOptions, n_gpu_layers: int) -> None:
@@ -172,7 +242,8 @@ class ChatSession:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuillm-chat")
         self._loaded: _Loaded | None = None
         self._stop_lock = threading.Lock()
-        self._stop_event: threading.Event | None = None
+        self._stop_events: set[threading.Event] = set()  # one per reply not finished yet
+        self._closed = False
 
     # --- state readable from any thread (plain attribute reads) ---
     @property
@@ -193,6 +264,11 @@ class ChatSession:
         return int(self._loaded.llm.n_tokens) if self._loaded else 0
 
     @property
+    def options(self) -> LoadOptions | None:
+        """The options the model was loaded with (flash_attn as actually used)."""
+        return self._loaded.options if self._loaded else None
+
+    @property
     def template(self) -> ChatTemplate | None:
         return self._loaded.template if self._loaded else None
 
@@ -200,18 +276,27 @@ class ChatSession:
     def load(self, path: str | Path, options: LoadOptions | None = None) -> Future[ModelLoaded]:
         return self._worker.submit(self._load, Path(path).expanduser(), options or LoadOptions())
 
-    def reply(self, messages: Sequence[Message], sampling: Sampling | None = None) -> Future[ReplyDone]:
-        """Stream the assistant's answer to ``messages`` (the whole conversation, system prompt first)."""
+    def reply(self, messages: Sequence[Message], sampling: Sampling | None = None,
+              listener: ChatEmit | None = None) -> Future[ReplyDone]:
+        """Stream the assistant's answer to ``messages`` (the whole conversation, system prompt first).
+
+        The reply's events go to the session's emit, then to ``listener`` if given (e.g. a store saver).
+        """
         stop = threading.Event()
         with self._stop_lock:
-            self._stop_event = stop
-        return self._worker.submit(self._reply, [dict(m) for m in messages], sampling or Sampling(), stop)
+            self._stop_events.add(stop)
+        emit = self._emit
+        if listener is not None:
+            def emit(event: Any) -> None:
+                self._emit(event)
+                listener(event)
+        return self._worker.submit(self._reply, [dict(m) for m in messages], sampling or Sampling(), stop, emit)
 
     def stop(self) -> None:
-        """Ask the running (or just queued) reply to end; no token is emitted after the next one is decoded."""
+        """Ask the running (and any queued) reply to end; no token is emitted after the next one is decoded."""
         with self._stop_lock:
-            if self._stop_event is not None:
-                self._stop_event.set()
+            for event in self._stop_events:
+                event.set()
 
     def set_template(self, source: str | None) -> Future[ChatTemplate]:
         """Replace the chat template (None: back to the GGUF's)."""
@@ -220,11 +305,18 @@ class ChatSession:
     def count_tokens(self, messages: Sequence[Message]) -> Future[int]:
         return self._worker.submit(lambda: len(self._prompt_tokens([dict(m) for m in messages])))
 
+    def reset_cache(self) -> Future[None]:
+        """Forget the evaluated prompt: the next reply evaluates its whole prompt again."""
+        return self._worker.submit(lambda: self._require().llm.reset())
+
     def unload(self) -> Future[None]:
         return self._worker.submit(self._unload)
 
     def close(self) -> None:
-        """Stop, unload and end the worker thread (waits for it)."""
+        """Stop, unload and end the worker thread (waits for it). Closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
         self.stop()
         self._worker.submit(self._unload)
         self._worker.shutdown(wait=True)
@@ -253,7 +345,8 @@ class ChatSession:
             lora_info = read_info(lora)
             if lora_info.format != "gguf" or lora_info.kind != "adapter":
                 raise ModelFileError(lora, "not a LoRA adapter GGUF (export one with `tuillm export-lora`)")
-        n_gpu_layers = default_gpu_layers() if opts.n_gpu_layers is None else opts.n_gpu_layers
+        n_gpu_layers = (default_gpu_layers(info, opts.n_ctx, opts.kv_type) if opts.n_gpu_layers is None
+                        else opts.n_gpu_layers)
         if opts.check_memory:
             _check_memory(path, info, opts, n_gpu_layers)
         if info.context_length and opts.n_ctx > info.context_length:
@@ -272,22 +365,34 @@ class ChatSession:
         _LOG_LINES.clear()
         kv = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
         t0 = time.perf_counter()
+        chatter = io.StringIO()
         try:
-            llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=opts.n_ctx,
-                n_gpu_layers=n_gpu_layers,
-                n_threads=opts.n_threads,
-                n_batch=opts.n_batch,
-                flash_attn=flash_attn,
-                type_k=kv[opts.kv_type],
-                type_v=kv[opts.kv_type],
-                use_mmap=opts.use_mmap,
-                seed=opts.seed if opts.seed >= 0 else llama_cpp.LLAMA_DEFAULT_SEED,
-                lora_path=str(lora) if lora else None,
-                lora_scale=opts.lora_scale,
-                verbose=False,
-            )
+            with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+                llm = new_llama(
+                    str(path),
+                    n_ctx=opts.n_ctx,
+                    n_gpu_layers=n_gpu_layers,
+                    n_threads=opts.n_threads,
+                    n_batch=opts.n_batch,
+                    flash_attn=flash_attn,
+                    type_k=kv[opts.kv_type],
+                    type_v=kv[opts.kv_type],
+                    use_mmap=opts.use_mmap,
+                    seed=opts.seed if opts.seed >= 0 else llama_cpp.LLAMA_DEFAULT_SEED,
+                    lora_path=str(lora) if lora else None,
+                    lora_scale=opts.lora_scale,
+                    # verbose=False would silence fds 1 and 2 (dup2 to /dev/null) for the whole load, blanking a TUI
+                    # drawn on them; llama.cpp's logs go to our capture instead, and the Python-level chatter of
+                    # Llama.__init__ is caught here.
+                    verbose=True,
+                )
+            llm.verbose = False  # no per-turn "prefix-match hit" prints
+            if lora is not None and not llm._lora_adapter:
+                # llama-cpp-python tests the returned pointer against None, but a failed init returns a NULL
+                # ctypes pointer, so a wrong adapter slips through. Clear it so close() does not free NULL.
+                llm._lora_adapter = None
+                llm.close()
+                raise ModelFileError(lora, f"llama.cpp could not apply this adapter ({_last_llama_error()})")
         except (ValueError, RuntimeError, OSError) as exc:
             detail = _last_llama_error() or str(exc)
             if lora is not None and "lora" in str(exc).lower():
@@ -295,14 +400,17 @@ class ChatSession:
             raise ModelFileError(path, f"llama.cpp could not load it ({detail})") from None
         try:
             template = self._make_template(llm, opts.chat_template)
-        except TuillmError:
-            # A broken template in the file: the model still loads; a reply will report it unless overridden.
+            if template.name.startswith("chatml"):
+                self._emit(Log("the model has no chat template: using ChatML", "warning"))
+        except TuillmError as exc:
+            # A broken template in the file: the model still loads; a reply reports it unless overridden.
             template = None
+            self._emit(Log(str(exc), "warning"))
         model = llm._model
         bos_id = model.token_bos()
         loaded = _Loaded(
             llm=llm, path=str(path), template=template,  # type: ignore[arg-type]
-            n_ctx=llm.n_ctx(), n_gpu_layers=n_gpu_layers, add_bos=bool(model.add_bos_token()),
+            n_ctx=min(llm.n_ctx(), opts.n_ctx), n_gpu_layers=n_gpu_layers, add_bos=bool(model.add_bos_token()),
             bos_text=model.token_get_text(bos_id) if bos_id >= 0 else "", lora_path=str(lora) if lora else None,
             options=replace(opts, flash_attn=flash_attn),
         )
@@ -357,25 +465,29 @@ class ChatSession:
         n_past = int(llm.n_tokens)
         if n_past == 0:
             return 0
-        previous = llm.input_ids[:n_past]
-        prefix = 0
-        for a, b in zip(previous, tokens, strict=False):
-            if a != b:
-                break
-            prefix += 1
+        import numpy as np
+
+        m = min(n_past, len(tokens))
+        differs = np.flatnonzero(llm.input_ids[:m] != np.asarray(tokens[:m], dtype=llm.input_ids.dtype))
+        prefix = int(differs[0]) if differs.size else m
         if prefix == len(tokens):
             # The whole prompt is cached: generate replays its last token to get fresh logits.
             return prefix - 1 if prefix > 0 else 0
         return prefix
 
-    def _reply(self, messages: list[dict[str, str]], sampling: Sampling, stop: threading.Event) -> ReplyDone:
+    def _reply(self, messages: list[dict[str, str]], sampling: Sampling, stop: threading.Event,
+               emit: ChatEmit) -> ReplyDone:
         try:
-            return self._generate(messages, sampling, stop)
+            return self._generate(messages, sampling, stop, emit)
         except TuillmError as exc:
-            self._emit(ReplyFailed(str(exc)))
+            emit(ReplyFailed(str(exc)))
             raise
+        finally:
+            with self._stop_lock:
+                self._stop_events.discard(stop)
 
-    def _generate(self, messages: list[dict[str, str]], sampling: Sampling, stop: threading.Event) -> ReplyDone:
+    def _generate(self, messages: list[dict[str, str]], sampling: Sampling, stop: threading.Event,
+                  emit: ChatEmit) -> ReplyDone:
         import llama_cpp
 
         t0 = time.perf_counter()
@@ -383,10 +495,12 @@ class ChatSession:
         llm = loaded.llm
         if not messages or messages[-1]["role"] != "user":
             raise TuillmError("the conversation must end with a user message")
+        if sampling.max_tokens < 1:
+            raise TuillmError("max_tokens must be at least 1")
         n_ctx = loaded.n_ctx
         kept, tokens, dropped = _fit_messages(messages, self._prompt_tokens, n_ctx, sampling.max_tokens)
         if dropped:
-            self._emit(ContextTrimmed(
+            emit(ContextTrimmed(
                 dropped=dropped, kept=len(kept),
                 message=f"context full: left out the {dropped} oldest message{'s' if dropped > 1 else ''} "
                         f"(n_ctx {n_ctx})"))
@@ -395,12 +509,15 @@ class ChatSession:
                               "shorten the message or load the model with a larger context")
         budget = min(sampling.max_tokens, n_ctx - len(tokens))
         if budget < sampling.max_tokens:
-            self._emit(Log(f"reply limited to {budget} tokens by the context size ({n_ctx})", "warning"))
+            emit(Log(f"reply limited to {budget} tokens by the context size ({n_ctx})", "warning"))
         if sampling.seed is not None and sampling.seed >= 0:
             llm.set_seed(sampling.seed)
 
         cached = self._cached_prefix(llm, tokens)
-        self._emit(ReplyStarted(prompt_tokens=len(tokens), cached_tokens=cached))
+        if stop.is_set():  # stopped while queued: do not even evaluate the prompt
+            return self._finish(emit, llm, "", ReplyStats(len(tokens), cached, 0, 0.0, 0.0,
+                                                          time.perf_counter() - t0, "cancelled", n_ctx))
+        emit(ReplyStarted(prompt_tokens=len(tokens), cached_tokens=cached))
         vocab = llm._model.vocab
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces: list[str] = []
@@ -416,8 +533,17 @@ class ChatSession:
             repeat_penalty=sampling.repeat_penalty,
             reset=True,
         )
+        # A long prompt takes seconds to evaluate: llama.cpp polls this between graph nodes so a stop lands
+        # mid-evaluation. Only while the prompt is evaluated; per-token decoding checks the flag itself.
+        abort = llama_cpp.ggml_abort_callback(lambda _data: stop.is_set())
+        ctx = llm._ctx.ctx
+        llama_cpp.llama_set_abort_callback(ctx, abort, None)
+        aborting = True
         try:
             for token in gen:
+                if aborting:
+                    llama_cpp.llama_set_abort_callback(ctx, llama_cpp.ggml_abort_callback(), None)
+                    aborting = False
                 if stop.is_set():
                     finish = "cancelled"
                     break
@@ -430,21 +556,24 @@ class ChatSession:
                     t_first = t_last
                 text = decoder.decode(_piece(vocab, token))
                 pieces.append(text)
-                self._emit(Token(text))
+                emit(Token(text))
                 if generated >= budget or llm.n_tokens >= n_ctx:
                     finish = "length"
                     break
             else:
                 finish = "stop"
         except RuntimeError as exc:
-            raise TuillmError(f"llama.cpp failed while generating: {_last_llama_error() or exc}") from None
+            if not stop.is_set():
+                raise TuillmError(f"llama.cpp failed while generating: {_last_llama_error() or exc}") from None
+            finish = "cancelled"  # the prompt evaluation was aborted; llama.cpp drops the unfinished batch
         finally:
+            if aborting:
+                llama_cpp.llama_set_abort_callback(ctx, llama_cpp.ggml_abort_callback(), None)
             gen.close()
         tail = decoder.decode(b"", final=True)
         if tail:
             pieces.append(tail)
-            self._emit(Token(tail))
-        t_end = time.perf_counter()
+            emit(Token(tail))
         decode_time = t_last - t_first
         stats = ReplyStats(
             prompt_tokens=len(tokens),
@@ -452,13 +581,16 @@ class ChatSession:
             generated_tokens=generated,
             ttft_s=(t_first - t0) if generated else 0.0,
             tokens_per_s=(generated - 1) / decode_time if generated > 1 and decode_time > 0 else 0.0,
-            total_s=t_end - t0,
+            total_s=time.perf_counter() - t0,
             finish_reason=finish,
             n_ctx=n_ctx,
-            context_used=int(llm.n_tokens),
         )
-        done = ReplyDone(text="".join(pieces), stats=stats)
-        self._emit(done)
+        return self._finish(emit, llm, "".join(pieces), stats)
+
+    @staticmethod
+    def _finish(emit: ChatEmit, llm: Any, text: str, stats: ReplyStats) -> ReplyDone:
+        done = ReplyDone(text=text, stats=replace(stats, context_used=int(llm.n_tokens)))
+        emit(done)
         return done
 
 

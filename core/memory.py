@@ -3,8 +3,8 @@
 Model of llama.cpp's allocations (CPU and GPU alike):
 - weights: the tensor bytes of the file, per layer, so a partial offload knows what moves to VRAM;
 - KV cache: n_ctx (padded to 256) x layers x KV heads x head dims x bytes of the cache type;
-- compute buffers: reserved for one micro-batch (n_ubatch tokens): the larger of the logits and the attention
-  scores (n_ctx x n_head per token, f32, unless flash attention tiles them) with a few activations.
+- compute buffers for one micro-batch (n_ubatch tokens): the attention scores (n_ctx x n_head per token, f32, and
+  their f16 copy on the CPU, unless flash attention tiles them) with a few activations.
 The constants are checked by tests/bench/memory_estimate.py against the RSS growth of a real load.
 """
 
@@ -75,17 +75,25 @@ def kv_bytes(info: ModelInfo, n_ctx: int, kv_type: str = "f16") -> int:
     return int(_padded(n_ctx) * info.n_layers * per_token_layer * per_elem)
 
 
-def compute_bytes(info: ModelInfo, n_ctx: int, n_batch: int = 512, flash_attn: bool = False) -> int:
+def compute_bytes(info: ModelInfo, n_ctx: int, n_batch: int = 512, flash_attn: bool = False,
+                  reserved: bool = False) -> int:
+    """Memory of the compute graph for one micro-batch.
+
+    What a CPU run really touches is the attention peak: the scores (n_ctx x n_head per token, f32) with the
+    layer's activations, plus the CPU backend's work buffer where the softmaxed scores are converted to f16 for
+    the product with V. llama.cpp also reserves room for the logits of a whole micro-batch, but a chat asks for
+    one token's logits, so those pages are never touched on the CPU; a GPU allocates the reservation for real
+    (``reserved=True``). Flash attention works on tiles and holds neither the scores nor their f16 copy.
+    """
     ubatch = min(n_batch, 512, _padded(n_ctx))
-    # ggml's graph allocator reuses memory between nodes that are not alive together, so the buffer is the larger
-    # of the two peaks: the logits of a micro-batch, or the attention scores (n_ctx x n_head per token, f32) with
-    # the layer's activations. Flash attention works on tiles and never holds the scores.
     width = ubatch * info.n_embd * 4
-    logits = ubatch * info.vocab_size * 4 + 2 * width
     scores = 0 if flash_attn else ubatch * _padded(n_ctx) * info.n_head * 4
     attention = scores + 20 * width
     output = info.vocab_size * 4  # the last token's logits, kept between calls
-    return int(max(logits, attention) + output)
+    if reserved:
+        logits = ubatch * info.vocab_size * 4 + 2 * width
+        return int(max(logits, attention) + output)
+    return int(attention + scores // 2 + output)
 
 
 def weights_bytes(info: ModelInfo, quant: str | None = None) -> int:
@@ -132,16 +140,24 @@ def estimate(
         quant = "f16" if info.file_type not in ("F32",) else "f32"
     weights = weights_bytes(info, quant)
     kv = kv_bytes(info, n_ctx, kv_type)
-    comp = compute_bytes(info, n_ctx, n_batch, flash_attn)
-    total = weights + kv + comp
     avail = available_ram() if available is None else available
     n_layers = max(info.n_layers, 1)
     offloaded = min(max(n_gpu_layers, 0), n_layers + 1)
-    vram_need = 0
     if offloaded:
+        # The GPU holds its layers' weights and KV cells and allocates its whole compute reservation; the CPU
+        # keeps the rest, and a compute buffer of its own only while some layers still run there.
         share = min(offloaded, n_layers) / n_layers
-        vram_need = _split_weights(info, weights, offloaded) + int(kv * share) + comp
-    fit = classify(total - vram_need, avail)
+        gpu_weights = _split_weights(info, weights, offloaded)
+        gpu_compute = compute_bytes(info, n_ctx, n_batch, flash_attn, reserved=True)
+        vram_need = gpu_weights + int(kv * share) + gpu_compute
+        cpu_compute = compute_bytes(info, n_ctx, n_batch, flash_attn) if offloaded < n_layers else 0
+        ram_need = weights - gpu_weights + (kv - int(kv * share)) + cpu_compute
+        comp = gpu_compute + cpu_compute
+    else:
+        comp = compute_bytes(info, n_ctx, n_batch, flash_attn)
+        vram_need, ram_need = 0, weights + kv + comp
+    total = ram_need + vram_need
+    fit = classify(ram_need, avail)
     if offloaded and vram is not None:
         gpu_fit = classify(vram_need, vram)
         fit = max(fit, gpu_fit, key=(FITS, TIGHT, TOO_BIG).index)

@@ -34,16 +34,15 @@ def table(result: CatalogResult) -> str:
 
 
 def entry_json(entry) -> dict:
-    return {
-        "name": entry.name,
-        "source": entry.source,
-        **info_json(entry.info, entry.estimate),
-    }
+    # The catalog name (what `tuillm chat NAME` takes) wins over the file's own general.name.
+    return {**info_json(entry.info, entry.estimate), "name": entry.name, "model_name": entry.info.name,
+            "source": entry.source}
 
 
 def info_json(info, est) -> dict:
     data = info.to_json()
-    data.pop("layer_bytes", None)  # per-layer figures are for the estimator, not for people
+    for key in ("layer_bytes", "other_bytes"):  # figures for the estimator, not for people
+        data.pop(key, None)
     data.pop("chat_template", None)
     data["has_chat_template"] = info.chat_template is not None
     return {**data, "est_memory_bytes": est.total_bytes, "est_ctx": est.n_ctx, "fits": est.fit}

@@ -6,14 +6,18 @@ typed messages; the event loop only fills the table.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label, Static
 from textual.worker import get_current_worker
+
 from tuillm.core.catalog import CatalogEntry, CatalogResult, discover
 from tuillm.core.metadata import format_bytes, format_params
 from tuillm.tui.panes.registry import Session
@@ -57,11 +61,16 @@ def row_cells(entry: CatalogEntry) -> dict[str, str | Text]:
     }
 
 
+def _plain(cell: str | Text) -> str:
+    return cell.plain if isinstance(cell, Text) else cell
+
+
 def _truncate(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
 
 
 class ModelsPane(Vertical):
+    HELP_TITLE = "Models pane"
     BINDINGS = [Binding("ctrl+r", "refresh", "Refresh", tooltip="Scan the model folders again")]
 
     class CatalogLoaded(Message):
@@ -82,7 +91,9 @@ class ModelsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label("Discovering models…", id="models-summary")
-        table: DataTable[str | Text] = DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
+        # "renderable": the Fit colour stays visible on the highlighted row.
+        table: DataTable[str | Text] = DataTable(id="models-table", cursor_type="row", zebra_stripes=True,
+                                                 cursor_foreground_priority="renderable")
         yield table
         yield Static(id="models-problems", markup=False)
 
@@ -93,6 +104,9 @@ class ModelsPane(Vertical):
 
     def focus_default(self) -> None:
         self.query_one(DataTable).focus()
+
+    def commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Refresh models", "Scan the model folders again", self.action_refresh)
 
     def action_refresh(self) -> None:
         self.loading_catalog = True
@@ -120,13 +134,15 @@ class ModelsPane(Vertical):
         summary = f"{n} model{'s' if n != 1 else ''}"
         if problems:
             summary += f" · {len(problems)} unreadable"
-        ctx = self.session.config.default_ctx
-        self.query_one("#models-summary", Label).update(
-            f"{summary} · est. memory at {ctx} tokens of context (or the model's maximum)")
+        # The estimate is at the configured context, capped at each model's own maximum.
+        ctx = format_context(self.session.config.default_ctx)
+        self.query_one("#models-summary", Label).update(f"{summary} · memory estimated at {ctx} context")
         box = self.query_one("#models-problems", Static)
         box.display = bool(problems)
         if problems:
-            box.update("Could not read:\n" + "\n".join(f"{p.path}: {p.problem}" for p in problems))
+            # File name and problem first: the folder part is what gets cut off at 80 columns.
+            box.update("Could not read:\n" + "\n".join(
+                f"{Path(p.path).name}: {p.problem} (in {Path(p.path).parent})" for p in problems))
             self.notify(
                 f"{len(problems)} model file{'s' if len(problems) != 1 else ''} could not be read "
                 "(listed below the table)",
@@ -147,7 +163,7 @@ class ModelsPane(Vertical):
         """(Re)build the table so that the Name column gets the width the others leave (80 columns over SSH)."""
         table = self.query_one(DataTable)
         rows = [(entry, row_cells(entry)) for entry in (self.result.entries if self.result else [])]
-        widths = {key: max([len(header)] + [len(Text(cells[key]).plain) for _, cells in rows])
+        widths = {key: max([len(header)] + [len(_plain(cells[key])) for _, cells in rows])
                   for key, header in COLUMNS}
         others = sum(w for key, w in widths.items() if key != "name")
         room = self.size.width - SCROLLBAR - CELL_PADDING * len(COLUMNS) - others

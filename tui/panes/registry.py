@@ -1,7 +1,11 @@
 """The panes of the app, in tab order: adding a pane is a module in this folder plus one line in ``PANES``.
 
-Each pane is a widget class constructed with the app's ``Session``; it is imported by name when the app
-composes, so this list costs nothing to import.
+Each pane is a widget class constructed with ``(session, id=...)``; it is imported by name when the app
+composes, so this list costs nothing to import. A pane may also define:
+- ``BINDINGS`` (active while the focus is inside it; F1 and the footer list them),
+- ``HELP_TITLE``, how F1's "Where" column names it,
+- ``focus_default()``, what gets the focus when the pane is shown,
+- ``commands() -> Iterable[SystemCommand]``, its entries in the command palette.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from textual.widget import Widget
+
 from tuillm.core.config import Config
 
 
@@ -29,7 +34,7 @@ class Session:
 class PaneSpec:
     id: str
     title: str
-    keys: str  # Textual key list, e.g. "f3,alt+2": the first is the one the footer shows
+    keys: str  # Textual key list, e.g. "f3,alt+m": the first is the one the footer shows
     target: str  # "module:Class"
 
     def create(self, session: Session) -> Widget:
@@ -38,8 +43,9 @@ class PaneSpec:
         return cls(session, id=f"pane-{self.id}")
 
 
-# F-keys are what the footer shows; alt+digit is the same switch for terminals (or tmux set-ups) that do not
-# pass F-keys through. Chat = f2/alt+1, Convert = f4/alt+3 and Train = f5/alt+4 come with their panes.
+# F-keys are what the footer shows; alt+<initial> is the same switch for terminals (or tmux set-ups) that do
+# not pass F-keys through. (Not alt+digit: Textual reads ESC+digit as macOS Option characters, e.g. "™".)
+# Planned: Chat = f2,alt+c; Convert = f4,alt+o; Train = f5,alt+t.
 PANES: tuple[PaneSpec, ...] = (
-    PaneSpec("models", "Models", "f3,alt+2", "tuillm.tui.panes.models:ModelsPane"),
+    PaneSpec("models", "Models", "f3,alt+m", "tuillm.tui.panes.models:ModelsPane"),
 )

@@ -1,0 +1,121 @@
+"""The Textual app: a tab per registered pane, the status line and the footer; F1 help; the command palette."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
+
+from tuillm.core.config import Config, load_config
+from tuillm.tui.help import HelpScreen, binding_rows
+from tuillm.tui.panes.registry import PANES, Session
+from tuillm.tui.widgets.status_line import MemoryProbe, StatusLine, sample_memory
+
+
+def _pane_bindings() -> list[BindingType]:
+    return [Binding(spec.keys, f"show_pane('{spec.id}')", spec.title, tooltip=f"Show the {spec.title} pane")
+            for spec in PANES]
+
+
+class TuillmApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "tuillm"
+    BINDINGS: list[BindingType] = [
+        Binding("f1", "help", "Help", tooltip="List every key that works here"),
+        *_pane_bindings(),
+        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Close tuillm and return to the shell"),
+    ]
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        model_dirs: list[Path] | None = None,
+        available_ram: int | None = None,
+        memory_probe: MemoryProbe = sample_memory,
+        status_interval: float = 2.0,
+    ) -> None:
+        """``model_dirs`` overrides the config's folders; ``available_ram`` and ``memory_probe`` fix the
+        machine's figures (tests and snapshots use them so the screen is the same on every machine)."""
+        super().__init__()
+        self.session = Session(config or load_config(), model_dirs, available_ram)
+        self._memory_probe = memory_probe
+        self._status_interval = status_interval
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(id="panes"):
+            for spec in PANES:
+                with TabPane(spec.title, id=spec.id):
+                    yield spec.create(self.session)
+        yield StatusLine(self._memory_probe, self._status_interval, id="status-line")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # The panes are switched with keys; a focusable tab bar would only steal focus from the pane's keys.
+        self.query_one(Tabs).can_focus = False
+        if PANES:
+            self.action_show_pane(PANES[0].id)
+        if self.session.config.problem:
+            self.notify(self.session.config.problem, title="Config", severity="warning", timeout=10)
+
+    @property
+    def status_line(self) -> StatusLine:
+        return self.query_one(StatusLine)
+
+    def pane(self, pane_id: str) -> Widget:
+        return self.query_one(f"#pane-{pane_id}")
+
+    def current_pane_id(self) -> str:
+        return self.query_one(TabbedContent).active
+
+    def action_show_pane(self, pane_id: str) -> None:
+        self.query_one(TabbedContent).active = pane_id
+        pane = self.pane(pane_id)
+        focus_default = getattr(pane, "focus_default", None)
+        if callable(focus_default):
+            focus_default()
+        else:
+            pane.focus()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        # A click on a tab: give the pane the focus so its keys work at once.
+        if event.pane.id is not None and self.focused is None:
+            self.action_show_pane(event.pane.id)
+
+    def get_key_display(self, binding: Binding) -> str:
+        display = super().get_key_display(binding)
+        # "F1" as printed on keyboards, not Textual's "f1".
+        return display.upper() if display[:1] == "f" and display[1:].isdigit() else display
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(binding_rows(self, self.screen)))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for spec in PANES:
+            yield SystemCommand(f"Show {spec.title}", f"Switch to the {spec.title} pane",
+                                partial(self.action_show_pane, spec.id))
+            commands = getattr(self.pane(spec.id), "commands", None)
+            for command in commands() if callable(commands) else ():
+                yield command._replace(callback=partial(self._run_pane_command, spec.id, command.callback))
+        yield SystemCommand("Help: keys", "List every key that works here", self.action_help)
+        yield from super().get_system_commands(screen)
+
+    def _run_pane_command(self, pane_id: str, callback: Callable[[], object]) -> None:
+        # A pane's command acts on what the user will look at: its pane.
+        self.action_show_pane(pane_id)
+        callback()
+
+
+def run_app(config_path: str | None = None) -> int:
+    app = TuillmApp(load_config(config_path))
+    app.run()
+    return app.return_code or 0
