@@ -15,7 +15,9 @@ def test_defaults_without_a_file(isolated_home: Path) -> None:
 
 def test_reads_the_xdg_file(tmp_path: Path) -> None:
     paths.config_file().parent.mkdir(parents=True)
-    paths.config_file().write_text(f'[models]\ndirs = ["{tmp_path}", "~/llms"]\nscan_ollama = false\n[load]\nctx = 2048\n')
+    paths.config_file().write_text(
+        f'[models]\ndirs = ["{tmp_path}", "~/llms"]\nscan_ollama = false\n[load]\nctx = 2048\n'
+    )
     config = load_config()
     assert config.model_dirs == [tmp_path, Path.home() / "llms"]
     assert config.scan_ollama is False and config.default_ctx == 2048
