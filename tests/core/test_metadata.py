@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tuillm.core.errors import ModelFileError
-from tuillm.core.metadata import format_bytes, format_params, read_info
 
 from tests.ggufs import write_tiny_gguf
+from tuillm.core.errors import ModelFileError
+from tuillm.core.metadata import format_bytes, format_params, read_info
 
 
 def test_demo_model_metadata(demo_gguf: Path) -> None:

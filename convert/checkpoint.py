@@ -1,0 +1,82 @@
+"""An HF checkpoint folder opened for conversion: its config and its tensors, read one at a time without torch."""
+
+from __future__ import annotations
+
+import json
+import mmap
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tuillm.convert.errors import ConvertError
+from tuillm.convert.safetensors_header import SafetensorsError, TensorEntry, read_checkpoint
+
+# safetensors dtype -> numpy dtype of the raw bytes (bf16 is read as uint16 and widened with a bit shift).
+RAW_DTYPES = {
+    "F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+
+
+def bf16_to_f32(raw: np.ndarray) -> np.ndarray:
+    """Widen bf16 bit patterns (uint16) to float32: bf16 is the top half of a float32."""
+    return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+@dataclass
+class Checkpoint:
+    folder: Path
+    config: dict
+    tensors: dict[str, TensorEntry]
+
+    def read_raw(self, name: str, rows: tuple[int, int] | None = None) -> np.ndarray:
+        """The tensor's stored values (bf16 as uint16), or rows [start, end) of it, copied out of a mapping
+        of just that byte range.
+
+        Mapping per read and unmapping afterwards keeps the touched file pages out of our RSS once the tensor
+        is done, so memory does not grow with the checkpoint size.
+        """
+        entry = self.tensors[name]
+        dtype = RAW_DTYPES.get(entry.dtype)
+        if dtype is None:
+            raise ConvertError(f"{entry.file.name}: tensor {name} has unsupported dtype {entry.dtype}")
+        shape, begin, count = entry.shape, entry.begin, entry.n_elements
+        if rows is not None:
+            row_elems = count // shape[0] if shape and shape[0] else 0
+            shape = (rows[1] - rows[0], *shape[1:])
+            begin += rows[0] * row_elems * np.dtype(dtype).itemsize
+            count = shape[0] * row_elems
+        if count == 0:
+            return np.zeros(shape, dtype=dtype)
+        end = begin + count * np.dtype(dtype).itemsize
+        start = begin - begin % mmap.ALLOCATIONGRANULARITY
+        with entry.file.open("rb") as f, mmap.mmap(f.fileno(), end - start, offset=start,
+                                                    access=mmap.ACCESS_READ) as mm:
+            view = np.frombuffer(mm, dtype=dtype, count=count, offset=begin - start)
+            out = view.reshape(shape).copy()
+            del view  # the mapping can only close once no array points into it
+        return out
+
+
+def open_checkpoint(folder: Path) -> Checkpoint:
+    """Read config.json and every safetensors header; one-line ConvertError on anything missing or broken."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConvertError(f"{folder}: not a folder (expected an HF checkpoint folder)")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ConvertError(f"{folder}: no config.json (not an HF checkpoint folder)")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConvertError(f"{config_path}: unreadable ({exc.__class__.__name__})") from None
+    if not isinstance(config, dict):
+        raise ConvertError(f"{config_path}: not a JSON object")
+    try:
+        tensors = read_checkpoint(folder)
+    except SafetensorsError as exc:
+        raise ConvertError(f"{folder}: {exc}") from None
+    if not tensors:
+        raise ConvertError(f"{folder}: no .safetensors weights (pytorch .bin checkpoints are not read)")
+    return Checkpoint(folder, config, tensors)

@@ -1,0 +1,290 @@
+"""HF checkpoint folder -> GGUF (f32, f16, bf16, q8_0), streamed piece by piece.
+
+The header (metadata + every tensor's name, shape and type) is computed from the safetensors headers alone, then
+tensor data is read in row ranges, transformed, encoded in a small thread pool and appended in order, so peak
+memory is a few pieces whatever the model size. The file is written under a temporary name in the output
+folder and renamed when complete; on any failure or interruption the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import gguf
+import numpy as np
+
+from tuillm.convert.archs import find_arch
+from tuillm.convert.archs.base import Arch
+from tuillm.convert.checkpoint import Checkpoint, bf16_to_f32, open_checkpoint
+from tuillm.convert.errors import ConvertError
+from tuillm.convert.hparams import HParams, read_hparams
+from tuillm.convert.output import atomic_output
+from tuillm.convert.vocab import add_vocab, read_vocab
+
+Q = gguf.GGMLQuantizationType
+DIRECT_TYPES = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0}
+FILE_TYPES = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
+              "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}
+EMBED_NAMES = ("model.embed_tokens.weight", "embed_tokens.weight")
+# Tensors HF keeps that llama.cpp does not use.
+_SKIP = re.compile(r"(rotary_emb\.inv_freq|\.attention\.masked_bias|\.attention\.bias)$")
+_BLOCK = re.compile(r"\.layers\.(\d+)\.")
+# Work is cut into units of at most this many values (32 MB as float32): peak memory is a few units, whatever
+# the size of the model or of its largest tensor.
+UNIT_ELEMENTS = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertProgress:
+    """Reported after every tensor written (and once per stage change)."""
+
+    stage: str  # "convert" | "quantize"
+    tensors_done: int
+    tensors_total: int
+    bytes_done: int
+    bytes_total: int
+    seconds: float
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_done / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+
+ProgressFn = Callable[[ConvertProgress], None]
+
+
+@dataclass
+class _Planned:
+    gguf_name: str
+    shape: tuple[int, ...]
+    qtype: gguf.GGMLQuantizationType
+    nbytes: int
+    # Encoders of consecutive row ranges; their outputs, concatenated, are the tensor's bytes in the file.
+    units: list[Callable[[], np.ndarray]]
+
+
+def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Interleave the two rotary halves of each head's rows (HF rotate_half layout -> llama.cpp's)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _to_bf16(a: np.ndarray) -> np.ndarray:
+    """float32 -> bf16 bit patterns, rounding to nearest even."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    return ((u + (0x7FFF + ((u >> 16) & 1))) >> 16).astype(np.uint16)
+
+
+def _encode(values: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
+    if qtype == Q.F32:
+        return np.ascontiguousarray(values, dtype=np.float32)
+    if qtype == Q.F16:
+        return np.ascontiguousarray(values, dtype=np.float16)
+    if qtype == Q.BF16:
+        return _to_bf16(values)
+    return gguf.quants.quantize(np.ascontiguousarray(values, dtype=np.float32), qtype)
+
+
+def _nbytes(shape: tuple[int, ...], qtype: gguf.GGMLQuantizationType) -> int:
+    block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    n = int(np.prod(shape, dtype=np.int64))
+    return n // block * type_size
+
+
+def _choose_type(gguf_name: str, shape: tuple[int, ...], out: gguf.GGMLQuantizationType) -> Q:
+    # 1-D tensors and norms stay f32 (llama.cpp computes them in f32; they are tiny).
+    if len(shape) < 2 or gguf_name.endswith("_norm.weight") or out == Q.F32:
+        return Q.F32
+    if out == Q.Q8_0 and shape[-1] % gguf.GGML_QUANT_SIZES[Q.Q8_0][0] != 0:
+        return Q.F16
+    return out
+
+
+def _sort_key(name: str) -> tuple[int, str]:
+    m = _BLOCK.search(name)
+    return (int(m.group(1)) if m else (-1 if "embed" in name else 1 << 30), name)
+
+
+def _plan(ck: Checkpoint, arch: Arch, hp: HParams, out: gguf.GGMLQuantizationType) -> list[_Planned]:
+    names = gguf.get_tensor_name_map(arch.gguf_arch, hp.n_layer)
+    plan: list[_Planned] = []
+    for hf_name in sorted(ck.tensors, key=_sort_key):
+        if _SKIP.search(hf_name):
+            continue
+        if hf_name == "lm_head.weight" and hp.tied:
+            continue  # llama.cpp reuses token_embd when output.weight is absent
+        gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise ConvertError(f"tensor {hf_name} has no GGUF name for {arch.name} (unexpected checkpoint layout)")
+        entry = ck.tensors[hf_name]
+        shape = entry.shape
+        qtype = _choose_type(gguf_name, shape, out)
+        permute_heads = None
+        if arch.permute_qk and re.search(r"\.(q_proj)\.(weight|bias)$", hf_name):
+            permute_heads = hp.n_head
+        elif arch.permute_qk and re.search(r"\.(k_proj)\.(weight|bias)$", hf_name):
+            permute_heads = hp.n_head_kv
+        offset = arch.norm_offset if hf_name.endswith("norm.weight") else 0.0
+        # The q/k permutation moves rows only within a head, so their pieces are whole heads.
+        ranges = [None] if len(shape) < 2 else _row_ranges(shape, shape[0] // permute_heads if permute_heads else 1)
+        units = [_loader(ck, hf_name, qtype, permute_heads, offset, rows) for rows in ranges]
+        plan.append(_Planned(gguf_name, shape, qtype, _nbytes(shape, qtype), units))
+    for gguf_name, values in arch.extra_tensors(ck.config, hp):
+        plan.append(_Planned(gguf_name, values.shape, Q.F32, values.nbytes, [lambda v=values: v]))
+    return plan
+
+
+def _row_ranges(shape: tuple[int, ...], multiple: int = 1) -> list[tuple[int, int] | None]:
+    """Split a tensor into row ranges of about UNIT_ELEMENTS values, each a multiple of ``multiple`` rows
+    (every encoding here is row-wise)."""
+    row = int(np.prod(shape[1:], dtype=np.int64)) or 1
+    step = max(multiple, UNIT_ELEMENTS // row // multiple * multiple)
+    if step >= shape[0]:
+        return [None]
+    return [(r, min(r + step, shape[0])) for r in range(0, shape[0], step)]
+
+
+def _loader(ck: Checkpoint, hf_name: str, qtype: Q, permute_heads: int | None, offset: float,
+            rows: tuple[int, int] | None) -> Callable[[], np.ndarray]:
+    source = ck.tensors[hf_name].dtype
+
+    def load() -> np.ndarray:
+        raw = ck.read_raw(hf_name, rows)
+        if permute_heads:
+            heads = permute_heads if rows is None else permute_heads * raw.shape[0] // ck.tensors[hf_name].shape[0]
+            raw = _permute(raw, heads)  # a row reordering: fine on raw bf16 bits too
+        # Same type in and out with no value change: pass the stored bits through untouched.
+        if offset == 0.0 and ((source == "BF16" and qtype == Q.BF16) or (source == "F16" and qtype == Q.F16)
+                              or (source == "F32" and qtype == Q.F32)):
+            return np.ascontiguousarray(raw)
+        values = bf16_to_f32(raw) if source == "BF16" else raw.astype(np.float32, copy=False)
+        if offset:
+            values = values + np.float32(offset)
+        return _encode(values, qtype)
+
+    return load
+
+
+def _embedding_rows(ck: Checkpoint) -> int:
+    for name in EMBED_NAMES:
+        if name in ck.tensors:
+            return ck.tensors[name].shape[0]
+    raise ConvertError(f"{ck.folder}: no token embedding tensor (model.embed_tokens.weight)")
+
+
+def _ordered(units: list[Callable[[], np.ndarray]], threads: int) -> Iterator[np.ndarray]:
+    """Run the units in a thread pool (numpy releases the GIL), yielding results in order, a few in flight."""
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tuillm-convert") as pool:
+        pending: deque[Future[np.ndarray]] = deque()
+        try:
+            for unit in units:
+                pending.append(pool.submit(unit))
+                if len(pending) > threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _return_freed_memory_to_os() -> None:
+    """Make glibc serve large buffers with mmap, so freed tensor buffers leave the process at once.
+
+    Why: glibc raises its mmap threshold (up to 32 MB) after large frees; later buffers then come from
+    per-thread heaps that keep freed memory, and RSS creeps up with the model size. A fixed threshold stops it.
+    """
+    import ctypes
+    import ctypes.util
+
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
+_MALLOC_TUNED = False
+
+
+def _pad(f: BinaryIO, alignment: int) -> None:
+    f.write(b"\0" * (-f.tell() % alignment))
+
+
+def convert_hf(folder: Path, out_path: Path, out_type: str = "f16", *, progress: ProgressFn | None = None,
+               threads: int | None = None, name: str | None = None) -> Path:
+    """Convert an HF checkpoint folder to one GGUF file of ``out_type`` (f32, f16, bf16 or q8_0)."""
+    if out_type not in DIRECT_TYPES:
+        raise ConvertError(f"output type {out_type!r} is not written directly; use one of {', '.join(DIRECT_TYPES)}")
+    folder, out_path = Path(folder), Path(out_path)
+    ck = open_checkpoint(folder)
+    arch = find_arch(ck.config)
+    n_vocab = _embedding_rows(ck)
+    hp = read_hparams(ck.config, n_vocab)
+    read_vocab(folder, n_vocab)  # fail on a bad tokenizer before anything is written
+    plan = _plan(ck, arch, hp, DIRECT_TYPES[out_type])
+    _return_freed_memory_to_os()
+    threads = threads or max(1, min(4, os.cpu_count() or 1))
+    total_bytes = sum(p.nbytes for p in plan)
+    start = time.monotonic()
+
+    def report(done: int, written: int) -> None:
+        if progress is not None:
+            progress(ConvertProgress("convert", done, len(plan), written, total_bytes, time.monotonic() - start))
+
+    with atomic_output(out_path) as tmp:
+        writer = gguf.GGUFWriter(tmp, arch.gguf_name)
+        try:
+            writer.add_name(name or folder.resolve().name)
+            writer.add_file_type(int(FILE_TYPES[out_type]))
+            if out_type == "q8_0":
+                writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+            arch.write_metadata(writer, ck.config, hp)
+            add_vocab(writer, folder, n_vocab, arch.add_space_prefix)
+            for p in plan:
+                writer.add_tensor_info(p.gguf_name, p.shape, np.dtype(np.float32), p.nbytes, raw_dtype=p.qtype)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            alignment = writer.data_alignment
+        finally:
+            writer.close()
+        # Tensor data is appended here rather than through GGUFWriter.write_tensor_data so that one tensor can
+        # be written in several pieces. Layout as GGUF requires: each tensor starts on an alignment boundary,
+        # in the order of the tensor infos.
+        report(0, 0)
+        with open(tmp, "ab") as f:
+            flat = [(i, unit) for i, job in enumerate(plan) for unit in job.units]
+            done, written, tensor_start = 0, 0, None
+            for (i, _), data in zip(flat, _ordered([u for _, u in flat], threads), strict=True):
+                if tensor_start is None:
+                    _pad(f, alignment)
+                    tensor_start = f.tell()
+                data.tofile(f)
+                written += data.nbytes
+                del data
+                if f.tell() - tensor_start == plan[i].nbytes:
+                    tensor_start, done = None, done + 1
+                    report(done, written)
+                elif f.tell() - tensor_start > plan[i].nbytes:
+                    raise ConvertError(f"tensor {plan[i].gguf_name}: encoded more bytes than planned")
+            if done != len(plan):
+                raise ConvertError("internal error: tensor data does not match the tensor table")
+            _pad(f, alignment)
+    return out_path
+

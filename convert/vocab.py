@@ -1,0 +1,168 @@
+"""The tokenizer of an HF folder as GGUF metadata: BPE from tokenizer.json, SentencePiece from tokenizer.model.
+
+Merges, special token ids, add_bos/add_eos and the chat template come from gguf's ``SpecialVocab``; the token
+list and types are built here so that special added tokens become CONTROL (llama.cpp then matches them as
+specials) and the list is padded to the embedding rows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+
+from tuillm.convert.errors import ConvertError
+
+# llama.cpp pre-tokenizer names, recognised from the tokenizer.json pre_tokenizer they stand for.
+_LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN2_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+SUPPORTED_PRE = ("gpt-2", "smollm", "llama-bpe", "qwen2")
+
+_LOOKS_SPECIAL = re.compile(r"^(<\|.*\|>|<(s|/s|unk|pad|mask|bos|eos|eot|sep|cls)>|\[(PAD|UNK|CLS|SEP|MASK)\])$")
+
+
+@dataclass
+class Vocab:
+    model: str  # "gpt2" (BPE) or "llama" (SentencePiece)
+    pre: str
+    tokens: list[str]
+    scores: list[float] | None
+    types: list[int]
+
+
+def _pre_parts(pre: dict | None) -> list[dict]:
+    if not pre:
+        return []
+    if pre.get("type") == "Sequence":
+        return [p for sub in pre.get("pretokenizers", []) for p in _pre_parts(sub)]
+    return [pre]
+
+
+def bpe_pre_name(tokenizer_json: dict) -> str:
+    """The llama.cpp name of the pre-tokenizer described by tokenizer.json, or ConvertError when unknown."""
+    parts = _pre_parts(tokenizer_json.get("pre_tokenizer"))
+    kinds = [p.get("type") for p in parts]
+    if kinds == ["ByteLevel"] and parts[0].get("use_regex", True):
+        return "gpt-2"
+    if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits") and parts[1].get("use_regex", True):
+        return "smollm"
+    if kinds == ["Split", "ByteLevel"] and not parts[1].get("use_regex", True):
+        regex = parts[0].get("pattern", {}).get("Regex")
+        if regex == _LLAMA3_REGEX:
+            return "llama-bpe"
+        if regex == _QWEN2_REGEX:
+            return "qwen2"
+    raise ConvertError(f"tokenizer.json: unknown BPE pre-tokenizer {kinds}; known: {', '.join(SUPPORTED_PRE)}")
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConvertError(f"{path}: unreadable ({exc.__class__.__name__})") from None
+
+
+def _bpe_vocab(folder: Path, n_vocab: int) -> Vocab:
+    tj = _load_json(folder / "tokenizer.json")
+    model = tj.get("model", {})
+    if model.get("type") != "BPE" or model.get("byte_fallback"):
+        raise ConvertError(f"{folder}: tokenizer.json is not a byte-level BPE and there is no tokenizer.model")
+    reverse = {i: t for t, i in model["vocab"].items()}
+    added = {a["id"]: a for a in tj.get("added_tokens", [])}
+    tokens: list[str] = []
+    types: list[int] = []
+    for i in range(n_vocab):
+        if i in added:
+            tokens.append(added[i]["content"])
+            special = added[i].get("special") or _LOOKS_SPECIAL.match(added[i]["content"])
+            types.append(gguf.TokenType.CONTROL if special else gguf.TokenType.USER_DEFINED)
+        elif i in reverse:
+            tokens.append(reverse[i])
+            types.append(gguf.TokenType.NORMAL)
+        else:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+    top = max([*reverse, *added], default=-1)
+    if top >= n_vocab:
+        raise ConvertError(f"{folder}: tokenizer has token id {top} but the model has only {n_vocab} embeddings")
+    return Vocab("gpt2", bpe_pre_name(tj), tokens, None, types)
+
+
+def _spm_vocab(folder: Path, n_vocab: int) -> Vocab:
+    try:
+        from sentencepiece import SentencePieceProcessor
+    except ImportError:
+        raise ConvertError("reading tokenizer.model needs the sentencepiece package (pip install sentencepiece)") \
+            from None
+    sp = SentencePieceProcessor()
+    try:
+        sp.LoadFromFile(str(folder / "tokenizer.model"))
+    except (OSError, RuntimeError):
+        raise ConvertError(f"{folder / 'tokenizer.model'}: not a SentencePiece model") from None
+    if sp.vocab_size() > n_vocab:
+        raise ConvertError(f"{folder}: tokenizer has {sp.vocab_size()} tokens but the model only {n_vocab} embeddings")
+    tokens = [f"[PAD{i}]" for i in range(n_vocab)]
+    scores = [-10000.0] * n_vocab
+    types = [int(gguf.TokenType.UNUSED)] * n_vocab
+    for i in range(sp.vocab_size()):
+        tokens[i] = sp.IdToPiece(i)
+        scores[i] = sp.GetScore(i)
+        kind = gguf.TokenType.NORMAL
+        if sp.IsUnknown(i):
+            kind = gguf.TokenType.UNKNOWN
+        elif sp.IsControl(i):
+            kind = gguf.TokenType.CONTROL
+        elif sp.IsUnused(i):
+            kind = gguf.TokenType.UNUSED
+        elif sp.IsByte(i):
+            kind = gguf.TokenType.BYTE
+        types[i] = kind
+    # Added tokens (chat markers...) override or extend the SentencePiece pieces.
+    added: list[tuple[int, str, bool]] = []
+    if (folder / "added_tokens.json").is_file():
+        added += [(i, t, False) for t, i in _load_json(folder / "added_tokens.json").items()]
+    if (folder / "tokenizer.json").is_file():
+        added += [(a["id"], a["content"], bool(a.get("special"))) for a in _load_json(folder / "tokenizer.json")
+                  .get("added_tokens", [])]
+    for i, text, special in added:
+        if i >= n_vocab:
+            raise ConvertError(f"{folder}: added token id {i} is past the model's {n_vocab} embeddings")
+        if i < sp.vocab_size() and tokens[i] == text:
+            continue  # a base piece repeated in added_tokens keeps its score and type
+        tokens[i] = text
+        scores[i] = -1000.0
+        types[i] = gguf.TokenType.CONTROL if special or _LOOKS_SPECIAL.match(text) else gguf.TokenType.USER_DEFINED
+    return Vocab("llama", "default", tokens, scores, types)
+
+
+def read_vocab(folder: Path, n_vocab: int) -> Vocab:
+    """Tokens of the folder's tokenizer, padded to ``n_vocab`` (the embedding rows)."""
+    folder = Path(folder)
+    if (folder / "tokenizer.model").is_file():
+        return _spm_vocab(folder, n_vocab)
+    if (folder / "tokenizer.json").is_file():
+        return _bpe_vocab(folder, n_vocab)
+    raise ConvertError(f"{folder}: no tokenizer (tokenizer.json or tokenizer.model)")
+
+
+def add_vocab(writer: gguf.GGUFWriter, folder: Path, n_vocab: int, add_space_prefix: bool | None = None) -> Vocab:
+    """Write the tokenizer keys; add_bos/add_eos are always written (False when the tokenizer adds nothing)."""
+    vocab = read_vocab(folder, n_vocab)
+    writer.add_tokenizer_model(vocab.model)
+    writer.add_tokenizer_pre(vocab.pre)
+    writer.add_token_list(vocab.tokens)
+    if vocab.scores is not None:
+        writer.add_token_scores(vocab.scores)
+    writer.add_token_types(vocab.types)
+    if add_space_prefix is not None:
+        writer.add_add_space_prefix(add_space_prefix)
+    special = gguf.SpecialVocab(folder, load_merges=vocab.model == "gpt2", n_vocab=n_vocab)
+    for kind in ("bos", "eos"):
+        special.add_special_token.setdefault(kind, False)
+    special.add_to_gguf(writer, quiet=True)
+    return vocab
