@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -16,6 +17,9 @@ from tuillm.core.config import Config, load_config
 from tuillm.tui.help import HelpScreen, binding_rows
 from tuillm.tui.panes.registry import PANES, Session
 from tuillm.tui.widgets.status_line import MemoryProbe, StatusLine, sample_memory
+
+if TYPE_CHECKING:
+    from tuillm.tui.panes.models import ModelsPane
 
 
 def _pane_bindings() -> list[BindingType]:
@@ -88,6 +92,14 @@ class TuillmApp(App[int]):
         # A click on a tab: give the pane the focus so its keys work at once.
         if event.pane.id is not None and self.focused is None:
             self.action_show_pane(event.pane.id)
+
+    def on_models_pane_model_chosen(self, event: ModelsPane.ModelChosen) -> None:
+        # Enter on a model: chat with it (loaded at once, so the status line shows it).
+        for chat in self.query("#pane-chat"):
+            self.action_show_pane("chat")
+            use_model = getattr(chat, "use_model", None)
+            if callable(use_model):
+                use_model(event.path, event.name)
 
     def get_key_display(self, binding: Binding) -> str:
         display = super().get_key_display(binding)

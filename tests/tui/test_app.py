@@ -32,6 +32,8 @@ async def toast_texts(pilot) -> list[str]:
 async def test_shell_shows_demo_model_footer_and_status(tmp_path: Path) -> None:
     app = make_app([tmp_path])
     async with app.run_test(size=SIZE, notifications=True) as pilot:
+        assert app.current_pane_id() == "chat"  # the app opens ready to chat, as oterm does
+        await pilot.press("f3")
         await wait_for_catalog(pilot)
         rows = table_rows(app)
         demo = next(row for row in rows if row[0] == "demo")
@@ -68,6 +70,7 @@ async def test_status_line_takes_fresh_samples() -> None:
 async def test_f1_lists_every_active_binding(tmp_path: Path) -> None:
     app = make_app([tmp_path])
     async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.press("f3")
         await wait_for_catalog(pilot)
         expected = {(active.node, active.binding.action) for active in app.screen.active_bindings.values()}
         await pilot.press("f1")

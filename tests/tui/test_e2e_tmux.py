@@ -98,6 +98,10 @@ def test_models_table_in_a_real_terminal(isolated_home: Path) -> None:
                                       "HF_HUB_CACHE", "OLLAMA_MODELS", "HF_HUB_OFFLINE")}
     try:
         tmux.start([tuillm_binary()], env)
+        # The app opens on the Chat pane (its prompt); F3 shows the models.
+        # Keys are read once the app is mounted: the footer is filled in a frame after the first paint.
+        tmux.wait_for(lambda s: "Enter sends" in s and "Quit" in line_from_bottom(s, 1), "the Chat pane")
+        tmux("send-keys", "-t", "main", "F3")
         # The footer fills in a frame after the first paint: wait for both.
         screen = tmux.wait_for(lambda s: demo_row(s) is not None and "Quit" in line_from_bottom(s, 1),
                                "the demo model's row and the footer")

@@ -83,6 +83,14 @@ class ModelsPane(Vertical):
             super().__init__()
             self.error = error
 
+    class ModelChosen(Message):
+        """Enter on a row: the app opens the Chat pane with this model."""
+
+        def __init__(self, name: str, path: Path) -> None:
+            super().__init__()
+            self.name = name
+            self.path = path
+
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.session = session
@@ -154,6 +162,13 @@ class ModelsPane(Vertical):
         self.loading_catalog = False
         self.query_one("#models-summary", Label).update("Model discovery failed")
         self.notify(event.error, title="Model discovery failed", severity="error")
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        entries = self.result.entries if self.result else []
+        entry = next((e for e in entries if str(e.info.path) == event.row_key.value), None)
+        if entry is not None:
+            self.post_message(self.ModelChosen(entry.name, entry.info.path))
 
     def on_resize(self) -> None:
         if self.result is not None:

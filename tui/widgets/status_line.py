@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label
+
 from tuillm.core.metadata import format_bytes
 
 NO_MODEL = "no model loaded"

@@ -1,0 +1,64 @@
+"""Shared set-up for the Chat pane tests: an app at 80x24 with a small context, and waits that never hang."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from tests.tui.app_helpers import make_app
+from tuillm.core.chat_engine import Sampling
+from tuillm.core.config import Config
+from tuillm.tui.app import TuillmApp
+
+SIZE = (80, 24)
+# Short greedy replies keep the tests quick on two cores.
+SHORT = Sampling(temperature=0.0, max_tokens=12)
+# Bounds on waiting, only so that a broken app fails the test instead of hanging it (not a timing assertion).
+WAIT_STEP_S = 0.05
+WAIT_STEPS = 3600
+
+
+def chat_app(tmp_path: Path, *, ctx: int = 512, **kwargs) -> TuillmApp:
+    return make_app([tmp_path], config=Config(default_ctx=ctx, model_dirs=[tmp_path]), **kwargs)
+
+
+def chat_pane(app: TuillmApp):
+    return app.query_one("#pane-chat")
+
+
+async def wait_until(pilot: Pilot, ready: Callable[[], bool], what: str) -> None:
+    for _ in range(WAIT_STEPS):
+        if ready():
+            return
+        await pilot.pause(WAIT_STEP_S)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def wait_idle(pilot: Pilot) -> None:
+    """Until no model is loading and no reply is streaming (and the turn's end has been drawn)."""
+    pane = chat_pane(pilot.app)
+    await wait_until(pilot, lambda: not pane.model_loading and not pane.busy, "the chat pane going idle")
+    await pilot.pause()
+
+
+def record_notifications(app: TuillmApp) -> list[str]:
+    """Every notification's text from now on (a toast may expire before a slow step ends)."""
+    seen: list[str] = []
+    notify = app.notify
+
+    def recording(message: str, **kwargs) -> None:
+        seen.append(f"{kwargs.get('title', '')}: {message}")
+        notify(message, **kwargs)
+
+    app.notify = recording  # type: ignore[method-assign]
+    return seen
+
+
+async def send(pilot: Pilot, text: str) -> None:
+    """Type ``text`` in the prompt (which has the focus) and press Enter."""
+    prompt = pilot.app.query_one("#chat-prompt")
+    prompt.focus()
+    prompt.text = text
+    await pilot.press("enter")

@@ -1,0 +1,174 @@
+"""The Chat pane's widgets: the message view (one bubble per stored message) and the prompt area."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Label, Markdown, TextArea
+
+ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
+# A fenced block (``` or ~~~), closed by the same fence or left open at the end (a reply cut short).
+_CODE_BLOCK = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.S | re.M)
+
+
+def last_code_block(text: str) -> str | None:
+    """The content of the last fenced code block in Markdown ``text``, or None when there is none."""
+    blocks = list(_CODE_BLOCK.finditer(text))
+    return blocks[-1].group(2).rstrip("\n") if blocks else None
+
+
+def bubble_header(role: str, complete: bool, stats: dict[str, Any] | None, streaming: bool = False) -> str:
+    head = ROLE_NAMES.get(role, role)
+    if streaming:
+        return f"{head} …"
+    if not complete:
+        stopped = bool(stats) and stats.get("finish_reason") == "cancelled"
+        head += " · stopped" if stopped else " · interrupted"
+    if stats and stats.get("generated_tokens"):
+        head += f" · {stats['generated_tokens']} tokens, {stats.get('tokens_per_s', 0.0):.1f} tok/s"
+    return head
+
+
+class MessageBubble(Vertical):
+    """One message: a header line (who, and the reply's figures) over its Markdown body."""
+
+    def __init__(self, role: str, content: str, *, message_id: int | None = None, complete: bool = True,
+                 stats: dict[str, Any] | None = None, streaming: bool = False) -> None:
+        super().__init__(classes=f"bubble -{role}")
+        self.role = role
+        self.content = content
+        self.message_id = message_id
+        self.complete = complete
+        self.stats = stats
+        self.streaming = streaming
+
+    def compose(self) -> ComposeResult:
+        yield Label(bubble_header(self.role, self.complete, self.stats, self.streaming), classes="bubble-role",
+                    markup=False)
+        yield Markdown(self.content, classes="bubble-body")
+
+    def on_resize(self) -> None:
+        if isinstance(self.parent, ChatView):
+            self.parent.follow()
+
+    @property
+    def markdown(self) -> Markdown:
+        return self.query_one(Markdown)
+
+    async def set_content(self, content: str, *, complete: bool, stats: dict[str, Any] | None) -> None:
+        """The full update that ends a stream (or shows a message changed on disk)."""
+        changed = content != self.content or self.streaming
+        self.content, self.complete, self.stats, self.streaming = content, complete, stats, False
+        self.query_one(".bubble-role", Label).update(bubble_header(self.role, complete, stats))
+        if changed:
+            await self.markdown.update(content)
+
+
+class ChatView(VerticalScroll):
+    """The conversation. Focus it (Shift+Tab from the prompt) to pick a message with ↑/↓ and copy it."""
+
+    HELP_TITLE = "Chat messages"
+    can_focus = True
+    BINDINGS: list[BindingType] = [
+        Binding("up", "select(-1)", "Previous message", show=False),
+        Binding("down", "select(1)", "Next message", show=False),
+        Binding("c", "copy_message", "Copy message", tooltip="Copy the selected message (OSC 52)"),
+        Binding("b", "copy_code", "Copy code", tooltip="Copy the last code block of the selected message"),
+    ]
+
+    class CopyRequested(Message):
+        def __init__(self, bubble: MessageBubble, code: bool) -> None:
+            super().__init__()
+            self.bubble = bubble
+            self.code = code
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.selected: int | None = None
+        # Follow new text only while the user is at the bottom: scrolling up stops it, scrolling back resumes.
+        # (Not Widget.anchor(): it leaves a negative scroll offset when the content is shorter than the view.)
+        self.at_bottom = True
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self.at_bottom = new_value >= self.max_scroll_y - 1
+
+    def follow(self) -> None:
+        """Called when the content grew: keep the end in view if the user was there."""
+        if self.at_bottom:
+            self.scroll_end(animate=False)
+
+    @property
+    def bubbles(self) -> list[MessageBubble]:
+        return list(self.query_children(MessageBubble))
+
+    def selected_bubble(self) -> MessageBubble | None:
+        bubbles = self.bubbles
+        if not bubbles:
+            return None
+        index = len(bubbles) - 1 if self.selected is None else min(self.selected, len(bubbles) - 1)
+        return bubbles[index]
+
+    def _mark(self, focused: bool = True) -> None:
+        current = self.selected_bubble() if focused else None
+        for bubble in self.bubbles:
+            bubble.set_class(bubble is current, "-selected")
+        if current is not None:
+            self.scroll_to_widget(current, animate=False, top=current.outer_size.height > self.size.height)
+
+    def on_focus(self) -> None:
+        self.selected = None  # the newest message first
+        self._mark()
+
+    def on_blur(self) -> None:
+        self._mark(focused=False)
+
+    def action_select(self, step: int) -> None:
+        bubbles = self.bubbles
+        if not bubbles:
+            return
+        index = len(bubbles) - 1 if self.selected is None else self.selected
+        self.selected = max(0, min(len(bubbles) - 1, index + step))
+        self._mark()
+
+    def action_copy_message(self) -> None:
+        bubble = self.selected_bubble()
+        if bubble is not None:
+            self.post_message(self.CopyRequested(bubble, code=False))
+
+    def action_copy_code(self) -> None:
+        bubble = self.selected_bubble()
+        if bubble is not None:
+            self.post_message(self.CopyRequested(bubble, code=True))
+
+
+class ChatPrompt(TextArea):
+    """The message being written: Enter sends; Shift+Enter (terminals that report it) or Ctrl+J add a line."""
+
+    HELP_TITLE = "Prompt"
+
+    class Submitted(Message):
+        def __init__(self, prompt: ChatPrompt, text: str) -> None:
+            super().__init__()
+            self.prompt = prompt
+            self.text = text
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Submitted(self, self.text))
+            return
+        if event.key in ("shift+enter", "ctrl+j"):
+            event.stop()
+            event.prevent_default()
+            if not self.read_only:
+                self.insert("\n")
+            return
+        await super()._on_key(event)
