@@ -37,6 +37,16 @@ def _in_footer(binding: Binding) -> bool:
     return binding.show or binding.action == "command_palette"
 
 
+def _from_textual(node: object, binding: Binding) -> bool:
+    """Whether ``binding`` is declared by one of Textual's own classes (inherited, e.g. a TextArea's keys)."""
+    for cls in type(node).__mro__:
+        for declared in cls.__dict__.get("BINDINGS", ()):
+            action = declared.action if isinstance(declared, Binding) else declared[1]
+            if action == binding.action:
+                return cls.__module__.startswith("textual.")
+    return False
+
+
 def binding_rows(app: App, screen: Screen) -> list[BindingRow]:
     """The active bindings of ``screen`` (focused widget, its parents, the screen, the app), one row per action
     and place, with all keys that trigger it, the footer's key first."""
@@ -49,9 +59,10 @@ def binding_rows(app: App, screen: Screen) -> list[BindingRow]:
         else:
             grouped[slot] = (active.node, binding, [app.get_key_display(binding)])
     rows = []
-    # The keys the footer shows come first, then the rest, each in the binding chain's order (focused widget
-    # first, app-wide last).
-    ordered = sorted(grouped.values(), key=lambda item: not _in_footer(item[1]))
+    # The keys the footer shows come first, then tuillm's own (panes, screens, the app), then the editing keys of
+    # Textual's built-in widgets (a text field alone has dozens); each group in the binding chain's order
+    # (focused widget first, app-wide last).
+    ordered = sorted(grouped.values(), key=lambda item: (not _in_footer(item[1]), _from_textual(item[0], item[1])))
     for node, binding, keys in ordered:
         description = binding.description or binding.tooltip or binding.action.replace("_", " ")
         if binding.tooltip and binding.description and binding.tooltip != binding.description:

@@ -204,5 +204,8 @@ async def test_f1_lists_the_chat_keys(tmp_path: Path) -> None:
         for keys, action in (("esc", "Stop"), ("^n", "New"), ("^r", "Regenerate"), ("^g", "Edit last"),
                              ("^o", "Options"), ("^l", "Chats")):
             assert rows[keys].where == "Chat pane" and rows[keys].description.startswith(action), rows[keys]
+        # The pane's own keys come before the text field's editing keys.
+        wheres = [row.where for row in app.screen.rows]
+        assert max(i for i, w in enumerate(wheres) if w == "Chat pane") < wheres.index("Prompt")
         await pilot.press("escape", "shift+tab", "f1")  # on the messages: their copy keys
         assert {row.keys for row in app.screen.rows if row.where == "Chat messages"} >= {"c", "b"}
