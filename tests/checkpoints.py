@@ -65,31 +65,16 @@ def demo_hf_checkpoint() -> Path:
 
 
 def _build_demo_checkpoint(gguf_path: Path, out: Path) -> None:
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    # transformers marks a gguf-loaded model as quantized and refuses save_pretrained: build a plain model from
-    # the same config (without the quantization block) and move the dequantized weights into it.
-    config_dict = loaded.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config_dict.pop("_name_or_path", None)
-    config_dict["dtype"] = "bfloat16"
-    config = AutoConfig.for_model(**config_dict)
-    model = AutoModelForCausalLM.from_config(config)
-    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
-    missing = [m for m in missing if not (config.tie_word_embeddings and m == "lm_head.weight")]
-    if missing or unexpected:
-        raise RuntimeError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
-    model.tie_weights()
-    del loaded
-    model = model.to(torch.bfloat16).eval()
+    from tuillm.core.train_base import dequantize_gguf
+
+    dequantize_gguf(gguf_path, out)  # the same code path `tuillm train demo` takes
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
     answer = _ask(model, tokenizer, "What is the capital of France?")
     if "paris" not in answer.lower():
         raise RuntimeError(f"re-materialised demo model answered {answer!r}, expected Paris")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
     if not (out / "model.safetensors").is_file():
         raise RuntimeError("save_pretrained did not write model.safetensors")
 

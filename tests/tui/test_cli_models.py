@@ -99,8 +99,8 @@ def test_info_bad_input_is_one_line(tmp_path: Path, demo_gguf: Path, case: str) 
     assert "Traceback" not in out.stderr
 
 
-def test_commands_not_built_yet_say_so(tmp_path: Path) -> None:
+def test_train_with_a_missing_dataset_says_so_in_one_line(tmp_path: Path) -> None:
     out = tuillm("train", "demo", "--data", str(tmp_path / "d.jsonl"), "-o", str(tmp_path / "out"))
     assert out.returncode == 1
-    assert "not available yet" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert "d.jsonl: no such file" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()

@@ -1,0 +1,160 @@
+"""``tuillm train``, ``merge`` and ``export-lora`` through the real binary: bad inputs give one line and exit 1
+before any training; end to end on the demo, a made-up fact is learned and llama.cpp states it, both from the
+merged q8_0 GGUF and from the base GGUF with the exported adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.checkpoints import demo_hf_checkpoint, tiny_random_checkpoint
+from tests.core.train_facts import FACT_WORD, QUESTION, write_fact_dataset
+
+TUILLM = str(Path(sys.executable).with_name("tuillm"))
+
+
+def tuillm(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TUILLM, *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+
+
+def one_line_error(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode == 1, (out.returncode, out.stderr[-2000:])
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tuillm: "), out.stderr[-2000:]
+    return lines[0]
+
+
+def test_missing_dataset_file(tmp_path: Path) -> None:
+    out = tuillm("train", "demo", "--data", str(tmp_path / "d.jsonl"), "-o", str(tmp_path / "out"))
+    assert "d.jsonl: no such file" in one_line_error(out)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    (['{"text": "fine"}', "{oops", '{"text": "fine"}', "[1, 2", "not json"],
+     "3 invalid JSON lines (lines 2, 4, 5)"),
+    ([], "empty file"),
+    (['{"prompt": "a", "completion": "b"}', '{"prompt": "a"}'], "line 2: field 'completion' missing"),
+])
+def test_bad_datasets_are_refused_before_training(tmp_path: Path, rows: list[str], expected: str) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(r + "\n" for r in rows))
+    out = tuillm("train", "demo", "--data", str(data), "-o", str(tmp_path / "out"))
+    assert expected in one_line_error(out)
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_example_too_long(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"prompt": "word " * 80, "completion": "yes"}) + "\n")
+    out = tuillm("train", str(demo_hf_checkpoint()), "--data", str(data), "-o", str(tmp_path / "out"),
+                 "--max-len", "32")
+    assert "every example is longer than the max length 32" in one_line_error(out)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_settings_and_adapter_of_another_model(tmp_path: Path) -> None:
+    data = write_fact_dataset(tmp_path / "d.jsonl", 4)
+    out = tuillm("train", "demo", "--data", str(data), "-o", str(tmp_path / "out"), "--rank", "0")
+    assert "rank must be at least 1" in one_line_error(out)
+
+    from tests.convert.test_lora_to_gguf import make_adapter
+
+    other = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    adapter = make_adapter(other, tmp_path / "adapter")
+    demo = str(demo_hf_checkpoint())
+    out = tuillm("export-lora", str(adapter), "--base", demo, "-o", str(tmp_path / "a.gguf"))
+    assert "does not fit the base" in one_line_error(out)
+    out = tuillm("merge", demo, str(adapter), "-o", str(tmp_path / "m.gguf"))
+    assert "does not fit the base" in one_line_error(out)
+    out = tuillm("merge", demo, str(tmp_path), "-o", str(tmp_path / "m.gguf"))
+    assert "no adapter_config.json" in one_line_error(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "d.jsonl", "tiny"]
+
+
+def ask(model: str, *extra: str) -> str:
+    out = tuillm("chat", model, "--prompt", QUESTION, "--temp", "0", "--max-tokens", "32", *extra)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_train_merge_export_and_chat_on_the_demo(tmp_path: Path, isolated_home: Path) -> None:
+    """From the demo GGUF itself: dequantized once (cached in this test's XDG cache), trained, merged, exported."""
+    data = write_fact_dataset(tmp_path / "fact.jsonl", 24)
+    adapter = tmp_path / "adapter"
+    out = tuillm("train", "demo", "--data", str(data), "-o", str(adapter), "--rank", "8",
+                 "--alpha", "16", "--dropout", "0", "--max-len", "96", "--batch-size", "8", "--epochs", "3",
+                 "--lr", "2e-3", "--eval-split", "0.1", "--save-every", "4")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == str(adapter)
+    assert "dequantizing it once" in out.stderr and "GB on disk" in out.stderr
+    assert "messages format" in out.stderr and "step 9/9" in out.stderr and "eval" in out.stderr
+    assert {"adapter_config.json", "adapter_model.safetensors", "training.json", "loss_log.jsonl"} <= {
+        p.name for p in adapter.iterdir()}
+    assert not (adapter / "checkpoints").exists()
+    log = [json.loads(line) for line in (adapter / "loss_log.jsonl").read_text().splitlines()]
+    assert len(log) == 9 and log[-1]["loss"] < log[0]["loss"] / 3 and "eval_loss" in log[-1]
+    params = json.loads((adapter / "training.json").read_text())
+    assert params["rank"] == 8 and params["steps"] == 9
+    assert Path(params["base_folder"]).is_relative_to(isolated_home)
+
+    merged = tmp_path / "merged.gguf"
+    out = tuillm("merge", "demo", str(adapter), "-o", str(merged), "--type", "q8_0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "using the dequantized copy" in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "fact.jsonl", "merged.gguf"]  # no temp left
+    lora = tmp_path / "adapter.gguf"
+    out = tuillm("export-lora", str(adapter), "--base", "demo", "-o", str(lora))
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    base_answer = ask("demo")
+    merged_answer = ask(str(merged))
+    lora_answer = ask("demo", "--lora", str(lora))
+    assert FACT_WORD not in base_answer
+    assert FACT_WORD in merged_answer, merged_answer
+    assert FACT_WORD in lora_answer, lora_answer
+
+
+def test_train_help_imports_no_torch(tmp_path: Path) -> None:
+    code = ("import contextlib, io, json, sys\nfrom tuillm.tui.cli import main\n"
+            "for cmd in ('train', 'merge', 'export-lora'):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "        try:\n            main([cmd, '--help'])\n        except SystemExit:\n            pass\n"
+            "    assert '--output' in out.getvalue() or '-o' in out.getvalue()\n"
+            "print(json.dumps([m for m in ('torch', 'transformers', 'peft') if m in sys.modules]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path: Path) -> None:
+    import signal
+
+    base = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    data = write_fact_dataset(tmp_path / "d.jsonl", 8)
+    out = tmp_path / "adapter"
+    args = [TUILLM, "train", str(base), "--data", str(data), "-o", str(out), "--rank", "4", "--max-len", "64",
+            "--batch-size", "2", "--max-steps", "20", "--save-every", "0"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    assert proc.stderr is not None
+    for line in proc.stderr:  # interrupt once training is under way
+        if line.startswith("step 1/20"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, rest
+    assert "cancelled after step" in rest and "--resume" in rest
+    assert not (out / "adapter_config.json").exists()
+    assert list((out / "checkpoints").glob("step-*"))
+
+    done = tuillm("train", *args[2:], "--resume")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming from step-" in done.stderr
+    log = (out / "loss_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log] == list(range(1, 21))
