@@ -17,7 +17,6 @@ import ctypes
 import io
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -38,7 +37,7 @@ from tuillm.core.chat_events import (
 from tuillm.core.chat_template import ChatTemplate, load_template
 from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.events import Log
-from tuillm.core.llama_loader import new_llama
+from tuillm.core.llama_loader import LOG_LINES, install_log_capture, last_llama_error, new_llama
 
 KV_TYPES = ("f16", "q8_0", "q4_0")
 Message = Mapping[str, str]
@@ -76,41 +75,6 @@ class Sampling:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Sampling:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-
-# --- llama.cpp log capture ----------------------------------------------------------------------------------------
-# llama.cpp logs through one process-wide callback. We keep its last lines (to explain a failed load in one line)
-# and print nothing: its noise would garble the CLI's stdout/stderr and the TUI's screen.
-_LOG_LINES: deque[str] = deque(maxlen=50)
-_log_callback: Any = None
-
-
-def _install_log_capture() -> None:
-    global _log_callback
-    if _log_callback is not None:
-        return
-    import llama_cpp
-
-    @llama_cpp.llama_log_callback
-    def _capture(level: int, text: bytes, _user: Any) -> None:
-        if level in (3, 4):  # GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR (ggml.h: NONE, DEBUG, INFO, WARN, ERROR)
-            line = text.decode("utf-8", errors="replace").strip()
-            if line:
-                _LOG_LINES.append(line)
-
-    _log_callback = _capture  # the C side keeps only a pointer: hold the function object
-    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
-
-
-def _last_llama_error() -> str:
-    """The most telling line llama.cpp logged, without its function-name prefix."""
-    for line in _LOG_LINES:
-        if "error loading model:" in line:
-            return line.split("error loading model:", 1)[1].strip()
-    for line in reversed(_LOG_LINES):
-        if "error" in line.lower() or "failed" in line.lower():
-            return line.split(": ", 1)[1] if ": " in line else line
-    return _LOG_LINES[-1] if _LOG_LINES else ""
 
 
 class _StopFlag(threading.Event):
@@ -358,8 +322,8 @@ class ChatSession:
         self._unload()
         import llama_cpp
 
-        _install_log_capture()
-        _LOG_LINES.clear()
+        install_log_capture()
+        LOG_LINES.clear()
         kv = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
         t0 = time.perf_counter()
         chatter = io.StringIO()
@@ -389,9 +353,9 @@ class ChatSession:
                 # ctypes pointer, so a wrong adapter slips through. Clear it so close() does not free NULL.
                 llm._lora_adapter = None
                 llm.close()
-                raise ModelFileError(lora, f"llama.cpp could not apply this adapter ({_last_llama_error()})")
+                raise ModelFileError(lora, f"llama.cpp could not apply this adapter ({last_llama_error()})")
         except (ValueError, RuntimeError, OSError) as exc:
-            detail = _last_llama_error() or str(exc)
+            detail = last_llama_error() or str(exc)
             if lora is not None and "lora" in str(exc).lower():
                 raise ModelFileError(lora, f"llama.cpp could not apply this adapter ({detail})") from None
             raise ModelFileError(path, f"llama.cpp could not load it ({detail})") from None
@@ -565,7 +529,7 @@ class ChatSession:
                 finish = "stop"
         except RuntimeError as exc:
             if not stop.is_set():
-                raise TuillmError(f"llama.cpp failed while generating: {_last_llama_error() or exc}") from None
+                raise TuillmError(f"llama.cpp failed while generating: {last_llama_error() or exc}") from None
             finish = "cancelled"  # the prompt evaluation was aborted; llama.cpp drops the unfinished batch
         finally:
             if aborting:

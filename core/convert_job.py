@@ -68,15 +68,24 @@ def quantize_file(src: Path, out: Path, out_type: str, *, emit: Emit = ignore,
     return path
 
 
-def report_quality(src: Path, gguf_path: Path, *, emit: Emit = ignore) -> list[str]:
-    """Run the HF original and the GGUF on the built-in text; the report as lines (also emitted as Logs)."""
+def report_quality(src: Path, gguf_path: Path, out_type: str | None = None, *, emit: Emit = ignore) -> list[str]:
+    """Run the HF original and the GGUF on the built-in text; the report as lines (also emitted as Logs).
+
+    For a quantized ``out_type`` an f16 GGUF of the same checkpoint is written to a temporary folder (and removed)
+    so the perplexity ratio against the f16 is reported too.
+    """
+    import tempfile
+
     from tuillm.core.quality import quality_report
 
+    quantized = out_type is not None and out_type not in ("f32", "f16", "bf16")
     emit(Progress("report", 0, 0, "running the original (transformers) and the result (llama.cpp)"))
-    try:
-        comparison = quality_report(Path(src), Path(gguf_path))
-    except ImportError as exc:
-        raise TuillmError(f"--report needs transformers and torch ({exc.name} is missing)") from None
+    with tempfile.TemporaryDirectory(prefix=".tuillm-report-", dir=Path(gguf_path).parent) as tmp:
+        f16 = convert_checkpoint(Path(src), Path(tmp) / "f16.gguf", "f16") if quantized else None
+        try:
+            comparison = quality_report(Path(src), Path(gguf_path), f16_gguf=f16)
+        except ImportError as exc:
+            raise TuillmError(f"--report needs transformers and torch ({exc.name} is missing)") from None
     lines = comparison.lines()
     for line in lines:
         emit(Log(line))

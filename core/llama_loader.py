@@ -1,4 +1,5 @@
-"""Constructs ``llama_cpp.Llama`` instances: the one place that knows the quirks of the llama.cpp build.
+"""Constructs ``llama_cpp.Llama`` instances: the one place that knows the quirks of the llama.cpp build, and
+keeps llama.cpp's own logging off the terminal.
 
 The Makefile builds llama.cpp without AMX on x86-64, but a user's own (native) build may have it, so the guard
 stays: on an AMX build the extra buffer types are turned off while the model loads.
@@ -6,8 +7,45 @@ stays: on an AMX build the extra buffer types are turned off while the model loa
 
 from __future__ import annotations
 
+import ctypes
 import threading
+from collections import deque
 from typing import Any
+
+# --- llama.cpp log capture ----------------------------------------------------------------------------------------
+# llama.cpp logs through one process-wide callback. We keep its last lines (to explain a failed load in one line)
+# and print nothing: its noise would garble the CLI's stdout/stderr and the TUI's screen.
+LOG_LINES: deque[str] = deque(maxlen=50)
+_log_callback: Any = None
+
+
+def install_log_capture() -> None:
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def _capture(level: int, text: bytes, _user: Any) -> None:
+        if level in (3, 4):  # GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR (ggml.h: NONE, DEBUG, INFO, WARN, ERROR)
+            line = text.decode("utf-8", errors="replace").strip()
+            if line:
+                LOG_LINES.append(line)
+
+    _log_callback = _capture  # the C side keeps only a pointer: hold the function object
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
+def last_llama_error() -> str:
+    """The most telling line llama.cpp logged, without its function-name prefix."""
+    for line in LOG_LINES:
+        if "error loading model:" in line:
+            return line.split("error loading model:", 1)[1].strip()
+    for line in reversed(LOG_LINES):
+        if "error" in line.lower() or "failed" in line.lower():
+            return line.split(": ", 1)[1] if ": " in line else line
+    return LOG_LINES[-1] if LOG_LINES else ""
+
 
 _build_lock = threading.Lock()
 
@@ -31,6 +69,7 @@ def new_llama(model_path: str, **kwargs: Any) -> Any:
     import llama_cpp
     import llama_cpp.llama as llama_module
 
+    install_log_capture()
     if not _amx_build():
         return llama_cpp.Llama(model_path, **kwargs)
     low = llama_module.llama_cpp

@@ -6,7 +6,7 @@ are imported only inside :func:`hf_logits`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -103,16 +103,27 @@ class Comparison:
     max_abs_diff: float
     ppl_reference: float
     ppl_test: float
+    # For a quantized result: the perplexity of the f16 GGUF of the same checkpoint in llama.cpp, the baseline
+    # a quant is judged against (it isolates the quantization from the small f16/engine differences).
+    ppl_f16: float | None = None
 
     @property
     def ppl_ratio(self) -> float:
         return self.ppl_test / self.ppl_reference
 
+    @property
+    def ppl_ratio_f16(self) -> float | None:
+        return self.ppl_test / self.ppl_f16 if self.ppl_f16 else None
+
     def lines(self) -> list[str]:
-        return [f"top-1 agreement   {self.top1_agreement * 100:6.2f}% over {self.tokens} tokens",
-                f"mean KL divergence {self.mean_kl:.5f} nats",
-                f"perplexity        {self.ppl_test:.3f} vs {self.ppl_reference:.3f} for the reference "
-                f"(ratio {self.ppl_ratio:.3f})"]
+        lines = [f"top-1 agreement   {self.top1_agreement * 100:6.2f}% over {self.tokens} tokens",
+                 f"mean KL divergence {self.mean_kl:.5f} nats",
+                 f"perplexity        {self.ppl_test:.3f} vs {self.ppl_reference:.3f} for the original "
+                 f"(ratio {self.ppl_ratio:.3f})"]
+        if self.ppl_ratio_f16 is not None:
+            lines.append(f"perplexity vs f16 {self.ppl_test:.3f} vs {self.ppl_f16:.3f} for the f16 GGUF "
+                         f"(ratio {self.ppl_ratio_f16:.3f})")
+        return lines
 
 
 def compare(reference: np.ndarray, test: np.ndarray, ids: list[int]) -> Comparison:
@@ -130,12 +141,17 @@ def compare(reference: np.ndarray, test: np.ndarray, ids: list[int]) -> Comparis
     )
 
 
-def quality_report(hf_folder: Path, gguf_path: Path, text: str = REPORT_TEXT, max_tokens: int = 512) -> Comparison:
+def quality_report(hf_folder: Path, gguf_path: Path, text: str = REPORT_TEXT, max_tokens: int = 512,
+                   f16_gguf: Path | None = None) -> Comparison:
     """Run the HF original and the GGUF on ``text`` (tokenized by the GGUF's own tokenizer) and compare.
 
-    The perplexity ratio is the GGUF's over the original's (the unquantized reference).
+    Top-1 agreement, KL and the first perplexity ratio are against the original; with ``f16_gguf`` (for a
+    quantized result) the perplexity is also compared with that f16 GGUF's in llama.cpp.
     """
     ids = llama_tokenize(gguf_path, text)[:max_tokens]
     if len(ids) < 2:
         raise TuillmError("quality report: the text is too short")
-    return compare(hf_logits(Path(hf_folder), ids), llama_logits(gguf_path, ids), ids)
+    comparison = compare(hf_logits(Path(hf_folder), ids), llama_logits(gguf_path, ids), ids)
+    if f16_gguf is None:
+        return comparison
+    return replace(comparison, ppl_f16=perplexity(llama_logits(f16_gguf, ids), ids))

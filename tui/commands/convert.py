@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     emit = CliRenderer(quiet=args.quiet)
     out = convert_checkpoint(Path(args.model), Path(args.output), args.type, emit=emit, threads=args.threads)
     if args.report:
-        for line in report_quality(Path(args.model), out):
+        for line in report_quality(Path(args.model), out, args.type):
             print(line)
     print(out)
     return 0
