@@ -59,6 +59,17 @@ class Checkpoint:
         return out
 
 
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold an object; one-line ConvertError otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConvertError(f"{path}: unreadable ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConvertError(f"{path}: not a JSON object")
+    return data
+
+
 def open_checkpoint(folder: Path) -> Checkpoint:
     """Read config.json and every safetensors header; one-line ConvertError on anything missing or broken."""
     folder = Path(folder)
@@ -67,12 +78,7 @@ def open_checkpoint(folder: Path) -> Checkpoint:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise ConvertError(f"{folder}: no config.json (not an HF checkpoint folder)")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConvertError(f"{config_path}: unreadable ({exc.__class__.__name__})") from None
-    if not isinstance(config, dict):
-        raise ConvertError(f"{config_path}: not a JSON object")
+    config = read_json_object(config_path)
     try:
         tensors = read_checkpoint(folder)
     except SafetensorsError as exc:

@@ -11,7 +11,6 @@ No torch: the adapter's safetensors are read with numpy; the base checkpoint onl
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import numpy as np
 
 from tuillm.convert.archs import find_arch
 from tuillm.convert.archs.base import Arch
-from tuillm.convert.checkpoint import Checkpoint, bf16_to_f32, open_checkpoint
+from tuillm.convert.checkpoint import Checkpoint, bf16_to_f32, open_checkpoint, read_json_object
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.output import atomic_output
 from tuillm.convert.safetensors_header import SafetensorsError, read_header
@@ -72,10 +71,7 @@ def open_adapter(folder: Path) -> Adapter:
         raise ConvertError(f"{folder}: not a folder (expected a LoRA adapter folder)")
     if not cfg_path.is_file():
         raise ConvertError(f"{folder}: no adapter_config.json (not a finished PEFT LoRA adapter)")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConvertError(f"{cfg_path}: unreadable ({exc.__class__.__name__})") from None
+    config = read_json_object(cfg_path)
     if config.get("peft_type", "LORA") != "LORA":
         raise ConvertError(f"{folder}: a {config.get('peft_type')} adapter; only LoRA adapters are supported")
     if config.get("use_dora"):

@@ -573,12 +573,9 @@ class ChatPane(Horizontal):
                 self._refresh_list()
                 self._refresh_header()
 
-        try:
-            title = store.get_chat(chat_id).title
-        except StoreError as exc:
-            self.notify(str(exc), title="Chat", severity="error")
-            return
-        self.app.push_screen(RenameScreen(title), renamed)
+        title = self._title_of(chat_id)
+        if title is not None:
+            self.app.push_screen(RenameScreen(title), renamed)
 
     def _delete(self, chat_id: int | None) -> None:
         if chat_id is None or self.store is None:
@@ -601,12 +598,18 @@ class ChatPane(Horizontal):
             self._refresh_list()
             self._refresh_header()
 
+        title = self._title_of(chat_id)
+        if title is not None:
+            self.app.push_screen(ConfirmScreen(f"Delete the chat “{title}”?"), answered)
+
+    def _title_of(self, chat_id: int) -> str | None:
+        """The chat's title, or None (and a notification) when the store cannot say."""
+        assert self.store is not None
         try:
-            title = store.get_chat(chat_id).title
+            return self.store.get_chat(chat_id).title
         except StoreError as exc:
             self.notify(str(exc), title="Chat", severity="error")
-            return
-        self.app.push_screen(ConfirmScreen(f"Delete the chat “{title}”?"), answered)
+            return None
 
     def on_chat_view_copy_requested(self, event: ChatView.CopyRequested) -> None:
         self._copy(event.bubble.content, event.code)
