@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from textual.pilot import Pilot
 from tests.tui.app_helpers import make_app
 from tuillm.core.chat_engine import Sampling
 from tuillm.core.config import Config
+from tuillm.core.store import default_path
 from tuillm.tui.app import TuillmApp
 
 SIZE = (80, 24)
@@ -62,3 +64,17 @@ async def send(pilot: Pilot, text: str) -> None:
     prompt.focus()
     prompt.text = text
     await pilot.press("enter")
+
+
+def saved_reply() -> str:
+    """The assistant text saved so far (read with plain sqlite3, as another process would)."""
+    if not default_path().exists():
+        return ""
+    db = sqlite3.connect(default_path())
+    try:
+        row = db.execute("SELECT content FROM messages WHERE role = 'assistant'").fetchone()
+    except sqlite3.OperationalError:  # the schema is not there yet
+        row = None
+    finally:
+        db.close()
+    return row[0] if row else ""

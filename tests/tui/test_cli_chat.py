@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.core.gguf_copy import copy_gguf
+from tests.tui.chat_helpers import saved_reply
 from tuillm.core.store import ChatStore
 
 TUILLM = str(Path(sys.executable).with_name("tuillm"))
@@ -116,10 +117,8 @@ def test_hostile_template_is_one_line_and_override_works(demo_gguf: Path, tmp_pa
 def test_sigkill_mid_reply_keeps_the_partial_answer(isolated_home: Path) -> None:
     """`--save` streams the reply into the database: a killed process leaves the chat and the text saved so far."""
     import signal
-    import sqlite3
     import time
 
-    from tuillm.core.store import default_path
 
     proc = subprocess.Popen([TUILLM, "chat", "demo", "--save", "--ctx", "1024", "--max-tokens", "900",
                              "--temp", "0.8", "--seed", "3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -127,18 +126,6 @@ def test_sigkill_mid_reply_keeps_the_partial_answer(isolated_home: Path) -> None
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(b"Write a very long story about a lighthouse keeper.\n")
     proc.stdin.flush()  # stdin stays open: the REPL waits for more after this reply
-
-    def saved_reply() -> str:
-        if not default_path().exists():
-            return ""
-        db = sqlite3.connect(default_path())
-        try:
-            row = db.execute("SELECT content FROM messages WHERE role = 'assistant'").fetchone()
-        except sqlite3.OperationalError:  # schema not created yet
-            row = None
-        finally:
-            db.close()
-        return row[0] if row else ""
 
     deadline = time.monotonic() + 120
     while not saved_reply().strip() and proc.poll() is None and time.monotonic() < deadline:

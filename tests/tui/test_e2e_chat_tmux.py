@@ -6,34 +6,20 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sqlite3
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.tui.chat_helpers import saved_reply
 from tests.tui.test_e2e_tmux import Tmux, line_from_bottom, tuillm_binary
-from tuillm.core.store import ChatStore, default_path
+from tuillm.core.store import ChatStore
 
 pytestmark = pytest.mark.slow
 
 QUESTION = "Write a very long story about a lighthouse keeper."
 ENV_KEYS = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "HF_HUB_CACHE", "OLLAMA_MODELS",
             "HF_HUB_OFFLINE")
-
-
-def saved_reply() -> str:
-    """The assistant text saved so far (read with plain sqlite3, as another process would)."""
-    if not default_path().exists():
-        return ""
-    db = sqlite3.connect(default_path())
-    try:
-        row = db.execute("SELECT content FROM messages WHERE role = 'assistant'").fetchone()
-    except sqlite3.OperationalError:  # the schema is not there yet
-        row = None
-    finally:
-        db.close()
-    return row[0] if row else ""
 
 
 def plain(text: str) -> str:
