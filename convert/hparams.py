@@ -6,6 +6,7 @@ Handles transformers 5 ``rope_parameters`` (flat, or per layer type as Gemma 3 h
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import gguf
@@ -56,9 +57,11 @@ def rope_parameters(config: dict) -> tuple[dict, dict]:
         full["rope_theta"] = config["rope_theta"]
     if not swa and config.get("rope_local_base_freq") is not None:
         swa = {"rope_theta": config["rope_local_base_freq"]}
-    for key in ("partial_rotary_factor", "original_max_position_embeddings"):
-        if key not in full and config.get(key) is not None:
-            full[key] = config[key]
+    if "partial_rotary_factor" not in full and config.get("partial_rotary_factor") is not None:
+        full["partial_rotary_factor"] = config["partial_rotary_factor"]
+    # transformers gives a top-level original_max_position_embeddings (Phi-3 style) priority over the rope dict's.
+    if config.get("original_max_position_embeddings") is not None:
+        full["original_max_position_embeddings"] = config["original_max_position_embeddings"]
     return full, swa
 
 
@@ -102,31 +105,64 @@ def add_common(writer: gguf.GGUFWriter, hp: HParams, rope_dim: int | None = None
     add_rope_scaling(writer, hp)
 
 
+# Rope types carried by metadata alone; llama3 and longrope also need per-frequency tensors, which only some
+# architectures load (Arch.tensor_rope_types).
+METADATA_ROPE_TYPES = ("default", "linear", "yarn", "dynamic")
+
+
+def rope_type(hp: HParams) -> str:
+    return str(hp.rope.get("rope_type", "default")).lower()
+
+
+def _yarn_mscale(factor: float, mscale: float = 1.0) -> float:
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
 def add_rope_scaling(writer: gguf.GGUFWriter, hp: HParams) -> None:
     rope = hp.rope
-    kind = str(rope.get("rope_type", "default")).lower()
+    kind = rope_type(hp)
     factor = rope.get("factor")
     if kind == "linear" and factor:
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(float(factor))
-    elif kind == "yarn" and factor:
-        writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
-        writer.add_rope_scaling_factor(float(factor))
-        if rope.get("original_max_position_embeddings"):
-            writer.add_rope_scaling_orig_ctx_len(int(rope["original_max_position_embeddings"]))
-        for key, add in (("beta_fast", writer.add_rope_scaling_yarn_beta_fast),
-                         ("beta_slow", writer.add_rope_scaling_yarn_beta_slow)):
-            if rope.get(key) is not None:
-                add(float(rope[key]))
-        attn = rope.get("attention_factor", rope.get("attn_factor"))
-        if attn is not None:
-            writer.add_rope_scaling_yarn_attn_factor(float(attn))
+    elif kind == "yarn":
+        _add_yarn(writer, hp)
     elif kind in ("default", "llama3", "longrope", "su"):
         pass  # llama3/longrope are carried by extra tensors (see llama3_rope_factors / the phi3 module)
     elif kind == "dynamic":
         pass  # dynamic NTK is applied at run time by transformers only; llama.cpp runs it unscaled
     else:
         raise ConvertError(f"config.json: rope type {kind!r} is not supported")
+
+
+def _add_yarn(writer: gguf.GGUFWriter, hp: HParams) -> None:
+    """YaRN as transformers computes it (modeling_rope_utils._compute_yarn_parameters), in llama.cpp's terms."""
+    rope = hp.rope
+    orig = int(rope.get("original_max_position_embeddings") or hp.n_ctx)
+    factor = float(rope.get("factor") or hp.n_ctx / orig)  # transformers: no factor = the context ratio
+    # llama.cpp computes the correction range itself with beta 32/1, rounded outwards, and does not read the
+    # yarn_beta_* keys for the architectures here: other values would run a different model, so refuse them.
+    betas = (float(rope.get("beta_fast") or 32), float(rope.get("beta_slow") or 1))
+    if betas != (32.0, 1.0):
+        raise ConvertError(f"config.json: YaRN beta_fast/beta_slow {betas[0]:g}/{betas[1]:g} are not supported "
+                           "(llama.cpp runs these architectures with 32/1)")
+    if rope.get("truncate") is False:
+        raise ConvertError("config.json: YaRN with truncate=false is not supported (llama.cpp always truncates)")
+    writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+    writer.add_rope_scaling_factor(factor)
+    writer.add_rope_scaling_orig_ctx_len(orig)
+    # transformers scales cos/sin by attention_factor (default mscale(factor)); llama.cpp applies mscale(factor)
+    # itself and multiplies by rope.scaling.attn_factor, so that key carries the ratio, when there is one.
+    attention = rope.get("attention_factor")
+    if attention is None:
+        mscale, mscale_all_dim = rope.get("mscale"), rope.get("mscale_all_dim")
+        if mscale and mscale_all_dim:
+            attention = _yarn_mscale(factor, float(mscale)) / _yarn_mscale(factor, float(mscale_all_dim))
+        else:
+            attention = _yarn_mscale(factor)
+    ratio = float(attention) / _yarn_mscale(factor)
+    if abs(ratio - 1.0) > 1e-6:
+        writer.add_rope_scaling_attn_factors(ratio)
 
 
 def llama3_rope_factors(hp: HParams) -> np.ndarray | None:

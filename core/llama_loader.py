@@ -50,7 +50,7 @@ def last_llama_error() -> str:
 _build_lock = threading.Lock()
 
 
-def _amx_build() -> bool:
+def amx_build() -> bool:
     import llama_cpp
 
     info = llama_cpp.llama_print_system_info()
@@ -70,7 +70,7 @@ def new_llama(model_path: str, **kwargs: Any) -> Any:
     import llama_cpp.llama as llama_module
 
     install_log_capture()
-    if not _amx_build():
+    if not amx_build():
         return llama_cpp.Llama(model_path, **kwargs)
     low = llama_module.llama_cpp
     with _build_lock:

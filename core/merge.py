@@ -65,7 +65,7 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = "q8_0", *, e
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.merge-", dir=out.parent))
     try:
         emit(Progress("merge", 0, 1, "loading the base and the adapter (transformers + peft)"))
-        _merge_to_folder(folder, Path(adapter_dir), work)
+        _merge_to_folder(folder, Path(adapter_dir), work, check_type(out_type))
         load_tokenizer(folder).save_pretrained(str(work))
         emit(Progress("merge", 1, 1, "merged"))
         if cancel is not None and cancel.is_set():
@@ -75,7 +75,7 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = "q8_0", *, e
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _merge_to_folder(base: Path, adapter_dir: Path, out: Path) -> None:
+def _merge_to_folder(base: Path, adapter_dir: Path, out: Path, out_type: str = "q8_0") -> None:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -83,7 +83,7 @@ def _merge_to_folder(base: Path, adapter_dir: Path, out: Path) -> None:
     from tuillm.core.train_base import quiet_transformers
 
     quiet_transformers()
-    # Merging in float32 keeps the small LoRA delta from vanishing in bf16 rounding; saved in the base's dtype.
+    # Merging in float32 keeps the small LoRA delta from vanishing in bf16 rounding; saved as _save_dtype says.
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=False,
                                                  use_safetensors=True)
     try:
@@ -92,6 +92,27 @@ def _merge_to_folder(base: Path, adapter_dir: Path, out: Path) -> None:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TuillmError(f"{adapter_dir}: peft cannot load it onto {base} ({first})") from None
     merged = model.merge_and_unload()
-    # Saved in float32 (temporary, removed after the conversion): a small LoRA delta rounded to bf16 partly
-    # vanishes; the converter encodes the output type from these exact values.
-    merged.save_pretrained(str(out))
+    merged.to(_save_dtype(merged, base, out_type)).save_pretrained(str(out))
+
+
+def _save_dtype(model, base: Path, out_type: str):  # noqa: ANN001, ANN202 - torch types, imported lazily
+    """The dtype of the temporary merged checkpoint: 2 bytes a weight unless the output needs more.
+
+    The converter rounds to f16 anyway for an f16 output and for llama.cpp's quantizer (its intermediate file is
+    f16 for a checkpoint without bf16 tensors), so f16 gives the very output the float32 merge would, at half
+    the disk. q8_0 is encoded from the checkpoint's values: a float32 base keeps float32 for it; from a
+    bf16/f16 base, f16 (3 bits finer than bf16) holds the merged values closer than the base's own dtype.
+    bf16 instead of f16 only where a weight is beyond f16's range.
+    """
+    import torch
+
+    if out_type == "f32" or (out_type == "q8_0" and _is_f32(base)):
+        return torch.float32
+    if out_type == "bf16":
+        return torch.bfloat16
+    biggest = max(float(p.detach().abs().max()) for p in model.parameters())
+    return torch.float16 if biggest < float(torch.finfo(torch.float16).max) else torch.bfloat16
+
+
+def _is_f32(base: Path) -> bool:
+    return any(t.dtype == "F32" for t in open_checkpoint(base).tensors.values() if len(t.shape) >= 2)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import gguf
 import numpy as np
 
-from tuillm.convert.hparams import HParams, add_common
+from tuillm.convert.errors import ConvertError
+from tuillm.convert.hparams import METADATA_ROPE_TYPES, HParams, add_common, rope_type
 
 
 def no_extra_tensors(config: dict, hp: HParams) -> list[tuple[str, np.ndarray]]:
@@ -30,12 +31,20 @@ class Arch:
     metadata: Callable[[gguf.GGUFWriter, dict, HParams], None] | None = None
     # Tensors computed from the config (rope factors): (gguf name, float32 array).
     extra_tensors: Callable[[dict, HParams], list[tuple[str, np.ndarray]]] = no_extra_tensors
+    # Rope types this architecture carries as tensors (llama.cpp loads rope_freqs / rope_factors_* only for some).
+    tensor_rope_types: tuple[str, ...] = ()
 
     @property
     def gguf_name(self) -> str:
         return gguf.MODEL_ARCH_NAMES[self.gguf_arch]
 
+    def check_rope_type(self, hp: HParams) -> None:
+        kind = rope_type(hp)
+        if kind not in METADATA_ROPE_TYPES and kind not in self.tensor_rope_types:
+            raise ConvertError(f"config.json: rope type {kind!r} is not supported for {self.name}")
+
     def write_metadata(self, writer: gguf.GGUFWriter, config: dict, hp: HParams) -> None:
+        self.check_rope_type(hp)
         add_common(writer, hp)
         if self.metadata is not None:
             self.metadata(writer, config, hp)

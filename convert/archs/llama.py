@@ -14,4 +14,5 @@ def rope_freqs(config: dict, hp: HParams) -> list[tuple[str, np.ndarray]]:
     return [] if factors is None else [("rope_freqs.weight", factors)]
 
 
-ARCH = Arch("llama", ("LlamaForCausalLM",), gguf.MODEL_ARCH.LLAMA, permute_qk=True, extra_tensors=rope_freqs)
+ARCH = Arch("llama", ("LlamaForCausalLM",), gguf.MODEL_ARCH.LLAMA, permute_qk=True, extra_tensors=rope_freqs,
+            tensor_rope_types=("llama3",))

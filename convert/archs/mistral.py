@@ -18,4 +18,4 @@ def _metadata(writer: gguf.GGUFWriter, config: dict, hp: HParams) -> None:
 
 
 ARCH = Arch("mistral", ("MistralForCausalLM",), gguf.MODEL_ARCH.LLAMA, permute_qk=True, metadata=_metadata,
-            extra_tensors=rope_freqs)
+            extra_tensors=rope_freqs, tensor_rope_types=("llama3",))

@@ -9,7 +9,7 @@ import numpy as np
 
 from tuillm.convert.archs.base import Arch
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.hparams import HParams, add_common
+from tuillm.convert.hparams import HParams, add_common, rope_type
 
 
 def _rope_dim(hp: HParams) -> int:
@@ -17,16 +17,19 @@ def _rope_dim(hp: HParams) -> int:
 
 
 def _metadata(writer: gguf.GGUFWriter, config: dict, hp: HParams) -> None:
-    writer.add_rope_dimension_count(_rope_dim(hp))
-    writer.add_rope_scaling_orig_ctx_len(int(hp.rope.get("original_max_position_embeddings", hp.n_ctx)))
+    orig = int(hp.rope.get("original_max_position_embeddings") or hp.n_ctx)
+    if rope_type(hp) != "yarn":  # YaRN writes its own
+        writer.add_rope_scaling_orig_ctx_len(orig)
     # 0 = no sliding window (what llama.cpp expects from Phi-4-style configs without one).
     writer.add_sliding_window(int(config.get("sliding_window") or 0))
-    kind = str(hp.rope.get("rope_type", "default")).lower()
-    if kind in ("longrope", "su") and hp.rope.get("long_factor"):
-        orig = float(hp.rope.get("original_max_position_embeddings", hp.n_ctx))
-        scale = hp.n_ctx / orig
-        attn = math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1.0 else 1.0
-        writer.add_rope_scaling_attn_factors(attn)
+    if rope_type(hp) in ("longrope", "su") and hp.rope.get("long_factor"):
+        # As transformers' _compute_longrope_parameters: an explicit attention_factor wins; else it follows the
+        # scaling factor (explicit, or the ratio of the context lengths). llama.cpp multiplies cos/sin by it.
+        attn = hp.rope.get("attention_factor")
+        if attn is None:
+            factor = float(hp.rope.get("factor") or hp.n_ctx / orig)
+            attn = math.sqrt(1 + math.log(factor) / math.log(orig)) if factor > 1.0 else 1.0
+        writer.add_rope_scaling_attn_factors(float(attn))
 
 
 def _rope_factors(config: dict, hp: HParams) -> list[tuple[str, np.ndarray]]:
@@ -41,8 +44,10 @@ def _rope_factors(config: dict, hp: HParams) -> list[tuple[str, np.ndarray]]:
 
 class _Phi3Arch(Arch):
     def write_metadata(self, writer: gguf.GGUFWriter, config: dict, hp: HParams) -> None:
+        self.check_rope_type(hp)
         add_common(writer, hp, rope_dim=_rope_dim(hp))
         _metadata(writer, config, hp)
 
 
-ARCH = _Phi3Arch("phi3", ("Phi3ForCausalLM",), gguf.MODEL_ARCH.PHI3, extra_tensors=_rope_factors)
+ARCH = _Phi3Arch("phi3", ("Phi3ForCausalLM",), gguf.MODEL_ARCH.PHI3, extra_tensors=_rope_factors,
+                 tensor_rope_types=("longrope", "su"))

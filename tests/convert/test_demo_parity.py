@@ -10,6 +10,7 @@ import pytest
 
 from tests.convert.texts import HELD_OUT, TOKENIZER_MIX
 from tuillm.convert.quantize import convert
+from tuillm.core.llama_loader import amx_build
 from tuillm.core.quality import compare, hf_logits, llama_logits, llama_tokenize, load_llama
 
 pytestmark = pytest.mark.slow
@@ -82,9 +83,11 @@ def test_q4_k_m_perplexity_and_chat(demo_ckpt: Path, demo_f16: Path, tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-q4_k_m.gguf"]  # intermediate removed
     assert gguf.GGUFReader(out).fields["general.file_type"].contents() == 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M
     f16 = compare(llama_logits(demo_f16, held_out_ids), llama_logits(out, held_out_ids), held_out_ids)
-    # Issue target: <= 1.10. Measured 1.107 on this text (llama.cpp's own quantizer; SmolLM2's 576-wide rows
-    # are not K-quant-sized, so most of its matrices fall back to q5_0): the bound below records the reality.
-    assert f16.ppl_ratio <= 1.12, f16
+    # Issue target: <= 1.10. The file is llama.cpp's own q4_k_m (576-wide rows fall back to q5_0/q8_0). The
+    # ratio depends on llama.cpp's CPU kernel for the Q4_K ffn_down matrices: 1.0955 with the repacked kernels
+    # (the Makefile's AVX2 build), 1.107 without them (AMX builds, where llama_loader turns them off), 1.090
+    # with the quantized weights computed exactly in f32.
+    assert f16.ppl_ratio <= (1.12 if amx_build() else 1.10), f16
     # Coherent chat. Greedy decoding of this 135M model hinges on near-ties: for the bare "What is the capital
     # of France?" even the shipped Q4_1 demo GGUF drifts into French; these phrasings are answered by it, by the
     # f16 and by the q4_k_m alike.
