@@ -6,12 +6,11 @@ are imported only inside :func:`hf_logits`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tuillm.core.errors import TuillmError
 from tuillm.core.llama_loader import new_llama
 
 # Original prose (written for this project) used by --report: varied vocabulary, numbers, a little code.
@@ -106,6 +105,7 @@ class Comparison:
     # For a quantized result: the perplexity of the f16 GGUF of the same checkpoint in llama.cpp, the baseline
     # a quant is judged against (it isolates the quantization from the small f16/engine differences).
     ppl_f16: float | None = None
+    baseline_type: str = "f16"  # the 16-bit GGUF's type: bf16 for a bf16 checkpoint
 
     @property
     def ppl_ratio(self) -> float:
@@ -121,8 +121,8 @@ class Comparison:
                  f"perplexity        {self.ppl_test:.3f} vs {self.ppl_reference:.3f} for the original "
                  f"(ratio {self.ppl_ratio:.3f})"]
         if self.ppl_ratio_f16 is not None:
-            lines.append(f"perplexity vs f16 {self.ppl_test:.3f} vs {self.ppl_f16:.3f} for the f16 GGUF "
-                         f"(ratio {self.ppl_ratio_f16:.3f})")
+            lines.append(f"perplexity vs {self.baseline_type} {self.ppl_test:.3f} vs {self.ppl_f16:.3f} for the "
+                         f"{self.baseline_type} GGUF (ratio {self.ppl_ratio_f16:.3f})")
         return lines
 
 
@@ -140,18 +140,3 @@ def compare(reference: np.ndarray, test: np.ndarray, ids: list[int]) -> Comparis
         ppl_test=perplexity(tst, ids),
     )
 
-
-def quality_report(hf_folder: Path, gguf_path: Path, text: str = REPORT_TEXT, max_tokens: int = 512,
-                   f16_gguf: Path | None = None) -> Comparison:
-    """Run the HF original and the GGUF on ``text`` (tokenized by the GGUF's own tokenizer) and compare.
-
-    Top-1 agreement, KL and the first perplexity ratio are against the original; with ``f16_gguf`` (for a
-    quantized result) the perplexity is also compared with that f16 GGUF's in llama.cpp.
-    """
-    ids = llama_tokenize(gguf_path, text)[:max_tokens]
-    if len(ids) < 2:
-        raise TuillmError("quality report: the text is too short")
-    comparison = compare(hf_logits(Path(hf_folder), ids), llama_logits(gguf_path, ids), ids)
-    if f16_gguf is None:
-        return comparison
-    return replace(comparison, ppl_f16=perplexity(llama_logits(f16_gguf, ids), ids))

@@ -114,7 +114,8 @@ def test_cli_report(demo_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert any(line.startswith("mean KL divergence") for line in lines)
     ratio = next(line for line in lines if line.startswith("perplexity "))
     assert 0.95 < float(ratio.rsplit("ratio ", 1)[1].rstrip(")")) < 1.05
-    # q8_0 is a quantized type: its perplexity is also set against the f16 GGUF, whose temporary file is gone.
-    vs_f16 = next(line for line in lines if line.startswith("perplexity vs f16"))
+    # q8_0 is a quantized type: its perplexity is also set against the 16-bit GGUF (bf16, as the checkpoint),
+    # whose temporary file is gone.
+    vs_f16 = next(line for line in lines if line.startswith("perplexity vs bf16"))
     assert 0.98 < float(vs_f16.rsplit("ratio ", 1)[1].rstrip(")")) < 1.03
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-q8_0.gguf"]
