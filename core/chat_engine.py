@@ -146,19 +146,16 @@ def default_gpu_layers(info: Any = None, n_ctx: int | None = None, kv_type: str 
     return -1 if n > info.n_layers else n
 
 
-def _check_memory(path: Path, info: Any, opts: LoadOptions, n_gpu_layers: int) -> None:
-    from tuillm.core import memory
-    from tuillm.core.metadata import format_bytes
+_REDIRECT_LOCK = threading.Lock()
 
-    offloaded = info.n_layers + 1 if n_gpu_layers < 0 else n_gpu_layers
-    est = memory.estimate(info, opts.n_ctx, kv_type=opts.kv_type, n_batch=opts.n_batch,
-                          flash_attn=opts.flash_attn, n_gpu_layers=offloaded)
-    if est.fit == memory.TOO_BIG:
-        raise TuillmError(
-            f"{path}: a context of {opts.n_ctx} tokens needs about {format_bytes(est.total_bytes)} "
-            f"(weights {format_bytes(est.weights_bytes)}, KV cache {format_bytes(est.kv_bytes)}), "
-            f"only {format_bytes(est.available_bytes)} is available; choose a smaller context"
-        )
+
+def _check_memory(info: Any, opts: LoadOptions, n_gpu_layers: int) -> None:
+    # The same check the Models pane's fit marker and the Chat pane make before loading.
+    from tuillm.core.memory import load_refusal
+
+    refusal = load_refusal(info, replace(opts, n_gpu_layers=n_gpu_layers))
+    if refusal is not None:
+        raise TuillmError(refusal)
 
 
 def _fit_messages(messages: list[dict[str, str]], count: Any, n_ctx: int, max_tokens: int,
@@ -309,7 +306,7 @@ class ChatSession:
         n_gpu_layers = (default_gpu_layers(info, opts.n_ctx, opts.kv_type) if opts.n_gpu_layers is None
                         else opts.n_gpu_layers)
         if opts.check_memory:
-            _check_memory(path, info, opts, n_gpu_layers)
+            _check_memory(info, opts, n_gpu_layers)
         if info.context_length and opts.n_ctx > info.context_length:
             self._emit(Log(f"context {opts.n_ctx} is longer than the model was trained for "
                            f"({info.context_length}); quality may drop", "warning"))
@@ -328,7 +325,8 @@ class ChatSession:
         t0 = time.perf_counter()
         chatter = io.StringIO()
         try:
-            with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            # sys.stdout/stderr are process-wide: two loads at once (the A/B view) would restore each other's.
+            with _REDIRECT_LOCK, contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
                 llm = new_llama(
                     str(path),
                     n_ctx=opts.n_ctx,

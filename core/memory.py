@@ -197,3 +197,53 @@ def quant_fits(
     """For an HF checkpoint: each output type with its estimate, largest first (``fit`` says which fit)."""
     return [(quant, estimate(info, n_ctx, quant=quant, available=available))
             for quant in sorted(QUANT_BPW, key=QUANT_BPW.__getitem__, reverse=True)]
+
+
+def estimate_for_load(info: ModelInfo, options: Any, available: int | None = None,
+                      vram: int | None = None, offload: bool | None = None) -> MemoryEstimate:
+    """The estimate for loading ``info`` with ``options`` (a chat_engine.LoadOptions): what the Models pane marks
+    and what the Chat pane checks before it loads. ``n_gpu_layers`` None means what the engine does by default:
+    everything when llama.cpp can offload (``offload``; None: ask llama.cpp), else nothing; -1 means every
+    layer. Without offload every layer counts as RAM, as llama.cpp then ignores n_gpu_layers."""
+    if offload is None:
+        from tuillm.core.hardware import llama_backend
+
+        offload = llama_backend()[0]
+    n_gpu_layers = options.n_gpu_layers
+    if n_gpu_layers is None:
+        n_gpu_layers = -1 if offload else 0
+    elif not offload:
+        n_gpu_layers = 0  # a CPU-only llama.cpp keeps every layer in RAM whatever was asked
+    if n_gpu_layers < 0:
+        n_gpu_layers = info.n_layers + 1
+    return estimate(info, options.n_ctx, kv_type=options.kv_type, n_batch=options.n_batch,
+                    flash_attn=options.flash_attn, n_gpu_layers=n_gpu_layers, available=available, vram=vram)
+
+
+def load_refusal(info: ModelInfo, options: Any, available: int | None = None,
+                 offload: bool | None = None) -> str | None:
+    """Why a load with ``options`` would be refused (its estimate is "too big"), or None when it may go ahead."""
+    from tuillm.core.metadata import format_bytes
+
+    est = estimate_for_load(info, options, available, offload=offload)
+    if est.fit != TOO_BIG:
+        return None
+    return (f"{info.path.name}: a context of {options.n_ctx} tokens needs about {format_bytes(est.total_bytes)} "
+            f"(weights {format_bytes(est.weights_bytes)}, KV cache {format_bytes(est.kv_bytes)}), only "
+            f"{format_bytes(est.available_bytes)} is available; choose a smaller context")
+
+
+def fit_advice(info: ModelInfo, options: Any, available: int | None = None) -> str:
+    """One line of advice: for a GGUF, the largest context that fits with headroom (with the options' KV type and
+    flash attention); for an HF checkpoint, the GGUF types it would fit as (at the options' context)."""
+    if info.format == "gguf":
+        ctx = max_context(info, available, kv_type=options.kv_type, flash_attn=options.flash_attn)
+        if ctx == 0:
+            return "does not fit at any context: free memory or pick a smaller quant"
+        return f"largest context that fits: {ctx:,} tokens"
+    fitting = [q for q, e in quant_fits(info, options.n_ctx, available) if e.fit == FITS]
+    if not fitting:
+        return "fits as no GGUF type, even q2_k"
+    if len(fitting) == len(QUANT_BPW):
+        return "fits as any GGUF type, f32 included"
+    return f"fits as GGUF {fitting[0]} or smaller ({', '.join(fitting[:4])}{'…' if len(fitting) > 4 else ''})"

@@ -148,6 +148,17 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds}s"
 
 
+format_duration = _fmt_time  # the same "1m05s" for the front ends
+
+
+def parse_targets(text: str) -> list[str] | str:
+    """LoRA targets as typed by a user: "default", "all-linear", or comma-separated module names."""
+    text = text.strip() or "default"
+    if text in ("default", "all-linear"):
+        return text
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def _memory_bytes(device: str) -> int:
     import torch
 
@@ -391,8 +402,8 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
         raise TuillmError(f"{out}: already holds a trained adapter; choose another output folder")
     resume_from = latest_checkpoint(out) if config.resume else None
     if not config.resume and latest_checkpoint(out) is not None:
-        raise TuillmError(f"{out}: holds checkpoints of an unfinished run; add --resume to continue it, or choose "
-                          "another output folder")
+        raise TuillmError(f"{out}: holds checkpoints of an unfinished run; resume it (--resume, or Resume in the Train "
+                          "pane), or choose another output folder")
 
     from tuillm.core.train_base import base_folder, load_model, load_tokenizer, pick_device, pick_dtype
 
@@ -518,7 +529,8 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
                 checkpoint()
             if cancel is not None and cancel.is_set() and step < total_steps:
                 path = checkpoint()
-                emit(Log(f"cancelled after step {step}; checkpoint {path} (continue with --resume)", "warning"))
+                emit(Log(f"cancelled after step {step}; checkpoint {path} (--resume, or Resume in the Train pane, "
+                         "continues it)", "warning"))
                 raise Cancelled()
     except torch.OutOfMemoryError:
         raise TuillmError(f"out of memory on {device}; lower --batch-size or --max-len, or add "

@@ -14,16 +14,20 @@ from textual.widget import Widget
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 
 from tuillm.core.config import Config, load_config
+from tuillm.core.hardware import Hardware
 from tuillm.tui.help import HelpScreen, binding_rows
 from tuillm.tui.panes.registry import PANES, Session
 from tuillm.tui.widgets.status_line import MemoryProbe, StatusLine, sample_memory
 
 if TYPE_CHECKING:
+    from tuillm.tui.panes.convert import ConvertPane
     from tuillm.tui.panes.models import ModelsPane
+    from tuillm.tui.panes.train import TrainPane
 
 
 def _pane_bindings() -> list[BindingType]:
-    return [Binding(spec.keys, f"show_pane('{spec.id}')", spec.title, tooltip=f"Show the {spec.title} pane")
+    return [Binding(spec.keys, f"show_pane('{spec.id}')", spec.title, tooltip=f"Show the {spec.title} pane",
+                    id=f"app.show_{spec.id}")
             for spec in PANES]
 
 
@@ -31,9 +35,12 @@ class TuillmApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "tuillm"
     BINDINGS: list[BindingType] = [
-        Binding("f1", "help", "Help", tooltip="List every key that works here"),
+        Binding("f1", "help", "Help", tooltip="List every key that works here", id="app.help"),
         *_pane_bindings(),
-        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Close tuillm and return to the shell"),
+        Binding("f9,alt+s", "settings", "Settings", show=False, id="app.settings",
+                tooltip="Model folders, default load and sampling parameters, theme, key overrides"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Close tuillm and return to the shell",
+                id="app.quit"),
     ]
 
     def __init__(
@@ -44,11 +51,13 @@ class TuillmApp(App[int]):
         available_ram: int | None = None,
         memory_probe: MemoryProbe = sample_memory,
         status_interval: float = 2.0,
+        hardware: Hardware | None = None,
     ) -> None:
-        """``model_dirs`` overrides the config's folders; ``available_ram`` and ``memory_probe`` fix the
-        machine's figures (tests and snapshots use them so the screen is the same on every machine)."""
+        """``model_dirs`` overrides the config's folders; ``available_ram``, ``memory_probe`` and ``hardware`` fix
+        the machine's figures (tests and snapshots use them so the screen is the same on every machine)."""
         super().__init__()
         self.session = Session(config or load_config(), model_dirs, available_ram)
+        self.fixed_hardware = hardware
         self._memory_probe = memory_probe
         self._status_interval = status_interval
 
@@ -67,7 +76,58 @@ class TuillmApp(App[int]):
         if PANES:
             self.action_show_pane(PANES[0].id)
         if self.session.config.problem:
-            self.notify(self.session.config.problem, title="Config", severity="warning", timeout=10)
+            self.notify(self.session.config.problem, title="Config", severity="warning", timeout=10, markup=False)
+        self._apply_ui_settings()
+
+    def _apply_ui_settings(self) -> None:
+        """The config's theme and key overrides (an unknown theme is reported; Textual's stays)."""
+        config = self.session.config
+        if config.theme:
+            if config.theme in self.available_themes:
+                self.theme = config.theme
+            else:
+                self.notify(f"ui.theme = {config.theme!r}: no such theme; using {self.theme}", title="Config",
+                            severity="warning", timeout=10, markup=False)
+        self.set_keymap(config.keys)
+
+    def action_settings(self) -> None:
+        from tuillm.tui.settings_screen import SettingsScreen, binding_ids
+
+        if isinstance(self.screen, SettingsScreen):
+            return
+        self.push_screen(SettingsScreen(self.session.config, sorted(self.available_themes), binding_ids(self)),
+                         self._settings_saved)
+
+    def _settings_saved(self, new: Config | None) -> None:
+        from dataclasses import fields
+
+        from tuillm.core.config import backup_path, save_config
+
+        if new is None:
+            return
+        config = self.session.config
+        unreadable_file = config.problem is not None and not config.raw
+        # The panes hold this Config: change it in place so they see the new values at once.
+        for f in fields(config):
+            setattr(config, f.name, getattr(new, f.name))
+        try:
+            file = save_config(config)
+        except OSError as exc:
+            self.notify(f"could not write {config.path}: {exc.strerror or exc}; the settings apply to this run only",
+                        title="Settings", severity="error", markup=False)
+        else:
+            kept = backup_path(file)
+            note = f" (the unreadable old file is kept as {kept.name})" if unreadable_file and kept.is_file() else ""
+            self.notify(f"saved to {file}{note}", title="Settings", markup=False)
+        self._apply_ui_settings()
+        for chat in self.query("#pane-chat"):
+            if hasattr(chat, "draft_sampling"):
+                chat.draft_sampling = config.sampling  # new chats start with the new defaults
+        # The folders may have changed, and the fit column depends on the load defaults.
+        for models in self.query("#pane-models"):
+            refresh = getattr(models, "action_refresh", None)
+            if callable(refresh):
+                refresh()
 
     @property
     def status_line(self) -> StatusLine:
@@ -93,8 +153,35 @@ class TuillmApp(App[int]):
         if event.pane.id is not None and self.focused is None:
             self.action_show_pane(event.pane.id)
 
+    def on_models_pane_convert_requested(self, event: ModelsPane.ConvertRequested) -> None:
+        # "Send to Convert": the Convert pane takes the model as its source (once that pane exists).
+        if not self.query("#pane-convert"):
+            self.notify("there is no Convert pane in this build", title="Models", severity="warning")
+            return
+        self.action_show_pane("convert")
+        use_source = getattr(self.pane("convert"), "use_source", None)
+        if callable(use_source):
+            use_source(event.path)
+
+    def on_convert_pane_outputs_written(self, event: ConvertPane.OutputsWritten) -> None:
+        # New files from the Convert pane: listed in Models at once.
+        for models in self.query("#pane-models"):
+            include_paths = getattr(models, "include_paths", None)
+            if callable(include_paths):
+                include_paths(event.paths)
+            else:
+                models.action_refresh()
+
     def on_models_pane_model_chosen(self, event: ModelsPane.ModelChosen) -> None:
         # Enter on a model: chat with it (loaded at once, so the status line shows it).
+        for chat in self.query("#pane-chat"):
+            self.action_show_pane("chat")
+            use_model = getattr(chat, "use_model", None)
+            if callable(use_model):
+                use_model(event.path, event.name)
+
+    def on_train_pane_open_in_chat(self, event: TrainPane.OpenInChat) -> None:
+        # The Train pane's "Chat": the merged model, loaded at once in the Chat pane.
         for chat in self.query("#pane-chat"):
             self.action_show_pane("chat")
             use_model = getattr(chat, "use_model", None)
@@ -119,6 +206,8 @@ class TuillmApp(App[int]):
             for command in commands() if callable(commands) else ():
                 yield command._replace(callback=partial(self._run_pane_command, spec.id, command.callback))
         yield SystemCommand("Help: keys", "List every key that works here", self.action_help)
+        yield SystemCommand("Settings", "Model folders, load and sampling defaults, theme, keys (F9)",
+                            self.action_settings)
         yield from super().get_system_commands(screen)
 
     def _run_pane_command(self, pane_id: str, callback: Callable[[], object]) -> None:

@@ -52,8 +52,8 @@ class ChatOptionsScreen(ModalScreen[ChatOptions | None]):
 
     HELP_TITLE = "Chat options"
     BINDINGS: list[BindingType] = [
-        Binding("ctrl+s", "save", "Save", tooltip="Save the options for this chat"),
-        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Save", id="chat.options_save", tooltip="Save the options for this chat"),
+        Binding("escape", "cancel", "Cancel", id="chat.options_cancel", tooltip="Close without saving"),
     ]
 
     def __init__(self, system_prompt: str, sampling: Sampling) -> None:
@@ -92,7 +92,9 @@ class ChatOptionsScreen(ModalScreen[ChatOptions | None]):
 
 
 class RenameScreen(ModalScreen[str | None]):
-    BINDINGS: list[BindingType] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: list[BindingType] = [
+        Binding("escape", "cancel", "Cancel", id="chat.rename_cancel", tooltip="Keep the old title"),
+    ]
 
     def __init__(self, title: str) -> None:
         super().__init__()
@@ -115,8 +117,8 @@ class RenameScreen(ModalScreen[str | None]):
 
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS: list[BindingType] = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
+        Binding("y", "answer(True)", "Yes", id="dialog.confirm_yes", tooltip="Yes, do it"),
+        Binding("n,escape", "answer(False)", "No", id="dialog.confirm_no", tooltip="No, leave it"),
     ]
 
     def __init__(self, question: str) -> None:

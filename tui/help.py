@@ -73,7 +73,7 @@ def binding_rows(app: App, screen: Screen) -> list[BindingRow]:
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS: list[BindingType] = [
-        Binding("escape,f1,q", "dismiss", "Close help"),
+        Binding("escape,f1,q", "dismiss", "Close help", id="help.close"),
     ]
 
     def __init__(self, rows: list[BindingRow]) -> None:

@@ -75,6 +75,12 @@ class Tmux:
                 pytest.fail(f"the screen never showed {what}; last screen:\n{screen}")
             time.sleep(0.2)
 
+    def quit(self) -> None:
+        """Ctrl+Q, as a user quits: the app must exit with status 0."""
+        self("send-keys", "-t", "main", "C-q")
+        self.wait_for(lambda _s: self.exit_status() is not None, "tuillm exiting on ctrl+q")
+        assert self.exit_status() == "0"
+
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
 
@@ -123,12 +129,6 @@ def test_models_table_in_a_real_terminal(isolated_home: Path) -> None:
         screen = tmux.wait_for(lambda s: "no model loaded" in line_from_bottom(s, 2), "the status line")
         assert line_from_bottom(screen, 2).lstrip().startswith("RAM") and "GiB" in line_from_bottom(screen, 2)
 
-        tmux("send-keys", "-t", "main", "C-q")
-        deadline = time.monotonic() + WAIT_LIMIT
-        while tmux.exit_status() is None:
-            if time.monotonic() > deadline:
-                pytest.fail(f"tuillm did not exit on ctrl+q; screen:\n{tmux.screen()}")
-            time.sleep(0.2)
-        assert tmux.exit_status() == "0"
+        tmux.quit()
     finally:
         tmux.kill()

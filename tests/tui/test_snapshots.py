@@ -8,6 +8,7 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 from tests.tui.app_helpers import make_app, wait_for_catalog
+from tuillm.core.hardware import Hardware
 from tuillm.core.store import ChatStore
 
 
@@ -26,8 +27,15 @@ async def chat_shown(pilot: Pilot) -> None:
     await pilot.pause()
 
 
+# The Models pane's hardware line, the same on every machine.
+FIXED_HARDWARE = Hardware(total_ram=16 * 2**30, available_ram=12 * 2**30, physical_cores=8, logical_cores=16,
+                          machine="x86_64", cpu_features=("avx", "avx2", "fma", "f16c"), gpu_offload=False,
+                          gpu_backend=None)
+
+
 def test_models_pane(snap_compare, tmp_path: Path) -> None:
-    assert snap_compare(make_app([tmp_path]), terminal_size=(80, 24), run_before=show_models)
+    app = make_app([tmp_path], hardware=FIXED_HARDWARE)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=show_models)
 
 
 def test_help_screen(snap_compare, tmp_path: Path) -> None:

@@ -75,13 +75,11 @@ def run(args: argparse.Namespace) -> int:
     from tuillm.core.catalog import resolve_model
     from tuillm.core.events import Cancelled
     from tuillm.core.train_data import load_dataset
-    from tuillm.core.train_loop import TrainConfig, train
+    from tuillm.core.train_loop import TrainConfig, parse_targets, train
 
     for path in args.data:  # bad data is reported before the base model is even looked at
         load_dataset(path)
-    targets: Any = args.targets
-    if targets not in ("default", "all-linear"):
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    targets = parse_targets(args.targets)
     config = TrainConfig(
         base=str(resolve_model(args.base)), data=list(args.data), output=str(Path(args.output).expanduser()),
         rank=args.rank, alpha=args.alpha, dropout=args.dropout, targets=targets, max_len=args.max_len,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -29,6 +30,7 @@ from textual.widgets.option_list import Option
 from tuillm.core.chat_conversation import DEFAULT_TITLE, Conversation
 from tuillm.core.chat_engine import ChatSession, LoadOptions, Sampling
 from tuillm.core.chat_events import ContextTrimmed, ModelLoaded, ModelUnloaded, ReplyDone, ReplyStarted, Token
+from tuillm.core.config import load_options_for, sampling_defaults
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Log
 from tuillm.core.store import ChatStore, StoreError
@@ -62,9 +64,9 @@ class ChatList(OptionList):
 
     HELP_TITLE = "Chat list"
     BINDINGS = [
-        Binding("n", "new_chat", "New chat", show=False),
-        Binding("r", "rename", "Rename", tooltip="Rename the highlighted chat"),
-        Binding("delete,d", "delete", "Delete", tooltip="Delete the highlighted chat"),
+        Binding("n", "new_chat", "New chat", show=False, id="chat.list_new", tooltip="Start a new chat"),
+        Binding("r", "rename", "Rename", id="chat.rename", tooltip="Rename the highlighted chat"),
+        Binding("delete,d", "delete", "Delete", id="chat.delete", tooltip="Delete the highlighted chat"),
     ]
 
     def highlighted_chat(self) -> int | None:
@@ -86,13 +88,15 @@ class ChatList(OptionList):
 class ChatPane(Horizontal):
     HELP_TITLE = "Chat pane"
     BINDINGS = [
-        Binding("escape", "stop", "Stop", tooltip="Stop the reply, or cancel editing"),
-        Binding("ctrl+n", "new_chat", "New", tooltip="Start a new chat"),
+        Binding("escape", "stop", "Stop", id="chat.stop", tooltip="Stop the reply, or cancel editing"),
+        Binding("ctrl+n", "new_chat", "New", id="chat.new", tooltip="Start a new chat"),
         # Not in the footer (80 columns); F1 lists them.
-        Binding("ctrl+r", "regenerate", "Regenerate", show=False, tooltip="Answer the last message again"),
-        Binding("ctrl+g", "edit_last", "Edit last", show=False, tooltip="Edit the last message and send it again"),
-        Binding("ctrl+o", "options", "Options", tooltip="System prompt and sampling parameters"),
-        Binding("ctrl+l", "focus_list", "Chats", show=False, tooltip="Go to the chat list"),
+        Binding("ctrl+r", "regenerate", "Regenerate", show=False, id="chat.regenerate",
+                tooltip="Answer the last message again"),
+        Binding("ctrl+g", "edit_last", "Edit last", show=False, id="chat.edit_last",
+                tooltip="Edit the last message and send it again"),
+        Binding("ctrl+o", "options", "Options", id="chat.options", tooltip="System prompt and sampling parameters"),
+        Binding("ctrl+l", "focus_list", "Chats", show=False, id="chat.focus_list", tooltip="Go to the chat list"),
     ]
 
     class EngineEvent(Message):
@@ -136,7 +140,7 @@ class ChatPane(Horizontal):
         self.editing = False  # the prompt holds the last user message, to be resent
         # Options for a chat not created yet (it is created by its first message).
         self.draft_system = ""
-        self.draft_sampling = Sampling()
+        self.draft_sampling = sampling_defaults(session.config)
         self.last_stats: dict[str, Any] | None = None
         self._reply_bubble: MessageBubble | None = None  # the bubble the streaming reply is drawn into
         self._stream: MarkdownStream | None = None
@@ -294,7 +298,26 @@ class ChatPane(Horizontal):
         self.model_loading = True
         self._set_status(f"{self.model_name} (loading…)")
         self._refresh_header()
-        future = self.engine.load(path, LoadOptions(n_ctx=self.session.config.default_ctx))
+        self._checked_load(path, load_options_for(self.session.config, path), then)
+
+    @work(thread=True, group="chat-load", exit_on_error=False)
+    def _checked_load(self, path: Path, options: LoadOptions, then: Turn | None) -> None:
+        # The Models pane's fit marker, judged against the same available RAM: what it marks "too big" is refused
+        # here, before llama.cpp is touched (the engine checks again against the live figure).
+        from tuillm.core.memory import load_refusal
+        from tuillm.core.metadata import read_info
+
+        future: Future[ModelLoaded]
+        try:
+            refusal = load_refusal(read_info(path), options, self.session.available_ram)
+        except Exception:  # a bad file (or anything else): the engine's load reports it, this only pre-checks
+            refusal = None
+        if refusal is not None:
+            future = Future()
+            future.set_exception(TuillmError(refusal))
+            self.post_message(self.LoadFinished(future, then))
+            return
+        future = self.engine.load(path, options)
         future.add_done_callback(lambda f: self.post_message(self.LoadFinished(f, then)))
 
     async def on_chat_pane_load_finished(self, event: LoadFinished) -> None:

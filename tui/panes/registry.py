@@ -45,8 +45,10 @@ class PaneSpec:
 
 # F-keys are what the footer shows; alt+<initial> is the same switch for terminals (or tmux set-ups) that do
 # not pass F-keys through. (Not alt+digit: Textual reads ESC+digit as macOS Option characters, e.g. "™".)
-# Planned: Convert = f4,alt+o; Train = f5,alt+t. Chat comes first: the app opens ready to chat, as oterm does.
+# Chat comes first: the app opens ready to chat, as oterm does.
 PANES: tuple[PaneSpec, ...] = (
     PaneSpec("chat", "Chat", "f2,alt+c", "tuillm.tui.panes.chat:ChatPane"),
     PaneSpec("models", "Models", "f3,alt+m", "tuillm.tui.panes.models:ModelsPane"),
+    PaneSpec("convert", "Convert", "f4,alt+o", "tuillm.tui.panes.convert:ConvertPane"),
+    PaneSpec("train", "Train", "f5,alt+t", "tuillm.tui.panes.train:TrainPane"),
 )

@@ -76,10 +76,14 @@ class ChatView(VerticalScroll):
     HELP_TITLE = "Chat messages"
     can_focus = True
     BINDINGS: list[BindingType] = [
-        Binding("up", "select(-1)", "Previous message", show=False),
-        Binding("down", "select(1)", "Next message", show=False),
-        Binding("c", "copy_message", "Copy message", tooltip="Copy the selected message (OSC 52)"),
-        Binding("b", "copy_code", "Copy code", tooltip="Copy the last code block of the selected message"),
+        Binding("up", "select(-1)", "Previous message", show=False, id="chat.previous_message",
+                tooltip="Select the message above"),
+        Binding("down", "select(1)", "Next message", show=False, id="chat.next_message",
+                tooltip="Select the message below"),
+        Binding("c", "copy_message", "Copy message", id="chat.copy_message",
+                tooltip="Copy the selected message (OSC 52)"),
+        Binding("b", "copy_code", "Copy code", id="chat.copy_code",
+                tooltip="Copy the last code block of the selected message"),
     ]
 
     class CopyRequested(Message):
