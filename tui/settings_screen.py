@@ -33,7 +33,9 @@ def binding_ids(app: App) -> dict[str, str]:
     """Every binding id of the app and its mounted widgets, with its keys as declared (before the keymap) and
     what it does, as one line of text."""
     from tuillm.tui.chat_dialogs import ChatOptionsScreen, ConfirmScreen, RenameScreen
+    from tuillm.tui.help import HelpScreen
     from tuillm.tui.models_dialogs import AddFolderScreen, ModelDetailsScreen, ModelSettingsScreen
+    from tuillm.tui.train_ab import ABScreen
 
     nodes: list[Any] = [app, *app.screen_stack]
     for screen in app.screen_stack:
@@ -41,7 +43,7 @@ def binding_ids(app: App) -> dict[str, str]:
     # The dialogs' keys too, though none of them is open now.
     classes: list[type] = [type(node) for node in nodes]
     classes += [SettingsScreen, ModelDetailsScreen, ModelSettingsScreen, AddFolderScreen, ConfirmScreen,
-                ChatOptionsScreen, RenameScreen]
+                ChatOptionsScreen, RenameScreen, HelpScreen, ABScreen]
     found: dict[str, str] = {}
     for widget_class in classes:
         for cls in widget_class.__mro__:
