@@ -173,20 +173,20 @@ class TuillmApp(App[int]):
                 models.action_refresh()
 
     def on_models_pane_model_chosen(self, event: ModelsPane.ModelChosen) -> None:
-        # Enter on a model: chat with it (loaded at once, so the status line shows it).
-        for chat in self.query("#pane-chat"):
-            self.action_show_pane("chat")
-            use_model = getattr(chat, "use_model", None)
-            if callable(use_model):
-                use_model(event.path, event.name)
+        # Enter on a model: chat with it.
+        self.chat_with(event.path, event.name)
 
     def on_train_pane_open_in_chat(self, event: TrainPane.OpenInChat) -> None:
-        # The Train pane's "Chat": the merged model, loaded at once in the Chat pane.
+        # The Train pane's "Chat": the merged model.
+        self.chat_with(event.path, event.name)
+
+    def chat_with(self, path: Path, name: str) -> None:
+        """Show the Chat pane with this model, loaded at once (so the status line shows it)."""
         for chat in self.query("#pane-chat"):
             self.action_show_pane("chat")
             use_model = getattr(chat, "use_model", None)
             if callable(use_model):
-                use_model(event.path, event.name)
+                use_model(path, name)
 
     def get_key_display(self, binding: Binding) -> str:
         display = super().get_key_display(binding)
