@@ -236,7 +236,7 @@ def convert_hf(folder: Path, out_path: Path, out_type: str = "f16", *, progress:
     arch = find_arch(ck.config)
     n_vocab = _embedding_rows(ck)
     hp = read_hparams(ck.config, n_vocab)
-    read_vocab(folder, n_vocab)  # fail on a bad tokenizer before anything is written
+    vocab = read_vocab(folder, n_vocab)  # fail on a bad tokenizer before anything is written
     plan = _plan(ck, arch, hp, DIRECT_TYPES[out_type])
     _return_freed_memory_to_os()
     threads = threads or max(1, min(4, os.cpu_count() or 1))
@@ -255,7 +255,7 @@ def convert_hf(folder: Path, out_path: Path, out_type: str = "f16", *, progress:
             if out_type == "q8_0":
                 writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
             arch.write_metadata(writer, ck.config, hp)
-            add_vocab(writer, folder, n_vocab, arch.add_space_prefix)
+            add_vocab(writer, folder, vocab, arch.add_space_prefix)
             for p in plan:
                 writer.add_tensor_info(p.gguf_name, p.shape, np.dtype(np.float32), p.nbytes, raw_dtype=p.qtype)
             writer.write_header_to_file()

@@ -119,20 +119,18 @@ def _yarn_mscale(factor: float, mscale: float = 1.0) -> float:
 
 
 def add_rope_scaling(writer: gguf.GGUFWriter, hp: HParams) -> None:
-    rope = hp.rope
+    """The scaling keys of linear and YaRN rope; the type was checked first (``Arch.check_rope_type``).
+
+    Nothing for the others: llama3/longrope are carried by extra tensors (see llama3_rope_factors / the phi3
+    module), and dynamic NTK is applied at run time by transformers only (llama.cpp runs it unscaled).
+    """
     kind = rope_type(hp)
-    factor = rope.get("factor")
+    factor = hp.rope.get("factor")
     if kind == "linear" and factor:
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(float(factor))
     elif kind == "yarn":
         _add_yarn(writer, hp)
-    elif kind in ("default", "llama3", "longrope", "su"):
-        pass  # llama3/longrope are carried by extra tensors (see llama3_rope_factors / the phi3 module)
-    elif kind == "dynamic":
-        pass  # dynamic NTK is applied at run time by transformers only; llama.cpp runs it unscaled
-    else:
-        raise ConvertError(f"config.json: rope type {kind!r} is not supported")
 
 
 def _add_yarn(writer: gguf.GGUFWriter, hp: HParams) -> None:
@@ -167,9 +165,9 @@ def _add_yarn(writer: gguf.GGUFWriter, hp: HParams) -> None:
 
 def llama3_rope_factors(hp: HParams) -> np.ndarray | None:
     """The per-frequency divisors Llama 3.1+ applies (rope_type llama3), as llama.cpp's rope_freqs tensor."""
-    rope = hp.rope
-    if str(rope.get("rope_type", "")).lower() != "llama3":
+    if rope_type(hp) != "llama3":
         return None
+    rope = hp.rope
     factor = float(rope.get("factor", 8.0))
     low = float(rope.get("low_freq_factor", 1.0))
     high = float(rope.get("high_freq_factor", 4.0))

@@ -24,6 +24,7 @@ from tuillm.convert.archs import find_arch
 from tuillm.convert.archs.base import Arch
 from tuillm.convert.checkpoint import Checkpoint, bf16_to_f32, open_checkpoint, read_json_object
 from tuillm.convert.errors import ConvertError
+from tuillm.convert.hf_to_gguf import DIRECT_TYPES, _permute
 from tuillm.convert.output import atomic_output
 from tuillm.convert.safetensors_header import SafetensorsError, read_header
 
@@ -131,11 +132,6 @@ def _read_f32(ck: Checkpoint, name: str) -> np.ndarray:
     return raw.astype(np.float32, copy=False)
 
 
-def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
-    # The converter's row interleave for llama.cpp's rope (see hf_to_gguf), applied to lora_b's output rows.
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
 def _permute_heads(arch: Arch, config: dict, module: str) -> int | None:
     if not arch.permute_qk:
         return None
@@ -165,8 +161,7 @@ def lora_to_gguf(adapter_dir: Path, base_dir: Path, out_path: Path, out_type: st
         if gguf_name is None:
             raise ConvertError(f"{pair.module} has no GGUF name for {arch.name}")
         planned.append((gguf_name, pair))
-    qtype = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
-             "bf16": gguf.GGMLQuantizationType.BF16}[out_type]
+    qtype = DIRECT_TYPES[out_type]
     with atomic_output(Path(out_path), "lora") as tmp:
         writer = gguf.GGUFWriter(tmp, arch.gguf_name)
         writer.add_type(gguf.GGUFType.ADAPTER)
@@ -177,7 +172,7 @@ def lora_to_gguf(adapter_dir: Path, base_dir: Path, out_path: Path, out_type: st
             a = _read_f32(adapter.tensors, pair.a)
             b = _read_f32(adapter.tensors, pair.b)
             heads = _permute_heads(arch, base.config, pair.module)
-            if heads:
+            if heads:  # the converter's row interleave for llama.cpp's rope, on lora_b's output rows
                 b = _permute(b, heads)
             for suffix, values in ((".lora_a", a), (".lora_b", b)):
                 if qtype == gguf.GGMLQuantizationType.F32:

@@ -27,7 +27,7 @@ from pathlib import Path
 import gguf
 
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.hf_to_gguf import DIRECT_TYPES, ConvertProgress, ProgressFn, _choose_type, convert_hf
+from tuillm.convert.hf_to_gguf import DIRECT_TYPES, ConvertProgress, ProgressFn, _choose_type, _nbytes, convert_hf
 from tuillm.convert.output import atomic_output, temp_name
 
 Q = gguf.GGMLQuantizationType
@@ -75,11 +75,7 @@ class TensorShape:
 
 def tensor_bytes(ne: tuple[int, ...], qtype: gguf.GGMLQuantizationType) -> int:
     """Bytes of a tensor of ``qtype`` in a GGUF file, with the alignment padding that follows it."""
-    block, type_size = gguf.GGML_QUANT_SIZES[qtype]
-    n = 1
-    for d in ne:
-        n *= int(d)
-    nbytes = n // block * type_size
+    nbytes = _nbytes(ne, qtype)
     return nbytes + (-nbytes % GGUF_ALIGNMENT)
 
 
@@ -222,12 +218,9 @@ def quantize_gguf(in_path: Path, out_path: Path, out_type: str, *, threads: int 
     in_path, out_path = Path(in_path), Path(out_path)
     if not in_path.is_file():
         raise ConvertError(f"{in_path}: no such file")
-    with in_path.open("rb") as f:
-        if f.read(4) != b"GGUF":
-            raise ConvertError(f"{in_path}: not a GGUF file")
     if in_path.resolve() == out_path.resolve():
         raise ConvertError(f"{out_path}: output would overwrite the input")
-    try:
+    try:  # also refuses a file that is not a GGUF
         tensors, n_gqa, header = gguf_tensors(in_path)
     except (OSError, ValueError) as exc:
         raise ConvertError(f"{in_path}: unreadable GGUF ({exc.__class__.__name__})") from None
@@ -310,13 +303,13 @@ def _quantize_in_this_process(in_path: str, out_path: str, out_type: str, thread
 
 
 def convert(folder: Path, out_path: Path, out_type: str = "f16", *, progress: ProgressFn | None = None,
-            threads: int | None = None, intermediate: str | None = None) -> Path:
+            threads: int | None = None) -> Path:
     """HF checkpoint folder -> GGUF of any supported type (see ``OUTPUT_TYPES``)."""
     out_type = check_type(out_type)
     out_path = Path(out_path)
     if out_type in DIRECT_TYPES:
         return convert_hf(folder, out_path, out_type, progress=progress, threads=threads)
-    mid_type = intermediate or intermediate_type(Path(folder))
+    mid_type = intermediate_type(Path(folder))
     mid = temp_name(out_path, f"{mid_type}.gguf")
     try:
         convert_hf(folder, mid, mid_type, progress=progress, threads=threads)

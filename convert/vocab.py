@@ -7,13 +7,13 @@ specials) and the list is padded to the embedding rows.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
 
+from tuillm.convert.checkpoint import read_json_object
 from tuillm.convert.errors import ConvertError
 
 # llama.cpp pre-tokenizer names, recognised from the tokenizer.json pre_tokenizer they stand for.
@@ -60,15 +60,8 @@ def bpe_pre_name(tokenizer_json: dict) -> str:
     raise ConvertError(f"tokenizer.json: unknown BPE pre-tokenizer {kinds}; known: {', '.join(SUPPORTED_PRE)}")
 
 
-def _load_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConvertError(f"{path}: unreadable ({exc.__class__.__name__})") from None
-
-
 def _bpe_vocab(folder: Path, n_vocab: int) -> Vocab:
-    tj = _load_json(folder / "tokenizer.json")
+    tj = read_json_object(folder / "tokenizer.json")
     model = tj.get("model", {})
     if model.get("type") != "BPE" or model.get("byte_fallback"):
         raise ConvertError(f"{folder}: tokenizer.json is not a byte-level BPE and there is no tokenizer.model")
@@ -125,9 +118,9 @@ def _spm_vocab(folder: Path, n_vocab: int) -> Vocab:
     # Added tokens (chat markers...) override or extend the SentencePiece pieces.
     added: list[tuple[int, str, bool]] = []
     if (folder / "added_tokens.json").is_file():
-        added += [(i, t, False) for t, i in _load_json(folder / "added_tokens.json").items()]
+        added += [(i, t, False) for t, i in read_json_object(folder / "added_tokens.json").items()]
     if (folder / "tokenizer.json").is_file():
-        added += [(a["id"], a["content"], bool(a.get("special"))) for a in _load_json(folder / "tokenizer.json")
+        added += [(a["id"], a["content"], bool(a.get("special"))) for a in read_json_object(folder / "tokenizer.json")
                   .get("added_tokens", [])]
     for i, text, special in added:
         if i >= n_vocab:
@@ -150,9 +143,10 @@ def read_vocab(folder: Path, n_vocab: int) -> Vocab:
     raise ConvertError(f"{folder}: no tokenizer (tokenizer.json or tokenizer.model)")
 
 
-def add_vocab(writer: gguf.GGUFWriter, folder: Path, n_vocab: int, add_space_prefix: bool | None = None) -> Vocab:
-    """Write the tokenizer keys; add_bos/add_eos are always written (False when the tokenizer adds nothing)."""
-    vocab = read_vocab(folder, n_vocab)
+def add_vocab(writer: gguf.GGUFWriter, folder: Path, vocab: Vocab, add_space_prefix: bool | None = None) -> None:
+    """Write the tokenizer keys of ``vocab`` (from ``read_vocab(folder, ...)``); add_bos/add_eos are always written
+    (False when the tokenizer adds nothing)."""
+    n_vocab = len(vocab.tokens)
     writer.add_tokenizer_model(vocab.model)
     writer.add_tokenizer_pre(vocab.pre)
     writer.add_token_list(vocab.tokens)
@@ -165,4 +159,3 @@ def add_vocab(writer: gguf.GGUFWriter, folder: Path, n_vocab: int, add_space_pre
     for kind in ("bos", "eos"):
         special.add_special_token.setdefault(kind, False)
     special.add_to_gguf(writer, quiet=True)
-    return vocab

@@ -159,14 +159,15 @@ def _whole(lo: int) -> Any:
     return check
 
 
-# [load] key -> (Config attribute, ModelDefaults attribute, check)
-LOAD_KEYS: dict[str, tuple[str, str, Any]] = {
-    "ctx": ("default_ctx", "ctx", _ctx),
-    "n_gpu_layers": ("n_gpu_layers", "n_gpu_layers", _gpu_layers),
-    "threads": ("threads", "threads", _threads),
-    "kv_type": ("kv_type", "kv_type", _kv_type),
-    "flash_attn": ("flash_attn", "flash_attn", _bool),
+# [load] key (also the ModelDefaults attribute) -> (Config attribute, check)
+LOAD_KEYS: dict[str, tuple[str, Any]] = {
+    "ctx": ("default_ctx", _ctx),
+    "n_gpu_layers": ("n_gpu_layers", _gpu_layers),
+    "threads": ("threads", _threads),
+    "kv_type": ("kv_type", _kv_type),
+    "flash_attn": ("flash_attn", _bool),
 }
+LOAD_CHECKS: dict[str, Any] = {key: check for key, (_attr, check) in LOAD_KEYS.items()}
 SAMPLING_KEYS: dict[str, Any] = {
     "temperature": _number(0.0, 5.0),
     "top_p": _number(0.0, 1.0),
@@ -181,7 +182,7 @@ SCAN_KEYS = ("scan_hf_cache", "scan_ollama", "scan_lmstudio")
 def check_value(section: str, key: str, value: Any) -> Any:
     """The validated value of ``section.key`` (the settings screen checks its fields with this too)."""
     if section == "load":
-        return LOAD_KEYS[key][2](value)
+        return LOAD_CHECKS[key](value)
     if section == "sampling":
         return SAMPLING_KEYS[key](value)
     raise KeyError(f"{section}.{key}")
@@ -224,36 +225,31 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
     def bad(key: str, value: Any, expected: str) -> None:
         problems.append(f"{key} = {value!r} is not {expected}; using the default")
 
+    def checked(table: dict[str, Any], name: str, checks: dict[str, Any]) -> dict[str, Any]:
+        """The valid values of ``table``'s keys that ``checks`` knows; each bad one is reported."""
+        values: dict[str, Any] = {}
+        for key, check in checks.items():
+            if key in table:
+                try:
+                    values[key] = check(table[key])
+                except ValueError as exc:
+                    bad(f"{name}.{key}", table[key], str(exc))
+        return values
+
     models = _table(data, "models", problems)
     dirs = models.get("dirs")
     if isinstance(dirs, list) and all(isinstance(d, str) for d in dirs):
         config.model_dirs = [Path(d).expanduser() for d in dirs]
     elif dirs is not None:
         problems.append("models.dirs must be a list of paths; using the default folders")
-    for key in SCAN_KEYS:
-        if key in models:
-            try:
-                setattr(config, key, _bool(models[key]))
-            except ValueError as exc:
-                bad(f"models.{key}", models[key], str(exc))
+    for key, value in checked(models, "models", dict.fromkeys(SCAN_KEYS, _bool)).items():
+        setattr(config, key, value)
 
-    load = _table(data, "load", problems)
-    for key, (attr, _model_attr, check) in LOAD_KEYS.items():
-        if key in load:
-            try:
-                setattr(config, attr, check(load[key]))
-            except ValueError as exc:
-                bad(f"load.{key}", load[key], str(exc))
+    for key, value in checked(_table(data, "load", problems), "load", LOAD_CHECKS).items():
+        setattr(config, LOAD_KEYS[key][0], value)
 
-    sampling = _table(data, "sampling", problems)
-    values: dict[str, Any] = {}
-    for key, check in SAMPLING_KEYS.items():
-        if key in sampling:
-            try:
-                values[key] = check(sampling[key])
-            except ValueError as exc:
-                bad(f"sampling.{key}", sampling[key], str(exc))
-    config.sampling = replace(config.sampling, **values)
+    config.sampling = replace(config.sampling, **checked(_table(data, "sampling", problems), "sampling",
+                                                         SAMPLING_KEYS))
 
     ui = _table(data, "ui", problems)
     if "theme" in ui:
@@ -273,15 +269,8 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
         if not isinstance(table, dict):
             problems.append(f'[model."{model}"] must be a table; ignored')
             continue
-        settings: dict[str, Any] = {}
-        for key, value in table.items():
-            if key not in LOAD_KEYS:
-                continue  # kept in raw, written back as it was
-            try:
-                settings[LOAD_KEYS[key][1]] = LOAD_KEYS[key][2](value)
-            except ValueError as exc:
-                bad(f'model."{model}".{key}', value, str(exc))
-        defaults = ModelDefaults(**settings)
+        # Keys other than [load]'s are kept in raw and written back as they were.
+        defaults = ModelDefaults(**checked(table, f'model."{model}"', LOAD_CHECKS))
         if not defaults.is_empty():
             config.model_defaults[model_key(model)] = defaults
     return problems
@@ -310,7 +299,7 @@ def to_toml_data(config: Config) -> dict[str, Any]:
     for key in SCAN_KEYS:
         models[key] = getattr(config, key)
     load = section("load")
-    for key, (attr, _model_attr, _check) in LOAD_KEYS.items():
+    for key, (attr, _check) in LOAD_KEYS.items():
         load[key] = _load_value(getattr(config, attr), key)
     sampling = section("sampling")
     for key in SAMPLING_KEYS:
@@ -327,8 +316,8 @@ def to_toml_data(config: Config) -> dict[str, Any]:
         # Keep what the user wrote in that table beyond our keys.
         old = next((t for name, t in old_models.items() if model_key(name) == model and isinstance(t, dict)), {})
         table = {k: v for k, v in old.items() if k not in LOAD_KEYS}
-        for key, (_attr, model_attr, _check) in LOAD_KEYS.items():
-            value = getattr(defaults, model_attr)
+        for key in LOAD_KEYS:
+            value = getattr(defaults, key)
             if value is not None:
                 table[key] = value
         per_model[model] = table

@@ -234,12 +234,19 @@ def _reports(src: Path, results: list[OutputResult], mid: Path | None, emit: Emi
         reference = llama_logits(src, ids)
         against = f"the input {src.name}"
     check_cancel()
-    ppl_mid = perplexity(llama_logits(mid, ids), ids) if mid is not None else None
+    mid_logits = llama_logits(mid, ids) if mid is not None else None
+    ppl_mid = perplexity(mid_logits, ids) if mid_logits is not None else None
+    # The baseline is a requested f16/bf16 output when there is one, else the temporary intermediate.
+    given = next((r.out_type for r in results if r.path == mid), None)
+    baseline_type = (given or intermediate_type(src)) if ppl_mid is not None else None
+    if not any(r.path == mid for r in results):
+        mid_logits = None  # a temporary 16-bit file: only its perplexity was needed
     for i, result in enumerate(results, 1):
         check_cancel()
-        comparison = compare(reference, llama_logits(result.path, ids), ids)
+        logits = mid_logits if mid_logits is not None and result.path == mid else llama_logits(result.path, ids)
+        comparison = compare(reference, logits, ids)
         if result.out_type not in UNQUANTIZED and ppl_mid is not None and result.path != mid:
-            comparison = replace(comparison, ppl_f16=ppl_mid, baseline_type=intermediate_type(src))
+            comparison = replace(comparison, ppl_f16=ppl_mid, baseline_type=baseline_type)
         result.report = [f"{result.path.name} against {against}:", *comparison.lines()]
         for line in result.report:
             emit(Log(line))

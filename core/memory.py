@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tuillm.core.metadata import ModelInfo
+from tuillm.core.metadata import ModelInfo, format_bytes
 
 KV_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32,
                  "q4_1": 20 / 32, "q4_0": 18 / 32}
@@ -200,7 +200,7 @@ def quant_fits(
 
 
 def estimate_for_load(info: ModelInfo, options: Any, available: int | None = None,
-                      vram: int | None = None, offload: bool | None = None) -> MemoryEstimate:
+                      offload: bool | None = None) -> MemoryEstimate:
     """The estimate for loading ``info`` with ``options`` (a chat_engine.LoadOptions): what the Models pane marks
     and what the Chat pane checks before it loads. ``n_gpu_layers`` None means what the engine does by default:
     everything when llama.cpp can offload (``offload``; None: ask llama.cpp), else nothing; -1 means every
@@ -217,14 +217,12 @@ def estimate_for_load(info: ModelInfo, options: Any, available: int | None = Non
     if n_gpu_layers < 0:
         n_gpu_layers = info.n_layers + 1
     return estimate(info, options.n_ctx, kv_type=options.kv_type, n_batch=options.n_batch,
-                    flash_attn=options.flash_attn, n_gpu_layers=n_gpu_layers, available=available, vram=vram)
+                    flash_attn=options.flash_attn, n_gpu_layers=n_gpu_layers, available=available)
 
 
 def load_refusal(info: ModelInfo, options: Any, available: int | None = None,
                  offload: bool | None = None) -> str | None:
     """Why a load with ``options`` would be refused (its estimate is "too big"), or None when it may go ahead."""
-    from tuillm.core.metadata import format_bytes
-
     est = estimate_for_load(info, options, available, offload=offload)
     if est.fit != TOO_BIG:
         return None

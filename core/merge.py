@@ -16,7 +16,7 @@ from tuillm.convert.checkpoint import open_checkpoint
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.lora_to_gguf import check_fits, lora_to_gguf, open_adapter
 from tuillm.convert.quantize import check_type
-from tuillm.core.errors import TuillmError
+from tuillm.core.errors import TuillmError, first_line
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
 
 
@@ -52,7 +52,7 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = "q8_0", *, e
 
     out = Path(out)
     try:
-        check_type(out_type)
+        out_type = check_type(out_type)
     except ConvertError as exc:
         raise TuillmError(str(exc)) from None
     if out.is_dir():
@@ -65,7 +65,7 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = "q8_0", *, e
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.merge-", dir=out.parent))
     try:
         emit(Progress("merge", 0, 1, "loading the base and the adapter (transformers + peft)"))
-        _merge_to_folder(folder, Path(adapter_dir), work, check_type(out_type))
+        _merge_to_folder(folder, Path(adapter_dir), work, out_type)
         load_tokenizer(folder).save_pretrained(str(work))
         emit(Progress("merge", 1, 1, "merged"))
         if cancel is not None and cancel.is_set():
@@ -89,8 +89,7 @@ def _merge_to_folder(base: Path, adapter_dir: Path, out: Path, out_type: str = "
     try:
         model = PeftModel.from_pretrained(model, str(adapter_dir))
     except (ValueError, RuntimeError, KeyError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TuillmError(f"{adapter_dir}: peft cannot load it onto {base} ({first})") from None
+        raise TuillmError(f"{adapter_dir}: peft cannot load it onto {base} ({first_line(exc)})") from None
     merged = model.merge_and_unload()
     merged.to(_save_dtype(merged, base, out_type)).save_pretrained(str(out))
 

@@ -89,8 +89,12 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 
 def perplexity(logits: np.ndarray, ids: list[int]) -> float:
     """exp of the mean negative log-likelihood of ids[1:] given the logits at positions [:-1]."""
-    lp = _log_softmax(logits[:-1])
-    nll = -lp[np.arange(len(ids) - 1), np.asarray(ids[1:])]
+    return _perplexity(_log_softmax(logits[:-1]), ids)
+
+
+def _perplexity(log_probs: np.ndarray, ids: list[int]) -> float:
+    """``perplexity`` from log-softmaxed logits (rows past len(ids) - 1 are not read)."""
+    nll = -log_probs[np.arange(len(ids) - 1), np.asarray(ids[1:])]
     return float(np.exp(nll.mean()))
 
 
@@ -136,7 +140,7 @@ def compare(reference: np.ndarray, test: np.ndarray, ids: list[int]) -> Comparis
         top1_agreement=float((ref.argmax(-1) == tst.argmax(-1)).mean()),
         mean_kl=float(kl.mean()),
         max_abs_diff=float(np.abs(ref - tst).max()),
-        ppl_reference=perplexity(ref, ids),
-        ppl_test=perplexity(tst, ids),
+        ppl_reference=_perplexity(lp_ref, ids),
+        ppl_test=_perplexity(lp_tst, ids),
     )
 

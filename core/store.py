@@ -161,11 +161,14 @@ class ChatStore:
             (title, model, system_prompt, json.dumps(dict(params or {})), now, now))
         return self.get_chat(int(cur.lastrowid or 0))
 
-    def get_chat(self, chat_id: int) -> Chat:
-        row = self._run("SELECT * FROM chats WHERE id = ?", (chat_id,)).fetchone()
+    def _row(self, table: str, row_id: int, noun: str) -> sqlite3.Row:
+        row = self._run(f"SELECT * FROM {table} WHERE id = ?", (row_id,)).fetchone()
         if row is None:
-            raise StoreError(f"no chat with id {chat_id}")
-        return _chat(row)
+            raise StoreError(f"no {noun} with id {row_id}")
+        return row
+
+    def get_chat(self, chat_id: int) -> Chat:
+        return _chat(self._row("chats", chat_id, "chat"))
 
     def list_chats(self) -> list[Chat]:
         return [_chat(r) for r in self._run("SELECT * FROM chats ORDER BY updated DESC, id DESC").fetchall()]
@@ -213,10 +216,7 @@ class ChatStore:
             return self.get_message(int(cur.lastrowid or 0))
 
     def get_message(self, message_id: int) -> Message:
-        row = self._run("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
-        if row is None:
-            raise StoreError(f"no message with id {message_id}")
-        return _message(row)
+        return _message(self._row("messages", message_id, "message"))
 
     def update_message(self, message_id: int, content: str, *, stats: Mapping[str, Any] | None = None,
                        complete: bool | None = None) -> None:

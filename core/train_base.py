@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tuillm.core.errors import ModelFileError, TuillmError
+from tuillm.core.errors import ModelFileError, TuillmError, first_line
 from tuillm.core.events import Emit, Log, Progress, ignore
 from tuillm.core.paths import cache_dir
 
@@ -85,8 +85,7 @@ def dequantize_gguf(gguf_path: Path, out: Path) -> None:
         loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
                                                       dtype=torch.float32)
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelFileError(gguf_path, f"transformers cannot dequantize it ({first})") from None
+        raise ModelFileError(gguf_path, f"transformers cannot dequantize it ({first_line(exc)})") from None
     # transformers marks a gguf-loaded model as quantized and refuses save_pretrained: build a plain model from
     # the same config (without the quantization block) and move the dequantized weights into it.
     config_dict = loaded.config.to_dict()
@@ -122,7 +121,7 @@ def quiet_transformers() -> None:
 
 def read_config(folder: Path) -> dict:
     try:
-        return json.loads((Path(folder) / "config.json").read_text())
+        return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelFileError(Path(folder) / "config.json", f"unreadable ({exc})") from None
 
@@ -134,8 +133,7 @@ def load_tokenizer(folder: Path):  # noqa: ANN201 - a transformers tokenizer
     try:
         return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     except (ValueError, OSError, KeyError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelFileError(folder, f"cannot load its tokenizer ({first})") from None
+        raise ModelFileError(folder, f"cannot load its tokenizer ({first_line(exc)})") from None
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -168,6 +166,5 @@ def load_model(folder: Path, device: str, dtype: str):  # noqa: ANN201 - a trans
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype),
                                                      trust_remote_code=False, use_safetensors=True)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelFileError(folder, f"transformers cannot load it ({first})") from None
+        raise ModelFileError(folder, f"transformers cannot load it ({first_line(exc)})") from None
     return model.to(device)

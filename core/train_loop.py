@@ -139,16 +139,14 @@ def lr_at(step: int, total: int, base_lr: float, schedule: str, warmup_steps: in
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _fmt_time(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """``1m05s``: the ETA and run times of the progress lines (the front ends show the same)."""
     seconds = int(seconds)
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     if seconds >= 60:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds}s"
-
-
-format_duration = _fmt_time  # the same "1m05s" for the front ends
 
 
 def parse_targets(text: str) -> list[str] | str:
@@ -400,8 +398,9 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
         raise TuillmError(f"{out}: exists and is not a folder")
     if (out / "adapter_config.json").exists():
         raise TuillmError(f"{out}: already holds a trained adapter; choose another output folder")
-    resume_from = latest_checkpoint(out) if config.resume else None
-    if not config.resume and latest_checkpoint(out) is not None:
+    latest = latest_checkpoint(out)
+    resume_from = latest if config.resume else None
+    if not config.resume and latest is not None:
         raise TuillmError(f"{out}: holds checkpoints of an unfinished run; resume it (--resume, or Resume in the Train "
                           "pane), or choose another output folder")
 
@@ -521,7 +520,7 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
             if evaluate_now and last_eval is not None:
                 emit(Metric("eval_loss", last_eval, step))
             message = (f"loss {step_loss:.4f}" + (f" eval {last_eval:.4f}" if evaluate_now and last_eval else "")
-                       + f", lr {lr:.2e}, {tps:.0f} tok/s, ETA {_fmt_time(eta)}, mem {mem / 1e9:.2f} GB")
+                       + f", lr {lr:.2e}, {tps:.0f} tok/s, ETA {format_duration(eta)}, mem {mem / 1e9:.2f} GB")
             emit(Progress("train", step, total_steps, message))
             if config.log_every and (step % config.log_every == 0 or step == total_steps):
                 emit(Log(f"step {step}/{total_steps}: {message}"))

@@ -17,16 +17,10 @@ bf16 and are not calibrated.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tuillm.core.errors import ModelFileError
-
-# The default LoRA targets of core.train_loop, by role (the sizes come from the shape).
-ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj")
-MLP_TARGETS = ("gate_proj", "up_proj", "down_proj", "gate_up_proj")
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 RUNTIME_CPU = 450 * 2**20  # python + torch + transformers + peft + tokenizer: ~360 MB after imports, then data
 RUNTIME_GPU = 0  # what torch reports on a GPU (max_memory_allocated) has no runtime part
@@ -82,10 +76,9 @@ def model_shape(base: str | Path) -> ModelShape:
     info = read_info(base)
     n_ff = 0
     if base.is_dir():
-        try:
-            cfg = json.loads((base / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelFileError(base / "config.json", f"unreadable ({exc})") from None
+        from tuillm.core.train_base import read_config
+
+        cfg = read_config(base)
         cfg = {**cfg, **(cfg.get("text_config") or {})}
         n_ff = int(cfg.get("intermediate_size") or 0)
     else:

@@ -170,7 +170,6 @@ class ModelSettingsScreen(ModalScreen[ModelDefaults | None]):
         self.app.call_from_thread(self._show_recommendation, text)
 
     def _show_recommendation(self, text: str) -> None:
-        self.recommended_gpu_layers = text
         field = self.query_one("#ms-ngl", Input)
         field.placeholder = f"{field.placeholder} · recommended {text}"
 

@@ -23,11 +23,11 @@ from textual.widgets import Input, Label, Static
 
 from tuillm.core.chat_engine import ChatSession, LoadOptions, Sampling
 from tuillm.core.chat_events import ReplyDone, Token
-from tuillm.core.errors import TuillmError
+from tuillm.core.errors import error_text
+from tuillm.tui.panes.chat import DRAW_INTERVAL_S  # streamed text is drawn at most this often, as in the Chat pane
 
 SIDES = ("base", "tuned")
 GREEDY = Sampling(temperature=0.0, max_tokens=256)
-DRAW_INTERVAL_S = 0.1  # streamed text is drawn at most this often, as in the Chat pane
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,6 @@ class Model:
     path: Path
     name: str
     lora: Path | None = None
-
-
-def _error_text(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, TuillmError) else f"{exc.__class__.__name__}: {exc}"
 
 
 class ABScreen(ModalScreen[None]):
@@ -171,7 +167,7 @@ class ABScreen(ModalScreen[None]):
         exc = future.exception()
         if event.kind == "loaded":
             if exc is not None:
-                self.errors[event.side] = _error_text(exc)
+                self.errors[event.side] = error_text(exc)
                 self._show(event.side, f"could not load: {self.errors[event.side]}", "red")
                 self.notify(self.errors[event.side], title=f"A/B: {event.side}", severity="error", markup=False)
             else:
@@ -181,7 +177,7 @@ class ABScreen(ModalScreen[None]):
         self.busy[event.side] = False
         self._draw()
         if exc is not None:
-            self.errors[event.side] = _error_text(exc)
+            self.errors[event.side] = error_text(exc)
             self._show(event.side, self.replies[event.side] + f"\n[{self.errors[event.side]}]", "red")
         elif isinstance(future.result(), ReplyDone):
             self.replies[event.side] = future.result().text or self.replies[event.side]

@@ -33,6 +33,8 @@ class Arch:
     extra_tensors: Callable[[dict, HParams], list[tuple[str, np.ndarray]]] = no_extra_tensors
     # Rope types this architecture carries as tensors (llama.cpp loads rope_freqs / rope_factors_* only for some).
     tensor_rope_types: tuple[str, ...] = ()
+    # The rotary dimension when not the whole head (partial rotary); None = head_dim.
+    rope_dim: Callable[[HParams], int] | None = None
 
     @property
     def gguf_name(self) -> str:
@@ -45,7 +47,7 @@ class Arch:
 
     def write_metadata(self, writer: gguf.GGUFWriter, config: dict, hp: HParams) -> None:
         self.check_rope_type(hp)
-        add_common(writer, hp)
+        add_common(writer, hp, rope_dim=self.rope_dim(hp) if self.rope_dim is not None else None)
         if self.metadata is not None:
             self.metadata(writer, config, hp)
 

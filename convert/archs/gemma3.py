@@ -6,13 +6,13 @@ import gguf
 
 from tuillm.convert.archs.base import Arch, swa_pattern
 from tuillm.convert.archs.gemma2 import _metadata as _gemma2_metadata
+from tuillm.convert.errors import ConvertError
 from tuillm.convert.hparams import HParams
 
 
 def _metadata(writer: gguf.GGUFWriter, config: dict, hp: HParams) -> None:
     if config.get("attn_logit_softcapping"):
         # llama.cpp's gemma3 has no attention soft-capping; converting would change the model silently.
-        from tuillm.convert.errors import ConvertError
         raise ConvertError("config.json: attn_logit_softcapping is not supported for gemma3")
     _gemma2_metadata(writer, config, hp)
     if hp.rope_swa.get("rope_theta") is not None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from tuillm.convert.archs.base import Arch
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.hparams import HParams, add_common, rope_type
+from tuillm.convert.hparams import HParams, rope_type
 
 
 def _rope_dim(hp: HParams) -> int:
@@ -42,12 +42,5 @@ def _rope_factors(config: dict, hp: HParams) -> list[tuple[str, np.ndarray]]:
             ("rope_factors_short.weight", np.asarray(short, np.float32))]
 
 
-class _Phi3Arch(Arch):
-    def write_metadata(self, writer: gguf.GGUFWriter, config: dict, hp: HParams) -> None:
-        self.check_rope_type(hp)
-        add_common(writer, hp, rope_dim=_rope_dim(hp))
-        _metadata(writer, config, hp)
-
-
-ARCH = _Phi3Arch("phi3", ("Phi3ForCausalLM",), gguf.MODEL_ARCH.PHI3, extra_tensors=_rope_factors,
-                 tensor_rope_types=("longrope", "su"))
+ARCH = Arch("phi3", ("Phi3ForCausalLM",), gguf.MODEL_ARCH.PHI3, metadata=_metadata, extra_tensors=_rope_factors,
+            tensor_rope_types=("longrope", "su"), rope_dim=_rope_dim)

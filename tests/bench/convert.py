@@ -6,20 +6,17 @@ Each run happens in a fresh process; prints wall time, MB/s (of GGUF written) an
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-TUILLM = """
+from tests.bench.common import PEAK_RSS, run_child  # noqa: E402
+
+TUILLM = PEAK_RSS + """
 import json, sys, time
 from pathlib import Path
-def peak_rss_mb():  # this process's own high-water mark (ru_maxrss can include the parent's at fork)
-    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 t = time.perf_counter()
 from tuillm.convert.hf_to_gguf import convert_hf
 out = convert_hf(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])
@@ -28,11 +25,9 @@ print(json.dumps({"wall": wall, "bytes": out.stat().st_size, "rss_mb": peak_rss_
 """
 
 # The straightforward way: transformers loads the model, every tensor goes through GGUFWriter.add_tensor.
-BASELINE = """
+BASELINE = PEAK_RSS + """
 import json, sys, time
 from pathlib import Path
-def peak_rss_mb():  # this process's own high-water mark (ru_maxrss can include the parent's at fork)
-    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 t = time.perf_counter()
 import gguf, numpy as np, torch
 from transformers import AutoModelForCausalLM
@@ -69,10 +64,9 @@ print(json.dumps({"wall": wall, "bytes": out.stat().st_size, "rss_mb": peak_rss_
 
 
 def run(code: str, folder: Path, out: Path, kind: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", code, str(folder), str(out), kind], capture_output=True,
-                          text=True, check=True)
+    result = run_child(code, str(folder), str(out), kind)
     out.unlink()
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:

@@ -13,23 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.bench.common import PEAK_RSS, run_child  # noqa: E402
 
 RANK, ALPHA, BATCH, MAX_LEN, LR = 16, 32, 4, 256, 2e-4
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
-PEAK = """
-def peak_rss_mb():  # this process's own high-water mark
-    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
-"""
-
-TUILLM = PEAK + """
+TUILLM = PEAK_RSS + """
 import json, sys, time
 from tuillm.tui.cli import main
 base, data, out, epochs = sys.argv[1:5]
@@ -43,7 +38,7 @@ print(json.dumps({"wall": time.perf_counter() - t, "rss_mb": peak_rss_mb()}))
 """
 
 # The usual script: tokenize with the chat template, Trainer with the default collator (dynamic padding).
-BASELINE = PEAK + """
+BASELINE = PEAK_RSS + """
 import json, sys, time
 base, data, out, epochs = sys.argv[1:5]
 s = json.loads(sys.argv[5])
@@ -98,10 +93,7 @@ SETTINGS = json.dumps({"rank": RANK, "alpha": ALPHA, "batch": BATCH, "max_len": 
 
 
 def run(code: str, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", code, *args, SETTINGS], capture_output=True, text=True, cwd=REPO)
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(code, *args, SETTINGS)
 
 
 def main() -> None:

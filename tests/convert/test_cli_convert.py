@@ -39,6 +39,16 @@ def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     return code, out, err
 
 
+def _convert_in_child(prelude: str, folder: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """``tuillm convert FOLDER -o OUT -q`` in a fresh interpreter, after running ``prelude`` there."""
+    script = (
+        f"import sys\n{prelude}"
+        "from tuillm.tui.cli import main\n"
+        f"sys.exit(main(['convert', {str(folder)!r}, '-o', {str(out)!r}, '-q']))\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+
+
 def test_convert_f16_and_requantize(tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tiny.gguf"
     code, stdout, _ = _run_cli(["convert", str(tiny_llama), "-o", str(out), "--type", "f16"], capsys)
@@ -129,14 +139,11 @@ def test_output_folder_read_only(tiny_llama: Path, tmp_path: Path, capsys) -> No
 
 def test_failed_write_leaves_nothing(tiny_llama: Path, tmp_path: Path) -> None:
     """A write that fails half way (here: a file-size limit, standing in for a full disk) leaves no file."""
-    script = (
-        "import resource, signal, sys\n"
+    proc = _convert_in_child(
+        "import resource, signal\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))\n"
-        "from tuillm.tui.cli import main\n"
-        f"sys.exit(main(['convert', {str(tiny_llama)!r}, '-o', {str(tmp_path / 'x.gguf')!r}, '-q']))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))\n",
+        tiny_llama, tmp_path / "x.gguf")
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith("tuillm: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert list(tmp_path.iterdir()) == []
@@ -166,8 +173,8 @@ def test_convert_does_not_import_torch(tiny_llama: Path, tmp_path: Path) -> None
 
 def test_ctrl_c_leaves_nothing(tiny_llama: Path, tmp_path: Path) -> None:
     """SIGINT half way through (raised by the process itself at the 3rd tensor, like a user's Ctrl-C)."""
-    script = (
-        "import os, signal, sys\n"
+    proc = _convert_in_child(
+        "import os, signal\n"
         "import tuillm.core.convert_job as job\n"
         "original = job._progress_callback\n"
         "def with_interrupt(*args):\n"
@@ -177,11 +184,8 @@ def test_ctrl_c_leaves_nothing(tiny_llama: Path, tmp_path: Path) -> None:
         "        if p.tensors_done == 3:\n"
         "            os.kill(os.getpid(), signal.SIGINT)\n"
         "    return on_progress\n"
-        "job._progress_callback = with_interrupt\n"
-        "from tuillm.tui.cli import main\n"
-        f"sys.exit(main(['convert', {str(tiny_llama)!r}, '-o', {str(tmp_path / 'x.gguf')!r}, '-q']))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        "job._progress_callback = with_interrupt\n",
+        tiny_llama, tmp_path / "x.gguf")
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr == "tuillm: interrupted\n"
     assert list(tmp_path.iterdir()) == []

@@ -37,18 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """One or several types in one job (convert and quantize alike): each written file's report, and its path."""
+    from tuillm.core.convert_job import convert_many
     from tuillm.core.convert_plan import resolve_outputs
     from tuillm.tui.progress import CliRenderer
 
-    outputs = resolve_outputs(Path(args.model), args.type, args.output)
-    return run_many(Path(args.model), outputs, args, CliRenderer(quiet=args.quiet))
-
-
-def run_many(src: Path, outputs: list[tuple[str, Path]], args: argparse.Namespace, emit) -> int:  # noqa: ANN001
-    """One or several types in one job (convert and quantize alike): each written file's report, and its path."""
-    from tuillm.core.convert_job import convert_many
-
-    results = convert_many(src, outputs, emit=emit, report=getattr(args, "report", False), threads=args.threads)
+    src = Path(args.model)
+    outputs = resolve_outputs(src, args.type, args.output)
+    results = convert_many(src, outputs, emit=CliRenderer(quiet=args.quiet), report=getattr(args, "report", False),
+                           threads=args.threads)
     for result in results:
         for line in result.report:
             print(line)

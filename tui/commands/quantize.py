@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from tuillm.tui.commands.convert import TYPES, parse_types, run_many
+# `run` is convert's: convert_many re-quantizes when its source is a GGUF (there is no --report here).
+from tuillm.tui.commands.convert import TYPES, parse_types
+from tuillm.tui.commands.convert import run as run
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -20,10 +21,3 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return p
 
-
-def run(args: argparse.Namespace) -> int:
-    from tuillm.core.convert_plan import resolve_outputs
-    from tuillm.tui.progress import CliRenderer
-
-    outputs = resolve_outputs(Path(args.model), args.type, args.output)
-    return run_many(Path(args.model), outputs, args, CliRenderer(quiet=args.quiet))

@@ -31,7 +31,7 @@ from tuillm.core.chat_conversation import DEFAULT_TITLE, Conversation
 from tuillm.core.chat_engine import ChatSession, LoadOptions, Sampling
 from tuillm.core.chat_events import ContextTrimmed, ModelLoaded, ModelUnloaded, ReplyDone, ReplyStarted, Token
 from tuillm.core.config import load_options_for, sampling_defaults
-from tuillm.core.errors import TuillmError
+from tuillm.core.errors import TuillmError, error_text
 from tuillm.core.events import Log
 from tuillm.core.store import ChatStore, StoreError
 from tuillm.tui.chat_dialogs import ChatOptions, ChatOptionsScreen, ConfirmScreen, RenameScreen
@@ -46,10 +46,6 @@ DRAW_INTERVAL_S = 0.1
 PLACEHOLDER = "Message · Enter sends · Ctrl+J new line"
 Turn = Callable[[Conversation], "Future[ReplyDone]"]
 
-
-def _error_text(exc: BaseException) -> str:
-    # TuillmError carries a one-line message for the user; anything else is a bug, shown by name, not fatal.
-    return str(exc) if isinstance(exc, TuillmError) else f"{exc.__class__.__name__}: {exc}"
 
 
 def _model_label(path: str | Path) -> str:
@@ -324,7 +320,7 @@ class ChatPane(Horizontal):
         self.model_loading = False
         exc = event.future.exception()
         if exc is not None:
-            self.notify(_error_text(exc), title=f"Could not load {self.model_name}", severity="error",
+            self.notify(error_text(exc), title=f"Could not load {self.model_name}", severity="error",
                         timeout=15)
             if self.engine.loaded and self.engine.model_path:
                 # A refused load leaves the previous model loaded (the checks run first): keep chatting with it.
@@ -405,7 +401,7 @@ class ChatPane(Horizontal):
         self.refresh_bindings()
         exc = event.future.exception()
         if exc is not None:
-            self.notify(_error_text(exc), title="Reply failed", severity="error", timeout=10)
+            self.notify(error_text(exc), title="Reply failed", severity="error", timeout=10)
         else:
             stats = event.future.result().stats
             self.last_stats = stats.to_json()
@@ -541,7 +537,7 @@ class ChatPane(Horizontal):
                 conv = Conversation(self.engine, self.store, self.chat_id)
                 system, sampling = conv.chat.system_prompt, conv.sampling
             except (StoreError, TypeError) as exc:  # TypeError: params written by another version
-                self.notify(_error_text(exc), title="Chat", severity="error")
+                self.notify(error_text(exc), title="Chat", severity="error")
                 return
 
         def saved(options: ChatOptions | None) -> None:

@@ -31,7 +31,7 @@ from tuillm.core.convert_plan import (
     plan_outputs,
     report_fits,
 )
-from tuillm.core.errors import TuillmError
+from tuillm.core.errors import error_text
 from tuillm.core.events import Cancelled, Event, Log, Progress
 from tuillm.core.metadata import format_bytes, format_params
 from tuillm.tui.panes.registry import Session
@@ -413,10 +413,8 @@ class ConvertPane(Vertical):
                          report=report, on_written=on_written)
         except Cancelled:
             cancelled = True
-        except TuillmError as exc:
-            error = str(exc)
-        except Exception as exc:  # a bug: shown in one line, the app keeps running
-            error = f"{exc.__class__.__name__}: {exc}"
+        except Exception as exc:  # a TuillmError's line, or a bug in one line: the app keeps running
+            error = error_text(exc)
         self.post_message(self.JobFinished(written, error, cancelled))
 
     def on_convert_pane_job_event(self, message: JobEvent) -> None:

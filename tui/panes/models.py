@@ -57,8 +57,8 @@ def format_context(n: int) -> str:
     return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
 
 
-def row_cells(entry: CatalogEntry, est: MemoryEstimate | None = None) -> dict[str, str | Text]:
-    info, est = entry.info, est or entry.estimate
+def row_cells(entry: CatalogEntry, est: MemoryEstimate) -> dict[str, str | Text]:
+    info = entry.info
     return {
         "name": entry.name,
         "arch": info.arch,
@@ -292,13 +292,14 @@ class ModelsPane(Vertical):
     def _show_summary(self) -> None:
         if self.result is None:
             return
-        n, shown = len(self.result.entries), len(self.visible_entries())
+        visible = self.visible_entries()
+        n, shown = len(self.result.entries), len(visible)
         summary = f"{shown} of {n} models" if self.filter_text.strip() else f"{n} model{'s' if n != 1 else ''}"
         if self.result.problems:
             summary += f" · {len(self.result.problems)} unreadable"
         # Each row is estimated at its load context: the configured one unless the model has its own.
         summary += f" · est. at {format_context(self.session.config.default_ctx)} ctx"
-        if any(not self.session.config.defaults_for(e.info.path).is_empty() for e in self.visible_entries()):
+        if any(not self.session.config.defaults_for(e.info.path).is_empty() for e in visible):
             summary += f" ({OWN_MARK} own)"
         self.query_one("#models-summary", Label).update(summary)
         if self.hardware is not None:
@@ -318,16 +319,22 @@ class ModelsPane(Vertical):
         offload = self.hardware.gpu_offload if self.hardware else None
         return estimate_for_load(entry.info, options, self.available, offload=offload)
 
+    def advice_of(self, entry: CatalogEntry) -> str:
+        """One line on what fits (core.memory.fit_advice) at the model's load settings."""
+        return fit_advice(entry.info, load_options_for(self.session.config, entry.info.path), self.available)
+
     def selected_entry(self) -> CatalogEntry | None:
         table = self.query_one(DataTable)
         if not table.row_count:
             return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return next((e for e in self.visible_entries() if str(e.info.path) == key), None)
+        return self._entry_at(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def _entry_at(self, row_key: str | None) -> CatalogEntry | None:
+        return next((e for e in self.visible_entries() if str(e.info.path) == row_key), None)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        entry = next((e for e in self.visible_entries() if str(e.info.path) == event.row_key.value), None)
+        entry = self._entry_at(event.row_key.value)
         if entry is None:
             return
         if entry.info.format != "gguf":
@@ -346,8 +353,7 @@ class ModelsPane(Vertical):
         if entry is None:
             label.update("No model matches the filter" if self.result and self.result.entries else "")
             return
-        options = load_options_for(self.session.config, entry.info.path)
-        label.update(f"{entry.name}: {fit_advice(entry.info, options, self.available)}")
+        label.update(f"{entry.name}: {self.advice_of(entry)}")
 
     def on_resize(self) -> None:
         if self.result is not None:
@@ -439,10 +445,8 @@ class ModelsPane(Vertical):
         from tuillm.tui.models_dialogs import ModelDetailsScreen
         from tuillm.tui.widgets.model_details import ModelDetails, metadata_fields, summary_rows
 
-        config = self.session.config
-        options = load_options_for(config, entry.info.path)
-        summary = summary_rows(entry, self.estimate_of(entry), fit_advice(entry.info, options, self.available),
-                               config.defaults_for(entry.info.path))
+        summary = summary_rows(entry, self.estimate_of(entry), self.advice_of(entry),
+                               self.session.config.defaults_for(entry.info.path))
         details = ModelDetails(summary, metadata_fields(entry.info.path), entry.info.chat_template,
                                id="model-details")
         self.app.call_from_thread(self.app.push_screen, ModelDetailsScreen(entry.name, details))

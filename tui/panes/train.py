@@ -27,7 +27,7 @@ from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.widgets import Button, Checkbox, Collapsible, Input, Label, ProgressBar, RichLog, Select, Static
 
-from tuillm.core.errors import TuillmError
+from tuillm.core.errors import TuillmError, error_text
 from tuillm.core.events import Cancelled, Log, Metric, Progress
 from tuillm.core.metadata import format_bytes
 from tuillm.core.train_loop import SCHEDULES, TrainConfig, format_duration, parse_targets
@@ -73,10 +73,6 @@ CHECKS: tuple[tuple[str, str, str], ...] = (
     ("resume", "Resume", "Continue from the output folder's latest checkpoint"),
 )
 
-
-def _error_text(exc: BaseException) -> str:
-    # TuillmError (DatasetError included) carries a one-line message for the user; anything else is a bug.
-    return str(exc) if isinstance(exc, TuillmError) else f"{exc.__class__.__name__}: {exc}"
 
 
 def _fmt_default(value: Any) -> str:
@@ -346,9 +342,7 @@ class TrainPane(VerticalScroll):
     # --- the form -------------------------------------------------------------------------------------------------
     def _value(self, key: str) -> Any:
         widget = self.query_one(f"#train-{key}")
-        if isinstance(widget, Checkbox):
-            return widget.value
-        if isinstance(widget, Select):
+        if isinstance(widget, (Checkbox, Select)):
             return widget.value
         return widget.value.strip()
 
@@ -359,8 +353,8 @@ class TrainPane(VerticalScroll):
         for key, label, kind, _tooltip in FIELDS:
             text = self._value(key)
             try:
-                if kind == "text":
-                    values[key] = parse_targets(text) if key == "targets" else text
+                if kind == "text":  # the LoRA targets, the one text field
+                    values[key] = parse_targets(text)
                 elif kind == "int?":
                     values[key] = int(text) if text else None
                 elif kind == "int":
@@ -449,7 +443,7 @@ class TrainPane(VerticalScroll):
             result = preview(dataset, self._tokenizers[path], n=PREVIEW_EXAMPLES, max_len=max_len,
                              assistant_only=assistant_only)
         except Exception as exc:  # shown in the pane: a bad file must not end the worker silently
-            self.post_message(self.PreviewReady(key, error=_error_text(exc), shape=shape))
+            self.post_message(self.PreviewReady(key, error=error_text(exc), shape=shape))
             return
         self.post_message(self.PreviewReady(key, preview=result, shape=shape))
 
@@ -570,7 +564,7 @@ class TrainPane(VerticalScroll):
         except Cancelled:
             self.post_message(self.JobEnded("train", config, cancelled=True))
         except Exception as exc:
-            self.post_message(self.JobEnded("train", config, error=_error_text(exc)))
+            self.post_message(self.JobEnded("train", config, error=error_text(exc)))
         else:
             self.post_message(self.JobEnded("train", (config, result)))
 
@@ -704,7 +698,7 @@ class TrainPane(VerticalScroll):
         except Cancelled:
             self.post_message(self.JobEnded(job, cancelled=True))
         except Exception as exc:
-            self.post_message(self.JobEnded(job, error=_error_text(exc)))
+            self.post_message(self.JobEnded(job, error=error_text(exc)))
         else:
             self.post_message(self.JobEnded(job, result, then=then))
 
