@@ -4,6 +4,7 @@ checkpoint to q8_0, then the new file in the Models pane."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,15 @@ def test_convert_with_the_keyboard(isolated_home: Path) -> None:
         q8_line = next(line for line in screen.splitlines() if "smollm2-hf-Q8_0.gguf" in line)
         assert "q8_0" in q8_line and "MiB" in q8_line
         assert str(out_dir) in screen  # the output folder
-        keys("Tab", "Tab", "Tab")  # source path, output folder, the type list
-        keys("Down", "Space")  # q4_k_m is first and highlighted; q8_0 second
+        # One key at a time: Textual routes a key to whatever has the focus when it arrives, and a burst can
+        # overtake the focus change of the key before it.
+        for key in ("Tab", "Tab", "Tab", "Down", "Space"):  # source path, folder, the type list; q8_0 is second
+            keys(key)
+            time.sleep(0.3)
         tmux.wait_for(lambda s: "1 ticked, ~138 MiB in all" in s, "q8_0 ticked")
-        keys("Tab", "Space")  # the quality report (on by default): off, to keep this test short
+        for key in ("Tab", "Space"):  # the quality report (on by default): off, to keep this test short
+            keys(key)
+            time.sleep(0.3)
         keys("C-s")
         screen = tmux.wait_for(lambda s: "done: 1 file written" in s, "the end of the job")
         # q8_0 alone and no report: written directly, no 16-bit intermediate.
