@@ -9,8 +9,7 @@ STAMP := $(VENV)/.installed
 run: $(STAMP)
 	$(VENV)/bin/tuillm
 
-test: $(STAMP) tools
-	$(VENV)/bin/ruff check core convert tui tests
+test: lint tools
 	$(PY) -m pytest
 
 # The end-to-end TUI tests drive the real binary in tmux.
@@ -23,8 +22,10 @@ tools:
 bench: $(STAMP)
 	@for f in tests/bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check core convert tui tests
+	$(VENV)/bin/lint-imports
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

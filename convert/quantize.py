@@ -2,7 +2,7 @@
 
 ``convert`` is the one entry point for HF -> any type: f32/f16/bf16/q8_0 are written directly; the rest go
 through an intermediate f16/bf16 file in the output folder that is removed afterwards (``convert_many`` in
-tuillm.core.convert_job shares one intermediate between several outputs).
+tuillm.core.conversion.job shares one intermediate between several outputs).
 
 llama.cpp's quantizer runs in a child process: it has no progress callback and cannot be interrupted, so the
 parent watches the output grow (progress) and kills the child on cancel.

@@ -67,7 +67,7 @@ def demo_hf_checkpoint() -> Path:
 def _build_demo_checkpoint(gguf_path: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuillm.core.train_base import dequantize_gguf
+    from tuillm.core.train.base import dequantize_gguf
 
     dequantize_gguf(gguf_path, out)  # the same code path `tuillm train demo` takes
     model = AutoModelForCausalLM.from_pretrained(out).eval()

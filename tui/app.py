@@ -13,10 +13,11 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 
-from tuillm.core.config import Config, load_config
-from tuillm.core.hardware import Hardware
-from tuillm.tui.help import HelpScreen, binding_rows
-from tuillm.tui.panes.registry import PANES, Session
+from tuillm.core.models.hardware import Hardware
+from tuillm.core.settings import Config, load_config
+from tuillm.tui.panes.registry import PANES
+from tuillm.tui.screens.help import HelpScreen, binding_rows
+from tuillm.tui.session import Session
 from tuillm.tui.widgets.status_line import MemoryProbe, StatusLine, sample_memory
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class TuillmApp(App[int]):
         self.set_keymap(config.keys)
 
     def action_settings(self) -> None:
-        from tuillm.tui.settings_screen import SettingsScreen, binding_ids
+        from tuillm.tui.screens.settings import SettingsScreen, binding_ids
 
         if isinstance(self.screen, SettingsScreen):
             return
@@ -101,7 +102,7 @@ class TuillmApp(App[int]):
     def _settings_saved(self, new: Config | None) -> None:
         from dataclasses import fields
 
-        from tuillm.core.config import backup_path, save_config
+        from tuillm.core.settings import backup_path, save_config
 
         if new is None:
             return

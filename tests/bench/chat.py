@@ -2,7 +2,7 @@
 
 Prints decode tokens/s and time to first token (TTFT) of
   raw     llama_cpp.Llama.create_chat_completion(stream=True)
-  engine  tuillm.core.chat_engine.ChatSession (worker thread, events, stop checks)
+  engine  tuillm.core.chat.engine.ChatSession (worker thread, events, stop checks)
   TUI     the headless app (App.run_test) streaming a reply in the Chat pane, timed where the pane takes the
           streamed text to draw it (from Enter to the first token there, and the tokens drawn per second after it)
 and the ratios engine/raw and TUI/raw (goal >= 0.97 for decode tokens/s), then second-turn TTFT with prefix reuse
@@ -19,7 +19,8 @@ import asyncio
 import statistics
 import time
 
-from tuillm.core.chat_engine import ChatSession, LoadOptions, Sampling, new_llama
+from tuillm.core.chat.engine import ChatSession, new_llama
+from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.paths import demo_model_path
 
 N_CTX = 2048
@@ -116,7 +117,7 @@ async def measure(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from tuillm.core.config import Config
+    from tuillm.core.settings import Config
     from tuillm.tui.app import TuillmApp
 
     path = str(demo_model_path())

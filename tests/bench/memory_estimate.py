@@ -11,8 +11,8 @@ import json
 import subprocess
 import sys
 
-from tuillm.core.memory import estimate
-from tuillm.core.metadata import read_info
+from tuillm.core.models.memory import estimate
+from tuillm.core.models.metadata import read_info
 from tuillm.core.paths import demo_model_path
 
 CONTEXTS = (1024, 8192)

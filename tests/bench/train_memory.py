@@ -32,7 +32,7 @@ SETTINGS = (
 PROBE = r"""
 import json, random, sys, tempfile
 from pathlib import Path
-from tuillm.core.train_loop import TrainConfig, train
+from tuillm.core.train.loop import TrainConfig, train
 setting, base = json.loads(sys.argv[1]), sys.argv[2]
 folder = Path(tempfile.mkdtemp())
 rng = random.Random(0)
@@ -57,7 +57,7 @@ def trained_fraction(base: Path, setting: dict) -> float:
         return 1.0
     import random
 
-    from tuillm.core.train_preview import base_tokenizer, preview
+    from tuillm.core.train.preview import base_tokenizer, preview
 
     rng = random.Random(0)
     words = "the model learns from examples of many lengths tokens padding batch memory speed adapter".split()
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the first two settings only")
     args = parser.parse_args()
     from tests.checkpoints import demo_hf_checkpoint
-    from tuillm.core.train_memory import estimate_training, model_shape
+    from tuillm.core.train.memory import estimate_training, model_shape
 
     base = demo_hf_checkpoint()
     shape = model_shape(base)

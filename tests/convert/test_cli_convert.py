@@ -175,7 +175,7 @@ def test_ctrl_c_leaves_nothing(tiny_llama: Path, tmp_path: Path) -> None:
     """SIGINT half way through (raised by the process itself at the 3rd tensor, like a user's Ctrl-C)."""
     proc = _convert_in_child(
         "import os, signal\n"
-        "import tuillm.core.convert_job as job\n"
+        "import tuillm.core.conversion.job as job\n"
         "original = job._progress_callback\n"
         "def with_interrupt(*args):\n"
         "    inner = original(*args)\n"

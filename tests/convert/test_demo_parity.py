@@ -10,8 +10,8 @@ import pytest
 
 from tests.convert.texts import HELD_OUT, TOKENIZER_MIX
 from tuillm.convert.quantize import convert
-from tuillm.core.llama_loader import amx_build
-from tuillm.core.quality import compare, hf_logits, llama_logits, llama_tokenize, load_llama
+from tuillm.core.conversion.quality import compare, hf_logits, llama_logits, llama_tokenize, load_llama
+from tuillm.core.llama.loader import amx_build
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.checkpoints import TINY_ARCHS, tiny_random_checkpoint
 from tuillm.convert.quantize import convert
-from tuillm.core.quality import compare, hf_logits, llama_logits
+from tuillm.core.conversion.quality import compare, hf_logits, llama_logits
 
 # Fixed, arbitrary token ids (the tokenizer is irrelevant to the logits).
 IDS = [int(i) for i in np.random.default_rng(7).integers(100, 49000, size=48)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
-from tuillm.core.config import Config
+from tuillm.core.settings import Config
 from tuillm.tui.app import TuillmApp
 from tuillm.tui.widgets.status_line import MemorySample
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 from tests.tui.app_helpers import make_app
-from tuillm.core.chat_engine import Sampling
-from tuillm.core.config import Config
-from tuillm.core.store import default_path
+from tuillm.core.chat.store import default_path
+from tuillm.core.llama.options import Sampling
+from tuillm.core.settings import Config
 from tuillm.tui.app import TuillmApp
 
 SIZE = (80, 24)

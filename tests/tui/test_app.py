@@ -9,9 +9,9 @@ from textual.widgets import DataTable, Footer, Label, TabbedContent
 from textual.widgets._toast import Toast
 
 from tests.tui.app_helpers import FIXED_SAMPLE, make_app, run_async, wait_for_catalog
-from tuillm.core.config import load_config
-from tuillm.tui.help import HelpScreen
+from tuillm.core.settings import load_config
 from tuillm.tui.panes.registry import PANES
+from tuillm.tui.screens.help import HelpScreen
 from tuillm.tui.widgets.status_line import NO_MODEL, StatusLine
 
 SIZE = (80, 24)

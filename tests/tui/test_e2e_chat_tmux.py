@@ -13,7 +13,7 @@ import pytest
 
 from tests.tui.chat_helpers import saved_reply
 from tests.tui.test_e2e_tmux import Tmux, line_from_bottom, tuillm_binary
-from tuillm.core.store import ChatStore
+from tuillm.core.chat.store import ChatStore
 
 pytestmark = pytest.mark.slow
 

@@ -28,10 +28,10 @@ def test_starting_the_app_imports_no_torch(tmp_path: Path) -> None:
         f"""
         import asyncio, importlib, json, pkgutil, sys
         import tuillm.tui.cli
-        import tuillm.tui.commands as commands
+        import tuillm.tui.cli as commands
         # What `tuillm` imports before it opens the app: the CLI and every subcommand module it registers.
         for mod in pkgutil.iter_modules(commands.__path__):
-            importlib.import_module(f"tuillm.tui.commands.{{mod.name}}")
+            importlib.import_module(f"tuillm.tui.cli.{{mod.name}}")
         from tuillm.tui.app import TuillmApp
 
         async def main():
@@ -55,7 +55,7 @@ def test_models_command_imports_no_torch(tmp_path: Path) -> None:
     import tuillm.tui.cli as cli
 
     missing = [name for name in cli.COMMANDS
-               if not (REPO / "tui" / "commands" / f"{name}.py").is_file()]
+               if not (REPO / "tui" / "cli" / f"{name}.py").is_file()]
     if missing:
         pytest.skip(f"the CLI cannot start until these command modules exist: {', '.join(missing)}")
     result = run_python(

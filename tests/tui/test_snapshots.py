@@ -8,8 +8,8 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 from tests.tui.app_helpers import make_app, wait_for_catalog
-from tuillm.core.hardware import Hardware
-from tuillm.core.store import ChatStore
+from tuillm.core.chat.store import ChatStore
+from tuillm.core.models.hardware import Hardware
 
 
 async def show_models(pilot: Pilot) -> None:

@@ -27,15 +27,16 @@ from textual.widgets import Label, Markdown, OptionList
 from textual.widgets.markdown import MarkdownStream
 from textual.widgets.option_list import Option
 
-from tuillm.core.chat_conversation import DEFAULT_TITLE, Conversation
-from tuillm.core.chat_engine import ChatSession, LoadOptions, Sampling
-from tuillm.core.chat_events import ContextTrimmed, ModelLoaded, ModelUnloaded, ReplyDone, ReplyStarted, Token
-from tuillm.core.config import load_options_for, sampling_defaults
+from tuillm.core.chat.conversation import DEFAULT_TITLE, Conversation
+from tuillm.core.chat.engine import ChatSession
+from tuillm.core.chat.events import ContextTrimmed, ModelLoaded, ModelUnloaded, ReplyDone, ReplyStarted, Token
+from tuillm.core.chat.store import ChatStore, StoreError
 from tuillm.core.errors import TuillmError, error_text
 from tuillm.core.events import Log
-from tuillm.core.store import ChatStore, StoreError
-from tuillm.tui.chat_dialogs import ChatOptions, ChatOptionsScreen, ConfirmScreen, RenameScreen
-from tuillm.tui.panes.registry import Session
+from tuillm.core.llama.options import LoadOptions, Sampling
+from tuillm.core.settings import load_options_for, sampling_defaults
+from tuillm.tui.screens.chat_dialogs import ChatOptions, ChatOptionsScreen, ConfirmScreen, RenameScreen
+from tuillm.tui.session import Session
 from tuillm.tui.widgets.chat_messages import ChatPrompt, ChatView, MessageBubble, last_code_block
 
 LIST_TITLE_CHARS = 22
@@ -279,7 +280,7 @@ class ChatPane(Horizontal):
 
     def _wanted_model(self) -> Path:
         if self.model_path is None:
-            from tuillm.core.catalog import resolve_model
+            from tuillm.core.models.catalog import resolve_model
 
             self.model_path = resolve_model("demo", self.session.config)
             self.model_name = "demo"
@@ -300,8 +301,8 @@ class ChatPane(Horizontal):
     def _checked_load(self, path: Path, options: LoadOptions, then: Turn | None) -> None:
         # The Models pane's fit marker, judged against the same available RAM: what it marks "too big" is refused
         # here, before llama.cpp is touched (the engine checks again against the live figure).
-        from tuillm.core.memory import load_refusal
-        from tuillm.core.metadata import read_info
+        from tuillm.core.models.memory import load_refusal
+        from tuillm.core.models.metadata import read_info
 
         future: Future[ModelLoaded]
         try:

@@ -2,7 +2,7 @@
 
 Reading headers (for the size estimates), discovering models and the job itself run in thread workers that post
 typed messages; the event loop only updates widgets. Several types share one f16/bf16 intermediate (see
-``tuillm.core.convert_job.convert_many``). Cancel removes the file being written and the intermediate; outputs
+``tuillm.core.conversion.job.convert_many``). Cancel removes the file being written and the intermediate; outputs
 already complete are kept, as the pane says.
 """
 
@@ -21,9 +21,8 @@ from textual.widgets import Button, Checkbox, Label, ProgressBar, RichLog, Selec
 from textual.widgets.selection_list import Selection
 from textual.worker import get_current_worker
 
-from tuillm.core.catalog import CatalogResult, discover
-from tuillm.core.convert_job import OutputResult, convert_many
-from tuillm.core.convert_plan import (
+from tuillm.core.conversion.job import OutputResult, convert_many
+from tuillm.core.conversion.plan import (
     Source,
     estimate_sizes,
     open_source,
@@ -33,8 +32,9 @@ from tuillm.core.convert_plan import (
 )
 from tuillm.core.errors import error_text
 from tuillm.core.events import Cancelled, Event, Log, Progress
-from tuillm.core.metadata import format_bytes, format_params
-from tuillm.tui.panes.registry import Session
+from tuillm.core.models.catalog import CatalogResult, discover
+from tuillm.core.models.metadata import format_bytes, format_params
+from tuillm.tui.session import Session
 from tuillm.tui.widgets.path_input import PathInput
 
 # What each type is for, in a few words (the list is the only place a user sees them).
@@ -245,7 +245,7 @@ class ConvertPane(Vertical):
             sizes = estimate_sizes(source)
             available = self.session.available_ram
             if available is None:
-                from tuillm.core.hardware import available_ram
+                from tuillm.core.models.hardware import available_ram
 
                 available = available_ram()
             fits = report_fits(source, available)

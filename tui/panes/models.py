@@ -20,12 +20,12 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
-from tuillm.core.catalog import SPLIT_RE, CatalogEntry, CatalogResult, discover
-from tuillm.core.config import ModelDefaults, load_options_for, save_config
-from tuillm.core.hardware import Hardware
-from tuillm.core.memory import MemoryEstimate, estimate_for_load, fit_advice
-from tuillm.core.metadata import format_bytes, format_params
-from tuillm.tui.panes.registry import Session
+from tuillm.core.models.catalog import SPLIT_RE, CatalogEntry, CatalogResult, discover
+from tuillm.core.models.hardware import Hardware
+from tuillm.core.models.memory import MemoryEstimate, estimate_for_load, fit_advice
+from tuillm.core.models.metadata import format_bytes, format_params
+from tuillm.core.settings import ModelDefaults, load_options_for, save_config
+from tuillm.tui.session import Session
 
 # (key, header); "name" takes whatever width the others leave.
 COLUMNS = (
@@ -251,7 +251,7 @@ class ModelsPane(Vertical):
         try:
             hardware = getattr(self.app, "fixed_hardware", None)
             if hardware is None:
-                from tuillm.core.hardware import detect
+                from tuillm.core.models.hardware import detect
 
                 hardware = detect()  # also asks llama.cpp about GPU offload, once: not on the event loop
             available = session.available_ram if session.available_ram is not None else hardware.available_ram
@@ -442,7 +442,7 @@ class ModelsPane(Vertical):
     @work(thread=True, group="details", exit_on_error=False)
     def _open_details(self, entry: CatalogEntry) -> None:
         # The whole header is read again for its every key: off the event loop.
-        from tuillm.tui.models_dialogs import ModelDetailsScreen
+        from tuillm.tui.screens.models_dialogs import ModelDetailsScreen
         from tuillm.tui.widgets.model_details import ModelDetails, metadata_fields, summary_rows
 
         summary = summary_rows(entry, self.estimate_of(entry), self.advice_of(entry),
@@ -452,7 +452,7 @@ class ModelsPane(Vertical):
         self.app.call_from_thread(self.app.push_screen, ModelDetailsScreen(entry.name, details))
 
     def action_settings(self) -> None:
-        from tuillm.tui.models_dialogs import ModelSettingsScreen
+        from tuillm.tui.screens.models_dialogs import ModelSettingsScreen
 
         entry = self._need_entry()
         if entry is None:
@@ -484,7 +484,7 @@ class ModelsPane(Vertical):
         return True
 
     def action_add_folder(self) -> None:
-        from tuillm.tui.models_dialogs import AddFolderScreen
+        from tuillm.tui.screens.models_dialogs import AddFolderScreen
 
         def added(folder: Path | None) -> None:
             if folder is None:
@@ -501,7 +501,7 @@ class ModelsPane(Vertical):
         self.app.push_screen(AddFolderScreen(), added)
 
     def action_delete(self) -> None:
-        from tuillm.tui.chat_dialogs import ConfirmScreen
+        from tuillm.tui.screens.chat_dialogs import ConfirmScreen
 
         entry = self._need_entry()
         if entry is None:

@@ -29,9 +29,9 @@ from textual.widgets import Button, Checkbox, Collapsible, Input, Label, Progres
 
 from tuillm.core.errors import TuillmError, error_text
 from tuillm.core.events import Cancelled, Log, Metric, Progress
-from tuillm.core.metadata import format_bytes
-from tuillm.core.train_loop import SCHEDULES, TrainConfig, format_duration, parse_targets
-from tuillm.tui.panes.registry import Session
+from tuillm.core.models.metadata import format_bytes
+from tuillm.core.train.loop import SCHEDULES, TrainConfig, format_duration, parse_targets
+from tuillm.tui.session import Session
 from tuillm.tui.widgets.loss_plot import LossPlot
 from tuillm.tui.widgets.path_input import PathInput
 
@@ -85,7 +85,7 @@ def _fmt_default(value: Any) -> str:
 
 def preview_text(preview: Any, max_len: int) -> Text:
     """The preview as styled text: what carries loss in green, the prompt dim, what the cut drops struck out."""
-    from tuillm.core.train_preview import CUT, TRAINED, describe
+    from tuillm.core.train.preview import CUT, TRAINED, describe
 
     styles = {TRAINED: TRAINED_STYLE, CUT: CUT_STYLE}
     out = Text()
@@ -424,10 +424,10 @@ class TrainPane(VerticalScroll):
 
     @work(thread=True, exclusive=True, group="train-preview", exit_on_error=False)
     def _read_preview(self, key: tuple) -> None:
-        from tuillm.core.catalog import resolve_model
-        from tuillm.core.train_data import load_dataset
-        from tuillm.core.train_memory import model_shape
-        from tuillm.core.train_preview import base_tokenizer, preview
+        from tuillm.core.models.catalog import resolve_model
+        from tuillm.core.train.data import load_dataset
+        from tuillm.core.train.memory import model_shape
+        from tuillm.core.train.preview import base_tokenizer, preview
 
         base, data, max_len, assistant_only = key
         shape = None
@@ -469,7 +469,7 @@ class TrainPane(VerticalScroll):
         self._update_memory()
 
     def _update_memory(self) -> None:
-        from tuillm.core.train_memory import estimate_for_config
+        from tuillm.core.train.memory import estimate_for_config
 
         label = self.query_one("#train-memory", Static)
         if self.shape is None:
@@ -484,7 +484,7 @@ class TrainPane(VerticalScroll):
             tokens = sum(e.tokens for e in self.preview.examples) or 1
             fraction = sum(e.trained_tokens for e in self.preview.examples) / tokens
         est = estimate_for_config(self.shape, config, fraction)
-        from tuillm.core.hardware import available_ram
+        from tuillm.core.models.hardware import available_ram
 
         avail = available_ram()
         where = f"{est.device}, {est.dtype}"
@@ -551,9 +551,9 @@ class TrainPane(VerticalScroll):
 
     @work(thread=True, exclusive=True, group="train-job", exit_on_error=False)
     def _train(self, config: TrainConfig) -> None:
-        from tuillm.core.catalog import resolve_model
-        from tuillm.core.train_data import load_dataset
-        from tuillm.core.train_loop import train
+        from tuillm.core.models.catalog import resolve_model
+        from tuillm.core.train.data import load_dataset
+        from tuillm.core.train.loop import train
 
         try:
             for path in config.data:  # bad data is reported before the base model is even looked at
@@ -716,7 +716,7 @@ class TrainPane(VerticalScroll):
         if not self._need_adapter():
             return
         assert self.base_path is not None and self.adapter_dir is not None
-        from tuillm.core.train_base import is_gguf
+        from tuillm.core.train.base import is_gguf
 
         if self.base_gguf is None and is_gguf(self.base_path):
             self.base_gguf = self.base_path
@@ -741,7 +741,7 @@ class TrainPane(VerticalScroll):
                 self._run_job("convert", self.action_ab, lambda emit, cancel: _convert(base, out, out_type, emit,
                                                                                        cancel))
                 return
-        from tuillm.tui.train_ab import ABScreen, Model
+        from tuillm.tui.screens.ab import ABScreen, Model
 
         if self.merged_path is not None:
             tuned = Model(self.merged_path, self.merged_path.stem)
@@ -768,18 +768,18 @@ def _demo() -> Path | None:
 
 
 def _merge(base: Any, adapter: Any, out: Path, out_type: str, emit: Any, cancel: threading.Event) -> Path:
-    from tuillm.core.merge import merge
+    from tuillm.core.train.merge import merge
 
     return merge(Path(base), Path(adapter), out, out_type, emit=emit, cancel=cancel)
 
 
 def _export(adapter: Any, base: Any, out: Path, emit: Any) -> Path:
-    from tuillm.core.merge import export_lora
+    from tuillm.core.train.merge import export_lora
 
     return export_lora(Path(adapter), Path(base), out, emit=emit)
 
 
 def _convert(base: Path, out: Path, out_type: str, emit: Any, cancel: threading.Event) -> Path:
-    from tuillm.core.convert_job import convert_checkpoint
+    from tuillm.core.conversion.job import convert_checkpoint
 
     return convert_checkpoint(base, out, out_type, emit=emit, cancel=cancel)

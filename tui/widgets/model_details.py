@@ -13,10 +13,10 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Label, Static
 
-from tuillm.core.catalog import CatalogEntry
-from tuillm.core.config import ModelDefaults
-from tuillm.core.memory import MemoryEstimate
-from tuillm.core.metadata import format_bytes, format_params
+from tuillm.core.models.catalog import CatalogEntry
+from tuillm.core.models.memory import MemoryEstimate
+from tuillm.core.models.metadata import format_bytes, format_params
+from tuillm.core.settings import ModelDefaults
 
 TEMPLATE_PREVIEW_LINES = 30
 VALUE_CHARS = 200  # a long string value (a license text) is cut

@@ -11,7 +11,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label
 
-from tuillm.core.metadata import format_bytes
+from tuillm.core.models.metadata import format_bytes
 
 NO_MODEL = "no model loaded"
 

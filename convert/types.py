@@ -1,0 +1,59 @@
+"""The one registry of GGUF output types: every command, estimate and pane reads its facts from here.
+
+Pure data with no heavy import, so ``tuillm convert --help`` can list the types instantly. ``ggml`` names the
+type of the large tensors before llama.cpp's per-tensor adjustments (a ``gguf.GGMLQuantizationType`` member name);
+``ftype`` the ``LLAMA_FTYPE_*`` constant llama.cpp's quantizer takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DIRECT, LLAMA_CPP = "direct", "llama.cpp"
+
+
+@dataclass(frozen=True)
+class OutputType:
+    name: str  # as users type it: "q4_k_m"
+    ftype: str  # llama.cpp's LLAMA_FTYPE_<ftype>
+    ggml: str  # gguf.GGMLQuantizationType member of the large tensors
+    writer: str  # DIRECT: our converter writes it tensor by tensor; LLAMA_CPP: llama.cpp's quantizer
+    bpw: float  # bits per weight for a typical llama model (K-quants mix types; the averages llama-quantize reports)
+    note: str  # what it is for, in a few words (the Convert pane's list)
+    needs_imatrix: bool = False  # only usable with an importance matrix (the IQ types, later)
+    merge_choice: bool = False  # offered as a merge target in the Train pane
+
+    @property
+    def direct(self) -> bool:
+        return self.writer == DIRECT
+
+
+# Best first, as users pick: the usual choices near the top (the Convert pane lists them in this order).
+_TYPES = (
+    OutputType("q4_k_m", "MOSTLY_Q4_K_M", "Q4_K", LLAMA_CPP, 4.89, "good, the usual pick", merge_choice=True),
+    OutputType("q8_0", "MOSTLY_Q8_0", "Q8_0", DIRECT, 8.5, "near lossless", merge_choice=True),
+    OutputType("q5_k_m", "MOSTLY_Q5_K_M", "Q5_K", LLAMA_CPP, 5.69, "very good", merge_choice=True),
+    OutputType("q6_k", "MOSTLY_Q6_K", "Q6_K", LLAMA_CPP, 6.56, "very good", merge_choice=True),
+    OutputType("f16", "MOSTLY_F16", "F16", DIRECT, 16.0, "near lossless", merge_choice=True),
+    OutputType("bf16", "MOSTLY_BF16", "BF16", DIRECT, 16.0, "lossless from bf16", merge_choice=True),
+    OutputType("q4_k_s", "MOSTLY_Q4_K_S", "Q4_K", LLAMA_CPP, 4.58, "smaller"),
+    OutputType("q5_k_s", "MOSTLY_Q5_K_S", "Q5_K", LLAMA_CPP, 5.54, "good"),
+    OutputType("q3_k_m", "MOSTLY_Q3_K_M", "Q3_K", LLAMA_CPP, 3.91, "low"),
+    OutputType("q3_k_l", "MOSTLY_Q3_K_L", "Q3_K", LLAMA_CPP, 4.27, "low"),
+    OutputType("q3_k_s", "MOSTLY_Q3_K_S", "Q3_K", LLAMA_CPP, 3.5, "lower"),
+    OutputType("q2_k", "MOSTLY_Q2_K", "Q2_K", LLAMA_CPP, 3.35, "lowest"),
+    OutputType("q4_0", "MOSTLY_Q4_0", "Q4_0", LLAMA_CPP, 4.5, "legacy", merge_choice=True),
+    OutputType("q4_1", "MOSTLY_Q4_1", "Q4_1", LLAMA_CPP, 5.0, "legacy"),
+    OutputType("q5_0", "MOSTLY_Q5_0", "Q5_0", LLAMA_CPP, 5.5, "legacy"),
+    OutputType("q5_1", "MOSTLY_Q5_1", "Q5_1", LLAMA_CPP, 6.0, "legacy"),
+    OutputType("f32", "ALL_F32", "F32", DIRECT, 32.0, "lossless, huge"),
+)
+OUTPUT_TYPES: dict[str, OutputType] = {t.name: t for t in _TYPES}
+TYPE_NAMES: tuple[str, ...] = tuple(OUTPUT_TYPES)
+DIRECT_TYPE_NAMES: tuple[str, ...] = tuple(t.name for t in _TYPES if t.direct)
+MERGE_TYPE_NAMES: tuple[str, ...] = tuple(t.name for t in _TYPES if t.merge_choice)
+
+
+def output_type(name: str) -> OutputType | None:
+    """The type called ``name`` (any case), or None."""
+    return OUTPUT_TYPES.get(name.strip().lower())

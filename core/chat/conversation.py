@@ -1,0 +1,121 @@
+"""A stored chat driven by a chat session: send, regenerate, edit and resend, each turn saved while it streams.
+
+This is the glue both front ends share: the CLI (``tuillm chat --save``, or an in-memory store without it) and
+the TUI's Chat pane. Calls return at once with a ``Future`` that resolves once the reply is also saved.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+from tuillm.core.chat.engine import ChatSession
+from tuillm.core.chat.events import ChatEmit, ReplyDone
+from tuillm.core.chat.store import Chat, ChatStore, StreamingSaver
+from tuillm.core.errors import TuillmError
+from tuillm.core.llama.options import Sampling
+
+DEFAULT_TITLE = "New chat"
+TITLE_CHARS = 60
+
+
+class Conversation:
+    def __init__(self, session: ChatSession, store: ChatStore, chat_id: int) -> None:
+        self.session = session
+        self.store = store
+        self.chat_id = chat_id
+        store.get_chat(chat_id)  # a StoreError now rather than at the first message
+
+    @classmethod
+    def new(cls, session: ChatSession, store: ChatStore, *, title: str = DEFAULT_TITLE, model: str = "",
+            system_prompt: str = "", sampling: Sampling | None = None) -> Conversation:
+        chat = store.create_chat(title, model=model, system_prompt=system_prompt,
+                                 params=(sampling or Sampling()).to_json())
+        return cls(session, store, chat.id)
+
+    @property
+    def chat(self) -> Chat:
+        return self.store.get_chat(self.chat_id)
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling.from_json(self.chat.params)
+
+    def set_sampling(self, sampling: Sampling) -> None:
+        self.store.update_chat(self.chat_id, params=sampling.to_json())
+
+    def set_system_prompt(self, text: str) -> None:
+        self.store.update_chat(self.chat_id, system_prompt=text)
+
+    def send(self, text: str, listener: ChatEmit | None = None) -> Future[ReplyDone]:
+        """Add the user's message and stream the reply into a new assistant message."""
+        if not text.strip():
+            raise TuillmError("the message is empty")
+        chat = self.chat
+        if chat.title == DEFAULT_TITLE and not self.store.messages(self.chat_id):
+            self.store.rename_chat(self.chat_id, text.strip().splitlines()[0][:TITLE_CHARS])
+        self.store.add_message(self.chat_id, "user", text)
+        return self._reply(listener)
+
+    def regenerate(self, listener: ChatEmit | None = None) -> Future[ReplyDone]:
+        """Replace the replies after the last user message with a new one."""
+        last_user = self._last_user()
+        later = [m for m in self.store.messages(self.chat_id) if m.id > last_user.id]
+        if later:
+            self.store.delete_messages_from(self.chat_id, later[0].id)
+        return self._reply(listener)
+
+    def edit_and_resend(self, text: str, listener: ChatEmit | None = None) -> Future[ReplyDone]:
+        """Replace the last user message (and what followed it) with ``text``, and answer it."""
+        if not text.strip():
+            raise TuillmError("the message is empty")
+        self.store.delete_messages_from(self.chat_id, self._last_user().id)
+        self.store.add_message(self.chat_id, "user", text)
+        return self._reply(listener)
+
+    def _last_user(self) -> Any:
+        users = [m for m in self.store.messages(self.chat_id) if m.role == "user"]
+        if not users:
+            raise TuillmError("this chat has no message to answer yet")
+        return users[-1]
+
+    def _reply(self, listener: ChatEmit | None) -> Future[ReplyDone]:
+        messages = self.store.conversation(self.chat_id)
+        sampling = self.sampling
+        saver = StreamingSaver(self.store, self.chat_id)
+
+        def on_event(event: Any) -> None:
+            saver.on_event(event)
+            if listener is not None:
+                listener(event)
+
+        out: Future[ReplyDone] = Future()
+        inner = self.session.reply(messages, sampling, on_event)
+
+        def saved(done: Future[ReplyDone]) -> None:
+            # Runs on the session's worker thread when the reply ends; `out` resolves after the final save.
+            try:
+                exc = done.exception()
+                if exc is not None:
+                    self._close_saver(saver, None, None, complete=False)
+                    out.set_exception(exc)
+                    return
+                reply = done.result()
+                self._close_saver(saver, reply.text, reply.stats.to_json(),
+                                  complete=reply.stats.finish_reason != "cancelled")
+                out.set_result(reply)
+            except BaseException as exc:  # a failed save must still resolve the caller's future
+                if not out.done():
+                    out.set_exception(exc)
+
+        inner.add_done_callback(saved)
+        return out
+
+    def _close_saver(self, saver: StreamingSaver, text: str | None, stats: dict[str, Any] | None,
+                     complete: bool) -> None:
+        final = saver.text if text is None else text
+        if not final and not complete:
+            # Nothing came (failed, or stopped before the first token): no empty bubble in the chat.
+            self.store.delete_message(saver.message.id)
+        else:
+            saver.finish(final, stats=stats, complete=complete)

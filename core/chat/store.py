@@ -1,0 +1,320 @@
+"""Conversations on disk: one SQLite file (WAL) with chats and their messages.
+
+The schema grows by appending steps to ``MIGRATIONS``; ``PRAGMA user_version`` records how many ran. A streaming
+assistant message is written while it grows (``StreamingSaver``), so a killed app loses at most the last half
+second of a reply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuillm.core.chat.events import Token
+from tuillm.core.errors import TuillmError
+from tuillm.core.paths import data_dir
+
+MIGRATIONS: list[str] = [
+    # 1: chats and messages
+    """
+    CREATE TABLE chats (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: front ends key widgets by id
+        title TEXT NOT NULL,
+        model TEXT NOT NULL DEFAULT '',
+        system_prompt TEXT NOT NULL DEFAULT '',
+        params TEXT NOT NULL DEFAULT '{}',
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: front ends key widgets by id
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+        content TEXT NOT NULL,
+        stats TEXT,
+        complete INTEGER NOT NULL DEFAULT 1,
+        created REAL NOT NULL
+    );
+    CREATE INDEX messages_by_chat ON messages(chat_id, id);
+    CREATE INDEX chats_by_updated ON chats(updated DESC);
+    """,
+]
+SAVE_INTERVAL_S = 0.5
+
+
+class StoreError(TuillmError):
+    """The chat database cannot be opened, read or written."""
+
+
+def default_path() -> Path:
+    return data_dir() / "chats.sqlite3"
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    chat_id: int
+    role: str
+    content: str
+    stats: dict[str, Any] | None
+    complete: bool  # False: an assistant reply that was still streaming when last saved
+    created: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "role": self.role, "content": self.content, "stats": self.stats,
+                "complete": self.complete, "created": self.created}
+
+
+@dataclass(frozen=True)
+class Chat:
+    id: int
+    title: str
+    model: str
+    system_prompt: str
+    params: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+    updated: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "model": self.model, "system_prompt": self.system_prompt,
+                "params": self.params, "created": self.created, "updated": self.updated}
+
+
+def _chat(row: sqlite3.Row) -> Chat:
+    return Chat(id=row["id"], title=row["title"], model=row["model"], system_prompt=row["system_prompt"],
+                params=json.loads(row["params"] or "{}"), created=row["created"], updated=row["updated"])
+
+
+def _message(row: sqlite3.Row) -> Message:
+    return Message(id=row["id"], chat_id=row["chat_id"], role=row["role"], content=row["content"],
+                   stats=json.loads(row["stats"]) if row["stats"] else None, complete=bool(row["complete"]),
+                   created=row["created"])
+
+
+class ChatStore:
+    """Thread-safe (one connection behind a lock): the UI thread lists while a worker saves a streaming reply."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self._lock = threading.RLock()
+        try:
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open the chat database ({exc})") from None
+        self._db.row_factory = sqlite3.Row
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: not a readable chat database ({exc})") from None
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{self.path}: written by a newer tuillm (schema {version}); upgrade tuillm")
+        for number in range(version, len(MIGRATIONS)):
+            # executescript commits on its own; the version bump rides in the same script so a crash between
+            # the two cannot leave a half-migrated file marked as done.
+            self._db.executescript(
+                f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; COMMIT;")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> ChatStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path}: {exc}") from None
+
+    # --- chats ---
+    def create_chat(self, title: str = "New chat", *, model: str = "", system_prompt: str = "",
+                    params: Mapping[str, Any] | None = None) -> Chat:
+        now = time.time()
+        cur = self._run(
+            "INSERT INTO chats (title, model, system_prompt, params, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+            (title, model, system_prompt, json.dumps(dict(params or {})), now, now))
+        return self.get_chat(int(cur.lastrowid or 0))
+
+    def _row(self, table: str, row_id: int, noun: str) -> sqlite3.Row:
+        row = self._run(f"SELECT * FROM {table} WHERE id = ?", (row_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no {noun} with id {row_id}")
+        return row
+
+    def get_chat(self, chat_id: int) -> Chat:
+        return _chat(self._row("chats", chat_id, "chat"))
+
+    def list_chats(self) -> list[Chat]:
+        return [_chat(r) for r in self._run("SELECT * FROM chats ORDER BY updated DESC, id DESC").fetchall()]
+
+    def update_chat(self, chat_id: int, *, title: str | None = None, model: str | None = None,
+                    system_prompt: str | None = None, params: Mapping[str, Any] | None = None) -> Chat:
+        chat = self.get_chat(chat_id)
+        self._run(
+            "UPDATE chats SET title = ?, model = ?, system_prompt = ?, params = ?, updated = ? WHERE id = ?",
+            (chat.title if title is None else title, chat.model if model is None else model,
+             chat.system_prompt if system_prompt is None else system_prompt,
+             json.dumps(chat.params if params is None else dict(params)), time.time(), chat_id))
+        return self.get_chat(chat_id)
+
+    def rename_chat(self, chat_id: int, title: str) -> Chat:
+        title = title.strip()
+        if not title:
+            raise StoreError("a chat title cannot be empty")
+        return self.update_chat(chat_id, title=title)
+
+    def delete_chat(self, chat_id: int) -> None:
+        self.get_chat(chat_id)
+        self._run("DELETE FROM chats WHERE id = ?", (chat_id,))
+
+    def search(self, text: str) -> list[Chat]:
+        """Chats whose title or any message contains ``text`` (case-insensitive for ASCII), newest first."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._run(
+            "SELECT * FROM chats WHERE title LIKE ?1 ESCAPE '\\' OR id IN "
+            "(SELECT chat_id FROM messages WHERE content LIKE ?1 ESCAPE '\\') ORDER BY updated DESC, id DESC",
+            (pattern,)).fetchall()
+        return [_chat(r) for r in rows]
+
+    # --- messages ---
+    def add_message(self, chat_id: int, role: str, content: str, *, stats: Mapping[str, Any] | None = None,
+                    complete: bool = True) -> Message:
+        if role not in ("system", "user", "assistant"):
+            raise StoreError(f"unknown message role {role!r}")
+        now = time.time()
+        with self._lock:
+            cur = self._run(
+                "INSERT INTO messages (chat_id, role, content, stats, complete, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (chat_id, role, content, json.dumps(dict(stats)) if stats else None, int(complete), now))
+            self._run("UPDATE chats SET updated = ? WHERE id = ?", (now, chat_id))
+            return self.get_message(int(cur.lastrowid or 0))
+
+    def get_message(self, message_id: int) -> Message:
+        return _message(self._row("messages", message_id, "message"))
+
+    def update_message(self, message_id: int, content: str, *, stats: Mapping[str, Any] | None = None,
+                       complete: bool | None = None) -> None:
+        sets, args = ["content = ?"], [content]
+        if stats is not None:
+            sets.append("stats = ?")
+            args.append(json.dumps(dict(stats)))
+        if complete is not None:
+            sets.append("complete = ?")
+            args.append(int(complete))
+        self._run(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?", (*args, message_id))
+
+    def delete_message(self, message_id: int) -> None:
+        self._run("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    def delete_messages_from(self, chat_id: int, message_id: int) -> int:
+        """Delete ``message_id`` and every later message of the chat (regenerate, edit and resend)."""
+        cur = self._run("DELETE FROM messages WHERE chat_id = ? AND id >= ?", (chat_id, message_id))
+        return cur.rowcount
+
+    def messages(self, chat_id: int) -> list[Message]:
+        rows = self._run("SELECT * FROM messages WHERE chat_id = ? ORDER BY id", (chat_id,)).fetchall()
+        return [_message(r) for r in rows]
+
+    def conversation(self, chat_id: int) -> list[dict[str, str]]:
+        """The chat as the engine takes it: the system prompt first (if any), then the messages."""
+        chat = self.get_chat(chat_id)
+        out = [{"role": "system", "content": chat.system_prompt}] if chat.system_prompt else []
+        out += [{"role": m.role, "content": m.content} for m in self.messages(chat_id)]
+        return out
+
+    # --- export ---
+    def export_json(self, chat_id: int) -> dict[str, Any]:
+        data = self.get_chat(chat_id).to_json()
+        data["messages"] = [m.to_json() for m in self.messages(chat_id)]
+        return data
+
+    def export_markdown(self, chat_id: int) -> str:
+        chat = self.get_chat(chat_id)
+        lines = [f"# {chat.title}", ""]
+        if chat.model:
+            lines += [f"Model: `{chat.model}`", ""]
+        if chat.system_prompt:
+            lines += ["## System", "", chat.system_prompt, ""]
+        for m in self.messages(chat_id):
+            lines += [f"## {m.role.capitalize()}{'' if m.complete else ' (interrupted)'}", "", m.content, ""]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def export(self, chat_id: int, path: str | Path) -> Path:
+        """Write ``.json`` or Markdown (any other suffix) to a temporary name, then rename it into place."""
+        target = Path(path)
+        if target.suffix.lower() == ".json":
+            text = json.dumps(self.export_json(chat_id), indent=2, ensure_ascii=False) + "\n"
+        else:
+            text = self.export_markdown(chat_id)
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"{target}: cannot write the export ({exc.strerror or exc})") from None
+        return target
+
+
+class StreamingSaver:
+    """Keeps an assistant message row in step with a streaming reply: ``add(text)`` per token writes at most every
+    ``interval`` seconds; ``finish`` writes the final text and stats."""
+
+    def __init__(self, store: ChatStore, chat_id: int, *, interval: float = SAVE_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.interval = interval
+        self._clock = clock
+        self._parts: list[str] = []
+        self._last_save = clock()
+        self.writes = 0
+        self.message = store.add_message(chat_id, "assistant", "", complete=False)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def add(self, piece: str) -> None:
+        self._parts.append(piece)
+        now = self._clock()
+        if now - self._last_save >= self.interval:
+            self.store.update_message(self.message.id, self.text)
+            self._last_save = now
+            self.writes += 1
+
+    def on_event(self, event: Any) -> None:
+        """Use as a chat reply's listener: saves streamed tokens as they come."""
+        if isinstance(event, Token):
+            self.add(event.text)
+
+    def finish(self, text: str | None = None, stats: Mapping[str, Any] | None = None,
+               complete: bool = True) -> None:
+        final = self.text if text is None else text
+        self.store.update_message(self.message.id, final, stats=stats, complete=complete)
+        self.writes += 1

@@ -1,0 +1,253 @@
+"""Conversion jobs for both front ends: HF folder -> GGUF, GGUF -> re-quantized GGUF, with events and cancel.
+
+Progress arrives from the converter as plain callbacks and leaves as ``Progress`` events (tensors, MB/s, ETA);
+a set cancel flag raises ``Cancelled`` at the next tensor (or within 0.2 s while llama.cpp quantizes: its child
+process is killed), and the temporary file is removed; converter errors become ``TuillmError`` with the same
+one-line message.
+
+``convert_many`` writes several types from one source. From an HF checkpoint, every type that llama.cpp's
+quantizer makes (K-quants, q4_0...) is quantized from ONE f16/bf16 intermediate: a requested f16/bf16 output
+serves as it, else a hidden temporary file in the output folder, removed at the end whatever happens. The same
+16-bit file is the baseline of the quality reports' perplexity ratio. On cancel (or an error), outputs that
+were complete before it are kept and reported through ``on_written``; the one in progress never appears.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tuillm.convert.errors import ConvertError
+from tuillm.convert.hf_to_gguf import DIRECT_TYPES, ConvertProgress, convert_hf
+from tuillm.convert.output import temp_name
+from tuillm.convert.quantize import OUTPUT_TYPES, check_type, convert, intermediate_type, quantize_gguf
+from tuillm.core.errors import TuillmError
+from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
+
+__all__ = ["OUTPUT_TYPES", "OutputResult", "convert_checkpoint", "convert_many"]
+
+UNQUANTIZED = ("f32", "f16", "bf16")
+
+
+def format_eta(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def progress_message(p: ConvertProgress) -> str:
+    """``123/272 tensors, 45 MB/s, ETA 0:12`` (the ETA once something has been written): short enough for one
+    line beside a progress bar at 80 columns."""
+    parts = [f"{p.tensors_done}/{p.tensors_total} tensors", f"{p.mb_per_s:.0f} MB/s"]
+    if 0 < p.bytes_done < p.bytes_total and p.seconds > 0:
+        parts.append(f"ETA {format_eta(p.seconds * (p.bytes_total - p.bytes_done) / p.bytes_done)}")
+    return ", ".join(parts)
+
+
+def _progress_callback(emit: Emit, cancel: threading.Event | None,
+                       stage: str | None = None) -> Callable[[ConvertProgress], None]:
+    def on_progress(p: ConvertProgress) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        emit(Progress(stage or p.stage, p.tensors_done, p.tensors_total, progress_message(p)))
+
+    return on_progress
+
+
+def convert_checkpoint(src: Path, out: Path, out_type: str = "f16", *, emit: Emit = ignore,
+                       cancel: threading.Event | None = None, threads: int | None = None) -> Path:
+    """HF checkpoint folder -> GGUF of ``out_type``; nothing is left under ``out`` unless it completed."""
+    try:
+        path = convert(Path(src), Path(out), out_type, progress=_progress_callback(emit, cancel), threads=threads)
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
+    if cancel is not None and cancel.is_set():  # set during the last, uninterruptible step
+        Path(out).unlink(missing_ok=True)
+        raise Cancelled()
+    emit(Log(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB)"))
+    return path
+
+
+# --- several outputs from one source -------------------------------------------------------------------------------
+
+
+@dataclass
+class OutputResult:
+    out_type: str
+    path: Path
+    size: int
+    report: list[str] = field(default_factory=list)  # filled when the quality report ran
+
+
+def _check_outputs(src: Path, outputs: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    if not outputs:
+        raise TuillmError("choose at least one output type")
+    checked: list[tuple[str, Path]] = []
+    seen: set[Path] = set()
+    for out_type, out in outputs:
+        try:
+            out_type = check_type(out_type)
+        except ConvertError as exc:
+            raise TuillmError(str(exc)) from None
+        out = Path(out).expanduser()
+        key = out.resolve()
+        if key in seen:
+            raise TuillmError(f"{out}: named for two outputs")
+        if key == src.resolve():
+            raise TuillmError(f"{out}: output would overwrite the input")
+        seen.add(key)
+        checked.append((out_type, out))
+    return checked
+
+
+def convert_many(src: Path, outputs: Sequence[tuple[str, Path]], *, emit: Emit = ignore,
+                 cancel: threading.Event | None = None, report: bool = False, threads: int | None = None,
+                 on_written: Callable[[OutputResult], None] | None = None) -> list[OutputResult]:
+    """Write each ``(type, path)`` from ``src`` (an HF checkpoint folder, or a GGUF file to re-quantize).
+
+    See the module's docstring for the shared intermediate and what a cancel keeps. ``report``: afterwards, the
+    quality report of each output (top-1 agreement, KL, perplexity ratios), in ``OutputResult.report``.
+    ``on_written`` is called as soon as each output is complete (before the reports).
+    """
+    src = Path(src).expanduser()
+    if not src.exists():
+        raise TuillmError(f"{src}: no such file or folder")
+    plan = _check_outputs(src, outputs)
+    results: list[OutputResult] = []
+
+    def done(out_type: str, path: Path) -> None:
+        result = OutputResult(out_type, path, path.stat().st_size)
+        results.append(result)
+        emit(Log(f"wrote {path} ({result.size / 1e6:.0f} MB)"))
+        if on_written is not None:
+            on_written(result)
+
+    def check_cancel() -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+
+    try:
+        if src.is_dir():
+            mid = _convert_outputs(src, plan, emit, cancel, report, threads, done, check_cancel)
+        else:
+            mid = None
+            _requantize_outputs(src, plan, emit, cancel, threads, done, check_cancel)
+        try:
+            if report:
+                _reports(src, results, mid[0] if mid else None, emit, check_cancel)
+        finally:
+            if mid is not None and mid[1]:
+                mid[0].unlink(missing_ok=True)
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
+    return results
+
+
+def _convert_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel: threading.Event | None,
+                     report: bool, threads: int | None, done: Callable[[str, Path], None],
+                     check_cancel: Callable[[], None]) -> tuple[Path, bool] | None:
+    """The HF side; returns the 16-bit GGUF left for the reports (path, whether it is temporary) or None."""
+    direct = [(t, p) for t, p in plan if t in DIRECT_TYPES]
+    quants = [(t, p) for t, p in plan if t not in DIRECT_TYPES]
+    # A 16-bit file is needed for llama.cpp's quantizer, and as the baseline of a quantized output's report.
+    need_mid = bool(quants) or (report and any(t not in UNQUANTIZED for t, _ in plan))
+    mid: tuple[Path, bool] | None = None
+    steps: list[tuple[str, Path, str]] = []  # (type, path, label)
+    if need_mid:
+        mid_type = intermediate_type(src)
+        given = next(((t, p) for t, p in direct if t == mid_type), None) or \
+            next(((t, p) for t, p in direct if t in ("f16", "bf16")), None)
+        if given is not None:
+            direct.remove(given)
+            mid = (given[1], False)
+            steps.append((given[0], given[1], given[0]))
+        else:
+            first = (quants or plan)[0][1]
+            mid = (temp_name(first, f"{mid_type}.gguf"), True)
+            steps.append((mid_type, mid[0], f"{mid_type} (temp)"))
+    steps += [(t, p, t) for t, p in direct] + [(t, p, t) for t, p in quants]
+    n = len(steps)
+    try:
+        for i, (out_type, path, label) in enumerate(steps, 1):
+            check_cancel()
+            stage = f"{i}/{n} {label}"
+            if n > 1:  # one output: the progress bar says it all
+                emit(Log(f"step {stage}: {path.name}"))
+            progress = _progress_callback(emit, cancel, stage)
+            if out_type in DIRECT_TYPES:
+                convert_hf(src, path, out_type, progress=progress, threads=threads)
+            else:
+                assert mid is not None
+                quantize_gguf(mid[0], path, out_type, progress=progress, threads=threads)
+            if not (mid is not None and mid[1] and path == mid[0]):
+                done(out_type, path)
+        check_cancel()
+    except BaseException:
+        if mid is not None and mid[1]:
+            mid[0].unlink(missing_ok=True)
+        raise
+    return mid
+
+
+def _requantize_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel: threading.Event | None,
+                        threads: int | None, done: Callable[[str, Path], None],
+                        check_cancel: Callable[[], None]) -> None:
+    from tuillm.convert.quantize import input_is_quantized
+
+    if input_is_quantized(src):
+        emit(Log(f"{src.name} is already quantized: re-quantizing adds error; convert from the original checkpoint "
+                 "(or an f16 GGUF) for the best result", level="warning"))
+    n = len(plan)
+    for i, (out_type, path) in enumerate(plan, 1):
+        check_cancel()
+        stage = f"{i}/{n} {out_type}"
+        if n > 1:  # one output: the progress bar says it all
+            emit(Log(f"step {stage}: {path.name}"))
+        quantize_gguf(src, path, out_type, progress=_progress_callback(emit, cancel, stage), threads=threads)
+        done(out_type, path)
+    check_cancel()
+
+
+def _reports(src: Path, results: list[OutputResult], mid: Path | None, emit: Emit,
+             check_cancel: Callable[[], None]) -> None:
+    """Each output against the original on the built-in text: the HF model in transformers (computed once), or
+    the input GGUF when re-quantizing; a quantized output's perplexity is also set against the 16-bit GGUF."""
+    from tuillm.core.conversion.quality import REPORT_TEXT, compare, hf_logits, llama_logits, llama_tokenize, perplexity
+
+    if not results:
+        return
+    n = len(results)
+    emit(Progress("report", 0, n, "running the original and the results on the built-in text"))
+    ids = llama_tokenize(results[0].path, REPORT_TEXT)[:512]
+    if len(ids) < 2:
+        raise TuillmError("quality report: the text is too short")
+    check_cancel()
+    if src.is_dir():
+        try:
+            reference = hf_logits(src, ids)
+        except ImportError as exc:
+            raise TuillmError(f"the quality report needs transformers and torch ({exc.name} is missing)") from None
+        against = "the original (transformers)"
+    else:
+        reference = llama_logits(src, ids)
+        against = f"the input {src.name}"
+    check_cancel()
+    mid_logits = llama_logits(mid, ids) if mid is not None else None
+    ppl_mid = perplexity(mid_logits, ids) if mid_logits is not None else None
+    # The baseline is a requested f16/bf16 output when there is one, else the temporary intermediate.
+    given = next((r.out_type for r in results if r.path == mid), None)
+    baseline_type = (given or intermediate_type(src)) if ppl_mid is not None else None
+    if not any(r.path == mid for r in results):
+        mid_logits = None  # a temporary 16-bit file: only its perplexity was needed
+    for i, result in enumerate(results, 1):
+        check_cancel()
+        logits = mid_logits if mid_logits is not None and result.path == mid else llama_logits(result.path, ids)
+        comparison = compare(reference, logits, ids)
+        if result.out_type not in UNQUANTIZED and ppl_mid is not None and result.path != mid:
+            comparison = replace(comparison, ppl_f16=ppl_mid, baseline_type=baseline_type)
+        result.report = [f"{result.path.name} against {against}:", *comparison.lines()]
+        for line in result.report:
+            emit(Log(line))
+        emit(Progress("report", i, n, f"{i}/{n} reports"))

@@ -1,0 +1,91 @@
+"""How a model is loaded and how it samples: the option declarations (bounds llama.cpp can take) and the values.
+
+``LOAD_OPTIONS`` and ``SAMPLING_OPTIONS`` are the one place their defaults, ranges and help live; the settings
+file, ``tuillm chat``'s flags and the dialogs all check values with them (``tuillm.core.options``). The bounds
+keep what reaches llama.cpp inside what it survives: it asserts or crashes on thread counts past its maximum, a
+zero or negative batch, and non-finite sampling numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from tuillm.core.options import Option, check_all, option_map
+
+KV_TYPES = ("f16", "q8_0", "q4_0")
+MAX_THREADS = 512  # GGML_MAX_N_THREADS
+MAX_CTX = 1 << 20
+MAX_LAYERS = 1 << 12
+
+LOAD_OPTIONS: tuple[Option, ...] = (
+    Option("n_ctx", int, 4096, "context size in tokens", lo=16, hi=MAX_CTX, flag="--ctx", group="loading",
+           label="Context"),
+    Option("n_gpu_layers", int, None, "layers to offload to the GPU (-1: all; auto: all that fit when llama.cpp "
+           "can offload)", lo=-1, hi=MAX_LAYERS, auto=True, group="loading", label="GPU layers"),
+    Option("n_threads", int, None, "CPU threads (auto: chosen by llama.cpp)", lo=1, hi=MAX_THREADS, auto=True,
+           flag="--threads", group="loading", label="Threads"),
+    Option("n_batch", int, 512, "prompt batch size", lo=1, hi=1 << 16, flag="--batch", group="loading",
+           label="Batch"),
+    Option("flash_attn", bool, False, "use flash attention", group="loading", label="Flash attention"),
+    Option("kv_type", str, "f16", "KV cache type", choices=KV_TYPES, group="loading", label="KV cache type"),
+)
+
+SAMPLING_OPTIONS: tuple[Option, ...] = (
+    Option("temperature", float, 0.7, "temperature (0: greedy)", lo=0.0, hi=5.0, flag="--temp", group="sampling"),
+    Option("top_p", float, 0.95, "nucleus sampling: keep the most likely tokens up to this probability mass",
+           lo=0.0, hi=1.0, group="sampling", label="Top-p"),
+    Option("top_k", int, 40, "keep the k most likely tokens (0: all)", lo=0, hi=1 << 20, group="sampling",
+           label="Top-k"),
+    Option("min_p", float, 0.05, "drop tokens less likely than this share of the top one", lo=0.0, hi=1.0,
+           group="sampling", label="Min-p"),
+    Option("repeat_penalty", float, 1.1, "penalty for repeated tokens (1: none)", lo=0.0, hi=5.0,
+           group="sampling"),
+    Option("max_tokens", int, 512, "reply length limit in tokens", lo=1, hi=MAX_CTX, flag="--max-tokens",
+           group="sampling"),
+)
+
+_LOAD = option_map(LOAD_OPTIONS)
+_SAMPLING = option_map(SAMPLING_OPTIONS)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    n_ctx: int = _LOAD["n_ctx"].default
+    n_gpu_layers: int | None = _LOAD["n_gpu_layers"].default  # None: all layers when llama.cpp can offload, else 0
+    n_threads: int | None = _LOAD["n_threads"].default  # None: llama.cpp's default (half the logical cores)
+    n_batch: int = _LOAD["n_batch"].default
+    flash_attn: bool = _LOAD["flash_attn"].default
+    kv_type: str = _LOAD["kv_type"].default  # "f16" | "q8_0" | "q4_0"
+    use_mmap: bool = True
+    seed: int = -1  # -1: random
+    lora_path: str | None = None
+    lora_scale: float = 1.0
+    chat_template: str | None = None  # the user's override of the GGUF's template
+    check_memory: bool = True  # refuse before loading when the estimate does not fit
+
+    def __post_init__(self) -> None:
+        check_all(LOAD_OPTIONS, {o.name: getattr(self, o.name) for o in LOAD_OPTIONS})
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = _SAMPLING["temperature"].default
+    top_p: float = _SAMPLING["top_p"].default
+    top_k: int = _SAMPLING["top_k"].default
+    min_p: float = _SAMPLING["min_p"].default
+    repeat_penalty: float = _SAMPLING["repeat_penalty"].default
+    max_tokens: int = _SAMPLING["max_tokens"].default
+    seed: int | None = None  # None: the load seed's generator continues
+
+    def __post_init__(self) -> None:
+        check_all(SAMPLING_OPTIONS, {o.name: getattr(self, o.name) for o in SAMPLING_OPTIONS})
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Sampling:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,1 @@
+"""Models on disk: metadata readers, the catalog, the hardware and the memory-fit verdict."""

@@ -1,0 +1,172 @@
+"""Option declarations: each setting's name, type, default, bounds, choices and help, written once.
+
+A group of options (training, loading, sampling) is a tuple of ``Option``s. The front ends are built from it: the
+CLI's argparse flags (``tuillm.tui.cli.options``), the settings file's checks and the panes' forms, so a default
+or a bound cannot drift between them (mlx-lm's ``CONFIG_DEFAULTS`` is the pattern). Every value from outside —
+a flag, a form field, a TOML value — goes through ``Option.check`` (typed values) or ``Option.parse`` (text) once,
+where it enters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+AUTO = "auto"
+
+
+class OptionError(ValueError):
+    """A value an option does not take; the message says what it expects ("a whole number from 1 to 64")."""
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # attribute and settings key, e.g. "max_len"
+    kind: type  # int, float, str or bool
+    default: Any
+    help: str
+    lo: float | None = None  # smallest value taken (inclusive unless lo_open)
+    hi: float | None = None  # largest value taken (inclusive unless hi_open)
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] | None = None
+    auto: bool = False  # also takes "auto" (or None), meaning "let the engine choose"; stored as None
+    optional: bool = False  # None ("not set") is a value of its own, e.g. max_steps
+    flag: str | None = None  # CLI flag; default "--" + name with dashes
+    metavar: str | None = None
+    group: str = ""  # heading in --help and in forms
+    label: str | None = None  # a form's label; default the name in words
+
+    # --- describing -------------------------------------------------------------------------------------------
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    def expected(self) -> str:
+        """What the option takes, in words, for error messages."""
+        if self.choices is not None:
+            text = "one of " + ", ".join(self.choices)
+        elif self.kind is bool:
+            text = "true or false"
+        else:
+            noun = "a whole number" if self.kind is int else "a number"
+            text = noun + self._range_words()
+        if self.auto:
+            text = f'"{AUTO}" or {text}'
+        return text
+
+    def _range_words(self) -> str:
+        lo, hi = self.lo, self.hi
+        if lo is not None and hi is not None and not self.lo_open and not self.hi_open:
+            return f" from {_num(lo)} to {_num(hi)}"
+        parts = []
+        if lo is not None:
+            parts.append(f"above {_num(lo)}" if self.lo_open else f"at least {_num(lo)}")
+        if hi is not None:
+            parts.append(f"below {_num(hi)}" if self.hi_open else f"at most {_num(hi)}")
+        return (" " + " and ".join(parts)) if parts else ""
+
+    # --- checking ---------------------------------------------------------------------------------------------
+
+    def check(self, value: Any) -> Any:
+        """``value`` (already typed, e.g. from TOML) if the option takes it, else ``OptionError``."""
+        if value is None or (self.auto and value == AUTO):
+            if self.auto or self.optional:
+                return None
+            raise OptionError(self.expected())
+        if self.choices is not None:
+            if not isinstance(value, str) or value not in self.choices:
+                raise OptionError(self.expected())
+            return value
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise OptionError(self.expected())
+            return value
+        if self.kind is str:
+            if not isinstance(value, str) or not value.strip():
+                raise OptionError("a non-empty text")
+            return value.strip()
+        return self._check_number(value)
+
+    def _check_number(self, value: Any) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OptionError(self.expected())
+        if self.kind is int:
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise OptionError(self.expected())
+                value = int(value)
+        elif not math.isfinite(value):
+            raise OptionError(self.expected())
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            raise OptionError(self.expected())
+        if self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)):
+            raise OptionError(self.expected())
+        return self.kind(value)
+
+    def parse(self, text: str) -> Any:
+        """The value of a text (a CLI flag, a form field); an empty text is None for auto/optional options."""
+        text = text.strip()
+        if not text:
+            if self.auto or self.optional:
+                return None
+            raise OptionError(self.expected())
+        if self.auto and text.lower() == AUTO:
+            return None
+        if self.kind is bool:
+            lowered = text.lower()
+            if lowered in ("true", "yes", "on", "1"):
+                return True
+            if lowered in ("false", "no", "off", "0"):
+                return False
+            raise OptionError(self.expected())
+        if self.kind in (int, float) and self.choices is None:
+            try:
+                number: Any = int(text) if self.kind is int else float(text)
+            except ValueError:
+                raise OptionError(self.expected()) from None
+            return self.check(number)
+        return self.check(text)
+
+    def format(self, value: Any) -> str:
+        """The text a form shows for ``value`` (the inverse of ``parse``)."""
+        if value is None:
+            return AUTO if self.auto else ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return _num(value)
+        return str(value)
+
+
+def option_map(options: Iterable[Option]) -> dict[str, Option]:
+    return {o.name: o for o in options}
+
+
+def defaults(options: Iterable[Option]) -> dict[str, Any]:
+    return {o.name: o.default for o in options}
+
+
+def check_all(options: Iterable[Option], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked values of the options named in ``values``; the first bad one raises ``OptionError`` naming
+    the option (``--lr: a number above 0``)."""
+    by_name = option_map(options)
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        option = by_name[name]
+        try:
+            out[name] = option.check(value)
+        except OptionError as exc:
+            raise OptionError(f"{option.cli_flag} = {value!r}: expected {exc}") from None
+    return out

@@ -1,0 +1,1 @@
+"""LoRA training: options, data rules, preview, base preparation, the loop, memory estimate, merge."""

@@ -1,0 +1,170 @@
+"""The base model of a LoRA run or a merge, as an HF checkpoint folder.
+
+A GGUF (the demo included) is dequantized once with transformers into a cached HF folder under
+``cache_dir()/dequantized``, keyed by the file's size and mtime; an HF folder is used as it is. torch and
+transformers are imported only inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from tuillm.core.errors import ModelFileError, TuillmError, first_line
+from tuillm.core.events import Emit, Log, Progress, ignore
+from tuillm.core.paths import cache_dir
+
+
+def is_gguf(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return f.read(4) == b"GGUF"
+
+
+def dequantized_folder(gguf_path: Path) -> Path:
+    st = gguf_path.stat()
+    return cache_dir() / "dequantized" / f"{gguf_path.stem}-{st.st_size}-{int(st.st_mtime)}"
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def base_folder(path: Path, *, emit: Emit = ignore) -> Path:
+    """``path`` as an HF checkpoint folder: itself, or the cached dequantized copy of a GGUF (built if needed)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelFileError(path, "not an HF checkpoint folder (no config.json)")
+        return path
+    if not is_gguf(path):
+        raise ModelFileError(path, "not a GGUF file or an HF checkpoint folder")
+    target = dequantized_folder(path)
+    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+        emit(Log(f"using the dequantized copy of {path.name} in {target} "
+                 f"({folder_size(target) / 1e9:.2f} GB on disk)"))
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    from tuillm.core.models.metadata import read_info
+
+    try:
+        need = f", about {read_info(path).params * 2 / 1e9:.1f} GB on disk"  # bf16: 2 bytes a weight
+    except TuillmError:
+        need = ""
+    emit(Log(f"{path.name} is a GGUF: dequantizing it once into an HF checkpoint for training (transformers)"
+             f"{need}, cached in {target}"))
+    emit(Progress("dequantize", 0, 0, f"{path.name} -> HF checkpoint"))
+    # Built beside the target and renamed: an interrupted build never leaves a half folder that looks complete.
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    try:
+        dequantize_gguf(path, work)
+        try:
+            work.rename(target)
+        except OSError:  # a parallel build finished first
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    emit(Progress("dequantize", 1, 1, "done"))
+    emit(Log(f"dequantized {path.name} into {target} ({folder_size(target) / 1e9:.2f} GB on disk; "
+             "delete it to reclaim the space)"))
+    return target
+
+
+def dequantize_gguf(gguf_path: Path, out: Path) -> None:
+    """Write ``gguf_path`` as an HF checkpoint folder (bf16 safetensors + tokenizer) into ``out``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
+                                                      dtype=torch.float32)
+    except (ValueError, KeyError, RuntimeError, OSError) as exc:
+        raise ModelFileError(gguf_path, f"transformers cannot dequantize it ({first_line(exc)})") from None
+    # transformers marks a gguf-loaded model as quantized and refuses save_pretrained: build a plain model from
+    # the same config (without the quantization block) and move the dequantized weights into it.
+    config_dict = loaded.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict.pop("_name_or_path", None)
+    config_dict["dtype"] = "bfloat16"
+    config = AutoConfig.for_model(**config_dict)
+    model = AutoModelForCausalLM.from_config(config)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    missing = [m for m in missing if not (config.tie_word_embeddings and m == "lm_head.weight")]
+    if missing or unexpected:
+        raise TuillmError(f"{gguf_path}: dequantized weights do not fit the model (missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]})")
+    model.tie_weights()
+    del loaded
+    # bf16 halves the disk copy; the values of 4-8 bit GGUF blocks need no more than that.
+    model = model.to(torch.bfloat16)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def quiet_transformers() -> None:
+    """No progress bars or advice from transformers: our own events report the work."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+
+
+def read_config(folder: Path) -> dict:
+    try:
+        return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(Path(folder) / "config.json", f"unreadable ({exc})") from None
+
+
+def load_tokenizer(folder: Path):  # noqa: ANN201 - a transformers tokenizer
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    try:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except (ValueError, OSError, KeyError) as exc:
+        raise ModelFileError(folder, f"cannot load its tokenizer ({first_line(exc)})") from None
+
+
+def pick_device(requested: str = "auto") -> str:
+    if requested != "auto":
+        return requested
+    from tuillm.core.models.hardware import training_device
+
+    return training_device()
+
+
+def pick_dtype(device: str, requested: str = "auto") -> str:
+    """float32 on CPU and MPS (safe and, on CPU, usually the fastest); bf16 on a CUDA GPU that supports it."""
+    if requested != "auto":
+        if requested not in ("float32", "bfloat16", "float16"):
+            raise TuillmError(f"unknown dtype {requested!r}; choose float32, bfloat16 or float16")
+        return requested
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "float32"
+
+
+def load_model(folder: Path, device: str, dtype: str):  # noqa: ANN201 - a transformers model
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quiet_transformers()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype),
+                                                     trust_remote_code=False, use_safetensors=True)
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+        raise ModelFileError(folder, f"transformers cannot load it ({first_line(exc)})") from None
+    return model.to(device)

@@ -1,0 +1,334 @@
+"""Training data for LoRA: JSONL files read, their format detected, checked, rendered and packed.
+
+Formats (detected per file from its first record; every record must then match):
+- ``alpaca``: ``instruction``, optional ``input``, ``output`` (and optional ``system``)
+- ``messages``: OpenAI-style ``{"messages": [{"role", "content"}, ...]}``
+- ``sharegpt``: ``{"conversations": [{"from": "human"|"gpt"|"system", "value"}, ...]}``
+- ``completion``: ``prompt`` + ``completion``
+- ``text``: raw ``text`` (the loss covers every token)
+
+Conversations are rendered with the model's chat template (the sandboxed one of core.chat_template) piece by
+piece, so each token is known to come from the assistant or not; by default only the assistant's tokens carry
+loss. Nothing here imports torch: a tokenizer is any ``str -> list[int]`` callable, so all of it is unit-tested
+without a model.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tuillm.core.chat.template import ChatTemplate
+from tuillm.core.errors import TuillmError
+
+FORMATS = ("alpaca", "messages", "sharegpt", "completion", "text")
+IGNORE = -100  # the label of a token that carries no loss (the convention of transformers' loss functions)
+MAX_REPORTED = 5  # line numbers listed in an error; the rest are counted
+
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                   "model": "assistant", "system": "system"}
+
+Tokenize = Callable[[str], list[int]]
+
+
+class DatasetError(TuillmError):
+    """A training file that cannot be used; raised before any training starts."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One example as a conversation (``text`` format: one pseudo-message with role ``text``)."""
+
+    messages: tuple[dict[str, str], ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: Path
+    format: str
+    records: tuple[Record, ...]
+
+
+@dataclass
+class Example:
+    """Token ids and their labels (``IGNORE`` where no loss)."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for t in self.labels if t != IGNORE)
+
+
+@dataclass
+class Encoded:
+    examples: list[Example]
+    truncated: int = 0  # examples cut to max_len
+    dropped: int = 0  # examples with no trained token left after the cut
+    lengths: list[int] = field(default_factory=list)  # token counts before any cut
+
+
+def _lines_note(lines: Sequence[int]) -> str:
+    shown = ", ".join(str(n) for n in lines[:MAX_REPORTED])
+    more = f" and {len(lines) - MAX_REPORTED} more" if len(lines) > MAX_REPORTED else ""
+    return f"line{'s' if len(lines) > 1 else ''} {shown}{more}"
+
+
+def detect_format(obj: dict) -> str | None:
+    if "messages" in obj:
+        return "messages"
+    if "conversations" in obj:
+        return "sharegpt"
+    if "instruction" in obj and "output" in obj:
+        return "alpaca"
+    if "prompt" in obj and "completion" in obj:
+        return "completion"
+    if "text" in obj:
+        return "text"
+    return None
+
+
+def _string(obj: dict, key: str, optional: bool = False) -> str | None:
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"field {key!r} missing or not a string")
+    return value
+
+
+def _to_messages(obj: dict, fmt: str) -> tuple[dict[str, str], ...]:
+    """One JSON object -> messages; ValueError (a short reason) when it does not fit ``fmt``."""
+    if fmt == "alpaca":
+        instruction, output = _string(obj, "instruction"), _string(obj, "output")
+        extra = _string(obj, "input", optional=True)
+        system = _string(obj, "system", optional=True)
+        user = f"{instruction}\n\n{extra}" if extra else instruction
+        msgs = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": user}, {"role": "assistant", "content": output}]
+        return tuple(msgs)
+    if fmt == "completion":
+        return ({"role": "user", "content": _string(obj, "prompt")},
+                {"role": "assistant", "content": _string(obj, "completion")})
+    if fmt == "text":
+        text = _string(obj, "text")
+        if not text.strip():
+            raise ValueError("empty 'text'")
+        return ({"role": "text", "content": text},)
+    key = "messages" if fmt == "messages" else "conversations"
+    items = obj.get(key)
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"field {key!r} missing or not a non-empty list")
+    msgs = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ValueError(f"an entry of {key!r} is not an object")
+        if fmt == "messages":
+            role, content = item.get("role"), item.get("content")
+            if role not in ("system", "user", "assistant", "tool"):
+                raise ValueError(f"message role {role!r} (expected system/user/assistant)")
+        else:
+            role, content = _SHAREGPT_ROLES.get(str(item.get("from"))), item.get("value")
+            if role is None:
+                raise ValueError(f"conversation 'from' {item.get('from')!r} (expected human/gpt/system)")
+        if not isinstance(content, str):
+            raise ValueError("a message without string content")
+        msgs.append({"role": role, "content": content})
+    if not any(m["role"] == "assistant" for m in msgs):
+        raise ValueError("no assistant message")
+    return tuple(msgs)
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read and check a JSONL file; every problem found is reported in one DatasetError."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    objects: list[tuple[int, dict]] = []
+    bad_json: list[int] = []
+    not_object: list[int] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            bad_json.append(number)
+            continue
+        if not isinstance(obj, dict):
+            not_object.append(number)
+            continue
+        objects.append((number, obj))
+    if bad_json:
+        raise DatasetError(f"{path}: {len(bad_json)} invalid JSON line{'s' if len(bad_json) > 1 else ''} "
+                           f"({_lines_note(bad_json)}); each line must be one JSON object")
+    if not_object:
+        raise DatasetError(f"{path}: {len(not_object)} line{'s' if len(not_object) > 1 else ''} not a JSON "
+                           f"object ({_lines_note(not_object)})")
+    if not objects:
+        raise DatasetError(f"{path}: empty file (no examples)")
+    fmt = detect_format(objects[0][1])
+    if fmt is None:
+        keys = ", ".join(sorted(objects[0][1])) or "none"
+        raise DatasetError(f"{path}: line {objects[0][0]}: unknown format (keys: {keys}); expected "
+                           "instruction/output, messages, conversations, prompt/completion or text")
+    records: list[Record] = []
+    problems: list[tuple[int, str]] = []
+    for number, obj in objects:
+        try:
+            records.append(Record(_to_messages(obj, fmt), number))
+        except ValueError as exc:
+            problems.append((number, str(exc)))
+    if problems:
+        first_reason = problems[0][1]
+        raise DatasetError(f"{path}: {len(problems)} example{'s' if len(problems) > 1 else ''} not in the "
+                           f"{fmt} format of line {objects[0][0]} ({_lines_note([n for n, _ in problems])}; "
+                           f"line {problems[0][0]}: {first_reason})")
+    return Dataset(path, fmt, tuple(records))
+
+
+def render_segments(messages: Sequence[dict[str, str]], template: ChatTemplate | None) -> list[tuple[str, bool]]:
+    """The rendered conversation as (text, is_assistant) pieces, in order; joined they equal the full render.
+
+    Each assistant turn is found as the difference between the prompt up to it (with the generation prompt) and
+    the render that includes it. A template that rewrites earlier turns (some drop past reasoning) breaks that
+    prefix property: then the whole render is one trained piece.
+    """
+    if len(messages) == 1 and messages[0]["role"] == "text":
+        return [(messages[0]["content"], True)]
+    if template is None:
+        raise DatasetError("the model has no chat template; use the text format ({\"text\": ...})")
+    full = template.render(messages, add_generation_prompt=False)
+    pieces: list[tuple[str, bool]] = []
+    done = ""
+    for i, msg in enumerate(messages):
+        if msg["role"] != "assistant":
+            continue
+        prompt = template.render(messages[:i], add_generation_prompt=True) if i else None
+        upto = template.render(messages[: i + 1], add_generation_prompt=False)
+        if prompt is None or not prompt.startswith(done) or not upto.startswith(prompt) \
+                or not full.startswith(upto):
+            return [(full, True)]
+        if len(prompt) > len(done):
+            pieces.append((prompt[len(done):], False))
+        pieces.append((upto[len(prompt):], True))
+        done = upto
+    if len(full) > len(done):
+        pieces.append((full[len(done):], False))
+    return pieces
+
+
+def encode(segments: Sequence[tuple[str, bool]], tokenize: Tokenize, *, assistant_only: bool = True,
+           append: Sequence[int] = (), prepend: Sequence[int] = ()) -> Example:
+    """Tokenize each piece; labels copy the ids of trained pieces (all pieces when not ``assistant_only``)."""
+    ids: list[int] = list(prepend)
+    labels: list[int] = [IGNORE] * len(prepend)
+    for text, trained in segments:
+        piece = tokenize(text)
+        ids.extend(piece)
+        labels.extend(piece if (trained or not assistant_only) else [IGNORE] * len(piece))
+    ids.extend(append)
+    labels.extend(append)
+    return Example(ids, labels)
+
+
+def encode_dataset(dataset: Dataset, tokenize: Tokenize, template: ChatTemplate | None, max_len: int, *,
+                   assistant_only: bool = True, text_suffix: Sequence[int] = (),
+                   text_prefix: Sequence[int] = ()) -> Encoded:
+    """Every record rendered and tokenized; over-long ones cut to ``max_len`` and counted.
+
+    ``text_suffix`` (the EOS id) ends raw-text examples, so the model learns where a document stops;
+    ``text_prefix`` (the BOS id, for tokenizers that add one) starts them. Chat templates write their own.
+    Raises DatasetError when no example is left with a token to learn from.
+    """
+    if max_len < 2:
+        raise DatasetError(f"max length {max_len} is too short (at least 2 tokens)")
+    out = Encoded([])
+    for record in dataset.records:
+        segments = render_segments(record.messages, template)
+        is_text = record.messages[0]["role"] == "text"
+        example = encode(segments, tokenize, assistant_only=assistant_only, append=text_suffix if is_text else (),
+                         prepend=text_prefix if is_text else ())
+        out.lengths.append(len(example.input_ids))
+        if len(example.input_ids) > max_len:
+            out.truncated += 1
+            example = Example(example.input_ids[:max_len], example.labels[:max_len])
+        # The first token is never predicted (nothing precedes it): it needs a second trained token.
+        if sum(1 for t in example.labels[1:] if t != IGNORE) == 0:
+            out.dropped += 1
+            continue
+        out.examples.append(example)
+    if not out.examples:
+        shortest = min(out.lengths)
+        if out.truncated == len(dataset.records):
+            raise DatasetError(f"{dataset.path}: every example is longer than the max length {max_len} tokens "
+                               f"and nothing to learn is left after the cut (shortest: {shortest} tokens); "
+                               "raise --max-len")
+        raise DatasetError(f"{dataset.path}: no example has a token to learn from (empty answers?)")
+    return out
+
+
+def split_eval(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """A seeded random ``fraction`` of the examples held out for eval loss (at least one when asked and there
+    are at least two examples)."""
+    if fraction <= 0 or len(examples) < 2:
+        return examples, []
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_eval = min(len(examples) - 1, max(1, round(len(examples) * fraction)))
+    held = set(order[:n_eval])
+    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
+
+
+@dataclass
+class PackedBatch:
+    """Examples concatenated in one row: ``position_ids`` restart at 0 for each, so attention stays within an
+    example (transformers builds a block-diagonal mask from them) and no token is padding."""
+
+    input_ids: list[int]
+    labels: list[int]
+    position_ids: list[int]
+    n_examples: int
+
+    @property
+    def trained_tokens(self) -> int:
+        # The first label of each example is masked when packing, so this counts predictions made.
+        return sum(1 for t in self.labels if t != IGNORE)
+
+
+def pack(examples: Sequence[Example]) -> PackedBatch:
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    for ex in examples:
+        ids.extend(ex.input_ids)
+        # Label 0 of an example would be predicted from the previous example's last token: mask it.
+        labels.append(IGNORE)
+        labels.extend(ex.labels[1:])
+        positions.extend(range(len(ex.input_ids)))
+    return PackedBatch(ids, labels, positions, len(examples))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled example order of one epoch: a function of (seed, epoch) only, so a resumed run replays it."""
+    order = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order
+
+
+def micro_batches(examples: Sequence[Example], batch_size: int, seed: int, epoch: int) -> Iterator[PackedBatch]:
+    """The packed micro-batches of one epoch (``batch_size`` examples each; the last may hold fewer)."""
+    order = epoch_order(len(examples), seed, epoch)
+    for start in range(0, len(order), batch_size):
+        yield pack([examples[i] for i in order[start: start + batch_size]])

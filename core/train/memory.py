@@ -1,0 +1,171 @@
+"""How much memory a LoRA run takes: an estimate from the base's shape and the run's settings, without torch.
+
+Model of the training loop in core.train_loop (peak resident memory on CPU; allocated memory on a GPU):
+- runtime: the Python process with torch, transformers and peft imported (CPU only: a GPU's figure is its own);
+- weights: every parameter of the base in the training dtype (float32 on CPU; bf16 on most GPUs);
+- LoRA: its parameters, their gradients and AdamW's two moments, all float32 (16 bytes a parameter);
+- activations of one forward/backward pass: per token and layer a multiple of the hidden and MLP widths (plus the
+  inputs LoRA dropout copies), a layer's attention scores at once, and the LM head's float32 logits for the
+  trained tokens (the loop keeps only those). One pass holds ``max_len`` tokens on CPU/MPS (rows of at most
+  ``max_len``), the whole micro-batch (``batch_size x max_len``) on CUDA or with ``packing="row"``.
+Gradient checkpointing keeps only each layer's input and recomputes one layer at a time.
+
+The constants were fitted to the peak RSS (VmHWM) of real short runs of the demo (SmolLM2-135M) on CPU;
+tests/bench/train_memory.py measures it again and prints the ratio. GPU figures use the same activation model in
+bf16 and are not calibrated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+RUNTIME_CPU = 450 * 2**20  # python + torch + transformers + peft + tokenizer: ~360 MB after imports, then data
+RUNTIME_GPU = 0  # what torch reports on a GPU (max_memory_allocated) has no runtime part
+# Fitted to the demo's measured activation cost per token (see the module docstring).
+ACTIVATION_SCALE = 0.87
+# The LM head's float32 logits and what cross-entropy and its backward make of them (fitted: runs with and without
+# gradient checkpointing separate this from the layers' share).
+LOGIT_COPIES = 10
+ATTENTION_COPIES = 2  # scores and softmax of one layer at a time, for a row holding one example
+# A row packing several examples attends through a block-diagonal mask: the attention falls back to a kernel that
+# materialises the scores (fitted on a 4 x 512-token row).
+MASKED_ATTENTION_COPIES = 10
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs to know about a base model."""
+
+    params: int
+    n_layers: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    vocab_size: int
+
+
+@dataclass(frozen=True)
+class TrainMemoryEstimate:
+    runtime_bytes: int
+    weights_bytes: int
+    lora_bytes: int
+    activation_bytes: int
+    lora_params: int
+    tokens_per_pass: int
+    device: str
+    dtype: str
+
+    @property
+    def total_bytes(self) -> int:
+        return self.runtime_bytes + self.weights_bytes + self.lora_bytes + self.activation_bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "total_bytes": self.total_bytes}
+
+
+def model_shape(base: str | Path) -> ModelShape:
+    """The shape of an HF folder (config.json + safetensors headers) or a GGUF file (its header)."""
+    from tuillm.core.models.metadata import read_info
+
+    base = Path(base)
+    info = read_info(base)
+    n_ff = 0
+    if base.is_dir():
+        from tuillm.core.train.base import read_config
+
+        cfg = read_config(base)
+        cfg = {**cfg, **(cfg.get("text_config") or {})}
+        n_ff = int(cfg.get("intermediate_size") or 0)
+    else:
+        from tuillm.convert.gguf_header import read_gguf_header
+
+        value = read_gguf_header(base).fields.get(f"{info.arch}.feed_forward_length")
+        if isinstance(value, list):
+            value = max(value) if value else 0
+        n_ff = int(value) if isinstance(value, int | float) else 0
+    head_dim = info.head_dim_k or (info.n_embd // info.n_head if info.n_head else 0)
+    return ModelShape(params=info.params, n_layers=info.n_layers, n_embd=info.n_embd,
+                      n_ff=n_ff or 4 * info.n_embd, n_head=info.n_head, n_head_kv=info.n_head_kv or info.n_head,
+                      head_dim=head_dim, vocab_size=info.vocab_size)
+
+
+def _target_sizes(shape: ModelShape) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each LoRA target of one layer."""
+    q, kv = shape.n_head * shape.head_dim, shape.n_head_kv * shape.head_dim
+    e, f = shape.n_embd, shape.n_ff
+    return {"q_proj": (e, q), "k_proj": (e, kv), "v_proj": (e, kv), "o_proj": (q, e),
+            "gate_proj": (e, f), "up_proj": (e, f), "down_proj": (f, e)}
+
+
+def _targets(shape: ModelShape, targets: list[str] | str) -> list[tuple[int, int]]:
+    sizes = _target_sizes(shape)
+    if targets in ("default", "all-linear", None, []):
+        names = list(sizes)
+    else:
+        # Fused projections count as their parts; unknown names (another architecture's) as a q projection.
+        names = []
+        for t in targets:
+            names.extend({"qkv_proj": ["q_proj", "k_proj", "v_proj"],
+                          "gate_up_proj": ["gate_proj", "up_proj"]}.get(t, [t]))
+    return [sizes.get(n, sizes["q_proj"]) for n in names]
+
+
+def lora_params(shape: ModelShape, rank: int, targets: list[str] | str = "default") -> int:
+    return shape.n_layers * sum(rank * (i + o) for i, o in _targets(shape, targets))
+
+
+def estimate_training(shape: ModelShape, *, rank: int = 16, targets: list[str] | str = "default",
+                      max_len: int = 512, batch_size: int = 4, dropout: float = 0.05, device: str = "cpu",
+                      dtype: str = "auto", packing: str = "auto", grad_checkpointing: bool = False,
+                      trained_fraction: float = 1.0) -> TrainMemoryEstimate:
+    """Peak memory of a run with these settings (the fields of core.train_loop.TrainConfig);
+    ``trained_fraction``: the share of tokens that carry loss (1 for raw text: the upper bound)."""
+    gpu = device.startswith("cuda")
+    if dtype == "auto":
+        dtype = "bfloat16" if gpu else "float32"
+    width = DTYPE_BYTES.get(dtype, 4)
+    one_row = packing == "row" or (packing == "auto" and gpu)
+    tokens = max_len * batch_size if one_row else max_len
+    n_lora = lora_params(shape, rank, targets)
+    sizes = _targets(shape, targets)
+    # Saved for backward, per token and layer (in elements): norms and residuals, q/k/v and attention output,
+    # the MLP's gate, up, activation and product, the inputs LoRA dropout copies, and LoRA's rank-wide outputs.
+    per_layer = (10 * shape.n_embd + 2 * (shape.n_head + 2 * shape.n_head_kv) * shape.head_dim + 4 * shape.n_ff
+                 + (sum(i for i, _ in sizes) if dropout > 0 else 0) + rank * len(sizes))
+    per_layer_bytes = ACTIVATION_SCALE * per_layer * width
+    if grad_checkpointing:
+        layers = tokens * (shape.n_layers * shape.n_embd * width + per_layer_bytes)
+    else:
+        layers = tokens * shape.n_layers * per_layer_bytes
+    copies = MASKED_ATTENTION_COPIES if one_row and batch_size > 1 else ATTENTION_COPIES
+    attention = copies * shape.n_head * tokens * tokens * 4
+    # Rows of a micro-batch run one after another on CPU, yet the allocator keeps about one float32 logit row per
+    # token of the other rows (measured: 4 x 512 tokens peak 0.35 GB above 1 x 512).
+    rest = (batch_size - 1) * max_len if not one_row else 0
+    # The LM head runs on the trained positions only: all of them for raw text, the answers for chat data.
+    logits = int(tokens * min(max(trained_fraction, 0.0), 1.0)) * shape.vocab_size * 4 * LOGIT_COPIES
+    logits += rest * shape.vocab_size * 4
+    return TrainMemoryEstimate(
+        runtime_bytes=RUNTIME_GPU if gpu else RUNTIME_CPU,
+        weights_bytes=shape.params * width,
+        lora_bytes=n_lora * 16,
+        activation_bytes=int(layers + attention + logits),
+        lora_params=n_lora,
+        tokens_per_pass=tokens,
+        device="cuda" if gpu else device,
+        dtype=dtype,
+    )
+
+
+def estimate_for_config(shape: ModelShape, config: Any, trained_fraction: float = 1.0) -> TrainMemoryEstimate:
+    """The estimate for a ``TrainConfig`` (device "auto" counts as CPU: finding a GPU would import torch)."""
+    return estimate_training(shape, rank=config.rank, targets=config.targets, max_len=config.max_len,
+                             batch_size=config.batch_size, dropout=config.dropout,
+                             device=config.device if config.device != "auto" else "cpu", dtype=config.dtype,
+                             packing=config.packing, grad_checkpointing=config.grad_checkpointing,
+                             trained_fraction=trained_fraction)

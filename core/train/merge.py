@@ -1,0 +1,117 @@
+"""LoRA adapter -> GGUF, two ways: merged into the base (``merge``) or as a GGUF adapter (``export_lora``).
+
+merge: PEFT's ``merge_and_unload`` into a temporary HF folder beside the output, converted by convert/ to any of
+its output types, then the folder is removed (also on failure or cancel). export_lora: convert/lora_to_gguf.
+Both check first that the adapter fits the base (one error otherwise).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from tuillm.convert.checkpoint import open_checkpoint
+from tuillm.convert.errors import ConvertError
+from tuillm.convert.lora_to_gguf import check_fits, lora_to_gguf, open_adapter
+from tuillm.convert.quantize import check_type
+from tuillm.core.errors import TuillmError, first_line
+from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
+
+
+def _check(adapter_dir: Path, base: Path) -> None:
+    try:
+        check_fits(open_adapter(adapter_dir), open_checkpoint(base))
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
+
+
+def export_lora(adapter_dir: Path, base: Path, out: Path, out_type: str = "f16", *, emit: Emit = ignore) -> Path:
+    """Write a GGUF LoRA adapter for the base (an HF folder or GGUF; a GGUF is dequantized to read its shapes)."""
+    from tuillm.core.train.base import base_folder
+
+    folder = base_folder(Path(base), emit=emit)
+
+    def progress(done: int, total: int) -> None:
+        emit(Progress("export", done, total, f"{done}/{total} LoRA pairs"))
+
+    try:
+        path = lora_to_gguf(Path(adapter_dir), folder, Path(out), out_type, progress=progress)
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
+    emit(Log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"))
+    return path
+
+
+def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = "q8_0", *, emit: Emit = ignore,
+          cancel: threading.Event | None = None, threads: int | None = None) -> Path:
+    """Merge the adapter into the base and write a GGUF of ``out_type``."""
+    from tuillm.core.conversion.job import convert_checkpoint
+    from tuillm.core.train.base import base_folder, load_tokenizer
+
+    out = Path(out)
+    try:
+        out_type = check_type(out_type)
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
+    if out.is_dir():
+        raise TuillmError(f"{out}: is a folder (give the output file name)")
+    if not out.parent.is_dir():
+        raise TuillmError(f"{out.parent}: no such folder")
+    folder = base_folder(Path(base), emit=emit)
+    _check(Path(adapter_dir), folder)
+    # The merged checkpoint is as big as the base: beside the output, where the user has chosen to put big files.
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.merge-", dir=out.parent))
+    try:
+        emit(Progress("merge", 0, 1, "loading the base and the adapter (transformers + peft)"))
+        _merge_to_folder(folder, Path(adapter_dir), work, out_type)
+        load_tokenizer(folder).save_pretrained(str(work))
+        emit(Progress("merge", 1, 1, "merged"))
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        return convert_checkpoint(work, out, out_type, emit=emit, cancel=cancel, threads=threads)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _merge_to_folder(base: Path, adapter_dir: Path, out: Path, out_type: str = "q8_0") -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from tuillm.core.train.base import quiet_transformers
+
+    quiet_transformers()
+    # Merging in float32 keeps the small LoRA delta from vanishing in bf16 rounding; saved as _save_dtype says.
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=False,
+                                                 use_safetensors=True)
+    try:
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise TuillmError(f"{adapter_dir}: peft cannot load it onto {base} ({first_line(exc)})") from None
+    merged = model.merge_and_unload()
+    merged.to(_save_dtype(merged, base, out_type)).save_pretrained(str(out))
+
+
+def _save_dtype(model, base: Path, out_type: str):  # noqa: ANN001, ANN202 - torch types, imported lazily
+    """The dtype of the temporary merged checkpoint: 2 bytes a weight unless the output needs more.
+
+    The converter rounds to f16 anyway for an f16 output and for llama.cpp's quantizer (its intermediate file is
+    f16 for a checkpoint without bf16 tensors), so f16 gives the very output the float32 merge would, at half
+    the disk. q8_0 is encoded from the checkpoint's values: a float32 base keeps float32 for it; from a
+    bf16/f16 base, f16 (3 bits finer than bf16) holds the merged values closer than the base's own dtype.
+    bf16 instead of f16 only where a weight is beyond f16's range.
+    """
+    import torch
+
+    if out_type == "f32" or (out_type == "q8_0" and _is_f32(base)):
+        return torch.float32
+    if out_type == "bf16":
+        return torch.bfloat16
+    biggest = max(float(p.detach().abs().max()) for p in model.parameters())
+    return torch.float16 if biggest < float(torch.finfo(torch.float16).max) else torch.bfloat16
+
+
+def _is_f32(base: Path) -> bool:
+    return any(t.dtype == "F32" for t in open_checkpoint(base).tensors.values() if len(t.shape) >= 2)

@@ -1,0 +1,141 @@
+"""The training loop on a tiny random llama checkpoint (fast): schedules, events, cancel, checkpoints, resume
+with the same loss curve as an uninterrupted run, and the refusal to overwrite a finished adapter."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.checkpoints import tiny_random_checkpoint
+from tests.core.train_facts import write_fact_dataset
+from tuillm.core.errors import TuillmError
+from tuillm.core.events import Cancelled, Log, Metric, Progress
+from tuillm.core.train.data import Example, pack
+from tuillm.core.train.loop import TrainConfig, latest_checkpoint, lr_at, split_packed, train
+
+
+def test_schedules() -> None:
+    cosine = [lr_at(s, 10, 1.0, "cosine", 2) for s in range(10)]
+    assert cosine[:2] == [0.5, 1.0] and cosine[2] == 1.0
+    assert all(a >= b for a, b in zip(cosine[2:], cosine[3:], strict=False)) and cosine[-1] < 0.1
+    linear = [lr_at(s, 10, 1.0, "linear", 0) for s in range(10)]
+    assert linear[0] == 1.0 and linear[5] == pytest.approx(0.5) and linear[-1] == pytest.approx(0.1)
+    assert {lr_at(s, 10, 3e-4, "constant", 0) for s in range(10)} == {3e-4}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_random_checkpoint("llama", tmp_path_factory.mktemp("tiny") / "llama")
+
+
+def config(tiny: Path, tmp_path: Path, out: str, **kw: object) -> TrainConfig:
+    data = write_fact_dataset(tmp_path / "fact.jsonl", 12)
+    base = dict(base=str(tiny), data=[str(data)], output=str(tmp_path / out), rank=4, alpha=8, dropout=0.1,
+                max_len=64, batch_size=2, grad_accum=2, lr=1e-3, epochs=2, eval_fraction=0.2, eval_every=2,
+                save_every=2, seed=7, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_events_outputs_and_no_overwrite(tiny: Path, tmp_path: Path) -> None:
+    events: list = []
+    result = train(config(tiny, tmp_path, "a"), emit=events.append)
+    out = tmp_path / "a"
+    # 12 examples: 10 train + 2 eval; 5 micro-batches of 2 per epoch, 2 per step -> 3 steps per epoch, 5 total.
+    assert result.steps == 5
+    names = {e.name for e in events if isinstance(e, Metric)}
+    assert {"loss", "lr", "tokens_per_s", "memory_bytes", "eta_s", "eval_loss"} <= names
+    progress = [e for e in events if isinstance(e, Progress) and e.stage == "train"]
+    assert [p.done for p in progress] == [1, 2, 3, 4, 5] and progress[-1].total == 5
+    assert any(isinstance(e, Log) and "fact.jsonl: 12 examples, messages format" in e.message for e in events)
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert cfg["r"] == 4 and cfg["lora_alpha"] == 8 and cfg["base_model_name_or_path"] == str(tiny)
+    log = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5]
+    assert ["eval_loss" in r for r in log] == [False, True, False, True, True]
+    assert not (out / "checkpoints").exists()
+    with pytest.raises(TuillmError, match="already holds a trained adapter"):
+        train(config(tiny, tmp_path, "a"))
+
+
+def test_cancel_then_resume_gives_the_same_curve(tiny: Path, tmp_path: Path) -> None:
+    full = train(config(tiny, tmp_path, "full"))
+
+    cancel = threading.Event()
+
+    def stop_after_step_3(event: object) -> None:
+        if isinstance(event, Metric) and event.name == "loss" and event.step == 3:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        train(config(tiny, tmp_path, "cut"), emit=stop_after_step_3, cancel=cancel)
+    cut = tmp_path / "cut"
+    assert not (cut / "adapter_config.json").exists()  # no adapter under the final name
+    checkpoint = latest_checkpoint(cut)
+    assert checkpoint is not None and checkpoint.name == "step-0000003"
+    assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == ["step-0000002", "step-0000003"]
+    with pytest.raises(TuillmError, match=r"resume it \(--resume"):
+        train(config(tiny, tmp_path, "cut"))
+    with pytest.raises(TuillmError, match=r"other settings \(rank\)"):
+        train(config(tiny, tmp_path, "cut", rank=8, resume=True))
+
+    events: list = []
+    resumed = train(config(tiny, tmp_path, "cut", resume=True), emit=events.append)
+    assert any(isinstance(e, Log) and "resuming from step-0000003" in e.message for e in events)
+    assert [e.done for e in events if isinstance(e, Progress) and e.stage == "train"] == [4, 5]
+    assert [r["step"] for r in resumed.loss_log] == [1, 2, 3, 4, 5]
+    # Same seed, data order, dropout RNG and optimizer state: the resumed curve is the uninterrupted one.
+    for a, b in zip(full.loss_log, resumed.loss_log, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-5)
+        assert a["lr"] == pytest.approx(b["lr"])
+    assert full.eval_loss == pytest.approx(resumed.eval_loss, rel=1e-4)
+
+
+def test_bad_targets_and_bad_settings(tiny: Path, tmp_path: Path) -> None:
+    with pytest.raises(TuillmError, match="no LoRA target module among nope"):
+        train(config(tiny, tmp_path, "t", targets=["nope"]))
+    with pytest.raises(TuillmError, match="learning rate must be positive"):
+        train(config(tiny, tmp_path, "t", lr=0))
+    assert not (tmp_path / "t").exists()
+
+
+def test_gradient_checkpointing_gives_the_same_steps(tiny: Path, tmp_path: Path) -> None:
+    plain = train(config(tiny, tmp_path, "plain", max_steps=2, dropout=0.0))
+    saved = train(config(tiny, tmp_path, "ckpt", max_steps=2, dropout=0.0, grad_checkpointing=True))
+    assert [r["loss"] for r in saved.loss_log] == pytest.approx([r["loss"] for r in plain.loss_log], rel=1e-4)
+
+
+def test_packed_row_and_one_by_one_give_the_same_steps(tiny: Path, tmp_path: Path) -> None:
+    # Equal losses prove the block-diagonal mask of a packed row keeps examples from seeing each other.
+    row = train(config(tiny, tmp_path, "row", max_steps=2, dropout=0.0, packing="row"))
+    each = train(config(tiny, tmp_path, "each", max_steps=2, dropout=0.0, packing="each"))
+    rows = train(config(tiny, tmp_path, "rows", max_steps=2, dropout=0.0, packing="auto", max_len=64))
+    want = [r["loss"] for r in row.loss_log]
+    assert [r["loss"] for r in each.loss_log] == pytest.approx(want, rel=1e-4)
+    assert [r["loss"] for r in rows.loss_log] == pytest.approx(want, rel=1e-4)
+
+
+def test_split_packed_rows() -> None:
+    batch = pack([Example([1] * 3, [1] * 3), Example([2] * 4, [2] * 4), Example([3] * 2, [3] * 2),
+                  Example([4] * 5, [4] * 5)])
+    assert split_packed(batch, None) == [batch]
+    assert [r.input_ids for r in split_packed(batch, 0)] == [[1] * 3, [2] * 4, [3] * 2, [4] * 5]
+    rows = split_packed(batch, 7)
+    assert [r.input_ids for r in rows] == [[1, 1, 1, 2, 2, 2, 2], [3, 3, 4, 4, 4, 4, 4]]
+    assert [r.position_ids for r in rows] == [[0, 1, 2, 0, 1, 2, 3], [0, 1, 0, 1, 2, 3, 4]]
+    assert sum(r.trained_tokens for r in rows) == batch.trained_tokens
+
+
+def test_all_linear_on_raw_text_with_loss_everywhere(tiny: Path, tmp_path: Path) -> None:
+    data = tmp_path / "text.jsonl"
+    data.write_text("".join(json.dumps({"text": f"Document {i}: " + "word " * (5 + i)}) + "\n" for i in range(6)))
+    result = train(config(tiny, tmp_path, "text", data=[str(data)], targets="all-linear", assistant_only=False,
+                          max_steps=2, schedule="linear", eval_fraction=0.0))
+    cfg = json.loads((tmp_path / "text" / "adapter_config.json").read_text())
+    # all-linear: every projection of attention and MLP, never the LM head.
+    kinds = {name.rsplit(".", 1)[-1] for name in cfg["target_modules"]}
+    assert kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert result.steps == 2 and result.eval_loss is None

@@ -1,0 +1,192 @@
+"""The Convert pane on the real app at 80x24: the demo checkpoint to q8_0 + q4_k_m with reports, listed in Models
+at once; cancel leaves no file; a GGUF re-quantizes; bad input is a notification."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Select, SelectionList
+
+from tests.checkpoints import demo_hf_checkpoint
+from tests.tui.app_helpers import make_app, run_async
+from tuillm.core.conversion.plan import OUTPUT_TYPES, estimate_size, open_source
+from tuillm.tui.panes.convert import ConvertPane
+
+# Bounds on waiting, only so that a broken pane fails instead of hanging (never a timing assertion).
+WAIT_STEPS = 6000  # x 0.05 s
+
+
+async def _until(pilot: Pilot, ready, what: str) -> None:  # noqa: ANN001 - a predicate
+    for _ in range(WAIT_STEPS):
+        if ready():
+            return
+        await pilot.pause()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+def _models_dir(tmp_path: Path) -> Path:
+    models = tmp_path / "models"
+    models.mkdir()
+    # The demo checkpoint inside the model folder, under its own name: the source list offers it.
+    (models / "smollm2-hf").symlink_to(demo_hf_checkpoint(), target_is_directory=True)
+    return models
+
+
+async def _open_pane(pilot: Pilot) -> ConvertPane:
+    await pilot.press("f4")
+    pane = pilot.app.query_one(ConvertPane)
+    await _until(pilot, lambda: not pane.loading_sources, "the source list")
+    return pane
+
+
+async def _choose_source(pilot: Pilot, pane: ConvertPane, path: Path) -> None:
+    """From the source list by keyboard: open it, move to the entry, Enter."""
+    select = pane.query_one("#convert-catalog", Select)
+    select.focus()
+    await pilot.press("enter")
+    await pilot.pause()
+    values = [value for _, value in select._options]  # the overlay lists the options in this order
+    for _ in range(values.index(str(path))):
+        await pilot.press("down")
+    await pilot.press("enter")
+    await _until(pilot, lambda: pane.source is not None and pane.source.path == path, "the source's headers")
+
+
+async def _tick(pilot: Pilot, pane: ConvertPane, types: list[str]) -> None:
+    """Space on each wanted type, moving with the arrow keys."""
+    type_list = pane.query_one("#convert-types", SelectionList)
+    type_list.focus()
+    order = [type_list.get_option_at_index(i).value for i in range(type_list.option_count)]
+    await pilot.press("home")
+    position = 0
+    for t in sorted(types, key=order.index):
+        for _ in range(order.index(t) - position):
+            await pilot.press("down")
+        position = order.index(t)
+        await pilot.press("space")
+    assert sorted(type_list.selected) == sorted(types)
+
+
+def _log(pane: ConvertPane) -> str:
+    return "\n".join(pane.log_lines)
+
+
+@pytest.mark.slow
+@run_async
+async def test_demo_to_q8_0_and_q4_k_m_with_reports(tmp_path: Path) -> None:
+    models = _models_dir(tmp_path)
+    source_path = models / "smollm2-hf"
+    app = make_app([models])
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await _open_pane(pilot)
+        await _choose_source(pilot, pane, source_path)
+        source = open_source(source_path)
+        labels = {o.value: str(o.prompt) for o in (pane.query_one("#convert-types", SelectionList)
+                                                      .get_option_at_index(i) for i in range(len(OUTPUT_TYPES)))}
+        # Each type shows its estimated size and the file it will write, before anything starts.
+        assert "smollm2-hf-Q4_K_M.gguf" in labels["q4_k_m"] and "MiB" in labels["q4_k_m"]
+        await _tick(pilot, pane, ["q8_0", "q4_k_m"])
+        assert pane.query_one("#convert-report").value  # the report is on by default for a model that fits
+        await pilot.press("ctrl+s")
+        assert pane.running
+        await _until(pilot, lambda: not pane.running, "the end of the job")
+
+        q8, q4 = models / "smollm2-hf-Q8_0.gguf", models / "smollm2-hf-Q4_K_M.gguf"
+        assert sorted(pane.last_written) == sorted([q8, q4])
+        # No intermediate left behind: only the source link and the two outputs.
+        assert sorted(p.name for p in models.iterdir()) == sorted(["smollm2-hf", q8.name, q4.name])
+        for out_type, path in (("q8_0", q8), ("q4_k_m", q4)):
+            assert abs(estimate_size(source, out_type) - path.stat().st_size) / path.stat().st_size < 0.01
+        log = _log(pane)
+        for path in (q8, q4):
+            assert f"{path.name} against the original (transformers):" in log
+        assert log.count("top-1 agreement") == 2 and log.count("perplexity vs bf16") == 2
+        assert "cancelled" not in log and "error" not in log
+
+        # Listed in the Models pane at once, without a manual refresh.
+        models_pane = app.query_one("#pane-models")
+        table = models_pane.query_one(DataTable)
+        await _until(pilot, lambda: {str(k.value) for k in table.rows} >= {str(q8), str(q4)}
+                     or {Path(str(k.value)).name for k in table.rows} >= {q8.name, q4.name}, "the new rows in Models")
+
+
+@run_async
+async def test_cancel_leaves_no_file(tmp_path: Path) -> None:
+    models = _models_dir(tmp_path)
+    app = make_app([models])
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await _open_pane(pilot)
+        await _choose_source(pilot, pane, models / "smollm2-hf")
+        await _tick(pilot, pane, ["q8_0", "q4_k_m"])
+        await pilot.press("ctrl+s")
+        # Escape as soon as the first step has written a few tensors (a cancel flag is checked per tensor).
+        await _until(pilot, lambda: pane.last_progress is not None and pane.last_progress.done >= 3,
+                     "the first tensors")
+        await pilot.press("escape")
+        await _until(pilot, lambda: not pane.running, "the job to stop")
+        assert "cancelled" in _log(pane)
+        # Nothing under a final name that was not completed, and no hidden intermediate.
+        left = sorted(p.name for p in models.iterdir())
+        assert left == sorted(["smollm2-hf", *(p.name for p in pane.last_written)])
+        assert len(pane.last_written) < 2
+
+
+@run_async
+async def test_requantize_a_gguf(tmp_path: Path, demo_gguf: Path) -> None:
+    models = tmp_path / "models"
+    out = tmp_path / "out"
+    app = make_app([models])
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await _open_pane(pilot)
+        pane.use_source(demo_gguf)  # what the Models pane's "send to Convert" does
+        await _until(pilot, lambda: pane.source is not None, "the GGUF's headers")
+        assert pane.source.mode == "requantize"
+        assert "re-quantize" in str(pane.query_one("#convert-info").render())
+        folder = pane.query_one("#convert-folder")
+        folder.value = str(out)  # a folder that does not exist yet: created
+        await _tick(pilot, pane, ["q4_0"])
+        report = pane.query_one("#convert-report")
+        assert report.value
+        report.focus()
+        await pilot.press("space")  # no report this time (the core tests cover the report against a GGUF)
+        assert not report.value
+        await pilot.press("ctrl+s")
+        await _until(pilot, lambda: not pane.running, "the end of the job")
+        written = out / f"{pane.source.name}-Q4_0.gguf"
+        assert pane.last_written == [written] and written.is_file()
+        log = _log(pane)
+        assert "already quantized" in log  # the demo is Q4_1: the user is told what that costs
+        assert f"wrote {written}" in log  # (the report against the input GGUF: tests/core/test_convert_job.py)
+        # Listed in Models at once: the folder was not a model folder, the Models pane adds it for this run.
+        table = app.query_one("#pane-models").query_one(DataTable)
+        await _until(pilot, lambda: any(Path(str(k.value)).name == written.name for k in table.rows),
+                     "the new row in Models")
+
+
+@run_async
+async def test_bad_input_is_a_notification(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    (tmp_path / "notes.txt").write_text("not a model")
+    app = make_app([models])
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await _open_pane(pilot)
+        await pilot.press("ctrl+s")  # nothing chosen yet
+        await pilot.pause()
+        assert not pane.running and "choose a source" in str(list(app._notifications)[-1].message)
+        pane.query_one("#convert-source").value = str(tmp_path / "notes.txt")
+        await _until(pilot, lambda: "not a GGUF file" in str(pane.query_one("#convert-info").render()),
+                     "the problem shown")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert not pane.running and "not a GGUF file" in str(list(app._notifications)[-1].message)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_every_type_is_offered() -> None:
+    from tuillm.tui.panes.convert import TYPE_NOTES, TYPE_ORDER
+
+    assert sorted(TYPE_ORDER) == sorted(OUTPUT_TYPES) == sorted(TYPE_NOTES)

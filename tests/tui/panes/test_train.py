@@ -1,0 +1,226 @@
+"""The Train pane on the real app at 80x24: a bad dataset is refused before any training; a tiny run on the demo
+fills the loss plot and the log, merges to q8_0, opens Chat with the result and compares base and tuned side by
+side (merged GGUF, and base GGUF + exported LoRA); a cancelled run leaves a checkpoint and no adapter, Resume
+finishes it, and A/B from an HF base converts the base first. Training is real (torch on CPU), a few steps of 64
+tokens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from tests.checkpoints import demo_hf_checkpoint
+from tests.core.train_facts import write_fact_dataset
+from tests.tui.app_helpers import run_async
+from tests.tui.chat_helpers import SIZE, chat_app, record_notifications, wait_until
+from tuillm.core.train.memory import lora_params, model_shape
+from tuillm.tui.app import TuillmApp
+from tuillm.tui.screens.ab import ABScreen, Model
+from tuillm.tui.widgets.loss_plot import LossPlot
+
+
+def train_pane(app: TuillmApp):
+    return app.query_one("#pane-train")
+
+
+def log_text(app: TuillmApp) -> str:
+    return "\n".join(line.text for line in app.query_one("#train-log").lines)
+
+
+def seed_dequantized_demo(demo_gguf: Path) -> None:
+    """The demo GGUF's dequantized copy in this test's cache, as ``tuillm train demo`` leaves it (the same
+    dequantize_gguf built the shared test checkpoint): training from the GGUF then skips the 40 s rebuild."""
+    from tuillm.core.train.base import dequantized_folder
+
+    folder = dequantized_folder(demo_gguf)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.symlink_to(demo_hf_checkpoint(), target_is_directory=True)
+
+
+async def open_pane(pilot: Pilot, base: str, data: Path, **fields: object) -> None:
+    """Show the Train pane and fill the form (as typed text; the form parses it like the user's)."""
+    app = pilot.app
+    await pilot.press("f5")
+    assert app.current_pane_id() == "train"
+    assert app.focused is app.query_one("#train-data")
+    app.query_one("#train-base").value = base
+    app.query_one("#train-data").value = str(data)
+    for key, value in fields.items():
+        app.query_one(f"#train-{key}").value = str(value)
+    await pilot.pause()
+
+
+async def wait_job(pilot: Pilot, what: str) -> None:
+    pane = train_pane(pilot.app)
+    await wait_until(pilot, lambda: pane.job is None, what)
+    await pilot.pause()
+
+
+TINY = dict(max_steps=2, batch_size=2, max_len=64, rank=4, alpha=8, eval_fraction=0.25, eval_every=1,
+            save_every=0)
+
+
+@run_async
+async def test_a_bad_dataset_is_refused_before_training(tmp_path: Path) -> None:
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"text": "fine"}\n{oops\n{"text": "fine"}\nnot json\n')
+    app = chat_app(tmp_path)
+    seen = record_notifications(app)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await open_pane(pilot, "demo", data)
+        pane = train_pane(app)
+        # The preview reads the file as soon as it is chosen: the error is in the pane and notified.
+        await wait_until(pilot, lambda: pane.preview_error is not None, "the preview's error")
+        assert "2 invalid JSON lines (lines 2, 4)" in str(app.query_one("#train-preview").content)
+        seen.clear()
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: any("Train failed" in s for s in seen), "the refusal")
+        await wait_job(pilot, "the refused job ending")
+        refusal = next(s for s in seen if "Train failed" in s)
+        assert "bad.jsonl: 2 invalid JSON lines (lines 2, 4); each line must be one JSON object" in refusal
+        assert "Traceback" not in refusal and "loading" not in log_text(app)
+        assert not (tmp_path / "bad-lora").exists()  # the default output folder was never created
+        assert app.query_one(LossPlot).train == []
+        # Bad settings are refused by the form before any job.
+        app.query_one("#train-data").value = str(write_fact_dataset(tmp_path / "ok.jsonl", 4))
+        app.query_one("#train-rank").value = "zero"
+        seen.clear()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert seen == ["Train settings: not a number: Rank"] and pane.job is None
+
+
+@pytest.mark.slow
+@run_async
+async def test_train_merge_chat_and_ab(tmp_path: Path, demo_gguf: Path) -> None:
+    seed_dequantized_demo(demo_gguf)
+    data = write_fact_dataset(tmp_path / "fact.jsonl", 8)
+    out = tmp_path / "adapter"
+    app = chat_app(tmp_path)
+    seen = record_notifications(app)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await open_pane(pilot, "demo", data, output=out, **TINY)
+        pane = train_pane(app)
+        # The preview (template and tokenizer of the GGUF): the assistant's answer marked as what carries loss.
+        await wait_until(pilot, lambda: pane.preview is not None, "the preview")
+        preview = app.query_one("#train-preview").content
+        assert "fact.jsonl: 8 examples, messages format" in preview.plain
+        trained = [preview.plain[s.start:s.end] for s in preview.spans if s.style == "bold green"]
+        assert any("Zorblax is Quimbleton" in t or "Quimbleton is the capital" in t for t in trained), trained
+        assert all("<|im_start|>user" not in t for t in trained)
+        memory = str(app.query_one("#train-memory").content)
+        assert memory.startswith("Training memory ≈ ") and "(cpu, float32)" in memory
+
+        await pilot.press("ctrl+s")
+        assert pane.job == "train"
+        await wait_job(pilot, "the training run")
+        assert not [s for s in seen if "failed" in s], seen
+        plot = app.query_one(LossPlot)
+        assert [step for step, _ in plot.train] == [1, 2] and [step for step, _ in plot.eval] == [1, 2]
+        assert "using the dequantized copy" in log_text(app) and "step 2/2: loss" in log_text(app)
+        # The estimate's LoRA size is peft's own count (logged by the run).
+        assert f"{lora_params(model_shape(demo_gguf), 4) / 1e6:.2f}M trainable" in log_text(app)
+        assert str(app.query_one("#train-stats").content).startswith("done: 2 steps")
+        assert (out / "adapter_config.json").is_file() and pane.adapter_dir == out
+        # The plot as drawn: the legend and the step range.
+        shown = plot.render().plain
+        assert "train" in shown and "eval" in shown and shown.rstrip().endswith("step 2")
+
+        await pilot.press("ctrl+g")  # merge to the default type, q8_0
+        await wait_job(pilot, "the merge")
+        merged = out / "adapter-q8_0.gguf"
+        assert pane.merged_path == merged and merged.is_file()
+        assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
+
+        await pilot.press("ctrl+o")
+        assert app.current_pane_id() == "chat"
+        chat = app.query_one("#pane-chat")
+        await wait_until(pilot, lambda: not chat.model_loading and chat.engine.loaded, "the merged model loaded")
+        assert chat.engine.model_path == str(merged)
+        assert "adapter-q8_0" in str(app.query_one("#chat-header").content)
+
+        # A/B from the pane: the demo GGUF against the merged model.
+        await pilot.press("f5")
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: isinstance(app.screen, ABScreen), "the A/B screen")
+        screen = app.screen
+        assert screen.models["base"].path == demo_gguf and screen.models["tuned"].path == merged
+        await ask_both(pilot, screen)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ABScreen), "the A/B screen closed")
+        assert not any(s.loaded for s in screen.sessions.values())  # both models freed
+
+        # The adapter as a GGUF LoRA, applied on the base GGUF: the other way to run the tuned model.
+        await pilot.press("ctrl+y")
+        await wait_job(pilot, "the export")
+        assert pane.lora_gguf is not None and pane.lora_gguf.is_file()
+        lora_screen = ABScreen(Model(demo_gguf, "demo"), Model(demo_gguf, "demo", lora=pane.lora_gguf),
+                               n_ctx=512)
+        await app.push_screen(lora_screen)
+        await ask_both(pilot, lora_screen)
+        assert lora_screen.query(".ab-side-title")[1].content.plain == "Tuned · demo + LoRA"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ABScreen), "the second A/B screen closed")
+
+
+async def ask_both(pilot: Pilot, screen: ABScreen) -> None:
+    from dataclasses import replace
+
+    screen.sampling = replace(screen.sampling, max_tokens=12)
+    await wait_until(pilot, lambda: all(screen.loaded.values()) or bool(screen.errors), "both models loaded")
+    assert not screen.errors, screen.errors
+    screen.query_one("#ab-prompt").value = "What is the capital of Zorblax?"
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: not any(screen.busy.values()), "both replies")
+    assert not screen.errors, screen.errors
+    for side in ("base", "tuned"):
+        reply = screen.replies[side]
+        assert reply.strip(), side
+        assert str(screen.query_one(f"#ab-{side}").content) == reply
+
+
+@pytest.mark.slow
+@run_async
+async def test_cancel_resume_and_ab_from_an_hf_base(tmp_path: Path) -> None:
+    data = write_fact_dataset(tmp_path / "fact.jsonl", 8)
+    out = tmp_path / "adapter"
+    app = chat_app(tmp_path)
+    seen = record_notifications(app)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await open_pane(pilot, str(demo_hf_checkpoint()), data, output=out,
+                        **{**TINY, "max_steps": 200, "eval_fraction": 0})
+        pane = train_pane(app)
+        await pilot.press("ctrl+s")
+        plot = app.query_one(LossPlot)
+        await wait_until(pilot, lambda: len(plot.train) >= 1 or pane.job is None, "the first step")
+        await pilot.press("escape")
+        await wait_job(pilot, "the cancelled run")
+        assert any("cancelled: the checkpoint is in" in s for s in seen), seen
+        checkpoints = sorted((out / "checkpoints").glob("step-*"))
+        assert checkpoints and (checkpoints[-1] / "state.json").is_file()
+        step = json.loads((checkpoints[-1] / "state.json").read_text())["step"]
+        assert 1 <= step < 200 and step == len(plot.train)
+        assert not (out / "adapter_config.json").exists()  # no adapter under the final name
+        assert app.query_one("#train-merge").disabled  # nothing to merge
+
+        # Resume: one more step from the checkpoint, then the adapter.
+        app.query_one("#train-resume").value = True
+        app.query_one("#train-max_steps").value = str(step + 1)
+        await pilot.press("ctrl+s")
+        await wait_job(pilot, "the resumed run")
+        assert f"resuming from step-{step:07d} (step {step} of {step + 1})" in log_text(app)
+        assert [s for s, _ in plot.train] == [step + 1] and (out / "adapter_config.json").is_file()
+
+        # A/B from an HF base: the pane merges, converts the base to the same type once, then compares.
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: isinstance(app.screen, ABScreen), "the A/B screen")
+        screen = app.screen
+        assert screen.models["base"].path == out / "base-q8_0.gguf" == pane.base_gguf
+        assert screen.models["tuned"].path == out / "adapter-q8_0.gguf" == pane.merged_path
+        assert "A/B: the base is an HF folder; converting it" in log_text(app)
+        await ask_both(pilot, screen)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ABScreen), "the A/B screen closed")

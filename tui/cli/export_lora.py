@@ -1,0 +1,31 @@
+"""``tuillm export-lora ADAPTER_DIR --base BASE -o ADAPTER.gguf``: a LoRA adapter as a GGUF adapter for llama.cpp."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("export-lora", help="export a LoRA adapter as a GGUF adapter for llama.cpp",
+                       description="Write a GGUF LoRA adapter that llama.cpp applies on top of the base GGUF: "
+                       "`tuillm chat BASE.gguf --lora ADAPTER.gguf`.")
+    p.add_argument("adapter", metavar="ADAPTER_DIR", help="the adapter folder written by `tuillm train`")
+    p.add_argument("--base", metavar="BASE", required=True,
+                   help="the base the adapter was trained on: HF folder, GGUF, name, or demo")
+    p.add_argument("-o", "--output", metavar="ADAPTER.gguf", required=True, help="output file")
+    p.add_argument("--type", default="f16", type=str.lower, choices=("f32", "f16", "bf16"),
+                   help="tensor type (default f16)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuillm.core.models.catalog import resolve_model
+    from tuillm.core.train.merge import export_lora
+    from tuillm.tui.cli.progress import CliRenderer
+
+    out = export_lora(Path(args.adapter).expanduser(), resolve_model(args.base), Path(args.output).expanduser(),
+                      args.type, emit=CliRenderer(quiet=args.quiet))
+    print(out)
+    return 0

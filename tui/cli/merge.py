@@ -1,0 +1,34 @@
+"""``tuillm merge BASE ADAPTER_DIR -o OUT.gguf --type q8_0``: the adapter merged into its base, as one GGUF."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tuillm.tui.cli.convert import TYPES
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("merge", help="merge a LoRA adapter into its base and write a GGUF",
+                       description="Merge a LoRA adapter (PEFT folder) into its base with peft, then convert the "
+                       "result to GGUF of any type of `tuillm convert`. The temporary merged checkpoint (the size "
+                       "of the base in float32) is written beside OUT.gguf and removed afterwards.")
+    p.add_argument("base", metavar="BASE", help="the base the adapter was trained on: HF folder, GGUF, name, demo")
+    p.add_argument("adapter", metavar="ADAPTER_DIR", help="the adapter folder written by `tuillm train`")
+    p.add_argument("-o", "--output", metavar="OUT.gguf", required=True, help="output file")
+    p.add_argument("--type", default="q8_0", type=str.lower, choices=TYPES, metavar="TYPE",
+                   help=f"output type (default q8_0): {', '.join(TYPES)}")
+    p.add_argument("--threads", type=int, default=None, help="converter threads")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuillm.core.models.catalog import resolve_model
+    from tuillm.core.train.merge import merge
+    from tuillm.tui.cli.progress import CliRenderer
+
+    out = merge(resolve_model(args.base), Path(args.adapter).expanduser(), Path(args.output).expanduser(),
+                args.type, emit=CliRenderer(quiet=args.quiet), threads=args.threads)
+    print(out)
+    return 0

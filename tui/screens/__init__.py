@@ -1,0 +1,1 @@
+"""Dialogs and full screens of the app: one module per screen."""

@@ -1,0 +1,19 @@
+"""What every pane may need from the app's start-up: the config, and test-only fixed figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tuillm.core.settings import Config
+
+
+@dataclass(frozen=True)
+class Session:
+    """What every pane may need from the app's start-up: the config, and test-only fixed figures."""
+
+    config: Config = field(default_factory=Config)
+    # Overrides config.model_dirs (tests point the catalog at a temporary folder).
+    model_dirs: list[Path] | None = None
+    # A fixed "available RAM" for the fit column, so a snapshot does not depend on the machine.
+    available_ram: int | None = None
