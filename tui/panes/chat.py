@@ -35,7 +35,9 @@ from tuillm.core.errors import TuillmError, error_text
 from tuillm.core.events import Log
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.settings import load_options_for, sampling_defaults
-from tuillm.tui.screens.chat_dialogs import ChatOptions, ChatOptionsScreen, ConfirmScreen, RenameScreen
+from tuillm.tui.screens.chat_options import ChatOptions, ChatOptionsScreen
+from tuillm.tui.screens.confirm import ConfirmScreen
+from tuillm.tui.screens.rename import RenameScreen
 from tuillm.tui.session import Session
 from tuillm.tui.widgets.chat_messages import ChatPrompt, ChatView, MessageBubble, last_code_block
 

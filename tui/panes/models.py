@@ -442,7 +442,7 @@ class ModelsPane(Vertical):
     @work(thread=True, group="details", exit_on_error=False)
     def _open_details(self, entry: CatalogEntry) -> None:
         # The whole header is read again for its every key: off the event loop.
-        from tuillm.tui.screens.models_dialogs import ModelDetailsScreen
+        from tuillm.tui.screens.model_details import ModelDetailsScreen
         from tuillm.tui.widgets.model_details import ModelDetails, metadata_fields, summary_rows
 
         summary = summary_rows(entry, self.estimate_of(entry), self.advice_of(entry),
@@ -452,7 +452,7 @@ class ModelsPane(Vertical):
         self.app.call_from_thread(self.app.push_screen, ModelDetailsScreen(entry.name, details))
 
     def action_settings(self) -> None:
-        from tuillm.tui.screens.models_dialogs import ModelSettingsScreen
+        from tuillm.tui.screens.model_settings import ModelSettingsScreen
 
         entry = self._need_entry()
         if entry is None:
@@ -484,7 +484,7 @@ class ModelsPane(Vertical):
         return True
 
     def action_add_folder(self) -> None:
-        from tuillm.tui.screens.models_dialogs import AddFolderScreen
+        from tuillm.tui.screens.add_folder import AddFolderScreen
 
         def added(folder: Path | None) -> None:
             if folder is None:
@@ -501,7 +501,7 @@ class ModelsPane(Vertical):
         self.app.push_screen(AddFolderScreen(), added)
 
     def action_delete(self) -> None:
-        from tuillm.tui.screens.chat_dialogs import ConfirmScreen
+        from tuillm.tui.screens.confirm import ConfirmScreen
 
         entry = self._need_entry()
         if entry is None:

@@ -33,9 +33,13 @@ def binding_ids(app: App) -> dict[str, str]:
     """Every binding id of the app and its mounted widgets, with its keys as declared (before the keymap) and
     what it does, as one line of text."""
     from tuillm.tui.screens.ab import ABScreen
-    from tuillm.tui.screens.chat_dialogs import ChatOptionsScreen, ConfirmScreen, RenameScreen
+    from tuillm.tui.screens.add_folder import AddFolderScreen
+    from tuillm.tui.screens.chat_options import ChatOptionsScreen
+    from tuillm.tui.screens.confirm import ConfirmScreen
     from tuillm.tui.screens.help import HelpScreen
-    from tuillm.tui.screens.models_dialogs import AddFolderScreen, ModelDetailsScreen, ModelSettingsScreen
+    from tuillm.tui.screens.model_details import ModelDetailsScreen
+    from tuillm.tui.screens.model_settings import ModelSettingsScreen
+    from tuillm.tui.screens.rename import RenameScreen
 
     nodes: list[Any] = [app, *app.screen_stack]
     for screen in app.screen_stack:

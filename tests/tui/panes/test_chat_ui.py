@@ -17,7 +17,9 @@ from tests.tui.chat_helpers import (
     wait_until,
 )
 from tuillm.core.chat.store import ChatStore, default_path
-from tuillm.tui.screens.chat_dialogs import ChatOptionsScreen, ConfirmScreen, RenameScreen
+from tuillm.tui.screens.chat_options import ChatOptionsScreen
+from tuillm.tui.screens.confirm import ConfirmScreen
+from tuillm.tui.screens.rename import RenameScreen
 from tuillm.tui.widgets.chat_messages import ChatView, last_code_block
 from tuillm.tui.widgets.status_line import NO_MODEL, StatusLine
 

@@ -21,8 +21,10 @@ from tuillm.core.models.memory import estimate_for_load
 from tuillm.core.models.metadata import read_info
 from tuillm.core.settings import Config, ModelDefaults, load_config
 from tuillm.tui.panes.models import ModelsPane, delete_refusal, hardware_text
-from tuillm.tui.screens.chat_dialogs import ConfirmScreen
-from tuillm.tui.screens.models_dialogs import AddFolderScreen, ModelDetailsScreen, ModelSettingsScreen
+from tuillm.tui.screens.add_folder import AddFolderScreen
+from tuillm.tui.screens.confirm import ConfirmScreen
+from tuillm.tui.screens.model_details import ModelDetailsScreen
+from tuillm.tui.screens.model_settings import ModelSettingsScreen
 
 SIZE = (80, 24)
 MIB = 2**20

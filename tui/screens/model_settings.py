@@ -1,11 +1,7 @@
-"""The Models pane's modal screens: a model's details, its own load settings, and adding a models folder.
-
-(Deleting asks with the Chat pane's ``ConfirmScreen``.)
-"""
+"""One model's own load settings (context, GPU layers, threads, KV type, flash attention)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -19,52 +15,9 @@ from tuillm.core.llama.options import KV_TYPES
 from tuillm.core.models.memory import estimate_for_load, fit_advice
 from tuillm.core.models.metadata import ModelInfo, format_bytes
 from tuillm.core.settings import AUTO, Config, ModelDefaults, check_value, load_options_for
-from tuillm.tui.widgets.model_details import ModelDetails
-from tuillm.tui.widgets.path_input import PathInput
+from tuillm.tui.screens.dialog_css import DIALOG_CSS
 
 DEFAULT = "default"
-
-DIALOG_CSS = """
-.models-dialog {
-    width: 90%;
-    max-width: 78;
-    height: auto;
-    max-height: 95%;
-    border: round $accent;
-    background: $surface;
-    padding: 0 1;
-}
-.models-dialog .dialog-title { text-style: bold; padding-bottom: 1; }
-.models-dialog .dialog-hint { color: $text-muted; }
-"""
-
-
-class ModelDetailsScreen(ModalScreen[None]):
-    HELP_TITLE = "Model details"
-    DEFAULT_CSS = DIALOG_CSS + """
-    ModelDetailsScreen { align: center middle; }
-    ModelDetailsScreen .models-dialog { height: 95%; max-width: 100; }
-    """
-    BINDINGS: list[BindingType] = [
-        Binding("escape,i,q", "dismiss", "Close", id="models.details_close", tooltip="Close the details"),
-    ]
-
-    def __init__(self, title: str, details: ModelDetails) -> None:
-        super().__init__()
-        self.title_text = title
-        self.details = details
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="models-dialog"):
-            yield Label(f"{self.title_text}  (↑↓ PgUp PgDn scroll, Esc closes)", classes="dialog-title",
-                        markup=False)
-            yield self.details
-
-    def on_mount(self) -> None:
-        self.details.focus()
-
-    async def action_dismiss(self, result: None = None) -> None:
-        self.dismiss(None)
 
 
 def _text(value: Any) -> str:
@@ -212,38 +165,6 @@ class ModelSettingsScreen(ModalScreen[ModelDefaults | None]):
             self.notify(str(exc), title="Load settings", severity="error", markup=False)
             return
         self.dismiss(defaults)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class AddFolderScreen(ModalScreen[Path | None]):
-    HELP_TITLE = "Add a models folder"
-    DEFAULT_CSS = DIALOG_CSS + """
-    AddFolderScreen { align: center middle; }
-    """
-    BINDINGS: list[BindingType] = [
-        Binding("escape", "cancel", "Cancel", id="models.add_folder_cancel", tooltip="Close without adding"),
-    ]
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="models-dialog"):
-            yield Label("Add a models folder  (Enter adds, Esc cancels)", classes="dialog-title")
-            yield Label("→ or End takes the completion", classes="dialog-hint")
-            # Folders only: the completion offers no files.
-            yield PathInput(placeholder="~/models", accept=lambda _path: False, id="add-folder-input")
-
-    def on_mount(self) -> None:
-        self.query_one(PathInput).focus()
-
-    def on_input_submitted(self) -> None:
-        path = self.query_one(PathInput).path
-        if path is None:
-            self.notify("type a folder path", title="Add folder", severity="error", markup=False)
-        elif not path.is_dir():
-            self.notify(f"{path}: not a folder", title="Add folder", severity="error", markup=False)
-        else:
-            self.dismiss(path.absolute())
 
     def action_cancel(self) -> None:
         self.dismiss(None)

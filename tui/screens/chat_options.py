@@ -1,4 +1,4 @@
-"""The Chat pane's modal screens: the chat's options (system prompt, sampling), rename, and delete."""
+"""A chat's options: its system prompt and sampling (Ctrl+S saves, Esc cancels)."""
 
 from __future__ import annotations
 
@@ -89,46 +89,3 @@ class ChatOptionsScreen(ModalScreen[ChatOptions | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
-
-
-class RenameScreen(ModalScreen[str | None]):
-    BINDINGS: list[BindingType] = [
-        Binding("escape", "cancel", "Cancel", id="chat.rename_cancel", tooltip="Keep the old title"),
-    ]
-
-    def __init__(self, title: str) -> None:
-        super().__init__()
-        self.title_text = title
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog small-dialog"):
-            yield Label("Rename the chat  (Enter saves, Esc cancels)", classes="dialog-title")
-            yield Input(self.title_text, id="rename-input")
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.value.strip():
-            self.dismiss(event.value.strip())
-        else:
-            self.notify("a chat title cannot be empty", severity="error", markup=False)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class ConfirmScreen(ModalScreen[bool]):
-    BINDINGS: list[BindingType] = [
-        Binding("y", "answer(True)", "Yes", id="dialog.confirm_yes", tooltip="Yes, do it"),
-        Binding("n,escape", "answer(False)", "No", id="dialog.confirm_no", tooltip="No, leave it"),
-    ]
-
-    def __init__(self, question: str) -> None:
-        super().__init__()
-        self.question = question
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog small-dialog"):
-            yield Label(self.question, classes="dialog-title", markup=False)
-            yield Label("y: yes · n or Esc: no")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)

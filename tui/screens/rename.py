@@ -1,0 +1,33 @@
+"""Rename a chat."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label
+
+
+class RenameScreen(ModalScreen[str | None]):
+    BINDINGS: list[BindingType] = [
+        Binding("escape", "cancel", "Cancel", id="chat.rename_cancel", tooltip="Keep the old title"),
+    ]
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog small-dialog"):
+            yield Label("Rename the chat  (Enter saves, Esc cancels)", classes="dialog-title")
+            yield Input(self.title_text, id="rename-input")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.dismiss(event.value.strip())
+        else:
+            self.notify("a chat title cannot be empty", severity="error", markup=False)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
