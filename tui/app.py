@@ -57,7 +57,7 @@ class TuillmApp(App[int]):
         """``model_dirs`` overrides the config's folders; ``available_ram``, ``memory_probe`` and ``hardware`` fix
         the machine's figures (tests and snapshots use them so the screen is the same on every machine)."""
         super().__init__()
-        self.session = Session(config or load_config(), model_dirs, available_ram)
+        self.session = Session(config or load_config(), model_dirs, available_ram, hardware)
         self.fixed_hardware = hardware
         self._memory_probe = memory_probe
         self._status_interval = status_interval

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import Config
 
 
@@ -17,3 +18,5 @@ class Session:
     model_dirs: list[Path] | None = None
     # A fixed "available RAM" for the fit column, so a snapshot does not depend on the machine.
     available_ram: int | None = None
+    # Fixed hardware figures for the Models pane's hardware line and advice (tests and snapshots).
+    hardware: Hardware | None = None
