@@ -3,27 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widget import Widget
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 
 from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import Config, load_config
-from tuillm.tui.panes.registry import PANES
+from tuillm.tui.panes.base import Pane
+from tuillm.tui.panes.chat import ChatPane
+from tuillm.tui.panes.convert import ConvertPane
+from tuillm.tui.panes.models import ModelsPane
+from tuillm.tui.panes.train import TrainPane
 from tuillm.tui.screens.help import HelpScreen, binding_rows
 from tuillm.tui.session import Session
 from tuillm.tui.widgets.status_line import MemoryProbe, StatusLine, sample_memory
 
-if TYPE_CHECKING:
-    from tuillm.tui.panes.convert import ConvertPane
-    from tuillm.tui.panes.models import ModelsPane
-    from tuillm.tui.panes.train import TrainPane
+PaneClass = type[ChatPane] | type[ModelsPane] | type[ConvertPane] | type[TrainPane]
+
+
+@dataclass(frozen=True)
+class PaneSpec:
+    id: str
+    title: str
+    keys: str  # Textual key list, e.g. "f3,alt+m": the first is the one the footer shows
+    cls: PaneClass
+
+
+# The panes in tab order. F-keys are what the footer shows; alt+<initial> is the same switch for terminals (or tmux
+# set-ups) that do not pass F-keys through. (Not alt+digit: Textual reads ESC+digit as macOS Option characters.)
+# Chat comes first: the app opens ready to chat, as oterm does.
+PANES: tuple[PaneSpec, ...] = (
+    PaneSpec("chat", "Chat", "f2,alt+c", ChatPane),
+    PaneSpec("models", "Models", "f3,alt+m", ModelsPane),
+    PaneSpec("convert", "Convert", "f4,alt+o", ConvertPane),
+    PaneSpec("train", "Train", "f5,alt+t", TrainPane),
+)
 
 
 def _pane_bindings() -> list[BindingType]:
@@ -58,7 +77,7 @@ class TuillmApp(App[int]):
         the machine's figures (tests and snapshots use them so the screen is the same on every machine)."""
         super().__init__()
         self.session = Session(config or load_config(), model_dirs, available_ram, hardware)
-        self.fixed_hardware = hardware
+        self.fixed_hardware = hardware  # TEMP until the Models pane reads session.hardware
         self._memory_probe = memory_probe
         self._status_interval = status_interval
 
@@ -67,7 +86,7 @@ class TuillmApp(App[int]):
         with TabbedContent(id="panes"):
             for spec in PANES:
                 with TabPane(spec.title, id=spec.id):
-                    yield spec.create(self.session)
+                    yield spec.cls(self.session, id=f"pane-{spec.id}")
         yield StatusLine(self._memory_probe, self._status_interval, id="status-line")
         yield Footer()
 
@@ -121,33 +140,24 @@ class TuillmApp(App[int]):
             note = f" (the unreadable old file is kept as {kept.name})" if unreadable_file and kept.is_file() else ""
             self.notify(f"saved to {file}{note}", title="Settings", markup=False)
         self._apply_ui_settings()
-        for chat in self.query("#pane-chat"):
-            if hasattr(chat, "draft_sampling"):
-                chat.draft_sampling = config.sampling  # new chats start with the new defaults
+        self.query_one(ChatPane).draft_sampling = config.sampling  # new chats start with the new defaults
         # The folders may have changed, and the fit column depends on the load defaults.
-        for models in self.query("#pane-models"):
-            refresh = getattr(models, "action_refresh", None)
-            if callable(refresh):
-                refresh()
+        self.query_one(ModelsPane).action_refresh()
 
     @property
     def status_line(self) -> StatusLine:
         return self.query_one(StatusLine)
 
-    def pane(self, pane_id: str) -> Widget:
-        return self.query_one(f"#pane-{pane_id}")
+    def pane(self, pane_id: str) -> Pane:
+        spec = next(spec for spec in PANES if spec.id == pane_id)
+        return self.query_one(f"#pane-{pane_id}", spec.cls)
 
     def current_pane_id(self) -> str:
         return self.query_one(TabbedContent).active
 
     def action_show_pane(self, pane_id: str) -> None:
         self.query_one(TabbedContent).active = pane_id
-        pane = self.pane(pane_id)
-        focus_default = getattr(pane, "focus_default", None)
-        if callable(focus_default):
-            focus_default()
-        else:
-            pane.focus()
+        self.pane(pane_id).focus_default()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         # A click on a tab: give the pane the focus so its keys work at once.
@@ -155,23 +165,13 @@ class TuillmApp(App[int]):
             self.action_show_pane(event.pane.id)
 
     def on_models_pane_convert_requested(self, event: ModelsPane.ConvertRequested) -> None:
-        # "Send to Convert": the Convert pane takes the model as its source (once that pane exists).
-        if not self.query("#pane-convert"):
-            self.notify("there is no Convert pane in this build", title="Models", severity="warning")
-            return
+        # "Send to Convert": the Convert pane takes the model as its source.
         self.action_show_pane("convert")
-        use_source = getattr(self.pane("convert"), "use_source", None)
-        if callable(use_source):
-            use_source(event.path)
+        self.query_one(ConvertPane).use_source(event.path)
 
     def on_convert_pane_outputs_written(self, event: ConvertPane.OutputsWritten) -> None:
         # New files from the Convert pane: listed in Models at once.
-        for models in self.query("#pane-models"):
-            include_paths = getattr(models, "include_paths", None)
-            if callable(include_paths):
-                include_paths(event.paths)
-            else:
-                models.action_refresh()
+        self.query_one(ModelsPane).include_paths(event.paths)
 
     def on_models_pane_model_chosen(self, event: ModelsPane.ModelChosen) -> None:
         # Enter on a model: chat with it.
@@ -183,11 +183,8 @@ class TuillmApp(App[int]):
 
     def chat_with(self, path: Path, name: str) -> None:
         """Show the Chat pane with this model, loaded at once (so the status line shows it)."""
-        for chat in self.query("#pane-chat"):
-            self.action_show_pane("chat")
-            use_model = getattr(chat, "use_model", None)
-            if callable(use_model):
-                use_model(path, name)
+        self.action_show_pane("chat")
+        self.query_one(ChatPane).use_model(path, name)
 
     def get_key_display(self, binding: Binding) -> str:
         display = super().get_key_display(binding)
@@ -203,8 +200,7 @@ class TuillmApp(App[int]):
         for spec in PANES:
             yield SystemCommand(f"Show {spec.title}", f"Switch to the {spec.title} pane",
                                 partial(self.action_show_pane, spec.id))
-            commands = getattr(self.pane(spec.id), "commands", None)
-            for command in commands() if callable(commands) else ():
+            for command in self.pane(spec.id).commands():
                 yield command._replace(callback=partial(self._run_pane_command, spec.id, command.callback))
         yield SystemCommand("Help: keys", "List every key that works here", self.action_help)
         yield SystemCommand("Settings", "Model folders, load and sampling defaults, theme, keys (F9)",

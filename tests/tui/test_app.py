@@ -10,7 +10,7 @@ from textual.widgets._toast import Toast
 
 from tests.tui.app_helpers import FIXED_SAMPLE, make_app, run_async, wait_for_catalog
 from tuillm.core.settings import load_config
-from tuillm.tui.panes.registry import PANES
+from tuillm.tui.app import PANES
 from tuillm.tui.screens.help import HelpScreen
 from tuillm.tui.widgets.status_line import NO_MODEL, StatusLine
 
