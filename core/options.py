@@ -14,11 +14,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tuillm.core.errors import TuillmError
+
 AUTO = "auto"
 
 
-class OptionError(ValueError):
-    """A value an option does not take; the message says what it expects ("a whole number from 1 to 64")."""
+class OptionError(TuillmError, ValueError):
+    """A value an option does not take; the message says what it expects ("a whole number from 1 to 64").
+
+    A ``TuillmError`` too, so a bad value that reaches a command's top level is its one-line error (exit 1)."""
 
 
 def _num(value: float) -> str:
@@ -42,6 +46,8 @@ class Option:
     metavar: str | None = None
     group: str = ""  # heading in --help and in forms
     label: str | None = None  # a form's label; default the name in words
+    aliases: tuple[str, ...] = ()  # more CLI flags for it ("--ngl", "-n")
+    setting: str | None = None  # its key in the settings file when that differs from the name ("ctx")
 
     # --- describing -------------------------------------------------------------------------------------------
 
@@ -59,6 +65,8 @@ class Option:
             text = "one of " + ", ".join(self.choices)
         elif self.kind is bool:
             text = "true or false"
+        elif self.kind is str:
+            text = "a non-empty text"
         else:
             noun = "a whole number" if self.kind is int else "a number"
             text = noun + self._range_words()
@@ -95,7 +103,7 @@ class Option:
             return value
         if self.kind is str:
             if not isinstance(value, str) or not value.strip():
-                raise OptionError("a non-empty text")
+                raise OptionError(self.expected())
             return value.strip()
         return self._check_number(value)
 
@@ -138,6 +146,27 @@ class Option:
                 raise OptionError(self.expected()) from None
             return self.check(number)
         return self.check(text)
+
+    # --- refusing, the same words everywhere --------------------------------------------------------------------
+
+    def refusal(self, where: str, given: Any) -> str:
+        """The one line every front end shows for a bad value: ``Top p: must be a number from 0 to 1, not '3'``
+        (``where``: a form's label, a flag, a settings key)."""
+        return f"{where}: must be {self.expected()}, not {given!r}"
+
+    def parse_field(self, text: str, where: str | None = None) -> Any:
+        """``parse``, refusing with ``refusal`` (``where``: the option's title unless given)."""
+        try:
+            return self.parse(text)
+        except OptionError:
+            raise OptionError(self.refusal(where or self.title, text.strip())) from None
+
+    def check_field(self, value: Any, where: str) -> Any:
+        """``check``, refusing with ``refusal``."""
+        try:
+            return self.check(value)
+        except OptionError:
+            raise OptionError(self.refusal(where, value)) from None
 
     def format(self, value: Any) -> str:
         """The text a form shows for ``value`` (the inverse of ``parse``)."""

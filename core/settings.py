@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from tuillm.core import paths
-from tuillm.core.llama.options import KV_TYPES, LoadOptions, Sampling
+from tuillm.core.llama.options import LOAD_OPTIONS, SAMPLING_OPTIONS, LoadOptions, Sampling
+from tuillm.core.options import AUTO, Option, OptionError, option_map
 
-AUTO = "auto"
+_LOAD = option_map(LOAD_OPTIONS)
 
 
 def default_model_dirs() -> list[Path]:
@@ -68,11 +69,12 @@ class Config:
     scan_hf_cache: bool = True
     scan_ollama: bool = True
     scan_lmstudio: bool = True
-    default_ctx: int = 4096
-    n_gpu_layers: int | None = None  # None: llama.cpp offloads what fits when it can (see LoadOptions)
-    threads: int | None = None  # None: llama.cpp's default
-    kv_type: str = "f16"
-    flash_attn: bool = False
+    # [load]; the defaults are the declarations' (core.llama.options)
+    default_ctx: int = _LOAD["n_ctx"].default
+    n_gpu_layers: int | None = _LOAD["n_gpu_layers"].default  # None: llama.cpp offloads what fits when it can
+    threads: int | None = _LOAD["n_threads"].default  # None: llama.cpp's default
+    kv_type: str = _LOAD["kv_type"].default
+    flash_attn: bool = _LOAD["flash_attn"].default
     sampling: Sampling = field(default_factory=Sampling)
     theme: str | None = None  # None: Textual's default theme
     keys: dict[str, str] = field(default_factory=dict)  # binding id -> keys, as Textual's keymap takes them
@@ -98,94 +100,20 @@ def model_key(path: str | Path) -> str:
     return str(Path(path).expanduser().absolute())
 
 
-# --- validation: each returns the value, or raises ValueError with what is expected ---------------------------------
+# --- the keys of [load] and [sampling]: their declarations (core.llama.options) check them ---------------------------
 
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError("a whole number above 0")
-    return value
-
-
-def _ctx(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 16:
-        raise ValueError("a whole number of tokens, at least 16")
-    return value
-
-
-def _gpu_layers(value: Any) -> int | None:
-    if value == AUTO:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
-        raise ValueError('"auto", -1 (all layers) or a number of layers')
-    return value
-
-
-def _threads(value: Any) -> int | None:
-    if value == AUTO:
-        return None
-    try:
-        return _positive_int(value)
-    except ValueError:
-        raise ValueError('"auto" or a number of threads above 0') from None
-
-
-def _kv_type(value: Any) -> str:
-    if value not in KV_TYPES:
-        raise ValueError(f"one of {', '.join(KV_TYPES)}")
-    return value
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("true or false")
-    return value
-
-
-def _number(lo: float, hi: float | None = None) -> Any:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < lo or (hi is not None
-                                                                                              and value > hi):
-            raise ValueError(f"a number from {lo:g}" + (f" to {hi:g}" if hi is not None else " up"))
-        return float(value)
-    return check
-
-
-def _whole(lo: int) -> Any:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise ValueError(f"a whole number, at least {lo}")
-        return value
-    return check
-
-
-# [load] key (also the ModelDefaults attribute) -> (Config attribute, check)
-LOAD_KEYS: dict[str, tuple[str, Any]] = {
-    "ctx": ("default_ctx", _ctx),
-    "n_gpu_layers": ("n_gpu_layers", _gpu_layers),
-    "threads": ("threads", _threads),
-    "kv_type": ("kv_type", _kv_type),
-    "flash_attn": ("flash_attn", _bool),
-}
-LOAD_CHECKS: dict[str, Any] = {key: check for key, (_attr, check) in LOAD_KEYS.items()}
-SAMPLING_KEYS: dict[str, Any] = {
-    "temperature": _number(0.0, 5.0),
-    "top_p": _number(0.0, 1.0),
-    "top_k": _whole(0),
-    "min_p": _number(0.0, 1.0),
-    "repeat_penalty": _number(0.0, 5.0),
-    "max_tokens": _whole(1),
-}
+# [load] key (also the ModelDefaults attribute) -> its declaration
+LOAD_SETTINGS: dict[str, Option] = {o.setting: o for o in LOAD_OPTIONS if o.setting}
+# [sampling] key -> its declaration (the key is the option's name, as in Sampling)
+SAMPLING_SETTINGS: dict[str, Option] = {o.name: o for o in SAMPLING_OPTIONS}
 SCAN_KEYS = ("scan_hf_cache", "scan_ollama", "scan_lmstudio")
+_SCAN = Option("scan", bool, True, "scan another app's models")
 
 
-def check_value(section: str, key: str, value: Any) -> Any:
-    """The validated value of ``section.key`` (the settings screen checks its fields with this too)."""
-    if section == "load":
-        return LOAD_CHECKS[key](value)
-    if section == "sampling":
-        return SAMPLING_KEYS[key](value)
-    raise KeyError(f"{section}.{key}")
+def config_attr(key: str) -> str:
+    """The ``Config`` attribute of a [load] key: the key itself, but for ctx (``default_ctx``, as the front ends
+    read it)."""
+    return "default_ctx" if key == "ctx" else key
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -223,17 +151,17 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
     problems: list[str] = []
 
     def bad(key: str, value: Any, expected: str) -> None:
-        problems.append(f"{key} = {value!r} is not {expected}; using the default")
+        problems.append(f"{key}: must be {expected}, not {value!r}; using the default")
 
-    def checked(table: dict[str, Any], name: str, checks: dict[str, Any]) -> dict[str, Any]:
-        """The valid values of ``table``'s keys that ``checks`` knows; each bad one is reported."""
+    def checked(table: dict[str, Any], name: str, options: dict[str, Option]) -> dict[str, Any]:
+        """The valid values of ``table``'s keys that ``options`` declares; each bad one is reported."""
         values: dict[str, Any] = {}
-        for key, check in checks.items():
+        for key, option in options.items():
             if key in table:
                 try:
-                    values[key] = check(table[key])
-                except ValueError as exc:
-                    bad(f"{name}.{key}", table[key], str(exc))
+                    values[key] = option.check_field(table[key], f"{name}.{key}")
+                except OptionError as exc:
+                    problems.append(f"{exc}; using the default")
         return values
 
     models = _table(data, "models", problems)
@@ -242,14 +170,14 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
         config.model_dirs = [Path(d).expanduser() for d in dirs]
     elif dirs is not None:
         problems.append("models.dirs must be a list of paths; using the default folders")
-    for key, value in checked(models, "models", dict.fromkeys(SCAN_KEYS, _bool)).items():
+    for key, value in checked(models, "models", dict.fromkeys(SCAN_KEYS, _SCAN)).items():
         setattr(config, key, value)
 
-    for key, value in checked(_table(data, "load", problems), "load", LOAD_CHECKS).items():
-        setattr(config, LOAD_KEYS[key][0], value)
+    for key, value in checked(_table(data, "load", problems), "load", LOAD_SETTINGS).items():
+        setattr(config, config_attr(key), value)
 
     config.sampling = replace(config.sampling, **checked(_table(data, "sampling", problems), "sampling",
-                                                         SAMPLING_KEYS))
+                                                         SAMPLING_SETTINGS))
 
     ui = _table(data, "ui", problems)
     if "theme" in ui:
@@ -270,7 +198,7 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
             problems.append(f'[model."{model}"] must be a table; ignored')
             continue
         # Keys other than [load]'s are kept in raw and written back as they were.
-        defaults = ModelDefaults(**checked(table, f'model."{model}"', LOAD_CHECKS))
+        defaults = ModelDefaults(**checked(table, f'model."{model}"', LOAD_SETTINGS))
         if not defaults.is_empty():
             config.model_defaults[model_key(model)] = defaults
     return problems
@@ -279,10 +207,9 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
 # --- writing ----------------------------------------------------------------------------------------------------------
 
 
-def _load_value(attr_value: Any, key: str) -> Any:
-    if attr_value is None and key in ("n_gpu_layers", "threads"):
-        return AUTO
-    return attr_value
+def _load_value(value: Any, key: str) -> Any:
+    """How a [load] value is written: "auto" for the engine's choice (TOML has no None)."""
+    return AUTO if value is None and LOAD_SETTINGS[key].auto else value
 
 
 def to_toml_data(config: Config) -> dict[str, Any]:
@@ -299,10 +226,10 @@ def to_toml_data(config: Config) -> dict[str, Any]:
     for key in SCAN_KEYS:
         models[key] = getattr(config, key)
     load = section("load")
-    for key, (attr, _check) in LOAD_KEYS.items():
-        load[key] = _load_value(getattr(config, attr), key)
+    for key in LOAD_SETTINGS:
+        load[key] = _load_value(getattr(config, config_attr(key)), key)
     sampling = section("sampling")
-    for key in SAMPLING_KEYS:
+    for key in SAMPLING_SETTINGS:
         sampling[key] = getattr(config.sampling, key)
     ui = section("ui")
     if config.theme:
@@ -315,8 +242,8 @@ def to_toml_data(config: Config) -> dict[str, Any]:
     for model, defaults in config.model_defaults.items():
         # Keep what the user wrote in that table beyond our keys.
         old = next((t for name, t in old_models.items() if model_key(name) == model and isinstance(t, dict)), {})
-        table = {k: v for k, v in old.items() if k not in LOAD_KEYS}
-        for key in LOAD_KEYS:
+        table = {k: v for k, v in old.items() if k not in LOAD_SETTINGS}
+        for key in LOAD_SETTINGS:
             value = getattr(defaults, key)
             if value is not None:
                 table[key] = value
@@ -372,19 +299,12 @@ def load_options_for(config: Config, path: str | Path, **overrides: Any) -> Load
     """How to load ``path``: [load], then the model's own [model."path"] settings, then ``overrides`` (the CLI's
     flags; a None override means "not given")."""
     mine = config.defaults_for(path)
-
-    def pick(model_value: Any, global_value: Any) -> Any:
-        return global_value if model_value is None else model_value
-
-    options = LoadOptions(
-        n_ctx=pick(mine.ctx, config.default_ctx),
-        n_gpu_layers=pick(mine.n_gpu_layers, config.n_gpu_layers),
-        n_threads=pick(mine.threads, config.threads),
-        kv_type=pick(mine.kv_type, config.kv_type),
-        flash_attn=pick(mine.flash_attn, config.flash_attn),
-    )
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return replace(options, **given)
+    values: dict[str, Any] = {}
+    for key, option in LOAD_SETTINGS.items():
+        own = getattr(mine, key)
+        values[option.name] = getattr(config, config_attr(key)) if own is None else own
+    values.update((k, v) for k, v in overrides.items() if v is not None)
+    return LoadOptions(**values)
 
 
 def sampling_defaults(config: Config, **overrides: Any) -> Sampling:

@@ -15,35 +15,45 @@ from typing import Any
 from tuillm.core.options import Option, check_all, option_map
 
 KV_TYPES = ("f16", "q8_0", "q4_0")
-MAX_THREADS = 512  # GGML_MAX_N_THREADS
+MAX_THREADS = 512  # GGML_MAX_N_THREADS: llama.cpp asserts past it
 MAX_CTX = 1 << 20
-MAX_LAYERS = 1 << 12
+# Any number past the model's layers means "all" (guides write 99 or 999); the bound only keeps it an int32.
+MAX_LAYERS = 1 << 16
+MAX_SEED = (1 << 32) - 1  # llama.cpp's seed is a uint32 (its all-ones value means "random")
 
+# The context has no upper bound of its own: what the machine cannot hold is refused by the memory estimate,
+# with the figures, before llama.cpp sees it. ``setting`` is the [load] key of the settings file; options without
+# one (batch) are flags only.
 LOAD_OPTIONS: tuple[Option, ...] = (
-    Option("n_ctx", int, 4096, "context size in tokens", lo=16, hi=MAX_CTX, flag="--ctx", group="loading",
-           label="Context"),
+    Option("n_ctx", int, 4096, "context size in tokens", lo=16, flag="--ctx", group="loading", label="Context",
+           setting="ctx"),
     Option("n_gpu_layers", int, None, "layers to offload to the GPU (-1: all; auto: all that fit when llama.cpp "
-           "can offload)", lo=-1, hi=MAX_LAYERS, auto=True, group="loading", label="GPU layers"),
+           "can offload)", lo=-1, hi=MAX_LAYERS, auto=True, aliases=("--ngl",), group="loading",
+           label="GPU layers", setting="n_gpu_layers"),
     Option("n_threads", int, None, "CPU threads (auto: chosen by llama.cpp)", lo=1, hi=MAX_THREADS, auto=True,
-           flag="--threads", group="loading", label="Threads"),
+           flag="--threads", group="loading", label="Threads", setting="threads"),
     Option("n_batch", int, 512, "prompt batch size", lo=1, hi=1 << 16, flag="--batch", group="loading",
            label="Batch"),
-    Option("flash_attn", bool, False, "use flash attention", group="loading", label="Flash attention"),
-    Option("kv_type", str, "f16", "KV cache type", choices=KV_TYPES, group="loading", label="KV cache type"),
+    Option("flash_attn", bool, False, "use flash attention", group="loading", label="Flash attention",
+           setting="flash_attn"),
+    Option("kv_type", str, "f16", "KV cache type", choices=KV_TYPES, group="loading", label="KV cache type",
+           setting="kv_type"),
 )
+LORA_SCALE = Option("lora_scale", float, 1.0, "LoRA scale", lo=-100.0, hi=100.0, group="loading")
+SEED = Option("seed", int, -1, "random seed (-1: random)", lo=-1, hi=MAX_SEED, group="sampling")
 
+# Every one is also a [sampling] key of the settings file, by its name.
 SAMPLING_OPTIONS: tuple[Option, ...] = (
     Option("temperature", float, 0.7, "temperature (0: greedy)", lo=0.0, hi=5.0, flag="--temp", group="sampling"),
     Option("top_p", float, 0.95, "nucleus sampling: keep the most likely tokens up to this probability mass",
-           lo=0.0, hi=1.0, group="sampling", label="Top-p"),
-    Option("top_k", int, 40, "keep the k most likely tokens (0: all)", lo=0, hi=1 << 20, group="sampling",
-           label="Top-k"),
+           lo=0.0, hi=1.0, group="sampling"),
+    Option("top_k", int, 40, "keep the k most likely tokens (0: all)", lo=0, hi=1 << 20, group="sampling"),
     Option("min_p", float, 0.05, "drop tokens less likely than this share of the top one", lo=0.0, hi=1.0,
-           group="sampling", label="Min-p"),
+           group="sampling"),
     Option("repeat_penalty", float, 1.1, "penalty for repeated tokens (1: none)", lo=0.0, hi=5.0,
            group="sampling"),
     Option("max_tokens", int, 512, "reply length limit in tokens", lo=1, hi=MAX_CTX, flag="--max-tokens",
-           group="sampling"),
+           aliases=("-n",), group="sampling"),
 )
 
 _LOAD = option_map(LOAD_OPTIONS)
@@ -59,14 +69,15 @@ class LoadOptions:
     flash_attn: bool = _LOAD["flash_attn"].default
     kv_type: str = _LOAD["kv_type"].default  # "f16" | "q8_0" | "q4_0"
     use_mmap: bool = True
-    seed: int = -1  # -1: random
+    seed: int = SEED.default  # -1: random
     lora_path: str | None = None
-    lora_scale: float = 1.0
+    lora_scale: float = LORA_SCALE.default
     chat_template: str | None = None  # the user's override of the GGUF's template
     check_memory: bool = True  # refuse before loading when the estimate does not fit
 
     def __post_init__(self) -> None:
-        check_all(LOAD_OPTIONS, {o.name: getattr(self, o.name) for o in LOAD_OPTIONS})
+        checked = (*LOAD_OPTIONS, LORA_SCALE, SEED)
+        check_all(checked, {o.name: getattr(self, o.name) for o in checked})
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,8 @@ class Sampling:
 
     def __post_init__(self) -> None:
         check_all(SAMPLING_OPTIONS, {o.name: getattr(self, o.name) for o in SAMPLING_OPTIONS})
+        if self.seed is not None:
+            check_all((SEED,), {"seed": self.seed})
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

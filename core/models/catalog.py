@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tuillm.core import paths
 from tuillm.core.errors import ModelFileError, TuillmError
-from tuillm.core.models.memory import MemoryEstimate, estimate
+from tuillm.core.models.fit import load_fit
+from tuillm.core.models.memory import MemoryEstimate
 from tuillm.core.models.metadata import ModelInfo, is_hf_folder, read_info
 from tuillm.core.settings import Config, load_config
 
@@ -29,7 +30,7 @@ class CatalogEntry:
     name: str
     source: str  # "demo" | "folder" | "hf-cache" | "ollama" | "lmstudio"
     info: ModelInfo
-    estimate: MemoryEstimate
+    estimate: MemoryEstimate  # for the load the chat would do (core.models.fit)
 
     @property
     def path(self) -> Path:
@@ -251,9 +252,13 @@ def discover(
     *,
     config: Config | None = None,
     available: int | None = None,
+    offload: bool | None = None,
+    n_ctx: int | None = None,
     use_cache: bool = True,
 ) -> CatalogResult:
-    """All models found, with their memory estimate at the configured context; problems listed, never raised."""
+    """All models found, each with its fit for the load the chat would do (core.models.fit; ``offload``: whether
+    llama.cpp offloads to a GPU, None: ask it; ``n_ctx``: a context for every model, as a --ctx flag gives);
+    problems listed, never raised."""
     config = config or load_config()
     if model_dirs is not None:
         config = Config(**{**config.__dict__, "model_dirs": list(model_dirs)})
@@ -287,8 +292,8 @@ def discover(
         if name in seen_names:  # same file name in two folders: the path tells them apart
             name = f"{name} ({path.parent.name})"
         seen_names.add(name)
-        est = estimate(info, min(config.default_ctx, info.context_length or config.default_ctx), available=available)
-        entries.append(CatalogEntry(name, source, info, est))
+        fit = load_fit(info, config, n_ctx=n_ctx, available=available, offload=offload)
+        entries.append(CatalogEntry(name, source, info, fit.estimate))
     cache.save()
     return CatalogResult(entries, problems)
 

@@ -13,18 +13,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tuillm.convert.types import OUTPUT_TYPES
+from tuillm.core.llama.options import LOAD_OPTIONS, LoadOptions
 from tuillm.core.models.metadata import ModelInfo, format_bytes
 
 KV_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32,
                  "q4_1": 20 / 32, "q4_0": 18 / 32}
-# Bits per weight of each GGUF output type for a typical llama model (norms and 1-D tensors stay f32; K-quants
-# mix types per tensor, so these are the averages llama-quantize reports).
-QUANT_BPW = {
-    "f32": 32.0, "f16": 16.0, "bf16": 16.0, "q8_0": 8.5, "q6_k": 6.56, "q5_k_m": 5.69, "q5_k_s": 5.54,
-    "q5_1": 6.0, "q5_0": 5.5, "q4_k_m": 4.89, "q4_k_s": 4.58, "q4_1": 5.0, "q4_0": 4.5, "q3_k_l": 4.27,
-    "q3_k_m": 3.91, "q3_k_s": 3.5, "q2_k": 3.35,
-}
-DEFAULT_CTX = 4096
+# Bits per weight of each GGUF output type (the registry's figure), largest first: the order quant_fits reports.
+QUANT_BPW: dict[str, float] = {t.name: t.bpw for t in sorted(OUTPUT_TYPES.values(), key=lambda t: -t.bpw)}
+DEFAULT_CTX: int = next(o.default for o in LOAD_OPTIONS if o.name == "n_ctx")
 CTX_PAD = 256
 # "fits" leaves this share of available memory to everything else; above it up to 100% is "tight".
 HEADROOM = 0.85
@@ -229,16 +226,21 @@ def quant_fits(
     info: ModelInfo, n_ctx: int | None = None, available: int | None = None
 ) -> list[tuple[str, MemoryEstimate]]:
     """For an HF checkpoint: each output type with its estimate, largest first (``fit`` says which fit)."""
-    return [(quant, estimate(info, n_ctx, quant=quant, available=available))
-            for quant in sorted(QUANT_BPW, key=QUANT_BPW.__getitem__, reverse=True)]
+    return [(quant, estimate(info, n_ctx, quant=quant, available=available)) for quant in QUANT_BPW]
 
 
-def estimate_for_load(info: ModelInfo, options: Any, available: int | None = None,
+def fitting_quants(info: ModelInfo, n_ctx: int | None = None, available: int | None = None) -> list[str]:
+    """The output types an HF checkpoint would fit as, with headroom, largest first."""
+    return [quant for quant, est in quant_fits(info, n_ctx, available) if est.fit == FITS]
+
+
+def estimate_for_load(info: ModelInfo, options: LoadOptions, available: int | None = None,
                       offload: bool | None = None) -> MemoryEstimate:
-    """The estimate for loading ``info`` with ``options`` (a chat_engine.LoadOptions): what the Models pane marks
-    and what the Chat pane checks before it loads. ``n_gpu_layers`` None means what the engine does by default:
-    everything when llama.cpp can offload (``offload``; None: ask llama.cpp), else nothing; -1 means every
-    layer. Without offload every layer counts as RAM, as llama.cpp then ignores n_gpu_layers."""
+    """The estimate for loading ``info`` with ``options``: what the Models pane, ``tuillm models`` and ``info``
+    mark (through core.models.fit) and what the chat checks before it loads. ``n_gpu_layers`` None means what the
+    engine does by default: everything when llama.cpp can offload (``offload``; None: ask llama.cpp), else
+    nothing; -1 means every layer. Without offload every layer counts as RAM, as llama.cpp then ignores
+    n_gpu_layers."""
     if offload is None:
         from tuillm.core.models.hardware import llama_backend
 
@@ -254,7 +256,7 @@ def estimate_for_load(info: ModelInfo, options: Any, available: int | None = Non
                     flash_attn=options.flash_attn, n_gpu_layers=n_gpu_layers, available=available)
 
 
-def load_refusal(info: ModelInfo, options: Any, available: int | None = None,
+def load_refusal(info: ModelInfo, options: LoadOptions, available: int | None = None,
                  offload: bool | None = None) -> str | None:
     """Why a load with ``options`` would be refused (its estimate is "too big"), or None when it may go ahead."""
     est = estimate_for_load(info, options, available, offload=offload)
@@ -265,7 +267,7 @@ def load_refusal(info: ModelInfo, options: Any, available: int | None = None,
             f"{format_bytes(est.available_bytes)} is available; choose a smaller context")
 
 
-def fit_advice(info: ModelInfo, options: Any, available: int | None = None) -> str:
+def fit_advice(info: ModelInfo, options: LoadOptions, available: int | None = None) -> str:
     """One line of advice: for a GGUF, the largest context that fits with headroom (with the options' KV type and
     flash attention); for an HF checkpoint, the GGUF types it would fit as (at the options' context)."""
     if info.format == "gguf":
@@ -273,7 +275,7 @@ def fit_advice(info: ModelInfo, options: Any, available: int | None = None) -> s
         if ctx == 0:
             return "does not fit at any context: free memory or pick a smaller quant"
         return f"largest context that fits: {ctx:,} tokens"
-    fitting = [q for q, e in quant_fits(info, options.n_ctx, available) if e.fit == FITS]
+    fitting = fitting_quants(info, options.n_ctx, available)
     if not fitting:
         return "fits as no GGUF type, even q2_k"
     if len(fitting) == len(QUANT_BPW):

@@ -162,3 +162,31 @@ def test_load_estimate_follows_the_options(demo_gguf: Path) -> None:
     assert load_refusal(info, LoadOptions(n_ctx=4096), tight, offload=False) is None
     refusal = load_refusal(info, LoadOptions(n_ctx=8192), tight, offload=False)
     assert refusal is not None and "context of 8192 tokens" in refusal
+
+
+def test_values_are_checked_by_the_declarations(tmp_path: Path) -> None:
+    """[load] and [sampling] are checked by core.llama.options' declarations: their words, their bounds (llama.cpp
+    asserts past 512 threads; a NaN temperature samples garbage)."""
+    from tuillm.core.llama.options import LOAD_OPTIONS, SAMPLING_OPTIONS
+    from tuillm.core.options import option_map
+
+    load, sampling = option_map(LOAD_OPTIONS), option_map(SAMPLING_OPTIONS)
+    file = tmp_path / "c.toml"
+    file.write_text("[load]\nthreads = 100000\nn_gpu_layers = -2\n[sampling]\ntop_p = 3\ntemperature = nan\n"
+                    f'[model."{tmp_path / "m.gguf"}"]\nctx = 8\n')
+    config = load_config(file)
+    assert (config.threads, config.n_gpu_layers) == (None, None)
+    assert config.sampling == Sampling() and config.defaults_for(tmp_path / "m.gguf") == ModelDefaults()
+    problem = config.problem
+    assert f"load.threads: must be {load['n_threads'].expected()}, not 100000" in problem
+    assert f"load.n_gpu_layers: must be {load['n_gpu_layers'].expected()}" in problem
+    assert f"sampling.top_p: must be {sampling['top_p'].expected()}, not 3" in problem
+    assert f"sampling.temperature: must be {sampling['temperature'].expected()}, not nan" in problem
+    assert f'ctx: must be {load["n_ctx"].expected()}, not 8' in problem
+    # The defaults are the declarations' too.
+    assert (Config().default_ctx, Config().kv_type) == (load["n_ctx"].default, load["kv_type"].default)
+    # "auto" is written back for the engine's choice, and read again as None.
+    config.threads, config.path = None, tmp_path / "out.toml"
+    save_config(config)
+    assert tomllib.loads(config.path.read_text())["load"]["threads"] == "auto"
+    assert load_config(config.path).threads is None

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tuillm.core.errors import TuillmError
+from tuillm.core.llama.options import LOAD_OPTIONS, LORA_SCALE, SAMPLING_OPTIONS, SEED
+from tuillm.tui.cli.options import add_options, option_values
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,33 +24,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--system", "-s", default="", help="system prompt")
     p.add_argument("--json", action="store_true", help="print the answer and its stats as JSON (one per line)")
     p.add_argument("--save", action="store_true", help="keep the conversation in the chat database")
-    g = p.add_argument_group("loading")
-    g.add_argument("--ctx", type=int, default=None, help="context size in tokens (default: the configured one)")
-    g.add_argument("--n-gpu-layers", "--ngl", type=int, default=None, dest="n_gpu_layers",
-                   help="layers to offload to the GPU (-1: all; default: the configured number, else all that "
-                   "fit when llama.cpp can offload)")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads (default: the configured number, else "
-                   "llama.cpp's)")
-    g.add_argument("--batch", type=int, default=512, help="prompt batch size (default 512)")
-    g.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=None,
-                   help="use flash attention (default: the configured one)")
-    g.add_argument("--kv-type", choices=("f16", "q8_0", "q4_0"), default=None,
-                   help="KV cache type (default: the configured one)")
-    g.add_argument("--no-mmap", action="store_true", help="read the model into memory instead of mapping it")
-    g.add_argument("--lora", metavar="ADAPTER.gguf", help="apply a LoRA adapter GGUF")
-    g.add_argument("--lora-scale", type=float, default=1.0, help="LoRA scale (default 1.0)")
-    g.add_argument("--template", metavar="FILE", help="a Jinja chat template to use instead of the model's")
-    s = p.add_argument_group("sampling")
-    # Defaults: the config file's [sampling] (built in: temperature 0.7, top-p 0.95, top-k 40, min-p 0.05,
-    # repeat penalty 1.1, 512 tokens).
-    s.add_argument("--temp", type=float, default=None, help="temperature (0: greedy; default: the configured one)")
-    s.add_argument("--top-p", type=float, default=None)
-    s.add_argument("--top-k", type=int, default=None)
-    s.add_argument("--min-p", type=float, default=None)
-    s.add_argument("--repeat-penalty", type=float, default=None)
-    s.add_argument("--max-tokens", "-n", type=int, default=None, help="reply length limit (default: the "
-                   "configured one, 512 built in)")
-    s.add_argument("--seed", type=int, default=-1, help="random seed (-1: random)")
+    # Every declared flag defaults to None ("not given"): the settings file's [load], the model's own settings
+    # and [sampling] apply unless a flag says otherwise (core.settings.load_options_for / sampling_defaults).
+    sections = add_options(p, LOAD_OPTIONS, defaults=False)
+    loading = sections["loading"]
+    loading.add_argument("--no-mmap", action="store_true", help="read the model into memory instead of mapping it")
+    loading.add_argument("--lora", metavar="ADAPTER.gguf", help="apply a LoRA adapter GGUF")
+    add_options(p, (LORA_SCALE, *SAMPLING_OPTIONS, SEED), defaults=False, sections=sections)
+    loading.add_argument("--template", metavar="FILE", help="a Jinja chat template to use instead of the model's")
     return p
 
 
@@ -58,7 +41,8 @@ def _template(path: str | None) -> str | None:
     try:
         return Path(path).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise TuillmError(f"{path}: cannot read the template ({getattr(exc, 'strerror', None) or exc})") from None
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or exc
+        raise TuillmError(f"{path}: cannot read the template ({reason})") from None
 
 
 class _Printer:
@@ -88,19 +72,15 @@ def run(args: argparse.Namespace) -> int:
     from tuillm.core.models.catalog import resolve_model
     from tuillm.core.settings import load_config, load_options_for, sampling_defaults
 
+    # Every flag is checked before the config or the model is read: a bad one is one line, and no work starts.
+    load_flags = option_values(args, (*LOAD_OPTIONS, LORA_SCALE, SEED), given_only=True)
+    sampling_flags = option_values(args, SAMPLING_OPTIONS, given_only=True)
     config = load_config(args.config)
-    if args.ctx is not None and args.ctx < 16:
-        raise TuillmError(f"--ctx {args.ctx}: the context must be at least 16 tokens")
-    if args.max_tokens is not None and args.max_tokens < 1:
-        raise TuillmError("--max-tokens must be at least 1")
     path = resolve_model(args.model, config)
-    # The config's [load] and the model's own settings, with the flags given on top (None: not given).
-    options = load_options_for(
-        config, path, n_ctx=args.ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
-        n_batch=args.batch, flash_attn=args.flash_attn, kv_type=args.kv_type, use_mmap=not args.no_mmap,
-        seed=args.seed, lora_path=args.lora, lora_scale=args.lora_scale, chat_template=_template(args.template))
-    sampling = sampling_defaults(config, temperature=args.temp, top_p=args.top_p, top_k=args.top_k,
-                                 min_p=args.min_p, repeat_penalty=args.repeat_penalty, max_tokens=args.max_tokens)
+    # The config's [load] and the model's own settings, with the flags given on top.
+    options = load_options_for(config, path, **load_flags, use_mmap=not args.no_mmap, lora_path=args.lora,
+                               chat_template=_template(args.template))
+    sampling = sampling_defaults(config, **sampling_flags)
     # Without --save the conversation lives in an in-memory database: one code path either way. The file is
     # opened before the model loads, so a bad database fails fast.
     store = ChatStore() if args.save else ChatStore(":memory:")

@@ -1,4 +1,4 @@
-"""``tuillm info``: metadata of a GGUF file or an HF checkpoint folder, and what fits."""
+"""``tuillm info``: metadata of a GGUF file or an HF checkpoint folder, and its fit for the chat's load."""
 
 from __future__ import annotations
 
@@ -6,26 +6,27 @@ import argparse
 import json
 
 from tuillm.core.models.catalog import resolve_model
-from tuillm.core.models.hardware import available_ram
-from tuillm.core.models.memory import estimate, max_context, quant_fits
+from tuillm.core.models.fit import Fit, advice, load_fit
+from tuillm.core.models.memory import fitting_quants, max_context
 from tuillm.core.models.metadata import ModelInfo, format_bytes, format_params, read_info
 from tuillm.core.settings import load_config
-from tuillm.tui.cli.models import info_json
+from tuillm.tui.cli.models import add_ctx_flag, ctx_flag, info_json
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="metadata of a GGUF file or an HF checkpoint folder",
                        description="Show a model's metadata (read from headers, no weights loaded) and the "
-                       "memory it needs at a context size.")
+                       "memory it needs for the load `tuillm chat` would do.")
     p.add_argument("model", metavar="PATH_OR_NAME", help="a GGUF file, an HF folder, a name from `tuillm models`, "
                    "or demo")
-    p.add_argument("--ctx", type=int, help="context size for the memory estimate")
+    add_ctx_flag(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
 
 
-def describe(info: ModelInfo, est, available: int) -> list[str]:
-    lines = [
+def describe(info: ModelInfo, fit: Fit) -> list[str]:
+    est = fit.estimate
+    return [
         f"path           {info.path}",
         f"format         {info.format}",
         f"name           {info.name}",
@@ -41,28 +42,26 @@ def describe(info: ModelInfo, est, available: int) -> list[str]:
         f"chat template  {'yes' if info.chat_template else 'no'}",
         f"memory         {format_bytes(est.total_bytes)} at ctx {est.n_ctx} (weights {format_bytes(est.weights_bytes)}"
         f", KV {format_bytes(est.kv_bytes)}, compute {format_bytes(est.compute_bytes)}): {est.fit}, "
-        f"{format_bytes(available)} available",
+        f"{format_bytes(est.available_bytes)} available",
+        f"advice         {advice(info, fit)}",
     ]
-    if info.format == "gguf":
-        lines.append(f"largest ctx    {max_context(info, available)} fits with headroom")
-    else:
-        fitting = [q for q, e in quant_fits(info, est.n_ctx, available) if e.fit == "fits"]
-        lines.append(f"quants that fit {', '.join(fitting) if fitting else 'none'}")
-    return lines
 
 
 def run(args: argparse.Namespace) -> int:
+    ctx = ctx_flag(args)
     config = load_config(args.config)
     info = read_info(resolve_model(args.model, config))
-    available = available_ram()
-    est = estimate(info, args.ctx, available=available)
-    if args.json:
-        data = info_json(info, est)
-        if info.format == "gguf":
-            data["max_ctx_that_fits"] = max_context(info, available)
-        else:
-            data["quants_that_fit"] = [q for q, e in quant_fits(info, est.n_ctx, available) if e.fit == "fits"]
-        print(json.dumps(data, indent=2))
+    fit = load_fit(info, config, n_ctx=ctx)
+    if not args.json:
+        print("\n".join(describe(info, fit)))
+        return 0
+    data = info_json(info, fit.estimate)
+    available, options = fit.estimate.available_bytes, fit.options
+    # The figures behind the advice line, for scripts.
+    if info.format == "gguf":
+        data["max_ctx_that_fits"] = max_context(info, available, kv_type=options.kv_type,
+                                                flash_attn=options.flash_attn)
     else:
-        print("\n".join(describe(info, est, available)))
+        data["quants_that_fit"] = fitting_quants(info, options.n_ctx, available)
+    print(json.dumps(data, indent=2))
     return 0

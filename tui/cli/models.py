@@ -1,22 +1,40 @@
-"""``tuillm models``: the discovered models with their memory-fit estimate."""
+"""``tuillm models``: the discovered models with their fit for the load ``tuillm chat`` would do."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Any
 
-from tuillm.core.models.catalog import CatalogResult, discover
-from tuillm.core.models.metadata import format_bytes, format_params
+from tuillm.core.llama.options import LOAD_OPTIONS
+from tuillm.core.models.catalog import CatalogEntry, CatalogResult, discover
+from tuillm.core.models.memory import MemoryEstimate
+from tuillm.core.models.metadata import ModelInfo, format_bytes, format_params
+from tuillm.core.options import option_map
 from tuillm.core.settings import load_config
+from tuillm.tui.cli.options import add_options, option_values
+
+# The context flag of `models` and `info`: the chat's own --ctx declaration (the estimate is for that load).
+CTX = option_map(LOAD_OPTIONS)["n_ctx"]
+
+
+def add_ctx_flag(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, (CTX,), defaults=False, groups=False)
+
+
+def ctx_flag(args: argparse.Namespace) -> int | None:
+    """The --ctx given (checked once, by its declaration), or None: the settings' context applies."""
+    return option_values(args, (CTX,))[CTX.name]
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list discovered models with memory-fit estimates",
                        description="List the models found in the configured folders, the Hugging Face cache, "
-                       "Ollama, LM Studio, and the embedded demo, with the memory each needs.")
+                       "Ollama, LM Studio, and the embedded demo, with the memory each needs for the load "
+                       "`tuillm chat` would do (the configured context, or the model's own).")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--ctx", type=int, help="context size for the memory estimate (default: the configured one)")
+    add_ctx_flag(p)
     return p
 
 
@@ -33,13 +51,13 @@ def table(result: CatalogResult) -> str:
                      for r in [headers, *rows])
 
 
-def entry_json(entry) -> dict:
+def entry_json(entry: CatalogEntry) -> dict[str, Any]:
     # The catalog name (what `tuillm chat NAME` takes) wins over the file's own general.name.
     return {**info_json(entry.info, entry.estimate), "name": entry.name, "model_name": entry.info.name,
             "source": entry.source}
 
 
-def info_json(info, est) -> dict:
+def info_json(info: ModelInfo, est: MemoryEstimate) -> dict[str, Any]:
     data = info.to_json()
     for key in ("layer_bytes", "other_bytes"):  # figures for the estimator, not for people
         data.pop(key, None)
@@ -49,12 +67,11 @@ def info_json(info, est) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    ctx = ctx_flag(args)
     config = load_config(args.config)
     if config.problem:
         print(f"tuillm: {config.problem}", file=sys.stderr)
-    if args.ctx:
-        config.default_ctx = args.ctx
-    result = discover(config=config)
+    result = discover(config=config, n_ctx=ctx)  # --ctx: every row's context, as `tuillm chat --ctx` loads
     if args.json:
         print(json.dumps({"models": [entry_json(e) for e in result.entries],
                           "problems": [{"path": p.path, "problem": p.problem} for p in result.problems]},

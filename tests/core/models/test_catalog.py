@@ -40,7 +40,7 @@ def test_folders_list_ggufs_and_hf_folders_and_report_bad_files(tmp_path: Path) 
     (models / "mmproj-vision.gguf").write_text("skipped by name, never read")
     hf = models / "my-hf-model"
     hf.mkdir()
-    from tests.core.test_metadata import _hf_folder
+    from tests.core.models.test_metadata import _hf_folder
 
     _hf_folder(hf)
     result = discover(config=_config(models), available=16 * GIB)

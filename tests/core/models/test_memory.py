@@ -93,3 +93,11 @@ def test_quants_for_an_hf_checkpoint(demo: ModelInfo) -> None:
     assert "q4_k_m" in fitting and "f32" not in fitting
     sizes = [e.weights_bytes for _, e in fits]
     assert sizes == sorted(sizes, reverse=True)
+
+
+def test_bits_per_weight_come_from_the_output_type_registry() -> None:
+    from tuillm.convert.types import OUTPUT_TYPES
+    from tuillm.core.models.memory import QUANT_BPW
+
+    assert QUANT_BPW == {name: t.bpw for name, t in OUTPUT_TYPES.items()}
+    assert list(QUANT_BPW.values()) == sorted(QUANT_BPW.values(), reverse=True)  # quant_fits: largest first
