@@ -9,25 +9,25 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from tuillm.core.chat.engine import ChatSession
-from tuillm.core.chat.events import ChatEmit, ReplyDone
-from tuillm.core.chat.store import Chat, ChatStore, StreamingSaver
+from tuillm.core.chat.backend import ChatBackend
+from tuillm.core.chat.events import ChatEmit, ChatEvent, ReplyDone
+from tuillm.core.chat.store import DEFAULT_TITLE, Chat, ChatStore, Message, StreamingSaver
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import Sampling
 
-DEFAULT_TITLE = "New chat"
+__all__ = ["DEFAULT_TITLE", "TITLE_CHARS", "Conversation"]
 TITLE_CHARS = 60
 
 
 class Conversation:
-    def __init__(self, session: ChatSession, store: ChatStore, chat_id: int) -> None:
+    def __init__(self, session: ChatBackend, store: ChatStore, chat_id: int) -> None:
         self.session = session
         self.store = store
         self.chat_id = chat_id
         store.get_chat(chat_id)  # a StoreError now rather than at the first message
 
     @classmethod
-    def new(cls, session: ChatSession, store: ChatStore, *, title: str = DEFAULT_TITLE, model: str = "",
+    def new(cls, session: ChatBackend, store: ChatStore, *, title: str = DEFAULT_TITLE, model: str = "",
             system_prompt: str = "", sampling: Sampling | None = None) -> Conversation:
         chat = store.create_chat(title, model=model, system_prompt=system_prompt,
                                  params=(sampling or Sampling()).to_json())
@@ -39,7 +39,7 @@ class Conversation:
 
     @property
     def sampling(self) -> Sampling:
-        return Sampling.from_json(self.chat.params)
+        return self.chat.sampling
 
     def set_sampling(self, sampling: Sampling) -> None:
         self.store.update_chat(self.chat_id, params=sampling.to_json())
@@ -73,7 +73,7 @@ class Conversation:
         self.store.add_message(self.chat_id, "user", text)
         return self._reply(listener)
 
-    def _last_user(self) -> Any:
+    def _last_user(self) -> Message:
         users = [m for m in self.store.messages(self.chat_id) if m.role == "user"]
         if not users:
             raise TuillmError("this chat has no message to answer yet")
@@ -84,7 +84,7 @@ class Conversation:
         sampling = self.sampling
         saver = StreamingSaver(self.store, self.chat_id)
 
-        def on_event(event: Any) -> None:
+        def on_event(event: ChatEvent) -> None:
             saver.on_event(event)
             if listener is not None:
                 listener(event)

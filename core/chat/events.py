@@ -75,4 +75,5 @@ class ReplyFailed:
 
 
 ChatEvent = ModelLoaded | ModelUnloaded | ContextTrimmed | ReplyStarted | Token | ReplyDone | ReplyFailed | Log
-ChatEmit = Callable[[Any], None]
+# Called on the session's worker thread with each event.
+ChatEmit = Callable[[ChatEvent], None]

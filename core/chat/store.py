@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuillm.core.chat.events import Token
+from tuillm.core.chat.events import ChatEvent, Token
 from tuillm.core.errors import TuillmError
+from tuillm.core.llama.options import Sampling
 from tuillm.core.paths import data_dir
 
 MIGRATIONS: list[str] = [
@@ -47,6 +48,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SAVE_INTERVAL_S = 0.5
+DEFAULT_TITLE = "New chat"  # a chat's title until its first message names it
 
 
 class StoreError(TuillmError):
@@ -82,14 +84,36 @@ class Chat:
     created: float = 0.0
     updated: float = 0.0
 
+    @property
+    def sampling(self) -> Sampling:
+        """The chat's sampling parameters. A row that another version or a hand edit left with values
+        ``Sampling`` refuses (out of range, wrong type) gives the defaults: one bad row must not stop the app."""
+        try:
+            sampling = Sampling.from_json(self.params)
+        except (TypeError, ValueError):
+            return Sampling()
+        seed = sampling.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            return Sampling()
+        return sampling
+
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "model": self.model, "system_prompt": self.system_prompt,
                 "params": self.params, "created": self.created, "updated": self.updated}
 
 
+def _params(text: str | None) -> dict[str, Any]:
+    """A chat row's params: a JSON object, or {} (the defaults) when the stored text is not one."""
+    try:
+        params = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
 def _chat(row: sqlite3.Row) -> Chat:
     return Chat(id=row["id"], title=row["title"], model=row["model"], system_prompt=row["system_prompt"],
-                params=json.loads(row["params"] or "{}"), created=row["created"], updated=row["updated"])
+                params=_params(row["params"]), created=row["created"], updated=row["updated"])
 
 
 def _message(row: sqlite3.Row) -> Message:
@@ -153,7 +177,7 @@ class ChatStore:
                 raise StoreError(f"{self.path}: {exc}") from None
 
     # --- chats ---
-    def create_chat(self, title: str = "New chat", *, model: str = "", system_prompt: str = "",
+    def create_chat(self, title: str = DEFAULT_TITLE, *, model: str = "", system_prompt: str = "",
                     params: Mapping[str, Any] | None = None) -> Chat:
         now = time.time()
         cur = self._run(
@@ -308,7 +332,7 @@ class StreamingSaver:
             self._last_save = now
             self.writes += 1
 
-    def on_event(self, event: Any) -> None:
+    def on_event(self, event: ChatEvent) -> None:
         """Use as a chat reply's listener: saves streamed tokens as they come."""
         if isinstance(event, Token):
             self.add(event.text)

@@ -7,7 +7,9 @@ stays: on an AMX build the extra buffer types are turned off while the model loa
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import io
 import threading
 from collections import deque
 from typing import Any
@@ -86,3 +88,22 @@ def new_llama(model_path: str, **kwargs: Any) -> Any:
             return llama_cpp.Llama(model_path, **kwargs)
         finally:
             low.llama_model_default_params = original
+
+
+# sys.stdout/stderr are process-wide: two loads at once (the A/B view) would restore each other's.
+_REDIRECT_LOCK = threading.Lock()
+
+
+def quiet_llama(model_path: str, **kwargs: Any) -> Any:
+    """``new_llama`` that prints nothing, without touching the terminal's file descriptors.
+
+    ``verbose=False`` would point fds 1 and 2 at /dev/null (dup2) for the whole load, blanking a TUI drawn on
+    them. So the load runs verbose: llama.cpp's own log goes to the capture above, and the Python-level chatter of
+    ``Llama.__init__`` is caught here. Afterwards ``verbose`` is turned off (no per-turn "prefix-match hit" lines).
+    """
+    install_log_capture()
+    chatter = io.StringIO()
+    with _REDIRECT_LOCK, contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+        llm = new_llama(model_path, verbose=True, **kwargs)
+    llm.verbose = False
+    return llm

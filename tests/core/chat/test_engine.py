@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.core.gguf_copy import copy_gguf
-from tuillm.core.chat.engine import ChatSession, _fit_messages, new_llama
+from tuillm.core.chat.engine import ChatSession, fit_messages
 from tuillm.core.chat.events import (
     ContextTrimmed,
     ModelLoaded,
@@ -20,7 +20,9 @@ from tuillm.core.chat.events import (
     Token,
 )
 from tuillm.core.errors import ModelFileError, TuillmError
+from tuillm.core.llama.loader import new_llama
 from tuillm.core.llama.options import LoadOptions, Sampling
+from tuillm.core.options import OptionError
 
 GREEDY = Sampling(temperature=0.0, repeat_penalty=1.0, max_tokens=16)
 QUESTION = [{"role": "system", "content": "You are brief."},
@@ -49,9 +51,7 @@ def session(demo_gguf: Path) -> Iterator[tuple[ChatSession, Recorder]]:
 
 def n_prompt_evaluated(session: ChatSession) -> int:
     """llama.cpp's own count of prompt tokens decoded in batches (independent of the engine's bookkeeping)."""
-    import llama_cpp
-
-    return int(llama_cpp.llama_perf_context(session._loaded.llm._ctx.ctx).n_p_eval)
+    return session._loaded.model.prompt_tokens_evaluated
 
 
 def test_streams_a_reply_with_stats(session: tuple[ChatSession, Recorder]) -> None:
@@ -178,12 +178,12 @@ def test_fit_messages_drops_oldest_turns_never_the_system_prompt() -> None:
     def count(ms: list[dict[str, str]]) -> list[int]:
         return [0] * (10 * len(ms))  # ten tokens a message
 
-    kept, tokens, dropped = _fit_messages(msgs, count, n_ctx=80, max_tokens=20)
+    kept, tokens, dropped = fit_messages(msgs, count, n_ctx=80, max_tokens=20)
     assert kept[0]["role"] == "system" and kept[-1]["content"] == "last"
     assert dropped == 6 and [m["content"] for m in kept[1:3]] == ["u3", "a3"]
     assert len(tokens) + 20 <= 80
     # Too long even alone: everything but the system prompt and the last message goes.
-    kept, _, dropped = _fit_messages(msgs, count, n_ctx=10, max_tokens=20)
+    kept, _, dropped = fit_messages(msgs, count, n_ctx=10, max_tokens=20)
     assert [m["content"] for m in kept] == ["S", "last"] and dropped == 10
 
 
@@ -242,7 +242,8 @@ def test_quantized_kv_cache_and_options(demo_gguf: Path) -> None:
         s.load(demo_gguf, LoadOptions(n_ctx=256, kv_type="q8_0", n_threads=1, n_batch=64, use_mmap=False)).result()
         assert any("flash attention" in getattr(e, "message", "") for e in rec.events)
         assert s.reply(QUESTION, Sampling(max_tokens=4)).result().stats.generated_tokens > 0
-        with pytest.raises(TuillmError, match="KV cache type"):
+        # A KV cache type llama.cpp does not take is refused where the options are made, before any load.
+        with pytest.raises(OptionError, match="kv-type"):
             s.load(demo_gguf, LoadOptions(kv_type="q2_k")).result()
 
 

@@ -171,3 +171,21 @@ def test_partial_reply_survives_sigkill(tmp_path: Path) -> None:
         user, reply = store.messages(chat.id)
         assert user.content == "go" and not reply.complete
         assert reply.content.startswith("t0 t1 ") and len(reply.content.split()) >= 5
+
+
+def test_bad_stored_sampling_falls_back_to_the_defaults(tmp_path: Path) -> None:
+    """A row another version or a hand edit wrote with values Sampling refuses opens with the defaults."""
+    from tuillm.core.llama.options import Sampling
+
+    with ChatStore(tmp_path / "c.sqlite3") as store:
+        good = store.create_chat("good", params={"temperature": 0.3, "seed": 4})
+        assert store.get_chat(good.id).sampling == Sampling(temperature=0.3, seed=4)
+        for params in ({"top_p": 3}, {"temperature": "hot"}, {"max_tokens": 0}, {"seed": "x"},
+                       {"temperature": float("nan")}):
+            chat = store.create_chat("bad", params=params)
+            assert store.get_chat(chat.id).sampling == Sampling(), params
+        for text in ("not json", "[1, 2]", "null"):
+            chat = store.create_chat("unreadable")
+            store._run("UPDATE chats SET params = ? WHERE id = ?", (text, chat.id))
+            assert store.get_chat(chat.id).params == {} and store.get_chat(chat.id).sampling == Sampling(), text
+        assert len(store.list_chats()) == 9  # listing is not stopped by them either

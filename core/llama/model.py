@@ -1,0 +1,169 @@
+"""One loaded model for generation: ``llama_cpp.Llama`` behind a typed wrapper.
+
+llama-cpp-python leaves part of what a chat engine needs outside its public API: the vocabulary (special-token
+texts, the end-of-generation test, token pieces), the raw context (for the abort callback), the evaluated tokens
+(for prefix reuse) and a LoRA adapter that failed to apply. They are read here and nowhere else, so a
+llama-cpp-python upgrade that moves them is a change to this file only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tuillm.core.errors import ModelFileError, TuillmError
+from tuillm.core.llama.abort import StopFlag, abort_hook
+from tuillm.core.llama.loader import LOG_LINES, last_llama_error, quiet_llama
+from tuillm.core.llama.options import LoadOptions, Sampling
+
+
+def _kv_cache_type(name: str) -> int:
+    import llama_cpp
+
+    types = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+    return types[name]  # LoadOptions only takes KV_TYPES, the keys above
+
+
+def _llama_kwargs(opts: LoadOptions, lora: Path | None) -> dict[str, Any]:
+    import llama_cpp
+
+    kv = _kv_cache_type(opts.kv_type)
+    return {
+        "n_ctx": opts.n_ctx,
+        "n_gpu_layers": 0 if opts.n_gpu_layers is None else opts.n_gpu_layers,
+        "n_threads": opts.n_threads,
+        "n_batch": opts.n_batch,
+        "flash_attn": opts.flash_attn,
+        "type_k": kv,
+        "type_v": kv,
+        "use_mmap": opts.use_mmap,
+        "seed": opts.seed if opts.seed >= 0 else llama_cpp.LLAMA_DEFAULT_SEED,
+        "lora_path": str(lora) if lora else None,
+        "lora_scale": opts.lora_scale,
+    }
+
+
+class LlamaModel:
+    """A model with its context (KV cache). Not thread-safe: one thread uses it (the chat session's worker)."""
+
+    def __init__(self, llm: Any) -> None:
+        self._llm = llm
+        model = llm._model
+        bos_id, eos_id = model.token_bos(), model.token_eos()
+        self.bos_text: str = model.token_get_text(bos_id) if bos_id >= 0 else ""
+        self.eos_text: str = model.token_get_text(eos_id) if eos_id >= 0 else ""
+        self.add_bos = bool(model.add_bos_token())  # the model wants BOS in front of a prompt
+        self.metadata: dict[str, str] = dict(llm.metadata)
+        self.n_ctx = int(llm.n_ctx())  # what llama.cpp made of the n_ctx asked for
+        self._vocab = model.vocab
+
+    @classmethod
+    def load(cls, path: Path, opts: LoadOptions) -> LlamaModel:
+        """Loads ``path`` with ``opts`` as given (``n_gpu_layers`` already decided; None is 0).
+
+        Failures are a ``ModelFileError`` naming the model, or the adapter, with llama.cpp's own logged reason.
+        """
+        lora = Path(opts.lora_path).expanduser() if opts.lora_path else None
+        LOG_LINES.clear()  # so last_llama_error() speaks of this load
+        try:
+            llm = quiet_llama(str(path), **_llama_kwargs(opts, lora))
+        except (ValueError, RuntimeError, OSError) as exc:
+            detail = last_llama_error() or str(exc)
+            if lora is not None and "lora" in str(exc).lower():
+                raise ModelFileError(lora, f"llama.cpp could not apply this adapter ({detail})") from None
+            raise ModelFileError(path, f"llama.cpp could not load it ({detail})") from None
+        if lora is not None and not llm._lora_adapter:
+            # llama-cpp-python tests the returned pointer against None, but a failed init returns a NULL ctypes
+            # pointer, so a wrong adapter slips through. Clear it so close() does not free NULL.
+            llm._lora_adapter = None
+            llm.close()
+            raise ModelFileError(lora, f"llama.cpp could not apply this adapter ({last_llama_error()})")
+        return cls(llm)
+
+    # --- the context -------------------------------------------------------------------------------------------
+    @property
+    def n_tokens(self) -> int:
+        """Tokens in the KV cache now."""
+        return int(self._llm.n_tokens)
+
+    @property
+    def prompt_tokens_evaluated(self) -> int:
+        """llama.cpp's own count of prompt tokens decoded in batches since the load (its perf counters)."""
+        import llama_cpp
+
+        return int(llama_cpp.llama_perf_context(self._llm._ctx.ctx).n_p_eval)
+
+    def cached_prefix(self, tokens: list[int]) -> int:
+        """Prompt tokens ``generate`` will keep from the KV cache (mirrors ``Llama.generate``'s prefix match)."""
+        n_past = self.n_tokens
+        if n_past == 0:
+            return 0
+        import numpy as np
+
+        ids = self._llm.input_ids
+        m = min(n_past, len(tokens))
+        differs = np.flatnonzero(ids[:m] != np.asarray(tokens[:m], dtype=ids.dtype))
+        prefix = int(differs[0]) if differs.size else m
+        if prefix == len(tokens):
+            # The whole prompt is cached: generate replays its last token to get fresh logits.
+            return prefix - 1 if prefix > 0 else 0
+        return prefix
+
+    def reset(self) -> None:
+        """Forget the evaluated tokens: the next prompt is evaluated in full."""
+        self._llm.reset()
+
+    def set_seed(self, seed: int) -> None:
+        self._llm.set_seed(seed)
+
+    def close(self) -> None:
+        """Frees the context, KV cache and weights now instead of whenever the GC runs."""
+        self._llm.close()
+
+    # --- tokens ------------------------------------------------------------------------------------------------
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        """``text``'s tokens, special tokens (a template's markers) included."""
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def is_eog(self, token: int) -> bool:
+        """An end-of-generation token (EOS, end of turn)."""
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token as text (special tokens render as nothing; a piece may split a character)."""
+        import llama_cpp
+
+        size = 64
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, False)
+        if n < 0:  # the piece is longer than the buffer: llama.cpp says how long
+            size = -n
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, False)
+        return buf.raw[: max(n, 0)]
+
+    def generate(self, tokens: list[int], sampling: Sampling, stop: StopFlag) -> Iterator[int]:
+        """The tokens sampled after the prompt ``tokens``, without end (the caller stops, then closes this).
+
+        The KV cache's prefix matching the prompt is kept; only the rest is evaluated. A long prompt takes seconds,
+        so while it is evaluated llama.cpp polls ``stop`` between graph nodes and a stop lands mid-evaluation: the
+        generator then simply ends. Once tokens come, checking ``stop`` is the caller's (per token). Any other
+        llama.cpp failure is a ``TuillmError`` with its logged reason.
+        """
+        gen = self._llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
+                                 temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True)
+        with abort_hook(self._llm._ctx.ctx, stop) as hook:
+            try:
+                for token in gen:
+                    hook.clear()  # the prompt is evaluated: no graph polling while tokens are decoded
+                    yield token
+            except RuntimeError as exc:
+                if not stop.is_set():
+                    raise TuillmError(f"llama.cpp failed while generating: {last_llama_error() or exc}") from None
+                # Aborted mid-prompt: llama.cpp drops the unfinished batch.
+            finally:
+                gen.close()

@@ -1,0 +1,68 @@
+"""core.llama's typed model on the real demo GGUF: quiet loading, tokens, pieces, prefix matching, stop."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tuillm.core.errors import ModelFileError
+from tuillm.core.llama.abort import StopFlag
+from tuillm.core.llama.loader import quiet_llama
+from tuillm.core.llama.model import LlamaModel
+from tuillm.core.llama.options import LoadOptions, Sampling
+
+
+def test_quiet_llama_prints_nothing(demo_gguf: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    llm = quiet_llama(str(demo_gguf), vocab_only=True)
+    try:
+        assert llm.tokenize(b"hello", add_bos=False)
+    finally:
+        llm.close()
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+
+
+def test_model_tokens_pieces_and_prefix(demo_gguf: Path) -> None:
+    model = LlamaModel.load(demo_gguf, LoadOptions(n_ctx=256, n_gpu_layers=0))
+    try:
+        assert model.n_ctx == 256 and model.n_tokens == 0
+        assert model.bos_text == "<|im_start|>" and model.eos_text == "<|im_end|>"
+        assert "tokenizer.chat_template" in model.metadata
+        text = "<|im_start|>user\nThe lighthouse keeper<|im_end|>"
+        tokens = model.tokenize(text, add_bos=False)
+        assert b"".join(model.piece(t) for t in tokens) == b"user\nThe lighthouse keeper"  # specials: nothing
+        assert model.is_eog(tokens[-1]) and not model.is_eog(tokens[1])
+
+        prompt = model.tokenize("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", add_bos=False)
+        with closing(model.generate(prompt, Sampling(temperature=0.0), StopFlag())) as tokens_out:
+            first = next(tokens_out)
+        assert isinstance(first, int) and model.n_tokens == len(prompt)
+        # The evaluated prompt is kept for a longer one that starts with it.
+        assert model.cached_prefix([*prompt, first]) == len(prompt)
+        assert model.cached_prefix(prompt) == len(prompt) - 1  # all cached: the last is replayed for logits
+        model.reset()
+        assert model.cached_prefix(prompt) == 0
+    finally:
+        model.close()
+
+
+def test_stop_set_before_the_prompt_ends_the_generator_quietly(demo_gguf: Path) -> None:
+    model = LlamaModel.load(demo_gguf, LoadOptions(n_ctx=2048, n_batch=64, n_gpu_layers=0))
+    try:
+        stop = StopFlag()
+        stop.set()  # llama.cpp aborts the prompt's evaluation at its first poll
+        prompt = model.tokenize("lighthouse storm sea " * 200, add_bos=False)
+        assert list(model.generate(prompt, Sampling(), stop)) == []
+        assert model.prompt_tokens_evaluated < len(prompt)
+    finally:
+        model.close()
+
+
+def test_a_file_llama_cpp_refuses_names_the_file(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF" + b"\x00" * 100)
+    with pytest.raises(ModelFileError, match="junk.gguf: llama.cpp could not load it") as info:
+        LlamaModel.load(junk, LoadOptions(n_ctx=64, n_gpu_layers=0))
+    assert "\n" not in str(info.value)
