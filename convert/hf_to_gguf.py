@@ -28,12 +28,19 @@ from tuillm.convert.checkpoint import Checkpoint, bf16_to_f32, open_checkpoint
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.hparams import HParams, read_hparams
 from tuillm.convert.output import atomic_output
+from tuillm.convert.progress import ConvertProgress, ProgressFn
+from tuillm.convert.tensors import (
+    Q,
+    TensorShape,
+    direct_tensor_type,
+    file_type,
+    ggml_type,
+    nbytes,
+    permute_rope,
+)
+from tuillm.convert.types import CONVERT_DEFAULT, DIRECT_TYPE_NAMES, output_type
 from tuillm.convert.vocab import add_vocab, read_vocab
 
-Q = gguf.GGMLQuantizationType
-DIRECT_TYPES = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0}
-FILE_TYPES = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-              "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}
 EMBED_NAMES = ("model.embed_tokens.weight", "embed_tokens.weight")
 # Tensors HF keeps that llama.cpp does not use.
 _SKIP = re.compile(r"(rotary_emb\.inv_freq|\.attention\.masked_bias|\.attention\.bias)$")
@@ -41,25 +48,6 @@ _BLOCK = re.compile(r"\.layers\.(\d+)\.")
 # Work is cut into units of at most this many values (32 MB as float32): peak memory is a few units, whatever
 # the size of the model or of its largest tensor.
 UNIT_ELEMENTS = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class ConvertProgress:
-    """Reported after every tensor written (and once per stage change)."""
-
-    stage: str  # "convert" | "quantize"
-    tensors_done: int
-    tensors_total: int
-    bytes_done: int
-    bytes_total: int
-    seconds: float
-
-    @property
-    def mb_per_s(self) -> float:
-        return self.bytes_done / 1e6 / self.seconds if self.seconds > 0 else 0.0
-
-
-ProgressFn = Callable[[ConvertProgress], None]
 
 
 @dataclass
@@ -70,11 +58,6 @@ class _Planned:
     nbytes: int
     # Encoders of consecutive row ranges; their outputs, concatenated, are the tensor's bytes in the file.
     units: list[Callable[[], np.ndarray]]
-
-
-def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
-    """Interleave the two rotary halves of each head's rows (HF rotate_half layout -> llama.cpp's)."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def _to_bf16(a: np.ndarray) -> np.ndarray:
@@ -91,21 +74,6 @@ def _encode(values: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
     if qtype == Q.BF16:
         return _to_bf16(values)
     return gguf.quants.quantize(np.ascontiguousarray(values, dtype=np.float32), qtype)
-
-
-def _nbytes(shape: tuple[int, ...], qtype: gguf.GGMLQuantizationType) -> int:
-    block, type_size = gguf.GGML_QUANT_SIZES[qtype]
-    n = int(np.prod(shape, dtype=np.int64))
-    return n // block * type_size
-
-
-def _choose_type(gguf_name: str, shape: tuple[int, ...], out: gguf.GGMLQuantizationType) -> Q:
-    # 1-D tensors and norms stay f32 (llama.cpp computes them in f32; they are tiny).
-    if len(shape) < 2 or gguf_name.endswith("_norm.weight") or out == Q.F32:
-        return Q.F32
-    if out == Q.Q8_0 and shape[-1] % gguf.GGML_QUANT_SIZES[Q.Q8_0][0] != 0:
-        return Q.F16
-    return out
 
 
 def _sort_key(name: str) -> tuple[int, str]:
@@ -126,7 +94,7 @@ def _plan(ck: Checkpoint, arch: Arch, hp: HParams, out: gguf.GGMLQuantizationTyp
             raise ConvertError(f"tensor {hf_name} has no GGUF name for {arch.name} (unexpected checkpoint layout)")
         entry = ck.tensors[hf_name]
         shape = entry.shape
-        qtype = _choose_type(gguf_name, shape, out)
+        qtype = direct_tensor_type(gguf_name, shape, out)
         permute_heads = None
         if arch.permute_qk and re.search(r"\.(q_proj)\.(weight|bias)$", hf_name):
             permute_heads = hp.n_head
@@ -136,7 +104,7 @@ def _plan(ck: Checkpoint, arch: Arch, hp: HParams, out: gguf.GGMLQuantizationTyp
         # The q/k permutation moves rows only within a head, so their pieces are whole heads.
         ranges = [None] if len(shape) < 2 else _row_ranges(shape, shape[0] // permute_heads if permute_heads else 1)
         units = [_loader(ck, hf_name, qtype, permute_heads, offset, rows) for rows in ranges]
-        plan.append(_Planned(gguf_name, shape, qtype, _nbytes(shape, qtype), units))
+        plan.append(_Planned(gguf_name, shape, qtype, nbytes(shape, qtype), units))
     for gguf_name, values in arch.extra_tensors(ck.config, hp):
         plan.append(_Planned(gguf_name, values.shape, Q.F32, values.nbytes, [lambda v=values: v]))
     return plan
@@ -160,7 +128,7 @@ def _loader(ck: Checkpoint, hf_name: str, qtype: Q, permute_heads: int | None, o
         raw = ck.read_raw(hf_name, rows)
         if permute_heads:
             heads = permute_heads if rows is None else permute_heads * raw.shape[0] // ck.tensors[hf_name].shape[0]
-            raw = _permute(raw, heads)  # a row reordering: fine on raw bf16 bits too
+            raw = permute_rope(raw, heads)  # a row reordering: fine on raw bf16 bits too
         # Same type in and out with no value change: pass the stored bits through untouched.
         if offset == 0.0 and ((source == "BF16" and qtype == Q.BF16) or (source == "F16" and qtype == Q.F16)
                               or (source == "F32" and qtype == Q.F32)):
@@ -226,18 +194,31 @@ def _pad(f: BinaryIO, alignment: int) -> None:
     f.write(b"\0" * (-f.tell() % alignment))
 
 
-def convert_hf(folder: Path, out_path: Path, out_type: str = "f16", *, progress: ProgressFn | None = None,
+def hf_tensors(folder: Path) -> tuple[list[TensorShape], int]:
+    """The tensors ``convert_hf`` writes for an HF checkpoint (from its headers only) and the GQA factor."""
+    ck = open_checkpoint(Path(folder))
+    arch = find_arch(ck.config)
+    hp = read_hparams(ck.config, _embedding_rows(ck))
+    plan = _plan(ck, arch, hp, Q.F32)
+    tensors = [TensorShape(p.gguf_name, tuple(reversed(p.shape))) for p in plan]
+    return tensors, (hp.n_head // hp.n_head_kv if hp.n_head_kv else 1)
+
+
+def convert_hf(folder: Path, out_path: Path, out_type: str = CONVERT_DEFAULT, *, progress: ProgressFn | None = None,
                threads: int | None = None, name: str | None = None) -> Path:
     """Convert an HF checkpoint folder to one GGUF file of ``out_type`` (f32, f16, bf16 or q8_0)."""
-    if out_type not in DIRECT_TYPES:
-        raise ConvertError(f"output type {out_type!r} is not written directly; use one of {', '.join(DIRECT_TYPES)}")
+    kind = output_type(out_type)
+    if kind is None or not kind.direct:
+        raise ConvertError(f"output type {out_type!r} is not written directly; use one of "
+                           f"{', '.join(DIRECT_TYPE_NAMES)}")
+    out_type = kind.name
     folder, out_path = Path(folder), Path(out_path)
     ck = open_checkpoint(folder)
     arch = find_arch(ck.config)
     n_vocab = _embedding_rows(ck)
     hp = read_hparams(ck.config, n_vocab)
     vocab = read_vocab(folder, n_vocab)  # fail on a bad tokenizer before anything is written
-    plan = _plan(ck, arch, hp, DIRECT_TYPES[out_type])
+    plan = _plan(ck, arch, hp, ggml_type(out_type))
     _return_freed_memory_to_os()
     threads = threads or max(1, min(4, os.cpu_count() or 1))
     total_bytes = sum(p.nbytes for p in plan)
@@ -251,7 +232,7 @@ def convert_hf(folder: Path, out_path: Path, out_type: str = "f16", *, progress:
         writer = gguf.GGUFWriter(tmp, arch.gguf_name)
         try:
             writer.add_name(name or folder.resolve().name)
-            writer.add_file_type(int(FILE_TYPES[out_type]))
+            writer.add_file_type(int(file_type(out_type)))
             if out_type == "q8_0":
                 writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
             arch.write_metadata(writer, ck.config, hp)
@@ -264,27 +245,33 @@ def convert_hf(folder: Path, out_path: Path, out_type: str = "f16", *, progress:
             alignment = writer.data_alignment
         finally:
             writer.close()
-        # Tensor data is appended here rather than through GGUFWriter.write_tensor_data so that one tensor can
-        # be written in several pieces. Layout as GGUF requires: each tensor starts on an alignment boundary,
-        # in the order of the tensor infos.
         report(0, 0)
-        with open(tmp, "ab") as f:
-            flat = [(i, unit) for i, job in enumerate(plan) for unit in job.units]
-            done, written, tensor_start = 0, 0, None
-            for (i, _), data in zip(flat, _ordered([u for _, u in flat], threads), strict=True):
-                if tensor_start is None:
-                    _pad(f, alignment)
-                    tensor_start = f.tell()
-                data.tofile(f)
-                written += data.nbytes
-                del data
-                if f.tell() - tensor_start == plan[i].nbytes:
-                    tensor_start, done = None, done + 1
-                    report(done, written)
-                elif f.tell() - tensor_start > plan[i].nbytes:
-                    raise ConvertError(f"tensor {plan[i].gguf_name}: encoded more bytes than planned")
-            if done != len(plan):
-                raise ConvertError("internal error: tensor data does not match the tensor table")
-            _pad(f, alignment)
+        _append_tensor_data(tmp, plan, alignment, threads, report)
     return out_path
 
+
+def _append_tensor_data(path: Path, plan: list[_Planned], alignment: int, threads: int,
+                        report: Callable[[int, int], None]) -> None:
+    """Append every planned tensor's data to the file at ``path`` (header written), reporting each tensor.
+
+    Appended here rather than through GGUFWriter.write_tensor_data so that one tensor can be written in several
+    pieces. Layout as GGUF requires: each tensor starts on an alignment boundary, in the order of the tensor infos.
+    """
+    with open(path, "ab") as f:
+        flat = [(i, unit) for i, job in enumerate(plan) for unit in job.units]
+        done, written, tensor_start = 0, 0, None
+        for (i, _), data in zip(flat, _ordered([u for _, u in flat], threads), strict=True):
+            if tensor_start is None:
+                _pad(f, alignment)
+                tensor_start = f.tell()
+            data.tofile(f)
+            written += data.nbytes
+            del data
+            if f.tell() - tensor_start == plan[i].nbytes:
+                tensor_start, done = None, done + 1
+                report(done, written)
+            elif f.tell() - tensor_start > plan[i].nbytes:
+                raise ConvertError(f"tensor {plan[i].gguf_name}: encoded more bytes than planned")
+        if done != len(plan):
+            raise ConvertError("internal error: tensor data does not match the tensor table")
+        _pad(f, alignment)

@@ -24,11 +24,12 @@ from tuillm.convert.archs import find_arch
 from tuillm.convert.archs.base import Arch
 from tuillm.convert.checkpoint import Checkpoint, bf16_to_f32, open_checkpoint, read_json_object
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.hf_to_gguf import DIRECT_TYPES, _permute
 from tuillm.convert.output import atomic_output
 from tuillm.convert.safetensors_header import SafetensorsError, read_header
+from tuillm.convert.tensors import ggml_type, permute_rope
+from tuillm.convert.types import CONVERT_DEFAULT, UNQUANTIZED_TYPE_NAMES
 
-ADAPTER_TYPES = ("f32", "f16", "bf16")
+ADAPTER_TYPES = UNQUANTIZED_TYPE_NAMES  # llama.cpp applies an adapter in float
 _LORA = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
 
 
@@ -143,7 +144,7 @@ def _permute_heads(arch: Arch, config: dict, module: str) -> int | None:
     return None
 
 
-def lora_to_gguf(adapter_dir: Path, base_dir: Path, out_path: Path, out_type: str = "f16", *,
+def lora_to_gguf(adapter_dir: Path, base_dir: Path, out_path: Path, out_type: str = CONVERT_DEFAULT, *,
                  progress: Callable[[int, int], None] | None = None) -> Path:
     """Write ``out_path`` (through a temporary name) from the adapter and its base HF checkpoint folder."""
     out_type = out_type.lower()
@@ -161,7 +162,7 @@ def lora_to_gguf(adapter_dir: Path, base_dir: Path, out_path: Path, out_type: st
         if gguf_name is None:
             raise ConvertError(f"{pair.module} has no GGUF name for {arch.name}")
         planned.append((gguf_name, pair))
-    qtype = DIRECT_TYPES[out_type]
+    qtype = ggml_type(out_type)
     with atomic_output(Path(out_path), "lora") as tmp:
         writer = gguf.GGUFWriter(tmp, arch.gguf_name)
         writer.add_type(gguf.GGUFType.ADAPTER)
@@ -173,7 +174,7 @@ def lora_to_gguf(adapter_dir: Path, base_dir: Path, out_path: Path, out_type: st
             b = _read_f32(adapter.tensors, pair.b)
             heads = _permute_heads(arch, base.config, pair.module)
             if heads:  # the converter's row interleave for llama.cpp's rope, on lora_b's output rows
-                b = _permute(b, heads)
+                b = permute_rope(b, heads)
             for suffix, values in ((".lora_a", a), (".lora_b", b)):
                 if qtype == gguf.GGMLQuantizationType.F32:
                     data = np.ascontiguousarray(values, dtype=np.float32)

@@ -1,8 +1,7 @@
 """Quantized GGUF outputs: K-quants and the legacy block types through llama.cpp's own quantizer.
 
-``convert`` is the one entry point for HF -> any type: f32/f16/bf16/q8_0 are written directly; the rest go
-through an intermediate f16/bf16 file in the output folder that is removed afterwards (``convert_many`` in
-tuillm.core.conversion.job shares one intermediate between several outputs).
+The types llama.cpp writes are made from an f16/bf16 GGUF (``intermediate_type`` says which);
+``convert_many`` in tuillm.core.conversion.job is the one orchestrator that writes it and quantizes from it.
 
 llama.cpp's quantizer runs in a child process: it has no progress callback and cannot be interrupted, so the
 parent watches the output grow (progress) and kills the child on cancel.
@@ -21,66 +20,19 @@ import tempfile
 import time
 from bisect import bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
 
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.hf_to_gguf import DIRECT_TYPES, ConvertProgress, ProgressFn, _choose_type, _nbytes, convert_hf
-from tuillm.convert.output import atomic_output, temp_name
+from tuillm.convert.output import atomic_output
+from tuillm.convert.progress import ConvertProgress, ProgressFn
+from tuillm.convert.tensors import Q, TensorShape, direct_tensor_type, ggml_type, tensor_bytes
+from tuillm.convert.types import OUTPUT_TYPES, UNQUANTIZED_TYPE_NAMES, check_type
 
-Q = gguf.GGMLQuantizationType
-
-# tuillm type name -> llama.cpp LLAMA_FTYPE_* constant name.
-LLAMA_FTYPES = {
-    "f32": "ALL_F32", "f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_0": "MOSTLY_Q8_0",
-    "q2_k": "MOSTLY_Q2_K", "q3_k_s": "MOSTLY_Q3_K_S", "q3_k_m": "MOSTLY_Q3_K_M", "q3_k_l": "MOSTLY_Q3_K_L",
-    "q4_0": "MOSTLY_Q4_0", "q4_1": "MOSTLY_Q4_1", "q4_k_s": "MOSTLY_Q4_K_S", "q4_k_m": "MOSTLY_Q4_K_M",
-    "q5_0": "MOSTLY_Q5_0", "q5_1": "MOSTLY_Q5_1", "q5_k_s": "MOSTLY_Q5_K_S", "q5_k_m": "MOSTLY_Q5_K_M",
-    "q6_k": "MOSTLY_Q6_K",
-}
-OUTPUT_TYPES = tuple(LLAMA_FTYPES)
-
-
-def check_type(out_type: str) -> str:
-    t = out_type.lower()
-    if t not in LLAMA_FTYPES:
-        raise ConvertError(f"unknown output type {out_type!r}; choose one of {', '.join(OUTPUT_TYPES)}")
-    return t
-
-
-# --- what llama.cpp's quantizer writes: the type of each tensor, hence the size -----------------------------------
-
-# tuillm type -> the ggml type of the large tensors before llama.cpp's per-tensor adjustments.
-BASE_TYPES = {
-    "f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q2_k": Q.Q2_K, "q3_k_s": Q.Q3_K, "q3_k_m": Q.Q3_K,
-    "q3_k_l": Q.Q3_K, "q4_0": Q.Q4_0, "q4_1": Q.Q4_1, "q4_k_s": Q.Q4_K, "q4_k_m": Q.Q4_K, "q5_0": Q.Q5_0,
-    "q5_1": Q.Q5_1, "q5_k_s": Q.Q5_K, "q5_k_m": Q.Q5_K, "q6_k": Q.Q6_K,
-}
 # A row that is not a whole number of 256-value K-quant blocks gets a 32-value block type of about the same size
-# (what this llama.cpp build does; checked against real outputs in tests/core/test_convert_plan.py).
+# (what this llama.cpp build does; checked against real outputs in tests/core/conversion/test_plan.py).
 _K_FALLBACK = {Q.Q2_K: Q.Q4_0, Q.Q3_K: Q.Q4_0, Q.Q4_K: Q.Q5_0, Q.Q5_K: Q.Q5_1, Q.Q6_K: Q.Q8_0}
-GGUF_ALIGNMENT = 32
-
-
-@dataclass(frozen=True, slots=True)
-class TensorShape:
-    """A tensor of a GGUF file (or of the one a checkpoint converts to)."""
-
-    name: str  # GGUF name, e.g. "blk.0.attn_v.weight"
-    ne: tuple[int, ...]  # ggml order: ne[0] is the row length
-    type: gguf.GGMLQuantizationType = Q.F32  # as stored in the source
-
-
-def tensor_bytes(ne: tuple[int, ...], qtype: gguf.GGMLQuantizationType) -> int:
-    """Bytes of a tensor of ``qtype`` in a GGUF file, with the alignment padding that follows it."""
-    nbytes = _nbytes(ne, qtype)
-    return nbytes + (-nbytes % GGUF_ALIGNMENT)
-
-
-def _use_more_bits(i: int, n: int) -> bool:
-    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
 
 def output_tensor_types(tensors: list[TensorShape], out_type: str, *, n_gqa: int = 1,
@@ -88,69 +40,98 @@ def output_tensor_types(tensors: list[TensorShape], out_type: str, *, n_gqa: int
     """The type of each tensor in the output of ``out_type``.
 
     ``direct``: written by our converter from an HF checkpoint (f32/f16/bf16/q8_0 only). Otherwise the rules of
-    llama.cpp's ``llama_tensor_get_type`` for the types offered here and dense models: the output head (or the
-    tied embedding) gets more bits, the *_M and *_L variants give more bits to some attn_v/ffn_down/attn_output
-    tensors, and rows that do not split into K-quant blocks fall back to a 32-value block type.
+    llama.cpp's ``llama_tensor_get_type`` for the types offered here and dense models (see ``_LlamaCppRules``).
     """
     out_type = check_type(out_type)
-    base = BASE_TYPES[out_type]
+    base = ggml_type(out_type)
     if direct:
-        if out_type not in DIRECT_TYPES:
+        if not OUTPUT_TYPES[out_type].direct:
             raise ConvertError(f"output type {out_type!r} is not written directly")
-        return [_choose_type(t.name, tuple(reversed(t.ne)), base) for t in tensors]
-    has_output = any(t.name == "output.weight" for t in tensors)
-    n_v = sum(1 for t in tensors if "attn_v.weight" in t.name)
-    n_down = sum(1 for t in tensors if "ffn_down" in t.name)
-    i_v = i_down = 0
+        return [direct_tensor_type(t.name, tuple(reversed(t.ne)), base) for t in tensors]
+    rules = _LlamaCppRules(out_type, base, tensors, n_gqa) if OUTPUT_TYPES[out_type].quantized else None
     types = []
     for t in tensors:
         if not (t.name.endswith("weight") and len(t.ne) >= 2 and not t.name.endswith("_norm.weight")):
             types.append(t.type)  # llama.cpp copies these (norms, biases, 1-D tensors) as they are
-            continue
-        new = base
-        if base in (Q.F32, Q.F16, Q.BF16):
-            types.append(new)
-            continue
-        name = t.name
-        if name == "output.weight" or (not has_output and name == "token_embd.weight"):
-            if t.ne[0] % gguf.GGML_QUANT_SIZES[new][0] != 0:
-                new = Q.Q8_0
-            elif new != Q.Q8_0:
-                new = Q.Q6_K
-        elif "attn_v.weight" in name:
-            if out_type == "q2_k":
-                new = Q.Q4_K if n_gqa >= 4 else Q.Q3_K
-            elif out_type == "q3_k_m":
-                new = Q.Q5_K if i_v < 2 else Q.Q4_K
-            elif out_type == "q3_k_l":
-                new = Q.Q5_K
-            elif out_type in ("q4_k_m", "q5_k_m") and _use_more_bits(i_v, n_v):
-                new = Q.Q6_K
-            elif out_type == "q4_k_s" and i_v < 4:
-                new = Q.Q5_K
-            i_v += 1
-        elif "ffn_down" in name:
-            if out_type == "q2_k":
-                new = Q.Q3_K
-            elif out_type == "q3_k_m":
-                new = Q.Q5_K if i_down < n_down // 16 else Q.Q4_K
-            elif out_type == "q3_k_l":
-                new = Q.Q5_K
-            elif out_type in ("q4_k_m", "q5_k_m") and _use_more_bits(i_down, n_down):
-                new = Q.Q6_K
-            elif out_type == "q4_k_s" and i_down < n_down // 8:
-                new = Q.Q5_K
-            i_down += 1
-        elif "attn_output.weight" in name:
-            new = {"q2_k": Q.Q3_K, "q3_k_m": Q.Q4_K, "q3_k_l": Q.Q5_K}.get(out_type, new)
-        elif "attn_qkv.weight" in name:
-            new = {"q3_k_m": Q.Q4_K, "q3_k_l": Q.Q4_K, "q4_k_m": Q.Q5_K, "q5_k_m": Q.Q6_K}.get(out_type, new)
-        if t.ne[0] % gguf.GGML_QUANT_SIZES[new][0] != 0:
-            new = _K_FALLBACK.get(new, Q.F16)
-            if t.ne[0] % gguf.GGML_QUANT_SIZES[new][0] != 0:
-                new = Q.F16
-        types.append(new)
+        else:
+            types.append(base if rules is None else rules.type_of(t))
     return types
+
+
+def _block(qtype: gguf.GGMLQuantizationType) -> int:
+    return gguf.GGML_QUANT_SIZES[qtype][0]
+
+
+def _use_more_bits(i: int, n: int) -> bool:
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+class _LlamaCppRules:
+    """llama.cpp's choice of type for each quantizable weight, in file order: the output head (or the tied
+    embedding) gets more bits, the *_M and *_L variants give more bits to some attn_v/ffn_down/attn_output
+    tensors (by layer index: llama.cpp counts them as it goes, so this is stateful), and rows that do not split
+    into K-quant blocks fall back to a 32-value block type."""
+
+    def __init__(self, out_type: str, base: Q, tensors: list[TensorShape], n_gqa: int) -> None:
+        self.out_type, self.base, self.n_gqa = out_type, base, n_gqa
+        self.has_output = any(t.name == "output.weight" for t in tensors)
+        self.n_v = sum(1 for t in tensors if "attn_v.weight" in t.name)
+        self.n_down = sum(1 for t in tensors if "ffn_down" in t.name)
+        self.i_v = self.i_down = 0
+
+    def type_of(self, t: TensorShape) -> Q:
+        new = self._bumped(t.name, t.ne[0])
+        if t.ne[0] % _block(new) != 0:
+            new = _K_FALLBACK.get(new, Q.F16)
+            if t.ne[0] % _block(new) != 0:
+                new = Q.F16
+        return new
+
+    def _bumped(self, name: str, row: int) -> Q:
+        out_type, base = self.out_type, self.base
+        if name == "output.weight" or (not self.has_output and name == "token_embd.weight"):
+            if row % _block(base) != 0:
+                return Q.Q8_0
+            return base if base == Q.Q8_0 else Q.Q6_K
+        if "attn_v.weight" in name:
+            self.i_v += 1
+            return self._attn_v(self.i_v - 1)
+        if "ffn_down" in name:
+            self.i_down += 1
+            return self._ffn_down(self.i_down - 1)
+        if "attn_output.weight" in name:
+            return {"q2_k": Q.Q3_K, "q3_k_m": Q.Q4_K, "q3_k_l": Q.Q5_K}.get(out_type, base)
+        if "attn_qkv.weight" in name:
+            return {"q3_k_m": Q.Q4_K, "q3_k_l": Q.Q4_K, "q4_k_m": Q.Q5_K, "q5_k_m": Q.Q6_K}.get(out_type, base)
+        return base
+
+    def _attn_v(self, i: int) -> Q:
+        out_type = self.out_type
+        if out_type == "q2_k":
+            return Q.Q4_K if self.n_gqa >= 4 else Q.Q3_K
+        if out_type == "q3_k_m":
+            return Q.Q5_K if i < 2 else Q.Q4_K
+        if out_type == "q3_k_l":
+            return Q.Q5_K
+        if out_type in ("q4_k_m", "q5_k_m") and _use_more_bits(i, self.n_v):
+            return Q.Q6_K
+        if out_type == "q4_k_s" and i < 4:
+            return Q.Q5_K
+        return self.base
+
+    def _ffn_down(self, i: int) -> Q:
+        out_type, n = self.out_type, self.n_down
+        if out_type == "q2_k":
+            return Q.Q3_K
+        if out_type == "q3_k_m":
+            return Q.Q5_K if i < n // 16 else Q.Q4_K
+        if out_type == "q3_k_l":
+            return Q.Q5_K
+        if out_type in ("q4_k_m", "q5_k_m") and _use_more_bits(i, n):
+            return Q.Q6_K
+        if out_type == "q4_k_s" and i < n // 8:
+            return Q.Q5_K
+        return self.base
 
 
 def gguf_tensors(path: Path) -> tuple[list[TensorShape], int, int]:
@@ -180,21 +161,6 @@ def gguf_tensors(path: Path) -> tuple[list[TensorShape], int, int]:
     return tensors, (n_head // n_kv if n_head and n_kv else 1), header.data_offset
 
 
-def hf_tensors(folder: Path) -> tuple[list[TensorShape], int]:
-    """The tensors the converter writes for an HF checkpoint (from its headers only) and the GQA factor."""
-    from tuillm.convert.archs import find_arch
-    from tuillm.convert.checkpoint import open_checkpoint
-    from tuillm.convert.hf_to_gguf import _embedding_rows, _plan
-    from tuillm.convert.hparams import read_hparams
-
-    ck = open_checkpoint(Path(folder))
-    arch = find_arch(ck.config)
-    hp = read_hparams(ck.config, _embedding_rows(ck))
-    plan = _plan(ck, arch, hp, Q.F32)
-    tensors = [TensorShape(p.gguf_name, tuple(reversed(p.shape))) for p in plan]
-    return tensors, (hp.n_head // hp.n_head_kv if hp.n_head_kv else 1)
-
-
 def input_is_quantized(path: Path) -> bool:
     """Whether a GGUF's weights are already quantized (re-quantizing those compounds the error)."""
     from tuillm.convert.gguf_header import read_gguf_header
@@ -203,7 +169,8 @@ def input_is_quantized(path: Path) -> bool:
         file_type = read_gguf_header(path).fields.get("general.file_type")
     except (OSError, ValueError):
         return False
-    return isinstance(file_type, int) and file_type not in (0, 1, 32)  # f32, f16, bf16
+    unquantized = {int(gguf.LlamaFileType[OUTPUT_TYPES[t].ftype]) for t in UNQUANTIZED_TYPE_NAMES}
+    return isinstance(file_type, int) and file_type not in unquantized
 
 
 def quantize_gguf(in_path: Path, out_path: Path, out_type: str, *, threads: int | None = None,
@@ -296,27 +263,10 @@ def _quantize_in_this_process(in_path: str, out_path: str, out_type: str, thread
     import llama_cpp  # loads the native library: only in the child
 
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{LLAMA_FTYPES[out_type]}")
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{OUTPUT_TYPES[out_type].ftype}")
     params.nthread = int(threads)
     params.allow_requantize = True
     return int(llama_cpp.llama_model_quantize(os.fsencode(in_path), os.fsencode(out_path), ctypes.byref(params)))
-
-
-def convert(folder: Path, out_path: Path, out_type: str = "f16", *, progress: ProgressFn | None = None,
-            threads: int | None = None) -> Path:
-    """HF checkpoint folder -> GGUF of any supported type (see ``OUTPUT_TYPES``)."""
-    out_type = check_type(out_type)
-    out_path = Path(out_path)
-    if out_type in DIRECT_TYPES:
-        return convert_hf(folder, out_path, out_type, progress=progress, threads=threads)
-    mid_type = intermediate_type(Path(folder))
-    mid = temp_name(out_path, f"{mid_type}.gguf")
-    try:
-        convert_hf(folder, mid, mid_type, progress=progress, threads=threads)
-        quantize_gguf(mid, out_path, out_type, threads=threads, progress=progress)
-    finally:
-        mid.unlink(missing_ok=True)
-    return out_path
 
 
 def intermediate_type(folder: Path) -> str:

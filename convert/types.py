@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tuillm.convert.errors import ConvertError
+
 DIRECT, LLAMA_CPP = "direct", "llama.cpp"
 
 
@@ -26,6 +28,11 @@ class OutputType:
     @property
     def direct(self) -> bool:
         return self.writer == DIRECT
+
+    @property
+    def quantized(self) -> bool:
+        """False for the float types (f32, f16, bf16): the ones a GGUF LoRA adapter and an intermediate can be."""
+        return self.ggml not in ("F32", "F16", "BF16")
 
 
 # Best first, as users pick: the usual choices near the top (the Convert pane lists them in this order).
@@ -52,8 +59,19 @@ OUTPUT_TYPES: dict[str, OutputType] = {t.name: t for t in _TYPES}
 TYPE_NAMES: tuple[str, ...] = tuple(OUTPUT_TYPES)
 DIRECT_TYPE_NAMES: tuple[str, ...] = tuple(t.name for t in _TYPES if t.direct)
 MERGE_TYPE_NAMES: tuple[str, ...] = tuple(t.name for t in _TYPES if t.merge_choice)
+UNQUANTIZED_TYPE_NAMES: tuple[str, ...] = tuple(t.name for t in _TYPES if not t.quantized)
+CONVERT_DEFAULT = "f16"  # `tuillm convert` without --type, and a GGUF adapter's type
+MERGE_DEFAULT = "q8_0"  # `tuillm merge` without --type, and the Train pane's first choice
 
 
 def output_type(name: str) -> OutputType | None:
     """The type called ``name`` (any case), or None."""
     return OUTPUT_TYPES.get(name.strip().lower())
+
+
+def check_type(name: str) -> str:
+    """The registry's name for ``name`` (any case); a one-line ConvertError naming the choices otherwise."""
+    found = output_type(name)
+    if found is None:
+        raise ConvertError(f"unknown output type {name!r}; choose one of {', '.join(TYPE_NAMES)}")
+    return found.name

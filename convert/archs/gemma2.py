@@ -9,7 +9,7 @@ from tuillm.convert.errors import ConvertError
 from tuillm.convert.hparams import HParams
 
 
-def _metadata(writer: gguf.GGUFWriter, config: dict, hp: HParams) -> None:
+def gemma2_metadata(writer: gguf.GGUFWriter, config: dict, hp: HParams) -> None:
     if hp.head_dim == hp.n_embd // hp.n_head:
         writer.add_key_length(hp.head_dim)
         writer.add_value_length(hp.head_dim)
@@ -28,4 +28,4 @@ def _metadata(writer: gguf.GGUFWriter, config: dict, hp: HParams) -> None:
 
 
 ARCH = Arch("gemma2", ("Gemma2ForCausalLM",), gguf.MODEL_ARCH.GEMMA2, norm_offset=1.0, add_space_prefix=False,
-            metadata=_metadata)
+            metadata=gemma2_metadata)

@@ -20,15 +20,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.hf_to_gguf import DIRECT_TYPES, ConvertProgress, convert_hf
+from tuillm.convert.hf_to_gguf import convert_hf
 from tuillm.convert.output import temp_name
-from tuillm.convert.quantize import OUTPUT_TYPES, check_type, convert, intermediate_type, quantize_gguf
+from tuillm.convert.progress import ConvertProgress
+from tuillm.convert.quantize import input_is_quantized, intermediate_type, quantize_gguf
+from tuillm.convert.types import CONVERT_DEFAULT, OUTPUT_TYPES, check_type
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
 
-__all__ = ["OUTPUT_TYPES", "OutputResult", "convert_checkpoint", "convert_many"]
-
-UNQUANTIZED = ("f32", "f16", "bf16")
+__all__ = ["OutputResult", "convert_checkpoint", "convert_many"]
 
 
 def format_eta(seconds: float) -> str:
@@ -56,18 +56,19 @@ def _progress_callback(emit: Emit, cancel: threading.Event | None,
     return on_progress
 
 
-def convert_checkpoint(src: Path, out: Path, out_type: str = "f16", *, emit: Emit = ignore,
+def convert_checkpoint(src: Path, out: Path, out_type: str = CONVERT_DEFAULT, *, emit: Emit = ignore,
                        cancel: threading.Event | None = None, threads: int | None = None) -> Path:
-    """HF checkpoint folder -> GGUF of ``out_type``; nothing is left under ``out`` unless it completed."""
+    """One output of ``convert_many``; here a cancel that comes too late to stop the last (uninterruptible) step
+    still removes the file: the caller asked for one file, and a cancelled job leaves none under ``out``."""
+    written: list[Path] = []
     try:
-        path = convert(Path(src), Path(out), out_type, progress=_progress_callback(emit, cancel), threads=threads)
-    except ConvertError as exc:
-        raise TuillmError(str(exc)) from None
-    if cancel is not None and cancel.is_set():  # set during the last, uninterruptible step
-        Path(out).unlink(missing_ok=True)
-        raise Cancelled()
-    emit(Log(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB)"))
-    return path
+        convert_many(Path(src), [(out_type, Path(out))], emit=emit, cancel=cancel, threads=threads,
+                     on_written=lambda result: written.append(result.path))
+    except Cancelled:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return written[0]
 
 
 # --- several outputs from one source -------------------------------------------------------------------------------
@@ -149,10 +150,10 @@ def _convert_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel
                      report: bool, threads: int | None, done: Callable[[str, Path], None],
                      check_cancel: Callable[[], None]) -> tuple[Path, bool] | None:
     """The HF side; returns the 16-bit GGUF left for the reports (path, whether it is temporary) or None."""
-    direct = [(t, p) for t, p in plan if t in DIRECT_TYPES]
-    quants = [(t, p) for t, p in plan if t not in DIRECT_TYPES]
+    direct = [(t, p) for t, p in plan if OUTPUT_TYPES[t].direct]
+    quants = [(t, p) for t, p in plan if not OUTPUT_TYPES[t].direct]
     # A 16-bit file is needed for llama.cpp's quantizer, and as the baseline of a quantized output's report.
-    need_mid = bool(quants) or (report and any(t not in UNQUANTIZED for t, _ in plan))
+    need_mid = bool(quants) or (report and any(OUTPUT_TYPES[t].quantized for t, _ in plan))
     mid: tuple[Path, bool] | None = None
     steps: list[tuple[str, Path, str]] = []  # (type, path, label)
     if need_mid:
@@ -176,7 +177,7 @@ def _convert_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel
             if n > 1:  # one output: the progress bar says it all
                 emit(Log(f"step {stage}: {path.name}"))
             progress = _progress_callback(emit, cancel, stage)
-            if out_type in DIRECT_TYPES:
+            if OUTPUT_TYPES[out_type].direct:
                 convert_hf(src, path, out_type, progress=progress, threads=threads)
             else:
                 assert mid is not None
@@ -194,8 +195,6 @@ def _convert_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel
 def _requantize_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel: threading.Event | None,
                         threads: int | None, done: Callable[[str, Path], None],
                         check_cancel: Callable[[], None]) -> None:
-    from tuillm.convert.quantize import input_is_quantized
-
     if input_is_quantized(src):
         emit(Log(f"{src.name} is already quantized: re-quantizing adds error; convert from the original checkpoint "
                  "(or an f16 GGUF) for the best result", level="warning"))
@@ -214,7 +213,8 @@ def _reports(src: Path, results: list[OutputResult], mid: Path | None, emit: Emi
              check_cancel: Callable[[], None]) -> None:
     """Each output against the original on the built-in text: the HF model in transformers (computed once), or
     the input GGUF when re-quantizing; a quantized output's perplexity is also set against the 16-bit GGUF."""
-    from tuillm.core.conversion.quality import REPORT_TEXT, compare, hf_logits, llama_logits, llama_tokenize, perplexity
+    from tuillm.core.conversion.quality import REPORT_TEXT, compare, hf_logits, perplexity
+    from tuillm.core.llama.logits import llama_logits, llama_tokenize
 
     if not results:
         return
@@ -245,7 +245,7 @@ def _reports(src: Path, results: list[OutputResult], mid: Path | None, emit: Emi
         check_cancel()
         logits = mid_logits if mid_logits is not None and result.path == mid else llama_logits(result.path, ids)
         comparison = compare(reference, logits, ids)
-        if result.out_type not in UNQUANTIZED and ppl_mid is not None and result.path != mid:
+        if OUTPUT_TYPES[result.out_type].quantized and ppl_mid is not None and result.path != mid:
             comparison = replace(comparison, ppl_f16=ppl_mid, baseline_type=baseline_type)
         result.report = [f"{result.path.name} against {against}:", *comparison.lines()]
         for line in result.report:

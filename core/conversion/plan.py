@@ -13,19 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.hf_to_gguf import DIRECT_TYPES
-from tuillm.convert.quantize import (
-    OUTPUT_TYPES,
-    TensorShape,
-    check_type,
-    gguf_tensors,
-    hf_tensors,
-    output_tensor_types,
-    tensor_bytes,
-)
+from tuillm.convert.hf_to_gguf import hf_tensors
+from tuillm.convert.quantize import gguf_tensors, output_tensor_types
+from tuillm.convert.tensors import TensorShape, tensor_bytes
+from tuillm.convert.types import OUTPUT_TYPES, TYPE_NAMES, check_type
 from tuillm.core.errors import TuillmError
 
-__all__ = ["OUTPUT_TYPES", "Source", "estimate_size", "estimate_sizes", "open_source", "output_name",
+__all__ = ["Source", "estimate_size", "estimate_sizes", "open_source", "output_name",
            "plan_outputs", "report_fits", "report_memory", "resolve_outputs"]
 
 # A type suffix already in a GGUF's name ("model-F16", "model.q4_k_m"): dropped before the new type is added.
@@ -122,12 +116,12 @@ def resolve_outputs(src: Path, types: list[str], output: str) -> list[tuple[str,
 def estimate_size(source: Source, out_type: str) -> int:
     """Bytes of the GGUF file of ``out_type`` made from ``source``."""
     out_type = check_type(out_type)
-    direct = source.kind == "hf" and out_type in DIRECT_TYPES
+    direct = source.kind == "hf" and OUTPUT_TYPES[out_type].direct
     types = output_tensor_types(source.tensors, out_type, n_gqa=source.n_gqa, direct=direct)
     return source.header_bytes + sum(tensor_bytes(t.ne, q) for t, q in zip(source.tensors, types, strict=True))
 
 
-def estimate_sizes(source: Source, types: tuple[str, ...] | list[str] = OUTPUT_TYPES) -> dict[str, int]:
+def estimate_sizes(source: Source, types: tuple[str, ...] | list[str] = TYPE_NAMES) -> dict[str, int]:
     return {t: estimate_size(source, t) for t in types}
 
 

@@ -1,7 +1,8 @@
 """Does a converted GGUF compute what the HF original computes? Logits of both on the same tokens, compared.
 
-The original runs in transformers (float32), the GGUF in llama.cpp with all logits kept. torch and transformers
-are imported only inside :func:`hf_logits`.
+The original runs in transformers (float32), the GGUF in llama.cpp with all logits kept
+(``tuillm.core.llama.logits``: the only code that loads a Llama for this). torch and transformers are imported
+only inside :func:`hf_logits`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from tuillm.core.llama.loader import new_llama
 
 # Original prose (written for this project) used by --report: varied vocabulary, numbers, a little code.
 REPORT_TEXT = """\
@@ -44,29 +43,6 @@ and then you look. If the prediction fails, the guess was wrong, however beautif
 measured the tide every morning for a year and drew the curve on the classroom wall. By June they could say, to
 within a few minutes, when the water would be highest, and they were prouder of that line than of anything else.
 """
-
-
-def load_llama(path: Path, *, n_ctx: int = 1024, logits_all: bool = False, threads: int | None = None):  # noqa: ANN201
-    """A quiet ``llama_cpp.Llama`` for ``path``."""
-    return new_llama(str(path), n_ctx=n_ctx, logits_all=logits_all, verbose=False, n_threads=threads)
-
-
-def llama_logits(path: Path, ids: list[int], *, threads: int | None = None) -> np.ndarray:
-    """llama.cpp logits for every position of ``ids`` (shape [len(ids), n_vocab], float32)."""
-    llm = load_llama(path, n_ctx=max(64, len(ids)), logits_all=True, threads=threads)
-    try:
-        llm.eval(ids)
-        return np.array(llm.scores[: len(ids)], dtype=np.float32)
-    finally:
-        llm.close()
-
-
-def llama_tokenize(path: Path, text: str) -> list[int]:
-    llm = new_llama(str(path), vocab_only=True, verbose=False)
-    try:
-        return llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-    finally:
-        llm.close()
 
 
 def hf_logits(folder: Path, ids: list[int]) -> np.ndarray:

@@ -1,7 +1,9 @@
 """LoRA adapter -> GGUF, two ways: merged into the base (``merge``) or as a GGUF adapter (``export_lora``).
 
-merge: PEFT's ``merge_and_unload`` into a temporary HF folder beside the output, converted by convert/ to any of
-its output types, then the folder is removed (also on failure or cancel). export_lora: convert/lora_to_gguf.
+merge: PEFT's ``merge_and_unload`` into a temporary HF folder beside the output, converted to any output type by
+the one conversion orchestrator (``convert_many`` through ``convert_checkpoint``: the same steps, intermediate and
+cancel as the Convert pane), then the folder is removed (also on failure or cancel).
+export_lora: convert/lora_to_gguf.
 Both check first that the adapter fits the base (one error otherwise).
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 from tuillm.convert.checkpoint import open_checkpoint
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.lora_to_gguf import check_fits, lora_to_gguf, open_adapter
-from tuillm.convert.quantize import check_type
+from tuillm.convert.types import CONVERT_DEFAULT, MERGE_DEFAULT, check_type
 from tuillm.core.errors import TuillmError, first_line
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
 
@@ -27,7 +29,8 @@ def _check(adapter_dir: Path, base: Path) -> None:
         raise TuillmError(str(exc)) from None
 
 
-def export_lora(adapter_dir: Path, base: Path, out: Path, out_type: str = "f16", *, emit: Emit = ignore) -> Path:
+def export_lora(adapter_dir: Path, base: Path, out: Path, out_type: str = CONVERT_DEFAULT, *,
+                emit: Emit = ignore) -> Path:
     """Write a GGUF LoRA adapter for the base (an HF folder or GGUF; a GGUF is dequantized to read its shapes)."""
     from tuillm.core.train.base import base_folder
 
@@ -44,7 +47,7 @@ def export_lora(adapter_dir: Path, base: Path, out: Path, out_type: str = "f16",
     return path
 
 
-def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = "q8_0", *, emit: Emit = ignore,
+def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAULT, *, emit: Emit = ignore,
           cancel: threading.Event | None = None, threads: int | None = None) -> Path:
     """Merge the adapter into the base and write a GGUF of ``out_type``."""
     from tuillm.core.conversion.job import convert_checkpoint
@@ -75,7 +78,7 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = "q8_0", *, e
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _merge_to_folder(base: Path, adapter_dir: Path, out: Path, out_type: str = "q8_0") -> None:
+def _merge_to_folder(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAULT) -> None:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

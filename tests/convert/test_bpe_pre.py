@@ -15,7 +15,7 @@ from tests.convert.texts import TOKENIZER_MIX
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.hf_to_gguf import convert_hf
 from tuillm.convert.vocab import _LLAMA3_REGEX, _QWEN2_REGEX, bpe_pre_name
-from tuillm.core.conversion.quality import llama_tokenize
+from tuillm.core.llama.logits import llama_tokenize
 
 
 def _split(regex: str) -> list[dict]:

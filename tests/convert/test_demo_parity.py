@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from tests.convert.texts import HELD_OUT, TOKENIZER_MIX
-from tuillm.convert.quantize import convert
-from tuillm.core.conversion.quality import compare, hf_logits, llama_logits, llama_tokenize, load_llama
+from tuillm.core.conversion.job import convert_checkpoint
+from tuillm.core.conversion.quality import compare, hf_logits
 from tuillm.core.llama.loader import amx_build
+from tuillm.core.llama.logits import llama_logits, llama_tokenize, load_llama
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,7 @@ def test_metadata_written_explicitly(demo_f16: Path, hf_tokenizer) -> None:
 
 
 def test_q8_0_close_behind(demo_ckpt: Path, tmp_path: Path, held_out_ids, reference_logits) -> None:
-    out = convert(demo_ckpt, tmp_path / "demo-q8_0.gguf", "q8_0")
+    out = convert_checkpoint(demo_ckpt, tmp_path / "demo-q8_0.gguf", "q8_0")
     result = compare(reference_logits, llama_logits(out, held_out_ids), held_out_ids)
     # q8_0 also quantizes activations in llama.cpp's matmuls: a few near-ties flip on a 135M model (~95.5%).
     assert result.top1_agreement >= 0.93, result
@@ -79,7 +80,7 @@ def test_q8_0_close_behind(demo_ckpt: Path, tmp_path: Path, held_out_ids, refere
 
 
 def test_q4_k_m_perplexity_and_chat(demo_ckpt: Path, demo_f16: Path, tmp_path: Path, held_out_ids) -> None:
-    out = convert(demo_ckpt, tmp_path / "demo-q4_k_m.gguf", "q4_k_m")
+    out = convert_checkpoint(demo_ckpt, tmp_path / "demo-q4_k_m.gguf", "q4_k_m")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-q4_k_m.gguf"]  # intermediate removed
     assert gguf.GGUFReader(out).fields["general.file_type"].contents() == 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M
     f16 = compare(llama_logits(demo_f16, held_out_ids), llama_logits(out, held_out_ids), held_out_ids)

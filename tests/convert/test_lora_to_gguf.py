@@ -13,6 +13,7 @@ import pytest
 from tests.checkpoints import tiny_random_checkpoint
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.lora_to_gguf import lora_to_gguf, open_adapter
+from tuillm.core.llama.logits import llama_logits
 
 TOKENS = [1, 450, 4937, 17354, 1102, 100, 2000, 30000, 77, 5, 9000, 123]
 
@@ -53,17 +54,6 @@ def merged_checkpoint(base: Path, adapter: Path, out: Path) -> Path:
     return out
 
 
-def llama_logits(model: Path, lora: Path | None = None) -> np.ndarray:
-    from llama_cpp import Llama
-
-    llm = Llama(str(model), lora_path=str(lora) if lora else None, n_ctx=64, logits_all=True, verbose=False,
-                n_threads=2)
-    llm.eval(TOKENS)
-    out = np.array(llm.scores[: len(TOKENS)], dtype=np.float32)
-    llm.close()
-    return out
-
-
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_llama_cpp_with_the_adapter_matches_the_merged_model(tmp_path: Path, arch: str) -> None:
     from tuillm.convert.hf_to_gguf import convert_hf
@@ -75,9 +65,9 @@ def test_llama_cpp_with_the_adapter_matches_the_merged_model(tmp_path: Path, arc
     merged_gguf = convert_hf(merged, tmp_path / "merged.gguf", "f32")
     lora_gguf = lora_to_gguf(adapter, base, tmp_path / "adapter.gguf", "f32")
 
-    plain = llama_logits(base_gguf)
-    want = llama_logits(merged_gguf)
-    got = llama_logits(base_gguf, lora_gguf)
+    plain = llama_logits(base_gguf, TOKENS, threads=2)
+    want = llama_logits(merged_gguf, TOKENS, threads=2)
+    got = llama_logits(base_gguf, TOKENS, threads=2, lora=lora_gguf)
     scale = np.abs(want).max()
     # The adapter changes the output a lot, and with it llama.cpp lands on the merged model's logits.
     assert np.abs(plain - want).max() > 0.05 * scale

@@ -18,7 +18,8 @@ import pytest
 from tests.checkpoints import tiny_random_checkpoint
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.hf_to_gguf import convert_hf
-from tuillm.core.conversion.quality import compare, hf_logits, llama_logits
+from tuillm.core.conversion.quality import compare, hf_logits
+from tuillm.core.llama.logits import llama_logits
 
 ORIG = 32
 IDS = [int(i) for i in np.random.default_rng(11).integers(100, 49000, size=3 * ORIG)]

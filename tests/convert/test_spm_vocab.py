@@ -13,7 +13,8 @@ import pytest
 from tests.checkpoints import tiny_random_checkpoint
 from tests.convert.texts import HELD_OUT, TOKENIZER_MIX
 from tuillm.convert.hf_to_gguf import convert_hf
-from tuillm.core.conversion.quality import REPORT_TEXT, llama_tokenize
+from tuillm.core.conversion.quality import REPORT_TEXT
+from tuillm.core.llama.logits import llama_tokenize
 
 
 @pytest.fixture(scope="module")

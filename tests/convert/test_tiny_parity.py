@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from tests.checkpoints import TINY_ARCHS, tiny_random_checkpoint
-from tuillm.convert.quantize import convert
-from tuillm.core.conversion.quality import compare, hf_logits, llama_logits
+from tuillm.core.conversion.job import convert_checkpoint
+from tuillm.core.conversion.quality import compare, hf_logits
+from tuillm.core.llama.logits import llama_logits
 
 # Fixed, arbitrary token ids (the tokenizer is irrelevant to the logits).
 IDS = [int(i) for i in np.random.default_rng(7).integers(100, 49000, size=48)]
@@ -40,7 +41,7 @@ def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 @pytest.mark.parametrize("out_type", list(BOUNDS))
 def test_tiny_logits_match(tiny: tuple[Path, np.ndarray], out_type: str, tmp_path: Path) -> None:
     folder, reference = tiny
-    out = convert(folder, tmp_path / f"tiny-{out_type}.gguf", out_type)
+    out = convert_checkpoint(folder, tmp_path / f"tiny-{out_type}.gguf", out_type)
     result = compare(reference, llama_logits(out, IDS, threads=1), IDS)
     min_top1, max_diff = BOUNDS[out_type]
     assert result.top1_agreement >= min_top1, result

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tuillm.convert.types import CONVERT_DEFAULT, UNQUANTIZED_TYPE_NAMES
+
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("export-lora", help="export a LoRA adapter as a GGUF adapter for llama.cpp",
@@ -14,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--base", metavar="BASE", required=True,
                    help="the base the adapter was trained on: HF folder, GGUF, name, or demo")
     p.add_argument("-o", "--output", metavar="ADAPTER.gguf", required=True, help="output file")
-    p.add_argument("--type", default="f16", type=str.lower, choices=("f32", "f16", "bf16"),
+    p.add_argument("--type", default=CONVERT_DEFAULT, type=str.lower, choices=UNQUANTIZED_TYPE_NAMES,
                    help="tensor type (default f16)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return p

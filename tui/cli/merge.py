@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tuillm.tui.cli.convert import TYPES
+from tuillm.convert.types import MERGE_DEFAULT, TYPE_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("base", metavar="BASE", help="the base the adapter was trained on: HF folder, GGUF, name, demo")
     p.add_argument("adapter", metavar="ADAPTER_DIR", help="the adapter folder written by `tuillm train`")
     p.add_argument("-o", "--output", metavar="OUT.gguf", required=True, help="output file")
-    p.add_argument("--type", default="q8_0", type=str.lower, choices=TYPES, metavar="TYPE",
-                   help=f"output type (default q8_0): {', '.join(TYPES)}")
+    p.add_argument("--type", default=MERGE_DEFAULT, type=str.lower, choices=TYPE_NAMES, metavar="TYPE",
+                   help=f"output type (default {MERGE_DEFAULT}): {', '.join(TYPE_NAMES)}")
     p.add_argument("--threads", type=int, default=None, help="converter threads")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return p

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from tuillm.convert.types import TYPE_NAMES
+
 # `run` is convert's: convert_many re-quantizes when its source is a GGUF (there is no --report here).
-from tuillm.tui.cli.convert import TYPES, parse_types
+from tuillm.tui.cli.convert import parse_types
 from tuillm.tui.cli.convert import run as run
 
 
@@ -16,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.gguf",
                    help="output file; for several types a folder (names from the input) or a name with {type}")
     p.add_argument("--type", required=True, type=parse_types, metavar="TYPE[,TYPE...]",
-                   help=f"output type(s): {', '.join(TYPES)}")
+                   help=f"output type(s): {', '.join(TYPE_NAMES)}")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(report=False)  # convert's run reads it
     return p
-

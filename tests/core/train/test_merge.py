@@ -13,7 +13,7 @@ import pytest
 from tests.checkpoints import tiny_random_checkpoint
 from tests.convert.test_lora_to_gguf import make_adapter, merged_checkpoint
 from tuillm.convert.checkpoint import open_checkpoint
-from tuillm.convert.quantize import convert
+from tuillm.core.conversion.job import convert_checkpoint
 from tuillm.core.train.merge import _merge_to_folder, merge
 
 
@@ -59,7 +59,7 @@ def _tensors(path: Path) -> dict[str, tuple[int, bytes]]:
 def test_same_gguf_as_the_float32_merge(bf16_base: tuple[Path, Path], f32_merged: Path, tmp_path: Path,
                                         out_type: str) -> None:
     out = merge(*bf16_base, tmp_path / "merged.gguf", out_type)
-    reference = convert(f32_merged, tmp_path / "reference.gguf", out_type)
+    reference = convert_checkpoint(f32_merged, tmp_path / "reference.gguf", out_type)
     assert _tensors(out) == _tensors(reference)
 
 
@@ -70,9 +70,9 @@ def test_q8_0_as_close_to_the_exact_merge(bf16_base: tuple[Path, Path], f32_merg
     from gguf.quants import dequantize
 
     out = merge(*bf16_base, tmp_path / "merged.gguf", "q8_0")
-    reference = convert(f32_merged, tmp_path / "reference.gguf", "q8_0")
+    reference = convert_checkpoint(f32_merged, tmp_path / "reference.gguf", "q8_0")
     exact = {t.name: np.asarray(t.data, np.float32) for t in
-             gguf.GGUFReader(convert(f32_merged, tmp_path / "exact.gguf", "f32")).tensors}
+             gguf.GGUFReader(convert_checkpoint(f32_merged, tmp_path / "exact.gguf", "f32")).tensors}
 
     def rms_error(path: Path) -> float:
         q8 = [t for t in gguf.GGUFReader(path).tensors if t.tensor_type == gguf.GGMLQuantizationType.Q8_0]
