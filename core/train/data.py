@@ -7,7 +7,7 @@ Formats (detected per file from its first record; every record must then match):
 - ``completion``: ``prompt`` + ``completion``
 - ``text``: raw ``text`` (the loss covers every token)
 
-Conversations are rendered with the model's chat template (the sandboxed one of core.chat_template) piece by
+Conversations are rendered with the model's chat template (the sandboxed one of core.chat.template) piece by
 piece, so each token is known to come from the assistant or not; by default only the assistant's tokens carry
 loss. Nothing here imports torch: a tokenizer is any ``str -> list[int]`` callable, so all of it is unit-tested
 without a model.
@@ -229,46 +229,96 @@ def render_segments(messages: Sequence[dict[str, str]], template: ChatTemplate |
     return pieces
 
 
-def encode(segments: Sequence[tuple[str, bool]], tokenize: Tokenize, *, assistant_only: bool = True,
-           append: Sequence[int] = (), prepend: Sequence[int] = ()) -> Example:
-    """Tokenize each piece; labels copy the ids of trained pieces (all pieces when not ``assistant_only``)."""
-    ids: list[int] = list(prepend)
-    labels: list[int] = [IGNORE] * len(prepend)
-    for text, trained in segments:
-        piece = tokenize(text)
-        ids.extend(piece)
-        labels.extend(piece if (trained or not assistant_only) else [IGNORE] * len(piece))
-    ids.extend(append)
-    labels.extend(append)
-    return Example(ids, labels)
+@dataclass(frozen=True)
+class TextEnds:
+    """The ids raw text (the ``text`` format) gets around it; chat templates write their own.
+
+    ``bos``: the BOS id where the tokenizer itself would add one (Llama 3, Gemma; not SmolLM or Qwen), never
+    trained. ``eos``: the EOS id, trained, so the model learns where a document stops; ``eos_text`` is how it
+    reads (for the preview).
+    """
+
+    bos: Sequence[int] = ()
+    eos: Sequence[int] = ()
+    eos_text: str = ""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A rendered piece of an example and its tokens; ``trained``: its tokens carry loss. Ids added around raw
+    text (BOS) have no text of their own."""
+
+    text: str
+    ids: tuple[int, ...]
+    trained: bool
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """One record under the training-data rules: its pieces, and the example they make after the cut."""
+
+    pieces: tuple[Piece, ...]
+    example: Example  # ids and labels, cut to max_len
+    length: int  # tokens before the cut
+
+    @property
+    def truncated(self) -> bool:
+        return self.length > len(self.example.input_ids)
+
+    @property
+    def dropped(self) -> bool:
+        # The first token is never predicted (nothing precedes it): an example needs a second trained token.
+        return not any(t != IGNORE for t in self.example.labels[1:])
+
+    def kept(self) -> list[int]:
+        """How many tokens of each piece are before the cut."""
+        room, out = len(self.example.input_ids), []
+        for piece in self.pieces:
+            n = max(0, min(len(piece.ids), room))
+            out.append(n)
+            room -= n
+        return out
+
+
+def tokenize_record(messages: Sequence[dict[str, str]], template: ChatTemplate | None, tokenize: Tokenize,
+                    max_len: int, *, assistant_only: bool = True, ends: TextEnds = TextEnds()) -> Tokenized:
+    """The training-data rules in one place (training and the preview both call this): the conversation rendered
+    piece by piece; only the assistant's pieces carry loss unless not ``assistant_only``; raw text between
+    ``ends``; then cut to ``max_len`` tokens."""
+    segments = render_segments(messages, template)
+    is_text = messages[0]["role"] == "text"
+    pieces = [Piece(text, tuple(tokenize(text)), trained or not assistant_only) for text, trained in segments]
+    if is_text:
+        pieces = [*([Piece("", tuple(ends.bos), False)] if ends.bos else []), *pieces,
+                  *([Piece(ends.eos_text, tuple(ends.eos), True)] if ends.eos else [])]
+    ids = [t for piece in pieces for t in piece.ids]
+    labels = [t if piece.trained else IGNORE for piece in pieces for t in piece.ids]
+    return Tokenized(tuple(pieces), Example(ids[:max_len], labels[:max_len]), len(ids))
 
 
 def encode_dataset(dataset: Dataset, tokenize: Tokenize, template: ChatTemplate | None, max_len: int, *,
                    assistant_only: bool = True, text_suffix: Sequence[int] = (),
                    text_prefix: Sequence[int] = ()) -> Encoded:
-    """Every record rendered and tokenized; over-long ones cut to ``max_len`` and counted.
+    """Every record under ``tokenize_record``'s rules; over-long ones cut to ``max_len`` and counted, those with
+    nothing left to learn dropped and counted.
 
-    ``text_suffix`` (the EOS id) ends raw-text examples, so the model learns where a document stops;
-    ``text_prefix`` (the BOS id, for tokenizers that add one) starts them. Chat templates write their own.
-    Raises DatasetError when no example is left with a token to learn from.
+    ``text_suffix`` (the EOS id) ends raw-text examples, ``text_prefix`` (the BOS id, for tokenizers that add
+    one) starts them (see ``TextEnds``). Raises DatasetError when no example is left with a token to learn from.
     """
     if max_len < 2:
         raise DatasetError(f"max length {max_len} is too short (at least 2 tokens)")
+    ends = TextEnds(bos=text_prefix, eos=text_suffix)
     out = Encoded([])
     for record in dataset.records:
-        segments = render_segments(record.messages, template)
-        is_text = record.messages[0]["role"] == "text"
-        example = encode(segments, tokenize, assistant_only=assistant_only, append=text_suffix if is_text else (),
-                         prepend=text_prefix if is_text else ())
-        out.lengths.append(len(example.input_ids))
-        if len(example.input_ids) > max_len:
+        done = tokenize_record(record.messages, template, tokenize, max_len, assistant_only=assistant_only,
+                               ends=ends)
+        out.lengths.append(done.length)
+        if done.truncated:
             out.truncated += 1
-            example = Example(example.input_ids[:max_len], example.labels[:max_len])
-        # The first token is never predicted (nothing precedes it): it needs a second trained token.
-        if sum(1 for t in example.labels[1:] if t != IGNORE) == 0:
+        if done.dropped:
             out.dropped += 1
             continue
-        out.examples.append(example)
+        out.examples.append(done.example)
     if not out.examples:
         shortest = min(out.lengths)
         if out.truncated == len(dataset.records):

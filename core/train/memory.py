@@ -1,6 +1,6 @@
 """How much memory a LoRA run takes: an estimate from the base's shape and the run's settings, without torch.
 
-Model of the training loop in core.train_loop (peak resident memory on CPU; allocated memory on a GPU):
+Model of the training loop in core.train.loop (peak resident memory on CPU; allocated memory on a GPU):
 - runtime: the Python process with torch, transformers and peft imported (CPU only: a GPU's figure is its own);
 - weights: every parameter of the base in the training dtype (float32 on CPU; bf16 on most GPUs);
 - LoRA: its parameters, their gradients and AdamW's two moments, all float32 (16 bytes a parameter);
@@ -123,7 +123,7 @@ def estimate_training(shape: ModelShape, *, rank: int = 16, targets: list[str] |
                       max_len: int = 512, batch_size: int = 4, dropout: float = 0.05, device: str = "cpu",
                       dtype: str = "auto", packing: str = "auto", grad_checkpointing: bool = False,
                       trained_fraction: float = 1.0) -> TrainMemoryEstimate:
-    """Peak memory of a run with these settings (the fields of core.train_loop.TrainConfig);
+    """Peak memory of a run with these settings (the fields of core.train.options.TrainConfig);
     ``trained_fraction``: the share of tokens that carry loss (1 for raw text: the upper bound)."""
     gpu = device.startswith("cuda")
     if dtype == "auto":

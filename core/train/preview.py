@@ -1,10 +1,11 @@
 """The first examples of a training file as the model will see them: rendered with the base's chat template,
 split into the pieces that carry loss and those that do not, with token counts and the ``max_len`` cut.
 
-It reuses core.train_data (the same reading, checks and rendering as the training job) and needs no torch: an HF
-folder's ``tokenizer.json`` is read with the ``tokenizers`` library and its template with core.metadata; a GGUF's
-template comes from its header and its tokenizer from llama.cpp (vocabulary only, no weights). Counts are those of
-the engine for an HF base; for a GGUF base (trained through its dequantized HF copy) they may differ by a token.
+It goes through core.train.data's ``tokenize_record`` (the same reading, checks, rendering, masking and cut as the
+training job) and needs no torch: an HF folder's ``tokenizer.json`` is read with the ``tokenizers`` library and its
+template with core.models.metadata; a GGUF's template and tokenizer come from llama.cpp (core.llama.tokenizer:
+vocabulary only, no weights). Counts are those of the engine for an HF base; for a GGUF base (trained through its
+dequantized HF copy) they may differ by a token.
 """
 
 from __future__ import annotations
@@ -17,21 +18,20 @@ from typing import Any
 
 from tuillm.core.chat.template import ChatTemplate
 from tuillm.core.errors import ModelFileError
-from tuillm.core.train.data import Dataset, load_dataset, render_segments
+from tuillm.core.train.data import Dataset, TextEnds, Tokenized, load_dataset, tokenize_record
 
 PROMPT, TRAINED, CUT = "prompt", "trained", "cut"  # a piece: no loss / carries loss / beyond max_len (dropped)
 
 
 @dataclass
 class BaseTokenizer:
-    """What the preview needs from a base model: its template and a tokenizer (ids and, for the cut, the
-    character length of a token prefix)."""
+    """What the preview needs from a base model: its template, a tokenizer (ids and, for the cut, the character
+    length of a token prefix) and what raw text gets around it."""
 
     template: ChatTemplate | None
     tokenize: Callable[[str], list[int]]
     prefix_chars: Callable[[str, int], int]  # (text, n_tokens) -> characters of text those tokens cover
-    eos_text: str = ""
-    adds_bos: bool = False
+    ends: TextEnds = TextEnds()
 
 
 @dataclass
@@ -82,46 +82,39 @@ def hf_tokenizer(folder: Path) -> BaseTokenizer:
     source = hf_chat_template(folder)
     template = ChatTemplate(source, bos_token=bos, eos_token=eos, name="model") if source else None
     bos_id = tok.token_to_id(bos) if bos else None
+    eos_id = tok.token_to_id(eos) if eos else None
     adds_bos = bos_id is not None and tok.encode("x").ids[:1] == [bos_id]
 
     def prefix_chars(text: str, n: int) -> int:
         offsets = tok.encode(text, add_special_tokens=False).offsets
         return offsets[n - 1][1] if 0 < n <= len(offsets) else (len(text) if n > 0 else 0)
 
-    return BaseTokenizer(template, lambda s: tok.encode(s, add_special_tokens=False).ids, prefix_chars, eos,
-                         adds_bos)
+    ends = TextEnds(bos=[bos_id] if adds_bos and bos_id is not None else [],
+                    eos=[eos_id] if eos_id is not None else [], eos_text=eos)
+    return BaseTokenizer(template, lambda s: tok.encode(s, add_special_tokens=False).ids, prefix_chars, ends)
 
 
 def gguf_tokenizer(path: Path) -> BaseTokenizer:
     """The tokenizer training will use: that of the GGUF's dequantized copy when it exists, else llama.cpp's."""
-    from tuillm.core.llama.loader import new_llama
+    from tuillm.core.llama.tokenizer import open_vocab
     from tuillm.core.train.base import dequantized_folder
 
     copy = dequantized_folder(path)
     if (copy / "tokenizer.json").is_file():
         return hf_tokenizer(copy)
-    try:
-        # verbose=False would point fds 1 and 2 at /dev/null during the load, blanking a TUI drawn on them;
-        # llama.cpp's own log goes to the loader's capture, the Python-level lines to sys.stderr.
-        llm = new_llama(str(path), vocab_only=True, verbose=True)
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ModelFileError(path, f"llama.cpp cannot read its vocabulary ({exc})") from None
-    llm.verbose = False
-    model = llm._model
-    bos_id, eos_id = model.token_bos(), model.token_eos()
-    bos = model.token_get_text(bos_id) if bos_id >= 0 else ""
-    eos = model.token_get_text(eos_id) if eos_id >= 0 else ""
-    source = llm.metadata.get("tokenizer.chat_template")  # read by llama.cpp already (gguf's reader is slow)
-    template = ChatTemplate(source, bos_token=bos, eos_token=eos, name="gguf") if source else None
-
-    def tokenize(text: str) -> list[int]:
-        return llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) if text else []
+    vocab = open_vocab(path)
+    bos, eos = vocab.bos, vocab.eos
+    template = None
+    if vocab.chat_template:
+        template = ChatTemplate(vocab.chat_template, bos_token=bos.text if bos else "",
+                                eos_token=eos.text if eos else "", name="gguf")
 
     def prefix_chars(text: str, n: int) -> int:
-        ids = tokenize(text)[:n]
-        return len(llm.detokenize(ids, special=True).decode("utf-8", errors="ignore"))
+        return len(vocab.detokenize(vocab.tokenize(text)[:n]))
 
-    return BaseTokenizer(template, tokenize, prefix_chars, eos, bool(model.add_bos_token()))
+    ends = TextEnds(bos=[bos.id] if bos is not None and vocab.adds_bos else [],
+                    eos=[eos.id] if eos is not None else [], eos_text=eos.text if eos else "")
+    return BaseTokenizer(template, vocab.tokenize, prefix_chars, ends)
 
 
 def base_tokenizer(base: Path) -> BaseTokenizer:
@@ -136,6 +129,21 @@ def base_tokenizer(base: Path) -> BaseTokenizer:
     return gguf_tokenizer(base)
 
 
+def _shown(done: Tokenized, prefix_chars: Callable[[str, int], int]) -> list[tuple[str, str]]:
+    """The pieces as (text, kind), a piece the cut falls in split where its kept tokens end."""
+    shown: list[tuple[str, str]] = []
+    for piece, kept in zip(done.pieces, done.kept(), strict=True):
+        kind = TRAINED if piece.trained else PROMPT
+        if kept == len(piece.ids):
+            shown.append((piece.text, kind))
+        elif kept == 0:
+            shown.append((piece.text, CUT))
+        else:
+            at = prefix_chars(piece.text, kept)
+            shown.extend([(piece.text[:at], kind), (piece.text[at:], CUT)])
+    return [p for p in shown if p[0]]  # ids with no text (BOS) are counted, not shown
+
+
 def preview(data: str | Path | Dataset, tokenizer: BaseTokenizer, *, n: int = 3, max_len: int = 512,
             assistant_only: bool = True) -> Preview:
     """The first ``n`` examples of ``data`` (a path, or a dataset already read with ``load_dataset``, which
@@ -145,30 +153,10 @@ def preview(data: str | Path | Dataset, tokenizer: BaseTokenizer, *, n: int = 3,
     out = Preview(dataset.path, dataset.format, len(dataset.records),
                   template.name if template is not None else "none")
     for record in dataset.records[:n]:
-        segments = render_segments(record.messages, template)
-        if record.messages[0]["role"] == "text" and tokenizer.eos_text:
-            segments = [*segments, (tokenizer.eos_text, True)]  # the engine appends EOS to raw text
-        used = 1 if record.messages[0]["role"] == "text" and tokenizer.adds_bos else 0
-        pieces: list[tuple[str, str]] = []
-        trained = 0
-        for text, is_trained in segments:
-            kind = TRAINED if is_trained or not assistant_only else PROMPT
-            ids = tokenizer.tokenize(text)
-            room = max_len - used
-            used += len(ids)
-            if room >= len(ids):
-                pieces.append((text, kind))
-                trained += len(ids) if kind == TRAINED else 0
-            elif room <= 0:
-                pieces.append((text, CUT))
-            else:
-                at = tokenizer.prefix_chars(text, room)
-                pieces.extend([(text[:at], kind), (text[at:], CUT)])
-                trained += room if kind == TRAINED else 0
-        # The first token is never predicted: an example needs a trained token after it (as in encode_dataset).
-        first_trained = pieces[0][1] == TRAINED if pieces else False
-        dropped = trained - (1 if first_trained else 0) <= 0
-        out.examples.append(PreviewExample(record.line, [p for p in pieces if p[0]], used, trained, dropped))
+        done = tokenize_record(record.messages, template, tokenizer.tokenize, max_len,
+                               assistant_only=assistant_only, ends=tokenizer.ends)
+        out.examples.append(PreviewExample(record.line, _shown(done, tokenizer.prefix_chars), done.length,
+                                           done.example.trained_tokens, done.dropped))
     return out
 
 

@@ -2,107 +2,45 @@
 ``export-lora``.
 
 Top to bottom (one scrolling column, so it reads at 80x24): base model, dataset and output folder (paths complete
-as you type); a preview of the first examples as the model will see them, with the part that carries loss marked;
-the parameters with the memory estimate; Start/Cancel; while it runs the loss plot (train and eval), tokens/s,
-ETA, RAM and the log; when it ends, merge to GGUF, export the adapter, open Chat with the result, and the A/B view.
+as you type); a preview of the first examples as the model will see them, with the part that carries loss marked
+(``train_preview``); the parameters (``train_form``, generated from the declared training options) with the memory
+estimate; Start/Cancel; while it runs the loss plot, tokens/s, ETA, RAM and the log (``train_run``); when it ends,
+merge to GGUF, export the adapter, open Chat with the result, and the A/B view (``tui.screens.ab``).
 
-Every long step (preview, training, merge, export, converting the base for A/B) runs in a thread worker that posts
-the core's events back as messages; nothing here imports torch (the core does, inside the training functions).
+The jobs (one at a time) and the actions on a finished adapter live in ``train_results.TrainJobs``, which this
+class builds on; here are the layout, the keys, the form with its preview and memory estimate, and starting a run.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
-from textual import work
+from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.containers import Horizontal
 from textual.message import Message
-from textual.notifications import SeverityLevel
-from textual.widgets import Button, Checkbox, Collapsible, Input, Label, ProgressBar, RichLog, Select, Static
+from textual.widgets import Button, Checkbox, Collapsible, Input, Label, Select, Static
 
-from tuillm.core.errors import TuillmError, error_text
-from tuillm.core.events import Cancelled, Log, Metric, Progress
-from tuillm.core.models.metadata import format_bytes
-from tuillm.core.train.loop import SCHEDULES, TrainConfig, format_duration, parse_targets
-from tuillm.tui.session import Session
-from tuillm.tui.widgets.loss_plot import LossPlot
+from tuillm.convert.types import MERGE_TYPE_NAMES
+from tuillm.core.errors import TuillmError
+from tuillm.core.train.memory import ModelShape
+from tuillm.core.train.options import TrainConfig
+from tuillm.core.train.preview import Preview
+from tuillm.tui.panes import train_jobs as jobs
+from tuillm.tui.panes.train_form import TrainForm, memory_text
+from tuillm.tui.panes.train_preview import PreviewKey, PreviewView
+from tuillm.tui.panes.train_results import TrainJobs
+from tuillm.tui.panes.train_run import RunView, done_line
 from tuillm.tui.widgets.path_input import PathInput
 
-PREVIEW_EXAMPLES = 3
-PREVIEW_DELAY_S = 0.4  # after the last keystroke in a path, before the preview is read again
-MERGE_TYPES = ("q8_0", "f16", "bf16", "q6_k", "q5_k_m", "q4_k_m", "q4_0")
-TRAINED_STYLE = "bold green"
-PROMPT_STYLE = "dim"
-CUT_STYLE = "red strike"
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-
-# (field of TrainConfig, label, kind, tooltip): the form, in reading order (two per row).
-FIELDS: tuple[tuple[str, str, str, str], ...] = (
-    ("rank", "Rank", "int", "LoRA rank: the adapter's size"),
-    ("alpha", "Alpha", "float", "LoRA alpha; the update is scaled by alpha/rank"),
-    ("max_len", "Max len", "int", "Tokens per example; longer ones are cut"),
-    ("batch_size", "Batch", "int", "Examples per micro-batch"),
-    ("epochs", "Epochs", "float", "Passes over the data"),
-    ("max_steps", "Max steps", "int?", "Stop after this many steps (empty: by epochs)"),
-    ("lr", "LR", "float", "Peak learning rate"),
-    ("grad_accum", "Accum", "int", "Micro-batches per optimizer step"),
-    ("dropout", "Dropout", "float", "LoRA dropout"),
-    ("warmup", "Warmup", "float", "A fraction of the steps if < 1, else a step count"),
-    ("eval_fraction", "Eval split", "float", "Fraction of the examples held out for eval loss"),
-    ("eval_every", "Eval every", "int?", "Eval loss every N steps (empty: at the end)"),
-    ("save_every", "Save every", "int", "Checkpoint every N steps (0: only when cancelled)"),
-    ("seed", "Seed", "int", "Shuffling and initialisation seed"),
-    ("targets", "Targets", "text", "Module names (comma-separated), default or all-linear"),
-)
-SELECTS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
-    ("schedule", "Schedule", SCHEDULES, "Learning-rate schedule after warmup"),
-    ("device", "Device", ("auto", "cpu", "cuda", "mps"), "auto: CUDA, then MPS, then CPU"),
-    ("dtype", "Dtype", ("auto", "float32", "bfloat16", "float16"), "auto: float32 on CPU, bf16 on a GPU"),
-    ("packing", "Packing", ("auto", "row", "each"), "How a micro-batch runs (no padding either way)"),
-)
-CHECKS: tuple[tuple[str, str, str], ...] = (
-    ("assistant_only", "Loss on answers only", "Only the assistant's tokens carry loss"),
-    ("grad_checkpointing", "Grad checkpointing", "Trade compute for memory"),
-    ("resume", "Resume", "Continue from the output folder's latest checkpoint"),
-)
+DEFAULT_MERGE_TYPE = "q8_0"  # near lossless, and written directly (no llama.cpp quantizer run)
+PREVIEW_INPUTS = ("train-base", "train-data", "train-max_len")  # typing in these reads the preview again
 
 
-
-def _fmt_default(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def preview_text(preview: Any, max_len: int) -> Text:
-    """The preview as styled text: what carries loss in green, the prompt dim, what the cut drops struck out."""
-    from tuillm.core.train.preview import CUT, TRAINED, describe
-
-    styles = {TRAINED: TRAINED_STYLE, CUT: CUT_STYLE}
-    out = Text()
-    out.append(f"{preview.path.name}: {preview.count} examples, {preview.format} format, template: "
-               f"{preview.template}\n", "bold")
-    out.append("green", TRAINED_STYLE).append(": carries loss · ").append("dim", PROMPT_STYLE)
-    out.append(": prompt (no loss) · ").append("struck", CUT_STYLE).append(f": beyond {max_len} tokens, cut\n")
-    for example in preview.examples:
-        out.append("\n" + describe(example, max_len) + "\n", "italic")
-        for text, kind in example.pieces:
-            out.append(text, styles.get(kind, PROMPT_STYLE))
-        if not out.plain.endswith("\n"):
-            out.append("\n")
-    return out
-
-
-class TrainPane(VerticalScroll):
+class TrainPane(TrainJobs):
     HELP_TITLE = "Train pane"
     BINDINGS = [
         Binding("ctrl+s", "start", "Start", id="train.start", tooltip="Start training with these settings"),
@@ -146,29 +84,6 @@ class TrainPane(VerticalScroll):
     TrainPane Collapsible Contents {
         padding: 0 0 0 1;
     }
-    #train-preview-scroll {
-        height: auto;
-        max-height: 12;
-    }
-    #train-preview {
-        height: auto;
-    }
-    #train-form {
-        grid-size: 4;
-        grid-columns: 11 1fr 11 1fr;
-        grid-rows: 1;
-        grid-gutter: 0 1;
-        height: auto;
-    }
-    #train-form .train-label {
-        width: 11;
-    }
-    #train-checks {
-        height: auto;
-    }
-    #train-checks Checkbox {
-        width: auto;
-    }
     #train-memory {
         height: auto;
         color: $text-muted;
@@ -184,46 +99,7 @@ class TrainPane(VerticalScroll):
         width: 14;
         margin-right: 1;
     }
-    #train-stats {
-        height: 1;
-    }
-    #train-progress {
-        height: 1;
-    }
-    #train-plot {
-        height: 10;
-    }
-    #train-log {
-        height: 8;
-        border: none;
-        background: $boost;
-    }
     """
-
-    class JobEvent(Message):
-        """A core event (Progress, Log, Metric) of the running job, posted from its worker thread."""
-
-        def __init__(self, event: Any) -> None:
-            super().__init__()
-            self.event = event
-
-    class JobEnded(Message):
-        def __init__(self, job: str, result: Any = None, error: str | None = None, cancelled: bool = False,
-                     then: Callable[[], None] | None = None) -> None:
-            super().__init__()
-            self.job = job  # "train" | "merge" | "export" | "convert"
-            self.result = result
-            self.error = error
-            self.cancelled = cancelled
-            self.then = then
-
-    class PreviewReady(Message):
-        def __init__(self, key: tuple, preview: Any = None, error: str | None = None, shape: Any = None) -> None:
-            super().__init__()
-            self.key = key
-            self.preview = preview
-            self.error = error
-            self.shape = shape
 
     class OpenInChat(Message):
         """Chat with this model: the app shows the Chat pane with it."""
@@ -233,78 +109,55 @@ class TrainPane(VerticalScroll):
             self.path = path
             self.name = name
 
-    def __init__(self, session: Session, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.session = session
-        self.job: str | None = None  # the running job, one at a time
-        self.cancel_event = threading.Event()
-        self.base_path: Path | None = None  # resolved base of the last run
-        self.adapter_dir: Path | None = None  # a finished adapter
-        self.merged_path: Path | None = None
-        self.lora_gguf: Path | None = None
-        self.base_gguf: Path | None = None  # the base as a GGUF, for A/B
-        self.preview: Any = None
-        self.preview_error: str | None = None
-        self.shape: Any = None  # of the base in the form, for the memory estimate
-        self.stats: dict[str, float] = {}
-        self._preview_key: tuple | None = None
-        self._preview_timer: Any = None
-        self._notified_error: str | None = None
-        self._tokenizers: dict[Path, Any] = {}  # used by the preview worker only
+    @property
+    def preview(self) -> Preview | None:
+        return self.query_one(PreviewView).preview
 
-    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
-               timeout: float | None = None, markup: bool = False) -> None:
-        # File names and error text are never markup.
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+    @property
+    def preview_error(self) -> str | None:
+        return self.query_one(PreviewView).error
+
+    @property
+    def shape(self) -> ModelShape | None:
+        return self.query_one(PreviewView).shape
 
     # --- layout -------------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Label("Model and data", classes="train-heading")
-        with Horizontal(classes="train-row"):
-            yield Label("Base", classes="train-label")
-            yield PathInput("demo", placeholder="demo, a model name, a GGUF or an HF folder", id="train-base")
-        with Horizontal(classes="train-row"):
-            yield Label("Data", classes="train-label")
-            yield PathInput(placeholder="JSONL file (alpaca, messages, sharegpt, prompt/completion, text)",
-                            id="train-data", accept=lambda p: p.suffix in (".jsonl", ".json"))
-        with Horizontal(classes="train-row"):
-            yield Label("Output", classes="train-label")
-            yield PathInput(placeholder="adapter folder (default: beside the data)", id="train-output")
+        yield from self._path_row("Base", PathInput("demo", placeholder="demo, a model name, a GGUF or an HF folder",
+                                                    id="train-base"))
+        yield from self._path_row("Data", PathInput(
+            placeholder="JSONL file (alpaca, messages, sharegpt, prompt/completion, text)", id="train-data",
+            accept=lambda p: p.suffix in (".jsonl", ".json")))
+        yield from self._path_row("Output", PathInput(placeholder="adapter folder (default: beside the data)",
+                                                      id="train-output"))
         with Collapsible(title="Preview (first examples as the model sees them)", collapsed=False,
                          id="train-preview-box"):
-            with VerticalScroll(id="train-preview-scroll"):
-                yield Static(Text("Choose a dataset to see its first examples.", style="dim"), id="train-preview")
+            yield PreviewView(self.session.config, id="train-preview-scroll")
         with Collapsible(title="Parameters", collapsed=True, id="train-params"):
-            with Grid(id="train-form"):
-                for key, label, _kind, tooltip in FIELDS:
-                    yield Label(label, classes="train-label")
-                    yield Input(_fmt_default(_DEFAULTS[key]), id=f"train-{key}", tooltip=tooltip, compact=True)
-                for key, label, choices, tooltip in SELECTS:
-                    yield Label(label, classes="train-label")
-                    yield Select([(c, c) for c in choices], value=_DEFAULTS[key], allow_blank=False,
-                                 id=f"train-{key}", tooltip=tooltip, compact=True)
-            with Horizontal(id="train-checks"):
-                for key, label, tooltip in CHECKS:
-                    yield Checkbox(label, bool(_DEFAULTS[key]), id=f"train-{key}", tooltip=tooltip, compact=True)
+            yield TrainForm()
         yield Static(Text("Memory estimate: choose a base", style="dim"), id="train-memory")
         with Horizontal(classes="train-buttons"):
             yield Button("Start", id="train-start", variant="primary", compact=True, tooltip="Ctrl+S")
             yield Button("Cancel", id="train-cancel", variant="error", compact=True, disabled=True,
                          tooltip="Esc: stop after this step, save a checkpoint")
         yield Label("Run", classes="train-heading")
-        yield Static(Text("Not started.", style="dim"), id="train-stats")
-        yield ProgressBar(total=None, show_eta=False, id="train-progress")
-        yield LossPlot(id="train-plot")
-        yield RichLog(id="train-log", wrap=True, markup=False, max_lines=2000, min_width=20)
+        yield RunView()
         yield Label("Result", classes="train-heading")
         with Horizontal(classes="train-buttons"):
-            yield Select([(t, t) for t in MERGE_TYPES], value="q8_0", allow_blank=False, id="train-merge-type",
-                         tooltip="GGUF type of the merged model", compact=True)
+            yield Select([(t, t) for t in MERGE_TYPE_NAMES], value=DEFAULT_MERGE_TYPE, allow_blank=False,
+                         id="train-merge-type", tooltip="GGUF type of the merged model", compact=True)
             yield Button("Merge", id="train-merge", compact=True, disabled=True, tooltip="Ctrl+G")
             yield Button("Export LoRA", id="train-export", compact=True, disabled=True, tooltip="Ctrl+Y")
             yield Button("Chat", id="train-chat", compact=True, disabled=True, tooltip="Ctrl+O")
             yield Button("A/B", id="train-ab", compact=True, disabled=True, tooltip="Ctrl+N")
         yield Static("", id="train-result")
+
+    @staticmethod
+    def _path_row(label: str, field: PathInput) -> ComposeResult:
+        with Horizontal(classes="train-row"):
+            yield Label(label, classes="train-label")
+            yield field
 
     def on_mount(self) -> None:
         for path_input in self.query(PathInput):
@@ -339,39 +192,13 @@ class TrainPane(VerticalScroll):
         yield SystemCommand("Train: open in Chat", "Chat with the merged model", self.action_open_chat)
         yield SystemCommand("Train: A/B compare", "One prompt to base and tuned, side by side", self.action_ab)
 
-    # --- the form -------------------------------------------------------------------------------------------------
-    def _value(self, key: str) -> Any:
-        widget = self.query_one(f"#train-{key}")
-        if isinstance(widget, (Checkbox, Select)):
-            return widget.value
-        return widget.value.strip()
+    # --- the form, the preview and the memory estimate ------------------------------------------------------------
+    def _path(self, key: str) -> str:
+        return self.query_one(f"#train-{key}", PathInput).value.strip()
 
     def form_config(self, base: str, data: str, output: str) -> TrainConfig:
-        """A TrainConfig from the form; a TuillmError names every field that is not a number."""
-        values: dict[str, Any] = {}
-        bad = []
-        for key, label, kind, _tooltip in FIELDS:
-            text = self._value(key)
-            try:
-                if kind == "text":  # the LoRA targets, the one text field
-                    values[key] = parse_targets(text)
-                elif kind == "int?":
-                    values[key] = int(text) if text else None
-                elif kind == "int":
-                    values[key] = int(text)
-                else:
-                    values[key] = float(text)
-            except ValueError:
-                bad.append(label)
-        if bad:
-            raise TuillmError(f"not a number: {', '.join(bad)}")
-        for key, *_ in SELECTS:
-            values[key] = self._value(key)
-        for key, *_ in CHECKS:
-            values[key] = bool(self._value(key))
-        config = TrainConfig(base=base, data=[data], output=output, **values)
-        config.check()
-        return config
+        """A checked TrainConfig from the form; a TuillmError says what is wrong."""
+        return self.query_one(TrainForm).config(base, data, output)
 
     def default_output(self, data: Path) -> Path:
         """``<data folder>/<data stem>-lora``, numbered when a finished adapter is already there."""
@@ -382,8 +209,26 @@ class TrainPane(VerticalScroll):
             n += 1
         return candidate
 
+    def _preview_key(self) -> PreviewKey | None:
+        raw = self.query_one(TrainForm).raw()
+        try:
+            max_len = int(str(raw["max_len"]))
+        except ValueError:
+            return None
+        return PreviewKey(self._path("base"), self._path("data"), max_len, not raw["train_on_prompt"])
+
+    def _schedule_preview(self) -> None:
+        key = self._preview_key()
+        if key is not None:
+            self.query_one(PreviewView).schedule(key)
+
+    def action_preview(self) -> None:
+        key = self._preview_key()
+        if key is not None:
+            self.query_one(PreviewView).show(key, again=True)  # the file may have changed
+
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id in ("train-base", "train-data", "train-max_len"):
+        if event.input.id in PREVIEW_INPUTS:
             self._schedule_preview()
         self._update_memory()
 
@@ -396,79 +241,15 @@ class TrainPane(VerticalScroll):
         self._update_memory()
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
-        if event.checkbox.id == "train-assistant_only":
+        if event.checkbox.id == "train-train_on_prompt":
             self.action_preview()
         self._update_memory()
 
-    # --- preview and memory estimate ------------------------------------------------------------------------------
-    def _schedule_preview(self) -> None:
-        if self._preview_timer is not None:
-            self._preview_timer.stop()
-        self._preview_timer = self.set_timer(PREVIEW_DELAY_S, self._refresh_preview)
-
-    def action_preview(self) -> None:
-        self._preview_key = None  # read again even if nothing changed (the file may have)
-        self._refresh_preview()
-
-    def _refresh_preview(self) -> None:
-        base, data = self._value("base"), self._value("data")
-        try:
-            max_len = int(self._value("max_len"))
-        except ValueError:
-            return
-        key = (base, data, max_len, bool(self._value("assistant_only")))
-        if key == self._preview_key:
-            return
-        self._preview_key = key
-        self._read_preview(key)
-
-    @work(thread=True, exclusive=True, group="train-preview", exit_on_error=False)
-    def _read_preview(self, key: tuple) -> None:
-        from tuillm.core.models.catalog import resolve_model
-        from tuillm.core.train.data import load_dataset
-        from tuillm.core.train.memory import model_shape
-        from tuillm.core.train.preview import base_tokenizer, preview
-
-        base, data, max_len, assistant_only = key
-        shape = None
-        try:
-            path = resolve_model(base or "demo", self.session.config)
-            shape = model_shape(path)
-            if not data:
-                self.post_message(self.PreviewReady(key, shape=shape))
-                return
-            dataset = load_dataset(Path(data).expanduser())  # a bad file is reported before the tokenizer loads
-            if path not in self._tokenizers:
-                self._tokenizers = {path: base_tokenizer(path)}  # the last base's only: a GGUF's holds a Llama
-            result = preview(dataset, self._tokenizers[path], n=PREVIEW_EXAMPLES, max_len=max_len,
-                             assistant_only=assistant_only)
-        except Exception as exc:  # shown in the pane: a bad file must not end the worker silently
-            self.post_message(self.PreviewReady(key, error=error_text(exc), shape=shape))
-            return
-        self.post_message(self.PreviewReady(key, preview=result, shape=shape))
-
-    def on_train_pane_preview_ready(self, event: PreviewReady) -> None:
-        if event.key != self._preview_key:
-            return  # the form changed since
-        self.shape = event.shape
-        self.preview = event.preview
-        self.preview_error = event.error
-        box = self.query_one("#train-preview", Static)
-        if event.error:
-            box.update(Text(event.error, style="red"))
-            data = Path(event.key[1]).expanduser() if event.key[1] else None
-            # A file that exists but cannot be used is worth a notification; a path being typed is not.
-            if data is not None and data.is_file() and event.error != self._notified_error:
-                self._notified_error = event.error
-                self.notify(event.error, title="Dataset", severity="error", timeout=15)
-        elif event.preview is not None:
-            self._notified_error = None
-            box.update(preview_text(event.preview, event.key[2]))
-        else:
-            box.update(Text("Choose a dataset to see its first examples.", style="dim"))
+    def on_preview_view_ready(self, _event: PreviewView.Ready) -> None:
         self._update_memory()
 
     def _update_memory(self) -> None:
+        from tuillm.core.models.hardware import available_ram
         from tuillm.core.train.memory import estimate_for_config
 
         label = self.query_one("#train-memory", Static)
@@ -480,51 +261,18 @@ class TrainPane(VerticalScroll):
             label.update(Text(f"Memory estimate: {exc}", style="yellow"))
             return
         fraction = 1.0
-        if self.preview is not None and self.preview.examples:
-            tokens = sum(e.tokens for e in self.preview.examples) or 1
-            fraction = sum(e.trained_tokens for e in self.preview.examples) / tokens
-        est = estimate_for_config(self.shape, config, fraction)
-        from tuillm.core.models.hardware import available_ram
-
-        avail = available_ram()
-        where = f"{est.device}, {est.dtype}"
-        text = (f"Training memory ≈ {format_bytes(est.total_bytes)} ({where}): weights "
-                f"{format_bytes(est.weights_bytes)}, LoRA {est.lora_params / 1e6:.1f}M params + optimizer "
-                f"{format_bytes(est.lora_bytes)}, activations {format_bytes(est.activation_bytes)}")
-        style = ""
-        if est.device == "cpu" and avail and est.total_bytes > avail:
-            text += f" · more than the {format_bytes(avail)} available"
-            style = "yellow"
-        label.update(Text(text, style=style))
+        preview = self.preview
+        if preview is not None and preview.examples:
+            tokens = sum(e.tokens for e in preview.examples) or 1
+            fraction = sum(e.trained_tokens for e in preview.examples) / tokens
+        estimate = estimate_for_config(self.shape, config, fraction)
+        label.update(memory_text(estimate, self.session.available_ram or available_ram()))
 
     # --- jobs -----------------------------------------------------------------------------------------------------
-    def _busy(self) -> bool:
-        if self.job is not None:
-            self.notify(f"{self.job} is running: Esc cancels it", title="Train", severity="warning")
-            return True
-        return False
-
-    def _set_job(self, job: str | None) -> None:
-        self.job = job
-        self.query_one("#train-start", Button).disabled = job is not None
-        self.query_one("#train-cancel", Button).disabled = job is None
-        done = self.adapter_dir is not None and job is None
-        for name in ("merge", "export", "ab"):
-            self.query_one(f"#train-{name}", Button).disabled = not done
-        self.query_one("#train-chat", Button).disabled = self.merged_path is None or job is not None
-        self.refresh_bindings()
-
-    def _log(self, text: str, style: str = "") -> None:
-        self.query_one("#train-log", RichLog).write(Text(text, style=style))
-
-    def _emit(self, event: Any) -> None:
-        # Called on the worker thread: post_message is thread-safe.
-        self.post_message(self.JobEvent(event))
-
     def action_start(self) -> None:
         if self._busy():
             return
-        base, data, output = self._value("base") or "demo", self._value("data"), self._value("output")
+        base, data, output = self._path("base") or "demo", self._path("data"), self._path("output")
         if not data:
             self.notify("choose a training dataset (a JSONL file) first", title="Train", severity="warning")
             self.query_one("#train-data", Input).focus()
@@ -539,34 +287,14 @@ class TrainPane(VerticalScroll):
         if not output:
             self.query_one("#train-output", Input).value = str(out)
         self.adapter_dir = self.merged_path = self.lora_gguf = self.base_gguf = None
-        self.stats = {}
-        self.query_one(LossPlot).clear()
-        self.query_one("#train-log", RichLog).clear()
+        self.run_config = config
+        self._ab_pending = False
+        run = self.query_one(RunView)
+        run.reset("starting…")
         self.query_one("#train-result", Static).update("")
-        self.cancel_event = threading.Event()
-        self._set_job("train")
-        self._show_stats("starting…")
-        self.query_one("#train-stats").scroll_visible(top=True)
-        self._train(config)
-
-    @work(thread=True, exclusive=True, group="train-job", exit_on_error=False)
-    def _train(self, config: TrainConfig) -> None:
-        from tuillm.core.models.catalog import resolve_model
-        from tuillm.core.train.data import load_dataset
-        from tuillm.core.train.loop import train
-
-        try:
-            for path in config.data:  # bad data is reported before the base model is even looked at
-                load_dataset(path)
-            config.base = str(resolve_model(config.base, self.session.config))
-            self.post_message(self.JobEvent(Log(f"base {config.base}; adapter to {config.output}")))
-            result = train(config, emit=self._emit, cancel=self.cancel_event)
-        except Cancelled:
-            self.post_message(self.JobEnded("train", config, cancelled=True))
-        except Exception as exc:
-            self.post_message(self.JobEnded("train", config, error=error_text(exc)))
-        else:
-            self.post_message(self.JobEnded("train", (config, result)))
+        self._set_job(jobs.TRAIN)
+        run.scroll_visible(top=True)
+        jobs.start_train(self, config, self.session.config, self.cancel_event)
 
     def action_cancel(self) -> None:
         if self.job is None:
@@ -574,133 +302,19 @@ class TrainPane(VerticalScroll):
             return
         if not self.cancel_event.is_set():
             self.cancel_event.set()
-            self._log("stopping after this step…", "yellow")
-            self._show_stats("stopping after this step…")
+            run = self.query_one(RunView)
+            run.log("stopping after this step…", "yellow")
+            run.show("stopping after this step…")
 
-    def on_train_pane_job_event(self, message: JobEvent) -> None:
-        event = message.event
-        if isinstance(event, Log):
-            style = {"warning": "yellow", "error": "red"}.get(event.level, "")
-            self._log(event.message, style)
-        elif isinstance(event, Metric):
-            self.stats[event.name] = event.value
-            if event.name == "loss":
-                self.query_one(LossPlot).add_train(event.step, event.value)
-            elif event.name == "eval_loss":
-                self.query_one(LossPlot).add_eval(event.step, event.value)
-        elif isinstance(event, Progress):
-            bar = self.query_one(ProgressBar)
-            if event.total:
-                bar.update(total=event.total, progress=event.done)
-            else:
-                bar.update(total=None)
-            if event.stage == "train":
-                self._show_train_stats(event)
-            else:
-                self._show_stats(f"{event.stage}: {event.message}")
-
-    def _show_stats(self, text: str, style: str = "") -> None:
-        self.query_one("#train-stats", Static).update(Text(text, style=style))
-
-    def _show_train_stats(self, event: Progress) -> None:
-        s = self.stats
-        parts = [f"step {event.done:g}/{event.total:g}"]
-        if "loss" in s:
-            parts.append(f"loss {s['loss']:.3f}")
-        if "eval_loss" in s:
-            parts.append(f"eval {s['eval_loss']:.3f}")
-        if "tokens_per_s" in s:
-            parts.append(f"{s['tokens_per_s']:.0f} tok/s")
-        if "eta_s" in s:
-            parts.append(f"ETA {format_duration(s['eta_s'])}")
-        if "memory_bytes" in s:
-            parts.append(f"RAM {format_bytes(s['memory_bytes'])}")
-        self._show_stats(" · ".join(parts))
-
-    def on_train_pane_job_ended(self, event: JobEnded) -> None:
-        job = event.job
-        bar = self.query_one(ProgressBar)
-        if event.cancelled:
-            where = event.result.output if job == "train" else ""
-            text = (f"cancelled: the checkpoint is in {where}/checkpoints (tick Resume and Start to continue)"
-                    if job == "train" else f"{job} cancelled")
-            self._log(text, "yellow")
-            self._show_stats(text, "yellow")
-            self.notify(text, title="Train", severity="warning", timeout=10)
-        elif event.error is not None:
-            self._log(f"{job} failed: {event.error}", "red")
-            self._show_stats(f"{job} failed", "red")
-            bar.update(total=100, progress=0)
-            self.notify(event.error, title=f"{job.title()} failed", severity="error", timeout=15)
-        elif job == "train":
-            config, result = event.result
-            self.base_path, self.adapter_dir = Path(config.base), Path(result.output)
-            final = f"loss {result.train_loss:.3f}" if result.train_loss is not None else ""
-            if result.eval_loss is not None:
-                final += f", eval {result.eval_loss:.3f}"
-            self._show_stats(f"done: {result.steps} steps in {format_duration(result.seconds)}; {final}", "green")
-            self._set_result(f"Adapter: {result.output}")
-            self.notify(f"adapter written to {result.output}", title="Training done")
-        elif job == "merge":
-            self.merged_path = Path(event.result)
-            self._show_stats(f"merged: {self.merged_path.name}", "green")
-            self._set_result(f"Merged GGUF: {self.merged_path}")
-            self.notify(f"wrote {self.merged_path}", title="Merge done")
-        elif job == "export":
-            self.lora_gguf = Path(event.result)
-            self._show_stats(f"exported: {self.lora_gguf.name}", "green")
-            self._set_result(f"LoRA GGUF: {self.lora_gguf}")
-            self.notify(f"wrote {self.lora_gguf}", title="Export done")
-        elif job == "convert":
-            self.base_gguf = Path(event.result)
-            self._set_result(f"Base GGUF (for A/B): {self.base_gguf}")
+    @on(jobs.Trained)
+    def _trained(self, message: jobs.Trained) -> None:
+        message.stop()
+        result = message.result
+        self.base_path, self.adapter_dir = Path(message.config.base), Path(result.output)
+        self.query_one(RunView).show(done_line(result), "green")
+        self._set_result(f"Adapter: {result.output}")
+        self.notify(f"adapter written to {result.output}", title="Training done")
         self._set_job(None)
-        if event.then is not None and event.error is None and not event.cancelled:
-            event.then()
-
-    def _set_result(self, line: str) -> None:
-        result = self.query_one("#train-result", Static)
-        previous = str(result.content)
-        result.update(Text((previous + "\n" if previous else "") + line))
-
-    def _need_adapter(self) -> bool:
-        if self.adapter_dir is None or self.base_path is None:
-            self.notify("train an adapter first (Ctrl+S starts)", title="Train", severity="warning")
-            return False
-        return not self._busy()
-
-    def action_merge(self, then: Callable[[], None] | None = None) -> None:
-        if not self._need_adapter():
-            return
-        adapter, base = self.adapter_dir, self.base_path
-        assert adapter is not None and base is not None
-        out_type = str(self.query_one("#train-merge-type", Select).value)
-        out = adapter / f"{adapter.name}-{out_type}.gguf"
-        self.cancel_event = threading.Event()
-        self._set_job("merge")
-        self._log(f"merging into {out}")
-        self._run_job("merge", then, lambda emit, cancel: _merge(base, adapter, out, out_type, emit, cancel))
-
-    def action_export(self, then: Callable[[], None] | None = None) -> None:
-        if not self._need_adapter():
-            return
-        adapter, base = self.adapter_dir, self.base_path
-        assert adapter is not None and base is not None
-        out = adapter / f"{adapter.name}-lora-f16.gguf"
-        self._set_job("export")
-        self._log(f"exporting the adapter to {out}")
-        self._run_job("export", then, lambda emit, cancel: _export(adapter, base, out, emit))
-
-    @work(thread=True, exclusive=True, group="train-job", exit_on_error=False)
-    def _run_job(self, job: str, then: Callable[[], None] | None, run: Callable[[Any, threading.Event], Any]) -> None:
-        try:
-            result = run(self._emit, self.cancel_event)
-        except Cancelled:
-            self.post_message(self.JobEnded(job, cancelled=True))
-        except Exception as exc:
-            self.post_message(self.JobEnded(job, error=error_text(exc)))
-        else:
-            self.post_message(self.JobEnded(job, result, then=then))
 
     def action_open_chat(self) -> None:
         if self.merged_path is None:
@@ -708,48 +322,6 @@ class TrainPane(VerticalScroll):
                         severity="warning")
             return
         self.post_message(self.OpenInChat(self.merged_path, self.merged_path.stem))
-
-    def action_ab(self) -> None:
-        """A/B needs the base as a GGUF: the base itself when it is one (the demo is), else a conversion of the
-        HF folder to the merge's type (done once, kept in the adapter folder). The tuned side is the merged GGUF,
-        or the base GGUF with the exported LoRA."""
-        if not self._need_adapter():
-            return
-        assert self.base_path is not None and self.adapter_dir is not None
-        from tuillm.core.train.base import is_gguf
-
-        if self.base_gguf is None and is_gguf(self.base_path):
-            self.base_gguf = self.base_path
-        if self.merged_path is None and self.lora_gguf is None:
-            if self.base_gguf is not None:
-                self._log("A/B: exporting the adapter as GGUF first")
-                self.action_export(then=self.action_ab)
-            else:
-                self._log("A/B: merging first")
-                self.action_merge(then=self.action_ab)
-            return
-        if self.base_gguf is None:
-            out_type = str(self.query_one("#train-merge-type", Select).value)
-            out = self.adapter_dir / f"base-{out_type}.gguf"
-            if out.is_file():
-                self.base_gguf = out
-            else:
-                self._log(f"A/B: the base is an HF folder; converting it to {out} first")
-                self.cancel_event = threading.Event()
-                self._set_job("convert")
-                base = self.base_path
-                self._run_job("convert", self.action_ab, lambda emit, cancel: _convert(base, out, out_type, emit,
-                                                                                       cancel))
-                return
-        from tuillm.tui.screens.ab import ABScreen, Model
-
-        if self.merged_path is not None:
-            tuned = Model(self.merged_path, self.merged_path.stem)
-        else:
-            assert self.lora_gguf is not None
-            tuned = Model(self.base_gguf, self.base_gguf.stem, lora=self.lora_gguf)
-        base = Model(self.base_gguf, "demo" if self.base_gguf == _demo() else self.base_gguf.stem)
-        self.app.push_screen(ABScreen(base, tuned, n_ctx=min(self.session.config.default_ctx, 2048)))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -759,27 +331,3 @@ class TrainPane(VerticalScroll):
         action = actions.get(event.button.id or "")
         if action is not None:
             action()
-
-
-def _demo() -> Path | None:
-    from tuillm.core.paths import demo_model_path
-
-    return demo_model_path()
-
-
-def _merge(base: Any, adapter: Any, out: Path, out_type: str, emit: Any, cancel: threading.Event) -> Path:
-    from tuillm.core.train.merge import merge
-
-    return merge(Path(base), Path(adapter), out, out_type, emit=emit, cancel=cancel)
-
-
-def _export(adapter: Any, base: Any, out: Path, emit: Any) -> Path:
-    from tuillm.core.train.merge import export_lora
-
-    return export_lora(Path(adapter), Path(base), out, emit=emit)
-
-
-def _convert(base: Path, out: Path, out_type: str, emit: Any, cancel: threading.Event) -> Path:
-    from tuillm.core.conversion.job import convert_checkpoint
-
-    return convert_checkpoint(base, out, out_type, emit=emit, cancel=cancel)

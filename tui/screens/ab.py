@@ -1,17 +1,20 @@
 """The A/B screen: one prompt sent to the base model and to the tuned one, the two replies streamed side by side.
 
-Each side is its own ``ChatSession`` (one ``Llama`` on its own worker thread), so both answer at once. The tuned
+Each side is its own chat backend (one ``Llama`` on its own worker thread), so both answer at once. The tuned
 side is a merged GGUF, or the base GGUF with a GGUF LoRA adapter. Replies are greedy (temperature 0), so a
 difference comes from the weights, not the sampling. Escape closes the screen and frees both models.
+
+``next_ab_step`` is the way there from a finished training run: what must be made first (an exported adapter, a
+merged model, the base as a GGUF) before the two sides exist; the Train pane runs each step and asks again.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -21,11 +24,11 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from tuillm.core.chat.engine import ChatSession
-from tuillm.core.chat.events import ReplyDone, Token
+from tuillm.core.chat.backend import ChatBackend, ChatBackendFactory, llama_backend
+from tuillm.core.chat.events import ChatEvent, ModelLoaded, ReplyDone, Token
 from tuillm.core.errors import error_text
 from tuillm.core.llama.options import LoadOptions, Sampling
-from tuillm.tui.panes.chat import DRAW_INTERVAL_S  # streamed text is drawn at most this often, as in the Chat pane
+from tuillm.tui.panes.chat_stream import DRAW_INTERVAL_S  # streamed text is drawn at most this often, as in Chat
 
 SIDES = ("base", "tuned")
 GREEDY = Sampling(temperature=0.0, max_tokens=256)
@@ -38,6 +41,90 @@ class Model:
     path: Path
     name: str
     lora: Path | None = None
+
+
+# --- the way there from a training run ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ABSources:
+    """What a finished run has made so far."""
+
+    base: Path  # the run's base: a GGUF or an HF folder
+    adapter_dir: Path
+    merged: Path | None  # the merged GGUF
+    lora_gguf: Path | None  # the adapter as a GGUF LoRA
+    base_gguf: Path | None  # the base as a GGUF, when known
+    merge_type: str  # the type a merge or a conversion of the base writes
+
+
+@dataclass(frozen=True)
+class ExportFirst:
+    """The base is a GGUF: the adapter as a GGUF LoRA over it is the cheapest tuned side."""
+
+
+@dataclass(frozen=True)
+class MergeFirst:
+    """The base is an HF folder: the tuned side is the merged model."""
+
+
+@dataclass(frozen=True)
+class ConvertBaseFirst:
+    """The base side needs the HF base as a GGUF, written once to ``out`` (kept in the adapter folder)."""
+
+    out: Path
+
+
+@dataclass(frozen=True)
+class Compare:
+    base: Model
+    tuned: Model
+
+
+ABStep = ExportFirst | MergeFirst | ConvertBaseFirst | Compare
+
+
+def next_ab_step(run: ABSources, is_gguf: Callable[[Path], bool], demo: Path | None) -> ABStep:
+    """What to make next before A/B can open (or the two sides, once all is there)."""
+    base_gguf = run.base_gguf or (run.base if is_gguf(run.base) else None)
+    if run.merged is None and run.lora_gguf is None:
+        return ExportFirst() if base_gguf is not None else MergeFirst()
+    if base_gguf is None:
+        out = run.adapter_dir / f"base-{run.merge_type}.gguf"
+        if not out.is_file():
+            return ConvertBaseFirst(out)
+        base_gguf = out
+    if run.merged is not None:
+        tuned = Model(run.merged, run.merged.stem)
+    else:
+        tuned = Model(base_gguf, base_gguf.stem, lora=run.lora_gguf)
+    return Compare(Model(base_gguf, "demo" if base_gguf == demo else base_gguf.stem), tuned)
+
+
+# --- the screen -----------------------------------------------------------------------------------------------
+
+
+class SideLoaded(Message):
+    """A side's model loaded (``error`` None) or could not be (posted from its backend's thread)."""
+
+    def __init__(self, side: str, error: str | None) -> None:
+        super().__init__()
+        self.side = side
+        self.error = error
+
+
+class SideReplied(Message):
+    """A side's reply ended: its full text, or the error that ended it (posted from its backend's thread)."""
+
+    def __init__(self, side: str, text: str | None, error: str | None) -> None:
+        super().__init__()
+        self.side = side
+        self.text = text
+        self.error = error
+
+
+class TextReady(Message):
+    """Streamed text waits to be drawn."""
 
 
 class ABScreen(ModalScreen[None]):
@@ -81,19 +168,9 @@ class ABScreen(ModalScreen[None]):
     }
     """
 
-    class SideEvent(Message):
-        """Text, the end of a reply, or the end of a load, for one side (posted from its worker thread)."""
-
-        def __init__(self, side: str, kind: str, value: Any = None) -> None:
-            super().__init__()
-            self.side = side
-            self.kind = kind  # "loaded" | "done"
-            self.value = value
-
-    class TextReady(Message):
-        pass
-
-    def __init__(self, base: Model, tuned: Model, *, n_ctx: int = 2048, sampling: Sampling = GREEDY) -> None:
+    def __init__(self, base: Model, tuned: Model, *, n_ctx: int = 2048, sampling: Sampling = GREEDY,
+                 backends: ChatBackendFactory = llama_backend) -> None:
+        """``backends`` makes each side's chat backend (a test passes a fake: no model needed)."""
         super().__init__()
         self.models = {"base": base, "tuned": tuned}
         self.n_ctx = n_ctx
@@ -105,7 +182,7 @@ class ABScreen(ModalScreen[None]):
         self.loaded = {side: False for side in SIDES}
         self.busy = {side: False for side in SIDES}
         self.errors: dict[str, str] = {}
-        self.sessions = {side: ChatSession(self._forwarder(side)) for side in SIDES}
+        self.sessions: dict[str, ChatBackend] = {side: backends(self._forwarder(side)) for side in SIDES}
         self._sessions_closed = False
 
     def compose(self) -> ComposeResult:
@@ -132,8 +209,9 @@ class ABScreen(ModalScreen[None]):
         model = self.models[side]
         options = LoadOptions(n_ctx=self.n_ctx, lora_path=str(model.lora) if model.lora else None)
 
-        def loaded(future: Future[Any]) -> None:  # on the session's worker thread
-            self.post_message(self.SideEvent(side, "loaded", future))
+        def loaded(future: Future[ModelLoaded]) -> None:  # on the backend's thread
+            exc = future.exception()
+            self.post_message(SideLoaded(side, error_text(exc) if exc is not None else None))
             if index + 1 < len(SIDES) and not self._sessions_closed:
                 self._load(index + 1)
 
@@ -149,42 +227,40 @@ class ABScreen(ModalScreen[None]):
         for session in self.sessions.values():
             session.close()  # stops a running reply, unloads, ends its thread
 
-    def _forwarder(self, side: str) -> Any:
-        def forward(event: Any) -> None:  # on the session's worker thread
+    def _forwarder(self, side: str) -> Callable[[ChatEvent], None]:
+        def forward(event: ChatEvent) -> None:  # on the backend's thread
             if isinstance(event, Token) and event.text:
                 with self._lock:
                     self._pending[side].append(event.text)
                     post, self._draw_posted = not self._draw_posted, True
                 if post:
-                    self.post_message(self.TextReady())
+                    self.post_message(TextReady())
 
         return forward
 
     def _show(self, side: str, text: str, style: str = "") -> None:
         self.query_one(f"#ab-{side}", Static).update(Text(text, style=style))
 
-    def on_abscreen_side_event(self, event: SideEvent) -> None:
-        future: Future[Any] = event.value
-        exc = future.exception()
-        if event.kind == "loaded":
-            if exc is not None:
-                self.errors[event.side] = error_text(exc)
-                self._show(event.side, f"could not load: {self.errors[event.side]}", "red")
-                self.notify(self.errors[event.side], title=f"A/B: {event.side}", severity="error", markup=False)
-            else:
-                self.loaded[event.side] = True
-                self._show(event.side, "ready", "dim")
-            return
+    def on_side_loaded(self, event: SideLoaded) -> None:
+        if event.error is not None:
+            self.errors[event.side] = event.error
+            self._show(event.side, f"could not load: {event.error}", "red")
+            self.notify(event.error, title=f"A/B: {event.side}", severity="error", markup=False)
+        else:
+            self.loaded[event.side] = True
+            self._show(event.side, "ready", "dim")
+
+    def on_side_replied(self, event: SideReplied) -> None:
         self.busy[event.side] = False
         self._draw()
-        if exc is not None:
-            self.errors[event.side] = error_text(exc)
-            self._show(event.side, self.replies[event.side] + f"\n[{self.errors[event.side]}]", "red")
-        elif isinstance(future.result(), ReplyDone):
-            self.replies[event.side] = future.result().text or self.replies[event.side]
+        if event.error is not None:
+            self.errors[event.side] = event.error
+            self._show(event.side, self.replies[event.side] + f"\n[{event.error}]", "red")
+        else:
+            self.replies[event.side] = event.text or self.replies[event.side]
             self._show(event.side, self.replies[event.side])
 
-    def on_abscreen_text_ready(self, _event: TextReady) -> None:
+    def on_text_ready(self, _event: TextReady) -> None:
         self._draw()
         if any(self.busy.values()):
             self.set_timer(DRAW_INTERVAL_S, self._draw)
@@ -199,6 +275,16 @@ class ABScreen(ModalScreen[None]):
             if text:
                 self.replies[side] += text
                 self._show(side, self.replies[side])
+
+    def _replied(self, side: str) -> Callable[[Future[ReplyDone]], None]:
+        def done(future: Future[ReplyDone]) -> None:  # on the backend's thread
+            exc = future.exception()
+            if exc is not None:
+                self.post_message(SideReplied(side, None, error_text(exc)))
+            else:
+                self.post_message(SideReplied(side, future.result().text, None))
+
+        return done
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -220,7 +306,7 @@ class ABScreen(ModalScreen[None]):
             self.busy[side] = True
             self._show(side, "…", "dim")
             future = self.sessions[side].reply([{"role": "user", "content": prompt}], self.sampling)
-            future.add_done_callback(lambda f, s=side: self.post_message(self.SideEvent(s, "done", f)))
+            future.add_done_callback(self._replied(side))
 
     def action_close(self) -> None:
         # Freed now, not when the screen is garbage-collected: each side holds a whole model.

@@ -97,7 +97,7 @@ def test_cancel_then_resume_gives_the_same_curve(tiny: Path, tmp_path: Path) -> 
 def test_bad_targets_and_bad_settings(tiny: Path, tmp_path: Path) -> None:
     with pytest.raises(TuillmError, match="no LoRA target module among nope"):
         train(config(tiny, tmp_path, "t", targets=["nope"]))
-    with pytest.raises(TuillmError, match="learning rate must be positive"):
+    with pytest.raises(TuillmError, match=r"LR: must be a number above 0, not 0"):
         train(config(tiny, tmp_path, "t", lr=0))
     assert not (tmp_path / "t").exists()
 
@@ -132,7 +132,7 @@ def test_split_packed_rows() -> None:
 def test_all_linear_on_raw_text_with_loss_everywhere(tiny: Path, tmp_path: Path) -> None:
     data = tmp_path / "text.jsonl"
     data.write_text("".join(json.dumps({"text": f"Document {i}: " + "word " * (5 + i)}) + "\n" for i in range(6)))
-    result = train(config(tiny, tmp_path, "text", data=[str(data)], targets="all-linear", assistant_only=False,
+    result = train(config(tiny, tmp_path, "text", data=[str(data)], targets="all-linear", train_on_prompt=True,
                           max_steps=2, schedule="linear", eval_fraction=0.0))
     cfg = json.loads((tmp_path / "text" / "adapter_config.json").read_text())
     # all-linear: every projection of attention and MLP, never the LM head.

@@ -61,7 +61,7 @@ def test_every_example_too_long(tmp_path: Path) -> None:
 def test_bad_settings_and_adapter_of_another_model(tmp_path: Path) -> None:
     data = write_fact_dataset(tmp_path / "d.jsonl", 4)
     out = tuillm("train", "demo", "--data", str(data), "-o", str(tmp_path / "out"), "--rank", "0")
-    assert "rank must be at least 1" in one_line_error(out)
+    assert "--rank: must be a whole number at least 1, not '0'" in one_line_error(out)
 
     from tests.convert.test_lora_to_gguf import make_adapter
 
@@ -75,6 +75,41 @@ def test_bad_settings_and_adapter_of_another_model(tmp_path: Path) -> None:
     out = tuillm("merge", demo, str(tmp_path), "-o", str(tmp_path / "m.gguf"))
     assert "no adapter_config.json" in one_line_error(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "d.jsonl", "tiny"]
+
+
+def test_flags_are_the_declared_options() -> None:
+    """Every training option is a flag of ``tuillm train`` with the declared default, and only those (plus the
+    command's own arguments); the flag names users know are kept."""
+    from tuillm.core.train.options import TRAIN_OPTIONS
+    from tuillm.tui.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    flags = {a.dest: a for a in sub._actions}
+    assert set(flags) - {"help", "base", "data", "output", "quiet"} == {o.name for o in TRAIN_OPTIONS}
+    for option in TRAIN_OPTIONS:
+        assert option.cli_flag in flags[option.name].option_strings and flags[option.name].default == option.default
+    known = ("--rank --alpha --dropout --targets --max-len --train-on-prompt --eval-split --eval-every --epochs "
+             "--max-steps --batch-size --grad-accum --lr --schedule --warmup --grad-checkpointing --packing --seed "
+             "--save-every --resume --device --dtype --log-every").split()
+    assert sorted(known) == sorted(o.cli_flag for o in TRAIN_OPTIONS)
+
+
+@pytest.mark.parametrize(("flag", "text", "expected"), [
+    ("--lr", "nan", "--lr: must be a number above 0, not 'nan'"),
+    ("--epochs", "nan", "--epochs: must be a number above 0, not 'nan'"),
+    ("--alpha", "inf", "--alpha: must be a number above 0, not 'inf'"),
+    ("--device", "banana", "--device: must be one of auto, cpu, cuda, mps, not 'banana'"),
+    ("--rank", "0", "--rank: must be a whole number at least 1, not '0'"),
+    ("--dropout", "1", "--dropout: must be a number at least 0 and below 1, not '1'"),
+])
+def test_bad_flags_are_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str,
+                                            text: str, expected: str) -> None:
+    from tuillm.tui.cli import main
+
+    missing = tmp_path / "missing.jsonl"  # the flag is refused before the data is even read
+    assert main(["train", "demo", "--data", str(missing), "-o", str(tmp_path / "out"), flag, text]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [f"tuillm: {expected}"]
+    assert not (tmp_path / "out").exists()
 
 
 def ask(model: str, *extra: str) -> str:

@@ -16,8 +16,11 @@ from tests.checkpoints import demo_hf_checkpoint
 from tests.core.train_facts import write_fact_dataset
 from tests.tui.app_helpers import run_async
 from tests.tui.chat_helpers import SIZE, chat_app, record_notifications, wait_until
+from tuillm.core.errors import TuillmError
 from tuillm.core.train.memory import lora_params, model_shape
+from tuillm.core.train.options import TRAIN_OPTIONS, TrainConfig
 from tuillm.tui.app import TuillmApp
+from tuillm.tui.panes.train_form import TrainForm, parse_form
 from tuillm.tui.screens.ab import ABScreen, Model
 from tuillm.tui.widgets.loss_plot import LossPlot
 
@@ -91,6 +94,43 @@ async def test_a_bad_dataset_is_refused_before_training(tmp_path: Path) -> None:
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert seen == ["Train settings: not a number: Rank"] and pane.job is None
+
+
+@run_async
+async def test_the_form_is_the_declared_options(tmp_path: Path) -> None:
+    """One field per declared training option, in its order, showing its default and help; read back, the form is
+    TrainConfig's defaults; a value the declaration refuses is refused in one line before any job."""
+    data = write_fact_dataset(tmp_path / "ok.jsonl", 4)
+    app = chat_app(tmp_path)
+    seen = record_notifications(app)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await open_pane(pilot, "demo", data)
+        pane = train_pane(app)
+        form = app.query_one(TrainForm)
+        assert list(form.fields) == [o.name for o in TRAIN_OPTIONS]
+        for option in TRAIN_OPTIONS:
+            field = app.query_one(f"#train-{option.name}")
+            assert field is form.fields[option.name]
+            assert str(field.tooltip).lower() == option.help.lower()
+            shown = field.value if option.kind is bool or option.choices else option.parse(field.value)
+            assert shown == option.default, option.name
+        assert pane.form_config("b", "d", "o") == TrainConfig(base="b", data=["d"], output="o")
+        for key, text, line in (("lr", "nan", "LR: must be a number above 0, not 'nan'"),
+                                ("epochs", "nan", "Epochs: must be a number above 0, not 'nan'"),
+                                ("alpha", "inf", "Alpha: must be a number above 0, not 'inf'"),
+                                ("rank", "0", "Rank: must be a whole number at least 1, not '0'")):
+            default = form.fields[key].value
+            form.fields[key].value = text
+            seen.clear()
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert seen == [f"Train settings: {line}"] and pane.job is None
+            form.fields[key].value = default
+    raw = {**form.raw(), "device": "banana", "max_len": "1", "seed": "x"}
+    with pytest.raises(TuillmError) as refused:
+        parse_form(raw)
+    assert str(refused.value) == ("not a number: Seed; Max len: must be a whole number at least 2, not '1'; "
+                                  "Device: must be one of auto, cpu, cuda, mps, not 'banana'")
 
 
 @pytest.mark.slow

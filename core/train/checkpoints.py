@@ -1,0 +1,148 @@
+"""What a run leaves on disk: checkpoints to resume from, and the finished adapter.
+
+Checkpoints (adapter, optimizer moments, RNG states, loss log) are safetensors + JSON — nothing is ever
+unpickled — so a resumed run replays exactly what an uninterrupted one would. Every folder is written under a
+temporary name and renamed: an interrupted save never looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuillm.core.errors import TuillmError
+from tuillm.core.train.options import TrainConfig
+
+CHECKPOINTS = "checkpoints"
+KEEP_CHECKPOINTS = 2
+TRAINING_FILE = "training.json"
+LOSS_LOG = "loss_log.jsonl"
+ADAPTER_CONFIG = "adapter_config.json"  # written last: its presence marks a finished adapter
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    steps: int
+    train_loss: float | None
+    eval_loss: float | None
+    tokens: int
+    seconds: float
+    loss_log: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _atomic_dir(final: Path) -> Path:
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _optimizer_tensors(optimizer: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]], Any]:
+    """The optimizer's state as tensors (moments, RNG states) and scalars (step counts), and its param groups."""
+    import torch
+
+    state = optimizer.state_dict()
+    tensors: dict[str, Any] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, pstate in state["state"].items():
+        for key, value in pstate.items():
+            if torch.is_tensor(value) and value.ndim > 0:
+                tensors[f"{pid}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(pid), {})[key] = float(value)
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    return tensors, scalars, state["param_groups"]
+
+
+def save_checkpoint(folder: Path, model: Any, optimizer: Any, step: int, log: list[dict], config: TrainConfig,
+                    extra: dict[str, Any]) -> Path:
+    """``folder/checkpoints/step-N``: adapter weights, optimizer moments and RNG states as safetensors, the rest as
+    JSON; written to a temporary name and renamed; only the latest ``KEEP_CHECKPOINTS`` are kept."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    root = folder / CHECKPOINTS
+    final = root / f"step-{step:07d}"
+    tmp = _atomic_dir(final)
+    adapter = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()}
+    save_file(adapter, str(tmp / "adapter.safetensors"))
+    tensors, scalars, groups = _optimizer_tensors(optimizer)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    meta = {"step": step, "param_groups": groups, "scalars": scalars, "loss_log": log,
+            "fingerprint": config.fingerprint(), **extra}
+    (tmp / "state.json").write_text(json.dumps(meta))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in sorted(root.glob("step-*"))[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    done = [p for p in sorted((Path(folder) / CHECKPOINTS).glob("step-*")) if (p / "state.json").is_file()]
+    return done[-1] if done else None
+
+
+def _check_fingerprint(path: Path, meta: dict[str, Any], config: TrainConfig) -> None:
+    saved = meta.get("fingerprint", {})
+    now = config.fingerprint()
+    # JSON turns tuples into lists: compare through the same round trip.
+    differing = [k for k in now if json.loads(json.dumps(now[k])) != saved.get(k)]
+    if differing:
+        raise TuillmError(f"{path}: the checkpoint was made with other settings ({', '.join(differing)}); "
+                          "use the same ones to resume, or another output folder")
+
+
+def load_checkpoint(path: Path, model: Any, optimizer: Any, config: TrainConfig) -> dict[str, Any]:
+    """Puts a checkpoint's adapter, optimizer and RNG states back; its JSON part (step, loss log) is returned."""
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    meta = json.loads((path / "state.json").read_text())
+    _check_fingerprint(path, meta, config)
+    set_peft_model_state_dict(model, load_file(str(path / "adapter.safetensors")))
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    state: dict[Any, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("rng."):
+            continue
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    for pid, values in meta["scalars"].items():
+        for name, value in values.items():
+            state.setdefault(int(pid), {})[name] = torch.tensor(value)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    torch.set_rng_state(tensors["rng.cpu"])
+    if torch.cuda.is_available():
+        cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+        if cuda_states:
+            torch.cuda.set_rng_state_all(cuda_states)
+    return meta
+
+
+def write_outputs(out: Path, model: Any, config: TrainConfig, base_folder: Path, result: TrainResult) -> None:
+    """Adapter (PEFT format), the training parameters and the loss log; adapter files appear only complete."""
+    tmp = _atomic_dir(out / "adapter")
+    model.save_pretrained(str(tmp))
+    peft_config = json.loads((tmp / ADAPTER_CONFIG).read_text())
+    peft_config["base_model_name_or_path"] = str(base_folder)
+    (tmp / ADAPTER_CONFIG).write_text(json.dumps(peft_config, indent=2))
+    params = {**asdict(config), "base_folder": str(base_folder), "steps": result.steps,
+              "train_loss": result.train_loss, "eval_loss": result.eval_loss, "tokens": result.tokens,
+              "seconds": round(result.seconds, 2)}
+    (tmp / TRAINING_FILE).write_text(json.dumps(params, indent=2))
+    (tmp / LOSS_LOG).write_text("".join(json.dumps(r) + "\n" for r in result.loss_log))
+    # The config goes last: its presence marks a finished adapter for merge and export.
+    for name in (TRAINING_FILE, LOSS_LOG, "adapter_model.safetensors", "README.md", ADAPTER_CONFIG):
+        if (tmp / name).exists():
+            os.replace(tmp / name, out / name)
+    shutil.rmtree(tmp, ignore_errors=True)
