@@ -207,12 +207,14 @@ def _free_vram() -> int | None:
         return None
 
 
-def default_gpu_layers(info: ModelInfo | None = None, n_ctx: int | None = None, kv_type: str = "f16") -> int:
-    """Layers to offload when the user did not say: none without a GPU build; with a known amount of free VRAM,
-    as many as core.memory estimates to fit; otherwise (unified memory, unknown VRAM) all of them."""
-    from tuillm.core.models.hardware import llama_backend
+def default_gpu_layers(info: ModelInfo | None = None, n_ctx: int | None = None, kv_type: str = "f16",
+                       offload: bool | None = None) -> int:
+    """Layers to offload when the user did not say: none without a GPU build (``offload``; None: ask llama.cpp);
+    with a known amount of free VRAM, as many as the estimate fits; otherwise (unified memory, unknown VRAM) all."""
+    if offload is None:
+        from tuillm.core.models.hardware import llama_backend
 
-    offload, _backend = llama_backend()
+        offload = llama_backend()[0]
     if not offload:
         return 0
     vram = _free_vram() if info is not None else None

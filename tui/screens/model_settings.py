@@ -1,58 +1,66 @@
-"""One model's own load settings (context, GPU layers, threads, KV type, flash attention)."""
+"""One model's own load settings (context, GPU layers, threads, KV type, flash attention).
+
+The fields are the [load] declarations (``core.settings.LOAD_SETTINGS``), checked by them as the settings file and
+``tuillm chat``'s flags are; the estimate under them is the one fit verdict (``core.models.fit``) the Models pane
+and ``tuillm models`` show.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select
 
-from tuillm.core.llama.options import KV_TYPES
-from tuillm.core.models.memory import estimate_for_load, fit_advice
+from tuillm.core.models.fit import advice, load_fit
 from tuillm.core.models.metadata import ModelInfo, format_bytes
-from tuillm.core.settings import AUTO, Config, ModelDefaults, check_value, load_options_for
+from tuillm.core.options import Option
+from tuillm.core.settings import LOAD_SETTINGS, Config, ModelDefaults, config_attr, load_options_for
+from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
 
 DEFAULT = "default"
+_ON_OFF = {"on": True, "off": False}
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
+def _choice_field(option: Option, own: Any, inherited: Any) -> Select[str]:
+    """A list whose first entry is "default (<the [load] value>)"; for a true/false option: on and off."""
+    if option.kind is bool:
+        shown = "on" if inherited else "off"
+        choices = list(_ON_OFF)
+        value = DEFAULT if own is None else ("on" if own else "off")
+    else:
+        shown, choices = option.format(inherited), list(option.choices or ())
+        value = DEFAULT if own is None else own
+    return Select([(f"{DEFAULT} ({shown})", DEFAULT), *((c, c) for c in choices)], allow_blank=False,
+                  value=value, id=f"ms-{option.setting}", compact=True)
 
 
-def _whole_or_auto(text: str, what: str) -> int | str:
-    if text.lower() == AUTO:
-        return AUTO
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{what}: {text!r} is not a whole number") from None
-
-
-def parse_model_defaults(ctx: str, n_gpu_layers: str, threads: str, kv_type: str, flash_attn: str,
-                         ) -> ModelDefaults:
-    """The form's fields as ``ModelDefaults`` (an empty field or "default": the [load] value applies); a
-    ValueError names the first bad field."""
+def parse_model_defaults(texts: dict[str, str]) -> ModelDefaults:
+    """The form's fields (by [load] key) as ``ModelDefaults``; an empty field or "default" leaves the [load] value
+    in force. An ``OptionError`` (a ValueError) names the first bad field in the declaration's words."""
     values: dict[str, Any] = {}
-    for key, label, text in (("ctx", "Context", ctx), ("n_gpu_layers", "GPU layers", n_gpu_layers),
-                             ("threads", "Threads", threads)):
-        text = text.strip()
-        if not text:
+    for key, option in LOAD_SETTINGS.items():
+        text = texts.get(key, "").strip()
+        if not text or text == DEFAULT:
             continue
-        try:
-            values[key] = check_value("load", key, _whole_or_auto(text, label))
-        except ValueError as exc:
-            raise ValueError(str(exc) if str(exc).startswith(label) else f"{label}: must be {exc}") from None
-    if kv_type != DEFAULT:
-        values["kv_type"] = check_value("load", "kv_type", kv_type)
-    if flash_attn != DEFAULT:
-        values["flash_attn"] = flash_attn == "on"
+        if option.kind is bool:
+            values[key] = _ON_OFF[text]
+        else:
+            values[key] = option.parse_field(text)
     # "auto" for GPU layers / threads is the [load] behaviour's own value: kept only as "not set".
     return ModelDefaults(**{k: v for k, v in values.items() if v is not None})
+
+
+class GpuLayersRecommended(Message):
+    def __init__(self, n_gpu_layers: int) -> None:
+        super().__init__()
+        self.n_gpu_layers = n_gpu_layers  # 0: CPU build; -1: all
 
 
 class ModelSettingsScreen(ModalScreen[ModelDefaults | None]):
@@ -83,29 +91,19 @@ class ModelSettingsScreen(ModalScreen[ModelDefaults | None]):
         self.current = config.defaults_for(info.path)
 
     def compose(self) -> ComposeResult:
-        c, cur = self.config, self.current
-        kv_default = f"{DEFAULT} ({c.kv_type})"
-        flash_default = f"{DEFAULT} ({'on' if c.flash_attn else 'off'})"
         with Vertical(classes="models-dialog"):
             yield Label(f"Load settings: {self.info.path.name}", classes="dialog-title", markup=False)
             yield Label("Empty: the default from Settings. Ctrl+S or Enter saves, Esc cancels.",
                         classes="dialog-hint")
             with Grid(id="model-settings-grid"):
-                yield Label("Context (tokens)")
-                yield Input(_text(cur.ctx), placeholder=f"{c.default_ctx}", id="ms-ctx", compact=True)
-                yield Label("GPU layers (-1: all)")
-                yield Input(_text(cur.n_gpu_layers), placeholder=_text(c.n_gpu_layers or AUTO), id="ms-ngl",
-                            compact=True)
-                yield Label("Threads")
-                yield Input(_text(cur.threads), placeholder=_text(c.threads or AUTO), id="ms-threads",
-                            compact=True)
-                yield Label("KV cache type")
-                yield Select([(kv_default, DEFAULT), *((kv, kv) for kv in KV_TYPES)], allow_blank=False,
-                             value=cur.kv_type or DEFAULT, id="ms-kv", compact=True)
-                yield Label("Flash attention")
-                flash = DEFAULT if cur.flash_attn is None else ("on" if cur.flash_attn else "off")
-                yield Select([(flash_default, DEFAULT), ("on", "on"), ("off", "off")], allow_blank=False,
-                             value=flash, id="ms-flash", compact=True)
+                for key, option in LOAD_SETTINGS.items():
+                    own, inherited = getattr(self.current, key), getattr(self.config, config_attr(key))
+                    yield Label(option.title)
+                    if option.kind is bool or option.choices is not None:
+                        yield _choice_field(option, own, inherited)
+                    else:
+                        yield Input("" if own is None else option.format(own), placeholder=option.format(inherited),
+                                    id=f"ms-{key}", compact=True)
             yield Label("", id="model-settings-estimate", markup=False)
 
     def on_mount(self) -> None:
@@ -113,26 +111,36 @@ class ModelSettingsScreen(ModalScreen[ModelDefaults | None]):
         self._update_estimate()
         self._recommend_gpu_layers()
 
-    @work(thread=True, exit_on_error=False)
     def _recommend_gpu_layers(self) -> None:
-        # Asks nvidia-smi for free VRAM where there is one: not on the event loop.
         from tuillm.core.models.memory import default_gpu_layers
 
-        n = default_gpu_layers(self.info, load_options_for(self.config, self.info.path).n_ctx)
-        text = "0 (CPU build)" if n == 0 else ("all (-1)" if n < 0 else str(n))
-        self.app.call_from_thread(self._show_recommendation, text)
+        if self.offload is False:  # a CPU build: nothing to ask
+            self._show_recommendation(0)
+            return
+        # Asks llama.cpp, and nvidia-smi for free VRAM where there is one: not on the event loop.
+        options = load_options_for(self.config, self.info.path)
+        run_job(self, "recommend", lambda _emit: default_gpu_layers(self.info, options.n_ctx, options.kv_type,
+                                                                    self.offload),
+                GpuLayersRecommended)
 
-    def _show_recommendation(self, text: str) -> None:
-        field = self.query_one("#ms-ngl", Input)
+    def on_gpu_layers_recommended(self, event: GpuLayersRecommended) -> None:
+        event.stop()
+        self._show_recommendation(event.n_gpu_layers)
+
+    def _show_recommendation(self, n: int) -> None:
+        text = "0 (CPU build)" if n == 0 else ("all (-1)" if n < 0 else str(n))
+        field = self.query_one("#ms-n_gpu_layers", Input)
         field.placeholder = f"{field.placeholder} · recommended {text}"
 
-    def _form(self) -> ModelDefaults:
-        def value(name: str) -> str:
-            return self.query_one(f"#{name}", Input).value
+    def on_job_failed(self, event: JobFailed) -> None:
+        event.stop()  # no recommendation: the placeholder keeps the [load] value
 
-        return parse_model_defaults(value("ms-ctx"), value("ms-ngl"), value("ms-threads"),
-                                    str(self.query_one("#ms-kv", Select).value),
-                                    str(self.query_one("#ms-flash", Select).value))
+    def _form(self) -> ModelDefaults:
+        texts: dict[str, str] = {}
+        for key in LOAD_SETTINGS:
+            widget = self.query_one(f"#ms-{key}")
+            texts[key] = str(widget.value) if isinstance(widget, Select | Input) else ""
+        return parse_model_defaults(texts)
 
     def _update_estimate(self) -> None:
         label = self.query_one("#model-settings-estimate", Label)
@@ -141,13 +149,12 @@ class ModelSettingsScreen(ModalScreen[ModelDefaults | None]):
         except ValueError as exc:
             label.update(str(exc))
             return
-        trial = Config(**{**vars(self.config), "model_defaults": {}})
+        trial = replace(self.config, model_defaults={})
         trial.set_defaults_for(self.info.path, mine)
-        options = load_options_for(trial, self.info.path)
-        est = estimate_for_load(self.info, options, self.available, offload=self.offload)
-        label.update(f"At {options.n_ctx:,} tokens: about {format_bytes(est.total_bytes)} of "
-                     f"{format_bytes(est.available_bytes)} available: {est.fit}\n"
-                     f"{fit_advice(self.info, options, self.available)}")
+        fit = load_fit(self.info, trial, available=self.available, offload=self.offload)
+        est = fit.estimate
+        label.update(f"At {fit.options.n_ctx:,} tokens: about {format_bytes(est.total_bytes)} of "
+                     f"{format_bytes(est.available_bytes)} available: {est.fit}\n{advice(self.info, fit)}")
 
     def on_input_changed(self) -> None:
         self._update_estimate()

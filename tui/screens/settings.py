@@ -1,7 +1,9 @@
 """Settings (F9 or the palette): model folders, default load and sampling parameters, theme and key overrides.
 
-Saving writes the config file (``core.config.save_config``) and hands the new ``Config`` back; the app applies at
-once what can be applied (theme, keymap, folders, sampling of new chats).
+Saving writes the config file (``core.settings.save_config``) and hands the new ``Config`` back; the app applies
+at once what can be applied (theme, keymap, folders, sampling of new chats). The load and sampling fields are built
+from their declarations (``core.llama.options``) and checked by them, as the settings file and ``tuillm chat``'s
+flags are.
 """
 
 from __future__ import annotations
@@ -17,13 +19,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, Select, TextArea
 
 from tuillm.core import paths
-from tuillm.core.llama.options import KV_TYPES
-from tuillm.core.settings import AUTO, LOAD_KEYS, SAMPLING_KEYS, Config, check_value
+from tuillm.core.settings import LOAD_SETTINGS, SAMPLING_SETTINGS, Config, config_attr
 
-# (config key, label)
-LOAD_FIELDS = (("ctx", "Context (tokens)"), ("n_gpu_layers", "GPU layers (auto, -1)"), ("threads", "Threads (auto)"))
-SAMPLING_FIELDS = (("temperature", "Temperature"), ("top_p", "Top p"), ("top_k", "Top k"), ("min_p", "Min p"),
-                   ("repeat_penalty", "Repeat penalty"), ("max_tokens", "Max tokens"))
 SCAN_FIELDS = (("scan_hf_cache", "Scan the Hugging Face cache"), ("scan_ollama", "Scan Ollama's models"),
                ("scan_lmstudio", "Scan LM Studio's models"))
 DEFAULT_THEME = "textual-dark"
@@ -52,9 +49,9 @@ def binding_ids(app: App) -> dict[str, str]:
     for widget_class in classes:
         for cls in widget_class.__mro__:
             for binding in cls.__dict__.get("BINDINGS", ()):
-                binding_id = getattr(binding, "id", None)
-                if binding_id and binding_id not in found:
-                    found[binding_id] = f"{binding.key}  ({binding.description or binding.action})"
+                # A binding declared as a tuple has no id: only Binding objects can be overridden by id.
+                if isinstance(binding, Binding) and binding.id and binding.id not in found:
+                    found[binding.id] = f"{binding.key}  ({binding.description or binding.action})"
     return dict(sorted(found.items()))
 
 
@@ -71,19 +68,6 @@ def parse_keys(text: str) -> dict[str, str]:
             raise ValueError(f"Key overrides, line {n}: write it as binding.id = keys (e.g. models.refresh = f6)")
         keys[binding_id] = value
     return keys
-
-
-def _number(text: str, label: str) -> int | float | str:
-    text = text.strip()
-    if text.lower() == AUTO:
-        return AUTO
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"{label}: {text!r} is not a number") from None
 
 
 class SettingsScreen(ModalScreen[Config | None]):
@@ -130,20 +114,13 @@ class SettingsScreen(ModalScreen[Config | None]):
                 for attr, label in SCAN_FIELDS:
                     yield Checkbox(label, getattr(c, attr), id=f"settings-{attr}", compact=True)
                 yield Label("Loading", classes="settings-heading")
-                with Grid(classes="settings-grid"):
-                    for key, label in LOAD_FIELDS:
-                        value = getattr(c, LOAD_KEYS[key][0])
-                        yield Label(label)
-                        yield Input(AUTO if value is None else str(value), id=f"settings-load-{key}", compact=True)
-                    yield Label("KV cache type")
-                    yield Select([(kv, kv) for kv in KV_TYPES], allow_blank=False, value=c.kv_type,
-                                 id="settings-load-kv_type", compact=True)
-                yield Checkbox("Flash attention", c.flash_attn, id="settings-load-flash_attn", compact=True)
+                yield from self._load_fields()
                 yield Label("Sampling (new chats)", classes="settings-heading")
                 with Grid(classes="settings-grid"):
-                    for key, label in SAMPLING_FIELDS:
-                        yield Label(label)
-                        yield Input(str(getattr(c.sampling, key)), id=f"settings-sampling-{key}", compact=True)
+                    for key, option in SAMPLING_SETTINGS.items():
+                        yield Label(option.title)
+                        yield Input(option.format(getattr(c.sampling, key)), id=f"settings-sampling-{key}",
+                                    compact=True)
                 yield Label("Theme", classes="settings-heading")
                 theme = c.theme if c.theme in self.themes else (DEFAULT_THEME if DEFAULT_THEME in self.themes
                                                                  else self.themes[0])
@@ -155,8 +132,42 @@ class SettingsScreen(ModalScreen[Config | None]):
                 yield Label("\n".join(f"{k} = {v}" for k, v in self.binding_keys.items()), classes="settings-hint",
                             id="settings-binding-ids", markup=False)
 
+    def _load_fields(self) -> ComposeResult:
+        c = self.config
+        with Grid(classes="settings-grid"):
+            for key, option in LOAD_SETTINGS.items():
+                value = getattr(c, config_attr(key))
+                if option.choices is not None:
+                    yield Label(option.title)
+                    yield Select([(choice, choice) for choice in option.choices], allow_blank=False, value=value,
+                                 id=f"settings-load-{key}", compact=True)
+                elif option.kind is not bool:
+                    yield Label(option.title)
+                    yield Input(option.format(value), id=f"settings-load-{key}", compact=True)
+        for key, option in LOAD_SETTINGS.items():
+            if option.kind is bool:
+                yield Checkbox(option.title, getattr(c, config_attr(key)), id=f"settings-load-{key}", compact=True)
+
     def on_mount(self) -> None:
         self.query_one("#settings-dirs", TextArea).focus()
+
+    def _load_values(self) -> dict[str, Any]:
+        """The [load] fields as Config attributes; a ValueError (OptionError) names the first bad field."""
+        values: dict[str, Any] = {}
+        for key, option in LOAD_SETTINGS.items():
+            field_id = f"#settings-load-{key}"
+            if option.choices is not None:
+                value: Any = option.check(str(self.query_one(field_id, Select).value))
+            elif option.kind is bool:
+                value = self.query_one(field_id, Checkbox).value
+            else:
+                value = option.parse_field(self.query_one(field_id, Input).value)
+            values[config_attr(key)] = value
+        return values
+
+    def _sampling_values(self) -> dict[str, Any]:
+        return {key: option.parse_field(self.query_one(f"#settings-sampling-{key}", Input).value)
+                for key, option in SAMPLING_SETTINGS.items()}
 
     def read_form(self) -> Config:
         """A new ``Config`` from the fields (path, raw file and per-model settings kept); ValueError: a bad field."""
@@ -166,22 +177,8 @@ class SettingsScreen(ModalScreen[Config | None]):
         values: dict[str, Any] = {"model_dirs": dirs}
         for attr, _label in SCAN_FIELDS:
             values[attr] = self.query_one(f"#settings-{attr}", Checkbox).value
-        for key, label in LOAD_FIELDS:
-            raw = _number(self.query_one(f"#settings-load-{key}", Input).value, label)
-            try:
-                values[LOAD_KEYS[key][0]] = check_value("load", key, raw)
-            except ValueError as exc:
-                raise ValueError(f"{label}: must be {exc}") from None
-        values["kv_type"] = str(self.query_one("#settings-load-kv_type", Select).value)
-        values["flash_attn"] = self.query_one("#settings-load-flash_attn", Checkbox).value
-        sampling: dict[str, Any] = {}
-        for key, label in SAMPLING_FIELDS:
-            raw = _number(self.query_one(f"#settings-sampling-{key}", Input).value, label)
-            try:
-                sampling[key] = SAMPLING_KEYS[key](raw)
-            except ValueError as exc:
-                raise ValueError(f"{label}: must be {exc}") from None
-        values["sampling"] = replace(c.sampling, **sampling)
+        values.update(self._load_values())
+        values["sampling"] = replace(c.sampling, **self._sampling_values())
         values["theme"] = str(self.query_one("#settings-theme", Select).value)
         values["keys"] = parse_keys(self.query_one("#settings-keys", TextArea).text)
         return replace(c, **values, model_defaults=dict(c.model_defaults), problem=None)

@@ -4,6 +4,7 @@ the file (GGUF header or config.json), and a preview of its chat template."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,14 @@ ARRAY_ITEMS = 8
 
 
 def _value_text(value: Any) -> str:
+    # Called only on values the header reader returned, so its module is loaded already.
+    from tuillm.convert.gguf_header import SkippedArray
+
     if isinstance(value, list):
         shown = ", ".join(_value_text(v) for v in value[:ARRAY_ITEMS])
         more = f", … ({len(value)} items)" if len(value) > ARRAY_ITEMS else ""
         return f"[{shown}{more}]"
-    if hasattr(value, "count") and hasattr(value, "item_type"):  # a long GGUF array the reader skipped
+    if isinstance(value, SkippedArray):  # a long GGUF array the reader skipped
         return f"[{value.count} items]"
     if isinstance(value, dict):
         text = json.dumps(value, ensure_ascii=False)
@@ -61,7 +65,7 @@ def metadata_fields(path: Path) -> list[tuple[str, str]]:
 def summary_rows(entry: CatalogEntry, est: MemoryEstimate, advice: str, defaults: ModelDefaults,
                  ) -> list[tuple[str, str]]:
     info = entry.info
-    own = ", ".join(f"{k}={v}" for k, v in vars(defaults).items() if v is not None) or "none (the [load] defaults)"
+    own = ", ".join(f"{k}={v}" for k, v in asdict(defaults).items() if v is not None) or "none (the [load] defaults)"
     return [
         ("path", str(info.path)),
         ("found in", entry.source),

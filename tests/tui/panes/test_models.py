@@ -20,7 +20,8 @@ from tuillm.core.models.hardware import Hardware
 from tuillm.core.models.memory import estimate_for_load
 from tuillm.core.models.metadata import read_info
 from tuillm.core.settings import Config, ModelDefaults, load_config
-from tuillm.tui.panes.models import ModelsPane, delete_refusal, hardware_text
+from tuillm.tui.panes.models import ModelsPane, hardware_text
+from tuillm.tui.panes.models_actions import delete_refusal
 from tuillm.tui.screens.add_folder import AddFolderScreen
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.model_details import ModelDetailsScreen
