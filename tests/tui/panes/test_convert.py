@@ -12,7 +12,8 @@ from textual.widgets import DataTable, Select, SelectionList
 
 from tests.checkpoints import demo_hf_checkpoint
 from tests.tui.app_helpers import make_app, run_async
-from tuillm.core.conversion.plan import OUTPUT_TYPES, estimate_size, open_source
+from tuillm.convert.types import OUTPUT_TYPES, TYPE_NAMES
+from tuillm.core.conversion.plan import estimate_size, open_source
 from tuillm.tui.panes.convert import ConvertPane
 
 # Bounds on waiting, only so that a broken pane fails instead of hanging (never a timing assertion).
@@ -186,7 +187,13 @@ async def test_bad_input_is_a_notification(tmp_path: Path) -> None:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
-def test_every_type_is_offered() -> None:
-    from tuillm.tui.panes.convert import TYPE_NOTES, TYPE_ORDER
-
-    assert sorted(TYPE_ORDER) == sorted(OUTPUT_TYPES) == sorted(TYPE_NOTES)
+@run_async
+async def test_every_type_is_offered(tmp_path: Path) -> None:
+    """The pane lists exactly the registry's types, in its order, each with its note until a source is chosen."""
+    app = make_app([tmp_path])
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await _open_pane(pilot)
+        type_list = pane.query_one("#convert-types", SelectionList)
+        options = [type_list.get_option_at_index(i) for i in range(type_list.option_count)]
+        assert [o.value for o in options] == list(TYPE_NAMES)
+        assert all(str(o.prompt).endswith(OUTPUT_TYPES[o.value].note) for o in options)

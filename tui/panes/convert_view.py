@@ -1,0 +1,70 @@
+"""What the Convert pane writes on its widgets, as plain functions of the state (no widgets here).
+
+The type list comes from the one registry (``tuillm.convert.types``): its order, best first as users pick, and
+each type's note.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets.selection_list import Selection
+
+from tuillm.convert.types import OUTPUT_TYPES, TYPE_NAMES
+from tuillm.core.conversion.plan import output_name
+from tuillm.core.models.catalog import CatalogResult
+from tuillm.core.models.metadata import format_bytes, format_params
+from tuillm.tui.panes.convert_jobs import Inspection
+
+NO_SOURCE = "Choose a source: an HF checkpoint converts, a GGUF re-quantizes."
+NO_TICK = "Space ticks a type"
+
+
+def type_options(sizes: dict[str, int], source_name: str | None, ticked: set[str]) -> list[Selection[str]]:
+    """One line per output type: its estimated size and the file it will write (or, with no source, its note)."""
+    options = []
+    for t in TYPE_NAMES:
+        size = f"~{format_bytes(sizes[t])}" if t in sizes else ""
+        detail = output_name(source_name, t) if source_name else OUTPUT_TYPES[t].note
+        options.append(Selection(f"{t:<7}{size:>11}  {detail}", t, t in ticked))
+    return options
+
+
+def in_list_order(types: list[str]) -> list[str]:
+    """The ticked types in the list's order (the order the job writes them)."""
+    return [t for t in TYPE_NAMES if t in types]
+
+
+def hint(ticked: list[str], sizes: dict[str, int]) -> str:
+    if not ticked:
+        return NO_TICK
+    total = sum(sizes.get(t, 0) for t in ticked)
+    return f"{len(ticked)} ticked" + (f", ~{format_bytes(total)} in all" if total else "")
+
+
+def source_info(inspection: Inspection) -> str:
+    """The line under the fields: what the source is and what will happen to it, or why it is not a source."""
+    source = inspection.source
+    if source is None:
+        return inspection.error or "not a model"
+    what = "HF checkpoint → convert" if source.kind == "hf" else "GGUF → re-quantize"
+    note = "sizes are estimates" if inspection.report_fits else "too big for the report here"
+    return f"{what} · {format_params(source.params)} params · {note}"
+
+
+def catalog_options(result: CatalogResult) -> list[tuple[str, str]]:
+    """The source list: every model found, with its kind and size, by path."""
+    options = []
+    for entry in result.entries:
+        kind = "HF checkpoint" if entry.info.format == "hf" else f"{entry.info.file_type} GGUF"
+        options.append((f"{entry.name} ({kind}, {format_params(entry.info.params)})", str(entry.path)))
+    return options
+
+
+def kept_text(written: list[Path]) -> str:
+    return ", ".join(p.name for p in written)
+
+
+def done_text(written: list[Path]) -> str:
+    n = len(written)
+    return f"done: {n} file{'s' if n != 1 else ''} written"
