@@ -273,3 +273,31 @@ def test_hardware_line_and_what_may_be_deleted(tmp_path: Path) -> None:
     assert "split model" in delete_refusal(entry(split))
     assert "Ollama" in delete_refusal(entry(plain, "ollama"))
     assert "Hugging Face cache" in delete_refusal(entry(plain, "hf-cache"))
+
+
+@run_async
+async def test_models_json_and_the_pane_give_the_same_verdict(tmp_path: Path, demo_gguf: Path) -> None:
+    """One fit verdict (core.models.fit) for `tuillm models` and the pane: the load the chat would do, with the
+    model's own settings; here the demo's own context is too big for any machine, the tiny model's default fits."""
+    import os
+    import subprocess
+    import sys
+
+    models = tmp_path / "models"
+    models.mkdir()
+    write_tiny_gguf(models / "tiny.gguf")
+    file = tmp_path / "tuillm.toml"
+    file.write_text(f'[models]\ndirs = ["{models}"]\n[model."{demo_gguf}"]\nctx = 4194304\nn_gpu_layers = 0\n')
+    tuillm = str(Path(sys.executable).with_name("tuillm"))
+    out = subprocess.run([tuillm, "--config", str(file), "models", "--json"], capture_output=True, text=True,
+                         timeout=120, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    cli = {m["name"]: (m["fits"], m["est_ctx"]) for m in json.loads(out.stdout)["models"]}
+    assert cli == {"demo": ("too big", 4194304), "tiny": ("fits", 4096)}
+
+    app = make_app([models], config=load_config(file))
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await show_models(pilot)
+        shown = {e.name: (fit_of(app, e.name + ("*" if e.name == "demo" else "")), pane.fit_of(e).estimate.n_ctx)
+                 for e in pane.result.entries}
+        assert shown == cli

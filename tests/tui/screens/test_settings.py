@@ -140,3 +140,47 @@ def test_tuillm_chat_takes_the_configured_defaults_and_flags_win(tmp_path: Path)
 
     assert generated() == 3  # greedy counting goes on: only the configured limit stops it
     assert generated("--max-tokens", "6") == 6
+
+
+@run_async
+async def test_the_file_the_flags_and_the_dialogs_refuse_a_value_in_the_same_words(tmp_path: Path) -> None:
+    """Load and sampling values are checked once, by core.llama.options' declarations: top_p = 3 and a context
+    of 8 are refused by the settings file, `tuillm chat`'s flags, the Settings screen and the model settings
+    dialog, each saying what the declaration expects."""
+    import os
+
+    from tuillm.core.llama.options import LOAD_OPTIONS, SAMPLING_OPTIONS
+    from tuillm.core.options import option_map
+    from tuillm.tui.screens.model_settings import ModelSettingsScreen
+
+    top_p = f"must be {option_map(SAMPLING_OPTIONS)['top_p'].expected()}"
+    ctx = f"must be {option_map(LOAD_OPTIONS)['n_ctx'].expected()}"
+    file = tmp_path / "tuillm.toml"
+    file.write_text("[load]\nctx = 8\n[sampling]\ntop_p = 3\n")
+    problem = load_config(file).problem
+    assert f"sampling.top_p: {top_p}, not 3" in problem and f"load.ctx: {ctx}, not 8" in problem
+
+    tuillm = str(Path(sys.executable).with_name("tuillm"))
+    for flags, words in ((["--top-p", "3"], f"--top-p: {top_p}, not '3'"), (["--ctx", "8"], f"--ctx: {ctx}, not '8'")):
+        proc = subprocess.run([tuillm, "chat", "demo", "-p", "hi", *flags], capture_output=True, text=True,
+                              timeout=120, env=os.environ.copy())
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [f"tuillm: {words}"], proc.stderr
+
+    app = make_app([tmp_path])
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.press("f3")
+        await wait_for_catalog(pilot)
+        seen = record_notifications(app)
+        screen = await open_settings(pilot)
+        screen.query_one("#settings-sampling-top_p", Input).value = "3"
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, SettingsScreen) and seen[-1].endswith(f": Top p: {top_p}, not '3'")
+        screen.query_one("#settings-sampling-top_p", Input).value = "0.9"
+        screen.query_one("#settings-load-ctx", Input).value = "8"
+        await pilot.press("ctrl+s")
+        assert seen[-1].endswith(f": Context: {ctx}, not '8'")
+        await pilot.press("escape", "e")  # the demo's own load settings
+        assert isinstance(app.screen, ModelSettingsScreen)
+        app.screen.query_one("#ms-ctx", Input).value = "8"
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, ModelSettingsScreen) and seen[-1].endswith(f": Context: {ctx}, not '8'")
