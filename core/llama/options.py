@@ -34,10 +34,10 @@ LOAD_OPTIONS: tuple[Option, ...] = (
            flag="--threads", group="loading", label="Threads", setting="threads"),
     Option("n_batch", int, 512, "prompt batch size", lo=1, hi=1 << 16, flag="--batch", group="loading",
            label="Batch"),
-    Option("flash_attn", bool, False, "use flash attention", group="loading", label="Flash attention",
-           setting="flash_attn"),
     Option("kv_type", str, "f16", "KV cache type", choices=KV_TYPES, group="loading", label="KV cache type",
            setting="kv_type"),
+    Option("flash_attn", bool, False, "use flash attention", group="loading", label="Flash attention",
+           setting="flash_attn"),
 )
 LORA_SCALE = Option("lora_scale", float, 1.0, "LoRA scale", lo=-100.0, hi=100.0, group="loading")
 SEED = Option("seed", int, -1, "random seed (-1: random)", lo=-1, hi=MAX_SEED, group="sampling")
