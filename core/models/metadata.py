@@ -168,6 +168,39 @@ def hf_chat_template(folder: Path) -> str | None:
     return None
 
 
+@dataclass
+class _Weights:
+    """What the safetensors headers of a checkpoint add up to."""
+
+    params: int = 0
+    size: int = 0  # bytes on disk
+    by_dtype: dict[str, int] = field(default_factory=dict)  # dtype -> tensor bytes
+    layer_bytes: dict[int, int] = field(default_factory=dict)  # layer index -> tensor bytes
+    other: int = 0  # tensor bytes outside the repeating layers (embeddings, head)
+
+
+_LAYER_RE = re.compile(r"\.layers\.(\d+)\.")
+
+
+def _tally_weights(files: list[Path]) -> _Weights:
+    weights = _Weights()
+    for file in files:
+        try:
+            entries, _ = read_header(file)
+        except SafetensorsError as exc:
+            raise ModelFileError(file, str(exc)) from None
+        weights.size += file.stat().st_size
+        for e in entries.values():
+            weights.params += e.n_elements
+            weights.by_dtype[e.dtype] = weights.by_dtype.get(e.dtype, 0) + e.n_bytes
+            m = _LAYER_RE.search(e.name)
+            if m:
+                weights.layer_bytes[int(m.group(1))] = weights.layer_bytes.get(int(m.group(1)), 0) + e.n_bytes
+            else:
+                weights.other += e.n_bytes
+    return weights
+
+
 def read_hf_info(folder: Path) -> ModelInfo:
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -184,26 +217,7 @@ def read_hf_info(folder: Path) -> ModelInfo:
         if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
             raise ModelFileError(folder, "only pickled weights (.bin/.pt); tuillm reads safetensors")
         raise ModelFileError(folder, "no .safetensors weights")
-    params = 0
-    by_dtype: dict[str, int] = {}
-    layer_bytes: dict[int, int] = {}
-    other = 0
-    size = 0
-    layer_re = re.compile(r"\.layers\.(\d+)\.")
-    for file in files:
-        try:
-            entries, _ = read_header(file)
-        except SafetensorsError as exc:
-            raise ModelFileError(file, str(exc)) from None
-        size += file.stat().st_size
-        for e in entries.values():
-            params += e.n_elements
-            by_dtype[e.dtype] = by_dtype.get(e.dtype, 0) + e.n_bytes
-            m = layer_re.search(e.name)
-            if m:
-                layer_bytes[int(m.group(1))] = layer_bytes.get(int(m.group(1)), 0) + e.n_bytes
-            else:
-                other += e.n_bytes
+    weights = _tally_weights(files)
     n_embd = int(cfg.get("hidden_size") or 0)
     n_head = int(cfg.get("num_attention_heads") or 0)
     head_dim = int(cfg.get("head_dim") or (n_embd // n_head if n_head else 0))
@@ -214,11 +228,11 @@ def read_hf_info(folder: Path) -> ModelInfo:
         format="hf",
         name=folder.name,
         arch=arch,
-        params=params,
-        file_type=max(by_dtype, key=by_dtype.__getitem__) if by_dtype else "unknown",
-        size_bytes=size,
+        params=weights.params,
+        file_type=max(weights.by_dtype, key=weights.by_dtype.__getitem__) if weights.by_dtype else "unknown",
+        size_bytes=weights.size,
         context_length=int(cfg.get("max_position_embeddings") or 0),
-        n_layers=int(cfg.get("num_hidden_layers") or len(layer_bytes)),
+        n_layers=int(cfg.get("num_hidden_layers") or len(weights.layer_bytes)),
         n_embd=n_embd,
         n_head=n_head,
         n_head_kv=int(cfg.get("num_key_value_heads") or n_head),
@@ -226,8 +240,8 @@ def read_hf_info(folder: Path) -> ModelInfo:
         chat_template=hf_chat_template(folder),
         head_dim_k=head_dim,
         head_dim_v=head_dim,
-        layer_bytes=tuple(layer_bytes.get(i, 0) for i in range(max(layer_bytes, default=-1) + 1)),
-        other_bytes=other,
+        layer_bytes=tuple(weights.layer_bytes.get(i, 0) for i in range(max(weights.layer_bytes, default=-1) + 1)),
+        other_bytes=weights.other,
     )
 
 

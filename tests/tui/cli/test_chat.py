@@ -98,6 +98,21 @@ def test_bad_options(tmp_path: Path) -> None:
     assert_one_line_error(tuillm("chat", "demo", "-p", "hi", "--lora", str(tmp_path / "a.gguf")), "a.gguf")
 
 
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--temp", "nan"], "--temp: must be a number from 0 to 5, not 'nan'"),
+    (["--threads", "-1"], "--threads: must be \"auto\" or a whole number from 1 to 512, not '-1'"),
+    (["--threads", "100000"], "not '100000'"),
+    (["--batch", "-1"], "--batch: must be a whole number from 1 to 65536, not '-1'"),
+    (["--ngl", "lots"], "--n-gpu-layers: must be"),
+    (["-n", "0"], "--max-tokens: must be a whole number from 1 to"),
+    (["--lora-scale", "inf"], "--lora-scale: must be"),
+])
+def test_flags_are_checked_by_their_declarations(flags: list[str], words: str) -> None:
+    """Load and sampling flags go through core.llama.options' declarations: a value llama.cpp would crash on or
+    sample garbage with is refused in one line before anything loads."""
+    assert_one_line_error(tuillm("chat", "demo", "-p", "hi", *flags), words)
+
+
 @pytest.mark.slow
 def test_hostile_template_is_one_line_and_override_works(demo_gguf: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
