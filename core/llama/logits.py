@@ -12,24 +12,27 @@ import contextlib
 import io
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tuillm.core.llama.loader import new_llama
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
 
 # sys.stdout/stderr are process-wide: two quiet loads at once would restore each other's.
 _REDIRECT_LOCK = threading.Lock()
 
 
 def load_llama(path: Path, *, n_ctx: int = 1024, logits_all: bool = False, threads: int | None = None,
-               lora: Path | None = None) -> Any:
+               lora: Path | None = None) -> Llama:
     """A quiet ``llama_cpp.Llama`` for ``path`` (``lora``: a GGUF adapter applied at scale 1)."""
     return _quiet_llama(path, n_ctx=n_ctx, logits_all=logits_all, n_threads=threads,
                         lora_path=str(lora) if lora is not None else None)
 
 
-def _quiet_llama(path: Path, **kwargs: Any) -> Any:
+def _quiet_llama(path: Path, **kwargs: Any) -> Llama:
     chatter = io.StringIO()
     with _REDIRECT_LOCK, contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
         llm = new_llama(str(path), verbose=True, **kwargs)
