@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tuillm.core.chat.backend import ChatBackendFactory
 from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import Config
 
@@ -20,3 +21,5 @@ class Session:
     available_ram: int | None = None
     # Fixed hardware figures for the Models pane's hardware line and advice (tests and snapshots).
     hardware: Hardware | None = None
+    # What the Chat pane chats through; None: llama.cpp (snapshot tests pass a fake that streams fixed tokens).
+    chat_backend: ChatBackendFactory | None = None

@@ -19,7 +19,8 @@ import asyncio
 import statistics
 import time
 
-from tuillm.core.chat.engine import ChatSession, new_llama
+from tuillm.core.chat.engine import ChatSession
+from tuillm.core.llama.loader import new_llama
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.paths import demo_model_path
 
@@ -57,18 +58,18 @@ class TuiProbe:
     """Times the streamed text as the Chat pane takes it on the event loop to draw it: (time, tokens so far)."""
 
     def __init__(self) -> None:
-        from tuillm.tui.panes.chat import ChatPane
+        from tuillm.tui.panes.chat_stream import ReplyStream
 
         self.draws: list[tuple[float, int]] = []
-        take = ChatPane.take_streamed_text
+        take = ReplyStream.take_text
 
-        def timed(pane: ChatPane) -> str:
-            text = take(pane)
-            if text and pane.busy:
-                self.draws.append((time.perf_counter(), pane._tokens))
+        def timed(stream: ReplyStream) -> str:
+            text = take(stream)
+            if text and stream.bubble is not None:  # a reply is streaming into its bubble
+                self.draws.append((time.perf_counter(), stream.tokens))
             return text
 
-        ChatPane.take_streamed_text = timed  # type: ignore[method-assign]
+        ReplyStream.take_text = timed  # type: ignore[method-assign]
 
 
 async def tui_run(pilot, probe: TuiProbe, max_tokens: int) -> tuple[float, float, int, float]:

@@ -1,7 +1,12 @@
-"""A chat's options: its system prompt and sampling (Ctrl+S saves, Esc cancels)."""
+"""A chat's options: its system prompt and sampling (Ctrl+S saves, Esc cancels).
+
+The sampling fields are built from ``SAMPLING_OPTIONS`` and checked by their ``Option.parse``: the same labels,
+bounds and messages as the settings file and ``tuillm chat``'s flags.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
@@ -10,18 +15,14 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, TextArea
 
-from tuillm.core.llama.options import Sampling
+from tuillm.core.llama.options import SAMPLING_OPTIONS, Sampling
+from tuillm.core.options import OptionError
 
-# (field, label, type, lowest allowed value)
-SAMPLING_FIELDS: tuple[tuple[str, str, type, float], ...] = (
-    ("temperature", "Temperature", float, 0.0),
-    ("top_p", "Top p", float, 0.0),
-    ("top_k", "Top k", int, 0),
-    ("min_p", "Min p", float, 0.0),
-    ("repeat_penalty", "Repeat penalty", float, 0.0),
-    ("max_tokens", "Max tokens", int, 1),
-    ("seed", "Seed (-1 random)", int, -1),
-)
+# The seed is per chat, not a declared sampling option (the settings file has none): -1 lets the load seed's
+# generator continue (Sampling.seed None).
+SEED_FIELD = "seed"
+SEED_LABEL = "Seed (-1 random)"
+RANDOM_SEED = -1
 
 
 @dataclass(frozen=True)
@@ -30,21 +31,36 @@ class ChatOptions:
     sampling: Sampling
 
 
-def parse_sampling(values: dict[str, str]) -> Sampling:
-    """The form's text fields as ``Sampling``; a ValueError names the first bad field."""
-    parsed: dict[str, float | int | None] = {}
-    for name, label, kind, lowest in SAMPLING_FIELDS:
-        text = values.get(name, "").strip()
+def _parse_seed(text: str) -> int | None:
+    try:
+        seed = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{SEED_LABEL}: expected a whole number, -1 or more") from None
+    if seed < RANDOM_SEED:
+        raise ValueError(f"{SEED_LABEL}: expected a whole number, -1 or more")
+    return None if seed == RANDOM_SEED else seed
+
+
+def parse_sampling(values: Mapping[str, str]) -> Sampling:
+    """The form's text fields as ``Sampling``; a ValueError names the first bad field and what it takes."""
+    parsed: dict[str, object] = {}
+    for option in SAMPLING_OPTIONS:
         try:
-            value = kind(text)
-        except ValueError:
-            raise ValueError(f"{label}: {text!r} is not a{'n integer' if kind is int else ' number'}") from None
-        if value < lowest:
-            raise ValueError(f"{label}: must be at least {lowest:g}")
-        parsed[name] = value
-    if parsed["seed"] == -1:
-        parsed["seed"] = None
-    return Sampling(**parsed)  # type: ignore[arg-type]
+            parsed[option.name] = option.parse(values.get(option.name, ""))
+        except OptionError as exc:
+            raise ValueError(f"{option.title}: expected {exc}") from None
+    return Sampling(**parsed, seed=_parse_seed(values.get(SEED_FIELD, "")))  # type: ignore[arg-type]
+
+
+def form_values(sampling: Sampling) -> dict[str, str]:
+    """The text each field shows for ``sampling`` (the inverse of ``parse_sampling``)."""
+    values = {option.name: option.format(getattr(sampling, option.name)) for option in SAMPLING_OPTIONS}
+    values[SEED_FIELD] = str(RANDOM_SEED if sampling.seed is None else sampling.seed)
+    return values
+
+
+def _labels() -> dict[str, str]:
+    return {**{option.name: option.title for option in SAMPLING_OPTIONS}, SEED_FIELD: SEED_LABEL}
 
 
 class ChatOptionsScreen(ModalScreen[ChatOptions | None]):
@@ -67,10 +83,10 @@ class ChatOptionsScreen(ModalScreen[ChatOptions | None]):
             yield Label("System prompt")
             yield TextArea(self.system_prompt, id="options-system", soft_wrap=True)
             with Grid(id="options-grid"):
-                for name, label, _kind, _lowest in SAMPLING_FIELDS:
-                    value = getattr(self.sampling, name)
-                    yield Label(label)
-                    yield Input("-1" if value is None else str(value), id=f"options-{name}", compact=True)
+                labels = _labels()
+                for name, value in form_values(self.sampling).items():
+                    yield Label(labels[name])
+                    yield Input(value, id=f"options-{name}", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#options-system", TextArea).focus()
@@ -79,7 +95,7 @@ class ChatOptionsScreen(ModalScreen[ChatOptions | None]):
         self.action_save()
 
     def action_save(self) -> None:
-        values = {name: self.query_one(f"#options-{name}", Input).value for name, *_ in SAMPLING_FIELDS}
+        values = {name: self.query_one(f"#options-{name}", Input).value for name in _labels()}
         try:
             sampling = parse_sampling(values)
         except ValueError as exc:

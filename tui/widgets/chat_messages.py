@@ -1,8 +1,10 @@
-"""The Chat pane's widgets: the message view (one bubble per stored message) and the prompt area."""
+"""The Chat pane's widgets: the open chat's column (header, message view with one bubble per stored message, and
+the prompt)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from textual import events
@@ -12,6 +14,10 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Label, Markdown, TextArea
 
+from tuillm.core.chat.store import Message as StoredMessage
+
+PLACEHOLDER = "Message · Enter sends · Ctrl+J new line"
+EDITING_TITLE = "Editing the last message · Enter resends · Esc cancels"
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 # A fenced block (``` or ~~~), closed by the same fence or left open at the end (a reply cut short).
 _CODE_BLOCK = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.S | re.M)
@@ -176,3 +182,64 @@ class ChatPrompt(TextArea):
                 self.insert("\n")
             return
         await super()._on_key(event)
+
+
+class ChatColumn(Vertical):
+    """The open chat: a header line (title and model), its messages and the prompt."""
+
+    def compose(self) -> ComposeResult:
+        yield Label("", id="chat-header", markup=False)
+        yield ChatView(id="chat-view")
+        yield ChatPrompt(id="chat-prompt", placeholder=PLACEHOLDER, soft_wrap=True)
+
+    @property
+    def view(self) -> ChatView:
+        return self.query_one(ChatView)
+
+    @property
+    def prompt(self) -> ChatPrompt:
+        return self.query_one(ChatPrompt)
+
+    def set_header(self, text: str) -> None:
+        self.query_one("#chat-header", Label).update(text)
+
+    async def show(self, stored: Sequence[StoredMessage], streaming: bool) -> None:
+        """Make the bubbles match the stored messages: keep the common start, update changed text, remove what
+        was deleted (regenerate, edit), mount what is new. ``streaming``: the last message, if incomplete, is the
+        reply being streamed."""
+        view = self.view
+        bubbles = view.bubbles
+        keep = 0
+        while keep < min(len(stored), len(bubbles)) and bubbles[keep].message_id == stored[keep].id:
+            keep += 1
+        if bubbles[keep:]:
+            await view.remove_children(bubbles[keep:])
+        for bubble, message in zip(bubbles[:keep], stored, strict=False):
+            if (bubble.content, bubble.complete, bubble.stats) != (message.content, message.complete,
+                                                                   message.stats) or bubble.streaming:
+                await bubble.set_content(message.content, complete=message.complete, stats=message.stats)
+        new = [MessageBubble(m.role, m.content, message_id=m.id, complete=m.complete, stats=m.stats,
+                             streaming=streaming and not m.complete and m is stored[-1])
+               for m in stored[keep:]]
+        if new:
+            await view.mount_all(new)
+        view.follow()
+
+    def streaming_bubble(self) -> MessageBubble | None:
+        """The bubble of the reply being streamed, if the last one is."""
+        bubbles = self.view.bubbles
+        if bubbles and bubbles[-1].role == "assistant" and bubbles[-1].streaming:
+            return bubbles[-1]
+        return None
+
+    def start_editing(self, text: str) -> None:
+        prompt = self.prompt
+        prompt.text = text
+        prompt.move_cursor(prompt.document.end)
+        prompt.border_title = EDITING_TITLE
+        prompt.focus()
+
+    def stop_editing(self) -> None:
+        prompt = self.prompt
+        prompt.clear()
+        prompt.border_title = None

@@ -11,7 +11,7 @@ from tests.tui.app_helpers import run_async
 from tests.tui.chat_helpers import SHORT, SIZE, chat_app, chat_pane, record_notifications, send, wait_idle, wait_until
 from tuillm.core.chat.store import ChatStore
 from tuillm.core.llama.options import Sampling
-from tuillm.tui.panes.chat import ChatPane
+from tuillm.tui.panes.chat_stream import ReplyStream
 from tuillm.tui.widgets.chat_messages import ChatView
 from tuillm.tui.widgets.status_line import StatusLine
 
@@ -23,15 +23,15 @@ def bubbles(app) -> list:
 def test_streamed_reply_is_saved_and_back_after_a_restart(tmp_path: Path, monkeypatch) -> None:
     # Spy on the pane's draws: what the reply's bubble showed after each one while the reply was streaming.
     shown: list[str] = []
-    draw = ChatPane._draw_streamed_text
+    draw = ReplyStream.draw
 
-    async def recording_draw(pane: ChatPane) -> None:
-        await draw(pane)
-        if pane.busy and pane._stream is not None:
+    async def recording_draw(stream: ReplyStream) -> None:
+        await draw(stream)
+        if stream.bubble is not None and stream.markdown is not None:
             await let_the_stream_append()
-            shown.append(bubbles(pane.app)[-1].markdown.source)
+            shown.append(stream.bubble.markdown.source)
 
-    monkeypatch.setattr(ChatPane, "_draw_streamed_text", recording_draw)
+    monkeypatch.setattr(ReplyStream, "draw", recording_draw)
     asyncio.run(_streamed_reply_and_restart(tmp_path, shown))
 
 

@@ -1,0 +1,80 @@
+"""The Chat pane's list of saved chats, newest first: Enter opens one; n, r and d ask for a new, renamed or deleted
+chat with typed messages the pane answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from tuillm.core.chat.store import Chat
+
+TITLE_CHARS = 22  # what fits the list's 24 columns
+
+
+def short_title(title: str) -> str:
+    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
+
+
+class ChatList(OptionList):
+    HELP_TITLE = "Chat list"
+    BINDINGS = [
+        Binding("n", "new_chat", "New chat", show=False, id="chat.list_new", tooltip="Start a new chat"),
+        Binding("r", "rename", "Rename", id="chat.rename", tooltip="Rename the highlighted chat"),
+        Binding("delete,d", "delete", "Delete", id="chat.delete", tooltip="Delete the highlighted chat"),
+    ]
+
+    class Opened(Message):
+        def __init__(self, chat_id: int) -> None:
+            super().__init__()
+            self.chat_id = chat_id
+
+    class NewRequested(Message):
+        pass
+
+    class RenameRequested(Message):
+        def __init__(self, chat_id: int) -> None:
+            super().__init__()
+            self.chat_id = chat_id
+
+    class DeleteRequested(Message):
+        def __init__(self, chat_id: int) -> None:
+            super().__init__()
+            self.chat_id = chat_id
+
+    def show(self, chats: Sequence[Chat], current: int | None) -> None:
+        """Lists ``chats`` with ``current`` highlighted."""
+        self.clear_options()
+        # Text, not str: a title is the user's words, not markup.
+        self.add_options([Option(Text(short_title(chat.title)), id=str(chat.id)) for chat in chats])
+        for index, chat in enumerate(chats):
+            if chat.id == current:
+                self.highlighted = index
+
+    def highlighted_chat(self) -> int | None:
+        if self.highlighted is None:
+            return None
+        option_id = self.get_option_at_index(self.highlighted).id
+        return int(option_id) if option_id else None
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id is not None:
+            self.post_message(self.Opened(int(event.option.id)))
+
+    def action_new_chat(self) -> None:
+        self.post_message(self.NewRequested())
+
+    def action_rename(self) -> None:
+        chat_id = self.highlighted_chat()
+        if chat_id is not None:
+            self.post_message(self.RenameRequested(chat_id))
+
+    def action_delete(self) -> None:
+        chat_id = self.highlighted_chat()
+        if chat_id is not None:
+            self.post_message(self.DeleteRequested(chat_id))
