@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.tui.app_helpers import run_async, wait_for_catalog
 from tests.tui.chat_helpers import (
     SHORT,
@@ -17,7 +19,9 @@ from tests.tui.chat_helpers import (
     wait_until,
 )
 from tuillm.core.chat.store import ChatStore, default_path
-from tuillm.tui.screens.chat_options import ChatOptionsScreen
+from tuillm.core.llama.options import SAMPLING_OPTIONS, Sampling
+from tuillm.core.options import OptionError, option_map
+from tuillm.tui.screens.chat_options import SEED_FIELD, ChatOptionsScreen, form_values, parse_sampling
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.rename import RenameScreen
 from tuillm.tui.widgets.chat_messages import ChatView, last_code_block
@@ -39,6 +43,25 @@ def test_last_code_block() -> None:
     assert last_code_block("no code here") is None
     assert last_code_block("```\nunfinished\nline") == "unfinished\nline"  # a reply stopped inside a block
     assert last_code_block("~~~js\nlet a = 1;\n~~~\n") == "let a = 1;"
+
+
+def test_options_form_is_the_declared_sampling_options() -> None:
+    """The dialog's fields are SAMPLING_OPTIONS (and the seed), checked by the same rules as the settings file and
+    `tuillm chat`'s flags: top_p = 3 is refused here as it is there."""
+    values = form_values(Sampling())
+    assert list(values) == [option.name for option in SAMPLING_OPTIONS] + [SEED_FIELD]
+    assert parse_sampling(values) == Sampling()
+    assert parse_sampling({**values, "top_p": "0.5", SEED_FIELD: "7"}) == Sampling(top_p=0.5, seed=7)
+    by_name = option_map(SAMPLING_OPTIONS)
+    for name, text in (("top_p", "3"), ("temperature", "nan"), ("max_tokens", "0"), ("top_k", "1.5")):
+        with pytest.raises(ValueError) as info:
+            parse_sampling({**values, name: text})
+        option = by_name[name]
+        assert str(info.value) == f"{option.title}: expected {option.expected()}"
+    with pytest.raises(OptionError):
+        Sampling(top_p=3)  # what the settings file and the flags build
+    with pytest.raises(ValueError, match="Seed"):
+        parse_sampling({**values, SEED_FIELD: "-2"})
 
 
 @run_async
@@ -93,6 +116,19 @@ async def test_prompt_keys_and_options_dialog(tmp_path: Path) -> None:
         assert chat.params["max_tokens"] == 7 and chat.params["temperature"] == 0.2
         await pilot.press("ctrl+o", "escape")  # Esc leaves without saving
         assert not isinstance(app.screen, ChatOptionsScreen)
+
+
+@run_async
+async def test_a_chat_stored_with_bad_sampling_opens_with_the_defaults(tmp_path: Path) -> None:
+    with ChatStore() as store:
+        chat = store.create_chat("Odd", params={"top_p": 3, "temperature": "hot"})  # another version's row
+        store.add_message(chat.id, "user", "Hi")
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 1, "the stored chat shown")
+        await pilot.press("ctrl+o")
+        assert isinstance(app.screen, ChatOptionsScreen) and app.screen.sampling == Sampling()
+        assert app.is_running
 
 
 @run_async
