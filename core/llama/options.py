@@ -25,8 +25,8 @@ MAX_SEED = (1 << 32) - 1  # llama.cpp's seed is a uint32 (its all-ones value mea
 # with the figures, before llama.cpp sees it. ``setting`` is the [load] key of the settings file; options without
 # one (batch) are flags only.
 LOAD_OPTIONS: tuple[Option, ...] = (
-    Option("n_ctx", int, 4096, "context size in tokens", lo=16, flag="--ctx", group="loading", label="Context",
-           setting="ctx"),
+    Option("n_ctx", int, 4096, "context size in tokens", lo=16, flag="--ctx", group="loading",
+           label="Context (tokens)", setting="ctx"),
     Option("n_gpu_layers", int, None, "layers to offload to the GPU (-1: all; auto: all that fit when llama.cpp "
            "can offload)", lo=-1, hi=MAX_LAYERS, auto=True, aliases=("--ngl",), group="loading",
            label="GPU layers", setting="n_gpu_layers"),

@@ -154,7 +154,8 @@ async def test_the_file_the_flags_and_the_dialogs_refuse_a_value_in_the_same_wor
     from tuillm.tui.screens.model_settings import ModelSettingsScreen
 
     top_p = f"must be {option_map(SAMPLING_OPTIONS)['top_p'].expected()}"
-    ctx = f"must be {option_map(LOAD_OPTIONS)['n_ctx'].expected()}"
+    context = option_map(LOAD_OPTIONS)["n_ctx"]
+    ctx = f"must be {context.expected()}"
     file = tmp_path / "tuillm.toml"
     file.write_text("[load]\nctx = 8\n[sampling]\ntop_p = 3\n")
     problem = load_config(file).problem
@@ -178,9 +179,10 @@ async def test_the_file_the_flags_and_the_dialogs_refuse_a_value_in_the_same_wor
         screen.query_one("#settings-sampling-top_p", Input).value = "0.9"
         screen.query_one("#settings-load-ctx", Input).value = "8"
         await pilot.press("ctrl+s")
-        assert seen[-1].endswith(f": Context: {ctx}, not '8'")
+        assert seen[-1].endswith(f": {context.title}: {ctx}, not '8'")
         await pilot.press("escape", "e")  # the demo's own load settings
         assert isinstance(app.screen, ModelSettingsScreen)
         app.screen.query_one("#ms-ctx", Input).value = "8"
         await pilot.press("ctrl+s")
-        assert isinstance(app.screen, ModelSettingsScreen) and seen[-1].endswith(f": Context: {ctx}, not '8'")
+        assert isinstance(app.screen, ModelSettingsScreen)
+        assert seen[-1].endswith(f": {context.title}: {ctx}, not '8'")
