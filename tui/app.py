@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 
+from tuillm.core.chat.backend import ChatBackendFactory
 from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import Config, load_config
 from tuillm.tui.panes.base import Pane
@@ -72,12 +73,13 @@ class TuillmApp(App[int]):
         memory_probe: MemoryProbe = sample_memory,
         status_interval: float = 2.0,
         hardware: Hardware | None = None,
+        chat_backend: ChatBackendFactory | None = None,
     ) -> None:
         """``model_dirs`` overrides the config's folders; ``available_ram``, ``memory_probe`` and ``hardware`` fix
-        the machine's figures (tests and snapshots use them so the screen is the same on every machine)."""
+        the machine's figures and ``chat_backend`` replaces llama.cpp (tests and snapshots use them so the screen
+        is the same on every machine)."""
         super().__init__()
-        self.session = Session(config or load_config(), model_dirs, available_ram, hardware)
-        self.fixed_hardware = hardware  # TEMP until the Models pane reads session.hardware
+        self.session = Session(config or load_config(), model_dirs, available_ram, hardware, chat_backend)
         self._memory_probe = memory_probe
         self._status_interval = status_interval
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 from tuillm.core.chat.backend import ChatMessage
@@ -25,7 +24,6 @@ from tuillm.core.chat.events import (
     Token,
 )
 from tuillm.core.llama.options import LoadOptions, Sampling
-from tuillm.tui.app import TuillmApp
 
 # A Markdown reply, token by token (a code block, so the snapshot shows how one is drawn).
 REPLY_TOKENS: tuple[str, ...] = (
@@ -126,9 +124,3 @@ class FakeBackend:
     def close(self) -> None:
         self.stop()
         self._worker.shutdown(wait=True)
-
-
-def with_fake_backend(app: TuillmApp) -> TuillmApp:
-    """``app``, its Chat pane running on ``FakeBackend`` (set before the app runs: panes are built on compose)."""
-    app.session = replace(app.session, chat_backend=FakeBackend)
-    return app

@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
 from tests.tui.app_helpers import make_app
-from tests.tui.fake_backend import with_fake_backend
+from tests.tui.fake_backend import FakeBackend
 from tuillm.core.chat.store import ChatStore
 from tuillm.tui.app import TuillmApp
 
@@ -30,7 +30,7 @@ REPLY = ("Use slicing:\n\n```python\nitems[::-1]\n```\n\nor `reversed(items)` fo
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TuillmApp:
     monkeypatch.chdir(tmp_path)
     Path("models").mkdir()
-    return with_fake_backend(make_app([Path("models")]))
+    return make_app([Path("models")], chat_backend=FakeBackend)
 
 
 def store_chats() -> None:
