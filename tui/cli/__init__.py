@@ -58,6 +58,3 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `tuillm models | head`
         return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
