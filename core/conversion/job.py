@@ -46,12 +46,13 @@ def progress_message(p: ConvertProgress) -> str:
     return ", ".join(parts)
 
 
-def _progress_callback(emit: Emit, cancel: threading.Event | None,
-                       stage: str | None = None) -> Callable[[ConvertProgress], None]:
+def _progress_callback(emit: Emit, cancel: threading.Event | None, stage: str) -> Callable[[ConvertProgress], None]:
+    """The writers' progress as ``Progress`` events of ``stage`` ("2/3 q4_k_m"); raises Cancelled once cancelled."""
+
     def on_progress(p: ConvertProgress) -> None:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        emit(Progress(stage or p.stage, p.tensors_done, p.tensors_total, progress_message(p)))
+        emit(Progress(stage, p.tensors_done, p.tensors_total, progress_message(p)))
 
     return on_progress
 
