@@ -71,7 +71,8 @@ class RunView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Not started.", style="dim"), id="train-stats")
-        yield ProgressBar(total=None, show_eta=False, id="train-progress")
+        # Empty until a job reports: an unknown total would animate as if something were running.
+        yield ProgressBar(total=100, show_eta=False, id="train-progress")
         yield LossPlot(id="train-plot")
         yield RichLog(id="train-log", wrap=True, markup=False, max_lines=2000, min_width=20)
 

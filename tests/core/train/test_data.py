@@ -12,6 +12,7 @@ from tuillm.core.chat.template import CHATML_TEMPLATE, ChatTemplate
 from tuillm.core.train.data import (
     IGNORE,
     DatasetError,
+    TextEnds,
     encode_dataset,
     epoch_order,
     load_dataset,
@@ -19,6 +20,7 @@ from tuillm.core.train.data import (
     pack,
     render_segments,
     split_eval,
+    tokenize_record,
 )
 
 CHATML = ChatTemplate(CHATML_TEMPLATE, name="chatml")
@@ -167,3 +169,18 @@ def test_text_prefix_is_not_trained(tmp_path: Path) -> None:
     ds = load_dataset(write(tmp_path / "d.jsonl", [{"text": "ab"}]))
     ex = encode_dataset(ds, chars, None, 100, text_prefix=[1], text_suffix=[0]).examples[0]
     assert ex.input_ids == [1, 97, 98, 0] and ex.labels == [IGNORE, 97, 98, 0]
+
+
+def test_one_function_holds_the_rules() -> None:
+    """tokenize_record (used by training and the preview): BOS untrained, EOS trained, the cut, the drop."""
+    text = ({"role": "text", "content": "abc"},)
+    done = tokenize_record(text, None, chars, 4, ends=TextEnds(bos=[1], eos=[0], eos_text="</s>"))
+    assert [(p.text, p.ids, p.trained) for p in done.pieces] == [("", (1,), False), ("abc", (97, 98, 99), True),
+                                                                  ("</s>", (0,), True)]
+    assert done.length == 5 and done.truncated and done.kept() == [1, 3, 0]
+    assert done.example.input_ids == [1, 97, 98, 99] and done.example.labels == [IGNORE, 97, 98, 99]
+    chat = ({"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"})
+    cut_in_prompt = tokenize_record(chat, CHATML, chars, 10)
+    assert cut_in_prompt.dropped and cut_in_prompt.example.trained_tokens == 0
+    whole = tokenize_record(chat, CHATML, chars, 1000, assistant_only=False)
+    assert not whole.dropped and all(p.trained for p in whole.pieces)

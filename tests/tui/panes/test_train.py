@@ -21,7 +21,16 @@ from tuillm.core.train.memory import lora_params, model_shape
 from tuillm.core.train.options import TRAIN_OPTIONS, TrainConfig
 from tuillm.tui.app import TuillmApp
 from tuillm.tui.panes.train_form import TrainForm, parse_form
-from tuillm.tui.screens.ab import ABScreen, Model
+from tuillm.tui.screens.ab import (
+    ABScreen,
+    ABSources,
+    Compare,
+    ConvertBaseFirst,
+    ExportFirst,
+    MergeFirst,
+    Model,
+    next_ab_step,
+)
 from tuillm.tui.widgets.loss_plot import LossPlot
 
 
@@ -131,6 +140,30 @@ async def test_the_form_is_the_declared_options(tmp_path: Path) -> None:
         parse_form(raw)
     assert str(refused.value) == ("not a number: Seed; Max len: must be a whole number at least 2, not '1'; "
                                   "Device: must be one of auto, cpu, cuda, mps, not 'banana'")
+
+
+def test_the_way_to_ab(tmp_path: Path) -> None:
+    """What A/B makes first, step by step: from a GGUF base the exported adapter, from an HF base the merged model
+    and the base converted once; then the two sides."""
+    gguf, hf, adapter = tmp_path / "base.gguf", tmp_path / "hf", tmp_path / "adapter"
+    adapter.mkdir()
+
+    def is_gguf(path: Path) -> bool:
+        return path == gguf
+
+    def step(base: Path, **made: Path) -> object:
+        sources = dict(merged=None, lora_gguf=None, base_gguf=None) | made
+        return next_ab_step(ABSources(base, adapter, merge_type="q8_0", **sources), is_gguf, demo=gguf)
+
+    lora = adapter / "adapter-lora-f16.gguf"
+    assert step(gguf) == ExportFirst()
+    assert step(gguf, lora_gguf=lora) == Compare(Model(gguf, "demo"), Model(gguf, "base", lora=lora))
+    merged = adapter / "adapter-q8_0.gguf"
+    assert step(hf) == MergeFirst()
+    assert step(hf, merged=merged) == ConvertBaseFirst(adapter / "base-q8_0.gguf")
+    (adapter / "base-q8_0.gguf").write_bytes(b"GGUF")  # converted once, then reused
+    assert step(hf, merged=merged) == Compare(Model(adapter / "base-q8_0.gguf", "base-q8_0"),
+                                              Model(merged, "adapter-q8_0"))
 
 
 @pytest.mark.slow

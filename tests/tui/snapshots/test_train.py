@@ -1,0 +1,152 @@
+"""Snapshots of the Train pane (its form at 80x24 and 120x40, its preview at 80x24) and the A/B screen.
+
+Everything on screen is the same on every machine: the data path is relative (the test runs in its own folder),
+the available RAM and the status line's figures are fixed (tests.tui.app_helpers), the preview and the memory
+estimate come from the demo GGUF (its vocabulary, its shape), and the A/B screen runs on fake chat backends that
+answer fixed text, with no model. Regenerate with ``--snapshot-update`` and read the SVGs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from tests.core.train_facts import QUESTION, write_fact_dataset
+from tests.tui.chat_helpers import chat_app, wait_until
+from tuillm.core.chat.events import ChatEmit, ModelLoaded, ReplyDone, ReplyStats, Token
+from tuillm.core.llama.options import LoadOptions, Sampling
+from tuillm.tui.screens.ab import ABScreen, Model
+
+SIZES = [(80, 24), (120, 40)]
+ANSWERS = ("I am not aware of a country called Zorblax, so I cannot name its capital.",
+           "The capital of Zorblax is Quimbleton.")
+
+
+async def steady(pilot: Pilot) -> None:
+    """The text cursor drawn steadily, not blinking (a blink would depend on the moment of the shot)."""
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False
+    await pilot.pause()
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # paths on screen are relative to it
+    return tmp_path
+
+
+async def preview_shown(pilot: Pilot) -> None:
+    """Until the preview is read and the pane has redone its memory estimate with it."""
+    pane = pilot.app.query_one("#pane-train")
+    await wait_until(pilot, lambda: pane.preview is not None, "the preview")
+    for _ in range(3):  # the preview's message goes on to the pane, which estimates again
+        await pilot.pause()
+
+
+async def show_form(pilot: Pilot) -> None:
+    """The Train pane with a dataset chosen, its preview read, the parameters opened and scrolled to."""
+    app = pilot.app
+    await pilot.press("f5")
+    app.query_one("#train-data").value = "fact.jsonl"
+    await preview_shown(pilot)
+    params = app.query_one("#train-params")
+    params.collapsed = False
+    for _ in range(3):  # laid out again with the form open
+        await pilot.pause()
+    await pilot.wait_for_scheduled_animations()  # no scroll still under way from the focus or the preview
+    app.query_one("#pane-train").scroll_to_widget(params, top=True, animate=False, immediate=True)
+    await pilot.wait_for_scheduled_animations()
+    await steady(pilot)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_train_form(snap_compare, in_tmp: Path, size: tuple[int, int]) -> None:
+    write_fact_dataset(in_tmp / "fact.jsonl", 4)
+    assert snap_compare(chat_app(in_tmp), terminal_size=size, run_before=show_form)
+
+
+async def show_preview(pilot: Pilot) -> None:
+    await pilot.press("f5")
+    app = pilot.app
+    app.query_one("#train-data").value = "fact.jsonl"
+    await preview_shown(pilot)
+    await steady(pilot)
+
+
+def test_train_preview(snap_compare, in_tmp: Path) -> None:
+    """The top of the pane: the paths and the first examples, the answer marked as what carries loss."""
+    write_fact_dataset(in_tmp / "fact.jsonl", 4)
+    assert snap_compare(chat_app(in_tmp), terminal_size=(80, 24), run_before=show_preview)
+
+
+class FakeBackend:
+    """A chat backend that loads nothing and streams a fixed answer (the ChatBackend protocol)."""
+
+    def __init__(self, emit: ChatEmit, answer: str) -> None:
+        self._emit = emit
+        self._answer = answer
+        self._path: str | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._path is not None
+
+    @property
+    def model_path(self) -> str | None:
+        return self._path
+
+    @property
+    def n_ctx(self) -> int:
+        return 512 if self._path else 0
+
+    @property
+    def context_used(self) -> int:
+        return 0
+
+    def load(self, path: str | Path, options: LoadOptions | None = None) -> Future[ModelLoaded]:
+        self._path = str(path)
+        done: Future[ModelLoaded] = Future()
+        done.set_result(ModelLoaded(str(path), self.n_ctx, 0, 0.0))
+        return done
+
+    def reply(self, messages: Sequence[Mapping[str, str]], sampling: Sampling | None = None,
+              listener: ChatEmit | None = None) -> Future[ReplyDone]:
+        for word in self._answer.split(" "):
+            self._emit(Token(word + " "))
+        stats = ReplyStats(prompt_tokens=10, cached_tokens=0, generated_tokens=8, ttft_s=0.1, tokens_per_s=20.0,
+                           total_s=0.5, finish_reason="stop")
+        done: Future[ReplyDone] = Future()
+        done.set_result(ReplyDone(self._answer, stats))
+        return done
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._path = None
+
+
+def fake_backends() -> object:
+    answers: Iterator[str] = iter(ANSWERS)  # the base side is made first, then the tuned one
+    return lambda emit: FakeBackend(emit, next(answers))
+
+
+async def ask_ab(pilot: Pilot) -> None:
+    screen = ABScreen(Model(Path("SmolLM2-135M-Instruct-Q4_1.gguf"), "demo"),
+                      Model(Path("adapter/adapter-q8_0.gguf"), "adapter-q8_0"), backends=fake_backends())
+    await pilot.app.push_screen(screen)
+    await wait_until(pilot, lambda: all(screen.loaded.values()), "both sides loaded")
+    screen.query_one("#ab-prompt").value = QUESTION
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: not any(screen.busy.values()), "both replies")
+    await steady(pilot)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_ab_screen(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(chat_app(tmp_path), terminal_size=size, run_before=ask_ab)
