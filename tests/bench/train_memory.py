@@ -1,6 +1,6 @@
-"""Benchmark: the training-memory estimate (core.train_memory) against the peak RSS of real short runs on CPU.
+"""Benchmark: the training-memory estimate (core.train.memory) against the peak RSS of real short runs on CPU.
 
-Each setting runs 3 steps of ``core.train_loop.train`` on the demo checkpoint in a fresh process and reports its
+Each setting runs 3 steps of ``core.train.loop.train`` on the demo checkpoint in a fresh process and reports its
 peak RSS (VmHWM, the whole process: what the estimate models) next to the estimate for the same settings; the
 ratio estimate/measured is the figure of merit (goal: 0.85-1.15). Raw text examples longer than every max length
 are used, so each row is full, plus one chat set where only the answers carry loss.

@@ -21,7 +21,7 @@ from tuillm.core.train.options import TrainConfig
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress
 from tuillm.tui.panes import train_jobs as jobs
 from tuillm.tui.panes.train_run import RunView
-from tuillm.tui.screens.ab import ABSources, Compare, ConvertBaseFirst, ExportFirst, next_ab_step
+from tuillm.tui.screens.ab import ABScreen, ABSources, Compare, ConvertBaseFirst, ExportFirst, next_ab_step
 from tuillm.tui.session import Session
 
 
@@ -174,8 +174,6 @@ class TrainJobs(VerticalScroll):
         self._ab_pending = not isinstance(step, Compare)
         log = self.query_one(RunView).log
         if isinstance(step, Compare):
-            from tuillm.tui.screens.ab import ABScreen
-
             self.base_gguf = step.base.path
             self.app.push_screen(ABScreen(step.base, step.tuned, n_ctx=min(self.session.config.default_ctx, 2048)))
         elif isinstance(step, ExportFirst):

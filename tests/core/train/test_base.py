@@ -1,5 +1,5 @@
 """The base of a run: an HF folder as it is; bad paths. (A GGUF dequantized into the cache: the demo, for real,
-in tests/tui/test_cli_train.py's end-to-end test.)"""
+in tests/tui/cli/test_train.py's end-to-end test.)"""
 
 from __future__ import annotations
 
