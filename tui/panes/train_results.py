@@ -17,6 +17,7 @@ from textual.containers import VerticalScroll
 from textual.notifications import SeverityLevel
 from textual.widgets import Button, Select, Static
 
+from tuillm.core.chat.backend import llama_backend
 from tuillm.core.train.options import TrainConfig
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress
 from tuillm.tui.panes import train_jobs as jobs
@@ -175,7 +176,8 @@ class TrainJobs(VerticalScroll):
         log = self.query_one(RunView).log
         if isinstance(step, Compare):
             self.base_gguf = step.base.path
-            self.app.push_screen(ABScreen(step.base, step.tuned, n_ctx=min(self.session.config.default_ctx, 2048)))
+            self.app.push_screen(ABScreen(step.base, step.tuned, n_ctx=min(self.session.config.default_ctx, 2048),
+                                          backends=self.session.chat_backend or llama_backend))
         elif isinstance(step, ExportFirst):
             log("A/B: exporting the adapter as GGUF first")
             self.action_export()
