@@ -37,6 +37,8 @@ def _parser_for(option: Option) -> Any:
 def _help(option: Option, with_default: bool) -> str:
     if not with_default or option.default is None or option.kind is bool:
         return option.help
+    if isinstance(option.default, str) and option.default in option.help:  # "… or default (…)": named already
+        return option.help
     return f"{option.help} (default {option.format(option.default)})"
 
 
