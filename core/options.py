@@ -189,13 +189,6 @@ def defaults(options: Iterable[Option]) -> dict[str, Any]:
 
 def check_all(options: Iterable[Option], values: Mapping[str, Any]) -> dict[str, Any]:
     """The checked values of the options named in ``values``; the first bad one raises ``OptionError`` naming
-    the option (``--lr: a number above 0``)."""
+    the option by its flag (``--lr: must be a number above 0, not 0``)."""
     by_name = option_map(options)
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        option = by_name[name]
-        try:
-            out[name] = option.check(value)
-        except OptionError as exc:
-            raise OptionError(f"{option.cli_flag} = {value!r}: expected {exc}") from None
-    return out
+    return {name: by_name[name].check_field(value, by_name[name].cli_flag) for name, value in values.items()}

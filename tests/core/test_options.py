@@ -80,5 +80,5 @@ def test_groups() -> None:
     assert list(option_map(group)) == ["rank", "lr", "n_threads"]
     assert defaults(group) == {"rank": 16, "lr": 2e-4, "n_threads": None}
     assert check_all(group, {"rank": 8.0, "n_threads": "auto"}) == {"rank": 8, "n_threads": None}
-    with pytest.raises(OptionError, match=r"^--lr = 0: expected a number above 0 and at most 1$"):
+    with pytest.raises(OptionError, match=r"^--lr: must be a number above 0 and at most 1, not 0$"):
         check_all(group, {"lr": 0})

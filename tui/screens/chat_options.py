@@ -15,14 +15,13 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, TextArea
 
-from tuillm.core.llama.options import SAMPLING_OPTIONS, Sampling
-from tuillm.core.options import OptionError
+from tuillm.core.llama.options import SAMPLING_OPTIONS, SEED, Sampling
 
-# The seed is per chat, not a declared sampling option (the settings file has none): -1 lets the load seed's
-# generator continue (Sampling.seed None).
-SEED_FIELD = "seed"
+# The seed is per chat, not a [sampling] key of the settings file: -1 (the declaration's "random") lets the load
+# seed's generator continue (Sampling.seed None).
+SEED_FIELD = SEED.name
 SEED_LABEL = "Seed (-1 random)"
-RANDOM_SEED = -1
+RANDOM_SEED = SEED.default
 
 
 @dataclass(frozen=True)
@@ -31,25 +30,12 @@ class ChatOptions:
     sampling: Sampling
 
 
-def _parse_seed(text: str) -> int | None:
-    try:
-        seed = int(text.strip())
-    except ValueError:
-        raise ValueError(f"{SEED_LABEL}: expected a whole number, -1 or more") from None
-    if seed < RANDOM_SEED:
-        raise ValueError(f"{SEED_LABEL}: expected a whole number, -1 or more")
-    return None if seed == RANDOM_SEED else seed
-
-
 def parse_sampling(values: Mapping[str, str]) -> Sampling:
-    """The form's text fields as ``Sampling``; a ValueError names the first bad field and what it takes."""
-    parsed: dict[str, object] = {}
-    for option in SAMPLING_OPTIONS:
-        try:
-            parsed[option.name] = option.parse(values.get(option.name, ""))
-        except OptionError as exc:
-            raise ValueError(f"{option.title}: expected {exc}") from None
-    return Sampling(**parsed, seed=_parse_seed(values.get(SEED_FIELD, "")))  # type: ignore[arg-type]
+    """The form's text fields as ``Sampling``; an ``OptionError`` (a ValueError) names the first bad field in the
+    declaration's words, as the settings file and the flags do."""
+    parsed = {option.name: option.parse_field(values.get(option.name, "")) for option in SAMPLING_OPTIONS}
+    seed = SEED.parse_field(values.get(SEED_FIELD, ""), SEED_LABEL)
+    return Sampling(**parsed, seed=None if seed == RANDOM_SEED else seed)
 
 
 def form_values(sampling: Sampling) -> dict[str, str]:

@@ -57,7 +57,7 @@ def test_options_form_is_the_declared_sampling_options() -> None:
         with pytest.raises(ValueError) as info:
             parse_sampling({**values, name: text})
         option = by_name[name]
-        assert str(info.value) == f"{option.title}: expected {option.expected()}"
+        assert str(info.value) == option.refusal(option.title, text)
     with pytest.raises(OptionError):
         Sampling(top_p=3)  # what the settings file and the flags build
     with pytest.raises(ValueError, match="Seed"):
