@@ -6,11 +6,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import LOAD_OPTIONS, LORA_SCALE, SAMPLING_OPTIONS, SEED
 from tuillm.tui.cli.options import add_options, option_values
+
+if TYPE_CHECKING:  # the engine's modules load only when a chat runs: --help stays instant
+    from tuillm.core.chat.conversation import Conversation
+    from tuillm.core.chat.events import ChatEvent
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -51,7 +55,7 @@ class _Printer:
     def __init__(self, out: TextIO, err: TextIO, stream_tokens: bool) -> None:
         self.out, self.err, self.stream_tokens = out, err, stream_tokens
 
-    def __call__(self, event: Any) -> None:
+    def __call__(self, event: ChatEvent) -> None:
         from tuillm.core.chat.events import ContextTrimmed, Token
         from tuillm.core.events import Log
 
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _turn(chat: Any, text: str, as_json: bool) -> None:
+def _turn(chat: Conversation, text: str, as_json: bool) -> None:
     future = chat.send(text)
     try:
         done = future.result()
@@ -112,7 +116,7 @@ def _turn(chat: Any, text: str, as_json: bool) -> None:
         sys.stdout.flush()
 
 
-def _repl(chat: Any, as_json: bool) -> int:
+def _repl(chat: Conversation, as_json: bool) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"tuillm chat: {Path(chat.chat.model).name}; one message per line, Ctrl+D to quit",

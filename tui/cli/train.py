@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tuillm.core.events import Emit, Event, Metric
 from tuillm.core.train.options import TRAIN_OPTIONS, TrainConfig, parse_targets
 from tuillm.tui.cli.options import add_options, option_values
 
@@ -29,13 +30,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _emit(quiet: bool) -> Any:
-    from tuillm.core.events import Metric
+def _emit(quiet: bool) -> Emit:
     from tuillm.tui.cli.progress import CliRenderer
 
     renderer = CliRenderer(quiet=quiet)
 
-    def emit(event: Any) -> None:
+    def emit(event: Event) -> None:
         if not isinstance(event, Metric):  # the per-step Log line carries the metrics already
             renderer(event)
 
