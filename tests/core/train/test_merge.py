@@ -85,3 +85,21 @@ def test_q8_0_as_close_to_the_exact_merge(bf16_base: tuple[Path, Path], f32_merg
     changed = sum(int((np.frombuffer(got[n][1], np.uint8) != np.frombuffer(want[n][1], np.uint8)).sum()) for n in got)
     assert changed < 0.01 * sum(len(v[1]) for v in got.values())
     assert rms_error(out) <= 1.001 * rms_error(reference)
+
+
+def test_merge_converts_through_the_one_orchestrator(bf16_base: tuple[Path, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """merge has no conversion steps of its own: what it writes comes out of convert_many, as the Convert pane's
+    and `tuillm convert`'s files do."""
+    import tuillm.core.conversion.job as job
+
+    real, calls = job.convert_many, []
+
+    def spy(src, outputs, **kwargs):  # noqa: ANN001, ANN202 - a transparent wrapper
+        calls.append([out_type for out_type, _path in outputs])
+        return real(src, outputs, **kwargs)
+
+    monkeypatch.setattr(job, "convert_many", spy)
+    out = merge(*bf16_base, tmp_path / "merged.gguf", "q4_k_m")
+    assert calls == [["q4_k_m"]]
+    assert out.is_file() and list(tmp_path.iterdir()) == [out]  # the temporary checkpoint and intermediate are gone
