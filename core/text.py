@@ -1,0 +1,37 @@
+"""Text from files, models and templates made safe to show on a terminal.
+
+A GGUF's ``general.name``, a file name, a chat template's output or a model's reply can carry escape sequences:
+OSC 52 writes the user's clipboard, OSC 0 renames the terminal, CSI moves the cursor and garbles a table.
+``safe_text`` removes every control sequence and control character except newline and tab; what is left is
+printable text. Every string from outside goes through it before the CLI prints it or the TUI shows it.
+"""
+
+from __future__ import annotations
+
+import re
+
+# ESC-introduced sequences: CSI (ESC [ params final), OSC/DCS/SOS/PM/APC strings up to BEL or ST (ESC \), or an
+# unterminated one to the end, then the two-byte ESC forms. The 8-bit C1 forms (0x9B CSI, 0x9D OSC, 0x90 DCS...)
+# likewise. Then any C0/C1 control character left over except \t and \n (\r too: it rewrites the line).
+_SEQUENCE = re.compile(
+    r"""
+    (?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?       # CSI
+  | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])                    # OSC, DCS, SOS, PM, APC ...
+    (?:[^\x07\x1b\x9c]*)(?:\x07|\x1b\\|\x9c)?                  # ... up to BEL or ST (or the end)
+  | \x1b[\x20-\x2f]*[\x30-\x7e]?                               # other ESC sequences (and a lone ESC)
+    """,
+    re.VERBOSE,
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe_text(text: str) -> str:
+    """``text`` without terminal control sequences or control characters (newline and tab kept)."""
+    if text.isprintable():  # the common case: nothing to do
+        return text
+    return _CONTROL.sub("", _SEQUENCE.sub("", text))
+
+
+def safe_line(text: str) -> str:
+    """``safe_text`` on one line: newlines and tabs become spaces (table cells, titles, status lines)."""
+    return safe_text(text).replace("\n", " ").replace("\t", " ")

@@ -1,0 +1,41 @@
+"""safe_text: no terminal control sequence survives, printable text is kept as it is."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tuillm.core.text import safe_line, safe_text
+
+CONTROLS = {chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))} - {"\n", "\t"}
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("SmolLM2\x1b]52;c;aGVsbG8=\x07", "SmolLM2"),  # OSC 52: would write the clipboard
+    ("\x1b]0;pwned\x1b\\model", "model"),  # OSC 0 ended by ST: would rename the terminal
+    ("\x1b[2J\x1b[Hname", "name"),  # CSI: clear the screen, move home
+    ("c1\x9b2Jz", "c1z"),  # the 8-bit CSI
+    ("tail\x1b]0;never ended", "tail"),  # an unterminated OSC swallows the rest
+    ("over\rwrite", "overwrite"),
+    ("keeps\tthe\nlayout", "keeps\tthe\nlayout"),
+    ("ünïcødé 中文 🙂", "ünïcødé 中文 🙂"),
+])
+def test_safe_text(raw: str, shown: str) -> None:
+    assert safe_text(raw) == shown
+
+
+def test_safe_line_is_one_line() -> None:
+    assert safe_line("a\nb\tc\x1b[1m") == "a b c"
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=200))
+def test_nothing_controlling_survives(text: str) -> None:
+    shown = safe_text(text)
+    assert not set(shown) & CONTROLS
+    assert safe_text(shown) == shown  # idempotent: shown text is final
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), max_size=200))
+def test_printable_text_is_untouched(text: str) -> None:
+    assert safe_text(text) == text
