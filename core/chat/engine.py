@@ -34,7 +34,7 @@ from tuillm.core.chat.events import (
     ReplyStats,
     Token,
 )
-from tuillm.core.chat.template import ChatTemplate, load_template
+from tuillm.core.chat.template import ChatTemplate, TemplateStopped, load_template
 from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.events import Log
 from tuillm.core.llama.abort import StopFlag
@@ -64,8 +64,9 @@ def fit_messages(messages: list[dict[str, str]], count: Callable[[list[dict[str,
         dropped += cut
 
 
-def _template(model: LlamaModel, override: str | None) -> ChatTemplate:
-    return load_template(model.metadata, override=override, bos_token=model.bos_text, eos_token=model.eos_text)
+def _template(model: LlamaModel, override: str | None, path: str | Path) -> ChatTemplate:
+    return load_template(model.metadata, override=override, bos_token=model.bos_text, eos_token=model.eos_text,
+                         model=Path(path).name)
 
 
 @dataclass
@@ -190,13 +191,13 @@ class ChatSession:
         t0 = time.perf_counter()
         model = LlamaModel.load(path, replace(opts, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn))
         try:
-            template: ChatTemplate | None = _template(model, opts.chat_template)
+            template: ChatTemplate | None = _template(model, opts.chat_template, path)
             if template.name.startswith("chatml"):
                 self._emit(Log("the model has no chat template: using ChatML", "warning"))
-        except TuillmError as exc:
-            # A broken template in the file: the model still loads; a reply reports it unless overridden.
+        except TuillmError:
+            # A broken template: the model still loads (another template can be set); each reply reports the
+            # template's one line, so it is said once, where it stops the user.
             template = None
-            self._emit(Log(str(exc), "warning"))
         lora = str(Path(opts.lora_path).expanduser()) if opts.lora_path else None
         loaded = _Loaded(model=model, path=str(path), template=template, n_ctx=min(model.n_ctx, opts.n_ctx),
                          n_gpu_layers=n_gpu_layers, lora_path=lora, options=replace(opts, flash_attn=flash_attn))
@@ -240,7 +241,7 @@ class ChatSession:
 
     def _set_template(self, source: str | None) -> ChatTemplate:
         loaded = self._require()
-        template = _template(loaded.model, source)
+        template = _template(loaded.model, source, loaded.path)
         loaded.template = template
         loaded.options = replace(loaded.options, chat_template=source)
         return template
@@ -258,12 +259,13 @@ class ChatSession:
         return self._loaded
 
     # --- worker thread: replies ---
-    def _prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
+    def _prompt_tokens(self, messages: list[dict[str, str]], stop: StopFlag | None = None) -> list[int]:
         loaded = self._require()
         if loaded.template is None:
             # Re-raise the template's own error now that someone needs it.
-            loaded.template = _template(loaded.model, loaded.options.chat_template)
-        text = loaded.template.render(messages, add_generation_prompt=True)
+            loaded.template = _template(loaded.model, loaded.options.chat_template, loaded.path)
+        # Under the template's budget; a stop (Esc, Ctrl-C, closing) ends the render at once.
+        text = loaded.template.render(messages, add_generation_prompt=True, stop=stop)
         model = loaded.model
         add_bos = model.add_bos and not (model.bos_text and text.startswith(model.bos_text))
         return model.tokenize(text, add_bos=add_bos)
@@ -279,13 +281,14 @@ class ChatSession:
             with self._stop_lock:
                 self._stop_events.discard(stop)
 
-    def _fit_prompt(self, messages: list[dict[str, str]], sampling: Sampling, emit: ChatEmit,
+    def _fit_prompt(self, messages: list[dict[str, str]], sampling: Sampling, stop: StopFlag, emit: ChatEmit,
                     ) -> tuple[list[int], int]:
         """The prompt's tokens (oldest turns left out if need be) and the reply's token budget."""
         if not messages or messages[-1]["role"] != "user":
             raise TuillmError("the conversation must end with a user message")
         n_ctx = self._require().n_ctx
-        kept, tokens, dropped = fit_messages(messages, self._prompt_tokens, n_ctx, sampling.max_tokens)
+        kept, tokens, dropped = fit_messages(messages, lambda m: self._prompt_tokens(m, stop), n_ctx,
+                                             sampling.max_tokens)
         if dropped:
             emit(ContextTrimmed(
                 dropped=dropped, kept=len(kept),
@@ -303,11 +306,14 @@ class ChatSession:
                   emit: ChatEmit) -> ReplyDone:
         t0 = time.perf_counter()
         loaded = self._require()
-        tokens, budget = self._fit_prompt(messages, sampling, emit)
+        try:
+            tokens, budget = self._fit_prompt(messages, sampling, stop, emit)
+        except TemplateStopped:  # stopped while the template rendered: nothing was evaluated
+            tokens, budget = [], 0
         if sampling.seed is not None and sampling.seed >= 0:
             loaded.model.set_seed(sampling.seed)
-        cached = loaded.model.cached_prefix(tokens)
-        if stop.is_set():  # stopped while queued: do not even evaluate the prompt
+        cached = loaded.model.cached_prefix(tokens) if tokens else 0
+        if stop.is_set():  # stopped while queued or rendering: do not even evaluate the prompt
             return self._finish(emit, loaded.model, "", ReplyStats(len(tokens), cached, 0, 0.0, 0.0,
                                                                    time.perf_counter() - t0, "cancelled",
                                                                    loaded.n_ctx))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import LOAD_OPTIONS, LORA_SCALE, SAMPLING_OPTIONS, SEED
+from tuillm.core.text import safe_line, safe_text
 from tuillm.tui.cli.options import add_options, option_values
 
 if TYPE_CHECKING:  # the engine's modules load only when a chat runs: --help stays instant
@@ -49,8 +51,28 @@ def _template(path: str | None) -> str | None:
         raise TuillmError(f"{path}: cannot read the template ({reason})") from None
 
 
+def _utf8(text: str | None, what: str) -> str | None:
+    """``text`` from the command line, refused when it is not UTF-8 (Python keeps such bytes as surrogates)."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TuillmError(f"{what} is not valid UTF-8") from None
+    return text
+
+
+# JSON leaves C1 control characters (U+0080-U+009F) raw, and a terminal reads some as escape sequences.
+_C1 = re.compile("[\x7f-\x9f]")
+
+
+def _json_line(data: dict[str, object]) -> str:
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(data, ensure_ascii=False))
+
+
 class _Printer:
-    """The session's emit: tokens to stdout as they come (unless --json), notices to stderr."""
+    """The session's emit: tokens to stdout as they come (unless --json), notices to stderr; the model's and
+    the file's text without terminal control sequences."""
 
     def __init__(self, out: TextIO, err: TextIO, stream_tokens: bool) -> None:
         self.out, self.err, self.stream_tokens = out, err, stream_tokens
@@ -61,12 +83,12 @@ class _Printer:
 
         if isinstance(event, Token):
             if self.stream_tokens and event.text:
-                self.out.write(event.text)
+                self.out.write(safe_text(event.text))
                 self.out.flush()
         elif isinstance(event, ContextTrimmed):
-            self.err.write(f"tuillm: {event.message}\n")
+            self.err.write(f"tuillm: {safe_line(event.message)}\n")
         elif isinstance(event, Log) and event.level != "info":
-            self.err.write(f"tuillm: {event.level}: {event.message}\n")
+            self.err.write(f"tuillm: {event.level}: {safe_line(event.message)}\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Every flag is checked before the config or the model is read: a bad one is one line, and no work starts.
     load_flags = option_values(args, (*LOAD_OPTIONS, LORA_SCALE, SEED), given_only=True)
+    prompt, system = _utf8(args.prompt, "--prompt"), _utf8(args.system, "--system") or ""
     sampling_flags = option_values(args, SAMPLING_OPTIONS, given_only=True)
     config = load_config(args.config)
     path = resolve_model(args.model, config)
@@ -91,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
     session = ChatSession(_Printer(sys.stdout, sys.stderr, stream_tokens=not args.json))
     try:
         session.load(path, options).result()
-        chat = Conversation.new(session, store, model=str(path), system_prompt=args.system, sampling=sampling)
-        if args.prompt is not None:
-            _turn(chat, args.prompt, args.json)
+        chat = Conversation.new(session, store, model=str(path), system_prompt=system, sampling=sampling)
+        if prompt is not None:
+            if _turn(chat, prompt, args.json) == "cancelled":
+                raise KeyboardInterrupt  # one Ctrl-C ends a one-shot command: "interrupted", exit 130
             return 0
         return _repl(chat, args.json)
     finally:
@@ -101,40 +125,54 @@ def run(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _turn(chat: Conversation, text: str, as_json: bool) -> None:
+def _turn(chat: Conversation, text: str, as_json: bool) -> str:
+    """Answers ``text``; returns how the reply finished ("cancelled" after a Ctrl+C)."""
     future = chat.send(text)
     try:
         done = future.result()
-    except KeyboardInterrupt:  # Ctrl+C during a reply stops the reply, not the program
+    except KeyboardInterrupt:
+        # Ctrl+C stops the reply wherever it is (the template's render, the prompt, the tokens) within a moment;
+        # a second one while it stops ends the program at once (main's "interrupted").
         chat.session.stop()
         done = future.result()
     if as_json:
-        print(json.dumps({"model": chat.chat.model, "prompt": text, "answer": done.text,
-                          "stats": done.stats.to_json()}, ensure_ascii=False), flush=True)
+        print(_json_line({"model": chat.chat.model, "prompt": text, "answer": done.text,
+                          "stats": done.stats.to_json()}), flush=True)
     else:
         sys.stdout.write("\n")
         sys.stdout.flush()
+    return done.stats.finish_reason
 
 
 def _repl(chat: Conversation, as_json: bool) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
-        print(f"tuillm chat: {Path(chat.chat.model).name}; one message per line, Ctrl+D to quit",
+        print(f"tuillm chat: {safe_line(Path(chat.chat.model).name)}; one message per line, Ctrl+D to quit",
               file=sys.stderr)
+    number = 0
     while True:
         if interactive:
             sys.stderr.write(">>> ")
             sys.stderr.flush()
-        line = sys.stdin.readline()
-        if not line:
+        raw = sys.stdin.buffer.readline()  # bytes: a line that is not UTF-8 is refused, not a traceback
+        if not raw:
             return 0
-        text = line.rstrip("\n")
-        if not text.strip():
-            continue
+        number += 1
         try:
-            _turn(chat, text, as_json)
+            text = _stdin_line(raw, number)
+            if not text.strip():
+                continue
+            if _turn(chat, text, as_json) == "cancelled" and not interactive:
+                raise KeyboardInterrupt  # piped input: Ctrl+C ends the run; at a prompt it stops one reply
         except TuillmError as exc:
             # One bad turn (e.g. a message longer than the context) does not end an interactive session.
             print(f"tuillm: {exc}", file=sys.stderr)
             if not interactive:
                 return 1
+
+
+def _stdin_line(raw: bytes, number: int) -> str:
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise TuillmError(f"stdin line {number} is not valid UTF-8") from None

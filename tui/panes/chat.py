@@ -11,6 +11,7 @@ model, and loading it).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from tuillm.core.errors import TuillmError
 from tuillm.core.events import Log
 from tuillm.core.llama.options import Sampling
 from tuillm.core.settings import load_options_for, sampling_defaults
+from tuillm.core.text import safe_line, safe_text
 from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.panes.chat_dialogs import ChatDialogs
 from tuillm.tui.panes.chat_model import DEMO, ModelReady, Turn, load_checked, model_label
@@ -78,8 +80,10 @@ class ChatPane(ChatDialogs, Horizontal):
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
-        # Messages carry file names, error text and the user's titles: never read them as markup.
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        # Messages carry file names, error text and the user's titles: never read them as markup, and never pass
+        # a file's or a template's escape sequences to the terminal.
+        super().notify(safe_text(message), title=safe_line(title), severity=severity, timeout=timeout,
+                       markup=markup)
 
     # --- layout -------------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -174,7 +178,9 @@ class ChatPane(ChatDialogs, Horizontal):
             return []
 
     async def _sync_view(self) -> None:
-        await self.column.show(self.stored_messages(), streaming=self.busy)
+        # Replies are the model's text: shown without terminal control sequences (stored as they came).
+        shown = [replace(m, content=safe_text(m.content)) for m in self.stored_messages()]
+        await self.column.show(shown, streaming=self.busy)
 
     # --- choosing and loading the model ----------------------------------------------------------------------------
     def use_model(self, path: str | Path, name: str | None = None) -> None:

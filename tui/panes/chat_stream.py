@@ -20,6 +20,7 @@ from textual.widgets.markdown import MarkdownStream
 
 from tuillm.core.chat.events import ChatEvent, ReplyDone, Token
 from tuillm.core.errors import error_text
+from tuillm.core.text import safe_text
 from tuillm.tui.widgets.chat_messages import MessageBubble
 
 DRAW_INTERVAL_S = 0.1
@@ -76,10 +77,11 @@ class ReplyStream:
         self.tokens += 1
         if self.tokens == 1:
             self.first_token_at = time.perf_counter()
-        if not token.text:
+        text = safe_text(token.text)  # the model's text: no terminal control sequences reach the screen
+        if not text:
             return
         with self._lock:
-            self._buffer.append(token.text)
+            self._buffer.append(text)
             post, self._draw_pending = not self._draw_pending, True
         if post:
             self._owner.post_message(TextWaiting())

@@ -83,8 +83,9 @@ def test_hostile_templates_never_execute(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     for name, source in hostile_templates(marker).items():
         if name == "func_globals":
-            # Printing an unsafe attribute gives the sandbox's empty Undefined; using it raises.
-            assert ChatTemplate(source).render(MESSAGES) == ""
+            # Printing an unsafe attribute gives the sandbox's empty Undefined: an empty prompt, refused.
+            with pytest.raises(ChatTemplateError, match="renders an empty prompt"):
+                ChatTemplate(source).render(MESSAGES)
             continue
         with pytest.raises(ChatTemplateError, match="unsafe"):
             ChatTemplate(source).render(MESSAGES)
