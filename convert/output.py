@@ -1,19 +1,27 @@
-"""Write-then-rename for output files: nothing ever appears under the final name until it is complete."""
+"""Outputs: never over an input, never over an existing file unasked, and nothing under the final name until it
+is complete (write-then-rename). Temporaries carry the writer's pid, so a later run can tell those of a killed
+run (their pid no longer runs) from those of a run still going, and remove them."""
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+import re
+import shutil
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tuillm.convert.errors import ConvertError
 
+# Inside an input folder (an HF checkpoint, an adapter) only a GGUF may be added: no reader of those folders looks
+# at *.gguf, while a new *.safetensors, *.json or tokenizer file would change what the folder holds.
+_ADDABLE_INSIDE_INPUTS = (".gguf",)
+
 
 def describe_os_error(exc: OSError, path: Path) -> str:
     """One line for an OSError met while writing ``path``."""
-    if exc.errno == errno.ENOSPC:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"{path.parent}: no space left on device"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"{path.parent}: not writable"
@@ -24,21 +32,111 @@ def describe_os_error(exc: OSError, path: Path) -> str:
     return f"{path}: {exc.strerror or exc}"
 
 
+def _places(path: Path) -> list[Path]:
+    """Where ``path`` is on disk: its folder resolved with its own name, and, when it is a link, its target."""
+    path = Path(path).expanduser()
+    places = [path.parent.resolve() / path.name]
+    real = path.resolve()
+    if real not in places:
+        places.append(real)
+    return places
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a == b or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_output(out: Path, inputs: Iterable[Path], *, force: bool = False) -> None:
+    """Refuse an output that would destroy an input or an existing file: the one check every writer makes first.
+
+    Refused: the input itself (a link or a hard link to it included); anything inside an input folder but a GGUF
+    file; a folder that holds an input. An existing output is replaced only with ``force``.
+    """
+    out = Path(out).expanduser()
+    outs = _places(out)
+    for given in inputs:
+        src = Path(given).expanduser()
+        srcs = _places(src)
+        if any(_same(o, s) for o in outs for s in srcs):
+            raise ConvertError(f"{out}: output would overwrite the input")
+        for s in srcs:
+            if s.is_dir() and any(o.is_relative_to(s) for o in outs) and (
+                    out.suffix.lower() not in _ADDABLE_INSIDE_INPUTS or out.is_dir()):
+                raise ConvertError(f"{out}: output inside the input folder {src}")
+            if any(s.is_relative_to(o) for o in outs):
+                raise ConvertError(f"{out}: output folder holds the input {src}")
+    if not force and (out.exists() or out.is_symlink()):
+        raise ConvertError(f"{out}: already exists; --force replaces it")
+
+
 def temp_name(path: Path, tag: str = "part") -> Path:
-    """A hidden sibling of ``path`` (same folder, so the final rename is atomic)."""
+    """A hidden sibling of ``path`` (same folder, so the final rename is atomic), named with this process's pid."""
     return path.with_name(f".{path.name}.{os.getpid()}.{tag}")
+
+
+def _writer_running(pid: int, written: float) -> bool:
+    """Whether the process that wrote a temporary last modified at ``written`` may still be running: ``pid``
+    exists (one of another user counts) and did not start after that (then the pid was reused)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists
+        pass
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time() <= written + 1
+    except Exception:  # noqa: BLE001 - no psutil, or the process just ended: trust os.kill's answer
+        return True
+
+
+def remove_stale(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` (``temp_name``'s, and theirs in turn) whose writer no longer runs.
+
+    A run killed outright (SIGKILL, a power cut) cannot clean up; the next run writing the same output does.
+    Temporaries of a run still going are left alone. Returns what was removed.
+    """
+    path = Path(path)
+    pattern = re.compile(r"\.+" + re.escape(path.name) + r"\.(\d+)\.")
+    removed: list[Path] = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:  # no folder yet: nothing left there
+        return removed
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m is None:
+            continue
+        try:
+            if _writer_running(int(m.group(1)), entry.lstat().st_mtime):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:  # not ours to remove after all (permissions): leave it
+            pass
+    return removed
 
 
 @contextmanager
 def atomic_output(path: Path, tag: str = "part") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success, remove it on any failure.
 
-    OSErrors (full disk, unwritable folder) become a one-line ConvertError; KeyboardInterrupt and every other
-    exception propagate after the cleanup.
+    Stale temporaries of ``path`` (from a killed run) are removed first. OSErrors (full disk, unwritable folder)
+    become a one-line ConvertError; KeyboardInterrupt and every other exception propagate after the cleanup.
     """
     path = Path(path)
     if path.is_dir():
         raise ConvertError(f"{path}: is a folder (give the output file name)")
+    remove_stale(path)
     tmp = temp_name(path, tag)
     try:
         tmp.open("xb").close()  # fails early and clearly when the folder is missing or read-only

@@ -4,7 +4,8 @@ The types llama.cpp writes are made from an f16/bf16 GGUF (``intermediate_type``
 ``convert_many`` in tuillm.core.conversion.job is the one orchestrator that writes it and quantizes from it.
 
 llama.cpp's quantizer runs in a child process: it has no progress callback and cannot be interrupted, so the
-parent watches the output grow (progress) and kills the child on cancel.
+parent watches the output grow (progress) and kills the child on cancel, an interrupt or a signal. The child never
+outlives the parent, even one killed outright: it ends itself when its parent is gone.
 
 ``output_tensor_types`` predicts the type llama.cpp gives each tensor, so sizes are known before anything is
 written (and the quantize progress can count tensors).
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from bisect import bisect_right
 from collections.abc import Callable
@@ -25,7 +28,7 @@ from pathlib import Path
 import gguf
 
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.output import atomic_output
+from tuillm.convert.output import atomic_output, check_output
 from tuillm.convert.progress import ConvertProgress, ProgressFn
 from tuillm.convert.tensors import Q, TensorShape, direct_tensor_type, ggml_type, tensor_bytes
 from tuillm.convert.types import OUTPUT_TYPES, UNQUANTIZED_TYPE_NAMES, check_type
@@ -185,8 +188,7 @@ def quantize_gguf(in_path: Path, out_path: Path, out_type: str, *, threads: int 
     in_path, out_path = Path(in_path), Path(out_path)
     if not in_path.is_file():
         raise ConvertError(f"{in_path}: no such file")
-    if in_path.resolve() == out_path.resolve():
-        raise ConvertError(f"{out_path}: output would overwrite the input")
+    check_output(out_path, [in_path], force=True)  # replacing an existing output is the caller's decision
     try:  # also refuses a file that is not a GGUF
         tensors, n_gqa, header = gguf_tensors(in_path)
     except (OSError, ValueError) as exc:
@@ -233,7 +235,7 @@ def _run_quantizer(in_path: Path, tmp: Path, out_type: str, threads: int, poll: 
     llama.cpp logs every tensor to stderr: it goes to a temporary file, so the terminal keeps our own progress.
     """
     argv = [sys.executable, "-m", "tuillm.convert.quantize", os.fspath(in_path), os.fspath(tmp), out_type,
-            str(threads)]
+            str(threads), str(os.getpid())]
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         try:
@@ -256,10 +258,31 @@ def _run_quantizer(in_path: Path, tmp: Path, out_type: str, threads: int, poll: 
         return rc, f": {last[:200]}" if last else ""
 
 
-def _quantize_in_this_process(in_path: str, out_path: str, out_type: str, threads: str) -> int:
+def _end_with_parent(parent: int) -> None:
+    """The child ends when its parent does, so a parent killed outright (SIGKILL) leaves no quantizer running:
+    on Linux the kernel sends SIGKILL (PR_SET_PDEATHSIG); everywhere a thread watches for a new parent pid (the
+    quantizer runs in C with the GIL released, so the thread gets its turn)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _quantize_in_this_process(in_path: str, out_path: str, out_type: str, threads: str, parent: str = "0") -> int:
     """The child's side of ``_run_quantizer``."""
     import ctypes
 
+    if int(parent):
+        _end_with_parent(int(parent))
     import llama_cpp  # loads the native library: only in the child
 
     params = llama_cpp.llama_model_quantize_default_params()
@@ -278,4 +301,4 @@ def intermediate_type(folder: Path) -> str:
 
 
 if __name__ == "__main__":  # the quantizer's child process (see _run_quantizer)
-    sys.exit(_quantize_in_this_process(*sys.argv[1:5]))
+    sys.exit(_quantize_in_this_process(*sys.argv[1:6]))

@@ -26,6 +26,11 @@ def cache_dir() -> Path:
     return _xdg("XDG_CACHE_HOME", ".cache") / APP
 
 
+def state_dir() -> Path:
+    """What the app keeps about its own runs (the crash log): $XDG_STATE_HOME/tuillm, default ~/.local/state."""
+    return _xdg("XDG_STATE_HOME", ".local/state") / APP
+
+
 def config_file() -> Path:
     return config_dir() / "config.toml"
 

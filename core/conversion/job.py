@@ -10,6 +10,9 @@ quantizer makes (K-quants, q4_0...) is quantized from ONE f16/bf16 intermediate:
 serves as it, else a hidden temporary file in the output folder, removed at the end whatever happens. The same
 16-bit file is the baseline of the quality reports' perplexity ratio. On cancel (or an error), outputs that
 were complete before it are kept and reported through ``on_written``; the one in progress never appears.
+
+Before anything is read, every output is checked (``tuillm.convert.output.check_output``): never the source or a
+file inside it, never an existing file unless ``force``; temporaries a killed run left beside an output go.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.hf_to_gguf import convert_hf
-from tuillm.convert.output import temp_name
+from tuillm.convert.output import check_output, remove_stale, temp_name
 from tuillm.convert.progress import ConvertProgress
 from tuillm.convert.quantize import input_is_quantized, intermediate_type, quantize_gguf
 from tuillm.convert.types import CONVERT_DEFAULT, OUTPUT_TYPES, check_type
@@ -58,12 +61,13 @@ def _progress_callback(emit: Emit, cancel: threading.Event | None, stage: str) -
 
 
 def convert_checkpoint(src: Path, out: Path, out_type: str = CONVERT_DEFAULT, *, emit: Emit = ignore,
-                       cancel: threading.Event | None = None, threads: int | None = None) -> Path:
+                       cancel: threading.Event | None = None, threads: int | None = None,
+                       force: bool = False) -> Path:
     """One output of ``convert_many``; here a cancel that comes too late to stop the last (uninterruptible) step
     still removes the file: the caller asked for one file, and a cancelled job leaves none under ``out``."""
     written: list[Path] = []
     try:
-        convert_many(Path(src), [(out_type, Path(out))], emit=emit, cancel=cancel, threads=threads,
+        convert_many(Path(src), [(out_type, Path(out))], emit=emit, cancel=cancel, threads=threads, force=force,
                      on_written=lambda result: written.append(result.path))
     except Cancelled:
         for path in written:
@@ -83,7 +87,7 @@ class OutputResult:
     report: list[str] = field(default_factory=list)  # filled when the quality report ran
 
 
-def _check_outputs(src: Path, outputs: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:
+def _check_outputs(src: Path, outputs: Sequence[tuple[str, Path]], force: bool) -> list[tuple[str, Path]]:
     if not outputs:
         raise TuillmError("choose at least one output type")
     checked: list[tuple[str, Path]] = []
@@ -97,8 +101,10 @@ def _check_outputs(src: Path, outputs: Sequence[tuple[str, Path]]) -> list[tuple
         key = out.resolve()
         if key in seen:
             raise TuillmError(f"{out}: named for two outputs")
-        if key == src.resolve():
-            raise TuillmError(f"{out}: output would overwrite the input")
+        try:
+            check_output(out, [src], force=force)
+        except ConvertError as exc:
+            raise TuillmError(str(exc)) from None
         seen.add(key)
         checked.append((out_type, out))
     return checked
@@ -106,17 +112,20 @@ def _check_outputs(src: Path, outputs: Sequence[tuple[str, Path]]) -> list[tuple
 
 def convert_many(src: Path, outputs: Sequence[tuple[str, Path]], *, emit: Emit = ignore,
                  cancel: threading.Event | None = None, report: bool = False, threads: int | None = None,
-                 on_written: Callable[[OutputResult], None] | None = None) -> list[OutputResult]:
+                 on_written: Callable[[OutputResult], None] | None = None, force: bool = False) -> list[OutputResult]:
     """Write each ``(type, path)`` from ``src`` (an HF checkpoint folder, or a GGUF file to re-quantize).
 
     See the module's docstring for the shared intermediate and what a cancel keeps. ``report``: afterwards, the
     quality report of each output (top-1 agreement, KL, perplexity ratios), in ``OutputResult.report``.
-    ``on_written`` is called as soon as each output is complete (before the reports).
+    ``on_written`` is called as soon as each output is complete (before the reports). An existing output is
+    replaced only with ``force``.
     """
     src = Path(src).expanduser()
     if not src.exists():
         raise TuillmError(f"{src}: no such file or folder")
-    plan = _check_outputs(src, outputs)
+    plan = _check_outputs(src, outputs, force)
+    for _, out in plan:
+        remove_stale(out)
     results: list[OutputResult] = []
 
     def done(out_type: str, path: Path) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
+from tuillm.convert.output import remove_stale, temp_name
 from tuillm.core.errors import ModelFileError, TuillmError, first_line
 from tuillm.core.events import Emit, Log, Progress, ignore
 from tuillm.core.paths import cache_dir
@@ -57,8 +57,11 @@ def base_folder(path: Path, *, emit: Emit = ignore) -> Path:
     emit(Log(f"{path.name} is a GGUF: dequantizing it once into an HF checkpoint for training (transformers)"
              f"{need}, cached in {target}"))
     emit(Progress("dequantize", 0, 0, f"{path.name} -> HF checkpoint"))
-    # Built beside the target and renamed: an interrupted build never leaves a half folder that looks complete.
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    # Built beside the target and renamed: an interrupted build never leaves a half folder that looks complete,
+    # and one killed outright is removed by the next build (its pid is in the name).
+    remove_stale(target)
+    work = temp_name(target, "build")
+    work.mkdir()
     try:
         dequantize_gguf(path, work)
         try:

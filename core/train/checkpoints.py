@@ -2,19 +2,23 @@
 
 Checkpoints (adapter, optimizer moments, RNG states, loss log) are safetensors + JSON — nothing is ever
 unpickled — so a resumed run replays exactly what an uninterrupted one would. Every folder is written under a
-temporary name and renamed: an interrupted save never looks complete.
+temporary name and renamed: an interrupted save never looks complete. A write that fails (a full disk) removes
+its temporary and stops the run with one line; the checkpoints already saved stay, to resume from. Temporaries a
+killed run left (``tuillm.convert.output.temp_name``: their pid no longer runs) go when the name is written again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuillm.core.errors import TuillmError
+from tuillm.convert.output import describe_os_error, remove_stale, temp_name
+from tuillm.core.errors import TuillmError, first_line
 from tuillm.core.train.options import TrainConfig
 
 CHECKPOINTS = "checkpoints"
@@ -36,10 +40,32 @@ class TrainResult:
 
 
 def _atomic_dir(final: Path) -> Path:
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.part")
+    remove_stale(final)
+    tmp = temp_name(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     return tmp
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Every checkpoint file is written here, with Python's own I/O and an fsync: a full disk is an OSError at
+    once (with delayed allocation, some file systems only report it at the sync), never a file cut short."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _kept(folder: Path) -> str:
+    latest = latest_checkpoint(folder)
+    if latest is None:
+        return "no checkpoint was saved"
+    return f"the checkpoint {latest} is kept (free some space, then --resume continues from it)"
+
+
+def _write_failed(exc: BaseException, path: Path, folder: Path, what: str) -> TuillmError:
+    reason = describe_os_error(exc, path) if isinstance(exc, OSError) else f"{path.parent}: {first_line(exc)}"
+    return TuillmError(f"{reason}; {what} was not written; {_kept(folder)}")
 
 
 def _optimizer_tensors(optimizer: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]], Any]:
@@ -67,23 +93,38 @@ def save_checkpoint(folder: Path, model: Any, optimizer: Any, step: int, log: li
     """``folder/checkpoints/step-N``: adapter weights, optimizer moments and RNG states as safetensors, the rest as
     JSON; written to a temporary name and renamed; only the latest ``KEEP_CHECKPOINTS`` are kept."""
     from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     root = folder / CHECKPOINTS
     final = root / f"step-{step:07d}"
-    tmp = _atomic_dir(final)
     adapter = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()}
-    save_file(adapter, str(tmp / "adapter.safetensors"))
     tensors, scalars, groups = _optimizer_tensors(optimizer)
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
     meta = {"step": step, "param_groups": groups, "scalars": scalars, "loss_log": log,
             "fingerprint": config.fingerprint(), **extra}
-    (tmp / "state.json").write_text(json.dumps(meta))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    tmp = temp_name(final)
+    try:
+        tmp = _atomic_dir(final)
+        write_file(tmp / "adapter.safetensors", save(adapter))
+        write_file(tmp / "optimizer.safetensors", save(tensors))
+        write_file(tmp / "state.json", json.dumps(meta).encode())
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_failed(exc, final, folder, f"the checkpoint of step {step}") from None
     for old in sorted(root.glob("step-*"))[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """The half-written checkpoints and adapter a killed run left in ``folder`` (their pid no longer runs)."""
+    remove_stale(Path(folder) / "adapter")
+    root = Path(folder) / CHECKPOINTS
+    names = {m.group(1) for p in (root.iterdir() if root.is_dir() else ())
+             if (m := re.match(r"\.(step-\d+)\.\d+\.", p.name))}
+    for name in names:
+        remove_stale(root / name)
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -130,17 +171,28 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, config: TrainConfig)
 
 
 def write_outputs(out: Path, model: Any, config: TrainConfig, base_folder: Path, result: TrainResult) -> None:
-    """Adapter (PEFT format), the training parameters and the loss log; adapter files appear only complete."""
-    tmp = _atomic_dir(out / "adapter")
-    model.save_pretrained(str(tmp))
-    peft_config = json.loads((tmp / ADAPTER_CONFIG).read_text())
-    peft_config["base_model_name_or_path"] = str(base_folder)
-    (tmp / ADAPTER_CONFIG).write_text(json.dumps(peft_config, indent=2))
-    params = {**asdict(config), "base_folder": str(base_folder), "steps": result.steps,
-              "train_loss": result.train_loss, "eval_loss": result.eval_loss, "tokens": result.tokens,
-              "seconds": round(result.seconds, 2)}
-    (tmp / TRAINING_FILE).write_text(json.dumps(params, indent=2))
-    (tmp / LOSS_LOG).write_text("".join(json.dumps(r) + "\n" for r in result.loss_log))
+    """Adapter (PEFT format), the training parameters and the loss log; adapter files appear only complete.
+
+    A failed write (a full disk) leaves the folder as it was, checkpoints included (the caller removes them only
+    after this succeeds).
+    """
+    from safetensors import SafetensorError  # peft writes the weights through safetensors, which raises this
+
+    tmp = temp_name(out / "adapter")
+    try:
+        tmp = _atomic_dir(out / "adapter")
+        model.save_pretrained(str(tmp))
+        peft_config = json.loads((tmp / ADAPTER_CONFIG).read_text())
+        peft_config["base_model_name_or_path"] = str(base_folder)
+        write_file(tmp / ADAPTER_CONFIG, json.dumps(peft_config, indent=2).encode())
+        params = {**asdict(config), "base_folder": str(base_folder), "steps": result.steps,
+                  "train_loss": result.train_loss, "eval_loss": result.eval_loss, "tokens": result.tokens,
+                  "seconds": round(result.seconds, 2)}
+        write_file(tmp / TRAINING_FILE, json.dumps(params, indent=2).encode())
+        write_file(tmp / LOSS_LOG, "".join(json.dumps(r) + "\n" for r in result.loss_log).encode())
+    except (OSError, SafetensorError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_failed(exc, out / ADAPTER_CONFIG, out, "the adapter") from None
     # The config goes last: its presence marks a finished adapter for merge and export.
     for name in (TRAINING_FILE, LOSS_LOG, "adapter_model.safetensors", "README.md", ADAPTER_CONFIG):
         if (tmp / name).exists():

@@ -29,6 +29,7 @@ from tuillm.core.train.checkpoints import (
     TrainResult,
     latest_checkpoint,
     load_checkpoint,
+    remove_stale_temporaries,
     save_checkpoint,
     write_outputs,
 )
@@ -112,15 +113,27 @@ def prepare_data(config: TrainConfig, tokenizer: Any, emit: Emit = ignore) -> tu
 # --- set-up ---------------------------------------------------------------------------------------------------
 
 
-def _output_folder(config: TrainConfig) -> tuple[Path, Path | None]:
-    """The output folder, checked before anything loads, and the checkpoint to resume from."""
+def _output_folder(config: TrainConfig, force: bool) -> tuple[Path, Path | None]:
+    """The output folder, checked before anything loads, and the checkpoint to resume from.
+
+    Never the base or a data file, inside the base folder or a folder that holds them; a finished adapter or the
+    checkpoints of another run there are replaced only with ``force`` (resuming continues the checkpoints).
+    """
+    from tuillm.convert.errors import ConvertError
+    from tuillm.convert.output import check_output
+
     out = Path(config.output).expanduser()
     if out.exists() and not out.is_dir():
         raise TuillmError(f"{out}: exists and is not a folder")
-    if (out / ADAPTER_CONFIG).exists():
-        raise TuillmError(f"{out}: already holds a trained adapter; choose another output folder")
+    try:
+        check_output(out, [Path(config.base), *map(Path, config.data)], force=True)  # an existing folder: below
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
+    if (out / ADAPTER_CONFIG).exists() and not force:
+        raise TuillmError(f"{out}: already holds a trained adapter; choose another output folder, or --force "
+                          "replaces it")
     latest = latest_checkpoint(out)
-    if not config.resume and latest is not None:
+    if not config.resume and latest is not None and not force:
         raise TuillmError(f"{out}: holds checkpoints of an unfinished run; resume it (--resume, or Resume in the Train "
                           "pane), or choose another output folder")
     return out, latest if config.resume else None
@@ -292,10 +305,12 @@ def _resume(run: _Run, resume_from: Path | None) -> None:
         run.emit(Log(f"{run.out}: no checkpoint to resume from; starting at step 0", "warning"))
 
 
-def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event | None = None) -> TrainResult:
-    """Train a LoRA adapter into ``config.output``; see the module docstring."""
+def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event | None = None,
+          force: bool = False) -> TrainResult:
+    """Train a LoRA adapter into ``config.output``; see the module docstring. ``force``: a finished adapter or
+    another run's checkpoints in the output folder are replaced."""
     config.check()
-    out, resume_from = _output_folder(config)
+    out, resume_from = _output_folder(config, force)
 
     from tuillm.core.train.base import base_folder, load_tokenizer, pick_device, pick_dtype
 
@@ -312,6 +327,9 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     run = _Run(config, model, optimizer, device, plan, train_set, eval_set, out, emit, cancel)
     _resume(run, resume_from)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    if resume_from is None:  # --force over another run: its checkpoints would pass for this run's
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     emit(Log(f"{len(train_set)} training examples, {len(eval_set)} for eval; {plan.total_steps} steps "
              f"({plan.steps_per_epoch} per epoch) of {config.batch_size} x {config.grad_accum} examples"))
     if cancel is not None and cancel.is_set():  # cancelled while the model loaded: nothing trained to save

@@ -4,19 +4,20 @@ merge: PEFT's ``merge_and_unload`` into a temporary HF folder beside the output,
 the one conversion orchestrator (``convert_many`` through ``convert_checkpoint``: the same steps, intermediate and
 cancel as the Convert pane), then the folder is removed (also on failure or cancel).
 export_lora: convert/lora_to_gguf.
-Both check first that the adapter fits the base (one error otherwise).
+Both check first that the output destroys nothing (not the base, the adapter or a file inside them; an existing
+file only with ``force``: ``tuillm.convert.output.check_output``) and that the adapter fits the base.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 
 from tuillm.convert.checkpoint import open_checkpoint
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.lora_to_gguf import check_fits, lora_to_gguf, open_adapter
+from tuillm.convert.output import check_output, remove_stale, temp_name
 from tuillm.convert.types import CONVERT_DEFAULT, MERGE_DEFAULT, check_type
 from tuillm.core.errors import TuillmError, first_line
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
@@ -29,11 +30,20 @@ def _check(adapter_dir: Path, base: Path) -> None:
         raise TuillmError(str(exc)) from None
 
 
+def check_merge_output(out: Path, inputs: list[Path], force: bool) -> None:
+    """The output is neither an input nor inside one, and replaces an existing file only with ``force``."""
+    try:
+        check_output(out, inputs, force=force)
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
+
+
 def export_lora(adapter_dir: Path, base: Path, out: Path, out_type: str = CONVERT_DEFAULT, *,
-                emit: Emit = ignore) -> Path:
+                emit: Emit = ignore, force: bool = False) -> Path:
     """Write a GGUF LoRA adapter for the base (an HF folder or GGUF; a GGUF is dequantized to read its shapes)."""
     from tuillm.core.train.base import base_folder
 
+    check_merge_output(Path(out), [Path(adapter_dir), Path(base)], force)
     folder = base_folder(Path(base), emit=emit)
 
     def progress(done: int, total: int) -> None:
@@ -48,7 +58,7 @@ def export_lora(adapter_dir: Path, base: Path, out: Path, out_type: str = CONVER
 
 
 def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAULT, *, emit: Emit = ignore,
-          cancel: threading.Event | None = None, threads: int | None = None) -> Path:
+          cancel: threading.Event | None = None, threads: int | None = None, force: bool = False) -> Path:
     """Merge the adapter into the base and write a GGUF of ``out_type``."""
     from tuillm.core.conversion.job import convert_checkpoint
     from tuillm.core.train.base import base_folder, load_tokenizer
@@ -62,10 +72,17 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAUL
         raise TuillmError(f"{out}: is a folder (give the output file name)")
     if not out.parent.is_dir():
         raise TuillmError(f"{out.parent}: no such folder")
+    check_merge_output(out, [Path(base), Path(adapter_dir)], force)
     folder = base_folder(Path(base), emit=emit)
     _check(Path(adapter_dir), folder)
-    # The merged checkpoint is as big as the base: beside the output, where the user has chosen to put big files.
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.merge-", dir=out.parent))
+    # The merged checkpoint is as big as the base: beside the output, where the user has chosen to put big files;
+    # named like every temporary of the output, so the next run removes it if this one is killed.
+    remove_stale(out)
+    work = temp_name(out, "merge")
+    try:
+        work.mkdir()
+    except OSError as exc:
+        raise TuillmError(f"{out.parent}: cannot write there ({exc.strerror or exc})") from None
     try:
         emit(Progress("merge", 0, 1, "loading the base and the adapter (transformers + peft)"))
         _merge_to_folder(folder, Path(adapter_dir), work, out_type)
@@ -73,7 +90,7 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAUL
         emit(Progress("merge", 1, 1, "merged"))
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        return convert_checkpoint(work, out, out_type, emit=emit, cancel=cancel, threads=threads)
+        return convert_checkpoint(work, out, out_type, emit=emit, cancel=cancel, threads=threads, force=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -2,6 +2,10 @@
 
 Each subcommand lives in ``tuillm.tui.cli.<name>`` with ``register(subparsers)`` and ``run(args) -> int``;
 those modules import only light things at top level so ``--help`` stays instant.
+
+Every command ends in one line and an exit code, never a traceback: an expected error prints ``tuillm: <error>``
+(exit 1); Ctrl-C, SIGTERM and SIGHUP stop it with its cleanup done (exit 128 + the signal; ``cli.signals``); anything
+else is a bug, caught by the last-resort guard: one line naming the crash log that holds the traceback (exit 2).
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import importlib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from tuillm.core.errors import TuillmError
+from tuillm.convert.errors import ConvertError
+from tuillm.core.errors import TuillmError, crash_report, error_text, first_line
+from tuillm.tui.cli.signals import Stopped, stop_signals_as_interrupts
 
 # Order is the order of ``tuillm --help``.
 COMMANDS = ["models", "info", "convert", "quantize", "chat", "train", "merge", "export_lora"]
@@ -40,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(line: str) -> None:
+    """One line on stderr; a terminal that is gone (SIGHUP, a closed pipe) is no reason for a traceback."""
+    try:
+        print(f"tuillm: {line}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -48,13 +62,22 @@ def main(argv: list[str] | None = None) -> int:
             from tuillm.tui.app import run_app
 
             return run_app(config_path=args.config)
-        return int(args._run(args) or 0)
+        with stop_signals_as_interrupts():
+            return int(args._run(args) or 0)
     except TuillmError as exc:
-        print(f"tuillm: {exc}", file=sys.stderr)
+        _say(error_text(exc))
         return 1
+    except ConvertError as exc:  # the core turns these into TuillmError; one that slips through is still expected
+        _say(first_line(exc))
+        return 1
+    except Stopped as exc:
+        _say(exc.line)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print("tuillm: interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
     except BrokenPipeError:  # `tuillm models | head`
         return 0
-
+    except Exception as exc:  # noqa: BLE001 - the last-resort guard: a bug, reported in one line, never a traceback
+        _say(crash_report(exc))
+        return 2

@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true",
                    help="afterwards, compare the result with the original on a built-in text (needs transformers)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("-f", "--force", action="store_true", help="replace an existing output file")
     return p
 
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     src = Path(args.model)
     outputs = resolve_outputs(src, args.type, args.output)
     results = convert_many(src, outputs, emit=CliRenderer(quiet=args.quiet), report=args.report,
-                           threads=args.threads)
+                           threads=args.threads, force=args.force)
     for result in results:
         for line in result.report:
             print(line)

@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--type", default=CONVERT_DEFAULT, type=str.lower, choices=UNQUANTIZED_TYPE_NAMES,
                    help="tensor type (default f16)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("-f", "--force", action="store_true", help="replace an existing output file")
     return p
 
 
@@ -28,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
     from tuillm.tui.cli.progress import CliRenderer
 
     out = export_lora(Path(args.adapter).expanduser(), resolve_model(args.base), Path(args.output).expanduser(),
-                      args.type, emit=CliRenderer(quiet=args.quiet))
+                      args.type, emit=CliRenderer(quiet=args.quiet), force=args.force)
     print(out)
     return 0

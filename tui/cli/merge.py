@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help=f"output type (default {MERGE_DEFAULT}): {', '.join(TYPE_NAMES)}")
     p.add_argument("--threads", type=int, default=None, help="converter threads")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("-f", "--force", action="store_true", help="replace an existing output file")
     return p
 
 
@@ -29,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
     from tuillm.tui.cli.progress import CliRenderer
 
     out = merge(resolve_model(args.base), Path(args.adapter).expanduser(), Path(args.output).expanduser(),
-                args.type, emit=CliRenderer(quiet=args.quiet), threads=args.threads)
+                args.type, emit=CliRenderer(quiet=args.quiet), threads=args.threads, force=args.force)
     print(out)
     return 0

@@ -21,5 +21,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help=f"output type(s): {', '.join(TYPE_NAMES)}")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("-f", "--force", action="store_true", help="replace an existing output file")
     p.set_defaults(report=False)  # convert's run reads it
     return p

@@ -1,4 +1,9 @@
-"""``tuillm train BASE --data FILE.jsonl -o ADAPTER_DIR``: LoRA fine-tuning; Ctrl-C finishes the step and saves."""
+"""``tuillm train BASE --data FILE.jsonl -o ADAPTER_DIR``: LoRA fine-tuning; Ctrl-C finishes the step and saves.
+
+SIGTERM and SIGHUP (a dropped SSH session) do what Ctrl-C does: once training has started, the step finishes and
+a checkpoint is saved (exit 128 + the signal); before that, or on a second one, the run stops at once, its
+temporaries removed.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
-from tuillm.core.events import Emit, Event, Metric
+from tuillm.core.events import Emit, Event, Metric, Progress
 from tuillm.core.train.options import TRAIN_OPTIONS, TrainConfig, parse_targets
 from tuillm.tui.cli.options import add_options, option_values
+from tuillm.tui.cli.signals import STOP_SIGNALS, Stopped, handled, ignore_stop_signals, leave_gone_terminal
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -27,19 +33,47 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="ADAPTER_DIR", required=True, help="adapter folder to write")
     add_options(p, TRAIN_OPTIONS)  # every training option, declared once in core.train.options
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("--force", action="store_true",
+                   help="replace a finished adapter (or another run's checkpoints) in the output folder")
     return p
 
 
-def _emit(quiet: bool) -> Emit:
-    from tuillm.tui.cli.progress import CliRenderer
+class _Stop:
+    """The run's answer to Ctrl-C, SIGTERM and SIGHUP: while training, the first finishes the step and saves a
+    checkpoint (``cancel``); before training starts (nothing to save) or the second time, it stops at once."""
 
-    renderer = CliRenderer(quiet=quiet)
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.training = False  # set by the first training step's progress
+        self.signum = 0
 
-    def emit(event: Event) -> None:
-        if not isinstance(event, Metric):  # the per-step Log line carries the metrics already
-            renderer(event)
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        leave_gone_terminal(signum)
+        if self.cancel.is_set() or not self.training:
+            if signum in STOP_SIGNALS:
+                ignore_stop_signals()
+                raise Stopped(signum)
+            raise KeyboardInterrupt
+        self.cancel.set()
+        self.signum = signum
+        try:
+            print("\ntuillm: stopping after this step (Ctrl-C again to abort without saving)", file=sys.stderr,
+                  flush=True)
+        except (OSError, ValueError):  # the terminal is gone: the checkpoint matters more than the line
+            pass
 
-    return emit
+    def emit(self, quiet: bool) -> Emit:
+        from tuillm.tui.cli.progress import CliRenderer
+
+        renderer = CliRenderer(quiet=quiet)
+
+        def emit(event: Event) -> None:
+            if isinstance(event, Progress) and event.stage == "train":
+                self.training = True
+            if not isinstance(event, Metric):  # the per-step Log line carries the metrics already
+                renderer(event)
+
+        return emit
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,23 +89,11 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(base=str(resolve_model(args.base)), data=list(args.data),
                          output=str(Path(args.output).expanduser()), **values)
     config.check()
-    cancel = threading.Event()
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-        print("\ntuillm: stopping after this step (Ctrl-C again to abort without saving)", file=sys.stderr,
-              flush=True)
-
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
-        else None
+    stop = _Stop()
     try:
-        result = train(config, emit=_emit(args.quiet), cancel=cancel)
+        with handled((signal.SIGINT, *STOP_SIGNALS), stop):
+            result = train(config, emit=stop.emit(args.quiet), cancel=stop.cancel, force=args.force)
     except Cancelled:
-        return 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        return 128 + (stop.signum or signal.SIGINT)
     print(result.output)
     return 0

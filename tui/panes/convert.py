@@ -26,6 +26,7 @@ from tuillm.core.events import Log, Progress
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress
 from tuillm.tui.panes import convert_jobs as jobs
 from tuillm.tui.panes import convert_view as view
+from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.session import Session
 from tuillm.tui.widgets.path_input import PathInput
 
@@ -263,18 +264,34 @@ class ConvertPane(Vertical):
         outputs = self._planned_outputs()
         if outputs is None or self.source is None:
             return
+        existing = [path for _, path in outputs if path.exists()]
+        if not existing:
+            self._begin(outputs, force=False)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._begin(outputs, force=True)
+
+        names = ", ".join(path.name for path in existing)
+        self.app.push_screen(ConfirmScreen(f"Replace {names} in {existing[0].parent}?"), answered)
+
+    def _begin(self, outputs: list[tuple[str, Path]], *, force: bool) -> None:
+        """The job itself; ``force``: the user agreed to replace the outputs that exist."""
+        if self.running or self.source is None:
+            return
         report = self.query_one("#convert-report", Checkbox).value
         self.query_one("#convert-log", RichLog).clear()
         self.log_lines = []
         for _, path in outputs:
             if path.exists():
-                self._log(f"warning: {path.name} exists and will be replaced")
+                self._log(f"replacing {path.name}")
         self.last_written = []
         self._cancel = threading.Event()
         self._set_running(True)
         self.query_one("#convert-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#convert-progress", Label).update("starting…")
-        jobs.start_conversion(self, self.source.path, outputs, report, self._cancel, self._written)
+        jobs.start_conversion(self, self.source.path, outputs, report, self._cancel, self._written, force=force)
 
     def _planned_outputs(self) -> list[tuple[str, Path]] | None:
         """The (type, file) pairs to write, the output folder created; None (the user told why) when not ready."""

@@ -86,10 +86,13 @@ def start_inspection(owner: Widget, path: Path, available: int | None, generatio
 
 
 def start_conversion(owner: Widget, src: Path, outputs: list[tuple[str, Path]], report: bool,
-                     cancel: threading.Event, on_written: Callable[[OutputResult], None]) -> None:
-    """``on_written`` runs in the worker as each output completes (before the reports)."""
+                     cancel: threading.Event, on_written: Callable[[OutputResult], None], *,
+                     force: bool = False) -> None:
+    """``on_written`` runs in the worker as each output completes (before the reports); ``force``: existing outputs
+    are replaced (the user was asked)."""
 
     def job(emit: Emit) -> list[OutputResult]:
-        return convert_many(src, outputs, emit=emit, cancel=cancel, report=report, on_written=on_written)
+        return convert_many(src, outputs, emit=emit, cancel=cancel, report=report, on_written=on_written,
+                            force=force)
 
     run_job(owner, CONVERT, job, ConversionDone)

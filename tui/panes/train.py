@@ -30,10 +30,11 @@ from tuillm.core.train.memory import ModelShape
 from tuillm.core.train.options import TrainConfig
 from tuillm.core.train.preview import Preview
 from tuillm.tui.panes import train_jobs as jobs
-from tuillm.tui.panes.train_form import TrainForm, memory_text
+from tuillm.tui.panes.train_form import TrainForm, memory_text, replace_question
 from tuillm.tui.panes.train_preview import PreviewKey, PreviewView
 from tuillm.tui.panes.train_results import TrainJobs
 from tuillm.tui.panes.train_run import RunView, done_line
+from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.widgets.path_input import PathInput
 
 DEFAULT_MERGE_TYPE = "q8_0"  # near lossless, and written directly (no llama.cpp quantizer run)
@@ -286,6 +287,21 @@ class TrainPane(TrainJobs):
             return
         if not output:
             self.query_one("#train-output", Input).value = str(out)
+        question = replace_question(out, config.resume)
+        if question is None:
+            self._begin(config, force=False)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._begin(config, force=True)
+
+        self.app.push_screen(ConfirmScreen(question), answered)
+
+    def _begin(self, config: TrainConfig, *, force: bool) -> None:
+        """The run itself; ``force``: the user agreed to replace what the output folder holds."""
+        if self._busy():
+            return
         self.adapter_dir = self.merged_path = self.lora_gguf = self.base_gguf = None
         self.run_config = config
         self._ab_pending = False
@@ -294,7 +310,7 @@ class TrainPane(TrainJobs):
         self.query_one("#train-result", Static).update("")
         self._set_job(jobs.TRAIN)
         run.scroll_visible(top=True)
-        jobs.start_train(self, config, self.session.config, self.cancel_event)
+        jobs.start_train(self, config, self.session.config, self.cancel_event, force=force)
 
     def action_cancel(self) -> None:
         if self.job is None:

@@ -8,6 +8,7 @@ Typed text is read back through the same declaration (``Option.parse``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -23,6 +24,18 @@ from tuillm.core.train.options import TRAIN_OPTIONS, TrainConfig, parse_targets
 
 Field = Input | Select[str] | Checkbox
 Raw = str | bool  # what a field holds: its text, its choice, or its tick
+
+
+def replace_question(out: Path, resume: bool) -> str | None:
+    """What to ask before a run writes into ``out`` when something there would be lost (a finished adapter, or the
+    checkpoints of another run when not resuming it); None when nothing would."""
+    from tuillm.core.train.checkpoints import ADAPTER_CONFIG, latest_checkpoint
+
+    if (out / ADAPTER_CONFIG).exists():
+        return f"{out} holds a trained adapter. Replace it?"
+    if not resume and latest_checkpoint(out) is not None:
+        return f"{out} holds checkpoints of an unfinished run (tick Resume to continue it). Start over?"
+    return None
 
 
 def field_id(name: str) -> str:

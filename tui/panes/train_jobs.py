@@ -49,8 +49,10 @@ class BaseConverted(Message):
         self.path = path  # the HF base as a GGUF, for A/B
 
 
-def start_train(owner: Widget, config: TrainConfig, settings: Config, cancel: threading.Event) -> None:
-    """Checks the data, resolves the base (a name, demo) and trains; ``config.base`` becomes the resolved path."""
+def start_train(owner: Widget, config: TrainConfig, settings: Config, cancel: threading.Event, *,
+                force: bool = False) -> None:
+    """Checks the data, resolves the base (a name, demo) and trains; ``config.base`` becomes the resolved path.
+    ``force`` (the user was asked): a finished adapter or another run's checkpoints in the output are replaced."""
 
     def job(emit: Emit) -> TrainResult:
         from tuillm.core.models.catalog import resolve_model
@@ -61,26 +63,26 @@ def start_train(owner: Widget, config: TrainConfig, settings: Config, cancel: th
             load_dataset(path)
         config.base = str(resolve_model(config.base, settings))
         emit(Log(f"base {config.base}; adapter to {config.output}"))
-        return train(config, emit=emit, cancel=cancel)
+        return train(config, emit=emit, cancel=cancel, force=force)
 
     run_job(owner, TRAIN, job, lambda result: Trained(config, result))
 
 
 def start_merge(owner: Widget, base: Path, adapter: Path, out: Path, out_type: str,
-                cancel: threading.Event) -> None:
+                cancel: threading.Event, *, force: bool = False) -> None:
     def job(emit: Emit) -> Path:
         from tuillm.core.train.merge import merge
 
-        return merge(base, adapter, out, out_type, emit=emit, cancel=cancel)
+        return merge(base, adapter, out, out_type, emit=emit, cancel=cancel, force=force)
 
     run_job(owner, MERGE, job, Merged)
 
 
-def start_export(owner: Widget, adapter: Path, base: Path, out: Path) -> None:
+def start_export(owner: Widget, adapter: Path, base: Path, out: Path, *, force: bool = False) -> None:
     def job(emit: Emit) -> Path:
         from tuillm.core.train.merge import export_lora
 
-        return export_lora(adapter, base, out, emit=emit)
+        return export_lora(adapter, base, out, emit=emit, force=force)
 
     run_job(owner, EXPORT, job, Exported)
 

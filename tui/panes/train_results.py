@@ -9,6 +9,7 @@ message, ``JobCancelled`` or ``JobFailed``.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.text import Text
@@ -23,6 +24,7 @@ from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress
 from tuillm.tui.panes import train_jobs as jobs
 from tuillm.tui.panes.train_run import RunView
 from tuillm.tui.screens.ab import ABScreen, ABSources, Compare, ConvertBaseFirst, ExportFirst, next_ab_step
+from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.session import Session
 
 
@@ -136,6 +138,20 @@ class TrainJobs(VerticalScroll):
             return False
         return not self._busy()
 
+    def _ask_to_replace(self, out: Path, start: Callable[[bool], None]) -> None:
+        """``start(force)`` now when ``out`` is new; after a yes when it exists (a no leaves it, and A/B waits)."""
+        if not out.exists():
+            start(False)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                start(True)
+            else:
+                self._ab_pending = False
+
+        self.app.push_screen(ConfirmScreen(f"Replace {out}?"), answered)
+
     def _merge_type(self) -> str:
         return str(self.query_one("#train-merge-type", Select).value)
 
@@ -146,9 +162,15 @@ class TrainJobs(VerticalScroll):
         assert adapter is not None and base is not None
         out_type = self._merge_type()
         out = adapter / f"{adapter.name}-{out_type}.gguf"
-        self._set_job(jobs.MERGE)
-        self.query_one(RunView).log(f"merging into {out}")
-        jobs.start_merge(self, base, adapter, out, out_type, self.cancel_event)
+
+        def start(force: bool) -> None:
+            if self._busy():
+                return
+            self._set_job(jobs.MERGE)
+            self.query_one(RunView).log(f"merging into {out}")
+            jobs.start_merge(self, base, adapter, out, out_type, self.cancel_event, force=force)
+
+        self._ask_to_replace(out, start)
 
     def action_export(self) -> None:
         if not self._need_adapter():
@@ -156,9 +178,15 @@ class TrainJobs(VerticalScroll):
         adapter, base = self.adapter_dir, self.base_path
         assert adapter is not None and base is not None
         out = adapter / f"{adapter.name}-lora-f16.gguf"
-        self._set_job(jobs.EXPORT)
-        self.query_one(RunView).log(f"exporting the adapter to {out}")
-        jobs.start_export(self, adapter, base, out)
+
+        def start(force: bool) -> None:
+            if self._busy():
+                return
+            self._set_job(jobs.EXPORT)
+            self.query_one(RunView).log(f"exporting the adapter to {out}")
+            jobs.start_export(self, adapter, base, out, force=force)
+
+        self._ask_to_replace(out, start)
 
     def action_ab(self) -> None:
         """A/B needs the base as a GGUF and a tuned GGUF; each missing piece is made first (see

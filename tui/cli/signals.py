@@ -1,0 +1,85 @@
+"""SIGTERM and SIGHUP (a dropped SSH session) stop a command the way Ctrl-C does.
+
+Each raises ``Stopped`` (a KeyboardInterrupt) where the program is, so the same cleanup runs: temporaries are
+removed by the writers' ``finally``/``except BaseException`` blocks, llama.cpp's quantizer child is killed. The
+command then exits with 128 + the signal's number and one line. Only the first one counts: a second must not cut
+the cleanup short (SIGKILL remains; the next run removes what a killed one leaves).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from types import FrameType
+
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+
+Handler = Callable[[int, FrameType | None], object]
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal (SIGTERM, SIGHUP), raised like Ctrl-C's KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def line(self) -> str:
+        return f"stopped by {signal.Signals(self.signum).name}"
+
+
+def leave_gone_terminal(signum: int) -> None:
+    """After a hangup the terminal is gone and writing to it fails (EIO): the output goes nowhere from now on, so
+    the cleanup (or the checkpoint a training run saves) is not cut short by a failed progress line."""
+    if signum != getattr(signal, "SIGHUP", None):
+        return
+    try:
+        if not sys.stderr.isatty():  # a pipe or a file (a script, a test) is still there to read
+            return
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def ignore_stop_signals() -> None:
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
+def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
+    ignore_stop_signals()
+    leave_gone_terminal(signum)
+    raise Stopped(signum)
+
+
+@contextmanager
+def handled(signals: tuple[int, ...], handler: Handler) -> Iterator[None]:
+    """``handler`` for ``signals`` inside the block; the previous handlers after it. In the main thread only (the
+    only one Python lets set handlers): elsewhere (a test's thread) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def stop_signals_as_interrupts() -> AbstractContextManager[None]:
+    """SIGTERM and SIGHUP raise ``Stopped`` inside the block."""
+    return handled(STOP_SIGNALS, _raise_stopped)
