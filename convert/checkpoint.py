@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tuillm.convert.errors import ConvertError
-from tuillm.convert.safetensors_header import SafetensorsError, TensorEntry, read_checkpoint
+from tuillm.convert.errors import ConvertError, JSONFileError
+from tuillm.convert.hparams import check_config
+from tuillm.convert.safetensors_header import SafetensorsError, TensorEntry, load_json, read_checkpoint
 
 # safetensors dtype -> numpy dtype of the raw bytes (bf16 is read as uint16 and widened with a bit shift).
 RAW_DTYPES = {
@@ -60,14 +60,29 @@ class Checkpoint:
 
 
 def read_json_object(path: Path) -> dict:
-    """A JSON file that must hold an object; one-line ConvertError otherwise."""
+    """A JSON file that must hold an object; a JSONFileError (one line, naming the path) otherwise."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConvertError(f"{path}: unreadable ({exc.__class__.__name__})") from None
+        text = path.read_bytes()
+    except OSError as exc:
+        raise JSONFileError(path, f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+    try:
+        data = load_json(text)
+    except SafetensorsError as exc:
+        raise JSONFileError(path, str(exc)) from None
     if not isinstance(data, dict):
-        raise ConvertError(f"{path}: not a JSON object")
+        raise JSONFileError(path, "not a JSON object")
     return data
+
+
+def read_config(folder: Path) -> dict:
+    """config.json of an HF folder, its hyper-parameters checked (``check_config``): the one way it is read."""
+    path = Path(folder) / "config.json"
+    config = read_json_object(path)
+    try:
+        check_config(config)
+    except ConvertError as exc:
+        raise JSONFileError(path, str(exc)) from None
+    return config
 
 
 def open_checkpoint(folder: Path) -> Checkpoint:
@@ -78,7 +93,7 @@ def open_checkpoint(folder: Path) -> Checkpoint:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise ConvertError(f"{folder}: no config.json (not an HF checkpoint folder)")
-    config = read_json_object(config_path)
+    config = read_config(folder)
     try:
         tensors = read_checkpoint(folder)
     except SafetensorsError as exc:

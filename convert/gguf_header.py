@@ -8,12 +8,17 @@ keeping their length.
 from __future__ import annotations
 
 import mmap
+import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from tuillm.convert.errors import ConvertError
+from tuillm.convert.gguf_checks import MetadataError, check_metadata, shown
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -22,13 +27,20 @@ DEFAULT_ALIGNMENT = 32
 KEEP_ARRAY_MAX = 1024
 # A single string longer than this is a corrupt length field, not data (the largest real ones are chat templates).
 MAX_STRING = 64 * 1024 * 1024
+# ggml's GGML_MAX_DIMS: gguf refuses tensors with more dimensions.
+MAX_DIMS = 4
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 
 
-class GGUFHeaderError(ValueError):
-    """The file is not a readable GGUF (the message says why, in a few words)."""
+class GGUFHeaderError(ConvertError, ValueError):
+    """The file is not a readable GGUF, or holds metadata llama.cpp cannot take (the message says why, in a few
+    words, naming the key)."""
+
+
+class LlamaLimitError(GGUFHeaderError):
+    """Readable metadata that llama.cpp cannot take (it would abort on it): a count out of its range, a wrong type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +74,7 @@ class TensorInfo:
 class GGUFHeader:
     version: int
     fields: dict[str, Any] = field(default_factory=dict)
+    types: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # key -> (value type, array item type)
     tensors: list[TensorInfo] = field(default_factory=list)
     data_offset: int = 0
 
@@ -83,11 +96,16 @@ class _Cursor:
         size = struct.calcsize(fmt)
         return struct.unpack(fmt, self.take(size))[0]
 
-    def string(self) -> str:
+    def string(self, what: str) -> str:
+        """A string, which must be UTF-8 (llama-cpp-python decodes metadata strictly); ``what`` names it in the
+        error."""
         n = self.unpack("<Q")
         if n > MAX_STRING:
             raise GGUFHeaderError("corrupt string length in header")
-        return self.take(n).decode("utf-8", errors="replace")
+        try:
+            return self.take(n).decode("utf-8")
+        except UnicodeDecodeError:
+            raise GGUFHeaderError(f"{what} is not valid UTF-8") from None
 
     def skip_string(self) -> None:
         n = self.unpack("<Q")
@@ -97,39 +115,50 @@ class _Cursor:
         if self.pos > len(self.buf):
             raise GGUFHeaderError("truncated GGUF header")
 
-    def value(self, vtype: int) -> Any:
+    def scalar(self, vtype: int, key: str) -> Any:
         if vtype in _SCALARS:
             return self.unpack(_SCALARS[vtype])
         if vtype == _STRING:
-            return self.string()
-        if vtype == _ARRAY:
-            item_type = self.unpack("<I")
-            count = self.unpack("<Q")
-            if count > len(self.buf):
-                raise GGUFHeaderError("corrupt array length in header")
-            if count > KEEP_ARRAY_MAX:
-                self._skip_array(item_type, count)
-                return SkippedArray(item_type, count)
-            return [self.value(item_type) for _ in range(count)]
-        raise GGUFHeaderError(f"unknown metadata value type {vtype}")
+            return self.string(f"metadata {key}")
+        raise GGUFHeaderError(f"metadata {key} has unknown value type {vtype}")
+
+    def value(self, vtype: int, key: str) -> tuple[Any, int | None]:
+        """A value and, for an array, its item type. Arrays hold scalars or strings only: llama.cpp refuses arrays
+        of arrays, so they are refused here too, which also bounds the nesting (no recursion)."""
+        if vtype != _ARRAY:
+            return self.scalar(vtype, key), None
+        item_type = self.unpack("<I")
+        count = self.unpack("<Q")
+        if item_type == _ARRAY:
+            raise GGUFHeaderError(f"metadata {key} is an array of arrays (llama.cpp cannot read it)")
+        if item_type not in _SCALARS and item_type != _STRING:
+            raise GGUFHeaderError(f"metadata {key} has unknown value type {item_type}")
+        if count > len(self.buf):
+            raise GGUFHeaderError("corrupt array length in header")
+        if count > KEEP_ARRAY_MAX:
+            self._skip_array(item_type, count)
+            return SkippedArray(item_type, count), item_type
+        return [self.scalar(item_type, key) for _ in range(count)], item_type
 
     def _skip_array(self, item_type: int, count: int) -> None:
         if item_type in _SCALARS:
             self.pos += struct.calcsize(_SCALARS[item_type]) * count
             if self.pos > len(self.buf):
                 raise GGUFHeaderError("truncated GGUF header")
-        elif item_type == _STRING:
+        else:
             for _ in range(count):
                 self.skip_string()
-        else:  # arrays of arrays are not used by any model format we read; walk them anyway
-            for _ in range(count):
-                self.value(item_type)
 
 
 def read_gguf_header(path: str | Path) -> GGUFHeader:
     """Parse the header of ``path``; raises GGUFHeaderError (or OSError) with a short reason."""
     path = Path(path)
-    with path.open("rb") as f:
+    # O_NONBLOCK: opening a FIFO named *.gguf must not wait for a writer; then only a regular file is read.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise GGUFHeaderError("not a regular file")
+    with os.fdopen(fd, "rb") as f:
         if f.read(4) != MAGIC:
             raise GGUFHeaderError("not a GGUF file (bad magic)")
         size = f.seek(0, 2)
@@ -152,33 +181,43 @@ def _parse(buf: mmap.mmap, size: int) -> GGUFHeader:
     if n_tensors > size or n_kv > size:
         raise GGUFHeaderError("truncated or corrupt GGUF header")
     header = GGUFHeader(version=version)
-    for _ in range(n_kv):
-        key = cur.string()
-        header.fields[key] = cur.value(cur.unpack("<I"))
+    for i in range(n_kv):
+        key = cur.string(f"metadata key #{i + 1}")
+        if key in header.fields:
+            raise GGUFHeaderError(f"metadata key {shown(key)} appears twice")
+        vtype = cur.unpack("<I")
+        header.fields[key], item_type = cur.value(vtype, shown(key))
+        header.types[key] = (vtype, item_type)
+    try:
+        check_metadata(header.fields, header.types)
+    except MetadataError as exc:
+        raise LlamaLimitError(str(exc)) from None
     raw_tensors = []
-    for _ in range(n_tensors):
-        name = cur.string()
+    names: set[str] = set()
+    for i in range(n_tensors):
+        name = cur.string(f"the name of tensor #{i + 1}")
         n_dims = cur.unpack("<I")
-        if n_dims > 8:
-            raise GGUFHeaderError(f"corrupt tensor info for {name}")
+        if n_dims > MAX_DIMS:
+            raise GGUFHeaderError(f"tensor {shown(name)} has {n_dims} dimensions (GGUF allows at most {MAX_DIMS})")
+        if name in names:
+            raise GGUFHeaderError(f"tensor {shown(name)} appears twice")
+        names.add(name)
         shape = tuple(cur.unpack("<Q") for _ in range(n_dims))
         raw_tensors.append((name, shape, cur.unpack("<I"), cur.unpack("<Q")))
     alignment = header.fields.get("general.alignment", DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or alignment <= 0:
-        alignment = DEFAULT_ALIGNMENT
     header.data_offset = -(-cur.pos // alignment) * alignment
     for name, shape, type_id, offset in raw_tensors:
         try:
             qtype = GGMLQuantizationType(type_id)
             block, type_size = GGML_QUANT_SIZES[qtype]
         except (ValueError, KeyError):
-            raise GGUFHeaderError(f"tensor {name} has unknown type {type_id}") from None
+            raise GGUFHeaderError(f"tensor {shown(name)} has unknown type {type_id}") from None
         n = 1
         for d in shape:
             n *= d
         n_bytes = n // block * type_size
         start = header.data_offset + offset
         if start + n_bytes > size:
-            raise GGUFHeaderError(f"truncated file (tensor {name} runs past the end)")
+            raise GGUFHeaderError(f"truncated file (tensor {shown(name)} runs past the end)")
         header.tensors.append(TensorInfo(name, shape, qtype.name, start, n_bytes))
     return header

@@ -6,6 +6,7 @@ Handles transformers 5 ``rope_parameters`` (flat, or per layer type as Gemma 3 h
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -13,6 +14,104 @@ import gguf
 import numpy as np
 
 from tuillm.convert.errors import ConvertError
+
+# What config.json may hold, checked once when it is read (``checkpoint.read_config``). Counts are stored in GGUF
+# as uint32, the context as llama.cpp's int32, the layers at most llama.cpp's LLAMA_MAX_LAYERS. null is "unset".
+UINT32_MAX, INT32_MAX, LLAMA_MAX_LAYERS = 2**32 - 1, 2**31 - 1, 512
+_COUNTS: dict[str, tuple[int, int]] = {
+    "hidden_size": (1, UINT32_MAX), "num_attention_heads": (1, UINT32_MAX), "num_key_value_heads": (1, UINT32_MAX),
+    "intermediate_size": (1, UINT32_MAX), "head_dim": (1, UINT32_MAX), "vocab_size": (1, UINT32_MAX),
+    "num_hidden_layers": (1, LLAMA_MAX_LAYERS), "max_position_embeddings": (1, INT32_MAX),
+    "original_max_position_embeddings": (1, INT32_MAX), "sliding_window": (0, INT32_MAX),
+    "sliding_window_pattern": (0, LLAMA_MAX_LAYERS),
+}
+# Finite numbers: (lowest, whether the lowest itself is allowed).
+_NUMBERS: dict[str, tuple[float, bool]] = {
+    "rms_norm_eps": (0.0, True), "rope_theta": (0.0, False), "rope_local_base_freq": (0.0, False),
+    "partial_rotary_factor": (0.0, False), "attn_logit_softcapping": (0.0, True),
+    "final_logit_softcapping": (0.0, True), "query_pre_attn_scalar": (0.0, False), "factor": (0.0, False),
+    "attention_factor": (0.0, False), "beta_fast": (0.0, False), "beta_slow": (0.0, False), "mscale": (0.0, True),
+    "mscale_all_dim": (0.0, True), "low_freq_factor": (0.0, False), "high_freq_factor": (0.0, False),
+}
+_STRINGS = ("model_type", "rope_type", "type")
+_STRING_LISTS = ("architectures", "layer_types")
+_BOOLS = ("tie_word_embeddings", "truncate")
+_NUMBER_LISTS = ("long_factor", "short_factor")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _check_key(key: str, value: object, where: str) -> None:
+    if value is None:
+        return
+    bad = None
+    if key in _COUNTS:
+        lo, hi = _COUNTS[key]
+        if not _is_int(value) or not lo <= value <= hi:  # type: ignore[operator]
+            bad = f"an integer from {lo} to {hi}"
+    elif key in _NUMBERS:
+        lo, inclusive = _NUMBERS[key]
+        if not _is_number(value) or (value < lo if inclusive else value <= lo):  # type: ignore[operator]
+            bad = f"a finite number {'>=' if inclusive else '>'} {lo:g}"
+    elif key in _STRINGS and not isinstance(value, str):
+        bad = "a string"
+    elif key in _BOOLS and not isinstance(value, bool):
+        bad = "true or false"
+    elif key in _STRING_LISTS and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        bad = "a list of strings"
+    elif key in _NUMBER_LISTS and not (isinstance(value, list) and all(_is_number(v) for v in value)):
+        bad = "a list of finite numbers"
+    if bad is not None:
+        raise ConvertError(f"{where}{key} = {json_shown(value)} is not {bad}")
+
+
+def json_shown(value: object) -> str:
+    """A JSON value from a file, for a one-line message: compact, cut at 40 characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except RecursionError:  # as deep as the parser allows: shown by its type only
+        text = type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_rope(config: dict, where: str) -> None:
+    for key in ("rope_parameters", "rope_scaling"):
+        params = config.get(key)
+        if params is None:
+            continue
+        if not isinstance(params, dict):
+            raise ConvertError(f"{where}{key} is not an object")
+        parts = [(f"{key}.{k}", v) for k, v in params.items() if k in ("full_attention", "sliding_attention")]
+        for name, part in parts or [(key, params)]:
+            if part is not None and not isinstance(part, dict):
+                raise ConvertError(f"{where}{name} is not an object")
+            for k, v in (part or {}).items():
+                _check_key(k, v, f"{where}{name}.")
+
+
+def check_config(config: dict) -> None:
+    """Types and ranges of the config.json keys the converter and the metadata reader use (also inside a
+    multimodal ``text_config``), and that heads fit the hidden size; a one-line ConvertError naming the key."""
+    text = config.get("text_config")
+    if text is not None and not isinstance(text, dict):
+        raise ConvertError("text_config is not an object")
+    for part, where in ((config, ""), (text or {}, "text_config.")):
+        for key, value in part.items():
+            _check_key(key, value, where)
+        _check_rope(part, where)
+    merged = {**config, **(text or {})}
+    heads, kv_heads = merged.get("num_attention_heads"), merged.get("num_key_value_heads")
+    hidden = merged.get("hidden_size")
+    if heads and hidden and merged.get("head_dim") is None and heads > hidden:
+        raise ConvertError(f"num_attention_heads = {heads} exceeds hidden_size = {hidden}")
+    if heads and kv_heads and heads % kv_heads:
+        raise ConvertError(f"num_attention_heads = {heads} is not a multiple of num_key_value_heads = {kv_heads}")
 
 
 def _get(config: dict, *keys: str, default=None):  # noqa: ANN001, ANN202 - JSON values
@@ -171,6 +270,8 @@ def llama3_rope_factors(hp: HParams) -> np.ndarray | None:
     factor = float(rope.get("factor", 8.0))
     low = float(rope.get("low_freq_factor", 1.0))
     high = float(rope.get("high_freq_factor", 4.0))
+    if high <= low:  # the smoothing below divides by their difference
+        raise ConvertError(f"config.json: llama3 rope high_freq_factor {high:g} is not above low_freq_factor {low:g}")
     old_ctx = float(rope.get("original_max_position_embeddings", 8192))
     freqs = 1.0 / (hp.rope_theta ** (np.arange(0, hp.head_dim, 2, dtype=np.float64) / hp.head_dim))
     wavelen = 2 * np.pi / freqs

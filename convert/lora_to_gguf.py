@@ -24,6 +24,7 @@ from tuillm.convert.archs import find_arch
 from tuillm.convert.archs.base import Arch
 from tuillm.convert.checkpoint import Checkpoint, bf16_to_f32, open_checkpoint, read_json_object
 from tuillm.convert.errors import ConvertError
+from tuillm.convert.hparams import json_shown
 from tuillm.convert.output import atomic_output
 from tuillm.convert.safetensors_header import SafetensorsError, read_header
 from tuillm.convert.tensors import ggml_type, permute_rope
@@ -65,6 +66,21 @@ class Adapter:
         return self.alpha
 
 
+def _check_adapter_config(path: Path, config: dict) -> None:
+    """The values the conversion computes with: a positive integer rank, a finite alpha, flags as booleans."""
+    rank, alpha = config.get("r"), config.get("lora_alpha")
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        raise ConvertError(f"{path}: r = {json_shown(rank)} is not a positive integer")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float)
+                              or not math.isfinite(alpha)):
+        raise ConvertError(f"{path}: lora_alpha = {json_shown(alpha)} is not a finite number")
+    for key in ("use_rslora", "use_dora"):
+        if config.get(key) is not None and not isinstance(config[key], bool):
+            raise ConvertError(f"{path}: {key} = {json_shown(config[key])} is not true or false")
+    if not isinstance(config.get("peft_type", "LORA"), str):
+        raise ConvertError(f"{path}: peft_type is not a string")
+
+
 def open_adapter(folder: Path) -> Adapter:
     """Read and check a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)."""
     folder = Path(folder)
@@ -74,6 +90,7 @@ def open_adapter(folder: Path) -> Adapter:
     if not cfg_path.is_file():
         raise ConvertError(f"{folder}: no adapter_config.json (not a finished PEFT LoRA adapter)")
     config = read_json_object(cfg_path)
+    _check_adapter_config(cfg_path, config)
     if config.get("peft_type", "LORA") != "LORA":
         raise ConvertError(f"{folder}: a {config.get('peft_type')} adapter; only LoRA adapters are supported")
     if config.get("use_dora"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gguf
 
@@ -33,13 +34,22 @@ class Vocab:
     tokens: list[str]
     scores: list[float] | None
     types: list[int]
+    special: gguf.SpecialVocab | None = None  # merges, special ids, add_bos/eos, template: read with the rest
 
 
-def _pre_parts(pre: dict | None) -> list[dict]:
-    if not pre:
+def _obj(value: Any) -> dict:
+    """A JSON object from a tokenizer file, or {} for anything else (the shape checks then refuse what is missing)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _pre_parts(pre: Any, depth: int = 0) -> list[dict]:
+    if not isinstance(pre, dict) or not pre:
         return []
     if pre.get("type") == "Sequence":
-        return [p for sub in pre.get("pretokenizers", []) for p in _pre_parts(sub)]
+        subs = pre.get("pretokenizers")
+        if depth > 4 or not isinstance(subs, list):  # real sequences are flat; deeper is not a known tokenizer
+            return [pre]
+        return [p for sub in subs for p in _pre_parts(sub, depth + 1)]
     return [pre]
 
 
@@ -52,21 +62,39 @@ def bpe_pre_name(tokenizer_json: dict) -> str:
     if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits") and parts[1].get("use_regex", True):
         return "smollm"
     if kinds == ["Split", "ByteLevel"] and not parts[1].get("use_regex", True):
-        regex = parts[0].get("pattern", {}).get("Regex")
+        regex = _obj(parts[0].get("pattern")).get("Regex")
         if regex == _LLAMA3_REGEX:
             return "llama-bpe"
         if regex == _QWEN2_REGEX:
             return "qwen2"
-    raise ConvertError(f"tokenizer.json: unknown BPE pre-tokenizer {kinds}; known: {', '.join(SUPPORTED_PRE)}")
+    shown = [k if isinstance(k, str) else type(k).__name__ for k in kinds]
+    raise ConvertError(f"tokenizer.json: unknown BPE pre-tokenizer {shown!r}; known: {', '.join(SUPPORTED_PRE)}")
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _added_tokens(path: Path, tj: dict) -> list[dict]:
+    """tokenizer.json's added_tokens, each checked to have an id and a content."""
+    added = tj.get("added_tokens", [])
+    if not isinstance(added, list) or not all(
+            isinstance(a, dict) and _is_id(a.get("id")) and isinstance(a.get("content"), str) for a in added):
+        raise ConvertError(f"{path}: added_tokens is not a list of tokens with an id and a content")
+    return added
 
 
 def _bpe_vocab(folder: Path, n_vocab: int) -> Vocab:
-    tj = read_json_object(folder / "tokenizer.json")
-    model = tj.get("model", {})
+    path = folder / "tokenizer.json"
+    tj = read_json_object(path)
+    model = _obj(tj.get("model"))
     if model.get("type") != "BPE" or model.get("byte_fallback"):
         raise ConvertError(f"{folder}: tokenizer.json is not a byte-level BPE and there is no tokenizer.model")
-    reverse = {i: t for t, i in model["vocab"].items()}
-    added = {a["id"]: a for a in tj.get("added_tokens", [])}
+    vocab = model.get("vocab")
+    if not isinstance(vocab, dict) or not all(_is_id(i) for i in vocab.values()):
+        raise ConvertError(f"{path}: model.vocab is not an object of tokens to ids")
+    reverse = {i: t for t, i in vocab.items()}
+    added = {a["id"]: a for a in _added_tokens(path, tj)}
     tokens: list[str] = []
     types: list[int] = []
     for i in range(n_vocab):
@@ -118,10 +146,13 @@ def _spm_vocab(folder: Path, n_vocab: int) -> Vocab:
     # Added tokens (chat markers...) override or extend the SentencePiece pieces.
     added: list[tuple[int, str, bool]] = []
     if (folder / "added_tokens.json").is_file():
-        added += [(i, t, False) for t, i in read_json_object(folder / "added_tokens.json").items()]
+        extra = read_json_object(folder / "added_tokens.json")
+        if not all(_is_id(i) for i in extra.values()):
+            raise ConvertError(f"{folder / 'added_tokens.json'}: not an object of tokens to ids")
+        added += [(i, t, False) for t, i in extra.items()]
     if (folder / "tokenizer.json").is_file():
-        added += [(a["id"], a["content"], bool(a.get("special"))) for a in read_json_object(folder / "tokenizer.json")
-                  .get("added_tokens", [])]
+        path = folder / "tokenizer.json"
+        added += [(a["id"], a["content"], bool(a.get("special"))) for a in _added_tokens(path, read_json_object(path))]
     for i, text, special in added:
         if i >= n_vocab:
             raise ConvertError(f"{folder}: added token id {i} is past the model's {n_vocab} embeddings")
@@ -134,19 +165,37 @@ def _spm_vocab(folder: Path, n_vocab: int) -> Vocab:
 
 
 def read_vocab(folder: Path, n_vocab: int) -> Vocab:
-    """Tokens of the folder's tokenizer, padded to ``n_vocab`` (the embedding rows)."""
+    """Tokens of the folder's tokenizer, padded to ``n_vocab`` (the embedding rows), with its special tokens:
+    every tokenizer file is read here, before anything is written."""
     folder = Path(folder)
     if (folder / "tokenizer.model").is_file():
-        return _spm_vocab(folder, n_vocab)
-    if (folder / "tokenizer.json").is_file():
-        return _bpe_vocab(folder, n_vocab)
-    raise ConvertError(f"{folder}: no tokenizer (tokenizer.json or tokenizer.model)")
+        vocab = _spm_vocab(folder, n_vocab)
+    elif (folder / "tokenizer.json").is_file():
+        vocab = _bpe_vocab(folder, n_vocab)
+    else:
+        raise ConvertError(f"{folder}: no tokenizer (tokenizer.json or tokenizer.model)")
+    vocab.special = _special_vocab(folder, vocab)
+    return vocab
+
+
+def _special_vocab(folder: Path, vocab: Vocab) -> gguf.SpecialVocab:
+    """gguf's reader of merges, special token ids and add_bos/add_eos. It trusts the files' shapes, so a file of
+    the wrong shape (a list where an object belongs) is refused here in one line rather than mid-write."""
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (folder / name).is_file():
+            read_json_object(folder / name)  # valid JSON objects, or a one-line error naming the file
+    try:
+        special = gguf.SpecialVocab(folder, load_merges=vocab.model == "gpt2", n_vocab=len(vocab.tokens))
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
+        raise ConvertError(f"{folder}: tokenizer files of an unexpected shape ({exc.__class__.__name__})") from None
+    for kind in ("bos", "eos"):
+        special.add_special_token.setdefault(kind, False)
+    return special
 
 
 def add_vocab(writer: gguf.GGUFWriter, folder: Path, vocab: Vocab, add_space_prefix: bool | None = None) -> None:
     """Write the tokenizer keys of ``vocab`` (from ``read_vocab(folder, ...)``); add_bos/add_eos are always written
     (False when the tokenizer adds nothing)."""
-    n_vocab = len(vocab.tokens)
     writer.add_tokenizer_model(vocab.model)
     writer.add_tokenizer_pre(vocab.pre)
     writer.add_token_list(vocab.tokens)
@@ -155,7 +204,5 @@ def add_vocab(writer: gguf.GGUFWriter, folder: Path, vocab: Vocab, add_space_pre
     writer.add_token_types(vocab.types)
     if add_space_prefix is not None:
         writer.add_add_space_prefix(add_space_prefix)
-    special = gguf.SpecialVocab(folder, load_merges=vocab.model == "gpt2", n_vocab=n_vocab)
-    for kind in ("bos", "eos"):
-        special.add_special_token.setdefault(kind, False)
+    special = vocab.special if vocab.special is not None else _special_vocab(folder, vocab)
     special.add_to_gguf(writer, quiet=True)

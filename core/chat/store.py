@@ -102,24 +102,45 @@ class Chat:
                 "params": self.params, "created": self.created, "updated": self.updated}
 
 
-def _params(text: str | None) -> dict[str, Any]:
-    """A chat row's params: a JSON object, or {} (the defaults) when the stored text is not one."""
+def _json_object(text: object) -> dict[str, Any] | None:
+    """A stored JSON column: the object it holds, or None when the text is not a JSON object (a hand edit, another
+    version, damage): one bad row must not stop the app."""
+    if not isinstance(text, str | bytes) or not text:
+        return None
     try:
-        params = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return params if isinstance(params, dict) else {}
+        value = json.loads(text)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _params(text: object) -> dict[str, Any]:
+    """A chat row's params: a JSON object, or {} (the defaults) when the stored text is not one."""
+    return _json_object(text) or {}
+
+
+def _text(value: object) -> str:
+    """A TEXT column as str: SQLite stores whatever a writer gave it (a number, a blob, NULL in an old file)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return "" if value is None else str(value)
+
+
+def _time(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def _chat(row: sqlite3.Row) -> Chat:
-    return Chat(id=row["id"], title=row["title"], model=row["model"], system_prompt=row["system_prompt"],
-                params=_params(row["params"]), created=row["created"], updated=row["updated"])
+    return Chat(id=row["id"], title=_text(row["title"]), model=_text(row["model"]),
+                system_prompt=_text(row["system_prompt"]), params=_params(row["params"]),
+                created=_time(row["created"]), updated=_time(row["updated"]))
 
 
 def _message(row: sqlite3.Row) -> Message:
-    return Message(id=row["id"], chat_id=row["chat_id"], role=row["role"], content=row["content"],
-                   stats=json.loads(row["stats"]) if row["stats"] else None, complete=bool(row["complete"]),
-                   created=row["created"])
+    return Message(id=row["id"], chat_id=row["chat_id"], role=_text(row["role"]), content=_text(row["content"]),
+                   stats=_json_object(row["stats"]), complete=bool(row["complete"]), created=_time(row["created"]))
 
 
 class ChatStore:

@@ -65,7 +65,19 @@ class LlamaModel:
 
         Failures are a ``ModelFileError`` naming the model, or the adapter, with llama.cpp's own logged reason.
         """
+        from tuillm.convert.gguf_header import GGUFHeaderError, LlamaLimitError, read_gguf_header
+
         lora = Path(opts.lora_path).expanduser() if opts.lora_path else None
+        # llama.cpp aborts the process (GGML_ASSERT) on some metadata (4000 layers, an unknown rope scaling, ...):
+        # the files are checked first, so such a file is a ModelFileError naming it and the key. A file llama.cpp
+        # refuses on its own (not GGUF, truncated) is left to it: its reason is reported below.
+        for file in (path, lora) if lora is not None else (path,):
+            try:
+                read_gguf_header(file)
+            except LlamaLimitError as exc:
+                raise ModelFileError(file, str(exc)) from None
+            except (GGUFHeaderError, OSError):
+                pass
         LOG_LINES.clear()  # so last_llama_error() speaks of this load
         try:
             llm = quiet_llama(str(path), **_llama_kwargs(opts, lora))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuillm.core import paths
-from tuillm.core.errors import ModelFileError, TuillmError
+from tuillm.core.errors import ModelFileError, TuillmError, first_line
 from tuillm.core.models.fit import load_fit
 from tuillm.core.models.memory import MemoryEstimate
 from tuillm.core.models.metadata import ModelInfo, is_hf_folder, read_info
@@ -23,6 +23,10 @@ CACHE_VERSION = 1
 MAX_DEPTH = 5
 SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 OLLAMA_MODEL_MEDIA = "application/vnd.ollama.image.model"
+# What a file from another app may name: a commit (HF ref) and a blob digest (Ollama). Anything else (a path with
+# "..", a NUL byte, garbage) is ignored rather than joined to a path.
+HF_REF_RE = re.compile(r"^[0-9A-Za-z._-]{1,128}$")
+OLLAMA_DIGEST_RE = re.compile(r"^sha256[:-][0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -136,8 +140,12 @@ def hf_cache_candidates(cache: Path) -> Iterator[tuple[str, str, Path]]:
 
 def _hf_snapshot(repo: Path) -> Path | None:
     ref = repo / "refs" / "main"
-    if ref.is_file():
-        snap = repo / "snapshots" / ref.read_text().strip()
+    try:
+        commit = ref.read_text(encoding="utf-8").strip() if ref.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        commit = ""  # an unreadable ref: the newest snapshot stands in for it
+    if HF_REF_RE.match(commit) and commit not in (".", ".."):
+        snap = repo / "snapshots" / commit
         if snap.is_dir():
             return snap
     snaps = [s for s in (repo / "snapshots").glob("*") if s.is_dir()]
@@ -154,12 +162,12 @@ def ollama_candidates(root: Path) -> Iterator[tuple[str, str, Path]]:
             continue
         host, namespace, model, tag = parts
         try:
-            layers = json.loads(manifest.read_text()).get("layers", [])
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            layers = json.loads(manifest.read_text(encoding="utf-8")).get("layers", [])
+        except (OSError, ValueError, AttributeError, RecursionError):  # not JSON, not UTF-8, not an object
             continue
-        digest = next((layer.get("digest") for layer in layers if isinstance(layer, dict)
-                       and layer.get("mediaType") == OLLAMA_MODEL_MEDIA), None)
-        if not isinstance(digest, str):
+        digest = next((layer.get("digest") for layer in (layers if isinstance(layers, list) else [])
+                       if isinstance(layer, dict) and layer.get("mediaType") == OLLAMA_MODEL_MEDIA), None)
+        if not isinstance(digest, str) or not OLLAMA_DIGEST_RE.match(digest):
             continue
         if host == "registry.ollama.ai":
             name = f"{model}:{tag}" if namespace == "library" else f"{namespace}/{model}:{tag}"
@@ -203,10 +211,11 @@ class InfoCache:
         self.dirty = False
         if file is not None and file.is_file():
             try:
-                data = json.loads(file.read_text())
-                if data.get("version") == CACHE_VERSION:
-                    self.entries = data.get("entries", {})
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+                data = json.loads(file.read_text(encoding="utf-8"))
+                entries = data.get("entries", {}) if data.get("version") == CACHE_VERSION else {}
+                # Each entry is checked when used (``get``); the container itself must be an object.
+                self.entries = entries if isinstance(entries, dict) else {}
+            except (OSError, ValueError, AttributeError, RecursionError):
                 self.entries = {}  # a damaged cache is only a slower start
 
     @staticmethod
@@ -221,11 +230,11 @@ class InfoCache:
         key = str(path)
         stamp = self.stamp(path)
         hit = self.entries.get(key)
-        if hit and hit.get("stamp") == stamp:
+        if isinstance(hit, dict) and hit.get("stamp") == stamp:
             try:
                 return ModelInfo.from_json(hit["info"])
-            except (TypeError, KeyError):
-                pass
+            except (TypeError, KeyError, ValueError):
+                pass  # a malformed entry is read again from the file
         info = read_info(path)
         self.entries[key] = {"stamp": stamp, "info": info.to_json()}
         self.dirty = True
@@ -286,6 +295,9 @@ def discover(
             continue
         except OSError as exc:
             problems.append(CatalogProblem(str(path), exc.strerror or exc.__class__.__name__))
+            continue
+        except Exception as exc:  # noqa: BLE001 - the catalog's promise: one file never fails the listing
+            problems.append(CatalogProblem(str(path), f"unreadable ({exc.__class__.__name__}: {first_line(exc)})"))
             continue
         if info.kind != "model":
             continue  # LoRA adapters are listed with the adapters, not as models to chat with

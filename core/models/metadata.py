@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tuillm.convert.gguf_header import GGUFHeaderError, SkippedArray, TensorInfo, read_gguf_header
+from tuillm.convert.checkpoint import read_config
+from tuillm.convert.errors import JSONFileError
+from tuillm.convert.gguf_header import GGUFHeader, GGUFHeaderError, SkippedArray, TensorInfo, read_gguf_header
 from tuillm.convert.safetensors_header import SafetensorsError, checkpoint_files, read_header
 from tuillm.core.errors import ModelFileError
 
@@ -47,10 +49,26 @@ class ModelInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelInfo:
+        """The inverse of ``to_json``; TypeError or KeyError when an entry (a cached one, say) is not of that
+        shape, field by field, so nothing downstream meets a string where a count belongs."""
         data = dict(data)
+        if not isinstance(data.get("path"), str):
+            raise TypeError("path is not a string")
         data["path"] = Path(data["path"])
-        data["layer_bytes"] = tuple(data.get("layer_bytes", ()))
+        layer_bytes = data.get("layer_bytes", [])
+        if not isinstance(layer_bytes, list) or not all(_is_count(b) for b in layer_bytes):
+            raise TypeError("layer_bytes is not a list of counts")
+        data["layer_bytes"] = tuple(layer_bytes)
+        for f in fields(cls):
+            value = data.get(f.name, f.default)
+            if (f.type == "int" and not _is_count(value)) or (f.type == "str" and not isinstance(value, str)) \
+                    or (f.type == "str | None" and value is not None and not isinstance(value, str)):
+                raise TypeError(f"{f.name} is not a {f.type}")
         return cls(**data)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def read_info(path: str | Path) -> ModelInfo:
@@ -82,13 +100,19 @@ def _file_type_name(fields: dict[str, Any], tensors: list[TensorInfo]) -> str:
     return max(by_type, key=by_type.__getitem__) if by_type else "unknown"
 
 
-def read_gguf_info(path: Path) -> ModelInfo:
+def checked_gguf_header(path: Path) -> GGUFHeader:
+    """The header of a GGUF file, its metadata checked against what llama.cpp can load (convert.gguf_checks): the
+    gate before anything hands the file to llama.cpp. A ModelFileError names the file and the key."""
     try:
-        header = read_gguf_header(path)
+        return read_gguf_header(path)
     except GGUFHeaderError as exc:
         raise ModelFileError(path, str(exc)) from None
     except OSError as exc:
         raise ModelFileError(path, f"cannot read ({exc.strerror or exc.__class__.__name__})") from None
+
+
+def read_gguf_info(path: Path) -> ModelInfo:
+    header = checked_gguf_header(path)
     fields = header.fields
     arch = str(fields.get("general.architecture") or "unknown")
 
@@ -141,25 +165,20 @@ def read_gguf_info(path: Path) -> ModelInfo:
 # --- Hugging Face folders ----------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(path, f"not valid JSON ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise ModelFileError(path, "not a JSON object")
-    return data
-
-
 def hf_chat_template(folder: Path) -> str | None:
+    """The folder's chat template, or None when there is none or its file cannot be read (not UTF-8, not JSON):
+    a missing template is what chat already handles."""
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
+        try:
+            return jinja.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
     tc = folder / "tokenizer_config.json"
     if tc.is_file():
         try:
             template = json.loads(tc.read_text(encoding="utf-8")).get("chat_template")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError):
             return None
         if isinstance(template, list):  # named templates: the default one is what chat uses
             named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
@@ -205,7 +224,10 @@ def read_hf_info(folder: Path) -> ModelInfo:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise ModelFileError(folder, "no config.json (not a Hugging Face checkpoint folder)")
-    config = _read_json(config_path)
+    try:
+        config = read_config(folder)  # checked: counts are integers in range, heads fit the hidden size
+    except JSONFileError as exc:
+        raise ModelFileError(exc.path, exc.problem) from None
     # Multimodal configs (gemma3) nest the language model's settings.
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
     cfg = {**config, **text}
