@@ -10,6 +10,7 @@ from tuillm.core.models.fit import Fit, advice, load_fit
 from tuillm.core.models.memory import fitting_quants, max_context
 from tuillm.core.models.metadata import ModelInfo, format_bytes, format_params, read_info
 from tuillm.core.settings import load_config
+from tuillm.core.text import safe_line
 from tuillm.tui.cli.models import add_ctx_flag, ctx_flag, info_json
 
 
@@ -25,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def describe(info: ModelInfo, fit: Fit) -> list[str]:
+    """The text report, one terminal-safe line per field (the name, arch and path come from the file)."""
     est = fit.estimate
-    return [
+    lines = [
         f"path           {info.path}",
         f"format         {info.format}",
         f"name           {info.name}",
@@ -45,6 +47,7 @@ def describe(info: ModelInfo, fit: Fit) -> list[str]:
         f"{format_bytes(est.available_bytes)} available",
         f"advice         {advice(info, fit)}",
     ]
+    return [safe_line(line) for line in lines]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,5 +66,5 @@ def run(args: argparse.Namespace) -> int:
                                                 flash_attn=options.flash_attn)
     else:
         data["quants_that_fit"] = fitting_quants(info, options.n_ctx, available)
-    print(json.dumps(data, indent=2))
+    print(json.dumps(data, indent=2))  # escapes every control character (\u001b): nothing raw reaches the terminal
     return 0

@@ -13,6 +13,7 @@ from tuillm.core.models.memory import MemoryEstimate
 from tuillm.core.models.metadata import ModelInfo, format_bytes, format_params
 from tuillm.core.options import option_map
 from tuillm.core.settings import load_config
+from tuillm.core.text import safe_line
 from tuillm.tui.cli.options import add_options, option_values
 
 # The context flag of `models` and `info`: the chat's own --ctx declaration (the estimate is for that load).
@@ -39,11 +40,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def table(result: CatalogResult) -> str:
+    """The models as aligned columns; every cell one terminal-safe line (a name or a file name comes from outside)."""
     headers = ("NAME", "SOURCE", "ARCH", "PARAMS", "QUANT", "SIZE", "CONTEXT", "MEMORY", "FIT")
     rows = [
-        (e.name, e.source, e.info.arch, format_params(e.info.params), e.info.file_type,
-         format_bytes(e.info.size_bytes), str(e.info.context_length), format_bytes(e.estimate.total_bytes),
-         e.estimate.fit)
+        tuple(safe_line(cell) for cell in (
+            e.name, e.source, e.info.arch, format_params(e.info.params), e.info.file_type,
+            format_bytes(e.info.size_bytes), str(e.info.context_length), format_bytes(e.estimate.total_bytes),
+            e.estimate.fit))
         for e in result.entries
     ]
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
@@ -70,14 +73,14 @@ def run(args: argparse.Namespace) -> int:
     ctx = ctx_flag(args)
     config = load_config(args.config)
     if config.problem:
-        print(f"tuillm: {config.problem}", file=sys.stderr)
+        print(f"tuillm: {safe_line(config.problem)}", file=sys.stderr)
     result = discover(config=config, n_ctx=ctx)  # --ctx: every row's context, as `tuillm chat --ctx` loads
-    if args.json:
+    if args.json:  # json.dumps escapes every control character (\u001b): nothing raw reaches the terminal
         print(json.dumps({"models": [entry_json(e) for e in result.entries],
                           "problems": [{"path": p.path, "problem": p.problem} for p in result.problems]},
                          indent=2))
         return 0
     print(table(result))
     for p in result.problems:
-        print(f"skipped {p.path}: {p.problem}", file=sys.stderr)
+        print(safe_line(f"skipped {p.path}: {p.problem}"), file=sys.stderr)
     return 0

@@ -1,4 +1,7 @@
-"""Renders core events on a terminal for the CLI: a redrawn progress line on a TTY, plain lines otherwise."""
+"""Renders core events on a terminal for the CLI: a redrawn progress line on a TTY, plain lines otherwise.
+
+An event's text can name a file or quote a model's metadata: it is made terminal-safe here, where it is written.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import time
 from typing import TextIO
 
 from tuillm.core.events import Event, Log, Metric, Progress
+from tuillm.core.text import safe_line, safe_text
 
 
 class CliRenderer:
@@ -33,7 +37,7 @@ class CliRenderer:
         if self._open_line:
             self.stream.write("\n")
             self._open_line = False
-        self.stream.write(text + "\n")
+        self.stream.write(safe_text(text) + "\n")
         self.stream.flush()
 
     def _progress(self, p: Progress) -> None:
@@ -52,7 +56,8 @@ class CliRenderer:
             else:
                 filled = int(width * min(fraction, 1.0))
                 bar = "[" + "#" * filled + "-" * (width - filled) + f"] {fraction * 100:5.1f}%"
-            self.stream.write(f"\r\x1b[2K{p.stage}: {bar} {p.message}")
+            # Our own CSI erases the line; the event's text is one safe line, so it cannot move the cursor.
+            self.stream.write(f"\r\x1b[2K{safe_line(f'{p.stage}: {bar} {p.message}')}")
             self._open_line = True
             if finished:
                 self.stream.write("\n")
@@ -65,4 +70,4 @@ class CliRenderer:
                 return
             self._last_plain = (p.stage, decile)
             pct = f"{fraction * 100:.0f}%" if fraction is not None else f"{p.done:g}"
-            self._line(f"{p.stage}: {pct} {p.message}".rstrip())
+            self._line(safe_line(f"{p.stage}: {pct} {p.message}").rstrip())

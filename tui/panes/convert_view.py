@@ -1,19 +1,21 @@
 """What the Convert pane writes on its widgets, as plain functions of the state (no widgets here).
 
 The type list comes from the one registry (``tuillm.convert.types``): its order, best first as users pick, and
-each type's note.
+each type's note. Names, paths and errors come from files: every text made here is one terminal-safe line.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual.widgets.selection_list import Selection
 
 from tuillm.convert.types import OUTPUT_TYPES, TYPE_NAMES
 from tuillm.core.conversion.plan import output_name
 from tuillm.core.models.catalog import CatalogResult
 from tuillm.core.models.metadata import format_bytes, format_params
+from tuillm.core.text import safe_line
 from tuillm.tui.panes.convert_jobs import Inspection
 
 NO_SOURCE = "Choose a source: an HF checkpoint converts, a GGUF re-quantizes."
@@ -25,8 +27,8 @@ def type_options(sizes: dict[str, int], source_name: str | None, ticked: set[str
     options = []
     for t in TYPE_NAMES:
         size = f"~{format_bytes(sizes[t])}" if t in sizes else ""
-        detail = output_name(source_name, t) if source_name else OUTPUT_TYPES[t].note
-        options.append(Selection(f"{t:<7}{size:>11}  {detail}", t, t in ticked))
+        detail = safe_line(output_name(source_name, t)) if source_name else OUTPUT_TYPES[t].note
+        options.append(Selection(Text(f"{t:<7}{size:>11}  {detail}"), t, t in ticked))  # Text: not markup
     return options
 
 
@@ -46,7 +48,7 @@ def source_info(inspection: Inspection) -> str:
     """The line under the fields: what the source is and what will happen to it, or why it is not a source."""
     source = inspection.source
     if source is None:
-        return inspection.error or "not a model"
+        return safe_line(inspection.error or "not a model")
     what = "HF checkpoint → convert" if source.kind == "hf" else "GGUF → re-quantize"
     note = "sizes are estimates" if inspection.report_fits else "too big for the report here"
     return f"{what} · {format_params(source.params)} params · {note}"
@@ -57,12 +59,17 @@ def catalog_options(result: CatalogResult) -> list[tuple[str, str]]:
     options = []
     for entry in result.entries:
         kind = "HF checkpoint" if entry.info.format == "hf" else f"{entry.info.file_type} GGUF"
-        options.append((f"{entry.name} ({kind}, {format_params(entry.info.params)})", str(entry.path)))
+        options.append((safe_line(f"{entry.name} ({kind}, {format_params(entry.info.params)})"), str(entry.path)))
     return options
 
 
 def kept_text(written: list[Path]) -> str:
-    return ", ".join(p.name for p in written)
+    return safe_line(", ".join(p.name for p in written))
+
+
+def progress_text(stage: str, message: str) -> str:
+    """The progress label: a job's stage and message (which can name a file), one safe line."""
+    return safe_line(f"{stage}: {message}")
 
 
 def done_text(written: list[Path]) -> str:

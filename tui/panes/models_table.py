@@ -1,7 +1,8 @@
 """The Models pane's table: one row per model with its fit, the Name column taking the width the others leave.
 
 Pure row text (``row_cells``, ``matches``, ``format_context``) is kept apart from the widget so tests and the
-details screen can use it without an app.
+details screen can use it without an app. Names, arches and quant labels come from files: ``show`` makes every cell
+one terminal-safe line of plain text (a ``str`` cell would be read as Rich markup).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from textual.widgets import DataTable
 from tuillm.core.models.catalog import CatalogEntry
 from tuillm.core.models.memory import MemoryEstimate
 from tuillm.core.models.metadata import format_bytes, format_params
+from tuillm.core.text import safe_line
 
 # (key, header); "name" takes whatever width the others leave.
 COLUMNS = (
@@ -68,6 +70,13 @@ def _plain(cell: str | Text) -> str:
     return cell.plain if isinstance(cell, Text) else cell
 
 
+def _safe(cell: str | Text) -> Text:
+    """The cell as one line of plain text without control sequences (a Text keeps its style)."""
+    if isinstance(cell, Text):
+        return Text(safe_line(cell.plain), style=cell.style)
+    return Text(safe_line(cell))
+
+
 def _truncate(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
 
@@ -88,6 +97,7 @@ class ModelsTable(DataTable[str | Text]):
     def show(self, rows: list[Row], width: int, select: Path | None = None) -> bool:
         """(Re)build the table for ``width`` columns (80 over SSH), the cursor on ``select`` if it is listed, else
         where it was; True when ``select`` was found."""
+        rows = [Row(row.path, {key: _safe(cell) for key, cell in row.cells.items()}) for row in rows]
         widths = {key: max([len(header)] + [len(_plain(row.cells[key])) for row in rows]) for key, header in COLUMNS}
         others = sum(w for key, w in widths.items() if key != "name")
         room = width - SCROLLBAR - CELL_PADDING * len(COLUMNS) - others
@@ -100,7 +110,7 @@ class ModelsTable(DataTable[str | Text]):
         for key, header in COLUMNS:
             self.add_column(header, key=key, width=name_width if key == "name" else widths[key])
         for row in rows:
-            cells = {**row.cells, "name": _truncate(_plain(row.cells["name"]), name_width)}
+            cells = {**row.cells, "name": Text(_truncate(_plain(row.cells["name"]), name_width))}
             self.add_row(*(cells[key] for key, _ in COLUMNS), key=str(row.path))
         if rows:
             self.move_cursor(row=min(max(cursor, 0), len(rows) - 1))

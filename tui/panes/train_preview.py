@@ -1,7 +1,8 @@
 """The Train pane's preview: the first examples of the dataset as the model will see them, with what carries loss
 marked (core.train.preview), read on a worker thread whenever the base, the data or the max length change.
 
-The same read also gives the base's shape, which the pane's memory estimate needs.
+The same read also gives the base's shape, which the pane's memory estimate needs. The examples are the user's
+data rendered by a model's template: shown through ``safe_text`` so no control sequence reaches the terminal.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from textual.widgets import Static
 
 from tuillm.core.errors import error_text
 from tuillm.core.settings import Config
+from tuillm.core.text import safe_line, safe_text
 from tuillm.core.train.memory import ModelShape
 from tuillm.core.train.preview import CUT, TRAINED, BaseTokenizer, Preview, describe
 
@@ -34,14 +36,14 @@ def preview_text(preview: Preview, max_len: int) -> Text:
     """The preview as styled text: what carries loss in green, the prompt dim, what the cut drops struck out."""
     styles = {TRAINED: TRAINED_STYLE, CUT: CUT_STYLE}
     out = Text()
-    out.append(f"{preview.path.name}: {preview.count} examples, {preview.format} format, template: "
-               f"{preview.template}\n", "bold")
+    out.append(safe_line(f"{preview.path.name}: {preview.count} examples, {preview.format} format, template: "
+                         f"{preview.template}") + "\n", "bold")
     out.append("green", TRAINED_STYLE).append(": carries loss · ").append("dim", PROMPT_STYLE)
     out.append(": prompt (no loss) · ").append("struck", CUT_STYLE).append(f": beyond {max_len} tokens, cut\n")
     for example in preview.examples:
-        out.append("\n" + describe(example, max_len) + "\n", "italic")
+        out.append("\n" + safe_line(describe(example, max_len)) + "\n", "italic")
         for text, kind in example.pieces:
-            out.append(text, styles.get(kind, PROMPT_STYLE))
+            out.append(safe_text(text), styles.get(kind, PROMPT_STYLE))
         if not out.plain.endswith("\n"):
             out.append("\n")
     return out

@@ -8,6 +8,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label
 
+from tuillm.core.text import safe_line
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
 from tuillm.tui.widgets.model_details import ModelDetails
 
@@ -24,7 +25,7 @@ class ModelDetailsScreen(ModalScreen[None]):
 
     def __init__(self, title: str, details: ModelDetails) -> None:
         super().__init__()
-        self.title_text = title
+        self.title_text = safe_line(title)  # a model's name: from a file
         self.details = details
 
     def compose(self) -> ComposeResult:

@@ -12,11 +12,14 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from tuillm.core.chat.store import Chat
+from tuillm.core.text import safe_line
 
 TITLE_CHARS = 22  # what fits the list's 24 columns
 
 
 def short_title(title: str) -> str:
+    """The title as one terminal-safe line that fits the list (a title may come from a model's words)."""
+    title = safe_line(title)
     return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
 
 

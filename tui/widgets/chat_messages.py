@@ -1,5 +1,9 @@
 """The Chat pane's widgets: the open chat's column (header, message view with one bubble per stored message, and
-the prompt)."""
+the prompt).
+
+A message's text comes from a model (or a template, or a database row): ``SafeMarkdown`` strips control sequences
+from every text it is given, whole or streamed, so no reply can write escape sequences to the terminal.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,14 @@ from typing import Any
 
 from textual import events
 from textual.app import ComposeResult
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Label, Markdown, TextArea
 
 from tuillm.core.chat.store import Message as StoredMessage
+from tuillm.core.text import safe_line, safe_text
 
 PLACEHOLDER = "Message · Enter sends · Ctrl+J new line"
 EDITING_TITLE = "Editing the last message · Enter resends · Esc cancels"
@@ -30,7 +36,7 @@ def last_code_block(text: str) -> str | None:
 
 
 def bubble_header(role: str, complete: bool, stats: dict[str, Any] | None, streaming: bool = False) -> str:
-    head = ROLE_NAMES.get(role, role)
+    head = ROLE_NAMES.get(role) or safe_line(role).strip()  # a role other than ours comes from a database row
     if streaming:
         return f"{head} …"
     if not complete:
@@ -39,6 +45,18 @@ def bubble_header(role: str, complete: bool, stats: dict[str, Any] | None, strea
     if stats and stats.get("generated_tokens"):
         head += f" · {stats['generated_tokens']} tokens, {stats.get('tokens_per_s', 0.0):.1f} tok/s"
     return head
+
+
+class SafeMarkdown(Markdown):
+    """Markdown that never receives a control sequence: the full text (``update``, the first render) and each
+    streamed fragment (``append``, what ``Markdown.get_stream`` writes) pass through ``safe_text``. A sequence split
+    across two fragments loses its ESC in the first, so what reaches the second is plain text."""
+
+    def update(self, markdown: str) -> AwaitComplete:
+        return super().update(safe_text(markdown))
+
+    def append(self, markdown: str) -> AwaitComplete:
+        return super().append(safe_text(markdown))
 
 
 class MessageBubble(Vertical):
@@ -57,7 +75,7 @@ class MessageBubble(Vertical):
     def compose(self) -> ComposeResult:
         yield Label(bubble_header(self.role, self.complete, self.stats, self.streaming), classes="bubble-role",
                     markup=False)
-        yield Markdown(self.content, classes="bubble-body")
+        yield SafeMarkdown(self.content, classes="bubble-body")
 
     def on_resize(self) -> None:
         if isinstance(self.parent, ChatView):
@@ -201,7 +219,7 @@ class ChatColumn(Vertical):
         return self.query_one(ChatPrompt)
 
     def set_header(self, text: str) -> None:
-        self.query_one("#chat-header", Label).update(text)
+        self.query_one("#chat-header", Label).update(safe_line(text))  # a chat's title and a model's name
 
     async def show(self, stored: Sequence[StoredMessage], streaming: bool) -> None:
         """Make the bubbles match the stored messages: keep the common start, update changed text, remove what

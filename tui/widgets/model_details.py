@@ -1,5 +1,9 @@
 """A model's details: what tuillm read from it, its memory estimate, its own load settings, every metadata key of
-the file (GGUF header or config.json), and a preview of its chat template."""
+the file (GGUF header or config.json), and a preview of its chat template.
+
+Every key and value is read from the file: each passes through ``safe_line`` (the template through ``safe_text``)
+where it becomes a widget's text, so a hostile header cannot write escape sequences to the terminal.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from tuillm.core.models.catalog import CatalogEntry
 from tuillm.core.models.memory import MemoryEstimate
 from tuillm.core.models.metadata import format_bytes, format_params
 from tuillm.core.settings import ModelDefaults
+from tuillm.core.text import safe_line, safe_text
 
 TEMPLATE_PREVIEW_LINES = 30
 VALUE_CHARS = 200  # a long string value (a license text) is cut
@@ -93,14 +98,14 @@ def _table(rows: list[tuple[str, str]]) -> Table:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in rows:
-        table.add_row(key, Text(value))
+        table.add_row(Text(safe_line(key)), Text(safe_line(value)))
     return table
 
 
 def template_preview(template: str | None) -> str:
     if not template:
         return "(none: llama.cpp falls back to ChatML)"
-    lines = template.splitlines()
+    lines = safe_text(template).splitlines()
     more = len(lines) - TEMPLATE_PREVIEW_LINES
     return "\n".join(lines[:TEMPLATE_PREVIEW_LINES]) + (f"\n… ({more} more lines)" if more > 0 else "")
 

@@ -12,6 +12,7 @@ from textual.reactive import reactive
 from textual.widgets import Label
 
 from tuillm.core.models.metadata import format_bytes
+from tuillm.core.text import safe_line
 
 NO_MODEL = "no model loaded"
 
@@ -50,7 +51,7 @@ class StatusLine(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label("RAM …", id="status-ram")
-        yield Label(NO_MODEL, id="status-model")
+        yield Label(NO_MODEL, id="status-model", markup=False)
 
     def on_mount(self) -> None:
         self.refresh_memory()
@@ -73,4 +74,5 @@ class StatusLine(Horizontal):
         self.query_one("#status-ram", Label).update(text)
 
     def watch_model_name(self, name: str | None) -> None:
-        self.query_one("#status-model", Label).update(f"model: {name}" if name else NO_MODEL)
+        # A model's name comes from its file: one safe line, shown as plain text (not markup).
+        self.query_one("#status-model", Label).update(f"model: {safe_line(name)}" if name else NO_MODEL)
