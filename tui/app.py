@@ -1,20 +1,37 @@
-"""The Textual app: a tab per registered pane, the status line and the footer; F1 help; the command palette."""
+"""The Textual app: a tab per registered pane, the status line and the footer; F1 help; the command palette.
+
+Two nets for everything the panes show or do: every notification is made terminal-safe (its text often names a
+file or quotes a model), and an unexpected exception in a handler, a worker or a timer becomes one error
+notification naming the crash log, and the app keeps running (``TuillmApp._handle_exception``).
+"""
 
 from __future__ import annotations
 
+import sys
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from textual._context import active_app
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.content import Content
+from textual.markup import MarkupError
+from textual.message import Message
+from textual.message_pump import MessagePump
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
+from textual.worker import WorkerFailed
 
 from tuillm.core.chat.backend import ChatBackendFactory
+from tuillm.core.errors import crash_report, error_text
 from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import Config, load_config
+from tuillm.core.text import safe_line, safe_text
 from tuillm.tui.panes.base import Pane
 from tuillm.tui.panes.chat import ChatPane
 from tuillm.tui.panes.convert import ConvertPane
@@ -23,6 +40,12 @@ from tuillm.tui.panes.train import TrainPane
 from tuillm.tui.screens.help import HelpScreen, binding_rows
 from tuillm.tui.session import Session
 from tuillm.tui.widgets.status_line import MemoryProbe, StatusLine, sample_memory
+
+# The crash guard: the same error is notified (and logged) again only after REPEAT_S; STORM_ERRORS unexpected errors
+# within STORM_S (a widget failing on every frame) end the app with the one line instead.
+REPEAT_S = 30.0
+STORM_ERRORS = 20
+STORM_S = 5.0
 
 PaneClass = type[ChatPane] | type[ModelsPane] | type[ConvertPane] | type[TrainPane]
 
@@ -74,14 +97,22 @@ class TuillmApp(App[int]):
         status_interval: float = 2.0,
         hardware: Hardware | None = None,
         chat_backend: ChatBackendFactory | None = None,
+        crash_guard: bool | None = None,
     ) -> None:
         """``model_dirs`` overrides the config's folders; ``available_ram``, ``memory_probe`` and ``hardware`` fix
         the machine's figures and ``chat_backend`` replaces llama.cpp (tests and snapshots use them so the screen
-        is the same on every machine)."""
+        is the same on every machine). ``crash_guard``: keep running after an unexpected exception (None: yes,
+        except headless, where a test should fail on it as Textual makes it)."""
         super().__init__()
         self.session = Session(config or load_config(), model_dirs, available_ram, hardware, chat_backend)
         self._memory_probe = memory_probe
         self._status_interval = status_interval
+        self._crash_guard = crash_guard
+        self.unexpected_errors: deque[BaseException] = deque(maxlen=100)  # what the guard caught, for tests
+        self._error_times: deque[float] = deque(maxlen=STORM_ERRORS)
+        self._notified_at: dict[str, float] = {}
+        self.fatal_line: str | None = None  # why the guard ended the app, printed after the screen is restored
+        _install_dispatch_guard()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -145,6 +176,45 @@ class TuillmApp(App[int]):
         self.query_one(ChatPane).draft_sampling = config.sampling  # new chats start with the new defaults
         # The folders may have changed, and the fit column depends on the load defaults.
         self.query_one(ModelsPane).action_refresh()
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification (panes, screens and workers all end here) without control sequences; a message
+        that is not valid markup (a file name with brackets) is shown as written instead of failing to render."""
+        message, title = safe_text(message), safe_line(title)
+        if markup:
+            try:
+                Content.from_markup(message)
+            except MarkupError:
+                markup = False
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    # --- the last-resort guard --------------------------------------------------------------------------------
+
+    @property
+    def guarding(self) -> bool:
+        return self._crash_guard if self._crash_guard is not None else not self.is_headless
+
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual's one hook for an exception nothing caught (a handler, a worker, a timer, a callback, rendering):
+        # it ends the app with a traceback. Guarded, it is an error notification and the app goes on.
+        if not self.guarding:
+            super()._handle_exception(error)
+            return
+        cause: BaseException = error.error if isinstance(error, WorkerFailed) else error
+        self.unexpected_errors.append(cause)
+        now = time.monotonic()
+        self._error_times.append(now)
+        if len(self._error_times) == STORM_ERRORS and now - self._error_times[0] < STORM_S:
+            # Failing over and over (a widget that cannot draw): end; run_app prints the one line, no traceback.
+            self.fatal_line = crash_report(cause)
+            self.exit(return_code=2)
+            return
+        key = error_text(cause)
+        if self._notified_at.get(key, -REPEAT_S) > now - REPEAT_S:
+            return  # the same failure again (a timer): notified and logged already
+        self._notified_at[key] = now
+        self.notify(crash_report(cause), title="tuillm", severity="error", timeout=20, markup=False)
 
     @property
     def status_line(self) -> StatusLine:
@@ -215,7 +285,31 @@ class TuillmApp(App[int]):
         callback()
 
 
+_original_dispatch = MessagePump._dispatch_message
+
+
+async def _guarded_dispatch(self: MessagePump, message: Message) -> None:
+    """``MessagePump._dispatch_message`` that hands an exception to the guard instead of letting it end the pump's
+    message loop (Textual breaks the loop of the widget whose handler raised: a handler of the app's own, or a key
+    binding's action, would leave the whole app frozen). Only for a guarded ``TuillmApp``; any other app is as
+    Textual makes it."""
+    try:
+        await _original_dispatch(self, message)
+    except Exception as error:
+        app = active_app.get(None)
+        if not isinstance(app, TuillmApp) or not app.guarding:
+            raise
+        app._handle_exception(error)
+
+
+def _install_dispatch_guard() -> None:
+    # Every widget's messages go through MessagePump._dispatch_message: the one place to catch a handler's error.
+    MessagePump._dispatch_message = _guarded_dispatch  # type: ignore[method-assign]
+
+
 def run_app(config_path: str | None = None) -> int:
     app = TuillmApp(load_config(config_path))
     app.run()
+    if app.fatal_line:
+        print(f"tuillm: {app.fatal_line}", file=sys.stderr)
     return app.return_code or 0
