@@ -25,12 +25,11 @@ def run_python(code: str, tmp_path: Path) -> dict:
 def test_starting_the_app_imports_no_torch(tmp_path: Path) -> None:
     result = run_python(
         f"""
-        import asyncio, importlib, json, pkgutil, sys
-        import tuillm.tui.cli
-        import tuillm.tui.cli as commands
+        import asyncio, importlib, json, sys
+        import tuillm.tui.cli as cli
         # What `tuillm` imports before it opens the app: the CLI and every subcommand module it registers.
-        for mod in pkgutil.iter_modules(commands.__path__):
-            importlib.import_module(f"tuillm.tui.cli.{{mod.name}}")
+        for name in cli.COMMANDS:
+            importlib.import_module(f"tuillm.tui.cli.{{name}}")
         from tuillm.tui.app import TuillmApp
 
         async def main():
