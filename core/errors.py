@@ -7,11 +7,11 @@ through ``safe_text`` here, once, so no front end prints a control sequence from
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from pathlib import Path
 
+from tuillm.core.paths import state_dir
 from tuillm.core.text import safe_line, safe_text
 
 CRASH_LOG_MAX_BYTES = 1 << 20  # past this the log starts again: it holds the latest crashes, not a history
@@ -48,8 +48,7 @@ def error_text(exc: BaseException) -> str:
 
 def crash_log_path() -> Path:
     """The crash log under the XDG state folder ($XDG_STATE_HOME/tuillm/crash.log)."""
-    state = os.environ.get("XDG_STATE_HOME")
-    return (Path(state) if state else Path.home() / ".local" / "state") / "tuillm" / "crash.log"
+    return state_dir() / "crash.log"
 
 
 def write_crash_log(exc: BaseException) -> Path | None:
