@@ -83,6 +83,11 @@ def renderers() -> list[psutil.Process]:
     return found
 
 
+def spinning(process: psutil.Process) -> bool:
+    """Busy computing (an idle renderer waits on its pipe at 0%; a low bar, as other tests share the cores)."""
+    return process.cpu_percent(0.2) > 10
+
+
 @pytest.mark.parametrize(("source", "tail"), FAST_CASES.values(), ids=FAST_CASES.keys())
 def test_bad_template_is_its_one_line(source: str, tail: str) -> None:
     messages = [dict(m) for m in MESSAGES]
@@ -101,7 +106,7 @@ def test_spinning_template_ends_at_the_time_budget(source: str) -> None:
         ChatTemplate(source, name="override").render(MESSAGES)
     assert str(info.value) == "chat template (override) took longer than 2 s to render"
     assert time.monotonic() - t0 < 2 + STOP_WITHIN_S
-    assert not [p for p in renderers() if p.cpu_percent(0.2) > 50]  # the spinning renderer was killed
+    assert not [p for p in renderers() if spinning(p)]  # the spinning renderer was killed
 
 
 @pytest.mark.parametrize("source", [NESTED_LOOP, MACRO_BOMB], ids=["nested_loop", "macro_bomb"])
@@ -113,14 +118,14 @@ def test_stop_ends_a_spinning_render(source: str) -> None:
     with pytest.raises(TemplateStopped) as info:
         template.render(MESSAGES, stop=stop)
     assert str(info.value) == "chat template (gguf): stopped"
-    assert not [p for p in renderers() if p.cpu_percent(0.2) > 50]
+    assert not [p for p in renderers() if spinning(p)]
     # The next render starts a fresh renderer and works.
     assert ChatTemplate("{{ messages[-1]['content'] }}!").render(MESSAGES) == "Hi!"
 
 
 def test_a_renderer_that_dies_is_one_line_and_replaced() -> None:
     template = ChatTemplate(NESTED_LOOP, model="m.gguf")
-    killer = threading.Timer(0.3, lambda: [p.kill() for p in renderers() if p.cpu_percent(0.1) > 50])
+    killer = threading.Timer(0.3, lambda: [p.kill() for p in renderers() if spinning(p)])
     killer.start()
     with pytest.raises(ChatTemplateError) as info:
         template.render(MESSAGES)
@@ -145,7 +150,7 @@ def _wait_for_busy_renderer(proc: subprocess.Popen[bytes]) -> psutil.Process:
     while time.monotonic() < deadline and proc.poll() is None:
         for child in parent.children(recursive=True):
             try:
-                if child.cpu_percent(0.1) > 50:
+                if spinning(child):
                     return child
             except psutil.NoSuchProcess:
                 pass
@@ -190,7 +195,7 @@ def test_tuillm_chat_names_the_template_in_one_line(source: str, tail: str, tmp_
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr == f"tuillm: chat template (override of {demo_gguf.name}){tail}\n"
     assert "Traceback" not in proc.stderr and proc.stdout == ""
-    assert not [p for p in renderers() if p.cpu_percent(0.1) > 50]
+    assert not [p for p in renderers() if spinning(p)]
 
 
 @pytest.mark.slow
@@ -200,3 +205,20 @@ def test_hostile_gguf_template_is_one_line(demo_gguf: Path, tmp_path: Path) -> N
                           text=True, timeout=300, env=os.environ.copy())
     assert proc.returncode == 1
     assert proc.stderr == f"tuillm: chat template (gguf of bomb.gguf) {RUNAWAY}\n"
+
+
+@pytest.mark.slow
+def test_a_killed_app_leaves_no_renderer_spinning(tmp_path: Path) -> None:
+    """SIGKILL (the app cannot clean up): the renderer ends on its own alarm, just after the time budget."""
+    template = tmp_path / "hostile.jinja"
+    template.write_text(NESTED_LOOP)
+    proc = subprocess.Popen([TUILLM, "chat", "demo", "-p", "hi", "--ctx", "256", "--template", str(template)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    renderer = _wait_for_busy_renderer(proc)
+    proc.kill()
+    proc.wait()
+    try:
+        renderer.wait(timeout=2 + STOP_WITHIN_S)  # an orphan: psutil waits by polling
+    except psutil.TimeoutExpired:
+        renderer.kill()
+        raise AssertionError("the renderer outlived the app") from None
