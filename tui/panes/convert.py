@@ -23,6 +23,7 @@ from textual.widgets import Button, Checkbox, Label, ProgressBar, RichLog, Selec
 from tuillm.core.conversion.job import OutputResult
 from tuillm.core.conversion.plan import Source, plan_outputs
 from tuillm.core.events import Log, Progress
+from tuillm.core.text import safe_text
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress
 from tuillm.tui.panes import convert_jobs as jobs
 from tuillm.tui.panes import convert_view as view
@@ -324,6 +325,7 @@ class ConvertPane(Vertical):
             self.last_written.extend(message.paths)
 
     def _log(self, line: str) -> None:
+        line = safe_text(line)  # log lines quote file names and model output
         self.log_lines.append(line)
         self.query_one("#convert-log", RichLog).write(line)
 
@@ -353,7 +355,7 @@ class ConvertPane(Vertical):
         if isinstance(event, Progress):
             self.last_progress = event
             self.query_one("#convert-bar", ProgressBar).update(total=event.total or None, progress=event.done)
-            self.query_one("#convert-progress", Label).update(f"{event.stage}: {event.message}")
+            self.query_one("#convert-progress", Label).update(view.progress_text(event.stage, event.message))
         elif isinstance(event, Log):
             self._log(event.message if event.level == "info" else f"{event.level}: {event.message}")
 

@@ -26,6 +26,7 @@ from tuillm.core.models.fit import Fit, advice, load_fit
 from tuillm.core.models.hardware import Hardware
 from tuillm.core.models.metadata import format_bytes
 from tuillm.core.settings import Config
+from tuillm.core.text import safe_line
 from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.panes.models_actions import ModelActions
 from tuillm.tui.panes.models_table import OWN_MARK, ModelsTable, Row, format_context, matches, row_cells
@@ -284,7 +285,7 @@ class ModelsPane(ModelActions, Vertical):
         if entry is None:
             label.update("No model matches the filter" if self.result and self.result.entries else "")
             return
-        label.update(f"{entry.name}: {advice(entry.info, self.fit_of(entry))}")
+        label.update(safe_line(f"{entry.name}: {advice(entry.info, self.fit_of(entry))}"))
 
     def on_resize(self) -> None:
         if self.result is not None:

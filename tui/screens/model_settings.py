@@ -21,6 +21,7 @@ from tuillm.core.models.fit import advice, load_fit
 from tuillm.core.models.metadata import ModelInfo, format_bytes
 from tuillm.core.options import Option
 from tuillm.core.settings import LOAD_SETTINGS, Config, ModelDefaults, config_attr, load_options_for
+from tuillm.core.text import safe_line
 from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
 
@@ -92,7 +93,7 @@ class ModelSettingsScreen(ModalScreen[ModelDefaults | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="models-dialog"):
-            yield Label(f"Load settings: {self.info.path.name}", classes="dialog-title", markup=False)
+            yield Label(f"Load settings: {safe_line(self.info.path.name)}", classes="dialog-title", markup=False)
             yield Label("Empty: the default from Settings. Ctrl+S or Enter saves, Esc cancels.",
                         classes="dialog-hint")
             with Grid(id="model-settings-grid"):

@@ -36,5 +36,6 @@ def test_help_over_chat(snap_compare, app: TuillmApp, size: tuple[int, int]) -> 
     assert snap_compare(app, terminal_size=size, run_before=help_over())
 
 
-def test_help_over_models(snap_compare, app: TuillmApp) -> None:
-    assert snap_compare(app, terminal_size=(80, 24), run_before=help_over("f3"))
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_help_over_models(snap_compare, app: TuillmApp, size: tuple[int, int]) -> None:
+    assert snap_compare(app, terminal_size=size, run_before=help_over("f3"))

@@ -66,25 +66,33 @@ def then(*keys: str, screen: str | None = None) -> Callable[[Pilot], Awaitable[N
     return run
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+SIZES = [(80, 24), (120, 40)]
+BOTH_SIZES = pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+
+
+@BOTH_SIZES
 def test_models_pane(snap_compare, app: TuillmApp, size: tuple[int, int]) -> None:
     assert snap_compare(app, terminal_size=size, run_before=models_shown)
 
 
-def test_model_settings_dialog(snap_compare, app: TuillmApp) -> None:
+@BOTH_SIZES
+def test_model_settings_dialog(snap_compare, app: TuillmApp, size: tuple[int, int]) -> None:
     # The rows: demo, alpha-chat, beta-base (with its own settings), gamma-hf.
-    assert snap_compare(app, terminal_size=(80, 24),
+    assert snap_compare(app, terminal_size=size,
                         run_before=then("down", "down", "e", screen="ModelSettingsScreen"))
 
 
-def test_model_details_dialog(snap_compare, app: TuillmApp) -> None:
+@BOTH_SIZES
+def test_model_details_dialog(snap_compare, app: TuillmApp, size: tuple[int, int]) -> None:
     # alpha-chat: the demo's path is where its package is installed, different on every machine.
-    assert snap_compare(app, terminal_size=(80, 24), run_before=then("down", "i", screen="ModelDetailsScreen"))
+    assert snap_compare(app, terminal_size=size, run_before=then("down", "i", screen="ModelDetailsScreen"))
 
 
-def test_add_folder_dialog(snap_compare, app: TuillmApp) -> None:
-    assert snap_compare(app, terminal_size=(80, 24), run_before=then("a", screen="AddFolderScreen"))
+@BOTH_SIZES
+def test_add_folder_dialog(snap_compare, app: TuillmApp, size: tuple[int, int]) -> None:
+    assert snap_compare(app, terminal_size=size, run_before=then("a", screen="AddFolderScreen"))
 
 
-def test_settings_screen(snap_compare, app: TuillmApp) -> None:
-    assert snap_compare(app, terminal_size=(80, 24), run_before=then("f9", screen="SettingsScreen"))
+@BOTH_SIZES
+def test_settings_screen(snap_compare, app: TuillmApp, size: tuple[int, int]) -> None:
+    assert snap_compare(app, terminal_size=size, run_before=then("f9", screen="SettingsScreen"))

@@ -78,10 +78,11 @@ async def show_preview(pilot: Pilot) -> None:
     await steady(pilot)
 
 
-def test_train_preview(snap_compare, in_tmp: Path) -> None:
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_train_preview(snap_compare, in_tmp: Path, size: tuple[int, int]) -> None:
     """The top of the pane: the paths and the first examples, the answer marked as what carries loss."""
     write_fact_dataset(in_tmp / "fact.jsonl", 4)
-    assert snap_compare(chat_app(in_tmp), terminal_size=(80, 24), run_before=show_preview)
+    assert snap_compare(chat_app(in_tmp), terminal_size=size, run_before=show_preview)
 
 
 class FakeBackend:
