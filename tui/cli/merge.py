@@ -11,8 +11,8 @@ from tuillm.convert.types import MERGE_DEFAULT, TYPE_NAMES
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="merge a LoRA adapter into its base and write a GGUF",
                        description="Merge a LoRA adapter (PEFT folder) into its base with peft, then convert the "
-                       "result to GGUF of any type of `tuillm convert`. The temporary merged checkpoint (the size "
-                       "of the base in float32) is written beside OUT.gguf and removed afterwards.")
+                       "result to GGUF of any type of `tuillm convert`. The temporary merged checkpoint (2 bytes a "
+                       "weight; 4 for an f32 output) is written beside OUT.gguf and removed afterwards.")
     p.add_argument("base", metavar="BASE", help="the base the adapter was trained on: HF folder, GGUF, name, demo")
     p.add_argument("adapter", metavar="ADAPTER_DIR", help="the adapter folder written by `tuillm train`")
     p.add_argument("-o", "--output", metavar="OUT.gguf", required=True, help="output file")
