@@ -3,10 +3,16 @@
 Two nets for everything the panes show or do: every notification is made terminal-safe (its text often names a
 file or quotes a model), and an unexpected exception in a handler, a worker or a timer becomes one error
 notification naming the crash log, and the app keeps running (``TuillmApp._handle_exception``).
+
+SIGTERM and SIGHUP (a dropped SSH session) quit as Ctrl+Q does (``run_app``): the panes' jobs are cancelled, so
+their temporaries are removed and llama.cpp's quantizer child stops, the terminal is restored, and the exit code is
+128 + the signal. The status line's memory guard reaches the Chat pane through ``StatusLine.MemoryCritical``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
 import time
 from collections import deque
@@ -29,9 +35,11 @@ from textual.worker import WorkerFailed
 
 from tuillm.core.chat.backend import ChatBackendFactory
 from tuillm.core.errors import crash_report, error_text
+from tuillm.core.models import guard
 from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import Config, load_config
 from tuillm.core.text import safe_line, safe_text
+from tuillm.tui.cli.signals import STOP_SIGNALS, handled, ignore_stop_signals, leave_gone_terminal
 from tuillm.tui.panes.base import Pane
 from tuillm.tui.panes.chat import ChatPane
 from tuillm.tui.panes.convert import ConvertPane
@@ -112,6 +120,7 @@ class TuillmApp(App[int]):
         self._error_times: deque[float] = deque(maxlen=STORM_ERRORS)
         self._notified_at: dict[str, float] = {}
         self.fatal_line: str | None = None  # why the guard ended the app, printed after the screen is restored
+        self.stop_signal: int | None = None  # SIGTERM or SIGHUP that ended the app (run_app)
         _install_dispatch_guard()
 
     def compose(self) -> ComposeResult:
@@ -124,6 +133,8 @@ class TuillmApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.stop_signal is not None:  # it came while the app was starting: quit now
+            self.stop_by_signal(self.stop_signal)
         # The panes are switched with keys; a focusable tab bar would only steal focus from the pane's keys.
         self.query_one(Tabs).can_focus = False
         if PANES:
@@ -216,6 +227,18 @@ class TuillmApp(App[int]):
         self._notified_at[key] = now
         self.notify(crash_report(cause), title="tuillm", severity="error", timeout=20, markup=False)
 
+    def stop_by_signal(self, signum: int) -> None:
+        """Quit as Ctrl+Q does, with the exit code 128 + ``signum``: the panes' unmount sets their jobs' cancel
+        events, and the process ends only after those workers have finished their cleanup."""
+        self.stop_signal = signum
+        self.exit(return_code=128 + signum)
+
+    def on_status_line_memory_critical(self, event: StatusLine.MemoryCritical) -> None:
+        # The memory guard: the Chat pane offers to shed its model; with nothing to offer, a warning says it.
+        if not self.query_one(ChatPane).memory_critical(event.memory):
+            self.notify(f"{guard.describe(event.memory)}: the system may soon stop a program",
+                        title="Memory", severity="warning", timeout=15, markup=False)
+
     @property
     def status_line(self) -> StatusLine:
         return self.query_one(StatusLine)
@@ -307,9 +330,26 @@ def _install_dispatch_guard() -> None:
     MessagePump._dispatch_message = _guarded_dispatch  # type: ignore[method-assign]
 
 
+def _on_stop_signal(app: TuillmApp, signum: int, _frame: object) -> None:
+    """SIGTERM/SIGHUP: the app quits from its event loop (a signal handler must not touch it directly)."""
+    ignore_stop_signals()  # only the first counts: a second must not cut the jobs' cleanup short
+    leave_gone_terminal(signum)  # after a hangup, drawing the last frames must not fail on a terminal that is gone
+    try:
+        loop = asyncio.get_running_loop()  # the handler runs in the main thread, inside the app's loop
+    except RuntimeError:
+        app.stop_signal = signum  # not running yet: on_mount quits at once
+        return
+    loop.call_soon_threadsafe(app.stop_by_signal, signum)
+
+
 def run_app(config_path: str | None = None) -> int:
     app = TuillmApp(load_config(config_path))
-    app.run()
-    if app.fatal_line:
-        print(f"tuillm: {app.fatal_line}", file=sys.stderr)
+    with handled(STOP_SIGNALS, partial(_on_stop_signal, app)):
+        app.run()
+    line = app.fatal_line or (f"stopped by {signal.Signals(app.stop_signal).name}" if app.stop_signal else None)
+    if line:
+        try:
+            print(f"tuillm: {line}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):  # the terminal is gone (SIGHUP): no reason for a traceback
+            pass
     return app.return_code or 0

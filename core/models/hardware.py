@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,23 @@ def detect() -> Hardware:
 
 def available_ram() -> int:
     return int(psutil.virtual_memory().available)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """System RAM now: what can still be had (psutil's "available": free plus reclaimable cache) and the total."""
+
+    available: int
+    total: int
+
+
+MemoryProbe = Callable[[], Memory]
+
+
+def read_memory() -> Memory:
+    """The memory guard's probe (core.models.guard); tests and front ends may pass their own."""
+    vm = psutil.virtual_memory()
+    return Memory(available=int(vm.available), total=int(vm.total))
 
 
 def training_device() -> str:

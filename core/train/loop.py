@@ -5,7 +5,8 @@ the LM head runs only on the positions that carry loss (``logits_to_keep`` with 
 gradients accumulate over micro-batches weighted by their share of the step's trained tokens, and the learning
 rate follows the chosen schedule (core.train.schedule). Checkpoints (core.train.checkpoints) let a resumed run
 replay exactly what an uninterrupted one would. A set ``cancel`` event finishes the current step, saves a
-checkpoint and raises ``Cancelled``.
+checkpoint and raises ``Cancelled``; available RAM under the memory guard's floor (core.models.guard), checked
+between steps, saves a checkpoint and raises a ``TuillmError`` saying so.
 
 Events (for a front end): ``Log`` lines (data summary, truncation warnings, one line per ``log_every`` steps);
 ``Progress("dequantize"|"load"|"train", done, total, message)``; after every step ``Metric``s named ``loss``,
@@ -23,6 +24,7 @@ from typing import Any
 
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Metric, Progress, ignore
+from tuillm.core.models import guard, hardware
 from tuillm.core.train.checkpoints import (
     ADAPTER_CONFIG,
     CHECKPOINTS,
@@ -190,6 +192,7 @@ class _Run:
     out: Path
     emit: Emit
     cancel: threading.Event | None
+    memory: hardware.MemoryProbe
     step: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
     tokens_done: int = 0
@@ -266,15 +269,29 @@ class _Run:
             self.emit(Log(f"step {step}/{total}: {message}"))
 
     def after_step(self) -> None:
-        """A checkpoint when one is due; when cancelled, a checkpoint and ``Cancelled``."""
+        """A checkpoint when one is due; when cancelled, a checkpoint and ``Cancelled``; under the memory guard's
+        floor, a checkpoint and a ``TuillmError``."""
         config, step, total = self.config, self.step, self.plan.total_steps
+        saved = None
         if config.save_every and step % config.save_every == 0 and step < total:
-            self.checkpoint()
+            saved = self.checkpoint()
         if self.cancel is not None and self.cancel.is_set() and step < total:
-            path = self.checkpoint()
+            path = saved or self.checkpoint()
             self.emit(Log(f"cancelled after step {step}; checkpoint {path} (--resume, or Resume in the Train pane, "
                           "continues it)", "warning"))
             raise Cancelled()
+        if step < total:
+            self.check_memory(saved)
+
+    def check_memory(self, saved: Path | None = None) -> None:
+        """The memory guard between steps: under its floor (another program grew, or this run's memory did) the run
+        saves a checkpoint and stops with one line, before the OOM killer ends it with nothing saved."""
+        memory = guard.sample(self.memory)
+        if memory is None or guard.level(memory) != "critical":
+            return
+        path = saved or self.checkpoint()
+        raise TuillmError(f"{guard.describe(memory)}: stopped after step {self.step} with a checkpoint in {path} "
+                          "(free some memory, then --resume, or Resume in the Train pane, continues it)")
 
     def run(self) -> None:
         import torch
@@ -306,9 +323,10 @@ def _resume(run: _Run, resume_from: Path | None) -> None:
 
 
 def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event | None = None,
-          force: bool = False) -> TrainResult:
+          force: bool = False, memory: hardware.MemoryProbe | None = None) -> TrainResult:
     """Train a LoRA adapter into ``config.output``; see the module docstring. ``force``: a finished adapter or
-    another run's checkpoints in the output folder are replaced."""
+    another run's checkpoints in the output folder are replaced. ``memory``: the memory guard's probe (default:
+    the system's RAM, read when the run starts so a test can replace ``hardware.read_memory``)."""
     config.check()
     out, resume_from = _output_folder(config, force)
 
@@ -324,7 +342,8 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     plan = Plan.of(config, len(train_set))
-    run = _Run(config, model, optimizer, device, plan, train_set, eval_set, out, emit, cancel)
+    run = _Run(config, model, optimizer, device, plan, train_set, eval_set, out, emit, cancel,
+               memory or hardware.read_memory)
     _resume(run, resume_from)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)

@@ -5,7 +5,7 @@ factory) owns the model on its own thread; its events are posted to this pane as
 the event loop only draws. Each turn goes through ``core.chat.conversation.Conversation``, the same glue the CLI
 uses, which saves the reply while it streams. Its parts: ``widgets.chat_list`` (the saved chats),
 ``widgets.chat_messages`` (the open chat's column), ``chat_stream`` (tokens to the screen), ``chat_model`` (which
-model, and loading it).
+model, and loading it), ``chat_memory`` (the memory guard's offer to unload or reload smaller).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from tuillm.core.settings import load_options_for, sampling_defaults
 from tuillm.core.text import safe_line, safe_text
 from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.panes.chat_dialogs import ChatDialogs
-from tuillm.tui.panes.chat_model import DEMO, ModelReady, Turn, load_checked, model_label
+from tuillm.tui.panes.chat_memory import ChatMemory
+from tuillm.tui.panes.chat_model import DEMO, LOAD_JOB, ModelReady, Turn, load_checked, model_label
 from tuillm.tui.panes.chat_stream import BackendEvent, ReplyStream, TextWaiting, TurnDone, TurnFailed, turn_outcome
 from tuillm.tui.session import Session
 from tuillm.tui.widgets.chat_list import ChatList
@@ -41,11 +42,10 @@ from tuillm.tui.widgets.chat_messages import ChatColumn, ChatPrompt
 from tuillm.tui.widgets.status_line import StatusLine
 
 LIVE_STATS_S = 0.5  # how often the status line's tokens/s is refreshed while a reply streams
-LOAD_JOB = "chat-load"
 BUSY = "a reply is on its way: Esc stops it"
 
 
-class ChatPane(ChatDialogs, Horizontal):
+class ChatPane(ChatMemory, ChatDialogs, Horizontal):
     HELP_TITLE = "Chat pane"
     BINDINGS = [
         Binding("escape", "stop", "Stop", id="chat.stop", tooltip="Stop the reply, or cancel editing"),

@@ -20,6 +20,7 @@ from tuillm.core.events import Emit
 from tuillm.core.llama.options import LoadOptions
 
 DEMO = "demo"
+LOAD_JOB = "chat-load"  # the worker group of every load (and of the memory guard's unload): one failure handler
 # A step of a conversation (send, regenerate, edit and resend); it may wait for the model to load first.
 Turn = Callable[[Conversation], "Future[ReplyDone]"]
 

@@ -1,4 +1,9 @@
-"""The bottom status line: live RAM use of the machine and of this process, and the loaded model."""
+"""The bottom status line: live RAM use of the machine and of this process, and the loaded model.
+
+It is also the memory guard's eye: every sample is judged by ``core.models.guard``. Under the guard's low
+threshold the RAM figure turns into a warning (colour and text); the first sample under its floor posts
+``StatusLine.MemoryCritical`` once per drop, for the app to shed load (the Chat pane's offer to unload).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,12 @@ from dataclasses import dataclass
 import psutil
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Label
 
+from tuillm.core.models import guard
+from tuillm.core.models.hardware import Memory
 from tuillm.core.models.metadata import format_bytes
 from tuillm.core.text import safe_line
 
@@ -22,6 +30,10 @@ class MemorySample:
     used: int  # system RAM in use (total - available: what the user can no longer get)
     total: int
     rss: int  # this process
+
+    @property
+    def memory(self) -> Memory:
+        return Memory(available=self.total - self.used, total=self.total)
 
 
 def sample_memory() -> MemorySample:
@@ -37,8 +49,31 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.1f}"
 
 
+def ram_text(sample: MemorySample | None) -> str:
+    """The RAM figure: machine and process; under the guard's thresholds, what is left instead of the process."""
+    if sample is None:
+        return "RAM unknown"
+    used = f"RAM {_gib(sample.used)}/{_gib(sample.total)} GiB"
+    level = guard.level(sample.memory)
+    if level == "ok":
+        return f"{used} · tuillm {format_bytes(sample.rss)}"
+    return f"{used} · {level}: {format_bytes(sample.memory.available)} free"
+
+
 class StatusLine(Horizontal):
     """``model_name`` is what the Chat pane sets when it loads or unloads a model (None: nothing loaded)."""
+
+    DEFAULT_CSS = """
+    StatusLine #status-ram.-low { color: $text-warning; text-style: bold; }
+    StatusLine #status-ram.-critical { background: $error; color: $text; text-style: bold; }
+    """
+
+    class MemoryCritical(Message):
+        """Available RAM fell under the guard's floor (posted once per drop; again only after it recovered)."""
+
+        def __init__(self, memory: Memory) -> None:
+            super().__init__()
+            self.memory = memory
 
     # init=False: the labels exist only after compose; on_mount takes the first sample.
     model_name: reactive[str | None] = reactive(None, init=False)
@@ -48,6 +83,7 @@ class StatusLine(Horizontal):
         super().__init__(id=id)
         self._probe = probe
         self._interval = interval
+        self._watch = guard.CriticalWatch()
 
     def compose(self) -> ComposeResult:
         yield Label("RAM …", id="status-ram")
@@ -69,9 +105,13 @@ class StatusLine(Horizontal):
         self.model_name = name
 
     def watch_sample(self, sample: MemorySample | None) -> None:
-        text = ("RAM unknown" if sample is None else
-                f"RAM {_gib(sample.used)}/{_gib(sample.total)} GiB · tuillm {format_bytes(sample.rss)}")
-        self.query_one("#status-ram", Label).update(text)
+        label = self.query_one("#status-ram", Label)
+        label.update(ram_text(sample))
+        level = "ok" if sample is None else guard.level(sample.memory)
+        label.set_class(level == "low", "-low")
+        label.set_class(level == "critical", "-critical")
+        if sample is not None and self._watch.crossed(sample.memory):
+            self.post_message(self.MemoryCritical(sample.memory))
 
     def watch_model_name(self, name: str | None) -> None:
         # A model's name comes from its file: one safe line, shown as plain text (not markup).
