@@ -85,7 +85,7 @@ def test_flags_are_the_declared_options() -> None:
 
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
     flags = {a.dest: a for a in sub._actions}
-    assert set(flags) - {"help", "base", "data", "output", "quiet"} == {o.name for o in TRAIN_OPTIONS}
+    assert set(flags) - {"help", "base", "data", "output", "quiet", "force"} == {o.name for o in TRAIN_OPTIONS}
     for option in TRAIN_OPTIONS:
         assert option.cli_flag in flags[option.name].option_strings and flags[option.name].default == option.default
     known = ("--rank --alpha --dropout --targets --max-len --train-on-prompt --eval-split --eval-every --epochs "
