@@ -8,8 +8,7 @@ answer fixed text, with no model. Regenerate with ``--snapshot-update`` and read
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,7 @@ from textual.widgets import Input
 
 from tests.core.train_facts import QUESTION, write_fact_dataset
 from tests.tui.chat_helpers import chat_app, wait_until
-from tuillm.core.chat.events import ChatEmit, ModelLoaded, ReplyDone, ReplyStats, Token
-from tuillm.core.llama.options import LoadOptions, Sampling
+from tests.tui.fake_backend import FakeBackend
 from tuillm.tui.screens.ab import ABScreen, Model
 
 SIZES = [(80, 24), (120, 40)]
@@ -85,56 +83,9 @@ def test_train_preview(snap_compare, in_tmp: Path, size: tuple[int, int]) -> Non
     assert snap_compare(chat_app(in_tmp), terminal_size=size, run_before=show_preview)
 
 
-class FakeBackend:
-    """A chat backend that loads nothing and streams a fixed answer (the ChatBackend protocol)."""
-
-    def __init__(self, emit: ChatEmit, answer: str) -> None:
-        self._emit = emit
-        self._answer = answer
-        self._path: str | None = None
-
-    @property
-    def loaded(self) -> bool:
-        return self._path is not None
-
-    @property
-    def model_path(self) -> str | None:
-        return self._path
-
-    @property
-    def n_ctx(self) -> int:
-        return 512 if self._path else 0
-
-    @property
-    def context_used(self) -> int:
-        return 0
-
-    def load(self, path: str | Path, options: LoadOptions | None = None) -> Future[ModelLoaded]:
-        self._path = str(path)
-        done: Future[ModelLoaded] = Future()
-        done.set_result(ModelLoaded(str(path), self.n_ctx, 0, 0.0))
-        return done
-
-    def reply(self, messages: Sequence[Mapping[str, str]], sampling: Sampling | None = None,
-              listener: ChatEmit | None = None) -> Future[ReplyDone]:
-        for word in self._answer.split(" "):
-            self._emit(Token(word + " "))
-        stats = ReplyStats(prompt_tokens=10, cached_tokens=0, generated_tokens=8, ttft_s=0.1, tokens_per_s=20.0,
-                           total_s=0.5, finish_reason="stop")
-        done: Future[ReplyDone] = Future()
-        done.set_result(ReplyDone(self._answer, stats))
-        return done
-
-    def stop(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self._path = None
-
-
 def fake_backends() -> object:
     answers: Iterator[str] = iter(ANSWERS)  # the base side is made first, then the tuned one
-    return lambda emit: FakeBackend(emit, next(answers))
+    return lambda emit: FakeBackend(emit, [word + " " for word in next(answers).split(" ")])
 
 
 async def ask_ab(pilot: Pilot) -> None:
