@@ -272,6 +272,7 @@ class ChatPane(ChatMemory, ChatDialogs, Horizontal):
         self.editing = False
         self.refresh_bindings()
         self.column.stop_editing()
+        self.column.view.follow_from_now()  # a sent message is always seen, and so is its reply
         self._refresh()
         await self._sync_view()
         self.stream.bubble = self.column.streaming_bubble()

@@ -132,6 +132,12 @@ class ChatView(VerticalScroll):
         if self.at_bottom:
             self.scroll_end(animate=False)
 
+    def follow_from_now(self) -> None:
+        """The user sent a message: show it and follow the reply, wherever the view was (scrolling up while the
+        reply streams stops following again, through ``watch_scroll_y``)."""
+        self.at_bottom = True
+        self.scroll_end(animate=False)
+
     @property
     def bubbles(self) -> list[MessageBubble]:
         return list(self.query_children(MessageBubble))

@@ -3,6 +3,7 @@ notifications (never a traceback) with the app still up."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from tests.tui.chat_helpers import (
     wait_idle,
     wait_until,
 )
+from tests.tui.fake_backend import FakeBackend
+from tuillm.core.chat.events import Token
 from tuillm.core.chat.store import ChatStore, default_path
 from tuillm.core.llama.options import SAMPLING_OPTIONS, Sampling
 from tuillm.core.options import OptionError, option_map
@@ -247,3 +250,49 @@ async def test_f1_lists_the_chat_keys(tmp_path: Path) -> None:
         assert max(i for i, w in enumerate(wheres) if w == "Chat pane") < wheres.index("Prompt")
         await pilot.press("escape", "shift+tab", "f1")  # on the messages: their copy keys
         assert {row.keys for row in app.screen.rows if row.where == "Chat messages"} >= {"c", "b"}
+
+
+class GatedBackend(FakeBackend):
+    """The fake backend, one token per ``gate.release()``: the test decides when the reply grows."""
+
+    gate = threading.Semaphore(0)
+
+    def __init__(self, emit) -> None:
+        def gated(event) -> None:
+            if isinstance(event, Token):
+                GatedBackend.gate.acquire(timeout=30)  # bounded: a broken test must not hang the app's close
+            emit(event)
+
+        super().__init__(gated, tokens=[f"Line {i}.\n\n" for i in range(20)])
+
+
+@run_async
+async def test_sending_follows_the_reply_until_the_user_scrolls_up(tmp_path: Path) -> None:
+    GatedBackend.gate = threading.Semaphore(0)
+    with ChatStore() as store:
+        chat = store.create_chat("Scroll", params=Sampling(max_tokens=20).to_json())
+        for turn in range(4):  # taller than the view
+            store.add_message(chat.id, "user", f"Question {turn}")
+            store.add_message(chat.id, "assistant", "\n\n".join(f"Line {i}." for i in range(5)))
+    app = chat_app(tmp_path, chat_backend=GatedBackend)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        view, pane = app.query_one(ChatView), chat_pane(app)
+        await wait_until(pilot, lambda: len(view.bubbles) == 8, "the stored chat shown")
+        await pilot.pause()  # opened at the newest message
+        view.scroll_home(animate=False)
+        await pilot.pause()
+        assert view.scroll_y == 0 < view.max_scroll_y
+        await send(pilot, "One more?")
+        await wait_until(pilot, lambda: pane.busy and len(view.bubbles) == 10, "the reply streaming")
+        await pilot.pause()
+        assert view.scroll_y == view.max_scroll_y > 0  # the sent message is in view, though the user was up
+        GatedBackend.gate.release(5)
+        await wait_until(pilot, lambda: view.bubbles[-1].markdown.source.count("Line") == 5, "five lines")
+        await pilot.pause()
+        before = view.scroll_y
+        assert before == view.max_scroll_y  # followed the text
+        view.scroll_home(animate=False)  # the user scrolls up while it streams: following stops
+        await pilot.pause()
+        GatedBackend.gate.release(15)
+        await wait_idle(pilot)
+        assert view.scroll_y == 0 and view.max_scroll_y > before
