@@ -17,8 +17,12 @@ if TYPE_CHECKING:
 
 def load_llama(path: Path, *, n_ctx: int = 1024, logits_all: bool = False, threads: int | None = None,
                lora: Path | None = None) -> Llama:
-    """A quiet ``llama_cpp.Llama`` for ``path`` (``lora``: a GGUF adapter applied at scale 1)."""
-    return quiet_llama(str(path), n_ctx=n_ctx, logits_all=logits_all, n_threads=threads,
+    """A quiet ``llama_cpp.Llama`` for ``path`` (``lora``: a GGUF adapter applied at scale 1; ``threads``: None
+    is the chat's default, ``hardware.default_threads``)."""
+    from tuillm.core.models.hardware import default_threads
+
+    n_threads = threads if threads is not None else default_threads()
+    return quiet_llama(str(path), n_ctx=n_ctx, logits_all=logits_all, n_threads=n_threads,
                         lora_path=str(lora) if lora is not None else None)
 
 

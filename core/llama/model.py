@@ -29,11 +29,14 @@ def _kv_cache_type(name: str) -> int:
 def _llama_kwargs(opts: LoadOptions, lora: Path | None) -> dict[str, Any]:
     import llama_cpp
 
+    from tuillm.core.models.hardware import default_threads
+
     kv = _kv_cache_type(opts.kv_type)
     return {
         "n_ctx": opts.n_ctx,
         "n_gpu_layers": 0 if opts.n_gpu_layers is None else opts.n_gpu_layers,
-        "n_threads": opts.n_threads,
+        # llama-cpp-python's own default is half the logical CPUs: one thread on a 2-core machine without SMT.
+        "n_threads": opts.n_threads if opts.n_threads is not None else default_threads(),
         "n_batch": opts.n_batch,
         "flash_attn": opts.flash_attn,
         "type_k": kv,

@@ -30,8 +30,8 @@ LOAD_OPTIONS: tuple[Option, ...] = (
     Option("n_gpu_layers", int, None, "layers to offload to the GPU (-1: all; auto: all that fit when llama.cpp "
            "can offload)", lo=-1, hi=MAX_LAYERS, auto=True, aliases=("--ngl",), group="loading",
            label="GPU layers", setting="n_gpu_layers"),
-    Option("n_threads", int, None, "CPU threads (auto: chosen by llama.cpp)", lo=1, hi=MAX_THREADS, auto=True,
-           flag="--threads", group="loading", label="Threads", setting="threads"),
+    Option("n_threads", int, None, "CPU threads (auto: the physical performance cores)", lo=1, hi=MAX_THREADS,
+           auto=True, flag="--threads", group="loading", label="Threads", setting="threads"),
     Option("n_batch", int, 512, "prompt batch size", lo=1, hi=1 << 16, flag="--batch", group="loading",
            label="Batch"),
     Option("kv_type", str, "f16", "KV cache type", choices=KV_TYPES, group="loading", label="KV cache type",
@@ -64,7 +64,7 @@ _SAMPLING = option_map(SAMPLING_OPTIONS)
 class LoadOptions:
     n_ctx: int = _LOAD["n_ctx"].default
     n_gpu_layers: int | None = _LOAD["n_gpu_layers"].default  # None: all layers when llama.cpp can offload, else 0
-    n_threads: int | None = _LOAD["n_threads"].default  # None: llama.cpp's default (half the logical cores)
+    n_threads: int | None = _LOAD["n_threads"].default  # None: core.models.hardware.default_threads()
     n_batch: int = _LOAD["n_batch"].default
     flash_attn: bool = _LOAD["flash_attn"].default
     kv_type: str = _LOAD["kv_type"].default  # "f16" | "q8_0" | "q4_0"

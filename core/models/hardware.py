@@ -5,7 +5,9 @@ Training devices (CUDA/MPS) are detected only when asked, since that needs torch
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -29,6 +31,13 @@ class Hardware:
     cpu_features: tuple[str, ...]
     gpu_offload: bool
     gpu_backend: str | None  # "CUDA", "Metal", "Vulkan", ... or None for a CPU-only llama.cpp build
+    performance_cores: int | None = None  # physical performance cores where the CPU has two kinds
+    usable_cpus: int | None = None  # logical CPUs this process may run on (None: all)
+
+    @property
+    def default_threads(self) -> int:
+        """The decode threads when none are set, on this machine (``decode_threads``)."""
+        return decode_threads(self.physical_cores, self.performance_cores, self.usable_cpus or self.logical_cores)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -84,13 +93,90 @@ def detect() -> Hardware:
     return Hardware(
         total_ram=int(vm.total),
         available_ram=int(vm.available),
-        physical_cores=psutil.cpu_count(logical=False) or psutil.cpu_count() or 1,
+        physical_cores=_physical_cores(),
         logical_cores=psutil.cpu_count() or 1,
         machine=platform.machine(),
         cpu_features=cpu_features(),
         gpu_offload=offload,
         gpu_backend=backend,
+        performance_cores=performance_cores(),
+        usable_cpus=usable_cpus(),
     )
+
+
+def _physical_cores() -> int:
+    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+
+
+def decode_threads(physical: int | None, performance: int | None, usable: int | None) -> int:
+    """The thread count that decodes fastest by default, as llama.cpp's own tools choose it.
+
+    Decoding is bound by memory bandwidth and the math units of each core: a second hyperthread on a core, or an
+    efficiency core that the performance cores then wait for, slows it. So: the physical performance cores
+    (``performance``, where the CPU has two kinds), else the physical cores, never more than the logical CPUs this
+    process may run on (``usable``: taskset, a container's cpuset). Unknown readings (None, 0) are skipped.
+    """
+    from tuillm.core.llama.options import MAX_THREADS
+
+    cores = performance or physical or usable or 1
+    if usable:
+        cores = min(cores, usable)
+    return max(1, min(cores, MAX_THREADS))
+
+
+def cpu_list(text: str) -> list[int]:
+    """The CPUs a sysfs CPU list names: "0-2,8" is [0, 1, 2, 8]; what is not a number is skipped."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        first, dash, last = (p.strip() for p in part.partition("-"))
+        if first.isdigit() and (not dash or last.isdigit()):
+            cpus.extend(range(int(first), int(last if dash else first) + 1))
+    return cpus
+
+
+def _linux_performance_cores(sys_cpu: Path) -> int | None:
+    """Physical cores among the logical CPUs that Linux lists for a hybrid Intel CPU's performance cores."""
+    try:
+        listed = cpu_list((sys_cpu.parent.parent / "cpu_core" / "cpus").read_text())  # /sys/devices/cpu_core
+    except OSError:
+        return None  # not a hybrid CPU (or not Linux)
+    cores: set[tuple[str, str]] = set()
+    for cpu in listed:
+        topology = sys_cpu / f"cpu{cpu}" / "topology"
+        try:  # a core's hyperthreads share its (package, core) ids
+            cores.add(((topology / "physical_package_id").read_text().strip(),
+                       (topology / "core_id").read_text().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))  # no topology: count the CPU on its own
+    return len(cores) or None
+
+
+def performance_cores(sys_cpu: Path = Path("/sys/devices/system/cpu")) -> int | None:
+    """Physical performance cores on a CPU with two kinds (Intel hybrid on Linux, Apple Silicon); else None."""
+    if platform.system() != "Darwin":
+        return _linux_performance_cores(sys_cpu)
+    try:
+        libc = ctypes.CDLL(None)
+        value, size = ctypes.c_int(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_int))
+        if libc.sysctlbyname(b"hw.perflevel0.physicalcpu", ctypes.byref(value), ctypes.byref(size), None, 0):
+            return None
+        return value.value or None
+    except (OSError, AttributeError):
+        return None
+
+
+def usable_cpus() -> int | None:
+    """The logical CPUs this process may run on (its affinity), where the system tells."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call: all CPUs
+        return psutil.cpu_count()
+
+
+@functools.cache
+def default_threads() -> int:
+    """Decode threads when none are set (``--threads``, [load] threads, a model's own): see ``decode_threads``."""
+    return decode_threads(_physical_cores(), performance_cores(), usable_cpus())
 
 
 def available_ram() -> int:

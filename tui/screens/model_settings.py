@@ -18,6 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select
 
 from tuillm.core.models.fit import advice, load_fit
+from tuillm.core.models.hardware import Hardware, default_threads
 from tuillm.core.models.metadata import ModelInfo, format_bytes
 from tuillm.core.options import Option
 from tuillm.core.settings import LOAD_SETTINGS, Config, ModelDefaults, config_attr, load_options_for
@@ -40,6 +41,16 @@ def _choice_field(option: Option, own: Any, inherited: Any) -> Select[str]:
         value = DEFAULT if own is None else own
     return Select([(f"{DEFAULT} ({shown})", DEFAULT), *((c, c) for c in choices)], allow_blank=False,
                   value=value, id=f"ms-{option.setting}", compact=True)
+
+
+def _inherited_text(option: Option, inherited: Any, hardware: Hardware | None) -> str:
+    """The [load] value an empty field means; "auto" threads with the count they come to on ``hardware`` (None:
+    this machine, read now)."""
+    text = option.format(inherited)
+    if inherited is None and option.name == "n_threads":
+        threads = hardware.default_threads if hardware is not None else default_threads()
+        text = f"{text} ({threads})"
+    return text
 
 
 def parse_model_defaults(texts: dict[str, str]) -> ModelDefaults:
@@ -92,6 +103,8 @@ class ModelSettingsScreen(ModalScreen[ModelDefaults | None]):
         self.current = config.defaults_for(info.path)
 
     def compose(self) -> ComposeResult:
+        # The app's own reading of the machine where it has one (tests fix it), else this machine's.
+        hardware = getattr(getattr(self.app, "session", None), "hardware", None)
         with Vertical(classes="models-dialog"):
             yield Label(f"Load settings: {safe_line(self.info.path.name)}", classes="dialog-title", markup=False)
             yield Label("Empty: the default from Settings. Ctrl+S or Enter saves, Esc cancels.",
@@ -103,8 +116,9 @@ class ModelSettingsScreen(ModalScreen[ModelDefaults | None]):
                     if option.kind is bool or option.choices is not None:
                         yield _choice_field(option, own, inherited)
                     else:
-                        yield Input("" if own is None else option.format(own), placeholder=option.format(inherited),
-                                    id=f"ms-{key}", compact=True)
+                        yield Input("" if own is None else option.format(own),
+                                    placeholder=_inherited_text(option, inherited, hardware), id=f"ms-{key}",
+                                    compact=True)
             yield Label("", id="model-settings-estimate", markup=False)
 
     def on_mount(self) -> None:

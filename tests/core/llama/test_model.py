@@ -66,3 +66,21 @@ def test_a_file_llama_cpp_refuses_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="junk.gguf: llama.cpp could not load it") as info:
         LlamaModel.load(junk, LoadOptions(n_ctx=64, n_gpu_layers=0))
     assert "\n" not in str(info.value)
+
+
+def test_threads_default_to_the_machine_s_decode_threads(demo_gguf: Path) -> None:
+    # Not llama-cpp-python's own default (half the logical CPUs): the physical performance cores.
+    from tuillm.core.llama.logits import load_llama
+    from tuillm.core.models.hardware import default_threads
+
+    for threads, expected in ((None, default_threads()), (3, 3)):
+        model = LlamaModel.load(demo_gguf, LoadOptions(n_ctx=64, n_gpu_layers=0, n_threads=threads))
+        try:
+            assert model._llm.context_params.n_threads == expected
+        finally:
+            model.close()
+        llm = load_llama(demo_gguf, n_ctx=64, threads=threads)  # the conversion quality report's loads
+        try:
+            assert llm.context_params.n_threads == expected
+        finally:
+            llm.close()
