@@ -45,6 +45,7 @@ from tuillm.tui.panes.chat import ChatPane
 from tuillm.tui.panes.convert import ConvertPane
 from tuillm.tui.panes.models import ModelsPane
 from tuillm.tui.panes.train import TrainPane
+from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.help import HelpScreen, binding_rows
 from tuillm.tui.session import Session
 from tuillm.tui.widgets.status_line import MemoryProbe, StatusLine, sample_memory
@@ -121,6 +122,7 @@ class TuillmApp(App[int]):
         self._notified_at: dict[str, float] = {}
         self.fatal_line: str | None = None  # why the guard ended the app, printed after the screen is restored
         self.stop_signal: int | None = None  # SIGTERM or SIGHUP that ended the app (run_app)
+        self._asking_to_quit = False  # Ctrl+Q's question is on screen
         _install_dispatch_guard()
 
     def compose(self) -> ComposeResult:
@@ -226,6 +228,31 @@ class TuillmApp(App[int]):
             return  # the same failure again (a timer): notified and logged already
         self._notified_at[key] = now
         self.notify(crash_report(cause), title="tuillm", severity="error", timeout=20, markup=False)
+
+    def work_in_progress(self) -> list[str]:
+        """What quitting now would stop (Convert's conversion, Train's job), each with what stopping loses."""
+        work = ["a conversion (the file being written is removed)" for pane in self.query(ConvertPane) if pane.running]
+        for train in self.query(TrainPane):
+            if train.job == "train":
+                work.append("training (a checkpoint is saved)")
+            elif train.job is not None:
+                work.append(f"a {train.job} (the file being written is removed)")
+        return work
+
+    async def action_quit(self) -> None:
+        """Ctrl+Q: with a job running, the user is asked first (quitting stops it; its file in progress is lost)."""
+        work = self.work_in_progress()
+        if not work:
+            self.exit()
+        elif not self._asking_to_quit:  # a second Ctrl+Q leaves the question open
+
+            def answered(yes: bool | None) -> None:
+                self._asking_to_quit = False
+                if yes:
+                    self.exit()
+
+            self._asking_to_quit = True
+            self.push_screen(ConfirmScreen(f"Quit now? This stops {' and '.join(work)}."), answered)
 
     def stop_by_signal(self, signum: int) -> None:
         """Quit as Ctrl+Q does, with the exit code 128 + ``signum``: the panes' unmount sets their jobs' cancel

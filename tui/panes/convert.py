@@ -51,7 +51,7 @@ class ConvertPane(Vertical):
         Binding("ctrl+s", "start", "Start", id="convert.start",
                 tooltip="Write the ticked output types (space ticks a type in the list)"),
         Binding("escape", "cancel", "Cancel", id="convert.cancel",
-                tooltip="Stop the job: the file being written is removed, completed ones are kept"),
+                tooltip="Stop the job (asks first): the file being written is removed, completed ones are kept"),
         Binding("ctrl+r", "refresh", "Rescan", id="convert.refresh", tooltip="Scan the model folders for sources"),
         Binding("ctrl+l", "focus_log", "Log", show=False, id="convert.log",
                 tooltip="Go to the log and reports (arrows scroll it)"),
@@ -330,7 +330,12 @@ class ConvertPane(Vertical):
         self.query_one("#convert-log", RichLog).write(line)
 
     def action_cancel(self) -> None:
+        # Esc never destroys work unasked: stopping loses the file being written.
         if self.running and not self._cancel.is_set():
+            self.app.push_screen(ConfirmScreen(view.CANCEL_QUESTION), self._cancel_answered)
+
+    def _cancel_answered(self, yes: bool | None) -> None:
+        if yes and self.running and not self._cancel.is_set():  # the job may have ended while the user read
             self._cancel.set()
             self.query_one("#convert-progress", Label).update("cancelling…")
 

@@ -20,6 +20,7 @@ from tuillm.tui.panes.convert_jobs import Inspection
 
 NO_SOURCE = "Choose a source: an HF checkpoint converts, a GGUF re-quantizes."
 NO_TICK = "Space ticks a type"
+CANCEL_QUESTION = "Stop the conversion? The file being written is removed; completed files are kept."
 
 
 def type_options(sizes: dict[str, int], source_name: str | None, ticked: set[str]) -> list[Selection[str]]:

@@ -33,7 +33,7 @@ from tuillm.tui.panes import train_jobs as jobs
 from tuillm.tui.panes.train_form import TrainForm, memory_text, replace_question
 from tuillm.tui.panes.train_preview import PreviewKey, PreviewView
 from tuillm.tui.panes.train_results import TrainJobs
-from tuillm.tui.panes.train_run import RunView, done_line
+from tuillm.tui.panes.train_run import RunView, cancel_question, done_line
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.widgets.path_input import PathInput
 
@@ -46,7 +46,7 @@ class TrainPane(TrainJobs):
     BINDINGS = [
         Binding("ctrl+s", "start", "Start", id="train.start", tooltip="Start training with these settings"),
         Binding("escape", "cancel", "Cancel", id="train.cancel",
-                tooltip="Stop after the current step and save a checkpoint (Resume continues it)"),
+                tooltip="Stop after the current step and save a checkpoint (asks first; Resume continues it)"),
         Binding("ctrl+g", "merge", "Merge", id="train.merge",
                 tooltip="Merge the adapter into the base and write a GGUF of the chosen type"),
         Binding("ctrl+y", "export", "Export LoRA", show=False, id="train.export",
@@ -316,7 +316,11 @@ class TrainPane(TrainJobs):
         if self.job is None:
             self.notify("nothing is running", title="Train", severity="warning")
             return
-        if not self.cancel_event.is_set():
+        if not self.cancel_event.is_set():  # Esc never stops work unasked
+            self.app.push_screen(ConfirmScreen(cancel_question(self.job)), self._cancel_answered)
+
+    def _cancel_answered(self, yes: bool | None) -> None:
+        if yes and self.job is not None and not self.cancel_event.is_set():  # it may have ended meanwhile
             self.cancel_event.set()
             run = self.query_one(RunView)
             run.log("stopping after this step…", "yellow")

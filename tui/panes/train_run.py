@@ -42,6 +42,13 @@ def done_line(result: TrainResult) -> str:
     return f"done: {result.steps} steps in {format_duration(result.seconds)}; {final}"
 
 
+def cancel_question(job: str) -> str:
+    """What Esc asks before it stops ``job`` (a ``train_jobs`` job name): what stopping keeps and loses."""
+    if job == "train":
+        return "Stop training after this step? A checkpoint is saved (tick Resume and Start to continue)."
+    return f"Stop the {job}? The file being written is removed."
+
+
 class RunView(Vertical):
     """Stats (``#train-stats``), progress (``#train-progress``), loss plot (``#train-plot``), log (``#train-log``)."""
 

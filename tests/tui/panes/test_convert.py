@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Select, SelectionList
+from textual.widgets import DataTable, Label, Select, SelectionList
 
 from tests.checkpoints import demo_hf_checkpoint
 from tests.tui.app_helpers import make_app, run_async
 from tuillm.convert.types import OUTPUT_TYPES, TYPE_NAMES
 from tuillm.core.conversion.plan import estimate_size, open_source
 from tuillm.tui.panes.convert import ConvertPane
+from tuillm.tui.screens.confirm import ConfirmScreen
 
 # Bounds on waiting, only so that a broken pane fails instead of hanging (never a timing assertion).
 WAIT_STEPS = 6000  # x 0.05 s
@@ -127,7 +128,15 @@ async def test_cancel_leaves_no_file(tmp_path: Path) -> None:
         # Escape as soon as the first step has written a few tensors (a cancel flag is checked per tensor).
         await _until(pilot, lambda: pane.last_progress is not None and pane.last_progress.done >= 3,
                      "the first tensors")
+        # Esc asks first: "n" leaves the job running, "y" stops it.
         await pilot.press("escape")
+        await _until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        assert "Stop the conversion?" in str(pilot.app.screen.query_one(".dialog-title", Label).content)
+        await pilot.press("n")
+        assert pane.running and not pane._cancel.is_set()
+        await pilot.press("escape")
+        await _until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question again")
+        await pilot.press("y")
         await _until(pilot, lambda: not pane.running, "the job to stop")
         assert "cancelled" in _log(pane)
         # Nothing under a final name that was not completed, and no hidden intermediate.

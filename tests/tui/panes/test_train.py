@@ -31,6 +31,7 @@ from tuillm.tui.screens.ab import (
     Model,
     next_ab_step,
 )
+from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.widgets.loss_plot import LossPlot
 
 
@@ -270,6 +271,8 @@ async def test_cancel_resume_and_ab_from_an_hf_base(tmp_path: Path) -> None:
         plot = app.query_one(LossPlot)
         await wait_until(pilot, lambda: len(plot.train) >= 1 or pane.job is None, "the first step")
         await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")  # Esc asks first (tests/tui/panes/test_esc_asks.py)
         await wait_job(pilot, "the cancelled run")
         assert any("cancelled: the checkpoint is in" in s for s in seen), seen
         checkpoints = sorted((out / "checkpoints").glob("step-*"))
