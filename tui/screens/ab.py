@@ -28,6 +28,7 @@ from tuillm.core.chat.backend import ChatBackend, ChatBackendFactory, llama_back
 from tuillm.core.chat.events import ChatEvent, ModelLoaded, ReplyDone, Token
 from tuillm.core.errors import error_text
 from tuillm.core.llama.options import LoadOptions, Sampling
+from tuillm.core.text import safe_text
 from tuillm.tui.panes.chat_stream import DRAW_INTERVAL_S  # streamed text is drawn at most this often, as in Chat
 
 SIDES = ("base", "tuned")
@@ -147,6 +148,11 @@ class ABScreen(ModalScreen[None]):
         height: 1;
         text-style: bold;
     }
+    #ab-question {
+        height: auto;
+        max-height: 3;
+        display: none;
+    }
     #ab-sides {
         height: 1fr;
     }
@@ -188,6 +194,8 @@ class ABScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="ab-box"):
             yield Label("A/B: one prompt, base and tuned side by side · Enter sends · Esc closes", id="ab-title")
+            # The question stays above both answers (the prompt field is cleared for the next one).
+            yield Static("", id="ab-question")
             with Horizontal(id="ab-sides"):
                 for side in SIDES:
                     model = self.models[side]
@@ -301,6 +309,9 @@ class ABScreen(ModalScreen[None]):
                         severity="warning")
             return
         event.input.clear()
+        question = self.query_one("#ab-question", Static)
+        question.update(Text.assemble(("Q: ", "bold"), safe_text(prompt)))  # typed or pasted: may hold escapes
+        question.display = True
         for side in SIDES:
             self.replies[side] = ""
             self.busy[side] = True

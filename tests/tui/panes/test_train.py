@@ -16,6 +16,7 @@ from tests.checkpoints import demo_hf_checkpoint
 from tests.core.train_facts import write_fact_dataset
 from tests.tui.app_helpers import run_async
 from tests.tui.chat_helpers import SIZE, chat_app, record_notifications, wait_until
+from tests.tui.fake_backend import FakeBackend
 from tuillm.core.errors import TuillmError
 from tuillm.core.train.memory import lora_params, model_shape
 from tuillm.core.train.options import TRAIN_OPTIONS, TrainConfig
@@ -165,6 +166,26 @@ def test_the_way_to_ab(tmp_path: Path) -> None:
     (adapter / "base-q8_0.gguf").write_bytes(b"GGUF")  # converted once, then reused
     assert step(hf, merged=merged) == Compare(Model(adapter / "base-q8_0.gguf", "base-q8_0"),
                                               Model(merged, "adapter-q8_0"))
+
+
+@run_async
+async def test_ab_keeps_the_question_above_both_answers(tmp_path: Path) -> None:
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ABScreen(Model(tmp_path / "base.gguf", "base"), Model(tmp_path / "tuned.gguf", "tuned"),
+                          backends=FakeBackend)
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: all(screen.loaded.values()), "both sides loaded")
+        question = screen.query_one("#ab-question")
+        assert not question.display  # nothing asked yet: no empty line
+        screen.query_one("#ab-prompt").value = "What is \x1b[31mred?"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not any(screen.busy.values()), "both replies")
+        assert screen.query_one("#ab-prompt").value == ""  # ready for the next question
+        assert question.display and question.content.plain == "Q: What is red?"  # the escape is stripped
+        assert all(screen.replies.values())
+        # The question is drawn above the two answers.
+        assert question.region.y < min(screen.query_one(f"#ab-{side}").region.y for side in ("base", "tuned"))
 
 
 @pytest.mark.slow
