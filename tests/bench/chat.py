@@ -6,10 +6,11 @@ Prints decode tokens/s and time to first token (TTFT) of
   TUI     the headless app (App.run_test) streaming a reply in the Chat pane, timed where the pane takes the
           streamed text to draw it (from Enter to the first token there, and the tokens drawn per second after it)
 and the ratios engine/raw and TUI/raw (goal >= 0.97 for decode tokens/s), then second-turn TTFT with prefix reuse
-against the same prompt evaluated fresh. All load the model with the same options and decode greedily, so they
-produce the same tokens; runs alternate and the median of each is reported.
+against the same prompt evaluated fresh. All load the model with the same options (the same thread count: tuillm's
+default, ``core.models.hardware.default_threads``, or --threads) and decode greedily, so they produce the same
+tokens; runs alternate (raw, engine, TUI, raw, ...) and the median of each is reported.
 
-Run: .venv/bin/python tests/bench/chat.py [--runs N] [--tokens N]
+Run: .venv/bin/python tests/bench/chat.py [--runs N] [--tokens N] [--threads N]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from tuillm.core.chat.engine import ChatSession
 from tuillm.core.llama.loader import new_llama
 from tuillm.core.llama.options import LoadOptions, Sampling
+from tuillm.core.models.hardware import default_threads
 from tuillm.core.paths import demo_model_path
 
 N_CTX = 2048
@@ -109,6 +111,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=None, help="decode threads for all three (default: "
+                        "tuillm's own default)")
     args = parser.parse_args()
     return asyncio.run(measure(args))
 
@@ -122,14 +126,17 @@ async def measure(args: argparse.Namespace) -> int:
     from tuillm.tui.app import TuillmApp
 
     path = str(demo_model_path())
-    llm = new_llama(path, n_ctx=N_CTX, n_gpu_layers=0, verbose=False)
+    # raw llama-cpp-python gets the count the engine and the app use: its own default (half the logical CPUs)
+    # would compare thread counts, not the engine's overhead.
+    threads = args.threads or default_threads()
+    llm = new_llama(path, n_ctx=N_CTX, n_gpu_layers=0, n_threads=threads, verbose=False)
     session = ChatSession()
-    session.load(path, LoadOptions(n_ctx=N_CTX, n_gpu_layers=0)).result()
+    session.load(path, LoadOptions(n_ctx=N_CTX, n_gpu_layers=0, n_threads=args.threads)).result()
     probe = TuiProbe()
     rows: tuple[list, list, list] = ([], [], [])
     with tempfile.TemporaryDirectory() as home:
         os.environ["XDG_DATA_HOME"] = home  # the app's chat database goes to a scratch folder
-        app = TuillmApp(Config(default_ctx=N_CTX, model_dirs=[Path(home)]), status_interval=0)
+        app = TuillmApp(Config(default_ctx=N_CTX, threads=args.threads, model_dirs=[Path(home)]), status_interval=0)
         async with app.run_test(size=(80, 24)) as pilot:
             pane = app.query_one("#pane-chat")
             pane.use_model(path, "demo")
@@ -152,6 +159,7 @@ async def measure(args: argparse.Namespace) -> int:
     tui_ttft, tui_tps = med(rows[2], 0), med(rows[2], 1)
     tui_engine_tps = statistics.median(r[3] for r in rows[2])
     print(f"demo model: {path}")
+    print(f"threads: {threads}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"runs: {args.runs}, reply: up to {args.tokens} tokens (raw {rows[0][0][2]}, "
           f"engine {rows[1][0][2]}, TUI {rows[2][0][2]} generated)")
     print(f"{'':8} {'decode tok/s':>13} {'TTFT ms':>9}")
