@@ -30,6 +30,7 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.theme import Theme
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 from textual.worker import WorkerFailed
 
@@ -123,6 +124,7 @@ class TuillmApp(App[int]):
         self.fatal_line: str | None = None  # why the guard ended the app, printed after the screen is restored
         self.stop_signal: int | None = None  # SIGTERM or SIGHUP that ended the app (run_app)
         self._asking_to_quit = False  # Ctrl+Q's question is on screen
+        self._startup_theme = ""  # the theme after the config's was applied (on_mount)
         _install_dispatch_guard()
 
     def compose(self) -> ComposeResult:
@@ -144,6 +146,8 @@ class TuillmApp(App[int]):
         if self.session.config.problem:
             self.notify(self.session.config.problem, title="Config", severity="warning", timeout=10, markup=False)
         self._apply_ui_settings()
+        self._startup_theme = self.theme
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
 
     def _apply_ui_settings(self) -> None:
         """The config's theme and key overrides (an unknown theme is reported; Textual's stays)."""
@@ -167,28 +171,41 @@ class TuillmApp(App[int]):
     def _settings_saved(self, new: Config | None) -> None:
         from dataclasses import fields
 
-        from tuillm.core.settings import backup_path, save_config
-
         if new is None:
             return
         config = self.session.config
-        unreadable_file = config.problem is not None and not config.raw
         # The panes hold this Config: change it in place so they see the new values at once.
         for f in fields(config):
             setattr(config, f.name, getattr(new, f.name))
-        try:
-            file = save_config(config)
-        except OSError as exc:
-            self.notify(f"could not write {config.path}: {exc.strerror or exc}; the settings apply to this run only",
-                        title="Settings", severity="error", markup=False)
-        else:
-            kept = backup_path(file)
-            note = f" (the unreadable old file is kept as {kept.name})" if unreadable_file and kept.is_file() else ""
-            self.notify(f"saved to {file}{note}", title="Settings", markup=False)
+        self._save_settings("Settings")
         self._apply_ui_settings()
         self.query_one(ChatPane).draft_sampling = config.sampling  # new chats start with the new defaults
         # The folders may have changed, and the fit column depends on the load defaults.
         self.query_one(ModelsPane).action_refresh()
+
+    def _save_settings(self, title: str) -> None:
+        """Writes the session's config to its file; the user reads where (or why not: then it is for this run)."""
+        from tuillm.core.settings import backup_path, save_config
+
+        config = self.session.config
+        unreadable_file = config.problem is not None and not config.raw
+        try:
+            file = save_config(config)
+        except OSError as exc:
+            self.notify(f"could not write {config.path}: {exc.strerror or exc}; the settings apply to this run only",
+                        title=title, severity="error", markup=False)
+        else:
+            kept = backup_path(file)
+            note = f" (the unreadable old file is kept as {kept.name})" if unreadable_file and kept.is_file() else ""
+            self.notify(f"saved to {file}{note}", title=title, markup=False)
+
+    def _theme_changed(self, theme: Theme) -> None:
+        """A theme picked anywhere (the palette's "Theme" too) is kept as F9's choice is; the theme the app
+        started with, or one the config already names, is not news."""
+        config = self.session.config
+        if theme.name != (config.theme or self._startup_theme):
+            config.theme = theme.name
+            self._save_settings("Theme")
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:

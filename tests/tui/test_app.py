@@ -172,3 +172,29 @@ async def test_fit_column_is_coloured_by_the_estimate(tmp_path: Path) -> None:
     need = first[2]
     cells = [first[:2]] + [(await fit_cell(available))[:2] for available in (int(need / 0.95), need // 2)]
     assert cells == [("fits", "bold green"), ("tight", "bold yellow"), ("too big", "bold red")]
+
+
+@run_async
+async def test_a_theme_from_the_palette_is_kept(tmp_path: Path) -> None:
+    """Picked with the palette's "Theme" (not F9), the theme is saved; the next start uses it."""
+    file = tmp_path / "config.toml"
+    app = make_app([tmp_path], load_config(file))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.pause()
+        assert not file.exists()  # starting is not a change: nothing written
+        await pilot.press("ctrl+p", *"theme")
+        await pilot.pause(0.3)  # the palette searches in a worker
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, CommandPalette)  # now the list of themes
+        await pilot.press(*"nord")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.theme == "nord"
+        assert load_config(file).theme == "nord"
+        assert any(f"saved to {file}" in text for text in await toast_texts(pilot))
+    again = make_app([tmp_path], load_config(file))
+    async with again.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert again.theme == "nord"
