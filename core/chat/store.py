@@ -46,6 +46,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX messages_by_chat ON messages(chat_id, id);
     CREATE INDEX chats_by_updated ON chats(updated DESC);
     """,
+    # 2: the unsent text of each chat's prompt
+    "ALTER TABLE chats ADD COLUMN draft TEXT NOT NULL DEFAULT ''",
 ]
 SAVE_INTERVAL_S = 0.5
 DEFAULT_TITLE = "New chat"  # a chat's title until its first message names it
@@ -83,6 +85,7 @@ class Chat:
     params: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0
     updated: float = 0.0
+    draft: str = ""  # what the user typed in this chat's prompt and has not sent
 
     @property
     def sampling(self) -> Sampling:
@@ -135,7 +138,7 @@ def _time(value: object) -> float:
 def _chat(row: sqlite3.Row) -> Chat:
     return Chat(id=row["id"], title=_text(row["title"]), model=_text(row["model"]),
                 system_prompt=_text(row["system_prompt"]), params=_params(row["params"]),
-                created=_time(row["created"]), updated=_time(row["updated"]))
+                created=_time(row["created"]), updated=_time(row["updated"]), draft=_text(row["draft"]))
 
 
 def _message(row: sqlite3.Row) -> Message:
@@ -227,6 +230,12 @@ class ChatStore:
              chat.system_prompt if system_prompt is None else system_prompt,
              json.dumps(chat.params if params is None else dict(params)), time.time(), chat_id))
         return self.get_chat(chat_id)
+
+    def set_draft(self, chat_id: int, text: str) -> None:
+        """Keep the chat's unsent text. Not a change of the chat: its place in the list (``updated``) stays."""
+        if not isinstance(text, str):
+            raise StoreError(f"a draft is text, not {type(text).__name__}")
+        self._run("UPDATE chats SET draft = ? WHERE id = ?", (text, chat_id))
 
     def rename_chat(self, chat_id: int, title: str) -> Chat:
         title = title.strip()

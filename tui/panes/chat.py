@@ -5,14 +5,14 @@ factory) owns the model on its own thread; its events are posted to this pane as
 the event loop only draws. Each turn goes through ``core.chat.conversation.Conversation``, the same glue the CLI
 uses, which saves the reply while it streams. Its parts: ``widgets.chat_list`` (the saved chats),
 ``widgets.chat_messages`` (the open chat's column), ``chat_stream`` (tokens to the screen), ``chat_model`` (which
-model, and loading it), ``chat_memory`` (the memory guard's offer to unload or reload smaller).
+model, and loading it), ``chat_drafts`` (unsent text kept per chat), ``chat_memory`` (the memory guard's
+offer to unload or reload smaller).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 from textual.app import ComposeResult, SystemCommand
@@ -29,12 +29,12 @@ from tuillm.core.chat.store import Message as StoredMessage
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Log
 from tuillm.core.llama.options import Sampling
-from tuillm.core.settings import load_options_for, sampling_defaults
+from tuillm.core.settings import sampling_defaults
 from tuillm.core.text import safe_line, safe_text
-from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.panes.chat_dialogs import ChatDialogs
+from tuillm.tui.panes.chat_drafts import ChatDrafts
 from tuillm.tui.panes.chat_memory import ChatMemory
-from tuillm.tui.panes.chat_model import DEMO, LOAD_JOB, ModelReady, Turn, load_checked, model_label
+from tuillm.tui.panes.chat_model import DEMO, ChatModels, Turn
 from tuillm.tui.panes.chat_stream import BackendEvent, ReplyStream, TextWaiting, TurnDone, TurnFailed, turn_outcome
 from tuillm.tui.session import Session
 from tuillm.tui.widgets.chat_list import ChatList
@@ -45,7 +45,7 @@ LIVE_STATS_S = 0.5  # how often the status line's tokens/s is refreshed while a 
 BUSY = "a reply is on its way: Esc stops it"
 
 
-class ChatPane(ChatMemory, ChatDialogs, Horizontal):
+class ChatPane(ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
     HELP_TITLE = "Chat pane"
     BINDINGS = [
         Binding("escape", "stop", "Stop", id="chat.stop", tooltip="Stop the reply, or cancel editing"),
@@ -105,12 +105,14 @@ class ChatPane(ChatMemory, ChatDialogs, Horizontal):
         chats = self._list_chats()
         if chats:
             self.chat_id = chats[0].id  # where the user left off
+        self.show_draft()
         self._refresh_list()
         self._refresh_header()
         self.call_after_refresh(self._sync_view)
 
     def on_unmount(self) -> None:
         self.engine.close()  # stops a running reply, unloads, ends the worker (its final save included)
+        self.save_draft()
         if self.store is not None:
             self.store.close()
 
@@ -182,61 +184,6 @@ class ChatPane(ChatMemory, ChatDialogs, Horizontal):
         shown = [replace(m, content=safe_text(m.content)) for m in self.stored_messages()]
         await self.column.show(shown, streaming=self.busy)
 
-    # --- choosing and loading the model ----------------------------------------------------------------------------
-    def use_model(self, path: str | Path, name: str | None = None) -> None:
-        """Chat with this model from now on, loading it at once (the Models pane's Enter)."""
-        self.model_path = Path(path)
-        self.model_name = name or model_label(path)
-        if self.busy:
-            self.engine.stop()
-        self._load(None)
-
-    def _wanted_model(self) -> Path:
-        if self.model_path is None:
-            from tuillm.core.models.catalog import resolve_model
-
-            self.model_path = resolve_model(DEMO, self.session.config)
-            self.model_name = DEMO
-        return self.model_path
-
-    def _load(self, then: Turn | None) -> None:
-        try:
-            path = self._wanted_model()
-        except TuillmError as exc:
-            self.notify(str(exc), title="Model", severity="error")
-            return
-        self.model_loading = True
-        self._set_status(f"{self.model_name} (loading…)")
-        self._refresh_header()
-        job = partial(load_checked, self.engine, path, load_options_for(self.session.config, path),
-                      self.session.available_ram)
-        run_job(self, LOAD_JOB, job, lambda loaded: ModelReady(loaded, then), exclusive=False)
-
-    def on_job_failed(self, event: JobFailed) -> None:
-        if event.name != LOAD_JOB:
-            return
-        event.stop()
-        self.model_loading = False
-        self.notify(event.error, title=f"Could not load {self.model_name}", severity="error", timeout=15)
-        if self.engine.loaded and self.engine.model_path:
-            # A refused load leaves the previous model loaded (the checks run first): keep chatting with it.
-            self.model_path = Path(self.engine.model_path)
-            self.model_name = model_label(self.model_path)
-            self._set_status(f"{self.model_name} · ctx {self.engine.context_used}/{self.engine.n_ctx}")
-        else:
-            self._set_status(None)
-        self._refresh_header()
-
-    async def on_model_ready(self, event: ModelReady) -> None:
-        self.model_loading = False
-        self._set_status(f"{self.model_name} · ctx 0/{event.loaded.n_ctx}")
-        self._refresh_header()
-        if event.then is not None:
-            await self._begin(event.then)
-
-    def _model_ready(self) -> bool:
-        return self.engine.loaded and self.model_path is not None and self.engine.model_path == str(self.model_path)
-
     # --- turns ------------------------------------------------------------------------------------------------------
     async def _start(self, turn: Turn) -> None:
         if self.busy or self.model_loading:
@@ -253,7 +200,7 @@ class ChatPane(ChatMemory, ChatDialogs, Horizontal):
         if self.chat_id is None:
             conv = Conversation.new(self.engine, self.store, model=model, system_prompt=self.draft_system,
                                     sampling=self.draft_sampling)
-            self.chat_id = conv.chat_id
+            self.chat_id, self._new_chat_draft = conv.chat_id, ""
             return conv
         if self.store.get_chat(self.chat_id).model != model:
             self.store.update_chat(self.chat_id, model=model)
@@ -264,14 +211,15 @@ class ChatPane(ChatMemory, ChatDialogs, Horizontal):
             return
         self.stream.begin()
         try:
-            future = turn(self._conversation())
+            future = turn.run(self._conversation())
         except TuillmError as exc:
             self.notify(str(exc), title="Chat", severity="error")
             return
         self.busy = True
-        self.editing = False
+        was_editing, self.editing = self.editing, False
         self.refresh_bindings()
-        self.column.stop_editing()
+        if turn.typed or was_editing:
+            self.after_sent(was_editing)
         self.column.view.follow_from_now()  # a sent message is always seen, and so is its reply
         self._refresh()
         await self._sync_view()
@@ -338,23 +286,23 @@ class ChatPane(ChatMemory, ChatDialogs, Horizontal):
         if not text.strip():
             return
         if self.editing:
-            await self._start(lambda conv: conv.edit_and_resend(text))
+            await self._start(Turn(lambda conv: conv.edit_and_resend(text), typed=True))
         else:
-            await self._start(lambda conv: conv.send(text))
+            await self._start(Turn(lambda conv: conv.send(text), typed=True))
 
     def action_stop(self) -> None:
         if self.busy:
             self.engine.stop()
         elif self.editing:
             self.editing = False
-            self.column.stop_editing()
+            self.column.stop_editing(self.draft)
             self.refresh_bindings()
 
     async def action_regenerate(self) -> None:
         if self.chat_id is None or not any(m.role == "user" for m in self.stored_messages()):
             self.notify("no message to answer again yet", title="Chat", severity="warning")
             return
-        await self._start(lambda conv: conv.regenerate())
+        await self._start(Turn(lambda conv: conv.regenerate()))
 
     def action_edit_last(self) -> None:
         if self.busy:
@@ -364,6 +312,8 @@ class ChatPane(ChatMemory, ChatDialogs, Horizontal):
         if not users:
             self.notify("no message to edit yet", title="Chat", severity="warning")
             return
+        if not self.editing:
+            self.hold_draft()
         self.column.start_editing(users[-1].content)
         self.editing = True
         self.refresh_bindings()
@@ -372,9 +322,11 @@ class ChatPane(ChatMemory, ChatDialogs, Horizontal):
         if self.busy:
             self.notify(BUSY, title="Chat", severity="warning")
             return
+        self.action_stop()  # leaves editing
+        self.save_draft()
         self.chat_id = None
         self.draft_system, self.draft_sampling = "", Sampling(**self.draft_sampling.to_json())
-        self.action_stop()  # leaves editing
+        self.show_draft()
         await self._sync_view()
         self._refresh()
         self.focus_default()
@@ -386,8 +338,10 @@ class ChatPane(ChatMemory, ChatDialogs, Horizontal):
         if self.busy:
             self.notify(f"{BUSY} first", title="Chat", severity="warning")
             return
+        self.action_stop()  # leaves editing
+        self.save_draft()
         self.chat_id = event.chat_id
-        self.action_stop()
+        self.show_draft()
         await self._sync_view()
         self._refresh_header()
         self.focus_default()

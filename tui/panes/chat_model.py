@@ -6,8 +6,10 @@ first message so the app starts without touching llama.cpp.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from textual.message import Message
@@ -18,11 +20,20 @@ from tuillm.core.chat.events import ModelLoaded, ReplyDone
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Emit
 from tuillm.core.llama.options import LoadOptions
+from tuillm.core.settings import load_options_for
+from tuillm.tui.jobs import JobFailed, run_job
+from tuillm.tui.session import Session
 
 DEMO = "demo"
 LOAD_JOB = "chat-load"  # the worker group of every load (and of the memory guard's unload): one failure handler
-# A step of a conversation (send, regenerate, edit and resend); it may wait for the model to load first.
-Turn = Callable[[Conversation], "Future[ReplyDone]"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A step of a conversation (send, regenerate, edit and resend); it may wait for the model to load first."""
+
+    run: Callable[[Conversation], Future[ReplyDone]]
+    typed: bool = False  # sends the prompt's text: the prompt is emptied (or given its draft back) once it starts
 
 
 class ModelReady(Message):
@@ -57,3 +68,73 @@ def load_checked(backend: ChatBackend, path: Path, options: LoadOptions, availab
     if refusal is not None:
         raise TuillmError(refusal)
     return backend.load(path, options).result()
+
+
+class ChatModels:
+    """The Chat pane's model (a mixin of ``ChatPane``): which one the next turn uses, and loading it on a worker."""
+
+    # What this uses of the pane (ChatPane and its Widget base define them); a plain class, as ChatMemory.
+    session: Session
+    engine: ChatBackend
+    model_path: Path | None
+    model_name: str
+    model_loading: bool
+    busy: bool
+    notify: Callable[..., None]
+    _set_status: Callable[[str | None], None]
+    _refresh_header: Callable[[], None]
+    _begin: Callable[[Turn], Awaitable[None]]
+
+    def use_model(self, path: str | Path, name: str | None = None) -> None:
+        """Chat with this model from now on, loading it at once (the Models pane's Enter)."""
+        self.model_path = Path(path)
+        self.model_name = name or model_label(path)
+        if self.busy:
+            self.engine.stop()
+        self._load(None)
+
+    def _wanted_model(self) -> Path:
+        if self.model_path is None:
+            from tuillm.core.models.catalog import resolve_model
+
+            self.model_path = resolve_model(DEMO, self.session.config)
+            self.model_name = DEMO
+        return self.model_path
+
+    def _load(self, then: Turn | None) -> None:
+        try:
+            path = self._wanted_model()
+        except TuillmError as exc:
+            self.notify(str(exc), title="Model", severity="error")
+            return
+        self.model_loading = True
+        self._set_status(f"{self.model_name} (loading…)")
+        self._refresh_header()
+        job = partial(load_checked, self.engine, path, load_options_for(self.session.config, path),
+                      self.session.available_ram)
+        run_job(self, LOAD_JOB, job, lambda loaded: ModelReady(loaded, then), exclusive=False)
+
+    def on_job_failed(self, event: JobFailed) -> None:
+        if event.name != LOAD_JOB:
+            return
+        event.stop()
+        self.model_loading = False
+        self.notify(event.error, title=f"Could not load {self.model_name}", severity="error", timeout=15)
+        if self.engine.loaded and self.engine.model_path:
+            # A refused load leaves the previous model loaded (the checks run first): keep chatting with it.
+            self.model_path = Path(self.engine.model_path)
+            self.model_name = model_label(self.model_path)
+            self._set_status(f"{self.model_name} · ctx {self.engine.context_used}/{self.engine.n_ctx}")
+        else:
+            self._set_status(None)
+        self._refresh_header()
+
+    async def on_model_ready(self, event: ModelReady) -> None:
+        self.model_loading = False
+        self._set_status(f"{self.model_name} · ctx 0/{event.loaded.n_ctx}")
+        self._refresh_header()
+        if event.then is not None:
+            await self._begin(event.then)
+
+    def _model_ready(self) -> bool:
+        return self.engine.loaded and self.model_path is not None and self.engine.model_path == str(self.model_path)

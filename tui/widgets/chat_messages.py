@@ -263,7 +263,9 @@ class ChatColumn(Vertical):
         prompt.border_title = EDITING_TITLE
         prompt.focus()
 
-    def stop_editing(self) -> None:
+    def stop_editing(self, draft: str = "") -> None:
+        """The prompt back to writing a new message, holding ``draft`` (the chat's unsent text)."""
         prompt = self.prompt
-        prompt.clear()
+        prompt.text = draft
+        prompt.move_cursor(prompt.document.end)
         prompt.border_title = None

@@ -36,6 +36,41 @@ def test_schema_wal_and_migrations(tmp_path: Path) -> None:
         assert [c.title for c in store.list_chats()] == ["kept"] and store.get_chat(chat.id).title == "kept"
 
 
+def old_database(path: Path, version: int) -> None:
+    """A chat database as tuillm left it at schema ``version``: one chat with a message."""
+    db = sqlite3.connect(path)
+    for number in range(version):
+        db.executescript(MIGRATIONS[number])
+    db.execute("INSERT INTO chats (title, model, created, updated) VALUES ('Old', '/m/old.gguf', 1.0, 2.0)")
+    db.execute("INSERT INTO messages (chat_id, role, content, created) VALUES (1, 'user', 'Hello', 1.5)")
+    db.execute(f"PRAGMA user_version = {version}")
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("version", range(1, len(MIGRATIONS)))
+def test_an_older_database_opens_and_keeps_its_chats(tmp_path: Path, version: int) -> None:
+    path = tmp_path / "old.sqlite3"
+    old_database(path, version)
+    with ChatStore(path) as store:
+        assert store.schema_version == len(MIGRATIONS)
+        [chat] = store.list_chats()
+        assert (chat.title, chat.model, chat.updated, chat.draft) == ("Old", "/m/old.gguf", 2.0, "")
+        assert [m.content for m in store.messages(chat.id)] == ["Hello"]
+
+
+def test_drafts_are_kept_per_chat_without_reordering(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    with ChatStore(path) as store:
+        a, b = store.create_chat("A"), store.create_chat("B")
+        store.set_draft(a.id, "half a thought\nsecond line")
+        assert [c.id for c in store.list_chats()] == [b.id, a.id]  # typing is not a change of the chat
+        with pytest.raises(StoreError, match="draft is text"):
+            store.set_draft(b.id, 3)  # type: ignore[arg-type]
+    with ChatStore(path) as store:
+        assert (store.get_chat(a.id).draft, store.get_chat(b.id).draft) == ("half a thought\nsecond line", "")
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.sqlite3"
     db = sqlite3.connect(path)

@@ -27,6 +27,7 @@ from tuillm.core.options import OptionError, option_map
 from tuillm.tui.screens.chat_options import SEED_FIELD, ChatOptionsScreen, form_values, parse_sampling
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.rename import RenameScreen
+from tuillm.tui.widgets.chat_list import ChatList
 from tuillm.tui.widgets.chat_messages import ChatView, last_code_block
 from tuillm.tui.widgets.status_line import NO_MODEL, StatusLine
 
@@ -296,3 +297,61 @@ async def test_sending_follows_the_reply_until_the_user_scrolls_up(tmp_path: Pat
         GatedBackend.gate.release(15)
         await wait_idle(pilot)
         assert view.scroll_y == 0 and view.max_scroll_y > before
+
+
+@run_async
+async def test_drafts_are_kept_per_chat_and_across_restarts(tmp_path: Path) -> None:
+    with ChatStore() as store:
+        older = store.create_chat("Older").id
+    newer = stored_chat("Newer")
+    app = chat_app(tmp_path, chat_backend=FakeBackend)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        pane, prompt = chat_pane(app), app.query_one("#chat-prompt")
+        await wait_until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 2, "the stored chat shown")
+        await pilot.press(*"half")
+        pane.post_message(ChatList.Opened(older))
+        await wait_until(pilot, lambda: pane.chat_id == older, "the older chat open")
+        assert prompt.text == ""
+        await pilot.press(*"other")
+        await pilot.press("ctrl+n")
+        assert pane.chat_id is None and prompt.text == ""
+        await pilot.press(*"fresh")
+        pane.post_message(ChatList.Opened(newer))
+        await wait_until(pilot, lambda: pane.chat_id == newer, "the newer chat open again")
+        assert prompt.text == "half"
+        await pilot.press("ctrl+n")
+        assert prompt.text == "fresh"  # the chat not created yet kept its draft for the session
+        pane.post_message(ChatList.Opened(newer))
+        await wait_until(pilot, lambda: pane.chat_id == newer, "the newer chat open again")
+        await pilot.press(*" more")
+    with ChatStore() as store:
+        assert (store.get_chat(newer).draft, store.get_chat(older).draft) == ("half more", "other")
+        assert [c.id for c in store.list_chats()] == [newer, older]  # typing did not reorder the list
+    app = chat_app(tmp_path, chat_backend=FakeBackend)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_until(pilot, lambda: chat_pane(app).chat_id == newer, "the newer chat reopened")
+        assert app.query_one("#chat-prompt").text == "half more"
+
+
+@run_async
+async def test_editing_the_last_message_gives_the_draft_back(tmp_path: Path) -> None:
+    chat_id = stored_chat()
+    app = chat_app(tmp_path, chat_backend=FakeBackend)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        pane, prompt = chat_pane(app), app.query_one("#chat-prompt")
+        await wait_until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 2, "the stored chat shown")
+        await pilot.press(*"unsent", "ctrl+g")
+        assert pane.editing and prompt.text == "Write a script."
+        await pilot.press("escape")
+        assert not pane.editing and prompt.text == "unsent"
+        await pilot.press("ctrl+g", "ctrl+g", *" Now.")  # twice: the edited text never becomes the draft
+        await pilot.press("enter")
+        await wait_idle(pilot)
+        assert prompt.text == "unsent" and not pane.editing
+        await pilot.pause(0.7)  # past the draft's save delay: kept on disk too
+        with ChatStore() as store:
+            assert [m.content for m in store.messages(chat_id)][0] == "Write a script. Now."
+            assert store.get_chat(chat_id).draft == "unsent"
+        await pilot.press("ctrl+r")  # a regenerate keeps the draft as well
+        await wait_idle(pilot)
+        assert prompt.text == "unsent"
