@@ -31,7 +31,9 @@ from tuillm.convert.types import CONVERT_DEFAULT, OUTPUT_TYPES, check_type
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
 
-__all__ = ["OutputResult", "convert_checkpoint", "convert_many"]
+__all__ = ["REPORT_STAGE", "OutputResult", "convert_checkpoint", "convert_many"]
+
+REPORT_STAGE = "report"  # the Progress stage of the quality reports, after the files' own "i/n type" stages
 
 
 def format_eta(seconds: float) -> str:
@@ -40,11 +42,18 @@ def format_eta(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
+# A step's ETA is extrapolated from its rate so far: in its first moments (the first tensors, often small or
+# read from a cold cache) that rate says nothing, and the ETA read hours. It is shown once both are reached.
+ETA_MIN_SECONDS = 2.0
+ETA_MIN_FRACTION = 0.05
+
+
 def progress_message(p: ConvertProgress) -> str:
-    """``123/272 tensors, 45 MB/s, ETA 0:12`` (the ETA once something has been written): short enough for one
+    """``123/272 tensors, 45 MB/s, ETA 0:12`` (the ETA once it is meaningful: see ETA_MIN_*): short enough for one
     line beside a progress bar at 80 columns."""
     parts = [f"{p.tensors_done}/{p.tensors_total} tensors", f"{p.mb_per_s:.0f} MB/s"]
-    if 0 < p.bytes_done < p.bytes_total and p.seconds > 0:
+    meaningful = p.seconds >= ETA_MIN_SECONDS and p.bytes_done >= ETA_MIN_FRACTION * p.bytes_total
+    if meaningful and 0 < p.bytes_done < p.bytes_total:
         parts.append(f"ETA {format_eta(p.seconds * (p.bytes_total - p.bytes_done) / p.bytes_done)}")
     return ", ".join(parts)
 
@@ -229,7 +238,10 @@ def _reports(src: Path, results: list[OutputResult], mid: Path | None, emit: Emi
     if not results:
         return
     n = len(results)
-    emit(Progress("report", 0, n, "running the original and the results on the built-in text"))
+    # The report is a stage of its own (tens of seconds on a small model): one unit per model it runs, the
+    # message naming the one running now, so the bar moves on after the last file instead of standing still.
+    units = 1 + (mid is not None) + n
+    emit(Progress(REPORT_STAGE, 0, units, "the original on the built-in text"))
     ids = llama_tokenize(results[0].path, REPORT_TEXT)[:512]
     if len(ids) < 2:
         raise TuillmError("quality report: the text is too short")
@@ -244,6 +256,8 @@ def _reports(src: Path, results: list[OutputResult], mid: Path | None, emit: Emi
         reference = llama_logits(src, ids)
         against = f"the input {src.name}"
     check_cancel()
+    if mid is not None:
+        emit(Progress(REPORT_STAGE, 1, units, f"the 16-bit baseline {mid.name}"))
     mid_logits = llama_logits(mid, ids) if mid is not None else None
     ppl_mid = perplexity(mid_logits, ids) if mid_logits is not None else None
     # The baseline is a requested f16/bf16 output when there is one, else the temporary intermediate.
@@ -253,6 +267,7 @@ def _reports(src: Path, results: list[OutputResult], mid: Path | None, emit: Emi
         mid_logits = None  # a temporary 16-bit file: only its perplexity was needed
     for i, result in enumerate(results, 1):
         check_cancel()
+        emit(Progress(REPORT_STAGE, units - n + i - 1, units, f"{result.path.name} ({i}/{n})"))
         logits = mid_logits if mid_logits is not None and result.path == mid else llama_logits(result.path, ids)
         comparison = compare(reference, logits, ids)
         if OUTPUT_TYPES[result.out_type].quantized and ppl_mid is not None and result.path != mid:
@@ -260,4 +275,4 @@ def _reports(src: Path, results: list[OutputResult], mid: Path | None, emit: Emi
         result.report = [f"{result.path.name} against {against}:", *comparison.lines()]
         for line in result.report:
             emit(Log(line))
-        emit(Progress("report", i, n, f"{i}/{n} reports"))
+    emit(Progress(REPORT_STAGE, units, units, f"{n} report{'s' if n != 1 else ''} done"))

@@ -108,6 +108,10 @@ async def test_demo_to_q8_0_and_q4_k_m_with_reports(tmp_path: Path) -> None:
             assert f"{path.name} against the original (transformers):" in log
         assert log.count("top-1 agreement") == 2 and log.count("perplexity vs bf16") == 2
         assert "cancelled" not in log and "error" not in log
+        # The report was a stage of its own, and the bar reached its end.
+        last = pane.last_progress
+        assert last is not None and (last.stage, last.done, last.total) == ("report", 4, 4)
+        assert str(pane.query_one("#convert-progress").content) == "done: 2 files written"
 
         # Listed in the Models pane at once, without a manual refresh.
         models_pane = app.query_one("#pane-models")
