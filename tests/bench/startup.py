@@ -1,0 +1,158 @@
+"""Start-up: time from launch to the first frame of the real ``tuillm`` binary in a pseudo-terminal (80x24), in
+one run against baselines measured alongside it.
+
+Each run launches, in a rotating order:
+  python   the bare interpreter (``python -c pass``): the floor every launch pays
+  textual  a minimal Textual app (one Label) of the same interpreter: the floor of any Textual screen
+  tuillm   the installed console script with no command (the app), in a scratch config and data folder
+and times, from the fork, the terminal's switch to the alternate screen (the imports and the app built), the
+first full frame (the first write to the top-left cell after it) and, for tuillm, the chat prompt drawn. Then
+Ctrl+Q. Prints the median of each, tuillm/textual, and the goal: the first frame in <= 0.5 s. A last part lists
+the modules that cost the most to import (``python -X importtime``), the part of the start-up tuillm controls.
+
+Run: .venv/bin/python tests/bench/startup.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import pty
+import select
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from pathlib import Path
+
+ALT_SCREEN = b"\x1b[?1049h"
+TOP_LEFT = b"\x1b[1;1H"  # a full frame starts at the top-left cell
+PROMPT = b"Enter sends"  # the chat prompt's placeholder
+WAIT = 30.0  # a bound on one launch, only so a broken app ends the bench instead of hanging it
+
+BARE_APP = """
+from textual.app import App
+from textual.widgets import Label
+class Bare(App):
+    def compose(self):
+        yield Label("ready")
+    def on_key(self, event):
+        if event.key == "ctrl+q":
+            self.exit()
+Bare().run()
+"""
+
+
+def launch(argv: list[str], env: dict[str, str], marks: dict[str, bytes]) -> dict[str, float]:
+    """Seconds from the fork until each mark's bytes appear in the output (after the alternate screen)."""
+    start = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the program in the pty
+        os.execve(argv[0], argv, env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    seen: dict[str, float] = {}
+    output = b""
+    try:
+        while len(seen) < len(marks) and time.perf_counter() - start < WAIT:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the program ended
+                break
+            output += chunk
+            now = time.perf_counter() - start
+            screen = output.partition(ALT_SCREEN)[2]
+            for name, mark in marks.items():
+                if name not in seen and (mark in output if mark == ALT_SCREEN else mark in screen):
+                    seen[name] = now
+        os.write(fd, b"\x11")  # Ctrl+Q
+        finish(pid, fd)
+    finally:
+        os.close(fd)
+    missing = set(marks) - set(seen)
+    if missing:
+        raise SystemExit(f"{argv}: never showed {sorted(missing)}; output: {output[-400:]!r}")
+    return seen
+
+
+def finish(pid: int, fd: int) -> None:
+    """Let the program quit (reading what it writes so it never blocks); kill it past the bound."""
+    deadline = time.perf_counter() + 10
+    while time.perf_counter() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return
+        if select.select([fd], [], [], 0.05)[0]:
+            try:
+                os.read(fd, 65536)
+            except OSError:
+                pass
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def interpreter(env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
+    return time.perf_counter() - start
+
+
+def import_costs(env: dict[str, str], top: int = 12) -> list[tuple[int, str]]:
+    """The modules with the largest cumulative import time (microseconds) when the app's module is imported."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import tuillm.tui.app"], env=env,
+                          capture_output=True, text=True, check=True)
+    rows = []
+    for line in proc.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            rows.append((int(parts[1]), parts[2].rstrip()))
+    return sorted(rows, reverse=True)[:top]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    tuillm = str(Path(sys.executable).with_name("tuillm"))
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {**os.environ, "TERM": "xterm-256color", "XDG_CONFIG_HOME": scratch, "XDG_DATA_HOME": scratch}
+        frame = {"alt screen": ALT_SCREEN, "first frame": TOP_LEFT}
+        programs = {
+            "python": lambda: {"exit": interpreter(env)},
+            "textual": lambda: launch([sys.executable, "-c", BARE_APP], env, frame),
+            "tuillm": lambda: launch([tuillm], env, {**frame, "prompt": PROMPT}),
+        }
+        names = list(programs)
+        times: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+        for run in range(args.runs):
+            for name in names[run % 3:] + names[: run % 3]:
+                times[name].append(programs[name]())
+        costs = import_costs(env)
+
+    def med(name: str, mark: str) -> float:
+        return statistics.median(t[mark] for t in times[name])
+
+    print(f"runs: {args.runs} (rotating order); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'':8} {'alt screen':>10} {'first frame':>11} {'prompt':>7}   (median seconds from launch)")
+    print(f"{'python':8} {med('python', 'exit'):10.3f} {'':>11} {'':>7}   (interpreter start and exit)")
+    print(f"{'textual':8} {med('textual', 'alt screen'):10.3f} {med('textual', 'first frame'):11.3f}")
+    print(f"{'tuillm':8} {med('tuillm', 'alt screen'):10.3f} {med('tuillm', 'first frame'):11.3f} "
+          f"{med('tuillm', 'prompt'):7.3f}")
+    first = med("tuillm", "first frame")
+    print(f"tuillm/textual first frame: {first / med('textual', 'first frame'):.2f}; "
+          f"first frame {first:.3f} s (goal <= 0.5 s)")
+    print("largest cumulative imports of tuillm.tui.app (ms):")
+    for micros, module in costs:
+        print(f"  {micros / 1000:7.1f}  {module}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
