@@ -45,6 +45,7 @@ from tuillm.tui.panes.base import Pane
 from tuillm.tui.panes.chat import ChatPane
 from tuillm.tui.panes.convert import ConvertPane
 from tuillm.tui.panes.models import ModelsPane
+from tuillm.tui.panes.outputs import OutputsWritten
 from tuillm.tui.panes.train import TrainPane
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.help import HelpScreen, binding_rows
@@ -308,8 +309,8 @@ class TuillmApp(App[int]):
         self.action_show_pane("convert")
         self.query_one(ConvertPane).use_source(event.path)
 
-    def on_convert_pane_outputs_written(self, event: ConvertPane.OutputsWritten) -> None:
-        # New files from the Convert pane: listed in Models at once.
+    def on_outputs_written(self, event: OutputsWritten) -> None:
+        # New files from the Convert or the Train pane: listed in Models at once.
         self.query_one(ModelsPane).include_paths(event.paths)
 
     def on_models_pane_model_chosen(self, event: ModelsPane.ModelChosen) -> None:

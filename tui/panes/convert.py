@@ -17,7 +17,6 @@ from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.widgets import Button, Checkbox, Label, ProgressBar, RichLog, Select, SelectionList
 
 from tuillm.core.conversion.job import OutputResult
@@ -27,6 +26,7 @@ from tuillm.core.text import safe_text
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress
 from tuillm.tui.panes import convert_jobs as jobs
 from tuillm.tui.panes import convert_view as view
+from tuillm.tui.panes.outputs import OutputsWritten, models_folder
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.session import Session
 from tuillm.tui.widgets.path_input import PathInput
@@ -72,13 +72,6 @@ class ConvertPane(Vertical):
     ConvertPane #convert-log { height: 1fr; min-height: 3; }
     """
 
-    class OutputsWritten(Message):
-        """Files that are complete: the app lists them in the Models pane at once."""
-
-        def __init__(self, paths: list[Path]) -> None:
-            super().__init__()
-            self.paths = paths
-
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.session = session
@@ -99,8 +92,8 @@ class ConvertPane(Vertical):
     # --- layout -------------------------------------------------------------------------------------------------
 
     def default_folder(self) -> Path:
-        dirs = self.session.model_dirs if self.session.model_dirs is not None else self.session.config.model_dirs
-        return Path(dirs[0]) if dirs else Path.cwd()
+        # Shown in "To" before anything starts; in a models folder, Models lists the files at once.
+        return models_folder(self.session) or Path.cwd()
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
@@ -317,9 +310,9 @@ class ConvertPane(Vertical):
 
     def _written(self, result: OutputResult) -> None:
         """In the job's worker, as each output completes: the pane and the app hear of it at once."""
-        self.post_message(self.OutputsWritten([result.path]))
+        self.post_message(OutputsWritten([result.path]))
 
-    def on_convert_pane_outputs_written(self, message: OutputsWritten) -> None:
+    def on_outputs_written(self, message: OutputsWritten) -> None:
         # Not stopped: it goes on to the app, which lists the files in the Models pane.
         if self.running:
             self.last_written.extend(message.paths)

@@ -26,6 +26,7 @@ from textual.widgets import Button, Checkbox, Collapsible, Input, Label, Select,
 
 from tuillm.convert.types import MERGE_TYPE_NAMES
 from tuillm.core.errors import TuillmError
+from tuillm.core.text import safe_line
 from tuillm.core.train.memory import ModelShape
 from tuillm.core.train.options import TrainConfig
 from tuillm.core.train.preview import Preview
@@ -84,6 +85,9 @@ class TrainPane(TrainJobs):
     }
     TrainPane Collapsible Contents {
         padding: 0 0 0 1;
+    }
+    #train-destination {
+        color: $text-muted;
     }
     #train-memory {
         height: auto;
@@ -152,6 +156,9 @@ class TrainPane(TrainJobs):
             yield Button("Export LoRA", id="train-export", compact=True, disabled=True, tooltip="Ctrl+Y")
             yield Button("Chat", id="train-chat", compact=True, disabled=True, tooltip="Ctrl+O")
             yield Button("A/B", id="train-ab", compact=True, disabled=True, tooltip="Ctrl+N")
+        folder = self.output_folder()
+        where = f"to {folder}, listed in Models" if folder is not None else "into the adapter's folder"
+        yield Label(safe_line(f"Merge and Export write {where}"), markup=False, id="train-destination")
         yield Static("", id="train-result")
 
     @staticmethod
@@ -201,14 +208,21 @@ class TrainPane(TrainJobs):
         """A checked TrainConfig from the form; a TuillmError says what is wrong."""
         return self.query_one(TrainForm).config(base, data, output)
 
-    def default_output(self, data: Path) -> Path:
-        """``<data folder>/<data stem>-lora``, numbered when a finished adapter is already there."""
-        candidate = data.with_name(f"{data.stem}-lora")
-        n = 2
-        while (candidate / "adapter_config.json").exists():
-            candidate = data.with_name(f"{data.stem}-lora-{n}")
+    def default_output(self, data: Path, resume: bool = False) -> Path:
+        """``<data folder>/<data stem>-lora``, numbered past folders that hold a finished adapter or the checkpoints
+        of a run that was stopped (a quit mid-run), so a new run never lands on either; with ``resume``, the first
+        folder that holds checkpoints to continue."""
+        from tuillm.core.train.checkpoints import ADAPTER_CONFIG, CHECKPOINTS, latest_checkpoint
+
+        n = 1
+        while True:
+            candidate = data.with_name(f"{data.stem}-lora" + (f"-{n}" if n > 1 else ""))
+            finished = (candidate / ADAPTER_CONFIG).exists()
+            if resume and not finished and latest_checkpoint(candidate) is not None:
+                return candidate
+            if not finished and not (candidate / CHECKPOINTS).exists():
+                return candidate
             n += 1
-        return candidate
 
     def _preview_key(self) -> PreviewKey | None:
         raw = self.query_one(TrainForm).raw()
@@ -279,7 +293,8 @@ class TrainPane(TrainJobs):
             self.query_one("#train-data", Input).focus()
             return
         data_path = Path(data).expanduser()
-        out = Path(output).expanduser() if output else self.default_output(data_path)
+        resume = bool(self.query_one(TrainForm).raw()["resume"])
+        out = Path(output).expanduser() if output else self.default_output(data_path, resume)
         try:
             config = self.form_config(base, str(data_path), str(out))
         except TuillmError as exc:

@@ -22,6 +22,7 @@ from tuillm.core.chat.backend import llama_backend
 from tuillm.core.train.options import TrainConfig
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress
 from tuillm.tui.panes import train_jobs as jobs
+from tuillm.tui.panes.outputs import OutputsWritten, models_folder
 from tuillm.tui.panes.train_run import RunView
 from tuillm.tui.screens.ab import ABScreen, ABSources, Compare, ConvertBaseFirst, ExportFirst, next_ab_step
 from tuillm.tui.screens.confirm import ConfirmScreen
@@ -103,6 +104,7 @@ class TrainJobs(VerticalScroll):
         self.query_one(RunView).show(f"merged: {message.path.name}", "green")
         self._set_result(f"Merged GGUF: {message.path}")
         self.notify(f"wrote {message.path}", title="Merge done")
+        self.post_message(OutputsWritten([message.path]))
         self._step_done()
 
     @on(jobs.Exported)
@@ -112,6 +114,7 @@ class TrainJobs(VerticalScroll):
         self.query_one(RunView).show(f"exported: {message.path.name}", "green")
         self._set_result(f"LoRA GGUF: {message.path}")
         self.notify(f"wrote {message.path}", title="Export done")
+        self.post_message(OutputsWritten([message.path]))
         self._step_done()
 
     @on(jobs.BaseConverted)
@@ -138,8 +141,19 @@ class TrainJobs(VerticalScroll):
             return False
         return not self._busy()
 
+    def output_folder(self) -> Path | None:
+        """Where Merge and Export write (shown under their buttons): the first models folder, so the Models pane
+        lists the files at once; None (no models folder set): into the adapter's folder."""
+        return models_folder(self.session)
+
     def _ask_to_replace(self, out: Path, start: Callable[[bool], None]) -> None:
         """``start(force)`` now when ``out`` is new; after a yes when it exists (a no leaves it, and A/B waits)."""
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._ab_pending = False
+            self.notify(f"{out.parent}: cannot create it ({exc.strerror or exc})", title="Train", severity="error")
+            return
         if not out.exists():
             start(False)
             return
@@ -161,7 +175,7 @@ class TrainJobs(VerticalScroll):
         adapter, base = self.adapter_dir, self.base_path
         assert adapter is not None and base is not None
         out_type = self._merge_type()
-        out = adapter / f"{adapter.name}-{out_type}.gguf"
+        out = (self.output_folder() or adapter) / f"{adapter.name}-{out_type}.gguf"
 
         def start(force: bool) -> None:
             if self._busy():
@@ -177,7 +191,7 @@ class TrainJobs(VerticalScroll):
             return
         adapter, base = self.adapter_dir, self.base_path
         assert adapter is not None and base is not None
-        out = adapter / f"{adapter.name}-lora-f16.gguf"
+        out = (self.output_folder() or adapter) / f"{adapter.name}-lora-f16.gguf"
 
         def start(force: bool) -> None:
             if self._busy():

@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 
 from tests.checkpoints import demo_hf_checkpoint
 from tests.core.train_facts import write_fact_dataset
-from tests.tui.app_helpers import run_async
+from tests.tui.app_helpers import make_app, run_async
 from tests.tui.chat_helpers import SIZE, chat_app, record_notifications, wait_until
 from tests.tui.fake_backend import FakeBackend
 from tuillm.core.errors import TuillmError
@@ -169,6 +169,32 @@ def test_the_way_to_ab(tmp_path: Path) -> None:
 
 
 @run_async
+async def test_default_outputs(tmp_path: Path) -> None:
+    """The adapter's default folder skips a stopped run's (checkpoints only) and a finished one's, unless Resume
+    asks for the stopped one; Merge and Export write to the first models folder, said before anything starts."""
+    data = tmp_path / "data" / "fact.jsonl"
+    data.parent.mkdir()
+    data.write_text("")
+    models = tmp_path / "models"
+    app = make_app([models])
+    async with app.run_test(size=SIZE) as pilot:
+        pane = train_pane(app)
+        assert pane.default_output(data) == data.parent / "fact-lora"
+        step = data.parent / "fact-lora" / "checkpoints" / "step-0000001"
+        step.mkdir(parents=True)  # a run quit before its first checkpoint was complete: still not a new folder
+        assert pane.default_output(data) == data.parent / "fact-lora-2"
+        (step / "state.json").write_text("{}")
+        assert pane.default_output(data, resume=True) == data.parent / "fact-lora"
+        (data.parent / "fact-lora-2").mkdir()
+        (data.parent / "fact-lora-2" / "adapter_config.json").write_text("{}")
+        assert pane.default_output(data) == data.parent / "fact-lora-3"
+        assert pane.output_folder() == models
+        shown = str(app.query_one("#train-destination").content)
+        assert shown == f"Merge and Export write to {models}, listed in Models"
+        await pilot.pause()
+
+
+@run_async
 async def test_ab_keeps_the_question_above_both_answers(tmp_path: Path) -> None:
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -226,8 +252,11 @@ async def test_train_merge_chat_and_ab(tmp_path: Path, demo_gguf: Path) -> None:
 
         await pilot.press("ctrl+g")  # merge to the default type, q8_0
         await wait_job(pilot, "the merge")
-        merged = out / "adapter-q8_0.gguf"
+        merged = tmp_path / "adapter-q8_0.gguf"  # in the first models folder: Models lists it at once
         assert pane.merged_path == merged and merged.is_file()
+        rows = app.query_one("#models-table").rows
+        await wait_until(pilot, lambda: any(Path(str(key.value)).name == merged.name for key in rows),
+                         "the merged model listed in Models")
         assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
 
         await pilot.press("ctrl+o")
@@ -316,7 +345,7 @@ async def test_cancel_resume_and_ab_from_an_hf_base(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, ABScreen), "the A/B screen")
         screen = app.screen
         assert screen.models["base"].path == out / "base-q8_0.gguf" == pane.base_gguf
-        assert screen.models["tuned"].path == out / "adapter-q8_0.gguf" == pane.merged_path
+        assert screen.models["tuned"].path == tmp_path / "adapter-q8_0.gguf" == pane.merged_path
         assert "A/B: the base is an HF folder; converting it" in log_text(app)
         await ask_both(pilot, screen)
         await pilot.press("escape")
