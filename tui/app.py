@@ -322,9 +322,9 @@ class TuillmApp(App[int]):
         self.chat_with(event.path, event.name)
 
     def chat_with(self, path: Path, name: str) -> None:
-        """Show the Chat pane with this model, loaded at once (so the status line shows it)."""
+        """Show the Chat pane with a new chat on this model, loaded at once (so the status line shows it)."""
         self.action_show_pane("chat")
-        self.query_one(ChatPane).use_model(path, name)
+        self.query_one(ChatPane).chat_with(path, name)
 
     def get_key_display(self, binding: Binding) -> str:
         display = super().get_key_display(binding)

@@ -82,7 +82,8 @@ class Conversation:
     def _reply(self, listener: ChatEmit | None) -> Future[ReplyDone]:
         messages = self.store.conversation(self.chat_id)
         sampling = self.sampling
-        saver = StreamingSaver(self.store, self.chat_id)
+        # The reply keeps the model that writes it: the one loaded now, whatever the chat's row says.
+        saver = StreamingSaver(self.store, self.chat_id, model=self.session.model_path or "")
 
         def on_event(event: ChatEvent) -> None:
             saver.on_event(event)

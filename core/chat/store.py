@@ -48,6 +48,8 @@ MIGRATIONS: list[str] = [
     """,
     # 2: the unsent text of each chat's prompt
     "ALTER TABLE chats ADD COLUMN draft TEXT NOT NULL DEFAULT ''",
+    # 3: the model that wrote each reply ('' for user messages and for replies kept before this version)
+    "ALTER TABLE messages ADD COLUMN model TEXT NOT NULL DEFAULT ''",
 ]
 SAVE_INTERVAL_S = 0.5
 DEFAULT_TITLE = "New chat"  # a chat's title until its first message names it
@@ -70,10 +72,11 @@ class Message:
     stats: dict[str, Any] | None
     complete: bool  # False: an assistant reply that was still streaming when last saved
     created: float
+    model: str = ""  # the model file that wrote a reply ('' when not known)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "role": self.role, "content": self.content, "stats": self.stats,
-                "complete": self.complete, "created": self.created}
+                "complete": self.complete, "created": self.created, "model": self.model}
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ def _chat(row: sqlite3.Row) -> Chat:
 
 def _message(row: sqlite3.Row) -> Message:
     return Message(id=row["id"], chat_id=row["chat_id"], role=_text(row["role"]), content=_text(row["content"]),
-                   stats=_json_object(row["stats"]), complete=bool(row["complete"]), created=_time(row["created"]))
+                   stats=_json_object(row["stats"]), complete=bool(row["complete"]), created=_time(row["created"]),
+                   model=_text(row["model"]))
 
 
 class ChatStore:
@@ -258,14 +262,15 @@ class ChatStore:
 
     # --- messages ---
     def add_message(self, chat_id: int, role: str, content: str, *, stats: Mapping[str, Any] | None = None,
-                    complete: bool = True) -> Message:
+                    complete: bool = True, model: str = "") -> Message:
         if role not in ("system", "user", "assistant"):
             raise StoreError(f"unknown message role {role!r}")
         now = time.time()
         with self._lock:
             cur = self._run(
-                "INSERT INTO messages (chat_id, role, content, stats, complete, created) VALUES (?, ?, ?, ?, ?, ?)",
-                (chat_id, role, content, json.dumps(dict(stats)) if stats else None, int(complete), now))
+                "INSERT INTO messages (chat_id, role, content, stats, complete, created, model) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (chat_id, role, content, json.dumps(dict(stats)) if stats else None, int(complete), now, model))
             self._run("UPDATE chats SET updated = ? WHERE id = ?", (now, chat_id))
             return self.get_message(int(cur.lastrowid or 0))
 
@@ -341,14 +346,14 @@ class StreamingSaver:
     ``interval`` seconds; ``finish`` writes the final text and stats."""
 
     def __init__(self, store: ChatStore, chat_id: int, *, interval: float = SAVE_INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, model: str = "") -> None:
         self.store = store
         self.interval = interval
         self._clock = clock
         self._parts: list[str] = []
         self._last_save = clock()
         self.writes = 0
-        self.message = store.add_message(chat_id, "assistant", "", complete=False)
+        self.message = store.add_message(chat_id, "assistant", "", complete=False, model=model)
 
     @property
     def text(self) -> str:

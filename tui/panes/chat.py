@@ -34,7 +34,7 @@ from tuillm.core.text import safe_line, safe_text
 from tuillm.tui.panes.chat_dialogs import ChatDialogs
 from tuillm.tui.panes.chat_drafts import ChatDrafts
 from tuillm.tui.panes.chat_memory import ChatMemory
-from tuillm.tui.panes.chat_model import DEMO, ChatModels, Turn
+from tuillm.tui.panes.chat_model import DEMO, ChatModels, Turn, model_label
 from tuillm.tui.panes.chat_stream import BackendEvent, ReplyStream, TextWaiting, TurnDone, TurnFailed, turn_outcome
 from tuillm.tui.session import Session
 from tuillm.tui.widgets.chat_list import ChatList
@@ -103,11 +103,7 @@ class ChatPane(ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
                         timeout=15)
             self.store = ChatStore(":memory:")
         chats = self._list_chats()
-        if chats:
-            self.chat_id = chats[0].id  # where the user left off
-        self.show_draft()
-        self._refresh_list()
-        self._refresh_header()
+        self._switch_to(chats[0].id if chats else None)  # where the user left off
         self.call_after_refresh(self._sync_view)
 
     def on_unmount(self) -> None:
@@ -158,7 +154,9 @@ class ChatPane(ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
                 title = self.store.get_chat(self.chat_id).title
             except StoreError:
                 self.chat_id = None
-        if self.model_loading:
+        if self.model_missing:
+            model = f"{self.model_name} (file missing)"
+        elif self.model_loading:
             model = f"{self.model_name} (loading…)"
         elif self.engine.loaded:
             model = self.model_name
@@ -181,13 +179,16 @@ class ChatPane(ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
 
     async def _sync_view(self) -> None:
         # Replies are the model's text: shown without terminal control sequences (stored as they came).
-        shown = [replace(m, content=safe_text(m.content)) for m in self.stored_messages()]
+        shown = [replace(m, content=safe_text(m.content), model=model_label(m.model) if m.model else "")
+                 for m in self.stored_messages()]
         await self.column.show(shown, streaming=self.busy)
 
     # --- turns ------------------------------------------------------------------------------------------------------
     async def _start(self, turn: Turn) -> None:
         if self.busy or self.model_loading:
             self.notify(BUSY if self.busy else "the model is still loading", title="Chat", severity="warning")
+            return
+        if self.model_gone():
             return
         if self._model_ready():
             await self._begin(turn)
@@ -202,7 +203,7 @@ class ChatPane(ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
                                     sampling=self.draft_sampling)
             self.chat_id, self._new_chat_draft = conv.chat_id, ""
             return conv
-        if self.store.get_chat(self.chat_id).model != model:
+        if not self.store.get_chat(self.chat_id).model:  # a chat kept before chats kept their model
             self.store.update_chat(self.chat_id, model=model)
         return Conversation(self.engine, self.store, self.chat_id)
 
@@ -322,14 +323,31 @@ class ChatPane(ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
         if self.busy:
             self.notify(BUSY, title="Chat", severity="warning")
             return
+        self._switch_to(None)
+        await self._sync_view()
+        self.focus_default()
+
+    def _switch_to(self, chat_id: int | None) -> None:
+        """Open ``chat_id`` (None: a new chat): the draft of the one left is kept, the one opened brings its own
+        draft and its model (the view is synced by the caller)."""
         self.action_stop()  # leaves editing
         self.save_draft()
-        self.chat_id = None
-        self.draft_system, self.draft_sampling = "", Sampling(**self.draft_sampling.to_json())
+        self.chat_id = chat_id
+        if chat_id is None:
+            self.draft_system, self.draft_sampling = "", Sampling(**self.draft_sampling.to_json())
         self.show_draft()
-        await self._sync_view()
+        self.adopt_chat_model()
         self._refresh()
-        self.focus_default()
+
+    def chat_with(self, path: Path, name: str) -> None:
+        """"Chat with this model" (the Models pane's Enter, the Train pane's Chat): a new chat with it, except when
+        the open chat's model file is gone: then this chat goes on with it (recorded, and said)."""
+        if self.busy:
+            self.engine.stop()
+        if not (self.model_missing and self.chat_id is not None):
+            self._switch_to(None)
+            self.call_after_refresh(self._sync_view)
+        self.use_model(path, name)
 
     def action_focus_list(self) -> None:
         self.query_one(ChatList).focus()
@@ -338,12 +356,8 @@ class ChatPane(ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
         if self.busy:
             self.notify(f"{BUSY} first", title="Chat", severity="warning")
             return
-        self.action_stop()  # leaves editing
-        self.save_draft()
-        self.chat_id = event.chat_id
-        self.show_draft()
+        self._switch_to(event.chat_id)
         await self._sync_view()
-        self._refresh_header()
         self.focus_default()
 
     async def on_chat_list_new_requested(self, _event: ChatList.NewRequested) -> None:

@@ -31,6 +31,7 @@ class ChatDialogs:
     draft_sampling: Sampling
     stored_messages: Callable[[], list[StoredMessage]]
     _refresh: Callable[[], None]
+    adopt_chat_model: Callable[[], None]
     _sync_view: Callable[[], Awaitable[None]]
 
     # --- options --------------------------------------------------------------------------------------------------
@@ -101,6 +102,7 @@ class ChatDialogs:
                 self.notify(str(exc), title="Chat", severity="error")
             if chat_id == self.chat_id:
                 self.chat_id = None
+                self.adopt_chat_model()
                 await self._sync_view()
             self._refresh()
 

@@ -17,6 +17,7 @@ from textual.message import Message
 from tuillm.core.chat.backend import ChatBackend
 from tuillm.core.chat.conversation import Conversation
 from tuillm.core.chat.events import ModelLoaded, ReplyDone
+from tuillm.core.chat.store import Chat, ChatStore, StoreError
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Emit
 from tuillm.core.llama.options import LoadOptions
@@ -76,8 +77,11 @@ class ChatModels:
     # What this uses of the pane (ChatPane and its Widget base define them); a plain class, as ChatMemory.
     session: Session
     engine: ChatBackend
+    store: ChatStore | None
+    chat_id: int | None
     model_path: Path | None
     model_name: str
+    model_missing: bool = False  # the open chat's model file is gone: nothing is sent until another is picked
     model_loading: bool
     busy: bool
     notify: Callable[..., None]
@@ -85,10 +89,49 @@ class ChatModels:
     _refresh_header: Callable[[], None]
     _begin: Callable[[Turn], Awaitable[None]]
 
+    def _open_chat(self) -> Chat | None:
+        if self.chat_id is None or self.store is None:
+            return None
+        try:
+            return self.store.get_chat(self.chat_id)
+        except StoreError:
+            return None
+
+    def adopt_chat_model(self) -> None:
+        """The open chat was just opened: its model is the one the next turn uses (a chat kept without one, or a
+        new chat, goes on with the current model). A model whose file is gone is said, never silently replaced."""
+        chat = self._open_chat()
+        was_missing, self.model_missing = self.model_missing, False
+        if chat is None or not chat.model:
+            if was_missing:  # a gone file is not carried into a chat without a model of its own
+                self.model_path = Path(self.engine.model_path) if self.engine.model_path else None
+                self.model_name = model_label(self.model_path) if self.model_path else DEMO
+            return
+        self.model_path = Path(chat.model)
+        self.model_name = model_label(chat.model)
+        self.model_missing = not self.model_path.is_file()
+        if self.model_missing:
+            self.model_gone()
+
+    def model_gone(self) -> bool:
+        """True (and says so) when the open chat's model file is gone."""
+        if self.model_missing:
+            self.notify(f"{self.model_path}: this chat's model file is gone; the chat is kept. Pick another model "
+                        "in Models (F3, Enter) to go on with it", title="Model", severity="warning", timeout=15)
+        return self.model_missing
+
     def use_model(self, path: str | Path, name: str | None = None) -> None:
-        """Chat with this model from now on, loading it at once (the Models pane's Enter)."""
+        """Chat with this model from now on, loading it at once. An open chat records the new choice (and says so):
+        its model never changes silently."""
         self.model_path = Path(path)
         self.model_name = name or model_label(path)
+        chat, self.model_missing = self._open_chat(), False
+        if chat is not None and self.store is not None and chat.model != str(self.model_path):
+            try:
+                self.store.update_chat(chat.id, model=str(self.model_path))
+            except StoreError as exc:
+                self.notify(str(exc), title="Chat", severity="error")
+            self.notify(f"this chat now uses {self.model_name}", title="Model")
         if self.busy:
             self.engine.stop()
         self._load(None)
@@ -120,8 +163,9 @@ class ChatModels:
         event.stop()
         self.model_loading = False
         self.notify(event.error, title=f"Could not load {self.model_name}", severity="error", timeout=15)
-        if self.engine.loaded and self.engine.model_path:
-            # A refused load leaves the previous model loaded (the checks run first): keep chatting with it.
+        if self.engine.loaded and self.engine.model_path and self.chat_id is None:
+            # A refused load leaves the previous model loaded (the checks run first): a new chat goes on with it
+            # (a chat that has its model keeps it: the message waits in the prompt for a model that loads).
             self.model_path = Path(self.engine.model_path)
             self.model_name = model_label(self.model_path)
             self._set_status(f"{self.model_name} · ctx {self.engine.context_used}/{self.engine.n_ctx}")

@@ -35,8 +35,11 @@ def last_code_block(text: str) -> str | None:
     return blocks[-1].group(2).rstrip("\n") if blocks else None
 
 
-def bubble_header(role: str, complete: bool, stats: dict[str, Any] | None, streaming: bool = False) -> str:
+def bubble_header(role: str, complete: bool, stats: dict[str, Any] | None, streaming: bool = False,
+                  model: str = "") -> str:
     head = ROLE_NAMES.get(role) or safe_line(role).strip()  # a role other than ours comes from a database row
+    if model:
+        head += f" · {safe_line(model).strip()}"  # who wrote the reply (a file name, from a database row)
     if streaming:
         return f"{head} …"
     if not complete:
@@ -63,7 +66,7 @@ class MessageBubble(Vertical):
     """One message: a header line (who, and the reply's figures) over its Markdown body."""
 
     def __init__(self, role: str, content: str, *, message_id: int | None = None, complete: bool = True,
-                 stats: dict[str, Any] | None = None, streaming: bool = False) -> None:
+                 stats: dict[str, Any] | None = None, streaming: bool = False, model: str = "") -> None:
         super().__init__(classes=f"bubble -{role}")
         self.role = role
         self.content = content
@@ -71,9 +74,11 @@ class MessageBubble(Vertical):
         self.complete = complete
         self.stats = stats
         self.streaming = streaming
+        self.model = model  # how the reply's model is named ("" when not known)
 
     def compose(self) -> ComposeResult:
-        yield Label(bubble_header(self.role, self.complete, self.stats, self.streaming), classes="bubble-role",
+        yield Label(bubble_header(self.role, self.complete, self.stats, self.streaming, self.model),
+                    classes="bubble-role",
                     markup=False)
         yield SafeMarkdown(self.content, classes="bubble-body")
 
@@ -89,7 +94,7 @@ class MessageBubble(Vertical):
         """The full update that ends a stream (or shows a message changed on disk)."""
         changed = content != self.content or self.streaming
         self.content, self.complete, self.stats, self.streaming = content, complete, stats, False
-        self.query_one(".bubble-role", Label).update(bubble_header(self.role, complete, stats))
+        self.query_one(".bubble-role", Label).update(bubble_header(self.role, complete, stats, model=self.model))
         if changed:
             await self.markdown.update(content)
 
@@ -243,7 +248,7 @@ class ChatColumn(Vertical):
                                                                    message.stats) or bubble.streaming:
                 await bubble.set_content(message.content, complete=message.complete, stats=message.stats)
         new = [MessageBubble(m.role, m.content, message_id=m.id, complete=m.complete, stats=m.stats,
-                             streaming=streaming and not m.complete and m is stored[-1])
+                             streaming=streaming and not m.complete and m is stored[-1], model=m.model)
                for m in stored[keep:]]
         if new:
             await view.mount_all(new)

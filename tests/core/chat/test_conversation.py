@@ -45,6 +45,7 @@ def test_send_saves_both_sides_and_names_the_chat(session: ChatSession, store: C
     assert (user.role, user.content) == ("user", "What is the capital of France?\nThanks.")
     assert reply.role == "assistant" and reply.content == done.text == "".join(streamed) and reply.complete
     assert reply.stats is not None and reply.stats["generated_tokens"] == done.stats.generated_tokens
+    assert (user.model, reply.model) == ("", session.model_path)  # the reply records the model that wrote it
     # Reopening the database (a new app) finds all of it.
     with ChatStore(tmp_path / "chats.sqlite3") as again:
         assert [m.content for m in again.messages(chat.chat_id)] == [user.content, done.text]

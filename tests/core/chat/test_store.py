@@ -56,7 +56,10 @@ def test_an_older_database_opens_and_keeps_its_chats(tmp_path: Path, version: in
         assert store.schema_version == len(MIGRATIONS)
         [chat] = store.list_chats()
         assert (chat.title, chat.model, chat.updated, chat.draft) == ("Old", "/m/old.gguf", 2.0, "")
-        assert [m.content for m in store.messages(chat.id)] == ["Hello"]
+        assert [(m.content, m.model) for m in store.messages(chat.id)] == [("Hello", "")]
+        reply = store.add_message(chat.id, "assistant", "Hi", model="/m/new.gguf")
+        assert store.get_message(reply.id).model == "/m/new.gguf"
+        assert StreamingSaver(store, chat.id, model="/m/new.gguf").message.model == "/m/new.gguf"
 
 
 def test_drafts_are_kept_per_chat_without_reordering(tmp_path: Path) -> None:
