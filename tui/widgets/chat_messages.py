@@ -38,10 +38,10 @@ def last_code_block(text: str) -> str | None:
 def bubble_header(role: str, complete: bool, stats: dict[str, Any] | None, streaming: bool = False,
                   model: str = "") -> str:
     head = ROLE_NAMES.get(role) or safe_line(role).strip()  # a role other than ours comes from a database row
+    if streaming:
+        return f"{head} …"  # the model is named with the figures, once the reply ends
     if model:
         head += f" · {safe_line(model).strip()}"  # who wrote the reply (a file name, from a database row)
-    if streaming:
-        return f"{head} …"
     if not complete:
         stopped = bool(stats) and stats.get("finish_reason") == "cancelled"
         head += " · stopped" if stopped else " · interrupted"
