@@ -83,6 +83,7 @@ class ConvertPane(Vertical):
         self.last_progress: Progress | None = None
         self.log_lines: list[str] = []  # what the log shows, unwrapped
         self._cancel = threading.Event()
+        self._question: ConfirmScreen | None = None  # Esc's question (stop the job?)
         self._info = ""
         self._source_values: set[str] = set()
         self._report_touched = False  # the user's choice wins over the default for each source
@@ -325,7 +326,8 @@ class ConvertPane(Vertical):
     def action_cancel(self) -> None:
         # Esc never destroys work unasked: stopping loses the file being written.
         if self.running and not self._cancel.is_set():
-            self.app.push_screen(ConfirmScreen(view.CANCEL_QUESTION), self._cancel_answered)
+            self._question = ConfirmScreen(view.CANCEL_QUESTION)
+            self.app.push_screen(self._question, self._cancel_answered)
 
     def _cancel_answered(self, yes: bool | None) -> None:
         if yes and self.running and not self._cancel.is_set():  # the job may have ended while the user read
@@ -386,6 +388,8 @@ class ConvertPane(Vertical):
             self.notify(message.error, title="Convert failed", severity="error", markup=False)
 
     def _job_ended(self, label: str) -> None:
+        if self._question is not None and self.app.screen is self._question:
+            self._question.dismiss(False)  # the job ended while the user read Esc's question: nothing to stop now
         self._set_running(False)
         self.query_one("#convert-progress", Label).update(label)
         if self.last_written:

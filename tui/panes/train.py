@@ -332,7 +332,8 @@ class TrainPane(TrainJobs):
             self.notify("nothing is running", title="Train", severity="warning")
             return
         if not self.cancel_event.is_set():  # Esc never stops work unasked
-            self.app.push_screen(ConfirmScreen(cancel_question(self.job)), self._cancel_answered)
+            self.cancel_question = ConfirmScreen(cancel_question(self.job))
+            self.app.push_screen(self.cancel_question, self._cancel_answered)
 
     def _cancel_answered(self, yes: bool | None) -> None:
         if yes and self.job is not None and not self.cancel_event.is_set():  # it may have ended meanwhile

@@ -44,6 +44,7 @@ class TrainJobs(VerticalScroll):
         self.lora_gguf: Path | None = None
         self.base_gguf: Path | None = None  # the base as a GGUF, for A/B
         self._ab_pending = False  # a step towards A/B is running: A/B goes on when it succeeds
+        self.cancel_question: ConfirmScreen | None = None  # Esc's question (stop the job?), pushed by the pane
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
@@ -58,6 +59,8 @@ class TrainJobs(VerticalScroll):
 
     def _set_job(self, job: str | None) -> None:
         self.job = job
+        if job is None and self.cancel_question is not None and self.app.screen is self.cancel_question:
+            self.cancel_question.dismiss(False)  # the job ended while the user read Esc's question
         if job is not None:
             self.cancel_event = threading.Event()
         self.query_one("#train-start", Button).disabled = job is not None

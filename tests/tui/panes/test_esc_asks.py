@@ -17,6 +17,7 @@ from textual.widgets import Label, SelectionList
 
 from tests.tui.app_helpers import make_app, run_async
 from tests.tui.chat_helpers import wait_until
+from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log
 from tuillm.tui.jobs import run_job
 from tuillm.tui.panes import convert_jobs, train_jobs
@@ -27,10 +28,22 @@ from tuillm.tui.screens.confirm import ConfirmScreen
 STAND_IN_S = 60.0  # a stand-in job gives up after this, so a broken test cannot leave a thread behind
 
 
-def _until_cancelled(cancel: threading.Event) -> Callable[[Emit], object]:
+FINISH = threading.Event()  # set by a test: the stand-in job ends as if its work were done
+
+
+def _until_cancelled(cancel: threading.Event, *, fails: bool = False) -> Callable[[Emit], object]:
+    """A job that runs until cancelled, or until FINISH: then it succeeds (nothing written), or ``fails``."""
+
     def job(emit: Emit) -> object:
         emit(Log("working"))
-        cancel.wait(STAND_IN_S)
+        for _ in range(int(STAND_IN_S / 0.05)):
+            if cancel.is_set():
+                raise Cancelled()
+            if FINISH.is_set():
+                if fails:
+                    raise TuillmError("the stand-in failed")
+                return []
+            cancel.wait(0.05)
         raise Cancelled()
 
     return job
@@ -39,11 +52,14 @@ def _until_cancelled(cancel: threading.Event) -> Callable[[Emit], object]:
 @pytest.fixture
 def stand_in_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     def train(owner, config, _settings, cancel, *, force=False) -> None:  # noqa: ANN001 - start_train's
-        run_job(owner, train_jobs.TRAIN, _until_cancelled(cancel), lambda result: train_jobs.Trained(config, result))
+        # It ends by failing: a stand-in has no adapter to report.
+        run_job(owner, train_jobs.TRAIN, _until_cancelled(cancel, fails=True),
+                lambda result: train_jobs.Trained(config, result))
 
     def convert(owner, _src, _outputs, _report, cancel, _written, *, force=False) -> None:  # noqa: ANN001
         run_job(owner, convert_jobs.CONVERT, _until_cancelled(cancel), convert_jobs.ConversionDone)
 
+    FINISH.clear()
     monkeypatch.setattr(train_jobs, "start_train", train)
     monkeypatch.setattr(convert_jobs, "start_conversion", convert)
 
@@ -133,3 +149,37 @@ async def test_quit_with_nothing_running_does_not_ask(tmp_path: Path) -> None:
         await pilot.press("ctrl+q")
         await pilot.pause()
     assert not app.is_running and app.return_code == 0
+
+
+@run_async
+async def test_a_job_that_ends_closes_its_question(tmp_path: Path, demo_gguf: Path, stand_in_jobs: None) -> None:
+    """The job ends while Esc's question is open: the question goes (there is nothing left to stop)."""
+    app = make_app([tmp_path])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f4")
+        pane = app.query_one(ConvertPane)
+        pane.use_source(demo_gguf)
+        await wait_until(pilot, lambda: pane.source is not None, "the source's headers")
+        pane.query_one("#convert-types", SelectionList).select("q8_0")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: pane.running, "the conversion to start")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        FINISH.set()
+        await wait_until(pilot, lambda: not pane.running, "the conversion to end")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "the question to close")
+        assert not pane._cancel.is_set()
+        assert str(pane.query_one("#convert-progress").content).startswith("done")
+
+
+@run_async
+async def test_a_training_that_ends_closes_its_question(tmp_path: Path, stand_in_jobs: None) -> None:
+    app = make_app([tmp_path])
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await _start_training(pilot, tmp_path)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        FINISH.set()
+        await wait_until(pilot, lambda: pane.job is None, "the training to end")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "the question to close")
+        assert not pane.cancel_event.is_set()
