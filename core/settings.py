@@ -72,7 +72,7 @@ class Config:
     # [load]; the defaults are the declarations' (core.llama.options)
     default_ctx: int = _LOAD["n_ctx"].default
     n_gpu_layers: int | None = _LOAD["n_gpu_layers"].default  # None: llama.cpp offloads what fits when it can
-    threads: int | None = _LOAD["n_threads"].default  # None: llama.cpp's default
+    threads: int | None = _LOAD["n_threads"].default  # None: the physical performance cores (hardware.default_threads)
     kv_type: str = _LOAD["kv_type"].default
     flash_attn: bool = _LOAD["flash_attn"].default
     sampling: Sampling = field(default_factory=Sampling)
