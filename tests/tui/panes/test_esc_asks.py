@@ -70,6 +70,18 @@ def _question(pilot: Pilot) -> str:
     return str(screen.query_one(".dialog-title", Label).content)
 
 
+async def _start_conversion(pilot: Pilot, source: Path) -> ConvertPane:
+    """The Convert pane running a (stand-in) q8_0 conversion of ``source``."""
+    await pilot.press("f4")
+    pane = pilot.app.query_one(ConvertPane)
+    pane.use_source(source)
+    await wait_until(pilot, lambda: pane.source is not None, "the source's headers")
+    pane.query_one("#convert-types", SelectionList).select("q8_0")
+    await pilot.press("ctrl+s")
+    await wait_until(pilot, lambda: pane.running, "the conversion to start")
+    return pane
+
+
 async def _start_training(pilot: Pilot, tmp_path: Path) -> TrainPane:
     data = tmp_path / "data.jsonl"
     data.write_text('{"prompt": "a", "completion": "b"}\n' * 4)
@@ -123,13 +135,7 @@ async def test_quit_asks_while_training_runs(tmp_path: Path, stand_in_jobs: None
 async def test_quit_asks_while_a_conversion_runs(tmp_path: Path, demo_gguf: Path, stand_in_jobs: None) -> None:
     app = make_app([tmp_path])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f4")
-        pane = app.query_one(ConvertPane)
-        pane.use_source(demo_gguf)
-        await wait_until(pilot, lambda: pane.source is not None, "the source's headers")
-        pane.query_one("#convert-types", SelectionList).select("q8_0")
-        await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: pane.running, "the conversion to start")
+        pane = await _start_conversion(pilot, demo_gguf)
         await pilot.press("ctrl+q")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         assert _question(pilot) == "Quit now? This stops a conversion (the file being written is removed)."
@@ -156,13 +162,7 @@ async def test_a_job_that_ends_closes_its_question(tmp_path: Path, demo_gguf: Pa
     """The job ends while Esc's question is open: the question goes (there is nothing left to stop)."""
     app = make_app([tmp_path])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f4")
-        pane = app.query_one(ConvertPane)
-        pane.use_source(demo_gguf)
-        await wait_until(pilot, lambda: pane.source is not None, "the source's headers")
-        pane.query_one("#convert-types", SelectionList).select("q8_0")
-        await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: pane.running, "the conversion to start")
+        pane = await _start_conversion(pilot, demo_gguf)
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         FINISH.set()
