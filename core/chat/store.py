@@ -1,6 +1,6 @@
 """Conversations on disk: one SQLite file (WAL) with chats and their messages.
 
-The schema grows by appending steps to ``MIGRATIONS``; ``PRAGMA user_version`` records how many ran. A streaming
+The schema grows by appending steps to ``schema.MIGRATIONS``; ``PRAGMA user_version`` records how many ran. A streaming
 assistant message is written while it grows (``StreamingSaver``), so a killed app loses at most the last half
 second of a reply.
 """
@@ -18,39 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from tuillm.core.chat.events import ChatEvent, Token
+from tuillm.core.chat.schema import MIGRATIONS
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import Sampling
 from tuillm.core.paths import data_dir
 
-MIGRATIONS: list[str] = [
-    # 1: chats and messages
-    """
-    CREATE TABLE chats (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: front ends key widgets by id
-        title TEXT NOT NULL,
-        model TEXT NOT NULL DEFAULT '',
-        system_prompt TEXT NOT NULL DEFAULT '',
-        params TEXT NOT NULL DEFAULT '{}',
-        created REAL NOT NULL,
-        updated REAL NOT NULL
-    );
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: front ends key widgets by id
-        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
-        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
-        content TEXT NOT NULL,
-        stats TEXT,
-        complete INTEGER NOT NULL DEFAULT 1,
-        created REAL NOT NULL
-    );
-    CREATE INDEX messages_by_chat ON messages(chat_id, id);
-    CREATE INDEX chats_by_updated ON chats(updated DESC);
-    """,
-    # 2: the unsent text of each chat's prompt
-    "ALTER TABLE chats ADD COLUMN draft TEXT NOT NULL DEFAULT ''",
-    # 3: the model that wrote each reply ('' for user messages and for replies kept before this version)
-    "ALTER TABLE messages ADD COLUMN model TEXT NOT NULL DEFAULT ''",
-]
 SAVE_INTERVAL_S = 0.5
 DEFAULT_TITLE = "New chat"  # a chat's title until its first message names it
 

@@ -38,7 +38,8 @@ from tuillm.tui.panes.chat_model import DEMO, ChatModels, Turn, model_label
 from tuillm.tui.panes.chat_stream import BackendEvent, ReplyStream, TextWaiting, TurnDone, TurnFailed, turn_outcome
 from tuillm.tui.session import Session
 from tuillm.tui.widgets.chat_list import ChatList
-from tuillm.tui.widgets.chat_messages import ChatColumn, ChatPrompt
+from tuillm.tui.widgets.chat_messages import ChatColumn
+from tuillm.tui.widgets.chat_prompt import ChatPrompt
 from tuillm.tui.widgets.status_line import StatusLine
 
 LIVE_STATS_S = 0.5  # how often the status line's tokens/s is refreshed while a reply streams

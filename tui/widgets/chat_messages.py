@@ -11,16 +11,16 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from textual import events
 from textual.app import ComposeResult
 from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Label, Markdown, TextArea
+from textual.widgets import Label, Markdown
 
 from tuillm.core.chat.store import Message as StoredMessage
 from tuillm.core.text import safe_line, safe_text
+from tuillm.tui.widgets.chat_prompt import ChatPrompt
 
 PLACEHOLDER = "Message · Enter sends · Ctrl+J new line"
 EDITING_TITLE = "Editing the last message · Enter resends · Esc cancels"
@@ -185,33 +185,6 @@ class ChatView(VerticalScroll):
         bubble = self.selected_bubble()
         if bubble is not None:
             self.post_message(self.CopyRequested(bubble, code=True))
-
-
-class ChatPrompt(TextArea):
-    """The message being written: Enter sends; Shift+Enter (terminals that report it) or Ctrl+J add a line."""
-
-    HELP_TITLE = "Prompt"
-
-    class Submitted(Message):
-        def __init__(self, prompt: ChatPrompt, text: str) -> None:
-            super().__init__()
-            self.prompt = prompt
-            self.text = text
-
-    async def _on_key(self, event: events.Key) -> None:
-        if event.key == "enter":
-            event.stop()
-            event.prevent_default()
-            self.post_message(self.Submitted(self, self.text))
-            return
-        if event.key in ("shift+enter", "ctrl+j"):
-            event.stop()
-            event.prevent_default()
-            if not self.read_only:
-                self.insert("\n")
-            return
-        await super()._on_key(event)
-
 
 class ChatColumn(Vertical):
     """The open chat: a header line (title and model), its messages and the prompt."""

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tuillm.core.chat.store import MIGRATIONS, ChatStore, StoreError, StreamingSaver, default_path
+from tuillm.core.chat.schema import MIGRATIONS
+from tuillm.core.chat.store import ChatStore, StoreError, StreamingSaver, default_path
 
 
 def test_default_location_is_under_the_data_dir(isolated_home: Path) -> None:

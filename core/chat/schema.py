@@ -1,0 +1,34 @@
+"""The chat database's schema, as the steps that build it: a step is appended, never edited or reordered
+(``PRAGMA user_version`` records how many ran on a database, so a step's position is its version)."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: chats and messages
+    """
+    CREATE TABLE chats (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: front ends key widgets by id
+        title TEXT NOT NULL,
+        model TEXT NOT NULL DEFAULT '',
+        system_prompt TEXT NOT NULL DEFAULT '',
+        params TEXT NOT NULL DEFAULT '{}',
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: front ends key widgets by id
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+        content TEXT NOT NULL,
+        stats TEXT,
+        complete INTEGER NOT NULL DEFAULT 1,
+        created REAL NOT NULL
+    );
+    CREATE INDEX messages_by_chat ON messages(chat_id, id);
+    CREATE INDEX chats_by_updated ON chats(updated DESC);
+    """,
+    # 2: the unsent text of each chat's prompt
+    "ALTER TABLE chats ADD COLUMN draft TEXT NOT NULL DEFAULT ''",
+    # 3: the model that wrote each reply ('' for user messages and for replies kept before this version)
+    "ALTER TABLE messages ADD COLUMN model TEXT NOT NULL DEFAULT ''",
+]
