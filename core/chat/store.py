@@ -45,6 +45,8 @@ class Message:
     complete: bool  # False: an assistant reply that was still streaming when last saved
     created: float
     model: str = ""  # the model file that wrote a reply ('' when not known)
+    # (position from 1, count) among the replies or edits that branch from the same point; None: no alternatives
+    alternatives: tuple[int, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "role": self.role, "content": self.content, "stats": self.stats,
