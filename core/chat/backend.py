@@ -41,6 +41,10 @@ class ChatBackend(Protocol):
               listener: ChatEmit | None = None) -> Future[ReplyDone]:
         """Streams the answer to ``messages`` (ending with the user's): events to emit, then to ``listener``."""
 
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> Future[int]:
+        """Tokens of ``messages`` as the loaded model's template renders them (the prompt a reply would take);
+        fails with a ``TuillmError`` when no model is loaded."""
+
     def stop(self) -> None:
         """Ends the running (and any queued) reply before its next token."""
 

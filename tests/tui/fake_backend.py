@@ -23,6 +23,7 @@ from tuillm.core.chat.events import (
     ReplyStats,
     Token,
 )
+from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import LoadOptions, Sampling
 
 # A Markdown reply, token by token (a code block, so the snapshot shows how one is drawn).
@@ -78,6 +79,14 @@ class FakeBackend:
         event = ModelLoaded(path=path, n_ctx=options.n_ctx, n_gpu_layers=0, load_seconds=0.0)
         self._emit(event)
         return event
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> Future[int]:
+        return self._worker.submit(self._count, list(messages))
+
+    def _count(self, messages: list[ChatMessage]) -> int:
+        if self._path is None:
+            raise TuillmError("no model is loaded")
+        return prompt_tokens(messages)
 
     def reply(self, messages: Sequence[ChatMessage], sampling: Sampling | None = None,
               listener: ChatEmit | None = None) -> Future[ReplyDone]:

@@ -15,7 +15,9 @@ from tuillm.core.text import safe_line, safe_text
 from tuillm.tui.cli.options import add_options, option_values
 
 if TYPE_CHECKING:  # the engine's modules load only when a chat runs: --help stays instant
+    from tuillm.core.chat.attachments import Attachment
     from tuillm.core.chat.conversation import Conversation
+    from tuillm.core.chat.engine import ChatSession
     from tuillm.core.chat.events import ChatEvent
 
 
@@ -30,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--system", "-s", default="", help="system prompt")
     p.add_argument("--json", action="store_true", help="print the answer and its stats as JSON (one per line)")
     p.add_argument("--save", action="store_true", help="keep the conversation in the chat database")
+    p.add_argument("--attach", "-a", metavar="FILE", action="append", default=[],
+                   help="attach a text file to --prompt's message (repeatable; UTF-8 text, at most 1 MiB each)")
     # Every declared flag defaults to None ("not given"): the settings file's [load], the model's own settings
     # and [sampling] apply unless a flag says otherwise (core.settings.load_options_for / sampling_defaults).
     sections = add_options(p, LOAD_OPTIONS, defaults=False)
@@ -92,6 +96,7 @@ class _Printer:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tuillm.core.chat.attachments import read_attachment
     from tuillm.core.chat.conversation import Conversation
     from tuillm.core.chat.engine import ChatSession
     from tuillm.core.chat.store import ChatStore
@@ -102,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     load_flags = option_values(args, (*LOAD_OPTIONS, LORA_SCALE, SEED), given_only=True)
     prompt, system = _utf8(args.prompt, "--prompt"), _utf8(args.system, "--system") or ""
     sampling_flags = option_values(args, SAMPLING_OPTIONS, given_only=True)
+    if args.attach and prompt is None:
+        raise TuillmError("--attach needs --prompt (the message the files go with)")
+    attachments = [read_attachment(path) for path in args.attach]
     config = load_config(args.config)
     path = resolve_model(args.model, config)
     # The config's [load] and the model's own settings, with the flags given on top.
@@ -116,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         session.load(path, options).result()
         chat = Conversation.new(session, store, model=str(path), system_prompt=system, sampling=sampling)
         if prompt is not None:
+            prompt = _with_attachments(session, system, prompt, attachments, sampling.max_tokens)
             if _turn(chat, prompt, args.json) == "cancelled":
                 raise KeyboardInterrupt  # one Ctrl-C ends a one-shot command: "interrupted", exit 130
             return 0
@@ -123,6 +132,24 @@ def run(args: argparse.Namespace) -> int:
     finally:
         session.close()
         store.close()
+
+
+def _with_attachments(session: ChatSession, system: str, prompt: str, attachments: list[Attachment],
+                      reply_tokens: int) -> str:
+    """The prompt with the files attached; their token counts, and a warning when the prompt would not leave room
+    for the reply, on stderr."""
+    if not attachments:
+        return prompt
+    from tuillm.core.chat.attachments import measure, with_attachments
+
+    message = with_attachments(prompt, attachments)
+    history = [{"role": "system", "content": system}] if system else []
+    fit = measure(history, message, attachments, n_ctx=session.n_ctx, reply_tokens=reply_tokens,
+                  count=lambda messages: session.count_tokens(messages).result())
+    print(f"tuillm: attached {fit.summary(attachments)}", file=sys.stderr)
+    if fit.warning:
+        print(f"tuillm: warning: {fit.warning}", file=sys.stderr)
+    return message
 
 
 def _turn(chat: Conversation, text: str, as_json: bool) -> str:

@@ -1,0 +1,205 @@
+"""Importing a chat from a JSON file: ours (``ChatStore.export_json``) or a plain OpenAI ``messages`` list.
+
+Three shapes are taken: our export (an object with ``title``, ``model``, ``system_prompt``, ``params`` and
+``messages``), an object with just ``messages`` (an OpenAI request body), and a bare ``[{"role", "content"}]`` list.
+Content is a string or OpenAI's list of content parts, of which only ``{"type": "text"}`` ones are text; anything
+else (an image, a tool call, a role other than system/user/assistant — "developer" is OpenAI's new name for
+system) is refused with one line naming the message's index. The whole file is checked before the chat is created,
+so a refused file leaves nothing behind; keys we do not know are ignored (newer exports, other tools' extras).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuillm.core.chat.store import DEFAULT_TITLE, Chat, ChatStore, StoreError
+from tuillm.core.errors import TuillmError
+from tuillm.core.llama.options import Sampling
+from tuillm.core.text import safe_line
+
+MAX_IMPORT_BYTES = 32 << 20  # a long chat with code is a few MiB; past this it is not a chat export
+MAX_TITLE_CHARS = 200
+TITLE_CHARS = 60  # a title taken from the first message: as long as the one a new chat gets (conversation.py)
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+class ChatImportError(TuillmError):
+    """A file that is not a chat this importer takes."""
+
+
+@dataclass(frozen=True)
+class ImportedMessage:
+    role: str
+    content: str
+    complete: bool = True
+    model: str = ""
+    stats: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ImportedChat:
+    title: str
+    messages: list[ImportedMessage]
+    model: str = ""
+    system_prompt: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def read_chat_file(path: str | Path, *, max_bytes: int = MAX_IMPORT_BYTES) -> ImportedChat:
+    """Reads and checks a chat file; ``ChatImportError`` with one line when it is not one."""
+    target = Path(path).expanduser()
+    name = safe_line(str(path))
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ChatImportError(f"{name}: {(exc.strerror or str(exc)).lower()}") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ChatImportError(f"{name} is not a regular file")
+        if info.st_size > max_bytes:
+            raise ChatImportError(f"{name} is {info.st_size >> 20} MiB: a chat file is at most {max_bytes >> 20} MiB")
+        os.set_blocking(fd, True)
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ChatImportError(f"{name} is over {max_bytes >> 20} MiB: a chat file is at most {max_bytes >> 20} MiB")
+    try:
+        value = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ChatImportError(f"{name} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ChatImportError(f"{name} is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise ChatImportError(f"{name}: the JSON is nested too deeply") from None
+    try:
+        return parse_chat(value)
+    except ChatImportError as exc:
+        raise ChatImportError(f"{name}: {exc}") from None
+
+
+def parse_chat(value: object) -> ImportedChat:
+    """A chat from decoded JSON (any of the three shapes), every field checked."""
+    if isinstance(value, list):
+        head: Mapping[str, Any] = {}
+        items: object = value
+    elif isinstance(value, dict):
+        if "messages" not in value:
+            raise ChatImportError('no "messages": not a chat export or an OpenAI messages list')
+        head, items = value, value["messages"]
+    else:
+        raise ChatImportError("not a chat: expected an object with messages or a list of messages")
+    if not isinstance(items, list):
+        raise ChatImportError('"messages" is not a list')
+    messages = [_message(item, i) for i, item in enumerate(items)]
+    system = _string(head, "system_prompt", "")
+    if not system and messages and messages[0].role == "system":  # an OpenAI list: its system prompt is a message
+        system, messages = messages[0].content, messages[1:]
+    if not any(m.role in ("user", "assistant") for m in messages):
+        raise ChatImportError("no user or assistant message to import")
+    return ImportedChat(title=_title(head, messages), messages=messages, model=_string(head, "model", ""),
+                        system_prompt=system, params=_params(head.get("params")))
+
+
+def _message(item: object, index: int) -> ImportedMessage:
+    where = f"message {index}"
+    if not isinstance(item, dict):
+        raise ChatImportError(f"{where} is not an object")
+    role = item.get("role")
+    if not isinstance(role, str) or role not in ROLES:
+        shown = safe_line(role)[:40] if isinstance(role, str) else type(role).__name__
+        raise ChatImportError(f"{where}: role {shown!r} is not one of system, user, assistant")
+    if item.get("tool_calls") or item.get("function_call"):
+        raise ChatImportError(f"{where}: tool calls cannot be imported")
+    complete = item.get("complete", True)
+    if not isinstance(complete, bool):
+        raise ChatImportError(f'{where}: "complete" is not true or false')
+    stats = item.get("stats")
+    if stats is not None and not isinstance(stats, dict):
+        raise ChatImportError(f'{where}: "stats" is not an object')
+    return ImportedMessage(role=ROLES[role], content=_content(item.get("content"), where), complete=complete,
+                           model=_string(item, "model", "", where), stats=stats or None)
+
+
+def _content(content: object, where: str) -> str:
+    if isinstance(content, str):
+        return _utf8(content, f"{where}: the content")
+    if not isinstance(content, list):
+        shown = "missing" if content is None else f"a {type(content).__name__}"
+        raise ChatImportError(f"{where}: the content is {shown}, not text or a list of text parts")
+    parts = []
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or part.get("type") != "text":
+            kind = part.get("type") if isinstance(part, dict) else None
+            shown = f"of type {safe_line(kind)[:40]!r}" if isinstance(kind, str) else "not a text part"
+            raise ChatImportError(f"{where}: content part {j} is {shown}; only text can be imported")
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise ChatImportError(f"{where}: content part {j} has no text")
+        parts.append(_utf8(text, f"{where}: content part {j}"))
+    return "\n".join(parts)
+
+
+def _utf8(text: str, what: str) -> str:
+    # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 file or SQLite TEXT can hold.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ChatImportError(f"{what} is not valid Unicode (a lone surrogate)") from None
+    return text
+
+
+def _string(data: Mapping[str, Any], key: str, default: str, where: str = "") -> str:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ChatImportError(f'{where + ": " if where else ""}"{key}" is not a string')
+    return _utf8(value, f'{where + ": " if where else ""}"{key}"')
+
+
+def _title(head: Mapping[str, Any], messages: list[ImportedMessage]) -> str:
+    title = safe_line(_string(head, "title", "")).strip()[:MAX_TITLE_CHARS]
+    if title:
+        return title
+    for m in messages:
+        if m.role == "user" and m.content.strip():
+            return safe_line(m.content.strip().splitlines()[0]).strip()[:TITLE_CHARS] or DEFAULT_TITLE
+    return "Imported chat"
+
+
+def _params(params: object) -> dict[str, Any]:
+    """Sampling parameters: checked by ``Sampling`` as a chat's own are; none given is the defaults."""
+    if params is None:
+        return Sampling().to_json()
+    if not isinstance(params, dict):
+        raise ChatImportError('"params" is not an object')
+    seed = params.get("seed")
+    try:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed {seed!r} is not a whole number")
+        return Sampling.from_json(params).to_json()
+    except (TypeError, ValueError) as exc:
+        raise ChatImportError(f'"params": {safe_line(str(exc))}') from None
+
+
+def save_chat(store: ChatStore, chat: ImportedChat) -> Chat:
+    """Creates the chat in ``store``; a failure part way removes what was written."""
+    created = store.create_chat(chat.title, model=chat.model, system_prompt=chat.system_prompt, params=chat.params)
+    try:
+        for m in chat.messages:
+            store.add_message(created.id, m.role, m.content, stats=m.stats, complete=m.complete, model=m.model)
+    except StoreError:
+        store.delete_chat(created.id)
+        raise
+    return store.get_chat(created.id)
+
+
+def import_chat(store: ChatStore, path: str | Path) -> Chat:
+    """Reads ``path`` and creates the chat it holds; the new chat."""
+    return save_chat(store, read_chat_file(path))
