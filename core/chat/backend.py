@@ -27,6 +27,10 @@ class ChatBackend(Protocol):
     def model_path(self) -> str | None: ...
 
     @property
+    def lora_path(self) -> str | None:
+        """The LoRA adapter GGUF loaded over the model (None: none)."""
+
+    @property
     def n_ctx(self) -> int:
         """The loaded model's context size (0: none loaded)."""
 

@@ -83,7 +83,8 @@ class Conversation:
         messages = self.store.conversation(self.chat_id)
         sampling = self.sampling
         # The reply keeps the model that writes it: the one loaded now, whatever the chat's row says.
-        saver = StreamingSaver(self.store, self.chat_id, model=self.session.model_path or "")
+        saver = StreamingSaver(self.store, self.chat_id, model=self.session.model_path or "",
+                               adapter=self.session.lora_path or "")
 
         def on_event(event: ChatEvent) -> None:
             saver.on_event(event)

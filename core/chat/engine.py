@@ -112,6 +112,10 @@ class ChatSession:
         return self._loaded.path if self._loaded else None
 
     @property
+    def lora_path(self) -> str | None:
+        return self._loaded.lora_path if self._loaded else None
+
+    @property
     def n_ctx(self) -> int:
         return self._loaded.n_ctx if self._loaded else 0
 

@@ -31,4 +31,11 @@ MIGRATIONS: list[str] = [
     "ALTER TABLE chats ADD COLUMN draft TEXT NOT NULL DEFAULT ''",
     # 3: the model that wrote each reply ('' for user messages and for replies kept before this version)
     "ALTER TABLE messages ADD COLUMN model TEXT NOT NULL DEFAULT ''",
+    # the chat's LoRA adapter GGUF ('' for none) and load settings (a JSON object of [load] keys and lora_scale,
+    # the values the chat was loaded with), and the adapter that wrote each reply
+    """
+    ALTER TABLE chats ADD COLUMN adapter TEXT NOT NULL DEFAULT '';
+    ALTER TABLE chats ADD COLUMN load TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE messages ADD COLUMN adapter TEXT NOT NULL DEFAULT '';
+    """,
 ]

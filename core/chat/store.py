@@ -7,6 +7,7 @@ second of a reply.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -20,11 +21,13 @@ from typing import Any
 from tuillm.core.chat.events import ChatEvent, Token
 from tuillm.core.chat.schema import MIGRATIONS
 from tuillm.core.errors import TuillmError
-from tuillm.core.llama.options import Sampling
+from tuillm.core.llama.options import LOAD_OPTIONS, LORA_SCALE, Sampling
 from tuillm.core.paths import data_dir
 
 SAVE_INTERVAL_S = 0.5
 DEFAULT_TITLE = "New chat"  # a chat's title until its first message names it
+# What a chat keeps of how its model was loaded (chats.load, by LoadOptions field name), checked by these on read.
+CHAT_LOAD_OPTIONS = {o.name: o for o in (*LOAD_OPTIONS, LORA_SCALE)}
 
 
 class StoreError(TuillmError):
@@ -45,12 +48,13 @@ class Message:
     complete: bool  # False: an assistant reply that was still streaming when last saved
     created: float
     model: str = ""  # the model file that wrote a reply ('' when not known)
+    adapter: str = ""  # the LoRA adapter GGUF applied over it ('' for none)
     # (position from 1, count) among the replies or edits that branch from the same point; None: no alternatives
     alternatives: tuple[int, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "role": self.role, "content": self.content, "stats": self.stats,
-                "complete": self.complete, "created": self.created, "model": self.model}
+                "complete": self.complete, "created": self.created, "model": self.model, "adapter": self.adapter}
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,13 @@ class Chat:
     created: float = 0.0
     updated: float = 0.0
     draft: str = ""  # what the user typed in this chat's prompt and has not sent
+    adapter: str = ""  # the LoRA adapter GGUF loaded over the model ('' for none)
+    load: dict[str, Any] = field(default_factory=dict)  # as stored; read it through ``load_values``
+
+    @property
+    def load_values(self) -> dict[str, Any]:
+        """The load settings the chat keeps (LoadOptions fields; None: auto), checked by their declarations."""
+        return _checked_load(self.load)
 
     @property
     def sampling(self) -> Sampling:
@@ -79,7 +90,8 @@ class Chat:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "model": self.model, "system_prompt": self.system_prompt,
-                "params": self.params, "created": self.created, "updated": self.updated}
+                "params": self.params, "created": self.created, "updated": self.updated, "adapter": self.adapter,
+                "load": self.load_values}
 
 
 def _json_object(text: object) -> dict[str, Any] | None:
@@ -99,6 +111,16 @@ def _params(text: object) -> dict[str, Any]:
     return _json_object(text) or {}
 
 
+def _checked_load(load: Mapping[str, Any]) -> dict[str, Any]:
+    """What the declarations take of a chat's load settings: a value another version or a hand edit left bad is
+    dropped (that setting falls back to the settings file's)."""
+    out: dict[str, Any] = {}
+    for name, value in load.items():
+        with contextlib.suppress(KeyError, ValueError):
+            out[name] = CHAT_LOAD_OPTIONS[name].check(value)
+    return out
+
+
 def _text(value: object) -> str:
     """A TEXT column as str: SQLite stores whatever a writer gave it (a number, a blob, NULL in an old file)."""
     if isinstance(value, str):
@@ -115,13 +137,14 @@ def _time(value: object) -> float:
 def _chat(row: sqlite3.Row) -> Chat:
     return Chat(id=row["id"], title=_text(row["title"]), model=_text(row["model"]),
                 system_prompt=_text(row["system_prompt"]), params=_params(row["params"]),
-                created=_time(row["created"]), updated=_time(row["updated"]), draft=_text(row["draft"]))
+                created=_time(row["created"]), updated=_time(row["updated"]), draft=_text(row["draft"]),
+                adapter=_text(row["adapter"]), load=_params(row["load"]))
 
 
 def _message(row: sqlite3.Row) -> Message:
     return Message(id=row["id"], chat_id=row["chat_id"], role=_text(row["role"]), content=_text(row["content"]),
                    stats=_json_object(row["stats"]), complete=bool(row["complete"]), created=_time(row["created"]),
-                   model=_text(row["model"]))
+                   model=_text(row["model"]), adapter=_text(row["adapter"]))
 
 
 class ChatStore:
@@ -209,6 +232,13 @@ class ChatStore:
              json.dumps(chat.params if params is None else dict(params)), time.time(), chat_id))
         return self.get_chat(chat_id)
 
+    def set_model(self, chat_id: int, model: str, *, adapter: str = "",
+                  load: Mapping[str, Any] | None = None) -> Chat:
+        """The chat's model, adapter and load settings (LoadOptions fields; what no declaration takes is dropped)."""
+        self._run("UPDATE chats SET model = ?, adapter = ?, load = ?, updated = ? WHERE id = ?",
+                  (model, adapter, json.dumps(_checked_load(load or {})), time.time(), chat_id))
+        return self.get_chat(chat_id)
+
     def set_draft(self, chat_id: int, text: str) -> None:
         """Keep the chat's unsent text. Not a change of the chat: its place in the list (``updated``) stays."""
         if not isinstance(text, str):
@@ -236,15 +266,16 @@ class ChatStore:
 
     # --- messages ---
     def add_message(self, chat_id: int, role: str, content: str, *, stats: Mapping[str, Any] | None = None,
-                    complete: bool = True, model: str = "") -> Message:
+                    complete: bool = True, model: str = "", adapter: str = "") -> Message:
         if role not in ("system", "user", "assistant"):
             raise StoreError(f"unknown message role {role!r}")
         now = time.time()
         with self._lock:
             cur = self._run(
-                "INSERT INTO messages (chat_id, role, content, stats, complete, created, model) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (chat_id, role, content, json.dumps(dict(stats)) if stats else None, int(complete), now, model))
+                "INSERT INTO messages (chat_id, role, content, stats, complete, created, model, adapter) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (chat_id, role, content, json.dumps(dict(stats)) if stats else None, int(complete), now, model,
+                 adapter))
             self._run("UPDATE chats SET updated = ? WHERE id = ?", (now, chat_id))
             return self.get_message(int(cur.lastrowid or 0))
 
@@ -320,14 +351,15 @@ class StreamingSaver:
     ``interval`` seconds; ``finish`` writes the final text and stats."""
 
     def __init__(self, store: ChatStore, chat_id: int, *, interval: float = SAVE_INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic, model: str = "") -> None:
+                 clock: Callable[[], float] = time.monotonic, model: str = "", adapter: str = "") -> None:
         self.store = store
         self.interval = interval
         self._clock = clock
         self._parts: list[str] = []
         self._last_save = clock()
         self.writes = 0
-        self.message = store.add_message(chat_id, "assistant", "", complete=False, model=model)
+        self.message = store.add_message(chat_id, "assistant", "", complete=False, model=model,
+                                          adapter=adapter)
 
     @property
     def text(self) -> str:

@@ -48,6 +48,7 @@ class FakeBackend:
         self._tokens = tuple(tokens)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fake-chat")
         self._path: str | None = None
+        self.options: LoadOptions | None = None  # what the last load was asked for (tests read it)
         self._n_ctx = 0
         self._used = 0
         self._stops: set[threading.Event] = set()
@@ -60,6 +61,10 @@ class FakeBackend:
     @property
     def model_path(self) -> str | None:
         return self._path
+
+    @property
+    def lora_path(self) -> str | None:
+        return self.options.lora_path if self._path is not None and self.options is not None else None
 
     @property
     def n_ctx(self) -> int:
@@ -75,7 +80,7 @@ class FakeBackend:
     def _load(self, path: str, options: LoadOptions) -> ModelLoaded:
         if self._path is not None:
             self._emit(ModelUnloaded(self._path))
-        self._path, self._n_ctx, self._used = path, options.n_ctx, 0
+        self._path, self._n_ctx, self._used, self.options = path, options.n_ctx, 0, options
         event = ModelLoaded(path=path, n_ctx=options.n_ctx, n_gpu_layers=0, load_seconds=0.0)
         self._emit(event)
         return event

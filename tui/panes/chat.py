@@ -58,6 +58,8 @@ class ChatPane(ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
                 tooltip="Edit the last message and send it again"),
         Binding("ctrl+o", "options", "Options", id="chat.options", tooltip="System prompt and sampling parameters"),
         Binding("ctrl+l", "focus_list", "Chats", show=False, id="chat.focus_list", tooltip="Go to the chat list"),
+        Binding("ctrl+t", "pick_model", "Model", show=False, id="chat.pick_model",
+                tooltip="Pick this chat's model (and a LoRA adapter)"),
     ]
 
     def __init__(self, session: Session, *, id: str | None = None) -> None:
@@ -203,9 +205,10 @@ class ChatPane(ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
             conv = Conversation.new(self.engine, self.store, model=model, system_prompt=self.draft_system,
                                     sampling=self.draft_sampling)
             self.chat_id, self._new_chat_draft = conv.chat_id, ""
+            self.record_model(conv.chat_id)  # with its adapter and load settings
             return conv
         if not self.store.get_chat(self.chat_id).model:  # a chat kept before chats kept their model
-            self.store.update_chat(self.chat_id, model=model)
+            self.record_model(self.chat_id)
         return Conversation(self.engine, self.store, self.chat_id)
 
     async def _begin(self, turn: Turn) -> None:

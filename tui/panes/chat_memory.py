@@ -27,7 +27,6 @@ from tuillm.core.events import Emit
 from tuillm.core.llama.options import LoadOptions
 from tuillm.core.models import guard
 from tuillm.core.models.hardware import Memory
-from tuillm.core.settings import load_options_for
 from tuillm.tui.jobs import run_job
 from tuillm.tui.panes.chat_model import LOAD_JOB, ModelReady, load_checked
 from tuillm.tui.screens.memory import Answer, MemoryScreen
@@ -60,6 +59,7 @@ class ChatMemory:
     _forward: ChatEmit
     _set_status: Callable[[str | None], None]
     _refresh_header: Callable[[], None]
+    _load_options: Callable[[Path], LoadOptions]
     _memory_question: bool = False  # the question is on screen: a new drop does not stack another
 
     def memory_critical(self, memory: Memory) -> bool:
@@ -80,7 +80,7 @@ class ChatMemory:
             return  # kept (the status line goes on warning), or the model changed meanwhile
         options = None
         if answer == "reload" and smaller is not None:
-            options = replace(load_options_for(self.session.config, path), n_ctx=smaller)
+            options = replace(self._load_options(path), n_ctx=smaller)  # the chat's adapter and settings kept
         old = self.engine
         old.stop()  # a streaming reply ends at its next token; its text so far is saved
         self.engine = (self.session.chat_backend or llama_backend)(self._forward)

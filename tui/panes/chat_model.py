@@ -1,28 +1,34 @@
 """Which model the Chat pane talks to, and loading it off the event loop.
 
-The model is chosen lazily: the demo model unless the user picked one (the Models pane's Enter), loaded with the
-first message so the app starts without touching llama.cpp.
+A chat owns its model: the file, a LoRA adapter GGUF over it with its scale, and the load settings it was loaded
+with (context, GPU layers, threads…), all kept on the chat (``ChatStore.set_model``) and loaded again when the chat
+is reopened. A file that is gone is said and the model picker opens; a new choice is recorded and said, never
+silent. A new chat goes on with the current model (the demo model at first), loaded with the first message so the
+app starts without touching llama.cpp.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from textual.message import Message
 
 from tuillm.core.chat.backend import ChatBackend
 from tuillm.core.chat.conversation import Conversation
 from tuillm.core.chat.events import ModelLoaded, ReplyDone
-from tuillm.core.chat.store import Chat, ChatStore, StoreError
+from tuillm.core.chat.store import CHAT_LOAD_OPTIONS, Chat, ChatStore, StoreError
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Emit
 from tuillm.core.llama.options import LoadOptions
 from tuillm.core.settings import load_options_for
 from tuillm.tui.jobs import JobFailed, run_job
+from tuillm.tui.screens.pick_model import ModelChoice, PickModelScreen
 from tuillm.tui.session import Session
 
 DEMO = "demo"
@@ -38,10 +44,11 @@ class Turn:
 
 
 class ModelReady(Message):
-    def __init__(self, loaded: ModelLoaded, then: Turn | None) -> None:
+    def __init__(self, loaded: ModelLoaded, then: Turn | None, options: LoadOptions | None = None) -> None:
         super().__init__()
         self.loaded = loaded
         self.then = then  # the turn that waited for the model
+        self.options = options  # what the chat asked for (None: another load, e.g. the memory guard's smaller one)
 
 
 def model_label(path: str | Path) -> str:
@@ -50,6 +57,11 @@ def model_label(path: str | Path) -> str:
 
     demo = demo_model_path()
     return DEMO if demo is not None and Path(path) == demo else Path(path).name
+
+
+def chat_label(path: str | Path, adapter: str | Path | None) -> str:
+    """A model with the LoRA adapter over it: "base.gguf + style.gguf"."""
+    return model_label(path) + (f" + {Path(adapter).name}" if adapter else "")
 
 
 def load_checked(backend: ChatBackend, path: Path, options: LoadOptions, available_ram: int | None,
@@ -81,10 +93,14 @@ class ChatModels:
     chat_id: int | None
     model_path: Path | None
     model_name: str
+    adapter_path: Path | None = None  # the LoRA adapter GGUF over the model (None: none)
+    chat_load: Mapping[str, Any] = MappingProxyType({})  # the open chat's own load settings (LoadOptions fields)
+    loaded_with: LoadOptions | None = None  # what the loaded model was loaded with for a chat (None: not known)
     model_missing: bool = False  # the open chat's model file is gone: nothing is sent until another is picked
     model_loading: bool
     busy: bool
     notify: Callable[..., None]
+    app: Any
     _set_status: Callable[[str | None], None]
     _refresh_header: Callable[[], None]
     _begin: Callable[[Turn], Awaitable[None]]
@@ -98,43 +114,99 @@ class ChatModels:
             return None
 
     def adopt_chat_model(self) -> None:
-        """The open chat was just opened: its model is the one the next turn uses (a chat kept without one, or a
-        new chat, goes on with the current model). A model whose file is gone is said, never silently replaced."""
+        """The open chat was just opened: its model, adapter and load settings are what the next turn uses (a chat
+        kept without a model, or a new chat, goes on with the current ones). A file that is gone is said, and the
+        picker offers another: never silently replaced."""
         chat = self._open_chat()
         was_missing, self.model_missing = self.model_missing, False
         if chat is None or not chat.model:
             if was_missing:  # a gone file is not carried into a chat without a model of its own
                 self.model_path = Path(self.engine.model_path) if self.engine.model_path else None
-                self.model_name = model_label(self.model_path) if self.model_path else DEMO
+                self.adapter_path = Path(self.engine.lora_path) if self.engine.lora_path else None
+                self.chat_load = MappingProxyType({})
+                self._name_model()
             return
         self.model_path = Path(chat.model)
-        self.model_name = model_label(chat.model)
-        self.model_missing = not self.model_path.is_file()
+        self.adapter_path = Path(chat.adapter) if chat.adapter else None
+        self.chat_load = MappingProxyType(chat.load_values)
+        self._name_model()
+        gone = [p for p in (self.model_path, self.adapter_path) if p is not None and not p.is_file()]
+        self.model_missing = bool(gone)
         if self.model_missing:
             self.model_gone()
+            self.pick_model(f"{gone[0].name}: this chat's {'model' if gone[0] == self.model_path else 'adapter'} "
+                            "file is gone")
+
+    def _name_model(self) -> None:
+        self.model_name = chat_label(self.model_path, self.adapter_path) if self.model_path else DEMO
 
     def model_gone(self) -> bool:
-        """True (and says so) when the open chat's model file is gone."""
+        """True (and says so) when the open chat's model or adapter file is gone."""
         if self.model_missing:
-            self.notify(f"{self.model_path}: this chat's model file is gone; the chat is kept. Pick another model "
-                        "in Models (F3, Enter) to go on with it", title="Model", severity="warning", timeout=15)
+            self.notify(f"{self.model_name}: this chat's model file is gone; the chat is kept. Pick another model "
+                        "(Ctrl+T, or Enter in Models) to go on with it", title="Model", severity="warning",
+                        timeout=15)
         return self.model_missing
 
-    def use_model(self, path: str | Path, name: str | None = None) -> None:
-        """Chat with this model from now on, loading it at once. An open chat records the new choice (and says so):
-        its model never changes silently."""
-        self.model_path = Path(path)
-        self.model_name = name or model_label(path)
+    def pick_model(self, reason: str = "") -> None:
+        """The model picker for the open chat (its key, or a gone file): the choice is recorded on the chat."""
+        if isinstance(self.app.screen, PickModelScreen):
+            return
+        scale = self.chat_load.get("lora_scale", CHAT_LOAD_OPTIONS["lora_scale"].default)
+        screen = PickModelScreen(self.session, reason=reason, current=self.model_path, adapter=self.adapter_path,
+                                 lora_scale=scale)
+        self.app.push_screen(screen, self._model_picked)
+
+    def action_pick_model(self) -> None:
+        self.pick_model()
+
+    def _model_picked(self, choice: ModelChoice | None) -> None:
+        if choice is not None:
+            self.use_model(choice.path, adapter=choice.adapter, lora_scale=choice.lora_scale)
+
+    def use_model(self, path: str | Path, name: str | None = None, *, adapter: Path | None = None,
+                  lora_scale: float | None = None) -> None:
+        """Chat with this model (and adapter) from now on, loading it at once, with the load settings it has now
+        (Settings, then the model's own). An open chat records the choice, and it is said: never silent."""
+        self.model_path, self.adapter_path = Path(path), adapter
+        # The scale chosen; the rest as this model loads now.
+        self.chat_load = MappingProxyType({} if lora_scale is None else {"lora_scale": lora_scale})
+        self.chat_load = MappingProxyType(self.load_snapshot())
+        self._name_model()
+        if name and adapter is None:
+            self.model_name = name
         chat, self.model_missing = self._open_chat(), False
-        if chat is not None and self.store is not None and chat.model != str(self.model_path):
-            try:
-                self.store.update_chat(chat.id, model=str(self.model_path))
-            except StoreError as exc:
-                self.notify(str(exc), title="Chat", severity="error")
+        if chat is not None and (chat.model, chat.adapter, chat.load_values) != self._chat_row():
+            self.record_model(chat.id)
             self.notify(f"this chat now uses {self.model_name}", title="Model")
         if self.busy:
             self.engine.stop()
         self._load(None)
+
+    def load_snapshot(self) -> dict[str, Any]:
+        """The load settings a chat keeps: every declared one, as this model loads now (None: auto)."""
+        options = self._load_options(self.model_path or self._wanted_model())
+        return {name: getattr(options, name) for name in CHAT_LOAD_OPTIONS}
+
+    def _chat_row(self) -> tuple[str, str, dict[str, Any]]:
+        return str(self.model_path or ""), str(self.adapter_path or ""), dict(self.chat_load)
+
+    def record_model(self, chat_id: int) -> None:
+        """Keep the model, adapter and load settings on the chat (a new chat's first turn, a new choice)."""
+        if self.store is None or self.model_path is None:
+            return
+        if not self.chat_load:
+            self.chat_load = MappingProxyType(self.load_snapshot())
+        model, adapter, load = self._chat_row()
+        try:
+            self.store.set_model(chat_id, model, adapter=adapter, load=load)
+        except StoreError as exc:
+            self.notify(str(exc), title="Chat", severity="error")
+
+    def _load_options(self, path: Path) -> LoadOptions:
+        """[load], the model's own settings, then the chat's own, and its adapter."""
+        base = load_options_for(self.session.config, path)
+        return replace(base, **self.chat_load, lora_path=str(self.adapter_path) if self.adapter_path else None)
 
     def _wanted_model(self) -> Path:
         if self.model_path is None:
@@ -153,9 +225,9 @@ class ChatModels:
         self.model_loading = True
         self._set_status(f"{self.model_name} (loading…)")
         self._refresh_header()
-        job = partial(load_checked, self.engine, path, load_options_for(self.session.config, path),
-                      self.session.available_ram)
-        run_job(self, LOAD_JOB, job, lambda loaded: ModelReady(loaded, then), exclusive=False)
+        options = self._load_options(path)
+        job = partial(load_checked, self.engine, path, options, self.session.available_ram)
+        run_job(self, LOAD_JOB, job, lambda loaded: ModelReady(loaded, then, options), exclusive=False)
 
     def on_job_failed(self, event: JobFailed) -> None:
         if event.name != LOAD_JOB:
@@ -167,7 +239,8 @@ class ChatModels:
             # A refused load leaves the previous model loaded (the checks run first): a new chat goes on with it
             # (a chat that has its model keeps it: the message waits in the prompt for a model that loads).
             self.model_path = Path(self.engine.model_path)
-            self.model_name = model_label(self.model_path)
+            self.adapter_path = Path(self.engine.lora_path) if self.engine.lora_path else None
+            self._name_model()
             self._set_status(f"{self.model_name} · ctx {self.engine.context_used}/{self.engine.n_ctx}")
         else:
             self._set_status(None)
@@ -175,10 +248,16 @@ class ChatModels:
 
     async def on_model_ready(self, event: ModelReady) -> None:
         self.model_loading = False
+        self.loaded_with = event.options
         self._set_status(f"{self.model_name} · ctx 0/{event.loaded.n_ctx}")
         self._refresh_header()
         if event.then is not None:
             await self._begin(event.then)
 
     def _model_ready(self) -> bool:
-        return self.engine.loaded and self.model_path is not None and self.engine.model_path == str(self.model_path)
+        """The chat's model is loaded with its adapter (and its settings, unless another load since, such as the
+        memory guard's smaller context, changed them on purpose)."""
+        if not (self.engine.loaded and self.model_path is not None and self.engine.model_path == str(self.model_path)
+                and self.engine.lora_path == (str(self.adapter_path) if self.adapter_path else None)):
+            return False
+        return self.loaded_with is None or self.loaded_with == self._load_options(self.model_path)
