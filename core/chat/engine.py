@@ -69,6 +69,10 @@ def _template(model: LlamaModel, override: str | None, path: str | Path) -> Chat
                          model=Path(path).name)
 
 
+class PromptTooLong(TuillmError):
+    """The prompt alone fills the context (the message names both numbers)."""
+
+
 @dataclass
 class _Loaded:
     model: LlamaModel
@@ -138,12 +142,15 @@ class ChatSession:
         return self._worker.submit(self._load, Path(path).expanduser(), options or LoadOptions())
 
     def reply(self, messages: Sequence[ChatMessage], sampling: Sampling | None = None,
-              listener: ChatEmit | None = None) -> Future[ReplyDone]:
+              listener: ChatEmit | None = None, stop: StopFlag | None = None, raw: bool = False,
+              ) -> Future[ReplyDone]:
         """Stream the assistant's answer to ``messages`` (the whole conversation, system prompt first).
 
         The reply's events go to the session's emit, then to ``listener`` if given (e.g. a store saver).
+        ``stop``: the caller's own flag, to end this reply alone (``stop()`` ends them all; the server stops one
+        request whose client left). ``raw``: continue the one message's text as is, without the chat template.
         """
-        stop = StopFlag()
+        stop = stop or StopFlag()
         with self._stop_lock:
             self._stop_events.add(stop)
         emit = self._emit
@@ -151,7 +158,8 @@ class ChatSession:
             def emit(event: ChatEvent) -> None:
                 self._emit(event)
                 listener(event)
-        return self._worker.submit(self._reply, [dict(m) for m in messages], sampling or Sampling(), stop, emit)
+        return self._worker.submit(self._reply, [dict(m) for m in messages], sampling or Sampling(), stop, emit,
+                                   raw)
 
     def stop(self) -> None:
         """Ask the running (and any queued) reply to end; no token is emitted after the next one is decoded."""
@@ -275,9 +283,9 @@ class ChatSession:
         return model.tokenize(text, add_bos=add_bos)
 
     def _reply(self, messages: list[dict[str, str]], sampling: Sampling, stop: StopFlag,
-               emit: ChatEmit) -> ReplyDone:
+               emit: ChatEmit, raw: bool = False) -> ReplyDone:
         try:
-            return self._generate(messages, sampling, stop, emit)
+            return self._generate(messages, sampling, stop, emit, raw)
         except TuillmError as exc:
             emit(ReplyFailed(str(exc)))
             raise
@@ -286,32 +294,36 @@ class ChatSession:
                 self._stop_events.discard(stop)
 
     def _fit_prompt(self, messages: list[dict[str, str]], sampling: Sampling, stop: StopFlag, emit: ChatEmit,
-                    ) -> tuple[list[int], int]:
+                    raw: bool = False) -> tuple[list[int], int]:
         """The prompt's tokens (oldest turns left out if need be) and the reply's token budget."""
         if not messages or messages[-1]["role"] != "user":
             raise TuillmError("the conversation must end with a user message")
         n_ctx = self._require().n_ctx
-        kept, tokens, dropped = fit_messages(messages, lambda m: self._prompt_tokens(m, stop), n_ctx,
-                                             sampling.max_tokens)
+        if raw:  # plain text: nothing to leave out
+            model = self._require().model
+            kept, tokens, dropped = messages, model.tokenize(messages[-1]["content"], add_bos=model.add_bos), 0
+        else:
+            kept, tokens, dropped = fit_messages(messages, lambda m: self._prompt_tokens(m, stop), n_ctx,
+                                                 sampling.max_tokens)
         if dropped:
             emit(ContextTrimmed(
                 dropped=dropped, kept=len(kept),
                 message=f"context full: left out the {dropped} oldest message{'s' if dropped > 1 else ''} "
                         f"(n_ctx {n_ctx})"))
         if len(tokens) >= n_ctx:
-            raise TuillmError(f"the prompt is {len(tokens)} tokens, longer than the context ({n_ctx}); "
-                              "shorten the message or load the model with a larger context")
+            raise PromptTooLong(f"the prompt is {len(tokens)} tokens, longer than the context ({n_ctx}); "
+                                "shorten the message or load the model with a larger context")
         budget = min(sampling.max_tokens, n_ctx - len(tokens))
         if budget < sampling.max_tokens:
             emit(Log(f"reply limited to {budget} tokens by the context size ({n_ctx})", "warning"))
         return tokens, budget
 
     def _generate(self, messages: list[dict[str, str]], sampling: Sampling, stop: StopFlag,
-                  emit: ChatEmit) -> ReplyDone:
+                  emit: ChatEmit, raw: bool = False) -> ReplyDone:
         t0 = time.perf_counter()
         loaded = self._require()
         try:
-            tokens, budget = self._fit_prompt(messages, sampling, stop, emit)
+            tokens, budget = self._fit_prompt(messages, sampling, stop, emit, raw)
         except TemplateStopped:  # stopped while the template rendered: nothing was evaluated
             tokens, budget = [], 0
         if sampling.seed is not None and sampling.seed >= 0:

@@ -48,6 +48,19 @@ def _llama_kwargs(opts: LoadOptions, lora: Path | None) -> dict[str, Any]:
     }
 
 
+def _grammar(gbnf: str | None) -> Any:
+    """A fresh ``LlamaGrammar`` (it keeps its parse state) for one reply; a grammar llama.cpp will not parse is a
+    ``TuillmError``."""
+    if gbnf is None:
+        return None
+    from llama_cpp import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_string(gbnf, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise TuillmError(f"the grammar is not valid ({exc})") from None
+
+
 class LlamaModel:
     """A model with its context (KV cache). Not thread-safe: one thread uses it (the chat session's worker)."""
 
@@ -170,7 +183,9 @@ class LlamaModel:
         llama.cpp failure is a ``TuillmError`` with its logged reason.
         """
         gen = self._llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-                                 temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True)
+                                 temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True,
+                                 presence_penalty=sampling.presence_penalty,
+                                 frequency_penalty=sampling.frequency_penalty, grammar=_grammar(sampling.grammar))
         with abort_hook(self._llm._ctx.ctx, stop) as hook:
             try:
                 for token in gen:

@@ -56,6 +56,14 @@ SAMPLING_OPTIONS: tuple[Option, ...] = (
            aliases=("-n",), group="sampling"),
 )
 
+# OpenAI's and Ollama's penalties, which llama.cpp samples with too; flags of no front end but the server's API.
+PENALTY_OPTIONS: tuple[Option, ...] = (
+    Option("presence_penalty", float, 0.0, "penalty for any token already in the text", lo=-2.0, hi=2.0,
+           group="sampling"),
+    Option("frequency_penalty", float, 0.0, "penalty for a token by how often it is in the text", lo=-2.0, hi=2.0,
+           group="sampling"),
+)
+
 _LOAD = option_map(LOAD_OPTIONS)
 _SAMPLING = option_map(SAMPLING_OPTIONS)
 
@@ -89,14 +97,18 @@ class Sampling:
     repeat_penalty: float = _SAMPLING["repeat_penalty"].default
     max_tokens: int = _SAMPLING["max_tokens"].default
     seed: int | None = None  # None: the load seed's generator continues
+    presence_penalty: float = PENALTY_OPTIONS[0].default
+    frequency_penalty: float = PENALTY_OPTIONS[1].default
+    grammar: str | None = None  # GBNF text the reply must follow (core.llama.grammar); one request's, not a setting
 
     def __post_init__(self) -> None:
-        check_all(SAMPLING_OPTIONS, {o.name: getattr(self, o.name) for o in SAMPLING_OPTIONS})
+        checked = (*SAMPLING_OPTIONS, *PENALTY_OPTIONS)
+        check_all(checked, {o.name: getattr(self, o.name) for o in checked})
         if self.seed is not None:
             check_all((SEED,), {"seed": self.seed})
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "grammar"}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Sampling:

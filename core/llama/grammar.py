@@ -1,0 +1,27 @@
+"""Grammars that constrain a reply, as GBNF text for ``Sampling.grammar``: JSON, or JSON that follows a schema
+(the server's ``response_format`` / Ollama's ``format``). llama-cpp-python's converter writes them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tuillm.core.errors import TuillmError
+
+MAX_GRAMMAR_CHARS = 1 << 20  # a schema whose grammar grows past this is refused, not handed to llama.cpp
+
+
+def json_grammar(schema: dict[str, Any] | None = None) -> str:
+    """GBNF for any JSON value (``schema`` None) or for JSON that validates against ``schema``; a schema the
+    converter does not take is a ``TuillmError`` with its reason."""
+    from llama_cpp import llama_grammar
+
+    if schema is None:
+        return llama_grammar.JSON_GBNF
+    try:
+        text = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+    except (ValueError, KeyError, TypeError, RecursionError, AssertionError, NotImplementedError) as exc:
+        raise TuillmError(f"the JSON schema cannot be turned into a grammar ({exc})") from None
+    if len(text) > MAX_GRAMMAR_CHARS:
+        raise TuillmError("the JSON schema makes a grammar too large")
+    return text

@@ -1,0 +1,295 @@
+"""The FastAPI app: OpenAI routes under /v1, Ollama routes under /api, over one ``ModelHost``.
+
+Every route resolves the model by name (``ModelHost.find``: 404 when not served), checks the sampling fields
+against their declarations, queues the reply on the chat engine's worker and answers with the whole text, or
+streams it (SSE for OpenAI, NDJSON for Ollama). A client that leaves stops its own generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tuillm.core.chat.engine import PromptTooLong
+from tuillm.core.errors import TuillmError, crash_report, error_text
+from tuillm.core.llama.options import PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
+from tuillm.core.options import option_map
+from tuillm.core.serve import ollama, openai
+from tuillm.core.serve.guard import Guard, RequestLog, RequestRecord, clock, error_body
+from tuillm.core.serve.models import LoadFailed, ModelHost, ServedModel, UnknownModel
+from tuillm.core.serve.runner import Finished, ReplyStream
+from tuillm.core.settings import sampling_defaults
+
+_Body = TypeVar("_Body", bound=BaseModel)
+_DECLARED = option_map((*SAMPLING_OPTIONS, *PENALTY_OPTIONS, SEED))
+
+
+def sampling_for(host: ModelHost, given: dict[str, Any], names: dict[str, str] | None = None) -> Sampling:
+    """The settings file's [sampling] with the request's fields on top, each checked by its declaration and
+    refused under the API's own name for it (``temperature: must be a number from 0 to 5, not 9``)."""
+    given = {k: v for k, v in given.items() if v is not None}
+    for name, value in given.items():
+        if name in _DECLARED:
+            _DECLARED[name].check_field(value, (names or {}).get(name, name))
+    return sampling_defaults(host.config, **given)
+
+
+class BadRequest(TuillmError):
+    """A body that is not JSON, or not of the route's shape."""
+
+
+async def parse(request: Request, shape: type[_Body]) -> _Body:
+    """The request's JSON body as ``shape``, whatever its content type says (Ollama's docs use ``curl -d``)."""
+    try:
+        data = json.loads(await request.body())
+    except (ValueError, RecursionError):
+        raise BadRequest("malformed JSON in the request body") from None
+    try:
+        return shape.model_validate(data)
+    except ValidationError as exc:
+        problems = exc.errors()
+        raise BadRequest("; ".join(f"{'.'.join(str(x) for x in p.get('loc', ())) or 'body'}: {p.get('msg')}"
+                                   for p in problems[:5])) from None
+
+
+def _status(exc: BaseException) -> tuple[int, str | None]:
+    if isinstance(exc, UnknownModel):
+        return 404, "model_not_found"
+    if isinstance(exc, PromptTooLong):
+        return 400, "context_length_exceeded"
+    if isinstance(exc, LoadFailed):
+        return 503, "model_not_loaded"
+    return 400, None
+
+
+async def _watch(request: Request, work: Awaitable[Any], stream: ReplyStream) -> Any:
+    """``work``'s result; a client that disconnects meanwhile stops the reply (its task is not cancelled)."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=0.25)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            stream.cancel()
+
+
+class Api:
+    """The routes' shared work over one host, and the request log."""
+
+    def __init__(self, host: ModelHost, log: RequestLog) -> None:
+        self.host = host
+        self.log = log
+
+    async def start(self, request: Request, name: str, messages: list[dict[str, str]], sampling: Sampling,
+                    stops: list[str], raw: bool = False) -> tuple[ServedModel, ReplyStream]:
+        model = self.host.find(name)
+        stream = ReplyStream(stops)
+        await _watch(request, stream.start(self.host, model, messages, sampling, raw), stream)
+        return model, stream
+
+    def record(self, request: Request, t0: float, model: str, done: Finished | None, status: int = 200,
+               error: str = "") -> None:
+        self.log(RequestRecord(request.method, request.url.path, status, clock() - t0, model,
+                               done.prompt_tokens if done else 0, done.completion_tokens if done else 0, error))
+
+    def streamed(self, request: Request, t0: float, model: str, stream: ReplyStream, media: str,
+                 lines: Callable[[str | None, Finished | None], str]) -> StreamingResponse:
+        """The reply as it comes: ``lines(piece, None)`` per piece, ``lines(None, finished)`` at the end."""
+        async def body() -> AsyncIterator[str]:
+            status, error = 499, "client closed the connection"
+            try:
+                async for piece in stream.pieces():
+                    yield lines(piece, None)
+                yield lines(None, stream.finished)
+                status, error = 200, ""
+            except TuillmError as exc:
+                status, error = 500, str(exc)
+                yield lines(f"\n[error: {exc}]", None)
+            finally:
+                if stream.finished is None and stream.future is not None:  # the client left: log what was made
+                    stream.future.add_done_callback(
+                        lambda f: self.record(request, t0, model, stream.finish_of(f), status, error))
+                else:
+                    self.record(request, t0, model, stream.finished, status, error)
+
+        return StreamingResponse(body(), media_type=media)
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _ndjson(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False) + "\n"
+
+
+def _openai_routes(app: FastAPI, api: Api) -> None:
+    host = api.host
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return openai.model_list([(m.name, m.created) for m in host.models.values()])
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        t0 = clock()
+        body = await parse(request, openai.ChatRequest)
+        sampling = sampling_for(host, body.sampling(), {"max_tokens": "max_tokens"})
+        model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops())
+        rid = openai.new_id("chatcmpl")
+        if not body.stream:
+            done = await _watch(request, stream.text(), stream)
+            api.record(request, t0, model.name, done)
+            return openai.chat_completion(rid, model.name, done)
+        first = True
+
+        def lines(piece: str | None, done: Finished | None) -> str:
+            nonlocal first
+            if piece is None:
+                return _sse(openai.chat_chunk(rid, model.name, {}, done)) + "data: [DONE]\n\n"
+            delta = {"role": "assistant", "content": piece} if first else {"content": piece}
+            first = False
+            return _sse(openai.chat_chunk(rid, model.name, delta))
+
+        return api.streamed(request, t0, model.name, stream, "text/event-stream", lines)
+
+    @app.post("/v1/completions")
+    async def complete(request: Request) -> Any:
+        t0 = clock()
+        body = await parse(request, openai.CompletionRequest)
+        sampling = sampling_for(host, body.sampling())
+        messages = [{"role": "user", "content": body.text()}]
+        model, stream = await api.start(request, body.model, messages, sampling, body.stops(), raw=True)
+        rid = openai.new_id("cmpl")
+        if not body.stream:
+            done = await _watch(request, stream.text(), stream)
+            api.record(request, t0, model.name, done)
+            return openai.completion(rid, model.name, done.text, done)
+
+        def lines(piece: str | None, done: Finished | None) -> str:
+            if piece is None:
+                return _sse(openai.completion(rid, model.name, "", done)) + "data: [DONE]\n\n"
+            return _sse(openai.completion(rid, model.name, piece))
+
+        return api.streamed(request, t0, model.name, stream, "text/event-stream", lines)
+
+
+def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.GenerateRequest,
+                  line: Callable[[str, str, Finished | None], dict[str, Any]], raw: bool = False,
+                  ) -> Callable[[], Awaitable[Any]]:
+    async def run() -> Any:
+        t0 = clock()
+        sampling = sampling_for(api.host, body.sampling(), {"max_tokens": "num_predict"})
+        model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops(), raw)
+        if not body.stream:
+            done = await _watch(request, stream.text(), stream)
+            api.record(request, t0, model.name, done)
+            return line(model.name, done.text, done)
+        return api.streamed(request, t0, model.name, stream, "application/x-ndjson",
+                            lambda piece, done: _ndjson(line(model.name, piece or "", done)))
+    return run
+
+
+def _ollama_routes(app: FastAPI, api: Api) -> None:
+    host = api.host
+
+    @app.get("/", response_class=PlainTextResponse)
+    @app.head("/", response_class=PlainTextResponse)
+    async def root() -> str:
+        return "Ollama is running"  # what Ollama answers: clients probe it
+
+    @app.get("/api/version")
+    async def version() -> dict[str, str]:
+        return {"version": ollama.OLLAMA_API_VERSION}
+
+    @app.get("/api/tags")
+    async def tags() -> dict[str, Any]:
+        return {"models": [ollama.tag(m) for m in host.models.values()]}
+
+    @app.get("/api/ps")
+    async def ps() -> dict[str, Any]:
+        loaded = host.loaded
+        return {"models": [ollama.running(loaded, host.idle_unload)] if loaded else []}
+
+    @app.post("/api/show")
+    async def show(request: Request) -> dict[str, Any]:
+        body = await parse(request, ollama.ShowRequest)
+        model = host.find(body.wanted)
+        n_ctx = host.session.n_ctx if host.loaded == model else host.load_options(model).n_ctx
+        return ollama.show(model, n_ctx)
+
+    @app.post("/api/chat")
+    async def chat(request: Request) -> Any:
+        body = await parse(request, ollama.ChatRequest)
+        if not body.messages:  # Ollama's way to load a model ahead of use
+            model = host.find(body.model)
+            await host.preload(model)
+            return ollama.chat_line(model.name, "") | {"done": True, "done_reason": "load"}
+        return await _ollama_reply(api, request, body, ollama.chat_line)()
+
+    @app.post("/api/generate")
+    async def generate(request: Request) -> Any:
+        body = await parse(request, ollama.GenerateRequest)
+        if not body.prompt:
+            model = host.find(body.model)
+            await host.preload(model)
+            return ollama.generate_line(model.name, "") | {"done": True, "done_reason": "load"}
+        return await _ollama_reply(api, request, body, ollama.generate_line, raw=body.raw)()
+
+
+def _errors(app: FastAPI, api: Api) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message = "; ".join(str(p.get("msg")) for p in exc.errors()[:5]) or "invalid request"
+        api.record(request, clock(), "", None, 400, message)
+        return JSONResponse(error_body(request.url.path, 400, message), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        api.record(request, clock(), "", None, exc.status_code, message)
+        return JSONResponse(error_body(request.url.path, exc.status_code, message), status_code=exc.status_code)
+
+    @app.exception_handler(TuillmError)
+    async def refused(request: Request, exc: TuillmError) -> JSONResponse:
+        status, code = _status(exc)
+        api.record(request, clock(), "", None, status, error_text(exc))
+        return JSONResponse(error_body(request.url.path, status, error_text(exc), code), status_code=status)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        line = crash_report(exc)  # the traceback goes to the crash log, not to the server's output
+        api.record(request, clock(), "", None, 500, line)
+        return JSONResponse(error_body(request.url.path, 500, line), status_code=500)
+
+
+def create_app(host: ModelHost, *, api_key: str | None = None, cors: list[str] | None = None,
+               log: RequestLog | None = None) -> Any:
+    """The ASGI app (the guard around FastAPI). The host is closed when the app shuts down."""
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        idle = asyncio.create_task(host.unload_when_idle())
+        try:
+            yield
+        finally:
+            idle.cancel()
+
+    app = FastAPI(title="tuillm", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    api = Api(host, log or (lambda _record: None))
+    _errors(app, api)
+    _openai_routes(app, api)
+    _ollama_routes(app, api)
+    if cors:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["*"], allow_headers=["*"])
+    return Guard(app, api_key)

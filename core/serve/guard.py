@@ -1,0 +1,110 @@
+"""The HTTP edge every request passes first: the API key, the body size limit, the error shapes, the log line.
+
+A pure ASGI middleware rather than FastAPI dependencies, so it also covers bodies that are too big before any
+route reads them, and the 404 of a path no route has.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tuillm.core.serve import openai
+
+MAX_BODY_BYTES = 8 << 20  # a long conversation is well under a megabyte; a request's body is bounded
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request, as the log shows it."""
+
+    method: str
+    path: str
+    status: int
+    seconds: float
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str = ""
+
+
+RequestLog = Callable[[RequestRecord], None]
+
+
+def error_body(path: str, status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error shape under /v1, Ollama's ({"error": text}) elsewhere."""
+    if path.startswith("/v1"):
+        return openai.error(status, message, code)
+    return {"error": message}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Guard:
+    """ASGI middleware: refuses a request without the key (401) or with a body past ``max_body`` (413)."""
+
+    def __init__(self, app: Any, api_key: str | None, max_body: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.api_key = api_key.encode() if api_key else None
+        self.max_body = max_body
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        headers = dict(scope.get("headers") or [])
+        if self.api_key is not None and path != "/" and scope["method"] != "OPTIONS" \
+                and not self._authorized(headers):
+            await _send_json(send, 401, error_body(path, 401, "invalid or missing API key (Authorization: "
+                                                          "Bearer KEY)", "invalid_api_key"))
+            return
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_body:
+            await _send_json(send, 413, error_body(path, 413, f"the request body is over {self.max_body} bytes"))
+            return
+        received = 0
+        started = False
+
+        async def counted() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                raise BodyTooLarge
+            return message
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except BodyTooLarge:
+            if not started:
+                await _send_json(send, 413, error_body(path, 413, f"the request body is over {self.max_body} "
+                                                                  "bytes"))
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        assert self.api_key is not None
+        given = headers.get(b"authorization", b"")
+        token = given[7:].strip() if given[:7].lower() == b"bearer " else headers.get(b"x-api-key", b"")
+        return hmac.compare_digest(token, self.api_key)  # constant time: the key is not guessed byte by byte
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+def clock() -> float:
+    return time.perf_counter()

@@ -1,0 +1,178 @@
+"""The OpenAI API's request and response shapes (chat completions, completions, models, errors).
+
+Requests are pydantic models: a value of the wrong type is a 400 in OpenAI's error shape, and the sampling
+numbers go through ``Sampling``'s own declarations (``core.llama.options``), so their ranges are written once.
+Fields the server does not use (``user``, ``logit_bias``...) are accepted and ignored, as llama-server does.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuillm.core.errors import TuillmError
+from tuillm.core.llama.grammar import json_grammar
+from tuillm.core.serve.runner import MAX_STOP_CHARS, MAX_STOPS, Finished
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(_In):
+    type: str
+    text: str | None = None
+
+
+class Message(_In):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
+        if any(part.type != "text" or part.text is None for part in self.content):
+            raise TuillmError("only text content is supported (no images or audio)")
+        return "".join(part.text or "" for part in self.content)
+
+
+class JsonSchema(_In):
+    name: str = "response"
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+class ResponseFormat(_In):
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchema | None = None
+
+    def grammar(self) -> str | None:
+        if self.type == "text":
+            return None
+        if self.type == "json_schema":
+            if self.json_schema is None or self.json_schema.schema_ is None:
+                raise TuillmError("response_format json_schema needs json_schema.schema")
+            return json_grammar(self.json_schema.schema_)
+        return json_grammar()
+
+
+class StreamOptions(_In):
+    include_usage: bool = False
+
+
+class _Generation(_In):
+    """What chat completions and completions share."""
+
+    model: str
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None  # llama-server's extension
+    min_p: float | None = None  # llama-server's extension
+    repeat_penalty: float | None = None  # llama-server's extension
+    max_tokens: int | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    n: int = 1
+
+    def stops(self) -> list[str]:
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(stops) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in stops):
+            raise TuillmError(f"stop: at most {MAX_STOPS} sequences of at most {MAX_STOP_CHARS} characters")
+        return stops
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling fields the request gave (None: the settings file's [sampling] applies)."""
+        if self.n != 1:
+            raise TuillmError("n: only 1 choice per request is supported")
+        return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k, "min_p": self.min_p,
+                "repeat_penalty": self.repeat_penalty, "max_tokens": self.max_tokens, "seed": self.seed,
+                "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty}
+
+
+class ChatRequest(_Generation):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = None
+    response_format: ResponseFormat | None = None
+
+    def sampling(self) -> dict[str, Any]:
+        values = super().sampling()
+        values["max_tokens"] = self.max_completion_tokens or self.max_tokens
+        values["grammar"] = self.response_format.grammar() if self.response_format else None
+        return values
+
+    def chat(self) -> list[dict[str, str]]:
+        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
+
+
+class CompletionRequest(_Generation):
+    prompt: str | list[str]
+    max_tokens: int | None = 16  # OpenAI's default for completions
+
+    def text(self) -> str:
+        if isinstance(self.prompt, str):
+            return self.prompt
+        if len(self.prompt) != 1:
+            raise TuillmError("prompt: one prompt per request is supported")
+        return self.prompt[0]
+
+
+# --- responses ------------------------------------------------------------------------------------------------
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage(done: Finished) -> dict[str, int]:
+    return {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
+            "total_tokens": done.prompt_tokens + done.completion_tokens}
+
+
+def finish_reason(done: Finished) -> str:
+    return "length" if done.finish_reason == "length" else "stop"
+
+
+def chat_completion(rid: str, model: str, done: Finished) -> dict[str, Any]:
+    return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
+                         "logprobs": None, "finish_reason": finish_reason(done)}],
+            "usage": usage(done)}
+
+
+def chat_chunk(rid: str, model: str, delta: dict[str, str], done: Finished | None = None) -> dict[str, Any]:
+    """One streamed chunk; the last one carries the finish reason and the usage (llama-server does the same)."""
+    chunk: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
+                             "model": model, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                          "finish_reason": finish_reason(done) if done else None}]}
+    if done is not None:
+        chunk["usage"] = usage(done)
+    return chunk
+
+
+def completion(rid: str, model: str, text: str, done: Finished | None = None) -> dict[str, Any]:
+    """A completion, or one streamed chunk of one (``done`` None)."""
+    body: dict[str, Any] = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
+                            "choices": [{"index": 0, "text": text, "logprobs": None,
+                                         "finish_reason": finish_reason(done) if done else None}]}
+    if done is not None:
+        body["usage"] = usage(done)
+    return body
+
+
+def model_list(models: list[tuple[str, int]]) -> dict[str, Any]:
+    return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "tuillm"}
+                                       for name, created in models]}
+
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+               413: "invalid_request_error", 500: "server_error", 503: "server_error"}
+
+
+def error(status: int, message: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": ERROR_TYPES.get(status, "invalid_request_error"), "param": param,
+                      "code": code}}

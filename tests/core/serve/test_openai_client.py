@@ -1,0 +1,113 @@
+"""The official ``openai`` client against ``tuillm serve demo``: models, chat (whole and streamed), JSON schema,
+stop sequences, usage, completions, concurrency and a client that leaves mid-stream."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from openai import OpenAI
+
+from tests.core.serve.conftest import QUESTION, Served
+from tuillm.core.chat.engine import ChatSession
+from tuillm.core.llama.options import LoadOptions
+
+ASK = [{"role": "user", "content": QUESTION}]
+
+
+@pytest.fixture(scope="module")
+def client(server: Served) -> OpenAI:
+    return OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+def test_lists_the_served_models(client: OpenAI) -> None:
+    assert [m.id for m in client.models.list().data] == ["demo"]
+
+
+def test_chat_answers_paris(client: OpenAI) -> None:
+    reply = client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=20)
+    assert "Paris" in reply.choices[0].message.content
+    assert reply.choices[0].message.role == "assistant"
+
+
+def test_streamed_chunks_arrive_before_the_end(client: OpenAI) -> None:
+    chunks = list(client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=20,
+                                                 stream=True))
+    texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(texts) > 3  # token by token, not one piece at the end
+    assert "Paris" in "".join(texts)
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    whole = client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=20)
+    assert "".join(texts) == whole.choices[0].message.content
+
+
+def test_json_schema_response_validates(client: OpenAI) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+              "required": ["city", "population"], "additionalProperties": False}
+    reply = client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "The capital of France, as JSON."}], temperature=0,
+        max_tokens=80, response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}})
+    data = json.loads(reply.choices[0].message.content)
+    assert set(data) == {"city", "population"}
+    assert isinstance(data["city"], str) and isinstance(data["population"], int)
+
+
+def test_stop_sequence_is_honoured(client: OpenAI) -> None:
+    free = client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=20)
+    text = free.choices[0].message.content
+    assert "Paris" in text
+    stopped = client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=20,
+                                             stop=["Paris"])
+    assert stopped.choices[0].message.content == text[: text.index("Paris")]
+    assert stopped.choices[0].finish_reason == "stop"
+    assert stopped.usage.completion_tokens < free.usage.completion_tokens
+
+
+def test_usage_counts_are_right(client: OpenAI, demo_gguf) -> None:
+    reply = client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=7)
+    with ChatSession() as session:
+        session.load(demo_gguf, LoadOptions(n_ctx=4096)).result()
+        prompt_tokens = session.count_tokens(ASK).result()
+    assert reply.usage.prompt_tokens == prompt_tokens
+    assert reply.usage.completion_tokens == 7 and reply.choices[0].finish_reason == "length"
+    assert reply.usage.total_tokens == prompt_tokens + 7
+
+
+def test_completions_continue_plain_text(client: OpenAI) -> None:
+    reply = client.completions.create(model="demo", prompt="The capital of France is", temperature=0,
+                                      max_tokens=5)
+    assert "Paris" in reply.choices[0].text
+    assert reply.usage.completion_tokens == 5
+
+
+def test_eight_concurrent_streams_complete(client: OpenAI, server: Served) -> None:
+    answers: list[str] = []
+
+    def ask() -> None:
+        stream = client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=16,
+                                                stream=True)
+        answers.append("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert len(answers) == 8 and all("Paris" in a for a in answers)
+    assert client.models.list().data  # still up
+    assert server.proc.poll() is None
+
+
+def test_a_client_that_leaves_frees_the_model(client: OpenAI, server: Served) -> None:
+    stream = client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "Write a long story about a dragon."}],
+        temperature=0, max_tokens=400, stream=True)
+    got = [c for _, c in zip(range(3), stream, strict=False)]
+    assert len(got) == 3
+    stream.close()
+    after = client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=16)
+    assert "Paris" in after.choices[0].message.content
+    line = server.wait_for_line(r"/v1/chat/completions demo 499")
+    made = int(line.split("+")[1].split()[0])
+    assert made < 400  # it stopped when the client left, not at max_tokens

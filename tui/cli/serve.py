@@ -1,0 +1,78 @@
+"""``tuillm serve [MODEL...]``: the models behind an OpenAI- and Ollama-compatible API on a local port."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from tuillm.core.llama.options import LOAD_OPTIONS
+from tuillm.core.options import option_map
+from tuillm.core.text import safe_line
+from tuillm.tui.cli.options import add_options, option_values
+
+if TYPE_CHECKING:
+    from tuillm.core.serve.guard import RequestRecord
+
+EPILOG = """\
+clients:
+  openai:  OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="KEY or anything")
+  curl:    curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\
+             -d '{"model": "demo", "messages": [{"role": "user", "content": "Hi"}]}'
+  ollama:  OLLAMA_HOST=http://127.0.0.1:8080 ollama run demo   (oterm, Open WebUI: the same address)
+"""
+
+
+def _serve_options() -> tuple:
+    from tuillm.core.serve.server import SERVE_OPTIONS  # light: declarations, no uvicorn until a server starts
+
+    return SERVE_OPTIONS
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "serve", help="serve models over an OpenAI- and Ollama-compatible HTTP API",
+        description="Serve models to other tools: OpenAI's API under /v1 (chat completions, completions, models) "
+        "and Ollama's under /api (chat, generate, tags, show, ps). MODEL is a GGUF path, a name from `tuillm "
+        "models` or demo; with none, every GGUF model `tuillm models` lists is served. A model is loaded on its "
+        "first request and swapped for another when one is asked for.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", metavar="MODEL", nargs="*", help="models to serve (default: all discovered)")
+    sections = add_options(p, _serve_options())
+    server = sections["server"]
+    server.add_argument("--cors", metavar="ORIGIN", action="append", default=[],
+                        help="allow browser pages from ORIGIN to call the API (repeatable; default: none)")
+    add_options(p, (option_map(LOAD_OPTIONS)["n_ctx"],), defaults=False, sections=sections)
+    sections["loading"].add_argument("--lora", metavar="ADAPTER.gguf", action="append", default=[],
+                                     help="also serve a LoRA adapter over the first MODEL, named after its file "
+                                          "(repeatable)")
+    return p
+
+
+def _print_request(record: RequestRecord) -> None:
+    tokens = f" {record.prompt_tokens}+{record.completion_tokens} tokens" if record.completion_tokens or \
+        record.prompt_tokens else ""
+    model = f" {record.model}" if record.model else ""
+    error = f" ({record.error})" if record.error else ""
+    print(safe_line(f"{record.method} {record.path}{model} {record.status}{tokens} {record.seconds:.2f}s{error}"),
+          file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuillm.core.serve.models import served_models
+    from tuillm.core.serve.server import ServeOptions, Server
+    from tuillm.core.settings import load_config
+
+    values = option_values(args, _serve_options())
+    load = option_values(args, (option_map(LOAD_OPTIONS)["n_ctx"],), given_only=True)
+    api_key = values.pop("api_key") or os.environ.get("TUILLM_API_KEY") or None
+    options = ServeOptions(**values, api_key=api_key, cors=list(args.cors), n_ctx=load.get("n_ctx"))
+    config = load_config(args.config)
+    models = served_models(args.models, args.lora, config)
+    server = Server(models, config, options, log=_print_request)
+    names, url = ", ".join(sorted(models)), server.url
+    print(safe_line(f"tuillm: serving {names} at {url} (OpenAI: {url}/v1; Ollama: OLLAMA_HOST={url}); "
+                    "Ctrl+C stops"), file=sys.stderr, flush=True)
+    server.serve()
+    return 0
