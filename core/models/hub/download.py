@@ -1,0 +1,171 @@
+"""Downloading one file into the Hugging Face cache, resumable across runs and checked against the Hub's checksum.
+
+huggingface_hub (2.4) writes to a temporary name unique to each process and deletes it when a download fails, and
+it does not verify what it wrote. So tuillm keeps its own partial file, ``blobs/<etag>.incomplete`` (the name
+older huggingface_hub versions resumed from; 2.4 writes ``<etag>.<random>.incomplete`` and never touches ours),
+appends to it with huggingface_hub's ``http_get`` (a Range request from the partial's length), verifies the sha256
+of LFS files (git's blob sha1 for small files), and renames it to ``blobs/<etag>``. Then ``hf_hub_download`` places
+it: it finds the blob and only writes what it always writes, the snapshot symlink and ``refs/<revision>``, so the
+layout is exactly huggingface_hub's and every tool sharing the cache sees the file.
+
+Cancelled (Ctrl+C, SIGTERM, the TUI's cancel): the partial stays for the next run to resume; nothing exists under
+the final names. A checksum mismatch deletes the partial (its bytes cannot be trusted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from tuillm.core.errors import first_line
+from tuillm.core.events import Cancelled, Emit, Progress
+from tuillm.core.models.hub import client
+from tuillm.core.models.hub.files import RemoteFile
+from tuillm.core.models.metadata import format_bytes
+
+CHUNK = 1 << 20
+PARTIAL_SUFFIX = ".incomplete"
+
+
+def repo_folder(cache: Path, repo: str) -> Path:
+    return cache / ("models--" + repo.replace("/", "--"))
+
+
+def snapshot_dir(cache: Path, repo: str, commit: str) -> Path:
+    return repo_folder(cache, repo) / "snapshots" / commit
+
+
+def free_bytes(path: Path) -> int:
+    """Free space on the file system that holds ``path`` (its nearest existing parent)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def partial_path(cache: Path, repo: str, etag: str) -> Path:
+    return repo_folder(cache, repo) / "blobs" / f"{etag}{PARTIAL_SUFFIX}"
+
+
+def digest(path: Path, f: RemoteFile) -> tuple[str, str]:
+    """(what the Hub says, what the file holds): sha256 for LFS files, git's blob sha1 for the others."""
+    if f.sha256:
+        h = hashlib.sha256()
+        want = f.sha256
+    else:
+        h = hashlib.sha1(usedforsecurity=False)
+        h.update(f"blob {path.stat().st_size}\0".encode())
+        want = f.blob_id or ""
+    with path.open("rb") as data:
+        while chunk := data.read(CHUNK):
+            h.update(chunk)
+    return want.lower(), h.hexdigest()
+
+
+class _Meter:
+    """Counts bytes for the progress line (MB/s, ETA) and stops the transfer when cancelled."""
+
+    def __init__(self, name: str, start: int, total: int, emit: Emit, cancel: threading.Event | None) -> None:
+        self.name, self.done, self.total, self.emit, self.cancel = name, start, total, emit, cancel
+        self.t0, self.start, self.last = time.monotonic(), start, 0.0
+
+    def add(self, n: int) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= 0.1 or self.done >= self.total:
+            self.last = now
+            self.emit(Progress("download", self.done, self.total, self.message(now)))
+
+    def message(self, now: float) -> str:
+        rate = (self.done - self.start) / max(now - self.t0, 1e-6)
+        eta = (self.total - self.done) / rate if rate > 0 else 0
+        left = f"ETA {int(eta) // 60}:{int(eta) % 60:02d}" if rate > 0 and self.done < self.total else ""
+        return (f"{self.name} {format_bytes(self.done)} / {format_bytes(self.total)} "
+                f"{rate / 1e6:.1f} MB/s {left}").rstrip()
+
+
+def _bar_class(meter: _Meter) -> type:
+    """A huggingface_hub tqdm that draws nothing and feeds ``meter`` (http_get reports through its bar class)."""
+    from huggingface_hub.utils import tqdm
+
+    class Bar(tqdm):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            meter.add(int(n or 0))
+            return None
+
+    return Bar
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    import httpx2
+
+    return (httpx2.TransportError,)
+
+
+def _transfer(url: str, part: Path, f: RemoteFile, meter: _Meter) -> None:
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+
+    resume = part.stat().st_size if part.exists() else 0
+    if resume > f.size:
+        resume = 0  # longer than the file: not ours to trust
+    with part.open("r+b" if part.exists() else "wb") as out:
+        out.truncate(resume)
+        out.seek(resume)
+        try:
+            http_get(url, out, resume_size=resume, headers=build_hf_headers(token=client.token()),
+                     expected_size=f.size, displayed_filename=f.name, tqdm_class=_bar_class(meter))
+        finally:
+            out.flush()
+            os.fsync(out.fileno())
+
+
+def fetch_file(repo: str, commit: str, f: RemoteFile, cache: Path, emit: Emit, *, revision: str = "main",
+               cancel: threading.Event | None = None) -> Path:
+    """``f`` of ``repo`` at ``commit`` in the cache (downloaded, resumed or already there); its snapshot path."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+    final = snapshot_dir(cache, repo, commit) / f.name
+    if final.exists():
+        return final
+    url = hf_hub_url(repo, f.name, revision=commit, endpoint=client.endpoint())
+    meta = client.call(repo, lambda: get_hf_file_metadata(url, token=client.token(), timeout=client.API_TIMEOUT_S))
+    if not meta.etag or not meta.location:
+        raise client.HubError(f"{repo}/{f.name}: the Hub gave no ETag for the file")
+    blob = repo_folder(cache, repo) / "blobs" / meta.etag
+    if not blob.exists():
+        part = partial_path(cache, repo, meta.etag)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        start = part.stat().st_size if part.exists() else 0
+        meter = _Meter(f.name, min(start, f.size), f.size, emit, cancel)
+        try:
+            _transfer(meta.location, part, f, meter)
+        except (OSError, *_transport_errors()) as exc:  # the partial stays: the next run resumes from it
+            kept = part.stat().st_size if part.exists() else 0
+            raise client.HubError(f"{repo}/{f.name}: download interrupted at {format_bytes(kept)} of "
+                                  f"{format_bytes(f.size)} ({first_line(exc)}); run the same command again to "
+                                  "resume") from None
+        emit(Progress("verify", 0, 1, f.name))
+        want, got = digest(part, f)
+        if want != got:
+            part.unlink(missing_ok=True)
+            raise client.HubError(f"{repo}/{f.name}: checksum mismatch (the Hub says {want[:12]}…, the download "
+                                  f"is {got[:12]}…); the download was deleted, run again")
+        emit(Progress("verify", 1, 1, f.name))
+        os.chmod(part, 0o644)
+        os.replace(part, blob)
+    placed = client.call(repo, lambda: hf_hub_download(repo, f.name, revision=revision, cache_dir=cache,
+                                                        endpoint=client.endpoint(), token=client.token(),
+                                                        etag_timeout=client.API_TIMEOUT_S))
+    return Path(placed)
+
