@@ -23,7 +23,7 @@ from pathlib import Path
 
 from textual._context import active_app
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.binding import Binding
 from textual.content import Content
 from textual.markup import MarkupError
 from textual.message import Message
@@ -40,6 +40,7 @@ from tuillm.core.models import guard
 from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import Config, load_config
 from tuillm.core.text import safe_line, safe_text
+from tuillm.tui import keymap
 from tuillm.tui.cli.signals import STOP_SIGNALS, handled, ignore_stop_signals, leave_gone_terminal
 from tuillm.tui.panes.base import Pane
 from tuillm.tui.panes.chat import ChatPane
@@ -64,39 +65,30 @@ PaneClass = type[ChatPane] | type[ModelsPane] | type[ConvertPane] | type[TrainPa
 @dataclass(frozen=True)
 class PaneSpec:
     id: str
-    title: str
-    keys: str  # Textual key list, e.g. "f3,alt+m": the first is the one the footer shows
     cls: PaneClass
 
+    @property
+    def title(self) -> str:
+        return keymap.PANE_KEYS[self.id][1]
 
-# The panes in tab order. F-keys are what the footer shows; alt+<initial> is the same switch for terminals (or tmux
-# set-ups) that do not pass F-keys through. (Not alt+digit: Textual reads ESC+digit as macOS Option characters.)
-# Chat comes first: the app opens ready to chat, as oterm does.
+    @property
+    def keys(self) -> str:  # e.g. "f3,alt+m" (keymap.PANE_KEYS): the first is the one the tab shows
+        return keymap.PANE_KEYS[self.id][0]
+
+
+# The panes in tab order (keys and titles: keymap.PANE_KEYS). Chat first: the app opens ready to chat, as oterm does.
 PANES: tuple[PaneSpec, ...] = (
-    PaneSpec("chat", "Chat", "f2,alt+c", ChatPane),
-    PaneSpec("models", "Models", "f3,alt+m", ModelsPane),
-    PaneSpec("convert", "Convert", "f4,alt+o", ConvertPane),
-    PaneSpec("train", "Train", "f5,alt+t", TrainPane),
+    PaneSpec("chat", ChatPane),
+    PaneSpec("models", ModelsPane),
+    PaneSpec("convert", ConvertPane),
+    PaneSpec("train", TrainPane),
 )
-
-
-def _pane_bindings() -> list[BindingType]:
-    return [Binding(spec.keys, f"show_pane('{spec.id}')", spec.title, tooltip=f"Show the {spec.title} pane",
-                    id=f"app.show_{spec.id}")
-            for spec in PANES]
 
 
 class TuillmApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "tuillm"
-    BINDINGS: list[BindingType] = [
-        Binding("f1", "help", "Help", tooltip="List every key that works here", id="app.help"),
-        *_pane_bindings(),
-        Binding("f9,alt+s", "settings", "Settings", show=False, id="app.settings",
-                tooltip="Model folders, default load and sampling parameters, theme, key overrides"),
-        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Close tuillm and return to the shell",
-                id="app.quit"),
-    ]
+    BINDINGS = keymap.APP
 
     def __init__(
         self,
@@ -159,7 +151,15 @@ class TuillmApp(App[int]):
             else:
                 self.notify(f"ui.theme = {config.theme!r}: no such theme; using {self.theme}", title="Config",
                             severity="warning", timeout=10, markup=False)
-        self.set_keymap(config.keys)
+        self.set_keymap(keymap.with_renamed(config.keys))
+        self._label_tabs()
+
+    def _label_tabs(self) -> None:
+        # Each tab names its key ("Chat F2"), as the user's overrides have it: the tabs are the panes' menu.
+        tabs = self.query_one(TabbedContent)
+        for spec in PANES:
+            key = keymap.first_key(f"app.show_{spec.id}", self.session.config.keys)
+            tabs.get_tab(spec.id).label = f"{spec.title} {keymap.key_label(key)}"
 
     def action_settings(self) -> None:
         from tuillm.tui.screens.settings import SettingsScreen, binding_ids

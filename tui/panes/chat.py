@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.notifications import SeverityLevel
 from textual.timer import Timer
@@ -31,8 +30,10 @@ from tuillm.core.events import Log
 from tuillm.core.llama.options import Sampling
 from tuillm.core.settings import sampling_defaults
 from tuillm.core.text import safe_line, safe_text
+from tuillm.tui import keymap
 from tuillm.tui.panes.chat_dialogs import ChatDialogs
 from tuillm.tui.panes.chat_drafts import ChatDrafts
+from tuillm.tui.panes.chat_layout import ChatLayout, fit_header
 from tuillm.tui.panes.chat_memory import ChatMemory
 from tuillm.tui.panes.chat_model import DEMO, ChatModels, Turn, model_label
 from tuillm.tui.panes.chat_stream import BackendEvent, ReplyStream, TextWaiting, TurnDone, TurnFailed, turn_outcome
@@ -46,21 +47,9 @@ LIVE_STATS_S = 0.5  # how often the status line's tokens/s is refreshed while a 
 BUSY = "a reply is on its way: Esc stops it"
 
 
-class ChatPane(ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
+class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
     HELP_TITLE = "Chat pane"
-    BINDINGS = [
-        Binding("escape", "stop", "Stop", id="chat.stop", tooltip="Stop the reply, or cancel editing"),
-        Binding("ctrl+n", "new_chat", "New", id="chat.new", tooltip="Start a new chat"),
-        # Not in the footer (80 columns); F1 lists them.
-        Binding("ctrl+r", "regenerate", "Regenerate", show=False, id="chat.regenerate",
-                tooltip="Answer the last message again"),
-        Binding("ctrl+g", "edit_last", "Edit last", show=False, id="chat.edit_last",
-                tooltip="Edit the last message and send it again"),
-        Binding("ctrl+o", "options", "Options", id="chat.options", tooltip="System prompt and sampling parameters"),
-        Binding("ctrl+l", "focus_list", "Chats", show=False, id="chat.focus_list", tooltip="Go to the chat list"),
-        Binding("ctrl+t", "pick_model", "Model", show=False, id="chat.pick_model",
-                tooltip="Pick this chat's model (and a LoRA adapter)"),
-    ]
+    BINDINGS = keymap.CHAT
 
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -165,7 +154,7 @@ class ChatPane(ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
             model = self.model_name
         else:
             model = f"{self.model_name} (loads with the first message)"
-        self.column.set_header(f"{title} · {model}")
+        self.column.set_header(fit_header(safe_line(title), safe_line(model), self.header_width()))
 
     def _refresh(self) -> None:
         self._refresh_list()
@@ -352,9 +341,6 @@ class ChatPane(ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
             self._switch_to(None)
             self.call_after_refresh(self._sync_view)
         self.use_model(path, name)
-
-    def action_focus_list(self) -> None:
-        self.query_one(ChatList).focus()
 
     async def on_chat_list_opened(self, event: ChatList.Opened) -> None:
         if self.busy:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from textual import on
 from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Label, ProgressBar, RichLog, Select, SelectionList
 
@@ -23,6 +22,7 @@ from tuillm.core.conversion.job import OutputResult
 from tuillm.core.conversion.plan import Source, plan_outputs
 from tuillm.core.events import Log, Progress
 from tuillm.core.text import safe_text
+from tuillm.tui import keymap
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress
 from tuillm.tui.panes import convert_jobs as jobs
 from tuillm.tui.panes import convert_view as view
@@ -47,15 +47,7 @@ def _compact(widget: PathInput) -> PathInput:
 
 class ConvertPane(Vertical):
     HELP_TITLE = "Convert pane"
-    BINDINGS = [
-        Binding("ctrl+s", "start", "Start", id="convert.start",
-                tooltip="Write the ticked output types (space ticks a type in the list)"),
-        Binding("escape", "cancel", "Cancel", id="convert.cancel",
-                tooltip="Stop the job (asks first): the file being written is removed, completed ones are kept"),
-        Binding("ctrl+r", "refresh", "Rescan", id="convert.refresh", tooltip="Scan the model folders for sources"),
-        Binding("ctrl+l", "focus_log", "Log", show=False, id="convert.log",
-                tooltip="Go to the log and reports (arrows scroll it)"),
-    ]
+    BINDINGS = keymap.CONVERT
     DEFAULT_CSS = """
     ConvertPane { height: 1fr; padding: 0 1; }
     ConvertPane .row { height: 1; }

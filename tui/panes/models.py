@@ -15,7 +15,6 @@ from pathlib import Path
 
 from textual import events
 from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input, Label, Static
@@ -27,6 +26,7 @@ from tuillm.core.models.hardware import Hardware
 from tuillm.core.models.metadata import format_bytes
 from tuillm.core.settings import Config
 from tuillm.core.text import safe_line
+from tuillm.tui import keymap
 from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.panes.models_actions import ModelActions
 from tuillm.tui.panes.models_table import OWN_MARK, ModelsTable, Row, format_context, matches, row_cells
@@ -68,20 +68,7 @@ def discovery_job(dirs: list[Path], config: Config, hardware: Hardware | None,
 
 class ModelsPane(ModelActions, Vertical):
     HELP_TITLE = "Models pane"
-    BINDINGS = [
-        Binding("ctrl+r", "refresh", "Refresh", id="models.refresh", tooltip="Scan the model folders again"),
-        Binding("slash", "filter", "Filter", show=False, id="models.filter", tooltip="Type to filter the models"),
-        Binding("i", "details", "Info", show=False, id="models.details",
-                tooltip="All metadata and the chat template of the highlighted model"),
-        Binding("e", "settings", "Load settings", show=False, id="models.settings",
-                tooltip="Context, GPU layers, threads, KV cache and flash attention for the highlighted model"),
-        Binding("a", "add_folder", "Add folder", show=False, id="models.add_folder",
-                tooltip="Add a folder to scan for models (kept in the settings)"),
-        Binding("d,delete", "delete", "Delete", show=False, id="models.delete",
-                tooltip="Delete the highlighted GGUF file, after confirmation"),
-        Binding("c", "convert", "Convert", show=False, id="models.convert",
-                tooltip="Send the highlighted model to the Convert pane"),
-    ]
+    BINDINGS = keymap.MODELS
 
     DEFAULT_CSS = """
     #models-top { height: 1; }

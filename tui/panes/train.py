@@ -19,7 +19,6 @@ from pathlib import Path
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Collapsible, Input, Label, Select, Static
@@ -30,6 +29,7 @@ from tuillm.core.text import safe_line
 from tuillm.core.train.memory import ModelShape
 from tuillm.core.train.options import TrainConfig
 from tuillm.core.train.preview import Preview
+from tuillm.tui import keymap
 from tuillm.tui.panes import train_jobs as jobs
 from tuillm.tui.panes.train_form import TrainForm, memory_text, replace_question
 from tuillm.tui.panes.train_preview import PreviewKey, PreviewView
@@ -44,20 +44,7 @@ PREVIEW_INPUTS = ("train-base", "train-data", "train-max_len")  # typing in thes
 
 class TrainPane(TrainJobs):
     HELP_TITLE = "Train pane"
-    BINDINGS = [
-        Binding("ctrl+s", "start", "Start", id="train.start", tooltip="Start training with these settings"),
-        Binding("escape", "cancel", "Cancel", id="train.cancel",
-                tooltip="Stop after the current step and save a checkpoint (asks first; Resume continues it)"),
-        Binding("ctrl+g", "merge", "Merge", id="train.merge",
-                tooltip="Merge the adapter into the base and write a GGUF of the chosen type"),
-        Binding("ctrl+y", "export", "Export LoRA", show=False, id="train.export",
-                tooltip="Write the adapter as a GGUF LoRA adapter for llama.cpp"),
-        Binding("ctrl+o", "open_chat", "Chat", id="train.chat", tooltip="Open the merged model in the Chat pane"),
-        Binding("ctrl+n", "ab", "A/B", show=False, id="train.ab",
-                tooltip="Send one prompt to the base and the tuned model, side by side"),
-        Binding("ctrl+r", "preview", "Preview", show=False, id="train.preview",
-                tooltip="Read the dataset again and show its first examples"),
-    ]
+    BINDINGS = keymap.TRAIN
     DEFAULT_CSS = """
     TrainPane {
         height: 1fr;
@@ -152,10 +139,11 @@ class TrainPane(TrainJobs):
         with Horizontal(classes="train-buttons"):
             yield Select([(t, t) for t in MERGE_TYPE_NAMES], value=DEFAULT_MERGE_TYPE, allow_blank=False,
                          id="train-merge-type", tooltip="GGUF type of the merged model", compact=True)
-            yield Button("Merge", id="train-merge", compact=True, disabled=True, tooltip="Ctrl+G")
-            yield Button("Export LoRA", id="train-export", compact=True, disabled=True, tooltip="Ctrl+Y")
-            yield Button("Chat", id="train-chat", compact=True, disabled=True, tooltip="Ctrl+O")
-            yield Button("A/B", id="train-ab", compact=True, disabled=True, tooltip="Ctrl+N")
+            yield Button("Merge", id="train-merge", compact=True, disabled=True, tooltip=keymap.key_hint("train.merge"))
+            yield Button("Export LoRA", id="train-export", compact=True, disabled=True,
+                         tooltip=keymap.key_hint("train.export"))
+            yield Button("Chat", id="train-chat", compact=True, disabled=True, tooltip=keymap.key_hint("train.chat"))
+            yield Button("A/B", id="train-ab", compact=True, disabled=True, tooltip=keymap.key_hint("train.ab"))
         folder = self.output_folder()
         where = f"to {folder}, listed in Models" if folder is not None else "into the adapter's folder"
         yield Label(safe_line(f"Merge and Export write {where}"), markup=False, id="train-destination")
@@ -354,8 +342,8 @@ class TrainPane(TrainJobs):
 
     def action_open_chat(self) -> None:
         if self.merged_path is None:
-            self.notify("merge the adapter first (Ctrl+G): Chat opens the merged GGUF", title="Train",
-                        severity="warning")
+            self.notify(f"merge the adapter first ({keymap.key_hint('train.merge')}): Chat opens the merged GGUF",
+                        title="Train", severity="warning")
             return
         self.post_message(self.OpenInChat(self.merged_path, self.merged_path.stem))
 

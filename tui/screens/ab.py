@@ -18,7 +18,6 @@ from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
@@ -29,6 +28,7 @@ from tuillm.core.chat.events import ChatEvent, ModelLoaded, ReplyDone, Token
 from tuillm.core.errors import error_text
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.text import safe_text
+from tuillm.tui import keymap
 from tuillm.tui.panes.chat_stream import DRAW_INTERVAL_S  # streamed text is drawn at most this often, as in Chat
 
 SIDES = ("base", "tuned")
@@ -130,9 +130,7 @@ class TextReady(Message):
 
 class ABScreen(ModalScreen[None]):
     HELP_TITLE = "A/B compare"
-    BINDINGS = [
-        Binding("escape", "close", "Close", id="train.ab_close", tooltip="Close the A/B view and free both models"),
-    ]
+    BINDINGS = keymap.AB
     DEFAULT_CSS = """
     ABScreen {
         align: center middle;

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label
 
+from tuillm.tui import keymap
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
 from tuillm.tui.widgets.path_input import PathInput
 
@@ -19,9 +19,7 @@ class AddFolderScreen(ModalScreen[Path | None]):
     DEFAULT_CSS = DIALOG_CSS + """
     AddFolderScreen { align: center middle; }
     """
-    BINDINGS: list[BindingType] = [
-        Binding("escape", "cancel", "Cancel", id="models.add_folder_cancel", tooltip="Close without adding"),
-    ]
+    BINDINGS = keymap.ADD_FOLDER
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="models-dialog"):

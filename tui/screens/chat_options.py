@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, TextArea
 
 from tuillm.core.llama.options import SAMPLING_OPTIONS, SEED, Sampling
+from tuillm.tui import keymap
 
 # The seed is per chat, not a [sampling] key of the settings file: -1 (the declaration's "random") lets the load
 # seed's generator continue (Sampling.seed None).
@@ -53,10 +53,7 @@ class ChatOptionsScreen(ModalScreen[ChatOptions | None]):
     """Ctrl+S saves, Esc cancels; Tab moves between the fields."""
 
     HELP_TITLE = "Chat options"
-    BINDINGS: list[BindingType] = [
-        Binding("ctrl+s", "save", "Save", id="chat.options_save", tooltip="Save the options for this chat"),
-        Binding("escape", "cancel", "Cancel", id="chat.options_cancel", tooltip="Close without saving"),
-    ]
+    BINDINGS = keymap.CHAT_OPTIONS
 
     def __init__(self, system_prompt: str, sampling: Sampling) -> None:
         super().__init__()

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label
 
+from tuillm.tui import keymap
+
 
 class ConfirmScreen(ModalScreen[bool]):
-    BINDINGS: list[BindingType] = [
-        Binding("y", "answer(True)", "Yes", id="dialog.confirm_yes", tooltip="Yes, do it"),
-        Binding("n,escape", "answer(False)", "No", id="dialog.confirm_no", tooltip="No, leave it"),
-    ]
+    BINDINGS = keymap.CONFIRM
 
     def __init__(self, question: str) -> None:
         super().__init__()

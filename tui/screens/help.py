@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Label
+
+from tuillm.tui import keymap
 
 # How the built-in widgets whose keys show up here are called for the user.
 WIDGET_NAMES = {"DataTable": "table", "Input": "text field", "TextArea": "text editor", "Tabs": "tab bar"}
@@ -72,9 +74,7 @@ def binding_rows(app: App, screen: Screen) -> list[BindingRow]:
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS: list[BindingType] = [
-        Binding("escape,f1,q", "dismiss", "Close help", id="help.close"),
-    ]
+    BINDINGS = keymap.HELP
 
     def __init__(self, rows: list[BindingRow]) -> None:
         super().__init__()

@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Literal
 
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label
 
 from tuillm.core.text import safe_line
+from tuillm.tui import keymap
 
 Answer = Literal["unload", "reload", "keep"]
 
@@ -22,12 +22,7 @@ class MemoryScreen(ModalScreen[Answer]):
     MemoryScreen { align: center middle; }
     MemoryScreen .dialog { border: round $error; }
     """
-    BINDINGS: list[BindingType] = [
-        Binding("u", "answer('unload')", "Unload", id="memory.unload", tooltip="Unload the model: free its memory"),
-        Binding("r", "answer('reload')", "Reload smaller", id="memory.reload",
-                tooltip="Reload the model with half the context (a smaller KV cache)"),
-        Binding("k,escape", "answer('keep')", "Keep", id="memory.keep", tooltip="Keep the model as it is"),
-    ]
+    BINDINGS = keymap.MEMORY
 
     def __init__(self, situation: str, model: str, n_ctx: int, smaller: int | None) -> None:
         """``situation``: the guard's figures (one line); ``smaller``: the context a reload offers (None: unloading

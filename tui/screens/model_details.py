@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label
 
 from tuillm.core.text import safe_line
+from tuillm.tui import keymap
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
 from tuillm.tui.widgets.model_details import ModelDetails
 
@@ -19,9 +19,7 @@ class ModelDetailsScreen(ModalScreen[None]):
     ModelDetailsScreen { align: center middle; }
     ModelDetailsScreen .models-dialog { height: 95%; max-width: 100; }
     """
-    BINDINGS: list[BindingType] = [
-        Binding("escape,i,q", "dismiss", "Close", id="models.details_close", tooltip="Close the details"),
-    ]
+    BINDINGS = keymap.MODEL_DETAILS
 
     def __init__(self, title: str, details: ModelDetails) -> None:
         super().__init__()

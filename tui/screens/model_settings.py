@@ -11,7 +11,6 @@ from dataclasses import replace
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Grid, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
@@ -23,6 +22,7 @@ from tuillm.core.models.metadata import ModelInfo, format_bytes
 from tuillm.core.options import Option
 from tuillm.core.settings import LOAD_SETTINGS, Config, ModelDefaults, config_attr, load_options_for
 from tuillm.core.text import safe_line
+from tuillm.tui import keymap
 from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
 
@@ -89,10 +89,7 @@ class ModelSettingsScreen(ModalScreen[ModelDefaults | None]):
     }
     #model-settings-estimate { padding-top: 1; height: auto; }
     """
-    BINDINGS: list[BindingType] = [
-        Binding("ctrl+s", "save", "Save", id="models.settings_save", tooltip="Keep these settings for this model"),
-        Binding("escape", "cancel", "Cancel", id="models.settings_cancel", tooltip="Close without saving"),
-    ]
+    BINDINGS = keymap.MODEL_SETTINGS
 
     def __init__(self, config: Config, info: ModelInfo, available: int | None, offload: bool | None = None) -> None:
         super().__init__()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
@@ -24,6 +23,7 @@ from tuillm.core.llama.options import LORA_SCALE
 from tuillm.core.models.catalog import CatalogEntry
 from tuillm.core.models.metadata import format_bytes
 from tuillm.core.text import safe_line
+from tuillm.tui import keymap
 from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.panes.models import Discovered, discovery_job
 from tuillm.tui.panes.models_table import FIT_STYLES
@@ -83,10 +83,7 @@ class PickModelScreen(ModalScreen[ModelChoice | None]):
     #pick-model-adapter { width: 1fr; }
     #pick-model-scale { width: 8; }
     """
-    BINDINGS: list[BindingType] = [
-        Binding("ctrl+s", "pick", "Use", id="chat.pick_model_use", tooltip="Chat with the highlighted model"),
-        Binding("escape", "cancel", "Cancel", id="chat.pick_model_cancel", tooltip="Keep the chat's model"),
-    ]
+    BINDINGS = keymap.PICK_MODEL
 
     def __init__(self, session: Session, *, reason: str = "", current: Path | None = None,
                  adapter: Path | None = None, lora_scale: float = LORA_SCALE.default) -> None:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from tuillm.tui import keymap
+
 
 class RenameScreen(ModalScreen[str | None]):
-    BINDINGS: list[BindingType] = [
-        Binding("escape", "cancel", "Cancel", id="chat.rename_cancel", tooltip="Keep the old title"),
-    ]
+    BINDINGS = keymap.RENAME
 
     def __init__(self, title: str) -> None:
         super().__init__()

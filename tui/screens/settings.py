@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, Select, TextArea
 
 from tuillm.core import paths
 from tuillm.core.settings import LOAD_SETTINGS, SAMPLING_SETTINGS, Config, config_attr
+from tuillm.tui import keymap
 
 SCAN_FIELDS = (("scan_hf_cache", "Scan the Hugging Face cache"), ("scan_ollama", "Scan Ollama's models"),
                ("scan_lmstudio", "Scan LM Studio's models"))
@@ -92,10 +93,7 @@ class SettingsScreen(ModalScreen[Config | None]):
     #settings-dirs { height: 5; }
     #settings-keys { height: 6; }
     """
-    BINDINGS: list[BindingType] = [
-        Binding("ctrl+s", "save", "Save", id="settings.save", tooltip="Save the settings and apply them"),
-        Binding("escape", "cancel", "Cancel", id="settings.cancel", tooltip="Close without saving"),
-    ]
+    BINDINGS = keymap.SETTINGS
 
     def __init__(self, config: Config, themes: list[str], binding_keys: dict[str, str]) -> None:
         super().__init__()

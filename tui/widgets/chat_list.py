@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from tuillm.core.chat.store import Chat
 from tuillm.core.text import safe_line
+from tuillm.tui import keymap
 
 TITLE_CHARS = 22  # what fits the list's 24 columns
 
@@ -25,11 +25,7 @@ def short_title(title: str) -> str:
 
 class ChatList(OptionList):
     HELP_TITLE = "Chat list"
-    BINDINGS = [
-        Binding("n", "new_chat", "New chat", show=False, id="chat.list_new", tooltip="Start a new chat"),
-        Binding("r", "rename", "Rename", id="chat.rename", tooltip="Rename the highlighted chat"),
-        Binding("delete,d", "delete", "Delete", id="chat.delete", tooltip="Delete the highlighted chat"),
-    ]
+    BINDINGS = keymap.CHAT_LIST
 
     class Opened(Message):
         def __init__(self, chat_id: int) -> None:

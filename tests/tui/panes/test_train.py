@@ -250,7 +250,7 @@ async def test_train_merge_chat_and_ab(tmp_path: Path, demo_gguf: Path) -> None:
         shown = plot.render().plain
         assert "train" in shown and "eval" in shown and shown.rstrip().endswith("step 2")
 
-        await pilot.press("ctrl+g")  # merge to the default type, q8_0
+        await pilot.press("f7")  # merge to the default type, q8_0
         await wait_job(pilot, "the merge")
         merged = tmp_path / "adapter-q8_0.gguf"  # in the first models folder: Models lists it at once
         assert pane.merged_path == merged and merged.is_file()
@@ -259,7 +259,7 @@ async def test_train_merge_chat_and_ab(tmp_path: Path, demo_gguf: Path) -> None:
                          "the merged model listed in Models")
         assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
 
-        await pilot.press("ctrl+o")
+        await pilot.press("ctrl+t")
         assert app.current_pane_id() == "chat"
         chat = app.query_one("#pane-chat")
         await wait_until(pilot, lambda: not chat.model_loading and chat.engine.loaded, "the merged model loaded")
@@ -268,7 +268,7 @@ async def test_train_merge_chat_and_ab(tmp_path: Path, demo_gguf: Path) -> None:
 
         # A/B from the pane: the demo GGUF against the merged model.
         await pilot.press("f5")
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+b")
         await wait_until(pilot, lambda: isinstance(app.screen, ABScreen), "the A/B screen")
         screen = app.screen
         assert screen.models["base"].path == demo_gguf and screen.models["tuned"].path == merged
@@ -341,7 +341,7 @@ async def test_cancel_resume_and_ab_from_an_hf_base(tmp_path: Path) -> None:
         assert [s for s, _ in plot.train] == [step + 1] and (out / "adapter_config.json").is_file()
 
         # A/B from an HF base: the pane merges, converts the base to the same type once, then compares.
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+b")
         await wait_until(pilot, lambda: isinstance(app.screen, ABScreen), "the A/B screen")
         screen = app.screen
         assert screen.models["base"].path == out / "base-q8_0.gguf" == pane.base_gguf

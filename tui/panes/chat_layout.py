@@ -1,0 +1,89 @@
+"""The Chat pane's layout (a mixin of ``ChatPane``): the chat list beside the open chat, and the header line.
+
+The chat list (``#chat-sidebar``, or the bare ``#chat-list`` where there is no sidebar around it) takes 24 columns:
+below ``LIST_MIN_WIDTH`` columns it hides itself so the conversation keeps the width (as oterm's and the llama.cpp
+web UI's sidebars do), and it comes back when the terminal grows. Ctrl+L (``chat.toggle_list``) shows it and goes to
+it, or, from the list, hides it; once the user has done that, the size no longer decides for this session.
+
+The header names the chat and its model; where both do not fit, the title is shortened, never the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual import events
+from textual.css.query import NoMatches
+from textual.widget import Widget
+
+from tuillm.tui.widgets.chat_list import ChatList
+
+LIST_MIN_WIDTH = 90  # below this many columns the list is hidden unless the user asked for it
+HEADER_GAP = " · "
+
+
+def fit_header(title: str, model: str, width: int) -> str:
+    """``title · model`` in ``width`` columns: the title gives way first (down to one character and "…"), then
+    the model's name from its end. ``width`` 0 (not laid out yet): as is."""
+    text = f"{title}{HEADER_GAP}{model}"
+    if width <= 0 or len(text) <= width:
+        return text
+    room = width - len(HEADER_GAP) - len(model)
+    if room >= 2:
+        return f"{title[: room - 1]}…{HEADER_GAP}{model}"
+    return model if len(model) <= width else model[: max(width - 1, 0)] + "…"
+
+
+class ChatLayout:
+    # What this uses of the pane (ChatPane and its Widget base define them); a plain class, as ChatMemory.
+    query_one: Callable[..., Widget]
+    focus_default: Callable[[], None]
+    call_after_refresh: Callable[..., bool]
+    _refresh_header: Callable[[], None]
+    list_wanted: bool | None = None  # the user's choice (Ctrl+L); None: the terminal's width decides
+
+    @property
+    def sidebar(self) -> Widget:
+        """The list's column: helper widgets around the ChatList (a filter) hide and show with it."""
+        try:
+            return self.query_one("#chat-sidebar")
+        except NoMatches:
+            return self.query_one(ChatList)
+
+    @property
+    def list_shown(self) -> bool:
+        return bool(self.sidebar.display)
+
+    def _auto_list(self, width: int) -> None:
+        if self.list_wanted is None and width > 0:
+            self._show_list(width >= LIST_MIN_WIDTH)
+
+    def _show_list(self, shown: bool) -> None:
+        sidebar = self.sidebar
+        if sidebar.display == shown:
+            return
+        had_focus = sidebar.has_focus_within
+        sidebar.display = shown
+        if had_focus and not shown:
+            self.focus_default()  # the focus must not stay on a hidden widget
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._auto_list(event.size.width)
+        # The header's title is shortened to the new width, known once the column is laid out again.
+        self.call_after_refresh(self._refresh_header)
+
+    def action_toggle_list(self) -> None:
+        """Ctrl+L: show the chat list and go to it; from the list, hide it (the chat keeps the width)."""
+        if self.list_shown and self.sidebar.has_focus_within:
+            self.list_wanted = False
+            self._show_list(False)
+            self.focus_default()
+            return
+        if not self.list_shown:
+            self.list_wanted = True  # shown by the user: it stays when the terminal is narrow
+            self._show_list(True)
+        self.query_one(ChatList).focus()
+
+    def header_width(self) -> int:
+        """The columns the header line has for its text (0 before the first layout)."""
+        return self.query_one("#chat-header").content_region.width
