@@ -73,7 +73,7 @@ def read_attachment(path: str | Path, *, name: str | None = None, max_bytes: int
         if not stat.S_ISREG(info.st_mode):
             raise AttachmentError(f"{shown} is not a regular file (a pipe, socket or device): it cannot be attached")
         if info.st_size > max_bytes:
-            raise AttachmentError(f"{shown} is {_size(info.st_size)}: attachments are limited to {_size(max_bytes)}")
+            raise AttachmentError(f"{shown} is larger than {_size(max_bytes)}, the limit for an attachment")
         os.set_blocking(fd, True)
         data = _read(fd, max_bytes + 1)  # a file that grew since fstat is still bounded
     except OSError as exc:
@@ -81,7 +81,7 @@ def read_attachment(path: str | Path, *, name: str | None = None, max_bytes: int
     finally:
         os.close(fd)
     if len(data) > max_bytes:
-        raise AttachmentError(f"{shown} is over {_size(max_bytes)}: attachments are limited to {_size(max_bytes)}")
+        raise AttachmentError(f"{shown} is larger than {_size(max_bytes)}, the limit for an attachment")
     if b"\0" in data:
         raise AttachmentError(f"{shown} is a binary file: only text files can be attached")
     try:
@@ -111,7 +111,7 @@ def _reason(exc: OSError) -> str:
 
 
 def _size(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / 1024:.0f} KiB" if n >= 1024 else f"{n} bytes"
+    return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n / 1024:g} KiB" if n >= 1024 else f"{n} bytes"
 
 
 def with_attachments(text: str, attachments: list[Attachment]) -> str:

@@ -64,11 +64,11 @@ def read_chat_file(path: str | Path, *, max_bytes: int = MAX_IMPORT_BYTES) -> Im
         if not stat.S_ISREG(info.st_mode):
             raise ChatImportError(f"{name} is not a regular file")
         if info.st_size > max_bytes:
-            raise ChatImportError(f"{name} is {info.st_size >> 20} MiB: a chat file is at most {max_bytes >> 20} MiB")
+            raise ChatImportError(f"{name} is larger than {_size(max_bytes)}, the limit for a chat file")
         os.set_blocking(fd, True)
         data = file.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise ChatImportError(f"{name} is over {max_bytes >> 20} MiB: a chat file is at most {max_bytes >> 20} MiB")
+        raise ChatImportError(f"{name} is larger than {_size(max_bytes)}, the limit for a chat file")
     try:
         value = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -81,6 +81,10 @@ def read_chat_file(path: str | Path, *, max_bytes: int = MAX_IMPORT_BYTES) -> Im
         return parse_chat(value)
     except ChatImportError as exc:
         raise ChatImportError(f"{name}: {exc}") from None
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
 def parse_chat(value: object) -> ImportedChat:

@@ -31,6 +31,7 @@ from tuillm.core.llama.options import Sampling
 from tuillm.core.settings import sampling_defaults
 from tuillm.core.text import safe_line, safe_text
 from tuillm.tui import keymap
+from tuillm.tui.panes.chat_attach import ChatAttach
 from tuillm.tui.panes.chat_dialogs import ChatDialogs
 from tuillm.tui.panes.chat_drafts import ChatDrafts
 from tuillm.tui.panes.chat_layout import ChatLayout, fit_header
@@ -47,7 +48,7 @@ LIVE_STATS_S = 0.5  # how often the status line's tokens/s is refreshed while a 
 BUSY = "a reply is on its way: Esc stops it"
 
 
-class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Horizontal):
+class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, ChatAttach, Horizontal):
     HELP_TITLE = "Chat pane"
     BINDINGS = keymap.CHAT
 
@@ -114,6 +115,8 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Hori
                             lambda: self.call_later(self.action_regenerate))
         yield SystemCommand("Edit last message", "Edit the last message and send it again", self.action_edit_last)
         yield SystemCommand("Chat options", "System prompt and sampling parameters", self.action_options)
+        yield SystemCommand("Import chat…", "A chat from a JSON file: a tuillm export or an OpenAI messages list",
+                            self.action_import_chat)
         yield SystemCommand("Copy last reply", "Copy the last reply to the clipboard (OSC 52)",
                             lambda: self.copy_last(code=False))
         yield SystemCommand("Copy last code block", "Copy the last reply's last code block (OSC 52)",
@@ -279,6 +282,10 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Hori
         text = event.text
         if not text.strip():
             return
+        sent = await self.with_attachments(text)  # the @path files attached (chat_attach); None: nothing is sent
+        if sent is None:
+            return
+        text = sent
         if self.editing:
             await self._start(Turn(lambda conv: conv.edit_and_resend(text), typed=True))
         else:

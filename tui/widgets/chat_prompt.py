@@ -1,10 +1,23 @@
-"""The chat's prompt: the message being written."""
+"""The chat's prompt: the message being written, with ``@path`` completion for attaching files.
+
+Typing ``@`` (at the start or after a space) opens a list of the files and folders that complete what follows it
+(``widgets.path_complete``); typing goes on filtering it, Up/Down move in it, Tab or Enter takes the highlighted
+entry (a folder then lists its own entries), Esc closes it for that ``@``. The list sits above the prompt and never
+takes the focus. Attaching the files named is the Chat pane's, when the message is sent (``panes.chat_attach``).
+"""
 
 from __future__ import annotations
+
+import re
 
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
+
+from tuillm.tui.widgets.path_complete import Candidate, PathCompletions, candidates
+
+# The "@path" being typed, ending at the cursor: after a space or at the line's start, optionally in quotes.
+_TYPING = re.compile(r'(?:^|(?<=\s))@("?)([^\s"]*|(?<=")[^"]*)$')
 
 
 class ChatPrompt(TextArea):
@@ -18,7 +31,18 @@ class ChatPrompt(TextArea):
             self.prompt = prompt
             self.text = text
 
+    _completions: PathCompletions | None = None
+    _dismissed: tuple[int, int] | None = None  # where the "@" is whose list Esc closed
+
+    @property
+    def completing(self) -> bool:
+        return self._completions is not None
+
     async def _on_key(self, event: events.Key) -> None:
+        if self._completions is not None and await self._completion_key(event.key):
+            event.stop()
+            event.prevent_default()
+            return
         if event.key == "enter":
             event.stop()
             event.prevent_default()
@@ -31,3 +55,78 @@ class ChatPrompt(TextArea):
                 self.insert("\n")
             return
         await super()._on_key(event)
+
+    async def _completion_key(self, key: str) -> bool:
+        """Handles a key meant for the open completion list; False when it is the prompt's."""
+        assert self._completions is not None
+        if key in ("up", "down"):
+            self._completions.move(-1 if key == "up" else 1)
+        elif key in ("tab", "enter"):
+            chosen = self._completions.chosen
+            if chosen is None:
+                return False
+            self._accept(chosen)
+        elif key == "escape":
+            typing = self._typing()
+            self._dismissed = typing[0] if typing else None
+            await self.close_completions()
+        else:
+            return False
+        return True
+
+    def _typing(self) -> tuple[tuple[int, int], bool, str] | None:
+        """The "@path" being typed: where its "@" is, whether it is quoted, and the path typed so far."""
+        row, col = self.cursor_location
+        match = _TYPING.search(self.document.get_line(row)[:col])
+        if match is None:
+            return None
+        return (row, match.start()), bool(match.group(1)), match.group(2)
+
+    def _accept(self, chosen: Candidate) -> None:
+        typing = self._typing()
+        if typing is None:
+            return
+        (row, start), quoted, _typed = typing
+        value = chosen.value
+        if quoted or any(ch.isspace() for ch in value):
+            # A folder's quote stays open so its entries can be typed inside it.
+            text = f'@"{value}' if chosen.is_dir else f'@"{value}" '
+        else:
+            text = f"@{value}" if chosen.is_dir else f"@{value} "
+        self.replace(text, (row, start), self.cursor_location)
+
+    async def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        # Not stopped: the pane keeps the draft from the same message.
+        if event.text_area is self:
+            await self.update_completions()
+
+    async def on_text_area_selection_changed(self, event: TextArea.SelectionChanged) -> None:
+        # The cursor left the "@path" (a click, Home): the list goes; typing in it is handled by Changed.
+        if event.text_area is self and self._completions is not None and self._typing() is None:
+            await self.close_completions()
+
+    def on_blur(self) -> None:
+        self.call_later(self.close_completions)
+
+    async def update_completions(self) -> None:
+        """Show, refresh or close the list for what is typed at the cursor."""
+        typing = self._typing() if not self.read_only and self.has_focus else None
+        if typing is None or typing[0] == self._dismissed:
+            await self.close_completions()
+            return
+        self._dismissed = None
+        found, cut = candidates(typing[2])
+        if not found:
+            await self.close_completions()
+            return
+        if self._completions is None:
+            if self.parent is None:
+                return
+            self._completions = PathCompletions()
+            await self.parent.mount(self._completions, before=self)
+        self._completions.show(found, cut)
+
+    async def close_completions(self) -> None:
+        if self._completions is not None:
+            completions, self._completions = self._completions, None
+            await completions.remove()

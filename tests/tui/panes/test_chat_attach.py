@@ -1,0 +1,181 @@
+"""Attachments and import in the Chat pane, driven with Pilot at 80x24: ``@`` completion in the prompt, a file sent
+with its token count (the real demo model counts it), refusals that send nothing, the context warning, and the
+palette's "Import chat…"."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.tui.app_helpers import run_async
+from tests.tui.chat_helpers import SHORT, SIZE, chat_app, chat_pane, record_notifications, send, wait_idle, wait_until
+from tuillm.core.chat.store import ChatStore
+from tuillm.tui.screens.import_chat import ImportChatScreen
+from tuillm.tui.widgets.chat_messages import ChatView
+from tuillm.tui.widgets.chat_prompt import ChatPrompt
+from tuillm.tui.widgets.path_complete import PathCompletions
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with a few files: paths after "@" are relative to it."""
+    work = tmp_path / "work"
+    (work / "src").mkdir(parents=True)
+    (work / "src" / "main.py").write_text("print('hi')\n", encoding="utf-8")
+    (work / "notes.md").write_text("# Notes\n\nThe capital of France is Paris.\n", encoding="utf-8")
+    (work / "notes_old.txt").write_text("old\n", encoding="utf-8")
+    (work / ".hidden").write_text("h\n", encoding="utf-8")
+    (work / "blob.bin").write_bytes(b"\x7fELF\x00\x01\x02")
+    monkeypatch.chdir(work)
+    return work
+
+
+def completions(app) -> list[str]:
+    found = app.query(PathCompletions)
+    return [c.value for c in found.first().values] if found else []
+
+
+def user_messages(app) -> list[str]:
+    with ChatStore() as store:
+        return [m.content for chat in store.list_chats() for m in store.messages(chat.id) if m.role == "user"]
+
+
+@run_async
+async def test_at_completes_paths_as_typed(tmp_path: Path, workdir: Path) -> None:
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = app.query_one(ChatPrompt)
+        prompt.focus()
+        await pilot.press(*"Read @")
+        await pilot.pause()
+        assert completions(app) == ["blob.bin", "notes.md", "notes_old.txt", "src/"]  # no hidden files
+        await pilot.press("n", "o")
+        await pilot.pause()
+        assert completions(app) == ["notes.md", "notes_old.txt"]  # typing filters
+        await pilot.press("down", "tab")
+        await pilot.pause()
+        assert prompt.text == "Read @notes_old.txt " and not app.query(PathCompletions)
+        await pilot.press(*"and @s")
+        await pilot.pause()
+        assert completions(app) == ["src/"]
+        await pilot.press("enter")  # a folder: taken, and its entries listed (Enter did not send)
+        await pilot.pause()
+        assert prompt.text == "Read @notes_old.txt and @src/" and completions(app) == ["src/main.py"]
+        await pilot.press("enter")
+        await pilot.pause()
+        assert prompt.text == "Read @notes_old.txt and @src/main.py " and not app.query(PathCompletions)
+        assert user_messages(app) == []  # nothing was sent by the Enters that took a completion
+        await pilot.press(*"@.h")
+        await pilot.pause()
+        assert completions(app) == [".hidden"]  # asked for with a leading "."
+        await pilot.press("escape")  # closes the list, and only that: the prompt keeps its text
+        await pilot.pause()
+        assert not app.query(PathCompletions) and prompt.text.endswith("@.h") and app.focused is prompt
+        await pilot.press("i")  # the same "@": stays closed
+        await pilot.pause()
+        assert not app.query(PathCompletions)
+        await pilot.press("space", "@")  # a new "@" opens it again
+        await pilot.pause()
+        assert "notes.md" in completions(app)
+        await pilot.press("ctrl+n")  # leaving the prompt's text (a new chat) closes it
+        await pilot.pause()
+
+
+@run_async
+async def test_an_attached_file_is_sent_with_its_token_count(tmp_path: Path, workdir: Path) -> None:
+    app = chat_app(tmp_path, ctx=1024)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        pane = chat_pane(app)
+        pane.draft_sampling = SHORT
+        seen = record_notifications(app)
+        await send(pilot, "What is the capital? @notes.md")
+        await wait_idle(pilot)
+        # Before the model loaded, the count was an estimate.
+        assert any(line.startswith("Attach: attached notes.md (~") for line in seen), seen
+        sent = user_messages(app)
+        assert sent == ["What is the capital? @notes.md\n\nFile: notes.md\n```markdown\n# Notes\n\nThe capital of "
+                        "France is Paris.\n```"]
+        bubbles = app.query_one(ChatView).bubbles
+        assert [b.role for b in bubbles] == ["user", "assistant"] and bubbles[0].content == sent[0]
+        # Now the model counts: the number said is the block's tokens as its template renders them.
+        seen.clear()
+        await send(pilot, "And this one? @src/main.py")
+        await wait_idle(pilot)
+        block = "File: src/main.py\n```python\nprint('hi')\n```"
+        empty = pane.engine.count_tokens([{"role": "user", "content": ""}]).result()
+        tokens = pane.engine.count_tokens([{"role": "user", "content": block}]).result() - empty
+        assert f"Attach: attached src/main.py ({tokens} tokens)" in seen, seen
+        assert user_messages(app)[-1] == f"And this one? @src/main.py\n\n{block}"
+
+
+@run_async
+async def test_a_bad_attachment_sends_nothing(tmp_path: Path, workdir: Path) -> None:
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        pane = chat_pane(app)
+        seen = record_notifications(app)
+        for text, error in [("look @blob.bin", "Attach: blob.bin is a binary file: only text files can be attached"),
+                            ("look @src", "Attach: src is a folder: only files can be attached"),
+                            ("look @nothere.txt", "Attach: nothere.txt: no such file")]:
+            seen.clear()
+            await send(pilot, text)
+            await pilot.pause()
+            assert seen == [error]
+            assert app.query_one(ChatPrompt).text == text  # kept, to fix the path
+        assert user_messages(app) == [] and not pane.engine.loaded and pane.chat_id is None
+        # An "@" that is not a path is text: sent as it is.
+        pane.draft_sampling = SHORT
+        await send(pilot, "Say hi to @everyone")
+        await wait_idle(pilot)
+        assert user_messages(app) == ["Say hi to @everyone"]
+
+
+@run_async
+async def test_a_message_that_would_overflow_the_context_is_held_back_once(tmp_path: Path, workdir: Path) -> None:
+    (workdir / "long.txt").write_text("All work and no play makes Jack a dull boy.\n" * 40, encoding="utf-8")
+    app = chat_app(tmp_path, ctx=512)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        pane = chat_pane(app)
+        pane.draft_sampling = replace(SHORT, max_tokens=200)
+        seen = record_notifications(app)
+        await send(pilot, "Summarize @long.txt")
+        await pilot.pause()
+        warnings = [line for line in seen if line.startswith("Too long for the context:")]
+        assert len(warnings) == 1, seen
+        assert "about" in warnings[0] and "(512 - 200 for the reply)" in warnings[0]  # an estimate: no model yet
+        assert user_messages(app) == [] and app.query_one(ChatPrompt).text == "Summarize @long.txt"
+        await pilot.press("enter")  # again: sent as it is
+        await wait_idle(pilot)
+        assert user_messages(app)[0].startswith("Summarize @long.txt\n\nFile: long.txt\n")
+
+
+@run_async
+async def test_import_chat_from_the_palette_opens_it(tmp_path: Path) -> None:
+    good = tmp_path / "exported.json"
+    good.write_text(json.dumps({"messages": [{"role": "user", "content": "What is 2+2?"},
+                                             {"role": "assistant", "content": "4"}]}), encoding="utf-8")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"role": "user", "content": [{"type": "image_url"}]}]), encoding="utf-8")
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        pane = chat_pane(app)
+        seen = record_notifications(app)
+        for path in (bad, good):
+            pane.action_import_chat()
+            await wait_until(pilot, lambda: isinstance(app.screen, ImportChatScreen)
+                             and bool(app.screen.query("#import-chat-input")), "the import dialog")
+            app.screen.query_one("#import-chat-input").value = str(path)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: not isinstance(app.screen, ImportChatScreen), "the dialog closing")
+            await pilot.pause()
+        assert any(line.startswith("Import: ") and "bad.json: message 0: content part 0 is of type 'image_url'"
+                   in line for line in seen), seen
+        assert "Import: imported What is 2+2?" in seen
+        bubbles = app.query_one(ChatView).bubbles
+        assert [(b.role, b.content) for b in bubbles] == [("user", "What is 2+2?"), ("assistant", "4")]
+        with ChatStore() as store:
+            assert [c.title for c in store.list_chats()] == ["What is 2+2?"] and pane.chat_id is not None
+        assert "What is 2+2?" in str(app.query_one("#chat-header").content)
