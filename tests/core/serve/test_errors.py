@@ -1,0 +1,101 @@
+"""Bad requests get the right status in the API's error shape, one log line each, and the server stays up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import ollama
+import openai
+import pytest
+
+from tests.core.serve.conftest import QUESTION, Served, start_server, stop_server
+
+KEY = "s3cret-key"
+ASK = [{"role": "user", "content": QUESTION}]
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A small context (so a long prompt does not fit) and an API key."""
+    served = start_server(tmp_path_factory.mktemp("home"), "demo", "--ctx", "64", "--api-key", KEY)
+    yield served
+    stop_server(served)
+    assert "Traceback" not in served.log()
+
+
+@pytest.fixture(scope="module")
+def huge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A context no machine holds: every load is refused by the memory estimate."""
+    served = start_server(tmp_path_factory.mktemp("home"), "demo", "--ctx", "200000000")
+    yield served
+    stop_server(served)
+    assert "Traceback" not in served.log()
+
+
+def _client(served: Served, key: str = KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{served.url}/v1", api_key=key, max_retries=0, timeout=300)
+
+
+def test_unknown_model_is_404(keyed: Served) -> None:
+    with pytest.raises(openai.NotFoundError) as err:
+        _client(keyed).chat.completions.create(model="gpt-4o", messages=ASK)
+    assert "gpt-4o" in err.value.message and err.value.body["code"] == "model_not_found"
+
+
+def test_malformed_json_is_400(keyed: Served) -> None:
+    auth = {"Authorization": f"Bearer {KEY}"}
+    for path in ("/v1/chat/completions", "/api/chat"):
+        reply = httpx.post(f"{keyed.url}{path}", content=b'{"model": "demo", "messages": [', headers=auth)
+        assert reply.status_code == 400
+        assert "malformed JSON" in str(reply.json()["error"])
+    wrong = httpx.post(f"{keyed.url}/v1/chat/completions", json={"model": "demo", "messages": "hi"}, headers=auth)
+    assert wrong.status_code == 400 and "messages" in wrong.json()["error"]["message"]
+
+
+def test_out_of_range_sampling_is_400(keyed: Served) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        _client(keyed).chat.completions.create(model="demo", messages=ASK, temperature=9)
+    assert "temperature: must be a number from 0 to 5" in err.value.message
+
+
+def test_prompt_longer_than_the_context_is_400_with_the_numbers(keyed: Served) -> None:
+    long = [{"role": "user", "content": "Tell me about Paris. " * 40}]
+    with pytest.raises(openai.BadRequestError) as err:
+        _client(keyed).chat.completions.create(model="demo", messages=long, max_tokens=4)
+    assert err.value.body["code"] == "context_length_exceeded"
+    assert "longer than the context (64)" in err.value.message
+    # and the server answers the next one
+    reply = _client(keyed).chat.completions.create(model="demo", messages=[{"role": "user", "content": "Hi"}],
+                                                   max_tokens=2)
+    assert reply.usage.completion_tokens >= 1
+
+
+def test_missing_or_wrong_key_is_401(keyed: Served) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        _client(keyed, key="wrong").models.list()
+    assert httpx.get(f"{keyed.url}/v1/models").status_code == 401
+    assert httpx.get(f"{keyed.url}/api/tags").status_code == 401
+    with pytest.raises(ollama.ResponseError) as err:
+        ollama.Client(host=keyed.url).list()
+    assert err.value.status_code == 401
+    good = ollama.Client(host=keyed.url, headers={"Authorization": f"Bearer {KEY}"})
+    assert [m.model for m in good.list().models] == ["demo"]
+
+
+def test_body_too_large_is_413(keyed: Served) -> None:
+    big = b'{"model": "demo", "prompt": "' + b"x" * (9 << 20) + b'"}'
+    reply = httpx.post(f"{keyed.url}/v1/completions", content=big, headers={"Authorization": f"Bearer {KEY}"})
+    assert reply.status_code == 413
+
+
+def test_model_that_does_not_fit_names_the_estimate(huge: Served) -> None:
+    with pytest.raises(openai.APIStatusError) as err:
+        _client(huge).chat.completions.create(model="demo", messages=ASK)
+    assert err.value.status_code == 503
+    assert "needs about" in err.value.message and "available" in err.value.message
+    with pytest.raises(ollama.ResponseError) as oerr:
+        ollama.Client(host=huge.url).generate(model="demo", prompt="hi")
+    assert "needs about" in oerr.value.error
+    assert huge.proc.poll() is None
+    assert [m.id for m in _client(huge).models.list().data] == ["demo"]

@@ -1,0 +1,53 @@
+"""``tuillm serve``'s flags and start-up: every refusal is one line and exit 1, before anything listens; Ctrl+C
+stops a running server cleanly."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+
+import httpx
+
+from tests.core.serve.conftest import start_server
+from tests.tui.cli.test_chat import assert_one_line_error, tuillm
+
+
+def test_help_shows_how_to_point_clients_at_it() -> None:
+    proc = tuillm("serve", "--help")
+    assert proc.returncode == 0
+    for needle in ("--api-key", "--idle-unload", "--cors", "--ctx", "--lora", 'base_url="http://127.0.0.1:8080/v1"',
+                   "curl http://127.0.0.1:8080/v1/chat/completions", "OLLAMA_HOST=http://127.0.0.1:8080"):
+        assert needle in proc.stdout
+
+
+def test_other_addresses_need_a_key() -> None:
+    assert_one_line_error(tuillm("serve", "demo", "--host", "0.0.0.0"), "--host 0.0.0.0", "--api-key")
+
+
+def test_bad_flags() -> None:
+    assert_one_line_error(tuillm("serve", "demo", "--port", "70000"), "--port", "from 0 to 65535")
+    assert_one_line_error(tuillm("serve", "demo", "--idle-unload", "-1"), "--idle-unload")
+    assert_one_line_error(tuillm("serve", "demo", "--ctx", "8"), "--ctx")
+    assert_one_line_error(tuillm("serve", "no-such-model"), "no-such-model", "no model of that name")
+    assert_one_line_error(tuillm("serve", "--lora", "x.gguf"), "--lora needs the base model")
+
+
+def test_a_port_in_use_is_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert_one_line_error(tuillm("serve", "demo", "--port", str(port)), f"127.0.0.1:{port}")
+
+
+def test_an_adapter_is_not_a_model(tmp_path: Path, demo_gguf: Path) -> None:
+    assert_one_line_error(tuillm("serve", "demo", "--lora", str(demo_gguf)), "not a LoRA adapter")
+
+
+def test_ctrl_c_stops_it_cleanly(tmp_path: Path) -> None:
+    served = start_server(tmp_path, "demo")
+    assert httpx.get(f"{served.url}/v1/models").json()["data"][0]["id"] == "demo"
+    served.proc.send_signal(signal.SIGINT)
+    assert served.proc.wait(60) in (0, 130)
+    assert "Traceback" not in served.log()
