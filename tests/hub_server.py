@@ -12,7 +12,8 @@
   ``GatedRepo`` without a token and 403 with a token that has no access; a missing file is 404 ``EntryNotFound``.
 
 Faults for tests: ``drops[name]`` (bytes to send before cutting the connection, one per GET of that file),
-``corrupt`` (file names served with one byte flipped). ``requests`` logs what came in.
+``corrupt`` (file names served with one byte flipped), ``slow`` (a pause between chunks). ``requests`` logs
+what came in.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -93,6 +95,7 @@ class FakeHub(ThreadingHTTPServer):
         self.token = "hf_test_token_granted"
         self.drops: dict[str, list[int]] = {}
         self.corrupt: set[str] = set()
+        self.slow: dict[str, float] = {}  # seconds to wait between 64 KiB chunks of that file
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -280,6 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 self.wfile.write(chunk)
                 sent += len(chunk)
+                if f.name in self.server.slow:
+                    time.sleep(self.server.slow[f.name])
 
 
 # --- fixtures ------------------------------------------------------------------------------------------------------
@@ -351,6 +356,7 @@ def hub(hub_server: FakeHub, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
     """The session's fake Hub, its faults and log reset, with HF_ENDPOINT pointing at it and no token set."""
     hub_server.drops.clear()
     hub_server.corrupt.clear()
+    hub_server.slow.clear()
     hub_server.requests.clear()
     monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")

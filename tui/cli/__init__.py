@@ -20,7 +20,8 @@ from tuillm.core.errors import TuillmError, crash_report, error_text, first_line
 from tuillm.tui.cli.signals import Stopped, stop_signals_as_interrupts
 
 # Order is the order of ``tuillm --help``.
-COMMANDS = ["models", "info", "convert", "quantize", "chat", "train", "merge", "export_lora", "serve", "import_chat"]
+COMMANDS = ["models", "info", "convert", "quantize", "chat", "train", "merge", "export_lora", "serve", "import_chat",
+            "search", "pull"]
 
 
 def _version() -> str:

@@ -1,0 +1,141 @@
+"""``tuillm search`` and ``tuillm pull`` through the real binary against the local Hub (tests/hub_server.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.hub_server import DEMO_REPO, GATED_REPO, FakeHub
+from tuillm.core.models.catalog import hf_cache_dir
+from tuillm.core.models.hub import download
+
+TUILLM = str(Path(sys.executable).with_name("tuillm"))
+Q4 = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
+
+
+def tuillm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TUILLM, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> str:
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tuillm: ") and needle in lines[0], proc.stderr
+    return lines[0]
+
+
+def cache_files() -> list[str]:
+    cache = hf_cache_dir()
+    return sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*") if p.is_file()) if cache.exists() else []
+
+
+def test_search_table_and_json(hub: FakeHub) -> None:
+    out = tuillm("search", "SmolLM2")
+    assert out.returncode == 0, out.stderr
+    header, row = out.stdout.splitlines()
+    assert header.split() == ["REPO", "DOWNLOADS", "LIKES", "UPDATED", "QUANTS"]
+    assert row.split() == [DEMO_REPO, "5000", "40", "2026-01-15", "Q2_K,Q4_K_M,Q8_0"]
+    data = json.loads(tuillm("search", "gguf", "--json").stdout)
+    assert [r["repo"] for r in data["repos"]] == [DEMO_REPO, GATED_REPO, "tuillm-test/Tiny-Split-GGUF"]
+    assert [r["gated"] for r in data["repos"]] == [False, True, False]
+    assert tuillm("search", "no-such-thing").stdout.strip() == "no GGUF repositories match 'no-such-thing'"
+
+
+def test_list_shows_each_quant_with_its_fit_and_the_choice(hub: FakeHub) -> None:
+    out = tuillm("pull", DEMO_REPO, "--list")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["QUANT", "SIZE", "MEMORY", "FIT", "FILE"]
+    chosen = [line for line in lines[1:4] if line.startswith("*")]
+    assert len(chosen) == 1 and "Q4_K_M" in chosen[0] and "fits" in chosen[0]
+    assert lines[4].startswith(f"{DEMO_REPO}: Q4_K_M, the usual pick")
+    data = json.loads(tuillm("pull", DEMO_REPO, "--list", "--json").stdout)
+    assert [q["quant"] for q in data["quants"]] == ["Q2_K", "Q4_K_M", "Q8_0"]
+    assert [q["chosen"] for q in data["quants"]] == [False, True, False]
+    assert data["mmproj"] == ["mmproj-SmolLM2-135M-f16.gguf"] and cache_files() == []
+
+
+def test_pull_picks_downloads_lists_and_chats(hub: FakeHub) -> None:
+    out = tuillm("pull", DEMO_REPO, "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["files"] == [Q4] and data["model"] == f"{DEMO_REPO}/{Q4}"
+    assert Path(data["path"]).is_file() and data["mmproj"] == ["mmproj-SmolLM2-135M-f16.gguf"]
+    assert not any("mmproj" in p for p in cache_files())  # the projector is reported, not fetched
+    models = {m["name"]: m for m in json.loads(tuillm("models", "--json").stdout)["models"]}
+    assert models[data["model"]]["source"] == "hf-cache"
+    chat = tuillm("chat", data["model"], "--prompt", "What is the capital of France?", "--ctx", "512",
+                  "--temp", "0", "--max-tokens", "12")
+    assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr
+
+
+def test_sigterm_keeps_the_partial_and_the_next_run_resumes(hub: FakeHub) -> None:
+    hub.slow[Q4] = 0.002  # about 30 MB/s: the download is still running when the signal comes
+    proc = subprocess.Popen([TUILLM, "pull", f"{DEMO_REPO}:Q4_K_M"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    etag = hub.repos[DEMO_REPO].files[Q4].sha256()
+    part = download.partial_path(hf_cache_dir(), DEMO_REPO, etag)
+    deadline = time.monotonic() + 120  # a bound so a broken run fails instead of hanging
+    while not (part.exists() and part.stat().st_size > 4 << 20) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the download never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and err.strip().splitlines()[-1] == "tuillm: stopped by SIGTERM"
+    kept = part.stat().st_size
+    assert kept > 0 and not any("/snapshots/" in p for p in cache_files())
+    hub.slow.clear()
+    hub.requests.clear()
+    out = tuillm("pull", f"{DEMO_REPO}:Q4_K_M")
+    assert out.returncode == 0, out.stderr
+    assert [h["range"] for h in hub.served("GET", "/cdn/") if not h["range"].startswith("bytes=0-")] == \
+        [f"bytes={kept}-"]
+    assert "ready:" in out.stdout and not part.exists()
+    assert "mmproj-SmolLM2-135M-f16.gguf: a vision projector (mmproj), not downloaded" in out.stderr
+
+
+def test_failures_are_one_line_and_leave_nothing(hub: FakeHub) -> None:
+    one_line_error(tuillm("pull", "nobody/nothing"), "nobody/nothing: no such repository")
+    one_line_error(tuillm("pull", GATED_REPO), "is gated: accept its terms")
+    one_line_error(tuillm("pull", DEMO_REPO, "--file", "nope.gguf"), "has no file 'nope.gguf'")
+    one_line_error(tuillm("pull", "../../etc"), "not a Hub repository id")
+    one_line_error(tuillm("pull", f"{DEMO_REPO}:Q4 K"), "not a quant name")
+    one_line_error(tuillm("search", "x", "--limit", "0"), "--limit")
+    offline = tuillm("pull", DEMO_REPO, env={"HF_HUB_OFFLINE": "1"})
+    one_line_error(offline, "offline (HF_HUB_OFFLINE is set)")
+    one_line_error(tuillm("search", "smol", env={"HF_HUB_OFFLINE": "1"}), "offline")
+    assert cache_files() == [] or all(".locks" in p or p.endswith("CACHEDIR.TAG") for p in cache_files())
+    assert not hub.served("GET", "/cdn/") or all(h["range"].startswith("bytes=0-")
+                                                  for h in hub.served("GET", "/cdn/"))
+
+
+def test_no_space_is_refused_before_downloading(hub: FakeHub, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from tuillm.tui.cli import main
+
+    monkeypatch.setattr(download, "free_bytes", lambda _path: 50 << 20)  # the free-space probe, patched
+    assert main(["pull", DEMO_REPO]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("tuillm: not enough disk space in ") and "MiB to download, 50 MiB free" in err[-1]
+    assert cache_files() == []
+
+
+def test_the_token_is_used_and_never_shown(hub: FakeHub, isolated_home: Path) -> None:
+    secret = "hf_DoNotPrintThisSecret123"
+    out = tuillm("pull", GATED_REPO, env={"HF_TOKEN": secret})
+    line = one_line_error(out, "your token has no access")
+    assert secret not in out.stdout + out.stderr + line
+    assert all(h.get("authorization") == f"Bearer {secret}" for h in hub.served("HEAD", f"/{GATED_REPO}/"))
+    ok = tuillm("pull", GATED_REPO, env={"HF_TOKEN": hub.token})
+    assert ok.returncode == 0 and hub.token not in ok.stdout + ok.stderr
+    for f in isolated_home.rglob("*"):  # logs, crash logs, caches: the token is in none of them
+        if f.is_file() and f.stat().st_size < 1 << 20:
+            assert secret.encode() not in f.read_bytes() and hub.token.encode() not in f.read_bytes(), f
