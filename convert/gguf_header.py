@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
-
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.gguf_checks import MetadataError, check_metadata, shown
 
@@ -204,6 +202,9 @@ def _parse(buf: mmap.mmap, size: int) -> GGUFHeader:
         names.add(name)
         shape = tuple(cur.unpack("<Q") for _ in range(n_dims))
         raw_tensors.append((name, shape, cur.unpack("<I"), cur.unpack("<Q")))
+    # gguf's package imports numpy and yaml: read here, not when the app (or `tuillm --help`) starts.
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
     alignment = header.fields.get("general.alignment", DEFAULT_ALIGNMENT)
     header.data_offset = -(-cur.pos // alignment) * alignment
     for name, shape, type_id, offset in raw_tensors:

@@ -23,10 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.hf_to_gguf import convert_hf
 from tuillm.convert.output import check_output, remove_stale, temp_name
 from tuillm.convert.progress import ConvertProgress
-from tuillm.convert.quantize import input_is_quantized, intermediate_type, quantize_gguf
 from tuillm.convert.types import CONVERT_DEFAULT, OUTPUT_TYPES, check_type
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
@@ -169,6 +167,10 @@ def _convert_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel
                      report: bool, threads: int | None, done: Callable[[str, Path], None],
                      check_cancel: Callable[[], None]) -> tuple[Path, bool] | None:
     """The HF side; returns the 16-bit GGUF left for the reports (path, whether it is temporary) or None."""
+    # gguf and numpy (and llama.cpp's quantizer): imported by a conversion, not when the app starts.
+    from tuillm.convert.hf_to_gguf import convert_hf
+    from tuillm.convert.quantize import intermediate_type, quantize_gguf
+
     direct = [(t, p) for t, p in plan if OUTPUT_TYPES[t].direct]
     quants = [(t, p) for t, p in plan if not OUTPUT_TYPES[t].direct]
     # A 16-bit file is needed for llama.cpp's quantizer, and as the baseline of a quantized output's report.
@@ -214,6 +216,8 @@ def _convert_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel
 def _requantize_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel: threading.Event | None,
                         threads: int | None, done: Callable[[str, Path], None],
                         check_cancel: Callable[[], None]) -> None:
+    from tuillm.convert.quantize import input_is_quantized, quantize_gguf
+
     if input_is_quantized(src):
         emit(Log(f"{src.name} is already quantized: re-quantizing adds error; convert from the original checkpoint "
                  "(or an f16 GGUF) for the best result", level="warning"))
@@ -232,6 +236,7 @@ def _reports(src: Path, results: list[OutputResult], mid: Path | None, emit: Emi
              check_cancel: Callable[[], None]) -> None:
     """Each output against the original on the built-in text: the HF model in transformers (computed once), or
     the input GGUF when re-quantizing; a quantized output's perplexity is also set against the 16-bit GGUF."""
+    from tuillm.convert.quantize import intermediate_type
     from tuillm.core.conversion.quality import REPORT_TEXT, compare, hf_logits, perplexity
     from tuillm.core.llama.logits import llama_logits, llama_tokenize
 

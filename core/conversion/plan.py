@@ -11,13 +11,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.hf_to_gguf import hf_tensors
-from tuillm.convert.quantize import gguf_tensors, output_tensor_types
-from tuillm.convert.tensors import TensorShape, tensor_bytes
 from tuillm.convert.types import OUTPUT_TYPES, TYPE_NAMES, check_type
 from tuillm.core.errors import TuillmError
+
+if TYPE_CHECKING:  # gguf and numpy come with the readers: imported where a source is read, not at the app's start
+    from tuillm.convert.tensors import TensorShape
 
 __all__ = ["Source", "estimate_size", "estimate_sizes", "open_source", "output_name",
            "plan_outputs", "report_fits", "report_memory", "resolve_outputs"]
@@ -54,6 +55,9 @@ class Source:
 
 def open_source(path: Path) -> Source:
     """Read the headers of an HF checkpoint folder or a GGUF file; a one-line TuillmError when it is neither."""
+    from tuillm.convert.hf_to_gguf import hf_tensors
+    from tuillm.convert.quantize import gguf_tensors
+
     path = Path(path).expanduser()
     if not path.exists():
         raise TuillmError(f"{path}: no such file or folder")
@@ -115,6 +119,9 @@ def resolve_outputs(src: Path, types: list[str], output: str) -> list[tuple[str,
 
 def estimate_size(source: Source, out_type: str) -> int:
     """Bytes of the GGUF file of ``out_type`` made from ``source``."""
+    from tuillm.convert.quantize import output_tensor_types
+    from tuillm.convert.tensors import tensor_bytes
+
     out_type = check_type(out_type)
     direct = source.kind == "hf" and OUTPUT_TYPES[out_type].direct
     types = output_tensor_types(source.tensors, out_type, n_gqa=source.n_gqa, direct=direct)
@@ -128,6 +135,8 @@ def estimate_sizes(source: Source, types: tuple[str, ...] | list[str] = TYPE_NAM
 def report_memory(source: Source) -> int:
     """About the memory the quality report needs: the original in transformers (float32) for a checkpoint, the
     input GGUF in llama.cpp for a re-quantization; plus one output in llama.cpp at a time."""
+    from tuillm.convert.tensors import tensor_bytes
+
     if source.kind == "hf":
         return int(source.params * 4 * 1.25) + estimate_size(source, "q8_0")
     return 2 * (source.header_bytes + sum(tensor_bytes(t.ne, t.type) for t in source.tensors))

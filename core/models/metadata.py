@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tuillm.convert.checkpoint import read_config
 from tuillm.convert.errors import JSONFileError
 from tuillm.convert.gguf_header import GGUFHeader, GGUFHeaderError, SkippedArray, TensorInfo, read_gguf_header
 from tuillm.convert.safetensors_header import SafetensorsError, checkpoint_files, read_header
@@ -221,6 +220,8 @@ def _tally_weights(files: list[Path]) -> _Weights:
 
 
 def read_hf_info(folder: Path) -> ModelInfo:
+    from tuillm.convert.checkpoint import read_config  # numpy and gguf: not at the app's start
+
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise ModelFileError(folder, "no config.json (not a Hugging Face checkpoint folder)")

@@ -6,13 +6,15 @@ import ipaddress
 import socket
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tuillm.core.errors import TuillmError
 from tuillm.core.options import Option, check_all
-from tuillm.core.serve.app import create_app
-from tuillm.core.serve.guard import RequestLog
-from tuillm.core.serve.models import ModelHost, ServedModel
 from tuillm.core.settings import Config
+
+if TYPE_CHECKING:  # fastapi and llama.cpp: imported when a server is built, not by `tuillm`'s parser (SERVE_OPTIONS)
+    from tuillm.core.serve.guard import RequestLog
+    from tuillm.core.serve.models import ServedModel
 
 SERVE_OPTIONS: tuple[Option, ...] = (
     Option("host", str, "127.0.0.1", "address to listen on (another than loopback needs --api-key)",
@@ -73,6 +75,9 @@ class Server:
     def __init__(self, models: dict[str, ServedModel], config: Config, options: ServeOptions,
                  log: RequestLog | None = None) -> None:
         import uvicorn
+
+        from tuillm.core.serve.app import create_app
+        from tuillm.core.serve.models import ModelHost
 
         self.options = options
         self.host = ModelHost(models, config, n_ctx=options.n_ctx, idle_unload=options.idle_unload)

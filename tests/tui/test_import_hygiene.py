@@ -100,3 +100,25 @@ def test_core_and_convert_import_no_front_end_or_torch(tmp_path: Path) -> None:
     )
     assert result["modules"] >= 5  # the walk found the packages' modules
     assert result["culprits"] == {}
+
+
+# What the first frame must not wait for: numpy and gguf (the converter, the GGUF header's quant table), llama.cpp
+# (loaded with a model, or by the Models pane's discovery on its worker), the API server's web stack.
+FIRST_FRAME_FREE = ("numpy", "gguf", "yaml", "llama_cpp", "fastapi", "uvicorn", "starlette", "pydantic", "jinja2",
+                    "huggingface_hub", "torch", "transformers", "peft")
+
+
+def test_starting_the_app_leaves_heavy_imports_for_later(tmp_path: Path) -> None:
+    result = run_python(
+        f"""
+        import json, sys
+        from tuillm.tui.cli import build_parser
+        build_parser()  # `tuillm` builds its whole parser (every subcommand's options) before it opens the app
+        import tuillm.tui.app
+        print(json.dumps({{"loaded": [m for m in {FIRST_FRAME_FREE!r} if m in sys.modules],
+                          "app": "tuillm.tui.app" in sys.modules, "textual": "textual.app" in sys.modules}}))
+        """,
+        tmp_path,
+    )
+    assert result["app"] and result["textual"]  # the app's module and its front end did load
+    assert result["loaded"] == []
