@@ -1,5 +1,8 @@
 """A stored chat driven by a chat session: send, regenerate, edit and resend, each turn saved while it streams.
 
+Nothing is replaced: a regenerated reply is a new alternative of the earlier ones, an edited message a new
+alternative of the original with its own answer (``core.chat.branches``); the chat shows the newest.
+
 This is the glue both front ends share: the CLI (``tuillm chat --save``, or an in-memory store without it) and
 the TUI's Chat pane. Calls return at once with a ``Future`` that resolves once the reply is also saved.
 """
@@ -10,8 +13,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from tuillm.core.chat.backend import ChatBackend
+from tuillm.core.chat.branches import AT_LEAF, Parent
 from tuillm.core.chat.events import ChatEmit, ChatEvent, ReplyDone
-from tuillm.core.chat.store import DEFAULT_TITLE, Chat, ChatStore, Message, StreamingSaver
+from tuillm.core.chat.store import DEFAULT_TITLE, Chat, ChatStore, Message, StoreError, StreamingSaver
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import Sampling
 
@@ -57,21 +61,39 @@ class Conversation:
         self.store.add_message(self.chat_id, "user", text)
         return self._reply(listener)
 
-    def regenerate(self, listener: ChatEmit | None = None) -> Future[ReplyDone]:
-        """Replace the replies after the last user message with a new one."""
-        last_user = self._last_user()
-        later = [m for m in self.store.messages(self.chat_id) if m.id > last_user.id]
-        if later:
-            self.store.delete_messages_from(self.chat_id, later[0].id)
+    def regenerate(self, listener: ChatEmit | None = None, *, reply: int | None = None) -> Future[ReplyDone]:
+        """Answer the last user message again (``reply``: the question of that reply): the earlier replies stay,
+        as alternatives of the new one."""
+        if reply is None:
+            return self._reply(listener, parent=self._last_user().id)
+        message = self._message(reply)
+        if message.role != "assistant" or message.parent_id is None:
+            raise TuillmError("only a reply can be answered again")
+        return self._reply(listener, parent=message.parent_id)
+
+    def edit(self, message_id: int, text: str, listener: ChatEmit | None = None) -> Future[ReplyDone]:
+        """Send ``text`` in place of the user message ``message_id`` and answer it: a new branch from there (the
+        original and what followed it stay, as the alternative before it)."""
+        if not text.strip():
+            raise TuillmError("the message is empty")
+        message = self._message(message_id)
+        if message.role != "user":
+            raise TuillmError("only your own messages can be edited")
+        self.store.add_message(self.chat_id, "user", text, parent=message.parent_id)
         return self._reply(listener)
 
     def edit_and_resend(self, text: str, listener: ChatEmit | None = None) -> Future[ReplyDone]:
-        """Replace the last user message (and what followed it) with ``text``, and answer it."""
-        if not text.strip():
-            raise TuillmError("the message is empty")
-        self.store.delete_messages_from(self.chat_id, self._last_user().id)
-        self.store.add_message(self.chat_id, "user", text)
-        return self._reply(listener)
+        """Edit the last user message (``edit``)."""
+        return self.edit(self._last_user().id, text, listener)
+
+    def _message(self, message_id: int) -> Message:
+        try:
+            message = self.store.get_message(message_id)
+        except StoreError:
+            message = None
+        if message is None or message.chat_id != self.chat_id:
+            raise TuillmError(f"this chat has no message {message_id}")
+        return message
 
     def _last_user(self) -> Message:
         users = [m for m in self.store.messages(self.chat_id) if m.role == "user"]
@@ -79,12 +101,13 @@ class Conversation:
             raise TuillmError("this chat has no message to answer yet")
         return users[-1]
 
-    def _reply(self, listener: ChatEmit | None) -> Future[ReplyDone]:
-        messages = self.store.conversation(self.chat_id)
+    def _reply(self, listener: ChatEmit | None, parent: Parent = AT_LEAF) -> Future[ReplyDone]:
+        """Stream a reply to the branch ending at ``parent`` (by default the current one's last message)."""
+        messages = self.store.conversation(self.chat_id, None if parent is AT_LEAF else parent)
         sampling = self.sampling
         # The reply keeps the model that writes it: the one loaded now, whatever the chat's row says.
         saver = StreamingSaver(self.store, self.chat_id, model=self.session.model_path or "",
-                               adapter=self.session.lora_path or "")
+                               adapter=self.session.lora_path or "", parent=parent)
 
         def on_event(event: ChatEvent) -> None:
             saver.on_event(event)

@@ -61,25 +61,67 @@ def test_second_turn_sends_the_whole_history(session: ChatSession, store: ChatSt
     assert roles(store, chat.chat_id) == ["user", "assistant", "user", "assistant"]
 
 
-def test_regenerate_replaces_the_last_reply(session: ChatSession, store: ChatStore) -> None:
+def test_regenerate_keeps_the_earlier_reply_as_an_alternative(session: ChatSession, store: ChatStore) -> None:
     chat = Conversation.new(session, store, sampling=Sampling(temperature=1.0, max_tokens=8, seed=1))
-    chat.send("Tell me a word.").result()
+    first = chat.send("Tell me a word.").result()
     before = store.messages(chat.chat_id)
     chat.set_sampling(Sampling(temperature=1.0, max_tokens=8, seed=2))
     new = chat.regenerate().result()
     after = store.messages(chat.chat_id)
     assert [m.role for m in after] == ["user", "assistant"]
     assert after[0].id == before[0].id and after[1].id != before[1].id and after[1].content == new.text
+    assert after[1].alternatives == (2, 2) and after[1].parent_id == before[0].id
+    # The first reply is one key away, as it was written.
+    assert store.alternative(after[1].id, -1) == before[1].id
+    assert [m.content for m in store.messages(chat.chat_id)] == ["Tell me a word.", first.text]
+
+
+def test_regenerate_an_earlier_reply_answers_only_what_came_before(session: ChatSession,
+                                                                     store: ChatStore) -> None:
+    chat = Conversation.new(session, store, sampling=GREEDY)
+    first = chat.send("Name a colour.").result()
+    chat.send("Name a fruit.").result()
+    question, reply, *_ = store.messages(chat.chat_id)
+    done = chat.regenerate(reply=reply.id).result()
+    # The model saw the branch up to the question, as for the first answer: not the later turn.
+    assert done.stats.prompt_tokens == first.stats.prompt_tokens
+    again = store.messages(chat.chat_id)
+    assert [m.id for m in again][:1] == [question.id] and len(again) == 2 and again[1].alternatives == (2, 2)
+    with pytest.raises(TuillmError, match="only a reply"):
+        chat.regenerate(reply=question.id)
 
 
 def test_edit_and_resend_the_last_user_message(session: ChatSession, store: ChatStore) -> None:
     chat = Conversation.new(session, store, sampling=GREEDY)
     chat.send("First question").result()
     chat.send("Second question with a typo").result()
+    typo = store.messages(chat.chat_id)[2]
     chat.edit_and_resend("Second question").result()
-    contents = [(m.role, m.content) for m in store.messages(chat.chat_id)]
+    messages = store.messages(chat.chat_id)
+    contents = [(m.role, m.content) for m in messages]
     assert [c for c in contents if c[0] == "user"] == [("user", "First question"), ("user", "Second question")]
-    assert len(contents) == 4
+    assert len(contents) == 4 and messages[2].alternatives == (2, 2)
+    # Nothing was destroyed: the message with the typo and its answer are the other branch.
+    store.activate(typo.id)
+    assert [m.content for m in store.messages(chat.chat_id)][2] == "Second question with a typo"
+    assert len(store.messages(chat.chat_id)) == 4
+
+
+def test_edit_an_earlier_message_starts_a_branch(session: ChatSession, store: ChatStore) -> None:
+    chat = Conversation.new(session, store, sampling=GREEDY)
+    chat.send("Hi").result()
+    chat.send("How are you?").result()
+    first = store.messages(chat.chat_id)[0]
+    chat.edit(first.id, "Hello").result()
+    messages = store.messages(chat.chat_id)
+    assert [m.role for m in messages] == ["user", "assistant"] and messages[0].content == "Hello"
+    assert messages[0].alternatives == (2, 2) and messages[0].parent_id is None
+    assert [m["content"] for m in store.conversation(chat.chat_id)] == ["Hello", messages[1].content]
+    other = Conversation.new(session, store)
+    with pytest.raises(TuillmError, match="no message"):
+        other.edit(first.id, "x")  # a message of another chat
+    with pytest.raises(TuillmError, match="only your own"):
+        chat.edit(messages[1].id, "x")
 
 
 def test_stopped_reply_is_kept_as_interrupted(session: ChatSession, store: ChatStore) -> None:

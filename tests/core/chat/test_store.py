@@ -112,26 +112,29 @@ def test_chats_messages_rename_delete(tmp_path: Path) -> None:
             store.add_message(b.id, "tool", "x")
 
 
-def test_regenerate_deletes_from_a_message_on(tmp_path: Path) -> None:
+def test_deleting_a_message_takes_what_follows_it(tmp_path: Path) -> None:
+    """Only a reply that failed before its first token is deleted; a deleted middle takes its branch with it."""
     with ChatStore(tmp_path / "c.sqlite3") as store:
         chat = store.create_chat("c")
         ids = [store.add_message(chat.id, r, t).id for r, t in
                [("user", "1"), ("assistant", "2"), ("user", "3"), ("assistant", "4")]]
-        assert store.delete_messages_from(chat.id, ids[2]) == 2
+        store.delete_message(ids[2])
         assert [m.content for m in store.messages(chat.id)] == ["1", "2"]
+        assert store.add_message(chat.id, "user", "5").parent_id == ids[1]
 
 
-def test_search_titles_and_contents(tmp_path: Path) -> None:
+def test_search_filters_titles(tmp_path: Path) -> None:
+    """The chat list's filter: titles only (messages are core.chat.search's, tests/core/chat/test_search.py)."""
     with ChatStore(tmp_path / "c.sqlite3") as store:
         a = store.create_chat("Holiday plans")
-        b = store.create_chat("Code review")
-        store.add_message(b.id, "user", "Why is 100% of my CPU_time in malloc?")
+        b = store.create_chat("Code review: 100% CPU_time")
+        store.add_message(a.id, "user", "Why is malloc slow?")
         assert [c.id for c in store.search("holiday")] == [a.id]
-        assert [c.id for c in store.search("malloc")] == [b.id]
         assert [c.id for c in store.search("100%")] == [b.id]
         assert [c.id for c in store.search("CPU_t")] == [b.id]
         assert store.search("CPUxt") == []  # "_" is literal, not a wildcard
-        assert store.search("nothing like this") == []
+        assert store.search("malloc") == []  # a message's words are not a title's
+        assert [c.id for c in store.search("")] == [a.id, b.id]  # nothing typed: every chat, newest first
 
 
 def test_export_markdown_and_json(tmp_path: Path) -> None:
