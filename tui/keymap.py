@@ -127,6 +127,8 @@ MODELS: list[BindingType] = [
     _b("d,delete", "delete", "Delete", "models.delete", "Delete the highlighted GGUF file, after confirmation",
        show=False),
     _b("c", "convert", "Convert", "models.convert", "Send the highlighted model to the Convert pane", show=False),
+    _b("p", "download", "Download", "models.download",
+       "Search the Hugging Face Hub and download a model, the quant that fits (resumes a stopped download)"),
 ]
 
 CONVERT: list[BindingType] = [
@@ -166,6 +168,10 @@ MODEL_SETTINGS: list[BindingType] = [
 ]
 ADD_FOLDER: list[BindingType] = [
     _b("escape", "cancel", "Cancel", "models.add_folder_cancel", "Close without adding"),
+]
+DOWNLOAD: list[BindingType] = [
+    _b("escape", "cancel", "Stop or close", "models.download_cancel",
+       "Stop the download (it resumes when chosen again), or close the dialog"),
 ]
 CHAT_OPTIONS: list[BindingType] = [
     _b("ctrl+s", "save", "Save", "chat.options_save", "Save the options for this chat"),
@@ -220,6 +226,7 @@ GROUPS: tuple[Group, ...] = (
     Group("Model details", MODEL_DETAILS),
     Group("Model load settings", MODEL_SETTINGS),
     Group("Add a models folder", ADD_FOLDER),
+    Group("Download a model", DOWNLOAD),
     Group("A/B compare", AB),
     Group("Settings", SETTINGS),
     Group("Questions", CONFIRM),

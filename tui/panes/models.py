@@ -179,6 +179,10 @@ class ModelsPane(ModelActions, Vertical):
             self._select_after = Path(paths[0]).expanduser().absolute()
         self.action_refresh()
 
+    def select_after(self, path: Path) -> None:
+        """The row to put the cursor on after the next refresh (a model just downloaded)."""
+        self._select_after = path
+
     def on_models_pane_catalog_loaded(self, event: CatalogLoaded) -> None:
         event.stop()
         if event.generation != self._generation:

@@ -75,6 +75,12 @@ class ModelActions(Vertical):
     def action_refresh(self) -> None:
         raise NotImplementedError
 
+    def select_after(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def include_paths(self, paths: list[Path]) -> None:
+        raise NotImplementedError
+
     # --- the actions ----------------------------------------------------------------------------------------------
     def action_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Model details", "All metadata and the chat template of the highlighted model",
@@ -82,6 +88,8 @@ class ModelActions(Vertical):
         yield SystemCommand("Model load settings", "Context, GPU layers, threads, KV cache, flash attention",
                             self.action_settings)
         yield SystemCommand("Add models folder", "Add a folder to scan for models", self.action_add_folder)
+        yield SystemCommand("Download a model", "Search the Hugging Face Hub and download the quant that fits",
+                            self.action_download)
         yield SystemCommand("Delete model file", "Delete the highlighted GGUF file", self.action_delete)
         yield SystemCommand("Send model to Convert", "Convert or requantize the highlighted model",
                             self.action_convert)
@@ -166,6 +174,22 @@ class ModelActions(Vertical):
             self.action_refresh()
 
         self.app.push_screen(AddFolderScreen(), added)
+
+    def action_download(self) -> None:
+        from tuillm.core.models.hub.pull import PullResult
+        from tuillm.tui.screens.download import DownloadScreen
+
+        def done(result: PullResult | None) -> None:
+            if result is None:
+                return
+            self.notify(f"downloaded {result.model}", title="Models", markup=False)
+            if self.session.config.scan_hf_cache:
+                self.select_after(result.path)
+                self.action_refresh()
+            else:  # the cache is not scanned: list the file's folder for this run
+                self.include_paths([result.path])
+
+        self.app.push_screen(DownloadScreen(self.session.config, self.available), done)
 
     def action_delete(self) -> None:
         from tuillm.tui.screens.confirm import ConfirmScreen

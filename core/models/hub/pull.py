@@ -80,6 +80,17 @@ def pick(fits: list[QuantFit]) -> tuple[QuantFit | None, str]:
     return best, f"{best.quant.quant}, {why}: {_need(best)}"
 
 
+def survey(listing: RepoListing, config: Config | None = None, *, available: int | None = None) -> list[QuantFit]:
+    """Each quant of ``listing`` with its fit here, judged at the path it will have in the cache."""
+    snapshot = download.snapshot_dir(hf_cache_dir(), listing.repo, listing.commit)
+    return quant_fits(listing, config or load_config(), snapshot, available=available)
+
+
+def choice_of(listing: RepoListing, fits: list[QuantFit], q: QuantFit, reason: str) -> Choice:
+    """A download of the quant ``q`` chosen in a front end (the TUI asks first when it does not fit)."""
+    return Choice(listing, q.quant.files, reason, tuple(fits), q)
+
+
 def choose(ref: str, *, file: str | None = None, checkpoint: bool = False, force: bool = False,
            revision: str = "main", config: Config | None = None, available: int | None = None) -> Choice:
     """What to download for ``ref``; refuses a quant that does not fit unless ``force``."""
@@ -93,26 +104,24 @@ def choose(ref: str, *, file: str | None = None, checkpoint: bool = False, force
                       checkpoint=True)
     if not listing.quants:
         raise TuillmError(f"{repo} holds no GGUF model (for a safetensors checkpoint use --checkpoint)")
-    config = config or load_config()
-    snapshot = download.snapshot_dir(hf_cache_dir(), repo, listing.commit)
-    fits = quant_fits(listing, config, snapshot, available=available)
+    fits = survey(listing, config, available=available)
     if file is not None or wanted is not None:
         q = find_file(listing.quants, file) if file else find_quant(listing.quants, wanted or "")
         if q is None:
             have = ", ".join(x.quant for x in listing.quants)
             raise TuillmError(f"{repo} has no {'file ' + repr(file) if file else wanted} (quants: {have})")
-        chosen = next(x for x in fits if x.quant == q)
-        if chosen.fit.verdict not in (FITS, TIGHT) and not force:
-            raise TuillmError(f"{q.quant} of {repo} does not fit ({_need(chosen)}); --force downloads it anyway")
-        reason = f"{q.quant}, as asked: {chosen.fit.verdict}, {_need(chosen)}"
+        target = next(x for x in fits if x.quant == q)
+        if target.fit.verdict not in (FITS, TIGHT) and not force:
+            raise TuillmError(f"{q.quant} of {repo} does not fit ({_need(target)}); --force downloads it anyway")
+        reason = f"{q.quant}, as asked: {target.fit.verdict}, {_need(target)}"
     else:
         picked, reason = pick(fits)
         if picked is None:
             smallest = fits[0]
             raise TuillmError(f"no quant of {repo} fits (the smallest, {smallest.quant.quant}, "
                               f"{_need(smallest)}); name one as {repo}:QUANT with --force to download it anyway")
-        chosen = picked
-    return Choice(listing, chosen.quant.files, reason, tuple(fits), chosen)
+        target = picked
+    return Choice(listing, target.quant.files, reason, tuple(fits), target)
 
 
 def check_space(choice: Choice, cache: Path, *, free: int | None = None) -> None:

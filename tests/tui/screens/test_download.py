@@ -1,0 +1,96 @@
+"""The Download dialog of the Models pane against the local Hub: search, quants with fit, download, stop, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Label
+
+from tests.hub_server import DEMO_REPO, FakeHub
+from tests.tui.app_helpers import make_app, run_async, wait_for_catalog
+from tuillm.core.models.catalog import hf_cache_dir
+from tuillm.core.models.hub import download
+from tuillm.tui.screens.download import DownloadScreen
+
+Q4 = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
+
+
+async def until(pilot: Pilot, check, what: str) -> None:  # noqa: ANN001 - a predicate
+    for _ in range(3000):  # bounded: a broken dialog fails instead of hanging
+        if check():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"never: {what}")
+
+
+def status(app) -> str:  # noqa: ANN001
+    return str(app.screen.query_one("#download-status", Label).render())
+
+
+async def open_demo_repo(pilot: Pilot) -> DownloadScreen:
+    await pilot.press("f3")
+    await wait_for_catalog(pilot)
+    await pilot.press("p")
+    screen = pilot.app.screen
+    assert isinstance(screen, DownloadScreen)
+    await pilot.press(*"smollm2", "enter")
+    repos = screen.query_one("#download-repos", DataTable)
+    await until(pilot, lambda: repos.row_count == 1 and repos.has_focus, "the search results")
+    await pilot.press("enter")
+    files = screen.query_one("#download-files", DataTable)
+    await until(pilot, lambda: files.row_count == 3 and files.has_focus, "the quants")
+    return screen
+
+
+@run_async
+async def test_search_pick_and_download_with_the_keyboard(hub: FakeHub) -> None:
+    app = make_app([])
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_demo_repo(pilot)
+        files = screen.query_one("#download-files", DataTable)
+        rows = [[str(c) for c in files.get_row_at(i)] for i in range(3)]
+        assert [r[1] for r in rows] == ["Q2_K", "Q4_K_M", "Q8_0"] and all(r[4] == "✓ fits" for r in rows)
+        assert files.cursor_row == 1 and rows[1][0] == "*"  # the cursor on what `tuillm pull` would choose
+        assert "Q4_K_M, the usual pick" in status(app) and "1 mmproj file(s) not used" in status(app)
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, DownloadScreen), "the download to finish")
+        await wait_for_catalog(pilot)
+        pane = app.query_one("#pane-models")
+        entry = pane.selected_entry()
+        assert entry is not None and entry.name == f"{DEMO_REPO}/{Q4}" and entry.source == "hf-cache"
+
+
+@run_async
+async def test_escape_stops_and_enter_resumes(hub: FakeHub) -> None:
+    hub.slow[Q4] = 0.002
+    part = download.partial_path(hf_cache_dir(), DEMO_REPO, hub.repos[DEMO_REPO].files[Q4].sha256())
+    app = make_app([])
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_demo_repo(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: part.exists() and part.stat().st_size > 2 << 20, "a partial download")
+        await pilot.press("escape")
+        await until(pilot, lambda: screen.cancel is None, "the download to stop")
+        assert "stopped; the part downloaded is kept" in status(app) and isinstance(app.screen, DownloadScreen)
+        kept = part.stat().st_size
+        assert not (download.snapshot_dir(hf_cache_dir(), DEMO_REPO, hub.repos[DEMO_REPO].sha) / Q4).exists()
+        hub.slow.clear()
+        hub.requests.clear()
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, DownloadScreen), "the resumed download")
+        ranges = [h.get("range") for h in hub.served("GET", "/cdn/")]
+        assert ranges == [f"bytes={kept}-"] and not part.exists()
+
+
+@run_async
+async def test_failures_are_shown_in_the_dialog(hub: FakeHub, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(download, "free_bytes", lambda _path: 1 << 20)
+    app = make_app([])
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_demo_repo(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: "not enough disk space" in status(app), "the refusal")
+        assert screen.cancel is None and not list(Path(hf_cache_dir()).rglob("*.gguf*"))
+        await pilot.press("escape")
+        assert not isinstance(app.screen, DownloadScreen)
