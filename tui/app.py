@@ -334,7 +334,7 @@ class TuillmApp(App[int]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(binding_rows(self, self.screen)))
+        self.push_screen(HelpScreen(binding_rows(self, self.screen, self.session.config.keys)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for spec in PANES:

@@ -28,8 +28,9 @@ def plain(text: str) -> str:
 
 
 def chat_column(screen: str) -> str:
-    """The text right of the chat list (24 columns), as one line of words."""
-    return plain(" ".join(line[24:] for line in screen.splitlines()))
+    """The chat's text, as one line of words: at 80 columns the chat list is hidden (below 90 columns it hides
+    itself), so the conversation has the whole width."""
+    return plain(" ".join(screen.splitlines()))
 
 
 def first_words(text: str, n: int = 3) -> str:

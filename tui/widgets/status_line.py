@@ -49,15 +49,35 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.1f}"
 
 
-def ram_text(sample: MemorySample | None) -> str:
-    """The RAM figure: machine and process; under the guard's thresholds, what is left instead of the process."""
+def ram_text(sample: MemorySample | None, short: bool = False) -> str:
+    """The RAM figure: machine and process; under the guard's thresholds, what is left instead of the process.
+    ``short`` (a narrow terminal): the machine's figure alone while memory is fine; a warning is never shortened."""
     if sample is None:
         return "RAM unknown"
     used = f"RAM {_gib(sample.used)}/{_gib(sample.total)} GiB"
     level = guard.level(sample.memory)
     if level == "ok":
-        return f"{used} · tuillm {format_bytes(sample.rss)}"
+        return used if short else f"{used} · tuillm {format_bytes(sample.rss)}"
     return f"{used} · {level}: {format_bytes(sample.memory.available)} free"
+
+
+def model_text(status: str | None, width: int) -> str:
+    """The model part of the line in ``width`` columns (0: not laid out, as is). ``status`` is the Chat pane's
+    "name · ctx used/size · speed": where it does not fit, the label goes, then "tok/s" becomes "t/s", then the
+    name is shortened in its middle (its start and its quant stay); context and speed are never dropped."""
+    if not status:
+        return NO_MODEL
+    full = f"model: {status}"
+    if width <= 0 or len(full) <= width:
+        return full
+    name, *parts = status.split(" · ")
+    parts = [part.replace(" tok/s", " t/s") for part in parts]
+    rest = "".join(f" · {part}" for part in parts)
+    room = width - len(rest)
+    if len(name) > room:
+        keep = max(room - 1, 2)
+        name = f"{name[: (keep + 1) // 2]}…{name[len(name) - keep // 2:]}" if keep > 2 else name[:1] + "…"
+    return name + rest
 
 
 class StatusLine(Horizontal):
@@ -106,13 +126,26 @@ class StatusLine(Horizontal):
 
     def watch_sample(self, sample: MemorySample | None) -> None:
         label = self.query_one("#status-ram", Label)
-        label.update(ram_text(sample))
         level = "ok" if sample is None else guard.level(sample.memory)
         label.set_class(level == "low", "-low")
         label.set_class(level == "critical", "-critical")
+        self._fit()
         if sample is not None and self._watch.crossed(sample.memory):
             self.post_message(self.MemoryCritical(sample.memory))
 
-    def watch_model_name(self, name: str | None) -> None:
+    def watch_model_name(self, _name: str | None) -> None:
+        self._fit()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """Both parts in the line's width: the RAM figure shortens first, then the model's (model_text)."""
+        width = self.content_region.width
         # A model's name comes from its file: one safe line, shown as plain text (not markup).
-        self.query_one("#status-model", Label).update(f"model: {safe_line(name)}" if name else NO_MODEL)
+        name = safe_line(self.model_name) if self.model_name else None
+        ram = ram_text(self.sample)
+        if width and len(ram) + 1 + len(model_text(name, 0)) > width:
+            ram = ram_text(self.sample, short=True)
+        self.query_one("#status-ram", Label).update(ram)
+        self.query_one("#status-model", Label).update(model_text(name, width - len(ram) - 1 if width else 0))
