@@ -75,7 +75,8 @@ CHAT: list[BindingType] = [
     _b("escape", "stop", "Stop", "chat.stop", "Stop the reply, or cancel editing"),
     _b("ctrl+n", "new_chat", "New", "chat.new", "Start a new chat"),
     # Not in the footer (80 columns); F1 lists them.
-    _b("ctrl+r", "regenerate", "Again", "chat.regenerate", "Answer the last message again", show=False),
+    _b("ctrl+r", "regenerate", "Again", "chat.regenerate",
+       "Answer the last message (or the selected reply's question) again; earlier replies are kept", show=False),
     _b("ctrl+g", "edit_last", "Edit last", "chat.edit_last", "Edit the last message and send it again",
        show=False),
     _b("ctrl+o", "options", "Options", "chat.options", "System prompt and sampling parameters"),
@@ -86,13 +87,13 @@ CHAT: list[BindingType] = [
     _b("ctrl+f", "search", "Search", "chat.search", "Search the messages of every chat and open one", show=False),
     # Branches (panes/chat_branches.py): the letters act in the messages view only, on its selected message.
     _b("left_square_bracket,alt+left", "alt_prev", "Previous alternative", "chat.alt_prev",
-       "Show the previous alternative (‹1/2›) of the selected message, or of the newest one that has some",
-       show=False),
+       "The earlier reply or edit (‹1/2›) of the selected message, else of the newest that has some", show=False),
     _b("right_square_bracket,alt+right", "alt_next", "Next alternative", "chat.alt_next",
-       "Show the next alternative (‹2/2›) of the selected message, or of the newest one that has some", show=False),
-    _b("f", "fork", "Fork", "chat.fork", "A new chat with the conversation up to the selected message", show=False),
-    _b("e", "edit_message", "Edit", "chat.edit_message",
-       "Edit the selected message of yours: sent as a new branch, the original kept", show=False),
+       "The later reply or edit (‹2/2›) of the selected message, else of the newest that has some", show=False),
+    _b("f", "fork", "Fork", "chat.fork", "A new chat with the conversation up to the selected message (messages)",
+       show=False),
+    _b("e", "edit_message", "Edit message", "chat.edit_message",
+       "Change the selected message of yours and send it (messages): a new branch, the original kept", show=False),
 ]
 
 CHAT_LIST: list[BindingType] = [
@@ -257,7 +258,8 @@ def with_renamed(keys: dict[str, str]) -> dict[str, str]:
 
 _NAMES = {"escape": "Esc", "slash": "/", "delete": "Del", "up": "↑", "down": "↓", "left": "←", "right": "→",
           "enter": "Enter", "tab": "Tab", "space": "Space", "pageup": "PgUp", "pagedown": "PgDn", "home": "Home",
-          "end": "End", "backspace": "Backspace", "insert": "Ins"}
+          "end": "End", "backspace": "Backspace", "insert": "Ins",
+          "left_square_bracket": "[", "right_square_bracket": "]"}
 
 
 def key_label(key: str) -> str:
