@@ -38,6 +38,12 @@ def check_revision(revision: str) -> str:
     return revision
 
 
+def safe_name(name: str) -> bool:
+    parts = name.split("/")
+    return (0 < len(name) <= 512 and not name.startswith("/") and "\\" not in name
+            and all(p not in ("", ".", "..") for p in parts) and not any(ord(c) < 32 or c == "\x7f" for c in name))
+
+
 def _api():  # noqa: ANN202 - huggingface_hub's HfApi, imported lazily
     from huggingface_hub import HfApi
 
@@ -78,6 +84,8 @@ def listing(repo: str, revision: str = "main") -> RepoListing:
     info = client.call(repo, fetch)
     files = []
     for s in info.siblings or []:
+        if not safe_name(s.rfilename):
+            continue  # a name that would leave the snapshot folder (or carries control characters): never fetched
         size = s.lfs.size if s.lfs else (s.size or 0)
         files.append(RemoteFile(s.rfilename, int(size), s.lfs.sha256 if s.lfs else None, s.blob_id))
     files_t = tuple(files)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import threading
 import time
@@ -28,6 +29,7 @@ from tuillm.core.models.hub.files import RemoteFile
 from tuillm.core.models.metadata import format_bytes
 
 CHUNK = 1 << 20
+ETAG_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 PARTIAL_SUFFIX = ".incomplete"
 
 
@@ -140,8 +142,11 @@ def fetch_file(repo: str, commit: str, f: RemoteFile, cache: Path, emit: Emit, *
         return final
     url = hf_hub_url(repo, f.name, revision=commit, endpoint=client.endpoint())
     meta = client.call(repo, lambda: get_hf_file_metadata(url, token=client.token(), timeout=client.API_TIMEOUT_S))
-    if not meta.etag or not meta.location:
-        raise client.HubError(f"{repo}/{f.name}: the Hub gave no ETag for the file")
+    # The ETag names the blob file: only a hex digest, and the one the listing gave, is joined to a path.
+    if not meta.location or not meta.etag or not ETAG_RE.match(meta.etag):
+        raise client.HubError(f"{repo}/{f.name}: the Hub gave no usable ETag for the file")
+    if meta.etag != (f.sha256 or f.blob_id):
+        raise client.HubError(f"{repo}/{f.name}: the file changed on the Hub while pulling; run again")
     blob = repo_folder(cache, repo) / "blobs" / meta.etag
     if not blob.exists():
         part = partial_path(cache, repo, meta.etag)

@@ -204,3 +204,16 @@ def test_bad_references_are_refused_before_any_request(hub: FakeHub) -> None:
         with pytest.raises(TuillmError):
             pull.pull(ref)
     assert hub.requests == []
+
+
+def test_hostile_file_names_from_the_hub_are_never_fetched(hub: FakeHub, tmp_path: Path, demo_gguf: Path) -> None:
+    evil = hub.add_repo("evil/Names-GGUF")
+    try:
+        evil.add("../../escape-Q4_K_M.gguf", demo_gguf)
+        evil.add("bad\x1b[2J-Q8_0.gguf", demo_gguf)
+        evil.add("ok-Q2_K.gguf", demo_gguf)
+        listing = api.listing("evil/Names-GGUF")
+        assert [f.name for f in listing.files] == ["ok-Q2_K.gguf"]
+        assert [q.quant for q in listing.quants] == ["Q2_K"]
+    finally:
+        del hub.repos["evil/Names-GGUF"]
