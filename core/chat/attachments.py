@@ -175,10 +175,14 @@ def overflow_warning(tokens: int, n_ctx: int, reply_tokens: int, *, estimated: b
     if tokens <= room:
         return None
     about = "about " if estimated else ""
-    return (f"the chat with this message is {about}{tokens} tokens, but the context holds {room} before the reply "
-            f"({n_ctx} - {reply_tokens} for the reply): the oldest messages will be left out, or the message "
-            "refused if it alone is too long" + ("; the count is an estimate (4 characters a token) until the "
-                                                  "model loads" if estimated else ""))
+    text = (f"the chat with this message is {about}{tokens} tokens, more than the {room} the context leaves before "
+            f"the reply ({n_ctx} - {reply_tokens} for the reply): older messages will be left out and the reply may "
+            "be cut short")
+    if tokens >= n_ctx:
+        text += f"; a message longer than the whole context ({n_ctx}) is refused"
+    if estimated:
+        text += "; the count is an estimate (4 characters a token) until the model loads"
+    return text
 
 
 Count = Callable[[list[ChatMessage]], int]

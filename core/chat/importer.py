@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from tuillm.core.text import safe_line
 MAX_IMPORT_BYTES = 32 << 20  # a long chat with code is a few MiB; past this it is not a chat export
 MAX_TITLE_CHARS = 200
 TITLE_CHARS = 60  # a title taken from the first message: as long as the one a new chat gets (conversation.py)
+_FLAG = re.compile(r"^--[\w-]+: ")
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
@@ -59,14 +61,19 @@ def read_chat_file(path: str | Path, *, max_bytes: int = MAX_IMPORT_BYTES) -> Im
         fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise ChatImportError(f"{name}: {(exc.strerror or str(exc)).lower()}") from None
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(fd)
+    try:
+        info = os.fstat(fd)  # of what was opened: a FIFO, a device or a folder is refused before any read
         if not stat.S_ISREG(info.st_mode):
             raise ChatImportError(f"{name} is not a regular file")
         if info.st_size > max_bytes:
             raise ChatImportError(f"{name} is larger than {_size(max_bytes)}, the limit for a chat file")
         os.set_blocking(fd, True)
-        data = file.read(max_bytes + 1)
+        with os.fdopen(os.dup(fd), "rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as exc:
+        raise ChatImportError(f"{name}: {(exc.strerror or str(exc)).lower()}") from None
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise ChatImportError(f"{name} is larger than {_size(max_bytes)}, the limit for a chat file")
     try:
@@ -116,8 +123,10 @@ def _message(item: object, index: int) -> ImportedMessage:
         raise ChatImportError(f"{where} is not an object")
     role = item.get("role")
     if not isinstance(role, str) or role not in ROLES:
-        shown = safe_line(role)[:40] if isinstance(role, str) else type(role).__name__
-        raise ChatImportError(f"{where}: role {shown!r} is not one of system, user, assistant")
+        if role is None:
+            raise ChatImportError(f'{where} has no "role"')
+        shown = _shown(role) if isinstance(role, str) else f"a {type(role).__name__}"
+        raise ChatImportError(f"{where}: role {shown} is not one of system, user, assistant")
     if item.get("tool_calls") or item.get("function_call"):
         raise ChatImportError(f"{where}: tool calls cannot be imported")
     complete = item.get("complete", True)
@@ -140,13 +149,18 @@ def _content(content: object, where: str) -> str:
     for j, part in enumerate(content):
         if not isinstance(part, dict) or part.get("type") != "text":
             kind = part.get("type") if isinstance(part, dict) else None
-            shown = f"of type {safe_line(kind)[:40]!r}" if isinstance(kind, str) else "not a text part"
+            shown = f"of type {_shown(kind)}" if isinstance(kind, str) else "not a text part"
             raise ChatImportError(f"{where}: content part {j} is {shown}; only text can be imported")
         text = part.get("text")
         if not isinstance(text, str):
             raise ChatImportError(f"{where}: content part {j} has no text")
         parts.append(_utf8(text, f"{where}: content part {j}"))
     return "\n".join(parts)
+
+
+def _shown(value: str) -> str:
+    """A value from the file in an error: quoted, escapes written out (a control sequence is shown, not run)."""
+    return json.dumps(value[:40])
 
 
 def _utf8(text: str, what: str) -> str:
@@ -183,13 +197,18 @@ def _params(params: object) -> dict[str, Any]:
         return Sampling().to_json()
     if not isinstance(params, dict):
         raise ChatImportError('"params" is not an object')
-    seed = params.get("seed")
-    try:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed {seed!r} is not a whole number")
-        return Sampling.from_json(params).to_json()
-    except (TypeError, ValueError) as exc:
-        raise ChatImportError(f'"params": {safe_line(str(exc))}') from None
+    known = {f.name for f in fields(Sampling)}
+    for key, value in params.items():  # one at a time, so the error names the key
+        if key not in known:
+            continue
+        if key == "seed" and value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ChatImportError(f'"params" seed: {safe_line(repr(value))[:40]} is not a whole number')
+        try:
+            Sampling(**{key: value})
+        except (TypeError, ValueError) as exc:
+            # The declaration's message names the CLI flag ("--temp: ..."); the file's key is what to fix here.
+            raise ChatImportError(f'"params" {key}: {_FLAG.sub("", safe_line(str(exc)))}') from None
+    return Sampling.from_json(params).to_json()
 
 
 def save_chat(store: ChatStore, chat: ImportedChat) -> Chat:

@@ -89,13 +89,13 @@ def test_titles_are_one_safe_line(tmp_path: Path) -> None:
     ([], "no user or assistant message to import"),
     ([{"role": "system", "content": "only a system prompt"}], "no user or assistant message to import"),
     ([{"role": "user", "content": "a"}, "b"], "message 1 is not an object"),
-    ([{"role": "tool", "content": "42", "tool_call_id": "x"}], "message 0: role 'tool' is not one of system, user, "
+    ([{"role": "tool", "content": "42", "tool_call_id": "x"}], "message 0: role \"tool\" is not one of system, user, "
                                                                 "assistant"),
-    ([{"content": "no role"}], "message 0: role 'NoneType' is not one of system, user, assistant"),
+    ([{"content": "no role"}], 'message 0 has no "role"'),
     ([{"role": "user"}], "message 0: the content is missing, not text or a list of text parts"),
     ([{"role": "user", "content": 7}], "message 0: the content is a int, not text or a list of text parts"),
     ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
-     "message 0: content part 0 is of type 'image_url'; only text can be imported"),
+     "message 0: content part 0 is of type \"image_url\"; only text can be imported"),
     ([{"role": "user", "content": [{"type": "text"}]}], "message 0: content part 0 has no text"),
     ([{"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}],
      "message 0: tool calls cannot be imported"),
@@ -104,7 +104,10 @@ def test_titles_are_one_safe_line(tmp_path: Path) -> None:
     ([{"role": "user", "content": "x", "model": 3}], 'message 0: "model" is not a string'),
     ({"title": 5, "messages": [{"role": "user", "content": "x"}]}, '"title" is not a string'),
     ({"params": [], "messages": [{"role": "user", "content": "x"}]}, '"params" is not an object'),
-    ({"params": {"seed": 1.5}, "messages": [{"role": "user", "content": "x"}]}, '"params": seed 1.5 is not a whole'),
+    ({"params": {"seed": 1.5}, "messages": [{"role": "user", "content": "x"}]}, '"params" seed: 1.5 is not a whole'),
+    ({"params": {"temperature": float("nan")}, "messages": [{"role": "user", "content": "x"}]},
+     '"params" temperature: must be a number from 0 to 5, not nan'),
+    ({"params": {"max_tokens": True}, "messages": [{"role": "user", "content": "x"}]}, '"params" max_tokens: must'),
 ])
 def test_refusals_name_the_problem_and_the_index(value: object, error: str) -> None:
     with pytest.raises(ChatImportError) as caught:
@@ -115,7 +118,7 @@ def test_refusals_name_the_problem_and_the_index(value: object, error: str) -> N
 
 def test_a_refused_file_writes_nothing(store: ChatStore, tmp_path: Path) -> None:
     path = write(tmp_path, [{"role": "user", "content": "fine"}, {"role": "user", "content": [{"type": "audio"}]}])
-    with pytest.raises(ChatImportError, match=r"chat.json: message 1: content part 0 is of type 'audio'"):
+    with pytest.raises(ChatImportError, match=r"chat.json: message 1: content part 0 is of type \"audio\""):
         import_chat(store, path)
     assert store.list_chats() == []
 

@@ -171,7 +171,7 @@ async def test_import_chat_from_the_palette_opens_it(tmp_path: Path) -> None:
             await pilot.press("enter")
             await wait_until(pilot, lambda: not isinstance(app.screen, ImportChatScreen), "the dialog closing")
             await pilot.pause()
-        assert any(line.startswith("Import: ") and "bad.json: message 0: content part 0 is of type 'image_url'"
+        assert any(line.startswith("Import: ") and "bad.json: message 0: content part 0 is of type \"image_url\""
                    in line for line in seen), seen
         assert "Import: imported What is 2+2?" in seen
         bubbles = app.query_one(ChatView).bubbles
