@@ -1,0 +1,76 @@
+"""Which model answers: loaded on first request, swapped when another is asked for (also with requests of both
+queued at once), a LoRA adapter served as a model of its own, unloaded after --idle-unload."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import ollama
+import pytest
+
+from tests.core.chat.test_lora import write_lora
+from tests.core.serve.conftest import QUESTION, Served, start_server, stop_server
+
+ASK = [{"role": "user", "content": QUESTION}]
+GREEDY = {"temperature": 0, "num_predict": 20}
+IDLE_S = 3
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, demo_gguf: Path) -> Iterator[Served]:
+    folder = tmp_path_factory.mktemp("models")
+    other = shutil.copyfile(demo_gguf, folder / "other.gguf")
+    strong = write_lora(folder / "strong.gguf", 576, 8, 1.0)
+    server = start_server(tmp_path_factory.mktemp("home"), "demo", str(other), "--lora", str(strong),
+                          "--idle-unload", str(IDLE_S))
+    yield server
+    stop_server(server)
+    assert "Traceback" not in server.log()
+
+
+def _loaded(client: ollama.Client) -> list[str]:
+    return [m.model for m in client.ps().models]
+
+
+def _answer(client: ollama.Client, model: str, tokens: int = 20) -> str:
+    return client.chat(model=model, messages=ASK, options=GREEDY | {"num_predict": tokens}).message.content
+
+
+def test_loads_swaps_and_unloads_when_idle(served: Served) -> None:
+    client = ollama.Client(host=served.url, timeout=300)
+    assert sorted(m.model for m in client.list().models) == ["demo", "other", "strong"]
+    shown = client.show("strong")
+    assert shown.details.parent_model == "demo" and "ADAPTER" in shown.modelfile
+    assert _loaded(client) == []  # nothing until the first request
+    base = _answer(client, "demo")
+    assert "Paris" in base and _loaded(client) == ["demo"]
+    adapted = _answer(client, "strong")
+    assert adapted != base and _loaded(client) == ["strong"]
+    assert _answer(client, "other") == base and _loaded(client) == ["other"]
+    deadline = time.monotonic() + IDLE_S + 30  # bounded wait: a broken idle unload fails here
+    while _loaded(client) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _loaded(client) == []
+    assert _answer(client, "demo") == base  # loaded again on the next request
+
+
+def test_queued_requests_for_different_models_each_get_their_model(served: Served) -> None:
+    client = ollama.Client(host=served.url, timeout=600)
+    expected = {"demo": _answer(client, "demo", 6), "strong": _answer(client, "strong", 6)}
+    assert expected["demo"] != expected["strong"]
+    order = ["demo", "strong", "strong", "demo"]
+    got: dict[int, str] = {}
+
+    def ask(i: int, model: str) -> None:
+        got[i] = _answer(client, model, 6)
+
+    threads = [threading.Thread(target=ask, args=(i, m)) for i, m in enumerate(order)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert [got.get(i) for i in range(len(order))] == [expected[m] for m in order]
