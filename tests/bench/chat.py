@@ -139,7 +139,7 @@ async def measure(args: argparse.Namespace) -> int:
         app = TuillmApp(Config(default_ctx=N_CTX, threads=args.threads, model_dirs=[Path(home)]), status_interval=0)
         async with app.run_test(size=(80, 24)) as pilot:
             pane = app.query_one("#pane-chat")
-            pane.use_model(path, "demo")
+            pane.use_model(path)
             while pane.model_loading:
                 await asyncio.sleep(0.05)
             engine_run(session, 8)  # warm all three once (page cache, thread pools)

@@ -347,7 +347,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         if not (self.model_missing and self.chat_id is not None):
             self._switch_to(None)
             self.call_after_refresh(self._sync_view)
-        self.use_model(path, name)
+        self.use_model(path)  # named by its file, as the chat names it when reopened
 
     async def on_chat_list_opened(self, event: ChatList.Opened) -> None:
         if self.busy:

@@ -164,8 +164,7 @@ class ChatModels:
         if choice is not None:
             self.use_model(choice.path, adapter=choice.adapter, lora_scale=choice.lora_scale)
 
-    def use_model(self, path: str | Path, name: str | None = None, *, adapter: Path | None = None,
-                  lora_scale: float | None = None) -> None:
+    def use_model(self, path: str | Path, *, adapter: Path | None = None, lora_scale: float | None = None) -> None:
         """Chat with this model (and adapter) from now on, loading it at once, with the load settings it has now
         (Settings, then the model's own). An open chat records the choice, and it is said: never silent."""
         self.model_path, self.adapter_path = Path(path), adapter
@@ -173,8 +172,6 @@ class ChatModels:
         self.chat_load = MappingProxyType({} if lora_scale is None else {"lora_scale": lora_scale})
         self.chat_load = MappingProxyType(self.load_snapshot())
         self._name_model()
-        if name and adapter is None:
-            self.model_name = name
         chat, self.model_missing = self._open_chat(), False
         if chat is not None and (chat.model, chat.adapter, chat.load_values) != self._chat_row():
             self.record_model(chat.id)
