@@ -57,7 +57,7 @@ class DownloadScreen(ModalScreen[PullResult | None]):
     DEFAULT_CSS = DIALOG_CSS + """
     DownloadScreen { align: center middle; }
     DownloadScreen DataTable { height: auto; max-height: 7; }
-    DownloadScreen #download-status { height: auto; }
+    DownloadScreen #download-status { height: auto; width: 100%; }
     """
     BINDINGS = keymap.DOWNLOAD
 
@@ -72,7 +72,7 @@ class DownloadScreen(ModalScreen[PullResult | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="models-dialog"):
-            yield Label("Download from the Hugging Face Hub  (Enter: search, open, download; Esc: stop/close)",
+            yield Label("Download from the Hugging Face Hub  (Enter opens, Esc stops/closes)",
                         classes="dialog-title")
             yield Input(placeholder="search GGUF models, e.g. qwen 7b", id="download-search")
             yield DataTable(id="download-repos", cursor_type="row", zebra_stripes=True)
