@@ -29,8 +29,7 @@ class ImportChatScreen(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="models-dialog"):
             yield Label("Import a chat from JSON  (Enter imports, Esc cancels)", classes="dialog-title")
-            yield Label("A tuillm export or an OpenAI messages list · → or End takes the completion",
-                        classes="dialog-hint")
+            yield Label("A tuillm export or an OpenAI messages list · → completes", classes="dialog-hint")
             yield PathInput(placeholder="~/chat.json", accept=_json_file, id="import-chat-input")
 
     def on_input_submitted(self) -> None:
