@@ -33,6 +33,7 @@ from pathlib import Path
 ALT_SCREEN = b"\x1b[?1049h"
 TOP_LEFT = b"\x1b[1;1H"  # a full frame starts at the top-left cell
 PROMPT = b"Enter sends"  # the chat prompt's placeholder
+GOAL_S = 0.5  # the first frame's goal (issue 12)
 WAIT = 30.0  # a bound on one launch, only so a broken app ends the bench instead of hanging it
 
 BARE_APP = """
@@ -104,9 +105,13 @@ def interpreter(env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+# What the binary imports before its first frame: its whole parser (every subcommand's options), then the app.
+BINARY_IMPORTS = "from tuillm.tui.cli import build_parser; build_parser(); import tuillm.tui.app"
+
+
 def import_costs(env: dict[str, str], top: int = 12) -> list[tuple[int, str]]:
-    """The modules with the largest cumulative import time (microseconds) when the app's module is imported."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import tuillm.tui.app"], env=env,
+    """The modules with the largest cumulative import time (microseconds) when the binary's imports run."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", BINARY_IMPORTS], env=env,
                           capture_output=True, text=True, check=True)
     rows = []
     for line in proc.stderr.splitlines():
@@ -147,8 +152,8 @@ def main() -> int:
           f"{med('tuillm', 'prompt'):7.3f}")
     first = med("tuillm", "first frame")
     print(f"tuillm/textual first frame: {first / med('textual', 'first frame'):.2f}; "
-          f"first frame {first:.3f} s (goal <= 0.5 s)")
-    print("largest cumulative imports of tuillm.tui.app (ms):")
+          f"first frame {first:.3f} s, {first / GOAL_S:.2f}x the goal (<= {GOAL_S} s)")
+    print("largest cumulative imports of the binary's parser and tuillm.tui.app (ms):")
     for micros, module in costs:
         print(f"  {micros / 1000:7.1f}  {module}")
     return 0
