@@ -6,7 +6,9 @@ import argparse
 import json
 from dataclasses import asdict
 
+from tuillm.core.models.hub.api import SEARCH_LIMIT
 from tuillm.core.text import safe_line
+from tuillm.tui.cli.options import add_options, option_values
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -14,18 +16,16 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description="Search the Hugging Face Hub (HF_ENDPOINT) for GGUF repositories, most downloaded "
                        "first, with their quants. Download one with `tuillm pull REPO[:QUANT]`.")
     p.add_argument("text", metavar="TEXT", help="words in the repository's name, e.g. 'qwen2.5 7b'")
-    p.add_argument("--limit", type=int, default=20, help="at most this many repositories (default 20, 1 to 100)")
+    add_options(p, (SEARCH_LIMIT,), groups=False)
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuillm.core.errors import TuillmError
     from tuillm.core.models.hub.api import search
 
-    if not 1 <= args.limit <= 100:
-        raise TuillmError(f"--limit: must be from 1 to 100, not {args.limit}")
-    hits = search(args.text, limit=args.limit)
+    limit = option_values(args, (SEARCH_LIMIT,))[SEARCH_LIMIT.name]
+    hits = search(args.text, limit=limit)
     if args.json:
         print(json.dumps({"repos": [asdict(h) for h in hits]}, indent=2))
         return 0

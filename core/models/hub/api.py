@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from tuillm.core.errors import TuillmError
 from tuillm.core.models.hub import client
 from tuillm.core.models.hub.files import RemoteFile, RepoListing, group_quants, quant_of
+from tuillm.core.options import Option
 
 REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-SEARCH_LIMIT = 20
 MAX_SEARCH_CHARS = 200
+# `tuillm search --limit`: declared once, checked where it enters (tui.cli.options).
+SEARCH_LIMIT = Option("limit", int, 20, "at most this many repositories", lo=1, hi=100)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def _api():  # noqa: ANN202 - huggingface_hub's HfApi, imported lazily
     return HfApi(endpoint=client.endpoint(), token=client.token())
 
 
-def search(text: str, limit: int = SEARCH_LIMIT) -> list[SearchHit]:
+def search(text: str, limit: int = SEARCH_LIMIT.default) -> list[SearchHit]:
     """GGUF repositories matching ``text``, most downloaded first."""
     text = text.strip()
     if not text or len(text) > MAX_SEARCH_CHARS or any(ord(c) < 32 for c in text):

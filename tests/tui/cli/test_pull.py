@@ -109,6 +109,7 @@ def test_failures_are_one_line_and_leave_nothing(hub: FakeHub) -> None:
     one_line_error(tuillm("pull", "../../etc"), "not a Hub repository id")
     one_line_error(tuillm("pull", f"{DEMO_REPO}:Q4 K"), "not a quant name")
     one_line_error(tuillm("search", "x", "--limit", "0"), "--limit")
+    one_line_error(tuillm("search", "x", "--limit", "many"), "--limit")
     offline = tuillm("pull", DEMO_REPO, env={"HF_HUB_OFFLINE": "1"})
     one_line_error(offline, "offline (HF_HUB_OFFLINE is set)")
     one_line_error(tuillm("search", "smol", env={"HF_HUB_OFFLINE": "1"}), "offline")
