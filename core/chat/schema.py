@@ -38,4 +38,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE chats ADD COLUMN load TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE messages ADD COLUMN adapter TEXT NOT NULL DEFAULT '';
     """,
+    # full-text search over messages (core/chat/search.py): an FTS5 index of messages.content that the triggers keep
+    # in step, filled from the rows already there. An SQLite without FTS5 skips this step (ChatStore._migrate).
+    """
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        content, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2');
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    END;
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+    END;
+    INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+    """,
 ]

@@ -20,6 +20,7 @@ from typing import Any
 
 from tuillm.core.chat.events import ChatEvent, Token
 from tuillm.core.chat.schema import MIGRATIONS
+from tuillm.core.chat.search import DEFAULT_LIMIT, Found, search_messages, title_matches
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import LOAD_OPTIONS, LORA_SCALE, Sampling
 from tuillm.core.paths import data_dir
@@ -176,8 +177,14 @@ class ChatStore:
         for number in range(version, len(MIGRATIONS)):
             # executescript commits on its own; the version bump rides in the same script so a crash between
             # the two cannot leave a half-migrated file marked as done.
-            self._db.executescript(
-                f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; COMMIT;")
+            try:
+                self._db.executescript(
+                    f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; COMMIT;")
+            except sqlite3.OperationalError as exc:  # "no such module": an SQLite without FTS5; search falls back
+                if "no such module" not in str(exc):
+                    raise
+                self._db.execute("ROLLBACK")  # (executescript would commit the half-run step first)
+                self._db.execute(f"PRAGMA user_version = {number + 1}")
 
     @property
     def schema_version(self) -> int:
@@ -256,13 +263,16 @@ class ChatStore:
         self._run("DELETE FROM chats WHERE id = ?", (chat_id,))
 
     def search(self, text: str) -> list[Chat]:
-        """Chats whose title or any message contains ``text`` (case-insensitive for ASCII), newest first."""
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self._run(
-            "SELECT * FROM chats WHERE title LIKE ?1 ESCAPE '\\' OR id IN "
-            "(SELECT chat_id FROM messages WHERE content LIKE ?1 ESCAPE '\\') ORDER BY updated DESC, id DESC",
-            (pattern,)).fetchall()
-        return [_chat(r) for r in rows]
+        """Chats whose title holds every word of ``text`` (ignoring case), newest first: the chat list's filter."""
+        return [chat for chat in self.list_chats() if title_matches(chat.title, text)]
+
+    def search_messages(self, text: str, limit: int = DEFAULT_LIMIT) -> Found:
+        """Messages of every chat holding all the words of ``text``, best match first (``core.chat.search``)."""
+        with self._lock:
+            try:
+                return search_messages(self._db, text, limit)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path}: {exc}") from None
 
     # --- messages ---
     def add_message(self, chat_id: int, role: str, content: str, *, stats: Mapping[str, Any] | None = None,

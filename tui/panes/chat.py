@@ -37,18 +37,21 @@ from tuillm.tui.panes.chat_drafts import ChatDrafts
 from tuillm.tui.panes.chat_layout import ChatLayout, fit_header
 from tuillm.tui.panes.chat_memory import ChatMemory
 from tuillm.tui.panes.chat_model import DEMO, ChatModels, Turn, model_label
+from tuillm.tui.panes.chat_search import ChatSearch
 from tuillm.tui.panes.chat_stream import BackendEvent, ReplyStream, TextWaiting, TurnDone, TurnFailed, turn_outcome
 from tuillm.tui.session import Session
 from tuillm.tui.widgets.chat_list import ChatList
 from tuillm.tui.widgets.chat_messages import ChatColumn
 from tuillm.tui.widgets.chat_prompt import ChatPrompt
+from tuillm.tui.widgets.chat_sidebar import ChatSidebar
 from tuillm.tui.widgets.status_line import StatusLine
 
 LIVE_STATS_S = 0.5  # how often the status line's tokens/s is refreshed while a reply streams
 BUSY = "a reply is on its way: Esc stops it"
 
 
-class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, ChatAttach, Horizontal):
+class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, ChatAttach, ChatSearch,
+               Horizontal):
     HELP_TITLE = "Chat pane"
     BINDINGS = keymap.CHAT
 
@@ -80,7 +83,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
 
     # --- layout -------------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield ChatList(id="chat-list")
+        yield ChatSidebar(id="chat-sidebar")  # the chat list under its filter
         yield ChatColumn(id="chat-main")
 
     @property
@@ -114,6 +117,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         yield SystemCommand("Regenerate", "Answer the last message again",
                             lambda: self.call_later(self.action_regenerate))
         yield SystemCommand("Edit last message", "Edit the last message and send it again", self.action_edit_last)
+        yield SystemCommand("Search chats", "Find words in the messages of every chat", self.action_search)
         yield SystemCommand("Chat options", "System prompt and sampling parameters", self.action_options)
         yield SystemCommand("Import chat…", "A chat from a JSON file: a tuillm export or an OpenAI messages list",
                             self.action_import_chat)
@@ -134,13 +138,13 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
     def _list_chats(self) -> list[Chat]:
         assert self.store is not None
         try:
-            return self.store.list_chats()
+            return self.store.search(self.query_one(ChatSidebar).filter)  # every chat when nothing is typed
         except StoreError as exc:
             self.notify(str(exc), title="Chat", severity="error")
             return []
 
     def _refresh_list(self) -> None:
-        self.query_one(ChatList).show(self._list_chats(), self.chat_id)
+        self.query_one(ChatSidebar).show(self._list_chats(), self.chat_id)
 
     def _refresh_header(self) -> None:
         title = DEFAULT_TITLE

@@ -68,6 +68,7 @@ class ChatSearchScreen(ModalScreen[tuple[int, int] | None]):
     """Dismissed with (chat id, message id) of the message to open, or None."""
 
     HELP_TITLE = "Search chats"
+    AUTO_FOCUS = "#search-input"
     BINDINGS = keymap.CHAT_SEARCH
     DEFAULT_CSS = """
     #search-dialog { max-width: 90; }
@@ -100,7 +101,6 @@ class ChatSearchScreen(ModalScreen[tuple[int, int] | None]):
         return self.query_one("#search-results", OptionList)
 
     def on_mount(self) -> None:
-        self.field.focus()
         if self.initial:
             self._query()
 

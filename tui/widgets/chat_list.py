@@ -45,11 +45,14 @@ class ChatList(OptionList):
             super().__init__()
             self.chat_id = chat_id
 
-    def show(self, chats: Sequence[Chat], current: int | None) -> None:
-        """Lists ``chats`` with ``current`` highlighted."""
+    def show(self, chats: Sequence[Chat], current: int | None, *, empty: str | None = None) -> None:
+        """Lists ``chats`` with ``current`` highlighted; ``empty``: the line shown when there is no chat (a filter
+        that matches none)."""
         self.clear_options()
         # Text, not str: a title is the user's words, not markup.
         self.add_options([Option(Text(short_title(chat.title)), id=str(chat.id)) for chat in chats])
+        if not chats and empty:
+            self.add_option(Option(Text(empty, style="italic"), disabled=True))
         for index, chat in enumerate(chats):
             if chat.id == current:
                 self.highlighted = index
