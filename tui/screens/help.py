@@ -31,6 +31,9 @@ class BindingRow:
 
 
 def _widget_name(node: object) -> str:
+    title = getattr(node, "HELP_TITLE", None)  # ours say how they are called (the chat's "Prompt")
+    if isinstance(title, str):
+        return title
     # Ours subclass Textual's (the models table is a DataTable): named by the built-in widget they are.
     return next((WIDGET_NAMES[c.__name__] for c in type(node).__mro__ if c.__name__ in WIDGET_NAMES),
                 type(node).__name__)
