@@ -56,6 +56,14 @@ def choice_json(choice: Any) -> dict[str, Any]:
     }
 
 
+def _say_kept() -> None:
+    try:
+        print("tuillm: the part downloaded is kept; run the same command again to resume", file=sys.stderr,
+              flush=True)
+    except (OSError, ValueError):  # the terminal is gone (SIGHUP)
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     from tuillm.core.models.hub import client
     from tuillm.core.models.hub.pull import choose
@@ -74,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(choice_json(choice), indent=2))
         return 0
-    result = download(choice, CliRenderer(sys.stderr, quiet=args.quiet or args.json))
+    try:
+        result = download(choice, CliRenderer(sys.stderr, quiet=args.quiet or args.json))
+    except KeyboardInterrupt:  # Ctrl+C, SIGTERM, SIGHUP: the stop's own line follows (tui.cli.main)
+        _say_kept()
+        raise
     if args.json:
         print(json.dumps({**choice_json(choice), "path": str(result.path), "model": result.model}, indent=2))
         return 0

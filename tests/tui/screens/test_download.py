@@ -94,3 +94,21 @@ async def test_failures_are_shown_in_the_dialog(hub: FakeHub, monkeypatch) -> No
         assert screen.cancel is None and not list(Path(hf_cache_dir()).rglob("*.gguf*"))
         await pilot.press("escape")
         assert not isinstance(app.screen, DownloadScreen)
+
+
+@run_async
+async def test_a_quant_that_does_not_fit_asks_first(hub: FakeHub) -> None:
+    from tuillm.tui.screens.confirm import ConfirmScreen
+
+    app = make_app([], available_ram=200 << 20)  # less than any quant needs
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_demo_repo(pilot)
+        files = screen.query_one("#download-files", DataTable)
+        assert all(str(files.get_row_at(i)[4]) == "✗ too big" for i in range(3))
+        assert "no quant fits here" in status(app)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is screen, "back to the dialog")
+        assert screen.cancel is None  # nothing started
+        assert all(h["range"] == "bytes=0-2097151" for h in hub.served("GET", "/cdn/"))  # the header probe only
