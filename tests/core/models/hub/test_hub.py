@@ -91,6 +91,13 @@ def test_pull_places_the_file_as_huggingface_hub_does_and_lists_it(hub: FakeHub,
     assert result.path.is_symlink() and sha256(result.path) == sha256(demo_gguf)
     assert result.path.resolve() == folder / "blobs" / hub.repos[DEMO_REPO].files[result.path.name].sha256()
     assert (folder / "refs" / "main").read_text() == commit
+    # huggingface_hub itself finds it where it looks, and its cache scan sees a sound repository.
+    from huggingface_hub import scan_cache_dir, try_to_load_from_cache
+
+    assert try_to_load_from_cache(DEMO_REPO, result.path.name, cache_dir=hf_cache_dir()) == str(result.path)
+    scan = scan_cache_dir(hf_cache_dir())
+    assert not scan.warnings and [r.repo_id for r in scan.repos] == [DEMO_REPO]
+    assert next(iter(scan.repos)).size_on_disk == demo_gguf.stat().st_size
     assert not [p for p in folder.rglob("*.incomplete")]
     progress = [e for e in events if isinstance(e, Progress) and e.stage == "download"]
     assert progress[-1].done == progress[-1].total == demo_gguf.stat().st_size and "MB/s" in progress[-1].message
