@@ -166,7 +166,7 @@ class TuillmApp(App[int]):
 
         if isinstance(self.screen, SettingsScreen):
             return
-        self.push_screen(SettingsScreen(self.session.config, sorted(self.available_themes), binding_ids(self)),
+        self.push_screen(SettingsScreen(self.session.config, sorted(self.available_themes), binding_ids()),
                          self._settings_saved)
 
     def _settings_saved(self, new: Config | None) -> None:

@@ -12,8 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.app import ComposeResult
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, Select, TextArea
@@ -27,33 +26,10 @@ SCAN_FIELDS = (("scan_hf_cache", "Scan the Hugging Face cache"), ("scan_ollama",
 DEFAULT_THEME = "textual-dark"
 
 
-def binding_ids(app: App) -> dict[str, str]:
-    """Every binding id of the app and its mounted widgets, with its keys as declared (before the keymap) and
-    what it does, as one line of text."""
-    from tuillm.tui.screens.ab import ABScreen
-    from tuillm.tui.screens.add_folder import AddFolderScreen
-    from tuillm.tui.screens.chat_options import ChatOptionsScreen
-    from tuillm.tui.screens.confirm import ConfirmScreen
-    from tuillm.tui.screens.help import HelpScreen
-    from tuillm.tui.screens.model_details import ModelDetailsScreen
-    from tuillm.tui.screens.model_settings import ModelSettingsScreen
-    from tuillm.tui.screens.rename import RenameScreen
-
-    nodes: list[Any] = [app, *app.screen_stack]
-    for screen in app.screen_stack:
-        nodes.extend(screen.query("*"))
-    # The dialogs' keys too, though none of them is open now.
-    classes: list[type] = [type(node) for node in nodes]
-    classes += [SettingsScreen, ModelDetailsScreen, ModelSettingsScreen, AddFolderScreen, ConfirmScreen,
-                ChatOptionsScreen, RenameScreen, HelpScreen, ABScreen]
-    found: dict[str, str] = {}
-    for widget_class in classes:
-        for cls in widget_class.__mro__:
-            for binding in cls.__dict__.get("BINDINGS", ()):
-                # A binding declared as a tuple has no id: only Binding objects can be overridden by id.
-                if isinstance(binding, Binding) and binding.id and binding.id not in found:
-                    found[binding.id] = f"{binding.key}  ({binding.description or binding.action})"
-    return dict(sorted(found.items()))
+def binding_ids() -> dict[str, str]:
+    """Every binding id of the key map (tui/keymap.py), with its keys as declared (before the user's overrides)
+    and what it does, as one line of text."""
+    return dict(sorted((b.id, f"{b.key}  ({b.description or b.action})") for b in keymap.bindings() if b.id))
 
 
 def parse_keys(text: str) -> dict[str, str]:
