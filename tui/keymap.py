@@ -27,7 +27,7 @@ IDEAS: dict[str, str] = {
     "ctrl+g": "edit (the last message)",
     "ctrl+f": "find (search the chats)",
     "ctrl+o": "options (of the chat)",
-    "ctrl+t": "the model to talk to: pick the chat's, or open the merged one in Chat",
+    "ctrl+t": "talk: chat with this model (Models, Train), or pick the chat's model (Chat)",
     "ctrl+l": "the list: show it and go to it, or hide it",
     "ctrl+b": "A/B: the base and the tuned model side by side",
     "ctrl+y": "export (the LoRA adapter as GGUF)",
@@ -128,6 +128,7 @@ MODELS: list[BindingType] = [
     _b("d,delete", "delete", "Delete", "models.delete", "Delete the highlighted GGUF file, after confirmation",
        show=False),
     _b("c", "convert", "Convert", "models.convert", "Send the highlighted model to the Convert pane", show=False),
+    _b("ctrl+t", "chat", "Chat", "models.chat", "Chat with the highlighted model (as Enter on its row)", show=False),
     _b("p", "download", "Download", "models.download",
        "Search the Hugging Face Hub and download a model, the quant that fits (resumes a stopped download)"),
 ]

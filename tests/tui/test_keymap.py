@@ -13,7 +13,8 @@ from textual.binding import Binding
 from textual.widgets import Input, TextArea
 
 import tuillm.tui as tui_package
-from tests.tui.app_helpers import make_app, run_async
+from tests.tui.app_helpers import make_app, run_async, wait_for_catalog
+from tests.tui.fake_backend import FakeBackend
 from tuillm.core.settings import Config
 from tuillm.tui import keymap
 
@@ -140,3 +141,17 @@ async def test_overrides_by_id_work_in_the_app(tmp_path: Path) -> None:
         assert "Models F11" in str(app.query_one("#panes").get_tab("models").label)
         await pilot.press("f2", "f8")
         assert app.focused is not None and app.focused.id == "chat-list"
+
+
+@run_async
+async def test_ctrl_t_chats_with_the_model_in_models_as_in_train(tmp_path: Path) -> None:
+    # Ctrl+T is "talk to this model" wherever a model is at hand: in Models the highlighted row (as Enter).
+    app = make_app([tmp_path], chat_backend=FakeBackend)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("f3")
+        await wait_for_catalog(pilot)
+        await pilot.press("slash", *"demo")  # from the filter, too
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert app.current_pane_id() == "chat"
+        assert app.query_one("#pane-chat").model_name == "demo"

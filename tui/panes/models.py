@@ -266,6 +266,10 @@ class ModelsPane(ModelActions, Vertical):
             return
         self.post_message(self.ModelChosen(entry.name, entry.info.path))
 
+    def action_chat(self) -> None:
+        """Ctrl+T: chat with the highlighted model, as Enter on its row (also from the filter)."""
+        self.query_one("#models-table", DataTable).action_select_cursor()
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         self._show_advice()
