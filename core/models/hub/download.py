@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import re
 import shutil
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from tuillm.core.errors import first_line
 from tuillm.core.events import Cancelled, Emit, Progress
@@ -53,19 +55,67 @@ def partial_path(cache: Path, repo: str, etag: str) -> Path:
     return repo_folder(cache, repo) / "blobs" / f"{etag}{PARTIAL_SUFFIX}"
 
 
-def digest(path: Path, f: RemoteFile) -> tuple[str, str]:
-    """(what the Hub says, what the file holds): sha256 for LFS files, git's blob sha1 for the others."""
+def _hasher(f: RemoteFile, size: int) -> tuple[hashlib._Hash, str]:
+    """The hash the Hub gives for ``f`` (sha256 for LFS files, git's blob sha1 for the others), primed, and its
+    expected hex digest."""
     if f.sha256:
-        h = hashlib.sha256()
-        want = f.sha256
-    else:
-        h = hashlib.sha1(usedforsecurity=False)
-        h.update(f"blob {path.stat().st_size}\0".encode())
-        want = f.blob_id or ""
+        return hashlib.sha256(), f.sha256.lower()
+    h = hashlib.sha1(usedforsecurity=False)
+    h.update(f"blob {size}\0".encode())
+    return h, (f.blob_id or "").lower()
+
+
+def _feed(h: hashlib._Hash, path: Path, limit: int | None = None) -> None:
+    left = limit
     with path.open("rb") as data:
-        while chunk := data.read(CHUNK):
+        while (left is None or left > 0) and (chunk := data.read(CHUNK if left is None else min(CHUNK, left))):
             h.update(chunk)
-    return want.lower(), h.hexdigest()
+            left = None if left is None else left - len(chunk)
+
+
+def digest(path: Path, f: RemoteFile) -> tuple[str, str]:
+    """(what the Hub says, what the file holds), read from the file."""
+    h, want = _hasher(f, path.stat().st_size)
+    _feed(h, path)
+    return want, h.hexdigest()
+
+
+class _HashingFile:
+    """The partial file as http_get writes it, hashed on the way (on a thread of its own: hashlib lets go of the GIL,
+    so the hash keeps pace with the network) so the check needs no second read of the file. A seek or truncate
+    (http_get starting over when a server ignores the Range) voids the running hash."""
+
+    def __init__(self, out: BinaryIO, h: hashlib._Hash) -> None:
+        self.out, self.h, self.valid = out, h, True
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.thread = threading.Thread(target=self._hash, name="tuillm-sha256", daemon=True)
+        self.thread.start()
+
+    def _hash(self) -> None:
+        while (data := self.queue.get()) is not None:
+            self.h.update(data)
+
+    def write(self, data: bytes) -> int:
+        n = self.out.write(data)
+        self.queue.put(bytes(data))
+        return n
+
+    def tell(self) -> int:
+        return self.out.tell()
+
+    def seek(self, *args: int) -> int:
+        self.valid = False
+        return self.out.seek(*args)
+
+    def truncate(self, *args: int) -> int:
+        self.valid = False
+        return self.out.truncate(*args)
+
+    def finish(self) -> str | None:
+        """The hex digest of all that was written (None: voided); the hashing thread ends here in every case."""
+        self.queue.put(None)
+        self.thread.join()
+        return self.h.hexdigest() if self.valid else None
 
 
 class _Meter:
@@ -114,22 +164,28 @@ def _transport_errors() -> tuple[type[Exception], ...]:
     return (httpx2.TransportError,)
 
 
-def _transfer(url: str, part: Path, f: RemoteFile, meter: _Meter) -> None:
+def _transfer(url: str, part: Path, f: RemoteFile, meter: _Meter) -> str | None:
+    """Appends the rest of ``f`` to ``part``; the hex digest of the whole file, or None when it must be read again."""
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
     resume = part.stat().st_size if part.exists() else 0
     if resume > f.size:
         resume = 0  # longer than the file: not ours to trust
+    h, _want = _hasher(f, f.size)
+    if resume:
+        _feed(h, part, resume)  # the kept part, once; the rest is hashed as it arrives
     with part.open("r+b" if part.exists() else "wb") as out:
         out.truncate(resume)
         out.seek(resume)
+        writer = _HashingFile(out, h)
         try:
-            http_get(url, out, resume_size=resume, headers=build_hf_headers(token=client.token()),
+            http_get(url, writer, resume_size=resume, headers=build_hf_headers(token=client.token()),  # type: ignore[arg-type]
                      expected_size=f.size, displayed_filename=f.name, tqdm_class=_bar_class(meter))
         finally:
-            out.flush()
-            os.fsync(out.fileno())
+            out.flush()  # no fsync: after a crash a damaged part fails the checksum and is fetched again
+            got = writer.finish()
+    return got
 
 
 def fetch_file(repo: str, commit: str, f: RemoteFile, cache: Path, emit: Emit, *, revision: str = "main",
@@ -154,19 +210,20 @@ def fetch_file(repo: str, commit: str, f: RemoteFile, cache: Path, emit: Emit, *
         start = part.stat().st_size if part.exists() else 0
         meter = _Meter(f.name, min(start, f.size), f.size, emit, cancel)
         try:
-            _transfer(meta.location, part, f, meter)
+            got = _transfer(meta.location, part, f, meter)
         except (OSError, *_transport_errors()) as exc:  # the partial stays: the next run resumes from it
             kept = part.stat().st_size if part.exists() else 0
             raise client.HubError(f"{repo}/{f.name}: download interrupted at {format_bytes(kept)} of "
                                   f"{format_bytes(f.size)} ({first_line(exc)}); run the same command again to "
                                   "resume") from None
-        emit(Progress("verify", 0, 1, f.name))
-        want, got = digest(part, f)
+        want = (f.sha256 or f.blob_id or "").lower()
+        if got is None:
+            emit(Progress("verify", 0, 1, f.name))
+            want, got = digest(part, f)
         if want != got:
             part.unlink(missing_ok=True)
             raise client.HubError(f"{repo}/{f.name}: checksum mismatch (the Hub says {want[:12]}…, the download "
                                   f"is {got[:12]}…); the download was deleted, run again")
-        emit(Progress("verify", 1, 1, f.name))
         os.chmod(part, 0o644)
         os.replace(part, blob)
     placed = client.call(repo, lambda: hf_hub_download(repo, f.name, revision=revision, cache_dir=cache,
