@@ -55,4 +55,14 @@ MIGRATIONS: list[str] = [
     END;
     INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
     """,
+    # branches (core/chat/branches.py): each message's parent (NULL for a chat's first) and each chat's current
+    # leaf; the messages of a chat kept before this version follow each other in one branch
+    """
+    ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE;
+    ALTER TABLE chats ADD COLUMN leaf_id INTEGER;
+    UPDATE messages SET parent_id = (SELECT MAX(p.id) FROM messages p
+                                     WHERE p.chat_id = messages.chat_id AND p.id < messages.id);
+    UPDATE chats SET leaf_id = (SELECT MAX(id) FROM messages WHERE messages.chat_id = chats.id);
+    CREATE INDEX messages_by_parent ON messages(parent_id, id);
+    """,
 ]

@@ -14,10 +14,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tuillm.core.chat.branches import AT_LEAF, Branches, Parent, path
 from tuillm.core.chat.events import ChatEvent, Token
 from tuillm.core.chat.schema import MIGRATIONS
 from tuillm.core.chat.search import DEFAULT_LIMIT, Found, search_messages, title_matches
@@ -52,6 +53,7 @@ class Message:
     adapter: str = ""  # the LoRA adapter GGUF applied over it ('' for none)
     # (position from 1, count) among the replies or edits that branch from the same point; None: no alternatives
     alternatives: tuple[int, int] | None = None
+    parent_id: int | None = None  # the message this one follows (None: a chat's first, or an alternative of it)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "role": self.role, "content": self.content, "stats": self.stats,
@@ -145,10 +147,10 @@ def _chat(row: sqlite3.Row) -> Chat:
 def _message(row: sqlite3.Row) -> Message:
     return Message(id=row["id"], chat_id=row["chat_id"], role=_text(row["role"]), content=_text(row["content"]),
                    stats=_json_object(row["stats"]), complete=bool(row["complete"]), created=_time(row["created"]),
-                   model=_text(row["model"]), adapter=_text(row["adapter"]))
+                   model=_text(row["model"]), adapter=_text(row["adapter"]), parent_id=row["parent_id"])
 
 
-class ChatStore:
+class ChatStore(Branches):
     """Thread-safe (one connection behind a lock): the UI thread lists while a worker saves a streaming reply."""
 
     def __init__(self, path: str | Path | None = None) -> None:
@@ -276,17 +278,18 @@ class ChatStore:
 
     # --- messages ---
     def add_message(self, chat_id: int, role: str, content: str, *, stats: Mapping[str, Any] | None = None,
-                    complete: bool = True, model: str = "", adapter: str = "") -> Message:
+                    complete: bool = True, model: str = "", adapter: str = "", parent: Parent = AT_LEAF) -> Message:
+        """``parent``: the message it follows (None: a first message), by default the current branch's last."""
         if role not in ("system", "user", "assistant"):
             raise StoreError(f"unknown message role {role!r}")
         now = time.time()
         with self._lock:
             cur = self._run(
-                "INSERT INTO messages (chat_id, role, content, stats, complete, created, model, adapter) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages (chat_id, role, content, stats, complete, created, model, adapter, parent_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (chat_id, role, content, json.dumps(dict(stats)) if stats else None, int(complete), now, model,
-                 adapter))
-            self._run("UPDATE chats SET updated = ? WHERE id = ?", (now, chat_id))
+                 adapter, self._parent(chat_id, parent)))
+            self._run("UPDATE chats SET updated = ?, leaf_id = ? WHERE id = ?", (now, cur.lastrowid, chat_id))
             return self.get_message(int(cur.lastrowid or 0))
 
     def get_message(self, message_id: int) -> Message:
@@ -303,23 +306,16 @@ class ChatStore:
             args.append(int(complete))
         self._run(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?", (*args, message_id))
 
-    def delete_message(self, message_id: int) -> None:
-        self._run("DELETE FROM messages WHERE id = ?", (message_id,))
+    def messages(self, chat_id: int, upto: int | None = None) -> list[Message]:
+        """The current branch (``upto``: the branch up to that message), each with its ``alternatives``."""
+        with self._lock:
+            return [replace(_message(r), alternatives=alts) for r, alts in path(self._run, chat_id, upto)]
 
-    def delete_messages_from(self, chat_id: int, message_id: int) -> int:
-        """Delete ``message_id`` and every later message of the chat (regenerate, edit and resend)."""
-        cur = self._run("DELETE FROM messages WHERE chat_id = ? AND id >= ?", (chat_id, message_id))
-        return cur.rowcount
-
-    def messages(self, chat_id: int) -> list[Message]:
-        rows = self._run("SELECT * FROM messages WHERE chat_id = ? ORDER BY id", (chat_id,)).fetchall()
-        return [_message(r) for r in rows]
-
-    def conversation(self, chat_id: int) -> list[dict[str, str]]:
-        """The chat as the engine takes it: the system prompt first (if any), then the messages."""
+    def conversation(self, chat_id: int, upto: int | None = None) -> list[dict[str, str]]:
+        """The chat as the engine takes it: the system prompt first (if any), then the branch's messages."""
         chat = self.get_chat(chat_id)
         out = [{"role": "system", "content": chat.system_prompt}] if chat.system_prompt else []
-        out += [{"role": m.role, "content": m.content} for m in self.messages(chat_id)]
+        out += [{"role": m.role, "content": m.content} for m in self.messages(chat_id, upto)]
         return out
 
     # --- export ---
@@ -361,7 +357,8 @@ class StreamingSaver:
     ``interval`` seconds; ``finish`` writes the final text and stats."""
 
     def __init__(self, store: ChatStore, chat_id: int, *, interval: float = SAVE_INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic, model: str = "", adapter: str = "") -> None:
+                 clock: Callable[[], float] = time.monotonic, model: str = "", adapter: str = "",
+                 parent: Parent = AT_LEAF) -> None:
         self.store = store
         self.interval = interval
         self._clock = clock
@@ -369,7 +366,7 @@ class StreamingSaver:
         self._last_save = clock()
         self.writes = 0
         self.message = store.add_message(chat_id, "assistant", "", complete=False, model=model,
-                                          adapter=adapter)
+                                          adapter=adapter, parent=parent)
 
     @property
     def text(self) -> str:

@@ -95,7 +95,7 @@ def test_triggers_follow_edits_streaming_and_deletes(tmp_path: Path) -> None:
         assert hits(store, "hedgehogs") == ["a reply on hedgehogs"]  # searchable while it streams
         saver.finish("a reply on squirrels")
         assert hits(store, "hedgehogs") == [] and hits(store, "squirrels") == ["a reply on squirrels"]
-        store.delete_messages_from(chat.id, saver.message.id)
+        store.delete_message(saver.message.id)
         assert hits(store, "squirrels") == []
         store.delete_chat(chat.id)  # cascades to the messages: the triggers run for those too
         assert hits(store, "beavers") == []
