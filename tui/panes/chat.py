@@ -31,6 +31,7 @@ from tuillm.core.llama.options import Sampling
 from tuillm.core.settings import sampling_defaults
 from tuillm.core.text import safe_line, safe_text
 from tuillm.tui import keymap
+from tuillm.tui.panes.chat_branches import VIEW_ACTIONS, ChatBranches
 from tuillm.tui.panes.chat_attach import ChatAttach
 from tuillm.tui.panes.chat_dialogs import ChatDialogs
 from tuillm.tui.panes.chat_drafts import ChatDrafts
@@ -50,7 +51,7 @@ LIVE_STATS_S = 0.5  # how often the status line's tokens/s is refreshed while a 
 BUSY = "a reply is on its way: Esc stops it"
 
 
-class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, ChatAttach, ChatSearch,
+class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, ChatAttach, ChatSearch, ChatBranches,
                Horizontal):
     HELP_TITLE = "Chat pane"
     BINDINGS = keymap.CHAT
@@ -116,6 +117,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         yield SystemCommand("New chat", "Start a new chat", lambda: self.call_later(self.action_new_chat))
         yield SystemCommand("Regenerate", "Answer the last message again",
                             lambda: self.call_later(self.action_regenerate))
+        yield from self.branch_commands()  # fork, alternatives, edit a message
         yield SystemCommand("Edit last message", "Edit the last message and send it again", self.action_edit_last)
         yield SystemCommand("Search chats", "Find words in the messages of every chat", self.action_search)
         yield SystemCommand("Chat options", "System prompt and sampling parameters", self.action_options)
@@ -131,6 +133,8 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
             # None: listed (greyed) even when there is nothing to stop, so the key is known before it is needed.
+        if action in VIEW_ACTIONS:
+            return self.branch_action_allowed(action)
             return True if self.busy or self.editing else None
         return True
 
@@ -291,7 +295,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
             return
         text = sent
         if self.editing:
-            await self._start(Turn(lambda conv: conv.edit_and_resend(text), typed=True))
+            await self._start(Turn(self.edit_turn(text), typed=True))
         else:
             await self._start(Turn(lambda conv: conv.send(text), typed=True))
 
@@ -307,7 +311,8 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         if self.chat_id is None or not any(m.role == "user" for m in self.stored_messages()):
             self.notify("no message to answer again yet", title="Chat", severity="warning")
             return
-        await self._start(Turn(lambda conv: conv.regenerate()))
+        reply = self.selected_reply()  # a reply selected in the messages view, else the last one
+        await self._start(Turn(lambda conv: conv.regenerate(reply=reply)))
 
     def action_edit_last(self) -> None:
         if self.busy:
@@ -317,11 +322,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         if not users:
             self.notify("no message to edit yet", title="Chat", severity="warning")
             return
-        if not self.editing:
-            self.hold_draft()
-        self.column.start_editing(users[-1].content)
-        self.editing = True
-        self.refresh_bindings()
+        self.start_edit(users[-1])
 
     async def action_new_chat(self) -> None:
         if self.busy:
