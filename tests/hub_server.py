@@ -96,6 +96,7 @@ class FakeHub(ThreadingHTTPServer):
         self.drops: dict[str, list[int]] = {}
         self.corrupt: set[str] = set()
         self.slow: dict[str, float] = {}  # seconds to wait between 64 KiB chunks of that file
+        self.ignore_range: set[str] = set()  # files served whole (200) even when a Range is asked, as some CDNs do
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -243,6 +244,8 @@ class _Handler(BaseHTTPRequestHandler):
         start, end = 0, size - 1
         status = 200
         rng = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if f.name in self.server.ignore_range:
+            rng = None
         headers = {"Accept-Ranges": "bytes", "ETag": f'"{f.sha256() if f.lfs else f.git_oid()}"', **(extra or {})}
         if rng:
             start, end = int(rng.group(1)), min(int(rng.group(2) or size - 1), size - 1)
@@ -357,6 +360,7 @@ def hub(hub_server: FakeHub, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
     hub_server.drops.clear()
     hub_server.corrupt.clear()
     hub_server.slow.clear()
+    hub_server.ignore_range.clear()
     hub_server.requests.clear()
     monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")

@@ -224,3 +224,17 @@ def test_hostile_file_names_from_the_hub_are_never_fetched(hub: FakeHub, tmp_pat
         assert [q.quant for q in listing.quants] == ["Q2_K"]
     finally:
         del hub.repos["evil/Names-GGUF"]
+
+
+def test_a_server_that_ignores_range_restarts_the_file_and_it_is_still_checked(hub: FakeHub, demo_gguf: Path) -> None:
+    name = "SmolLM2-135M-Instruct-Q2_K.gguf"
+    choice = pull.choose(f"{DEMO_REPO}:Q2_K")
+    hub.drops[name] = [25 << 20, 0, 0, 0, 0, 0]  # 20 MiB kept (whole 10 MiB blocks)
+    with pytest.raises(HubError, match="interrupted"):
+        pull.run(choice)
+    hub.ignore_range.add(name)  # the resume asks for the rest; the whole file comes back (200)
+    events: list[Event] = []
+    result = pull.run(choice, events.append)
+    assert sha256(result.path) == sha256(demo_gguf)
+    # huggingface_hub started the file over, so the running hash was void and the file was read again.
+    assert any(isinstance(e, Progress) and e.stage == "verify" for e in events)
