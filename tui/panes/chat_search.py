@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from textual.app import App
 
-from tuillm.core.chat.store import ChatStore
+from tuillm.core.chat.store import ChatStore, StoreError
 from tuillm.tui.screens.chat_search import ChatSearchScreen
 from tuillm.tui.widgets.chat_messages import ChatColumn
 from tuillm.tui.widgets.chat_sidebar import ChatSidebar
@@ -46,6 +46,12 @@ class ChatSearch:
                 self.notify(BUSY, title="Search", severity="warning")
                 return
             self._switch_to(chat_id)
+            await self._sync_view()
+        if self.store is not None and not self.busy:  # (a streaming reply keeps its branch shown)
+            try:
+                self.store.activate(message_id)  # a message on another branch: that branch is shown
+            except StoreError:
+                pass  # deleted since the search: said below
             await self._sync_view()
         if not await self.column.reveal(message_id):
             # The message is in the chat but not on the branch shown (or was deleted since the search).

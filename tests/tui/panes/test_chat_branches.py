@@ -146,3 +146,21 @@ async def test_edit_an_earlier_message_starts_a_branch_and_keeps_the_draft(tmp_p
         assert app.query_one("#chat-view").selected_bubble().message_id == before[-1]
         await pilot.press("e")
         assert not pane.editing and any("only your own messages" in n for n in seen)
+
+
+@run_async
+async def test_a_search_hit_on_another_branch_opens_that_branch(tmp_path: Path) -> None:
+    chat_id, (question, first, second, later) = branched_chat()
+    with ChatStore() as store:
+        other = store.create_chat("Other").id  # the chat open at start: the newest
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        pane = chat_pane(app)
+        await pilot.pause()
+        assert pane.chat_id == other
+        hit = next(h for h in pane.store.search_messages("Red") if h.message_id == first)  # not on the branch shown
+        await pane.open_found((hit.chat_id, hit.message_id))
+        await pilot.pause()
+        assert pane.chat_id == chat_id
+        assert shown(app) == [(question, "Name a colour.", None), (first, "Red.", (1, 2))]
+        assert app.query_one("#chat-view").selected_bubble().message_id == first
