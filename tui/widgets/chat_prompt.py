@@ -8,6 +8,7 @@ takes the focus. Attaching the files named is the Chat pane's, when the message 
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from textual import events
@@ -115,7 +116,11 @@ class ChatPrompt(TextArea):
             await self.close_completions()
             return
         self._dismissed = None
-        found, cut = candidates(typing[2])
+        # Listed on a thread: a huge folder never stalls the keys. A listing the typing has moved past is dropped
+        # (the keystroke that moved it lists again).
+        found, cut = await asyncio.to_thread(candidates, typing[2])
+        if self._typing() != typing:
+            return
         if not found:
             await self.close_completions()
             return

@@ -43,6 +43,11 @@ def user_messages(app) -> list[str]:
         return [m.content for chat in store.list_chats() for m in store.messages(chat.id) if m.role == "user"]
 
 
+async def shows(pilot, expected: list[str]) -> None:
+    """Until the completion list shows ``expected`` ([]: no list); it is filled from a worker thread."""
+    await wait_until(pilot, lambda: completions(pilot.app) == expected, f"the completions {expected}")
+
+
 @run_async
 async def test_at_completes_paths_as_typed(tmp_path: Path, workdir: Path) -> None:
     app = chat_app(tmp_path)
@@ -50,38 +55,34 @@ async def test_at_completes_paths_as_typed(tmp_path: Path, workdir: Path) -> Non
         prompt = app.query_one(ChatPrompt)
         prompt.focus()
         await pilot.press(*"Read @")
-        await pilot.pause()
-        assert completions(app) == ["blob.bin", "notes.md", "notes_old.txt", "src/"]  # no hidden files
+        await shows(pilot, ["blob.bin", "notes.md", "notes_old.txt", "src/"])  # no hidden files
         await pilot.press("n", "o")
-        await pilot.pause()
-        assert completions(app) == ["notes.md", "notes_old.txt"]  # typing filters
+        await shows(pilot, ["notes.md", "notes_old.txt"])  # typing filters
         await pilot.press("down", "tab")
-        await pilot.pause()
-        assert prompt.text == "Read @notes_old.txt " and not app.query(PathCompletions)
+        await shows(pilot, [])
+        assert prompt.text == "Read @notes_old.txt "
         await pilot.press(*"and @s")
-        await pilot.pause()
-        assert completions(app) == ["src/"]
+        await shows(pilot, ["src/"])
         await pilot.press("enter")  # a folder: taken, and its entries listed (Enter did not send)
-        await pilot.pause()
-        assert prompt.text == "Read @notes_old.txt and @src/" and completions(app) == ["src/main.py"]
+        await shows(pilot, ["src/main.py"])
+        assert prompt.text == "Read @notes_old.txt and @src/"
         await pilot.press("enter")
-        await pilot.pause()
-        assert prompt.text == "Read @notes_old.txt and @src/main.py " and not app.query(PathCompletions)
+        await shows(pilot, [])
+        assert prompt.text == "Read @notes_old.txt and @src/main.py "
         assert user_messages(app) == []  # nothing was sent by the Enters that took a completion
         await pilot.press(*"@.h")
-        await pilot.pause()
-        assert completions(app) == [".hidden"]  # asked for with a leading "."
+        await shows(pilot, [".hidden"])  # asked for with a leading "."
         await pilot.press("escape")  # closes the list, and only that: the prompt keeps its text
-        await pilot.pause()
-        assert not app.query(PathCompletions) and prompt.text.endswith("@.h") and app.focused is prompt
-        await pilot.press("i")  # the same "@": stays closed
+        await shows(pilot, [])
+        assert prompt.text.endswith("@.h") and app.focused is prompt and not chat_pane(app).busy
+        await pilot.press("i")  # the same "@": it stays closed (decided at once, with no listing to wait for)
         await pilot.pause()
         assert not app.query(PathCompletions)
         await pilot.press("space", "@")  # a new "@" opens it again
-        await pilot.pause()
-        assert "notes.md" in completions(app)
-        await pilot.press("ctrl+n")  # leaving the prompt's text (a new chat) closes it
-        await pilot.pause()
+        await wait_until(pilot, lambda: "notes.md" in completions(app), "the list for a new @")
+        app.set_focus(None)  # the prompt loses the focus: the list goes, the text stays
+        await shows(pilot, [])
+        assert prompt.text.endswith("@.hi @")
 
 
 @run_async
