@@ -96,6 +96,7 @@ class FakeHub(ThreadingHTTPServer):
         self.drops: dict[str, list[int]] = {}
         self.corrupt: set[str] = set()
         self.slow: dict[str, float] = {}  # seconds to wait between 64 KiB chunks of that file
+        self.fail: dict[str, int] = {}  # files whose storage GETs answer this HTTP status
         self.ignore_range: set[str] = set()  # files served whole (200) even when a Range is asked, as some CDNs do
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.lock = threading.Lock()
@@ -240,6 +241,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- bytes ---------------------------------------------------------------------------------------------
     def _bytes(self, f: FakeFile, extra: dict[str, str] | None = None) -> None:
+        probe = self.headers.get("Range", "").startswith("bytes=0-2097151")  # the header probe still works
+        if self.command == "GET" and f.name in self.server.fail and not probe:
+            return self._send(self.server.fail[f.name], b"<Error>Service Unavailable</Error>",
+                              content_type="application/xml")
         size = f.size
         start, end = 0, size - 1
         status = 200
@@ -361,6 +366,7 @@ def hub(hub_server: FakeHub, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
     hub_server.corrupt.clear()
     hub_server.slow.clear()
     hub_server.ignore_range.clear()
+    hub_server.fail.clear()
     hub_server.requests.clear()
     monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")

@@ -164,6 +164,16 @@ def _transport_errors() -> tuple[type[Exception], ...]:
     return (httpx2.TransportError,)
 
 
+def _why(exc: BaseException) -> str:
+    """A failed transfer in a few words: the status of an HTTP error (its URL is a long signed one), else the
+    error's first line."""
+    from huggingface_hub.errors import HfHubHTTPError  # an OSError too
+
+    if isinstance(exc, HfHubHTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code}"
+    return first_line(exc)
+
+
 def _transfer(url: str, part: Path, f: RemoteFile, meter: _Meter) -> str | None:
     """Appends the rest of ``f`` to ``part``; the hex digest of the whole file, or None when it must be read again."""
     from huggingface_hub.file_download import http_get
@@ -209,13 +219,14 @@ def fetch_file(repo: str, commit: str, f: RemoteFile, cache: Path, emit: Emit, *
         part.parent.mkdir(parents=True, exist_ok=True)
         start = part.stat().st_size if part.exists() else 0
         meter = _Meter(f.name, min(start, f.size), f.size, emit, cancel)
-        try:
-            got = _transfer(meta.location, part, f, meter)
-        except (OSError, *_transport_errors()) as exc:  # the partial stays: the next run resumes from it
-            kept = part.stat().st_size if part.exists() else 0
-            raise client.HubError(f"{repo}/{f.name}: download interrupted at {format_bytes(kept)} of "
-                                  f"{format_bytes(f.size)} ({first_line(exc)}); run the same command again to "
-                                  "resume") from None
+        with client.hub_errors(repo):  # an HTTP error of the storage (403, 5xx): one line too
+            try:
+                got = _transfer(meta.location, part, f, meter)
+            except (OSError, *_transport_errors()) as exc:  # the partial stays: the next run resumes from it
+                kept = part.stat().st_size if part.exists() else 0
+                raise client.HubError(f"{repo}/{f.name}: download interrupted at {format_bytes(kept)} of "
+                                      f"{format_bytes(f.size)} ({_why(exc)}); run the same command again "
+                                      "to resume") from None
         want = (f.sha256 or f.blob_id or "").lower()
         if got is None:
             emit(Progress("verify", 0, 1, f.name))

@@ -238,3 +238,10 @@ def test_a_server_that_ignores_range_restarts_the_file_and_it_is_still_checked(h
     assert sha256(result.path) == sha256(demo_gguf)
     # huggingface_hub started the file over, so the running hash was void and the file was read again.
     assert any(isinstance(e, Progress) and e.stage == "verify" for e in events)
+
+
+def test_a_storage_error_is_one_line(hub: FakeHub) -> None:
+    hub.fail["SmolLM2-135M-Instruct-Q2_K.gguf"] = 503
+    with pytest.raises(HubError, match=r"Q2_K.gguf: download interrupted at 0 B of 94 MiB \(HTTP 503\); run the same"):
+        pull.pull(f"{DEMO_REPO}:Q2_K")
+    assert not [p for p in leftovers(DEMO_REPO) if "snapshots" in p]
