@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +144,11 @@ def _chat(row: sqlite3.Row) -> Chat:
                 adapter=_text(row["adapter"]), load=_params(row["load"]))
 
 
-def _message(row: sqlite3.Row) -> Message:
+def _message(row: sqlite3.Row, alternatives: tuple[int, int] | None = None) -> Message:
     return Message(id=row["id"], chat_id=row["chat_id"], role=_text(row["role"]), content=_text(row["content"]),
                    stats=_json_object(row["stats"]), complete=bool(row["complete"]), created=_time(row["created"]),
-                   model=_text(row["model"]), adapter=_text(row["adapter"]), parent_id=row["parent_id"])
+                   model=_text(row["model"]), adapter=_text(row["adapter"]), parent_id=row["parent_id"],
+                   alternatives=alternatives)
 
 
 class ChatStore(Branches):
@@ -309,7 +310,7 @@ class ChatStore(Branches):
     def messages(self, chat_id: int, upto: int | None = None) -> list[Message]:
         """The current branch (``upto``: the branch up to that message), each with its ``alternatives``."""
         with self._lock:
-            return [replace(_message(r), alternatives=alts) for r, alts in path(self._run, chat_id, upto)]
+            return [_message(r, alts) for r, alts in path(self._run, chat_id, upto)]
 
     def conversation(self, chat_id: int, upto: int | None = None) -> list[dict[str, str]]:
         """The chat as the engine takes it: the system prompt first (if any), then the branch's messages."""
