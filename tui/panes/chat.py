@@ -12,7 +12,6 @@ offer to unload or reload smaller).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 
 from textual.app import ComposeResult, SystemCommand
@@ -31,8 +30,8 @@ from tuillm.core.llama.options import Sampling
 from tuillm.core.settings import sampling_defaults
 from tuillm.core.text import safe_line, safe_text
 from tuillm.tui import keymap
-from tuillm.tui.panes.chat_branches import VIEW_ACTIONS, ChatBranches
 from tuillm.tui.panes.chat_attach import ChatAttach
+from tuillm.tui.panes.chat_branches import VIEW_ACTIONS, ChatBranches
 from tuillm.tui.panes.chat_dialogs import ChatDialogs
 from tuillm.tui.panes.chat_drafts import ChatDrafts
 from tuillm.tui.panes.chat_layout import ChatLayout, fit_header
@@ -117,8 +116,8 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         yield SystemCommand("New chat", "Start a new chat", lambda: self.call_later(self.action_new_chat))
         yield SystemCommand("Regenerate", "Answer the last message again",
                             lambda: self.call_later(self.action_regenerate))
-        yield from self.branch_commands()  # fork, alternatives, edit a message
         yield SystemCommand("Edit last message", "Edit the last message and send it again", self.action_edit_last)
+        yield from self.branch_commands()  # fork, alternatives, edit a message
         yield SystemCommand("Search chats", "Find words in the messages of every chat", self.action_search)
         yield SystemCommand("Chat options", "System prompt and sampling parameters", self.action_options)
         yield SystemCommand("Import chat…", "A chat from a JSON file: a tuillm export or an OpenAI messages list",
@@ -133,9 +132,9 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
             # None: listed (greyed) even when there is nothing to stop, so the key is known before it is needed.
+            return True if self.busy or self.editing else None
         if action in VIEW_ACTIONS:
             return self.branch_action_allowed(action)
-            return True if self.busy or self.editing else None
         return True
 
     # --- the store ------------------------------------------------------------------------------------------------
@@ -181,10 +180,9 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
             return []
 
     async def _sync_view(self) -> None:
-        # Replies are the model's text: shown without terminal control sequences (stored as they came).
-        shown = [replace(m, content=safe_text(m.content), model=model_label(m.model) if m.model else "")
-                 for m in self.stored_messages()]
-        await self.column.show(shown, streaming=self.busy)
+        # As stored: the view converts (safe_text, model_label) only the messages it mounts, so a long chat's
+        # sync costs what changed, not its length.
+        await self.column.show(self.stored_messages(), streaming=self.busy, label=model_label)
 
     # --- turns ------------------------------------------------------------------------------------------------------
     async def _start(self, turn: Turn) -> None:
@@ -207,7 +205,8 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
             self.chat_id, self._new_chat_draft = conv.chat_id, ""
             self.record_model(conv.chat_id)  # with its adapter and load settings
             return conv
-        if not self.store.get_chat(self.chat_id).model:  # a chat kept before chats kept their model
+        kept = self.store.get_chat(self.chat_id)
+        if not kept.model or not kept.load:  # a chat kept before chats kept their model (or its load settings)
             self.record_model(self.chat_id)
         return Conversation(self.engine, self.store, self.chat_id)
 
@@ -311,8 +310,8 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         if self.chat_id is None or not any(m.role == "user" for m in self.stored_messages()):
             self.notify("no message to answer again yet", title="Chat", severity="warning")
             return
-        reply = self.selected_reply()  # a reply selected in the messages view, else the last one
-        await self._start(Turn(lambda conv: conv.regenerate(reply=reply)))
+        chosen = self.selected_id()  # a message selected in the messages view, else the last one
+        await self._start(Turn(lambda conv: conv.regenerate(message=chosen)))
 
     def action_edit_last(self) -> None:
         if self.busy:

@@ -1,0 +1,127 @@
+"""One message of the chat view: its header line (who wrote it, its figures, where it stands among its
+alternatives) over its Markdown body.
+
+A message's text comes from a model (or a template, or a database row): ``SafeMarkdown`` strips control sequences
+from every text it is given, whole or streamed, so no reply can write escape sequences to the terminal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.await_complete import AwaitComplete
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Label, Markdown
+
+from tuillm.core.chat.store import Message as StoredMessage
+from tuillm.core.text import safe_line, safe_text
+
+ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
+# A fenced block (``` or ~~~), closed by the same fence or left open at the end (a reply cut short).
+_CODE_BLOCK = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.S | re.M)
+
+
+def last_code_block(text: str) -> str | None:
+    """The content of the last fenced code block in Markdown ``text``, or None when there is none."""
+    blocks = list(_CODE_BLOCK.finditer(text))
+    return blocks[-1].group(2).rstrip("\n") if blocks else None
+
+
+def writer(message: StoredMessage, label: Callable[[str], str]) -> str:
+    """Who wrote a stored reply, named by ``label``: "model", or "model + adapter" ('' when not known)."""
+    if not message.model:
+        return ""
+    return label(message.model) + (f" + {label(message.adapter)}" if message.adapter else "")
+
+
+def bubble_header(role: str, complete: bool, stats: dict[str, Any] | None, streaming: bool = False,
+                  model: str = "", alternatives: tuple[int, int] | None = None) -> str:
+    head = ROLE_NAMES.get(role) or safe_line(role).strip()  # a role other than ours comes from a database row
+    if alternatives is not None:
+        head += f" ‹{alternatives[0]}/{alternatives[1]}›"  # one of several replies (or edits) at this point
+    if streaming:
+        return f"{head} …"  # the model is named with the figures, once the reply ends
+    if model:
+        head += f" · {safe_line(model).strip()}"  # who wrote the reply (a file name, from a database row)
+    if not complete:
+        stopped = bool(stats) and stats.get("finish_reason") == "cancelled"
+        head += " · stopped" if stopped else " · interrupted"
+    if stats and stats.get("generated_tokens"):
+        head += f" · {stats['generated_tokens']} tokens, {stats.get('tokens_per_s', 0.0):.1f} tok/s"
+    return head
+
+
+class SafeMarkdown(Markdown):
+    """Markdown that never receives a control sequence: the full text (``update``, the first render) and each
+    streamed fragment (``append``, what ``Markdown.get_stream`` writes) pass through ``safe_text``. A sequence split
+    across two fragments loses its ESC in the first, so what reaches the second is plain text."""
+
+    def update(self, markdown: str) -> AwaitComplete:
+        return super().update(safe_text(markdown))
+
+    def append(self, markdown: str) -> AwaitComplete:
+        return super().append(safe_text(markdown))
+
+
+class MessageBubble(Vertical):
+    """One message: a header line (who, and the reply's figures) over its Markdown body."""
+
+    class Resized(Message):
+        """The bubble's height changed (its text grew): the view keeps the end in view if the user is there."""
+
+    def __init__(self, role: str, content: str, *, message_id: int | None = None, complete: bool = True,
+                 stats: dict[str, Any] | None = None, streaming: bool = False, model: str = "",
+                 alternatives: tuple[int, int] | None = None) -> None:
+        super().__init__(classes=f"bubble -{role}")
+        self.role = role
+        self.content = content
+        self.message_id = message_id
+        self.complete = complete
+        self.stats = stats
+        self.streaming = streaming
+        self.model = model  # how the reply's model is named ("" when not known)
+        self.alternatives = alternatives
+        self.stored: StoredMessage | None = None  # the stored message shown, as given (to tell what changed)
+
+    @classmethod
+    def of(cls, message: StoredMessage, *, streaming: bool, label: Callable[[str], str]) -> MessageBubble:
+        """The bubble of a stored message: its text without control sequences (stored as it came), its model
+        named by ``label``. Done only for the bubbles mounted, so a long chat converts only what is near the view."""
+        bubble = cls(message.role, safe_text(message.content), message_id=message.id, complete=message.complete,
+                     stats=message.stats, streaming=streaming, model=writer(message, label),
+                     alternatives=message.alternatives)
+        bubble.stored = message
+        return bubble
+
+    def compose(self) -> ComposeResult:
+        yield Label(self._header(), classes="bubble-role", markup=False)
+        yield SafeMarkdown(self.content, classes="bubble-body")
+
+    def _header(self) -> str:
+        return bubble_header(self.role, self.complete, self.stats, self.streaming, self.model, self.alternatives)
+
+    def on_resize(self) -> None:
+        self.post_message(self.Resized())
+
+    @property
+    def markdown(self) -> Markdown:
+        return self.query_one(Markdown)
+
+    async def set_content(self, content: str, *, complete: bool, stats: dict[str, Any] | None) -> None:
+        """The full update that ends a stream (or shows a message changed on disk)."""
+        changed = content != self.content or self.streaming
+        self.content, self.complete, self.stats, self.streaming = content, complete, stats, False
+        self.query_one(".bubble-role", Label).update(self._header())
+        if changed:
+            await self.markdown.update(content)
+
+    async def update_from(self, message: StoredMessage, label: Callable[[str], str]) -> None:
+        """Show ``message`` (the same message, changed: the end of a stream, a new alternative)."""
+        self.stored = message
+        self.model = writer(message, label)
+        self.alternatives = message.alternatives
+        await self.set_content(safe_text(message.content), complete=message.complete, stats=message.stats)
