@@ -36,7 +36,7 @@ def quant_table(choice: Any) -> str:
 
     for q in choice.fits:
         mark = "*" if choice.chosen is not None and q.quant == choice.chosen.quant else ""
-        parts = f" (+{len(q.quant.files) - 1} parts)" if len(q.quant.files) > 1 else ""
+        parts = f" (the first of {len(q.quant.files)} parts)" if len(q.quant.files) > 1 else ""
         rows.append((mark, q.quant.quant, format_bytes(q.quant.size), format_bytes(q.fit.estimate.total_bytes),
                      q.fit.verdict, q.quant.name + parts))
     rows = [tuple(safe_line(c) for c in r) for r in rows]

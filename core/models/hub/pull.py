@@ -92,10 +92,10 @@ def choice_of(listing: RepoListing, fits: list[QuantFit], q: QuantFit, reason: s
 
 
 def choose(ref: str, *, file: str | None = None, checkpoint: bool = False, force: bool = False,
-           revision: str = "main", config: Config | None = None, available: int | None = None) -> Choice:
+           config: Config | None = None, available: int | None = None) -> Choice:
     """What to download for ``ref``; refuses a quant that does not fit unless ``force``."""
     repo, wanted = parse_ref(ref)
-    listing = api.listing(repo, revision)
+    listing = api.listing(repo)  # the main branch, as `ollama pull` and llama.cpp's -hf take
     if checkpoint:
         files = checkpoint_files(listing.files)
         if not any(f.name.endswith(".safetensors") for f in files):
@@ -141,15 +141,13 @@ def check_space(choice: Choice, cache: Path, *, free: int | None = None) -> None
                           f"{format_bytes(free)} free")
 
 
-def run(choice: Choice, emit: Emit = ignore, *, cancel: threading.Event | None = None,
-        revision: str = "main") -> PullResult:
+def run(choice: Choice, emit: Emit = ignore, *, cancel: threading.Event | None = None) -> PullResult:
     cache = hf_cache_dir()
     check_space(choice, cache)
     listing = choice.listing
     for mm in listing.mmproj:
         emit(Log(f"{mm.name}: a vision projector (mmproj), not downloaded: tuillm does not serve images yet"))
-    paths = [download.fetch_file(listing.repo, listing.commit, f, cache, emit, revision=revision, cancel=cancel)
-             for f in choice.files]
+    paths = [download.fetch_file(listing.repo, listing.commit, f, cache, emit, cancel=cancel) for f in choice.files]
     if choice.checkpoint:
         return PullResult(choice, paths[0].parent, listing.repo)
     # The catalog lists a cached GGUF as <repo>/<path in the snapshot>, a split one by its first part.
