@@ -368,6 +368,10 @@ def hub(hub_server: FakeHub, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
     hub_server.ignore_range.clear()
     hub_server.fail.clear()
     hub_server.requests.clear()
+    from huggingface_hub import constants
+
+    # The core sets huggingface_hub's offline flag from the environment when it goes online; put it back after.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", constants.HF_HUB_OFFLINE)
     monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.delenv("HF_TOKEN", raising=False)
