@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tuillm.core.chat.store import DEFAULT_TITLE, Chat, ChatStore, StoreError
+from tuillm.core.chat.store import CHAT_LOAD_OPTIONS, DEFAULT_TITLE, Chat, ChatStore, StoreError
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import Sampling
 from tuillm.core.text import safe_line
@@ -41,6 +41,7 @@ class ImportedMessage:
     content: str
     complete: bool = True
     model: str = ""
+    adapter: str = ""
     stats: dict[str, Any] | None = None
 
 
@@ -51,6 +52,8 @@ class ImportedChat:
     model: str = ""
     system_prompt: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    adapter: str = ""  # the LoRA adapter over the model, and the load settings (ours: LoadOptions fields)
+    load: dict[str, Any] = field(default_factory=dict)
 
 
 def read_chat_file(path: str | Path, *, max_bytes: int = MAX_IMPORT_BYTES) -> ImportedChat:
@@ -114,7 +117,8 @@ def parse_chat(value: object) -> ImportedChat:
     if not any(m.role in ("user", "assistant") for m in messages):
         raise ChatImportError("no user or assistant message to import")
     return ImportedChat(title=_title(head, messages), messages=messages, model=_string(head, "model", ""),
-                        system_prompt=system, params=_params(head.get("params")))
+                        system_prompt=system, params=_params(head.get("params")),
+                        adapter=_string(head, "adapter", ""), load=_load(head.get("load")))
 
 
 def _message(item: object, index: int) -> ImportedMessage:
@@ -136,7 +140,8 @@ def _message(item: object, index: int) -> ImportedMessage:
     if stats is not None and not isinstance(stats, dict):
         raise ChatImportError(f'{where}: "stats" is not an object')
     return ImportedMessage(role=ROLES[role], content=_content(item.get("content"), where), complete=complete,
-                           model=_string(item, "model", "", where), stats=stats or None)
+                           model=_string(item, "model", "", where), adapter=_string(item, "adapter", "", where),
+                           stats=stats or None)
 
 
 def _content(content: object, where: str) -> str:
@@ -211,12 +216,34 @@ def _params(params: object) -> dict[str, Any]:
     return Sampling.from_json(params).to_json()
 
 
+def _load(load: object) -> dict[str, Any]:
+    """A chat's load settings, checked by their declarations as the store checks them (a key we do not know is
+    another version's, and ignored)."""
+    if load is None:
+        return {}
+    if not isinstance(load, dict):
+        raise ChatImportError('"load" is not an object')
+    out = {}
+    for key, value in load.items():
+        option = CHAT_LOAD_OPTIONS.get(key)
+        if option is None:
+            continue
+        try:
+            out[key] = option.check(value)
+        except (TypeError, ValueError) as exc:
+            raise ChatImportError(f'"load" {key}: {_FLAG.sub("", safe_line(str(exc)))}') from None
+    return out
+
+
 def save_chat(store: ChatStore, chat: ImportedChat) -> Chat:
     """Creates the chat in ``store``; a failure part way removes what was written."""
     created = store.create_chat(chat.title, model=chat.model, system_prompt=chat.system_prompt, params=chat.params)
     try:
+        if chat.adapter or chat.load:
+            store.set_model(created.id, chat.model, adapter=chat.adapter, load=chat.load)
         for m in chat.messages:
-            store.add_message(created.id, m.role, m.content, stats=m.stats, complete=m.complete, model=m.model)
+            store.add_message(created.id, m.role, m.content, stats=m.stats, complete=m.complete, model=m.model,
+                              adapter=m.adapter)
     except StoreError:
         store.delete_chat(created.id)
         raise

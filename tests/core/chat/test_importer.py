@@ -28,9 +28,11 @@ def write(tmp_path: Path, value: object, name: str = "chat.json") -> Path:
 def test_export_then_import_gives_the_same_chat(store: ChatStore, tmp_path: Path) -> None:
     chat = store.create_chat("Reversing lists", model="/models/a.gguf", system_prompt="Be brief.",
                              params=Sampling(temperature=0.2, max_tokens=64).to_json())
+    store.set_model(chat.id, "/models/a.gguf", adapter="/adapters/style.gguf", load={"n_ctx": 2048, "lora_scale": 0.5})
     store.add_message(chat.id, "user", "How do I reverse a list?")
     store.add_message(chat.id, "assistant", "Use `items[::-1]`.\n\n```python\nitems.reverse()\n```",
-                      stats={"generated_tokens": 12, "tokens_per_s": 30.0}, model="/models/a.gguf")
+                      stats={"generated_tokens": 12, "tokens_per_s": 30.0}, model="/models/a.gguf",
+                      adapter="/adapters/style.gguf")
     store.add_message(chat.id, "user", "And a string? 🙂")
     store.add_message(chat.id, "assistant", "The same slic", complete=False, model="/models/a.gguf")
     path = store.export(chat.id, tmp_path / "export.json")
@@ -40,9 +42,10 @@ def test_export_then_import_gives_the_same_chat(store: ChatStore, tmp_path: Path
     assert (imported.title, imported.model, imported.system_prompt) == ("Reversing lists", "/models/a.gguf",
                                                                         "Be brief.")
     assert imported.sampling == Sampling(temperature=0.2, max_tokens=64)
+    assert (imported.adapter, imported.load_values) == ("/adapters/style.gguf", {"n_ctx": 2048, "lora_scale": 0.5})
 
     def shape(chat_id: int) -> list[tuple]:
-        return [(m.role, m.content, m.complete, m.model, m.stats) for m in store.messages(chat_id)]
+        return [(m.role, m.content, m.complete, m.model, m.adapter, m.stats) for m in store.messages(chat_id)]
 
     assert shape(imported.id) == shape(chat.id)
     assert store.conversation(imported.id) == store.conversation(chat.id)
@@ -103,6 +106,8 @@ def test_titles_are_one_safe_line(tmp_path: Path) -> None:
     ([{"role": "user", "content": "x", "stats": [1]}], 'message 0: "stats" is not an object'),
     ([{"role": "user", "content": "x", "model": 3}], 'message 0: "model" is not a string'),
     ({"title": 5, "messages": [{"role": "user", "content": "x"}]}, '"title" is not a string'),
+    ({"load": {"n_ctx": -4}, "messages": [{"role": "user", "content": "x"}]}, '"load" n_ctx: a whole number at least 16'),
+    ({"load": "big", "messages": [{"role": "user", "content": "x"}]}, '"load" is not an object'),
     ({"params": [], "messages": [{"role": "user", "content": "x"}]}, '"params" is not an object'),
     ({"params": {"seed": 1.5}, "messages": [{"role": "user", "content": "x"}]}, '"params" seed: 1.5 is not a whole'),
     ({"params": {"temperature": float("nan")}, "messages": [{"role": "user", "content": "x"}]},
