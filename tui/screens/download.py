@@ -13,6 +13,7 @@ import threading
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, ProgressBar
@@ -82,7 +83,7 @@ class DownloadScreen(ModalScreen[PullResult | None]):
 
     def on_mount(self) -> None:
         self.query_one("#download-repos", DataTable).add_columns("REPOSITORY", "DOWNLOADS", "UPDATED", "QUANTS")
-        self.query_one("#download-files", DataTable).add_columns(" ", "QUANT", "SIZE", "MEMORY", "FIT")
+        self.query_one("#download-files", DataTable).add_columns(" ", "QUANT", "SIZE", "MEMORY", "FIT", "HERE")
         for widget in ("#download-repos", "#download-files", "#download-progress"):
             self.query_one(widget).display = False
         self.query_one("#download-search", Input).focus()
@@ -149,7 +150,7 @@ class DownloadScreen(ModalScreen[PullResult | None]):
         for q in event.fits:
             table.add_row("*" if q is best else "", q.quant.quant, format_bytes(q.quant.size),
                           format_bytes(q.fit.estimate.total_bytes),
-                          f"{MARKS.get(q.fit.verdict, '✗')} {q.fit.verdict}")
+                          f"{MARKS.get(q.fit.verdict, '✗')} {q.fit.verdict}", self.here(event.listing, q))
         table.display = bool(event.fits)
         if not event.fits:
             self.status(f"{event.listing.repo} holds no GGUF model")
@@ -159,6 +160,17 @@ class DownloadScreen(ModalScreen[PullResult | None]):
         extra = f"; {len(event.listing.mmproj)} mmproj file(s) not used" if event.listing.mmproj else ""
         self.status((f"* {why}" if best else "no quant fits here; Enter asks before downloading one") + extra)
         table.focus()
+
+    @staticmethod
+    def here(listing: RepoListing, q: QuantFit) -> str:
+        """What of the quant is on disk: "✓" downloaded, a percentage kept from a stopped download, or nothing."""
+        from tuillm.core.models.catalog import hf_cache_dir
+        from tuillm.core.models.hub.download import bytes_here
+
+        done = bytes_here(hf_cache_dir(), listing.repo, listing.commit, q.quant.files)
+        if not done:
+            return ""
+        return "✓" if done >= q.quant.size else f"{100 * done // max(q.quant.size, 1)}%"
 
     # --- download ------------------------------------------------------------------------------------------------
     @on(DataTable.RowSelected, "#download-files")
@@ -208,15 +220,25 @@ class DownloadScreen(ModalScreen[PullResult | None]):
     def on_job_cancelled(self, event: JobCancelled) -> None:
         event.stop()
         self.cancel = None
+        self.refresh_here()
         self.query_one("#download-progress", ProgressBar).display = False
         self.status("stopped; the part downloaded is kept: Enter on the quant resumes it")
 
     def on_job_failed(self, event: JobFailed) -> None:
         event.stop()
         self.cancel = None
+        self.refresh_here()
         self.query_one("#download-progress", ProgressBar).display = False
         self.status(event.error)
         self.notify(event.error, title="Download", severity="error", markup=False)
+
+    def refresh_here(self) -> None:
+        """The HERE column again, after a download stopped (its kept part shows as a percentage)."""
+        table = self.query_one("#download-files", DataTable)
+        if self.listing is None or table.row_count != len(self.fits):
+            return
+        for row, q in enumerate(self.fits):
+            table.update_cell_at(Coordinate(row, 5), self.here(self.listing, q))
 
     def action_cancel(self) -> None:
         if self.cancel is not None:

@@ -73,6 +73,19 @@ def _feed(h: hashlib._Hash, path: Path, limit: int | None = None) -> None:
             left = None if left is None else left - len(chunk)
 
 
+def bytes_here(cache: Path, repo: str, commit: str, files: tuple[RemoteFile, ...]) -> int:
+    """How much of ``files`` is on disk already: whole files in the snapshot, plus the parts kept for a resume."""
+    here = 0
+    for f in files:
+        etag = f.sha256 or f.blob_id or ""
+        part = partial_path(cache, repo, etag)
+        if (snapshot_dir(cache, repo, commit) / f.name).exists():
+            here += f.size
+        elif ETAG_RE.match(etag) and part.is_file():
+            here += min(part.stat().st_size, f.size)
+    return here
+
+
 def digest(path: Path, f: RemoteFile) -> tuple[str, str]:
     """(what the Hub says, what the file holds), read from the file."""
     h, want = _hasher(f, path.stat().st_size)

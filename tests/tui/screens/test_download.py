@@ -59,6 +59,14 @@ async def test_search_pick_and_download_with_the_keyboard(hub: FakeHub) -> None:
         pane = app.query_one("#pane-models")
         entry = pane.selected_entry()
         assert entry is not None and entry.name == f"{DEMO_REPO}/{Q4}" and entry.source == "hf-cache"
+        await pilot.press("p", *"smollm2", "enter")  # opened again: the quant is marked as downloaded
+        screen = app.screen
+        repos = screen.query_one("#download-repos", DataTable)
+        await until(pilot, lambda: repos.row_count == 1 and repos.has_focus, "the search results")
+        await pilot.press("enter")
+        files = screen.query_one("#download-files", DataTable)
+        await until(pilot, lambda: files.row_count == 3, "the quants")
+        assert [str(files.get_row_at(i)[5]) for i in range(3)] == ["", "✓", ""]
 
 
 @run_async
@@ -74,6 +82,9 @@ async def test_escape_stops_and_enter_resumes(hub: FakeHub) -> None:
         await until(pilot, lambda: screen.cancel is None, "the download to stop")
         assert "stopped; the part downloaded is kept" in status(app) and isinstance(app.screen, DownloadScreen)
         kept = part.stat().st_size
+        files = screen.query_one("#download-files", DataTable)
+        size = hub.repos[DEMO_REPO].files[Q4].size
+        assert str(files.get_row_at(1)[5]) == f"{100 * kept // size}%"  # the kept part, shown on its row
         assert not (download.snapshot_dir(hf_cache_dir(), DEMO_REPO, hub.repos[DEMO_REPO].sha) / Q4).exists()
         hub.slow.clear()
         hub.requests.clear()
