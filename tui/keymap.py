@@ -76,7 +76,8 @@ CHAT: list[BindingType] = [
     _b("ctrl+n", "new_chat", "New", "chat.new", "Start a new chat"),
     # Not in the footer (80 columns); F1 lists them.
     _b("ctrl+r", "regenerate", "Again", "chat.regenerate",
-       "Answer the last message (or the selected reply's question) again; earlier replies are kept", show=False),
+       "Answer again the last message, or the selected one (a reply: its question); earlier replies are kept",
+       show=False),
     _b("ctrl+g", "edit_last", "Edit last", "chat.edit_last", "Edit the last message and send it again",
        show=False),
     _b("ctrl+o", "options", "Options", "chat.options", "System prompt and sampling parameters"),

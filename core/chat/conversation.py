@@ -61,15 +61,16 @@ class Conversation:
         self.store.add_message(self.chat_id, "user", text)
         return self._reply(listener)
 
-    def regenerate(self, listener: ChatEmit | None = None, *, reply: int | None = None) -> Future[ReplyDone]:
-        """Answer the last user message again (``reply``: the question of that reply): the earlier replies stay,
-        as alternatives of the new one."""
-        if reply is None:
+    def regenerate(self, listener: ChatEmit | None = None, *, message: int | None = None) -> Future[ReplyDone]:
+        """Answer the last user message again, or ``message`` (a user message; for a reply, its question): the
+        earlier replies stay, as alternatives of the new one."""
+        if message is None:
             return self._reply(listener, parent=self._last_user().id)
-        message = self._message(reply)
-        if message.role != "assistant" or message.parent_id is None:
-            raise TuillmError("only a reply can be answered again")
-        return self._reply(listener, parent=message.parent_id)
+        chosen = self._message(message)
+        question = chosen.id if chosen.role == "user" else chosen.parent_id
+        if chosen.role not in ("user", "assistant") or question is None:
+            raise TuillmError("only a message of the conversation can be answered again")
+        return self._reply(listener, parent=question)
 
     def edit(self, message_id: int, text: str, listener: ChatEmit | None = None) -> Future[ReplyDone]:
         """Send ``text`` in place of the user message ``message_id`` and answer it: a new branch from there (the

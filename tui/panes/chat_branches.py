@@ -64,10 +64,10 @@ class ChatBranches:
         return None if bubble is None else next((m for m in self.stored_messages() if m.id == bubble.message_id),
                                                 None)
 
-    def selected_reply(self) -> int | None:
-        """Ctrl+R's reply to answer again: the selected one (None: the last message's)."""
+    def selected_id(self) -> int | None:
+        """The selected message's id (Ctrl+R answers it, or the question of a reply, again); None: not in the view."""
         message = self.selected_message()
-        return message.id if message is not None and message.role == "assistant" else None
+        return None if message is None else message.id
 
     def _idle(self) -> bool:
         if self.busy:

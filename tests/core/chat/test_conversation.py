@@ -82,13 +82,16 @@ def test_regenerate_an_earlier_reply_answers_only_what_came_before(session: Chat
     first = chat.send("Name a colour.").result()
     chat.send("Name a fruit.").result()
     question, reply, *_ = store.messages(chat.chat_id)
-    done = chat.regenerate(reply=reply.id).result()
+    done = chat.regenerate(message=reply.id).result()
     # The model saw the branch up to the question, as for the first answer: not the later turn.
     assert done.stats.prompt_tokens == first.stats.prompt_tokens
     again = store.messages(chat.chat_id)
     assert [m.id for m in again][:1] == [question.id] and len(again) == 2 and again[1].alternatives == (2, 2)
-    with pytest.raises(TuillmError, match="only a reply"):
-        chat.regenerate(reply=question.id)
+    # The question itself, chosen: answered again too, a third reply.
+    chat.regenerate(message=question.id).result()
+    assert store.messages(chat.chat_id)[1].alternatives == (3, 3)
+    with pytest.raises(TuillmError, match="no message"):
+        chat.regenerate(message=10_000)
 
 
 def test_edit_and_resend_the_last_user_message(session: ChatSession, store: ChatStore) -> None:

@@ -72,6 +72,13 @@ async def test_regenerate_keeps_the_first_reply_and_keys_browse_back(tmp_path: P
         await wait_idle(pilot)
         assert [m for m, _, _ in shown(app)][0] == question and shown(app)[1][2] == (3, 3)
         assert len(pane.store.messages(pane.chat_id)) == 2
+        # And on the question selected (the view kept the focus): answered again, a fourth.
+        assert app.focused is app.query_one("#chat-view")
+        await pilot.press("up")
+        assert app.query_one("#chat-view").selected_bubble().message_id == question
+        await pilot.press("ctrl+r")
+        await wait_idle(pilot)
+        assert shown(app)[1][2] == (4, 4)
 
 
 @run_async
