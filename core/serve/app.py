@@ -98,6 +98,7 @@ class Api:
 
     def record(self, request: Request, t0: float, model: str, done: Finished | None, status: int = 200,
                error: str = "") -> None:
+        request.state.logged = True
         self.log(RequestRecord(request.method, request.url.path, status, clock() - t0, model,
                                done.prompt_tokens if done else 0, done.completion_tokens if done else 0, error))
 
@@ -105,6 +106,7 @@ class Api:
                  lines: Callable[[str | None, Finished | None], str]) -> StreamingResponse:
         """The reply as it comes: ``lines(piece, None)`` per piece, ``lines(None, finished)`` at the end."""
         async def body() -> AsyncIterator[str]:
+            request.state.logged = True  # below, once the stream ends (a client that left: once its reply does)
             status, error = 499, "client closed the connection"
             try:
                 async for piece in stream.pieces():
@@ -292,4 +294,4 @@ def create_app(host: ModelHost, *, api_key: str | None = None, cors: list[str] |
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["*"], allow_headers=["*"])
-    return Guard(app, api_key)
+    return Guard(app, api_key, api.log)

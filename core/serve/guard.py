@@ -49,15 +49,29 @@ class BodyTooLarge(Exception):
 class Guard:
     """ASGI middleware: refuses a request without the key (401) or with a body past ``max_body`` (413)."""
 
-    def __init__(self, app: Any, api_key: str | None, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: Any, api_key: str | None, log: RequestLog, max_body: int = MAX_BODY_BYTES) -> None:
         self.app = app
         self.api_key = api_key.encode() if api_key else None
+        self.log = log
         self.max_body = max_body
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        t0 = clock()
+        status = [500]
+
+        async def noted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        await self._guarded(scope, receive, noted)
+        if not scope.setdefault("state", {}).get("logged"):  # the routes that generate log their own line
+            self.log(RequestRecord(scope["method"], scope["path"], status[0], clock() - t0))
+
+    async def _guarded(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope["path"]
         headers = dict(scope.get("headers") or [])
         if self.api_key is not None and path != "/" and scope["method"] != "OPTIONS" \

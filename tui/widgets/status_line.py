@@ -124,6 +124,16 @@ class StatusLine(Horizontal):
     def set_model(self, name: str | None) -> None:
         self.model_name = name
 
+    def set_server(self, url: str | None) -> None:
+        """Shows the address the app's API server listens on (``tuillm serve``); None hides it."""
+        shown = self.query("#status-serve")
+        if url is None:
+            shown.remove()
+        elif shown:
+            shown.first(Label).update(f"serving {url}")
+        else:
+            self.mount(Label(f"serving {url}", id="status-serve", markup=False))
+
     def watch_sample(self, sample: MemorySample | None) -> None:
         label = self.query_one("#status-ram", Label)
         level = "ok" if sample is None else guard.level(sample.memory)

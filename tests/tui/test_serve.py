@@ -1,0 +1,64 @@
+"""The app runs ``tuillm serve``: "Start server" from the palette, the address on the status line, a real client's
+request in the server log screen, "Stop server"."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+from textual.widgets import DataTable, Label
+
+from tests.tui.app_helpers import make_app, run_async
+from tuillm.core.serve.server import ServeOptions
+from tuillm.tui.app import TuillmApp
+from tuillm.tui.screens.serve_log import ServeLogScreen
+from tuillm.tui.serve_control import ServeControl
+
+# Until the app's class takes the mixin (tui/app.py: ``class TuillmApp(ServeControl)``), the test adds it.
+ServingApp = TuillmApp if issubclass(TuillmApp, ServeControl) else type("ServingApp", (ServeControl, TuillmApp), {})
+
+
+async def _until(pilot, check, what: str, turns: int = 3000) -> None:
+    for _ in range(turns):  # bounded: a broken server fails the test instead of hanging it
+        if check():
+            return
+        await asyncio.sleep(0.02)
+        await pilot.pause()
+    raise AssertionError(f"never: {what}")
+
+
+def _palette_titles(app: ServeControl) -> list[str]:
+    return [c.title for c in app.get_system_commands(app.screen)]
+
+
+@run_async
+async def test_start_serve_log_and_stop(tmp_path: Path) -> None:
+    app = make_app([tmp_path])
+    app.__class__ = ServingApp
+    app.serve_options = ServeOptions(port=0)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert "Start server" in _palette_titles(app) and "Stop server" not in _palette_titles(app)
+        app.action_start_server()
+        await _until(pilot, lambda: app.server_url is not None, "the server started")
+        url = app.server_url
+        assert "Stop server" in _palette_titles(app)
+        assert str(app.query_one("#status-serve", Label).render()) == f"serving {url}"
+        reply = await asyncio.to_thread(httpx.post, f"{url}/v1/chat/completions", timeout=300, json={
+            "model": "demo", "max_tokens": 3, "messages": [{"role": "user", "content": "Hi"}]})
+        assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 3
+        await _until(pilot, lambda: len(app.serve_log) == 1, "the request was logged")
+        app.action_server_log()
+        await pilot.pause()
+        assert isinstance(app.screen, ServeLogScreen)
+        table = app.screen.query_one(DataTable)
+        cells = [str(c) for c in table.get_row_at(0)]
+        assert cells[1] == "POST /v1/chat/completions" and cells[2] == "demo" and cells[5] == "200"
+        assert cells[3].endswith("+3")
+        await asyncio.to_thread(httpx.get, f"{url}/v1/models")  # a request while the screen is open: a new row
+        await _until(pilot, lambda: table.row_count == 2, "the open log took the new request")
+        await pilot.press("escape")
+        app.action_stop_server()
+        await _until(pilot, lambda: app.server_url is None, "the server stopped")
+        assert not app.query("#status-serve")
+        assert "Start server" in _palette_titles(app)
