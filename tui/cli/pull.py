@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuillm.core.text import safe_line
+
+if TYPE_CHECKING:  # the hub modules load when the command runs: --help stays instant
+    from tuillm.core.models.hub.fit import QuantFit
+    from tuillm.core.models.hub.pull import Choice
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,21 +34,32 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def quant_table(choice: Any) -> str:
-    rows = [("", "QUANT", "SIZE", "MEMORY", "FIT", "FILE")]
+def _here(choice: Choice, q: QuantFit) -> str:
+    from tuillm.core.models.catalog import hf_cache_dir
+    from tuillm.core.models.hub.download import bytes_here
+
+    done = bytes_here(hf_cache_dir(), choice.listing.repo, choice.listing.commit, q.quant.files)
+    if not done:
+        return ""
+    return "downloaded" if done >= q.quant.size else f"{100 * done // max(q.quant.size, 1)}% kept"
+
+
+def quant_table(choice: Choice) -> str:
+    """The quants, the chosen one marked ``*``, with what is on disk already (HERE)."""
     from tuillm.core.models.metadata import format_bytes
 
+    rows = [("", "QUANT", "SIZE", "MEMORY", "FIT", "FILE", "HERE")]
     for q in choice.fits:
         mark = "*" if choice.chosen is not None and q.quant == choice.chosen.quant else ""
         parts = f" (the first of {len(q.quant.files)} parts)" if len(q.quant.files) > 1 else ""
         rows.append((mark, q.quant.quant, format_bytes(q.quant.size), format_bytes(q.fit.estimate.total_bytes),
-                     q.fit.verdict, q.quant.name + parts))
+                     q.fit.verdict, q.quant.name + parts, _here(choice, q)))
     rows = [tuple(safe_line(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-def choice_json(choice: Any) -> dict[str, Any]:
+def choice_json(choice: Choice) -> dict[str, Any]:
     return {
         "repo": choice.listing.repo, "commit": choice.listing.commit, "reason": choice.reason,
         "checkpoint": choice.checkpoint, "size_bytes": choice.size,

@@ -53,7 +53,7 @@ def test_list_shows_each_quant_with_its_fit_and_the_choice(hub: FakeHub) -> None
     out = tuillm("pull", DEMO_REPO, "--list")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split() == ["QUANT", "SIZE", "MEMORY", "FIT", "FILE"]
+    assert lines[0].split() == ["QUANT", "SIZE", "MEMORY", "FIT", "FILE", "HERE"]
     chosen = [line for line in lines[1:4] if line.startswith("*")]
     assert len(chosen) == 1 and "Q4_K_M" in chosen[0] and "fits" in chosen[0]
     assert lines[4].startswith(f"{DEMO_REPO}: Q4_K_M, the usual pick")
@@ -101,6 +101,11 @@ def test_sigterm_keeps_the_partial_and_the_next_run_resumes(hub: FakeHub) -> Non
     assert [h["range"] for h in hub.served("GET", "/cdn/") if not h["range"].startswith("bytes=0-")] == \
         [f"bytes={kept}-"]
     assert "ready:" in out.stdout and not part.exists()
+    size = hub.repos[DEMO_REPO].files[Q4].size
+    assert [line for line in out.stdout.splitlines() if "Q4_K_M" in line and line.endswith(
+        f"{100 * kept // size}% kept")]  # the table said what the run would resume
+    listed = tuillm("pull", DEMO_REPO, "--list").stdout
+    assert [line for line in listed.splitlines() if "Q4_K_M" in line and line.endswith("downloaded")]
     assert "mmproj-SmolLM2-135M-f16.gguf: a vision projector (mmproj), not downloaded" in out.stderr
 
 
