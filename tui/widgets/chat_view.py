@@ -9,6 +9,7 @@ sees in place. Selection (↑/↓) walks all messages, mounting as it goes; ``re
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 from textual.containers import VerticalScroll
@@ -45,6 +46,7 @@ class ChatView(VerticalScroll):
         self.selected: int | None = None  # an index into messages; None: the last mounted one
         self._keep_selection = False  # a reveal chose the selection that focusing would reset
         self._growing = False  # a mount at an edge is under way (scrolling asks again and again)
+        self._window_lock = asyncio.Lock()  # one change of the mounted window at a time (mounts await, scrolls don't)
         self._placing = False  # the window moved to a far message: the scroll offset is not the user's until shown
         # Follow new text only while the user is at the bottom: scrolling up stops it, scrolling back resumes.
         # (Not Widget.anchor(): it leaves a negative scroll offset when the content is shorter than the view.)
@@ -86,25 +88,29 @@ class ChatView(VerticalScroll):
         streaming = self.streaming and not message.complete and index == len(self.messages) - 1
         return MessageBubble.of(message, streaming=streaming, label=self.label)
 
-    def _check_edges(self) -> None:
-        """Within a screen of the window's top (or bottom) with more beyond it: mount the next batch."""
-        if self._growing or self._placing or not self.is_mounted:
-            return
+    def _edge(self) -> bool | None:
+        """Within a screen of the window's top (True) or bottom (False) with more beyond it; else None."""
         if self.start > 0 and self.scroll_y < self.size.height:
-            up = True
-        elif self.end < len(self.messages) and self.scroll_y > self.max_scroll_y - self.size.height:
-            up = False
-        else:
+            return True
+        if self.end < len(self.messages) and self.scroll_y > self.max_scroll_y - self.size.height:
+            return False
+        return None
+
+    def _check_edges(self) -> None:
+        """Near an edge of the window: mount the next batch there."""
+        if self._growing or self._placing or not self.is_mounted or self._edge() is None:
             return
         self._growing = True
-        self.call_later(self._grow, up)
+        self.call_later(self._grow)
 
-    async def _grow(self, up: bool) -> None:
+    async def _grow(self) -> None:
         try:
-            if up:
-                await self._mount_above(max(0, self.start - BATCH))
-            else:
-                await self._mount_below(min(len(self.messages), self.end + BATCH))
+            async with self._window_lock:
+                up = self._edge() if not self._placing else None  # again: the window may have changed meanwhile
+                if up:
+                    await self._mount_above(max(0, self.start - BATCH))
+                elif up is not None:
+                    await self._mount_below(min(len(self.messages), self.end + BATCH))
         finally:
             self.call_after_refresh(self._grown)
 
@@ -119,7 +125,7 @@ class ChatView(VerticalScroll):
         def put_back() -> None:
             if self.at_bottom:
                 self.scroll_end(animate=False, immediate=True)
-            elif anchor.is_mounted:
+            elif anchor.parent is self:
                 self.scroll_to(y=anchor.virtual_region.y - offset, animate=False, immediate=True)
 
         return put_back
@@ -163,6 +169,10 @@ class ChatView(VerticalScroll):
 
     async def bring(self, index: int) -> None:
         """Mount message ``index`` (and those between it and the window), or move the window to it if it is far."""
+        async with self._window_lock:
+            await self._bring(index)
+
+    async def _bring(self, index: int) -> None:
         if self.start <= index < self.end:
             return
         if self.start - BATCH <= index < self.start:
@@ -178,6 +188,11 @@ class ChatView(VerticalScroll):
         """Make the bubbles match the stored messages: keep the common start, update changed messages, remove what
         was deleted (regenerate, edit), mount what is new if the window reaches the end. The work is in what
         changed and what is mounted, not in the chat's length."""
+        async with self._window_lock:
+            await self._show(stored, streaming, label)
+        self.call_after_refresh(self._check_edges)
+
+    async def _show(self, stored: Sequence[StoredMessage], streaming: bool, label: Callable[[str], str]) -> None:
         old, self.messages, self.streaming, self.label = self.messages, list(stored), streaming, label
         new = self.messages
         common = 0
@@ -201,7 +216,6 @@ class ChatView(VerticalScroll):
             if at_end and common < len(new):
                 await self.mount_all([self._bubble(i) for i in range(common, len(new))])
             self.follow()
-        self.call_after_refresh(self._check_edges)
 
     def last_bubble(self) -> MessageBubble | None:
         """The newest message's bubble, if it is mounted."""
@@ -227,7 +241,7 @@ class ChatView(VerticalScroll):
             self._placing = False
 
     def _scroll_to_bubble(self, bubble: MessageBubble) -> None:
-        if bubble.is_mounted:
+        if bubble.parent is self:
             self.scroll_to_widget(bubble, animate=False, immediate=True,
                                   top=bubble.outer_size.height > self.size.height)
         if self._placing:
