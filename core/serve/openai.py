@@ -99,8 +99,11 @@ class ChatRequest(_Generation):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = None
     response_format: ResponseFormat | None = None
+    tools: list[Any] | None = None
 
     def sampling(self) -> dict[str, Any]:
+        if self.tools:  # said, rather than answered as if the tools were not there
+            raise TuillmError("tools (function calling) are not supported by tuillm serve")
         values = super().sampling()
         values["max_tokens"] = self.max_completion_tokens or self.max_tokens
         values["grammar"] = self.response_format.grammar() if self.response_format else None

@@ -12,13 +12,15 @@ import pytest
 from tests.core.serve.conftest import QUESTION, Served, start_server, stop_server
 
 KEY = "s3cret-key"
+ORIGIN = "http://app.example"
 ASK = [{"role": "user", "content": QUESTION}]
 
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A small context (so a long prompt does not fit) and an API key."""
-    served = start_server(tmp_path_factory.mktemp("home"), "demo", "--ctx", "64", "--api-key", KEY)
+    served = start_server(tmp_path_factory.mktemp("home"), "demo", "--ctx", "64", "--api-key", KEY,
+                          "--cors", ORIGIN)
     yield served
     stop_server(served)
     assert "Traceback" not in served.log()
@@ -99,3 +101,22 @@ def test_model_that_does_not_fit_names_the_estimate(huge: Served) -> None:
     assert "needs about" in oerr.value.error
     assert huge.proc.poll() is None
     assert [m.id for m in _client(huge).models.list().data] == ["demo"]
+
+
+def test_tools_are_refused_not_ignored(keyed: Served) -> None:
+    tool = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    with pytest.raises(openai.BadRequestError) as err:
+        _client(keyed).chat.completions.create(model="demo", messages=ASK, tools=[tool])
+    assert "tools" in err.value.message
+
+
+def test_cors_only_for_the_allowed_origin(keyed: Served, huge: Served) -> None:
+    ask = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "authorization,content-type"}
+    allowed = httpx.options(f"{keyed.url}/v1/chat/completions", headers=ask)
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == ORIGIN
+    other = httpx.options(f"{keyed.url}/v1/chat/completions", headers=ask | {"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    # without --cors: no CORS headers at all, so no web page can read the answers
+    plain = httpx.get(f"{huge.url}/v1/models", headers={"Origin": ORIGIN})
+    assert plain.status_code == 200 and "access-control-allow-origin" not in plain.headers
