@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from textual.app import App
 from textual.message import Message
 
 from tuillm.core.chat.backend import ChatBackend
@@ -100,7 +101,7 @@ class ChatModels:
     model_loading: bool
     busy: bool
     notify: Callable[..., None]
-    app: Any
+    app: App[int]
     _set_status: Callable[[str | None], None]
     _refresh_header: Callable[[], None]
     _begin: Callable[[Turn], Awaitable[None]]
@@ -130,12 +131,16 @@ class ChatModels:
         self.adapter_path = Path(chat.adapter) if chat.adapter else None
         self.chat_load = MappingProxyType(chat.load_values)
         self._name_model()
-        gone = [p for p in (self.model_path, self.adapter_path) if p is not None and not p.is_file()]
-        self.model_missing = bool(gone)
-        if self.model_missing:
-            self.model_gone()
-            self.pick_model(f"{gone[0].name}: this chat's {'model' if gone[0] == self.model_path else 'adapter'} "
-                            "file is gone")
+        self.model_missing = self._gone() is not None
+        if self.model_missing:  # the picker says so, and offers another (Esc: the chat waits, and says why)
+            self.pick_model(self._gone() or "")
+
+    def _gone(self) -> str | None:
+        """Which of the chat's files is gone, in words (None: both are there)."""
+        for path, what in ((self.model_path, "model"), (self.adapter_path, "adapter")):
+            if path is not None and not path.is_file():
+                return f"{path.name}: this chat's {what} file is gone"
+        return None
 
     def _name_model(self) -> None:
         self.model_name = chat_label(self.model_path, self.adapter_path) if self.model_path else DEMO
@@ -143,9 +148,8 @@ class ChatModels:
     def model_gone(self) -> bool:
         """True (and says so) when the open chat's model or adapter file is gone."""
         if self.model_missing:
-            self.notify(f"{self.model_name}: this chat's model file is gone; the chat is kept. Pick another model "
-                        "(Ctrl+T, or Enter in Models) to go on with it", title="Model", severity="warning",
-                        timeout=15)
+            self.notify(f"{self._gone() or self.model_name}; the chat is kept. Pick another model (Ctrl+T, or Enter "
+                        "in Models) to go on with it", title="Model", severity="warning", timeout=15)
         return self.model_missing
 
     def pick_model(self, reason: str = "") -> None:

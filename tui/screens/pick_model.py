@@ -79,9 +79,9 @@ class PickModelScreen(ModalScreen[ModelChoice | None]):
     PickModelScreen { align: center middle; }
     #pick-model-list { height: auto; max-height: 12; margin-bottom: 1; }
     #pick-model-adapter-row { height: auto; }
-    #pick-model-adapter-row Label { width: 10; }
-    #pick-model-adapter { width: 1fr; }
-    #pick-model-scale { width: 8; }
+    #pick-model-adapter-row Label { width: auto; padding-right: 1; }
+    #pick-model-adapter { width: 1fr; margin-right: 2; }
+    #pick-model-scale { width: 7; }
     """
     BINDINGS = keymap.PICK_MODEL
 
@@ -106,8 +106,8 @@ class PickModelScreen(ModalScreen[ModelChoice | None]):
                 yield Label("LoRA GGUF")
                 yield Input(str(self.adapter) if self.adapter else "", placeholder="none (a path to apply one)",
                             id="pick-model-adapter", compact=True)
-                yield Input(LORA_SCALE.format(self.lora_scale), id="pick-model-scale", compact=True,
-                            tooltip="LoRA scale")
+                yield Label("scale")
+                yield Input(LORA_SCALE.format(self.lora_scale), id="pick-model-scale", compact=True)
             yield Label("Enter or Ctrl+S: chat with it · Esc: keep the chat's model", classes="dialog-hint")
 
     def on_mount(self) -> None:
