@@ -9,16 +9,42 @@ takes the focus. Attaching the files named is the Chat pane's, when the message 
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 import re
+import stat
 
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
 
+from tuillm.core.chat.attachments import CHARS_PER_TOKEN, MAX_ATTACH_BYTES, mentions
+from tuillm.core.text import safe_line
 from tuillm.tui.widgets.path_complete import Candidate, PathCompletions, candidates
 
 # The "@path" being typed, ending at the cursor: after a space or at the line's start, optionally in quotes.
 _TYPING = re.compile(r'(?:^|(?<=\s))@("?)([^\s"]*|(?<=")[^"]*)$')
+
+
+def attaching(text: str) -> str | None:
+    """What Enter will attach, for the prompt's lower border: each ``@path`` the message names (by the rules sending
+    uses), a file with its size as a token estimate, anything else with what is wrong with it."""
+    parts = []
+    for mention in mentions(text):
+        name = safe_line(mention.path)
+        try:
+            info = os.stat(os.path.expanduser(mention.path))
+        except (OSError, ValueError):
+            parts.append(f"{name}: not found")
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            parts.append(f"{name}: not a file")
+        elif info.st_size > MAX_ATTACH_BYTES:
+            parts.append(f"{name}: too big")
+        else:  # bytes for characters: an estimate, as the count before the model loads is
+            tokens = math.ceil(info.st_size / CHARS_PER_TOKEN)
+            parts.append(f"{name} (~{tokens} token{'' if tokens == 1 else 's'})")
+    return "attaching " + " · ".join(parts) if parts else None
 
 
 class ChatPrompt(TextArea):
@@ -99,6 +125,7 @@ class ChatPrompt(TextArea):
     async def on_text_area_changed(self, event: TextArea.Changed) -> None:
         # Not stopped: the pane keeps the draft from the same message.
         if event.text_area is self:
+            self.border_subtitle = attaching(self.text)
             await self.update_completions()
 
     async def on_text_area_selection_changed(self, event: TextArea.SelectionChanged) -> None:

@@ -69,9 +69,12 @@ async def test_at_completes_paths_as_typed(tmp_path: Path, workdir: Path) -> Non
         await pilot.press("enter")
         await shows(pilot, [])
         assert prompt.text == "Read @notes_old.txt and @src/main.py "
+        # Under the prompt: what Enter will attach, with a size estimate (4 bytes a token).
+        assert prompt.border_subtitle == "attaching notes_old.txt (~1 token) · src/main.py (~3 tokens)"
         assert user_messages(app) == []  # nothing was sent by the Enters that took a completion
         await pilot.press(*"@.h")
         await shows(pilot, [".hidden"])  # asked for with a leading "."
+        assert prompt.border_subtitle.endswith("· .h: not found")
         await pilot.press("escape")  # closes the list, and only that: the prompt keeps its text
         await shows(pilot, [])
         assert prompt.text.endswith("@.h") and app.focused is prompt and not chat_pane(app).busy

@@ -35,7 +35,7 @@ def test_at_completion_list(snap_compare, app: TuillmApp, size: tuple[int, int])
     async def typing(pilot: Pilot) -> None:
         await chat_shown(pilot)
         pilot.app.query_one("#chat-prompt").focus()
-        await pilot.press(*"Summarize @no")
+        await pilot.press(*"Summarize @report.log and @no")
         await until(pilot, lambda: len(pilot.app.query(PathCompletions)) == 1)
         steady_cursors(pilot)
 
