@@ -88,6 +88,11 @@ class DownloadScreen(ModalScreen[PullResult | None]):
             self.query_one(widget).display = False
         self.query_one("#download-search", Input).focus()
 
+    def on_unmount(self) -> None:
+        # Leaving with a download running (the app quitting): its thread stops at the next chunk, the part kept.
+        if self.cancel is not None:
+            self.cancel.set()
+
     def status(self, text: str) -> None:
         self.query_one("#download-status", Label).update(safe_line(text))
 

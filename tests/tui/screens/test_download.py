@@ -123,3 +123,20 @@ async def test_a_quant_that_does_not_fit_asks_first(hub: FakeHub) -> None:
         await until(pilot, lambda: app.screen is screen, "back to the dialog")
         assert screen.cancel is None  # nothing started
         assert all(h["range"] == "bytes=0-2097151" for h in hub.served("GET", "/cdn/"))  # the header probe only
+
+
+@run_async
+async def test_quitting_during_a_download_stops_it_and_keeps_the_part(hub: FakeHub) -> None:
+    hub.slow[Q4] = 0.002
+    part = download.partial_path(hf_cache_dir(), DEMO_REPO, hub.repos[DEMO_REPO].files[Q4].sha256())
+    app = make_app([])
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_demo_repo(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: part.exists() and part.stat().st_size > 1 << 20, "a partial download")
+        cancel = screen.cancel
+        app.exit()
+    assert cancel is not None and cancel.is_set()  # the app left: the worker was told to stop
+    await app.workers.wait_for_complete()
+    assert part.exists()
+    assert not (download.snapshot_dir(hf_cache_dir(), DEMO_REPO, hub.repos[DEMO_REPO].sha) / Q4).exists()
