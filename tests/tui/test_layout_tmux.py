@@ -1,0 +1,67 @@
+"""End to end: the layout of the real ``tuillm`` binary in tmux at 80x24: tabs with their F-keys, the chat list
+hidden and brought back with Ctrl+L, a reply from the demo model with the status line keeping model, context and
+speed, the header keeping the model, and F1's help wrapped inside the terminal. (60x20 is covered by the pilot tests
+in test_layout.py and the snapshots.)"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.tui.test_e2e_chat_tmux import ENV_KEYS
+from tests.tui.test_e2e_tmux import Tmux, line_from_bottom, tuillm_binary
+
+pytestmark = pytest.mark.slow
+
+FILTER = "Filter chats"  # the placeholder of the chat list's filter: on screen only while the list is
+
+
+def status_has_all(line: str) -> bool:
+    """Model, context and speed (the speed in its long or short form) on the status line."""
+    return "demo" in line and bool(re.search(r"ctx \d+/\d+", line)) and bool(re.search(r"\d t(ok)?/s", line))
+
+
+def help_wraps(tmux: Tmux) -> None:
+    """F1's rows wrap inside the box: every line of it ends with the box's right border; Esc closes it."""
+    tmux("send-keys", "-t", "main", "F1")
+    screen = tmux.wait_for(lambda s: "Esc or F1 closes" in s, "the help")
+    box = [line.rstrip() for line in screen.splitlines() if line.lstrip().startswith("│")]
+    assert len(box) > 5 and all(line.endswith("│") for line in box), screen
+    tmux("send-keys", "-t", "main", "Escape")
+    tmux.wait_for(lambda s: "Esc or F1 closes" not in s, "the help closed")
+
+
+def ready(screen: str) -> bool:
+    return "Enter sends" in screen and "Quit" in line_from_bottom(screen, 1)
+
+
+def test_layout_at_80_columns(isolated_home: Path) -> None:
+    config = isolated_home / ".config" / "tuillm" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("[load]\nctx = 1024\n")  # a small context: a quicker load on two cores
+    env = {k: os.environ[k] for k in ENV_KEYS}
+    tmux = Tmux(isolated_home / "exit-status-80")
+    try:
+        tmux.start([tuillm_binary()], env)
+        screen = tmux.wait_for(ready, "the Chat pane")
+        tabs = screen.splitlines()[1]
+        assert all(f"{title} F{n}" in tabs for n, title in enumerate(("Chat", "Models", "Convert", "Train"), 2)), tabs
+        assert FILTER not in screen  # 80 columns: the list is hidden, the chat has the width
+
+        tmux("send-keys", "-t", "main", "-l", "Say hello.")
+        tmux.wait_for(lambda s: "Say hello." in s, "the question typed")
+        tmux("send-keys", "-t", "main", "Enter")
+        screen = tmux.wait_for(lambda s: status_has_all(line_from_bottom(s, 2)), "model, context and speed")
+        assert screen.splitlines()[3].rstrip().endswith("demo")  # the header names the model
+
+        tmux("send-keys", "-t", "main", "C-l")
+        tmux.wait_for(lambda s: s.splitlines()[3].startswith(FILTER), "the list shown")
+        tmux("send-keys", "-t", "main", "C-l")
+        tmux.wait_for(lambda s: FILTER not in s, "the list hidden again")
+        help_wraps(tmux)
+        tmux.quit()
+    finally:
+        tmux.kill()
