@@ -201,6 +201,9 @@ PICK_MODEL: list[BindingType] = [
     _b("ctrl+s", "pick", "Use", "chat.pick_model_use", "Chat with the highlighted model"),
     _b("escape", "cancel", "Cancel", "chat.pick_model_cancel", "Keep the chat's model"),
 ]
+SERVE_LOG: list[BindingType] = [
+    _b("escape", "dismiss", "Close", "serve.log_close", "Close the server's log"),
+]
 AB: list[BindingType] = [
     _b("escape", "close", "Close", "train.ab_close", "Close the A/B view and free both models"),
 ]
@@ -233,6 +236,7 @@ GROUPS: tuple[Group, ...] = (
     Group("Add a models folder", ADD_FOLDER),
     Group("Download a model", DOWNLOAD),
     Group("A/B compare", AB),
+    Group("Server log", SERVE_LOG),
     Group("Settings", SETTINGS),
     Group("Questions", CONFIRM),
     Group("Help", HELP),

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
 from tuillm.core.serve.guard import RequestRecord
 from tuillm.core.text import safe_line
+from tuillm.tui import keymap
 
 COLUMNS = ("Time", "Request", "Model", "Tokens", "Seconds", "Status")
 
@@ -29,7 +29,7 @@ class ServeLogScreen(ModalScreen[None]):
     ServeLogScreen > Vertical { width: 96%; height: 90%; border: round $accent; background: $surface; }
     ServeLogScreen DataTable { height: 1fr; }
     """
-    BINDINGS = [Binding("escape", "dismiss", "Close")]
+    BINDINGS = keymap.SERVE_LOG
 
     def __init__(self, records: list[RequestRecord], url: str | None) -> None:
         super().__init__()
