@@ -189,12 +189,16 @@ def _why(exc: BaseException) -> str:
 
 def _transfer(url: str, part: Path, f: RemoteFile, meter: _Meter) -> str | None:
     """Appends the rest of ``f`` to ``part``; the hex digest of the whole file, or None when it must be read again."""
+    from huggingface_hub import constants
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
     resume = part.stat().st_size if part.exists() else 0
     if resume > f.size:
         resume = 0  # longer than the file: not ours to trust
+    if not resume and f.size > constants.MAX_HTTP_DOWNLOAD_SIZE:  # http_get's own refusal, in our words
+        raise client.HubError(f"{f.name} is larger than {format_bytes(constants.MAX_HTTP_DOWNLOAD_SIZE)}: the Hub "
+                              "serves such files through Xet only (pip install hf_xet, then use `hf download`)")
     h, _want = _hasher(f, f.size)
     if resume:
         _feed(h, part, resume)  # the kept part, once; the rest is hashed as it arrives

@@ -245,3 +245,12 @@ def test_a_storage_error_is_one_line(hub: FakeHub) -> None:
     with pytest.raises(HubError, match=r"Q2_K.gguf: download interrupted at 0 B of 94 MiB \(HTTP 503\); run the same"):
         pull.pull(f"{DEMO_REPO}:Q2_K")
     assert not [p for p in leftovers(DEMO_REPO) if "snapshots" in p]
+
+
+def test_a_file_over_the_plain_http_limit_is_one_line(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "MAX_HTTP_DOWNLOAD_SIZE", 1 << 20)  # the 50 GB limit, scaled to the test file
+    with pytest.raises(HubError, match="Q2_K.gguf is larger than 1 MiB: the Hub serves such files through Xet"):
+        pull.pull(f"{DEMO_REPO}:Q2_K")
+    assert not [p for p in leftovers(DEMO_REPO) if "snapshots" in p or p.endswith(".incomplete")]
