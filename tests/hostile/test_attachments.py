@@ -14,10 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
+from textual.content import Content
 
+from tests.tui.app_helpers import run_async
+from tests.tui.chat_helpers import SIZE, chat_app, wait_until
 from tuillm.core.chat.attachments import AttachmentError, attach_mentions, read_attachment
 from tuillm.core.chat.importer import ChatImportError, import_chat, parse_chat, read_chat_file
 from tuillm.core.chat.store import ChatStore
+from tuillm.tui.widgets.chat_prompt import ChatPrompt
+from tuillm.tui.widgets.path_complete import PathCompletions
 
 TUILLM = str(Path(sys.executable).with_name("tuillm"))
 ESCAPES = "\x1b]0;owned\x07\x1b[2J\x9b31m"
@@ -207,3 +212,27 @@ def test_import_chat_through_a_path_with_escapes_in_its_name(tmp_path: Path) -> 
     path.write_text("{", encoding="utf-8")
     line = one_line(tuillm("import-chat", str(path)))
     assert line.startswith("tuillm: ") and "is not JSON" in line
+
+
+@run_async
+async def test_hostile_file_names_in_the_prompt_are_shown_as_plain_text(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Markup and escape sequences in file names, listed and named as plain text.
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for name in ("[bold]b.txt", f"e{ESCAPES}.txt"):
+        (work / name).write_text("x\n", encoding="utf-8")
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = app.query_one(ChatPrompt)
+        prompt.focus()
+        await pilot.press("@")
+        await wait_until(pilot, lambda: len(app.query(PathCompletions)) == 1, "the completion list")
+        listed = app.query_one(PathCompletions)
+        shown = [str(listed.get_option_at_index(i).prompt) for i in range(listed.option_count)]
+        assert shown == ["[bold]b.txt", "e.txt"]  # as the name reads, without its escape sequences
+        prompt.text = "see @[bold]b.txt "
+        await pilot.pause()
+        # Kept as Content, so the brackets are text (read as markup, "[bold]" would vanish); the getter gives markup.
+        assert Content.from_markup(prompt.border_subtitle).plain == "attaching [bold]b.txt (~1 token)"

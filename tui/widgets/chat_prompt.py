@@ -15,6 +15,7 @@ import re
 import stat
 
 from textual import events
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import TextArea
 
@@ -125,7 +126,9 @@ class ChatPrompt(TextArea):
     async def on_text_area_changed(self, event: TextArea.Changed) -> None:
         # Not stopped: the pane keeps the draft from the same message.
         if event.text_area is self:
-            self.border_subtitle = attaching(self.text)
+            line = attaching(self.text)
+            # Content, not a str: a str here is read as markup, and a file name may hold brackets.
+            self.border_subtitle = Content(line) if line is not None else None
             await self.update_completions()
 
     async def on_text_area_selection_changed(self, event: TextArea.SelectionChanged) -> None:
