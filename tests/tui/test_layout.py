@@ -159,3 +159,16 @@ async def test_the_tabs_name_their_keys(app: TuillmApp) -> None:
         assert labels == ["Chat F2", "Models F3", "Convert F4", "Train F5"]
         for pane in ("models", "convert", "train"):  # every tab is on screen at 60 columns
             assert tabs.get_tab(pane).region.right <= 60
+
+
+@run_async
+async def test_the_status_line_makes_room_for_the_server_address(app: TuillmApp) -> None:
+    async with app.run_test(size=(100, 24)) as pilot:
+        status = app.query_one(StatusLine)
+        status.set_model(STATUS)
+        status.set_server("http://127.0.0.1:8080")
+        await settle(pilot)
+        parts = [str(label.content) for label in status.query(Label)]
+        assert parts[-1] == "serving http://127.0.0.1:8080"
+        assert "ctx 1234/8192" in parts[1] and "48.3 t" in parts[1] and parts[1].startswith("Smol")
+        assert sum(len(part) + 1 for part in parts) - 1 <= status.content_region.width

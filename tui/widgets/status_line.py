@@ -86,6 +86,7 @@ class StatusLine(Horizontal):
     DEFAULT_CSS = """
     StatusLine #status-ram.-low { color: $text-warning; text-style: bold; }
     StatusLine #status-ram.-critical { background: $error; color: $text; text-style: bold; }
+    StatusLine #status-serve { width: auto; margin-left: 1; color: $text-success; }
     """
 
     class MemoryCritical(Message):
@@ -133,6 +134,7 @@ class StatusLine(Horizontal):
             shown.first(Label).update(f"serving {url}")
         else:
             self.mount(Label(f"serving {url}", id="status-serve", markup=False))
+        self.call_after_refresh(self._fit)  # the model's part gives the address its room
 
     def watch_sample(self, sample: MemorySample | None) -> None:
         label = self.query_one("#status-ram", Label)
@@ -151,7 +153,9 @@ class StatusLine(Horizontal):
 
     def _fit(self) -> None:
         """Both parts in the line's width: the RAM figure shortens first, then the model's (model_text)."""
-        width = self.content_region.width
+        # The server's address, when one runs, is never shortened: the other parts make room for it.
+        serving = sum(len(str(label.content)) + 1 for label in self.query("#status-serve").results(Label))
+        width = max(self.content_region.width - serving, 1) if self.content_region.width else 0
         # A model's name comes from its file: one safe line, shown as plain text (not markup).
         name = safe_line(self.model_name) if self.model_name else None
         ram = ram_text(self.sample)
