@@ -8,7 +8,8 @@ Prints decode tokens/s and time to first token (TTFT) of
 and the ratios engine/raw and TUI/raw (goal >= 0.97 for decode tokens/s), then second-turn TTFT with prefix reuse
 against the same prompt evaluated fresh. All load the model with the same options (the same thread count: tuillm's
 default, ``core.models.hardware.default_threads``, or --threads) and decode greedily, so they produce the same
-tokens; runs alternate (raw, engine, TUI, raw, ...) and the median of each is reported.
+tokens; runs are interleaved, the order rotating each round (raw, engine, TUI; then engine, TUI, raw; ...) so that
+none is always first after the others' work, and the median of each is reported.
 
 Run: .venv/bin/python tests/bench/chat.py [--runs N] [--tokens N] [--threads N]
 """
@@ -109,7 +110,7 @@ def second_turn(session: ChatSession) -> tuple[float, float, int, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="decode threads for all three (default: "
                         "tuillm's own default)")
@@ -145,10 +146,14 @@ async def measure(args: argparse.Namespace) -> int:
             engine_run(session, 8)  # warm all three once (page cache, thread pools)
             raw_run(llm, 8)
             await tui_run(pilot, probe, 8)
-            for _ in range(args.runs):
-                rows[0].append(raw_run(llm, args.tokens))
-                rows[1].append(engine_run(session, args.tokens))
-                rows[2].append(await tui_run(pilot, probe, args.tokens))
+            for run in range(args.runs):
+                for kind in ((run + i) % 3 for i in range(3)):
+                    if kind == 0:
+                        rows[0].append(raw_run(llm, args.tokens))
+                    elif kind == 1:
+                        rows[1].append(engine_run(session, args.tokens))
+                    else:
+                        rows[2].append(await tui_run(pilot, probe, args.tokens))
     llm.close()
 
     def med(rows: list[tuple[float, float, int]], i: int) -> float:
