@@ -152,3 +152,16 @@ def test_a_hand_made_cycle_does_not_hang(store: ChatStore, tmp_path: Path) -> No
     db.commit()
     db.close()
     assert contents(store, chat.id) == ["a", "b"]  # the walk up stops where a parent is not older
+
+
+def test_a_leaf_left_pointing_elsewhere_falls_back_to_the_newest_message(store: ChatStore, tmp_path: Path) -> None:
+    chat, other = store.create_chat("c"), store.create_chat("other")
+    store.add_message(chat.id, "user", "a")
+    store.add_message(chat.id, "assistant", "b")
+    elsewhere = store.add_message(other.id, "user", "x")
+    db = sqlite3.connect(tmp_path / "chats.sqlite3")
+    db.execute("UPDATE chats SET leaf_id = ? WHERE id = ?", (elsewhere.id, chat.id))  # a hand edit, another version
+    db.commit()
+    db.close()
+    assert contents(store, chat.id) == ["a", "b"] and store.add_message(chat.id, "user", "c").parent_id is not None
+    assert contents(store, chat.id) == ["a", "b", "c"]

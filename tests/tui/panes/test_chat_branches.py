@@ -171,3 +171,27 @@ async def test_a_search_hit_on_another_branch_opens_that_branch(tmp_path: Path) 
         assert pane.chat_id == chat_id
         assert shown(app) == [(question, "Name a colour.", None), (first, "Red.", (1, 2))]
         assert app.query_one("#chat-view").selected_bubble().message_id == first
+
+
+@run_async
+async def test_palette_commands_act_on_the_last_message(tmp_path: Path) -> None:
+    chat_id, (question, first, second, later) = branched_chat()
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        pane = chat_pane(app)
+        await wait_until(pilot, lambda: len(shown(app)) == 3, "the stored chat shown")
+        commands = {c.title: c.callback for c in pane.commands()}
+        commands["Previous alternative"]()  # the newest point with alternatives: the reply
+        await pilot.pause()
+        assert [m for m, _, _ in shown(app)] == [question, first]
+        commands["Next alternative"]()
+        await pilot.pause()
+        assert [m for m, _, _ in shown(app)] == [question, second, later]
+        commands["Edit a message"]()  # the last message of yours
+        assert pane.editing and app.query_one("#chat-prompt").text == "Another one?"
+        await pilot.press("escape")
+        assert not pane.editing
+        commands["Fork chat"]()  # the whole branch shown
+        await pilot.pause()
+        assert pane.chat_id != chat_id
+        assert [c for _, c, _ in shown(app)] == ["Name a colour.", "Blue.", "Another one?"]
