@@ -86,4 +86,7 @@ class ChatLayout:
 
     def header_width(self) -> int:
         """The columns the header line has for its text (0 before the first layout)."""
-        return self.query_one("#chat-header").content_region.width
+        try:
+            return self.query_one("#chat-header").content_region.width
+        except NoMatches:  # not composed yet, or being removed
+            return 0
