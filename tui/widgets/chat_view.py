@@ -143,14 +143,21 @@ class ChatView(VerticalScroll):
         else:
             await self.mount_all(new)
         excess = len(bubbles) + len(new) - MAX_MOUNTED
-        streamed = self.streaming and self.end == len(self.messages)  # the stream draws into the last bubble
-        if excess > 0 and not streamed:
+        if excess > 0 and not self._streamed():
             await self.remove_children(bubbles[-excess:])
+
+    def _streamed(self) -> bool:
+        """A reply streams into the last bubble (which must stay mounted: the stream draws into it)."""
+        return self.streaming and self.end == len(self.messages)
 
     async def _mount_below(self, end: int) -> None:
         if end <= self.end:
             return
         await self.mount_all([self._bubble(i) for i in range(self.end, end)])
+        await self._trim_top()
+
+    async def _trim_top(self) -> None:
+        """Unmount the bubbles above the last MAX_MOUNTED, keeping what the user sees in place."""
         bubbles = self.bubbles
         excess = len(bubbles) - MAX_MOUNTED
         if excess > 0:
@@ -179,6 +186,8 @@ class ChatView(VerticalScroll):
             await self._mount_above(max(0, self.start - BATCH))
         elif self.end <= index < self.end + BATCH:
             await self._mount_below(min(len(self.messages), self.end + BATCH))
+        elif self._streamed() and index < self.start:
+            await self._mount_above(index)  # all the way up: moving the window would unmount the streaming reply
         else:
             start = max(0, min(index - WINDOW // 2, len(self.messages) - WINDOW))
             await self._rebuild(start, min(len(self.messages), start + WINDOW), bottom=False)
@@ -215,6 +224,7 @@ class ChatView(VerticalScroll):
                     await bubble.update_from(message, label)
             if at_end and common < len(new):
                 await self.mount_all([self._bubble(i) for i in range(common, len(new))])
+                await self._trim_top()
             self.follow()
 
     def last_bubble(self) -> MessageBubble | None:

@@ -147,12 +147,18 @@ async def test_a_reply_in_a_long_chat_streams_into_view_and_is_followed(tmp_path
         await pilot.pause()
         assert view.scroll_y == view.max_scroll_y > 0 and in_view(view, view.bubbles[-1])
         assert kept not in view.bubbles and len(view.bubbles) <= MAX_MOUNTED  # the far window was let go
-        before = view.bubbles[:-2]
+        # The user walks up past the window's top while the reply streams: its bubble stays, and keeps growing.
+        view.focus()
+        await pilot.press(*["up"] * 25)
+        await settled(pilot, view)
+        assert view.selected_bubble().message_id == view.messages[1001 - 25].id
+        assert pane.stream.bubble is view.bubbles[-1] and view.end == 1002
+        before = view.bubbles[:-1]
         GatedBackend.gate.release(6)
         await wait_idle(pilot)
         # The end of the turn updated the reply's bubble in place: nothing else was mounted again.
-        assert view.bubbles[:-2] == before and view.bubbles[-1].complete
-        assert view.bubbles[-1].content.count("Line") == 12 and view.scroll_y == view.max_scroll_y
+        assert view.bubbles[:-1] == before and view.bubbles[-1].complete
+        assert view.bubbles[-1].content.count("Line") == 12 and in_view(view, view.selected_bubble())
 
 
 def test_the_header_shows_where_a_message_stands_among_its_alternatives() -> None:
