@@ -18,7 +18,13 @@ from textual.content import Content
 
 from tests.tui.app_helpers import run_async
 from tests.tui.chat_helpers import SIZE, chat_app, wait_until
-from tuillm.core.chat.attachments import AttachmentError, attach_mentions, read_attachment
+from tuillm.core.chat.attachments import (
+    AttachmentError,
+    attach_mentions,
+    collapse_attachments,
+    read_attachment,
+    with_attachments,
+)
 from tuillm.core.chat.importer import ChatImportError, import_chat, parse_chat, read_chat_file
 from tuillm.core.chat.store import ChatStore
 from tuillm.tui.widgets.chat_prompt import ChatPrompt
@@ -123,6 +129,10 @@ def test_no_file_can_break_out_of_its_fence(tmp_path: Path, text: str) -> None:
     # One block, holding the whole file: nothing after it is outside, nothing in it closes it early.
     assert len(fences) == 1 and tokens[-1] is fences[0]
     assert fences[0].content == (text if text.endswith("\n") or not text else text + "\n")
+    # The chat view's one-line form takes the whole block, whatever the file holds.
+    lines = fences[0].content.count("\n")
+    assert collapse_attachments(with_attachments("Q", [read_attachment(path, name="attack.md")])) == (
+        f"Q\n\n📎 attack.md · {lines} line{'' if lines == 1 else 's'}, {len(fences[0].content.encode())} bytes")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,6 +14,7 @@ from tuillm.core.chat.attachments import (
     Attachment,
     AttachmentError,
     attach_mentions,
+    collapse_attachments,
     estimate_tokens,
     measure,
     mentions,
@@ -151,3 +152,16 @@ def test_measure_estimates_without_a_model(tmp_path: Path) -> None:
     assert fit.estimated and fit.prompt_tokens == estimate_tokens(message)
     assert fit.summary([attachment]) == f"x.txt (~{estimate_tokens(attachment.block())} tokens)"
     assert fit.warning is not None and "about" in fit.warning
+
+
+def test_collapse_shows_each_attached_file_as_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a_[b].py").write_text("x = 1\n```\nnot the end\n````\n", encoding="utf-8")
+    (tmp_path / "log.txt").write_text("one line", encoding="utf-8")
+    files = [read_attachment(tmp_path / "a_[b].py", name="a_[b].py"), read_attachment(tmp_path / "log.txt",
+                                                                                      name="log.txt")]
+    message = with_attachments("Look at these", files)
+    # Markdown's own characters in a name are escaped: the line shows the name as it is.
+    assert collapse_attachments(message) == ("Look at these\n\n📎 a\\_\\[b\\].py · 4 lines, 27 bytes\n\n"
+                                             "📎 log.txt · 1 line, 9 bytes")
+    assert collapse_attachments("A message with a ```python\ncode``` block") == (
+        "A message with a ```python\ncode``` block")  # nothing attached: as it is
