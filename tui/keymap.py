@@ -64,7 +64,8 @@ PANE_KEYS: dict[str, tuple[str, str]] = {
 
 APP: list[BindingType] = [
     _b("f1", "help", "Help", "app.help", "List every key"),
-    *(_b(keys, f"show_pane('{pane}')", title, f"app.show_{pane}", f"Show the {title} pane")
+    # Not in the footer: each tab names its key ("Chat F2"), and the footer keeps its room for the pane's keys.
+    *(_b(keys, f"show_pane('{pane}')", title, f"app.show_{pane}", f"Show the {title} pane", show=False)
       for pane, (keys, title) in PANE_KEYS.items()),
     _b("f9,alt+s", "settings", "Settings", "app.settings",
        "Model folders, default load and sampling parameters, theme, key overrides", show=False),
