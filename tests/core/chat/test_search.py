@@ -56,6 +56,15 @@ def test_finds_words_in_every_chat_with_marked_snippets(tmp_path: Path) -> None:
         assert hits(store, "cafe") == ["Un café, s'il vous plaît."]  # diacritics folded
 
 
+def test_snippets_carry_no_terminal_sequences(tmp_path: Path) -> None:
+    with ChatStore(tmp_path / "c.sqlite3") as store:
+        chat = store.create_chat("t")
+        store.add_message(chat.id, "assistant", "\x1b]52;c;aGk=\x07 the secret \x1b[2J word\r\nnext line\t\x9b31m")
+        [hit] = store.search_messages("secret").hits
+        assert hit.snippet.isprintable(), repr(hit.snippet)
+        assert [hit.snippet[a:b] for a, b in hit.marks] == ["secret"]
+
+
 @pytest.mark.parametrize("text", HOSTILE)
 def test_hostile_queries_never_raise(tmp_path: Path, text: str) -> None:
     with ChatStore(tmp_path / "c.sqlite3") as store:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.tui.app_helpers import run_async
+import pytest
+from textual.pilot import Pilot
+
+from tests.tui.app_helpers import make_app, run_async
 from tests.tui.chat_helpers import chat_app, chat_pane, wait_until
+from tests.tui.fake_backend import FakeBackend
 from tuillm.core.chat.store import ChatStore
 from tuillm.tui.widgets.chat_list import ChatList
 from tuillm.tui.widgets.chat_sidebar import PLACEHOLDER, ChatSidebar
@@ -93,3 +97,23 @@ async def test_a_title_with_control_sequences_is_shown_safe(tmp_path: Path) -> N
         sidebar.filter_input.focus()
         await pilot.press(*"title")
         await wait_until(pilot, lambda: listed(sidebar.chat_list) == ["evil title"], "the safe title")
+
+
+def test_snapshot_filtered_list(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """120x30: the filter holding "o" above the chats whose titles have an o, the newest open."""
+    monkeypatch.chdir(tmp_path)
+    Path("models").mkdir()
+    store_chats()
+    app = make_app([Path("models")], chat_backend=FakeBackend)
+
+    async def run_before(pilot: Pilot) -> None:
+        sidebar = pilot.app.query_one(ChatSidebar)
+        await wait_until(pilot, lambda: sidebar.chat_list.option_count == len(TITLES), "every chat listed")
+        sidebar.filter_input.focus()
+        await pilot.press("o")
+        await wait_until(pilot, lambda: listed(sidebar.chat_list) == ["Cooking eggs", "Lighthouse story"],
+                         "the titles with an o")
+        for widget in pilot.app.screen.query("TextArea, Input"):
+            widget.cursor_blink = False  # type: ignore[attr-defined]
+
+    assert snap_compare(app, terminal_size=WIDE, run_before=run_before)
