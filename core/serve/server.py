@@ -27,6 +27,9 @@ SERVE_OPTIONS: tuple[Option, ...] = (
 )
 
 
+GRACE_S = 3
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     host: str = SERVE_OPTIONS[0].default
@@ -83,8 +86,10 @@ class Server:
         self.host = ModelHost(models, config, n_ctx=options.n_ctx, idle_unload=options.idle_unload)
         app = create_app(self.host, api_key=options.api_key, cors=options.cors, log=log)
         # uvicorn's own access log and tracebacks stay off: each request is one line through ``log``.
+        # On stop, streams still open get a few seconds, then are cancelled: their replies stop within a token.
         self._uvicorn = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port,
-                                                      log_level="critical", access_log=False, lifespan="on"))
+                                                      log_level="critical", access_log=False, lifespan="on",
+                                                      timeout_graceful_shutdown=GRACE_S))
         self._thread: threading.Thread | None = None
         self._socket = _bind(options.host, options.port)  # now: a port in use is said before anything starts
         self.port = int(self._socket.getsockname()[1])
