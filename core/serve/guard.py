@@ -10,7 +10,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuillm.core.serve import openai
@@ -30,6 +30,7 @@ class RequestRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str = ""
+    when: float = field(default_factory=time.time)  # when it ended (epoch seconds)
 
 
 RequestLog = Callable[[RequestRecord], None]
