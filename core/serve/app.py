@@ -78,7 +78,8 @@ async def _watch(request: Request, work: Awaitable[Any], stream: ReplyStream) ->
         done, _ = await asyncio.wait({task}, timeout=0.25)
         if done:
             return task.result()
-        if await request.is_disconnected():
+        if not stream.left and await request.is_disconnected():
+            stream.left = True
             stream.cancel()
 
 
@@ -99,8 +100,17 @@ class Api:
     def record(self, request: Request, t0: float, model: str, done: Finished | None, status: int = 200,
                error: str = "") -> None:
         request.state.logged = True
+        if status == 499 and done is not None and done.finish_reason == "cancelled":
+            error += "; its generation stopped"
         self.log(RequestRecord(request.method, request.url.path, status, clock() - t0, model,
                                done.prompt_tokens if done else 0, done.completion_tokens if done else 0, error))
+
+    async def whole(self, request: Request, t0: float, model: str, stream: ReplyStream) -> Finished:
+        """The reply, not streamed; logged (499 when the client left before it was done)."""
+        done = await _watch(request, stream.text(), stream)
+        self.record(request, t0, model, done, 499 if stream.left else 200,
+                    "client closed the connection" if stream.left else "")
+        return done
 
     def streamed(self, request: Request, t0: float, model: str, stream: ReplyStream, media: str,
                  lines: Callable[[str | None, Finished | None], str]) -> StreamingResponse:
@@ -149,8 +159,7 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
         model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops())
         rid = openai.new_id("chatcmpl")
         if not body.stream:
-            done = await _watch(request, stream.text(), stream)
-            api.record(request, t0, model.name, done)
+            done = await api.whole(request, t0, model.name, stream)
             return openai.chat_completion(rid, model.name, done)
         first = True
 
@@ -173,8 +182,7 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
         model, stream = await api.start(request, body.model, messages, sampling, body.stops(), raw=True)
         rid = openai.new_id("cmpl")
         if not body.stream:
-            done = await _watch(request, stream.text(), stream)
-            api.record(request, t0, model.name, done)
+            done = await api.whole(request, t0, model.name, stream)
             return openai.completion(rid, model.name, done.text, done)
 
         def lines(piece: str | None, done: Finished | None) -> str:
@@ -193,8 +201,7 @@ def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.
         sampling = sampling_for(api.host, body.sampling(), {"max_tokens": "num_predict"})
         model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops(), raw)
         if not body.stream:
-            done = await _watch(request, stream.text(), stream)
-            api.record(request, t0, model.name, done)
+            done = await api.whole(request, t0, model.name, stream)
             return line(model.name, done.text, done)
         return api.streamed(request, t0, model.name, stream, "application/x-ndjson",
                             lambda piece, done: _ndjson(line(model.name, piece or "", done)))

@@ -74,6 +74,7 @@ class ReplyStream:
         self.future: Future[ReplyDone] | None = None
         self.stop = StopFlag()
         self.finished: Finished | None = None
+        self.left = False  # the client disconnected before the reply was done
         self.load_s = 0.0
 
     async def start(self, host: ModelHost, model: ServedModel, messages: list[dict[str, str]],

@@ -28,11 +28,12 @@ class Served:
     def log(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for_line(self, pattern: str, timeout: float = 60) -> str:
-        """The first log line matching ``pattern`` (bounded wait: the line comes after the response)."""
+    def wait_for_line(self, pattern: str, timeout: float = 60, after: int = 0) -> str:
+        """The first log line matching ``pattern`` from line ``after`` on (bounded wait: the line comes after the
+        response)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for line in list(self.lines):
+            for line in self.lines[after:]:
                 if re.search(pattern, line):
                     return line
             time.sleep(0.05)

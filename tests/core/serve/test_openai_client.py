@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 
+import httpx
 import pytest
 from openai import OpenAI
 
@@ -105,9 +106,21 @@ def test_a_client_that_leaves_frees_the_model(client: OpenAI, server: Served) ->
         temperature=0, max_tokens=400, stream=True)
     got = [c for _, c in zip(range(3), stream, strict=False)]
     assert len(got) == 3
+    before = len(server.lines)
     stream.close()
     after = client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=16)
     assert "Paris" in after.choices[0].message.content
-    line = server.wait_for_line(r"/v1/chat/completions demo 499")
-    made = int(line.split("+")[1].split()[0])
-    assert made < 400  # it stopped when the client left, not at max_tokens
+    line = server.wait_for_line(r"/v1/chat/completions demo 499 ", after=before)
+    assert "its generation stopped" in line  # the engine's reply ended as cancelled, not by its end or max_tokens
+    assert int(line.split("+")[1].split()[0]) < 400
+
+
+def test_a_client_that_leaves_a_whole_reply_stops_it(server: Served) -> None:
+    body = {"model": "demo", "max_tokens": 1500, "temperature": 0,
+            "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}]}
+    before = len(server.lines)
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=2)
+    line = server.wait_for_line(r"/v1/chat/completions demo 499 ", after=before)
+    assert "its generation stopped" in line
+    assert int(line.split("+")[1].split()[0]) < 1500
