@@ -19,9 +19,24 @@ def json_grammar(schema: dict[str, Any] | None = None) -> str:
     if schema is None:
         return llama_grammar.JSON_GBNF
     try:
+        _check_refs(schema)
         text = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
     except (ValueError, KeyError, TypeError, RecursionError, AssertionError, NotImplementedError) as exc:
         raise TuillmError(f"the JSON schema cannot be turned into a grammar ({exc})") from None
     if len(text) > MAX_GRAMMAR_CHARS:
         raise TuillmError("the JSON schema makes a grammar too large")
     return text
+
+
+def _check_refs(node: Any) -> None:
+    """Only refs inside the schema (``#/...``): the converter would fetch an ``https://`` one from the network."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if ref is not None and (not isinstance(ref, str) or not ref.startswith("#")):
+            raise TuillmError(f"the JSON schema's $ref {str(ref)[:80]!r} is not inside the schema (only '#/...' "
+                              "refs are followed)")
+        for value in node.values():
+            _check_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            _check_refs(value)

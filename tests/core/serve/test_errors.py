@@ -120,3 +120,22 @@ def test_cors_only_for_the_allowed_origin(keyed: Served, huge: Served) -> None:
     # without --cors: no CORS headers at all, so no web page can read the answers
     plain = httpx.get(f"{huge.url}/v1/models", headers={"Origin": ORIGIN})
     assert plain.status_code == 200 and "access-control-allow-origin" not in plain.headers
+
+
+@pytest.mark.parametrize(("schema", "needle"), [
+    ({"type": "object", "properties": {"a": {"$ref": "https://example.test/schema.json"}}}, "only '#/...' refs"),
+    ({"type": "nonsense"}, "cannot be turned into a grammar"),
+])
+def test_bad_json_schemas_are_400_and_fetch_nothing(keyed: Served, schema: dict, needle: str) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        _client(keyed).chat.completions.create(
+            model="demo", messages=ASK, response_format={"type": "json_schema",
+                                                         "json_schema": {"name": "x", "schema": schema}})
+    assert needle in err.value.message
+
+
+def test_images_are_refused(keyed: Served) -> None:
+    client = ollama.Client(host=keyed.url, headers={"Authorization": f"Bearer {KEY}"})
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="demo", messages=[{"role": "user", "content": "What is this?", "images": [b"\x89PNG"]}])
+    assert err.value.status_code == 400 and "images" in err.value.error
