@@ -51,3 +51,21 @@ def test_ctrl_c_stops_it_cleanly(tmp_path: Path) -> None:
     served.proc.send_signal(signal.SIGINT)
     assert served.proc.wait(60) in (0, 130)
     assert "Traceback" not in served.log()
+
+
+def test_without_models_it_serves_the_catalog(tmp_path: Path, demo_gguf: Path) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "mini.gguf").symlink_to(demo_gguf)  # another name for the same file: the catalog lists it once
+    (folder / "copy.gguf").write_bytes(demo_gguf.read_bytes())
+    (folder / "notes.gguf").write_bytes(b"not a model")  # a catalog problem, not a served model
+    home = tmp_path / "home"
+    (home / ".config" / "tuillm").mkdir(parents=True)
+    (home / ".config" / "tuillm" / "config.toml").write_text(f'[models]\ndirs = ["{folder}"]\n')
+    served = start_server(home)
+    try:
+        names = [m["id"] for m in httpx.get(f"{served.url}/v1/models").json()["data"]]
+        assert sorted(names) == ["copy", "demo"]
+    finally:
+        served.proc.send_signal(signal.SIGINT)
+        served.proc.wait(60)
