@@ -77,6 +77,10 @@ async def test_ctrl_l_shows_and_hides_the_list_and_the_choice_sticks(app: Tuillm
         assert not sidebar_shown(app)
         await pilot.press("ctrl+l")  # shown, and the focus is in it
         assert sidebar_shown(app) and app.focused is not None and app.focused.id == "chat-list"
+        await settle(pilot)
+        header = app.query_one("#chat-header", Label)
+        assert str(header.content).startswith("demo (loads with")  # fitted to the narrower column: the model first
+        assert len(str(header.content)) <= header.content_region.width
         await pilot.resize_terminal(70, 20)  # the user's choice, not the width, decides now
         await settle(pilot)
         assert sidebar_shown(app)
@@ -172,3 +176,22 @@ async def test_the_status_line_makes_room_for_the_server_address(app: TuillmApp)
         assert parts[-1] == "serving http://127.0.0.1:8080"
         assert "ctx 1234/8192" in parts[1] and "48.3 t" in parts[1] and parts[1].startswith("Smol")
         assert sum(len(part) + 1 for part in parts) - 1 <= status.content_region.width
+
+
+@run_async
+async def test_the_end_of_the_chat_stays_in_view_when_the_list_comes_and_goes(app: TuillmApp) -> None:
+    with ChatStore() as store:
+        chat = store.create_chat("Long")
+        for n in range(6):
+            store.add_message(chat.id, "user", f"Question {n}: " + "words " * 30)
+            store.add_message(chat.id, "assistant", f"Answer {n}: " + "more words " * 30)
+    async with app.run_test(size=(60, 20)) as pilot:
+        view = app.query_one("#chat-view")
+        for _ in range(200):  # bounded: the view mounts its messages and scrolls to the end
+            await pilot.pause(0.01)
+            if view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y:
+                break
+        for _ in range(2):  # shown (the text rewraps to more lines), then hidden (to fewer)
+            await pilot.press("ctrl+l")
+            await settle(pilot)
+            assert view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y

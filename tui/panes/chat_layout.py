@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from textual import events
+from textual.containers import ScrollableContainer
 from textual.css.query import NoMatches
 from textual.widget import Widget
 
@@ -63,9 +64,19 @@ class ChatLayout:
         if sidebar.display == shown:
             return
         had_focus = sidebar.has_focus_within
+        view = self.query_one("#chat-view", ScrollableContainer)
+        following = view.scroll_y >= view.max_scroll_y  # the conversation's end is in view
         sidebar.display = shown
         if had_focus and not shown:
             self.focus_default()  # the focus must not stay on a hidden widget
+        # The column's width changed (the pane's did not): once laid out again, fit the header to it, and keep
+        # the end of the conversation in view if it was (the text rewraps to more or fewer lines).
+        self.call_after_refresh(self._after_width_change, following)
+
+    def _after_width_change(self, following: bool) -> None:
+        self._refresh_header()
+        if following:
+            self.query_one("#chat-view", ScrollableContainer).scroll_end(animate=False, immediate=True)
 
     def on_resize(self, event: events.Resize) -> None:
         self._auto_list(event.size.width)
