@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from tuillm.core.chat.engine import ChatSession
 from tuillm.core.chat.events import ChatEmit, ReplyDone
@@ -88,10 +89,12 @@ class ModelHost:
     """The served models and the one loaded among them. Async methods run on the server's event loop."""
 
     def __init__(self, models: dict[str, ServedModel], config: Config, *, n_ctx: int | None = None,
-                 idle_unload: float = 0.0, emit: ChatEmit | None = None) -> None:
+                 idle_unload: float = 0.0, emit: ChatEmit | None = None, load: Mapping[str, Any] | None = None,
+                 ) -> None:
         self.models = models
         self.config = config
         self.n_ctx = n_ctx
+        self.load = dict(load or {})  # LoadOptions fields given on the command line, over the settings
         self.idle_unload = idle_unload  # 0: never
         self.session = ChatSession(emit)
         self._swap = asyncio.Lock()
@@ -115,7 +118,7 @@ class ModelHost:
 
     def load_options(self, model: ServedModel) -> LoadOptions:
         """The chat's load for this model (settings file, the model's own settings, ``--ctx`` on top)."""
-        return load_options_for(self.config, model.path, n_ctx=self.n_ctx,
+        return load_options_for(self.config, model.path, **{**self.load, "n_ctx": self.n_ctx},
                                 lora_path=str(model.lora) if model.lora else None)
 
     async def ensure(self, model: ServedModel) -> float:

@@ -6,7 +6,7 @@ import ipaddress
 import socket
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tuillm.core.errors import TuillmError
 from tuillm.core.options import Option, check_all
@@ -37,6 +37,7 @@ class ServeOptions:
     api_key: str | None = None
     cors: list[str] = field(default_factory=list)  # origins allowed to call from a browser (none: CORS off)
     n_ctx: int | None = None  # None: each model's load from the settings (as the chat loads it)
+    load: dict[str, Any] = field(default_factory=dict)  # other LoadOptions over the settings (--threads, --ngl…)
     idle_unload: float = SERVE_OPTIONS[3].default  # seconds; 0: keep the model loaded
 
     def __post_init__(self) -> None:
@@ -83,7 +84,8 @@ class Server:
         from tuillm.core.serve.models import ModelHost
 
         self.options = options
-        self.host = ModelHost(models, config, n_ctx=options.n_ctx, idle_unload=options.idle_unload)
+        self.host = ModelHost(models, config, n_ctx=options.n_ctx, idle_unload=options.idle_unload,
+                              load=options.load)
         app = create_app(self.host, api_key=options.api_key, cors=options.cors, log=log)
         # uvicorn's own access log and tracebacks stay off: each request is one line through ``log``.
         # On stop, streams still open get a few seconds, then are cancelled: their replies stop within a token.

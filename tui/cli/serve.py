@@ -8,7 +8,6 @@ import sys
 from typing import TYPE_CHECKING
 
 from tuillm.core.llama.options import LOAD_OPTIONS
-from tuillm.core.options import option_map
 from tuillm.core.text import safe_line
 from tuillm.tui.cli.options import add_options, option_values
 
@@ -43,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     server = sections["server"]
     server.add_argument("--cors", metavar="ORIGIN", action="append", default=[],
                         help="allow browser pages from ORIGIN to call the API (repeatable; default: none)")
-    add_options(p, (option_map(LOAD_OPTIONS)["n_ctx"],), defaults=False, sections=sections)
+    # The chat's loading flags, over the settings file's [load] and each model's own settings.
+    add_options(p, LOAD_OPTIONS, defaults=False, sections=sections)
     sections["loading"].add_argument("--lora", metavar="ADAPTER.gguf", action="append", default=[],
                                      help="also serve a LoRA adapter over the first MODEL, named after its file "
                                           "(repeatable)")
@@ -65,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
     from tuillm.core.settings import load_config
 
     values = option_values(args, _serve_options())
-    load = option_values(args, (option_map(LOAD_OPTIONS)["n_ctx"],), given_only=True)
+    load = option_values(args, LOAD_OPTIONS, given_only=True)
     api_key = values.pop("api_key") or os.environ.get("TUILLM_API_KEY") or None
-    options = ServeOptions(**values, api_key=api_key, cors=list(args.cors), n_ctx=load.get("n_ctx"))
+    options = ServeOptions(**values, api_key=api_key, cors=list(args.cors), n_ctx=load.pop("n_ctx", None),
+                           load=load)
     config = load_config(args.config)
     models = served_models(args.models, args.lora, config)
     server = Server(models, config, options, log=_print_request)

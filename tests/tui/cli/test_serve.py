@@ -16,7 +16,7 @@ from tests.tui.cli.test_chat import assert_one_line_error, tuillm
 def test_help_shows_how_to_point_clients_at_it() -> None:
     proc = tuillm("serve", "--help")
     assert proc.returncode == 0
-    for needle in ("--api-key", "--idle-unload", "--cors", "--ctx", "--lora", 'base_url="http://127.0.0.1:8080/v1"',
+    for needle in ("--api-key", "--idle-unload", "--cors", "--ctx", "--n-gpu-layers", "--threads", "--lora", 'base_url="http://127.0.0.1:8080/v1"',
                    "curl http://127.0.0.1:8080/v1/chat/completions", "OLLAMA_HOST=http://127.0.0.1:8080"):
         assert needle in proc.stdout
 
@@ -29,6 +29,8 @@ def test_bad_flags() -> None:
     assert_one_line_error(tuillm("serve", "demo", "--port", "70000"), "--port", "from 0 to 65535")
     assert_one_line_error(tuillm("serve", "demo", "--idle-unload", "-1"), "--idle-unload")
     assert_one_line_error(tuillm("serve", "demo", "--ctx", "8"), "--ctx")
+    assert_one_line_error(tuillm("serve", "demo", "--threads", "0"), "--threads")
+    assert_one_line_error(tuillm("serve", "demo", "--kv-type", "q2"), "--kv-type")
     assert_one_line_error(tuillm("serve", "no-such-model"), "no-such-model", "no model of that name")
     assert_one_line_error(tuillm("serve", "--lora", "x.gguf"), "--lora needs the base model")
 
