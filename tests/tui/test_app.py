@@ -45,7 +45,11 @@ async def test_shell_shows_demo_model_footer_and_status(tmp_path: Path) -> None:
         assert isinstance(app.focused, DataTable)
 
         footer_keys = {key.key_display for key in app.query_one(Footer).query("FooterKey")}
-        assert {"F1", "F3", "^q", "^r", "^p"} <= footer_keys
+        assert {"F1", "^q", "^r", "^p"} <= footer_keys
+        # The panes' keys are on their tabs (the footer keeps its room for the pane's own keys).
+        tabs = app.query_one(TabbedContent)
+        assert [str(tabs.get_tab(spec.id).label) for spec in PANES] == ["Chat F2", "Models F3", "Convert F4",
+                                                                        "Train F5"]
 
         status = app.query_one(StatusLine)
         assert str(status.query_one("#status-ram", Label).content) == "RAM 3.0/16.0 GiB · tuillm 150 MiB"
