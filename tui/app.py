@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 
 from textual._context import active_app
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.content import Content
 from textual.markup import MarkupError
@@ -40,7 +40,7 @@ from tuillm.core.models import guard
 from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import Config, load_config
 from tuillm.core.text import safe_line, safe_text
-from tuillm.tui import keymap
+from tuillm.tui import keymap, serve_control
 from tuillm.tui.cli.signals import STOP_SIGNALS, handled, ignore_stop_signals, leave_gone_terminal
 from tuillm.tui.panes.base import Pane
 from tuillm.tui.panes.chat import ChatPane
@@ -85,7 +85,7 @@ PANES: tuple[PaneSpec, ...] = (
 )
 
 
-class TuillmApp(App[int]):
+class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in the palette
     CSS_PATH = "app.tcss"
     TITLE = "tuillm"
     BINDINGS = keymap.APP

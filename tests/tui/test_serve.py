@@ -11,12 +11,8 @@ from textual.widgets import DataTable, Label
 
 from tests.tui.app_helpers import make_app, run_async
 from tuillm.core.serve.server import ServeOptions
-from tuillm.tui.app import TuillmApp
 from tuillm.tui.screens.serve_log import ServeLogScreen
 from tuillm.tui.serve_control import ServeControl
-
-# Until the app's class takes the mixin (tui/app.py: ``class TuillmApp(ServeControl)``), the test adds it.
-ServingApp = TuillmApp if issubclass(TuillmApp, ServeControl) else type("ServingApp", (ServeControl, TuillmApp), {})
 
 
 async def _until(pilot, check, what: str, turns: int = 3000) -> None:
@@ -28,6 +24,16 @@ async def _until(pilot, check, what: str, turns: int = 3000) -> None:
     raise AssertionError(f"never: {what}")
 
 
+def _palette_first(app: ServeControl) -> str:
+    """The palette's first hit (it searches in a worker), as text; "" while it has none."""
+    found = app.screen.query("CommandList")
+    hits = found.first() if found else None
+    if hits is None or not hits.option_count:
+        return ""
+    prompt = hits.get_option_at_index(0).prompt  # rich Text or Textual Content: both have .plain
+    return prompt if isinstance(prompt, str) else prompt.plain
+
+
 def _palette_titles(app: ServeControl) -> list[str]:
     return [c.title for c in app.get_system_commands(app.screen)]
 
@@ -35,11 +41,14 @@ def _palette_titles(app: ServeControl) -> list[str]:
 @run_async
 async def test_start_serve_log_and_stop(tmp_path: Path) -> None:
     app = make_app([tmp_path])
-    app.__class__ = ServingApp
+    assert isinstance(app, ServeControl)
     app.serve_options = ServeOptions(port=0)
     async with app.run_test(size=(100, 30)) as pilot:
         assert "Start server" in _palette_titles(app) and "Stop server" not in _palette_titles(app)
-        app.action_start_server()
+        await pilot.press("ctrl+p")  # the command palette, as a user starts it
+        await pilot.press(*"Start server")
+        await _until(pilot, lambda: _palette_first(app).startswith("Start server"), "the palette lists it", 500)
+        await pilot.press("enter")
         await _until(pilot, lambda: app.server_url is not None, "the server started")
         url = app.server_url
         assert "Stop server" in _palette_titles(app)
