@@ -90,9 +90,13 @@ class ChatView(VerticalScroll):
 
     def _edge(self) -> bool | None:
         """Within a screen of the window's top (True) or bottom (False) with more beyond it; else None."""
-        if self.start > 0 and self.scroll_y < self.size.height:
+        height = self.size.height
+        # Following the end, the view is near the top only when all it holds is shorter than two screens (more is
+        # needed to scroll up); otherwise the scroll offset is a moment's (the content changed, the end not yet
+        # scrolled to).
+        if self.start > 0 and self.scroll_y < height and (not self.at_bottom or self.max_scroll_y < height):
             return True
-        if self.end < len(self.messages) and self.scroll_y > self.max_scroll_y - self.size.height:
+        if self.end < len(self.messages) and self.scroll_y > self.max_scroll_y - height:
             return False
         return None
 
