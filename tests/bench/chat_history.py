@@ -70,7 +70,8 @@ async def one_round(pilot, chats: dict[int, int], order: list[int], keys: int,
         rows[count]["open"].append(await open_chat(pilot, chats[count], count))
         app.query_one(ChatView).focus()
         await pilot.pause()
-        rows[count]["select"].extend(await key_times(pilot, "up", keys))
+        # Moves only: ↑ on the first message does nothing (the 10-message chat would time no-ops).
+        rows[count]["select"].extend(await key_times(pilot, "up", min(keys, count - 1)))
         prompt = app.query_one("#chat-prompt")
         prompt.focus()
         await pilot.pause()
