@@ -17,6 +17,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Label, Markdown
 
+from tuillm.core.chat.attachments import collapse_attachments
 from tuillm.core.chat.store import Message as StoredMessage
 from tuillm.core.text import safe_line, safe_text
 
@@ -99,7 +100,12 @@ class MessageBubble(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label(self._header(), classes="bubble-role", markup=False)
-        yield SafeMarkdown(self.content, classes="bubble-body")
+        yield SafeMarkdown(self._shown(self.content), classes="bubble-body")
+
+    def _shown(self, content: str) -> str:
+        # An attached file is drawn as one line (a few hundred KB highlighted take seconds); copy and the model
+        # still get the message as stored.
+        return collapse_attachments(content) if self.role == "user" else content
 
     def _header(self) -> str:
         return bubble_header(self.role, self.complete, self.stats, self.streaming, self.model, self.alternatives)
@@ -117,7 +123,7 @@ class MessageBubble(Vertical):
         self.content, self.complete, self.stats, self.streaming = content, complete, stats, False
         self.query_one(".bubble-role", Label).update(self._header())
         if changed:
-            await self.markdown.update(content)
+            await self.markdown.update(self._shown(content))
 
     async def update_from(self, message: StoredMessage, label: Callable[[str], str]) -> None:
         """Show ``message`` (the same message, changed: the end of a stream, a new alternative)."""
