@@ -17,7 +17,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from textual.message_pump import MessagePump
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.widget import AwaitMount
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 from textual.worker import WorkerFailed
 
@@ -42,7 +42,7 @@ from tuillm.core.settings import Config, load_config
 from tuillm.core.text import safe_line, safe_text
 from tuillm.tui import keymap, serve_control
 from tuillm.tui.cli.signals import STOP_SIGNALS, handled, ignore_stop_signals, leave_gone_terminal
-from tuillm.tui.panes.base import Pane
+from tuillm.tui.panes.base import PANES, Pane, PaneSpec
 from tuillm.tui.panes.chat import ChatPane
 from tuillm.tui.panes.convert import ConvertPane
 from tuillm.tui.panes.models import ModelsPane
@@ -58,32 +58,6 @@ from tuillm.tui.widgets.status_line import MemoryProbe, StatusLine, sample_memor
 REPEAT_S = 30.0
 STORM_ERRORS = 20
 STORM_S = 5.0
-
-PaneClass = type[ChatPane] | type[ModelsPane] | type[ConvertPane] | type[TrainPane]
-
-
-@dataclass(frozen=True)
-class PaneSpec:
-    id: str
-    cls: PaneClass
-
-    @property
-    def title(self) -> str:
-        return keymap.PANE_KEYS[self.id][1]
-
-    @property
-    def keys(self) -> str:  # e.g. "f3,alt+m" (keymap.PANE_KEYS): the first is the one the tab shows
-        return keymap.PANE_KEYS[self.id][0]
-
-
-# The panes in tab order (keys and titles: keymap.PANE_KEYS). Chat first: the app opens ready to chat, as oterm does.
-PANES: tuple[PaneSpec, ...] = (
-    PaneSpec("chat", ChatPane),
-    PaneSpec("models", ModelsPane),
-    PaneSpec("convert", ConvertPane),
-    PaneSpec("train", TrainPane),
-)
-
 
 class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in the palette
     CSS_PATH = "app.tcss"
@@ -118,6 +92,7 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
         self.stop_signal: int | None = None  # SIGTERM or SIGHUP that ended the app (run_app)
         self._asking_to_quit = False  # Ctrl+Q's question is on screen
         self._startup_theme = ""  # the theme after the config's was applied (on_mount)
+        self._pane_mounts: dict[str, AwaitMount] = {}  # the panes mounted after the first frame (pane())
         _install_dispatch_guard()
 
     def compose(self) -> ComposeResult:
@@ -125,17 +100,18 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
         with TabbedContent(id="panes"):
             for spec in PANES:
                 with TabPane(spec.title, id=spec.id):
-                    yield spec.cls(self.session, id=f"pane-{spec.id}")
+                    if spec is PANES[0]:  # only the pane shown first before the first frame: see _mount_next_pane
+                        yield spec.cls(self.session, id=f"pane-{spec.id}")
         yield StatusLine(self._memory_probe, self._status_interval, id="status-line")
         yield Footer()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         if self.stop_signal is not None:  # it came while the app was starting: quit now
             self.stop_by_signal(self.stop_signal)
         # The panes are switched with keys; a focusable tab bar would only steal focus from the pane's keys.
         self.query_one(Tabs).can_focus = False
-        if PANES:
-            self.action_show_pane(PANES[0].id)
+        await self.action_show_pane(PANES[0].id)
+        self.call_after_refresh(self._mount_next_pane)
         if self.session.config.problem:
             self.notify(self.session.config.problem, title="Config", severity="warning", timeout=10, markup=False)
         self._apply_ui_settings()
@@ -181,8 +157,9 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
         self._save_settings("Settings")
         self._apply_ui_settings()
         self.query_one(ChatPane).draft_sampling = config.sampling  # new chats start with the new defaults
-        # The folders may have changed, and the fit column depends on the load defaults.
-        self.query_one(ModelsPane).action_refresh()
+        # New folders or load defaults (the fit column); a Models pane not mounted yet reads them as it mounts.
+        for models in self.query(ModelsPane):
+            models.action_refresh()
 
     def _save_settings(self, title: str) -> None:
         """Writes the session's config to its file; the user reads where (or why not: then it is for this run)."""
@@ -288,29 +265,49 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
     def status_line(self) -> StatusLine:
         return self.query_one(StatusLine)
 
-    def pane(self, pane_id: str) -> Pane:
-        spec = next(spec for spec in PANES if spec.id == pane_id)
-        return self.query_one(f"#pane-{pane_id}", spec.cls)
+    async def pane(self, pane_id: str) -> Pane:
+        """The pane with this id, ready: one not mounted yet (the app composes only its first pane before the first
+        frame, then one more a frame) is mounted now, and its own widgets are there on return."""
+        pane = self._mounted(next(spec for spec in PANES if spec.id == pane_id))
+        await self._pane_mounts.get(pane_id, AwaitMount(self, []))  # the first pane's: nothing, composed with the app
+        return pane
+
+    def _mounted(self, spec: PaneSpec) -> ChatPane | ModelsPane | ConvertPane | TrainPane:
+        # The pane's widget, its mount started if it was not yet. The main screen's: a dialog may be on top.
+        for pane in self.screen_stack[0].query(f"#pane-{spec.id}").results(spec.cls):
+            return pane
+        pane = spec.cls(self.session, id=f"pane-{spec.id}")
+        self._pane_mounts[spec.id] = self.screen_stack[0].query_one(f"TabPane#{spec.id}", TabPane).mount(pane)
+        return pane
+
+    def _mount_next_pane(self) -> None:
+        # After each frame one more pane (Models first: its scan starts early), till all are: the first frame does
+        # not wait for the Train pane's hundred widgets, and a key pressed meanwhile waits for one pane at most.
+        missing = [spec for spec in PANES if spec.id not in self._pane_mounts and spec is not PANES[0]]
+        if missing and self.screen_stack[0].is_attached:  # not once the app is quitting
+            self._mounted(missing[0])
+            self.call_after_refresh(self._mount_next_pane)
 
     def current_pane_id(self) -> str:
         return self.query_one(TabbedContent).active
 
-    def action_show_pane(self, pane_id: str) -> None:
+    async def action_show_pane(self, pane_id: str) -> None:
         self.query_one(TabbedContent).active = pane_id
-        self.pane(pane_id).focus_default()
+        (await self.pane(pane_id)).focus_default()
 
-    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+    async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         # A click on a tab: give the pane the focus so its keys work at once.
         if event.pane.id is not None and self.focused is None:
-            self.action_show_pane(event.pane.id)
+            await self.action_show_pane(event.pane.id)
 
-    def on_models_pane_convert_requested(self, event: ModelsPane.ConvertRequested) -> None:
+    async def on_models_pane_convert_requested(self, event: ModelsPane.ConvertRequested) -> None:
         # "Send to Convert": the Convert pane takes the model as its source.
-        self.action_show_pane("convert")
+        await self.action_show_pane("convert")
         self.query_one(ConvertPane).use_source(event.path)
 
-    def on_outputs_written(self, event: OutputsWritten) -> None:
+    async def on_outputs_written(self, event: OutputsWritten) -> None:
         # New files from the Convert or the Train pane: listed in Models at once.
+        await self.pane("models")
         self.query_one(ModelsPane).include_paths(event.paths)
 
     def on_models_pane_model_chosen(self, event: ModelsPane.ModelChosen) -> None:
@@ -322,9 +319,12 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
         self.chat_with(event.path, event.name)
 
     def chat_with(self, path: Path, name: str) -> None:
-        """Show the Chat pane with a new chat on this model, loaded at once (so the status line shows it)."""
-        self.action_show_pane("chat")
-        self.query_one(ChatPane).chat_with(path, name)
+        """Show the Chat pane with a new chat on this model, loaded at once (so the status line shows it). The Chat
+        pane is the first: composed before the first frame, so this needs no wait."""
+        self.query_one(TabbedContent).active = "chat"
+        chat = self.query_one(ChatPane)
+        chat.focus_default()
+        chat.chat_with(path, name)
 
     def get_key_display(self, binding: Binding) -> str:
         display = super().get_key_display(binding)
@@ -340,16 +340,16 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
         for spec in PANES:
             yield SystemCommand(f"Show {spec.title}", f"Switch to the {spec.title} pane",
                                 partial(self.action_show_pane, spec.id))
-            for command in self.pane(spec.id).commands():
+            for command in self._mounted(spec).commands():
                 yield command._replace(callback=partial(self._run_pane_command, spec.id, command.callback))
         yield SystemCommand("Help: keys", "List every key that works here", self.action_help)
         yield SystemCommand("Settings", "Model folders, load and sampling defaults, theme, keys (F9)",
                             self.action_settings)
         yield from super().get_system_commands(screen)
 
-    def _run_pane_command(self, pane_id: str, callback: Callable[[], object]) -> None:
-        # A pane's command acts on what the user will look at: its pane.
-        self.action_show_pane(pane_id)
+    async def _run_pane_command(self, pane_id: str, callback: Callable[[], object]) -> None:
+        # A pane's command acts on what the user will look at: its pane (mounted by then).
+        await self.action_show_pane(pane_id)
         callback()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 from tuillm.core.settings import Config
-from tuillm.tui.app import TuillmApp
+from tuillm.tui.app import PANES, TuillmApp
 from tuillm.tui.widgets.status_line import MemorySample
 
 GIB = 2**30
@@ -24,9 +24,17 @@ def make_app(model_dirs: list[Path], config: Config | None = None, **kwargs) -> 
     return TuillmApp(config or Config(), model_dirs=model_dirs, **kwargs)
 
 
+async def panes_ready(pilot: Pilot) -> None:
+    """Until every pane is mounted with its widgets: the app composes only the first before its first frame and
+    mounts the others one a frame after it, so a test that reaches another pane at once waits here first."""
+    for spec in PANES:
+        await pilot.app.pane(spec.id)
+
+
 async def wait_for_catalog(pilot: Pilot) -> None:
     """Until the discovery worker has finished and its message has filled the table."""
     app = pilot.app
+    await panes_ready(pilot)  # the Models pane starts its discovery as it mounts
     await app.workers.wait_for_complete()
     await pilot.pause()
     pane = app.query_one("#pane-models")

@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 
 from tests.checkpoints import demo_hf_checkpoint
 from tests.core.train_facts import write_fact_dataset
-from tests.tui.app_helpers import make_app, run_async
+from tests.tui.app_helpers import make_app, panes_ready, run_async
 from tests.tui.chat_helpers import SIZE, chat_app, record_notifications, wait_until
 from tests.tui.fake_backend import FakeBackend
 from tuillm.core.errors import TuillmError
@@ -178,6 +178,7 @@ async def test_default_outputs(tmp_path: Path) -> None:
     models = tmp_path / "models"
     app = make_app([models])
     async with app.run_test(size=SIZE) as pilot:
+        await panes_ready(pilot)
         pane = train_pane(app)
         assert pane.default_output(data) == data.parent / "fact-lora"
         step = data.parent / "fact-lora" / "checkpoints" / "step-0000001"
