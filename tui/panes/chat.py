@@ -3,10 +3,12 @@
 The backend (``core.chat.backend.ChatBackend``; llama.cpp's ``ChatSession`` unless the Session gives another
 factory) owns the model on its own thread; its events are posted to this pane as messages from that thread, so
 the event loop only draws. Each turn goes through ``core.chat.conversation.Conversation``, the same glue the CLI
-uses, which saves the reply while it streams. Its parts: ``widgets.chat_list`` (the saved chats),
+uses, which saves the reply while it streams. Its parts: ``widgets.chat_sidebar`` (the saved chats and their filter),
 ``widgets.chat_messages`` (the open chat's column), ``chat_stream`` (tokens to the screen), ``chat_model`` (which
 model, and loading it), ``chat_drafts`` (unsent text kept per chat), ``chat_memory`` (the memory guard's
-offer to unload or reload smaller).
+offer to unload or reload smaller), ``chat_search`` (the filter and full-text search), ``chat_branches``
+(alternatives, forks, edits as branches), ``chat_attach`` (``@`` files and import), ``chat_layout`` (the list
+shown or hidden by width).
 """
 
 from __future__ import annotations
