@@ -30,10 +30,13 @@ def test_convert_with_the_keyboard(isolated_home: Path) -> None:
         tmux.wait_for(lambda s: "Enter sends" in s and "Quit" in line_from_bottom(s, 1), "the Chat pane")
         keys("F4")
         tmux.wait_for(lambda s: "From" in s and "^s Start" in line_from_bottom(s, 1), "the Convert pane")
-        # The source list has the focus: open it, the demo GGUF comes first, then the checkpoint.
+        # The source list has the focus: open it; the checkpoint is its last entry, after the demo GGUF (End: where
+        # the highlight starts is Textual's).
         keys("Enter")
         tmux.wait_for(lambda s: "smollm2-hf (HF checkpoint, 135M)" in s, "the source list")
-        keys("Down", "Down", "Enter")
+        keys("End")
+        time.sleep(0.3)
+        keys("Enter")
         screen = tmux.wait_for(lambda s: "HF checkpoint → convert" in s and "smollm2-hf-Q8_0.gguf" in s,
                                "the estimates")
         q8_line = next(line for line in screen.splitlines() if "smollm2-hf-Q8_0.gguf" in line)

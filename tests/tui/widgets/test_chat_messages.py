@@ -173,7 +173,8 @@ def test_the_header_shows_where_a_message_stands_among_its_alternatives() -> Non
     assert MessageBubble.of(message, streaming=False, label=str).alternatives == (2, 2)
 
 
-def test_an_attached_file_is_drawn_as_one_line_and_kept_whole(tmp_path: Path) -> None:
+@run_async
+async def test_an_attached_file_is_drawn_as_one_line_and_kept_whole(tmp_path: Path) -> None:
     """A user message holding an attached file shows one line for it (a big highlighted block takes seconds to
     draw); the bubble keeps the message as stored, for copying and for the model."""
     from textual.app import App
@@ -189,11 +190,8 @@ def test_an_attached_file_is_drawn_as_one_line_and_kept_whole(tmp_path: Path) ->
         def compose(self):
             yield MessageBubble("user", content, message_id=1)
 
-    async def run() -> None:
-        async with One().run_test(size=SIZE) as pilot:
-            bubble = pilot.app.query_one(MessageBubble)
-            shown = pilot.app.query_one(Markdown).source
-            assert "📎 big.py · 5,000 lines" in shown and "x4999" not in shown
-            assert bubble.content == content and "x4999 = 4999" in bubble.content
-
-    run_async(run())
+    async with One().run_test(size=SIZE) as pilot:
+        bubble = pilot.app.query_one(MessageBubble)
+        shown = pilot.app.query_one(Markdown).source
+        assert "📎 big.py · 5,000 lines" in shown and "x4999" not in shown
+        assert bubble.content == content and "x4999 = 4999" in bubble.content
