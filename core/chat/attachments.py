@@ -8,17 +8,16 @@ backtick run in the file, so a file cannot close the block and write the rest of
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import re
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuillm.core.chat.backend import ChatMessage
 from tuillm.core.errors import TuillmError
+from tuillm.core.files import FileRefused, read_bounded, size_text
 from tuillm.core.text import safe_line
 
 MAX_ATTACH_BYTES = 1 << 20  # 1 MiB: far past any context a local model holds, small enough to read at once
@@ -62,26 +61,9 @@ def read_attachment(path: str | Path, *, name: str | None = None, max_bytes: int
     shown = safe_line(name if name is not None else str(path)).strip()
     target = Path(path).expanduser()
     try:
-        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting; it is refused below.
-        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise AttachmentError(f"{shown}: {_reason(exc)}") from None
-    try:
-        info = os.fstat(fd)  # of what was opened: no window for a swap between a check and the read
-        if stat.S_ISDIR(info.st_mode):
-            raise AttachmentError(f"{shown} is a folder: only files can be attached")
-        if not stat.S_ISREG(info.st_mode):
-            raise AttachmentError(f"{shown} is not a regular file (a pipe, socket or device): it cannot be attached")
-        if info.st_size > max_bytes:
-            raise AttachmentError(f"{shown} is larger than {_size(max_bytes)}, the limit for an attachment")
-        os.set_blocking(fd, True)
-        data = _read(fd, max_bytes + 1)  # a file that grew since fstat is still bounded
-    except OSError as exc:
-        raise AttachmentError(f"{shown}: {_reason(exc)}") from None
-    finally:
-        os.close(fd)
-    if len(data) > max_bytes:
-        raise AttachmentError(f"{shown} is larger than {_size(max_bytes)}, the limit for an attachment")
+        data = read_bounded(target, max_bytes, shown=shown, limit_of="an attachment")
+    except FileRefused as exc:
+        raise AttachmentError(str(exc)) from None
     if b"\0" in data:
         raise AttachmentError(f"{shown} is a binary file: only text files can be attached")
     try:
@@ -89,29 +71,6 @@ def read_attachment(path: str | Path, *, name: str | None = None, max_bytes: int
     except UnicodeDecodeError:
         raise AttachmentError(f"{shown} is a binary file: only text files can be attached") from None
     return Attachment(name=shown, path=target, text=text.removeprefix("\ufeff"))
-
-
-def _read(fd: int, limit: int) -> bytes:
-    parts, left = [], limit
-    while left > 0:
-        chunk = os.read(fd, min(left, 1 << 16))
-        if not chunk:
-            break
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
-
-
-def _reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOENT:
-        return "no such file"
-    if exc.errno == errno.ELOOP:
-        return "a loop of symbolic links"
-    return (exc.strerror or str(exc)).lower()
-
-
-def _size(n: int) -> str:
-    return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n / 1024:g} KiB" if n >= 1024 else f"{n} bytes"
 
 
 def with_attachments(text: str, attachments: list[Attachment]) -> str:
@@ -177,7 +136,7 @@ def collapse_attachments(content: str) -> str:
         body = match.group("body")
         lines = body.count("\n")
         name = _MARKDOWN_SPECIAL.sub(r"\\\1", match.group("name"))
-        return f"📎 {name} · {lines:,} line{'' if lines == 1 else 's'}, {_size(len(body.encode('utf-8')))}"
+        return f"📎 {name} · {lines:,} line{'' if lines == 1 else 's'}, {size_text(len(body.encode('utf-8')))}"
 
     return _BLOCK.sub(line, content)
 

@@ -11,9 +11,7 @@ so a refused file leaves nothing behind; keys we do not know are ignored (newer 
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 from tuillm.core.chat.store import CHAT_LOAD_OPTIONS, DEFAULT_TITLE, Chat, ChatStore, StoreError
 from tuillm.core.errors import TuillmError
+from tuillm.core.files import FileRefused, read_bounded
 from tuillm.core.llama.options import Sampling
 from tuillm.core.text import safe_line
 
@@ -58,27 +57,11 @@ class ImportedChat:
 
 def read_chat_file(path: str | Path, *, max_bytes: int = MAX_IMPORT_BYTES) -> ImportedChat:
     """Reads and checks a chat file; ``ChatImportError`` with one line when it is not one."""
-    target = Path(path).expanduser()
     name = safe_line(str(path))
     try:
-        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise ChatImportError(f"{name}: {(exc.strerror or str(exc)).lower()}") from None
-    try:
-        info = os.fstat(fd)  # of what was opened: a FIFO, a device or a folder is refused before any read
-        if not stat.S_ISREG(info.st_mode):
-            raise ChatImportError(f"{name} is not a regular file")
-        if info.st_size > max_bytes:
-            raise ChatImportError(f"{name} is larger than {_size(max_bytes)}, the limit for a chat file")
-        os.set_blocking(fd, True)
-        with os.fdopen(os.dup(fd), "rb") as file:
-            data = file.read(max_bytes + 1)
-    except OSError as exc:
-        raise ChatImportError(f"{name}: {(exc.strerror or str(exc)).lower()}") from None
-    finally:
-        os.close(fd)
-    if len(data) > max_bytes:
-        raise ChatImportError(f"{name} is larger than {_size(max_bytes)}, the limit for a chat file")
+        data = read_bounded(path, max_bytes, shown=name, limit_of="a chat file")
+    except FileRefused as exc:
+        raise ChatImportError(str(exc)) from None
     try:
         value = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -91,10 +74,6 @@ def read_chat_file(path: str | Path, *, max_bytes: int = MAX_IMPORT_BYTES) -> Im
         return parse_chat(value)
     except ChatImportError as exc:
         raise ChatImportError(f"{name}: {exc}") from None
-
-
-def _size(n: int) -> str:
-    return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
 def parse_chat(value: object) -> ImportedChat:

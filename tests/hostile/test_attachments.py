@@ -76,9 +76,9 @@ def test_fifos_devices_folders_and_link_loops_are_refused_without_blocking(tmp_p
     (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
     (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
     cases = {
-        str(fifo): "is not a regular file (a pipe, socket or device): it cannot be attached",
-        "/dev/zero": "is not a regular file (a pipe, socket or device): it cannot be attached",
-        str(tmp_path): "is a folder: only files can be attached",
+        str(fifo): "is not a regular file (a pipe, socket or device)",
+        "/dev/zero": "is not a regular file (a pipe, socket or device)",
+        str(tmp_path): "is a folder, not a file",
         str(tmp_path / "loop_a"): ": a loop of symbolic links",
     }
     for path, error in cases.items():
@@ -87,7 +87,7 @@ def test_fifos_devices_folders_and_link_loops_are_refused_without_blocking(tmp_p
         assert str(caught.value) == f"{path}{' ' if error[0] != ':' else ''}{error}"
     # The same through the CLI: one line, exit 1, nothing loaded (it ends at once rather than waiting on the FIFO).
     assert one_line(tuillm("chat", "demo", "-p", "read it", "--attach", str(fifo))) == (
-        f"tuillm: {fifo} is not a regular file (a pipe, socket or device): it cannot be attached")
+        f"tuillm: {fifo} is not a regular file (a pipe, socket or device)")
 
 
 def test_a_link_to_a_text_file_attaches_the_file(tmp_path: Path) -> None:
@@ -175,8 +175,9 @@ def test_malformed_imports_are_one_line(tmp_path: Path, content: bytes, error: s
 def test_import_of_a_fifo_or_a_folder_does_not_block_and_creates_nothing(tmp_path: Path) -> None:
     fifo = tmp_path / "chat.json"
     os.mkfifo(fifo)
-    assert one_line(tuillm("import-chat", str(fifo))) == f"tuillm: {fifo} is not a regular file"
-    assert one_line(tuillm("import-chat", str(tmp_path))) == f"tuillm: {tmp_path} is not a regular file"
+    assert one_line(tuillm("import-chat", str(fifo))) == (
+        f"tuillm: {fifo} is not a regular file (a pipe, socket or device)")
+    assert one_line(tuillm("import-chat", str(tmp_path))) == f"tuillm: {tmp_path} is a folder, not a file"
     with ChatStore() as store:
         assert store.list_chats() == []
 

@@ -73,7 +73,7 @@ def test_limits_and_refusals_are_one_line(tmp_path: Path) -> None:
     assert read_attachment(big, max_bytes=2 * MAX_ATTACH_BYTES).text == "a" * (MAX_ATTACH_BYTES + 1)
     with pytest.raises(AttachmentError, match=r"^gone.txt: no such file$"):
         read_attachment(tmp_path / "gone.txt", name="gone.txt")
-    with pytest.raises(AttachmentError, match=r"is a folder: only files can be attached$"):
+    with pytest.raises(AttachmentError, match=r"is a folder, not a file$"):
         read_attachment(tmp_path)
     (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
     with pytest.raises(AttachmentError, match=r"^latin1.txt is a binary file: only text files can be attached$"):

@@ -52,7 +52,7 @@ def test_a_bad_file_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
     path.write_text(json.dumps([{"role": "user", "content": "ok"}, {"role": "function", "content": "{}"}]),
                     encoding="utf-8")
     for args, line in [((str(path),), f'{path}: message 1: role "function" is not one of system, user, assistant'),
-                       ((str(tmp_path / "none.json"),), f"{tmp_path / 'none.json'}: no such file or directory")]:
+                       ((str(tmp_path / "none.json"),), f"{tmp_path / 'none.json'}: no such file")]:
         proc = tuillm("import-chat", *args)
         assert proc.returncode == 1 and proc.stdout == "" and proc.stderr == f"tuillm: {line}\n", proc.stderr
     with ChatStore() as store:

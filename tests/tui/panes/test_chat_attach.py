@@ -122,7 +122,7 @@ async def test_a_bad_attachment_sends_nothing(tmp_path: Path, workdir: Path) -> 
         pane = chat_pane(app)
         seen = record_notifications(app)
         for text, error in [("look @blob.bin", "Attach: blob.bin is a binary file: only text files can be attached"),
-                            ("look @src", "Attach: src is a folder: only files can be attached"),
+                            ("look @src", "Attach: src is a folder, not a file"),
                             ("look @nothere.txt", "Attach: nothere.txt: no such file")]:
             seen.clear()
             await send(pilot, text)

@@ -1,0 +1,70 @@
+"""Reading a small file a user names (an attachment, a chat to import): once, bounded, and only a regular file.
+
+The file is opened before it is checked (``fstat`` of what was opened: no window for a swap), with O_NONBLOCK so a
+FIFO with no writer does not hang the open; a folder, a FIFO, a socket or a device is refused before any read, and a
+file that grew since ``fstat`` is still read only up to the limit.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from tuillm.core.errors import TuillmError
+
+
+class FileRefused(TuillmError):
+    """The file cannot be read as asked: missing, unreadable, not a regular file, or over the limit."""
+
+
+def size_text(n: int) -> str:
+    """A byte count as people read it: 1 MiB, 64 KiB, 812 bytes."""
+    return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n / 1024:g} KiB" if n >= 1024 else f"{n} bytes"
+
+
+def read_bounded(path: str | Path, max_bytes: int, *, shown: str, limit_of: str) -> bytes:
+    """The bytes of the regular file ``path`` (``~`` expanded), at most ``max_bytes``; ``FileRefused`` with one line
+    naming the file as ``shown`` otherwise (``limit_of``: what the limit is for, e.g. "an attachment")."""
+    try:
+        fd = os.open(Path(path).expanduser(), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise FileRefused(f"{shown}: {_reason(exc)}") from None
+    too_big = f"{shown} is larger than {size_text(max_bytes)}, the limit for {limit_of}"
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise FileRefused(f"{shown} is a folder, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise FileRefused(f"{shown} is not a regular file (a pipe, socket or device)")
+        if info.st_size > max_bytes:
+            raise FileRefused(too_big)
+        os.set_blocking(fd, True)
+        data = _read(fd, max_bytes + 1)
+    except OSError as exc:
+        raise FileRefused(f"{shown}: {_reason(exc)}") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise FileRefused(too_big)
+    return data
+
+
+def _read(fd: int, limit: int) -> bytes:
+    parts, left = [], limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 16))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOENT:
+        return "no such file"
+    if exc.errno == errno.ELOOP:
+        return "a loop of symbolic links"
+    return (exc.strerror or str(exc)).lower()
