@@ -4,42 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Label
-
 from tuillm.tui import keymap
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
-from tuillm.tui.widgets.path_input import PathInput
+from tuillm.tui.screens.path_dialog import PathDialog
 
 
-def _json_file(path: Path) -> bool:
-    return path.suffix.lower() == ".json"
-
-
-class ImportChatScreen(ModalScreen[Path | None]):
+class ImportChatScreen(PathDialog):
     HELP_TITLE = "Import a chat"
-    AUTO_FOCUS = "#import-chat-input"
     DEFAULT_CSS = DIALOG_CSS + """
     ImportChatScreen { align: center middle; }
     """
     BINDINGS = keymap.IMPORT_CHAT
+    HEADING = "Import a chat from JSON  (Enter imports, Esc cancels)"
+    HINT = "A tuillm export or an OpenAI messages list · → completes"
+    PLACEHOLDER = "~/chat.json"
+    INPUT_ID = "import-chat-input"
+    NOTIFY_TITLE = "Import"
+    EMPTY = "type the path of a JSON file"
+    WANTS_FOLDER = False
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="models-dialog"):
-            yield Label("Import a chat from JSON  (Enter imports, Esc cancels)", classes="dialog-title")
-            yield Label("A tuillm export or an OpenAI messages list · → completes", classes="dialog-hint")
-            yield PathInput(placeholder="~/chat.json", accept=_json_file, id="import-chat-input")
-
-    def on_input_submitted(self) -> None:
-        path = self.query_one(PathInput).path
-        if path is None:
-            self.notify("type the path of a JSON file", title="Import", severity="error", markup=False)
-        elif not path.is_file():
-            self.notify(f"{path}: no such file", title="Import", severity="error", markup=False)
-        else:
-            self.dismiss(path.absolute())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+    def accept(self, path: Path) -> bool:
+        return path.suffix.lower() == ".json"
