@@ -44,6 +44,7 @@ from tuillm.core.train.data import (
     micro_batches,
     split_eval,
 )
+from tuillm.core.train.model import lora_model, resolve_targets
 from tuillm.core.train.options import DEFAULT_TARGETS, SCHEDULES, TrainConfig, parse_targets
 from tuillm.core.train.passes import evaluate, memory_bytes, split_packed, sum_loss
 from tuillm.core.train.schedule import Plan, format_duration, lr_at
@@ -51,22 +52,6 @@ from tuillm.core.train.schedule import Plan, format_duration, lr_at
 # Kept importable from here: the front ends and tests name them as core.train.loop's.
 __all__ = ["DEFAULT_TARGETS", "SCHEDULES", "TrainConfig", "TrainResult", "format_duration", "latest_checkpoint",
            "lr_at", "parse_targets", "prepare_data", "resolve_targets", "split_packed", "train"]
-
-
-def resolve_targets(model: Any, targets: list[str] | str) -> list[str] | str:
-    """The module names LoRA wraps; an error naming what exists when none of the asked ones does."""
-    import torch
-
-    linear = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)}
-    linear.discard("lm_head")
-    if targets == "all-linear":
-        return "all-linear"
-    wanted = list(DEFAULT_TARGETS) if targets in ("default", None, []) else list(targets)
-    found = [t for t in wanted if t in linear]
-    if not found:
-        raise TuillmError(f"no LoRA target module among {', '.join(wanted)}; this model's linear layers: "
-                          f"{', '.join(sorted(linear))}")
-    return found
 
 
 # --- data -----------------------------------------------------------------------------------------------------
@@ -139,34 +124,6 @@ def _output_folder(config: TrainConfig, force: bool) -> tuple[Path, Path | None]
         raise TuillmError(f"{out}: holds checkpoints of an unfinished run; resume it (--resume, or Resume in the Train "
                           "pane), or choose another output folder")
     return out, latest if config.resume else None
-
-
-def _lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit: Emit) -> Any:
-    """The base loaded on ``device`` with LoRA around its targets (float32 LoRA weights)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from tuillm.core.train.base import load_model
-
-    torch.manual_seed(config.seed)
-    emit(Progress("load", 0, 0, f"loading {folder.name} on {device} ({dtype})"))
-    model = load_model(folder, device, dtype)
-    targets = resolve_targets(model, config.targets)
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
-    for p in model.parameters():  # LoRA weights in float32 even over a bf16 base: small, and stable to train
-        if p.requires_grad:
-            p.data = p.data.float()
-    if config.grad_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    n_total = sum(p.numel() for p in model.parameters())
-    target_names = targets if isinstance(targets, str) else ", ".join(targets)
-    emit(Log(f"LoRA rank {config.rank}, alpha {config.alpha:g} on {target_names}: "
-             f"{n_trainable / 1e6:.2f}M trainable of {n_total / 1e6:.0f}M parameters; {device}, {dtype}"))
-    return model
 
 
 def _row_limit(config: TrainConfig, device: str) -> int | None:
@@ -338,7 +295,7 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     import torch
 
     device = pick_device(config.device)
-    model = _lora_model(config, folder, device, pick_dtype(device, config.dtype), emit)
+    model = lora_model(config, folder, device, pick_dtype(device, config.dtype), emit)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     plan = Plan.of(config, len(train_set))
