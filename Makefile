@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean reinstall-llama tools
+.PHONY: run test bench lint clean reinstall-llama tools llama-tools
 
 run: $(STAMP)
 	$(VENV)/bin/tuillm
@@ -45,19 +45,32 @@ else
 LLAMA_CMAKE_ARGS ?=
 endif
 LLAMA_VERSION := 0.3.36
+# llama.cpp's llama-quantize, llama-imatrix and llama-perplexity, built from the same llama.cpp as the binding and
+# cached in ~/.cache/tuillm/llama-tools (tools/build_llama_tools.sh): the first set-up builds them, later ones copy.
+TOOLS_STAMP := $(VENV)/bin/llama-tools.version
+BUILD_TOOLS = tools/build_llama_tools.sh $(VENV)/bin $(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)
 
 # torch is pinned to the CPU build on disk first: an unpinned resolve would pull a multi-GB CUDA build.
 # llama-cpp-python compiles from source once; pip caches the wheel it builds.
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml | $(PY) $(TOOLS_STAMP)
 	$(PY) -m pip install "torch==2.13.0"
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install "llama-cpp-python==$(LLAMA_VERSION)"
 	$(PY) -m pip install -e ".[train,dev]"
 	touch $(STAMP)
 
-# Rebuilds llama.cpp with other flags (pip's wheel cache would otherwise hand back the old build).
+# Rebuilds llama.cpp with other flags (pip's wheel cache would otherwise hand back the old build); the tools follow.
 reinstall-llama: | $(PY)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --force-reinstall --no-deps --no-cache-dir \
 		"llama-cpp-python==$(LLAMA_VERSION)"
+	$(BUILD_TOOLS)
+
+# A failed build stops the set-up with one line (and keeps the build log in the cache folder).
+$(TOOLS_STAMP): tools/build_llama_tools.sh | $(PY)
+	$(BUILD_TOOLS)
+
+# Again now, ignoring the cache (a changed compiler, a suspect build).
+llama-tools: | $(PY)
+	TUILLM_TOOLS_REBUILD=1 $(BUILD_TOOLS)
 
 clean:
 	rm -rf $(VENV)

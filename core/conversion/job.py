@@ -11,6 +11,10 @@ serves as it, else a hidden temporary file in the output folder, removed at the 
 16-bit file is the baseline of the quality reports' perplexity ratio. On cancel (or an error), outputs that
 were complete before it are kept and reported through ``on_written``; the one in progress never appears.
 
+With an importance matrix (``imatrix``: "auto" or a file) or ``--tensor-type`` overrides, the quantized outputs
+go through llama-quantize; an automatic matrix is computed once per job from the 16-bit file, as a step of its own,
+and shared by every output (see imatrix_step).
+
 Before anything is read, every output is checked (``tuillm.convert.output.check_output``): never the source or a
 file inside it, never an existing file unless ``force``; temporaries a killed run left beside an output go.
 """
@@ -18,7 +22,7 @@ file inside it, never an existing file unless ``force``; temporaries a killed ru
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from tuillm.convert.errors import ConvertError
 from tuillm.convert.output import check_output, remove_stale, temp_name
 from tuillm.convert.progress import ConvertProgress
 from tuillm.convert.types import CONVERT_DEFAULT, OUTPUT_TYPES, check_type
+from tuillm.core.conversion.imatrix_step import ImatrixChoice, ensure_imatrix, resolve_imatrix, takes_imatrix
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
 
@@ -69,13 +74,15 @@ def _progress_callback(emit: Emit, cancel: threading.Event | None, stage: str) -
 
 def convert_checkpoint(src: Path, out: Path, out_type: str = CONVERT_DEFAULT, *, emit: Emit = ignore,
                        cancel: threading.Event | None = None, threads: int | None = None,
-                       force: bool = False) -> Path:
+                       force: bool = False, imatrix: str | None = None, calibration: Path | None = None,
+                       tensor_types: dict[str, str] | None = None) -> Path:
     """One output of ``convert_many``; here a cancel that comes too late to stop the last (uninterruptible) step
     still removes the file: the caller asked for one file, and a cancelled job leaves none under ``out``."""
     written: list[Path] = []
     try:
         convert_many(Path(src), [(out_type, Path(out))], emit=emit, cancel=cancel, threads=threads, force=force,
-                     on_written=lambda result: written.append(result.path))
+                     on_written=lambda result: written.append(result.path), imatrix=imatrix,
+                     calibration=calibration, tensor_types=tensor_types)
     except Cancelled:
         for path in written:
             path.unlink(missing_ok=True)
@@ -119,18 +126,25 @@ def _check_outputs(src: Path, outputs: Sequence[tuple[str, Path]], force: bool) 
 
 def convert_many(src: Path, outputs: Sequence[tuple[str, Path]], *, emit: Emit = ignore,
                  cancel: threading.Event | None = None, report: bool = False, threads: int | None = None,
-                 on_written: Callable[[OutputResult], None] | None = None, force: bool = False) -> list[OutputResult]:
+                 on_written: Callable[[OutputResult], None] | None = None, force: bool = False,
+                 imatrix: str | None = None, calibration: Path | None = None,
+                 tensor_types: dict[str, str] | None = None) -> list[OutputResult]:
     """Write each ``(type, path)`` from ``src`` (an HF checkpoint folder, or a GGUF file to re-quantize).
 
     See the module's docstring for the shared intermediate and what a cancel keeps. ``report``: afterwards, the
     quality report of each output (top-1 agreement, KL, perplexity ratios), in ``OutputResult.report``.
     ``on_written`` is called as soon as each output is complete (before the reports). An existing output is
-    replaced only with ``force``.
+    replaced only with ``force``. ``imatrix``: None, "auto" (computed on the built-in text, or on ``calibration``)
+    or a matrix file; ``tensor_types``: ``--tensor-type`` overrides, pattern -> ggml type. The types that need a
+    matrix get "auto" without asking.
     """
     src = Path(src).expanduser()
     if not src.exists():
         raise TuillmError(f"{src}: no such file or folder")
     plan = _check_outputs(src, outputs, force)
+    tensor_types = _check_tensor_types(tensor_types, plan)
+    choice = resolve_imatrix(src, plan, imatrix, Path(calibration) if calibration else None, tensor_types, emit)
+    quant = _Quant(choice, tensor_types, threads)
     for _, out in plan:
         remove_stale(out)
     results: list[OutputResult] = []
@@ -148,10 +162,10 @@ def convert_many(src: Path, outputs: Sequence[tuple[str, Path]], *, emit: Emit =
 
     try:
         if src.is_dir():
-            mid = _convert_outputs(src, plan, emit, cancel, report, threads, done, check_cancel)
+            mid = _convert_outputs(src, plan, emit, cancel, report, quant, done, check_cancel)
         else:
             mid = None
-            _requantize_outputs(src, plan, emit, cancel, threads, done, check_cancel)
+            _requantize_outputs(src, plan, emit, cancel, quant, done, check_cancel)
         try:
             if report:
                 _reports(src, results, mid[0] if mid else None, emit, check_cancel)
@@ -163,16 +177,56 @@ def convert_many(src: Path, outputs: Sequence[tuple[str, Path]], *, emit: Emit =
     return results
 
 
+def _check_tensor_types(tensor_types: Mapping[str, str] | None, plan: list[tuple[str, Path]]) -> dict[str, str]:
+    from tuillm.convert.quant_rules import check_tensor_types
+
+    if not tensor_types:
+        return {}
+    try:
+        checked = check_tensor_types([f"{pattern}={qtype}" for pattern, qtype in tensor_types.items()])
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
+    if not any(OUTPUT_TYPES[t].quantized for t, _ in plan):
+        raise TuillmError("--tensor-type applies to quantized types (q4_k_m, q8_0...), not to "
+                          + ", ".join(t for t, _ in plan))
+    return checked
+
+
+@dataclass(frozen=True)
+class _Quant:
+    """What every quantized output of one job shares: the importance matrix and the overrides."""
+
+    imatrix: ImatrixChoice | None
+    tensor_types: dict[str, str]
+    threads: int | None
+
+    def direct(self, out_type: str) -> bool:
+        """Written by our converter; an override on q8_0 takes llama.cpp's quantizer (which applies it)."""
+        t = OUTPUT_TYPES[out_type]
+        return t.direct and not (self.tensor_types and t.quantized)
+
+    def quantize(self, mid: Path, path: Path, out_type: str, progress: Callable[[ConvertProgress], None]) -> None:
+        from tuillm.convert.quantize import quantize_gguf
+
+        matrix = self.imatrix.path if self.imatrix is not None and takes_imatrix(out_type) else None
+        quantize_gguf(mid, path, out_type, progress=progress, threads=self.threads, imatrix=matrix,
+                      tensor_types=self.tensor_types if OUTPUT_TYPES[out_type].quantized else None)
+
+
+_IMATRIX = "imatrix"  # the step that computes the importance matrix (not an output type)
+
+
 def _convert_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel: threading.Event | None,
-                     report: bool, threads: int | None, done: Callable[[str, Path], None],
+                     report: bool, quant: _Quant, done: Callable[[str, Path], None],
                      check_cancel: Callable[[], None]) -> tuple[Path, bool] | None:
     """The HF side; returns the 16-bit GGUF left for the reports (path, whether it is temporary) or None."""
     # gguf and numpy (and llama.cpp's quantizer): imported by a conversion, not when the app starts.
     from tuillm.convert.hf_to_gguf import convert_hf
-    from tuillm.convert.quantize import intermediate_type, quantize_gguf
+    from tuillm.convert.quantize import intermediate_type
 
-    direct = [(t, p) for t, p in plan if OUTPUT_TYPES[t].direct]
-    quants = [(t, p) for t, p in plan if not OUTPUT_TYPES[t].direct]
+    threads = quant.threads
+    direct = [(t, p) for t, p in plan if quant.direct(t)]
+    quants = [(t, p) for t, p in plan if not quant.direct(t)]
     # A 16-bit file is needed for llama.cpp's quantizer, and as the baseline of a quantized output's report.
     need_mid = bool(quants) or (report and any(OUTPUT_TYPES[t].quantized for t, _ in plan))
     mid: tuple[Path, bool] | None = None
@@ -189,6 +243,8 @@ def _convert_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel
             first = (quants or plan)[0][1]
             mid = (temp_name(first, f"{mid_type}.gguf"), True)
             steps.append((mid_type, mid[0], f"{mid_type} (temp)"))
+    if quant.imatrix is not None and not quant.imatrix.ready:
+        steps.append((_IMATRIX, quant.imatrix.path, _IMATRIX))
     steps += [(t, p, t) for t, p in direct] + [(t, p, t) for t, p in quants]
     n = len(steps)
     try:
@@ -198,11 +254,15 @@ def _convert_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel
             if n > 1:  # one output: the progress bar says it all
                 emit(Log(f"step {stage}: {path.name}"))
             progress = _progress_callback(emit, cancel, stage)
-            if OUTPUT_TYPES[out_type].direct:
+            if out_type == _IMATRIX:
+                assert mid is not None and quant.imatrix is not None
+                ensure_imatrix(quant.imatrix, mid[0], emit, cancel, stage, threads)
+                continue
+            if quant.direct(out_type):
                 convert_hf(src, path, out_type, progress=progress, threads=threads)
             else:
                 assert mid is not None
-                quantize_gguf(mid[0], path, out_type, progress=progress, threads=threads)
+                quant.quantize(mid[0], path, out_type, progress)
             if not (mid is not None and mid[1] and path == mid[0]):
                 done(out_type, path)
         check_cancel()
@@ -214,20 +274,24 @@ def _convert_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel
 
 
 def _requantize_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel: threading.Event | None,
-                        threads: int | None, done: Callable[[str, Path], None],
+                        quant: _Quant, done: Callable[[str, Path], None],
                         check_cancel: Callable[[], None]) -> None:
-    from tuillm.convert.quantize import input_is_quantized, quantize_gguf
+    from tuillm.convert.quantize import input_is_quantized
 
     if input_is_quantized(src):
         emit(Log(f"{src.name} is already quantized: re-quantizing adds error; convert from the original checkpoint "
                  "(or an f16 GGUF) for the best result", level="warning"))
-    n = len(plan)
-    for i, (out_type, path) in enumerate(plan, 1):
+    computing = quant.imatrix is not None and not quant.imatrix.ready
+    n = len(plan) + computing
+    if quant.imatrix is not None and computing:  # from the input itself: best when it is a 16-bit file
+        emit(Log(f"step 1/{n} {_IMATRIX}: {quant.imatrix.path.name}"))
+        ensure_imatrix(quant.imatrix, src, emit, cancel, f"1/{n} {_IMATRIX}", quant.threads)
+    for i, (out_type, path) in enumerate(plan, 1 + computing):
         check_cancel()
         stage = f"{i}/{n} {out_type}"
         if n > 1:  # one output: the progress bar says it all
             emit(Log(f"step {stage}: {path.name}"))
-        quantize_gguf(src, path, out_type, progress=_progress_callback(emit, cancel, stage), threads=threads)
+        quant.quantize(src, path, out_type, _progress_callback(emit, cancel, stage))
         done(out_type, path)
     check_cancel()
 
