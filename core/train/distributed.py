@@ -1,0 +1,263 @@
+"""Data-parallel training through Hugging Face accelerate: one process per rank, the same global batch.
+
+The loop (core.train.loop) talks to ``Ranks``: ``Single`` is the one-process run (every hook a no-op, so its
+arithmetic is what it always was); ``DataParallel`` is a rank of a run that a launcher started (``tuillm train
+--nproc N`` through core.train.dist_launch, or ``torchrun``/``accelerate launch`` of ``tuillm train``: RANK and
+WORLD_SIZE are in the environment). accelerate's ``Accelerator`` joins the process group (gloo on CPU, NCCL on
+CUDA) and wraps the model in DDP (FSDP with ``--fsdp``, CUDA only).
+
+How a step is shared: every rank builds the same micro-batches (same seed, same data); the step's examples are
+dealt out by tokens (longest first to the rank with the fewest so far: deterministic, balanced) and each rank runs
+its share. Each loss is divided by the step's trained tokens over all ranks and multiplied by the world size, so
+DDP's mean of the ranks' gradients is the one-process gradient. Only rank 0 writes checkpoints and outputs and
+emits events; a cancel or a memory stop on any rank stops all of them after the same step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import timedelta
+from typing import Any, Protocol
+
+from tuillm.core.errors import TuillmError
+from tuillm.core.train.data import IGNORE, PackedBatch
+from tuillm.core.train.options import TrainConfig
+from tuillm.core.train.passes import split_packed
+
+# A collective waits this long for a peer before it fails (a backstop: the launcher ends the run as soon as a rank
+# dies, and gloo fails at once when a peer's connection closes). Long enough for rank 0's eval and checkpoints.
+COLLECTIVE_TIMEOUT_S = 1800
+
+
+class PeerLost(TuillmError):
+    """Another rank of the run stopped (killed, or failed): the collective this rank waited in failed."""
+
+
+class Ranks(Protocol):
+    """What the loop asks of the processes of a run (one, or a data-parallel group)."""
+
+    rank: int
+    world: int
+    main: bool
+
+    def place(self, device: str) -> str: ...
+    def wrap(self, model: Any) -> Any: ...
+    def unwrap(self, model: Any) -> Any: ...
+    def first(self) -> AbstractContextManager[None]: ...
+    def rows(self, batches: list[PackedBatch], limit: int | None) -> list[PackedBatch]: ...
+    def sync(self, model: Any, last: bool) -> AbstractContextManager[None]: ...
+    def backward(self, loss: Any) -> None: ...
+    def total(self, value: float) -> float: ...
+    def any(self, flag: bool) -> bool: ...
+    def barrier(self) -> None: ...
+    def seed(self, seed: int, step: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+class Single:
+    """The one-process run: the rows of every micro-batch, plain backward, nothing to agree on."""
+
+    rank, world, main = 0, 1, True
+
+    def place(self, device: str) -> str:
+        return device
+
+    def wrap(self, model: Any) -> Any:
+        return model
+
+    def unwrap(self, model: Any) -> Any:
+        return model
+
+    def first(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def rows(self, batches: list[PackedBatch], limit: int | None) -> list[PackedBatch]:
+        return [row for packed in batches for row in split_packed(packed, limit) if row.trained_tokens]
+
+    def sync(self, model: Any, last: bool) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def backward(self, loss: Any) -> None:
+        loss.backward()
+
+    def total(self, value: float) -> float:
+        return value
+
+    def any(self, flag: bool) -> bool:
+        return flag
+
+    def barrier(self) -> None:
+        pass
+
+    def seed(self, seed: int, step: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def launched_world() -> int:
+    """The number of processes a launcher (ours, torchrun, accelerate launch) started this one among; 1: none."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def should_launch(config: TrainConfig) -> bool:
+    """``--nproc`` above 1 in a process no launcher started: core.train.dist_launch starts the ranks."""
+    return config.nproc > 1 and launched_world() == 1
+
+
+def device_count(device: str) -> int:
+    """How many processes ``device`` takes: CPU cores (this process may use), or GPUs."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.device_count()
+    if device == "cpu":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1
+
+
+def check_nproc(config: TrainConfig, device: str, world: int) -> None:
+    """``--nproc`` and ``--fsdp`` against the machine and the launcher; one TuillmError saying what is wrong."""
+    if config.fsdp and not device.startswith("cuda"):
+        raise TuillmError(f"--fsdp shards the base across GPUs: CUDA only (this run is on {device}); leave it out")
+    if config.fsdp and max(world, config.nproc) < 2:
+        raise TuillmError("--fsdp needs --nproc 2 or more (it shards the base across processes)")
+    if config.method != "sft" and max(world, config.nproc) > 1:
+        raise TuillmError(f"--method {config.method} runs in one process; leave out --nproc")
+    if world > 1:
+        if config.nproc not in (1, world):
+            raise TuillmError(f"--nproc {config.nproc}, but the launcher started {world} processes (WORLD_SIZE); "
+                              "give one or the other")
+        return
+    available = device_count(device)
+    if config.nproc > available:
+        what = "GPUs" if device.startswith("cuda") else "CPU cores" if device == "cpu" else f"{device} devices"
+        raise TuillmError(f"--nproc {config.nproc}: this machine has {available} {what}; at most {available}")
+
+
+def deal(sizes: list[int], world: int) -> list[list[int]]:
+    """Indices of ``sizes`` dealt to ``world`` ranks by size: the largest first, each to the rank holding the
+    fewest so far (the lowest rank on a tie); each rank's indices in their first order."""
+    held = [0] * world
+    shares: list[list[int]] = [[] for _ in range(world)]
+    for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        r = min(range(world), key=lambda r: (held[r], r))
+        held[r] += sizes[i]
+        shares[r].append(i)
+    return [sorted(share) for share in shares]
+
+
+def joined(rows: list[PackedBatch]) -> PackedBatch:
+    """Packed rows as one packed batch (each example keeps its positions and labels)."""
+    return PackedBatch([t for r in rows for t in r.input_ids], [t for r in rows for t in r.labels],
+                       [t for r in rows for t in r.position_ids], sum(r.n_examples for r in rows))
+
+
+def share_rows(batches: list[PackedBatch], limit: int | None, rank: int, world: int) -> list[PackedBatch]:
+    """Rank ``rank``'s rows of a step: its dealt examples, packed again by ``limit``. A rank dealt nothing (a
+    short last step) gets one example with no trained token: its backward gives zero gradients, and DDP's
+    all-reduce, which every rank must join, still happens."""
+    examples = [row for packed in batches for row in split_packed(packed, 0)]
+    share = [examples[i] for i in deal([len(e.input_ids) for e in examples], world)[rank]]
+    rows = [row for row in split_packed(joined(share), limit) if row.trained_tokens] if share else []
+    if rows:
+        return rows
+    first = examples[0]
+    return [PackedBatch(first.input_ids, [IGNORE] * len(first.labels), first.position_ids, first.n_examples)]
+
+
+class DataParallel:
+    """A rank of a data-parallel run, through accelerate's ``Accelerator`` (it joins the process group)."""
+
+    def __init__(self, config: TrainConfig, device: str) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
+
+        plugin = None
+        if config.fsdp:
+            from accelerate import FullyShardedDataParallelPlugin
+
+            plugin = FullyShardedDataParallelPlugin(fsdp_version=2, state_dict_type="FULL_STATE_DICT",
+                                                    cpu_ram_efficient_loading=False)
+        handlers = [InitProcessGroupKwargs(timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S)),
+                    # Buffers (rotary tables) are the same on every rank and never trained: no broadcast per forward.
+                    DistributedDataParallelKwargs(broadcast_buffers=False)]
+        self.accelerator = Accelerator(cpu=device == "cpu", kwargs_handlers=handlers, fsdp_plugin=plugin)
+        self.rank = self.accelerator.process_index
+        self.world = self.accelerator.num_processes
+        self.main = self.accelerator.is_main_process
+
+    def place(self, device: str) -> str:
+        return str(self.accelerator.device) if device.startswith("cuda") else device
+
+    def wrap(self, model: Any) -> Any:
+        return self.accelerator.prepare_model(model)
+
+    def unwrap(self, model: Any) -> Any:
+        return self.accelerator.unwrap_model(model)
+
+    def first(self) -> AbstractContextManager[None]:
+        return self.accelerator.main_process_first()
+
+    def rows(self, batches: list[PackedBatch], limit: int | None) -> list[PackedBatch]:
+        return share_rows(batches, limit, self.rank, self.world)
+
+    def sync(self, model: Any, last: bool) -> AbstractContextManager[None]:
+        # Gradients are all-reduced once a step, on the backward of the rank's last row.
+        return _collective() if last else self.accelerator.no_sync(model)
+
+    def backward(self, loss: Any) -> None:
+        self.accelerator.backward(loss * self.world)  # DDP averages over ranks: the sum is the one-process gradient
+
+    def total(self, value: float) -> float:
+        import torch
+
+        with _collective():
+            return float(self.accelerator.reduce(torch.tensor([value], dtype=torch.float64), "sum")[0])
+
+    def any(self, flag: bool) -> bool:
+        return self.total(1.0 if flag else 0.0) > 0
+
+    def barrier(self) -> None:
+        with _collective():
+            self.accelerator.wait_for_everyone()
+
+    def seed(self, seed: int, step: int) -> None:
+        import torch
+
+        if self.rank:  # dropout masks differ between ranks, as between the examples of one process
+            torch.manual_seed((seed + 7919 * self.rank + 104729 * step) % 2**32)
+
+    def finish(self) -> None:
+        import torch.distributed
+
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+@contextmanager
+def _collective() -> Iterator[None]:
+    """A collective that fails because a peer is gone raises ``PeerLost`` (one line, no traceback)."""
+    import torch.distributed
+
+    try:
+        yield
+    except torch.distributed.DistError as exc:
+        raise PeerLost("another process of the run stopped (its connection closed)") from exc
+    except RuntimeError as exc:
+        if "gloo" in str(exc).lower() or "connection" in str(exc).lower() or "nccl" in str(exc).lower():
+            raise PeerLost("another process of the run stopped (its connection closed)") from exc
+        raise
+
+
+def join(config: TrainConfig, device: str) -> Ranks:
+    """The run's ranks: ``Single``, or this process's place in the data-parallel group a launcher started."""
+    world = launched_world()
+    check_nproc(config, device, world)
+    return DataParallel(config, device) if world > 1 else Single()
