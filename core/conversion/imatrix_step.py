@@ -25,6 +25,11 @@ class ImatrixChoice:
     path: Path  # the user's file, or where the automatic one is (or will be)
     text: str | None  # the calibration text, when the matrix must be computed
     key: object | None  # the automatic matrix's ImatrixKey (written to its sidecar once computed)
+    note: str = ""  # what the job says about it once the tools are known to be there
+
+    def announce(self, emit: Emit) -> None:
+        if self.note:
+            emit(Log(self.note))
 
     @property
     def ready(self) -> bool:
@@ -38,14 +43,14 @@ def takes_imatrix(out_type: str) -> bool:
 
 
 def resolve_imatrix(src: Path, plan: Sequence[tuple[str, Path]], imatrix: str | Path | None,
-                    calibration: Path | None, tensor_types: Mapping[str, str] | None,
-                    emit: Emit) -> ImatrixChoice | None:
+                    calibration: Path | None, tensor_types: Mapping[str, str] | None) -> ImatrixChoice | None:
     """The matrix this job uses, checked now: ``imatrix`` is None, "auto" or a file; ``calibration`` a text
     file for "auto" (implies it). A type (or a --tensor-type override) that llama.cpp only writes with a
-    matrix implies "auto" too, said in a log line."""
+    matrix implies "auto" too (``note`` says so)."""
     from tuillm.convert import imatrix as im
 
     users = [t for t, _ in plan if takes_imatrix(t)]
+    note = ""
     if calibration is not None and imatrix is not None and str(imatrix) != AUTO:
         raise TuillmError("--calibration is for --imatrix auto (a given --imatrix file is used as it is)")
     if imatrix is None:
@@ -53,8 +58,8 @@ def resolve_imatrix(src: Path, plan: Sequence[tuple[str, Path]], imatrix: str | 
         if calibration is None and not needs:
             return None
         if needs:
-            emit(Log(f"{', '.join(needs)}: llama.cpp needs an importance matrix for "
-                     f"{'it' if len(needs) == 1 else 'them'}; using --imatrix auto"))
+            note = (f"{', '.join(needs)}: llama.cpp needs an importance matrix for "
+                    f"{'it' if len(needs) == 1 else 'them'}; using --imatrix auto")
         imatrix = AUTO
     if not users:
         raise TuillmError("an importance matrix applies to the types llama.cpp quantizes (q4_k_m, iq4_xs...), "
@@ -72,9 +77,22 @@ def resolve_imatrix(src: Path, plan: Sequence[tuple[str, Path]], imatrix: str | 
         path = im.auto_path(plan[0][1].parent, name)
         key = im.imatrix_key(src, text)
         if im.reusable(path, key):
-            emit(Log(f"importance matrix: reusing {path.name} (same source and calibration text)"))
-            return ImatrixChoice(path, None, key)
-        return ImatrixChoice(path, text, key)
+            reuse = f"importance matrix: reusing {path.name} (same source and calibration text)"
+            return ImatrixChoice(path, None, key, "; ".join(filter(None, (note, reuse))))
+        return ImatrixChoice(path, text, key, note)
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
+
+
+def check_tools(choice: ImatrixChoice | None, tensor_types: Mapping[str, str] | None) -> None:
+    """Before anything is written: the llama.cpp tools this job will run are there (one line naming `make`)."""
+    from tuillm.convert.llama_tools import find_tool
+
+    try:
+        if choice is not None or tensor_types:
+            find_tool("llama-quantize")
+        if choice is not None and not choice.ready:
+            find_tool("llama-imatrix")
     except ConvertError as exc:
         raise TuillmError(str(exc)) from None
 

@@ -30,7 +30,13 @@ from tuillm.convert.errors import ConvertError
 from tuillm.convert.output import check_output, remove_stale, temp_name
 from tuillm.convert.progress import ConvertProgress
 from tuillm.convert.types import CONVERT_DEFAULT, OUTPUT_TYPES, check_type
-from tuillm.core.conversion.imatrix_step import ImatrixChoice, ensure_imatrix, resolve_imatrix, takes_imatrix
+from tuillm.core.conversion.imatrix_step import (
+    ImatrixChoice,
+    check_tools,
+    ensure_imatrix,
+    resolve_imatrix,
+    takes_imatrix,
+)
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
 
@@ -143,7 +149,10 @@ def convert_many(src: Path, outputs: Sequence[tuple[str, Path]], *, emit: Emit =
         raise TuillmError(f"{src}: no such file or folder")
     plan = _check_outputs(src, outputs, force)
     tensor_types = _check_tensor_types(tensor_types, plan)
-    choice = resolve_imatrix(src, plan, imatrix, Path(calibration) if calibration else None, tensor_types, emit)
+    choice = resolve_imatrix(src, plan, imatrix, Path(calibration) if calibration else None, tensor_types)
+    check_tools(choice, tensor_types)
+    if choice is not None:
+        choice.announce(emit)
     quant = _Quant(choice, tensor_types, threads)
     for _, out in plan:
         remove_stale(out)

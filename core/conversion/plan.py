@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -117,14 +118,19 @@ def resolve_outputs(src: Path, types: list[str], output: str) -> list[tuple[str,
     return [(types[0], path)]
 
 
-def estimate_size(source: Source, out_type: str) -> int:
-    """Bytes of the GGUF file of ``out_type`` made from ``source``."""
+def estimate_size(source: Source, out_type: str, *, imatrix: bool | None = None,
+                  tensor_types: Mapping[str, str] | None = None) -> int:
+    """Bytes of the GGUF file of ``out_type`` made from ``source``; ``imatrix`` (default: when the type needs one)
+    and ``tensor_types`` (--tensor-type overrides) change a few tensors' types, as in llama.cpp."""
     from tuillm.convert.quantize import output_tensor_types
     from tuillm.convert.tensors import tensor_bytes
 
     out_type = check_type(out_type)
-    direct = source.kind == "hf" and OUTPUT_TYPES[out_type].direct
-    types = output_tensor_types(source.tensors, out_type, n_gqa=source.n_gqa, direct=direct)
+    spec = OUTPUT_TYPES[out_type]
+    direct = source.kind == "hf" and spec.direct and not (tensor_types and spec.quantized)  # overrides: llama.cpp
+    with_matrix = spec.needs_imatrix if imatrix is None else imatrix
+    types = output_tensor_types(source.tensors, out_type, n_gqa=source.n_gqa, direct=direct, imatrix=with_matrix,
+                                tensor_types=tensor_types)
     return source.header_bytes + sum(tensor_bytes(t.ne, q) for t, q in zip(source.tensors, types, strict=True))
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 # The registry is plain data (no gguf import): --help stays instant.
-from tuillm.convert.types import CONVERT_DEFAULT, TYPE_NAMES
+from tuillm.convert.types import CONVERT_DEFAULT, IMATRIX_TYPE_NAMES, TYPE_NAMES
 
 
 def parse_types(text: str) -> list[str]:
@@ -17,6 +17,39 @@ def parse_types(text: str) -> list[str]:
         named = ", ".join(unknown) or repr(text)
         raise argparse.ArgumentTypeError(f"unknown type {named}; choose from {', '.join(TYPE_NAMES)}")
     return list(dict.fromkeys(types))
+
+
+def add_quant_options(p: argparse.ArgumentParser) -> None:
+    """The importance-matrix and tensor-type options (convert and quantize alike; checked in convert_many)."""
+    g = p.add_argument_group("importance matrix and per-tensor types (need llama.cpp's tools: `make` builds them)")
+    g.add_argument("--imatrix", metavar="auto|FILE", default=None,
+                   help="quantize with an importance matrix: auto computes one with llama-imatrix on a built-in "
+                   "text (kept beside the output as NAME.imatrix, reused for the same source), or give a file; "
+                   f"implied for {', '.join(IMATRIX_TYPE_NAMES)}")
+    g.add_argument("--calibration", metavar="FILE", type=Path, default=None,
+                   help="the text --imatrix auto computes the matrix on (UTF-8, up to 16 MiB)")
+    g.add_argument("--tensor-type", action="append", default=[], metavar="PATTERN=TYPE", dest="tensor_types",
+                   help="the ggml type of the tensors whose name matches PATTERN (a regex, as llama-quantize's: "
+                   "token_embd=q8_0); repeatable, the first match wins")
+    g.add_argument("--output-tensor-type", metavar="TYPE", default=None,
+                   help="the output head's type (--tensor-type '^output\\.weight$=TYPE')")
+    g.add_argument("--token-embedding-type", metavar="TYPE", default=None,
+                   help="the token embedding's type (--tensor-type '^token_embd\\.weight$=TYPE')")
+
+
+def tensor_types(args: argparse.Namespace) -> dict[str, str] | None:
+    """The overrides in the order given, the two shortcuts first; a bad one is one line (TuillmError)."""
+    from tuillm.convert.errors import ConvertError
+    from tuillm.convert.quant_rules import EMBEDDING_PATTERN, OUTPUT_PATTERN, check_tensor_types
+    from tuillm.core.errors import TuillmError
+
+    items = [f"{OUTPUT_PATTERN}={args.output_tensor_type}"] if args.output_tensor_type else []
+    items += [f"{EMBEDDING_PATTERN}={args.token_embedding_type}"] if args.token_embedding_type else []
+    items += args.tensor_types
+    try:
+        return check_tensor_types(items) or None
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="afterwards, compare the result with the original on a built-in text (needs transformers)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("-f", "--force", action="store_true", help="replace an existing output file")
+    add_quant_options(p)
     return p
 
 
@@ -46,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     src = Path(args.model)
     outputs = resolve_outputs(src, args.type, args.output)
     results = convert_many(src, outputs, emit=CliRenderer(quiet=args.quiet), report=args.report,
-                           threads=args.threads, force=args.force)
+                           threads=args.threads, force=args.force, imatrix=args.imatrix,
+                           calibration=args.calibration, tensor_types=tensor_types(args))
     for result in results:
         for line in result.report:
             print(line)

@@ -7,7 +7,7 @@ import argparse
 from tuillm.convert.types import TYPE_NAMES
 
 # `run` is convert's: convert_many re-quantizes when its source is a GGUF (there is no --report here).
-from tuillm.tui.cli.convert import parse_types
+from tuillm.tui.cli.convert import add_quant_options, parse_types
 from tuillm.tui.cli.convert import run as run
 
 
@@ -22,5 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("-f", "--force", action="store_true", help="replace an existing output file")
+    add_quant_options(p)
     p.set_defaults(report=False)  # convert's run reads it
     return p

@@ -1,0 +1,189 @@
+"""Checks of what users give the quantizer: --tensor-type, --calibration, --imatrix files, the llama.cpp tools'
+location, and the CLI's one-line refusals for each (exit 1, nothing left behind). No tool runs here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+from tests.checkpoints import tiny_random_checkpoint
+from tuillm.convert import llama_tools
+from tuillm.convert.errors import ConvertError
+from tuillm.convert.imatrix import CALIBRATION_MIN_BYTES, check_calibration, check_imatrix
+from tuillm.convert.llama_tools import STAMP, ToolMissing, find_tool
+from tuillm.convert.quant_rules import check_tensor_types
+from tuillm.tui.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_random_checkpoint("llama", tmp_path_factory.mktemp("tiny"))
+
+
+# --- --tensor-type ---------------------------------------------------------------------------------------------------
+
+
+def test_tensor_types_as_llama_quantize_reads_them() -> None:
+    assert check_tensor_types(["token_embd=Q8_0", r"ATTN_V\.weight=q6_k", "token_embd=f16"]) == {
+        "token_embd": "q8_0", r"attn_v\.weight": "q6_k"}  # lower-cased; a repeated pattern: the first wins
+
+
+@pytest.mark.parametrize(("item", "said"), [
+    ("token_embd", "write PATTERN=TYPE"),
+    ("=q8_0", "write PATTERN=TYPE"),
+    ("token_embd=", "write PATTERN=TYPE"),
+    ("token_embd=q9_k", "unknown ggml type 'q9_k'"),
+    ("token_embd=q4_k_m", "unknown ggml type 'q4_k_m'"),  # a file type, not a tensor type
+    ("blk.(0=q8_0", "not a valid pattern"),
+    ("(?!x)blk=q8_0", "lookarounds are not supported"),
+    (r"(a)\1=q8_0", "backreferences"),
+    ("a" * 201 + "=q8_0", "at most 200 characters"),
+    ("tok\x1b[31m=q8_0", "printable"),
+])
+def test_bad_tensor_types_are_one_line(item: str, said: str) -> None:
+    with pytest.raises(ConvertError, match=None) as info:
+        check_tensor_types([item])
+    assert said in str(info.value) and "\n" not in str(info.value)
+
+
+# --- --calibration ---------------------------------------------------------------------------------------------------
+
+
+def test_calibration_checks(tmp_path: Path) -> None:
+    good = tmp_path / "text.txt"
+    good.write_text("Plain calibration prose. " * 200, encoding="utf-8")
+    assert check_calibration(good) == good
+    cases = {"missing.txt": "no such file", "short.txt": "bytes; a calibration text has",
+             "huge.txt": "bytes; a calibration text has", "binary.txt": "binary data",
+             "latin1.txt": "not UTF-8", ".": "not a regular file"}
+    (tmp_path / "short.txt").write_text("too short", encoding="utf-8")
+    with (tmp_path / "huge.txt").open("wb") as f:
+        f.truncate(17 * 1024 * 1024)  # sparse: bounded by its size before anything is read
+    (tmp_path / "binary.txt").write_bytes(b"text\0" * CALIBRATION_MIN_BYTES)
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * CALIBRATION_MIN_BYTES)
+    for name, said in cases.items():
+        with pytest.raises(ConvertError) as info:
+            check_calibration(tmp_path / name)
+        assert said in str(info.value), name
+
+
+# --- --imatrix FILE --------------------------------------------------------------------------------------------------
+
+
+def _gguf_imatrix(path: Path, *, kind: str = "imatrix") -> Path:
+    writer = gguf.GGUFWriter(path, arch="")
+    writer.add_string("general.type", kind)
+    writer.add_tensor("blk.0.ffn_down.weight.in_sum2", np.ones((1, 64), dtype=np.float32))
+    writer.add_tensor("blk.0.ffn_down.weight.counts", np.ones((1, 1), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_imatrix_file_checks(tmp_path: Path, demo_gguf: Path) -> None:
+    assert check_imatrix(_gguf_imatrix(tmp_path / "m.imatrix")) == tmp_path / "m.imatrix"
+    legacy = tmp_path / "m.dat"  # llama.cpp's old layout: entries, then name length and name of the first
+    legacy.write_bytes((1).to_bytes(4, "little") + (21).to_bytes(4, "little") + b"blk.0.ffn_down.weight" +
+                       b"\0" * 64)
+    assert check_imatrix(legacy) == legacy
+    (tmp_path / "noise.dat").write_bytes(os.urandom(4096))
+    (tmp_path / "empty.dat").write_bytes(b"")
+    cases = {"missing.imatrix": "no such file", "noise.dat": "not an importance matrix",
+             "empty.dat": "not an importance matrix", ".": "not a regular file"}
+    for name, said in cases.items():
+        with pytest.raises(ConvertError) as info:
+            check_imatrix(tmp_path / name)
+        assert said in str(info.value), name
+    with pytest.raises(ConvertError, match="a GGUF file, but not an importance matrix"):
+        check_imatrix(demo_gguf)  # a model is not a matrix
+
+
+# --- where the tools are -------------------------------------------------------------------------------------------
+
+
+def _fake_tool(folder: Path, name: str = "llama-quantize", version: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tool = folder / name
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(0o755)
+    if version is not None:
+        (folder / STAMP).write_text(version + "\n")
+    return tool
+
+
+def test_tools_missing_says_make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(llama_tools.ENV, raising=False)
+    with pytest.raises(ToolMissing) as info:
+        find_tool("llama-imatrix", bin_dir=tmp_path)
+    message = str(info.value)
+    assert "llama-imatrix" in message and "run `make`" in message and "\n" not in message
+
+
+def test_tools_of_another_version_are_not_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(llama_tools.ENV, raising=False)
+    _fake_tool(tmp_path, version="0.0.1")
+    with pytest.raises(ToolMissing, match=r"built for llama-cpp-python 0\.0\.1"):
+        find_tool("llama-quantize", bin_dir=tmp_path)
+    (tmp_path / STAMP).write_text(llama_tools.binding_version())
+    assert find_tool("llama-quantize", bin_dir=tmp_path) == tmp_path / "llama-quantize"
+
+
+def test_tools_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = _fake_tool(tmp_path / "mine")
+    monkeypatch.setenv(llama_tools.ENV, str(tmp_path / "mine"))
+    assert find_tool("llama-quantize", bin_dir=tmp_path / "venv") == mine
+    with pytest.raises(ToolMissing, match="llama-imatrix is not in TUILLM_LLAMA_TOOLS"):
+        find_tool("llama-imatrix", bin_dir=tmp_path / "venv")
+
+
+# --- the CLI: one line, exit 1, nothing written -------------------------------------------------------------------
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(args)
+    _, err = capsys.readouterr()
+    return code, err.strip()
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    (["--imatrix", "/nonexistent/m.imatrix"], "--imatrix /nonexistent/m.imatrix: no such file"),
+    (["--imatrix", "auto", "--calibration", "/nonexistent/c.txt"], "--calibration /nonexistent/c.txt: no such"),
+    (["--imatrix", "{out}/m.imatrix", "--calibration", "{out}/c.txt"], "--calibration is for --imatrix auto"),
+    (["--tensor-type", "token_embd"], "write PATTERN=TYPE"),
+    (["--tensor-type", "token_embd=q7"], "unknown ggml type 'q7'"),
+    (["--output-tensor-type", "big"], "unknown ggml type 'big'"),
+    (["--type", "f16", "--tensor-type", "token_embd=q8_0"], "--tensor-type applies to quantized types"),
+    (["--type", "f16", "--imatrix", "auto"], "an importance matrix applies to the types llama.cpp quantizes"),
+])
+def test_cli_refuses_bad_options(extra: list[str], said: str, tiny: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    _gguf_imatrix(out / "m.imatrix")
+    (out / "c.txt").write_text("calibration " * 300)
+    before = sorted(out.iterdir())
+    extra = [e.replace("{out}", str(out)) for e in extra]
+    args = ["convert", str(tiny), "-o", str(out / "t.gguf"), *(["--type", "q4_k_m"] if "--type" not in extra
+                                                                else []), *extra]
+    code, err = _run(args, capsys)
+    assert code == 1 and said in err and len(err.splitlines()) == 1, err
+    assert sorted(out.iterdir()) == before
+
+
+def test_cli_tools_missing_is_one_line(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(llama_tools, "venv_bin", lambda: tmp_path / "no-tools")
+    monkeypatch.delenv(llama_tools.ENV, raising=False)
+    for extra in (["--imatrix", "auto"], ["--type", "iq2_xs"], ["--tensor-type", "token_embd=q8_0"]):
+        out = tmp_path / "out"
+        out.mkdir(exist_ok=True)
+        type_args = [] if "--type" in extra else ["--type", "q4_k_m"]
+        code, err = _run(["convert", str(tiny), "-o", str(out / "t.gguf"), *type_args, *extra], capsys)
+        assert code == 1 and "run `make`" in err and len(err.splitlines()) == 1, err
+        assert list(out.iterdir()) == []  # refused before anything was written
