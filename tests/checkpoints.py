@@ -127,11 +127,13 @@ def _tiny_config(arch: str, vocab_size: int, special: dict[str, int]) -> dict:
 
 
 def tiny_random_checkpoint(arch: str, folder: Path, *, seed: int = 0, dtype: str = "float32",
-                           max_shard_size: str | None = None, overrides: dict | None = None) -> Path:
+                           max_shard_size: str | None = None, overrides: dict | None = None,
+                           tokenizer: dict[str, str] | None = None) -> Path:
     """Write a tiny random ``arch`` checkpoint (config, safetensors, tokenizer) into ``folder`` and return it.
 
     ``max_shard_size`` (e.g. "4MB") splits the weights into shards with a model.safetensors.index.json;
-    ``overrides`` replaces config keys (e.g. ``{"rope_parameters": {...}}``).
+    ``overrides`` replaces config keys (e.g. ``{"rope_parameters": {...}}``); ``tokenizer`` (file name -> text,
+    e.g. from :func:`spm_bpe_tokenizer`) replaces the tokenizer files.
 
     The tokenizer is the demo checkpoint's (SmolLM2 BPE, 49152 tokens), which every architecture here accepts;
     weights are random (scaled up from the default init so the logits are not all alike).
@@ -169,10 +171,81 @@ def tiny_random_checkpoint(arch: str, folder: Path, *, seed: int = 0, dtype: str
         model.save_pretrained(folder, max_shard_size=max_shard_size)
     else:
         model.save_pretrained(folder)
+    if tokenizer is not None:
+        for name, text in tokenizer.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        return folder
     for name in TOKENIZER_FILES:
         if (demo / name).is_file():
             shutil.copyfile(demo / name, folder / name)
     return folder
+
+
+# Byte-fallback BPE tokenizer.json layouts (no tokenizer.model), as transformers saves each family's:
+# special pieces, how spaces become "▁", whether a "▁" is put before the text, what is added around it.
+SPM_BPE_STYLES = {
+    # Gemma 2/3: spaces replaced, nothing prepended, <bos> added.
+    "gemma": dict(specials=("<pad>", "<eos>", "<bos>", "<unk>"), bos="<bos>", eos="<eos>", prepend=False,
+                  metaspace=False),
+    # Llama 2 / Phi-3 (legacy): a Prepend("▁") + Replace normalizer.
+    "llama": dict(specials=("<unk>", "<s>", "</s>"), bos="<s>", eos="</s>", prepend=True, metaspace=False),
+    # Mistral (transformers >= 4.40): a Metaspace pre-tokenizer that prepends to the first word, without splitting.
+    "metaspace": dict(specials=("<unk>", "<s>", "</s>"), bos="<s>", eos="</s>", prepend=True, metaspace=True),
+}
+
+
+def spm_bpe_tokenizer(style: str, vocab_size: int = 700) -> dict[str, str]:
+    """tokenizer.json + tokenizer_config.json of a byte-fallback BPE tokenizer in one of SPM_BPE_STYLES.
+
+    A SentencePiece BPE model (byte fallback) is trained here on the project's texts, then written as
+    tokenizer.json with the ``tokenizers`` library the way transformers converts one: the pieces as the BPE
+    vocabulary and, as merges, every split of a piece into two pieces, ordered by the piece's score.
+    """
+    import io
+
+    import sentencepiece as spm
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    from tests.convert.texts import HELD_OUT
+    from tuillm.core.conversion.quality import REPORT_TEXT
+
+    spec = SPM_BPE_STYLES[style]
+    ids = {name: i for i, name in enumerate(spec["specials"])}
+    lines = [line for line in (HELD_OUT + REPORT_TEXT).splitlines() if line.strip()]
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=proto, vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, minloglevel=2, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, split_digits=True, allow_whitespace_only_pieces=True,
+        unk_id=ids.get("<unk>", -1), bos_id=ids[spec["bos"]], eos_id=ids[spec["eos"]], pad_id=ids.get("<pad>", -1),
+        unk_piece="<unk>", bos_piece=spec["bos"], eos_piece=spec["eos"], pad_piece="<pad>")
+    sp = spm.SentencePieceProcessor(model_proto=proto.getvalue())
+    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    merges = sorted(((piece[:k], piece[k:]) for piece in vocab for k in range(1, len(piece))
+                     if piece[:k] in vocab and piece[k:] in vocab),
+                    key=lambda m: (-sp.get_score(vocab[m[0] + m[1]]), vocab[m[0]], vocab[m[1]]))
+    tok = Tokenizer(models.BPE(vocab, merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    space = normalizers.Replace(" ", "▁")
+    if spec["metaspace"]:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    else:
+        tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), space]) if spec["prepend"] else space
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+                                    + ([decoders.Strip(" ", 1, 0)] if spec["prepend"] else []))
+    tok.add_special_tokens(list(spec["specials"]))
+    tok.post_processor = processors.TemplateProcessing(single=f"{spec['bos']} $A", pair=f"{spec['bos']} $A $B",
+                                                       special_tokens=[(spec["bos"], ids[spec["bos"]])])
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": spec["bos"], "eos_token": spec["eos"],
+              "unk_token": "<unk>", "add_bos_token": True, "add_eos_token": False}
+    return {"tokenizer.json": tok.to_str(), "tokenizer_config.json": json.dumps(config)}
+
+
+def spm_bpe_special_ids(style: str) -> dict[str, int]:
+    """config.json's special token ids for a checkpoint with ``spm_bpe_tokenizer(style)``."""
+    spec = SPM_BPE_STYLES[style]
+    ids = {name: i for i, name in enumerate(spec["specials"])}
+    return {"bos_token_id": ids[spec["bos"]], "eos_token_id": ids[spec["eos"]],
+            "pad_token_id": ids.get("<pad>", ids[spec["eos"]])}
 
 
 def synthetic_checkpoint(folder: Path, total_bytes: int = 2_000_000_000, *, n_embd: int = 2048) -> Path:

@@ -40,3 +40,16 @@ TOKENIZER_MIX = (
     "Numbers 3 33 333 3333 3.14159 1,000,000; quotes 'single' \"double\" I've you'll WE'RE.\n"
     "   leading spaces, trailing spaces   \n\n\n\nend"
 )
+
+# More of what splits differently between pre-tokenizers: line endings, Unicode spaces and marks, other scripts,
+# digit runs, contractions in every case, punctuation runs and a whitespace-only tail. All in NFC form: llama.cpp
+# does not normalize, and Qwen2's tokenizer.json composes decomposed accents first (e + U+0301 -> é).
+TOKENIZER_TEXTS = (
+    "Windows\r\nline\r\nendings\r\n\r\nand a\u00a0non-breaking space, a\u2009thin one; "
+    "caf\u00e9, na\u00efve, \u00c5ngstr\u00f6m.\n"
+    "Ελληνικά, русский текст, العربية, हिन्दी में लिखा, ภาษาไทย, ﬁnance ﬂow (ligatures).\n",
+    "int main(void) {\n\tfor (int i = 0; i < 10000; ++i) { printf(\"%d\\n\", i * 31337); }\n}\n"
+    "{\"key\": [1, 22, 333, 4444], \"url\": \"https://example.org/a_b-c?d=e&f=1.5e-3\"}\n"
+    "SHOUTING IT'S, WE'LL, THEY'D; mixed It'S We'Ll; 12:30pm 2024-02-29 $1,299.99 50% #tag @user\n",
+    "!!!??? ...... ------ ====== ****** ~~~~~~ ```` \"\"\"\" '''' \n\n\n\t\t\t   \n \n  \n   ",
+)

@@ -264,7 +264,7 @@ def test_bad_index(index: bytes, expected: str, tmp_path: Path, capsys: pytest.C
     ({"model": {"type": "BPE", "vocab": ["a", "b"]}}, "tokenizer.json: model.vocab is not an object of tokens to ids"),
     ({"model": {"type": "BPE", "vocab": {"a": 0}}, "added_tokens": [{"id": "x", "content": 1}]},
      "tokenizer.json: added_tokens is not a list of tokens with an id and a content"),
-    ({"model": [1]}, "tokenizer.json is not a byte-level BPE and there is no tokenizer.model"),
+    ({"model": [1]}, "tokenizer.json is not a BPE tokenizer and there is no tokenizer.model"),
 ])
 def test_bad_tokenizer_json(tokenizer: dict, expected: str, tmp_path: Path) -> None:
     from tuillm.convert.vocab import read_vocab
@@ -276,14 +276,14 @@ def test_bad_tokenizer_json(tokenizer: dict, expected: str, tmp_path: Path) -> N
     assert str(err.value) == f"{tmp_path}{sep}{expected}"
 
 
-def test_deep_pre_tokenizer_is_unknown_not_a_recursion(tmp_path: Path) -> None:
-    from tuillm.convert.vocab import bpe_pre_name
+def test_deep_pre_tokenizer_is_refused_not_a_recursion(tmp_path: Path) -> None:
+    from tuillm.convert.vocab import read_vocab
 
-    pre: dict = {"type": "ByteLevel"}
-    for _ in range(5000):
-        pre = {"type": "Sequence", "pretokenizers": [pre]}
-    with pytest.raises(ConvertError, match="^tokenizer.json: unknown BPE pre-tokenizer \\['Sequence'\\]"):
-        bpe_pre_name({"pre_tokenizer": pre})
+    pre = '{"type": "Sequence", "pretokenizers": [' * 5000 + '{"type": "ByteLevel"}' + "]}" * 5000
+    (tmp_path / "tokenizer.json").write_text(
+        '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": ' + pre + "}")
+    with pytest.raises(ConvertError, match="tokenizer.json"):
+        read_vocab(tmp_path, 4)
 
 
 @pytest.mark.parametrize(("config", "expected"), [
