@@ -35,3 +35,12 @@ def safe_text(text: str) -> str:
 def safe_line(text: str) -> str:
     """``safe_text`` on one line: newlines and tabs become spaces (table cells, titles, status lines)."""
     return safe_text(text).replace("\n", " ").replace("\t", " ")
+
+
+def format_bytes(n: float) -> str:
+    """A size as people read it: "812 MiB", "1.4 GiB" (binary units, as memory is counted)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual._context import active_app
 from textual.app import ComposeResult, SystemCommand
@@ -43,15 +44,17 @@ from tuillm.core.text import safe_line, safe_text
 from tuillm.tui import keymap, serve_control
 from tuillm.tui.cli.signals import STOP_SIGNALS, handled, ignore_stop_signals, leave_gone_terminal
 from tuillm.tui.panes.base import PANES, Pane, PaneSpec
-from tuillm.tui.panes.chat import ChatPane
-from tuillm.tui.panes.convert import ConvertPane
-from tuillm.tui.panes.models import ModelsPane
+from tuillm.tui.panes.chat import ChatPane  # the first pane: composed before the first frame
 from tuillm.tui.panes.outputs import OutputsWritten
-from tuillm.tui.panes.train import TrainPane
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.help import HelpScreen, binding_rows
 from tuillm.tui.session import Session
 from tuillm.tui.widgets.status_line import MemoryProbe, StatusLine, sample_memory
+
+if TYPE_CHECKING:  # the other panes' modules load when their pane mounts (tui.panes.base)
+    from tuillm.tui.panes.base import PaneWidget
+    from tuillm.tui.panes.models import ModelsPane
+    from tuillm.tui.panes.train import TrainPane
 
 # The crash guard: the same error is notified (and logged) again only after REPEAT_S; STORM_ERRORS unexpected errors
 # within STORM_S (a widget failing on every frame) end the app with the one line instead.
@@ -101,7 +104,7 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
             for spec in PANES:
                 with TabPane(spec.title, id=spec.id):
                     if spec is PANES[0]:  # only the pane shown first before the first frame: see _mount_next_pane
-                        yield spec.cls(self.session, id=f"pane-{spec.id}")
+                        yield spec.load()(self.session, id=f"pane-{spec.id}")
         yield StatusLine(self._memory_probe, self._status_interval, id="status-line")
         yield Footer()
 
@@ -158,8 +161,11 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
         self._apply_ui_settings()
         self.query_one(ChatPane).draft_sampling = config.sampling  # new chats start with the new defaults
         # New folders or load defaults (the fit column); a Models pane not mounted yet reads them as it mounts.
-        for models in self.query(ModelsPane):
-            models.action_refresh()
+        if self._pane_mounts.get("models") is not None:
+            from tuillm.tui.panes.models import ModelsPane
+
+            for models in self.query(ModelsPane):
+                models.action_refresh()
 
     def _save_settings(self, title: str) -> None:
         """Writes the session's config to its file; the user reads where (or why not: then it is for this run)."""
@@ -226,13 +232,8 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
 
     def work_in_progress(self) -> list[str]:
         """What quitting now would stop (Convert's conversion, Train's job), each with what stopping loses."""
-        work = ["a conversion (the file being written is removed)" for pane in self.query(ConvertPane) if pane.running]
-        for train in self.query(TrainPane):
-            if train.job == "train":
-                work.append("training (a checkpoint is saved)")
-            elif train.job is not None:
-                work.append(f"a {train.job} (the file being written is removed)")
-        return work
+        panes: list[Pane] = [self._mounted(spec) for spec in PANES if spec.id in self._mounted_ids()]
+        return [work for pane in panes for work in pane.work_in_progress()]
 
     async def action_quit(self) -> None:
         """Ctrl+Q: with a job running, the user is asked first (quitting stops it; its file in progress is lost)."""
@@ -272,11 +273,16 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
         await self._pane_mounts.get(pane_id, AwaitMount(self, []))  # the first pane's: nothing, composed with the app
         return pane
 
-    def _mounted(self, spec: PaneSpec) -> ChatPane | ModelsPane | ConvertPane | TrainPane:
+    def _mounted_ids(self) -> set[str]:
+        # The panes whose widget exists (the first, composed with the app, and those mounted since).
+        return {PANES[0].id, *self._pane_mounts}
+
+    def _mounted(self, spec: PaneSpec) -> PaneWidget:
         # The pane's widget, its mount started if it was not yet. The main screen's: a dialog may be on top.
-        for pane in self.screen_stack[0].query(f"#pane-{spec.id}").results(spec.cls):
+        cls = spec.load()
+        for pane in self.screen_stack[0].query(f"#pane-{spec.id}").results(cls):
             return pane
-        pane = spec.cls(self.session, id=f"pane-{spec.id}")
+        pane = cls(self.session, id=f"pane-{spec.id}")
         self._pane_mounts[spec.id] = self.screen_stack[0].query_one(f"TabPane#{spec.id}", TabPane).mount(pane)
         return pane
 
@@ -302,11 +308,15 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
 
     async def on_models_pane_convert_requested(self, event: ModelsPane.ConvertRequested) -> None:
         # "Send to Convert": the Convert pane takes the model as its source.
+        from tuillm.tui.panes.convert import ConvertPane
+
         await self.action_show_pane("convert")
         self.query_one(ConvertPane).use_source(event.path)
 
     async def on_outputs_written(self, event: OutputsWritten) -> None:
         # New files from the Convert or the Train pane: listed in Models at once.
+        from tuillm.tui.panes.models import ModelsPane
+
         await self.pane("models")
         self.query_one(ModelsPane).include_paths(event.paths)
 

@@ -18,7 +18,7 @@ from typing import Literal
 import psutil
 
 from tuillm.core.models.hardware import Memory, MemoryProbe
-from tuillm.core.models.metadata import format_bytes
+from tuillm.core.text import format_bytes
 
 MIB = 2**20
 GIB = 2**30

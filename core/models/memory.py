@@ -15,7 +15,8 @@ from typing import Any
 
 from tuillm.convert.types import OUTPUT_TYPES
 from tuillm.core.llama.options import LOAD_OPTIONS, LoadOptions
-from tuillm.core.models.metadata import ModelInfo, format_bytes
+from tuillm.core.models.metadata import ModelInfo
+from tuillm.core.text import format_bytes
 
 KV_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32,
                  "q4_1": 20 / 32, "q4_0": 18 / 32}

@@ -281,10 +281,3 @@ def format_params(n: int) -> str:
             return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
     return str(n)
 
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"

@@ -24,7 +24,7 @@ from tuillm.tui.app import TuillmApp
 from tuillm.tui.cli import main
 from tuillm.tui.cli.progress import CliRenderer
 from tuillm.tui.screens.model_details import ModelDetailsScreen
-from tuillm.tui.widgets.chat_messages import SafeMarkdown
+from tuillm.tui.widgets.safe_markdown import SafeMarkdown
 
 OSC52 = "\x1b]52;c;aGVsbG8=\x07"  # writes the clipboard
 OSC0 = "\x1b]0;pwned\x1b\\"  # renames the terminal (ended by ST)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import chain, repeat
 from pathlib import Path
 
 from textual.command import CommandPalette
@@ -61,7 +62,8 @@ async def test_shell_shows_demo_model_footer_and_status(tmp_path: Path) -> None:
 
 @run_async
 async def test_status_line_takes_fresh_samples() -> None:
-    samples = iter([FIXED_SAMPLE, FIXED_SAMPLE.__class__(used=5 * 2**30, total=16 * 2**30, rss=2**30)])
+    # The first sample, then the fresh one for every later tick (a slow start may let the interval timer fire too).
+    samples = chain([FIXED_SAMPLE], repeat(FIXED_SAMPLE.__class__(used=5 * 2**30, total=16 * 2**30, rss=2**30)))
     app = make_app([], memory_probe=lambda: next(samples))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         status = app.query_one(StatusLine)

@@ -35,9 +35,9 @@ def test_starting_the_app_imports_no_torch(tmp_path: Path) -> None:
         async def main():
             app = TuillmApp()
             async with app.run_test(size=(80, 24)) as pilot:
+                pane = await app.pane("models")  # mounted after the first frame: its discovery starts then
                 await app.workers.wait_for_complete()
                 await pilot.pause()
-                pane = app.query_one("#pane-models")
                 return [e.name for e in pane.result.entries]
 
         names = asyncio.run(main())

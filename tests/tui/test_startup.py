@@ -53,7 +53,7 @@ async def test_all_panes_follow_in_tab_order_with_their_ids(tmp_path: Path) -> N
         assert [pane.id for pane in tabs.query(TabPane)] == [spec.id for spec in PANES]
         for spec in PANES:  # each pane once, inside its own tab
             (pane,) = app.query(f"#pane-{spec.id}")
-            assert isinstance(pane, spec.cls) and pane.parent is tabs.get_pane(spec.id)
+            assert isinstance(pane, spec.load()) and pane.parent is tabs.get_pane(spec.id)
         assert app.current_pane_id() == "chat" and app.focused is app.query_one("#chat-prompt")
 
 

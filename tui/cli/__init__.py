@@ -13,22 +13,36 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Callable
 
 from tuillm.convert.errors import ConvertError
 from tuillm.core.errors import TuillmError, crash_report, error_text, first_line
 from tuillm.tui.cli.signals import Stopped, stop_signals_as_interrupts
 
 # Order is the order of ``tuillm --help``.
-COMMANDS = ["models", "info", "convert", "quantize", "chat", "train", "merge", "export_lora", "serve", "import_chat",
-            "search", "pull"]
+COMMANDS = ["models", "info", "convert", "quantize", "quants", "chat", "train", "merge", "export_lora", "serve",
+            "import_chat", "search", "pull"]
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # only for --version: ~10 ms at every start
+
     try:
         return version("tuillm")
     except PackageNotFoundError:  # running from a source tree without an install
         return "0+unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kwargs: object) -> None:
+        print(f"tuillm {_version()}")  # on stdout, as argparse's own version action prints it
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Local LLMs in the terminal: chat, models, GGUF conversion and LoRA training over llama.cpp. "
         "With no command, opens the full-screen app.",
     )
-    parser.add_argument("--version", action="version", version=f"tuillm {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--config", metavar="PATH", help="use this config file instead of the XDG one")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -56,15 +70,30 @@ def _say(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        if args.command is None:
-            from tuillm.tui.app import run_app
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # the app: the subcommands' parser (their option declarations import the catalog) is not needed
+        return _guarded(_open_app)
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        return _guarded(lambda: _open_app(args.config))
+    return _guarded(lambda: _run_command(args))
 
-            return run_app(config_path=args.config)
-        with stop_signals_as_interrupts():
-            return int(args._run(args) or 0)
+
+def _open_app(config_path: str | None = None) -> int:
+    from tuillm.tui.app import run_app
+
+    return run_app(config_path=config_path)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    with stop_signals_as_interrupts():
+        return int(args._run(args) or 0)
+
+
+def _guarded(run: Callable[[], int]) -> int:
+    """``run``'s exit code; any error as one line and its exit code, never a traceback."""
+    try:
+        return run()
     except TuillmError as exc:
         _say(error_text(exc))
         return 1

@@ -8,9 +8,9 @@ import json
 from tuillm.core.models.catalog import resolve_model
 from tuillm.core.models.fit import Fit, advice, load_fit
 from tuillm.core.models.memory import fitting_quants, max_context
-from tuillm.core.models.metadata import ModelInfo, format_bytes, format_params, read_info
+from tuillm.core.models.metadata import ModelInfo, format_params, read_info
 from tuillm.core.settings import load_config
-from tuillm.core.text import safe_line
+from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui.cli.models import add_ctx_flag, ctx_flag, info_json
 
 

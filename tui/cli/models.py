@@ -10,10 +10,10 @@ from typing import Any
 from tuillm.core.llama.options import LOAD_OPTIONS
 from tuillm.core.models.catalog import CatalogEntry, CatalogResult, discover
 from tuillm.core.models.memory import MemoryEstimate
-from tuillm.core.models.metadata import ModelInfo, format_bytes, format_params
+from tuillm.core.models.metadata import ModelInfo, format_params
 from tuillm.core.options import option_map
 from tuillm.core.settings import load_config
-from tuillm.core.text import safe_line
+from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui.cli.options import add_options, option_values
 
 # The context flag of `models` and `info`: the chat's own --ctx declaration (the estimate is for that load).

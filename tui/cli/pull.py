@@ -8,7 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from tuillm.core.text import safe_line
+from tuillm.core.text import format_bytes, safe_line
 
 if TYPE_CHECKING:  # the hub modules load when the command runs: --help stays instant
     from tuillm.core.models.hub.fit import QuantFit
@@ -46,8 +46,6 @@ def _here(choice: Choice, q: QuantFit) -> str:
 
 def quant_table(choice: Choice) -> str:
     """The quants, the chosen one marked ``*``, with what is on disk already (HERE)."""
-    from tuillm.core.models.metadata import format_bytes
-
     rows = [("", "QUANT", "SIZE", "MEMORY", "FIT", "FILE", "HERE")]
     for q in choice.fits:
         mark = "*" if choice.chosen is not None and q.quant == choice.chosen.quant else ""

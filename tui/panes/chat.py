@@ -113,6 +113,9 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
     def focus_default(self) -> None:
         self.column.prompt.focus()
 
+    def work_in_progress(self) -> list[str]:
+        return []  # a reply cut short is kept as far as it got: nothing to ask about
+
     def commands(self) -> Iterable[SystemCommand]:
         # call_later runs the async actions on the loop (a palette callback is called, not awaited).
         yield SystemCommand("New chat", "Start a new chat", lambda: self.call_later(self.action_new_chat))

@@ -26,7 +26,6 @@ from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import Sampling
 from tuillm.core.settings import load_options_for
 from tuillm.tui.panes.chat_model import DEMO
-from tuillm.tui.screens.import_chat import ImportChatScreen
 from tuillm.tui.session import Session
 
 
@@ -95,6 +94,8 @@ class ChatAttach:
         if self.busy:
             self.notify("a reply is on its way: Esc stops it first", title="Import", severity="warning")
             return
+        from tuillm.tui.screens.import_chat import ImportChatScreen  # loaded when first opened
+
         self.app.push_screen(ImportChatScreen(), self._import_picked)
 
     async def _import_picked(self, path: Path | None) -> None:

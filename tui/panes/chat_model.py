@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.message import Message
@@ -29,8 +29,10 @@ from tuillm.core.events import Emit
 from tuillm.core.llama.options import LoadOptions
 from tuillm.core.settings import load_options_for
 from tuillm.tui.jobs import JobFailed, run_job
-from tuillm.tui.screens.pick_model import ModelChoice, PickModelScreen
 from tuillm.tui.session import Session
+
+if TYPE_CHECKING:  # the picker's module (and the Models pane's discovery it uses) loads when it opens
+    from tuillm.tui.screens.pick_model import ModelChoice
 
 DEMO = "demo"
 LOAD_JOB = "chat-load"  # the worker group of every load (and of the memory guard's unload): one failure handler
@@ -154,6 +156,8 @@ class ChatModels:
 
     def pick_model(self, reason: str = "") -> None:
         """The model picker for the open chat (its key, or a gone file): the choice is recorded on the chat."""
+        from tuillm.tui.screens.pick_model import PickModelScreen
+
         if isinstance(self.app.screen, PickModelScreen):
             return
         scale = self.chat_load.get("lora_scale", CHAT_LOAD_OPTIONS["lora_scale"].default)

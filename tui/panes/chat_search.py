@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from textual.app import App
 
 from tuillm.core.chat.store import ChatStore, StoreError
-from tuillm.tui.screens.chat_search import ChatSearchScreen
 from tuillm.tui.widgets.chat_messages import ChatColumn
 from tuillm.tui.widgets.chat_sidebar import ChatSidebar
 
@@ -33,6 +32,8 @@ class ChatSearch:
         self._refresh_list()  # the list asks the store for the chats the filter matches
 
     def action_search(self) -> None:
+        from tuillm.tui.screens.chat_search import ChatSearchScreen  # loaded when first opened
+
         if self.store is not None:
             self.app.push_screen(ChatSearchScreen(self.store.search_messages), self.open_found)
 

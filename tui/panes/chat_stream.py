@@ -12,16 +12,18 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Markdown
-from textual.widgets.markdown import MarkdownStream
 
 from tuillm.core.chat.events import ChatEvent, ReplyDone, Token
 from tuillm.core.errors import error_text
 from tuillm.core.text import safe_text
 from tuillm.tui.widgets.chat_messages import MessageBubble
+
+if TYPE_CHECKING:  # Textual's Markdown loads with the first bubble (tui.widgets.safe_markdown)
+    from textual.widgets.markdown import MarkdownStream
 
 DRAW_INTERVAL_S = 0.1
 
@@ -101,7 +103,7 @@ class ReplyStream:
             if self.markdown is None and self.bubble is not None:
                 # Started by the first text, never empty: stopping a stream whose task has not run yet raises
                 # CancelledError in the caller (which would end the pane's message loop).
-                self.markdown = Markdown.get_stream(self.bubble.markdown)
+                self.markdown = self.bubble.markdown.get_stream(self.bubble.markdown)
             if self.markdown is not None:
                 await self.markdown.write(text)
             self._owner.set_timer(DRAW_INTERVAL_S, self.draw)

@@ -26,14 +26,16 @@ from tuillm.tui import keymap
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress
 from tuillm.tui.panes import convert_jobs as jobs
 from tuillm.tui.panes import convert_view as view
+from tuillm.tui.panes.convert_sweep import ConvertSweep
 from tuillm.tui.panes.outputs import OutputsWritten, models_folder
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.session import Session
+from tuillm.tui.widgets.imatrix_choice import ImatrixChoice
 from tuillm.tui.widgets.path_input import PathInput
 
 # Disabled while a job runs (Cancel is the one control left).
-_FORM = ("#convert-catalog", "#convert-source", "#convert-folder", "#convert-types", "#convert-report",
-         "#convert-start")
+_FORM = ("#convert-catalog", "#convert-source", "#convert-folder", "#convert-types", "#convert-imatrix",
+         "#convert-report", "#convert-start")
 
 
 def _is_source_file(path: Path) -> bool:
@@ -45,7 +47,7 @@ def _compact(widget: PathInput) -> PathInput:
     return widget
 
 
-class ConvertPane(Vertical):
+class ConvertPane(ConvertSweep, Vertical):
     HELP_TITLE = "Convert pane"
     BINDINGS = keymap.CONVERT
     DEFAULT_CSS = """
@@ -101,6 +103,7 @@ class ConvertPane(Vertical):
             yield _compact(PathInput(str(self.default_folder()), placeholder="output folder", id="convert-folder"))
         yield Label(view.NO_SOURCE, id="convert-info", markup=False)
         yield SelectionList[str](id="convert-types", compact=True)
+        yield ImatrixChoice(id="convert-imatrix", classes="row")
         with Horizontal(id="convert-controls"):
             yield Checkbox("Quality report", id="convert-report", compact=True)
             yield Button("Start", id="convert-start", variant="primary", compact=True)
@@ -125,10 +128,15 @@ class ConvertPane(Vertical):
         else:
             self.query_one("#convert-catalog", Select).focus()
 
+    def work_in_progress(self) -> list[str]:
+        return ["a conversion (the file being written is removed)"] if self.running else []
+
     def commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Convert: start", "Write the ticked output types", self.action_start)
         yield SystemCommand("Convert: cancel", "Stop the conversion (completed files are kept)", self.action_cancel)
         yield SystemCommand("Convert: rescan sources", "Scan the model folders for sources", self.action_refresh)
+        yield SystemCommand("Convert: quality sweep", "Quantize the source to several types, measure each and "
+                            "recommend the one for this machine", self.action_sweep)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "start":
@@ -251,6 +259,9 @@ class ConvertPane(Vertical):
         outputs = self._planned_outputs()
         if outputs is None or self.source is None:
             return
+        if problem := self.query_one("#convert-imatrix", ImatrixChoice).problem:
+            self.notify(problem, title="Convert", severity="warning", markup=False)
+            return
         existing = [path for _, path in outputs if path.exists()]
         if not existing:
             self._begin(outputs, force=False)
@@ -278,7 +289,8 @@ class ConvertPane(Vertical):
         self._set_running(True)
         self.query_one("#convert-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#convert-progress", Label).update("starting…")
-        jobs.start_conversion(self, self.source.path, outputs, report, self._cancel, self._written, force=force)
+        jobs.start_conversion(self, self.source.path, outputs, report, self._cancel, self._written, force=force,
+                              imatrix=self.query_one("#convert-imatrix", ImatrixChoice).value)
 
     def _planned_outputs(self) -> list[tuple[str, Path]] | None:
         """The (type, file) pairs to write, the output folder created; None (the user told why) when not ready."""

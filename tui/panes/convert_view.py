@@ -14,8 +14,8 @@ from textual.widgets.selection_list import Selection
 from tuillm.convert.types import OUTPUT_TYPES, TYPE_NAMES
 from tuillm.core.conversion.plan import output_name
 from tuillm.core.models.catalog import CatalogResult
-from tuillm.core.models.metadata import format_bytes, format_params
-from tuillm.core.text import safe_line
+from tuillm.core.models.metadata import format_params
+from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui.panes.convert_jobs import Inspection
 
 NO_SOURCE = "Choose a source: an HF checkpoint converts, a GGUF re-quantizes."

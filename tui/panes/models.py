@@ -23,9 +23,8 @@ from tuillm.core.events import Emit
 from tuillm.core.models.catalog import CatalogEntry, CatalogResult, discover
 from tuillm.core.models.fit import Fit, advice, load_fit
 from tuillm.core.models.hardware import Hardware
-from tuillm.core.models.metadata import format_bytes
 from tuillm.core.settings import Config
-from tuillm.core.text import safe_line
+from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui import keymap
 from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.panes.models_actions import ModelActions
@@ -131,6 +130,9 @@ class ModelsPane(ModelActions, Vertical):
         # At once, not with Widget.focus()'s call_later: keys typed in the same burst ("/abc", Enter then "i")
         # must reach the widget that the key before them chose.
         self.screen.set_focus(self.query_one(ModelsTable))
+
+    def work_in_progress(self) -> list[str]:
+        return []  # a download (its own dialog) stopped by quitting keeps its part: the next pull resumes it
 
     def commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Refresh models", "Scan the model folders again", self.action_refresh)

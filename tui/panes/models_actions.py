@@ -14,8 +14,8 @@ from tuillm.core.events import Emit
 from tuillm.core.models.catalog import SPLIT_RE, CatalogEntry
 from tuillm.core.models.fit import Fit, advice
 from tuillm.core.models.hardware import Hardware
-from tuillm.core.models.metadata import format_bytes
 from tuillm.core.settings import ModelDefaults, save_config
+from tuillm.core.text import format_bytes
 from tuillm.tui.jobs import run_job
 from tuillm.tui.session import Session
 

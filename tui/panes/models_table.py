@@ -15,8 +15,8 @@ from textual.widgets import DataTable
 
 from tuillm.core.models.catalog import CatalogEntry
 from tuillm.core.models.memory import MemoryEstimate
-from tuillm.core.models.metadata import format_bytes, format_params
-from tuillm.core.text import safe_line
+from tuillm.core.models.metadata import format_params
+from tuillm.core.text import format_bytes, safe_line
 
 # (key, header); "name" takes whatever width the others leave.
 COLUMNS = (

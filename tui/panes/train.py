@@ -180,6 +180,11 @@ class TrainPane(TrainJobs):
     def focus_default(self) -> None:
         self.query_one("#train-data", Input).focus()
 
+    def work_in_progress(self) -> list[str]:
+        if self.job == "train":
+            return ["training (a checkpoint is saved)"]
+        return [] if self.job is None else [f"a {self.job} (the file being written is removed)"]
+
     def commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Train: start", "Start training with the pane's settings", self.action_start)
         yield SystemCommand("Train: cancel", "Stop after this step and save a checkpoint", self.action_cancel)

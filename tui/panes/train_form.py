@@ -17,8 +17,9 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Checkbox, Input, Label, Select
 
 from tuillm.core.errors import TuillmError
-from tuillm.core.models.metadata import format_bytes
 from tuillm.core.options import Option, OptionError
+from tuillm.core.text import format_bytes
+from tuillm.core.train.distributed import unoffered_options
 from tuillm.core.train.memory import TrainMemoryEstimate
 from tuillm.core.train.options import TRAIN_OPTIONS, TrainConfig, parse_targets
 
@@ -122,7 +123,7 @@ class TrainForm(Vertical):
         super().__init__(id=id)
         self.fields: dict[str, Field] = {}
 
-    def _field(self, option: Option) -> Field:
+    def _field(self, option: Option, shown: bool = True) -> Field:
         widget_id, tooltip = field_id(option.name), _tooltip(option)
         widget: Field
         if option.kind is bool:
@@ -133,18 +134,22 @@ class TrainForm(Vertical):
         else:
             widget = Input(option.format(option.default), id=widget_id, tooltip=tooltip, compact=True)
         self.fields[option.name] = widget
+        widget.display = shown
         return widget
 
     def compose(self) -> ComposeResult:
+        hidden = unoffered_options()  # processes with one core (or GPU), FSDP without two GPUs: kept at defaults
         with Grid(id="train-form"):
             for option in TRAIN_OPTIONS:
                 if option.kind is not bool:
-                    yield Label(option.title, classes="train-label")
-                    yield self._field(option)
+                    label = Label(option.title, classes="train-label")
+                    label.display = option.name not in hidden
+                    yield label
+                    yield self._field(option, option.name not in hidden)
         with Horizontal(id="train-checks"):
             for option in TRAIN_OPTIONS:
                 if option.kind is bool:
-                    yield self._field(option)
+                    yield self._field(option, option.name not in hidden)
 
     def raw(self) -> dict[str, Raw]:
         """What each field holds now."""

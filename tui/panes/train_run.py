@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import ProgressBar, RichLog, Static
 
 from tuillm.core.events import Event, Log, Metric, Progress
-from tuillm.core.models.metadata import format_bytes
+from tuillm.core.text import format_bytes
 from tuillm.core.train.checkpoints import TrainResult
 from tuillm.core.train.schedule import format_duration
 from tuillm.tui.widgets.loss_plot import LossPlot

@@ -24,9 +24,8 @@ from tuillm.core.models.hub.files import RepoListing
 from tuillm.core.models.hub.fit import QuantFit
 from tuillm.core.models.hub.pull import PullResult
 from tuillm.core.models.memory import FITS, TIGHT
-from tuillm.core.models.metadata import format_bytes
 from tuillm.core.settings import Config
-from tuillm.core.text import safe_line
+from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui import keymap
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress, run_job
 from tuillm.tui.screens.dialog_css import DIALOG_CSS

@@ -18,10 +18,10 @@ from textual.widgets import Input, Label, Select
 
 from tuillm.core.models.fit import advice, load_fit
 from tuillm.core.models.hardware import Hardware, default_threads
-from tuillm.core.models.metadata import ModelInfo, format_bytes
+from tuillm.core.models.metadata import ModelInfo
 from tuillm.core.options import Option
 from tuillm.core.settings import LOAD_SETTINGS, Config, ModelDefaults, config_attr, load_options_for
-from tuillm.core.text import safe_line
+from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui import keymap
 from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.screens.dialog_css import DIALOG_CSS

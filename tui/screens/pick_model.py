@@ -21,8 +21,7 @@ from textual.widgets.option_list import Option
 from tuillm.core.events import Emit
 from tuillm.core.llama.options import LORA_SCALE
 from tuillm.core.models.catalog import CatalogEntry
-from tuillm.core.models.metadata import format_bytes
-from tuillm.core.text import safe_line
+from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui import keymap
 from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.panes.models import Discovered, discovery_job

@@ -2,24 +2,27 @@
 alternatives) over its Markdown body.
 
 A message's text comes from a model (or a template, or a database row): ``SafeMarkdown`` strips control sequences
-from every text it is given, whole or streamed, so no reply can write escape sequences to the terminal.
+from every text it is given, whole or streamed, so no reply can write escape sequences to the terminal. It (and
+Textual's Markdown parser under it, ~20 ms) loads with the first bubble, not before the app's first frame.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
-from textual.await_complete import AwaitComplete
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import Label, Markdown
+from textual.widgets import Label
 
 from tuillm.core.chat.attachments import collapse_attachments
 from tuillm.core.chat.store import Message as StoredMessage
 from tuillm.core.text import safe_line, safe_text
+
+if TYPE_CHECKING:
+    from tuillm.tui.widgets.safe_markdown import SafeMarkdown
 
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 # A fenced block (``` or ~~~), closed by the same fence or left open at the end (a reply cut short).
@@ -56,18 +59,6 @@ def bubble_header(role: str, complete: bool, stats: dict[str, Any] | None, strea
     return head
 
 
-class SafeMarkdown(Markdown):
-    """Markdown that never receives a control sequence: the full text (``update``, the first render) and each
-    streamed fragment (``append``, what ``Markdown.get_stream`` writes) pass through ``safe_text``. A sequence split
-    across two fragments loses its ESC in the first, so what reaches the second is plain text."""
-
-    def update(self, markdown: str) -> AwaitComplete:
-        return super().update(safe_text(markdown))
-
-    def append(self, markdown: str) -> AwaitComplete:
-        return super().append(safe_text(markdown))
-
-
 class MessageBubble(Vertical):
     """One message: a header line (who, and the reply's figures) over its Markdown body."""
 
@@ -99,6 +90,8 @@ class MessageBubble(Vertical):
         return bubble
 
     def compose(self) -> ComposeResult:
+        from tuillm.tui.widgets.safe_markdown import SafeMarkdown
+
         yield Label(self._header(), classes="bubble-role", markup=False)
         yield SafeMarkdown(self._shown(self.content), classes="bubble-body")
 
@@ -114,8 +107,10 @@ class MessageBubble(Vertical):
         self.post_message(self.Resized())
 
     @property
-    def markdown(self) -> Markdown:
-        return self.query_one(Markdown)
+    def markdown(self) -> SafeMarkdown:
+        from tuillm.tui.widgets.safe_markdown import SafeMarkdown
+
+        return self.query_one(SafeMarkdown)
 
     async def set_content(self, content: str, *, complete: bool, stats: dict[str, Any] | None) -> None:
         """The full update that ends a stream (or shows a message changed on disk)."""

@@ -14,11 +14,11 @@ from textual.widgets import Label
 
 from tuillm.core.chat.store import Message as StoredMessage
 from tuillm.core.text import safe_line
-from tuillm.tui.widgets.chat_bubble import MessageBubble, SafeMarkdown, bubble_header, last_code_block
+from tuillm.tui.widgets.chat_bubble import MessageBubble, bubble_header, last_code_block
 from tuillm.tui.widgets.chat_prompt import ChatPrompt
 from tuillm.tui.widgets.chat_view import ChatView
 
-__all__ = ["ChatColumn", "ChatView", "MessageBubble", "SafeMarkdown", "bubble_header", "last_code_block"]
+__all__ = ["ChatColumn", "ChatView", "MessageBubble", "bubble_header", "last_code_block"]
 
 PLACEHOLDER = "Message · Enter sends · Ctrl+J new line"
 EDITING_TITLE = "Editing the last message · Enter resends · Esc cancels"

@@ -20,9 +20,9 @@ from textual.widgets import Label, Static
 
 from tuillm.core.models.catalog import CatalogEntry
 from tuillm.core.models.memory import MemoryEstimate
-from tuillm.core.models.metadata import format_bytes, format_params
+from tuillm.core.models.metadata import format_params
 from tuillm.core.settings import ModelDefaults
-from tuillm.core.text import safe_line, safe_text
+from tuillm.core.text import format_bytes, safe_line, safe_text
 
 TEMPLATE_PREVIEW_LINES = 30
 VALUE_CHARS = 200  # a long string value (a license text) is cut

@@ -19,8 +19,7 @@ from textual.widgets import Label
 
 from tuillm.core.models import guard
 from tuillm.core.models.hardware import Memory
-from tuillm.core.models.metadata import format_bytes
-from tuillm.core.text import safe_line
+from tuillm.core.text import format_bytes, safe_line
 
 NO_MODEL = "no model loaded"
 

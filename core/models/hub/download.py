@@ -28,7 +28,7 @@ from tuillm.core.errors import first_line
 from tuillm.core.events import Cancelled, Emit, Progress
 from tuillm.core.models.hub import client
 from tuillm.core.models.hub.files import RemoteFile
-from tuillm.core.models.metadata import format_bytes
+from tuillm.core.text import format_bytes
 
 CHUNK = 1 << 20
 ETAG_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")

@@ -21,8 +21,8 @@ from tuillm.core.models.hub.files import (
 )
 from tuillm.core.models.hub.fit import QuantFit, quant_fits
 from tuillm.core.models.memory import FITS, TIGHT
-from tuillm.core.models.metadata import format_bytes
 from tuillm.core.settings import Config, load_config
+from tuillm.core.text import format_bytes
 
 SPACE_MARGIN = 64 << 20  # what the cache's own small files and the file system need on top
 

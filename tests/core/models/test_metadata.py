@@ -9,7 +9,8 @@ import pytest
 
 from tests.ggufs import write_tiny_gguf
 from tuillm.core.errors import ModelFileError
-from tuillm.core.models.metadata import format_bytes, format_params, read_info
+from tuillm.core.models.metadata import format_params, read_info
+from tuillm.core.text import format_bytes
 
 
 def test_demo_model_metadata(demo_gguf: Path) -> None:
