@@ -110,6 +110,9 @@ def check_config(config: dict) -> None:
     hidden = merged.get("hidden_size")
     if heads and hidden and merged.get("head_dim") is None and heads > hidden:
         raise ConvertError(f"num_attention_heads = {heads} exceeds hidden_size = {hidden}")
+    rotary = merged.get("partial_rotary_factor")
+    if _is_number(rotary) and rotary > 1:  # more rotary dimensions than a head has: llama.cpp reads past the head
+        raise ConvertError(f"partial_rotary_factor = {json_shown(rotary)} is not a fraction of the head (0 to 1)")
     if heads and kv_heads and heads % kv_heads:
         raise ConvertError(f"num_attention_heads = {heads} is not a multiple of num_key_value_heads = {kv_heads}")
 

@@ -190,6 +190,7 @@ CONFIG_CASES = [
     ({"num_key_value_heads": 3, "num_attention_heads": 4}, "num_attention_heads = 4 is not a multiple of "
                                                             "num_key_value_heads = 3"),
     ({"text_config": {"hidden_size": -1}}, "text_config.hidden_size = -1 is not an integer from 1 to 4294967295"),
+    ({"partial_rotary_factor": 1.5}, "partial_rotary_factor = 1.5 is not a fraction of the head (0 to 1)"),
 ]
 
 
