@@ -138,3 +138,21 @@ class FakeBackend:
     def close(self) -> None:
         self.stop()
         self._worker.shutdown(wait=True)
+
+
+def gated_backend(lines: int) -> type[FakeBackend]:
+    """A fake backend class whose reply is ``lines`` lines, one token per ``gate.release()``: the test decides
+    when the reply grows (set a fresh ``gate`` at the start of each test)."""
+
+    class GatedBackend(FakeBackend):
+        gate = threading.Semaphore(0)
+
+        def __init__(self, emit: ChatEmit) -> None:
+            def gated(event: ChatEvent) -> None:
+                if isinstance(event, Token):
+                    GatedBackend.gate.acquire(timeout=30)  # bounded: a broken test must not hang the app's close
+                emit(event)
+
+            super().__init__(gated, tokens=[f"Line {i}.\n\n" for i in range(lines)])
+
+    return GatedBackend

@@ -19,8 +19,7 @@ from tests.tui.chat_helpers import (
     wait_idle,
     wait_until,
 )
-from tests.tui.fake_backend import FakeBackend
-from tuillm.core.chat.events import Token
+from tests.tui.fake_backend import FakeBackend, gated_backend
 from tuillm.core.chat.store import ChatStore, default_path
 from tuillm.core.llama.options import SAMPLING_OPTIONS, Sampling
 from tuillm.core.options import OptionError, option_map
@@ -254,18 +253,7 @@ async def test_f1_lists_the_chat_keys(tmp_path: Path) -> None:
         assert {row.keys for row in app.screen.rows if row.where == "Chat messages" and row.here} >= {"c", "b"}
 
 
-class GatedBackend(FakeBackend):
-    """The fake backend, one token per ``gate.release()``: the test decides when the reply grows."""
-
-    gate = threading.Semaphore(0)
-
-    def __init__(self, emit) -> None:
-        def gated(event) -> None:
-            if isinstance(event, Token):
-                GatedBackend.gate.acquire(timeout=30)  # bounded: a broken test must not hang the app's close
-            emit(event)
-
-        super().__init__(gated, tokens=[f"Line {i}.\n\n" for i in range(20)])
+GatedBackend = gated_backend(20)
 
 
 @run_async

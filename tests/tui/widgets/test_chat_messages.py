@@ -10,9 +10,8 @@ from textual.pilot import Pilot
 
 from tests.tui.app_helpers import run_async
 from tests.tui.chat_helpers import SIZE, chat_app, chat_pane, send, wait_idle, wait_until
-from tests.tui.fake_backend import FakeBackend
+from tests.tui.fake_backend import gated_backend
 from tests.tui.widgets.long_chat import seed_long_chat
-from tuillm.core.chat.events import Token
 from tuillm.core.chat.store import ChatStore
 from tuillm.core.chat.store import Message as StoredMessage
 from tuillm.tui.widgets.chat_bubble import MessageBubble, bubble_header
@@ -114,18 +113,7 @@ async def test_selection_and_scrolling_walk_every_message_and_reveal_jumps_to_on
         assert numbers(view)[0] == 0 and in_view(view, view.bubbles[0]) and len(view.bubbles) <= MAX_MOUNTED
 
 
-class GatedBackend(FakeBackend):
-    """The fake backend, one token per ``gate.release()``: the test decides when the reply grows."""
-
-    gate = threading.Semaphore(0)
-
-    def __init__(self, emit) -> None:
-        def gated(event) -> None:
-            if isinstance(event, Token):
-                GatedBackend.gate.acquire(timeout=30)  # bounded: a broken test must not hang the app's close
-            emit(event)
-
-        super().__init__(gated, tokens=[f"Line {i}.\n\n" for i in range(12)])
+GatedBackend = gated_backend(12)
 
 
 @run_async
