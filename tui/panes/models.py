@@ -31,7 +31,16 @@ from tuillm.tui.panes.models_actions import ModelActions
 from tuillm.tui.panes.models_table import OWN_MARK, ModelsTable, Row, format_context, matches, row_cells
 from tuillm.tui.session import Session
 
-KEY_HINT = "Enter chat  / filter  i info  e settings  a add folder  d delete  c convert"
+# The hint line's words, by binding: the keys come from the key map, as the user renamed them.
+HINT_WORDS = (("models.filter", "filter"), ("models.details", "info"), ("models.settings", "settings"),
+              ("models.add_folder", "add"), ("models.delete", "delete"), ("models.convert", "convert"),
+              ("models.download", "pull"))
+
+
+def key_hint(overrides: dict[str, str]) -> str:
+    """"Enter chat  / filter  i info …": what the table's keys do, in one line of 80 columns."""
+    keys = (f"{keymap.key_label(keymap.first_key(binding, overrides))} {word}" for binding, word in HINT_WORDS)
+    return "  ".join(["Enter chat", *keys])
 FILTER_HINT = "Type to filter · Enter or ↓ back to the table · Esc clears"
 CATALOG_JOB = "catalog"
 
@@ -118,7 +127,7 @@ class ModelsPane(ModelActions, Vertical):
         yield ModelsTable(id="models-table")
         yield Label("", id="models-hardware", markup=False)
         yield Label("", id="models-advice", markup=False)
-        yield Label(KEY_HINT, id="models-hint", markup=False)
+        yield Label(key_hint(self.session.config.keys), id="models-hint", markup=False)
         yield Static(id="models-problems", markup=False)
 
     def on_mount(self) -> None:
@@ -307,7 +316,7 @@ class ModelsPane(ModelActions, Vertical):
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # The hint line says how to leave the filter while it has the keys.
         in_filter = event.widget.id == "models-filter"
-        self.query_one("#models-hint", Label).update(FILTER_HINT if in_filter else KEY_HINT)
+        self.query_one("#models-hint", Label).update(FILTER_HINT if in_filter else key_hint(self.session.config.keys))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id != "models-filter":

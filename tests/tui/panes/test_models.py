@@ -301,3 +301,12 @@ async def test_models_json_and_the_pane_give_the_same_verdict(tmp_path: Path, de
         shown = {e.name: (fit_of(app, e.name + ("*" if e.name == "demo" else "")), pane.fit_of(e).estimate.n_ctx)
                  for e in pane.result.entries}
         assert shown == cli
+
+
+def test_the_key_hint_names_the_key_map_keys_as_renamed_and_fits_80_columns() -> None:
+    from tuillm.tui.panes.models import key_hint
+
+    assert key_hint({}) == "Enter chat  / filter  i info  e settings  a add  d delete  c convert  p pull"
+    renamed = key_hint({"models.download": "ctrl+d", "models.details": "f6"})
+    assert "Ctrl+D pull" in renamed and "F6 info" in renamed and "p pull" not in renamed
+    assert len(key_hint({})) <= 78  # the label's row at 80 columns, less its padding
