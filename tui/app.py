@@ -231,9 +231,13 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
         self.notify(crash_report(cause), title="tuillm", severity="error", timeout=20, markup=False)
 
     def work_in_progress(self) -> list[str]:
-        """What quitting now would stop (Convert's conversion, Train's job), each with what stopping loses."""
+        """What quitting now would stop (Convert's conversion, Train's job, the server), each with what stopping
+        loses."""
         panes: list[Pane] = [self._mounted(spec) for spec in PANES if spec.id in self._mounted_ids()]
-        return [work for pane in panes for work in pane.work_in_progress()]
+        work = [work for pane in panes for work in pane.work_in_progress()]
+        if self.server_url is not None:
+            work.append(f"the server at {self.server_url} (its clients are cut off)")
+        return work
 
     async def action_quit(self) -> None:
         """Ctrl+Q: with a job running, the user is asked first (quitting stops it; its file in progress is lost)."""

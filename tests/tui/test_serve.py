@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Label
 
 from tests.tui.app_helpers import make_app, run_async
 from tuillm.core.serve.server import ServeOptions
+from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.serve_log import ServeLogScreen
 from tuillm.tui.serve_control import ServeControl
 
@@ -67,6 +68,10 @@ async def test_start_serve_log_and_stop(tmp_path: Path) -> None:
         await asyncio.to_thread(httpx.get, f"{url}/v1/models")  # a request while the screen is open: a new row
         await _until(pilot, lambda: table.row_count == 2, "the open log took the new request")
         await pilot.press("escape")
+        await pilot.press("ctrl+q")  # quitting would stop the server: asked first
+        assert isinstance(app.screen, ConfirmScreen) and f"the server at {url}" in app.screen.question
+        await pilot.press("escape")  # no: the app and the server stay
+        assert app.is_running and app.server_url == url
         app.action_stop_server()
         await _until(pilot, lambda: app.server_url is None, "the server stopped")
         assert not app.query("#status-serve")
