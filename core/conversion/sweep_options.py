@@ -116,9 +116,9 @@ def sweep_request(source: str | Path, values: Mapping[str, Any]) -> SweepRequest
     output_dir = Path(out_text).expanduser() if out_text else src.absolute().parent
     if output_dir.exists() and not output_dir.is_dir():
         raise TuillmError(f"--output-dir: {output_dir} is not a folder")
-    return SweepRequest(src, types, output_dir, keep, values.get("n_ctx"), imatrix,
-                        _existing_file(calibration, "--calibration") if calibration else None, values.get("n_threads"),
-                        asked)
+    return SweepRequest(src, types, output_dir, keep=keep, n_ctx=values.get("n_ctx"), imatrix=imatrix,
+                        imatrix_asked=asked, threads=values.get("n_threads"),
+                        calibration=_existing_file(calibration, "--calibration") if calibration else None)
 
 
 def kept_types(keep: str, types: tuple[str, ...], recommended: str | None) -> tuple[str, ...]:
