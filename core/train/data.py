@@ -144,8 +144,9 @@ def _to_messages(obj: dict, fmt: str) -> tuple[dict[str, str], ...]:
     return tuple(msgs)
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Read and check a JSONL file; every problem found is reported in one DatasetError."""
+def read_objects(path: str | Path) -> tuple[Path, list[tuple[int, dict]]]:
+    """A JSONL file's objects with their line numbers; bad lines reported in one DatasetError (the checks of every
+    training file: supervised data here, preference pairs in core.train.pairs)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DatasetError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
@@ -178,6 +179,12 @@ def load_dataset(path: str | Path) -> Dataset:
                            f"object ({_lines_note(not_object)})")
     if not objects:
         raise DatasetError(f"{path}: empty file (no examples)")
+    return path, objects
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read and check a JSONL file; every problem found is reported in one DatasetError."""
+    path, objects = read_objects(path)
     fmt = detect_format(objects[0][1])
     if fmt is None:
         keys = ", ".join(sorted(objects[0][1])) or "none"

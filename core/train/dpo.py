@@ -1,0 +1,143 @@
+"""Preference tuning (``--method dpo``): the training loop of core.train.loop with the DPO objective.
+
+The run is the supervised one — LoRA on the base, the same schedule, progress events, checkpoints, cancel and
+resume, memory guard and adapter output — with pairs (core.train.pairs) for examples and DPO's loss for the
+token loss. The reference model is the base itself: the same model with the adapter switched off (peft's
+``disable_adapter``), so no second copy is loaded; its log-probabilities are computed, without gradients, for
+each micro-batch as it is trained (trl's default, ``precompute_ref_logps=False``).
+
+The loss is trl's ``DPOTrainer`` sigmoid loss (``loss_type="sigmoid"``, reverse KL), written out because trl 1.16
+computes it inside the trainer's ``_compute_loss`` with nothing callable on its own:
+``-logsigmoid(beta * ((logp(chosen) - ref_logp(chosen)) - (logp(rejected) - ref_logp(rejected))))``, a side's
+log-probability being the sum over its answer's tokens. Its rewards are trl's too: ``beta * (logp - ref_logp)``;
+each step reports their mean margin (chosen minus rejected) and accuracy (the share of pairs whose chosen answer
+has the higher reward) as the metrics ``reward_margin`` and ``reward_accuracy`` (``eval_reward_margin`` and
+``eval_reward_accuracy`` on held-out pairs, whose ``eval_loss`` is their DPO loss). torch is imported inside the
+functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tuillm.core.errors import TuillmError
+from tuillm.core.events import Emit, Log, ignore
+from tuillm.core.train.data import PackedBatch, epoch_order, pack, split_eval
+from tuillm.core.train.loop import _row_limit, _Run, encoding
+from tuillm.core.train.options import TrainConfig
+from tuillm.core.train.pairs import Pair, describe_pairs, encode_pairs, load_pairs
+from tuillm.core.train.passes import _batch_tensors
+
+
+def prepare_pairs(config: TrainConfig, tokenizer: Any, emit: Emit = ignore) -> tuple[list[Pair], list[Pair]]:
+    """All pair files read, checked and encoded (errors before any training); then the eval split."""
+    if not config.data:
+        raise TuillmError("no training data given")
+    template, tokenize = encoding(tokenizer)
+    pairs: list[Pair] = []
+    for path in config.data:
+        dataset = load_pairs(path)
+        encoded = encode_pairs(dataset, tokenize, template, config.max_len)
+        emit(Log(describe_pairs(dataset, encoded, config.max_len),
+                 "warning" if encoded.truncated or encoded.dropped else "info"))
+        pairs.extend(encoded.pairs)
+    return split_eval(pairs, config.eval_fraction, config.seed)  # type: ignore[arg-type,return-value]
+
+
+def sequence_logps(model: Any, batch: PackedBatch, device: str) -> Any:
+    """The summed log-probability of each packed sequence's labelled tokens (a tensor of ``n_examples``)."""
+    import torch
+
+    ids, pos, keep, targets = _batch_tensors(batch, device)
+    # Only the labelled positions go through the LM head, as in supervised training.
+    logits = model(input_ids=ids, position_ids=pos, logits_to_keep=keep, use_cache=False).logits[0]
+    token_logps = -torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    starts = torch.tensor([p == 0 for p in batch.position_ids], dtype=torch.long)
+    owner = (torch.cumsum(starts, 0) - 1)[1:][keep.cpu()].to(device)  # the sequence each predicted token is in
+    return torch.zeros(batch.n_examples, device=device).index_add(0, owner, token_logps)
+
+
+def dpo_loss(policy: Any, reference: Any, beta: float) -> tuple[Any, Any, Any]:
+    """trl's sigmoid DPO loss of each pair, and its chosen and rejected rewards; ``policy`` and ``reference``
+    hold the (chosen, rejected) log-probabilities of each pair as rows."""
+    import torch
+
+    logratios = policy - reference
+    chosen_rewards, rejected_rewards = beta * logratios[:, 0].detach(), beta * logratios[:, 1].detach()
+    losses = -torch.nn.functional.logsigmoid(beta * (logratios[:, 0] - logratios[:, 1]))
+    return losses, chosen_rewards, rejected_rewards
+
+
+def pair_logps(model: Any, pairs: Sequence[Pair], device: str, *, reference: bool = False) -> Any:
+    """The (chosen, rejected) log-probabilities of ``pairs`` in one packed row; ``reference``: the base's, the
+    adapter switched off, without gradients."""
+    import torch
+
+    batch = pack([side for pair in pairs for side in (pair.chosen, pair.rejected)])
+    if not reference:
+        return sequence_logps(model, batch, device).view(-1, 2)
+    with torch.no_grad(), model.disable_adapter():
+        return sequence_logps(model, batch, device).view(-1, 2)
+
+
+class DpoRun(_Run):
+    """The training loop over preference pairs: the supervised run's steps, checkpoints and reports, with the DPO
+    loss and its reward metrics."""
+
+    unit = "preference pairs"
+
+    def micro(self, m: int) -> list[Pair]:  # type: ignore[override]
+        """Micro-batch ``m``'s pairs (epochs shuffled by seed and number, so a resumed run replays them)."""
+        epoch, i = divmod(m, self.plan.micro_per_epoch)
+        order = epoch_order(len(self.train_set), self.config.seed, epoch)
+        size = self.config.batch_size
+        return [self.train_set[j] for j in order[i * size: (i + 1) * size]]  # type: ignore[misc]
+
+    def rows(self, pairs: list[Pair]) -> list[list[Pair]]:
+        # One row per micro-batch on CUDA (or packing "row"), else one pair a row: a pair's two sides attend
+        # apart (positions restart), and rows keep the activations of CPU/MPS passes small.
+        return [pairs] if _row_limit(self.config, self.device) is None else [[pair] for pair in pairs]
+
+    def one_step(self, lr: float) -> float:
+        """One optimizer step over ``grad_accum`` micro-batches of pairs; the mean DPO loss of the step's pairs."""
+        micro = [self.micro(self.step * self.config.grad_accum + i) for i in range(self.config.grad_accum)]
+        n_pairs = sum(len(pairs) for pairs in micro)
+        step_loss, margins, wins = 0.0, 0.0, 0.0
+        base = self.ranks.unwrap(self.model)  # one process: TrainConfig.check refuses --nproc with DPO
+        for pairs in micro:
+            for row in self.rows(pairs):
+                reference = pair_logps(base, row, self.device, reference=True)
+                losses, chosen, rejected = dpo_loss(pair_logps(self.model, row, self.device), reference,
+                                                    self.config.beta)
+                loss = losses.sum() / n_pairs  # a mean over the step's pairs, accumulated row by row
+                self.ranks.backward(loss)
+                step_loss += float(loss.detach())
+                margins += float((chosen - rejected).sum())
+                wins += float((chosen > rejected).float().sum())
+        self.step_metrics = {"reward_margin": margins / n_pairs, "reward_accuracy": wins / n_pairs}
+        return self.apply_step(lr, sum(pair.tokens for pairs in micro for pair in pairs), step_loss)
+
+    def eval_loss(self) -> float | None:
+        """The held-out pairs' mean DPO loss; their reward margin and accuracy join the step's metrics."""
+        import torch
+
+        pairs: list[Pair] = self.eval_set  # type: ignore[assignment]
+        if not pairs:
+            return None
+        model = self.ranks.unwrap(self.model)
+        was_training = model.training
+        model.eval()
+        total, margins, wins = 0.0, 0.0, 0.0
+        with torch.no_grad():
+            for pair in pairs:
+                losses, chosen, rejected = dpo_loss(pair_logps(model, [pair], self.device),
+                                                    pair_logps(model, [pair], self.device, reference=True),
+                                                    self.config.beta)
+                total += float(losses.sum())
+                margins += float((chosen - rejected).sum())
+                wins += float((chosen > rejected).float().sum())
+        if was_training:
+            model.train()
+        self.step_metrics.update(eval_reward_margin=margins / len(pairs), eval_reward_accuracy=wins / len(pairs))
+        return total / len(pairs)
