@@ -87,12 +87,12 @@ def start_inspection(owner: Widget, path: Path, available: int | None, generatio
 
 def start_conversion(owner: Widget, src: Path, outputs: list[tuple[str, Path]], report: bool,
                      cancel: threading.Event, on_written: Callable[[OutputResult], None], *,
-                     force: bool = False) -> None:
+                     force: bool = False, imatrix: str | None = None) -> None:
     """``on_written`` runs in the worker as each output completes (before the reports); ``force``: existing outputs
-    are replaced (the user was asked)."""
+    are replaced (the user was asked); ``imatrix``: None, "auto" or a matrix file (convert_many's)."""
 
     def job(emit: Emit) -> list[OutputResult]:
         return convert_many(src, outputs, emit=emit, cancel=cancel, report=report, on_written=on_written,
-                            force=force)
+                            force=force, imatrix=imatrix)
 
     run_job(owner, CONVERT, job, ConversionDone)
