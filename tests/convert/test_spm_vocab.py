@@ -52,3 +52,52 @@ def test_spm_tokenization_matches_sentencepiece(spm_checkpoint, tmp_path: Path) 
     assert types[0] == gguf.TokenType.UNKNOWN and types[1] == gguf.TokenType.CONTROL
     assert types[3] == gguf.TokenType.BYTE  # <0x00>, the first byte-fallback piece
     assert types[-1] == gguf.TokenType.UNUSED  # padding up to the embedding rows
+
+
+# Byte-fallback BPE in tokenizer.json alone (no tokenizer.model): what llama.cpp's SentencePiece tokenizer cannot
+# reproduce is refused in one line; the rest is tested per architecture in test_tokenizer_parity.py.
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": True}},
+     "a Metaspace pre-tokenizer that splits words"),
+    ({"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"},
+                                                         {"type": "Replace", "pattern": {"String": " "},
+                                                          "content": "▁"}]}},
+     "byte-fallback BPE with a 'NFKC' normalizer is not supported"),
+    ({"normalizer": None}, "byte-fallback BPE with no ' ' -> '▁' replacement is not supported"),
+    ({"pre_tokenizer": {"type": "Whitespace"}}, "byte-fallback BPE with a 'Whitespace' pre-tokenizer"),
+])
+def test_byte_fallback_layouts_llama_cpp_cannot_follow_are_refused(change: dict, expected: str,
+                                                                    tmp_path: Path) -> None:
+    from tests.checkpoints import spm_bpe_tokenizer
+    from tuillm.convert.errors import ConvertError
+    from tuillm.convert.vocab import read_vocab
+
+    tj = {**json.loads(spm_bpe_tokenizer("gemma")["tokenizer.json"]), **change}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tj))
+    with pytest.raises(ConvertError, match=f"^{tmp_path / 'tokenizer.json'}: .*{expected}") as err:
+        read_vocab(tmp_path, 800)
+    assert "\n" not in str(err.value)
+
+
+def test_byte_fallback_user_defined_token(tmp_path: Path) -> None:
+    """A non-special added token ("▁tuillm" in Gemma's normalized text) is user-defined with its "▁" as a space
+    (as the reference writes it: llama.cpp matches user-defined tokens in the raw text), and both split alike."""
+    from tokenizers import AddedToken, Tokenizer
+
+    from tests.checkpoints import spm_bpe_special_ids, spm_bpe_tokenizer
+
+    files = spm_bpe_tokenizer("gemma")
+    tok = Tokenizer.from_str(files["tokenizer.json"])
+    tok.add_tokens([AddedToken("▁tuillm", special=False, normalized=True)])
+    new_id = tok.token_to_id("▁tuillm")
+    files["tokenizer.json"] = tok.to_str()
+    folder = tiny_random_checkpoint("gemma2", tmp_path / "ckpt", tokenizer=files,
+                                    overrides={"vocab_size": new_id + 1, **spm_bpe_special_ids("gemma")})
+    out = convert_hf(folder, tmp_path / "ud.gguf", "f16")
+    fields = gguf.GGUFReader(out).fields
+    assert fields["tokenizer.ggml.tokens"].contents()[new_id] == " tuillm"
+    assert fields["tokenizer.ggml.token_type"].contents()[new_id] == gguf.TokenType.USER_DEFINED
+    text = "Run tuillm, then tuillm again: tuillmtuillm."
+    ids = tok.encode(text, add_special_tokens=False).ids
+    assert new_id in ids
+    assert llama_tokenize(out, text) == ids
