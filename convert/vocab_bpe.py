@@ -58,12 +58,14 @@ def merge_strings(path: Path, merges: Any) -> list[str]:
         return []
     if isinstance(merges, list) and set(map(type, merges)) == {str}:
         return merges
-    if not isinstance(merges, list) or set(map(type, merges)) != {list} or set(map(len, merges)) != {2} \
-            or set(map(type, chain.from_iterable(merges))) != {str}:
+    if not isinstance(merges, list) or set(map(type, merges)) != {list} or set(map(len, merges)) != {2}:
         raise ConvertError(f"{path}: model.merges is not a list of token pairs")
-    joined = list(map(" ".join, merges))
-    if "".join(joined).count(" ") == len(joined):
-        return joined
+    try:
+        spaced = " " in "".join(chain.from_iterable(merges))
+    except TypeError:  # a part that is not a string
+        raise ConvertError(f"{path}: model.merges is not a list of token pairs") from None
+    if not spaced:
+        return list(map(" ".join, merges))
     # Pairs (transformers >= 4.45) may hold spaces; llama.cpp reads "left right", so a space inside a part is
     # written as U+0120 as the reference converter does.
     return [f"{a.replace(' ', 'Ġ')} {b.replace(' ', 'Ġ')}" for a, b in merges]
