@@ -31,6 +31,8 @@ from tuillm.core.train.data import (
     read_objects,
     render_segments,
 )
+from tuillm.core.train.preview import BaseTokenizer, Preview, PreviewExample
+from tuillm.core.train.preview import _shown as shown_pieces
 
 PAIR_FORMATS = ("pairs", "chat pairs")
 
@@ -217,3 +219,24 @@ def pair_sides(records: Sequence[PairRecord]) -> list[tuple[int, str, Messages, 
     """(line, "chosen"|"rejected", prompt, answer) of each side, in order: what the preview shows."""
     return [(r.line, name, r.prompt, answer) for r in records
             for name, answer in (("chosen", r.chosen), ("rejected", r.rejected))]
+
+
+def preview_pairs(dataset: PairDataset, tokenizer: BaseTokenizer, *, n: int = 2, max_len: int = 512) -> Preview:
+    """The first ``n`` pairs as the Train pane's preview shows data: each pair's chosen side, then its rejected
+    side, rendered and cut as training does (the answer's tokens marked as trained)."""
+    out = Preview(dataset.path, dataset.format, len(dataset.records),
+                  tokenizer.template.name if tokenizer.template is not None else "none")
+    for line, _, prompt, answer in pair_sides(dataset.records[:n]):
+        done = tokenize_side(prompt, answer, tokenizer.template, tokenizer.tokenize, max_len)
+        out.examples.append(PreviewExample(line, shown_pieces(done, tokenizer.prefix_chars), done.length,
+                                           done.example.trained_tokens, done.dropped))
+    return out
+
+
+def check_data(paths: Sequence[str | Path], method: str) -> None:
+    """Every data file read and checked as ``method`` takes it (preference pairs for "dpo", else supervised data),
+    so the front ends report bad data before the base model is even looked at."""
+    from tuillm.core.train.data import load_dataset
+
+    for path in paths:
+        (load_pairs if method == "dpo" else load_dataset)(path)
