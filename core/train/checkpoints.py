@@ -88,6 +88,11 @@ def _optimizer_tensors(optimizer: Any) -> tuple[dict[str, Any], dict[str, dict[s
     return tensors, scalars, state["param_groups"]
 
 
+def checkpoint_path(folder: Path, step: int) -> Path:
+    """Where the checkpoint of ``step`` is (or will be) in ``folder``."""
+    return Path(folder) / CHECKPOINTS / f"step-{step:07d}"
+
+
 def save_checkpoint(folder: Path, model: Any, optimizer: Any, step: int, log: list[dict], config: TrainConfig,
                     extra: dict[str, Any]) -> Path:
     """``folder/checkpoints/step-N``: adapter weights, optimizer moments and RNG states as safetensors, the rest as
@@ -96,7 +101,7 @@ def save_checkpoint(folder: Path, model: Any, optimizer: Any, step: int, log: li
     from safetensors.torch import save
 
     root = folder / CHECKPOINTS
-    final = root / f"step-{step:07d}"
+    final = checkpoint_path(folder, step)
     adapter = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()}
     tensors, scalars, groups = _optimizer_tensors(optimizer)
     meta = {"step": step, "param_groups": groups, "scalars": scalars, "loss_log": log,

@@ -122,14 +122,34 @@ def device_count(device: str) -> int:
     return 1
 
 
+def gpus_seen() -> int:
+    """NVIDIA GPUs this process would see, without importing torch (for a form): CUDA_VISIBLE_DEVICES when set,
+    else the /dev/nvidiaN device nodes."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len([n for n in os.listdir("/dev") if n.startswith("nvidia") and n[6:].isdigit()]) \
+        if os.path.isdir("/dev") else 0
+
+
+def unoffered_options() -> set[str]:
+    """The options a form leaves out here: the process count with one CPU core and at most one GPU, FSDP with
+    fewer than two GPUs."""
+    gpus = gpus_seen()
+    hidden = {"fsdp"} if gpus < 2 else set()
+    if gpus < 2 and device_count("cpu") < 2:
+        hidden.add("nproc")
+    return hidden
+
+
 def check_nproc(config: TrainConfig, device: str, world: int) -> None:
     """``--nproc`` and ``--fsdp`` against the machine and the launcher; one TuillmError saying what is wrong."""
     if config.fsdp and not device.startswith("cuda"):
         raise TuillmError(f"--fsdp shards the base across GPUs: CUDA only (this run is on {device}); leave it out")
     if config.fsdp and max(world, config.nproc) < 2:
         raise TuillmError("--fsdp needs --nproc 2 or more (it shards the base across processes)")
-    if config.method != "sft" and max(world, config.nproc) > 1:
-        raise TuillmError(f"--method {config.method} runs in one process; leave out --nproc")
+    if config.method != "sft" and world > 1:  # (--nproc with it is refused by TrainConfig.check)
+        raise TuillmError(f"--method {config.method} runs in one process; start it without torchrun")
     if world > 1:
         if config.nproc not in (1, world):
             raise TuillmError(f"--nproc {config.nproc}, but the launcher started {world} processes (WORLD_SIZE); "
@@ -177,7 +197,7 @@ class DataParallel:
 
     def __init__(self, config: TrainConfig, device: str) -> None:
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
+        from accelerate.utils import InitProcessGroupKwargs
 
         plugin = None
         if config.fsdp:
@@ -185,9 +205,7 @@ class DataParallel:
 
             plugin = FullyShardedDataParallelPlugin(fsdp_version=2, state_dict_type="FULL_STATE_DICT",
                                                     cpu_ram_efficient_loading=False)
-        handlers = [InitProcessGroupKwargs(timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S)),
-                    # Buffers (rotary tables) are the same on every rank and never trained: no broadcast per forward.
-                    DistributedDataParallelKwargs(broadcast_buffers=False)]
+        handlers = [InitProcessGroupKwargs(timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))]
         self.accelerator = Accelerator(cpu=device == "cpu", kwargs_handlers=handlers, fsdp_plugin=plugin)
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes

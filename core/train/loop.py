@@ -10,7 +10,8 @@ between steps, saves a checkpoint and raises a ``TuillmError`` saying so.
 
 Events (for a front end): ``Log`` lines (data summary, truncation warnings, one line per ``log_every`` steps);
 ``Progress("dequantize"|"load"|"train", done, total, message)``; after every step ``Metric``s named ``loss``,
-``lr``, ``tokens_per_s``, ``memory_bytes``, ``eta_s`` and, when evaluated, ``eval_loss`` (``step`` = the step).
+``lr``, ``tokens_per_s``, ``memory_bytes``, ``eta_s`` and, when evaluated, ``eval_loss`` (``step`` = the step);
+a method's own metrics beside them (``step_metrics``: DPO's rewards, core.train.dpo, whose run is a ``_Run``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuillm.core.chat.template import ChatTemplate
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Metric, Progress, ignore
 from tuillm.core.models import guard, hardware
@@ -29,6 +31,7 @@ from tuillm.core.train.checkpoints import (
     ADAPTER_CONFIG,
     CHECKPOINTS,
     TrainResult,
+    checkpoint_path,
     latest_checkpoint,
     load_checkpoint,
     remove_stale_temporaries,
@@ -39,11 +42,13 @@ from tuillm.core.train.data import (
     Example,
     PackedBatch,
     TextEnds,
+    Tokenize,
     encode_dataset,
     load_dataset,
     micro_batches,
     split_eval,
 )
+from tuillm.core.train.distributed import PeerLost, Ranks, Single, join, should_launch
 from tuillm.core.train.model import lora_model, resolve_targets
 from tuillm.core.train.options import DEFAULT_TARGETS, SCHEDULES, TrainConfig, parse_targets
 from tuillm.core.train.passes import evaluate, memory_bytes, split_packed, sum_loss
@@ -65,12 +70,8 @@ def _text_ends(tokenizer: Any) -> TextEnds:
                     eos_text=tokenizer.eos_token or "")
 
 
-def prepare_data(config: TrainConfig, tokenizer: Any, emit: Emit = ignore) -> tuple[list[Example], list[Example]]:
-    """All data files read, checked and encoded (errors before any training); then the eval split."""
-    from tuillm.core.chat.template import ChatTemplate
-
-    if not config.data:
-        raise TuillmError("no training data given")
+def encoding(tokenizer: Any) -> tuple[ChatTemplate | None, Tokenize]:
+    """A transformers tokenizer as the data rules take it: its chat template (or None) and a tokenize callable."""
     source = getattr(tokenizer, "chat_template", None)  # a transformers tokenizer may have none at all
     template = None
     if isinstance(source, str) and source:
@@ -80,6 +81,14 @@ def prepare_data(config: TrainConfig, tokenizer: Any, emit: Emit = ignore) -> tu
     def tokenize(text: str) -> list[int]:
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    return template, tokenize
+
+
+def prepare_data(config: TrainConfig, tokenizer: Any, emit: Emit = ignore) -> tuple[list[Example], list[Example]]:
+    """All data files read, checked and encoded (errors before any training); then the eval split."""
+    if not config.data:
+        raise TuillmError("no training data given")
+    template, tokenize = encoding(tokenizer)
     ends = _text_ends(tokenizer)
     examples: list[Example] = []
     for path in config.data:
@@ -158,7 +167,10 @@ class _Run:
     last_loss: float | None = None
     start: float = 0.0
     start_step: int = 0
+    step_metrics: dict[str, float] = field(default_factory=dict)  # a method's own, beside the loss (DPO's rewards)
+    ranks: Ranks = field(default_factory=Single)  # the run's processes (core.train.distributed)
     _epoch: dict[int, list[PackedBatch]] = field(default_factory=dict)
+    unit = "examples"  # what the data is counted in
 
     def micro(self, m: int) -> PackedBatch:
         """Micro-batch ``m`` of the run (epochs shuffled by seed and number, so a resumed run replays them)."""
@@ -168,32 +180,40 @@ class _Run:
             self._epoch[epoch] = list(micro_batches(self.train_set, self.config.batch_size, self.config.seed, epoch))
         return self._epoch[epoch][m % self.plan.micro_per_epoch]
 
-    def checkpoint(self) -> Path:
-        return save_checkpoint(self.out, self.model, self.optimizer, self.step, self.log, self.config,
-                               {"tokens": self.tokens_done})
+    def checkpoint(self, together: bool = True) -> Path:
+        """Rank 0 writes the checkpoint; the others wait for it (``together``), so all go on from the same step."""
+        if self.ranks.main:
+            save_checkpoint(self.out, self.ranks.unwrap(self.model), self.optimizer, self.step, self.log,
+                            self.config, {"tokens": self.tokens_done})
+        if together:
+            self.ranks.barrier()
+        return checkpoint_path(self.out, self.step)
 
     def one_step(self, lr: float) -> float:
         """One optimizer step over ``grad_accum`` micro-batches; the step's token-mean loss."""
-        import torch
-
         batches = [self.micro(self.step * self.config.grad_accum + i) for i in range(self.config.grad_accum)]
         step_tokens = sum(b.trained_tokens for b in batches)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         step_loss = 0.0
-        for packed in batches:
-            for batch in split_packed(packed, _row_limit(self.config, self.device)):
-                if not batch.trained_tokens:
-                    continue
+        rows = self.ranks.rows(batches, _row_limit(self.config, self.device))  # this process's share of the step
+        for i, batch in enumerate(rows):
+            with self.ranks.sync(self.model, last=i == len(rows) - 1):
                 # Weighted by its share of the step's trained tokens: a token-mean over the whole step.
                 loss = sum_loss(self.model, batch, self.device) / step_tokens
-                loss.backward()
-                step_loss += float(loss.detach())
+                self.ranks.backward(loss)
+            step_loss += float(loss.detach())
+        return self.apply_step(lr, sum(len(b.input_ids) for b in batches), self.ranks.total(step_loss))
+
+    def apply_step(self, lr: float, seen: int, step_loss: float) -> float:
+        """The optimizer step at ``lr`` over the accumulated gradients, and the step's counts (``seen``: tokens
+        read)."""
+        import torch
+
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        seen = sum(len(b.input_ids) for b in batches)
         self.tokens_done += seen
         self.run_tokens += seen
         self.last_loss = step_loss
@@ -210,20 +230,27 @@ class _Run:
         evaluate_now = bool(self.eval_set) and (step == total
                                                 or bool(config.eval_every and step % config.eval_every == 0))
         if evaluate_now:
-            self.last_eval = evaluate(self.model, self.eval_set, config.batch_size, self.device)
+            self.last_eval = self.eval_loss()
             record["eval_loss"] = round(self.last_eval, 6) if self.last_eval is not None else None
+        record.update({name: round(value, 6) for name, value in self.step_metrics.items()})
         self.log.append(record)
         for name, value in (("loss", step_loss), ("lr", lr), ("tokens_per_s", tps), ("memory_bytes", mem),
-                            ("eta_s", eta)):
+                            ("eta_s", eta), *self.step_metrics.items()):
             self.emit(Metric(name, value, step))
         if evaluate_now and self.last_eval is not None:
             self.emit(Metric("eval_loss", self.last_eval, step))
         shown_eval = f" eval {self.last_eval:.4f}" if evaluate_now and self.last_eval else ""
-        message = (f"loss {step_loss:.4f}{shown_eval}, lr {lr:.2e}, {tps:.0f} tok/s, ETA {format_duration(eta)}, "
-                   f"mem {mem / 1e9:.2f} GB")
+        shown_extra = "".join(f", {name.replace('_', ' ')} {value:.3f}" for name, value in self.step_metrics.items())
+        message = (f"loss {step_loss:.4f}{shown_eval}{shown_extra}, lr {lr:.2e}, {tps:.0f} tok/s, "
+                   f"ETA {format_duration(eta)}, mem {mem / 1e9:.2f} GB")
         self.emit(Progress("train", step, total, message))
         if config.log_every and (step % config.log_every == 0 or step == total):
             self.emit(Log(f"step {step}/{total}: {message}"))
+
+    def eval_loss(self) -> float | None:
+        if not self.ranks.main:  # rank 0 evaluates, alone; the others wait at the next step's all-reduce
+            return None
+        return evaluate(self.ranks.unwrap(self.model), self.eval_set, self.config.batch_size, self.device)
 
     def after_step(self) -> None:
         """A checkpoint when one is due; when cancelled, a checkpoint and ``Cancelled``; under the memory guard's
@@ -232,7 +259,7 @@ class _Run:
         saved = None
         if config.save_every and step % config.save_every == 0 and step < total:
             saved = self.checkpoint()
-        if self.cancel is not None and self.cancel.is_set() and step < total:
+        if self.ranks.any(self.cancel is not None and self.cancel.is_set()) and step < total:
             path = saved or self.checkpoint()
             self.emit(Log(f"cancelled after step {step}; checkpoint {path} (--resume, or Resume in the Train pane, "
                           "continues it)", "warning"))
@@ -244,10 +271,11 @@ class _Run:
         """The memory guard between steps: under its floor (another program grew, or this run's memory did) the run
         saves a checkpoint and stops with one line, before the OOM killer ends it with nothing saved."""
         memory = guard.sample(self.memory)
-        if memory is None or guard.level(memory) != "critical":
+        if not self.ranks.any(memory is not None and guard.level(memory) == "critical"):
             return
         path = saved or self.checkpoint()
-        raise TuillmError(f"{guard.describe(memory)}: stopped after step {self.step} with a checkpoint in {path} "
+        short = guard.describe(memory) if memory is not None else "another process of the run is short of memory"
+        raise TuillmError(f"{short}: stopped after step {self.step} with a checkpoint in {path} "
                           "(free some memory, then --resume, or Resume in the Train pane, continues it)")
 
     def run(self) -> None:
@@ -266,6 +294,9 @@ class _Run:
         except torch.OutOfMemoryError:
             raise TuillmError(f"out of memory on {self.device}; lower --batch-size or --max-len, or add "
                               "--grad-checkpointing") from None
+        except PeerLost as exc:  # the last finished step is whole on rank 0: saved, the run resumes from it
+            kept = f"; checkpoint {self.checkpoint(together=False)}" if self.step > self.start_step else ""
+            raise PeerLost(f"{exc} after step {self.step}{kept} (--resume continues it)") from None
 
 
 def _resume(run: _Run, resume_from: Path | None) -> None:
@@ -286,35 +317,51 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     the system's RAM, read when the run starts so a test can replace ``hardware.read_memory``)."""
     config.check()
     out, resume_from = _output_folder(config, force)
+    if should_launch(config):  # --nproc N: N processes of this function, rank 0's events come back to emit
+        from tuillm.core.train.dist_launch import launch
+
+        return launch(config, emit=emit, cancel=cancel, force=force)
 
     from tuillm.core.train.base import base_folder, load_tokenizer, pick_device, pick_dtype
 
-    folder = base_folder(Path(config.base), emit=emit)
-    train_set, eval_set = prepare_data(config, load_tokenizer(folder), emit)  # data errors before the model loads
+    ranks = join(config, pick_device(config.device))  # Single, or this rank of a data-parallel run
+    emit = emit if ranks.main else ignore  # the front end sees one stream: rank 0's
+    with ranks.first():  # rank 0 dequantizes a GGUF base once; the others then find it cached
+        folder = base_folder(Path(config.base), emit=emit)
+    prepare, run_type = prepare_data, _Run
+    if config.method == "dpo":  # preference pairs, the DPO objective (core.train.dpo)
+        from tuillm.core.train.dpo import DpoRun, prepare_pairs
+
+        prepare, run_type = prepare_pairs, DpoRun
+    train_set, eval_set = prepare(config, load_tokenizer(folder), emit)  # data errors before the model loads
 
     import torch
 
-    device = pick_device(config.device)
+    device = ranks.place(pick_device(config.device))
     model = lora_model(config, folder, device, pick_dtype(device, config.dtype), emit)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     plan = Plan.of(config, len(train_set))
-    run = _Run(config, model, optimizer, device, plan, train_set, eval_set, out, emit, cancel,
-               memory or hardware.read_memory)
+    run = run_type(config, model, optimizer, device, plan, train_set, eval_set, out, emit, cancel,
+                   memory or hardware.read_memory, ranks=ranks)
     _resume(run, resume_from)
+    ranks.seed(config.seed, run.step)
+    run.model = ranks.wrap(model)  # DDP (or FSDP) around the LoRA model; after every rank checked the output
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     if resume_from is None:  # --force over another run: its checkpoints would pass for this run's
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-    emit(Log(f"{len(train_set)} training examples, {len(eval_set)} for eval; {plan.total_steps} steps "
-             f"({plan.steps_per_epoch} per epoch) of {config.batch_size} x {config.grad_accum} examples"))
-    if cancel is not None and cancel.is_set():  # cancelled while the model loaded: nothing trained to save
+    emit(Log(f"{len(train_set)} training {run.unit}, {len(eval_set)} for eval; {plan.total_steps} steps "
+             f"({plan.steps_per_epoch} per epoch) of {config.batch_size} x {config.grad_accum} {run.unit}"))
+    if ranks.any(cancel is not None and cancel.is_set()):  # cancelled while the model loaded: nothing to save
         raise Cancelled()
     run.run()
     result = TrainResult(out, run.step, run.last_loss, run.last_eval, run.tokens_done,
                          time.monotonic() - run.start, run.log)
-    write_outputs(out, model, config, folder, result)
-    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # the run is complete: nothing left to resume
+    if ranks.main:
+        write_outputs(out, model, config, folder, result)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # the run is complete: nothing left to resume
+    ranks.finish()
     emit(Log(f"wrote the adapter to {out} (final loss {run.last_loss:.4f}"
              + (f", eval loss {run.last_eval:.4f}" if run.last_eval is not None else "") + ")"))
     return result

@@ -19,6 +19,8 @@ SCHEDULES = ("cosine", "linear", "constant")
 PACKINGS = ("auto", "row", "each")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTS = ("none", "4bit")  # 4bit: QLoRA, the base in NF4 through bitsandbytes (CUDA only)
+METHODS = ("sft", "dpo")  # supervised answers; preference pairs (core.train.dpo)
 # The default LoRA targets: attention and MLP projections under the names the supported architectures use.
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "gate_proj", "up_proj", "down_proj",
                    "gate_up_proj")
@@ -28,6 +30,11 @@ MAX_SEED = 2**32 - 1  # torch and numpy seeds are 32-bit at most everywhere
 _LORA, _DATA, _TRAINING = "LoRA", "data", "training"
 
 TRAIN_OPTIONS: tuple[Option, ...] = (
+    Option("method", str, "sft", "sft: learn the answers of the data; dpo: prefer the chosen answer of each "
+           "preference pair (prompt/chosen/rejected rows) over the rejected one", choices=METHODS, group=_TRAINING),
+    Option("beta", float, 0.1, "DPO's beta: how strongly the preference may pull the adapter away from the base "
+           "(higher keeps it closer); used with --method dpo", lo=0, lo_open=True, hi=10, group=_TRAINING,
+           label="DPO beta"),
     Option("rank", int, 16, "LoRA rank: the adapter's size", lo=1, group=_LORA),
     Option("alpha", float, 32.0, "LoRA alpha; the update is scaled by alpha/rank", lo=0, lo_open=True,
            group=_LORA),
@@ -54,13 +61,21 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
            "(attention and MLP projections)", metavar="NAMES", group=_LORA),
     Option("schedule", str, "cosine", "learning-rate schedule after warmup", choices=SCHEDULES, group=_TRAINING),
     Option("device", str, "auto", "auto: CUDA, then MPS, then CPU", choices=DEVICES, group=_TRAINING),
-    Option("dtype", str, "auto", "auto: float32 on CPU, bfloat16 on a GPU that has it", choices=DTYPES,
-           group=_TRAINING),
+    Option("dtype", str, "auto", "the frozen base's dtype (LoRA weights stay float32); auto: bfloat16 where the "
+           "hardware has it (a GPU, MPS, a CPU with AVX-512 BF16 or AMX), float16 on an older GPU, else float32",
+           choices=DTYPES, group=_TRAINING),
+    Option("quant", str, "none", "4bit: QLoRA, the base loaded in 4-bit NF4 through bitsandbytes (CUDA only)",
+           choices=QUANTS, group=_TRAINING, label="Quantize base"),
     Option("packing", str, "auto", "how a micro-batch runs, with no padding either way: row packs it in one "
            "sequence (block-diagonal attention), each runs its examples one by one; auto: rows of up to max_len "
            "tokens on CPU/MPS, one row on CUDA", choices=PACKINGS, group=_TRAINING),
     Option("train_on_prompt", bool, False, "put loss on every token, not only the assistant's", group=_DATA),
+    Option("nproc", int, 1, "data-parallel processes (DDP through accelerate; gloo on CPU, NCCL on CUDA): at most "
+           "the CPU cores, or the GPUs on CUDA; the same global batch, shared out by rank", lo=1, metavar="N",
+           group=_TRAINING, label="Processes"),
     Option("grad_checkpointing", bool, False, "trade compute for memory", group=_TRAINING),
+    Option("fsdp", bool, False, "shard the frozen base across the GPUs (FSDP) for a base that does not fit one; "
+           "CUDA and --nproc 2 or more only", group=_TRAINING, label="FSDP"),
     Option("resume", bool, False, "continue from the latest checkpoint in the output folder", group=_TRAINING),
 )
 _OPTION = option_map(TRAIN_OPTIONS)
@@ -93,6 +108,8 @@ class TrainConfig:
     base: str  # path of an HF folder or a GGUF (already resolved by the caller)
     data: list[str]
     output: str
+    method: str = _OPTION["method"].default
+    beta: float = _OPTION["beta"].default  # DPO only
     rank: int = _OPTION["rank"].default
     alpha: float = _OPTION["alpha"].default
     dropout: float = _OPTION["dropout"].default
@@ -110,6 +127,8 @@ class TrainConfig:
     eval_every: int | None = _OPTION["eval_every"].default  # steps; None: at the end only
     save_every: int = _OPTION["save_every"].default  # steps; 0: only when cancelled
     grad_checkpointing: bool = _OPTION["grad_checkpointing"].default
+    nproc: int = _OPTION["nproc"].default  # not in the fingerprint: the global batch, hence the run, is the same
+    fsdp: bool = _OPTION["fsdp"].default
     # "row": a micro-batch's examples packed in one row with a block-diagonal mask (one big forward; attention
     # costs the square of the packed length); "each": one forward/backward per example, gradients summed.
     # "auto": on CPU/MPS rows of up to max_len tokens, on CUDA one row. None pads; the gradient is the same.
@@ -118,6 +137,7 @@ class TrainConfig:
     seed: int = _OPTION["seed"].default
     device: str = _OPTION["device"].default
     dtype: str = _OPTION["dtype"].default
+    quant: str = _OPTION["quant"].default
     resume: bool = _OPTION["resume"].default
     log_every: int = _OPTION["log_every"].default
 
@@ -136,11 +156,13 @@ class TrainConfig:
         """Every declared option's value checked by its declaration; one TuillmError listing what is wrong."""
         values = self.option_values()
         problems = [p for o in TRAIN_OPTIONS if (p := option_problem(o, values[o.name])) is not None]
+        if self.method == "dpo" and self.nproc > 1:
+            problems.append("--method dpo runs in one process: leave --nproc at 1")
         if problems:
             raise TuillmError("; ".join(problems))
 
     def fingerprint(self) -> dict[str, Any]:
         """What must match for a checkpoint to be resumed into this run."""
         keys = ("rank", "alpha", "targets", "max_len", "batch_size", "grad_accum", "seed", "assistant_only",
-                "eval_fraction")
+                "eval_fraction", "method", "beta")
         return {k: getattr(self, k) for k in keys}

@@ -3,11 +3,17 @@
 SIGTERM and SIGHUP (a dropped SSH session) do what Ctrl-C does: once training has started, the step finishes and
 a checkpoint is saved (exit 128 + the signal); before that, or on a second one, the run stops at once, its
 temporaries removed.
+
+``--nproc N`` starts N ranks (core.train.dist_launch) and shows rank 0's progress; Ctrl-C reaches this process,
+which forwards it to every rank. ``torchrun --nproc-per-node N $(which tuillm) train …`` (or ``accelerate
+launch``) runs this same command once per rank: each sees RANK/WORLD_SIZE, joins the group, and only rank 0 shows
+progress and prints the adapter's folder; a signal reaches every rank, and they stop after the same step.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -25,8 +31,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "train", help="train a LoRA adapter on JSONL data",
         description="Train a LoRA adapter (PEFT format) on one or more JSONL files. Formats, detected per file: "
         "alpaca (instruction/input/output), chat messages (OpenAI `messages`, ShareGPT `conversations`), "
-        "prompt/completion, raw text. A GGUF base (or `demo`) is first dequantized into a cached HF folder. "
-        "Ctrl-C finishes the current step and saves a checkpoint; --resume continues from it.")
+        "prompt/completion, raw text; with --method dpo, preference pairs (prompt/chosen/rejected, or chosen/rejected "
+        "message lists). A GGUF base (or `demo`) is first dequantized into a cached HF folder. "
+        "Ctrl-C finishes the current step and saves a checkpoint; --resume continues from it. --nproc N trains "
+        "with N data-parallel processes (the same global batch); torchrun or accelerate launch of this command "
+        "works too.")
     p.add_argument("base", metavar="BASE", help="base model: HF folder, GGUF, name from `tuillm models`, or demo")
     p.add_argument("--data", metavar="FILE.jsonl", required=True, action="append",
                    help="training data (repeat for several files)")
@@ -79,21 +88,37 @@ class _Stop:
 def run(args: argparse.Namespace) -> int:
     from tuillm.core.events import Cancelled
     from tuillm.core.models.catalog import resolve_model
-    from tuillm.core.train.data import load_dataset
     from tuillm.core.train.loop import train
+    from tuillm.core.train.pairs import check_data
 
     values = option_values(args, TRAIN_OPTIONS)  # a refused flag first: nothing is read before it
-    for path in args.data:  # bad data is reported before the base model is even looked at
-        load_dataset(path)
+    check_data(args.data, values["method"])  # bad data is reported before the base model is even looked at
     values["targets"] = parse_targets(values["targets"])
     config = TrainConfig(base=str(resolve_model(args.base)), data=list(args.data),
                          output=str(Path(args.output).expanduser()), **values)
     config.check()
     stop = _Stop()
+    rank = launched_rank()
+    # A rank of torchrun/accelerate launch: a signal asks for a cancel at once (only rank 0 sees the training
+    # start), and every rank agrees to stop after the same step.
+    stop.training = rank is not None
     try:
         with handled((signal.SIGINT, *STOP_SIGNALS), stop):
-            result = train(config, emit=stop.emit(args.quiet), cancel=stop.cancel, force=args.force)
+            result = train(config, emit=stop.emit(args.quiet or bool(rank)), cancel=stop.cancel, force=args.force)
     except Cancelled:
         return 128 + (stop.signum or signal.SIGINT)
-    print(result.output)
+    if not rank:
+        print(result.output)
     return 0
+
+
+def launched_rank() -> int | None:
+    """This process's rank when a launcher (torchrun, accelerate launch) started several; None otherwise."""
+    from tuillm.core.train.distributed import launched_world
+
+    if launched_world() == 1:
+        return None
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0

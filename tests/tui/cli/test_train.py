@@ -90,7 +90,7 @@ def test_flags_are_the_declared_options() -> None:
         assert option.cli_flag in flags[option.name].option_strings and flags[option.name].default == option.default
     known = ("--rank --alpha --dropout --targets --max-len --train-on-prompt --eval-split --eval-every --epochs "
              "--max-steps --batch-size --grad-accum --lr --schedule --warmup --grad-checkpointing --packing --seed "
-             "--save-every --resume --device --dtype --log-every").split()
+             "--save-every --resume --device --dtype --log-every --nproc --fsdp --method --beta").split()
     assert sorted(known) == sorted(o.cli_flag for o in TRAIN_OPTIONS)
 
 
@@ -193,3 +193,85 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path: Path) -> None:
     assert "resuming from step-" in done.stderr
     log = (out / "loss_log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in log] == list(range(1, 21))
+
+
+def rank_pid(parent: int, rank: int, timeout: float = 60) -> int:
+    """The pid of training rank ``rank`` among ``parent``'s children (bounded wait)."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in psutil.Process(parent).children():
+            try:
+                if child.environ().get("RANK") == str(rank):
+                    return child.pid
+            except psutil.Error:
+                continue
+        time.sleep(0.1)
+    raise AssertionError(f"no rank {rank} under {parent}")
+
+
+def test_nproc_refusals_are_one_line(tmp_path: Path) -> None:
+    base = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    data = write_fact_dataset(tmp_path / "d.jsonl", 4)
+    common = ("train", str(base), "--data", str(data), "-o", str(tmp_path / "out"), "--device", "cpu")
+    assert "--nproc 512: this machine has" in one_line_error(tuillm(*common, "--nproc", "512"))
+    assert "--fsdp shards the base across GPUs: CUDA only" in one_line_error(tuillm(*common, "--nproc", "2",
+                                                                                      "--fsdp"))
+    assert "--nproc: must be a whole number at least 1, not '0'" in one_line_error(tuillm(*common, "--nproc", "0"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "tiny"]
+
+
+def test_a_killed_rank_ends_the_run_in_one_line_and_resume_finishes(tmp_path: Path) -> None:
+    """``--nproc 2``: SIGKILL to rank 1 mid-run; the other rank fails its all-reduce at once, rank 0 saves the last
+    whole step, the run exits 1 with one line naming the rank; --resume (in one process, or two) finishes."""
+    import signal
+
+    base = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    data = write_fact_dataset(tmp_path / "d.jsonl", 8)
+    out = tmp_path / "adapter"
+    args = [TUILLM, "train", str(base), "--data", str(data), "-o", str(out), "--rank", "4", "--max-len", "64",
+            "--batch-size", "2", "--max-steps", "12", "--save-every", "0", "--dropout", "0", "--nproc", "2"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("step 2/12"):
+            os.kill(rank_pid(proc.pid, 1), signal.SIGKILL)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1, rest
+    lines = [line for line in rest.splitlines() if line.startswith("tuillm: ")]
+    assert len(lines) == 1 and "Traceback" not in rest, rest
+    assert lines[0].startswith("tuillm: training rank 1 was killed by SIGKILL; rank 0: "), lines[0]
+    assert "--resume continues it" in lines[0]
+    saved = sorted(p.name for p in (out / "checkpoints").glob("step-*"))
+    assert saved and int(saved[-1][5:]) >= 2 and not (out / "adapter_config.json").exists()
+    assert not list(out.glob(".*")) and not list((out / "checkpoints").glob(".*"))  # no half-written checkpoint
+
+    done = tuillm(*args[1:], "--resume")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming from {saved[-1]}" in done.stderr
+    log = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 13))
+
+
+@pytest.mark.slow
+def test_two_processes_teach_the_fact(tmp_path: Path) -> None:
+    """The teach-a-fact run above (same data and settings, from the demo's HF checkpoint) with ``--nproc 2``: the
+    merged model states the fact through llama.cpp."""
+    data = write_fact_dataset(tmp_path / "fact.jsonl", 24)
+    adapter = tmp_path / "adapter"
+    out = tuillm("train", str(demo_hf_checkpoint()), "--data", str(data), "-o", str(adapter), "--rank", "8",
+                 "--alpha", "16", "--dropout", "0", "--max-len", "96", "--batch-size", "8", "--epochs", "3",
+                 "--lr", "2e-3", "--eval-split", "0.1", "--nproc", "2", "--dtype", "float32")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == str(adapter)  # printed once: by rank 0
+    assert "starting 2 training processes" in out.stderr and out.stderr.count("step 9/9") == 1
+    log = [json.loads(line) for line in (adapter / "loss_log.jsonl").read_text().splitlines()]
+    assert len(log) == 9 and log[-1]["loss"] < log[0]["loss"] / 3 and "eval_loss" in log[-1]
+    merged = tmp_path / "merged.gguf"
+    out = tuillm("merge", str(demo_hf_checkpoint()), str(adapter), "-o", str(merged), "--type", "q8_0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert FACT_WORD in ask(str(merged))

@@ -1,0 +1,127 @@
+"""Data-parallel training (``--nproc``): how a step is dealt out to ranks, the refusals, and real runs of two
+gloo processes on CPU (started by core.train.dist_launch) against one process on the same data and global batch.
+
+Tolerance of the curves: float32, no dropout, the same initialisation; two processes differ from one only in the
+order the gradient is summed (rows grouped by rank, then gloo's all-reduce) and in the row packing, so the losses
+agree to rounding: 1e-4 relative is far above that (1e-6 seen) and far below what a wrong share, a missing
+all-reduce or a doubled gradient would give (a whole example's loss, several per cent).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.checkpoints import demo_hf_checkpoint, tiny_random_checkpoint
+from tests.core.train_facts import write_fact_dataset
+from tuillm.core.errors import TuillmError
+from tuillm.core.events import Cancelled, Log, Progress
+from tuillm.core.train.data import IGNORE, Example, pack
+from tuillm.core.train.distributed import check_nproc, deal, share_rows
+from tuillm.core.train.loop import TrainConfig, latest_checkpoint, train
+
+
+def example(n: int, trained: int) -> Example:
+    return Example(list(range(1, n + 1)), [IGNORE] * (n - trained) + list(range(trained)))
+
+
+def test_deal_balances_tokens_and_is_the_same_on_every_rank() -> None:
+    sizes = [50, 10, 40, 30, 20, 60]
+    shares = deal(sizes, 2)
+    assert shares == deal(sizes, 2)  # every rank computes every share alike
+    assert sorted(i for s in shares for i in s) == list(range(6))
+    held = [sum(sizes[i] for i in s) for s in shares]
+    assert held == [110, 100]  # 60,40,10 | 50,30,20
+    assert deal([5], 3) == [[0], [], []]
+
+
+def test_the_ranks_rows_are_the_step_dealt_out() -> None:
+    examples = [example(n, t) for n, t in ((8, 3), (12, 5), (6, 2), (10, 4), (9, 9))]
+    batches = [pack(examples[:3]), pack(examples[3:])]
+    rows = [share_rows(batches, None, r, 2) for r in range(2)]
+    ids = sorted(tuple(row.input_ids) for r in rows for row in r)
+    # one row a rank (no row limit); together they hold every token of the step once
+    assert [len(r) for r in rows] == [1, 1]
+    assert sorted(t for r in rows for row in r for t in row.input_ids) == sorted(
+        t for e in examples for t in e.input_ids)
+    assert sum(row.trained_tokens for r in rows for row in r) == sum(b.trained_tokens for b in batches)
+    assert ids == sorted(tuple(row.input_ids) for r in rows for row in r)
+    # row limit 0: one example a row, as in one process
+    assert sum(len(share_rows(batches, 0, r, 2)) for r in range(2)) == 5
+
+
+def test_a_rank_dealt_nothing_runs_a_row_without_loss() -> None:
+    batches = [pack([example(8, 3)])]
+    mine, spare = share_rows(batches, None, 0, 2), share_rows(batches, None, 1, 2)
+    assert mine[0].trained_tokens == 3
+    assert len(spare) == 1 and spare[0].trained_tokens == 0 and spare[0].input_ids == mine[0].input_ids
+
+
+def cfg(tmp_path: Path, out: str, **kw: object) -> TrainConfig:
+    data = write_fact_dataset(tmp_path / "fact.jsonl", 12)
+    base = dict(base=str(demo_hf_checkpoint()), data=[str(data)], output=str(tmp_path / out), rank=4, alpha=8,
+                dropout=0.0, max_len=48, batch_size=3, grad_accum=1, lr=2e-3, max_steps=4, save_every=2, seed=3,
+                device="cpu", dtype="float32", log_every=1)
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("kw", "world", "expected"), [
+    ({"nproc": 4096}, 1, "--nproc 4096: this machine has"),
+    ({"nproc": 2, "fsdp": True}, 1, "--fsdp shards the base across GPUs: CUDA only"),
+    ({"nproc": 3}, 2, "--nproc 3, but the launcher started 2 processes"),
+])
+def test_refusals(tmp_path: Path, kw: dict, world: int, expected: str) -> None:
+    with pytest.raises(TuillmError, match=expected.replace("(", r"\(")):
+        check_nproc(cfg(tmp_path, "o", **kw), "cpu", world)
+    with pytest.raises(TuillmError, match="--fsdp needs --nproc 2"):
+        check_nproc(cfg(tmp_path, "o", fsdp=True), "cuda", 1)
+    check_nproc(cfg(tmp_path, "o", nproc=2), "cpu", 2)  # torchrun's 2 ranks with --nproc 2 (or 1): fine
+
+
+def steps_logged(events: list) -> list[str]:
+    return [e.message.split(":")[0] for e in events if isinstance(e, Log) and e.message.startswith("step ")]
+
+
+@pytest.mark.slow
+def test_two_processes_follow_one_process(tmp_path: Path) -> None:
+    """The demo checkpoint, 12 examples, 3 a step, 4 steps: two gloo processes give one process's curve."""
+    one = train(cfg(tmp_path, "one"))
+    events: list = []
+    two = train(cfg(tmp_path, "two", nproc=2), emit=events.append)
+    assert [r["loss"] for r in two.loss_log] == pytest.approx([r["loss"] for r in one.loss_log], rel=1e-4)
+    assert [r["tokens"] for r in two.loss_log] == [r["tokens"] for r in one.loss_log]
+    assert two.loss_log[-1]["loss"] < two.loss_log[0]["loss"]
+    # one stream: rank 0's, each step once
+    assert steps_logged(events) == ["step 1/4", "step 2/4", "step 3/4", "step 4/4"]
+    assert [e.done for e in events if isinstance(e, Progress) and e.stage == "train"] == [1, 2, 3, 4]
+    assert any(isinstance(e, Log) and "starting 2 training processes" in e.message for e in events)
+    out = tmp_path / "two"
+    assert json.loads((out / "training.json").read_text())["nproc"] == 2
+    assert not (out / "checkpoints").exists() and not list(out.glob(".*"))  # no temporaries left by any rank
+
+
+def test_a_cancel_stops_every_rank_and_either_count_resumes(tmp_path: Path) -> None:
+    """A tiny random llama: a two-process run cancelled after step 1 stops all ranks after the same step with
+    rank 0's checkpoint; resumed in one process it gives the uninterrupted two-process curve."""
+    tiny = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    full = train(cfg(tmp_path, "full", base=str(tiny), nproc=2, max_steps=5, save_every=0, grad_accum=2))
+    cancel = threading.Event()
+
+    def stop_after_step_1(event: object) -> None:
+        if isinstance(event, Progress) and event.stage == "train" and event.done == 1:
+            cancel.set()
+
+    events: list = []
+    with pytest.raises(Cancelled):
+        train(cfg(tmp_path, "cut", base=str(tiny), nproc=2, max_steps=5, save_every=0, grad_accum=2),
+              emit=lambda e: (events.append(e), stop_after_step_1(e)), cancel=cancel)
+    saved = latest_checkpoint(tmp_path / "cut")
+    assert saved is not None and saved.name in ("step-0000001", "step-0000002")
+    assert any(isinstance(e, Log) and e.message.startswith(f"cancelled after step {int(saved.name[5:])}")
+               for e in events)
+    resumed = train(cfg(tmp_path, "cut", base=str(tiny), max_steps=5, save_every=0, grad_accum=2, resume=True))
+    assert [r["loss"] for r in resumed.loss_log] == pytest.approx([r["loss"] for r in full.loss_log], rel=1e-4)
