@@ -149,9 +149,16 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_random_checkpoint("llama", tmp_path_factory.mktemp("tiny") / "llama")
 
 
+def chat_pairs(rows: list[dict[str, str]]) -> list[dict[str, list[dict[str, str]]]]:
+    """The same pairs in trl's conversational shape, the prompt implicit (the turn both sides start with)."""
+    return [{side: [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r[side]}]
+             for side in ("chosen", "rejected")} for r in rows]
+
+
 def tiny_config(tiny: Path, tmp_path: Path, out: str) -> TrainConfig:
-    data = write_rows(tmp_path / "pairs.jsonl", preference_rows(_TOPICS[:12]))
-    return TrainConfig(base=str(tiny), data=[str(data)], output=str(tmp_path / out), method="dpo", beta=0.5,
+    data = [write_rows(tmp_path / "pairs.jsonl", preference_rows(_TOPICS[:8])),
+            write_rows(tmp_path / "chat.jsonl", chat_pairs(preference_rows(_TOPICS[8:12])))]
+    return TrainConfig(base=str(tiny), data=list(map(str, data)), output=str(tmp_path / out), method="dpo", beta=0.5,
                        rank=4, alpha=8, dropout=0.1, max_len=64, batch_size=2, grad_accum=2, lr=1e-3, epochs=2,
                        eval_fraction=0.2, eval_every=2, save_every=2, seed=3, device="cpu", dtype="float32")
 
@@ -161,7 +168,10 @@ def test_events_then_cancel_and_resume_give_the_same_curve(tiny: Path, tmp_path:
     full = train(tiny_config(tiny, tmp_path, "full"), emit=events.append)
     # 12 pairs: 10 train + 2 eval; 5 micro-batches of 2 per epoch, 2 per step: 3 steps per epoch, 5 in all.
     assert full.steps == 5
-    assert any(isinstance(e, Log) and "10 training preference pairs, 2 for eval" in e.message for e in events)
+    logs = [e.message for e in events if isinstance(e, Log)]
+    assert "pairs.jsonl: 8 preference pairs, pairs format" in logs
+    assert "chat.jsonl: 4 preference pairs, chat pairs format" in logs
+    assert any("10 training preference pairs, 2 for eval" in line for line in logs)
     names = {e.name for e in events if isinstance(e, Metric)}
     assert {"loss", "reward_margin", "reward_accuracy", "eval_loss", "eval_reward_margin",
             "eval_reward_accuracy", "tokens_per_s"} <= names

@@ -11,7 +11,7 @@ import pytest
 
 from tuillm.core.chat.template import CHATML_TEMPLATE, ChatTemplate
 from tuillm.core.train.data import IGNORE, DatasetError
-from tuillm.core.train.pairs import describe_pairs, encode_pairs, load_pairs, tokenize_side
+from tuillm.core.train.pairs import describe_pairs, encode_pairs, load_pairs, preview_pairs, tokenize_side
 
 CHATML = ChatTemplate(CHATML_TEMPLATE, name="chatml")
 
@@ -87,6 +87,26 @@ def test_encoding_cuts_counts_and_drops(tmp_path: Path) -> None:
         encode_pairs(ds, chars, None, 400)
 
 
+def test_the_preview_shows_each_side_with_its_answer_marked(tmp_path: Path) -> None:
+    from tuillm.core.train.preview import CUT, PROMPT, TRAINED, BaseTokenizer
+    from tuillm.tui.panes.train_preview import preview_text
+
+    rows = [{"prompt": "Sky?", "chosen": "Blue.", "rejected": "Green."},
+            {"prompt": "Sea?", "chosen": "Wet " * 20, "rejected": "Dry."},
+            {"prompt": "x", "chosen": "y", "rejected": "z"}]
+    ds = load_pairs(write(tmp_path / "p.jsonl", rows))
+    tokenizer = BaseTokenizer(CHATML, chars, lambda text, n: min(n, len(text)))
+    shown = preview_pairs(ds, tokenizer, n=2, max_len=80)
+    assert shown.count == 3 and [e.line for e in shown.examples] == [1, 1, 2, 2]
+    assert [(text, kind) for text, kind in shown.examples[0].pieces if kind != PROMPT] == [
+        ("Blue.<|im_end|>\n", TRAINED)]
+    assert [text for text, kind in shown.examples[1].pieces if kind == TRAINED] == ["Green.<|im_end|>\n"]
+    assert any(kind == CUT for _, kind in shown.examples[2].pieces)  # "Wet " * 20 runs past 80 tokens
+    text = preview_text(shown, 80).plain
+    assert text.startswith("p.jsonl: 3 preference pairs, pairs format, template: chatml")
+    assert "chosen, line 1: " in text and "rejected, line 1: " in text and "chosen, line 2: " in text
+
+
 @pytest.mark.parametrize(("rows", "expected"), [
     ([{"prompt": "a", "chosen": "b", "rejected": "c"}, "{oops", "[1]"], "1 invalid JSON line (line 2)"),
     ([{"prompt": "a", "completion": "b"}],
@@ -124,4 +144,7 @@ def test_the_cli_refuses_a_bad_pair_file_in_one_line(tmp_path: Path, capsys: pyt
     assert "unknown format (keys: chosen, prompt, rejected)" in capsys.readouterr().err
     assert main(["train", "demo", "--method", "dpo", "--beta", "0", "--data", str(data), "-o", str(out)]) == 1
     assert capsys.readouterr().err.strip() == "tuillm: --beta: must be a number above 0 and at most 10, not '0'"
+    good = write(tmp_path / "good.jsonl", [{"prompt": "a", "chosen": "b", "rejected": "c"}])
+    assert main(["train", "demo", "--method", "dpo", "--nproc", "2", "--data", str(good), "-o", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == "tuillm: --method dpo runs in one process: leave --nproc at 1"
     assert not out.exists()
