@@ -86,6 +86,7 @@ class _Outcome:
     peer_lost: bool = False  # rank 0's error is that another rank had gone
     codes: dict[int, int] = field(default_factory=dict)
     first_failure: float | None = None  # when a rank first ended badly (monotonic)
+    first_failed: list[int] = field(default_factory=list)  # the ranks seen ending badly at that moment
 
 
 class _Ranks:
@@ -198,8 +199,8 @@ def _watch(ranks: _Ranks, emit: Emit, cancel: threading.Event | None) -> _Outcom
         for rank, proc in enumerate(ranks.procs):
             if rank not in outcome.codes and (code := proc.poll()) is not None:
                 outcome.codes[rank] = code
-                if code != 0 and outcome.first_failure is None:
-                    outcome.first_failure = time.monotonic()
+        if outcome.first_failure is None and (failed := [r for r, c in outcome.codes.items() if c != 0]):
+            outcome.first_failure, outcome.first_failed = time.monotonic(), failed
         if outcome.first_failure is not None and time.monotonic() - outcome.first_failure > GRACE_S:
             ranks.kill()
     return outcome
@@ -216,9 +217,9 @@ def _how(code: int) -> str:
 
 def _failure(outcome: _Outcome, ranks: _Ranks, out: Path) -> TuillmError:
     """One line: the rank that ended first on its own and how, what rank 0 said, the checkpoint to resume from."""
-    others = [r for r, code in sorted(outcome.codes.items()) if code != 0 and r != 0]
-    # A rank killed by a signal is the cause; one that failed with a status may have failed because it was.
-    culprit = next((r for r in others if outcome.codes[r] < 0), others[0] if others else 0)
+    first = sorted(outcome.first_failed)
+    # Among the first seen to end, one killed by a signal is the cause (the others failed because it had gone).
+    culprit = next((r for r in first if outcome.codes[r] < 0), first[0] if first else 0)
     parts = []
     if culprit != 0 or outcome.error is None:
         code = outcome.codes.get(culprit, 1)
