@@ -125,3 +125,16 @@ def test_a_cancel_stops_every_rank_and_either_count_resumes(tmp_path: Path) -> N
                for e in events)
     resumed = train(cfg(tmp_path, "cut", base=str(tiny), max_steps=5, save_every=0, grad_accum=2, resume=True))
     assert [r["loss"] for r in resumed.loss_log] == pytest.approx([r["loss"] for r in full.loss_log], rel=1e-4)
+
+
+def test_the_form_offers_processes_where_there_is_more_than_one_core_or_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tuillm.core.train.distributed as dist
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(dist, "device_count", lambda device: 1)
+    assert dist.unoffered_options() == {"nproc", "fsdp"}
+    monkeypatch.setattr(dist, "device_count", lambda device: 8)
+    assert dist.unoffered_options() == {"fsdp"}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setattr(dist, "device_count", lambda device: 1)
+    assert dist.gpus_seen() == 2 and dist.unoffered_options() == set()
