@@ -159,8 +159,11 @@ def _reduced(tj: dict[str, Any], merges: list[str]) -> str:
 def check_hash(tj: dict[str, Any], merges: list[str]) -> str:
     """sha256 of the ids the tokenizer gives CHKTXT (special tokens added, as ``AutoTokenizer.encode`` does).
     ``merges``: the tokenizer's merges as "left right" strings."""
-    from tokenizers import Tokenizer
-
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise ConvertError("identifying a BPE tokenizer needs the tokenizers package (pip install tokenizers)") \
+            from None
     try:
         ids = Tokenizer.from_str(_reduced(tj, merges)).encode(CHKTXT).ids
     except Exception as exc:  # tokenizers raises plain Exception for a tokenizer.json it cannot build
