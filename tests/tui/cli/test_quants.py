@@ -23,10 +23,10 @@ from tuillm.tui.cli import main
 
 LADDER = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "iq4_xs", "q3_k_m", "q2_k")  # the issue's list, most bits first
 # Measured, not wished away: the demo's weights come from a Q4_1 file, whose 4-bit linear grid q4_k_m keeps almost
-# exactly (so it beats q5_k_m, which re-rounds the same values onto a finer grid with coarser 6-bit scales), and
-# which iq4_xs's non-linear levels cannot hold (so it falls behind q3_k_m). Without an importance matrix, KL
-# 0.085 vs 0.059 and 0.199 vs 0.140 here; every other step of the ladder is in order.
-KNOWN_INVERSIONS = {("q5_k_m", "q4_k_m"), ("iq4_xs", "q3_k_m")}
+# exactly, so it beats q5_k_m (which re-rounds the same values onto another grid with coarser 6-bit scales): KL
+# 0.059 vs 0.085 without an importance matrix. Every other step, in the files' own bits per weight, is in order
+# (iq4_xs comes out smaller than q3_k_m for this model, whose large embedding q3_k_m keeps at more bits).
+KNOWN_INVERSIONS = {("q5_k_m", "q4_k_m")}
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,15 @@ def test_the_table_lists_every_type(demo_sweep: Run) -> None:
 def test_kl_grows_as_bits_per_weight_fall(demo_sweep: Run) -> None:
     rows, kl = _rows(demo_sweep), _kl(demo_sweep)
     bpw = {t: float(cells[COLUMNS.index("BPW") + 1]) for t, cells in rows.items()}
-    assert [bpw[t] for t in LADDER] == sorted(bpw.values(), reverse=True)  # the ladder is in bits order
-    assert min(kl, key=kl.__getitem__) == "q8_0" and max(kl, key=kl.__getitem__) == "q2_k"
-    for more, fewer in zip(LADDER, LADDER[1:], strict=False):
+    by_bits = sorted(LADDER, key=bpw.__getitem__, reverse=True)  # the files' own bits, most first
+    assert by_bits[0] == "q8_0" and by_bits[-1] == "q2_k"
+    for more, fewer in zip(by_bits, by_bits[1:], strict=False):
+        assert bpw[more] > bpw[fewer]
         if (more, fewer) not in KNOWN_INVERSIONS:
             assert kl[more] < kl[fewer], (more, fewer, kl)
     for more, fewer in KNOWN_INVERSIONS:  # each exception is real where it is claimed...
-        assert kl[more] > kl[fewer]
-    assert kl["q6_k"] < min(kl["q5_k_m"], kl["q4_k_m"]) and kl["q3_k_m"] < kl["q2_k"]  # ...and stays local
+        assert bpw[more] > bpw[fewer] and kl[more] > kl[fewer]
+    assert kl["q6_k"] < min(kl["q5_k_m"], kl["q4_k_m"]) and max(kl["q5_k_m"], kl["q4_k_m"]) < kl["q3_k_m"]  # ...local
 
 
 def _kept(run: Run) -> dict[str, Path]:
