@@ -223,7 +223,8 @@ class TrainPane(TrainJobs):
             max_len = int(str(raw["max_len"]))
         except ValueError:
             return None
-        return PreviewKey(self._path("base"), self._path("data"), max_len, not raw["train_on_prompt"])
+        return PreviewKey(self._path("base"), self._path("data"), max_len, not raw["train_on_prompt"],
+                          str(raw["method"]))
 
     def _schedule_preview(self) -> None:
         key = self._preview_key()
@@ -245,7 +246,9 @@ class TrainPane(TrainJobs):
             event.stop()
             self.action_preview()
 
-    def on_select_changed(self, _event: Select.Changed) -> None:
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "train-method":  # supervised data or preference pairs: read the file again
+            self.action_preview()
         self._update_memory()
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:

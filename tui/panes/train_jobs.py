@@ -56,11 +56,10 @@ def start_train(owner: Widget, config: TrainConfig, settings: Config, cancel: th
 
     def job(emit: Emit) -> TrainResult:
         from tuillm.core.models.catalog import resolve_model
-        from tuillm.core.train.data import load_dataset
         from tuillm.core.train.loop import train
+        from tuillm.core.train.pairs import check_data
 
-        for path in config.data:  # bad data is reported before the base model is even looked at
-            load_dataset(path)
+        check_data(config.data, config.method)  # bad data is reported before the base model is even looked at
         config.base = str(resolve_model(config.base, settings))
         emit(Log(f"base {config.base}; adapter to {config.output}"))
         return train(config, emit=emit, cancel=cancel, force=force)

@@ -22,9 +22,11 @@ from tuillm.core.errors import error_text
 from tuillm.core.settings import Config
 from tuillm.core.text import safe_line, safe_text
 from tuillm.core.train.memory import ModelShape
+from tuillm.core.train.pairs import PAIR_FORMATS
 from tuillm.core.train.preview import CUT, TRAINED, BaseTokenizer, Preview, describe
 
 PREVIEW_EXAMPLES = 3
+PREVIEW_PAIRS = 2  # each shown as its chosen, then its rejected side
 PREVIEW_DELAY_S = 0.4  # after the last keystroke in a path, before the preview is read again
 TRAINED_STYLE = "bold green"
 PROMPT_STYLE = "dim"
@@ -35,13 +37,17 @@ NO_DATA = "Choose a dataset to see its first examples."
 def preview_text(preview: Preview, max_len: int) -> Text:
     """The preview as styled text: what carries loss in green, the prompt dim, what the cut drops struck out."""
     styles = {TRAINED: TRAINED_STYLE, CUT: CUT_STYLE}
+    pairs = preview.format in PAIR_FORMATS  # examples alternate: a pair's chosen side, then its rejected one
     out = Text()
-    out.append(safe_line(f"{preview.path.name}: {preview.count} examples, {preview.format} format, template: "
-                         f"{preview.template}") + "\n", "bold")
-    out.append("green", TRAINED_STYLE).append(": carries loss · ").append("dim", PROMPT_STYLE)
+    out.append(safe_line(f"{preview.path.name}: {preview.count} {'preference pairs' if pairs else 'examples'}, "
+                         f"{preview.format} format, template: {preview.template}") + "\n", "bold")
+    out.append("green", TRAINED_STYLE).append(": the answer, scored (chosen over rejected) · " if pairs
+                                              else ": carries loss · ")
+    out.append("dim", PROMPT_STYLE)
     out.append(": prompt (no loss) · ").append("struck", CUT_STYLE).append(f": beyond {max_len} tokens, cut\n")
-    for example in preview.examples:
-        out.append("\n" + safe_line(describe(example, max_len)) + "\n", "italic")
+    for i, example in enumerate(preview.examples):
+        side = ("chosen, " if i % 2 == 0 else "rejected, ") if pairs else ""
+        out.append("\n" + safe_line(side + describe(example, max_len)) + "\n", "italic")
         for text, kind in example.pieces:
             out.append(safe_text(text), styles.get(kind, PROMPT_STYLE))
         if not out.plain.endswith("\n"):
@@ -57,6 +63,7 @@ class PreviewKey:
     data: str
     max_len: int
     assistant_only: bool
+    method: str = "sft"  # "dpo": the data is preference pairs (core.train.pairs)
 
 
 class PreviewView(VerticalScroll):
@@ -117,6 +124,7 @@ class PreviewView(VerticalScroll):
         from tuillm.core.models.catalog import resolve_model
         from tuillm.core.train.data import load_dataset
         from tuillm.core.train.memory import model_shape
+        from tuillm.core.train.pairs import PairDataset, load_pairs, preview_pairs
         from tuillm.core.train.preview import base_tokenizer, preview
 
         shape = None
@@ -126,11 +134,16 @@ class PreviewView(VerticalScroll):
             if not key.data:
                 self.post_message(self.Ready(key, None, None, shape))
                 return
-            dataset = load_dataset(Path(key.data).expanduser())  # a bad file is reported before the tokenizer loads
+            data = Path(key.data).expanduser()
+            # A bad file is reported before the tokenizer loads.
+            dataset = load_pairs(data) if key.method == "dpo" else load_dataset(data)
             if path not in self._tokenizers:
                 self._tokenizers = {path: base_tokenizer(path)}  # the last base's only: a GGUF's holds a Llama
-            result = preview(dataset, self._tokenizers[path], n=PREVIEW_EXAMPLES, max_len=key.max_len,
-                             assistant_only=key.assistant_only)
+            if isinstance(dataset, PairDataset):
+                result = preview_pairs(dataset, self._tokenizers[path], n=PREVIEW_PAIRS, max_len=key.max_len)
+            else:
+                result = preview(dataset, self._tokenizers[path], n=PREVIEW_EXAMPLES, max_len=key.max_len,
+                                 assistant_only=key.assistant_only)
         except Exception as exc:  # shown in the pane: a bad file must not end the worker silently
             self.post_message(self.Ready(key, None, error_text(exc), shape))
             return
