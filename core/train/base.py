@@ -148,7 +148,11 @@ def pick_device(requested: str = "auto") -> str:
 
 
 def pick_dtype(device: str, requested: str = "auto") -> str:
-    """float32 on CPU and MPS (safe and, on CPU, usually the fastest); bf16 on a CUDA GPU that supports it."""
+    """The frozen base's dtype (its forward runs under autocast in it; LoRA weights and AdamW stay float32).
+
+    auto: bf16 where the hardware computes in it natively (a CUDA GPU that has it, MPS, a CPU with AVX-512 BF16 or
+    AMX), float16 on an older CUDA GPU, else float32 (a CPU without bf16 units emulates it, slower than float32).
+    """
     if requested != "auto":
         if requested not in ("float32", "bfloat16", "float16"):
             raise TuillmError(f"unknown dtype {requested!r}; choose float32, bfloat16 or float16")
@@ -156,18 +160,33 @@ def pick_dtype(device: str, requested: str = "auto") -> str:
     if device.startswith("cuda"):
         import torch
 
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "float32"
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if device == "mps":
+        return "bfloat16"
+    from tuillm.core.models.hardware import cpu_bf16
+
+    return "bfloat16" if cpu_bf16() else "float32"
 
 
-def load_model(folder: Path, device: str, dtype: str):  # noqa: ANN201 - a transformers model
+def load_model(folder: Path, device: str, dtype: str, quant: str = "none"):  # noqa: ANN201 - a transformers model
+    """The base on ``device`` in ``dtype``; ``quant="4bit"``: its linear layers in NF4 through bitsandbytes (CUDA
+    only, checked by the caller), computing in ``dtype``."""
     import torch
     from transformers import AutoModelForCausalLM
 
     quiet_transformers()
+    extra: dict = {}
+    if quant == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        # QLoRA's recipe: NF4 weights with their scales quantized too, products in the run's dtype.
+        extra = {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_use_double_quant=True,
+                                                           bnb_4bit_compute_dtype=getattr(torch, dtype)),
+                 "device_map": {"": device}}
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype),
-                                                     trust_remote_code=False, use_safetensors=True)
-    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), trust_remote_code=False,
+                                                     use_safetensors=True, **extra)
+    except (ValueError, OSError, KeyError, RuntimeError, ImportError) as exc:
         raise ModelFileError(folder, f"transformers cannot load it ({first_line(exc)})") from None
-    return model.to(device)
+    return model if quant == "4bit" else model.to(device)  # a 4-bit model is placed by device_map, never moved

@@ -10,7 +10,8 @@ between steps, saves a checkpoint and raises a ``TuillmError`` saying so.
 
 Events (for a front end): ``Log`` lines (data summary, truncation warnings, one line per ``log_every`` steps);
 ``Progress("dequantize"|"load"|"train", done, total, message)``; after every step ``Metric``s named ``loss``,
-``lr``, ``tokens_per_s``, ``memory_bytes``, ``eta_s`` and, when evaluated, ``eval_loss`` (``step`` = the step);
+``lr``, ``tokens_per_s`` (steady state: after the warm-up steps, core.train.schedule.Pace), ``setup_s`` (loading
+before the first step), ``memory_bytes``, ``eta_s`` and, when evaluated, ``eval_loss`` (``step`` = the step);
 a method's own metrics beside them (``step_metrics``: DPO's rewards, core.train.dpo, whose run is a ``_Run``).
 """
 
@@ -52,7 +53,7 @@ from tuillm.core.train.distributed import PeerLost, Ranks, Single, join, should_
 from tuillm.core.train.model import lora_model, resolve_targets
 from tuillm.core.train.options import DEFAULT_TARGETS, SCHEDULES, TrainConfig, parse_targets
 from tuillm.core.train.passes import evaluate, memory_bytes, split_packed, sum_loss
-from tuillm.core.train.schedule import Plan, format_duration, lr_at
+from tuillm.core.train.schedule import Pace, Plan, format_duration, lr_at
 
 # Kept importable from here: the front ends and tests name them as core.train.loop's.
 __all__ = ["DEFAULT_TARGETS", "SCHEDULES", "TrainConfig", "TrainResult", "format_duration", "latest_checkpoint",
@@ -169,6 +170,7 @@ class _Run:
     start_step: int = 0
     step_metrics: dict[str, float] = field(default_factory=dict)  # a method's own, beside the loss (DPO's rewards)
     ranks: Ranks = field(default_factory=Single)  # the run's processes (core.train.distributed)
+    pace: Pace = field(default_factory=Pace)  # set-up time and steady-state speed
     _epoch: dict[int, list[PackedBatch]] = field(default_factory=dict)
     unit = "examples"  # what the data is counted in
 
@@ -223,7 +225,7 @@ class _Run:
         """The step's eval (when due), loss-log record, metrics, progress and log line."""
         config, step, total = self.config, self.step, self.plan.total_steps
         elapsed = time.monotonic() - self.start
-        tps = self.run_tokens / elapsed if elapsed > 0 else 0.0
+        tps = self.pace.tokens_per_s(step - self.start_step, self.run_tokens)
         eta = elapsed / (step - self.start_step) * (total - step)
         mem = memory_bytes(self.device)
         record: dict[str, Any] = {"step": step, "loss": round(step_loss, 6), "lr": lr, "tokens": self.tokens_done}
@@ -235,13 +237,15 @@ class _Run:
         record.update({name: round(value, 6) for name, value in self.step_metrics.items()})
         self.log.append(record)
         for name, value in (("loss", step_loss), ("lr", lr), ("tokens_per_s", tps), ("memory_bytes", mem),
-                            ("eta_s", eta), *self.step_metrics.items()):
+                            ("eta_s", eta), ("setup_s", self.pace.setup_s),
+                            *self.step_metrics.items()):
             self.emit(Metric(name, value, step))
         if evaluate_now and self.last_eval is not None:
             self.emit(Metric("eval_loss", self.last_eval, step))
         shown_eval = f" eval {self.last_eval:.4f}" if evaluate_now and self.last_eval else ""
         shown_extra = "".join(f", {name.replace('_', ' ')} {value:.3f}" for name, value in self.step_metrics.items())
-        message = (f"loss {step_loss:.4f}{shown_eval}{shown_extra}, lr {lr:.2e}, {tps:.0f} tok/s, "
+        message = (f"loss {step_loss:.4f}{shown_eval}{shown_extra}, lr {lr:.2e}, {tps:.0f} tok/s"
+                   f"{'' if self.pace.steady else ' (warm-up)'}, set-up {format_duration(self.pace.setup_s)}, "
                    f"ETA {format_duration(eta)}, mem {mem / 1e9:.2f} GB")
         self.emit(Progress("train", step, total, message))
         if config.log_every and (step % config.log_every == 0 or step == total):
@@ -282,7 +286,7 @@ class _Run:
         import torch
 
         self.model.train()
-        self.start = time.monotonic()
+        self.start = self.pace.started()
         self.start_step = self.step
         self.last_loss = self.log[-1]["loss"] if self.log else None
         try:
@@ -315,6 +319,7 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     """Train a LoRA adapter into ``config.output``; see the module docstring. ``force``: a finished adapter or
     another run's checkpoints in the output folder are replaced. ``memory``: the memory guard's probe (default:
     the system's RAM, read when the run starts so a test can replace ``hardware.read_memory``)."""
+    pace = Pace()  # set-up time counts from here
     config.check()
     out, resume_from = _output_folder(config, force)
     if should_launch(config):  # --nproc N: N processes of this function, rank 0's events come back to emit
@@ -343,7 +348,7 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
                                   weight_decay=config.weight_decay)
     plan = Plan.of(config, len(train_set))
     run = run_type(config, model, optimizer, device, plan, train_set, eval_set, out, emit, cancel,
-                   memory or hardware.read_memory, ranks=ranks)
+                   memory or hardware.read_memory, ranks=ranks, pace=pace)
     _resume(run, resume_from)
     ranks.seed(config.seed, run.step)
     run.model = ranks.wrap(model)  # DDP (or FSDP) around the LoRA model; after every rank checked the output

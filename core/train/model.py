@@ -1,5 +1,12 @@
 """A run's model: the base loaded with LoRA around its targets (float32 LoRA weights), and the names it wraps.
 
+Mixed precision: the frozen base is loaded in the run's dtype (bf16 halves its memory and runs on a CPU's bf16
+units) and the model's forward runs under ``torch.autocast`` in that dtype, so the LoRA products use the same fast
+kernels while the LoRA weights, their gradients and AdamW's moments stay float32 (accelerate wraps the forward the
+same way for ``mixed_precision``). The loss is taken in float32 (core.train.passes).
+QLoRA (``quant="4bit"``, CUDA only): the base in NF4 through bitsandbytes, prepared with peft's
+``prepare_model_for_kbit_training``.
+
 torch, transformers and peft are imported inside the functions.
 """
 
@@ -36,9 +43,15 @@ def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit:
 
     from tuillm.core.train.base import load_model
 
+    check_quant(config.quant, device)
     torch.manual_seed(config.seed)
-    emit(Progress("load", 0, 0, f"loading {folder.name} on {device} ({dtype})"))
-    model = load_model(folder, device, dtype)
+    shown = f"{dtype}, 4-bit NF4" if config.quant == "4bit" else dtype
+    emit(Progress("load", 0, 0, f"loading {folder.name} on {device} ({shown})"))
+    model = load_model(folder, device, dtype, config.quant)
+    if config.quant == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.grad_checkpointing)
     targets = resolve_targets(model, config.targets)
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=targets, bias="none", task_type="CAUSAL_LM")
@@ -49,9 +62,33 @@ def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit:
     if config.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+    autocast_forward(model, device, dtype)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
     target_names = targets if isinstance(targets, str) else ", ".join(targets)
     emit(Log(f"LoRA rank {config.rank}, alpha {config.alpha:g} on {target_names}: "
-             f"{n_trainable / 1e6:.2f}M trainable of {n_total / 1e6:.0f}M parameters; {device}, {dtype}"))
+             f"{n_trainable / 1e6:.2f}M trainable of {n_total / 1e6:.0f}M parameters; {device}, {shown}"))
     return model
+
+
+def check_quant(quant: str, device: str) -> None:
+    """QLoRA needs CUDA and bitsandbytes: anywhere else one line before anything loads."""
+    if quant == "none":
+        return
+    if not device.startswith("cuda"):
+        raise TuillmError(f"--quant {quant} (QLoRA) needs a CUDA GPU (bitsandbytes' 4-bit kernels); this run is on "
+                          f"{device}: train without it (--quant none)")
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise TuillmError(f"--quant {quant} (QLoRA) needs bitsandbytes: pip install bitsandbytes")
+
+
+def autocast_forward(model: Any, device: str, dtype: str) -> None:
+    """The model's forward under autocast in ``dtype`` (none for float32): every pass of the run, whoever calls it
+    (the loss, eval, DPO's reference, a DDP wrapper), computes in it; backward follows the forward's dtypes."""
+    if dtype == "float32":
+        return
+    import torch
+
+    model.forward = torch.autocast(device.split(":")[0], dtype=getattr(torch, dtype))(model.forward)

@@ -1,10 +1,11 @@
-"""How long a run is and how fast it learns: steps from the data and the settings, the learning-rate schedule, and
-the duration text of the progress lines."""
+"""How long a run is and how fast it learns and goes: steps from the data and the settings, the learning-rate
+schedule, the set-up time and steady-state speed (``Pace``), and the duration text of the progress lines."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from tuillm.core.train.options import TrainConfig
 
@@ -24,6 +25,42 @@ class Plan:
         total = config.max_steps or max(1, math.ceil(config.epochs * n_micro / config.grad_accum))
         warmup = int(config.warmup * total) if config.warmup < 1 else int(config.warmup)
         return cls(n_micro, math.ceil(n_micro / config.grad_accum), total, warmup)
+
+
+# Steps left out of the steady-state speed: the first ones pay for kernel selection, the allocator's growth and
+# cold caches (on CPU the first step takes several times a later one).
+WARM_STEPS = 2
+
+
+@dataclass
+class Pace:
+    """A run's set-up time (from ``began``, when training was asked for, to its first step: loading the model and
+    the data) and its speed in tokens/s after the first ``WARM_STEPS`` steps, the speed the rest of the run keeps.
+    Until then, and in runs no longer than that, the speed is the one so far (``steady`` says which)."""
+
+    began: float = field(default_factory=time.monotonic)
+    start: float | None = None  # the first step began
+    warm: tuple[float, int] | None = None  # (time, tokens) at the end of the warm-up steps
+    steady: bool = False
+
+    def started(self) -> float:
+        self.start = time.monotonic()
+        return self.start
+
+    @property
+    def setup_s(self) -> float:
+        return (self.start if self.start is not None else time.monotonic()) - self.began
+
+    def tokens_per_s(self, steps: int, tokens: int) -> float:
+        """The speed after ``steps`` steps of this run that read ``tokens`` tokens in all."""
+        now = time.monotonic()
+        if self.warm is not None and steps > WARM_STEPS and now > self.warm[0]:
+            self.steady = True
+            return (tokens - self.warm[1]) / (now - self.warm[0])
+        if steps >= WARM_STEPS and self.warm is None:
+            self.warm = (now, tokens)
+        elapsed = now - (self.start if self.start is not None else self.began)
+        return tokens / elapsed if elapsed > 0 else 0.0
 
 
 def lr_at(step: int, total: int, base_lr: float, schedule: str, warmup_steps: int) -> float:

@@ -20,14 +20,17 @@ LOG_STYLES = {"warning": "yellow", "error": "red"}
 
 
 def stats_line(stats: dict[str, float], progress: Progress) -> str:
-    """``step 3/10 · loss 1.234 · eval 1.300 · 812 tok/s · ETA 12s · RAM 1.2 GB`` from the latest metrics."""
+    """``step 3/10 · loss 1.234 · eval 1.300 · 812 tok/s · set-up 9s · ETA 12s · RAM 1.2 GB`` from the latest
+    metrics."""
     parts = [f"step {progress.done:g}/{progress.total:g}"]
     if "loss" in stats:
         parts.append(f"loss {stats['loss']:.3f}")
     if "eval_loss" in stats:
         parts.append(f"eval {stats['eval_loss']:.3f}")
     if "tokens_per_s" in stats:
-        parts.append(f"{stats['tokens_per_s']:.0f} tok/s")
+        parts.append(f"{stats['tokens_per_s']:.0f} tok/s")  # steady state once the warm-up steps are done
+    if "setup_s" in stats:
+        parts.append(f"set-up {format_duration(stats['setup_s'])}")
     if "eta_s" in stats:
         parts.append(f"ETA {format_duration(stats['eta_s'])}")
     if "memory_bytes" in stats:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tuillm.core.errors import ModelFileError
+from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.train.base import base_folder, pick_dtype
 
 
@@ -22,5 +22,31 @@ def test_hf_folder_is_used_as_is_and_bad_paths_say_why(tmp_path: Path) -> None:
         base_folder(tmp_path / "notes.gguf")
 
 
-def test_dtype_choice() -> None:
-    assert pick_dtype("cpu") == "float32" and pick_dtype("cpu", "bfloat16") == "bfloat16"
+def test_dtype_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto: bf16 on a CPU with bf16 units (AVX-512 BF16 or AMX, from /proc/cpuinfo's flags), float32 on one
+    without (bf16 would be emulated, slower); an explicit dtype is taken as it is, an unknown one refused."""
+    from tuillm.core.models import hardware
+
+    avx512 = "flags\t\t: fpu sse2 avx avx2 avx512f avx512_bf16\n"
+    amx = "flags\t\t: fpu sse2 avx avx2 avx512f amx_tile amx_bf16\n"
+    plain = "flags\t\t: fpu sse2 avx avx2 fma\n"
+    cases = [(hardware.cpu_features(text, "x86_64"), expected)
+             for text, expected in ((avx512, "bfloat16"), (amx, "bfloat16"), (plain, "float32"))]
+    for features, expected in cases:
+        assert hardware.cpu_bf16(features) is (expected == "bfloat16")
+        monkeypatch.setattr(hardware, "cpu_features", lambda features=features: features)
+        assert pick_dtype("cpu") == expected
+    assert pick_dtype("cpu", "bfloat16") == "bfloat16" and pick_dtype("cpu", "float32") == "float32"
+    assert pick_dtype("mps") == "bfloat16"
+    with pytest.raises(TuillmError, match="unknown dtype 'half'"):
+        pick_dtype("cpu", "half")
+
+
+def test_quant_4bit_is_refused_without_cuda(tmp_path: Path) -> None:
+    """QLoRA needs CUDA (bitsandbytes): on CPU or MPS one line before anything loads."""
+    from tuillm.core.train.model import check_quant
+
+    check_quant("none", "cpu")
+    for device in ("cpu", "mps"):
+        with pytest.raises(TuillmError, match=rf"--quant 4bit \(QLoRA\) needs a CUDA GPU .*this run is on {device}"):
+            check_quant("4bit", device)
