@@ -87,6 +87,20 @@ def test_check_hash_is_the_whole_tokenizers(family: str | None, base: Path, tmp_
     assert check_hash(tj, merges) == _full_hash(tj)
 
 
+def test_check_hash_counts_the_special_tokens_the_tokenizer_adds(base: Path, tmp_path: Path) -> None:
+    """As the reference's ``AutoTokenizer.encode(chktxt)``: a BOS added by the post-processor (Llama 3 adds
+    <|begin_of_text|>) is part of the hashed ids, and the reduced tokenizer keeps it."""
+    tj = _variant(base, "llama-bpe", tmp_path / "ckpt")
+    merges = merge_strings(Path("tokenizer.json"), tj["model"]["merges"])
+    plain = check_hash(tj, merges)
+    bos = next(a for a in tj["added_tokens"] if a["content"] == "<|im_start|>")
+    name, a, b = bos["content"], {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}
+    tj["post_processor"] = {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": name, "type_id": 0}}, a],
+                            "pair": [a, b],
+                            "special_tokens": {name: {"id": name, "ids": [bos["id"]], "tokens": [name]}}}
+    assert check_hash(tj, merges) == _full_hash(tj) != plain
+
+
 @pytest.mark.parametrize("family", list(VARIANTS))
 def test_unknown_pre_tokenizer_is_refused_with_its_hash(family: str, base: Path, tmp_path: Path) -> None:
     tj = _variant(base, family, tmp_path / "ckpt")
