@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,33 @@ RAW_DTYPES = {
 
 def bf16_to_f32(raw: np.ndarray) -> np.ndarray:
     """Widen bf16 bit patterns (uint16) to float32: bf16 is the top half of a float32."""
-    return (raw.astype(np.uint32) << 16).view(np.float32)
+    out = np.empty(raw.shape, dtype=np.uint32)
+    np.left_shift(raw, 16, out=out, dtype=np.uint32)  # one pass, no uint32 temporary
+    return out.view(np.float32)
+
+
+@cache
+def _bf16_to_f16_table() -> np.ndarray:
+    with np.errstate(over="ignore"):  # bf16 values beyond float16's range become inf, as the cast makes them
+        return bf16_to_f32(np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)).astype(np.float16)
+
+
+def bf16_to_f16(raw: np.ndarray) -> np.ndarray:
+    """bf16 bit patterns (uint16) to float16, bit for bit what float32 -> float16 gives (round to nearest even),
+    by a lookup in a table of all 65536 patterns: one gather instead of a widening and a cast.
+
+    Gathered in slices: ``np.take`` turns its indices into an int64 array first (4x the input), so a slice's
+    worth of them stays small and in cache.
+    """
+    table = _bf16_to_f16_table()
+    flat = np.ascontiguousarray(raw).reshape(-1)
+    out = np.empty(flat.shape, dtype=np.float16)
+    for i in range(0, flat.size, _GATHER_SLICE):
+        np.take(table, flat[i:i + _GATHER_SLICE], out=out[i:i + _GATHER_SLICE])
+    return out.reshape(raw.shape)
+
+
+_GATHER_SLICE = 1 << 18
 
 
 @dataclass
@@ -31,11 +57,10 @@ class Checkpoint:
     tensors: dict[str, TensorEntry]
 
     def read_raw(self, name: str, rows: tuple[int, int] | None = None) -> np.ndarray:
-        """The tensor's stored values (bf16 as uint16), or rows [start, end) of it, copied out of a mapping
-        of just that byte range.
+        """The tensor's stored values (bf16 as uint16), or rows [start, end) of it, read into a new array.
 
-        Mapping per read and unmapping afterwards keeps the touched file pages out of our RSS once the tensor
-        is done, so memory does not grow with the checkpoint size.
+        One read straight into the array's memory (the file's pages stay in the page cache, never in our RSS, so
+        memory does not grow with the checkpoint size); the read releases the GIL, so readers run in parallel.
         """
         entry = self.tensors[name]
         dtype = RAW_DTYPES.get(entry.dtype)
@@ -47,15 +72,19 @@ class Checkpoint:
             shape = (rows[1] - rows[0], *shape[1:])
             begin += rows[0] * row_elems * np.dtype(dtype).itemsize
             count = shape[0] * row_elems
+        out = np.empty(shape, dtype=dtype)
         if count == 0:
-            return np.zeros(shape, dtype=dtype)
-        end = begin + count * np.dtype(dtype).itemsize
-        start = begin - begin % mmap.ALLOCATIONGRANULARITY
-        with entry.file.open("rb") as f, mmap.mmap(f.fileno(), end - start, offset=start,
-                                                    access=mmap.ACCESS_READ) as mm:
-            view = np.frombuffer(mm, dtype=dtype, count=count, offset=begin - start)
-            out = view.reshape(shape).copy()
-            del view  # the mapping can only close once no array points into it
+            return out
+        view = memoryview(out).cast("B")
+        with entry.file.open("rb", buffering=0) as f:
+            f.seek(begin)
+            got = 0
+            while got < len(view):
+                n = f.readinto(view[got:])
+                if not n:
+                    raise ConvertError(f"{entry.file.name}: ends inside tensor {name} (the file changed while "
+                                       "it was read)")
+                got += n
         return out
 
 

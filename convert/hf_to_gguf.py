@@ -1,9 +1,10 @@
 """HF checkpoint folder -> GGUF (f32, f16, bf16, q8_0), streamed piece by piece.
 
-The header (metadata + every tensor's name, shape and type) is computed from the safetensors headers alone, then
-tensor data is read in row ranges, transformed, encoded in a small thread pool and appended in order, so peak
-memory is a few pieces whatever the model size. The file is written under a temporary name in the output
-folder and renamed when complete; on any failure or interruption the temporary file is removed.
+The header (metadata + every tensor's name, shape, type and offset) is computed from the safetensors headers alone
+and packed in bulk (``gguf_write``); then tensor data is read in row ranges, transformed, encoded and written at
+its offset by a small thread pool (``gguf_write_data``), so peak memory is a few pieces whatever the model size.
+The file is written under a temporary name in the output folder and renamed when complete; on any failure or
+interruption the pool is stopped and the temporary file removed.
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ import os
 import re
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import gguf
 import numpy as np
 
 from tuillm.convert.archs import find_arch
 from tuillm.convert.archs.base import Arch
-from tuillm.convert.checkpoint import Checkpoint, bf16_to_f32, open_checkpoint
+from tuillm.convert.checkpoint import Checkpoint, bf16_to_f16, bf16_to_f32, open_checkpoint
 from tuillm.convert.errors import ConvertError
+from tuillm.convert.gguf_write import data_end, header_bytes
+from tuillm.convert.gguf_write_data import Piece, write_gguf
 from tuillm.convert.hparams import HParams, read_hparams
 from tuillm.convert.output import atomic_output
 from tuillm.convert.progress import ConvertProgress, ProgressFn
@@ -56,8 +56,8 @@ class _Planned:
     shape: tuple[int, ...]
     qtype: gguf.GGMLQuantizationType
     nbytes: int
-    # Encoders of consecutive row ranges; their outputs, concatenated, are the tensor's bytes in the file.
-    units: list[Callable[[], np.ndarray]]
+    # Encoders of consecutive row ranges, with their sizes: their outputs, concatenated, are the tensor's bytes.
+    units: list[tuple[int, Callable[[], np.ndarray]]]
 
 
 def _to_bf16(a: np.ndarray) -> np.ndarray:
@@ -103,10 +103,11 @@ def _plan(ck: Checkpoint, arch: Arch, hp: HParams, out: gguf.GGMLQuantizationTyp
         offset = arch.norm_offset if hf_name.endswith("norm.weight") else 0.0
         # The q/k permutation moves rows only within a head, so their pieces are whole heads.
         ranges = [None] if len(shape) < 2 else _row_ranges(shape, shape[0] // permute_heads if permute_heads else 1)
-        units = [_loader(ck, hf_name, qtype, permute_heads, offset, rows) for rows in ranges]
+        units = [(nbytes(shape if rows is None else (rows[1] - rows[0], *shape[1:]), qtype),
+                  _loader(ck, hf_name, qtype, permute_heads, offset, rows)) for rows in ranges]
         plan.append(_Planned(gguf_name, shape, qtype, nbytes(shape, qtype), units))
     for gguf_name, values in arch.extra_tensors(ck.config, hp):
-        plan.append(_Planned(gguf_name, values.shape, Q.F32, values.nbytes, [lambda v=values: v]))
+        plan.append(_Planned(gguf_name, values.shape, Q.F32, values.nbytes, [(values.nbytes, lambda v=values: v)]))
     return plan
 
 
@@ -133,6 +134,8 @@ def _loader(ck: Checkpoint, hf_name: str, qtype: Q, permute_heads: int | None, o
         if offset == 0.0 and ((source == "BF16" and qtype == Q.BF16) or (source == "F16" and qtype == Q.F16)
                               or (source == "F32" and qtype == Q.F32)):
             return np.ascontiguousarray(raw)
+        if source == "BF16" and qtype == Q.F16 and offset == 0.0:
+            return bf16_to_f16(raw)  # the common case (bf16 checkpoint to f16) in one pass
         values = bf16_to_f32(raw) if source == "BF16" else raw.astype(np.float32, copy=False)
         if offset:
             values = values + np.float32(offset)
@@ -146,22 +149,6 @@ def _embedding_rows(ck: Checkpoint) -> int:
         if name in ck.tensors:
             return ck.tensors[name].shape[0]
     raise ConvertError(f"{ck.folder}: no token embedding tensor (model.embed_tokens.weight)")
-
-
-def _ordered(units: list[Callable[[], np.ndarray]], threads: int) -> Iterator[np.ndarray]:
-    """Run the units in a thread pool (numpy releases the GIL), yielding results in order, a few in flight."""
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tuillm-convert") as pool:
-        pending: deque[Future[np.ndarray]] = deque()
-        try:
-            for unit in units:
-                pending.append(pool.submit(unit))
-                if len(pending) > threads:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for fut in pending:
-                fut.cancel()
 
 
 def _return_freed_memory_to_os() -> None:
@@ -190,10 +177,6 @@ def _return_freed_memory_to_os() -> None:
 _MALLOC_TUNED = False
 
 
-def _pad(f: BinaryIO, alignment: int) -> None:
-    f.write(b"\0" * (-f.tell() % alignment))
-
-
 def hf_tensors(folder: Path) -> tuple[list[TensorShape], int]:
     """The tensors ``convert_hf`` writes for an HF checkpoint (from its headers only) and the GQA factor."""
     ck = open_checkpoint(Path(folder))
@@ -220,58 +203,52 @@ def convert_hf(folder: Path, out_path: Path, out_type: str = CONVERT_DEFAULT, *,
     vocab = read_vocab(folder, n_vocab)  # fail on a bad tokenizer before anything is written
     plan = _plan(ck, arch, hp, ggml_type(out_type))
     _return_freed_memory_to_os()
-    threads = threads or max(1, min(4, os.cpu_count() or 1))
-    total_bytes = sum(p.nbytes for p in plan)
-    start = time.monotonic()
-
-    def report(done: int, written: int) -> None:
-        if progress is not None:
-            progress(ConvertProgress("convert", done, len(plan), written, total_bytes, time.monotonic() - start))
-
+    writer = gguf.GGUFWriter(None, arch.gguf_name)  # collects the metadata (no file); gguf_write packs it
+    writer.add_name(name or folder.resolve().name)
+    writer.add_file_type(int(file_type(out_type)))
+    if out_type == "q8_0":
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    arch.write_metadata(writer, ck.config, hp)
+    add_vocab(writer, folder, vocab, arch.add_space_prefix)
+    for p in plan:
+        writer.add_tensor_info(p.gguf_name, p.shape, np.dtype(np.float32), p.nbytes, raw_dtype=p.qtype)
+    header, offsets = header_bytes(writer)
+    tally = _Tally(plan, progress)
     with atomic_output(out_path) as tmp:
-        writer = gguf.GGUFWriter(tmp, arch.gguf_name)
-        try:
-            writer.add_name(name or folder.resolve().name)
-            writer.add_file_type(int(file_type(out_type)))
-            if out_type == "q8_0":
-                writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-            arch.write_metadata(writer, ck.config, hp)
-            add_vocab(writer, folder, vocab, arch.add_space_prefix)
-            for p in plan:
-                writer.add_tensor_info(p.gguf_name, p.shape, np.dtype(np.float32), p.nbytes, raw_dtype=p.qtype)
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            alignment = writer.data_alignment
-        finally:
-            writer.close()
-        report(0, 0)
-        _append_tensor_data(tmp, plan, alignment, threads, report)
+        tally.report()
+        write_gguf(tmp, header, data_end(writer, len(header)), _pieces(plan, offsets),
+                   threads or max(1, min(4, os.cpu_count() or 1)), tally.piece_done, lambda i: plan[i].gguf_name)
+        if tally.done != len(plan):
+            raise ConvertError("internal error: tensor data does not match the tensor table")
     return out_path
 
 
-def _append_tensor_data(path: Path, plan: list[_Planned], alignment: int, threads: int,
-                        report: Callable[[int, int], None]) -> None:
-    """Append every planned tensor's data to the file at ``path`` (header written), reporting each tensor.
+class _Tally:
+    """Progress by tensors: pieces finish out of order, and a tensor is done when the last of its pieces is."""
 
-    Appended here rather than through GGUFWriter.write_tensor_data so that one tensor can be written in several
-    pieces. Layout as GGUF requires: each tensor starts on an alignment boundary, in the order of the tensor infos.
-    """
-    with open(path, "ab") as f:
-        flat = [(i, unit) for i, job in enumerate(plan) for unit in job.units]
-        done, written, tensor_start = 0, 0, None
-        for (i, _), data in zip(flat, _ordered([u for _, u in flat], threads), strict=True):
-            if tensor_start is None:
-                _pad(f, alignment)
-                tensor_start = f.tell()
-            data.tofile(f)
-            written += data.nbytes
-            del data
-            if f.tell() - tensor_start == plan[i].nbytes:
-                tensor_start, done = None, done + 1
-                report(done, written)
-            elif f.tell() - tensor_start > plan[i].nbytes:
-                raise ConvertError(f"tensor {plan[i].gguf_name}: encoded more bytes than planned")
-        if done != len(plan):
-            raise ConvertError("internal error: tensor data does not match the tensor table")
-        _pad(f, alignment)
+    def __init__(self, plan: list[_Planned], progress: ProgressFn | None) -> None:
+        self.left = [len(p.units) for p in plan]
+        self.total_bytes = sum(p.nbytes for p in plan)
+        self.progress = progress
+        self.done = self.written = 0
+        self.start = time.monotonic()
+
+    def report(self) -> None:
+        if self.progress is not None:
+            self.progress(ConvertProgress("convert", self.done, len(self.left), self.written, self.total_bytes,
+                                          time.monotonic() - self.start))
+
+    def piece_done(self, piece: Piece) -> None:
+        self.written += piece.nbytes
+        self.left[piece.tensor] -= 1
+        if self.left[piece.tensor] == 0:
+            self.done += 1
+            self.report()
+
+
+def _pieces(plan: list[_Planned], offsets: list[int]) -> Iterator[Piece]:
+    """Every unit of every tensor as a Piece at its place in the file, in file order."""
+    for i, (p, offset) in enumerate(zip(plan, offsets, strict=True)):
+        for size, encode in p.units:
+            yield Piece(i, offset, size, encode)
+            offset += size
