@@ -200,3 +200,16 @@ def test_events_then_cancel_and_resume_give_the_same_curve(tiny: Path, tmp_path:
     assert [r["reward_margin"] for r in resumed.loss_log] == pytest.approx(
         [r["reward_margin"] for r in full.loss_log], abs=1e-5)
     assert json.loads((tmp_path / "cut" / "training.json").read_text())["method"] == "dpo"
+
+
+def test_a_micro_batch_in_one_row_gives_the_losses_of_one_pair_a_row(tiny: Path, tmp_path: Path) -> None:
+    """Packed in one row (CUDA's way, or --packing row), each side's log-probability is still its own: positions
+    restart per sequence, and the summed log-probabilities are split back by sequence."""
+    runs = {}
+    for packing in ("each", "row"):
+        config = tiny_config(tiny, tmp_path, packing)
+        config.packing, config.dropout, config.max_steps, config.eval_fraction = packing, 0.0, 3, 0.0
+        runs[packing] = train(config).loss_log
+    for key in ("loss", "reward_margin", "reward_accuracy"):
+        assert [r[key] for r in runs["row"]] == pytest.approx([r[key] for r in runs["each"]], abs=1e-4), key
+    assert runs["row"][0]["loss"] == pytest.approx(math.log(2), abs=1e-5) and runs["row"][-1]["loss"] < math.log(2)
