@@ -2,13 +2,20 @@
 
 Model of the training loop in core.train.loop (peak resident memory on CPU; allocated memory on a GPU):
 - runtime: the Python process with torch, transformers and peft imported (CPU only: a GPU's figure is its own);
-- weights: every parameter of the base in the training dtype (float32 on CPU; bf16 on most GPUs);
+- weights: every parameter of the base in the training dtype (``auto``: bf16 on a GPU and on a CPU with bf16 units,
+  else float32: core.train.base.pick_dtype's rule); activations are saved in it too (the forward runs under
+  autocast), the LM head's logits in float32;
 - LoRA: its parameters, their gradients and AdamW's two moments, all float32 (16 bytes a parameter);
 - activations of one forward/backward pass: per token and layer a multiple of the hidden and MLP widths (plus the
   inputs LoRA dropout copies), a layer's attention scores at once, and the LM head's float32 logits for the
   trained tokens (the loop keeps only those). One pass holds ``max_len`` tokens on CPU/MPS (rows of at most
   ``max_len``), the whole micro-batch (``batch_size x max_len``) on CUDA or with ``packing="row"``.
 Gradient checkpointing keeps only each layer's input and recomputes one layer at a time.
+DPO (``method="dpo"``): a pair's chosen and rejected answers run in one pass (twice the tokens, attention through a
+block-diagonal mask); the reference log-probabilities come from the same model with the adapter switched off, under
+no_grad, so there is no second copy of the base and nothing of that pass is kept.
+``nproc`` processes on CPU each hold their own copy of everything (runtime, base, LoRA, activations): the total is N
+times one process's; on CUDA each GPU holds one process's share and the figure is per GPU.
 
 The constants were fitted to the peak RSS (VmHWM) of real short runs of the demo (SmolLM2-135M) on CPU;
 tests/bench/train_memory.py measures it again and prints the ratio. GPU figures use the same activation model in
@@ -59,13 +66,21 @@ class TrainMemoryEstimate:
     tokens_per_pass: int
     device: str
     dtype: str
+    method: str = "sft"
+    processes: int = 1  # --nproc: on CPU the machine holds this many copies of the process
+
+    @property
+    def process_bytes(self) -> int:
+        """One process's peak (on a GPU: one GPU's)."""
+        return self.runtime_bytes + self.weights_bytes + self.lora_bytes + self.activation_bytes
 
     @property
     def total_bytes(self) -> int:
-        return self.runtime_bytes + self.weights_bytes + self.lora_bytes + self.activation_bytes
+        """What the machine needs: RAM on CPU (every process), one GPU's memory on CUDA."""
+        return self.process_bytes * (1 if self.device == "cuda" else self.processes)
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "total_bytes": self.total_bytes}
+        return {**asdict(self), "process_bytes": self.process_bytes, "total_bytes": self.total_bytes}
 
 
 def model_shape(base: str | Path) -> ModelShape:
@@ -122,15 +137,15 @@ def lora_params(shape: ModelShape, rank: int, targets: list[str] | str = "defaul
 def estimate_training(shape: ModelShape, *, rank: int = 16, targets: list[str] | str = "default",
                       max_len: int = 512, batch_size: int = 4, dropout: float = 0.05, device: str = "cpu",
                       dtype: str = "auto", packing: str = "auto", grad_checkpointing: bool = False,
-                      trained_fraction: float = 1.0) -> TrainMemoryEstimate:
+                      trained_fraction: float = 1.0, method: str = "sft", nproc: int = 1) -> TrainMemoryEstimate:
     """Peak memory of a run with these settings (the fields of core.train.options.TrainConfig);
     ``trained_fraction``: the share of tokens that carry loss (1 for raw text: the upper bound)."""
     gpu = device.startswith("cuda")
-    if dtype == "auto":
-        dtype = "bfloat16" if gpu else "float32"
+    dtype = auto_dtype(device) if dtype == "auto" else dtype
     width = DTYPE_BYTES.get(dtype, 4)
     one_row = packing == "row" or (packing == "auto" and gpu)
-    tokens = max_len * batch_size if one_row else max_len
+    sides = 2 if method == "dpo" else 1  # a pair's chosen and rejected answers in the same pass
+    tokens = (max_len * batch_size if one_row else max_len) * sides
     n_lora = lora_params(shape, rank, targets)
     sizes = _targets(shape, targets)
     # Saved for backward, per token and layer (in elements): norms and residuals, q/k/v and attention output,
@@ -142,11 +157,11 @@ def estimate_training(shape: ModelShape, *, rank: int = 16, targets: list[str] |
         layers = tokens * (shape.n_layers * shape.n_embd * width + per_layer_bytes)
     else:
         layers = tokens * shape.n_layers * per_layer_bytes
-    copies = MASKED_ATTENTION_COPIES if one_row and batch_size > 1 else ATTENTION_COPIES
+    copies = MASKED_ATTENTION_COPIES if (one_row and batch_size > 1) or sides > 1 else ATTENTION_COPIES
     attention = copies * shape.n_head * tokens * tokens * 4
     # Rows of a micro-batch run one after another on CPU, yet the allocator keeps about one float32 logit row per
     # token of the other rows (measured: 4 x 512 tokens peak 0.35 GB above 1 x 512).
-    rest = (batch_size - 1) * max_len if not one_row else 0
+    rest = (batch_size - 1) * max_len * sides if not one_row else 0
     # The LM head runs on the trained positions only: all of them for raw text, the answers for chat data.
     logits = int(tokens * min(max(trained_fraction, 0.0), 1.0)) * shape.vocab_size * 4 * LOGIT_COPIES
     logits += rest * shape.vocab_size * 4
@@ -159,7 +174,19 @@ def estimate_training(shape: ModelShape, *, rank: int = 16, targets: list[str] |
         tokens_per_pass=tokens,
         device="cuda" if gpu else device,
         dtype=dtype,
+        method=method,
+        processes=max(1, nproc),
     )
+
+
+def auto_dtype(device: str) -> str:
+    """What ``--dtype auto`` gives without importing torch: bf16 on a GPU (the usual case; an old one runs float16,
+    the same width) and on a CPU with bf16 units, float32 elsewhere."""
+    if device.startswith("cuda") or device == "mps":
+        return "bfloat16"
+    from tuillm.core.models.hardware import cpu_bf16
+
+    return "bfloat16" if cpu_bf16() else "float32"
 
 
 def estimate_for_config(shape: ModelShape, config: Any, trained_fraction: float = 1.0) -> TrainMemoryEstimate:
@@ -168,4 +195,4 @@ def estimate_for_config(shape: ModelShape, config: Any, trained_fraction: float 
                              batch_size=config.batch_size, dropout=config.dropout,
                              device=config.device if config.device != "auto" else "cpu", dtype=config.dtype,
                              packing=config.packing, grad_checkpointing=config.grad_checkpointing,
-                             trained_fraction=trained_fraction)
+                             trained_fraction=trained_fraction, method=config.method, nproc=config.nproc)

@@ -5,7 +5,10 @@ peak RSS (VmHWM, the whole process: what the estimate models) next to the estima
 ratio estimate/measured is the figure of merit (goal: 0.85-1.15). Raw text examples longer than every max length
 are used, so each row is full, plus one chat set where only the answers carry loss.
 
-Run: .venv/bin/python tests/bench/train_memory.py [--quick]
+``--dtype`` runs every setting in that dtype (default auto: bf16 on a CPU with AVX-512 BF16 or AMX, else float32);
+the estimate is asked for the same dtype.
+
+Run: .venv/bin/python tests/bench/train_memory.py [--quick] [--dtype auto|float32|bfloat16]
 """
 
 from __future__ import annotations
@@ -77,15 +80,18 @@ def trained_fraction(base: Path, setting: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="the first two settings only")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
     args = parser.parse_args()
     from tests.checkpoints import demo_hf_checkpoint
-    from tuillm.core.train.memory import estimate_training, model_shape
+    from tuillm.core.train.memory import auto_dtype, estimate_training, model_shape
 
     base = demo_hf_checkpoint()
     shape = model_shape(base)
     ratios = []
+    print(f"dtype {args.dtype} (auto here: {auto_dtype('cpu')})")
     print(f"{'setting':<70} {'estimate':>9} {'measured':>9} {'ratio':>6}")
     for setting in SETTINGS[:2] if args.quick else SETTINGS:
+        setting = {**setting, "dtype": args.dtype}
         out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(setting), str(base)], capture_output=True,
                              text=True, cwd=REPO)
         if out.returncode != 0:

@@ -65,7 +65,7 @@ def test_monotonic_in_rank_length_and_batch(demo: ModelShape) -> None:
 
 
 def test_sane_magnitudes_for_the_demo(demo: ModelShape) -> None:
-    cpu = estimate_training(demo, rank=8, max_len=64, batch_size=1)
+    cpu = estimate_training(demo, rank=8, max_len=64, batch_size=1, dtype="float32")
     assert (cpu.device, cpu.dtype, cpu.tokens_per_pass) == ("cpu", "float32", 64)
     assert cpu.weights_bytes == demo.params * 4
     assert cpu.lora_bytes == 2_442_240 * 16  # weights, gradients and AdamW's two moments, float32
@@ -75,7 +75,7 @@ def test_sane_magnitudes_for_the_demo(demo: ModelShape) -> None:
     gpu = estimate_training(demo, rank=8, max_len=64, batch_size=1, device="cuda")
     assert (gpu.dtype, gpu.weights_bytes, gpu.runtime_bytes) == ("bfloat16", demo.params * 2, 0)
     assert gpu.total_bytes < cpu.total_bytes
-    long = estimate_training(demo, rank=8, max_len=1024, batch_size=1)
+    long = estimate_training(demo, rank=8, max_len=1024, batch_size=1, dtype="float32")
     assert 4 * GB < long.total_bytes < 6.5 * GB  # measured about 5.2 GB
     assert long.to_json()["total_bytes"] == long.total_bytes
 
@@ -85,3 +85,30 @@ def test_from_a_train_config(demo: ModelShape) -> None:
     est = estimate_for_config(demo, config)
     assert est == estimate_training(demo, rank=8, max_len=128, batch_size=2)  # device "auto" counts as CPU
     assert estimate_for_config(demo, replace(config, device="cuda")).device == "cuda"
+
+
+def test_bf16_dpo_and_processes(demo: ModelShape, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 halves the weights and the saved activations (not the float32 logits, the LoRA state or the runtime);
+    DPO runs a pair's two answers in one pass (about twice the activations, no second base: the reference is the
+    base with the adapter off); N processes on CPU hold N copies, on CUDA one per GPU."""
+    from tuillm.core.models import hardware
+
+    kw = dict(rank=8, max_len=256, batch_size=2)
+    f32 = estimate_training(demo, dtype="float32", **kw)  # type: ignore[arg-type]
+    bf16 = estimate_training(demo, dtype="bfloat16", **kw)  # type: ignore[arg-type]
+    assert bf16.weights_bytes * 2 == f32.weights_bytes == demo.params * 4
+    assert (bf16.lora_bytes, bf16.runtime_bytes) == (f32.lora_bytes, f32.runtime_bytes)
+    assert f32.activation_bytes / 2 < bf16.activation_bytes < f32.activation_bytes  # logits stay float32
+    for flags, expected in (("avx512f avx512_bf16", "bfloat16"), ("avx2 fma", "float32")):
+        monkeypatch.setattr(hardware, "cpu_features", lambda flags=flags: tuple(flags.split()))
+        assert estimate_training(demo, **kw).dtype == expected  # type: ignore[arg-type]
+    dpo = estimate_training(demo, dtype="bfloat16", method="dpo", **kw)  # type: ignore[arg-type]
+    assert dpo.weights_bytes == bf16.weights_bytes and dpo.tokens_per_pass == 2 * bf16.tokens_per_pass
+    assert 1.8 * bf16.activation_bytes < dpo.activation_bytes < 4 * bf16.activation_bytes
+    two = estimate_training(demo, dtype="bfloat16", nproc=2, **kw)  # type: ignore[arg-type]
+    assert two.process_bytes == bf16.total_bytes and two.total_bytes == 2 * bf16.total_bytes
+    gpu = estimate_training(demo, device="cuda", nproc=2, **kw)  # type: ignore[arg-type]
+    assert gpu.total_bytes == gpu.process_bytes  # per GPU
+    config = TrainConfig(base="demo", data=[], output="out", method="dpo", nproc=3, dtype="bfloat16", **kw)
+    assert estimate_for_config(demo, config) == estimate_training(demo, dtype="bfloat16", method="dpo", nproc=3,
+                                                                  **kw)  # type: ignore[arg-type]
