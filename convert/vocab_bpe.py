@@ -124,6 +124,8 @@ def _space_prefix(path: Path, tj: dict) -> bool:
                                "character than '▁' is not supported (llama.cpp's SentencePiece tokenizer cannot)")
         scheme = pre.get("prepend_scheme", "always" if pre.get("add_prefix_space", True) else "never")
         replaces, prepends = True, prepends or scheme != "never"
+    elif pre.get("type") == "Split" and obj(pre.get("pattern")).get("String") == " " and replaces:
+        pass  # Gemma's (as transformers writes it): spaces are "▁" by then, so it splits nothing
     elif pre:
         raise ConvertError(f"{path}: byte-fallback BPE with a {pre.get('type')!r} pre-tokenizer is not supported")
     kinds = [p.get("type") for p in parts]

@@ -184,9 +184,9 @@ def tiny_random_checkpoint(arch: str, folder: Path, *, seed: int = 0, dtype: str
 # Byte-fallback BPE tokenizer.json layouts (no tokenizer.model), as transformers saves each family's:
 # special pieces, how spaces become "▁", whether a "▁" is put before the text, what is added around it.
 SPM_BPE_STYLES = {
-    # Gemma 2/3: spaces replaced, nothing prepended, <bos> added.
+    # Gemma 2/3: spaces replaced, nothing prepended, <bos> added; a Split on " " that finds none (transformers').
     "gemma": dict(specials=("<pad>", "<eos>", "<bos>", "<unk>"), bos="<bos>", eos="<eos>", prepend=False,
-                  metaspace=False),
+                  metaspace=False, tokenizer_class="GemmaTokenizer"),
     # Llama 2 / Phi-3 (legacy): a Prepend("▁") + Replace normalizer.
     "llama": dict(specials=("<unk>", "<s>", "</s>"), bos="<s>", eos="</s>", prepend=True, metaspace=False),
     # Mistral (transformers >= 4.40): a Metaspace pre-tokenizer that prepends to the first word, without splitting.
@@ -230,12 +230,15 @@ def spm_bpe_tokenizer(style: str, vocab_size: int = 700) -> dict[str, str]:
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
     else:
         tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), space]) if spec["prepend"] else space
+    if style == "gemma":
+        tok.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
                                     + ([decoders.Strip(" ", 1, 0)] if spec["prepend"] else []))
     tok.add_special_tokens(list(spec["specials"]))
     tok.post_processor = processors.TemplateProcessing(single=f"{spec['bos']} $A", pair=f"{spec['bos']} $A $B",
                                                        special_tokens=[(spec["bos"], ids[spec["bos"]])])
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": spec["bos"], "eos_token": spec["eos"],
+    config = {"tokenizer_class": spec.get("tokenizer_class", "PreTrainedTokenizerFast"),
+              "bos_token": spec["bos"], "eos_token": spec["eos"],
               "unk_token": "<unk>", "add_bos_token": True, "add_eos_token": False}
     return {"tokenizer.json": tok.to_str(), "tokenizer_config.json": json.dumps(config)}
 
