@@ -77,6 +77,17 @@ def test_bad_settings_and_adapter_of_another_model(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "d.jsonl", "tiny"]
 
 
+def test_quant_4bit_without_cuda_is_one_line(tmp_path: Path) -> None:
+    """QLoRA on a machine without CUDA: one line and exit 1, after the data checks and before the model loads;
+    nothing written."""
+    data = write_fact_dataset(tmp_path / "d.jsonl", 4)
+    out = tuillm("train", str(demo_hf_checkpoint()), "--data", str(data), "-o", str(tmp_path / "out"), "--quant",
+                 "4bit", "--device", "cpu", "-q")
+    assert "--quant 4bit (QLoRA) needs a CUDA GPU (bitsandbytes' 4-bit kernels); this run is on cpu" in (
+        one_line_error(out))
+    assert not (tmp_path / "out").exists()
+
+
 def test_flags_are_the_declared_options() -> None:
     """Every training option is a flag of ``tuillm train`` with the declared default, and only those (plus the
     command's own arguments); the flag names users know are kept."""
@@ -90,7 +101,7 @@ def test_flags_are_the_declared_options() -> None:
         assert option.cli_flag in flags[option.name].option_strings and flags[option.name].default == option.default
     known = ("--rank --alpha --dropout --targets --max-len --train-on-prompt --eval-split --eval-every --epochs "
              "--max-steps --batch-size --grad-accum --lr --schedule --warmup --grad-checkpointing --packing --seed "
-             "--save-every --resume --device --dtype --log-every --nproc --fsdp --method --beta").split()
+             "--save-every --resume --device --dtype --log-every --nproc --fsdp --method --beta --quant").split()
     assert sorted(known) == sorted(o.cli_flag for o in TRAIN_OPTIONS)
 
 
@@ -101,6 +112,7 @@ def test_flags_are_the_declared_options() -> None:
     ("--device", "banana", "--device: must be one of auto, cpu, cuda, mps, not 'banana'"),
     ("--rank", "0", "--rank: must be a whole number at least 1, not '0'"),
     ("--dropout", "1", "--dropout: must be a number at least 0 and below 1, not '1'"),
+    ("--quant", "8bit", "--quant: must be one of none, 4bit, not '8bit'"),
 ])
 def test_bad_flags_are_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str,
                                             text: str, expected: str) -> None:
@@ -120,13 +132,15 @@ def ask(model: str, *extra: str) -> str:
 
 @pytest.mark.slow
 def test_train_merge_export_and_chat_on_the_demo(tmp_path: Path, isolated_home: Path) -> None:
-    """From the demo GGUF itself: dequantized once (cached in this test's XDG cache), trained, merged, exported."""
+    """From the demo GGUF itself: dequantized once (cached in this test's XDG cache), trained in bf16 (the base in
+    bf16 under autocast, LoRA in float32; float32 runs: the --nproc test below), merged, exported."""
     data = write_fact_dataset(tmp_path / "fact.jsonl", 24)
     adapter = tmp_path / "adapter"
     out = tuillm("train", "demo", "--data", str(data), "-o", str(adapter), "--rank", "8",
                  "--alpha", "16", "--dropout", "0", "--max-len", "96", "--batch-size", "8", "--epochs", "3",
-                 "--lr", "2e-3", "--eval-split", "0.1", "--save-every", "4")
+                 "--lr", "2e-3", "--eval-split", "0.1", "--save-every", "4", "--dtype", "bfloat16")
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "cpu, bfloat16" in out.stderr and "set-up " in out.stderr
     assert out.stdout.strip() == str(adapter)
     assert "dequantizing it once" in out.stderr and "GB on disk" in out.stderr
     assert "messages format" in out.stderr and "step 9/9" in out.stderr and "eval" in out.stderr
@@ -275,3 +289,24 @@ def test_two_processes_teach_the_fact(tmp_path: Path) -> None:
     out = tuillm("merge", str(demo_hf_checkpoint()), str(adapter), "-o", str(merged), "--type", "q8_0")
     assert out.returncode == 0, out.stderr[-3000:]
     assert FACT_WORD in ask(str(merged))
+
+
+def test_torchrun_of_tuillm_train_is_one_run(tmp_path: Path) -> None:
+    """``torchrun --nproc-per-node 2 tuillm train …``: each process finds RANK/WORLD_SIZE and joins the group; rank 0
+    alone reports and prints the adapter; the curve is the one process's (the loop's arithmetic, see
+    tests/core/train/test_distributed.py)."""
+    base = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    data = write_fact_dataset(tmp_path / "d.jsonl", 8)
+    common = ["train", str(base), "--data", str(data), "--rank", "4", "--max-len", "64", "--batch-size", "3",
+              "--max-steps", "3", "--dropout", "0", "--dtype", "float32", "--save-every", "2"]
+    one = tuillm(*common, "-o", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-2000:]
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          TUILLM, *common, "-o", str(tmp_path / "two")], capture_output=True, text=True, timeout=600,
+                         env=os.environ.copy())
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == str(tmp_path / "two")
+    assert out.stderr.count("step 3/3:") == 1 and "Traceback" not in out.stderr
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / name / "loss_log.jsonl").read_text().splitlines()]
+              for name in ("one", "two")]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
