@@ -213,3 +213,36 @@ def test_a_micro_batch_in_one_row_gives_the_losses_of_one_pair_a_row(tiny: Path,
     for key in ("loss", "reward_margin", "reward_accuracy"):
         assert [r[key] for r in runs["row"]] == pytest.approx([r[key] for r in runs["each"]], abs=1e-4), key
     assert runs["row"][0]["loss"] == pytest.approx(math.log(2), abs=1e-5) and runs["row"][-1]["loss"] < math.log(2)
+
+
+def test_the_loss_is_trls_sigmoid_dpo_loss() -> None:
+    import torch
+
+    from tuillm.core.train.dpo import dpo_loss
+
+    # log-ratios: chosen +1, rejected -1; beta 0.5: -log sigmoid(0.5 * 2) = log(1 + e^-1).
+    losses, chosen, rejected = dpo_loss(torch.tensor([[-1.0, -3.0]]), torch.tensor([[-2.0, -2.0]]), 0.5)
+    assert float(losses[0]) == pytest.approx(math.log1p(math.exp(-1)))
+    assert (float(chosen[0]), float(rejected[0])) == (0.5, -0.5)
+
+
+def test_packed_log_probabilities_are_each_sequences_own(tiny: Path, tmp_path: Path) -> None:
+    """Two sides packed in one row: each one's answer log-probability equals that of a forward over it alone."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuillm.core.train.dpo import pair_logps, prepare_pairs
+
+    config = tiny_config(tiny, tmp_path, "unused")
+    pairs, _ = prepare_pairs(config, AutoTokenizer.from_pretrained(tiny))
+    model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).eval()
+    with torch.no_grad():
+        packed = pair_logps(model, pairs[:2], "cpu")
+        for row, pair in zip(packed, pairs[:2], strict=True):
+            for got, side in zip(row, (pair.chosen, pair.rejected), strict=True):
+                ids = torch.tensor([side.input_ids])
+                logps = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+                labels = torch.tensor(side.labels[1:])
+                scored = labels != -100
+                alone = logps[scored].gather(1, labels[scored][:, None]).sum()
+                assert float(got) == pytest.approx(float(alone), rel=1e-4, abs=1e-3)
