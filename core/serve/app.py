@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from tuillm.core.errors import TuillmError, crash_report, error_text
 from tuillm.core.llama.options import PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
 from tuillm.core.options import option_map
 from tuillm.core.serve import ollama, openai
+from tuillm.core.serve.framing import Splice, ndjson, sse
 from tuillm.core.serve.guard import Guard, RequestLog, RequestRecord, clock, error_body
 from tuillm.core.serve.models import LoadFailed, ModelHost, ServedModel, UnknownModel
 from tuillm.core.serve.runner import Finished, ReplyStream
@@ -113,19 +115,21 @@ class Api:
         return done
 
     def streamed(self, request: Request, t0: float, model: str, stream: ReplyStream, media: str,
-                 lines: Callable[[str | None, Finished | None], str]) -> StreamingResponse:
-        """The reply as it comes: ``lines(piece, None)`` per piece, ``lines(None, finished)`` at the end."""
+                 texts: Callable[[list[str]], str], end: Callable[[Finished], str]) -> StreamingResponse:
+        """The reply as it comes: ``texts(pieces)``, one line per piece, for the pieces that arrived since the last
+        write (in one write), ``end(finished)`` at the end."""
         async def body() -> AsyncIterator[str]:
             request.state.logged = True  # below, once the stream ends (a client that left: once its reply does)
             status, error = 499, "client closed the connection"
             try:
-                async for piece in stream.pieces():
-                    yield lines(piece, None)
-                yield lines(None, stream.finished)
+                async for batch in stream.batches():
+                    yield texts(batch)
+                assert stream.finished is not None
+                yield end(stream.finished)
                 status, error = 200, ""
             except TuillmError as exc:
                 status, error = 500, str(exc)
-                yield lines(f"\n[error: {exc}]", None)
+                yield texts([f"\n[error: {exc}]"])
             finally:
                 if stream.finished is None and stream.future is not None:  # the client left: log what was made
                     stream.future.add_done_callback(
@@ -134,14 +138,6 @@ class Api:
                     self.record(request, t0, model, stream.finished, status, error)
 
         return StreamingResponse(body(), media_type=media)
-
-
-def _sse(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def _ndjson(data: dict[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False) + "\n"
 
 
 def _openai_routes(app: FastAPI, api: Api) -> None:
@@ -157,21 +153,26 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
         body = await parse(request, openai.ChatRequest)
         sampling = sampling_for(host, body.sampling(), {"max_tokens": "max_tokens"})
         model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops())
-        rid = openai.new_id("chatcmpl")
+        rid, name, created = openai.new_id("chatcmpl"), model.name, int(time.time())
         if not body.stream:
-            done = await api.whole(request, t0, model.name, stream)
-            return openai.chat_completion(rid, model.name, done)
+            done = await api.whole(request, t0, name, stream)
+            return openai.chat_completion(rid, name, done)
+        opening = Splice(lambda t: sse(openai.chat_chunk(rid, name, {"role": "assistant", "content": t},
+                                                         created=created)))
+        chunk = Splice(lambda t: sse(openai.chat_chunk(rid, name, {"content": t}, created=created)))
         first = True
 
-        def lines(piece: str | None, done: Finished | None) -> str:
+        def texts(batch: list[str]) -> str:
             nonlocal first
-            if piece is None:
-                return _sse(openai.chat_chunk(rid, model.name, {}, done)) + "data: [DONE]\n\n"
-            delta = {"role": "assistant", "content": piece} if first else {"content": piece}
-            first = False
-            return _sse(openai.chat_chunk(rid, model.name, delta))
+            if first:
+                first = False
+                return opening(batch[0]) + chunk.many(batch[1:])
+            return chunk.many(batch)
 
-        return api.streamed(request, t0, model.name, stream, "text/event-stream", lines)
+        def end(done: Finished) -> str:
+            return sse(openai.chat_chunk(rid, name, {}, done, created)) + "data: [DONE]\n\n"
+
+        return api.streamed(request, t0, name, stream, "text/event-stream", texts, end)
 
     @app.post("/v1/completions")
     async def complete(request: Request) -> Any:
@@ -180,17 +181,16 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
         sampling = sampling_for(host, body.sampling())
         messages = [{"role": "user", "content": body.text()}]
         model, stream = await api.start(request, body.model, messages, sampling, body.stops(), raw=True)
-        rid = openai.new_id("cmpl")
+        rid, name, created = openai.new_id("cmpl"), model.name, int(time.time())
         if not body.stream:
-            done = await api.whole(request, t0, model.name, stream)
-            return openai.completion(rid, model.name, done.text, done)
+            done = await api.whole(request, t0, name, stream)
+            return openai.completion(rid, name, done.text, done)
+        chunk = Splice(lambda t: sse(openai.completion(rid, name, t, created=created)))
 
-        def lines(piece: str | None, done: Finished | None) -> str:
-            if piece is None:
-                return _sse(openai.completion(rid, model.name, "", done)) + "data: [DONE]\n\n"
-            return _sse(openai.completion(rid, model.name, piece))
+        def end(done: Finished) -> str:
+            return sse(openai.completion(rid, name, "", done, created)) + "data: [DONE]\n\n"
 
-        return api.streamed(request, t0, model.name, stream, "text/event-stream", lines)
+        return api.streamed(request, t0, name, stream, "text/event-stream", chunk.many, end)
 
 
 def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.GenerateRequest,
@@ -203,8 +203,11 @@ def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.
         if not body.stream:
             done = await api.whole(request, t0, model.name, stream)
             return line(model.name, done.text, done)
-        return api.streamed(request, t0, model.name, stream, "application/x-ndjson",
-                            lambda piece, done: _ndjson(line(model.name, piece or "", done)))
+        name = model.name
+        # A line's created_at is the time it is written: one Splice per write.
+        return api.streamed(request, t0, name, stream, "application/x-ndjson",
+                            lambda batch: Splice(lambda t: ndjson(line(name, t, None))).many(batch),
+                            lambda done: ndjson(line(name, "", done)))
     return run
 
 

@@ -147,9 +147,11 @@ def chat_completion(rid: str, model: str, done: Finished) -> dict[str, Any]:
             "usage": usage(done)}
 
 
-def chat_chunk(rid: str, model: str, delta: dict[str, str], done: Finished | None = None) -> dict[str, Any]:
-    """One streamed chunk; the last one carries the finish reason and the usage (llama-server does the same)."""
-    chunk: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()),
+def chat_chunk(rid: str, model: str, delta: dict[str, str], done: Finished | None = None,
+               created: int | None = None) -> dict[str, Any]:
+    """One streamed chunk; the last one carries the finish reason and the usage (llama-server does the same).
+    ``created``: the stream's (every chunk of one completion has the same, as OpenAI's)."""
+    chunk: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk", "created": created or int(time.time()),
                              "model": model, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                                           "finish_reason": finish_reason(done) if done else None}]}
     if done is not None:
@@ -157,9 +159,11 @@ def chat_chunk(rid: str, model: str, delta: dict[str, str], done: Finished | Non
     return chunk
 
 
-def completion(rid: str, model: str, text: str, done: Finished | None = None) -> dict[str, Any]:
+def completion(rid: str, model: str, text: str, done: Finished | None = None, created: int | None = None,
+               ) -> dict[str, Any]:
     """A completion, or one streamed chunk of one (``done`` None)."""
-    body: dict[str, Any] = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
+    body: dict[str, Any] = {"id": rid, "object": "text_completion", "created": created or int(time.time()),
+                            "model": model,
                             "choices": [{"index": 0, "text": text, "logprobs": None,
                                          "finish_reason": finish_reason(done) if done else None}]}
     if done is not None:

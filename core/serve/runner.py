@@ -2,13 +2,17 @@
 
 The engine calls a listener on its worker thread for each event; ``ReplyStream`` matches the request's stop
 sequences there (so the stop flag is set before the next token is decoded) and hands the text, minus any stop
-sequence, to the event loop through an ``asyncio.Queue``. Closing the stream (the client left) sets the request's
-own stop flag: its generation ends within a token, and the requests queued behind it go on.
+sequence, to the event loop. The hand-off is batched: the worker appends to a list and wakes the loop only when no
+wake-up is pending, and the loop takes everything that arrived since its last turn (``batches``), so a loop that
+falls behind the decode catches up in one write instead of one per token, and costs the decode thread (with which
+it shares the GIL and the cores) no more than one wake-up per turn. Closing the stream (the client left) sets the
+request's own stop flag: its generation ends within a token, and the requests queued behind it go on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -63,12 +67,15 @@ class Finished:
 
 
 class ReplyStream:
-    """Iterate for the reply's text pieces; then ``finished``. The first piece waits until the reply starts, so a
-    refused request (a prompt too long) raises before anything is sent."""
+    """Iterate ``batches`` for the reply's text pieces; then ``finished``. The first piece waits until the reply
+    starts, so a refused request (a prompt too long) raises before anything is sent."""
 
     def __init__(self, stops: Sequence[str] = ()) -> None:
         self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[str | ChatEvent] = asyncio.Queue()
+        self._items: list[str | ChatEvent] = []  # appended on the worker thread, taken on the loop
+        self._lock = threading.Lock()
+        self._wake_pending = False  # a wake-up is scheduled on the loop and has not run yet
+        self._waiter: asyncio.Future[None] | None = None
         self._matcher = StopMatcher(stops)
         self._pieces: list[str] = []
         self.future: Future[ReplyDone] | None = None
@@ -81,11 +88,11 @@ class ReplyStream:
                     sampling: Sampling, raw: bool = False) -> None:
         """Queues the reply and waits for it to start: a load or prompt error raises here."""
         self.future, self.load_s = await host.reply(model, messages, sampling, self._listen, self.stop, raw)
-        first = await self._queue.get()
-        if isinstance(first, ReplyFailed | ReplyDone):
-            self._queue.put_nowait(first)
-            if isinstance(first, ReplyFailed):
-                await asyncio.wrap_future(self.future)  # raises the engine's TuillmError
+        await self._wait()
+        with self._lock:
+            first = self._items[0]  # ReplyStarted (left for ``batches`` to pass over), ReplyFailed or ReplyDone
+        if isinstance(first, ReplyFailed):
+            await asyncio.wrap_future(self.future)  # raises the engine's TuillmError
 
     def _listen(self, event: ChatEvent) -> None:  # on the engine's worker thread
         if isinstance(event, Token):
@@ -93,27 +100,60 @@ class ReplyStream:
             if self._matcher.hit:
                 self.stop.set()  # before the next token is decoded
             if text:
-                self._loop.call_soon_threadsafe(self._queue.put_nowait, text)
+                self._put(text)
         elif isinstance(event, ReplyDone | ReplyFailed):
             tail = self._matcher.flush()
             if tail:
-                self._loop.call_soon_threadsafe(self._queue.put_nowait, tail)
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+                self._put(tail)
+            self._put(event)
         elif isinstance(event, ReplyStarted):
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+            self._put(event)
 
-    async def pieces(self) -> AsyncIterator[str]:
-        """The reply's text as it comes; sets ``finished`` at the end. Leaving early (a client that closed the
-        connection: the task is cancelled) stops the generation."""
+    def _put(self, item: str | ChatEvent) -> None:  # on the worker thread
+        with self._lock:
+            self._items.append(item)
+            if self._wake_pending:  # the loop has not taken the last ones yet: it takes this one with them
+                return
+            self._wake_pending = True
+        self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:  # on the loop
+        with self._lock:
+            self._wake_pending = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        """Until there is something to take."""
+        while not self._items:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def _take(self) -> list[str | ChatEvent]:
+        await self._wait()
+        with self._lock:
+            items, self._items = self._items, []
+        return items
+
+    async def batches(self) -> AsyncIterator[list[str]]:
+        """The reply's text as it comes: the pieces that arrived since the last batch; sets ``finished`` at the
+        end. Leaving early (a client that closed the connection: the task is cancelled) stops the generation."""
         assert self.future is not None, "start() first"
         try:
-            while True:
-                item = await self._queue.get()
-                if isinstance(item, str):
-                    self._pieces.append(item)
-                    yield item
-                elif isinstance(item, ReplyDone | ReplyFailed):
-                    break
+            ended = False
+            while not ended:
+                texts: list[str] = []
+                for item in await self._take():
+                    if isinstance(item, str):
+                        texts.append(item)
+                    elif isinstance(item, ReplyDone | ReplyFailed):
+                        ended = True
+                if texts:
+                    self._pieces.extend(texts)
+                    yield texts
             done = await asyncio.wrap_future(self.future)
             self.finished = self._finish(done)
         finally:
@@ -121,7 +161,7 @@ class ReplyStream:
 
     async def text(self) -> Finished:
         """The whole reply (not streamed)."""
-        async for _ in self.pieces():
+        async for _ in self.batches():
             pass
         assert self.finished is not None
         return self.finished

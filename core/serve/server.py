@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tuillm.core.errors import TuillmError
-from tuillm.core.options import Option, check_all
+from tuillm.core.options import Option, check_all, option_map
 from tuillm.core.settings import Config
 
 if TYPE_CHECKING:  # fastapi and llama.cpp: imported when a server is built, not by `tuillm`'s parser (SERVE_OPTIONS)
@@ -25,26 +25,27 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option("idle_unload", float, 0.0, "unload the model after this many idle seconds (0: never)", lo=0.0,
            hi=1e9, metavar="SECONDS", group="server"),
 )
-
+_BY_NAME = option_map(SERVE_OPTIONS)
 
 GRACE_S = 3
 
 
 @dataclass(frozen=True)
 class ServeOptions:
-    host: str = SERVE_OPTIONS[0].default
-    port: int = SERVE_OPTIONS[1].default
+    host: str = _BY_NAME["host"].default
+    port: int = _BY_NAME["port"].default
     api_key: str | None = None
     cors: list[str] = field(default_factory=list)  # origins allowed to call from a browser (none: CORS off)
     n_ctx: int | None = None  # None: each model's load from the settings (as the chat loads it)
     load: dict[str, Any] = field(default_factory=dict)  # other LoadOptions over the settings (--threads, --ngl…)
-    idle_unload: float = SERVE_OPTIONS[3].default  # seconds; 0: keep the model loaded
+    idle_unload: float = _BY_NAME["idle_unload"].default  # seconds; 0: keep the model loaded
 
     def __post_init__(self) -> None:
         check_all(SERVE_OPTIONS, {o.name: getattr(self, o.name) for o in SERVE_OPTIONS})
         if not self.api_key and not is_loopback(self.host):
             raise TuillmError(f"--host {self.host}: binding beyond this machine needs --api-key (anyone on the "
                               "network could use the models otherwise)")
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
