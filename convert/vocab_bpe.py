@@ -119,7 +119,9 @@ def _space_prefix(path: Path, tj: dict) -> bool:
                    and p.get("content") == SPACE for p in parts)
     prepends = any(p.get("type") == "Prepend" and p.get("prepend") == SPACE for p in parts)
     if pre.get("type") == "Metaspace":
-        if pre.get("replacement", SPACE) != SPACE or pre.get("split", False):
+        # Splitting at each "▁" changes nothing when no token holds a "▁" past its start (llama.cpp never splits).
+        splits = pre.get("split", True) and any(SPACE in t[1:] for t in obj(obj(tj.get("model")).get("vocab")))
+        if pre.get("replacement", SPACE) != SPACE or splits:
             raise ConvertError(f"{path}: a Metaspace pre-tokenizer that splits words or marks spaces with another "
                                "character than '▁' is not supported (llama.cpp's SentencePiece tokenizer cannot)")
         scheme = pre.get("prepend_scheme", "always" if pre.get("add_prefix_space", True) else "never")

@@ -194,12 +194,13 @@ SPM_BPE_STYLES = {
 }
 
 
-def spm_bpe_tokenizer(style: str, vocab_size: int = 700) -> dict[str, str]:
+def spm_bpe_tokenizer(style: str, vocab_size: int = 700, *, whitespace_pieces: bool = True) -> dict[str, str]:
     """tokenizer.json + tokenizer_config.json of a byte-fallback BPE tokenizer in one of SPM_BPE_STYLES.
 
     A SentencePiece BPE model (byte fallback) is trained here on the project's texts, then written as
     tokenizer.json with the ``tokenizers`` library the way transformers converts one: the pieces as the BPE
     vocabulary and, as merges, every split of a piece into two pieces, ordered by the piece's score.
+    ``whitespace_pieces``: whether pieces of several spaces ("▁▁") may be learnt.
     """
     import io
 
@@ -216,7 +217,7 @@ def spm_bpe_tokenizer(style: str, vocab_size: int = 700) -> dict[str, str]:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines), model_writer=proto, vocab_size=vocab_size, model_type="bpe",
         byte_fallback=True, character_coverage=1.0, minloglevel=2, normalization_rule_name="identity",
-        remove_extra_whitespaces=False, split_digits=True, allow_whitespace_only_pieces=True,
+        remove_extra_whitespaces=False, split_digits=True, allow_whitespace_only_pieces=whitespace_pieces,
         unk_id=ids.get("<unk>", -1), bos_id=ids[spec["bos"]], eos_id=ids[spec["eos"]], pad_id=ids.get("<pad>", -1),
         unk_piece="<unk>", bos_piece=spec["bos"], eos_piece=spec["eos"], pad_piece="<pad>")
     sp = spm.SentencePieceProcessor(model_proto=proto.getvalue())

@@ -103,3 +103,25 @@ def test_byte_fallback_user_defined_token(tmp_path: Path) -> None:
     ids = tok.encode(text, add_special_tokens=False).ids
     assert new_id in ids
     assert llama_tokenize(out, text) == ids
+
+
+def test_splitting_metaspace_without_tokens_across_words(tmp_path: Path) -> None:
+    """A Metaspace pre-tokenizer that splits at each "▁" (the old default) splits nothing llama.cpp would join
+    when no token holds a "▁" past its start: accepted, and both split alike (whitespace runs included)."""
+    from tokenizers import Tokenizer
+
+    from tests.checkpoints import spm_bpe_special_ids, spm_bpe_tokenizer
+    from tests.convert.texts import TOKENIZER_TEXTS
+
+    files = spm_bpe_tokenizer("metaspace", whitespace_pieces=False)
+    tj = json.loads(files["tokenizer.json"])
+    assert not [t for t in tj["model"]["vocab"] if "▁" in t[1:]]
+    tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "add_prefix_space": True}  # split: default
+    files["tokenizer.json"] = json.dumps(tj)
+    folder = tiny_random_checkpoint("mistral", tmp_path / "ckpt", tokenizer=files,
+                                    overrides={"vocab_size": 704, **spm_bpe_special_ids("metaspace")})
+    out = convert_hf(folder, tmp_path / "split.gguf", "f16")
+    tok = Tokenizer.from_str(files["tokenizer.json"])
+    assert tok.pre_tokenizer.split
+    for text in (TOKENIZER_MIX, *TOKENIZER_TEXTS):
+        assert llama_tokenize(out, text) == tok.encode(text, add_special_tokens=False).ids, text
