@@ -148,11 +148,11 @@ def _reduced(tj: dict[str, Any], merges: list[str]) -> str:
     vocab = {t: model["vocab"][t] for t in model["vocab"].keys() & subs}
     for a in tj.get("added_tokens") or []:  # their ids must not depend on the size of the reduced vocabulary
         vocab[a["content"]] = a["id"]
-    if model.get("unk_token") is not None:
-        vocab[model["unk_token"]] = model["vocab"].get(model["unk_token"], 0)
+    if model.get("unk_token") in model["vocab"]:
+        vocab[model["unk_token"]] = model["vocab"][model["unk_token"]]
     rank = dict(zip(merges, range(len(merges)), strict=True))
     found = (rank.get(f"{t[:k]} {t[k:]}") for t in vocab for k in range(1, len(t)))
-    kept = [merges[r].split(" ", 1) for r in sorted(r for r in found if r is not None)]
+    kept = [merges[r].split(" ", 1) for r in sorted({r for r in found if r is not None})]
     return json.dumps({**tj, "model": {**model, "vocab": vocab, "merges": kept}})
 
 
