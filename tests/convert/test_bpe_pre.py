@@ -111,6 +111,18 @@ def test_unknown_pre_tokenizer_is_refused_with_its_hash(family: str, base: Path,
     assert not (tmp_path / "t.gguf").exists()
 
 
+def test_unknown_pre_tokenizer_is_one_line_from_the_cli(base: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from tuillm.tui.cli import main
+
+    digest = _full_hash(_variant(base, "qwen2", tmp_path / "ckpt"))
+    assert main(["convert", str(tmp_path / "ckpt"), "-o", str(tmp_path / "t.gguf"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"check hash {digest}" in err and "convert_hf_to_gguf.py" in err
+    assert not list(tmp_path.glob("*.gguf*"))
+
+
 @pytest.mark.parametrize("family", list(VARIANTS))
 def test_pre_tokenizer_matches_hf(family: str, base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tokenizers import Tokenizer
