@@ -39,6 +39,7 @@ IDEAS: dict[str, str] = {
     "f5": "the Train pane",
     "f6": "the log",
     "f7": "merge",
+    "f8": "measure: the quality sweep (every quant of a source, and the one for this machine)",
     "f9": "settings",
 }
 # The text fields' own Ctrl keys (Textual's Input and TextArea: line editing and the clipboard): taken by a binding
@@ -141,6 +142,8 @@ CONVERT: list[BindingType] = [
        "Stop the job (asks first): the file being written is removed, completed ones are kept"),
     _b("ctrl+r", "refresh", "Rescan", "convert.refresh", "Scan the model folders for sources"),
     _b("f6", "focus_log", "Log", "convert.log", "Go to the log and reports (arrows scroll it)", show=False),
+    _b("f8", "sweep", "Sweep", "convert.sweep",
+       "Quality sweep: quantize the source to several types, measure each, and recommend the one for this machine"),
 ]
 
 TRAIN: list[BindingType] = [
@@ -205,6 +208,10 @@ PICK_MODEL: list[BindingType] = [
 SERVE_LOG: list[BindingType] = [
     _b("escape", "dismiss", "Close", "serve.log_close", "Close the server's log"),
 ]
+SWEEP_FORM: list[BindingType] = [
+    _b("ctrl+s", "start", "Start", "convert.sweep_start", "Start the sweep with these types and context"),
+    _b("escape", "cancel", "Cancel", "convert.sweep_cancel", "Close without starting"),
+]
 AB: list[BindingType] = [
     _b("escape", "close", "Close", "train.ab_close", "Close the A/B view and free both models"),
 ]
@@ -236,6 +243,7 @@ GROUPS: tuple[Group, ...] = (
     Group("Model load settings", MODEL_SETTINGS),
     Group("Add a models folder", ADD_FOLDER),
     Group("Download a model", DOWNLOAD),
+    Group("Quality sweep", SWEEP_FORM),
     Group("A/B compare", AB),
     Group("Server log", SERVE_LOG),
     Group("Settings", SETTINGS),
