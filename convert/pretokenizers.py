@@ -177,7 +177,7 @@ def pre_tokenizer_name(tj: dict[str, Any], merges: list[str]) -> str:
     digest = check_hash(tj, merges)
     name = PRE_TOKENIZERS.get(digest)
     if name is None:
-        raise ConvertError(f"tokenizer.json: unknown BPE pre-tokenizer (check hash {digest}); llama.cpp would "
-                           "split text differently from this tokenizer: convert with a newer llama.cpp "
-                           "convert_hf_to_gguf.py that lists this hash")
+        raise ConvertError(f"tokenizer.json: unknown BPE pre-tokenizer (check hash {digest}), so llama.cpp "
+                           "cannot be told how to split text like it; convert with a newer llama.cpp "
+                           "convert_hf_to_gguf.py that lists this hash, or use a GGUF published for the model")
     return name
