@@ -5,11 +5,15 @@ encoded and written with ``os.pwrite`` at its place by the thread that encoded i
 releases the GIL) and writing overlap across the pool, with no ordering step between them. At most
 ``threads + 1`` pieces are in flight, so memory stays a few pieces whatever the model size. Padding between
 tensors is never written: the file is extended with ``ftruncate``, whose new bytes read as zeros.
+
+The one descriptor is closed by whoever lets go of it last: a worker still running after an interrupted clean-up
+(a second Ctrl-C during it) keeps it open, so its write can never land in a descriptor number reused since.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -44,21 +48,53 @@ def write_at(fd: int, data: bytes | memoryview | np.ndarray, offset: int) -> Non
         done += n
 
 
-def _write_piece(fd: int, piece: Piece, name: Callable[[int], str]) -> Piece:
+class SharedFile:
+    """A descriptor used by several threads, closed when the last of them releases it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._users = 1  # the opener's own hold
+        self._lock = threading.Lock()
+
+    def hold(self) -> None:
+        with self._lock:
+            self._users += 1
+
+    def release(self, _: object = None) -> None:
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            os.close(self.fd)
+
+
+def _write_piece(out: SharedFile, piece: Piece, name: Callable[[int], str]) -> Piece:
     data = np.ascontiguousarray(piece.encode())
     if data.nbytes != piece.nbytes:
         raise ConvertError(f"tensor {name(piece.tensor)}: encoded {data.nbytes} bytes where {piece.nbytes} were "
                            "planned (internal error)")
-    write_at(fd, data, piece.offset)
+    write_at(out.fd, data, piece.offset)
     return piece
 
 
-def write_pieces(fd: int, pieces: Iterable[Piece], threads: int, done: Callable[[Piece], None],
+def _submit(pool: ThreadPoolExecutor, out: SharedFile, piece: Piece, name: Callable[[int], str]) -> Future[Piece]:
+    """The piece submitted, holding ``out`` until it is done, has failed or is cancelled."""
+    out.hold()
+    try:
+        fut = pool.submit(_write_piece, out, piece, name)
+    except BaseException:
+        out.release()
+        raise
+    fut.add_done_callback(out.release)
+    return fut
+
+
+def write_pieces(out: SharedFile, pieces: Iterable[Piece], threads: int, done: Callable[[Piece], None],
                  name: Callable[[int], str] = str) -> None:
     """Encode and write every piece in a pool of ``threads``; ``done`` is called in this thread after each one.
 
     An exception in a piece or in ``done`` (a cancel) stops the submitting; queued pieces are dropped and this
-    returns (raising) only once the running ones have finished, so no thread writes to ``fd`` afterwards.
+    returns (raising) only once the running ones have finished, so nothing writes to the file afterwards.
     """
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tuillm-convert") as pool:
         pending: set[Future[Piece]] = set()
@@ -68,7 +104,7 @@ def write_pieces(fd: int, pieces: Iterable[Piece], threads: int, done: Callable[
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         done(fut.result())
-                pending.add(pool.submit(_write_piece, fd, piece, name))
+                pending.add(_submit(pool, out, piece, name))
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
@@ -82,10 +118,10 @@ def write_gguf(path: Path, header: bytes, size: int, pieces: Iterable[Piece], th
                done: Callable[[Piece], None], name: Callable[[int], str] = str) -> None:
     """Write ``header`` at the start of the (existing, empty) file ``path``, size it to ``size`` bytes and fill in
     the pieces. The caller removes the file on failure (``output.atomic_output``)."""
-    fd = os.open(path, os.O_WRONLY)
+    out = SharedFile(os.open(path, os.O_WRONLY))
     try:
-        write_at(fd, header, 0)
-        os.ftruncate(fd, size)
-        write_pieces(fd, pieces, threads, done, name)
+        write_at(out.fd, header, 0)
+        os.ftruncate(out.fd, size)
+        write_pieces(out, pieces, threads, done, name)
     finally:
-        os.close(fd)
+        out.release()

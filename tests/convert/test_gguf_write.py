@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tests.checkpoints import tiny_random_checkpoint
 from tuillm.convert import hf_to_gguf
 from tuillm.convert.checkpoint import bf16_to_f16, bf16_to_f32
 from tuillm.convert.gguf_write import data_end, header_bytes
+from tuillm.convert.gguf_write_data import SharedFile, write_at
 
 V = gguf.GGUFValueType
 Q = gguf.GGMLQuantizationType
@@ -125,3 +127,19 @@ def test_thread_count_does_not_change_the_file(threads: int, tmp_path: Path,
     monkeypatch.setattr(hf_to_gguf, "UNIT_ELEMENTS", 4096)  # many pieces, finishing out of order
     out = hf_to_gguf.convert_hf(folder, tmp_path / "out.gguf", "f16", threads=threads)
     assert out.read_bytes() == reference.read_bytes()
+
+
+
+def test_the_descriptor_outlives_every_piece(tmp_path: Path) -> None:
+    """Closed by the last release, whoever it is: a piece still running after the opener let go (an interrupted
+    clean-up) writes into the file it was given, not into a descriptor number reused since."""
+    path = tmp_path / "out.part"
+    path.write_bytes(b"\0" * 8)
+    out = SharedFile(os.open(path, os.O_WRONLY))
+    out.hold()  # a piece in flight
+    out.release()  # the opener gives up
+    write_at(out.fd, np.arange(1, 5, dtype=np.uint8), 2)
+    out.release()  # the piece ends: now it is closed
+    assert path.read_bytes() == b"\0\0\x01\x02\x03\x04\0\0"
+    with pytest.raises(OSError):
+        os.fstat(out.fd)

@@ -4,6 +4,7 @@ cancel, a failed write or a stop signal in the middle of the parallel writing st
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -28,6 +29,10 @@ def tiny_bf16(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _pool_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("tuillm-convert")]
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd")) if Path("/proc/self/fd").is_dir() else set()
 
 
 @pytest.mark.parametrize("out_type", ["f16", "q8_0"])
@@ -74,12 +79,14 @@ def test_cancel_mid_write_stops_the_pool_and_leaves_nothing(tiny_bf16: Path, tmp
 
     out = tmp_path / "out"
     out.mkdir()
+    fds = _open_fds()
     with pytest.raises(Cancelled):
         hf_to_gguf.convert_hf(tiny_bf16, out / "x.gguf", "f16", progress=progress, threads=4)
     assert [p.tensors_done for p in seen] == [0, 1, 2, 3]
     assert 0 < seen[-1].bytes_done < seen[-1].bytes_total
     assert list(out.iterdir()) == []
     assert _pool_threads() == []
+    assert _open_fds() == fds  # the output's descriptor closed, none left to the checkpoint's files
 
 
 def test_failed_piece_stops_the_pool_and_leaves_nothing(tiny_bf16: Path, tmp_path: Path,
@@ -98,10 +105,12 @@ def test_failed_piece_stops_the_pool_and_leaves_nothing(tiny_bf16: Path, tmp_pat
     monkeypatch.setattr(Checkpoint, "read_raw", failing)
     out = tmp_path / "out"
     out.mkdir()
+    fds = _open_fds()
     with pytest.raises(ConvertError, match="no space left on device"):
         hf_to_gguf.convert_hf(tiny_bf16, out / "x.gguf", "f16", threads=3)
     assert list(out.iterdir()) == []
     assert _pool_threads() == []
+    assert _open_fds() == fds
 
 
 def test_sigterm_mid_write_leaves_nothing(tiny_bf16: Path, tmp_path: Path) -> None:
