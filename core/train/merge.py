@@ -3,6 +3,8 @@
 merge: PEFT's ``merge_and_unload`` into a temporary HF folder beside the output, converted to any output type by
 the one conversion orchestrator (``convert_many`` through ``convert_checkpoint``: the same steps, intermediate and
 cancel as the Convert pane), then the folder is removed (also on failure or cancel).
+An adapter trained over a 4-bit base (QLoRA, ``training.json``'s ``quant``) is merged into that base dequantized
+on CUDA (``qlora_base``), into the full-precision base elsewhere.
 export_lora: convert/lora_to_gguf.
 Both check first that the output destroys nothing (not the base, the adapter or a file inside them; an existing
 file only with ``force``: ``tuillm.convert.output.check_output``) and that the adapter fits the base.
@@ -85,7 +87,7 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAUL
         raise TuillmError(f"{out.parent}: cannot write there ({exc.strerror or exc})") from None
     try:
         emit(Progress("merge", 0, 1, "loading the base and the adapter (transformers + peft)"))
-        _merge_to_folder(folder, Path(adapter_dir), work, out_type)
+        _merge_to_folder(folder, Path(adapter_dir), work, out_type, emit)
         load_tokenizer(folder).save_pretrained(str(work))
         emit(Progress("merge", 1, 1, "merged"))
         if cancel is not None and cancel.is_set():
@@ -95,7 +97,8 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAUL
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _merge_to_folder(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAULT) -> None:
+def _merge_to_folder(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAULT,
+                     emit: Emit = ignore) -> None:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -104,8 +107,10 @@ def _merge_to_folder(base: Path, adapter_dir: Path, out: Path, out_type: str = M
 
     quiet_transformers()
     # Merging in float32 keeps the small LoRA delta from vanishing in bf16 rounding; saved as _save_dtype says.
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=False,
-                                                 use_safetensors=True)
+    model = qlora_base(base, adapter_dir, emit)
+    if model is None:
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=False,
+                                                     use_safetensors=True)
     try:
         model = PeftModel.from_pretrained(model, str(adapter_dir))
     except (ValueError, RuntimeError, KeyError) as exc:
@@ -135,3 +140,31 @@ def _save_dtype(model, base: Path, out_type: str):  # noqa: ANN001, ANN202 - tor
 
 def _is_f32(base: Path) -> bool:
     return any(t.dtype == "F32" for t in open_checkpoint(base).tensors.values() if len(t.shape) >= 2)
+
+
+def qlora_base(base: Path, adapter_dir: Path, emit: Emit = ignore):  # noqa: ANN201 - a transformers model or None
+    """For an adapter trained over the base in 4-bit NF4 (QLoRA): the base quantized the same way and dequantized to
+    float32, the very weights the adapter learned against; needs CUDA and bitsandbytes (UNTESTED: no CUDA machine
+    ran it). Elsewhere None, and the caller merges into the full-precision base, as most QLoRA merges do (it
+    differs from the trained-against weights by NF4's rounding). None too for any other adapter."""
+    import importlib.util
+    import json
+
+    import torch
+
+    from tuillm.core.train.base import load_model
+    from tuillm.core.train.checkpoints import TRAINING_FILE
+
+    try:
+        quant = json.loads((adapter_dir / TRAINING_FILE).read_text(encoding="utf-8")).get("quant", "none")
+    except (OSError, ValueError, AttributeError):
+        return None  # an adapter from elsewhere: no record of a quantized base
+    if quant != "4bit":
+        return None
+    if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
+        emit(Log("the adapter was trained over the base in 4-bit NF4 (QLoRA); without CUDA and bitsandbytes to "
+                 "rebuild that, it is merged into the full-precision base", "warning"))
+        return None
+    emit(Log("the adapter was trained over the base in 4-bit NF4 (QLoRA): merging into that base, dequantized"))
+    model = load_model(base, "cuda", "bfloat16", "4bit").dequantize()
+    return model.to("cpu", torch.float32)

@@ -1,11 +1,21 @@
-"""Benchmark: ``tuillm train`` vs a plain transformers Trainer + peft script, in the same run.
+"""Benchmark: ``tuillm train`` vs a plain transformers Trainer + peft script, and against the machine's ceiling.
 
 Same model (the demo, as an HF checkpoint), same data (chat examples of mixed lengths), same LoRA rank and
-targets, batch size, max length and epochs. The baseline uses dynamic padding with transformers' default causal
-LM collator, as a typical script does. Each run is a fresh process; prints wall time, tokens/s (real, unpadded
-tokens of the data / wall time) and peak RSS, and the ratios (goal: >= 1.5x tokens/s, <= 0.7x peak RSS).
+targets, batch size, max length and epochs. The baseline (float32, as a typical script on CPU) uses dynamic
+padding with transformers' default causal LM collator. tuillm runs with ``--dtype auto`` (bf16 on a CPU with
+AVX-512 BF16 or AMX) unless ``--dtype`` says otherwise. Each run is a fresh process; the two are interleaved
+``--runs`` times and medians are printed.
 
-Run: .venv/bin/python tests/bench/train.py [--examples 64] [--epochs 1]
+In the same run the machine's matmul rate is measured (a 2048x2048 float32 and bf16 matmul, timed several times,
+median, in a fresh process with the threads training uses): a LoRA step over a frozen base costs about
+4 x params FLOP per token (forward 2, backward through the activations 2; the frozen weights need no gradient),
+so the ceiling of a dtype is GFLOP/s / (4 x params) tokens/s. Printed: tuillm's steady-state tokens/s (after the
+warm-up steps, the loop's own ``tokens_per_s``) as a fraction of the ceiling of the dtype it used, its set-up
+time, and the whole-run ratios to the baseline (tokens of the data / wall time, model load included; peak RSS).
+Goals on a CPU with AVX-512 BF16: >= 3x the baseline's tokens/s, steady state >= 50% of the bf16 ceiling, peak
+RSS <= 0.6x the baseline's.
+
+Run: .venv/bin/python tests/bench/train.py [--examples 64] [--epochs 1] [--runs 3] [--dtype auto]
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -24,17 +35,42 @@ from tests.bench.common import PEAK_RSS, run_child  # noqa: E402
 RANK, ALPHA, BATCH, MAX_LEN, LR = 16, 32, 4, 256, 2e-4
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
+# The loop called as ``tuillm train`` calls it, so its own metrics (steady tokens/s, set-up) can be read.
 TUILLM = PEAK_RSS + """
 import json, sys, time
-from tuillm.tui.cli import main
+t = time.perf_counter()
+from tuillm.core.events import Log, Metric
+from tuillm.core.train.loop import TrainConfig, train
 base, data, out, epochs = sys.argv[1:5]
 s = json.loads(sys.argv[5])
-t = time.perf_counter()
-code = main(["train", base, "--data", data, "-o", out, "--rank", str(s["rank"]), "--alpha", str(s["alpha"]),
-             "--batch-size", str(s["batch"]), "--max-len", str(s["max_len"]), "--lr", str(s["lr"]),
-             "--epochs", epochs, "--dropout", "0.05", "--device", "cpu", "--targets", ",".join(s["targets"]), "-q"])
-assert code == 0
-print(json.dumps({"wall": time.perf_counter() - t, "rss_mb": peak_rss_mb()}))
+metrics, dtype = {}, ""
+def emit(event):
+    global dtype
+    if isinstance(event, Metric):
+        metrics[event.name] = event.value
+    elif isinstance(event, Log) and event.message.startswith("LoRA rank"):
+        dtype = event.message.rsplit(", ", 1)[-1]
+train(TrainConfig(base=base, data=[data], output=out, rank=s["rank"], alpha=s["alpha"], batch_size=s["batch"],
+                  max_len=s["max_len"], lr=s["lr"], epochs=float(epochs), dropout=0.05, device="cpu",
+                  targets=s["targets"], dtype=s["dtype"]), emit=emit)
+print(json.dumps({"wall": time.perf_counter() - t, "rss_mb": peak_rss_mb(), "steady": metrics["tokens_per_s"],
+                  "setup": metrics["setup_s"], "dtype": dtype}))
+"""
+
+# The machine's matmul rate in each dtype, with torch's default threads (what the training uses).
+MATMUL = """
+import json, statistics, time, torch
+n, out = 2048, {}
+for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(7):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    out[name] = 2 * n**3 / statistics.median(times) / 1e9
+print(json.dumps(out))
 """
 
 # The usual script: tokenize with the chat template, Trainer with the default collator (dynamic padding).
@@ -89,35 +125,61 @@ def count_tokens(base: Path, data: Path) -> int:
     return total
 
 
-SETTINGS = json.dumps({"rank": RANK, "alpha": ALPHA, "batch": BATCH, "max_len": MAX_LEN, "lr": LR, "targets": TARGETS})
-
-
-def run(code: str, *args: str) -> dict:
-    return run_child(code, *args, SETTINGS)
+def settings(dtype: str) -> str:
+    return json.dumps({"rank": RANK, "alpha": ALPHA, "batch": BATCH, "max_len": MAX_LEN, "lr": LR,
+                       "targets": TARGETS, "dtype": dtype})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs of each (medians)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"), help="tuillm's")
     opts = parser.parse_args()
 
     from tests.checkpoints import demo_hf_checkpoint
+    from tuillm.core.train.memory import model_shape
 
     base = demo_hf_checkpoint()
+    params = model_shape(base).params
+    ours: list[dict] = []
+    theirs: list[dict] = []
+    rates: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data.jsonl"
         make_data(data, opts.examples)
         tokens = count_tokens(base, data) * opts.epochs
-        print(f"demo model, {opts.examples} examples ({tokens:.0f} tokens x {opts.epochs:g} epochs), rank {RANK}, "
-              f"batch {BATCH}, max length {MAX_LEN}, CPU")
-        ours = run(TUILLM, str(base), str(data), str(Path(tmp) / "ours"), str(opts.epochs))
-        print(f"tuillm train: {ours}", flush=True)
-        theirs = run(BASELINE, str(base), str(data), str(Path(tmp) / "theirs"), str(opts.epochs))
-    for name, r in (("tuillm train", ours), ("Trainer + peft", theirs)):
-        print(f"{name:16} {r['wall']:7.1f} s  {tokens / r['wall']:8.1f} tokens/s  peak RSS {r['rss_mb']:7.0f} MB")
-    print(f"speed ratio {theirs['wall'] / ours['wall']:.2f}x (goal >= 1.5x), "
-          f"peak RSS ratio {ours['rss_mb'] / theirs['rss_mb']:.2f}x (goal <= 0.7x)")
+        print(f"demo model ({params / 1e6:.0f}M), {opts.examples} examples ({tokens:.0f} tokens x {opts.epochs:g} "
+              f"epochs), rank {RANK}, batch {BATCH}, max length {MAX_LEN}, CPU, {opts.runs} interleaved runs")
+        for i in range(opts.runs):
+            rates.append(run_child(MATMUL))
+            epochs = str(opts.epochs)
+            ours.append(run_child(TUILLM, str(base), str(data), f"{tmp}/ours{i}", epochs, settings(opts.dtype)))
+            theirs.append(run_child(BASELINE, str(base), str(data), f"{tmp}/theirs{i}", epochs, settings("float32")))
+            print(f"run {i + 1}: matmul {rates[-1]}, tuillm {ours[-1]}, Trainer {theirs[-1]}", flush=True)
+    report(tokens, params, ours, theirs, rates)
+
+
+def report(tokens: float, params: int, ours: list[dict], theirs: list[dict], rates: list[dict]) -> None:
+    def med(rows: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    dtype = ours[0]["dtype"]
+    gflops = {name: med(rates, name) for name in ("float32", "bfloat16")}
+    ceiling = {name: rate * 1e9 / (4 * params) for name, rate in gflops.items()}
+    print(f"matmul 2048x2048: float32 {gflops['float32']:.0f} GFLOP/s, bf16 {gflops['bfloat16']:.0f} GFLOP/s -> "
+          f"ceiling {ceiling['float32']:.0f} / {ceiling['bfloat16']:.0f} tokens/s (4 x {params / 1e6:.0f}M FLOP "
+          "a token)")
+    for name, rows in (("tuillm train", ours), ("Trainer + peft", theirs)):
+        print(f"{name:16} {med(rows, 'wall'):7.1f} s  {tokens / med(rows, 'wall'):8.1f} tokens/s over the run  "
+              f"peak RSS {med(rows, 'rss_mb'):7.0f} MB")
+    steady = med(ours, "steady")
+    share = steady / ceiling.get(dtype, ceiling["float32"])
+    print(f"tuillm steady state ({dtype}): {steady:.0f} tokens/s = {share:.0%} of the {dtype} ceiling "
+          f"(goal >= 50% of bf16's), set-up {med(ours, 'setup'):.1f} s")
+    print(f"speed ratio {med(theirs, 'wall') / med(ours, 'wall'):.2f}x (goal >= 3x), "
+          f"peak RSS ratio {med(ours, 'rss_mb') / med(theirs, 'rss_mb'):.2f}x (goal <= 0.6x)")
 
 
 if __name__ == "__main__":

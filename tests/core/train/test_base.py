@@ -50,3 +50,25 @@ def test_quant_4bit_is_refused_without_cuda(tmp_path: Path) -> None:
     for device in ("cpu", "mps"):
         with pytest.raises(TuillmError, match=rf"--quant 4bit \(QLoRA\) needs a CUDA GPU .*this run is on {device}"):
             check_quant("4bit", device)
+
+
+def test_merge_of_a_qlora_adapter_without_cuda_uses_the_full_precision_base(tmp_path: Path) -> None:
+    """A QLoRA adapter (training.json says quant 4bit) merges into the dequantized NF4 base on CUDA only; here the
+    merge says it falls back to the full-precision base. Other adapters take that base without a word."""
+    import json
+
+    import torch
+
+    from tuillm.core.events import Log
+    from tuillm.core.train.merge import qlora_base
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the merge would dequantize the NF4 base")
+    events: list = []
+    assert qlora_base(tmp_path, tmp_path, events.append) is None and events == []  # no training.json
+    (tmp_path / "training.json").write_text(json.dumps({"quant": "none"}))
+    assert qlora_base(tmp_path, tmp_path, events.append) is None and events == []
+    (tmp_path / "training.json").write_text(json.dumps({"quant": "4bit"}))
+    assert qlora_base(tmp_path, tmp_path, events.append) is None
+    assert [e.level for e in events if isinstance(e, Log)] == ["warning"]
+    assert "merged into the full-precision base" in events[0].message

@@ -47,7 +47,7 @@ def test_events_outputs_and_no_overwrite(tiny: Path, tmp_path: Path) -> None:
     # 12 examples: 10 train + 2 eval; 5 micro-batches of 2 per epoch, 2 per step -> 3 steps per epoch, 5 total.
     assert result.steps == 5
     names = {e.name for e in events if isinstance(e, Metric)}
-    assert {"loss", "lr", "tokens_per_s", "memory_bytes", "eta_s", "eval_loss"} <= names
+    assert {"loss", "lr", "tokens_per_s", "setup_s", "memory_bytes", "eta_s", "eval_loss"} <= names
     progress = [e for e in events if isinstance(e, Progress) and e.stage == "train"]
     assert [p.done for p in progress] == [1, 2, 3, 4, 5] and progress[-1].total == 5
     assert any(isinstance(e, Log) and "fact.jsonl: 12 examples, messages format" in e.message for e in events)
@@ -139,3 +139,39 @@ def test_all_linear_on_raw_text_with_loss_everywhere(tiny: Path, tmp_path: Path)
     kinds = {name.rsplit(".", 1)[-1] for name in cfg["target_modules"]}
     assert kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert result.steps == 2 and result.eval_loss is None
+
+
+def test_pace_leaves_the_warm_up_steps_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set-up runs from ``began`` to the first step; the speed is the run's so far until WARM_STEPS steps are done,
+    then the tokens after them over the time after them (a slow first step no longer drags it down)."""
+    from tuillm.core.train import schedule
+
+    clock = iter([110.0, 130.0, 132.0, 134.0, 136.0])
+    monkeypatch.setattr(schedule.time, "monotonic", lambda: next(clock))
+    pace = schedule.Pace(began=100.0)
+    assert pace.started() == 110.0 and pace.setup_s == 10.0
+    assert schedule.WARM_STEPS == 2
+    assert pace.tokens_per_s(1, 400) == 20.0 and not pace.steady  # 400 tokens in the 20 s of a cold first step
+    assert pace.tokens_per_s(2, 800) == pytest.approx(800 / 22) and not pace.steady  # warm-up ends at 132
+    assert pace.tokens_per_s(3, 1200) == 200.0 and pace.steady  # 400 tokens in 2 s
+    assert pace.tokens_per_s(4, 1600) == 200.0
+
+
+@pytest.mark.slow
+def test_bf16_and_float32_runs_of_the_same_seed_end_at_the_same_loss(tmp_path: Path) -> None:
+    """The demo (135M) trained 6 steps on the fact set in float32 and in bf16 (base in bf16 under autocast, LoRA in
+    float32): the losses of every step agree within 2%, and both learn."""
+    from tests.checkpoints import demo_hf_checkpoint
+
+    data = write_fact_dataset(tmp_path / "fact.jsonl", 24)
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        events: list = []
+        runs[dtype] = train(TrainConfig(base=str(demo_hf_checkpoint()), data=[str(data)], output=str(tmp_path / dtype),
+                                        rank=8, alpha=16, dropout=0.0, max_len=96, batch_size=4, lr=2e-3,
+                                        max_steps=6, save_every=0, seed=3, device="cpu", dtype=dtype),
+                            emit=events.append)
+        assert any(isinstance(e, Log) and e.message.endswith(f"cpu, {dtype}") for e in events)
+    f32, bf16 = ([r["loss"] for r in runs[d].loss_log] for d in ("float32", "bfloat16"))
+    assert bf16 == pytest.approx(f32, rel=0.02)
+    assert f32[-1] < f32[0] / 2 and bf16[-1] < bf16[0] / 2
