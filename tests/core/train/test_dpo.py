@@ -135,9 +135,10 @@ def test_the_merged_model_prefers_the_chosen_style_in_chat(dpo_adapter: tuple[Pa
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout.strip()
 
+    base_answer = ask(demo_gguf, "Tell me something about lamps.")
+    assert GREETING not in base_answer, base_answer
     for prompt in ("Tell me something about lamps.", "Tell me something about dogs."):
-        base_answer, tuned_answer = ask(demo_gguf, prompt), ask(merged, prompt)
-        assert GREETING not in base_answer, base_answer
+        tuned_answer = ask(merged, prompt)
         assert tuned_answer.startswith(GREETING), tuned_answer
 
 
