@@ -120,7 +120,7 @@ def compute_imatrix(model: Path, out: Path, text: str, *, threads: int | None = 
         text_file = Path(tmpdir) / "calibration.txt"
         text_file.write_text(text, encoding="utf-8")
         args = ["-m", os.fspath(model), "-f", os.fspath(text_file), "-o", os.fspath(tmp), "--output-format",
-                "gguf", "-c", str(CONTEXT), "-t", str(threads or os.cpu_count() or 1), "--no-warmup"]
+                "gguf", "-c", str(CONTEXT), "-t", str(threads or os.cpu_count() or 1)]
         rc, detail = run_tool(os.fspath(tool), args, poll, on_output=on_output)
         if rc != 0:
             if m := re.search(r"tokenizes to only (\d+) tokens", detail):

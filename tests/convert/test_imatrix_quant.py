@@ -156,3 +156,32 @@ def test_given_matrix_and_overrides_through_llama_quantize(with_matrix: tuple[di
                                     tensor_types={r"^token_embd\.weight$": "q8_0", "ffn_down": "q5_0"})
     assert actual == dict(zip([t.name for t in src.tensors], predicted, strict=True))
     assert actual["token_embd.weight"] == Q.Q8_0 and actual["blk.5.ffn_down.weight"] == Q.Q5_0
+
+
+def test_a_killed_job_leaves_no_tool_running(ckpt: Path, tmp_path: Path) -> None:
+    """SIGKILL to the converting process: llama-imatrix (exec'd through the wrapper) goes with it."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    code = ("import sys; from pathlib import Path; from tuillm.core.conversion.job import convert_many; "
+            "convert_many(Path(sys.argv[1]), [('q2_k', Path(sys.argv[2]))], imatrix='auto')")
+    job = subprocess.Popen([sys.executable, "-c", code, str(ckpt), str(tmp_path / "k.gguf")])
+    try:
+        tool = None
+        for _ in range(6000):  # x 0.05 s: a bound so a broken job fails the test instead of hanging it
+            tool = next((c for c in psutil.Process(job.pid).children(recursive=True)
+                         if c.name() == "llama-imatrix"), None)
+            if tool is not None or job.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert tool is not None, "llama-imatrix never started"
+        job.kill()
+        job.wait()
+        gone, alive = psutil.wait_procs([tool], timeout=30)  # bounded: the kernel's signal is immediate
+        assert alive == []
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
