@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import subprocess
+import sys
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,7 @@ from tuillm.core.models.metadata import read_info
 from tuillm.core.settings import Config
 from tuillm.tui.cli import main
 
+TUILLM = str(Path(sys.executable).with_name("tuillm"))
 LADDER = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "iq4_xs", "q3_k_m", "q2_k")  # the issue's list, most bits first
 # Measured, not wished away: the demo's weights come from a Q4_1 file, whose 4-bit linear grid q4_k_m keeps almost
 # exactly, so it beats q5_k_m (which re-rounds the same values onto another grid with coarser 6-bit scales): KL
@@ -168,3 +173,20 @@ def test_bad_input_is_refused_in_one_line(tiny: Path, tmp_path: Path, args: list
 def test_a_missing_source_is_refused_in_one_line(tmp_path: Path) -> None:
     code, _, err = _tuillm("quants", str(tmp_path / "nothing"))
     assert code == 1 and err == f"tuillm: {tmp_path / 'nothing'}: no such file or folder\n"
+
+
+def test_sigterm_stops_the_sweep_and_leaves_nothing(tiny: Path, tmp_path: Path) -> None:
+    """Mid-sweep, SIGTERM ends the command as Ctrl-C does: the hidden folder goes with every file in it."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([TUILLM, "quants", str(tiny), "--types", "q8_0,q4_0,q5_0,q5_1,q4_1", "--imatrix", "none",
+                             "--keep", "all", "--output-dir", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300  # a bound so a broken run fails instead of hanging
+    while not any(out.glob(".tuillm-sweep-*/*.gguf")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the sweep never wrote a file"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "tuillm: stopped by SIGTERM" and stdout == ""
+    assert list(out.iterdir()) == []

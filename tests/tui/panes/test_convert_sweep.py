@@ -18,7 +18,7 @@ from tuillm.core.models.memory import FITS
 from tuillm.tui.panes.convert import ConvertPane
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.sweep_dialog import SweepDialog
-from tuillm.tui.widgets.kl_plot import KLPlot
+from tuillm.tui.widgets.kl_plot import CHOSEN, POINT, KLPlot, PlotPoint, plot_lines
 from tuillm.tui.widgets.quant_table import QuantTable
 
 # Bounds on waiting, only so that a broken pane fails instead of hanging (never a timing assertion).
@@ -81,7 +81,8 @@ async def test_a_sweep_shows_its_figures_and_keeps_the_chosen_file(tiny: Path, t
         plot = pane.query_one(KLPlot)
         assert [(p.label, p.chosen) for p in plot.points] == [("q8_0", True), ("q4_0", False)]
         rendered = str(plot.render())
-        assert "◆q8_0" in rendered and "●q4_0" in rendered
+        assert rendered.count(CHOSEN) == 1 and rendered.count(POINT) == 1  # q8_0 marked as the recommendation
+        assert "q8_0" in rendered and "q4_0" in rendered
         assert not pane.query_one("#convert-types").display  # the figures take the list's place
         assert "q8_0" in str(pane.query_one("#sweep-recommendation", Label).render())
         assert sorted(p.name for p in out.iterdir()) == ["tiny-qwen-Q4_0.gguf", "tiny-qwen-Q8_0.gguf"]
@@ -135,3 +136,25 @@ async def test_the_form_refuses_a_bad_type_in_one_line(tiny: Path, tmp_path: Pat
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, SweepDialog) and not (tmp_path / "out").exists()
+
+
+def test_the_plot_puts_more_kl_higher_and_more_bits_further_right() -> None:
+    points = [PlotPoint("q8_0", 8.6, 0.0046), PlotPoint("q6_k", 8.2, 0.0101, chosen=True),
+              PlotPoint("q4_k_m", 6.3, 0.0589), PlotPoint("q2_k", 5.2, 0.47), PlotPoint("zero", 7.0, 0.0)]
+    lines = plot_lines(points, 70, 12)
+    assert len(lines) == 12 and all(len(line) == 70 for line, _ in lines)
+    where = {}
+    for row, (line, _) in enumerate(lines):
+        for col, ch in enumerate(line):
+            if ch in (POINT, CHOSEN):
+                where[(row, col)] = ch
+    assert len(where) == len(points)  # every point drawn, once
+    rows_by_x = [row for row, _ in sorted(where, key=lambda rc: rc[1])]  # left to right: 5.2, 6.3, 7.0, 8.2, 8.6
+    assert rows_by_x[0] == 0  # q2_k: the most KL, top row
+    assert rows_by_x[2] == 9  # a KL of 0 sits on the floor (the bottom plot row), not off the log scale
+    assert rows_by_x[1] < rows_by_x[3] < rows_by_x[4]  # q4_k_m above q6_k above q8_0
+    chosen_row = next(row for (row, _), ch in where.items() if ch == CHOSEN)
+    line, spans = lines[chosen_row]
+    assert spans and any(line[a:b] == "q6_k" for a, b in spans)  # the chosen label is styled
+    assert "bits/weight" in lines[-1][0] and "└" in lines[-2][0]
+    assert "no figures yet" in plot_lines([], 40, 6)[0][0]
