@@ -106,9 +106,12 @@ def test_two_processes_follow_one_process(tmp_path: Path) -> None:
 
 def test_a_cancel_stops_every_rank_and_either_count_resumes(tmp_path: Path) -> None:
     """A tiny random llama: a two-process run cancelled after step 1 stops all ranks after the same step with
-    rank 0's checkpoint; resumed in one process it gives the uninterrupted two-process curve."""
+    rank 0's checkpoint; resumed in one process it gives the uninterrupted curve (one process's: two give the
+    same, above). 12 examples, 11 a micro-batch: every other step holds one example, so rank 1 runs its row
+    without loss there."""
     tiny = tiny_random_checkpoint("llama", tmp_path / "tiny")
-    full = train(cfg(tmp_path, "full", base=str(tiny), nproc=2, max_steps=5, save_every=0, grad_accum=2))
+    small = {"base": str(tiny), "max_steps": 5, "save_every": 0, "batch_size": 11}
+    full = train(cfg(tmp_path, "full", **small))
     cancel = threading.Event()
 
     def stop_after_step_1(event: object) -> None:
@@ -117,13 +120,13 @@ def test_a_cancel_stops_every_rank_and_either_count_resumes(tmp_path: Path) -> N
 
     events: list = []
     with pytest.raises(Cancelled):
-        train(cfg(tmp_path, "cut", base=str(tiny), nproc=2, max_steps=5, save_every=0, grad_accum=2),
+        train(cfg(tmp_path, "cut", nproc=2, **small),
               emit=lambda e: (events.append(e), stop_after_step_1(e)), cancel=cancel)
     saved = latest_checkpoint(tmp_path / "cut")
     assert saved is not None and saved.name in ("step-0000001", "step-0000002")
     assert any(isinstance(e, Log) and e.message.startswith(f"cancelled after step {int(saved.name[5:])}")
                for e in events)
-    resumed = train(cfg(tmp_path, "cut", base=str(tiny), max_steps=5, save_every=0, grad_accum=2, resume=True))
+    resumed = train(cfg(tmp_path, "cut", resume=True, **small))
     assert [r["loss"] for r in resumed.loss_log] == pytest.approx([r["loss"] for r in full.loss_log], rel=1e-4)
 
 

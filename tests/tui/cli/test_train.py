@@ -293,20 +293,17 @@ def test_two_processes_teach_the_fact(tmp_path: Path) -> None:
 
 def test_torchrun_of_tuillm_train_is_one_run(tmp_path: Path) -> None:
     """``torchrun --nproc-per-node 2 tuillm train …``: each process finds RANK/WORLD_SIZE and joins the group; rank 0
-    alone reports and prints the adapter; the curve is the one process's (the loop's arithmetic, see
-    tests/core/train/test_distributed.py)."""
+    alone reports, writes and prints the adapter (that the curve is one process's: tests/core/train/
+    test_distributed.py)."""
     base = tiny_random_checkpoint("llama", tmp_path / "tiny")
     data = write_fact_dataset(tmp_path / "d.jsonl", 8)
-    common = ["train", str(base), "--data", str(data), "--rank", "4", "--max-len", "64", "--batch-size", "3",
-              "--max-steps", "3", "--dropout", "0", "--dtype", "float32", "--save-every", "2"]
-    one = tuillm(*common, "-o", str(tmp_path / "one"))
-    assert one.returncode == 0, one.stderr[-2000:]
+    adapter = tmp_path / "two"
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          TUILLM, *common, "-o", str(tmp_path / "two")], capture_output=True, text=True, timeout=600,
-                         env=os.environ.copy())
+                          TUILLM, "train", str(base), "--data", str(data), "-o", str(adapter), "--rank", "4",
+                          "--max-len", "64", "--batch-size", "3", "--max-steps", "3", "--save-every", "2"],
+                         capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip() == str(tmp_path / "two")
+    assert out.stdout.strip() == str(adapter)
     assert out.stderr.count("step 3/3:") == 1 and "Traceback" not in out.stderr
-    losses = [[json.loads(line)["loss"] for line in (tmp_path / name / "loss_log.jsonl").read_text().splitlines()]
-              for name in ("one", "two")]
-    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    assert [json.loads(line)["step"] for line in (adapter / "loss_log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert (adapter / "adapter_config.json").is_file() and not (adapter / "checkpoints").exists()
