@@ -86,7 +86,9 @@ def _side(prompt: Messages, answer: object, key: str) -> Messages:
     """One side as messages (checked as a conversation of the messages format); ValueError with a short reason."""
     if isinstance(answer, str):
         answer = [{"role": "assistant", "content": answer}]
-    if not isinstance(answer, list) or not answer:
+    if answer == []:
+        raise ValueError(f"{key!r} holds nothing after the prompt")
+    if not isinstance(answer, list):
         raise ValueError(f"field {key!r} missing, or not a string or a non-empty message list")
     try:
         full = _to_messages({"messages": [*prompt, *answer]}, "messages")

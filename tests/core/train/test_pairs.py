@@ -124,6 +124,16 @@ def test_the_preview_shows_each_side_with_its_answer_marked(tmp_path: Path) -> N
      "line 1: 'rejected': no assistant message"),
     ([{"prompt": [msg("robot", "a")], "chosen": [msg("assistant", "b")], "rejected": [msg("assistant", "c")]}],
      "line 1: 'prompt': message role 'robot'"),
+    ([{"chosen": [msg("user", "a"), msg("assistant", "b")],
+       "rejected": [msg("user", "a"), msg("assistant", "b"), msg("user", "c"), msg("assistant", "d")]}],
+     "line 1: 'chosen' holds nothing after the prompt"),
+    ([{"prompt": "a", "chosen": [], "rejected": [msg("assistant", "c")]}],
+     "line 1: 'chosen' holds nothing after the prompt"),
+    ([{"prompt": "a", "chosen": "b", "rejected": "c"}, {"prompt": "a", "chosen": [msg("assistant", "b")],
+                                                         "rejected": [msg("assistant", "c")]}],
+     "line 2: not in the pairs format of line 1"),
+    ([{"prompt": [], "chosen": [msg("assistant", "b")], "rejected": [msg("assistant", "c")]}],
+     "line 1: field 'prompt' missing, or not a string or a non-empty message list"),
 ])
 def test_bad_pair_files_name_their_lines(tmp_path: Path, rows: list, expected: str) -> None:
     with pytest.raises(DatasetError) as err:
