@@ -158,6 +158,8 @@ class TrainConfig:
         problems = [p for o in TRAIN_OPTIONS if (p := option_problem(o, values[o.name])) is not None]
         if self.method == "dpo" and self.nproc > 1:
             problems.append("--method dpo runs in one process: leave --nproc at 1")
+        if self.method == "dpo" and self.train_on_prompt:
+            problems.append("--train-on-prompt is for supervised data: DPO scores the answers only")
         if problems:
             raise TuillmError("; ".join(problems))
 

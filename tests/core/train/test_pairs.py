@@ -157,4 +157,7 @@ def test_the_cli_refuses_a_bad_pair_file_in_one_line(tmp_path: Path, capsys: pyt
     good = write(tmp_path / "good.jsonl", [{"prompt": "a", "chosen": "b", "rejected": "c"}])
     assert main(["train", "demo", "--method", "dpo", "--nproc", "2", "--data", str(good), "-o", str(out)]) == 1
     assert capsys.readouterr().err.strip() == "tuillm: --method dpo runs in one process: leave --nproc at 1"
+    assert main(["train", "demo", "--method", "dpo", "--train-on-prompt", "--data", str(good), "-o", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == ("tuillm: --train-on-prompt is for supervised data: DPO scores the "
+                                               "answers only")
     assert not out.exists()
