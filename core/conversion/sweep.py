@@ -124,15 +124,16 @@ def _imatrix_kwargs(request: SweepRequest, name: str, emit: Emit) -> tuple[dict[
     from tuillm.convert import imatrix as im
     from tuillm.convert.errors import ConvertError
 
-    text = request.calibration.read_text(encoding="utf-8") if request.calibration is not None else None
-    if text is None:
-        from tuillm.convert.calibration import CALIBRATION_TEXT as text
     beside = im.auto_path(request.output_dir, name)
     try:
+        if request.calibration is not None:
+            text = im.check_calibration(request.calibration).read_text(encoding="utf-8")
+        else:
+            from tuillm.convert.calibration import CALIBRATION_TEXT as text
         if im.reusable(beside, im.imatrix_key(request.source, text)):
             return {"imatrix": str(beside)}, str(beside)
-    except (ConvertError, OSError):
-        pass  # not ours or unreadable: a fresh one is computed in the hidden folder and not moved over it
+    except (ConvertError, OSError, UnicodeDecodeError):
+        pass  # a bad text is refused by the job in its words; a matrix not ours is not reused nor replaced
     kwargs: dict[str, Any] = {"imatrix": IMATRIX_AUTO}
     if request.calibration is not None:
         kwargs["calibration"] = request.calibration

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "file against the 16-bit model on a held-out text (KL divergence, top-1 agreement, "
                        "perplexity ratio) and its decode speed here, and recommend the best-quality type that "
                        "fits this machine at the context, with headroom.")
-    p.add_argument("source", metavar="SOURCE", help="HF checkpoint folder, or a GGUF file (re-quantized)")
+    p.add_argument("source", metavar="SOURCE",
+                   help="HF checkpoint folder, a GGUF file (re-quantized), `demo`, or a name from `tuillm models`")
     add_options(p, SWEEP_OPTIONS, groups=False)
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -60,13 +61,15 @@ def summary(result: SweepResult) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from tuillm.core.conversion.sweep import run_sweep
     from tuillm.core.conversion.sweep_options import sweep_request
+    from tuillm.core.models.catalog import resolve_model
     from tuillm.core.settings import load_config
     from tuillm.core.text import safe_line
     from tuillm.tui.cli.options import option_values
     from tuillm.tui.cli.progress import CliRenderer
 
-    request = sweep_request(args.source, option_values(args, SWEEP_OPTIONS))
+    values = option_values(args, SWEEP_OPTIONS)  # the flags first: a bad one is refused before any lookup
     config = load_config(args.config)
+    request = sweep_request(resolve_model(args.source, config), values)
     result = run_sweep(request, config=config, emit=CliRenderer(quiet=args.quiet))
     if args.json:  # json.dumps escapes control characters: nothing raw reaches the terminal
         print(json.dumps(result.to_json(), indent=2))
