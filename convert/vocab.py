@@ -26,7 +26,7 @@ __all__ = ["Vocab", "add_vocab", "read_vocab"]
 _SPECIAL_FILES = ("tokenizer_config.json", "config.json", "chat_template.jinja", "chat_template.json")
 
 
-def _spm_vocab(folder: Path, n_vocab: int) -> Vocab:
+def _spm_vocab(folder: Path, n_vocab: int, tj: dict | None) -> Vocab:
     try:
         from sentencepiece import SentencePieceProcessor
     except ImportError:
@@ -62,9 +62,9 @@ def _spm_vocab(folder: Path, n_vocab: int) -> Vocab:
         if not all(is_id(i) for i in extra.values()):
             raise ConvertError(f"{folder / 'added_tokens.json'}: not an object of tokens to ids")
         added += [(i, t, False) for t, i in extra.items()]
-    if (folder / "tokenizer.json").is_file():
-        path = folder / "tokenizer.json"
-        added += [(a["id"], a["content"], bool(a.get("special"))) for a in added_tokens(path, read_json_object(path))]
+    if tj is not None:
+        added += [(a["id"], a["content"], bool(a.get("special")))
+                  for a in added_tokens(folder / "tokenizer.json", tj)]
     for i, text, special in added:
         if i >= n_vocab:
             raise ConvertError(f"{folder}: added token id {i} is past the model's {n_vocab} embeddings")
@@ -80,11 +80,10 @@ def read_vocab(folder: Path, n_vocab: int) -> Vocab:
     """Tokens of the folder's tokenizer, padded to ``n_vocab`` (the embedding rows), with its special tokens:
     every tokenizer file is read here, once, before anything is written."""
     folder = Path(folder)
-    tj = None
+    tj = read_json_object(folder / "tokenizer.json") if (folder / "tokenizer.json").is_file() else None
     if (folder / "tokenizer.model").is_file():
-        vocab = _spm_vocab(folder, n_vocab)
-    elif (folder / "tokenizer.json").is_file():
-        tj = read_json_object(folder / "tokenizer.json")
+        vocab = _spm_vocab(folder, n_vocab, tj)
+    elif tj is not None:
         vocab = json_vocab(folder, tj, n_vocab)
     else:
         raise ConvertError(f"{folder}: no tokenizer (tokenizer.json or tokenizer.model)")
