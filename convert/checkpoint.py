@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -32,7 +33,19 @@ def _bf16_to_f16_table() -> np.ndarray:
         return bf16_to_f32(np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)).astype(np.float16)
 
 
-def bf16_to_f16(raw: np.ndarray) -> np.ndarray:
+# A source of scratch memory: a uint8 array of at least the asked bytes (reused by the caller, piece after piece).
+Buffer = Callable[[int], np.ndarray]
+
+
+def new_array(shape: tuple[int, ...], dtype: np.dtype | type, buffer: Buffer | None = None) -> np.ndarray:
+    """An uninitialised array of ``shape``: new, or laid over the start of ``buffer``'s memory."""
+    if buffer is None:
+        return np.empty(shape, dtype=dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return buffer(size)[:size].view(dtype).reshape(shape)
+
+
+def bf16_to_f16(raw: np.ndarray, buffer: Buffer | None = None) -> np.ndarray:
     """bf16 bit patterns (uint16) to float16, bit for bit what float32 -> float16 gives (round to nearest even),
     by a lookup in a table of all 65536 patterns: one gather instead of a widening and a cast.
 
@@ -41,7 +54,7 @@ def bf16_to_f16(raw: np.ndarray) -> np.ndarray:
     """
     table = _bf16_to_f16_table()
     flat = np.ascontiguousarray(raw).reshape(-1)
-    out = np.empty(flat.shape, dtype=np.float16)
+    out = new_array(flat.shape, np.float16, buffer)
     for i in range(0, flat.size, _GATHER_SLICE):
         np.take(table, flat[i:i + _GATHER_SLICE], out=out[i:i + _GATHER_SLICE])
     return out.reshape(raw.shape)
@@ -56,8 +69,9 @@ class Checkpoint:
     config: dict
     tensors: dict[str, TensorEntry]
 
-    def read_raw(self, name: str, rows: tuple[int, int] | None = None) -> np.ndarray:
-        """The tensor's stored values (bf16 as uint16), or rows [start, end) of it, read into a new array.
+    def read_raw(self, name: str, rows: tuple[int, int] | None = None, buffer: Buffer | None = None) -> np.ndarray:
+        """The tensor's stored values (bf16 as uint16), or rows [start, end) of it, read into a new array (or into
+        ``buffer``'s memory).
 
         One read straight into the array's memory (the file's pages stay in the page cache, never in our RSS, so
         memory does not grow with the checkpoint size); the read releases the GIL, so readers run in parallel.
@@ -72,7 +86,7 @@ class Checkpoint:
             shape = (rows[1] - rows[0], *shape[1:])
             begin += rows[0] * row_elems * np.dtype(dtype).itemsize
             count = shape[0] * row_elems
-        out = np.empty(shape, dtype=dtype)
+        out = new_array(shape, dtype, buffer)
         if count == 0:
             return out
         view = memoryview(out).cast("B")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -121,12 +122,33 @@ def _row_ranges(shape: tuple[int, ...], multiple: int = 1) -> list[tuple[int, in
     return [(r, min(r + step, shape[0])) for r in range(0, shape[0], step)]
 
 
+class _Scratch(threading.local):
+    """Each pool thread's two buffers (what it read, what it encoded), reused piece after piece: a new array of a
+    piece's size would cost the kernel thousands of freshly zeroed pages every time. A piece's array is written out
+    before its thread takes the next piece, so reuse never overwrites data still to be written."""
+
+    def __init__(self) -> None:
+        self.memory = [np.empty(0, np.uint8), np.empty(0, np.uint8)]
+
+    def buffer(self, slot: int) -> Callable[[int], np.ndarray]:
+        def get(nbytes: int) -> np.ndarray:
+            if self.memory[slot].size < nbytes:
+                self.memory[slot] = np.empty(0, np.uint8)  # the old one freed before the new one is taken
+                self.memory[slot] = np.empty(nbytes, np.uint8)
+            return self.memory[slot]
+
+        return get
+
+
+_SCRATCH = _Scratch()
+
+
 def _loader(ck: Checkpoint, hf_name: str, qtype: Q, permute_heads: int | None, offset: float,
             rows: tuple[int, int] | None) -> Callable[[], np.ndarray]:
     source = ck.tensors[hf_name].dtype
 
     def load() -> np.ndarray:
-        raw = ck.read_raw(hf_name, rows)
+        raw = ck.read_raw(hf_name, rows, _SCRATCH.buffer(0))
         if permute_heads:
             heads = permute_heads if rows is None else permute_heads * raw.shape[0] // ck.tensors[hf_name].shape[0]
             raw = permute_rope(raw, heads)  # a row reordering: fine on raw bf16 bits too
@@ -135,7 +157,7 @@ def _loader(ck: Checkpoint, hf_name: str, qtype: Q, permute_heads: int | None, o
                               or (source == "F32" and qtype == Q.F32)):
             return np.ascontiguousarray(raw)
         if source == "BF16" and qtype == Q.F16 and offset == 0.0:
-            return bf16_to_f16(raw)  # the common case (bf16 checkpoint to f16) in one pass
+            return bf16_to_f16(raw, _SCRATCH.buffer(1))  # the common case (bf16 checkpoint to f16) in one pass
         values = bf16_to_f32(raw) if source == "BF16" else raw.astype(np.float32, copy=False)
         if offset:
             values = values + np.float32(offset)

@@ -96,11 +96,11 @@ def test_failed_piece_stops_the_pool_and_leaves_nothing(tiny_bf16: Path, tmp_pat
     real = Checkpoint.read_raw
     calls = []
 
-    def failing(self: Checkpoint, name: str, rows: tuple[int, int] | None = None):  # noqa: ANN202
+    def failing(self: Checkpoint, name: str, *args: object):  # noqa: ANN202
         calls.append(name)
         if len(calls) == 20:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, name, rows)
+        return real(self, name, *args)
 
     monkeypatch.setattr(Checkpoint, "read_raw", failing)
     out = tmp_path / "out"
