@@ -17,7 +17,7 @@ import gguf
 
 from tuillm.convert.checkpoint import read_json_object
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.vocab_base import Vocab, added_tokens, added_type, is_id
+from tuillm.convert.vocab_base import ADDED_SCORE, UNUSED_SCORE, Vocab, added_tokens, added_type, is_id
 from tuillm.convert.vocab_bpe import json_vocab
 
 __all__ = ["Vocab", "add_vocab", "read_vocab"]
@@ -40,7 +40,7 @@ def _spm_vocab(folder: Path, n_vocab: int, tj: dict | None) -> Vocab:
     if sp.vocab_size() > n_vocab:
         raise ConvertError(f"{folder}: tokenizer has {sp.vocab_size()} tokens but the model only {n_vocab} embeddings")
     tokens = [f"[PAD{i}]" for i in range(n_vocab)]
-    scores = [-10000.0] * n_vocab
+    scores = [UNUSED_SCORE] * n_vocab
     types = [int(gguf.TokenType.UNUSED)] * n_vocab
     for i in range(sp.vocab_size()):
         tokens[i] = sp.IdToPiece(i)
@@ -71,7 +71,7 @@ def _spm_vocab(folder: Path, n_vocab: int, tj: dict | None) -> Vocab:
         if i < sp.vocab_size() and tokens[i] == text:
             continue  # a base piece repeated in added_tokens keeps its score and type
         tokens[i] = text
-        scores[i] = -1000.0
+        scores[i] = ADDED_SCORE
         types[i] = added_type(text, special)
     return Vocab("llama", "default", tokens, scores, types)
 

@@ -17,6 +17,11 @@ LOOKS_SPECIAL = re.compile(r"^(<\|.*\|>|<｜.*｜>|<unused.*>|<2mass>|\[@BOS@\]"
                            r"|<(s|/s|unk|pad|mask|bos|eos|eot|sep|cls)>|\[(PAD|UNK|CLS|SEP|MASK)\])$", re.DOTALL)
 
 
+# Scores of padding rows and of added tokens, as llama.cpp's converter writes them for SentencePiece vocabularies.
+UNUSED_SCORE = -10000.0
+ADDED_SCORE = -1000.0
+
+
 @dataclass
 class Vocab:
     model: str  # "gpt2" (byte-level BPE) or "llama" (SentencePiece, or byte-fallback BPE)

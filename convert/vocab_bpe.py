@@ -18,11 +18,9 @@ import gguf
 
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.pretokenizers import pre_tokenizer_name
-from tuillm.convert.vocab_base import Vocab, added_tokens, added_type, obj
+from tuillm.convert.vocab_base import ADDED_SCORE, UNUSED_SCORE, Vocab, added_tokens, added_type, obj
 
 SPACE = "▁"  # SentencePiece's space marker
-UNUSED_SCORE = -10000.0
-ADDED_SCORE = -1000.0
 
 
 def json_vocab(folder: Path, tj: dict, n_vocab: int) -> Vocab:
