@@ -68,7 +68,9 @@ if ! { cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARE
     && cmake --build "$work/build" --config Release -j "$jobs" --target "${tools[@]}"; } >"$log" 2>&1; then
     keep=${XDG_CACHE_HOME:-$HOME/.cache}/tuillm/llama-tools/build-failed.log
     mkdir -p "$(dirname "$keep")" && cp -f "$log" "$keep"
-    die "the build failed: $(grep -m1 -iE 'error' "$log" || tail -n1 "$log") (full log: $keep)"
+    # The first error and the line that says what it is (CMake puts the reason on the next line).
+    why=$(awk 'tolower($0) ~ /error/ { line = $0; if ((getline next_line) > 0) line = line " " next_line; print line; exit }' "$log" | tr -s ' \t' ' ')
+    die "the build failed: ${why:-$(tail -n1 "$log")} (full log: $keep)"
 fi
 
 # Into the cache under a temporary name, renamed when complete: a killed build never leaves a half cache.
