@@ -187,3 +187,30 @@ def test_cli_tools_missing_is_one_line(tiny: Path, tmp_path: Path, monkeypatch: 
         code, err = _run(["convert", str(tiny), "-o", str(out / "t.gguf"), *type_args, *extra], capsys)
         assert code == 1 and "run `make`" in err and len(err.splitlines()) == 1, err
         assert list(out.iterdir()) == []  # refused before anything was written
+
+
+# --- the automatic matrix's reuse key --------------------------------------------------------------------------------
+
+
+def test_an_automatic_matrix_is_reused_only_for_its_key(tiny: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tuillm.convert import imatrix as im
+
+    path = _gguf_imatrix(tmp_path / "tiny.imatrix")
+    key = im.imatrix_key(tiny, "some calibration text")
+    with pytest.raises(ConvertError, match="tuillm did not make it"):
+        im.reusable(path, key)  # a file of the user's under our name: refused, never replaced
+    im.record(path, key)
+    assert im.reusable(path, key)
+    assert not im.reusable(path, replace(key, calibration=im.imatrix_key(tiny, "another text").calibration))
+    assert not im.reusable(path, replace(key, llama_cpp="0.0.1"))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in tiny.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    (copy / "config.json").write_text((tiny / "config.json").read_text() + "\n")  # a changed source
+    assert im.source_fingerprint(copy) != im.source_fingerprint(tiny)
+    assert not im.reusable(path, im.imatrix_key(copy, "some calibration text"))
+    path.write_bytes(b"damaged")
+    assert not im.reusable(path, key)  # the right sidecar, but not a matrix any more: computed again
