@@ -18,7 +18,8 @@ cmake_args=("$@")
 tools=(llama-quantize llama-imatrix llama-perplexity)
 stamp_name=llama-tools.version
 
-key=$(printf '%s\n' "$version" "${cmake_args[@]+"${cmake_args[@]}"}" | sha256sum | cut -c1-12)
+sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi; }  # macOS: shasum
+key=$(printf '%s\n' "$version" "${cmake_args[@]+"${cmake_args[@]}"}" | sha256 | cut -c1-12)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/tuillm/llama-tools/$version-$key
 
 install_from_cache() {
