@@ -239,9 +239,12 @@ def launch(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event 
            force: bool = False) -> TrainResult:
     """Train with ``config.nproc`` processes; returns rank 0's result (see the module docstring). A second
     interrupt while waiting (KeyboardInterrupt, a front end's stop) kills the ranks at once."""
-    from tuillm.core.train.base import pick_device
+    from tuillm.core.train.base import base_folder, pick_device
 
     check_nproc(config, pick_device(config.device), 1)
+    # A GGUF base is dequantized here, once, before any rank starts: the ranks find the cached folder (no rank
+    # waits in a collective, with its timeout, while another converts a large model).
+    base_folder(Path(config.base), emit=emit)
     emit(Log(f"starting {config.nproc} training processes (data-parallel through accelerate); "
              "rank 0 reports"))
     with tempfile.TemporaryDirectory(prefix="tuillm-ranks-") as logs:
