@@ -54,7 +54,7 @@ def _spm_vocab(folder: Path, n_vocab: int, tj: dict | None) -> Vocab:
             kind = gguf.TokenType.UNUSED
         elif sp.IsByte(i):
             kind = gguf.TokenType.BYTE
-        types[i] = kind
+        types[i] = int(kind)
     # Added tokens (chat markers...) override or extend the SentencePiece pieces.
     added: list[tuple[int, str, bool]] = []
     if (folder / "added_tokens.json").is_file():

@@ -56,4 +56,4 @@ def added_tokens(path: Path, tj: dict) -> list[dict]:
 
 def added_type(content: str, special: Any) -> int:
     """CONTROL for special added tokens (llama.cpp matches them only as specials), USER_DEFINED for the rest."""
-    return gguf.TokenType.CONTROL if special or LOOKS_SPECIAL.match(content) else gguf.TokenType.USER_DEFINED
+    return int(gguf.TokenType.CONTROL if special or LOOKS_SPECIAL.match(content) else gguf.TokenType.USER_DEFINED)

@@ -76,14 +76,15 @@ def _pad(tokens: list[Any], types: list[int]) -> None:
     for i, token in enumerate(tokens):
         if token is None:
             tokens[i] = f"[PAD{i}]"
-            types[i] = gguf.TokenType.UNUSED
+            types[i] = int(gguf.TokenType.UNUSED)
 
 
 def _byte_fallback(path: Path, tj: dict, tokens: list[Any], merges: list[str], added: list[dict]) -> Vocab:
     add_space_prefix = _space_prefix(path, tj)
     n_vocab = len(tokens)
     ids = {t: i for i, t in enumerate(tokens) if t is not None}
-    scores = [0.0] * n_vocab
+    # A token no merge makes is never formed by HF's BPE; llama.cpp would form it, so only when nothing else applies.
+    scores = [-float(len(merges))] * n_vocab
     for rank in range(len(merges) - 1, -1, -1):  # backwards: the first (best) merge making a token sets its score
         made = ids.get(merges[rank].replace(" ", "", 1))
         if made is not None:
@@ -91,10 +92,10 @@ def _byte_fallback(path: Path, tj: dict, tokens: list[Any], merges: list[str], a
     types = [int(gguf.TokenType.NORMAL)] * n_vocab
     for i, token in enumerate(tokens):
         if token is not None and len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
-            types[i] = gguf.TokenType.BYTE
+            types[i] = int(gguf.TokenType.BYTE)
     unk = obj(tj.get("model")).get("unk_token")
     if isinstance(unk, str) and unk in ids:
-        types[ids[unk]] = gguf.TokenType.UNKNOWN
+        types[ids[unk]] = int(gguf.TokenType.UNKNOWN)
     _pad(tokens, types)
     for i, kind in enumerate(types):
         if kind == gguf.TokenType.UNUSED:
