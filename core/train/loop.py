@@ -6,7 +6,8 @@ gradients accumulate over micro-batches weighted by their share of the step's tr
 rate follows the chosen schedule (core.train.schedule). Checkpoints (core.train.checkpoints) let a resumed run
 replay exactly what an uninterrupted one would. A set ``cancel`` event finishes the current step, saves a
 checkpoint and raises ``Cancelled``; available RAM under the memory guard's floor (core.models.guard), checked
-between steps, saves a checkpoint and raises a ``TuillmError`` saying so.
+between steps, saves a checkpoint and raises a ``TuillmError`` saying so. With ``--nproc N`` each of N processes
+runs this loop on its share of every step (``_Run.ranks``: core.train.distributed); rank 0 alone writes and emits.
 
 Events (for a front end): ``Log`` lines (data summary, truncation warnings, one line per ``log_every`` steps);
 ``Progress("dequantize"|"load"|"train", done, total, message)``; after every step ``Metric``s named ``loss``,
@@ -352,10 +353,11 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     _resume(run, resume_from)
     ranks.seed(config.seed, run.step)
     run.model = ranks.wrap(model)  # DDP (or FSDP) around the LoRA model; after every rank checked the output
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
-    if resume_from is None:  # --force over another run: its checkpoints would pass for this run's
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    if ranks.main:  # rank 0 alone writes in the output folder
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
+        if resume_from is None:  # --force over another run: its checkpoints would pass for this run's
+            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     emit(Log(f"{len(train_set)} training {run.unit}, {len(eval_set)} for eval; {plan.total_steps} steps "
              f"({plan.steps_per_epoch} per epoch) of {config.batch_size} x {config.grad_accum} {run.unit}"))
     if ranks.any(cancel is not None and cancel.is_set()):  # cancelled while the model loaded: nothing to save
