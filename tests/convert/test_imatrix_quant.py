@@ -185,3 +185,24 @@ def test_a_killed_job_leaves_no_tool_running(ckpt: Path, tmp_path: Path) -> None
         if job.poll() is None:
             job.kill()
             job.wait()
+
+
+def test_iq_rules_on_an_untied_model(tmp_path: Path) -> None:
+    """A small random llama with an output head and 256-wide rows (8 layers, GQA 2): the IQ mixes' rules for the
+    embedding, the head, attn_v/attn_output and the first eighth of ffn_down, each checked against llama.cpp."""
+    from tests.checkpoints import tiny_random_checkpoint
+
+    ckpt = tiny_random_checkpoint("llama", tmp_path / "ck", overrides={
+        "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 8, "num_attention_heads": 4,
+        "num_key_value_heads": 2})
+    src = open_source(ckpt)
+    types = ["iq2_xs", "iq2_m", "iq3_xxs", "iq1_m", "iq3_m", "iq4_nl", "q4_k_m"]
+    (tmp_path / "out").mkdir()
+    results = convert_many(ckpt, plan_outputs(src, types, tmp_path / "out"), imatrix="auto")
+    seen: set[Q] = set()
+    for result in results:
+        predicted = output_tensor_types(src.tensors, result.out_type, n_gqa=src.n_gqa, imatrix=True)
+        actual = {t.name: Q[t.type_name] for t in read_gguf_header(result.path).tensors}
+        assert actual == dict(zip([t.name for t in src.tensors], predicted, strict=True)), result.out_type
+        seen |= set(predicted)
+    assert {Q.IQ2_XS, Q.IQ2_S, Q.IQ3_XXS, Q.IQ3_S, Q.IQ1_M, Q.IQ2_XXS, Q.Q2_K, Q.Q5_K, Q.IQ4_NL} <= seen
