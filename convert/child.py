@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import IO
 
 POLL_SECONDS = 0.2
 
@@ -57,7 +58,7 @@ def run_tool(tool: str, args: Sequence[str], poll: Callable[[], None], *,
                      on_output=on_output)
 
 
-def _feed(log: tempfile._TemporaryFileWrapper, read: int, on_output: Callable[[bytes], None] | None) -> int:
+def _feed(log: IO[bytes], read: int, on_output: Callable[[bytes], None] | None) -> int:
     if on_output is None:
         return read
     log.seek(read)

@@ -11,11 +11,15 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.types import OUTPUT_TYPES
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Progress
+
+if TYPE_CHECKING:  # the matrix module is imported when a job runs, not when the app starts
+    from tuillm.convert.imatrix import ImatrixKey
 
 AUTO = "auto"
 
@@ -24,7 +28,7 @@ AUTO = "auto"
 class ImatrixChoice:
     path: Path  # the user's file, or where the automatic one is (or will be)
     text: str | None  # the calibration text, when the matrix must be computed
-    key: object | None  # the automatic matrix's ImatrixKey (written to its sidecar once computed)
+    key: ImatrixKey | None  # what an automatic matrix is computed from (its sidecar, once computed)
     note: str = ""  # what the job says about it once the tools are known to be there
 
     def announce(self, emit: Emit) -> None:
@@ -119,7 +123,7 @@ def ensure_imatrix(choice: ImatrixChoice, model: Path, emit: Emit, cancel: threa
         return choice.path
     from tuillm.convert import imatrix as im
 
-    assert choice.text is not None and isinstance(choice.key, im.ImatrixKey)
+    assert choice.text is not None and choice.key is not None
     seen = [-1, -1]
 
     def on_chunk(done: int, total: int) -> None:
