@@ -2,11 +2,13 @@
 
 The engine calls a listener on its worker thread for each event; ``ReplyStream`` matches the request's stop
 sequences there (so the stop flag is set before the next token is decoded) and hands the text, minus any stop
-sequence, to the event loop. The hand-off is batched: the worker appends to a list and wakes the loop only when no
-wake-up is pending, and the loop takes everything that arrived since its last turn (``batches``), so a loop that
-falls behind the decode catches up in one write instead of one per token, and costs the decode thread (with which
-it shares the GIL and the cores) no more than one wake-up per turn. Closing the stream (the client left) sets the
-request's own stop flag: its generation ends within a token, and the requests queued behind it go on.
+sequence, to the event loop. The hand-off is batched: the worker appends to a list, and wakes the loop only when
+the loop waits for it; the loop takes everything that arrived since its last turn (``batches``), at most once a
+frame (``FRAME_S``) while the reply flows, at once when it ends. Each token still goes out as its own event, but a
+fast model's come a few per write: the loop, which shares the GIL and (on a small machine) the cores with the
+decode, wakes and writes once per frame rather than once per token. A slow model's tokens go out as they come.
+Closing the stream (the client left) sets the request's own stop flag: its generation ends within a token, and the
+requests queued behind it go on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from tuillm.core.serve.models import ModelHost, ServedModel
 
 MAX_STOPS = 16  # OpenAI takes up to 4; Ollama clients send a model's few
 MAX_STOP_CHARS = 512
+FRAME_S = 1 / 60  # the most often a flowing stream is written to: a screen's refresh, finer than the eye follows
+_NOTHING, _ANY, _END = 0, 1, 2  # what the waiting loop wants to be woken for: nothing, any item, the reply's end
 
 
 class StopMatcher:
@@ -74,7 +78,7 @@ class ReplyStream:
         self._loop = asyncio.get_running_loop()
         self._items: list[str | ChatEvent] = []  # appended on the worker thread, taken on the loop
         self._lock = threading.Lock()
-        self._wake_pending = False  # a wake-up is scheduled on the loop and has not run yet
+        self._want = _NOTHING
         self._waiter: asyncio.Future[None] | None = None
         self._matcher = StopMatcher(stops)
         self._pieces: list[str] = []
@@ -88,10 +92,10 @@ class ReplyStream:
                     sampling: Sampling, raw: bool = False) -> None:
         """Queues the reply and waits for it to start: a load or prompt error raises here."""
         self.future, self.load_s = await host.reply(model, messages, sampling, self._listen, self.stop, raw)
-        await self._wait()
+        items = await self._take()
         with self._lock:
-            first = self._items[0]  # ReplyStarted (left for ``batches`` to pass over), ReplyFailed or ReplyDone
-        if isinstance(first, ReplyFailed):
+            self._items[:0] = items  # put back: ReplyStarted (``batches`` passes over it), ReplyFailed or ReplyDone
+        if isinstance(items[0], ReplyFailed):
             await asyncio.wrap_future(self.future)  # raises the engine's TuillmError
 
     def _listen(self, event: ChatEvent) -> None:  # on the engine's worker thread
@@ -105,54 +109,61 @@ class ReplyStream:
             tail = self._matcher.flush()
             if tail:
                 self._put(tail)
-            self._put(event)
+            self._put(event, end=True)
         elif isinstance(event, ReplyStarted):
             self._put(event)
 
-    def _put(self, item: str | ChatEvent) -> None:  # on the worker thread
+    def _put(self, item: str | ChatEvent, end: bool = False) -> None:  # on the worker thread
         with self._lock:
             self._items.append(item)
-            if self._wake_pending:  # the loop has not taken the last ones yet: it takes this one with them
-                return
-            self._wake_pending = True
-        self._loop.call_soon_threadsafe(self._wake)
+            wake = self._want == _ANY or (end and self._want == _END)
+            if wake:
+                self._want = _NOTHING
+        if wake:  # else the loop is busy, or waits for its next frame: it takes this one with the others
+            self._loop.call_soon_threadsafe(self._wake)
 
     def _wake(self) -> None:  # on the loop
-        with self._lock:
-            self._wake_pending = False
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def _wait(self) -> None:
-        """Until there is something to take."""
-        while not self._items:
-            self._waiter = self._loop.create_future()
+    async def _take(self, not_before: float = 0.0) -> list[str | ChatEvent]:
+        """All that arrived, once something has and the loop's clock is past ``not_before``; at once when the
+        reply has ended."""
+        while True:
+            early = self._loop.time() < not_before
+            with self._lock:
+                items = self._items
+                if items and (not early or isinstance(items[-1], ReplyDone | ReplyFailed)):
+                    self._items = []
+                    return items
+                self._want = _END if early else _ANY
+                self._waiter = self._loop.create_future()
+            timer = self._loop.call_at(not_before, self._wake) if early else None
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-
-    async def _take(self) -> list[str | ChatEvent]:
-        await self._wait()
-        with self._lock:
-            items, self._items = self._items, []
-        return items
+                if timer is not None:
+                    timer.cancel()
+                with self._lock:
+                    self._want = _NOTHING
 
     async def batches(self) -> AsyncIterator[list[str]]:
         """The reply's text as it comes: the pieces that arrived since the last batch; sets ``finished`` at the
         end. Leaving early (a client that closed the connection: the task is cancelled) stops the generation."""
         assert self.future is not None, "start() first"
         try:
-            ended = False
+            ended, not_before = False, 0.0
             while not ended:
                 texts: list[str] = []
-                for item in await self._take():
+                for item in await self._take(not_before):
                     if isinstance(item, str):
                         texts.append(item)
                     elif isinstance(item, ReplyDone | ReplyFailed):
                         ended = True
                 if texts:
                     self._pieces.extend(texts)
+                    not_before = self._loop.time() + FRAME_S
                     yield texts
             done = await asyncio.wrap_future(self.future)
             self.finished = self._finish(done)

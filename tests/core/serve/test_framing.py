@@ -60,7 +60,7 @@ def test_a_loop_that_falls_behind_takes_the_pieces_in_one_batch(demo_gguf: Path)
         await stream.start(host, models["demo"], ask, greedy)
         assert stream.future is not None
         if behind:
-            stream.future.result(timeout=120)  # blocks the loop: bounded, so a broken engine fails here
+            stream.future.result(timeout=600)  # blocks the loop: bounded, so a broken engine fails here
         batches = [batch async for batch in stream.batches()]
         assert stream.finished is not None
         return batches, stream.finished.text
