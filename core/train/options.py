@@ -69,10 +69,10 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("packing", str, "auto", "how a micro-batch runs, with no padding either way: row packs it in one "
            "sequence (block-diagonal attention), each runs its examples one by one; auto: rows of up to max_len "
            "tokens on CPU/MPS, one row on CUDA", choices=PACKINGS, group=_TRAINING),
-    Option("train_on_prompt", bool, False, "put loss on every token, not only the assistant's", group=_DATA),
     Option("nproc", int, 1, "data-parallel processes (DDP through accelerate; gloo on CPU, NCCL on CUDA): at most "
            "the CPU cores, or the GPUs on CUDA; the same global batch, shared out by rank", lo=1, metavar="N",
            group=_TRAINING, label="Processes"),
+    Option("train_on_prompt", bool, False, "put loss on every token, not only the assistant's", group=_DATA),
     Option("grad_checkpointing", bool, False, "trade compute for memory", group=_TRAINING),
     Option("fsdp", bool, False, "shard the frozen base across the GPUs (FSDP) for a base that does not fit one; "
            "CUDA and --nproc 2 or more only", group=_TRAINING, label="FSDP"),
