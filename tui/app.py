@@ -30,7 +30,6 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.theme import Theme
 from textual.widget import AwaitMount
 from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 from textual.worker import WorkerFailed
@@ -42,6 +41,7 @@ from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import Config, load_config
 from tuillm.core.text import safe_line, safe_text
 from tuillm.tui import keymap, serve_control
+from tuillm.tui.app_settings import SettingsControl
 from tuillm.tui.cli.signals import STOP_SIGNALS, handled, ignore_stop_signals, leave_gone_terminal
 from tuillm.tui.panes.base import PANES, Pane, PaneSpec
 from tuillm.tui.panes.chat import ChatPane  # the first pane: composed before the first frame
@@ -62,7 +62,7 @@ REPEAT_S = 30.0
 STORM_ERRORS = 20
 STORM_S = 5.0
 
-class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in the palette
+class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; settings (F9) and `tuillm serve`
     CSS_PATH = "app.tcss"
     TITLE = "tuillm"
     BINDINGS = keymap.APP
@@ -120,76 +120,6 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
         self._apply_ui_settings()
         self._startup_theme = self.theme
         self.theme_changed_signal.subscribe(self, self._theme_changed)
-
-    def _apply_ui_settings(self) -> None:
-        """The config's theme and key overrides (an unknown theme is reported; Textual's stays)."""
-        config = self.session.config
-        if config.theme:
-            if config.theme in self.available_themes:
-                self.theme = config.theme
-            else:
-                self.notify(f"ui.theme = {config.theme!r}: no such theme; using {self.theme}", title="Config",
-                            severity="warning", timeout=10, markup=False)
-        self.set_keymap(keymap.with_renamed(config.keys))
-        self._label_tabs()
-
-    def _label_tabs(self) -> None:
-        # Each tab names its key ("Chat F2"), as the user's overrides have it: the tabs are the panes' menu.
-        tabs = self.query_one(TabbedContent)
-        for spec in PANES:
-            key = keymap.first_key(f"app.show_{spec.id}", self.session.config.keys)
-            tabs.get_tab(spec.id).label = f"{spec.title} {keymap.key_label(key)}"
-
-    def action_settings(self) -> None:
-        from tuillm.tui.screens.settings import SettingsScreen, binding_ids
-
-        if isinstance(self.screen, SettingsScreen):
-            return
-        self.push_screen(SettingsScreen(self.session.config, sorted(self.available_themes), binding_ids()),
-                         self._settings_saved)
-
-    def _settings_saved(self, new: Config | None) -> None:
-        from dataclasses import fields
-
-        if new is None:
-            return
-        config = self.session.config
-        # The panes hold this Config: change it in place so they see the new values at once.
-        for f in fields(config):
-            setattr(config, f.name, getattr(new, f.name))
-        self._save_settings("Settings")
-        self._apply_ui_settings()
-        self.query_one(ChatPane).draft_sampling = config.sampling  # new chats start with the new defaults
-        # New folders or load defaults (the fit column); a Models pane not mounted yet reads them as it mounts.
-        if self._pane_mounts.get("models") is not None:
-            from tuillm.tui.panes.models import ModelsPane
-
-            for models in self.query(ModelsPane):
-                models.action_refresh()
-
-    def _save_settings(self, title: str) -> None:
-        """Writes the session's config to its file; the user reads where (or why not: then it is for this run)."""
-        from tuillm.core.settings import backup_path, save_config
-
-        config = self.session.config
-        unreadable_file = config.problem is not None and not config.raw
-        try:
-            file = save_config(config)
-        except OSError as exc:
-            self.notify(f"could not write {config.path}: {exc.strerror or exc}; the settings apply to this run only",
-                        title=title, severity="error", markup=False)
-        else:
-            kept = backup_path(file)
-            note = f" (the unreadable old file is kept as {kept.name})" if unreadable_file and kept.is_file() else ""
-            self.notify(f"saved to {file}{note}", title=title, markup=False)
-
-    def _theme_changed(self, theme: Theme) -> None:
-        """A theme picked anywhere (the palette's "Theme" too) is kept as F9's choice is; the theme the app
-        started with, or one the config already names, is not news."""
-        config = self.session.config
-        if theme.name != (config.theme or self._startup_theme):
-            config.theme = theme.name
-            self._save_settings("Theme")
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:
@@ -297,6 +227,17 @@ class TuillmApp(serve_control.ServeControl):  # App[int], with `tuillm serve` in
         if missing and self.screen_stack[0].is_attached:  # not once the app is quitting
             self._mounted(missing[0])
             self.call_after_refresh(self._mount_next_pane)
+
+    async def _shutdown(self) -> None:
+        # Panes still mounting (one a frame after the first) finish first: torn down mid-mount, a widget's Mount
+        # handler runs without its children (Textual's Select then fails), which a quit in the first second hit.
+        pending = list(self._pane_mounts.values())
+        if pending:
+            try:
+                await asyncio.wait_for(asyncio.gather(*pending), timeout=5)
+            except Exception:  # noqa: BLE001 - quitting goes on whatever the mount did (or after 5 s)
+                pass
+        await super()._shutdown()
 
     def current_pane_id(self) -> str:
         return self.query_one(TabbedContent).active
