@@ -32,10 +32,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config(tiny: Path, tmp_path: Path, out: str, **kw: object) -> TrainConfig:
+    # float32: these runs compare losses to 1e-4 (bf16 is compared with float32 on the demo, below).
     data = write_fact_dataset(tmp_path / "fact.jsonl", 12)
     base = dict(base=str(tiny), data=[str(data)], output=str(tmp_path / out), rank=4, alpha=8, dropout=0.1,
                 max_len=64, batch_size=2, grad_accum=2, lr=1e-3, epochs=2, eval_fraction=0.2, eval_every=2,
-                save_every=2, seed=7, device="cpu")
+                save_every=2, seed=7, device="cpu", dtype="float32")
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
