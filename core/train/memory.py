@@ -29,6 +29,10 @@ from pathlib import Path
 from typing import Any
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# Saved activations per element under 16-bit autocast: the matrix products' inputs in 16 bits, the residual stream,
+# the norms and the upcast projection outputs in float32 (core.train.model.float32_outside_linear); fitted on the
+# demo in bf16.
+AUTOCAST_ACTIVATION_BYTES = 3.4
 RUNTIME_CPU = 450 * 2**20  # python + torch + transformers + peft + tokenizer: ~360 MB after imports, then data
 RUNTIME_GPU = 0  # what torch reports on a GPU (max_memory_allocated) has no runtime part
 # Fitted to the demo's measured activation cost per token (see the module docstring).
@@ -143,6 +147,7 @@ def estimate_training(shape: ModelShape, *, rank: int = 16, targets: list[str] |
     gpu = device.startswith("cuda")
     dtype = auto_dtype(device) if dtype == "auto" else dtype
     width = DTYPE_BYTES.get(dtype, 4)
+    act_width = AUTOCAST_ACTIVATION_BYTES if width < 4 else width
     one_row = packing == "row" or (packing == "auto" and gpu)
     sides = 2 if method == "dpo" else 1  # a pair's chosen and rejected answers in the same pass
     tokens = (max_len * batch_size if one_row else max_len) * sides
@@ -152,9 +157,9 @@ def estimate_training(shape: ModelShape, *, rank: int = 16, targets: list[str] |
     # the MLP's gate, up, activation and product, the inputs LoRA dropout copies, and LoRA's rank-wide outputs.
     per_layer = (10 * shape.n_embd + 2 * (shape.n_head + 2 * shape.n_head_kv) * shape.head_dim + 4 * shape.n_ff
                  + (sum(i for i, _ in sizes) if dropout > 0 else 0) + rank * len(sizes))
-    per_layer_bytes = ACTIVATION_SCALE * per_layer * width
+    per_layer_bytes = ACTIVATION_SCALE * per_layer * act_width
     if grad_checkpointing:
-        layers = tokens * (shape.n_layers * shape.n_embd * width + per_layer_bytes)
+        layers = tokens * (shape.n_layers * shape.n_embd * 4 + per_layer_bytes)  # float32 residual stream
     else:
         layers = tokens * shape.n_layers * per_layer_bytes
     copies = MASKED_ATTENTION_COPIES if (one_row and batch_size > 1) or sides > 1 else ATTENTION_COPIES
@@ -167,7 +172,7 @@ def estimate_training(shape: ModelShape, *, rank: int = 16, targets: list[str] |
     logits += rest * shape.vocab_size * 4
     return TrainMemoryEstimate(
         runtime_bytes=RUNTIME_GPU if gpu else RUNTIME_CPU,
-        weights_bytes=shape.params * width,
+        weights_bytes=weights_bytes(shape, width),
         lora_bytes=n_lora * 16,
         activation_bytes=int(layers + attention + logits),
         lora_params=n_lora,
@@ -177,6 +182,13 @@ def estimate_training(shape: ModelShape, *, rank: int = 16, targets: list[str] |
         method=method,
         processes=max(1, nproc),
     )
+
+
+def weights_bytes(shape: ModelShape, width: int) -> int:
+    """The base in memory: its linear layers in the run's dtype; in a 16-bit run the embeddings (and a tied LM
+    head) stay float32 (core.train.model.float32_outside_linear; norms are too small to count)."""
+    embeddings = shape.vocab_size * shape.n_embd if width < 4 else 0
+    return (shape.params - embeddings) * width + embeddings * 4
 
 
 def auto_dtype(device: str) -> str:

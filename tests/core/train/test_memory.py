@@ -73,7 +73,8 @@ def test_sane_magnitudes_for_the_demo(demo: ModelShape) -> None:
     assert 1.0 * GB < cpu.total_bytes < 1.8 * GB
     assert cpu.activation_bytes < cpu.weights_bytes
     gpu = estimate_training(demo, rank=8, max_len=64, batch_size=1, device="cuda")
-    assert (gpu.dtype, gpu.weights_bytes, gpu.runtime_bytes) == ("bfloat16", demo.params * 2, 0)
+    embeddings = demo.vocab_size * demo.n_embd  # float32 in a bf16 run, as the linear layers' neighbours
+    assert (gpu.dtype, gpu.weights_bytes, gpu.runtime_bytes) == ("bfloat16", demo.params * 2 + embeddings * 2, 0)
     assert gpu.total_bytes < cpu.total_bytes
     long = estimate_training(demo, rank=8, max_len=1024, batch_size=1, dtype="float32")
     assert 4 * GB < long.total_bytes < 6.5 * GB  # measured about 5.2 GB
@@ -88,7 +89,8 @@ def test_from_a_train_config(demo: ModelShape) -> None:
 
 
 def test_bf16_dpo_and_processes(demo: ModelShape, monkeypatch: pytest.MonkeyPatch) -> None:
-    """bf16 halves the weights and the saved activations (not the float32 logits, the LoRA state or the runtime);
+    """bf16 halves the linear weights and shrinks the saved activations (not the float32 embeddings, residual
+    stream, logits, LoRA state or runtime);
     DPO runs a pair's two answers in one pass (about twice the activations, no second base: the reference is the
     base with the adapter off); N processes on CPU hold N copies, on CUDA one per GPU."""
     from tuillm.core.models import hardware
@@ -96,7 +98,9 @@ def test_bf16_dpo_and_processes(demo: ModelShape, monkeypatch: pytest.MonkeyPatc
     kw = dict(rank=8, max_len=256, batch_size=2)
     f32 = estimate_training(demo, dtype="float32", **kw)  # type: ignore[arg-type]
     bf16 = estimate_training(demo, dtype="bfloat16", **kw)  # type: ignore[arg-type]
-    assert bf16.weights_bytes * 2 == f32.weights_bytes == demo.params * 4
+    embeddings = demo.vocab_size * demo.n_embd  # kept float32 in a bf16 run
+    assert f32.weights_bytes == demo.params * 4 and bf16.weights_bytes == (demo.params - embeddings) * 2 + (
+        embeddings * 4)
     assert (bf16.lora_bytes, bf16.runtime_bytes) == (f32.lora_bytes, f32.runtime_bytes)
     assert f32.activation_bytes / 2 < bf16.activation_bytes < f32.activation_bytes  # logits stay float32
     for flags, expected in (("avx512f avx512_bf16", "bfloat16"), ("avx2 fma", "float32")):
