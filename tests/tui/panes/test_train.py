@@ -18,6 +18,7 @@ from tests.tui.app_helpers import make_app, panes_ready, run_async
 from tests.tui.chat_helpers import SIZE, chat_app, record_notifications, wait_until
 from tests.tui.fake_backend import FakeBackend
 from tuillm.core.errors import TuillmError
+from tuillm.core.models.hardware import cpu_bf16
 from tuillm.core.train.memory import lora_params, model_shape
 from tuillm.core.train.options import TRAIN_OPTIONS, TrainConfig
 from tuillm.tui.app import TuillmApp
@@ -234,7 +235,8 @@ async def test_train_merge_chat_and_ab(tmp_path: Path, demo_gguf: Path) -> None:
         assert any("Zorblax is Quimbleton" in t or "Quimbleton is the capital" in t for t in trained), trained
         assert all("<|im_start|>user" not in t for t in trained)
         memory = str(app.query_one("#train-memory").content)
-        assert memory.startswith("Training memory ≈ ") and "(cpu, float32)" in memory
+        dtype = "bfloat16" if cpu_bf16() else "float32"  # auto: the CPU's bf16 units decide
+        assert memory.startswith("Training memory ≈ ") and f"(cpu, {dtype})" in memory
 
         await pilot.press("ctrl+s")
         assert pane.job == "train"
