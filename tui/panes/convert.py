@@ -53,7 +53,7 @@ class ConvertPane(ConvertSweep, Vertical):
     DEFAULT_CSS = """
     ConvertPane { height: 1fr; padding: 0 1; }
     ConvertPane .row { height: 1; }
-    ConvertPane .row > Label.name { width: 6; color: $text-muted; }
+    ConvertPane .row > Label.name { width: 7; color: $text-muted; }  /* "Matrix" and a space */
     ConvertPane #convert-catalog, ConvertPane #convert-source, ConvertPane #convert-folder { width: 1fr; }
     ConvertPane #convert-info { height: 1; color: $text-muted; }
     ConvertPane #convert-types { height: 8; }
