@@ -73,7 +73,7 @@ class Encoded:
     lengths: list[int] = field(default_factory=list)  # token counts before any cut
 
 
-def _lines_note(lines: Sequence[int]) -> str:
+def lines_note(lines: Sequence[int]) -> str:
     shown = ", ".join(str(n) for n in lines[:MAX_REPORTED])
     more = f" and {len(lines) - MAX_REPORTED} more" if len(lines) > MAX_REPORTED else ""
     return f"line{'s' if len(lines) > 1 else ''} {shown}{more}"
@@ -102,7 +102,7 @@ def _string(obj: dict, key: str, optional: bool = False) -> str | None:
     return value
 
 
-def _to_messages(obj: dict, fmt: str) -> tuple[dict[str, str], ...]:
+def to_messages(obj: dict, fmt: str) -> tuple[dict[str, str], ...]:
     """One JSON object -> messages; ValueError (a short reason) when it does not fit ``fmt``."""
     if fmt == "alpaca":
         instruction, output = _string(obj, "instruction"), _string(obj, "output")
@@ -173,10 +173,10 @@ def read_objects(path: str | Path) -> tuple[Path, list[tuple[int, dict]]]:
         objects.append((number, obj))
     if bad_json:
         raise DatasetError(f"{path}: {len(bad_json)} invalid JSON line{'s' if len(bad_json) > 1 else ''} "
-                           f"({_lines_note(bad_json)}); each line must be one JSON object")
+                           f"({lines_note(bad_json)}); each line must be one JSON object")
     if not_object:
         raise DatasetError(f"{path}: {len(not_object)} line{'s' if len(not_object) > 1 else ''} not a JSON "
-                           f"object ({_lines_note(not_object)})")
+                           f"object ({lines_note(not_object)})")
     if not objects:
         raise DatasetError(f"{path}: empty file (no examples)")
     return path, objects
@@ -194,13 +194,13 @@ def load_dataset(path: str | Path) -> Dataset:
     problems: list[tuple[int, str]] = []
     for number, obj in objects:
         try:
-            records.append(Record(_to_messages(obj, fmt), number))
+            records.append(Record(to_messages(obj, fmt), number))
         except ValueError as exc:
             problems.append((number, str(exc)))
     if problems:
         first_reason = problems[0][1]
         raise DatasetError(f"{path}: {len(problems)} example{'s' if len(problems) > 1 else ''} not in the "
-                           f"{fmt} format of line {objects[0][0]} ({_lines_note([n for n, _ in problems])}; "
+                           f"{fmt} format of line {objects[0][0]} ({lines_note([n for n, _ in problems])}; "
                            f"line {problems[0][0]}: {first_reason})")
     return Dataset(path, fmt, tuple(records))
 

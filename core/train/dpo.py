@@ -24,10 +24,10 @@ from typing import Any
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Emit, Log, ignore
 from tuillm.core.train.data import PackedBatch, epoch_order, pack, split_eval
-from tuillm.core.train.loop import _row_limit, _Run, encoding
+from tuillm.core.train.loop import TrainRun, encoding, row_limit
 from tuillm.core.train.options import TrainConfig
 from tuillm.core.train.pairs import Pair, describe_pairs, encode_pairs, load_pairs
-from tuillm.core.train.passes import _batch_tensors
+from tuillm.core.train.passes import batch_tensors
 
 
 def prepare_pairs(config: TrainConfig, tokenizer: Any, emit: Emit = ignore) -> tuple[list[Pair], list[Pair]]:
@@ -49,7 +49,7 @@ def sequence_logps(model: Any, batch: PackedBatch, device: str) -> Any:
     """The summed log-probability of each packed sequence's labelled tokens (a tensor of ``n_examples``)."""
     import torch
 
-    ids, pos, keep, targets = _batch_tensors(batch, device)
+    ids, pos, keep, targets = batch_tensors(batch, device)
     # Only the labelled positions go through the LM head, as in supervised training.
     logits = model(input_ids=ids, position_ids=pos, logits_to_keep=keep, use_cache=False).logits[0]
     token_logps = -torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
@@ -81,7 +81,7 @@ def pair_logps(model: Any, pairs: Sequence[Pair], device: str, *, reference: boo
         return sequence_logps(model, batch, device).view(-1, 2)
 
 
-class DpoRun(_Run):
+class DpoRun(TrainRun):
     """The training loop over preference pairs: the supervised run's steps, checkpoints and reports, with the DPO
     loss and its reward metrics."""
 
@@ -97,7 +97,7 @@ class DpoRun(_Run):
     def rows(self, pairs: list[Pair]) -> list[list[Pair]]:
         # One row per micro-batch on CUDA (or packing "row"), else one pair a row: a pair's two sides attend
         # apart (positions restart), and rows keep the activations of CPU/MPS passes small.
-        return [pairs] if _row_limit(self.config, self.device) is None else [[pair] for pair in pairs]
+        return [pairs] if row_limit(self.config, self.device) is None else [[pair] for pair in pairs]
 
     def one_step(self, lr: float) -> float:
         """One optimizer step over ``grad_accum`` micro-batches of pairs; the mean DPO loss of the step's pairs."""

@@ -7,13 +7,13 @@ rate follows the chosen schedule (core.train.schedule). Checkpoints (core.train.
 replay exactly what an uninterrupted one would. A set ``cancel`` event finishes the current step, saves a
 checkpoint and raises ``Cancelled``; available RAM under the memory guard's floor (core.models.guard), checked
 between steps, saves a checkpoint and raises a ``TuillmError`` saying so. With ``--nproc N`` each of N processes
-runs this loop on its share of every step (``_Run.ranks``: core.train.distributed); rank 0 alone writes and emits.
+runs this loop on its share of every step (``TrainRun.ranks``: core.train.distributed); rank 0 alone writes and emits.
 
 Events (for a front end): ``Log`` lines (data summary, truncation warnings, one line per ``log_every`` steps);
 ``Progress("dequantize"|"load"|"train", done, total, message)``; after every step ``Metric``s named ``loss``,
 ``lr``, ``tokens_per_s`` (steady state: after the warm-up steps, core.train.schedule.Pace), ``setup_s`` (loading
 before the first step), ``memory_bytes``, ``eta_s`` and, when evaluated, ``eval_loss`` (``step`` = the step);
-a method's own metrics beside them (``step_metrics``: DPO's rewards, core.train.dpo, whose run is a ``_Run``).
+a method's own metrics beside them (``step_metrics``: DPO's rewards, core.train.dpo, whose run is a ``TrainRun``).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _output_folder(config: TrainConfig, force: bool) -> tuple[Path, Path | None]
     return out, latest if config.resume else None
 
 
-def _row_limit(config: TrainConfig, device: str) -> int | None:
+def row_limit(config: TrainConfig, device: str) -> int | None:
     # Rows of at most max_len tokens on CPU/MPS: attention and activations stay small and the matrix products
     # still have a few hundred rows; on CUDA the whole micro-batch in one row keeps the GPU busy.
     return {"row": None, "each": 0}.get(config.packing, None if device.startswith("cuda") else config.max_len)
@@ -147,7 +147,7 @@ def _row_limit(config: TrainConfig, device: str) -> int | None:
 
 
 @dataclass
-class _Run:
+class TrainRun:
     """One run's loop and its state: step, loss log, token counts, the last losses."""
 
     config: TrainConfig
@@ -197,7 +197,7 @@ class _Run:
         batches = [self.micro(self.step * self.config.grad_accum + i) for i in range(self.config.grad_accum)]
         step_tokens = sum(b.trained_tokens for b in batches)
         step_loss = 0.0
-        rows = self.ranks.rows(batches, _row_limit(self.config, self.device))  # this process's share of the step
+        rows = self.ranks.rows(batches, row_limit(self.config, self.device))  # this process's share of the step
         for i, batch in enumerate(rows):
             with self.ranks.sync(self.model, last=i == len(rows) - 1):
                 # Weighted by its share of the step's trained tokens: a token-mean over the whole step.
@@ -304,7 +304,7 @@ class _Run:
             raise PeerLost(f"{exc} after step {self.step}{kept} (--resume continues it)") from None
 
 
-def _resume(run: _Run, resume_from: Path | None) -> None:
+def _resume(run: TrainRun, resume_from: Path | None) -> None:
     config = run.config
     if resume_from is not None:
         meta = load_checkpoint(resume_from, run.model, run.optimizer, config)
@@ -334,7 +334,7 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     emit = emit if ranks.main else ignore  # the front end sees one stream: rank 0's
     with ranks.first():  # rank 0 dequantizes a GGUF base once; the others then find it cached
         folder = base_folder(Path(config.base), emit=emit)
-    prepare, run_type = prepare_data, _Run
+    prepare, run_type = prepare_data, TrainRun
     if config.method == "dpo":  # preference pairs, the DPO objective (core.train.dpo)
         from tuillm.core.train.dpo import DpoRun, prepare_pairs
 

@@ -26,13 +26,12 @@ from tuillm.core.train.data import (
     Piece,
     Tokenize,
     Tokenized,
-    _lines_note,
-    _to_messages,
+    lines_note,
     read_objects,
     render_segments,
+    to_messages,
 )
-from tuillm.core.train.preview import BaseTokenizer, Preview, PreviewExample
-from tuillm.core.train.preview import _shown as shown_pieces
+from tuillm.core.train.preview import BaseTokenizer, Preview, PreviewExample, shown_pieces
 
 PAIR_FORMATS = ("pairs", "chat pairs")
 
@@ -91,7 +90,7 @@ def _side(prompt: Messages, answer: object, key: str) -> Messages:
     if not isinstance(answer, list):
         raise ValueError(f"field {key!r} missing, or not a string or a non-empty message list")
     try:
-        full = _to_messages({"messages": [*prompt, *answer]}, "messages")
+        full = to_messages({"messages": [*prompt, *answer]}, "messages")
     except ValueError as exc:
         raise ValueError(f"{key!r}: {exc}") from None
     if not any(m["role"] == "assistant" for m in full[len(prompt):]):
@@ -107,7 +106,7 @@ def _prompt(obj: dict) -> Messages:
         return ({"role": "user", "content": prompt},)
     if isinstance(prompt, list) and prompt:
         try:  # checked as messages; the "assistant" it must hold is added to get past that rule
-            return _to_messages({"messages": [*prompt, {"role": "assistant", "content": ""}]}, "messages")[:-1]
+            return to_messages({"messages": [*prompt, {"role": "assistant", "content": ""}]}, "messages")[:-1]
         except ValueError as exc:
             raise ValueError(f"'prompt': {exc}") from None
     raise ValueError("field 'prompt' missing, or not a string or a non-empty message list")
@@ -162,7 +161,7 @@ def load_pairs(path: str | Path) -> PairDataset:
             problems.append((number, str(exc)))
     if problems:
         raise DatasetError(f"{path}: {len(problems)} bad preference pair{'s' if len(problems) > 1 else ''} "
-                           f"({_lines_note([n for n, _ in problems])}; line {problems[0][0]}: {problems[0][1]})")
+                           f"({lines_note([n for n, _ in problems])}; line {problems[0][0]}: {problems[0][1]})")
     return PairDataset(path, fmt, tuple(records))
 
 

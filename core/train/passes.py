@@ -8,7 +8,7 @@ from typing import Any
 from tuillm.core.train.data import IGNORE, Example, PackedBatch, pack
 
 
-def _batch_tensors(batch: PackedBatch, device: str) -> tuple[Any, Any, Any, Any]:
+def batch_tensors(batch: PackedBatch, device: str) -> tuple[Any, Any, Any, Any]:
     """Inputs plus the positions whose logits are needed and their targets (labels shifted by one)."""
     import torch
 
@@ -24,7 +24,7 @@ def sum_loss(model: Any, batch: PackedBatch, device: str) -> Any:
     """Summed cross-entropy over the trained tokens of one packed batch."""
     import torch
 
-    ids, pos, keep, targets = _batch_tensors(batch, device)
+    ids, pos, keep, targets = batch_tensors(batch, device)
     # Only the positions that carry loss go through the LM head: no vocab-sized logits for the prompt tokens.
     logits = model(input_ids=ids, position_ids=pos, logits_to_keep=keep, use_cache=False).logits[0]
     return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")

@@ -129,7 +129,7 @@ def base_tokenizer(base: Path) -> BaseTokenizer:
     return gguf_tokenizer(base)
 
 
-def _shown(done: Tokenized, prefix_chars: Callable[[str, int], int]) -> list[tuple[str, str]]:
+def shown_pieces(done: Tokenized, prefix_chars: Callable[[str, int], int]) -> list[tuple[str, str]]:
     """The pieces as (text, kind), a piece the cut falls in split where its kept tokens end."""
     shown: list[tuple[str, str]] = []
     for piece, kept in zip(done.pieces, done.kept(), strict=True):
@@ -155,7 +155,7 @@ def preview(data: str | Path | Dataset, tokenizer: BaseTokenizer, *, n: int = 3,
     for record in dataset.records[:n]:
         done = tokenize_record(record.messages, template, tokenizer.tokenize, max_len,
                                assistant_only=assistant_only, ends=tokenizer.ends)
-        out.examples.append(PreviewExample(record.line, _shown(done, tokenizer.prefix_chars), done.length,
+        out.examples.append(PreviewExample(record.line, shown_pieces(done, tokenizer.prefix_chars), done.length,
                                            done.example.trained_tokens, done.dropped))
     return out
 
