@@ -61,7 +61,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         super().__init__(id=id)
         self.session = session
         self.stream = ReplyStream(self)
-        self.engine: ChatBackend = (session.chat_backend or llama_backend)(self._forward)
+        self._engine: ChatBackend | None = None  # made on first use: see ``engine``
         self.store: ChatStore | None = None
         self.chat_id: int | None = None
         # The model the next turn uses: None until the user picks one; the demo model then.
@@ -75,6 +75,19 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         self.draft_sampling = sampling_defaults(session.config)
         self.last_stats: dict[str, object] | None = None
         self._ticker: Timer | None = None
+
+    @property
+    def engine(self) -> ChatBackend:
+        """The chat backend, made after the first frame (``on_mount``) or when first needed: its module
+        (llama.cpp's engine, the template sandbox) is not paid for before the app's first frame."""
+        if self._engine is None:
+            self._engine = self.new_engine()
+        return self._engine
+
+    def new_engine(self) -> ChatBackend:
+        """A fresh backend (the memory guard's "unload" replaces the current one with it)."""
+        self._engine = (self.session.chat_backend or llama_backend)(self._forward)
+        return self._engine
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
@@ -103,9 +116,12 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         chats = self._list_chats()
         self._switch_to(chats[0].id if chats else None)  # where the user left off
         self.call_after_refresh(self._sync_view)
+        # The backend right after the first frame, on the event loop: a worker asking for it first would race.
+        self.call_after_refresh(lambda: self.engine)
 
     def on_unmount(self) -> None:
-        self.engine.close()  # stops a running reply, unloads, ends the worker (its final save included)
+        if self._engine is not None:  # stops a running reply, unloads, ends the worker (its final save included)
+            self._engine.close()
         self.save_draft()
         if self.store is not None:
             self.store.close()
@@ -165,7 +181,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
             model = f"{self.model_name} (file missing)"
         elif self.model_loading:
             model = f"{self.model_name} (loading…)"
-        elif self.engine.loaded:
+        elif self._engine is not None and self._engine.loaded:  # asking must not make one (see ``engine``)
             model = self.model_name
         else:
             model = f"{self.model_name} (loads with the first message)"

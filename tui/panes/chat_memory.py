@@ -21,7 +21,7 @@ from pathlib import Path
 from textual.app import App
 from textual.message import Message
 
-from tuillm.core.chat.backend import ChatBackend, llama_backend
+from tuillm.core.chat.backend import ChatBackend
 from tuillm.core.chat.events import ChatEmit, ModelLoaded
 from tuillm.core.events import Emit
 from tuillm.core.llama.options import LoadOptions
@@ -52,6 +52,7 @@ class ChatMemory:
     app: App[int]
     session: Session
     engine: ChatBackend
+    new_engine: Callable[[], ChatBackend]
     model_name: str
     model_loading: bool
     busy: bool
@@ -83,7 +84,7 @@ class ChatMemory:
             options = replace(self._load_options(path), n_ctx=smaller)  # the chat's adapter and settings kept
         old = self.engine
         old.stop()  # a streaming reply ends at its next token; its text so far is saved
-        self.engine = (self.session.chat_backend or llama_backend)(self._forward)
+        self.new_engine()
         self.model_loading = True  # until the old model is gone: a message now must not load beside it
         if options is None:
             self.notify(f"unloading {self.model_name} to free memory; the next message loads it again",
