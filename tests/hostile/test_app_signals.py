@@ -92,7 +92,7 @@ def test_a_signal_mid_k_quant_stops_the_app_like_ctrl_q(isolated_home: Path, how
             time.sleep(0.3)
         tmux.wait_for(lambda s: "smollm2-hf-Q4_K_M.gguf" in s, "the estimates")
         # One key at a time (focus changes between them): path, folder, the type list; q4_k_m comes first.
-        for key in ("Tab", "Tab", "Tab", "Space", "Tab", "Space"):  # tick q4_k_m; the quality report off
+        for key in ("Tab", "Tab", "Tab", "Space", "Tab", "Tab", "Space"):  # tick q4_k_m; past Matrix; the report off
             keys(key)
             time.sleep(0.3)
         tmux.wait_for(lambda s: "1 ticked" in s, "q4_k_m ticked")
