@@ -65,8 +65,8 @@ def test_overrides_in_the_prediction(demo_f16: Path) -> None:
     names = [t.name for t in src.tensors]
     plain = dict(zip(names, output_tensor_types(src.tensors, "q4_k_m", n_gqa=src.n_gqa), strict=True))
     over = dict(zip(names, output_tensor_types(src.tensors, "q4_k_m", n_gqa=src.n_gqa, tensor_types={
-        r"^token_embd\.weight$": "q8_0", "ffn_down": "q3_k", "ffn_": "f16", "attn_q": "q6_k"}), strict=True))
-    assert over["token_embd.weight"] == Q.Q8_0 and plain["token_embd.weight"] != Q.Q8_0
+        r"^token_embd\.weight$": "q4_0", "ffn_down": "q3_k", "ffn_": "f16", "attn_q": "q6_k"}), strict=True))
+    assert over["token_embd.weight"] == Q.Q4_0 and plain["token_embd.weight"] != Q.Q4_0
     assert over["blk.3.ffn_down.weight"] == Q.Q3_K  # the first match, not "ffn_"
     assert over["blk.3.ffn_up.weight"] == Q.F16
     assert over["blk.3.attn_q.weight"] == Q.Q8_0  # Q6_K does not split 576 columns: its fallback

@@ -123,7 +123,7 @@ def test_sigterm_mid_write_leaves_nothing(tiny_bf16: Path, tmp_path: Path) -> No
         "import tuillm.convert.hf_to_gguf as h\n"
         "h.UNIT_ELEMENTS = 4096\n"
         "fast = h.bf16_to_f16\n"
-        "h.bf16_to_f16 = lambda raw: (time.sleep(0.05), fast(raw))[1]\n"
+        "h.bf16_to_f16 = lambda *a, **k: (time.sleep(0.05), fast(*a, **k))[1]\n"
         "from tuillm.tui.cli import main\n"
         f"sys.exit(main(['convert', {str(tiny_bf16)!r}, '-o', {str(out / 'x.gguf')!r}, '--type', 'f16', '-q']))\n"
     )

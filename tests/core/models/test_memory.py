@@ -88,7 +88,7 @@ def test_quants_for_an_hf_checkpoint(demo: ModelInfo) -> None:
     hf = replace(demo, format="hf", file_type="BF16", size_bytes=demo.params * 2)
     fits = quant_fits(hf, 2048, available=400 * MIB)
     names = [q for q, _ in fits]
-    assert names[0] == "f32" and names[-1] == "q2_k"
+    assert names[0] == "f32" and names[-1] == "iq1_m"  # largest first: the 1.75-bit IQ type last
     fitting = {q for q, e in fits if e.fit == FITS}
     assert "q4_k_m" in fitting and "f32" not in fitting
     sizes = [e.weights_bytes for _, e in fits]
