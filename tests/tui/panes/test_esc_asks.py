@@ -56,7 +56,7 @@ def stand_in_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
         run_job(owner, train_jobs.TRAIN, _until_cancelled(cancel, fails=True),
                 lambda result: train_jobs.Trained(config, result))
 
-    def convert(owner, _src, _outputs, _report, cancel, _written, *, force=False) -> None:  # noqa: ANN001
+    def convert(owner, _src, _outputs, _report, cancel, _written, *, force=False, imatrix=None) -> None:  # noqa: ANN001
         run_job(owner, convert_jobs.CONVERT, _until_cancelled(cancel), convert_jobs.ConversionDone)
 
     FINISH.clear()
