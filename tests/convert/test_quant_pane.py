@@ -4,26 +4,13 @@ The IQ types in the pane's list come from the registry (tests/tui/panes/test_con
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from textual.pilot import Pilot
 from textual.widgets import Select, SelectionList
 
-from tests.tui.app_helpers import make_app, run_async
+from tests.tui.app_helpers import make_app, run_async, until
 from tuillm.tui.panes.convert import ConvertPane
 from tuillm.tui.widgets.imatrix_choice import ImatrixChoice
-
-WAIT_STEPS = 6000  # x 0.05 s: a bound so a broken pane fails instead of hanging, never a timing assertion
-
-
-async def _until(pilot: Pilot, ready, what: str) -> None:  # noqa: ANN001 - a predicate
-    for _ in range(WAIT_STEPS):
-        if ready():
-            return
-        await pilot.pause()
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never: {what}")
 
 
 @run_async
@@ -33,9 +20,9 @@ async def test_imatrix_choice_reaches_the_job(tmp_path: Path, demo_gguf: Path) -
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f4")
         pane = app.query_one(ConvertPane)
-        await _until(pilot, lambda: not pane.loading_sources, "the source list")
+        await until(pilot, lambda: not pane.loading_sources, "the source list")
         pane.use_source(demo_gguf)
-        await _until(pilot, lambda: pane.source is not None, "the GGUF's headers")
+        await until(pilot, lambda: pane.source is not None, "the GGUF's headers")
         pane.query_one("#convert-folder").value = str(out)
         types = pane.query_one("#convert-types", SelectionList)
         assert {"iq4_xs", "iq2_xs", "iq1_m"} <= {types.get_option_at_index(i).value for i in range(types.option_count)}
@@ -50,10 +37,10 @@ async def test_imatrix_choice_reaches_the_job(tmp_path: Path, demo_gguf: Path) -
         assert not pane.running and "name the importance matrix file" in str(list(app._notifications)[-1].message)
         choice.query_one("#imatrix-file").value = str(tmp_path / "missing.imatrix")
         await pilot.press("ctrl+s")
-        await _until(pilot, lambda: any("missing.imatrix: no such file" in line for line in pane.log_lines) or
+        await until(pilot, lambda: any("missing.imatrix: no such file" in line for line in pane.log_lines) or
                      any("missing.imatrix: no such file" in str(n.message) for n in app._notifications),
                      "the job's refusal")
-        await _until(pilot, lambda: not pane.running, "the end of the job")
+        await until(pilot, lambda: not pane.running, "the end of the job")
         assert not out.exists() or list(out.iterdir()) == []
         choice.query_one("#imatrix-mode", Select).value = "auto"
         await pilot.pause()

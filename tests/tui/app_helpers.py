@@ -53,3 +53,14 @@ def run_async(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
         asyncio.run(test(*args, **kwargs))
 
     return wrapper
+
+
+async def until(pilot: Pilot, ready: Callable[[], object], what: str, *, steps: int = 6000) -> None:
+    """Until ``ready()``: a pause and 0.05 s a step, ``steps`` at most, only so that a broken pane fails instead of
+    hanging (never a timing assertion)."""
+    for _ in range(steps):
+        if ready():
+            return
+        await pilot.pause()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never: {what}")

@@ -3,7 +3,6 @@ at once; cancel leaves no file; a GGUF re-quantizes; bad input is a notification
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,23 +10,11 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Label, Select, SelectionList
 
 from tests.checkpoints import demo_hf_checkpoint
-from tests.tui.app_helpers import make_app, run_async
+from tests.tui.app_helpers import make_app, run_async, until
 from tuillm.convert.types import OUTPUT_TYPES, TYPE_NAMES
 from tuillm.core.conversion.plan import estimate_size, open_source
 from tuillm.tui.panes.convert import ConvertPane
 from tuillm.tui.screens.confirm import ConfirmScreen
-
-# Bounds on waiting, only so that a broken pane fails instead of hanging (never a timing assertion).
-WAIT_STEPS = 6000  # x 0.05 s
-
-
-async def _until(pilot: Pilot, ready, what: str) -> None:  # noqa: ANN001 - a predicate
-    for _ in range(WAIT_STEPS):
-        if ready():
-            return
-        await pilot.pause()
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never: {what}")
 
 
 def _models_dir(tmp_path: Path) -> Path:
@@ -41,7 +28,7 @@ def _models_dir(tmp_path: Path) -> Path:
 async def _open_pane(pilot: Pilot) -> ConvertPane:
     await pilot.press("f4")
     pane = pilot.app.query_one(ConvertPane)
-    await _until(pilot, lambda: not pane.loading_sources, "the source list")
+    await until(pilot, lambda: not pane.loading_sources, "the source list")
     return pane
 
 
@@ -55,7 +42,7 @@ async def _choose_source(pilot: Pilot, pane: ConvertPane, path: Path) -> None:
     for _ in range(values.index(str(path))):
         await pilot.press("down")
     await pilot.press("enter")
-    await _until(pilot, lambda: pane.source is not None and pane.source.path == path, "the source's headers")
+    await until(pilot, lambda: pane.source is not None and pane.source.path == path, "the source's headers")
 
 
 async def _tick(pilot: Pilot, pane: ConvertPane, types: list[str]) -> None:
@@ -95,7 +82,7 @@ async def test_demo_to_q8_0_and_q4_k_m_with_reports(tmp_path: Path) -> None:
         assert pane.query_one("#convert-report").value  # the report is on by default for a model that fits
         await pilot.press("ctrl+s")
         assert pane.running
-        await _until(pilot, lambda: not pane.running, "the end of the job")
+        await until(pilot, lambda: not pane.running, "the end of the job")
 
         q8, q4 = models / "smollm2-hf-Q8_0.gguf", models / "smollm2-hf-Q4_K_M.gguf"
         assert sorted(pane.last_written) == sorted([q8, q4])
@@ -116,7 +103,7 @@ async def test_demo_to_q8_0_and_q4_k_m_with_reports(tmp_path: Path) -> None:
         # Listed in the Models pane at once, without a manual refresh.
         models_pane = app.query_one("#pane-models")
         table = models_pane.query_one(DataTable)
-        await _until(pilot, lambda: {str(k.value) for k in table.rows} >= {str(q8), str(q4)}
+        await until(pilot, lambda: {str(k.value) for k in table.rows} >= {str(q8), str(q4)}
                      or {Path(str(k.value)).name for k in table.rows} >= {q8.name, q4.name}, "the new rows in Models")
 
 
@@ -130,18 +117,18 @@ async def test_cancel_leaves_no_file(tmp_path: Path) -> None:
         await _tick(pilot, pane, ["q8_0", "q4_k_m"])
         await pilot.press("ctrl+s")
         # Escape as soon as the first step has written a few tensors (a cancel flag is checked per tensor).
-        await _until(pilot, lambda: pane.last_progress is not None and pane.last_progress.done >= 3,
+        await until(pilot, lambda: pane.last_progress is not None and pane.last_progress.done >= 3,
                      "the first tensors")
         # Esc asks first: "n" leaves the job running, "y" stops it.
         await pilot.press("escape")
-        await _until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
         assert "Stop the conversion?" in str(pilot.app.screen.query_one(".dialog-title", Label).content)
         await pilot.press("n")
         assert pane.running and not pane._cancel.is_set()
         await pilot.press("escape")
-        await _until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question again")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question again")
         await pilot.press("y")
-        await _until(pilot, lambda: not pane.running, "the job to stop")
+        await until(pilot, lambda: not pane.running, "the job to stop")
         assert "cancelled" in _log(pane)
         # Nothing under a final name that was not completed, and no hidden intermediate.
         left = sorted(p.name for p in models.iterdir())
@@ -157,7 +144,7 @@ async def test_requantize_a_gguf(tmp_path: Path, demo_gguf: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await _open_pane(pilot)
         pane.use_source(demo_gguf)  # what the Models pane's "send to Convert" does
-        await _until(pilot, lambda: pane.source is not None, "the GGUF's headers")
+        await until(pilot, lambda: pane.source is not None, "the GGUF's headers")
         assert pane.source.mode == "requantize"
         assert "re-quantize" in str(pane.query_one("#convert-info").render())
         folder = pane.query_one("#convert-folder")
@@ -169,7 +156,7 @@ async def test_requantize_a_gguf(tmp_path: Path, demo_gguf: Path) -> None:
         await pilot.press("space")  # no report this time (the core tests cover the report against a GGUF)
         assert not report.value
         await pilot.press("ctrl+s")
-        await _until(pilot, lambda: not pane.running, "the end of the job")
+        await until(pilot, lambda: not pane.running, "the end of the job")
         written = out / f"{pane.source.name}-Q4_0.gguf"
         assert pane.last_written == [written] and written.is_file()
         log = _log(pane)
@@ -177,7 +164,7 @@ async def test_requantize_a_gguf(tmp_path: Path, demo_gguf: Path) -> None:
         assert f"wrote {written}" in log  # (the report against the input GGUF: tests/core/test_convert_job.py)
         # Listed in Models at once: the folder was not a model folder, the Models pane adds it for this run.
         table = app.query_one("#pane-models").query_one(DataTable)
-        await _until(pilot, lambda: any(Path(str(k.value)).name == written.name for k in table.rows),
+        await until(pilot, lambda: any(Path(str(k.value)).name == written.name for k in table.rows),
                      "the new row in Models")
 
 
@@ -192,7 +179,7 @@ async def test_bad_input_is_a_notification(tmp_path: Path) -> None:
         await pilot.pause()
         assert not pane.running and "choose a source" in str(list(app._notifications)[-1].message)
         pane.query_one("#convert-source").value = str(tmp_path / "notes.txt")
-        await _until(pilot, lambda: "not a GGUF file" in str(pane.query_one("#convert-info").render()),
+        await until(pilot, lambda: "not a GGUF file" in str(pane.query_one("#convert-info").render()),
                      "the problem shown")
         await pilot.press("ctrl+s")
         await pilot.pause()

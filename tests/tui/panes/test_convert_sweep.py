@@ -5,7 +5,6 @@ nothing; the form refuses a bad type in one line."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -13,25 +12,13 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Label
 
 from tests.checkpoints import tiny_random_checkpoint
-from tests.tui.app_helpers import make_app, panes_ready, run_async
+from tests.tui.app_helpers import make_app, panes_ready, run_async, until
 from tuillm.core.models.memory import FITS
 from tuillm.tui.panes.convert import ConvertPane
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.sweep_dialog import SweepDialog
 from tuillm.tui.widgets.kl_plot import CHOSEN, POINT, KLPlot, PlotPoint, plot_lines
 from tuillm.tui.widgets.quant_table import QuantTable
-
-# Bounds on waiting, only so that a broken pane fails instead of hanging (never a timing assertion).
-WAIT_STEPS = 12000  # x 0.05 s
-
-
-async def _until(pilot: Pilot, ready, what: str) -> None:  # noqa: ANN001 - a predicate
-    for _ in range(WAIT_STEPS):
-        if ready():
-            return
-        await pilot.pause()
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never: {what}")
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +30,12 @@ async def _open_form(pilot: Pilot, tiny: Path, out: Path) -> tuple[ConvertPane, 
     await panes_ready(pilot)
     await pilot.press("f4")
     pane = pilot.app.query_one(ConvertPane)
-    await _until(pilot, lambda: not pane.loading_sources, "the source list")
+    await until(pilot, lambda: not pane.loading_sources, "the source list")
     pane.use_source(tiny)
-    await _until(pilot, lambda: pane.source is not None, "the source's headers")
+    await until(pilot, lambda: pane.source is not None, "the source's headers")
     pane.query_one("#convert-folder", Input).value = str(out)
     await pilot.press("f8")
-    await _until(pilot, lambda: isinstance(pilot.app.screen, SweepDialog), "the sweep form")
+    await until(pilot, lambda: isinstance(pilot.app.screen, SweepDialog), "the sweep form")
     dialog = pilot.app.screen
     assert isinstance(dialog, SweepDialog)
     return pane, dialog
@@ -70,7 +57,7 @@ async def test_a_sweep_shows_its_figures_and_keeps_the_chosen_file(tiny: Path, t
         assert dialog.query_one("#sweep-types", Input).value.startswith("q8_0,q6_k")  # the declared default
         await _fill(pilot, dialog, "q8_0,q4_0")
         await pilot.press("ctrl+s")
-        await _until(pilot, lambda: pane.sweep_result is not None, "the sweep's figures")
+        await until(pilot, lambda: pane.sweep_result is not None, "the sweep's figures", steps=12000)  # a whole sweep
         result = pane.sweep_result
         assert result is not None and [r.out_type for r in result.rows] == ["q8_0", "q4_0"]
         assert all(r.fit == FITS for r in result.rows) and result.recommended == "q8_0"  # 12 GiB (make_app)
@@ -92,10 +79,10 @@ async def test_a_sweep_shows_its_figures_and_keeps_the_chosen_file(tiny: Path, t
         assert table.highlighted_type == "q4_0"
         pane.query_one("#sweep-keep").focus()
         await pilot.press("enter")
-        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         assert "Keep q4_0 and delete 1 file(s): tiny-qwen-Q8_0.gguf?" in app.screen.question
         await pilot.press("y")
-        await _until(pilot, lambda: not (out / "tiny-qwen-Q8_0.gguf").exists(), "the deletion")
+        await until(pilot, lambda: not (out / "tiny-qwen-Q8_0.gguf").exists(), "the deletion")
         assert sorted(p.name for p in out.iterdir()) == ["tiny-qwen-Q4_0.gguf"]
         pane.query_one("#sweep-close").focus()
         await pilot.press("enter")
@@ -111,11 +98,11 @@ async def test_esc_cancels_a_sweep_and_leaves_nothing(tiny: Path, tmp_path: Path
         pane, dialog = await _open_form(pilot, tiny, out)
         await _fill(pilot, dialog, "q8_0,q4_0,q5_0")
         await pilot.press("ctrl+s")
-        await _until(pilot, lambda: pane.running, "the sweep to start")
+        await until(pilot, lambda: pane.running, "the sweep to start")
         await pilot.press("escape")
-        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the pane's question")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the pane's question")
         await pilot.press("y")
-        await _until(pilot, lambda: not pane.running, "the sweep to stop")
+        await until(pilot, lambda: not pane.running, "the sweep to stop")
         await app.workers.wait_for_complete()
         assert pane.sweep_result is None and not pane.query("#sweep-panel")
         assert "sweep cancelled: nothing was kept" in pane.log_lines
