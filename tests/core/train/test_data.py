@@ -3,12 +3,11 @@ and the assistant-only labels, truncation, packing. A character tokenizer stands
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tuillm.core.chat.template import CHATML_TEMPLATE, ChatTemplate
+from tests.core.train.jsonl_rows import CHATML, chars, write
 from tuillm.core.train.data import (
     IGNORE,
     DatasetError,
@@ -22,17 +21,6 @@ from tuillm.core.train.data import (
     split_eval,
     tokenize_record,
 )
-
-CHATML = ChatTemplate(CHATML_TEMPLATE, name="chatml")
-
-
-def chars(text: str) -> list[int]:
-    return [ord(c) for c in text]
-
-
-def write(path: Path, rows: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
 
 
 @pytest.mark.parametrize(("row", "fmt"), [

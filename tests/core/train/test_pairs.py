@@ -4,25 +4,13 @@ with a chat template with only the answer labelled, and the cut. A character tok
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tuillm.core.chat.template import CHATML_TEMPLATE, ChatTemplate
+from tests.core.train.jsonl_rows import CHATML, chars, write
 from tuillm.core.train.data import IGNORE, DatasetError
 from tuillm.core.train.pairs import describe_pairs, encode_pairs, load_pairs, preview_pairs, tokenize_side
-
-CHATML = ChatTemplate(CHATML_TEMPLATE, name="chatml")
-
-
-def chars(text: str) -> list[int]:
-    return [ord(c) for c in text]
-
-
-def write(path: Path, rows: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
 
 
 def msg(role: str, content: str) -> dict[str, str]:
