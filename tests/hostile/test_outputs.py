@@ -233,8 +233,8 @@ def test_disk_full_writing_the_adapter(tiny: Path, tmp_path: Path, capsys: pytes
 
 @pytest.mark.slow
 def test_convert_pane_asks_before_replacing(tmp_path: Path, demo_gguf: Path) -> None:
-    from tests.tui.app_helpers import make_app, run_async
-    from tests.tui.panes.test_convert import _open_pane, _tick, _until
+    from tests.tui.app_helpers import make_app, run_async, until
+    from tests.tui.panes.test_convert import _open_pane, _tick
     from tuillm.tui.screens.confirm import ConfirmScreen
 
     out = tmp_path / "out"
@@ -246,23 +246,23 @@ def test_convert_pane_asks_before_replacing(tmp_path: Path, demo_gguf: Path) -> 
         async with app.run_test(size=(80, 24)) as pilot:
             pane = await _open_pane(pilot)
             pane.use_source(demo_gguf)
-            await _until(pilot, lambda: pane.source is not None, "the GGUF's headers")
+            await until(pilot, lambda: pane.source is not None, "the GGUF's headers")
             pane.query_one("#convert-folder").value = str(out)
             pane.query_one("#convert-report").value = False
             await _tick(pilot, pane, ["q4_0"])
             existing = out / f"{pane.source.name}-Q4_0.gguf"
             existing.write_bytes(b"an earlier output")
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
             assert app.screen.question == f"Replace {existing.name} in {out}?"
             await pilot.press("n")
             await pilot.pause()
             assert not pane.running and existing.read_bytes() == b"an earlier output"
             await pilot.press("ctrl+s")
-            await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question again")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question again")
             await pilot.press("y")
-            await _until(pilot, lambda: pane.running, "the job")
-            await _until(pilot, lambda: not pane.running, "the end of the job")
+            await until(pilot, lambda: pane.running, "the job")
+            await until(pilot, lambda: not pane.running, "the end of the job")
             assert pane.last_written == [existing] and existing.read_bytes()[:4] == b"GGUF"
             assert sorted(p.name for p in out.iterdir()) == [existing.name]
 

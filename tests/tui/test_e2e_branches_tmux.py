@@ -74,6 +74,9 @@ def test_regenerate_alternatives_and_fork_in_a_real_terminal(isolated_home: Path
         tmux.wait_for(lambda s: "‹1/2›" in s and shows(s, first), "the first reply back, marked ‹1/2›")
 
         tmux("send-keys", "-t", "main", "BTab")  # to the messages view: the newest message (the reply) selected
+        # As a user would, f only once the view has the focus (its keys on the hint line, the prompt empty).
+        tmux.wait_for(lambda s: "Copy message" in line_from_bottom(s, 1) and "Enter sends" in s,
+                      "the messages view focused")
         tmux("send-keys", "-t", "main", "f")
         tmux.wait_for(lambda s: "(fork)" in s, "the forked chat opened")
         tmux("send-keys", "-t", "main", "C-l")  # the chat list (hidden below 90 columns): both chats
