@@ -11,6 +11,11 @@ default, ``core.models.hardware.default_threads``, or --threads) and decode gree
 tokens; runs are interleaved, the order rotating each round (raw, engine, TUI; then engine, TUI, raw; ...) so that
 none is always first after the others' work, and the median of each is reported.
 
+Each of the three runs in a process of its own, loaded once and told when to run (one line in, one JSON line out):
+llama.cpp's OpenMP build throttles its threads' spin-waiting once more threads than CPUs have run parallel work in
+a process, so three contestants decoding from three threads of one process all ran at half speed (~64 against
+~140 tok/s here) and the ratios compared throttled runs.
+
 Run: .venv/bin/python tests/bench/chat.py [--runs N] [--tokens N] [--threads N]
 """
 
@@ -114,49 +119,120 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="decode threads for all three (default: "
                         "tuillm's own default)")
+    parser.add_argument("--contestant", choices=CONTESTANTS, help=argparse.SUPPRESS)  # a child process
     args = parser.parse_args()
-    return asyncio.run(measure(args))
+    if args.contestant:
+        return asyncio.run(contestant(args))
+    return measure(args)
 
 
-async def measure(args: argparse.Namespace) -> int:
+CONTESTANTS = ("raw", "engine", "tui")
+
+
+async def contestant(args: argparse.Namespace) -> int:
+    """A child: loads its side, then answers each line of stdin ("run N", "second", "quit") with one JSON line."""
+    import json
     import os
+    import sys
     import tempfile
     from pathlib import Path
 
-    from tuillm.core.settings import Config
-    from tuillm.tui.app import TuillmApp
-
     path = str(demo_model_path())
-    # raw llama-cpp-python gets the count the engine and the app use: its own default (half the logical CPUs)
-    # would compare thread counts, not the engine's overhead.
     threads = args.threads or default_threads()
-    llm = new_llama(path, n_ctx=N_CTX, n_gpu_layers=0, n_threads=threads, verbose=False)
-    session = ChatSession()
-    session.load(path, LoadOptions(n_ctx=N_CTX, n_gpu_layers=0, n_threads=args.threads)).result()
-    probe = TuiProbe()
-    rows: tuple[list, list, list] = ([], [], [])
     with tempfile.TemporaryDirectory() as home:
         os.environ["XDG_DATA_HOME"] = home  # the app's chat database goes to a scratch folder
-        app = TuillmApp(Config(default_ctx=N_CTX, threads=args.threads, model_dirs=[Path(home)]), status_interval=0)
-        async with app.run_test(size=(80, 24)) as pilot:
-            pane = app.query_one("#pane-chat")
-            pane.use_model(path)
-            while pane.model_loading:
-                await asyncio.sleep(0.05)
-            engine_run(session, 8)  # warm all three once (page cache, thread pools)
-            raw_run(llm, 8)
-            await tui_run(pilot, probe, 8)
-            for run in range(args.runs):
-                for kind in ((run + i) % 3 for i in range(3)):
-                    if kind == 0:
-                        rows[0].append(raw_run(llm, args.tokens))
-                    elif kind == 1:
-                        rows[1].append(engine_run(session, args.tokens))
-                    else:
-                        rows[2].append(await tui_run(pilot, probe, args.tokens))
-    llm.close()
+        if args.contestant == "raw":
+            llm = new_llama(path, n_ctx=N_CTX, n_gpu_layers=0, n_threads=threads, verbose=False)
+            await serve_commands(lambda n: raw_run(llm, n), None)
+            llm.close()
+        elif args.contestant == "engine":
+            session = ChatSession()
+            session.load(path, LoadOptions(n_ctx=N_CTX, n_gpu_layers=0, n_threads=args.threads)).result()
+            await serve_commands(lambda n: engine_run(session, n), lambda: second_turn(session))
+            session.close()
+        else:
+            from tuillm.core.settings import Config
+            from tuillm.tui.app import TuillmApp
 
-    def med(rows: list[tuple[float, float, int]], i: int) -> float:
+            app = TuillmApp(Config(default_ctx=N_CTX, threads=args.threads, model_dirs=[Path(home)]),
+                            status_interval=0)
+            async with app.run_test(size=(80, 24)) as pilot:
+                pane = app.query_one("#pane-chat")
+                pane.use_model(path)
+                while pane.model_loading:
+                    await asyncio.sleep(0.05)
+                probe = TuiProbe()
+                await serve_commands(lambda n: tui_run(pilot, probe, n), None)
+    sys.stdout.write(json.dumps({"bye": True}) + "\n")
+    return 0
+
+
+async def serve_commands(run, second) -> None:
+    import json
+    import sys
+
+    loop = asyncio.get_running_loop()
+    print(json.dumps({"ready": True}), flush=True)
+    while True:
+        line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
+        if not line or line[0] == "quit":
+            return
+        result = run(int(line[1])) if line[0] == "run" else second()
+        if asyncio.iscoroutine(result):
+            result = await result
+        print(json.dumps(list(result)), flush=True)
+
+
+class Child:
+    """One contestant's process."""
+
+    def __init__(self, kind: str, args: argparse.Namespace) -> None:
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, __file__, "--contestant", kind, "--tokens", str(args.tokens)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.read()  # ready
+
+    def read(self) -> list:
+        import json
+
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"a contestant ended early (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def ask(self, command: str) -> list:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        self.ask("quit")
+        self.proc.wait()
+
+
+def measure(args: argparse.Namespace) -> int:
+    import os
+
+    path = str(demo_model_path())
+    threads = args.threads or default_threads()
+    children = [Child(kind, args) for kind in CONTESTANTS]  # loaded one after the other, then all idle
+    rows: tuple[list, list, list] = ([], [], [])
+    try:
+        for child in children:
+            child.ask("run 8")  # warm each once (page cache, thread pools)
+        for run in range(args.runs):
+            for kind in ((run + i) % 3 for i in range(3)):
+                rows[kind].append(children[kind].ask(f"run {args.tokens}"))
+        reuse = [children[1].ask("second") for _ in range(args.runs)]
+    finally:
+        for child in children:
+            child.close()
+
+    def med(rows: list[list], i: int) -> float:
         return statistics.median(r[i] for r in rows)
 
     raw_ttft, raw_tps = med(rows[0], 0), med(rows[0], 1)
@@ -166,7 +242,7 @@ async def measure(args: argparse.Namespace) -> int:
     print(f"demo model: {path}")
     print(f"threads: {threads}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"runs: {args.runs}, reply: up to {args.tokens} tokens (raw {rows[0][0][2]}, "
-          f"engine {rows[1][0][2]}, TUI {rows[2][0][2]} generated)")
+          f"engine {rows[1][0][2]}, TUI {rows[2][0][2]} generated); each in a process of its own")
     print(f"{'':8} {'decode tok/s':>13} {'TTFT ms':>9}")
     print(f"{'raw':8} {raw_tps:13.1f} {raw_ttft * 1000:9.1f}")
     print(f"{'engine':8} {eng_tps:13.1f} {eng_ttft * 1000:9.1f}")
@@ -178,13 +254,11 @@ async def measure(args: argparse.Namespace) -> int:
     print(f"engine/raw TTFT: {eng_ttft / raw_ttft:.3f}  TUI/raw TTFT: {tui_ttft / raw_ttft:.3f}  "
           "(lower is better; 1.0 = same)")
 
-    reuse = [second_turn(session) for _ in range(args.runs)]
     reused_ttft = statistics.median(r[0] for r in reuse)
     fresh_ttft = statistics.median(r[1] for r in reuse)
     print(f"second turn: {reuse[0][2]} of {reuse[0][3]} prompt tokens reused from the cache")
     print(f"second-turn TTFT: prefix reuse {reused_ttft * 1000:.1f} ms, fresh prompt {fresh_ttft * 1000:.1f} ms "
           f"(reuse/fresh {reused_ttft / fresh_ttft:.3f})")
-    session.close()
     return 0
 
 
