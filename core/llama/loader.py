@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import io
 import threading
 from collections import deque
@@ -60,8 +61,35 @@ def amx_build() -> bool:
     return "AMX_INT8 = 1" in text
 
 
+class _DeferredTemplate:
+    """Stands in for llama-cpp-python's ``Jinja2ChatFormatter`` while a ``Llama`` is constructed.
+
+    ``Llama.__init__`` compiles every chat template in the GGUF's metadata for chat handlers of its own, which
+    tuillm never calls (templates render in ``core.chat.sandbox``, in a bounded child process). Jinja's compiler
+    folds constants, so a hostile template such as ``{{ 'a' * 2000000000 }}`` would be evaluated right there,
+    unbounded: gigabytes and a minute spent before the sandbox sees it, or the process killed for memory. The
+    template is compiled only if one of those handlers is ever called (``create_chat_completion``, which tests
+    use as a reference on the trusted demo model).
+    """
+
+    def __init__(self, formatter: Any, *args: Any, **kwargs: Any) -> None:
+        self._make = lambda: formatter(*args, **kwargs).to_chat_handler()
+
+    def to_chat_handler(self) -> Any:
+        handler: Any = None
+
+        def deferred(*args: Any, **kwargs: Any) -> Any:
+            nonlocal handler
+            if handler is None:
+                handler = self._make()
+            return handler(*args, **kwargs)
+
+        return deferred
+
+
 def new_llama(model_path: str, **kwargs: Any) -> Any:
-    """``llama_cpp.Llama(model_path, **kwargs)``, working around llama.cpp's AMX kernels.
+    """``llama_cpp.Llama(model_path, **kwargs)``, without compiling the file's chat templates in this process
+    (``_DeferredTemplate``) and working around llama.cpp's AMX kernels.
 
     A llama.cpp built with AMX (Sapphire Rapids and later) dies with a general protection fault in
     ``ggml_backend_amx_mul_mat`` (``ldtilecfg``) on the first batch of more than one token, at least inside some
@@ -72,22 +100,24 @@ def new_llama(model_path: str, **kwargs: Any) -> Any:
     import llama_cpp.llama as llama_module
 
     install_log_capture()
-    if not amx_build():
-        return llama_cpp.Llama(model_path, **kwargs)
+    formats = llama_module.llama_chat_format
     low = llama_module.llama_cpp
+    # Module attributes, patched for the construction only: one construction at a time.
     with _build_lock:
-        original = low.llama_model_default_params
+        formatter, original = formats.Jinja2ChatFormatter, low.llama_model_default_params
 
         def params() -> Any:
             p = original()
             p.use_extra_bufts = False
             return p
 
-        low.llama_model_default_params = params
+        formats.Jinja2ChatFormatter = functools.partial(_DeferredTemplate, formatter)
+        if amx_build():
+            low.llama_model_default_params = params
         try:
             return llama_cpp.Llama(model_path, **kwargs)
         finally:
-            low.llama_model_default_params = original
+            formats.Jinja2ChatFormatter, low.llama_model_default_params = formatter, original
 
 
 # sys.stdout/stderr are process-wide: two loads at once (the A/B view) would restore each other's.
