@@ -19,6 +19,7 @@ import pytest
 
 from tests.checkpoints import demo_hf_checkpoint
 from tests.hostile.test_signals import QUANTIZER, gone
+from tests.processes import children_running
 from tests.tui.app_helpers import make_app, run_async
 from tests.tui.test_e2e_tmux import Tmux, line_from_bottom, tuillm_binary
 
@@ -32,7 +33,7 @@ def _app_process(tmux: Tmux) -> psutil.Process:
     """The tuillm process: the child of the shell tmux runs it under."""
     shell = psutil.Process(int(tmux("display-message", "-p", "-t", "main", "#{pane_pid}").strip()))
     for _ in range(200):  # x 0.05 s: a bound so a broken test fails instead of hanging
-        found = [p for p in shell.children() if "tuillm" in " ".join(p.cmdline())]
+        found = children_running(shell, "tuillm", recursive=False)
         if found:
             return found[0]
         time.sleep(0.05)
@@ -41,7 +42,7 @@ def _app_process(tmux: Tmux) -> psutil.Process:
 
 def _wait_for_quantizer(app: psutil.Process) -> list[psutil.Process]:
     for _ in range(2400):  # x 0.05 s
-        found = [c for c in app.children(recursive=True) if QUANTIZER in " ".join(c.cmdline())]
+        found = children_running(app, QUANTIZER)
         if found:
             return found
         time.sleep(0.05)

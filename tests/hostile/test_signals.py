@@ -23,6 +23,7 @@ import pytest
 from tests.checkpoints import synthetic_checkpoint, tiny_random_checkpoint
 from tests.core.train_facts import write_fact_dataset
 from tests.hostile.test_outputs import run_cli, tree
+from tests.processes import children_running
 from tuillm.convert.errors import ConvertError
 from tuillm.core.paths import state_dir
 from tuillm.tui import cli
@@ -67,7 +68,7 @@ def gone(pids: list[int], timeout: float = 10) -> bool:
 def quantizer_children(pid: int) -> list[int]:
     """The quantizer child of ``pid``, once it has started (the quantize step's first line comes just before)."""
     for _ in range(600):  # x 0.05 s: a bound so that a broken test fails instead of hanging
-        found = [c.pid for c in psutil.Process(pid).children(recursive=True) if QUANTIZER in " ".join(c.cmdline())]
+        found = [c.pid for c in children_running(psutil.Process(pid), QUANTIZER)]
         if found:
             return found
         time.sleep(0.05)

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from tests.core.gguf_copy import copy_gguf
+from tests.processes import children_running
 from tuillm.core.chat.template import ChatTemplate, ChatTemplateError, TemplateStopped
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
@@ -73,14 +74,7 @@ FAST_CASES = {
 
 def renderers() -> list[psutil.Process]:
     """Our renderer processes still alive."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "tuillm.core.chat.sandbox" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
-                found.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    return found
+    return children_running(psutil.Process(), "tuillm.core.chat.sandbox")  # a zombie's command line is ""
 
 
 def spinning(process: psutil.Process) -> bool:

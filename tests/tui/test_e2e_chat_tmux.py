@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.processes import children_running, command_line
 from tests.tui.chat_helpers import saved_reply
 from tests.tui.test_e2e_tmux import Tmux, line_from_bottom, tuillm_binary
 from tuillm.core.chat.store import ChatStore
@@ -40,8 +41,8 @@ def first_words(text: str, n: int = 3) -> str:
 def tuillm_process(tmux: Tmux) -> psutil.Process:
     """The tuillm process under the pane's sh wrapper."""
     shell = psutil.Process(int(tmux("display-message", "-p", "-t", "main", "#{pane_pid}").strip()))
-    found = [p for p in shell.children(recursive=True) if "tuillm" in " ".join(p.cmdline())]
-    assert found, f"no tuillm process under the pane: {[p.cmdline() for p in shell.children(recursive=True)]}"
+    found = children_running(shell, "tuillm")
+    assert found, f"no tuillm process under the pane: {[command_line(p) for p in shell.children(recursive=True)]}"
     return found[0]
 
 
