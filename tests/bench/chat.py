@@ -23,8 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 from tuillm.core.chat.engine import ChatSession
 from tuillm.core.llama.loader import new_llama
@@ -131,12 +137,6 @@ CONTESTANTS = ("raw", "engine", "tui")
 
 async def contestant(args: argparse.Namespace) -> int:
     """A child: loads its side, then answers each line of stdin ("run N", "second", "quit") with one JSON line."""
-    import json
-    import os
-    import sys
-    import tempfile
-    from pathlib import Path
-
     path = str(demo_model_path())
     threads = args.threads or default_threads()
     with tempfile.TemporaryDirectory() as home:
@@ -163,14 +163,11 @@ async def contestant(args: argparse.Namespace) -> int:
                     await asyncio.sleep(0.05)
                 probe = TuiProbe()
                 await serve_commands(lambda n: tui_run(pilot, probe, n), None)
-    sys.stdout.write(json.dumps({"bye": True}) + "\n")
+    print(json.dumps({"bye": True}), flush=True)
     return 0
 
 
 async def serve_commands(run, second) -> None:
-    import json
-    import sys
-
     loop = asyncio.get_running_loop()
     print(json.dumps({"ready": True}), flush=True)
     while True:
@@ -187,9 +184,6 @@ class Child:
     """One contestant's process."""
 
     def __init__(self, kind: str, args: argparse.Namespace) -> None:
-        import subprocess
-        import sys
-
         cmd = [sys.executable, __file__, "--contestant", kind, "--tokens", str(args.tokens)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
@@ -197,8 +191,6 @@ class Child:
         self.read()  # ready
 
     def read(self) -> list:
-        import json
-
         line = self.proc.stdout.readline()
         if not line:
             raise SystemExit(f"a contestant ended early (exit {self.proc.wait()})")
@@ -215,8 +207,6 @@ class Child:
 
 
 def measure(args: argparse.Namespace) -> int:
-    import os
-
     path = str(demo_model_path())
     threads = args.threads or default_threads()
     children = [Child(kind, args) for kind in CONTESTANTS]  # loaded one after the other, then all idle
