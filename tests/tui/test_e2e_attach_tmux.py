@@ -39,8 +39,9 @@ def test_attach_a_file_with_at_in_a_real_terminal(isolated_home: Path) -> None:
         tmux.wait_for(lambda s: "Enter sends" in s and "demo" in s and "Quit" in line_from_bottom(s, 1),
                       "the Chat pane ready with the demo model")
         tmux("send-keys", "-t", "main", "-l", "What is the secret word? @not")
-        screen = tmux.wait_for(lambda s: "Tab or Enter attaches" in s and "notes.md" in s and "notebook.txt" in s,
-                               "the completion list with both files")
+        # "@no" already lists both files: wait for the whole text too.
+        screen = tmux.wait_for(lambda s: "Tab or Enter attaches" in s and "notes.md" in s and "notebook.txt" in s
+                               and "What is the secret word? @not" in s, "the completion list with both files")
         lines = screen.splitlines()
         title = next(i for i, line in enumerate(lines) if "Tab or Enter attaches" in line)
         prompt = next(i for i, line in enumerate(lines) if "What is the secret word? @not" in line)

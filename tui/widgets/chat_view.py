@@ -56,7 +56,10 @@ class ChatView(VerticalScroll):
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
         if not self._placing:
-            self.at_bottom = new_value >= self.max_scroll_y - 1
+            # Only a move up stops following. A move down is the user scrolling back or scroll_end() on its way;
+            # content that grew meanwhile must not read as the user having left the bottom.
+            if new_value < old_value or new_value >= self.max_scroll_y - 1:
+                self.at_bottom = new_value >= self.max_scroll_y - 1
             self._check_edges()
 
     def follow(self) -> None:

@@ -183,3 +183,26 @@ async def test_an_attached_file_is_drawn_as_one_line_and_kept_whole(tmp_path: Pa
         shown = pilot.app.query_one(Markdown).source
         assert "📎 big.py · 5,000 lines" in shown and "x4999" not in shown
         assert bubble.content == content and "x4999 = 4999" in bubble.content
+
+
+@run_async
+async def test_only_a_move_up_stops_following(tmp_path: Path) -> None:
+    """scroll_end() lands on the end the layout knew; text that grew meanwhile leaves the offset short of the new
+    end, and that must not read as the user having scrolled away (the reply's last lines went unseen)."""
+    with ChatStore() as store:
+        seed_long_chat(store, 40)
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_long_chat(pilot, 40)
+        end = view.max_scroll_y
+        assert view.at_bottom and end > 10
+        view.scroll_to(y=end - 5, animate=False, immediate=True)  # the user scrolls up a little
+        assert not view.at_bottom
+        view.scroll_to(y=end - 3, animate=False, immediate=True)  # and back down, not yet to the end
+        assert not view.at_bottom
+        view.scroll_to(y=end, animate=False, immediate=True)  # at the end again: following again
+        assert view.at_bottom
+        view.scroll_to(y=end - 8, animate=False, immediate=True)  # up again; then the user sends
+        view.follow_from_now()  # following again (its scroll_end runs after the next refresh)
+        view.scroll_to(y=end - 2, animate=False, immediate=True)  # a move down short of an end that grew
+        assert view.at_bottom
