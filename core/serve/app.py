@@ -116,14 +116,14 @@ class Api:
 
     def streamed(self, request: Request, t0: float, model: str, stream: ReplyStream, media: str,
                  texts: Callable[[list[str]], str], end: Callable[[Finished], str]) -> StreamingResponse:
-        """The reply as it comes: ``texts(pieces)``, one line per piece, for the pieces that arrived since the last
-        write (in one write), ``end(finished)`` at the end."""
+        """The reply as it comes: the text that arrived since the last write as one chunk (``texts([text])``: an
+        SSE event or an NDJSON line), at most one a frame (``runner.FRAME_S``), ``end(finished)`` at the end."""
         async def body() -> AsyncIterator[str]:
             request.state.logged = True  # below, once the stream ends (a client that left: once its reply does)
             status, error = 499, "client closed the connection"
             try:
                 async for batch in stream.batches():
-                    yield texts(batch)
+                    yield texts(["".join(batch)])
                 assert stream.finished is not None
                 yield end(stream.finished)
                 status, error = 200, ""

@@ -160,5 +160,9 @@ class StatusLine(Horizontal):
         ram = ram_text(self.sample)
         if width and len(ram) + 1 + len(model_text(name, 0)) > width:
             ram = ram_text(self.sample, short=True)
-        self.query_one("#status-ram", Label).update(ram)
-        self.query_one("#status-model", Label).update(model_text(name, width - len(ram) - 1 if width else 0))
+        ram_label = self.query_one("#status-ram", Label)
+        # Laid out again only when the RAM figure's width changes: the model's part takes the rest of the line
+        # (1fr), so its text alone never moves anything (it changes twice a second while a reply streams).
+        ram_label.update(ram, layout=len(ram) != len(str(ram_label.content)))
+        self.query_one("#status-model", Label).update(model_text(name, width - len(ram) - 1 if width else 0),
+                                                      layout=False)

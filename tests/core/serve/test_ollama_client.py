@@ -35,11 +35,13 @@ def test_chat(client: ollama.Client) -> None:
 
 
 def test_chat_streamed(client: ollama.Client) -> None:
-    parts = list(client.chat(model="demo", messages=ASK, options=GREEDY, stream=True))
+    # A long reply: the text goes out as it comes, a frame's tokens (runner.FRAME_S) to a line.
+    story = [{"role": "user", "content": "Tell me a long story about a lighthouse."}]
+    options = {"temperature": 0, "num_predict": 64}
+    parts = list(client.chat(model="demo", messages=story, options=options, stream=True))
     assert len(parts) > 3 and parts[-1].done and not parts[0].done
     text = "".join(p.message.content for p in parts)
-    assert "Paris" in text
-    assert text == client.chat(model="demo", messages=ASK, options=GREEDY).message.content
+    assert text == client.chat(model="demo", messages=story, options=options).message.content
 
 
 def test_tagged_name_is_the_same_model(client: ollama.Client) -> None:
