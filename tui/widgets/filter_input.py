@@ -9,7 +9,7 @@ from textual.widgets import Input
 class FilterInput(Input):
     """An ``Input`` where "/" typed into it while empty is not text: it is the key that opens the filter. (Under
     load, one end-to-end run showed the "/" that opened the Models filter typed into it as well, so that nothing
-    matched; how the key reached the filter was not found. No filter starts with "/" on purpose.)"""
+    matched; how the key reached the filter was not found. A filter by path matches without its leading "/".)"""
 
     def _on_key(self, event: events.Key) -> None:
         if event.character == "/" and not self.value:
