@@ -4,7 +4,8 @@ Prints decode tokens/s and time to first token (TTFT) of
   raw     llama_cpp.Llama.create_chat_completion(stream=True)
   engine  tuillm.core.chat.engine.ChatSession (worker thread, events, stop checks)
   TUI     the headless app (App.run_test) streaming a reply in the Chat pane, timed where the pane takes the
-          streamed text to draw it (from Enter to the first token there, and the tokens drawn per second after it)
+          streamed text to draw it (from Enter to the first token there, and the tokens drawn per second after it),
+          with the share of a core its event loop took while the reply streamed and the CPU per draw
 and the ratios engine/raw and TUI/raw (goal >= 0.97 for decode tokens/s), then second-turn TTFT with prefix reuse
 against the same prompt evaluated fresh. All load the model with the same options (the same thread count: tuillm's
 default, ``core.models.hardware.default_threads``, or --threads) and decode greedily, so they produce the same
@@ -69,24 +70,25 @@ def engine_run(session: ChatSession, max_tokens: int) -> tuple[float, float, int
 
 
 class TuiProbe:
-    """Times the streamed text as the Chat pane takes it on the event loop to draw it: (time, tokens so far)."""
+    """Times the streamed text as the Chat pane takes it on the event loop to draw it: (time, tokens so far, the
+    event loop's CPU seconds so far: the draw is taken on its thread)."""
 
     def __init__(self) -> None:
         from tuillm.tui.panes.chat_stream import ReplyStream
 
-        self.draws: list[tuple[float, int]] = []
+        self.draws: list[tuple[float, int, float]] = []
         take = ReplyStream.take_text
 
         def timed(stream: ReplyStream) -> str:
             text = take(stream)
             if text and stream.bubble is not None:  # a reply is streaming into its bubble
-                self.draws.append((time.perf_counter(), stream.tokens))
+                self.draws.append((time.perf_counter(), stream.tokens, time.thread_time()))
             return text
 
         ReplyStream.take_text = timed  # type: ignore[method-assign]
 
 
-async def tui_run(pilot, probe: TuiProbe, max_tokens: int) -> tuple[float, float, int, float]:
+async def tui_run(pilot, probe: TuiProbe, max_tokens: int) -> tuple[float, float, int, float, float, float]:
     pane = pilot.app.query_one("#pane-chat")
     await pane.action_new_chat()
     pane.draft_system = QUESTION[0]["content"]
@@ -99,11 +101,17 @@ async def tui_run(pilot, probe: TuiProbe, max_tokens: int) -> tuple[float, float
     while pane.busy or pane.model_loading or not probe.draws:
         await asyncio.sleep(0.01)
     await pilot.pause()
-    (t_first, n_first), (t_last, n_last) = probe.draws[0], probe.draws[-1]
+    (t_first, n_first, _), (t_last, n_last, _) = probe.draws[0], probe.draws[-1]
     # The first draw holds the first token; the rate counts the tokens drawn after it over the time after it.
     rate = (n_last - n_first) / (t_last - t_first) if t_last > t_first else 0.0
+    # What the event loop's thread took of a core while the reply streamed (the draws before the last, which may
+    # come after the decode ended), and per draw: the CPU that drawing takes from llama.cpp's threads.
+    (w0, _, c0), (w1, _, c1) = probe.draws[0], probe.draws[max(len(probe.draws) - 2, 0)]
+    draws = max(len(probe.draws) - 2, 1)
+    share = (c1 - c0) / (w1 - w0) if w1 > w0 else 0.0
     # Also the engine's own decode speed inside the app: what drawing costs the generation itself.
-    return t_first - t0, rate, pane.last_stats["generated_tokens"], pane.last_stats["tokens_per_s"]
+    return (t_first - t0, rate, pane.last_stats["generated_tokens"], pane.last_stats["tokens_per_s"], share,
+            (c1 - c0) / draws)
 
 
 def second_turn(session: ChatSession) -> tuple[float, float, int, int]:
@@ -229,6 +237,7 @@ def measure(args: argparse.Namespace) -> int:
     eng_ttft, eng_tps = med(rows[1], 0), med(rows[1], 1)
     tui_ttft, tui_tps = med(rows[2], 0), med(rows[2], 1)
     tui_engine_tps = statistics.median(r[3] for r in rows[2])
+    loop_share, draw_cpu = med(rows[2], 4), med(rows[2], 5)
     print(f"demo model: {path}")
     print(f"threads: {threads}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"runs: {args.runs}, reply: up to {args.tokens} tokens (raw {rows[0][0][2]}, "
@@ -238,6 +247,8 @@ def measure(args: argparse.Namespace) -> int:
     print(f"{'engine':8} {eng_tps:13.1f} {eng_ttft * 1000:9.1f}")
     print(f"{'TUI':8} {tui_tps:13.1f} {tui_ttft * 1000:9.1f}   (tokens as drawn; the engine inside the app "
           f"decoded at {tui_engine_tps:.1f} tok/s)")
+    print(f"TUI event loop while the reply streamed: {loop_share * 100:.1f}% of a core, {draw_cpu * 1000:.1f} ms CPU "
+          "per draw")
     print(f"engine/raw decode tokens/s: {eng_tps / raw_tps:.3f}  (goal >= 0.97)")
     print(f"TUI/raw decode tokens/s: {tui_tps / raw_tps:.3f}  (goal >= 0.97; the app's engine/raw: "
           f"{tui_engine_tps / raw_tps:.3f})")
