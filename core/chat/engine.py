@@ -17,7 +17,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from tuillm.core.chat.events import (
     Token,
 )
 from tuillm.core.chat.template import ChatTemplate, TemplateStopped, load_template
+from tuillm.core.chat.worker import Worker
 from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.events import Log
 from tuillm.core.llama.abort import StopFlag
@@ -100,7 +101,7 @@ class ChatSession:
 
     def __init__(self, emit: ChatEmit | None = None) -> None:
         self._emit: ChatEmit = emit or (lambda _event: None)
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuillm-chat")
+        self._worker = Worker("tuillm-chat")  # its thread ends when idle (core.chat.worker: OpenMP)
         self._loaded: _Loaded | None = None
         self._stop_lock = threading.Lock()
         self._stop_events: set[StopFlag] = set()  # one per reply not finished yet
