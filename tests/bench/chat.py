@@ -236,7 +236,7 @@ def measure(args: argparse.Namespace) -> int:
     raw_ttft, raw_tps = med(rows[0], 0), med(rows[0], 1)
     eng_ttft, eng_tps = med(rows[1], 0), med(rows[1], 1)
     tui_ttft, tui_tps = med(rows[2], 0), med(rows[2], 1)
-    tui_engine_tps = statistics.median(r[3] for r in rows[2])
+    tui_engine_tps = med(rows[2], 3)
     loop_share, draw_cpu = med(rows[2], 4), med(rows[2], 5)
     print(f"demo model: {path}")
     print(f"threads: {threads}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

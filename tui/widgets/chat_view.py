@@ -58,8 +58,9 @@ class ChatView(VerticalScroll):
         if not self._placing:
             # Only a move up stops following. A move down is the user scrolling back or scroll_end() on its way;
             # content that grew meanwhile must not read as the user having left the bottom.
-            if new_value < old_value or new_value >= self.max_scroll_y - 1:
-                self.at_bottom = new_value >= self.max_scroll_y - 1
+            at_end = new_value >= self.max_scroll_y - 1
+            if new_value < old_value or at_end:
+                self.at_bottom = at_end
             self._check_edges()
 
     def follow(self) -> None:
