@@ -31,7 +31,7 @@ from textual.message_pump import MessagePump
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import AwaitMount
-from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
+from textual.widgets import Footer, Header, TabbedContent, Tabs
 from textual.worker import WorkerFailed
 
 from tuillm.core.chat.backend import ChatBackendFactory
@@ -49,6 +49,7 @@ from tuillm.tui.panes.outputs import OutputsWritten
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.help import HelpScreen, binding_rows
 from tuillm.tui.session import Session
+from tuillm.tui.widgets.pane_tab import PaneTab
 from tuillm.tui.widgets.status_line import MemoryProbe, StatusLine, sample_memory
 
 if TYPE_CHECKING:  # the other panes' modules load when their pane mounts (tui.panes.base)
@@ -102,7 +103,7 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
         yield Header()
         with TabbedContent(id="panes"):
             for spec in PANES:
-                with TabPane(spec.title, id=spec.id):
+                with PaneTab(spec.title, id=spec.id):
                     if spec is PANES[0]:  # only the pane shown first before the first frame: see _mount_next_pane
                         yield spec.load()(self.session, id=f"pane-{spec.id}")
         yield StatusLine(self._memory_probe, self._status_interval, id="status-line")
@@ -217,7 +218,7 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
         for pane in self.screen_stack[0].query(f"#pane-{spec.id}").results(cls):
             return pane
         pane = cls(self.session, id=f"pane-{spec.id}")
-        self._pane_mounts[spec.id] = self.screen_stack[0].query_one(f"TabPane#{spec.id}", TabPane).mount(pane)
+        self._pane_mounts[spec.id] = self.screen_stack[0].query_one(f"PaneTab#{spec.id}", PaneTab).mount(pane)
         return pane
 
     def _mount_next_pane(self) -> None:
@@ -243,13 +244,27 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
         return self.query_one(TabbedContent).active
 
     async def action_show_pane(self, pane_id: str) -> None:
+        pane = await self.pane(pane_id)
+        # The focus leaves the pane being hidden first: hidden with it, a widget would pass it to a hidden sibling.
+        self.screen_stack[0].set_focus(None)
         self.query_one(TabbedContent).active = pane_id
-        (await self.pane(pane_id)).focus_default()
+        pane.focus_default()
 
     async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        # A click on a tab: give the pane the focus so its keys work at once.
-        if event.pane.id is not None and self.focused is None:
-            await self.action_show_pane(event.pane.id)
+        # A click on a tab: the pane takes the focus, so that its keys work at once and the focus does not stay in
+        # the pane left (hidden). A message about a pane shown before this one (keys outrun messages on a busy
+        # machine) changes nothing.
+        pane_id = event.pane.id
+        if pane_id is None or pane_id != self.current_pane_id():
+            return
+        focused = self.screen_stack[0].focused
+        if focused is None or pane_id not in {node.id for node in focused.ancestors_with_self}:
+            await self.action_show_pane(pane_id)
+
+    async def on_pane_tab_focused_hidden(self, event: PaneTab.FocusedHidden) -> None:
+        # Keys must not go to a widget nobody sees: the focus goes to the pane shown.
+        if event.widget.has_focus:
+            await self.action_show_pane(self.current_pane_id())
 
     async def on_models_pane_convert_requested(self, event: ModelsPane.ConvertRequested) -> None:
         # "Send to Convert": the Convert pane takes the model as its source.

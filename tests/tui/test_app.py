@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from itertools import chain, repeat
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from textual.command import CommandPalette
 from textual.widgets import DataTable, Footer, Label, TabbedContent
 from textual.widgets._toast import Toast
 
-from tests.tui.app_helpers import FIXED_SAMPLE, make_app, run_async, wait_for_catalog
+from tests.tui.app_helpers import FIXED_SAMPLE, make_app, panes_ready, run_async, until, wait_for_catalog
 from tuillm.core.settings import load_config
 from tuillm.tui.app import PANES
 from tuillm.tui.screens.help import HelpScreen
@@ -183,3 +184,34 @@ async def test_a_theme_from_the_palette_is_kept(tmp_path: Path) -> None:
     async with again.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert again.theme == "nord"
+
+
+def focus_in(app, pane_id: str) -> bool:
+    return app.focused is not None and pane_id in {node.id for node in app.focused.ancestors_with_self}
+
+
+@run_async
+async def test_a_click_on_a_tab_shows_its_pane_with_the_focus_in_it(tmp_path: Path) -> None:
+    """The focused widget, hidden with the pane left, passes the focus to a sibling hidden too; Textual would then
+    show that sibling's pane again (every click on a tab came back to the Chat pane)."""
+    app = make_app([tmp_path])
+    async with app.run_test(size=SIZE) as pilot:
+        await panes_ready(pilot)
+        for pane_id in ("models", "convert", "train", "chat", "models"):
+            await pilot.click(f"#--content-tab-{pane_id}")
+            await until(pilot, partial(focus_in, app, pane_id), f"the focus in {pane_id}")
+            for _ in range(5):  # a bounce back would come a few messages later
+                await pilot.pause()
+            assert app.query_one(TabbedContent).active == pane_id and focus_in(app, pane_id)
+
+
+@run_async
+async def test_the_focus_landing_in_a_hidden_pane_goes_to_the_pane_shown(tmp_path: Path) -> None:
+    app = make_app([tmp_path])
+    async with app.run_test(size=SIZE) as pilot:
+        await panes_ready(pilot)
+        await pilot.press("f3")
+        await pilot.pause()
+        app.screen.set_focus(app.query_one("#chat-view"))  # as the hidden prompt's blur does
+        await until(pilot, lambda: app.focused is not None and app.focused.id == "models-table", "the Models table")
+        assert app.query_one(TabbedContent).active == "models"

@@ -106,13 +106,13 @@ def test_models_table_in_a_real_terminal(isolated_home: Path) -> None:
         tmux.start([tuillm_binary()], env)
         # The app opens on the Chat pane (its prompt); F3 shows the models.
         # Keys are read once the app is mounted: the footer is filled in a frame after the first paint.
-        tmux.wait_for(lambda s: "Enter sends" in s and "Quit" in line_from_bottom(s, 1), "the Chat pane")
+        tmux.wait_for(lambda s: "Enter sends" in s and "^n New" in line_from_bottom(s, 1), "the Chat pane's prompt")
         tmux("send-keys", "-t", "main", "F3")
-        # The footer fills in a frame after the first paint: wait for both; and for the notification about
-        # broken.gguf (top right, under the tabs) to leave the row's right end.
+        # Wait for the row's verdict (the notification about broken.gguf, top right, leaves the row's right end)
+        # and for the Models pane's footer: it is redrawn a frame after the focus moved, listing the Chat's till then.
         screen = tmux.wait_for(lambda s: (demo_row(s) or "x").split()[-1] in ("fits", "big", "tight")
-                               and "Quit" in line_from_bottom(s, 1),
-                               "the demo model's row and the footer")
+                               and "^r Refresh" in line_from_bottom(s, 1),
+                               "the demo model's row and the Models pane's footer")
         row = demo_row(screen)
         assert row is not None and "135M" in row and "Q4_1" in row and "8K" in row
         assert row.split()[-1] in ("fits", "big", "tight")  # "too big" splits in two words

@@ -64,15 +64,21 @@ class ChatView(VerticalScroll):
             self._check_edges()
 
     def follow(self) -> None:
-        """Called when the content grew: keep the end in view if the user was there."""
+        """Called when the content grew: keep the end in view if the user was there, once laid out."""
         if self.at_bottom:
-            self.scroll_end(animate=False)
+            self.call_after_refresh(self._to_end)
+
+    def _to_end(self) -> None:
+        # Asked again when it runs: a key that moved the selection up meanwhile must not be undone (Textual's own
+        # deferred scroll_end would scroll to the end whatever happened since it was asked for).
+        if self.at_bottom:
+            self.scroll_end(animate=False, immediate=True)
 
     def follow_from_now(self) -> None:
         """The user sent a message: show it and follow the reply, wherever the view was (scrolling up while the
         reply streams stops following again, through ``watch_scroll_y``)."""
         self.at_bottom = True
-        self.scroll_end(animate=False)
+        self.follow()
 
     def on_message_bubble_resized(self, event: MessageBubble.Resized) -> None:
         event.stop()
@@ -280,6 +286,8 @@ class ChatView(VerticalScroll):
         if not self.messages:
             return
         self.selected = max(0, min(len(self.messages) - 1, self._current() + step))
+        if self.selected < len(self.messages) - 1:
+            self.at_bottom = False  # an older message chosen: new text must not scroll it away
         await self.bring(self.selected)
         self._mark()
 

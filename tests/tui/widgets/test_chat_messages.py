@@ -206,3 +206,25 @@ async def test_only_a_move_up_stops_following(tmp_path: Path) -> None:
         view.follow_from_now()  # following again (its scroll_end runs after the next refresh)
         view.scroll_to(y=end - 2, animate=False, immediate=True)  # a move down short of an end that grew
         assert view.at_bottom
+
+
+@run_async
+async def test_a_key_that_selects_up_is_not_undone_by_following(tmp_path: Path) -> None:
+    """Content that grows asks the view to keep its end in view, after the next refresh. A key pressed in between
+    (↑, busy machine) chose an older message: the view must show that message, not scroll back to the end."""
+    with ChatStore() as store:
+        seed_long_chat(store, 40)
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_long_chat(pilot, 40)
+        view.focus()
+        await settled(pilot, view)
+        for _ in range(6):
+            view.follow()  # a bubble grew (as the Resized of each bubble mounted above does)
+            await view.action_select(-1)
+        view.follow()
+        await settled(pilot, view)
+        await pilot.pause()
+        selected = view.selected_bubble()
+        assert view._current() == 33 and selected is not None
+        assert in_view(view, selected) and not view.at_bottom and view.scroll_y < view.max_scroll_y
