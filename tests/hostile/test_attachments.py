@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from textual.content import Content
 
-from tests.tui.app_helpers import run_async
-from tests.tui.chat_helpers import SIZE, chat_app, wait_until
+from tests.tui.app_helpers import run_async, until
+from tests.tui.chat_helpers import SIZE, chat_app
 from tuillm.core.chat.attachments import (
     AttachmentError,
     attach_mentions,
@@ -239,7 +239,7 @@ async def test_hostile_file_names_in_the_prompt_are_shown_as_plain_text(tmp_path
         prompt = app.query_one(ChatPrompt)
         prompt.focus()
         await pilot.press("@")
-        await wait_until(pilot, lambda: len(app.query(PathCompletions)) == 1, "the completion list")
+        await until(pilot, lambda: len(app.query(PathCompletions)) == 1, "the completion list")
         listed = app.query_one(PathCompletions)
         shown = [str(listed.get_option_at_index(i).prompt) for i in range(listed.option_count)]
         assert shown == ["[bold]b.txt", "e.txt"]  # as the name reads, without its escape sequences

@@ -16,8 +16,8 @@ import pytest
 
 from tests.core.gguf_copy import copy_gguf
 from tests.hostile.test_templates import NESTED_LOOP, STOP_WITHIN_S, renderers, spinning
-from tests.tui.app_helpers import run_async
-from tests.tui.chat_helpers import SIZE, chat_app, chat_pane, record_notifications, send, wait_until
+from tests.tui.app_helpers import run_async, until
+from tests.tui.chat_helpers import SIZE, chat_app, chat_pane, record_notifications, send
 from tuillm.core.chat import template
 from tuillm.core.chat.events import ContextTrimmed, Token
 from tuillm.core.events import Log
@@ -114,10 +114,10 @@ async def _rendering(pilot, spinning_gguf: Path) -> None:
     """Loads the spinning model and sends a message: returns once the template spins."""
     pane = chat_pane(pilot.app)
     pane.use_model(spinning_gguf)
-    await wait_until(pilot, lambda: pane.engine.loaded and not pane.model_loading, "the model loading")
+    await until(pilot, lambda: pane.engine.loaded and not pane.model_loading, "the model loading")
     await send(pilot, "Hi")
-    await wait_until(pilot, lambda: pane.busy, "the reply starting")
-    await wait_until(pilot, lambda: any(spinning(p) for p in renderers()), "the template spinning")
+    await until(pilot, lambda: pane.busy, "the reply starting")
+    await until(pilot, lambda: any(spinning(p) for p in renderers()), "the template spinning")
 
 
 @pytest.mark.slow
@@ -133,15 +133,15 @@ async def test_esc_stops_a_spinning_template_and_the_pane_stays_usable(spinning_
         await _rendering(pilot, spinning_gguf)
         t0 = time.monotonic()
         await pilot.press("escape")
-        await wait_until(pilot, lambda: not pane.busy, "the reply stopping")
+        await until(pilot, lambda: not pane.busy, "the reply stopping")
         assert time.monotonic() - t0 < STOP_WITHIN_S
         assert not [p for p in renderers() if spinning(p)]
         assert not [s for s in seen if "failed" in s.lower()]  # a stop is not a failure
         # Usable: the next message is answered with the template's one line once its budget is spent.
         monkeypatch.setattr(template, "TIME_LIMIT_S", 2.0)
         await send(pilot, "Hi again")
-        await wait_until(pilot, lambda: pane.busy, "the second reply starting")
-        await wait_until(pilot, lambda: not pane.busy, "the second reply ending")
+        await until(pilot, lambda: pane.busy, "the second reply starting")
+        await until(pilot, lambda: not pane.busy, "the second reply ending")
         assert seen[-1] == "Reply failed: chat template (gguf of spin.gguf) took longer than 2 s to render"
         assert app.focused is app.query_one("#chat-prompt")
 

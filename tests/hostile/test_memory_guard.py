@@ -18,8 +18,8 @@ import pytest
 from tests.checkpoints import tiny_random_checkpoint
 from tests.core.train_facts import write_fact_dataset
 from tests.hostile.test_outputs import run_cli
-from tests.tui.app_helpers import GIB, make_app, run_async
-from tests.tui.chat_helpers import SIZE, chat_app, chat_pane, record_notifications, saved_reply, send, wait_until
+from tests.tui.app_helpers import GIB, make_app, run_async, until
+from tests.tui.chat_helpers import SIZE, chat_app, chat_pane, record_notifications, saved_reply, send
 from tests.tui.fake_backend import FakeBackend
 from tuillm.core.chat.backend import ChatMessage
 from tuillm.core.chat.events import ChatEmit, ChatEvent, Token
@@ -165,14 +165,14 @@ class SlowBackend(FakeBackend):
 async def _loaded(pilot, path: Path) -> None:
     pane = chat_pane(pilot.app)
     pane.use_model(path)
-    await wait_until(pilot, lambda: pane.engine.loaded and not pane.model_loading, "the model loaded")
+    await until(pilot, lambda: pane.engine.loaded and not pane.model_loading, "the model loaded")
 
 
 async def _memory_runs_short(pilot, now: list[MemorySample]) -> MemoryScreen:
     """Memory falls under the floor: the offer is on screen."""
     now[0] = CRITICAL
     pilot.app.status_line.refresh_memory()
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, MemoryScreen), "the memory offer")
+    await until(pilot, lambda: isinstance(pilot.app.screen, MemoryScreen), "the memory offer")
     return pilot.app.screen
 
 
@@ -188,14 +188,14 @@ async def test_unload_frees_the_model(tmp_path: Path, demo_gguf: Path) -> None:
         screen = await _memory_runs_short(pilot, now)
         assert (screen.situation, screen.model, screen.n_ctx, screen.smaller) == (SITUATION, "demo", 2048, 1024)
         await pilot.press("u")
-        await wait_until(pilot, lambda: not pane.model_loading, "the unload")
+        await until(pilot, lambda: not pane.model_loading, "the unload")
         assert old.closed.is_set() and pane.engine is not old and not pane.engine.loaded
         assert app.status_line.model_name is None
         assert seen == ["Memory: unloading demo to free memory; the next message loads it again"]
         # The next message loads it again, with the full context.
         now[0] = OK
         await send(pilot, "hello")
-        await wait_until(pilot, lambda: pane.engine.loaded and pane.busy, "the reload by a message")
+        await until(pilot, lambda: pane.engine.loaded and pane.busy, "the reload by a message")
         assert pane.engine.n_ctx == 2048
         pane.action_stop()
 
@@ -210,12 +210,12 @@ async def test_a_streaming_reply_goes_on_until_the_answer_then_stops(tmp_path: P
         pane = chat_pane(app)
         await _loaded(pilot, demo_gguf)
         await send(pilot, "tell me a long story")
-        await wait_until(pilot, lambda: pane.busy and pane.stream.tokens > 0, "the reply streaming")
+        await until(pilot, lambda: pane.busy and pane.stream.tokens > 0, "the reply streaming")
         await _memory_runs_short(pilot, now)
         before = pane.stream.tokens
-        await wait_until(pilot, lambda: pane.stream.tokens > before + 5, "the reply going on under the offer")
+        await until(pilot, lambda: pane.stream.tokens > before + 5, "the reply going on under the offer")
         await pilot.press("u")
-        await wait_until(pilot, lambda: not pane.busy and not pane.model_loading, "the reply stopped and unloaded")
+        await until(pilot, lambda: not pane.busy and not pane.model_loading, "the reply stopped and unloaded")
         assert 0 < saved_reply().count("word") < 400
         assert not pane.engine.loaded
 
@@ -258,7 +258,7 @@ async def test_small_context_offers_only_unload(tmp_path: Path, demo_gguf: Path)
         await pilot.pause()
         assert app.screen is screen and pane.engine.loaded
         await pilot.press("u")
-        await wait_until(pilot, lambda: not pane.model_loading and not pane.engine.loaded, "the unload")
+        await until(pilot, lambda: not pane.model_loading and not pane.engine.loaded, "the unload")
 
 
 @pytest.mark.slow
@@ -274,13 +274,13 @@ async def test_reload_with_a_smaller_context_on_llama_cpp(tmp_path: Path, demo_g
         seen = record_notifications(app)
         await _memory_runs_short(pilot, now)
         await pilot.press("r")
-        await wait_until(pilot, lambda: not pane.model_loading and pane.engine.loaded, "the reload")
+        await until(pilot, lambda: not pane.model_loading and pane.engine.loaded, "the reload")
         assert pane.engine.n_ctx == 512
         assert app.status_line.model_name == "demo · ctx 0/512"
         assert seen == ["Memory: reloading demo with a context of 512 tokens to free memory"]
         now[0] = OK
         await send(pilot, "What is the capital of France?")
-        await wait_until(pilot, lambda: bool(saved_reply()) and not pane.busy, f"the reply {seen}")
+        await until(pilot, lambda: bool(saved_reply()) and not pane.busy, f"the reply {seen}")
 
 
 # --- training -------------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
 from tests.ggufs import write_tiny_gguf
-from tests.tui.app_helpers import make_app, run_async, wait_for_catalog
-from tests.tui.chat_helpers import chat_app, chat_pane, send, wait_idle, wait_until
+from tests.tui.app_helpers import make_app, run_async, until, wait_for_catalog
+from tests.tui.chat_helpers import chat_app, chat_pane, send, wait_idle
 from tests.tui.fake_backend import FakeBackend
 from tuillm.core.errors import ModelFileError, TuillmError, crash_log_path, crash_report, error_text, first_line
 from tuillm.core.events import Log, Metric, Progress
@@ -209,7 +209,7 @@ async def test_models_pane_table_and_details_are_plain_text(models_dir: Path) ->
         assert unsafe(screen_text(app)) == set()
         table.move_cursor(row=[str(table.get_row_at(i)[0]) for i in range(table.row_count)].index("evil"))
         await pilot.press("i")
-        await wait_until(pilot, lambda: isinstance(app.screen, ModelDetailsScreen), "the details screen")
+        await until(pilot, lambda: isinstance(app.screen, ModelDetailsScreen), "the details screen")
         await pilot.pause()
         shown = screen_text(app)
         assert unsafe(shown) == set()
@@ -292,14 +292,14 @@ async def test_the_guard_keeps_the_app_up_after_a_handler_a_worker_and_a_timer_f
         await pilot.pause()
         assert app.current_pane_id() == "models"
         worker = app.run_worker(_boom, thread=True)  # a worker's exception (exit_on_error, Textual's default)
-        await wait_until(pilot, lambda: worker.is_finished, "the worker failing")
+        await until(pilot, lambda: worker.is_finished, "the worker failing")
         app.set_timer(0.01, _boom)
         status = app.status_line
         status.call_later(_boom)  # a widget's own message loop
         await pilot.pause(0.1)
         alive: list[bool] = []
         status.call_later(lambda: alive.append(True))
-        await wait_until(pilot, lambda: bool(alive), "the status line still handling messages")
+        await until(pilot, lambda: bool(alive), "the status line still handling messages")
         assert app.is_running and app.return_code is None
         assert len(app.unexpected_errors) == 4
         log = crash_log_path()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
 
-from tests.tui.app_helpers import make_app
+from tests.tui.app_helpers import make_app, until
 from tuillm.core.chat.store import default_path
 from tuillm.core.llama.options import Sampling
 from tuillm.core.settings import Config
@@ -17,9 +16,6 @@ from tuillm.tui.app import TuillmApp
 SIZE = (80, 24)
 # Short greedy replies keep the tests quick on two cores.
 SHORT = Sampling(temperature=0.0, max_tokens=12)
-# Bounds on waiting, only so that a broken app fails the test instead of hanging it (not a timing assertion).
-WAIT_STEP_S = 0.05
-WAIT_STEPS = 3600
 
 
 def chat_app(tmp_path: Path, *, ctx: int = 512, **kwargs) -> TuillmApp:
@@ -30,18 +26,10 @@ def chat_pane(app: TuillmApp):
     return app.query_one("#pane-chat")
 
 
-async def wait_until(pilot: Pilot, ready: Callable[[], bool], what: str) -> None:
-    for _ in range(WAIT_STEPS):
-        if ready():
-            return
-        await pilot.pause(WAIT_STEP_S)
-    raise AssertionError(f"never happened: {what}")
-
-
 async def wait_idle(pilot: Pilot) -> None:
     """Until no model is loading and no reply is streaming (and the turn's end has been drawn)."""
     pane = chat_pane(pilot.app)
-    await wait_until(pilot, lambda: not pane.model_loading and not pane.busy, "the chat pane going idle")
+    await until(pilot, lambda: not pane.model_loading and not pane.busy, "the chat pane going idle")
     await pilot.pause()
 
 

@@ -9,20 +9,11 @@ from pathlib import Path
 import httpx
 from textual.widgets import DataTable, Label
 
-from tests.tui.app_helpers import make_app, run_async
+from tests.tui.app_helpers import make_app, run_async, until
 from tuillm.core.serve.server import ServeOptions
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.serve_log import ServeLogScreen
 from tuillm.tui.serve_control import ServeControl
-
-
-async def _until(pilot, check, what: str, turns: int = 3000) -> None:
-    for _ in range(turns):  # bounded: a broken server fails the test instead of hanging it
-        if check():
-            return
-        await asyncio.sleep(0.02)
-        await pilot.pause()
-    raise AssertionError(f"never: {what}")
 
 
 def _palette_first(app: ServeControl) -> str:
@@ -48,16 +39,16 @@ async def test_start_serve_log_and_stop(tmp_path: Path) -> None:
         assert "Start server" in _palette_titles(app) and "Stop server" not in _palette_titles(app)
         await pilot.press("ctrl+p")  # the command palette, as a user starts it
         await pilot.press(*"Start server")
-        await _until(pilot, lambda: _palette_first(app).startswith("Start server"), "the palette lists it", 500)
+        await until(pilot, lambda: _palette_first(app).startswith("Start server"), "the palette lists it", steps=500)
         await pilot.press("enter")
-        await _until(pilot, lambda: app.server_url is not None, "the server started")
+        await until(pilot, lambda: app.server_url is not None, "the server started")
         url = app.server_url
         assert "Stop server" in _palette_titles(app)
         assert str(app.query_one("#status-serve", Label).render()) == f"serving {url}"
         reply = await asyncio.to_thread(httpx.post, f"{url}/v1/chat/completions", timeout=300, json={
             "model": "demo", "max_tokens": 3, "messages": [{"role": "user", "content": "Hi"}]})
         assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 3
-        await _until(pilot, lambda: len(app.serve_log) == 1, "the request was logged")
+        await until(pilot, lambda: len(app.serve_log) == 1, "the request was logged")
         app.action_server_log()
         await pilot.pause()
         assert isinstance(app.screen, ServeLogScreen)
@@ -66,13 +57,13 @@ async def test_start_serve_log_and_stop(tmp_path: Path) -> None:
         assert cells[1] == "POST /v1/chat/completions" and cells[2] == "demo" and cells[5] == "200"
         assert cells[3].endswith("+3")
         await asyncio.to_thread(httpx.get, f"{url}/v1/models")  # a request while the screen is open: a new row
-        await _until(pilot, lambda: table.row_count == 2, "the open log took the new request")
+        await until(pilot, lambda: table.row_count == 2, "the open log took the new request")
         await pilot.press("escape")
         await pilot.press("ctrl+q")  # quitting would stop the server: asked first
         assert isinstance(app.screen, ConfirmScreen) and f"the server at {url}" in app.screen.question
         await pilot.press("escape")  # no: the app and the server stay
         assert app.is_running and app.server_url == url
         app.action_stop_server()
-        await _until(pilot, lambda: app.server_url is None, "the server stopped")
+        await until(pilot, lambda: app.server_url is None, "the server stopped")
         assert not app.query("#status-serve")
         assert "Start server" in _palette_titles(app)

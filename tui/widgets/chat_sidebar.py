@@ -18,7 +18,6 @@ from textual.widgets import Input
 from tuillm.core.chat.store import Chat
 from tuillm.tui import keymap
 from tuillm.tui.widgets.chat_list import ChatList
-from tuillm.tui.widgets.filter_input import FilterInput
 
 PLACEHOLDER = "Filter chats…"
 
@@ -35,7 +34,7 @@ class ChatSidebar(Vertical):
             self.text = text
 
     def compose(self) -> ComposeResult:
-        yield FilterInput(placeholder=PLACEHOLDER, id="chat-filter", compact=True)
+        yield Input(placeholder=PLACEHOLDER, id="chat-filter", compact=True)
         yield ChatList(id="chat-list")
 
     @property

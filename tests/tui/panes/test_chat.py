@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from tests.core.gguf_copy import copy_gguf
-from tests.tui.app_helpers import run_async
-from tests.tui.chat_helpers import SHORT, SIZE, chat_app, chat_pane, record_notifications, send, wait_idle, wait_until
+from tests.tui.app_helpers import run_async, until
+from tests.tui.chat_helpers import SHORT, SIZE, chat_app, chat_pane, record_notifications, send, wait_idle
 from tuillm.core.chat.store import ChatStore
 from tuillm.core.llama.options import Sampling
 from tuillm.tui.panes.chat_stream import ReplyStream
@@ -66,7 +66,7 @@ async def _streamed_reply_and_restart(tmp_path: Path, shown: list[str]) -> None:
     # A new app on the same database: the chat and its messages are there, the last chat opened.
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_until(pilot, lambda: len(bubbles(app)) == 2, "the stored chat shown")
+        await until(pilot, lambda: len(bubbles(app)) == 2, "the stored chat shown")
         assert chat_pane(app).chat_id is not None
         assert [(b.role, b.content) for b in bubbles(app)] == [("user", "Hello! Who are you?"),
                                                                 ("assistant", saved)]
@@ -80,7 +80,7 @@ async def test_escape_stops_the_reply_mid_stream(tmp_path: Path) -> None:
         pane = chat_pane(app)
         pane.draft_sampling = Sampling(temperature=0.8, max_tokens=400, seed=5)
         await send(pilot, "Write a very long story about a lighthouse keeper.")
-        await wait_until(pilot, lambda: pane.busy and bubbles(app)[-1].markdown.source.strip() != "",
+        await until(pilot, lambda: pane.busy and bubbles(app)[-1].markdown.source.strip() != "",
                          "the first streamed words")
         await pilot.press("escape")
         await wait_idle(pilot)
@@ -132,7 +132,7 @@ async def test_overflow_is_trimmed_with_a_notice(tmp_path: Path) -> None:
     app = chat_app(tmp_path, ctx=384)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: len(bubbles(app)) == 8, "the stored chat shown")
+        await until(pilot, lambda: len(bubbles(app)) == 8, "the stored chat shown")
         assert pane.chat_id == chat.id
         notes = record_notifications(app)
         await send(pilot, "And now?")
@@ -176,7 +176,7 @@ async def test_sending_scrolls_to_the_bottom(tmp_path: Path) -> None:
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         view = app.query_one(ChatView)
-        await wait_until(pilot, lambda: len(bubbles(app)) == 8, "the stored chat shown")
+        await until(pilot, lambda: len(bubbles(app)) == 8, "the stored chat shown")
         await pilot.pause()
         assert view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y  # opened at the newest message
         view.scroll_home(animate=False)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui.app_helpers import run_async
-from tests.tui.chat_helpers import SHORT, SIZE, chat_app, chat_pane, record_notifications, send, wait_idle, wait_until
+from tests.tui.app_helpers import run_async, until
+from tests.tui.chat_helpers import SHORT, SIZE, chat_app, chat_pane, record_notifications, send, wait_idle
 from tuillm.core.chat.store import ChatStore
 from tuillm.tui.screens.import_chat import ImportChatScreen
 from tuillm.tui.widgets.chat_messages import ChatView
@@ -45,7 +45,7 @@ def user_messages(app) -> list[str]:
 
 async def shows(pilot, expected: list[str]) -> None:
     """Until the completion list shows ``expected`` ([]: no list); it is filled from a worker thread."""
-    await wait_until(pilot, lambda: completions(pilot.app) == expected, f"the completions {expected}")
+    await until(pilot, lambda: completions(pilot.app) == expected, f"the completions {expected}")
 
 
 @run_async
@@ -82,7 +82,7 @@ async def test_at_completes_paths_as_typed(tmp_path: Path, workdir: Path) -> Non
         await pilot.pause()
         assert not app.query(PathCompletions)
         await pilot.press("space", "@")  # a new "@" opens it again
-        await wait_until(pilot, lambda: "notes.md" in completions(app), "the list for a new @")
+        await until(pilot, lambda: "notes.md" in completions(app), "the list for a new @")
         app.set_focus(None)  # the prompt loses the focus: the list goes, the text stays
         await shows(pilot, [])
         assert prompt.text.endswith("@.hi @")
@@ -169,11 +169,11 @@ async def test_import_chat_from_the_palette_opens_it(tmp_path: Path) -> None:
         seen = record_notifications(app)
         for path in (bad, good):
             pane.action_import_chat()
-            await wait_until(pilot, lambda: isinstance(app.screen, ImportChatScreen)
+            await until(pilot, lambda: isinstance(app.screen, ImportChatScreen)
                              and bool(app.screen.query("#import-chat-input")), "the import dialog")
             app.screen.query_one("#import-chat-input").value = str(path)
             await pilot.press("enter")
-            await wait_until(pilot, lambda: not isinstance(app.screen, ImportChatScreen), "the dialog closing")
+            await until(pilot, lambda: not isinstance(app.screen, ImportChatScreen), "the dialog closing")
             await pilot.pause()
         assert any(line.startswith("Import: ") and "bad.json: message 0: content part 0 is of type \"image_url\""
                    in line for line in seen), seen

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.tui.app_helpers import run_async
-from tests.tui.chat_helpers import SHORT, SIZE, chat_app, chat_pane, record_notifications, send, wait_idle, wait_until
+from tests.tui.app_helpers import run_async, until
+from tests.tui.chat_helpers import SHORT, SIZE, chat_app, chat_pane, record_notifications, send, wait_idle
 from tuillm.core.chat.store import ChatStore
 from tuillm.core.llama.options import Sampling
 
@@ -87,7 +87,7 @@ async def test_letters_type_in_the_prompt_and_act_in_the_view(tmp_path: Path) ->
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: len(shown(app)) == 3, "the stored chat shown")
+        await until(pilot, lambda: len(shown(app)) == 3, "the stored chat shown")
         assert pane.chat_id == chat_id
         assert [m for m, _, _ in shown(app)] == [question, second, later]
         assert shown(app)[1][2] == (2, 2)
@@ -179,7 +179,7 @@ async def test_palette_commands_act_on_the_last_message(tmp_path: Path) -> None:
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: len(shown(app)) == 3, "the stored chat shown")
+        await until(pilot, lambda: len(shown(app)) == 3, "the stored chat shown")
         commands = {c.title: c.callback for c in pane.commands()}
         commands["Previous alternative"]()  # the newest point with alternatives: the reply
         await pilot.pause()

@@ -11,8 +11,8 @@ from textual.widgets import Input, OptionList
 
 from tests.core.chat.test_lora import write_lora
 from tests.ggufs import write_tiny_gguf
-from tests.tui.app_helpers import make_app, run_async
-from tests.tui.chat_helpers import SHORT, SIZE, chat_app, chat_pane, record_notifications, send, wait_idle, wait_until
+from tests.tui.app_helpers import make_app, run_async, until
+from tests.tui.chat_helpers import SHORT, SIZE, chat_app, chat_pane, record_notifications, send, wait_idle
 from tests.tui.fake_backend import FakeBackend
 from tuillm.core.chat.schema import MIGRATIONS
 from tuillm.core.chat.store import ChatStore
@@ -64,10 +64,10 @@ async def test_each_chat_keeps_its_model_across_a_restart(tmp_path: Path) -> Non
     app = chat_app(tmp_path, chat_backend=FakeBackend)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: pane.chat_id == second, "the last chat reopened")
+        await until(pilot, lambda: pane.chat_id == second, "the last chat reopened")
         assert pane.model_path == b and b.name in header(app)
         pane.post_message(ChatList.Opened(first))
-        await wait_until(pilot, lambda: pane.chat_id == first, "the first chat open")
+        await until(pilot, lambda: pane.chat_id == first, "the first chat open")
         assert pane.model_path == a and a.name in header(app)
         await send(pilot, "again")
         await wait_idle(pilot)
@@ -89,10 +89,10 @@ async def test_a_missing_model_is_said_and_never_silently_replaced(tmp_path: Pat
     notes = record_notifications(app)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: isinstance(app.screen, PickModelScreen), "the picker offered")
+        await until(pilot, lambda: isinstance(app.screen, PickModelScreen), "the picker offered")
         assert "gone.gguf: this chat's model file is gone" in str(app.screen.query_one("#pick-model-reason").content)
         await pilot.press("escape")  # not now: nothing changes, nothing is sent
-        await wait_until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 2, "the chat shown")
+        await until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 2, "the chat shown")
         assert pane.model_missing and "gone.gguf (file missing)" in header(app)
         notes.clear()
         await send(pilot, "still there?")
@@ -118,9 +118,9 @@ async def test_a_new_chat_after_a_missing_model_does_not_inherit_it(tmp_path: Pa
     app = chat_app(tmp_path, chat_backend=FakeBackend)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: isinstance(app.screen, PickModelScreen), "the picker offered")
+        await until(pilot, lambda: isinstance(app.screen, PickModelScreen), "the picker offered")
         await pilot.press("escape")
-        await wait_until(pilot, lambda: pane.model_missing, "the missing model noticed")
+        await until(pilot, lambda: pane.model_missing, "the missing model noticed")
         await pilot.press("ctrl+n")
         assert not pane.model_missing and pane.model_path is None and header(app).startswith("New chat · demo")
         await send(pilot, "hello")  # the demo model, as any new chat
@@ -134,7 +134,7 @@ async def pick(pilot, name: str, adapter: Path | None = None, scale: str = "") -
     if not isinstance(app.screen, PickModelScreen):
         app.query_one("#chat-prompt").focus()
         await pilot.press("ctrl+t")
-    await wait_until(pilot, lambda: isinstance(app.screen, PickModelScreen) and app.screen.entries, "the list")
+    await until(pilot, lambda: isinstance(app.screen, PickModelScreen) and app.screen.entries, "the list")
     screen = app.screen
     screen.query_one(OptionList).highlighted = [e.name for e in screen.entries].index(name)
     screen.query_one("#pick-model-adapter", Input).value = str(adapter) if adapter else ""
@@ -142,7 +142,7 @@ async def pick(pilot, name: str, adapter: Path | None = None, scale: str = "") -
         screen.query_one("#pick-model-scale", Input).value = scale
     screen.query_one(OptionList).focus()
     await pilot.press("enter")
-    await wait_until(pilot, lambda: not isinstance(app.screen, PickModelScreen), "the picker closed")
+    await until(pilot, lambda: not isinstance(app.screen, PickModelScreen), "the picker closed")
 
 
 @run_async
@@ -176,7 +176,7 @@ async def test_a_chat_keeps_its_adapter_scale_and_load_settings(tmp_path: Path) 
     app = make_app([tmp_path], config=config, chat_backend=FakeBackend)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: pane.chat_id == chat_id, "the chat reopened")
+        await until(pilot, lambda: pane.chat_id == chat_id, "the chat reopened")
         assert "alpha.gguf + style.gguf" in header(app)
         await send(pilot, "third")
         await wait_idle(pilot)
@@ -193,7 +193,7 @@ async def test_a_missing_adapter_is_said_and_the_picker_offered(tmp_path: Path) 
     app = chat_app(tmp_path, chat_backend=FakeBackend)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: isinstance(app.screen, PickModelScreen), "the picker offered")
+        await until(pilot, lambda: isinstance(app.screen, PickModelScreen), "the picker offered")
         reason = str(app.screen.query_one("#pick-model-reason").content)
         assert "gone-lora.gguf: this chat's adapter file is gone" in reason
         await pilot.press("escape")
@@ -239,7 +239,7 @@ async def test_reopening_a_chat_loads_its_adapter_with_llama_cpp(tmp_path: Path,
     app = chat_app(tmp_path)  # the real backend
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: pane.chat_id == chat.id, "the chat reopened")
+        await until(pilot, lambda: pane.chat_id == chat.id, "the chat reopened")
         assert "demo + strong.gguf" in header(app)
         await send(pilot, "Hi")
         await wait_idle(pilot)
@@ -258,7 +258,7 @@ async def test_a_chat_from_before_load_settings_records_them_with_its_next_turn(
     app = chat_app(tmp_path, ctx=768, chat_backend=FakeBackend)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: pane.chat_id == chat_id, "the chat reopened")
+        await until(pilot, lambda: pane.chat_id == chat_id, "the chat reopened")
         await send(pilot, "hello")
         await wait_idle(pilot)
         assert pane.engine.model_path == str(a) and pane.engine.options.n_ctx == 768

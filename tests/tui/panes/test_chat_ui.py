@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui.app_helpers import run_async, wait_for_catalog
+from tests.tui.app_helpers import run_async, until, wait_for_catalog
 from tests.tui.chat_helpers import (
     SHORT,
     SIZE,
@@ -17,7 +17,6 @@ from tests.tui.chat_helpers import (
     record_notifications,
     send,
     wait_idle,
-    wait_until,
 )
 from tests.tui.fake_backend import FakeBackend, gated_backend
 from tuillm.core.chat.store import ChatStore, default_path
@@ -73,7 +72,7 @@ async def test_copy_a_message_or_its_last_code_block(tmp_path: Path) -> None:
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         view = app.query_one(ChatView)
-        await wait_until(pilot, lambda: len(view.bubbles) == 2, "the stored chat shown")
+        await until(pilot, lambda: len(view.bubbles) == 2, "the stored chat shown")
         await pilot.press("shift+tab")  # from the prompt to the messages
         assert app.focused is view
         assert view.selected_bubble().role == "assistant" and view.bubbles[1].has_class("-selected")
@@ -93,7 +92,7 @@ async def test_prompt_keys_and_options_dialog(tmp_path: Path) -> None:
     chat_id = stored_chat()
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 2, "the stored chat shown")
+        await until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 2, "the stored chat shown")
         prompt = app.query_one("#chat-prompt")
         await pilot.press("a", "ctrl+j", "b")
         assert prompt.text == "a\nb"
@@ -128,7 +127,7 @@ async def test_a_chat_stored_with_bad_sampling_opens_with_the_defaults(tmp_path:
         store.add_message(chat.id, "user", "Hi")
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 1, "the stored chat shown")
+        await until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 1, "the stored chat shown")
         await pilot.press("ctrl+o")
         assert isinstance(app.screen, ChatOptionsScreen) and app.screen.sampling == Sampling()
         assert app.is_running
@@ -145,7 +144,7 @@ async def test_chat_list_new_rename_delete(tmp_path: Path) -> None:
         assert pane.chat_id == newer
         assert [str(chat_list.get_option_at_index(i).prompt) for i in range(2)] == ["Newer chat", "Older [/b] chat"]
         await pilot.press("ctrl+l", "down", "enter")  # open the older chat
-        await wait_until(pilot, lambda: pane.chat_id == older, "the older chat opened")
+        await until(pilot, lambda: pane.chat_id == older, "the older chat opened")
         assert app.focused is app.query_one("#chat-prompt")
         assert "Older [/b] chat" in str(app.query_one("#chat-header").content)
 
@@ -161,7 +160,7 @@ async def test_chat_list_new_rename_delete(tmp_path: Path) -> None:
         await pilot.press("n")  # no: nothing deleted
         assert chat_list.option_count == 2
         await pilot.press("d", "y")
-        await wait_until(pilot, lambda: chat_list.option_count == 1, "the chat deleted")
+        await until(pilot, lambda: chat_list.option_count == 1, "the chat deleted")
         with ChatStore() as store:
             assert [c.id for c in store.list_chats()] == [newer]
         assert pane.chat_id is None and app.query_one(ChatView).bubbles == []
@@ -267,17 +266,17 @@ async def test_sending_follows_the_reply_until_the_user_scrolls_up(tmp_path: Pat
     app = chat_app(tmp_path, chat_backend=GatedBackend)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         view, pane = app.query_one(ChatView), chat_pane(app)
-        await wait_until(pilot, lambda: len(view.bubbles) == 8, "the stored chat shown")
+        await until(pilot, lambda: len(view.bubbles) == 8, "the stored chat shown")
         await pilot.pause()  # opened at the newest message
         view.scroll_home(animate=False)
         await pilot.pause()
         assert view.scroll_y == 0 < view.max_scroll_y
         await send(pilot, "One more?")
-        await wait_until(pilot, lambda: pane.busy and len(view.bubbles) == 10, "the reply streaming")
+        await until(pilot, lambda: pane.busy and len(view.bubbles) == 10, "the reply streaming")
         await pilot.pause()
         assert view.scroll_y == view.max_scroll_y > 0  # the sent message is in view, though the user was up
         GatedBackend.gate.release(5)
-        await wait_until(pilot, lambda: view.bubbles[-1].markdown.source.count("Line") == 5, "five lines")
+        await until(pilot, lambda: view.bubbles[-1].markdown.source.count("Line") == 5, "five lines")
         await pilot.pause()
         before = view.scroll_y
         assert before == view.max_scroll_y  # followed the text
@@ -296,29 +295,29 @@ async def test_drafts_are_kept_per_chat_and_across_restarts(tmp_path: Path) -> N
     app = chat_app(tmp_path, chat_backend=FakeBackend)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane, prompt = chat_pane(app), app.query_one("#chat-prompt")
-        await wait_until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 2, "the stored chat shown")
+        await until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 2, "the stored chat shown")
         await pilot.press(*"half")
         pane.post_message(ChatList.Opened(older))
-        await wait_until(pilot, lambda: pane.chat_id == older, "the older chat open")
+        await until(pilot, lambda: pane.chat_id == older, "the older chat open")
         assert prompt.text == ""
         await pilot.press(*"other")
         await pilot.press("ctrl+n")
         assert pane.chat_id is None and prompt.text == ""
         await pilot.press(*"fresh")
         pane.post_message(ChatList.Opened(newer))
-        await wait_until(pilot, lambda: pane.chat_id == newer, "the newer chat open again")
+        await until(pilot, lambda: pane.chat_id == newer, "the newer chat open again")
         assert prompt.text == "half"
         await pilot.press("ctrl+n")
         assert prompt.text == "fresh"  # the chat not created yet kept its draft for the session
         pane.post_message(ChatList.Opened(newer))
-        await wait_until(pilot, lambda: pane.chat_id == newer, "the newer chat open again")
+        await until(pilot, lambda: pane.chat_id == newer, "the newer chat open again")
         await pilot.press(*" more")
     with ChatStore() as store:
         assert (store.get_chat(newer).draft, store.get_chat(older).draft) == ("half more", "other")
         assert [c.id for c in store.list_chats()] == [newer, older]  # typing did not reorder the list
     app = chat_app(tmp_path, chat_backend=FakeBackend)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await wait_until(pilot, lambda: chat_pane(app).chat_id == newer, "the newer chat reopened")
+        await until(pilot, lambda: chat_pane(app).chat_id == newer, "the newer chat reopened")
         assert app.query_one("#chat-prompt").text == "half more"
 
 
@@ -328,7 +327,7 @@ async def test_editing_the_last_message_gives_the_draft_back(tmp_path: Path) -> 
     app = chat_app(tmp_path, chat_backend=FakeBackend)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane, prompt = chat_pane(app), app.query_one("#chat-prompt")
-        await wait_until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 2, "the stored chat shown")
+        await until(pilot, lambda: len(app.query_one(ChatView).bubbles) == 2, "the stored chat shown")
         await pilot.press(*"unsent", "ctrl+g")
         assert pane.editing and prompt.text == "Write a script."
         await pilot.press("escape")

@@ -15,8 +15,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Label, SelectionList
 
-from tests.tui.app_helpers import make_app, run_async
-from tests.tui.chat_helpers import wait_until
+from tests.tui.app_helpers import make_app, run_async, until
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log
 from tuillm.tui.jobs import run_job
@@ -75,10 +74,10 @@ async def _start_conversion(pilot: Pilot, source: Path) -> ConvertPane:
     await pilot.press("f4")
     pane = pilot.app.query_one(ConvertPane)
     pane.use_source(source)
-    await wait_until(pilot, lambda: pane.source is not None, "the source's headers")
+    await until(pilot, lambda: pane.source is not None, "the source's headers")
     pane.query_one("#convert-types", SelectionList).select("q8_0")
     await pilot.press("ctrl+s")
-    await wait_until(pilot, lambda: pane.running, "the conversion to start")
+    await until(pilot, lambda: pane.running, "the conversion to start")
     return pane
 
 
@@ -90,7 +89,7 @@ async def _start_training(pilot: Pilot, tmp_path: Path) -> TrainPane:
     pane.query_one("#train-data").value = str(data)
     pane.query_one("#train-output").value = str(tmp_path / "adapter")
     await pilot.press("ctrl+s")
-    await wait_until(pilot, lambda: pane.job == train_jobs.TRAIN, "the training to start")
+    await until(pilot, lambda: pane.job == train_jobs.TRAIN, "the training to start")
     return pane
 
 
@@ -100,15 +99,15 @@ async def test_esc_asks_before_stopping_training(tmp_path: Path, stand_in_jobs: 
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await _start_training(pilot, tmp_path)
         await pilot.press("escape")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         assert _question(pilot).startswith("Stop training after this step? A checkpoint is saved")
         await pilot.press("n")
         await pilot.pause()
         assert pane.job == train_jobs.TRAIN and not pane.cancel_event.is_set()
         await pilot.press("escape")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question again")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question again")
         await pilot.press("y")
-        await wait_until(pilot, lambda: pane.job is None, "the training to stop")
+        await until(pilot, lambda: pane.job is None, "the training to stop")
         assert "cancelled" in str(pane.query_one("#train-stats").content)
 
 
@@ -118,7 +117,7 @@ async def test_quit_asks_while_training_runs(tmp_path: Path, stand_in_jobs: None
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await _start_training(pilot, tmp_path)
         await pilot.press("ctrl+q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         assert _question(pilot) == "Quit now? This stops training (a checkpoint is saved)."
         await pilot.press("ctrl+q")  # again: the one question stays
         assert len(app.screen_stack) == 2
@@ -126,7 +125,7 @@ async def test_quit_asks_while_training_runs(tmp_path: Path, stand_in_jobs: None
         await pilot.pause()
         assert app.is_running and pane.job == train_jobs.TRAIN and not pane.cancel_event.is_set()
         await pilot.press("ctrl+q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question again")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question again")
         await pilot.press("y")
     assert pane.cancel_event.is_set()  # the pane's unmount stopped the job
 
@@ -137,13 +136,13 @@ async def test_quit_asks_while_a_conversion_runs(tmp_path: Path, demo_gguf: Path
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await _start_conversion(pilot, demo_gguf)
         await pilot.press("ctrl+q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         assert _question(pilot) == "Quit now? This stops a conversion (the file being written is removed)."
         await pilot.press("n")
         await pilot.pause()
         assert app.is_running and pane.running
         await pilot.press("ctrl+q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question again")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question again")
         await pilot.press("y")
     assert pane._cancel.is_set()
 
@@ -164,10 +163,10 @@ async def test_a_job_that_ends_closes_its_question(tmp_path: Path, demo_gguf: Pa
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await _start_conversion(pilot, demo_gguf)
         await pilot.press("escape")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         FINISH.set()
-        await wait_until(pilot, lambda: not pane.running, "the conversion to end")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "the question to close")
+        await until(pilot, lambda: not pane.running, "the conversion to end")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "the question to close")
         assert not pane._cancel.is_set()
         assert str(pane.query_one("#convert-progress").content).startswith("done")
 
@@ -178,8 +177,8 @@ async def test_a_training_that_ends_closes_its_question(tmp_path: Path, stand_in
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await _start_training(pilot, tmp_path)
         await pilot.press("escape")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         FINISH.set()
-        await wait_until(pilot, lambda: pane.job is None, "the training to end")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "the question to close")
+        await until(pilot, lambda: pane.job is None, "the training to end")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "the question to close")
         assert not pane.cancel_event.is_set()

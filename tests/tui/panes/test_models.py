@@ -12,8 +12,8 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Label
 
 from tests.ggufs import write_tiny_gguf
-from tests.tui.app_helpers import make_app, run_async, wait_for_catalog
-from tests.tui.chat_helpers import chat_pane, record_notifications, wait_until
+from tests.tui.app_helpers import make_app, run_async, until, wait_for_catalog
+from tests.tui.chat_helpers import chat_pane, record_notifications
 from tuillm.core.llama.options import LoadOptions
 from tuillm.core.models.catalog import CatalogEntry
 from tuillm.core.models.hardware import Hardware
@@ -110,7 +110,7 @@ async def test_filter_details_and_load_the_demo_for_chat(tmp_path: Path) -> None
 
         # Details: every GGUF key and the chat template.
         await pilot.press("i")
-        await wait_until(pilot, lambda: isinstance(app.screen, ModelDetailsScreen), "the details screen")
+        await until(pilot, lambda: isinstance(app.screen, ModelDetailsScreen), "the details screen")
         details = app.screen
         fields = dict(details.details.fields)
         assert fields["llama.block_count"] == "30" and fields["tokenizer.ggml.tokens"] == "[49152 items]"
@@ -123,7 +123,7 @@ async def test_filter_details_and_load_the_demo_for_chat(tmp_path: Path) -> None
         await pilot.press("enter")
         chat = chat_pane(app)
         assert app.current_pane_id() == "chat"
-        await wait_until(pilot, lambda: not chat.model_loading, "the demo model loading")
+        await until(pilot, lambda: not chat.model_loading, "the demo model loading")
         assert chat.engine.loaded and chat.model_name == "demo" and chat.engine.n_ctx == 4096
         assert chat.engine.model_path == str(read_info(pane.result.find("demo").path).path)
         assert "model: demo · ctx 0/4096" in str(app.query_one("#status-model", Label).content)
@@ -146,7 +146,7 @@ async def test_fit_marker_agrees_with_the_load(tmp_path: Path) -> None:
         seen = record_notifications(app)
         await pilot.press("enter")
         chat = chat_pane(app)
-        await wait_until(pilot, lambda: not chat.model_loading, "the demo model loading")
+        await until(pilot, lambda: not chat.model_loading, "the demo model loading")
         assert chat.engine.loaded and chat.engine.n_ctx == 4096
 
         # Its own context of 8K, through the load settings form.
@@ -161,7 +161,7 @@ async def test_fit_marker_agrees_with_the_load(tmp_path: Path) -> None:
         assert load_config().defaults_for(info.path) == ModelDefaults(ctx=8192)  # kept in the XDG file
 
         await pilot.press("enter")
-        await wait_until(pilot, lambda: not chat.model_loading, "the refusal")
+        await until(pilot, lambda: not chat.model_loading, "the refusal")
         assert any("context of 8192 tokens" in text and "choose a smaller context" in text for text in seen)
         assert app.is_running and chat.engine.n_ctx == 4096  # the 4K model is still loaded, nothing else was
 

@@ -14,8 +14,8 @@ from textual.pilot import Pilot
 
 from tests.checkpoints import demo_hf_checkpoint
 from tests.core.train_facts import write_fact_dataset
-from tests.tui.app_helpers import make_app, panes_ready, run_async
-from tests.tui.chat_helpers import SIZE, chat_app, record_notifications, wait_until
+from tests.tui.app_helpers import make_app, panes_ready, run_async, until
+from tests.tui.chat_helpers import SIZE, chat_app, record_notifications
 from tests.tui.fake_backend import FakeBackend
 from tuillm.core.errors import TuillmError
 from tuillm.core.models.hardware import cpu_bf16
@@ -70,7 +70,7 @@ async def open_pane(pilot: Pilot, base: str, data: Path, **fields: object) -> No
 
 async def wait_job(pilot: Pilot, what: str) -> None:
     pane = train_pane(pilot.app)
-    await wait_until(pilot, lambda: pane.job is None, what)
+    await until(pilot, lambda: pane.job is None, what)
     await pilot.pause()
 
 
@@ -88,11 +88,11 @@ async def test_a_bad_dataset_is_refused_before_training(tmp_path: Path) -> None:
         await open_pane(pilot, "demo", data)
         pane = train_pane(app)
         # The preview reads the file as soon as it is chosen: the error is in the pane and notified.
-        await wait_until(pilot, lambda: pane.preview_error is not None, "the preview's error")
+        await until(pilot, lambda: pane.preview_error is not None, "the preview's error")
         assert "2 invalid JSON lines (lines 2, 4)" in str(app.query_one("#train-preview").content)
         seen.clear()
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: any("Train failed" in s for s in seen), "the refusal")
+        await until(pilot, lambda: any("Train failed" in s for s in seen), "the refusal")
         await wait_job(pilot, "the refused job ending")
         refusal = next(s for s in seen if "Train failed" in s)
         assert "bad.jsonl: 2 invalid JSON lines (lines 2, 4); each line must be one JSON object" in refusal
@@ -203,12 +203,12 @@ async def test_ab_keeps_the_question_above_both_answers(tmp_path: Path) -> None:
         screen = ABScreen(Model(tmp_path / "base.gguf", "base"), Model(tmp_path / "tuned.gguf", "tuned"),
                           backends=FakeBackend)
         await app.push_screen(screen)
-        await wait_until(pilot, lambda: all(screen.loaded.values()), "both sides loaded")
+        await until(pilot, lambda: all(screen.loaded.values()), "both sides loaded")
         question = screen.query_one("#ab-question")
         assert not question.display  # nothing asked yet: no empty line
         screen.query_one("#ab-prompt").value = "What is \x1b[31mred?"
         await pilot.press("enter")
-        await wait_until(pilot, lambda: not any(screen.busy.values()), "both replies")
+        await until(pilot, lambda: not any(screen.busy.values()), "both replies")
         assert screen.query_one("#ab-prompt").value == ""  # ready for the next question
         assert question.display and question.content.plain == "Q: What is red?"  # the escape is stripped
         assert all(screen.replies.values())
@@ -228,7 +228,7 @@ async def test_train_merge_chat_and_ab(tmp_path: Path, demo_gguf: Path) -> None:
         await open_pane(pilot, "demo", data, output=out, **TINY)
         pane = train_pane(app)
         # The preview (template and tokenizer of the GGUF): the assistant's answer marked as what carries loss.
-        await wait_until(pilot, lambda: pane.preview is not None, "the preview")
+        await until(pilot, lambda: pane.preview is not None, "the preview")
         preview = app.query_one("#train-preview").content
         assert "fact.jsonl: 8 examples, messages format" in preview.plain
         trained = [preview.plain[s.start:s.end] for s in preview.spans if s.style == "bold green"]
@@ -258,26 +258,26 @@ async def test_train_merge_chat_and_ab(tmp_path: Path, demo_gguf: Path) -> None:
         merged = tmp_path / "adapter-q8_0.gguf"  # in the first models folder: Models lists it at once
         assert pane.merged_path == merged and merged.is_file()
         rows = app.query_one("#models-table").rows
-        await wait_until(pilot, lambda: any(Path(str(key.value)).name == merged.name for key in rows),
+        await until(pilot, lambda: any(Path(str(key.value)).name == merged.name for key in rows),
                          "the merged model listed in Models")
         assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
 
         await pilot.press("ctrl+t")
         assert app.current_pane_id() == "chat"
         chat = app.query_one("#pane-chat")
-        await wait_until(pilot, lambda: not chat.model_loading and chat.engine.loaded, "the merged model loaded")
+        await until(pilot, lambda: not chat.model_loading and chat.engine.loaded, "the merged model loaded")
         assert chat.engine.model_path == str(merged)
         assert "adapter-q8_0" in str(app.query_one("#chat-header").content)
 
         # A/B from the pane: the demo GGUF against the merged model.
         await pilot.press("f5")
         await pilot.press("ctrl+b")
-        await wait_until(pilot, lambda: isinstance(app.screen, ABScreen), "the A/B screen")
+        await until(pilot, lambda: isinstance(app.screen, ABScreen), "the A/B screen")
         screen = app.screen
         assert screen.models["base"].path == demo_gguf and screen.models["tuned"].path == merged
         await ask_both(pilot, screen)
         await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ABScreen), "the A/B screen closed")
+        await until(pilot, lambda: not isinstance(app.screen, ABScreen), "the A/B screen closed")
         assert not any(s.loaded for s in screen.sessions.values())  # both models freed
 
         # The adapter as a GGUF LoRA, applied on the base GGUF: the other way to run the tuned model.
@@ -290,18 +290,18 @@ async def test_train_merge_chat_and_ab(tmp_path: Path, demo_gguf: Path) -> None:
         await ask_both(pilot, lora_screen)
         assert lora_screen.query(".ab-side-title")[1].content.plain == "Tuned · demo + LoRA"
         await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ABScreen), "the second A/B screen closed")
+        await until(pilot, lambda: not isinstance(app.screen, ABScreen), "the second A/B screen closed")
 
 
 async def ask_both(pilot: Pilot, screen: ABScreen) -> None:
     from dataclasses import replace
 
     screen.sampling = replace(screen.sampling, max_tokens=12)
-    await wait_until(pilot, lambda: all(screen.loaded.values()) or bool(screen.errors), "both models loaded")
+    await until(pilot, lambda: all(screen.loaded.values()) or bool(screen.errors), "both models loaded")
     assert not screen.errors, screen.errors
     screen.query_one("#ab-prompt").value = "What is the capital of Zorblax?"
     await pilot.press("enter")
-    await wait_until(pilot, lambda: not any(screen.busy.values()), "both replies")
+    await until(pilot, lambda: not any(screen.busy.values()), "both replies")
     assert not screen.errors, screen.errors
     for side in ("base", "tuned"):
         reply = screen.replies[side]
@@ -322,9 +322,9 @@ async def test_cancel_resume_and_ab_from_an_hf_base(tmp_path: Path) -> None:
         pane = train_pane(app)
         await pilot.press("ctrl+s")
         plot = app.query_one(LossPlot)
-        await wait_until(pilot, lambda: len(plot.train) >= 1 or pane.job is None, "the first step")
+        await until(pilot, lambda: len(plot.train) >= 1 or pane.job is None, "the first step")
         await pilot.press("escape")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         await pilot.press("y")  # Esc asks first (tests/tui/panes/test_esc_asks.py)
         await wait_job(pilot, "the cancelled run")
         assert any("cancelled: the checkpoint is in" in s for s in seen), seen
@@ -345,11 +345,11 @@ async def test_cancel_resume_and_ab_from_an_hf_base(tmp_path: Path) -> None:
 
         # A/B from an HF base: the pane merges, converts the base to the same type once, then compares.
         await pilot.press("ctrl+b")
-        await wait_until(pilot, lambda: isinstance(app.screen, ABScreen), "the A/B screen")
+        await until(pilot, lambda: isinstance(app.screen, ABScreen), "the A/B screen")
         screen = app.screen
         assert screen.models["base"].path == out / "base-q8_0.gguf" == pane.base_gguf
         assert screen.models["tuned"].path == tmp_path / "adapter-q8_0.gguf" == pane.merged_path
         assert "A/B: the base is an HF folder; converting it" in log_text(app)
         await ask_both(pilot, screen)
         await pilot.press("escape")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ABScreen), "the A/B screen closed")
+        await until(pilot, lambda: not isinstance(app.screen, ABScreen), "the A/B screen closed")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tests.checkpoints import tiny_random_checkpoint
 from tests.core.train.test_dpo import preference_rows, write_rows
-from tests.tui.app_helpers import run_async
-from tests.tui.chat_helpers import SIZE, chat_app, record_notifications, wait_until
+from tests.tui.app_helpers import run_async, until
+from tests.tui.chat_helpers import SIZE, chat_app, record_notifications
 from tests.tui.panes.test_train import TINY, log_text, open_pane, train_pane, wait_job
 
 
@@ -25,12 +25,12 @@ async def test_dpo_from_the_pane(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await open_pane(pilot, str(base), bad, output=out, method="dpo", **TINY)
         pane = train_pane(app)
-        await wait_until(pilot, lambda: pane.preview_error is not None, "the preview's error")
+        await until(pilot, lambda: pane.preview_error is not None, "the preview's error")
         assert "1 bad preference pair (line 2; line 2: 'chosen' and 'rejected' missing)" in pane.preview_error
 
         app.query_one("#train-data").value = str(data)
         pane.action_preview()
-        await wait_until(pilot, lambda: pane.preview is not None and pane.preview.path == data, "the preview")
+        await until(pilot, lambda: pane.preview is not None and pane.preview.path == data, "the preview")
         preview = app.query_one("#train-preview").content
         assert "pairs.jsonl: 6 preference pairs, pairs format" in preview.plain
         assert "chosen, line 1: " in preview.plain and "rejected, line 1: " in preview.plain

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tests.checkpoints import demo_hf_checkpoint
 from tests.core.train_facts import write_fact_dataset
-from tests.tui.app_helpers import run_async
-from tests.tui.chat_helpers import SIZE, chat_app, record_notifications, wait_until
+from tests.tui.app_helpers import run_async, until
+from tests.tui.chat_helpers import SIZE, chat_app, record_notifications
 from tests.tui.panes.test_train import log_text, open_pane, train_pane, wait_job
 
 
@@ -25,7 +25,7 @@ async def test_qlora_without_cuda_is_refused_in_a_notification(tmp_path: Path) -
                         output=tmp_path / "out")
         seen.clear()
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: any("Train failed" in s for s in seen), "the refusal")
+        await until(pilot, lambda: any("Train failed" in s for s in seen), "the refusal")
         await wait_job(pilot, "the refused job ending")
         refusal = next(s for s in seen if "Train failed" in s)
         assert "--quant 4bit (QLoRA) needs a CUDA GPU (bitsandbytes' 4-bit kernels); this run is on cpu" in refusal

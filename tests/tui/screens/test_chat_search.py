@@ -13,8 +13,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Label, OptionList
 
-from tests.tui.app_helpers import make_app, run_async
-from tests.tui.chat_helpers import SIZE, chat_app, chat_pane, record_notifications, wait_until
+from tests.tui.app_helpers import make_app, run_async, until
+from tests.tui.chat_helpers import SIZE, chat_app, chat_pane, record_notifications
 from tests.tui.fake_backend import FakeBackend
 from tuillm.core.chat.search import Found, Hit
 from tuillm.core.chat.store import ChatStore, StoreError, default_path
@@ -56,10 +56,10 @@ def status(screen: ChatSearchScreen) -> str:
 async def search_for(pilot: Pilot, text: str) -> ChatSearchScreen:
     """Ctrl+F, type ``text``, wait for its answer."""
     await pilot.press("ctrl+f")
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, ChatSearchScreen), "the search dialog")
+    await until(pilot, lambda: isinstance(pilot.app.screen, ChatSearchScreen), "the search dialog")
     screen = dialog(pilot)
     await pilot.press(*text)
-    await wait_until(pilot, lambda: screen.shown_text == text, f"the answer to {text!r}")
+    await until(pilot, lambda: screen.shown_text == text, f"the answer to {text!r}")
     return screen
 
 
@@ -84,7 +84,7 @@ async def test_ctrl_f_finds_a_message_in_an_older_chat_and_opens_it(tmp_path: Pa
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: pane.chat_id is not None, "the newest chat open")
+        await until(pilot, lambda: pane.chat_id is not None, "the newest chat open")
         assert pane.chat_id != older
         screen = await search_for(pilot, "zeppel")  # the last word as a prefix
         assert [(h.chat_id, h.message_id) for h in screen.hits] == [(older, target)]
@@ -92,14 +92,14 @@ async def test_ctrl_f_finds_a_message_in_an_older_chat_and_opens_it(tmp_path: Pa
         results = screen.query_one("#search-results", OptionList)
         assert "Airships · 05 Mar 2024 · user" in str(results.get_option_at_index(0).prompt)
         await pilot.press("enter")
-        await wait_until(pilot, lambda: pane.chat_id == older, "the older chat open")
+        await until(pilot, lambda: pane.chat_id == older, "the older chat open")
         view = app.query_one(ChatView)
-        await wait_until(pilot, lambda: (b := view.selected_bubble()) is not None and b.message_id == target,
+        await until(pilot, lambda: (b := view.selected_bubble()) is not None and b.message_id == target,
                          "the found message selected")
         bubble = view.selected_bubble()
         assert bubble is not None and bubble.has_class("-selected") and "zeppelin" in bubble.content
         # In view: the chat opened at its end, 30 messages below the one found.
-        await wait_until(pilot, lambda: view.scroll_y <= bubble.virtual_region.y < view.scroll_y + view.size.height,
+        await until(pilot, lambda: view.scroll_y <= bubble.virtual_region.y < view.scroll_y + view.size.height,
                          "the found message scrolled into view")
 
 
@@ -110,9 +110,9 @@ async def test_typed_and_enter_at_once_opens_the_first_answer(tmp_path: Path) ->
     async with app.run_test(size=SIZE) as pilot:
         pane = chat_pane(app)
         await pilot.press("ctrl+f")
-        await wait_until(pilot, lambda: isinstance(app.screen, ChatSearchScreen), "the search dialog")
+        await until(pilot, lambda: isinstance(app.screen, ChatSearchScreen), "the search dialog")
         await pilot.press(*"zeppelin", "enter")  # before the debounce has run the query
-        await wait_until(pilot, lambda: pane.chat_id == older, "the older chat open")
+        await until(pilot, lambda: pane.chat_id == older, "the older chat open")
         assert not isinstance(app.screen, ChatSearchScreen)
 
 
@@ -122,7 +122,7 @@ async def test_down_then_enter_picks_a_result_and_esc_closes(tmp_path: Path) -> 
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: pane.chat_id is not None, "the newest chat open")
+        await until(pilot, lambda: pane.chat_id is not None, "the newest chat open")
         before = pane.chat_id
         screen = await search_for(pilot, "question")
         assert len(screen.hits) == 2 and status(screen) == "2 messages, best match first"
@@ -131,7 +131,7 @@ async def test_down_then_enter_picks_a_result_and_esc_closes(tmp_path: Path) -> 
         screen = await search_for(pilot, "question")
         second = screen.hits[1]
         await pilot.press("down", "down", "enter")
-        await wait_until(pilot, lambda: pane.chat_id == second.chat_id, "the second result's chat open")
+        await until(pilot, lambda: pane.chat_id == second.chat_id, "the second result's chat open")
 
 
 @pytest.mark.parametrize("text", ['"', "AND(", "*", "NEAR(", "a OR", "'; DROP TABLE messages; --"])
@@ -155,7 +155,7 @@ async def test_a_broken_index_and_a_busy_pane_are_one_line(tmp_path: Path) -> No
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: pane.chat_id is not None, "the newest chat open")
+        await until(pilot, lambda: pane.chat_id is not None, "the newest chat open")
         seen = record_notifications(app)
         pane.busy = True  # a reply streaming in the open chat: another chat is not opened under it
         await pane.open_found((older, target))
@@ -166,10 +166,10 @@ async def test_a_broken_index_and_a_busy_pane_are_one_line(tmp_path: Path) -> No
             raise StoreError("chats.sqlite3: database disk image is malformed")
 
         app.push_screen(ChatSearchScreen(broken))
-        await wait_until(pilot, lambda: isinstance(app.screen, ChatSearchScreen), "the search dialog")
+        await until(pilot, lambda: isinstance(app.screen, ChatSearchScreen), "the search dialog")
         screen = dialog(pilot)
         await pilot.press(*"zeppelin")
-        await wait_until(pilot, lambda: screen.shown_text == "zeppelin", "the failed answer")
+        await until(pilot, lambda: screen.shown_text == "zeppelin", "the failed answer")
         assert status(screen) == "chats.sqlite3: database disk image is malformed" and screen.hits == []
 
 
@@ -178,13 +178,13 @@ async def test_palette_command(tmp_path: Path) -> None:
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         pane = chat_pane(app)
-        await wait_until(pilot, lambda: pane.store is not None and app.focused is not None, "the pane ready")
+        await until(pilot, lambda: pane.store is not None and app.focused is not None, "the pane ready")
         [command] = [c for c in pane.commands() if c.title == "Search chats"]
         command.callback()
-        await wait_until(pilot, lambda: isinstance(app.screen, ChatSearchScreen) and bool(app.screen.query(Input)),
+        await until(pilot, lambda: isinstance(app.screen, ChatSearchScreen) and bool(app.screen.query(Input)),
                          "the search dialog")
         await pilot.press(*"zeppelin")
-        await wait_until(pilot, lambda: dialog(pilot).shown_text == "zeppelin", "an answer")
+        await until(pilot, lambda: dialog(pilot).shown_text == "zeppelin", "an answer")
         await pilot.press("escape")
         assert not isinstance(app.screen, ChatSearchScreen)
 

@@ -9,8 +9,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import Input, OptionList
 
 from tests.ggufs import write_tiny_gguf
-from tests.tui.app_helpers import run_async
-from tests.tui.chat_helpers import wait_until
+from tests.tui.app_helpers import run_async, until
 from tuillm.core.models.catalog import discover
 from tuillm.core.settings import Config
 from tuillm.tui.screens.pick_model import ModelChoice, PickModelScreen, entry_prompt, parse_choice
@@ -64,7 +63,7 @@ async def test_the_picker_lists_the_catalog_and_starts_on_the_chat_model(tmp_pat
     app = PickerApp(session, current=beta)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
-        await wait_until(pilot, lambda: isinstance(screen, PickModelScreen) and bool(screen.entries), "the list")
+        await until(pilot, lambda: isinstance(screen, PickModelScreen) and bool(screen.entries), "the list")
         options = screen.query_one(OptionList)
         lines = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
         assert [line.split()[0] for line in lines] == ["demo", "alpha", "beta"]
@@ -76,5 +75,5 @@ async def test_the_picker_lists_the_catalog_and_starts_on_the_chat_model(tmp_pat
         screen.query_one("#pick-model-scale", Input).value = "0.5"
         options.focus()
         await pilot.press("up", "enter")
-        await wait_until(pilot, lambda: bool(app.picked), "the choice")
+        await until(pilot, lambda: bool(app.picked), "the choice")
         assert app.picked == [ModelChoice(tmp_path / "alpha.gguf", "alpha", None, 0.5)]

@@ -11,8 +11,8 @@ import pytest
 from textual.command import CommandList
 from textual.widgets import Input, Label, Select, TextArea
 
-from tests.tui.app_helpers import make_app, run_async, wait_for_catalog
-from tests.tui.chat_helpers import chat_pane, record_notifications, wait_until
+from tests.tui.app_helpers import make_app, run_async, until, wait_for_catalog
+from tests.tui.chat_helpers import chat_pane, record_notifications
 from tuillm.core.settings import load_config
 from tuillm.tui.screens.settings import SettingsScreen, parse_keys
 
@@ -75,7 +75,7 @@ async def test_bad_fields_are_reported_and_nothing_is_saved(tmp_path: Path) -> N
         seen = record_notifications(app)
         await pilot.press("ctrl+p", *"settings")  # the command palette has it too
         hits = app.screen.query_one(CommandList)
-        await wait_until(pilot, lambda: hits.option_count > 0, "the palette's search")  # it runs in a worker
+        await until(pilot, lambda: hits.option_count > 0, "the palette's search")  # it runs in a worker
         await pilot.press("enter")
         screen = app.screen
         assert isinstance(screen, SettingsScreen)

@@ -14,12 +14,10 @@ import pytest
 from textual.pilot import Pilot
 
 from tests.checkpoints import demo_hf_checkpoint
-from tests.tui.app_helpers import make_app
+from tests.tui.app_helpers import make_app, until
 from tuillm.tui.panes.convert import ConvertPane
 
 SOURCE = Path("models") / "smollm2-hf"
-# Bounds on waiting, only so that a broken pane fails instead of hanging.
-WAIT_STEPS = 2000
 
 
 @pytest.fixture
@@ -30,21 +28,13 @@ def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return SOURCE.parent
 
 
-async def _until(pilot: Pilot, ready, what: str) -> None:  # noqa: ANN001 - a predicate
-    for _ in range(WAIT_STEPS):
-        if ready():
-            return
-        await pilot.pause(0.01)
-    raise AssertionError(f"never: {what}")
-
-
 async def source_picked(pilot: Pilot) -> None:
     """The Convert pane, the demo checkpoint sent to it (as the Models pane does), q4_k_m and q8_0 ticked."""
     await pilot.press("f4")
     pane = pilot.app.query_one(ConvertPane)
-    await _until(pilot, lambda: not pane.loading_sources, "the source list")
+    await until(pilot, lambda: not pane.loading_sources, "the source list")
     pane.use_source(SOURCE)
-    await _until(pilot, lambda: pane.source is not None, "the source's headers")
+    await until(pilot, lambda: pane.source is not None, "the source's headers")
     await pilot.press("space", "down", "space")  # the list has the focus, on its first type
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()

@@ -16,7 +16,8 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from tests.core.train_facts import QUESTION, write_fact_dataset
-from tests.tui.chat_helpers import chat_app, wait_until
+from tests.tui.app_helpers import until
+from tests.tui.chat_helpers import chat_app
 from tests.tui.fake_backend import FakeBackend
 from tuillm.tui.screens.ab import ABScreen, Model
 
@@ -41,7 +42,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def preview_shown(pilot: Pilot) -> None:
     """Until the preview is read and the pane has redone its memory estimate with it."""
     pane = pilot.app.query_one("#pane-train")
-    await wait_until(pilot, lambda: pane.preview is not None, "the preview")
+    await until(pilot, lambda: pane.preview is not None, "the preview")
     for _ in range(3):  # the preview's message goes on to the pane, which estimates again
         await pilot.pause()
 
@@ -92,10 +93,10 @@ async def ask_ab(pilot: Pilot) -> None:
     screen = ABScreen(Model(Path("SmolLM2-135M-Instruct-Q4_1.gguf"), "demo"),
                       Model(Path("adapter/adapter-q8_0.gguf"), "adapter-q8_0"), backends=fake_backends())
     await pilot.app.push_screen(screen)
-    await wait_until(pilot, lambda: all(screen.loaded.values()), "both sides loaded")
+    await until(pilot, lambda: all(screen.loaded.values()), "both sides loaded")
     screen.query_one("#ab-prompt").value = QUESTION
     await pilot.press("enter")
-    await wait_until(pilot, lambda: not any(screen.busy.values()), "both replies")
+    await until(pilot, lambda: not any(screen.busy.values()), "both replies")
     await steady(pilot)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
-from tests.tui.app_helpers import run_async
-from tests.tui.chat_helpers import SIZE, chat_app, chat_pane, send, wait_idle, wait_until
+from tests.tui.app_helpers import run_async, until
+from tests.tui.chat_helpers import SIZE, chat_app, chat_pane, send, wait_idle
 from tests.tui.fake_backend import gated_backend
 from tests.tui.widgets.long_chat import seed_long_chat
 from tuillm.core.chat.store import ChatStore
@@ -26,14 +26,14 @@ def numbers(view: ChatView) -> list[int]:
 
 async def open_long_chat(pilot: Pilot, count: int) -> ChatView:
     view = pilot.app.query_one(ChatView)
-    await wait_until(pilot, lambda: len(view.messages) == count and bool(view.bubbles), "the long chat shown")
+    await until(pilot, lambda: len(view.messages) == count and bool(view.bubbles), "the long chat shown")
     await settled(pilot, view)
     return view
 
 
 async def settled(pilot: Pilot, view: ChatView) -> None:
     await pilot.pause()
-    await wait_until(pilot, lambda: not view._growing, "the view done mounting")
+    await until(pilot, lambda: not view._growing, "the view done mounting")
     await pilot.pause()
 
 
@@ -129,9 +129,9 @@ async def test_a_reply_in_a_long_chat_streams_into_view_and_is_followed(tmp_path
         assert view.end < 1000
         kept = view.bubbles[0]
         await send(pilot, "One more?")
-        await wait_until(pilot, lambda: pane.busy and view.end == 1002, "the reply streaming")
+        await until(pilot, lambda: pane.busy and view.end == 1002, "the reply streaming")
         GatedBackend.gate.release(6)
-        await wait_until(pilot, lambda: view.bubbles[-1].markdown.source.count("Line") == 6, "six lines")
+        await until(pilot, lambda: view.bubbles[-1].markdown.source.count("Line") == 6, "six lines")
         await pilot.pause()
         assert view.scroll_y == view.max_scroll_y > 0 and in_view(view, view.bubbles[-1])
         assert kept not in view.bubbles and len(view.bubbles) <= MAX_MOUNTED  # the far window was let go

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from tests.tui.app_helpers import make_app, run_async
-from tests.tui.chat_helpers import chat_app, chat_pane, wait_until
+from tests.tui.app_helpers import make_app, run_async, until
+from tests.tui.chat_helpers import chat_app, chat_pane
 from tests.tui.fake_backend import FakeBackend
 from tuillm.core.chat.store import ChatStore
 from tuillm.tui.widgets.chat_list import ChatList
@@ -41,29 +41,29 @@ async def test_typing_filters_titles_then_down_enter_opens(tmp_path: Path) -> No
         pane = chat_pane(app)
         sidebar = app.query_one("#chat-sidebar", ChatSidebar)
         chat_list = sidebar.chat_list
-        await wait_until(pilot, lambda: chat_list.option_count == len(TITLES), "every chat listed")
+        await until(pilot, lambda: chat_list.option_count == len(TITLES), "every chat listed")
         assert listed(chat_list) == TITLES[::-1] and sidebar.filter_input.placeholder == PLACEHOLDER
         chat_list.focus()
         await pilot.press("slash")  # from the list to the filter
         assert app.focused is sidebar.filter_input
         await pilot.press(*"CO")
-        await wait_until(pilot, lambda: listed(chat_list) == ["Cooking eggs"], "only the matching title")
+        await until(pilot, lambda: listed(chat_list) == ["Cooking eggs"], "only the matching title")
         await pilot.press("backspace", "backspace", *"strasse")  # casefold: ß matches ss
-        await wait_until(pilot, lambda: listed(chat_list) == ["Straße names"], "the casefolded match")
+        await until(pilot, lambda: listed(chat_list) == ["Straße names"], "the casefolded match")
         await pilot.press("ctrl+a", "ctrl+k", *"zzz")
-        await wait_until(pilot, lambda: listed(chat_list) == ["No chat title matches"], "the no-match line")
+        await until(pilot, lambda: listed(chat_list) == ["No chat title matches"], "the no-match line")
         assert chat_list.highlighted_chat() is None
         await pilot.press("enter")  # into the list: nothing to open there
         assert app.focused is chat_list and pane.chat_id == ids["Straße names"]
         await pilot.press("escape")  # Esc in the list clears the filter too
-        await wait_until(pilot, lambda: len(listed(chat_list)) == len(TITLES), "the whole list back")
+        await until(pilot, lambda: len(listed(chat_list)) == len(TITLES), "the whole list back")
         assert sidebar.filter == ""
         sidebar.filter_input.focus()
         await pilot.press(*"egg", "down")
-        await wait_until(pilot, lambda: app.focused is chat_list, "the list focused")
+        await until(pilot, lambda: app.focused is chat_list, "the list focused")
         assert chat_list.highlighted_chat() == ids["Cooking eggs"]
         await pilot.press("enter")
-        await wait_until(pilot, lambda: pane.chat_id == ids["Cooking eggs"], "the chat opened")
+        await until(pilot, lambda: pane.chat_id == ids["Cooking eggs"], "the chat opened")
         pane._refresh()  # a redraw of the list (a reply ended, a rename) keeps the filter
         assert listed(chat_list) == ["Cooking eggs"] and sidebar.filter == "egg"
 
@@ -76,7 +76,7 @@ async def test_esc_with_an_empty_filter_is_the_panes(tmp_path: Path) -> None:
     async with app.run_test(size=WIDE) as pilot:
         pane = chat_pane(app)
         sidebar = app.query_one(ChatSidebar)
-        await wait_until(pilot, lambda: sidebar.chat_list.option_count == len(TITLES), "every chat listed")
+        await until(pilot, lambda: sidebar.chat_list.option_count == len(TITLES), "every chat listed")
         await pilot.press("ctrl+g")  # edit the last message
         assert pane.editing
         sidebar.filter_input.focus()
@@ -93,10 +93,10 @@ async def test_a_title_with_control_sequences_is_shown_safe(tmp_path: Path) -> N
     app = chat_app(tmp_path)
     async with app.run_test(size=WIDE) as pilot:
         sidebar = app.query_one(ChatSidebar)
-        await wait_until(pilot, lambda: sidebar.chat_list.option_count == 1, "the chat listed")
+        await until(pilot, lambda: sidebar.chat_list.option_count == 1, "the chat listed")
         sidebar.filter_input.focus()
         await pilot.press(*"title")
-        await wait_until(pilot, lambda: listed(sidebar.chat_list) == ["evil title"], "the safe title")
+        await until(pilot, lambda: listed(sidebar.chat_list) == ["evil title"], "the safe title")
 
 
 def test_snapshot_filtered_list(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,10 +108,10 @@ def test_snapshot_filtered_list(snap_compare, tmp_path: Path, monkeypatch: pytes
 
     async def run_before(pilot: Pilot) -> None:
         sidebar = pilot.app.query_one(ChatSidebar)
-        await wait_until(pilot, lambda: sidebar.chat_list.option_count == len(TITLES), "every chat listed")
+        await until(pilot, lambda: sidebar.chat_list.option_count == len(TITLES), "every chat listed")
         sidebar.filter_input.focus()
         await pilot.press("o")
-        await wait_until(pilot, lambda: listed(sidebar.chat_list) == ["Cooking eggs", "Lighthouse story"],
+        await until(pilot, lambda: listed(sidebar.chat_list) == ["Cooking eggs", "Lighthouse story"],
                          "the titles with an o")
         for widget in pilot.app.screen.query("TextArea, Input"):
             widget.cursor_blink = False  # type: ignore[attr-defined]
