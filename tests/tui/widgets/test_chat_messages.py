@@ -226,5 +226,5 @@ async def test_a_key_that_selects_up_is_not_undone_by_following(tmp_path: Path) 
         await settled(pilot, view)
         await pilot.pause()
         selected = view.selected_bubble()
-        assert view._current() == 33 and selected is not None
+        assert view.selected == 33 and selected is not None
         assert in_view(view, selected) and not view.at_bottom and view.scroll_y < view.max_scroll_y
