@@ -31,7 +31,7 @@ from textual.message_pump import MessagePump
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import AwaitMount
-from textual.widgets import Footer, Header, TabbedContent, Tabs
+from textual.widgets import Header, TabbedContent, Tabs
 from textual.worker import WorkerFailed
 
 from tuillm.core.chat.backend import ChatBackendFactory
@@ -49,6 +49,7 @@ from tuillm.tui.panes.outputs import OutputsWritten
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.help import HelpScreen, binding_rows
 from tuillm.tui.session import Session
+from tuillm.tui.widgets.app_footer import AppFooter
 from tuillm.tui.widgets.pane_tab import PaneTab
 from tuillm.tui.widgets.status_line import MemoryProbe, StatusLine, sample_memory
 
@@ -107,7 +108,7 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
                     if spec is PANES[0]:  # only the pane shown first before the first frame: see _mount_next_pane
                         yield spec.load()(self.session, id=f"pane-{spec.id}")
         yield StatusLine(self._memory_probe, self._status_interval, id="status-line")
-        yield Footer()
+        yield AppFooter()
 
     async def on_mount(self) -> None:
         if self.stop_signal is not None:  # it came while the app was starting: quit now

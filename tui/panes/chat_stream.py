@@ -4,26 +4,24 @@ text on its way to the bubble it is drawn in.
 The backend calls ``add`` on its own thread for every token; the text waits in a buffer and one ``TextWaiting``
 message asks the event loop to draw it. Drawing per token kept the event loop busy and its GIL use slowed the
 decoding thread, so text is drawn at most every ``DRAW_INTERVAL_S``: the first token at once, then what came in
-the meantime in one Markdown append.
+the meantime in one go (``MessageBubble.stream``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
 
 from textual.message import Message
+from textual.timer import Timer
 from textual.widget import Widget
 
 from tuillm.core.chat.events import ChatEvent, ReplyDone, Token
 from tuillm.core.errors import error_text
 from tuillm.core.text import safe_text
 from tuillm.tui.widgets.chat_messages import MessageBubble
-
-if TYPE_CHECKING:  # Textual's Markdown loads with the first bubble (tui.widgets.safe_markdown)
-    from textual.widgets.markdown import MarkdownStream
 
 DRAW_INTERVAL_S = 0.1
 
@@ -61,15 +59,17 @@ class TextWaiting(Message):
 class ReplyStream:
     """Buffers the streaming reply's tokens for ``owner`` (which handles ``TextWaiting`` by calling ``draw``)."""
 
-    def __init__(self, owner: Widget) -> None:
+    def __init__(self, owner: Widget, after_draw: Callable[[], None]) -> None:
         self._owner = owner
+        self._after_draw = after_draw  # called after each draw, in its frame
         self._lock = threading.Lock()
         self._buffer: list[str] = []
         self._draw_pending = False  # a TextWaiting is posted or a draw is scheduled
         self.tokens = 0  # of the streaming reply, counted on the backend's thread
         self.first_token_at = 0.0
         self.bubble: MessageBubble | None = None  # where the text is drawn (set once the reply's bubble exists)
-        self.markdown: MarkdownStream | None = None
+        self._skipped = False  # a draw came before the bubble: the text waits in the buffer for draw_into
+        self._next: Timer | None = None  # the next draw, while text keeps coming
 
     def begin(self) -> None:
         self.tokens = 0
@@ -97,26 +97,35 @@ class ReplyStream:
                 self._draw_pending = False
         return text
 
+    async def draw_into(self, bubble: MessageBubble | None) -> None:
+        """Draw the reply in ``bubble`` (once mounted), with what came before it."""
+        self.bubble = bubble
+        if self._skipped and bubble is not None:
+            self._skipped = False
+            await self.draw()
+
     async def draw(self) -> None:
+        if self.bubble is None:
+            self._skipped = True  # the first tokens came before the bubble: draw_into draws them
+            return
         text = self.take_text()
         if text:
-            if self.markdown is None and self.bubble is not None:
-                # Started by the first text, never empty: stopping a stream whose task has not run yet raises
-                # CancelledError in the caller (which would end the pane's message loop).
-                self.markdown = self.bubble.markdown.get_stream(self.bubble.markdown)
-            if self.markdown is not None:
-                await self.markdown.write(text)
-            self._owner.set_timer(DRAW_INTERVAL_S, self.draw)
+            await self.bubble.stream(text)
+            self._after_draw()
+            self._next = self._owner.set_timer(DRAW_INTERVAL_S, self.draw)
 
-    async def end(self) -> None:
-        """The reply ended: drop what is buffered (the final full update draws it) and stop the Markdown stream."""
+    def end(self) -> None:
+        """The reply ended: drop what is buffered (the final full update draws it)."""
         self.take_text()
         with self._lock:
             self._draw_pending = False
         self.bubble = None
-        stream, self.markdown = self.markdown, None
-        if stream is not None:
-            await stream.stop()
+        self._skipped = False
+        if self._next is not None:
+            # A draw left to run would start a second round of draws in the next reply (each round drawing every
+            # DRAW_INTERVAL_S: twice the work), or count as the next reply's draw that came before its bubble.
+            self._next.stop()
+            self._next = None
 
     def rate(self) -> float | None:
         """Tokens per second after the first, while the reply streams (None before the second token)."""

@@ -27,16 +27,11 @@ def test_streamed_reply_is_saved_and_back_after_a_restart(tmp_path: Path, monkey
 
     async def recording_draw(stream: ReplyStream) -> None:
         await draw(stream)
-        if stream.bubble is not None and stream.markdown is not None:
-            await let_the_stream_append()
-            shown.append(stream.bubble.markdown.source)
+        if stream.bubble is not None:
+            shown.append(stream.bubble.text_shown)
 
     monkeypatch.setattr(ReplyStream, "draw", recording_draw)
     asyncio.run(_streamed_reply_and_restart(tmp_path, shown))
-
-
-async def let_the_stream_append() -> None:
-    await asyncio.sleep(0.01)  # lets MarkdownStream's task append what was written
 
 
 async def _streamed_reply_and_restart(tmp_path: Path, shown: list[str]) -> None:
@@ -80,7 +75,7 @@ async def test_escape_stops_the_reply_mid_stream(tmp_path: Path) -> None:
         pane = chat_pane(app)
         pane.draft_sampling = Sampling(temperature=0.8, max_tokens=400, seed=5)
         await send(pilot, "Write a very long story about a lighthouse keeper.")
-        await until(pilot, lambda: pane.busy and bubbles(app)[-1].markdown.source.strip() != "",
+        await until(pilot, lambda: pane.busy and bubbles(app)[-1].text_shown.strip() != "",
                          "the first streamed words")
         await pilot.press("escape")
         await wait_idle(pilot)

@@ -276,7 +276,7 @@ async def test_sending_follows_the_reply_until_the_user_scrolls_up(tmp_path: Pat
         await pilot.pause()
         assert view.scroll_y == view.max_scroll_y > 0  # the sent message is in view, though the user was up
         GatedBackend.gate.release(5)
-        await until(pilot, lambda: view.bubbles[-1].markdown.source.count("Line") == 5, "five lines")
+        await until(pilot, lambda: view.bubbles[-1].text_shown.count("Line") == 5, "five lines")
         await pilot.pause()
         before = view.scroll_y
         assert before == view.max_scroll_y  # followed the text

@@ -131,7 +131,7 @@ async def test_a_reply_in_a_long_chat_streams_into_view_and_is_followed(tmp_path
         await send(pilot, "One more?")
         await until(pilot, lambda: pane.busy and view.end == 1002, "the reply streaming")
         GatedBackend.gate.release(6)
-        await until(pilot, lambda: view.bubbles[-1].markdown.source.count("Line") == 6, "six lines")
+        await until(pilot, lambda: view.bubbles[-1].text_shown.count("Line") == 6, "six lines")
         await pilot.pause()
         assert view.scroll_y == view.max_scroll_y > 0 and in_view(view, view.bubbles[-1])
         assert kept not in view.bubbles and len(view.bubbles) <= MAX_MOUNTED  # the far window was let go
