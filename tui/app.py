@@ -40,7 +40,7 @@ from tuillm.core.models import guard
 from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import Config, load_config
 from tuillm.core.text import safe_line, safe_text
-from tuillm.tui import keymap, serve_control
+from tuillm.tui import gc_policy, keymap, serve_control
 from tuillm.tui.app_settings import SettingsControl
 from tuillm.tui.cli.signals import STOP_SIGNALS, handled, ignore_stop_signals, leave_gone_terminal
 from tuillm.tui.panes.base import PANES, Pane, PaneSpec
@@ -229,6 +229,8 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
         if missing and self.screen_stack[0].is_attached:  # not once the app is quitting
             self._mounted(missing[0])
             self.call_after_refresh(self._mount_next_pane)
+        elif not missing:
+            self.call_after_refresh(gc_policy.started)
 
     async def _shutdown(self) -> None:
         # Panes still mounting (one a frame after the first) finish first: torn down mid-mount, a widget's Mount
@@ -240,6 +242,7 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
             except Exception:  # noqa: BLE001 - quitting goes on whatever the mount did (or after 5 s)
                 pass
         await super()._shutdown()
+        gc_policy.ended()
 
     def current_pane_id(self) -> str:
         return self.query_one(TabbedContent).active

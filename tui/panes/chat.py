@@ -31,7 +31,7 @@ from tuillm.core.events import Log
 from tuillm.core.llama.options import Sampling
 from tuillm.core.settings import sampling_defaults
 from tuillm.core.text import safe_line, safe_text
-from tuillm.tui import keymap
+from tuillm.tui import gc_policy, keymap
 from tuillm.tui.panes.chat_attach import ChatAttach
 from tuillm.tui.panes.chat_branches import VIEW_ACTIONS, ChatBranches
 from tuillm.tui.panes.chat_dialogs import ChatDialogs
@@ -257,6 +257,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
     async def _end_turn(self) -> None:
         self.stream.end()  # the full update below draws the final text
         self.column.prompt.cursor_blink = True
+        self.call_after_refresh(gc_policy.quiet)
         self.busy = False
         self.refresh_bindings()
 
