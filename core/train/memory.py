@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tuillm.core.train.options import TrainConfig
+
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # Saved activations per element under 16-bit autocast: the matrix products' inputs in 16 bits, the residual stream,
 # the norms and the upcast projection outputs in float32 (core.train.model.float32_outside_linear); fitted on the
@@ -138,10 +140,12 @@ def lora_params(shape: ModelShape, rank: int, targets: list[str] | str = "defaul
     return shape.n_layers * sum(rank * (i + o) for i, o in _targets(shape, targets))
 
 
-def estimate_training(shape: ModelShape, *, rank: int = 16, targets: list[str] | str = "default",
-                      max_len: int = 512, batch_size: int = 4, dropout: float = 0.05, device: str = "cpu",
-                      dtype: str = "auto", packing: str = "auto", grad_checkpointing: bool = False,
-                      trained_fraction: float = 1.0, method: str = "sft", nproc: int = 1) -> TrainMemoryEstimate:
+def estimate_training(shape: ModelShape, *, rank: int = TrainConfig.rank,
+                      targets: list[str] | str = TrainConfig.targets, max_len: int = TrainConfig.max_len,
+                      batch_size: int = TrainConfig.batch_size, dropout: float = TrainConfig.dropout,
+                      device: str = "cpu", dtype: str = TrainConfig.dtype, packing: str = TrainConfig.packing,
+                      grad_checkpointing: bool = TrainConfig.grad_checkpointing, trained_fraction: float = 1.0,
+                      method: str = TrainConfig.method, nproc: int = TrainConfig.nproc) -> TrainMemoryEstimate:
     """Peak memory of a run with these settings (the fields of core.train.options.TrainConfig);
     ``trained_fraction``: the share of tokens that carry loss (1 for raw text: the upper bound)."""
     gpu = device.startswith("cuda")

@@ -51,7 +51,7 @@ def emit(event):
     elif isinstance(event, Log) and event.message.startswith("LoRA rank"):
         dtype = event.message.rsplit(", ", 1)[-1]
 train(TrainConfig(base=base, data=[data], output=out, rank=s["rank"], alpha=s["alpha"], batch_size=s["batch"],
-                  max_len=s["max_len"], lr=s["lr"], epochs=float(epochs), dropout=0.05, device="cpu",
+                  max_len=s["max_len"], lr=s["lr"], epochs=float(epochs), dropout=s["dropout"], device="cpu",
                   targets=s["targets"], dtype=s["dtype"]), emit=emit)
 print(json.dumps({"wall": time.perf_counter() - t, "rss_mb": peak_rss_mb(), "steady": metrics["tokens_per_s"],
                   "setup": metrics["setup_s"], "dtype": dtype}))
@@ -88,7 +88,7 @@ rows = [json.loads(l) for l in open(data)]
 feats = [{"input_ids": tok.apply_chat_template(r["messages"], tokenize=True,
                                                return_dict=True)["input_ids"][:s["max_len"]]} for r in rows]
 model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-lora = LoraConfig(r=s["rank"], lora_alpha=s["alpha"], lora_dropout=0.05, target_modules=s["targets"],
+lora = LoraConfig(r=s["rank"], lora_alpha=s["alpha"], lora_dropout=s["dropout"], target_modules=s["targets"],
                   task_type="CAUSAL_LM")
 model = get_peft_model(model, lora)
 args = TrainingArguments(output_dir=out, per_device_train_batch_size=s["batch"], num_train_epochs=float(epochs),
@@ -125,17 +125,21 @@ def count_tokens(base: Path, data: Path) -> int:
     return total
 
 
-def settings(dtype: str) -> str:
+def settings(dtype: str, dropout: float) -> str:
     return json.dumps({"rank": RANK, "alpha": ALPHA, "batch": BATCH, "max_len": MAX_LEN, "lr": LR,
-                       "targets": TARGETS, "dtype": dtype})
+                       "targets": TARGETS, "dtype": dtype, "dropout": dropout})
 
 
 def main() -> None:
+    from tuillm.core.train.options import TrainConfig
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--runs", type=int, default=3, help="interleaved runs of each (medians)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"), help="tuillm's")
+    parser.add_argument("--dropout", type=float, default=TrainConfig.dropout,
+                        help="LoRA dropout of both (default: tuillm's)")
     opts = parser.parse_args()
 
     from tests.checkpoints import demo_hf_checkpoint
@@ -151,12 +155,15 @@ def main() -> None:
         make_data(data, opts.examples)
         tokens = count_tokens(base, data) * opts.epochs
         print(f"demo model ({params / 1e6:.0f}M), {opts.examples} examples ({tokens:.0f} tokens x {opts.epochs:g} "
-              f"epochs), rank {RANK}, batch {BATCH}, max length {MAX_LEN}, CPU, {opts.runs} interleaved runs")
+              f"epochs), rank {RANK}, LoRA dropout {opts.dropout:g}, batch {BATCH}, max length {MAX_LEN}, CPU, "
+              f"{opts.runs} interleaved runs")
         for i in range(opts.runs):
             rates.append(run_child(MATMUL))
             epochs = str(opts.epochs)
-            ours.append(run_child(TUILLM, str(base), str(data), f"{tmp}/ours{i}", epochs, settings(opts.dtype)))
-            theirs.append(run_child(BASELINE, str(base), str(data), f"{tmp}/theirs{i}", epochs, settings("float32")))
+            ours.append(run_child(TUILLM, str(base), str(data), f"{tmp}/ours{i}", epochs,
+                                  settings(opts.dtype, opts.dropout)))
+            theirs.append(run_child(BASELINE, str(base), str(data), f"{tmp}/theirs{i}", epochs,
+                                    settings("float32", opts.dropout)))
             print(f"run {i + 1}: matmul {rates[-1]}, tuillm {ours[-1]}, Trainer {theirs[-1]}", flush=True)
     report(tokens, params, ours, theirs, rates)
 
