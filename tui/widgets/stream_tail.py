@@ -75,7 +75,7 @@ class StreamTail(Widget):
         self._last: list[Strip] = []  # the wrapped rows of _shown's last line
         self._wrapped = 0  # the length of _shown whose complete lines are in _strips
         self._width = 0  # the width they were wrapped at
-        self._height = 0  # rows, a multiple of STEP
+        self._height = self.styles.height = STEP  # rows, a multiple of STEP (the first step: no layout for it)
         self._drawn = 0  # rows drawn by the last show
         self._changed = 0  # the first row changed since the last show
 
