@@ -1,4 +1,4 @@
-"""The end of a streaming reply: the Markdown block still being written, drawn as plain text.
+"""The end of a streaming reply, not yet formatted: drawn as plain text below the reply's Markdown.
 
 Appending every draw to Textual's Markdown re-parsed the last block, laid out the whole conversation and scrolled it
 by the new line, re-rendering every message in view: ~13 ms of the event loop's CPU per draw, and its GIL use slowed
@@ -45,8 +45,8 @@ def finished_length(text: str) -> int:
 
 
 def _fence_body(text: str) -> str | None:
-    """The code of a fenced block in progress (``text`` opens with its fence), or None for any other block."""
-    if not _FENCE.match(text):
+    """The code of a fenced block in progress (``text`` is one: its fence and code so far), else None."""
+    if not _FENCE.match(text) or finished_length(text):
         return None
     _, newline, body = text.partition("\n")
     return body if newline else ""

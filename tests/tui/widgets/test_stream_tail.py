@@ -90,6 +90,9 @@ async def test_code_in_progress_is_drawn_as_code_without_its_fence() -> None:
         assert (await show(pilot, "```python\ndef f():\n    return 1"))[:2] == ["def f():", "    return 1"]
         assert tail.has_class("-code")
         assert (await show(pilot, "Plain"))[0] == "Plain" and not tail.has_class("-code")
+        # A code block that has ended, with more after it: not one block of code any more, shown as written.
+        assert (await show(pilot, "```\nx = 1\n```\nThen"))[:4] == ["```", "x = 1", "```", "Then"]
+        assert not tail.has_class("-code")
 
 
 @run_async
