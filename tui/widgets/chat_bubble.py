@@ -98,7 +98,7 @@ class MessageBubble(Vertical):
         yield Label(self._header(), classes="bubble-role", markup=False)
         yield SafeMarkdown(self._shown(self.content), classes="bubble-body")
         if self.streaming:
-            yield StreamTail(classes="bubble-tail")
+            yield StreamTail()
 
     def _shown(self, content: str) -> str:
         # An attached file is drawn as one line (a few hundred KB highlighted take seconds); copy and the model

@@ -2,11 +2,10 @@
 
 Appending every draw to Textual's Markdown re-parsed the last block, laid out the whole conversation and scrolled it
 by the new line, re-rendering every message in view: ~13 ms of the event loop's CPU per draw, and its GIL use slowed
-the decoding thread by ~13%. So a streaming reply is split where a Markdown block ends: the finished blocks go to the
-Markdown, the block in progress is drawn here. Its wrapped lines are cached, a draw repaints only the rows that
-changed, and its height grows in steps of ``STEP`` rows; finished blocks stay here too until the tail would have to
-grow, and then go to the Markdown in one append. So the conversation is laid out and scrolled once in several lines
-(about once a step), instead of on every draw or every paragraph.
+the decoding thread by ~13%. So a streaming reply's end is drawn here: its wrapped lines are cached, a draw repaints
+only the rows that changed, and its height grows in steps of ``STEP`` rows. When the tail would have to grow, the
+Markdown blocks finished by then (``finished_length``) go to the Markdown in one append. So the conversation is laid
+out and scrolled about once a step, instead of on every draw or every paragraph.
 """
 
 from __future__ import annotations
@@ -67,8 +66,8 @@ class StreamTail(Widget):
     }
     """
 
-    def __init__(self, *, classes: str | None = None) -> None:
-        super().__init__(classes=classes)
+    def __init__(self) -> None:
+        super().__init__()
         self.text = ""  # the reply's text not yet in the Markdown, as streamed (a fence included)
         self._shown = ""  # what is drawn: the text, or the code of a fenced block
         self._strips: list[Strip] = []  # the wrapped rows of every line of _shown but the last
