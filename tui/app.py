@@ -107,7 +107,8 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
                 with PaneTab(spec.title, id=spec.id):
                     if spec is PANES[0]:  # only the pane shown first before the first frame: see _mount_next_pane
                         yield spec.load()(self.session, id=f"pane-{spec.id}")
-        yield StatusLine(self._memory_probe, self._status_interval, id="status-line")
+        self._status_line = StatusLine(self._memory_probe, self._status_interval, id="status-line")
+        yield self._status_line
         yield AppFooter()
 
     async def on_mount(self) -> None:
@@ -198,9 +199,12 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
             self.notify(f"{guard.describe(event.memory)}: the system may soon stop a program",
                         title="Memory", severity="warning", timeout=15, markup=False)
 
+    def on_chat_pane_model_status(self, message: ChatPane.ModelStatus) -> None:
+        self._status_line.set_model(message.text)
+
     @property
     def status_line(self) -> StatusLine:
-        return self.query_one(StatusLine)
+        return self._status_line
 
     async def pane(self, pane_id: str) -> Pane:
         """The pane with this id, ready: one not mounted yet (the app composes only its first pane before the first

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from textual.app import ComposeResult, SystemCommand
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.notifications import SeverityLevel
 
 from tuillm.core.chat.backend import ChatBackend, llama_backend
@@ -46,7 +47,6 @@ from tuillm.tui.widgets.chat_list import ChatList
 from tuillm.tui.widgets.chat_messages import ChatColumn
 from tuillm.tui.widgets.chat_prompt import ChatPrompt
 from tuillm.tui.widgets.chat_sidebar import ChatSidebar
-from tuillm.tui.widgets.status_line import StatusLine
 
 LIVE_STATS_S = 0.5  # how often the status line's tokens/s is refreshed while a reply streams
 BUSY = "a reply is on its way: Esc stops it"
@@ -56,6 +56,13 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
                Horizontal):
     HELP_TITLE = "Chat pane"
     BINDINGS = keymap.CHAT
+
+    class ModelStatus(Message):
+        """The chat's model and what it is doing, for the status line (None: no model)."""
+
+        def __init__(self, text: str | None) -> None:
+            super().__init__()
+            self.text = text
 
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -69,7 +76,6 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         self.model_name = DEMO
         self.model_loading = False
         self.busy = False  # a reply is streaming
-        self._status_lines: list[StatusLine] = []
         self.editing = False  # the prompt holds the last user message, to be resent
         # Options for a chat not created yet (it is created by its first message).
         self.draft_system = ""
@@ -298,10 +304,9 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
             self._set_status(f"{self.model_name} · ctx …/{self.engine.n_ctx} · {rate:.1f} tok/s")
 
     def _set_status(self, text: str | None) -> None:
-        if not self._status_lines:  # found once: a query walks every widget of the app (~7 ms, twice a second)
-            self._status_lines = list(self.app.query(StatusLine))
-        for status in self._status_lines:
-            status.set_model(text)
+        # To the app, which holds the status line: a query for it would walk every widget (~7 ms, twice a second
+        # while a reply streams), and bubbling up would wake every container on the way.
+        self.app.post_message(self.ModelStatus(text))
 
     def _forward(self, event: ChatEvent) -> None:
         # Called on the backend's thread: post_message is thread-safe and does not wait for the event loop.
