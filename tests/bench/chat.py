@@ -10,7 +10,9 @@ and the ratios engine/raw and TUI/raw (goal >= 0.97 for decode tokens/s), then s
 against the same prompt evaluated fresh. All load the model with the same options (the same thread count: tuillm's
 default, ``core.models.hardware.default_threads``, or --threads) and decode greedily, so they produce the same
 tokens; runs are interleaved, the order rotating each round (raw, engine, TUI; then engine, TUI, raw; ...) so that
-none is always first after the others' work, and the median of each is reported.
+none is always first after the others' work, and the median of each is reported. A ratio is the median of each
+round's own ratio: the three runs of a round follow each other within seconds, while this machine's speed drifts by
+±5% over a minute (the ratio of the medians, printed beside it, compares runs up to a minute apart).
 
 Each of the three runs in a process of its own, loaded once and told when to run (one line in, one JSON line out):
 llama.cpp's OpenMP build throttles its threads' spin-waiting once more threads than CPUs have run parallel work in
@@ -233,6 +235,10 @@ def measure(args: argparse.Namespace) -> int:
     def med(rows: list[list], i: int) -> float:
         return statistics.median(r[i] for r in rows)
 
+    def paired(a: list[list], b: list[list], i: int = 1, j: int = 1) -> float:
+        """The median over the rounds of a's value over b's in the same round."""
+        return statistics.median(x[i] / y[j] for x, y in zip(a, b, strict=True))
+
     raw_ttft, raw_tps = med(rows[0], 0), med(rows[0], 1)
     eng_ttft, eng_tps = med(rows[1], 0), med(rows[1], 1)
     tui_ttft, tui_tps = med(rows[2], 0), med(rows[2], 1)
@@ -249,11 +255,12 @@ def measure(args: argparse.Namespace) -> int:
           f"decoded at {tui_engine_tps:.1f} tok/s)")
     print(f"TUI event loop while the reply streamed: {loop_share * 100:.1f}% of a core, {draw_cpu * 1000:.1f} ms CPU "
           "per draw")
-    print(f"engine/raw decode tokens/s: {eng_tps / raw_tps:.3f}  (goal >= 0.97)")
-    print(f"TUI/raw decode tokens/s: {tui_tps / raw_tps:.3f}  (goal >= 0.97; the app's engine/raw: "
-          f"{tui_engine_tps / raw_tps:.3f})")
-    print(f"engine/raw TTFT: {eng_ttft / raw_ttft:.3f}  TUI/raw TTFT: {tui_ttft / raw_ttft:.3f}  "
-          "(lower is better; 1.0 = same)")
+    print(f"engine/raw decode tokens/s: {paired(rows[1], rows[0]):.3f}  (goal >= 0.97; ratio of the medians "
+          f"{eng_tps / raw_tps:.3f})")
+    print(f"TUI/raw decode tokens/s: {paired(rows[2], rows[0]):.3f}  (goal >= 0.97; ratio of the medians "
+          f"{tui_tps / raw_tps:.3f}; the app's engine/raw: {paired(rows[2], rows[0], 3):.3f})")
+    print(f"engine/raw TTFT: {paired(rows[1], rows[0], 0, 0):.3f}  TUI/raw TTFT: {paired(rows[2], rows[0], 0, 0):.3f}"
+          "  (lower is better; 1.0 = same)")
 
     reused_ttft = statistics.median(r[0] for r in reuse)
     fresh_ttft = statistics.median(r[1] for r in reuse)
