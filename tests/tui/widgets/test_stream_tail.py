@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from rich.style import Style
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
 from tests.tui.app_helpers import run_async, until
 from tuillm.tui.widgets.chat_bubble import MessageBubble
-from tuillm.tui.widgets.stream_tail import STEP, StreamTail, finished_length
+from tuillm.tui.widgets.stream_tail import BOLD, BULLET, ITALIC, QUOTE, STEP, StreamTail, finished_length, styled_line
 
 
 def split(text: str) -> tuple[str, str]:
@@ -38,6 +39,29 @@ def test_a_fenced_block_ends_at_its_closing_fence_not_at_a_blank_line_inside_it(
     assert split("````\na\n```\n\n````\n") == ("````\na\n```\n\n````\n", "")
     assert split("```\na\n``` not a close\n\n") == ("", "```\na\n``` not a close\n\n")
     assert split("~~~\na\n~~~~\n") == ("~~~\na\n~~~~\n", "")
+
+
+CODE = Style(reverse=True)
+
+
+def styled(line: str) -> tuple[str, list[tuple[str, Style]]]:
+    text = styled_line(line, CODE)
+    return text.plain, [(text.plain[span.start:span.end], span.style) for span in text.spans]
+
+
+def test_a_line_is_styled_as_the_markdown_will_show_it_without_its_markers() -> None:
+    assert styled("## Title with `code`") == ("Title with code", [("code", CODE), ("Title with code", BOLD)])
+    assert styled("- **bold**, *em*, _em_, __bold__ and `a * b`") == (
+        f"{BULLET}bold, em, em, bold and a * b",
+        [("bold", BOLD), ("em", ITALIC), ("em", ITALIC), ("bold", BOLD), ("a * b", CODE)])
+    assert styled("  * nested") == (f"  {BULLET}nested", [])
+    assert styled("> quoted")[0] == f"{QUOTE}quoted"
+    assert styled("``a ` b`` and ``` alone") == ("a ` b and ``` alone", [("a ` b", CODE)])
+
+
+def test_markers_not_closed_yet_and_lookalikes_stay_as_written() -> None:
+    for line in ("**being writ", "a `span in prog", "snake_case_name and 2 * 3 * 4", "---", "#hashtag", "```"):
+        assert styled(line) == (line, [])
 
 
 class TailApp(App):
@@ -93,6 +117,13 @@ async def test_code_in_progress_is_drawn_as_code_without_its_fence() -> None:
         # A code block that has ended, with more after it: not one block of code any more, shown as written.
         assert (await show(pilot, "```\nx = 1\n```\nThen"))[:4] == ["```", "x = 1", "```", "Then"]
         assert not tail.has_class("-code")
+
+
+@run_async
+async def test_a_fenced_block_that_ended_in_the_tail_is_not_styled_but_the_text_after_it_is() -> None:
+    async with a_tail() as (pilot, tail):
+        shown = await show(pilot, "- a\n```\n- b **c**\n```\n- d **e**")
+        assert shown[:5] == [f"{BULLET}a", "```", "- b **c**", "```", f"{BULLET}d e"]
 
 
 @run_async
@@ -156,3 +187,18 @@ async def stream_a_reply(pilot: Pilot) -> None:
 
 def test_a_reply_while_it_streams(snap_compare) -> None:
     assert snap_compare(StreamingReplyApp(), terminal_size=(60, 30), run_before=stream_a_reply)
+
+
+async def stream_markdown(pilot: Pilot) -> None:
+    """A reply whose tail holds Markdown being written: a heading, a list with bold and code, a quote, and a bold
+    span not closed yet."""
+    bubble = pilot.app.query_one(MessageBubble)
+    await pilot.pause()
+    await bubble.stream("## Steps\n- **Open** the file with `open(path)`\n- Read it *line by line*\n"
+                        "> It stays open until closed.\n\nThen **clo")
+    await pilot.pause()
+    assert not bubble.markdown.source  # all in the tail
+
+
+def test_a_reply_s_markdown_while_it_streams(snap_compare) -> None:
+    assert snap_compare(StreamingReplyApp(), terminal_size=(60, 16), run_before=stream_markdown)
