@@ -4,7 +4,8 @@ Each rank is ``python -m tuillm.core.train.dist_worker`` with the environment to
 WORLD_SIZE, MASTER_ADDR/PORT on loopback, OMP threads shared out), in a session of its own: the terminal's Ctrl-C
 reaches this process only, which forwards a cancel to every rank (rank 0 then saves the checkpoint, as a
 one-process run does). Rank 0 writes its events, and the run's end, as JSON lines into a pipe; they are emitted
-here, so a front end sees one stream. The ranks' own output goes to files that are read only when a rank fails.
+here, so a front end sees one stream. The ranks' own output goes to files in a temporary folder: removed when the
+run ends, kept (and named in the error) when a rank failed, for its whole traceback.
 
 When a rank dies, the others are given ``GRACE_S`` to notice (rank 0 saves the last whole step), then killed; the
 run ends with one ``TuillmError`` naming the rank, how it ended and the checkpoint to resume from.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -232,7 +234,7 @@ def _failure(outcome: _Outcome, ranks: _Ranks, out: Path) -> TuillmError:
         latest = latest_checkpoint(out)
         text += (f"; the checkpoint {latest} is kept (--resume continues it)" if latest is not None
                  else "; no checkpoint was saved")
-    return TuillmError(text)
+    return TuillmError(f"{text}; each rank's output (a traceback, if one failed) is kept in {ranks.logs}")
 
 
 def launch(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event | None = None,
@@ -247,8 +249,10 @@ def launch(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event 
     base_folder(Path(config.base), emit=emit)
     emit(Log(f"starting {config.nproc} training processes (data-parallel through accelerate); "
              "rank 0 reports"))
-    with tempfile.TemporaryDirectory(prefix="tuillm-ranks-") as logs:
-        ranks = _Ranks(config, force, Path(logs))
+    logs = Path(tempfile.mkdtemp(prefix="tuillm-ranks-"))
+    keep = False  # a rank failed: its whole output stays for the user to read, as torchrun's log dir does
+    try:
+        ranks = _Ranks(config, force, logs)
         try:
             outcome = _watch(ranks, emit, cancel)
         finally:
@@ -260,4 +264,8 @@ def launch(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event 
             raise Cancelled()
         if outcome.error is not None and not outcome.peer_lost:
             raise TuillmError(outcome.error)  # rank 0 stopped the run (bad data, memory, a full disk)
+        keep = True
         raise _failure(outcome, ranks, Path(config.output).expanduser())
+    finally:
+        if not keep:
+            shutil.rmtree(logs, ignore_errors=True)

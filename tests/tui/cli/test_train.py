@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -260,13 +262,20 @@ def test_a_killed_rank_ends_the_run_in_one_line_and_resume_finishes(tmp_path: Pa
     assert len(lines) == 1 and "Traceback" not in rest, rest
     assert lines[0].startswith("tuillm: training rank 1 was killed by SIGKILL; rank 0: "), lines[0]
     assert "--resume continues it" in lines[0]
+    # Each rank's whole output is kept where the line says (rank 0's shows it lost its peer); only then.
+    logs = Path(lines[0].rsplit(" is kept in ", 1)[1])
+    assert sorted(p.name for p in logs.iterdir()) == ["rank-0.log", "rank-1.log"]
+    assert (logs / "rank-0.log").read_text().strip()
+    shutil.rmtree(logs)
     saved = sorted(p.name for p in (out / "checkpoints").glob("step-*"))
     assert saved and int(saved[-1][5:]) >= 2 and not (out / "adapter_config.json").exists()
     assert not list(out.glob(".*")) and not list((out / "checkpoints").glob(".*"))  # no half-written checkpoint
 
+    before = set(Path(tempfile.gettempdir()).glob("tuillm-ranks-*"))
     done = tuillm(*args[1:], "--resume")
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"resuming from {saved[-1]}" in done.stderr
+    assert set(Path(tempfile.gettempdir()).glob("tuillm-ranks-*")) == before  # a run that ended well keeps none
     log = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 13))
 
