@@ -3,12 +3,13 @@
 Each setting runs 3 steps of ``core.train.loop.train`` on the demo checkpoint in a fresh process and reports its
 peak RSS (VmHWM, the whole process: what the estimate models) next to the estimate for the same settings; the
 ratio estimate/measured is the figure of merit (goal: 0.85-1.15). Raw text examples longer than every max length
-are used, so each row is full, plus one chat set where only the answers carry loss.
+are used, so each row is full, plus one chat set where only the answers carry loss and one DPO run on preference
+pairs (both sides in one pass, the reference pass without gradients).
 
 ``--dtype`` runs every setting in that dtype (default auto: bf16 on a CPU with AVX-512 BF16 or AMX, else float32);
 the estimate is asked for the same dtype.
 
-Run: .venv/bin/python tests/bench/train_memory.py [--quick] [--dtype auto|float32|bfloat16]
+Run: .venv/bin/python tests/bench/train_memory.py [--quick] [--only N ...] [--dtype auto|float32|bfloat16]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ SETTINGS = (
     {"max_len": 512, "batch_size": 2, "rank": 16, "grad_checkpointing": True},
     {"max_len": 256, "batch_size": 2, "rank": 16, "packing": "row"},
     {"max_len": 384, "batch_size": 4, "rank": 16, "data": "chat"},
+    {"max_len": 256, "batch_size": 2, "rank": 16, "data": "pairs", "method": "dpo"},
 )
 
 PROBE = r"""
@@ -41,9 +43,12 @@ folder = Path(tempfile.mkdtemp())
 rng = random.Random(0)
 words = "the model learns from examples of many lengths tokens padding batch memory speed adapter".split()
 text = lambda n: " ".join(rng.choice(words) for _ in range(n))
-if setting.pop("data", "text") == "chat":
+data = setting.pop("data", "text")
+if data == "chat":
     rows = [{"messages": [{"role": "user", "content": text(200)}, {"role": "assistant", "content": text(150)}]}
             for _ in range(16)]
+elif data == "pairs":
+    rows = [{"prompt": text(120), "chosen": text(100), "rejected": text(100)} for _ in range(16)]
 else:
     rows = [{"text": text(1200)} for _ in range(16)]
 (folder / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -56,10 +61,12 @@ print(json.dumps({"peak": peak}))
 
 def trained_fraction(base: Path, setting: dict) -> float:
     """What the Train pane passes: the share of tokens that carry loss, from the preview of the same data."""
-    if setting.get("data") != "chat":
+    data = setting.get("data")
+    if data not in ("chat", "pairs"):
         return 1.0
     import random
 
+    from tuillm.core.train.pairs import load_pairs, preview_pairs
     from tuillm.core.train.preview import base_tokenizer, preview
 
     rng = random.Random(0)
@@ -68,12 +75,18 @@ def trained_fraction(base: Path, setting: dict) -> float:
     def text(n: int) -> str:
         return " ".join(rng.choice(words) for _ in range(n))
 
-    rows = [{"messages": [{"role": "user", "content": text(200)}, {"role": "assistant", "content": text(150)}]}
-            for _ in range(16)]
+    if data == "chat":
+        rows = [{"messages": [{"role": "user", "content": text(200)}, {"role": "assistant", "content": text(150)}]}
+                for _ in range(16)]
+    else:
+        rows = [{"prompt": text(120), "chosen": text(100), "rejected": text(100)} for _ in range(16)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "d.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        p = preview(path, base_tokenizer(base), n=16, max_len=setting["max_len"])
+        if data == "chat":
+            p = preview(path, base_tokenizer(base), n=16, max_len=setting["max_len"])
+        else:
+            p = preview_pairs(load_pairs(path), base_tokenizer(base), n=16, max_len=setting["max_len"])
     return sum(e.trained_tokens for e in p.examples) / sum(min(e.tokens, setting["max_len"]) for e in p.examples)
 
 
@@ -81,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="the first two settings only")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
+    parser.add_argument("--only", type=int, nargs="*", help="the settings of these indices (0-based)")
     args = parser.parse_args()
     from tests.checkpoints import demo_hf_checkpoint
     from tuillm.core.train.memory import auto_dtype, estimate_training, model_shape
@@ -90,7 +104,8 @@ def main() -> None:
     ratios = []
     print(f"dtype {args.dtype} (auto here: {auto_dtype('cpu')})")
     print(f"{'setting':<70} {'estimate':>9} {'measured':>9} {'ratio':>6}")
-    for setting in SETTINGS[:2] if args.quick else SETTINGS:
+    chosen = SETTINGS[:2] if args.quick else [SETTINGS[i] for i in args.only] if args.only else SETTINGS
+    for setting in chosen:
         setting = {**setting, "dtype": args.dtype}
         out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(setting), str(base)], capture_output=True,
                              text=True, cwd=REPO)
