@@ -295,8 +295,8 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
                 pass  # ModelReady / TurnDone report loads and replies, with what the user asked for
 
     def _live_stats(self) -> None:
-        """After each draw: the status line's tokens/s, at most every LIVE_STATS_S. In the draw's frame, so the
-        screen is repainted once for both (each repaint costs the decoding threads ~2 ms of CPU)."""
+        """After each draw: the status line's tokens/s, at most every LIVE_STATS_S, posted with the draw so that the
+        screen's next repaint shows both (each repaint costs the decoding threads ~2 ms of CPU)."""
         now = time.monotonic()
         rate = self.stream.rate()
         if rate is not None and now - self._stats_shown_at >= LIVE_STATS_S:
