@@ -108,17 +108,18 @@ def test_models_table_in_a_real_terminal(isolated_home: Path) -> None:
         # Keys are read once the app is mounted: the footer is filled in a frame after the first paint.
         tmux.wait_for(lambda s: "Enter sends" in s and "^n New" in line_from_bottom(s, 1), "the Chat pane's prompt")
         tmux("send-keys", "-t", "main", "F3")
-        # Wait for the row's verdict (the notification about broken.gguf, top right, leaves the row's right end)
-        # and for the Models pane's footer: it is redrawn a frame after the focus moved, listing the Chat's till then.
+        # Wait for the row's verdict (the notification about broken.gguf, top right, leaves the row's right end),
+        # for the Models pane's footer (redrawn a frame after the focus moved, listing the Chat's till then) and for
+        # the list of unreadable files: one screen with all of them, whatever order the frames came in.
         screen = tmux.wait_for(lambda s: (demo_row(s) or "x").split()[-1] in ("fits", "big", "tight")
-                               and "^r Refresh" in line_from_bottom(s, 1),
-                               "the demo model's row and the Models pane's footer")
+                               and "^r Refresh" in line_from_bottom(s, 1)
+                               and "1 unreadable" in s and "broken.gguf: not a GGUF file" in s,
+                               "the demo model's row, the Models pane's footer and the unreadable file")
         row = demo_row(screen)
         assert row is not None and "135M" in row and "Q4_1" in row and "8K" in row
         assert row.split()[-1] in ("fits", "big", "tight")  # "too big" splits in two words
         header = next(line for line in screen.splitlines() if line.lstrip().startswith("Name"))
         assert header.split() == ["Name", "Arch", "Params", "Quant", "Size", "Context", "Est.", "mem", "Fit"]
-        assert "1 unreadable" in screen and "broken.gguf" in screen
         for shown in ("F1 Help", "^r Refresh", "^q Quit", "^p"):
             assert shown in line_from_bottom(screen, 1)
         assert "Models F3" in screen.splitlines()[1]  # the tabs name the panes' keys
