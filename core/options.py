@@ -26,7 +26,8 @@ class OptionError(TuillmError, ValueError):
 
 
 def _num(value: float) -> str:
-    return f"{value:g}"
+    # Whole bounds as written (1048576, not 1.04858e+06); others in their shortest exact form.
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 @dataclass(frozen=True)

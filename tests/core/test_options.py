@@ -26,6 +26,9 @@ def test_expected_words() -> None:
     assert KIND.expected() == "one of a, b"
     assert FLAG.expected() == "true or false"
     assert NAME.expected() == "a non-empty text"
+    # Bounds as written, however large or small: no exponent form for a whole one.
+    assert Option("tokens", int, 1, "t", lo=1, hi=1 << 20).expected() == "a whole number from 1 to 1048576"
+    assert Option("lr", float, 1e-4, "l", lo=1e-7, hi=0.5).expected() == "a number from 1e-07 to 0.5"
 
 
 @pytest.mark.parametrize(("option", "value"), [
