@@ -25,11 +25,18 @@ def status_has_all(line: str) -> bool:
 
 
 def help_wraps(tmux: Tmux) -> None:
-    """F1's rows wrap inside the box: every line of it ends with the box's right border; Esc closes it."""
+    """F1's rows wrap inside the box: every row of it lies between the box's borders, and a long description goes
+    on in a row of its own under the descriptions' column; Esc closes it."""
     tmux("send-keys", "-t", "main", "F1")
-    screen = tmux.wait_for(lambda s: "Esc or F1 closes" in s, "the help")
-    box = [line.rstrip() for line in screen.splitlines() if line.lstrip().startswith("│")]
-    assert len(box) > 5 and all(line.endswith("│") for line in box), screen
+    screen = tmux.wait_for(lambda s: "Esc or F1 closes" in s and "╰" in s, "the help")
+    lines = screen.splitlines()
+    # The box's columns from its corners: the screen behind it (the chat, dimmed) shows on either side.
+    top = next(i for i, line in enumerate(lines) if "╭" in line)
+    bottom = next(i for i, line in enumerate(lines) if "╰" in line)
+    left, right = lines[top].index("╭"), lines[top].index("╮")
+    rows = [line[left:right + 1] for line in lines[top + 1:bottom]]
+    assert len(rows) > 5 and all(row[0] == "│" and row[-1] == "│" for row in rows), screen
+    assert any(re.match(r"│ {10,}\S", row) for row in rows), screen  # a description wrapped, not cut
     tmux("send-keys", "-t", "main", "Escape")
     tmux.wait_for(lambda s: "Esc or F1 closes" not in s, "the help closed")
 
