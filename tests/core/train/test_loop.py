@@ -4,6 +4,7 @@ with the same loss curve as an uninterrupted run, and the refusal to overwrite a
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Log, Metric, Progress
 from tuillm.core.train.data import Example, pack
 from tuillm.core.train.loop import TrainConfig, latest_checkpoint, lr_at, split_packed, train
+from tuillm.core.train.model import KERNEL_CACHE_ENTRIES
 
 
 def test_schedules() -> None:
@@ -60,6 +62,16 @@ def test_events_outputs_and_no_overwrite(tiny: Path, tmp_path: Path) -> None:
     assert not (out / "checkpoints").exists()
     with pytest.raises(TuillmError, match="already holds a trained adapter"):
         train(config(tiny, tmp_path, "a"))
+
+
+def test_a_cpu_run_caps_the_kernel_caches_unless_the_user_set_them(tiny: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Read once a process, at the first bf16 product: a run sets them before it loads the model.
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "300")
+    train(config(tiny, tmp_path, "caches", epochs=1, eval_fraction=0.0))
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(KERNEL_CACHE_ENTRIES)
+    assert os.environ["LRU_CACHE_CAPACITY"] == "300"
 
 
 def test_cancel_then_resume_gives_the_same_curve(tiny: Path, tmp_path: Path) -> None:
