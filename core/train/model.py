@@ -107,9 +107,20 @@ def autocast_forward(model: Any, device: str, dtype: str) -> None:
     (the loss, eval, DPO's reference, a DDP wrapper), computes in it; backward follows the forward's dtypes."""
     if dtype == "float32":
         return
+    import weakref
+
     import torch
 
-    model.forward = torch.autocast(device.split(":")[0], dtype=getattr(torch, dtype))(model.forward)
+    # The model's own forward held weakly: a bound method kept on the model would make a reference cycle, and the
+    # model (the whole base) would outlive its run until a full garbage collection.
+    inner = weakref.WeakMethod(model.forward)
+    device_type, torch_dtype = device.split(":")[0], getattr(torch, dtype)
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(device_type, dtype=torch_dtype):
+            return inner()(*args, **kwargs)
+
+    model.forward = forward
 
 
 def float32_outside_linear(model: Any) -> None:

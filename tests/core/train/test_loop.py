@@ -3,9 +3,11 @@ with the same loss curve as an uninterrupted run, and the refusal to overwrite a
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
+import weakref
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from tests.checkpoints import tiny_random_checkpoint
 from tests.core.train_facts import write_fact_dataset
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Log, Metric, Progress
+from tuillm.core.train import loop
 from tuillm.core.train.data import Example, pack
 from tuillm.core.train.loop import TrainConfig, latest_checkpoint, lr_at, split_packed, train
 from tuillm.core.train.model import KERNEL_CACHE_ENTRIES
@@ -72,6 +75,29 @@ def test_a_cpu_run_caps_the_kernel_caches_unless_the_user_set_them(tiny: Path, t
     train(config(tiny, tmp_path, "caches", epochs=1, eval_fraction=0.0))
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(KERNEL_CACHE_ENTRIES)
     assert os.environ["LRU_CACHE_CAPACITY"] == "300"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_model_is_freed_when_the_run_returns(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 dtype: str) -> None:
+    # Not at some later full garbage collection: the Train pane runs in the app's process, and a base of a few GB
+    # held after its run would stay until then (a bf16 run's autocast forward made a reference cycle).
+    models: list[weakref.ref] = []
+    real = loop.lora_model
+
+    def kept(*args: object, **kwargs: object) -> object:
+        model = real(*args, **kwargs)
+        models.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(loop, "lora_model", kept)
+    gc.collect()
+    gc.disable()
+    try:
+        train(config(tiny, tmp_path, "freed", epochs=1, eval_fraction=0.0, dtype=dtype))
+        assert len(models) == 1 and models[0]() is None
+    finally:
+        gc.enable()
 
 
 def test_cancel_then_resume_gives_the_same_curve(tiny: Path, tmp_path: Path) -> None:
