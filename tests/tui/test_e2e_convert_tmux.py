@@ -37,11 +37,10 @@ def test_convert_with_the_keyboard(isolated_home: Path) -> None:
         keys("End")
         time.sleep(0.3)
         keys("Enter")
-        screen = tmux.wait_for(lambda s: "HF checkpoint → convert" in s and "smollm2-hf-Q8_0.gguf" in s,
-                               "the estimates")
+        screen = tmux.wait_for(lambda s: "HF checkpoint → convert" in s and "smollm2-hf-Q8_0.gguf" in s
+                               and str(out_dir) in s, "the estimates and the output folder")
         q8_line = next(line for line in screen.splitlines() if "smollm2-hf-Q8_0.gguf" in line)
         assert "q8_0" in q8_line and "MiB" in q8_line
-        assert str(out_dir) in screen  # the output folder
         # One key at a time: Textual routes a key to whatever has the focus when it arrives, and a burst can
         # overtake the focus change of the key before it.
         for key in ("Tab", "Tab", "Tab", "Down", "Space"):  # source path, folder, the type list; q8_0 is second

@@ -34,22 +34,24 @@ def test_models_flow_with_the_keyboard(isolated_home: Path, tmp_path: Path) -> N
         tmux.start([tuillm_binary(), "--config", str(config)], {k: os.environ[k] for k in ENV_KEYS})
         tmux.wait_for(lambda s: "Enter sends" in s and "Quit" in line_from_bottom(s, 1), "the Chat pane")
         tmux("send-keys", "-t", "main", "F3")
-        screen = tmux.wait_for(lambda s: demo_row(s) is not None and row_of(s, "tiny-extra") is not None,
-                               "both models")
-        # --config was read: the folder and the context come from that file.
-        assert "2 models · est. at 2K ctx" in screen
+        # --config was read: the folder and the context come from that file. (Rows, summary and the hardware
+        # line waited for together: one screen with all of them, whatever order the frames came in.)
+        screen = tmux.wait_for(lambda s: demo_row(s) is not None and row_of(s, "tiny-extra") is not None
+                               and "2 models · est. at 2K ctx" in s
+                               and any(line.strip().startswith("RAM") and "free of" in line
+                                       for line in s.splitlines()),
+                               "both models, the summary and the hardware line")
         header = next(line for line in screen.splitlines() if line.lstrip().startswith("Name"))
         assert header.split() == ["Name", "Arch", "Params", "Quant", "Size", "Context", "Est.", "mem", "Fit"]
         assert row_of(screen, "demo").split()[-1] == "fits"
-        assert any(line.strip().startswith("RAM") and "free of" in line for line in screen.splitlines())
 
         # Keys typed after one that moves the focus go where the focus was when they arrived (Textual forwards
         # each key on arrival), so each step waits for the screen to show the focus has moved.
         tmux("send-keys", "-t", "main", "/")
         tmux.wait_for(lambda s: "Type to filter" in s, "the filter taking the keys")
         tmux("send-keys", "-t", "main", "dem")  # filter as you type
-        screen = tmux.wait_for(lambda s: row_of(s, "tiny-extra") is None and "1 of 2 models" in s, "the filter")
-        assert demo_row(screen) is not None and "demo: largest context that fits" in screen
+        tmux.wait_for(lambda s: row_of(s, "tiny-extra") is None and "1 of 2 models" in s and demo_row(s) is not None
+                      and "demo: largest context that fits" in s, "the filter, the demo's row and its advice")
         tmux("send-keys", "-t", "main", "Enter")  # back to the table
         tmux.wait_for(lambda s: "i info" in s, "the table taking the keys")
         tmux("send-keys", "-t", "main", "i")

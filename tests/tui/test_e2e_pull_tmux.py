@@ -30,14 +30,15 @@ def test_download_from_the_models_pane_with_the_keyboard(isolated_home: Path, hu
         tmux("send-keys", "-t", "main", "smollm2", "Enter")
         tmux.wait_for(lambda s: DEMO_REPO in s and "Enter lists" in s, "the search results")
         tmux("send-keys", "-t", "main", "Enter")
-        screen = tmux.wait_for(lambda s: "Q8_0" in s and "the usual pick" in s, "the quants with their fit")
-        assert [line for line in screen.splitlines() if "Q4_K_M" in line and "*" in line and "fits" in line]
+        tmux.wait_for(lambda s: "Q8_0" in s and "the usual pick" in s
+                      and any("Q4_K_M" in line and "*" in line and "fits" in line for line in s.splitlines()),
+                      "the quants with their fit, Q4_K_M marked")
         tmux("send-keys", "-t", "main", "Enter")  # the cursor is on the quant that fits
-        screen = tmux.wait_for(lambda s: "Download from the Hugging Face Hub" not in s and "2 models" in s,
-                               "the download done and the model listed")
-        assert any(line.strip().startswith("bartowski/SmolLM2-13") for line in screen.splitlines())  # listed
-        # The cursor is on it: the advice line under the table names the downloaded model.
-        assert any(line.strip().startswith(f"{DEMO_REPO}/{Q4}:") for line in screen.splitlines())
+        # Listed, with the cursor on it: the advice line under the table names the downloaded model.
+        tmux.wait_for(lambda s: "Download from the Hugging Face Hub" not in s and "2 models" in s
+                      and any(line.strip().startswith("bartowski/SmolLM2-13") for line in s.splitlines())
+                      and any(line.strip().startswith(f"{DEMO_REPO}/{Q4}:") for line in s.splitlines()),
+                      "the download done, the model listed and its advice line")
         assert hub.served("GET", "/cdn/")
         tmux.quit()
     finally:

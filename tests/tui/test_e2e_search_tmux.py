@@ -46,8 +46,8 @@ def test_search_opens_an_older_chat_at_the_message(isolated_home: Path) -> None:
         tmux("send-keys", "-t", "main", "C-f")
         tmux.wait_for(lambda s: "Search all chats" in s, "the search dialog")
         tmux("send-keys", "-t", "main", "-l", "geiranger")  # lower case, and the start of the word
-        screen = tmux.wait_for(lambda s: "1 message, best match first" in s, "the one result")
-        assert "Trip to Norway" in screen and WORD in screen
+        tmux.wait_for(lambda s: "1 message, best match first" in s and "Trip to Norway" in s and WORD in s,
+                      "the one result, with its chat and the word")
         tmux("send-keys", "-t", "main", "Enter")
         # The message found is selected in the view, which has the focus: its keys (c copies it) are in the footer.
         screen = tmux.wait_for(lambda s: "Search all chats" not in s and "Trip to Norway" in header(s)
