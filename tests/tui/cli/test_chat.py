@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from tests.core.gguf_copy import copy_gguf
 from tests.tui.chat_helpers import saved_reply
+from tests.tui.test_e2e_tmux import Tmux
 from tuillm.core.chat.store import ChatStore
 
 TUILLM = str(Path(sys.executable).with_name("tuillm"))
@@ -157,3 +159,33 @@ def test_sigkill_mid_reply_keeps_the_partial_answer(isolated_home: Path) -> None
         user, reply = store.messages(chat.id)
     assert user.content.startswith("Write a very long story") and not reply.complete
     assert reply.content.strip() and printed.startswith(reply.content)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (the Makefile installs it)")
+def test_terminal_repl_commands(isolated_home: Path) -> None:
+    # At a terminal, as `ollama run`: /help lists the commands, an unknown one says so, /clear starts a new
+    # conversation (a second chat in the database, holding only what came after it), // sends a leading "/",
+    # /bye ends the chat with status 0.
+    tmux = Tmux(isolated_home / "exit-status")
+    env = {k: os.environ[k] for k in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")}
+    try:
+        tmux.start([TUILLM, "chat", "demo", "--save", *FAST], env)
+        tmux.wait_for(lambda s: "Ctrl+D to quit" in s and s.rstrip().endswith(">>>"), "the REPL's prompt")
+        for line, shown in (("/help", "start a new conversation"), ("/nope", "unknown command /nope"),
+                            ("Hello!", None), ("/clear", "tuillm: a new conversation"), ("//etc is a folder", None)):
+            before = tmux.screen().count(">>>")
+            tmux("send-keys", "-t", "main", "-l", line)
+            tmux("send-keys", "-t", "main", "Enter")
+            screen = tmux.wait_for(lambda s, n=before: s.count(">>>") > n and s.rstrip().endswith(">>>"),
+                                   f"the prompt after {line!r}")
+            assert shown is None or shown in screen, screen
+        tmux("send-keys", "-t", "main", "-l", "/bye")
+        tmux("send-keys", "-t", "main", "Enter")
+        tmux.wait_for(lambda _s: tmux.exit_status() is not None, "the REPL ending on /bye")
+        assert tmux.exit_status() == "0"
+    finally:
+        tmux.kill()
+    with ChatStore() as store:
+        chats = sorted(store.list_chats(), key=lambda chat: chat.id)
+        users = [[m.content for m in store.messages(chat.id) if m.role == "user"] for chat in chats]
+    assert users == [["Hello!"], ["/etc is a folder"]]
