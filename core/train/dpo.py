@@ -24,10 +24,10 @@ from typing import Any
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Emit, Log, ignore
 from tuillm.core.train.data import PackedBatch, epoch_order, pack, split_eval
-from tuillm.core.train.loop import TrainRun, encoding, row_limit
+from tuillm.core.train.loop import TrainRun, encoding
 from tuillm.core.train.options import TrainConfig
 from tuillm.core.train.pairs import Pair, describe_pairs, encode_pairs, load_pairs
-from tuillm.core.train.passes import batch_tensors
+from tuillm.core.train.passes import batch_tensors, row_logits
 
 
 def prepare_pairs(config: TrainConfig, tokenizer: Any, emit: Emit = ignore) -> tuple[list[Pair], list[Pair]]:
@@ -49,10 +49,11 @@ def sequence_logps(model: Any, batch: PackedBatch, device: str) -> Any:
     """The summed log-probability of each packed sequence's labelled tokens (a tensor of ``n_examples``)."""
     import torch
 
-    ids, pos, keep, targets = batch_tensors(batch, device)
-    # Only the labelled positions go through the LM head, as in supervised training.
-    logits = model(input_ids=ids, position_ids=pos, logits_to_keep=keep, use_cache=False).logits[0]
-    token_logps = -torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    from tuillm.core.train.loss import token_losses
+
+    keep, targets = batch_tensors(batch, device)
+    logits = row_logits(model, batch, keep, device)
+    token_logps = -token_losses(logits, targets)
     starts = torch.tensor([p == 0 for p in batch.position_ids], dtype=torch.long)
     owner = (torch.cumsum(starts, 0) - 1)[1:][keep.cpu()].to(device)  # the sequence each predicted token is in
     return torch.zeros(batch.n_examples, device=device).index_add(0, owner, token_logps)
@@ -95,9 +96,9 @@ class DpoRun(TrainRun):
         return [self.train_set[j] for j in order[i * size: (i + 1) * size]]  # type: ignore[misc]
 
     def rows(self, pairs: list[Pair]) -> list[list[Pair]]:
-        # One row per micro-batch on CUDA (or packing "row"), else one pair a row: a pair's two sides attend
-        # apart (positions restart), and rows keep the activations of CPU/MPS passes small.
-        return [pairs] if row_limit(self.config, self.device) is None else [[pair] for pair in pairs]
+        # One row per micro-batch where rows are not limited (core.train.loop.row_limit), else one pair a row: a
+        # pair's two sides attend apart either way (positions restart).
+        return [pairs] if self.row_tokens is None else [[pair] for pair in pairs]
 
     def one_step(self, lr: float) -> float:
         """One optimizer step over ``grad_accum`` micro-batches of pairs; the mean DPO loss of the step's pairs."""

@@ -29,6 +29,7 @@ from tuillm.core.chat.template import ChatTemplate
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Metric, Progress, ignore
 from tuillm.core.models import guard, hardware
+from tuillm.core.train.attention import uses_example_attention
 from tuillm.core.train.checkpoints import (
     ADAPTER_CONFIG,
     CHECKPOINTS,
@@ -53,7 +54,7 @@ from tuillm.core.train.data import (
 from tuillm.core.train.distributed import PeerLost, Ranks, Single, join, should_launch
 from tuillm.core.train.model import lora_model, resolve_targets
 from tuillm.core.train.options import DEFAULT_TARGETS, SCHEDULES, TrainConfig, parse_targets
-from tuillm.core.train.passes import evaluate, memory_bytes, split_packed, sum_loss
+from tuillm.core.train.passes import evaluate, memory_bytes, row_limit, split_packed, sum_loss
 from tuillm.core.train.schedule import Pace, Plan, format_duration, lr_at
 
 # Kept importable from here: the front ends and tests name them as core.train.loop's.
@@ -137,12 +138,6 @@ def _output_folder(config: TrainConfig, force: bool) -> tuple[Path, Path | None]
     return out, latest if config.resume else None
 
 
-def row_limit(config: TrainConfig, device: str) -> int | None:
-    # Rows of at most max_len tokens on CPU/MPS: attention and activations stay small and the matrix products
-    # still have a few hundred rows; on CUDA the whole micro-batch in one row keeps the GPU busy.
-    return {"row": None, "each": 0}.get(config.packing, None if device.startswith("cuda") else config.max_len)
-
-
 # --- the loop -------------------------------------------------------------------------------------------------
 
 
@@ -172,6 +167,7 @@ class TrainRun:
     step_metrics: dict[str, float] = field(default_factory=dict)  # a method's own, beside the loss (DPO's rewards)
     ranks: Ranks = field(default_factory=Single)  # the run's processes (core.train.distributed)
     pace: Pace = field(default_factory=Pace)  # set-up time and steady-state speed
+    row_tokens: int | None = None  # the most tokens a row holds (passes.row_limit; None: the whole micro-batch)
     _epoch: dict[int, list[PackedBatch]] = field(default_factory=dict)
     unit = "examples"  # what the data is counted in
 
@@ -197,7 +193,7 @@ class TrainRun:
         batches = [self.micro(self.step * self.config.grad_accum + i) for i in range(self.config.grad_accum)]
         step_tokens = sum(b.trained_tokens for b in batches)
         step_loss = 0.0
-        rows = self.ranks.rows(batches, row_limit(self.config, self.device))  # this process's share of the step
+        rows = self.ranks.rows(batches, self.row_tokens)  # this process's share of the step
         for i, batch in enumerate(rows):
             with self.ranks.sync(self.model, last=i == len(rows) - 1):
                 # Weighted by its share of the step's trained tokens: a token-mean over the whole step.
@@ -349,7 +345,8 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
                                   weight_decay=config.weight_decay)
     plan = Plan.of(config, len(train_set))
     run = run_type(config, model, optimizer, device, plan, train_set, eval_set, out, emit, cancel,
-                   memory or hardware.read_memory, ranks=ranks, pace=pace)
+                   memory or hardware.read_memory, ranks=ranks, pace=pace,
+                   row_tokens=row_limit(config.packing, config.max_len, device, uses_example_attention(model)))
     _resume(run, resume_from)
     ranks.seed(config.seed, run.step)
     run.model = ranks.wrap(model)  # DDP (or FSDP) around the LoRA model; after every rank checked the output

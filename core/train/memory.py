@@ -8,8 +8,10 @@ Model of the training loop in core.train.loop (peak resident memory on CPU; allo
 - LoRA: its parameters, their gradients and AdamW's two moments, all float32 (16 bytes a parameter);
 - activations of one forward/backward pass: per token and layer a multiple of the hidden and MLP widths (plus the
   inputs LoRA dropout copies), a layer's attention scores at once, and the LM head's float32 logits for the
-  trained tokens (the loop keeps only those). One pass holds ``max_len`` tokens on CPU/MPS (rows of at most
-  ``max_len``), the whole micro-batch (``batch_size x max_len``) on CUDA or with ``packing="row"``.
+  trained tokens (the loop keeps only those). One pass holds a row (core.train.passes.row_limit): on CPU/MPS at
+  most ``max_len`` tokens (at least 512 where attention runs example by example), the whole micro-batch
+  (``batch_size x max_len``) on CUDA or with ``packing="row"``. Attention example by example (core.train.attention,
+  most models) holds one example's scores at a time; a model that keeps transformers' mask, the whole row's.
 Gradient checkpointing keeps only each layer's input and recomputes one layer at a time.
 DPO (``method="dpo"``): a pair's chosen and rejected answers run in one pass (twice the tokens, attention through a
 block-diagonal mask); the reference log-probabilities come from the same model with the adapter switched off, under
@@ -28,7 +30,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tuillm.core.train.attention import applies
 from tuillm.core.train.options import TrainConfig
+from tuillm.core.train.passes import row_limit
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # Saved activations per element under 16-bit autocast: the matrix products' inputs in 16 bits, the residual stream,
@@ -39,9 +43,13 @@ RUNTIME_CPU = 450 * 2**20  # python + torch + transformers + peft + tokenizer: ~
 RUNTIME_GPU = 0  # what torch reports on a GPU (max_memory_allocated) has no runtime part
 # Fitted to the demo's measured activation cost per token (see the module docstring).
 ACTIVATION_SCALE = 0.87
-# The LM head's float32 logits and what cross-entropy and its backward make of them (fitted: runs with and without
-# gradient checkpointing separate this from the layers' share).
-LOGIT_COPIES = 10
+# The LM head's logits and their gradient in the run's dtype (bf16 under autocast), with what the allocator keeps
+# of cross-entropy's float32 slices (core.train.loss), in copies of the logits (fitted on the demo in bf16 and
+# float32: runs with and without gradient checkpointing separate this from the layers' share).
+LOGIT_COPIES = 6
+# DPO's peak stands above an SFT pass of as many tokens by about this share of the layers' activations (the
+# reference pass without gradients just before; fitted on the demo: 2.24 GB measured against 1.85 GB).
+DPO_REFERENCE_SHARE = 0.9
 ATTENTION_COPIES = 2  # scores and softmax of one layer at a time, for a row holding one example
 # A row packing several examples attends through a block-diagonal mask: the attention falls back to a kernel that
 # materialises the scores (fitted on a 4 x 512-token row).
@@ -60,6 +68,8 @@ class ModelShape:
     n_head_kv: int
     head_dim: int
     vocab_size: int
+    window: int | None = None  # sliding-window attention's span, if the model has one
+    softcap: float | None = None  # attention logit soft-capping, if the model has it
 
 
 @dataclass(frozen=True)
@@ -95,24 +105,33 @@ def model_shape(base: str | Path) -> ModelShape:
 
     base = Path(base)
     info = read_info(base)
-    n_ff = 0
     if base.is_dir():
         from tuillm.core.train.base import read_config
 
         cfg = read_config(base)
         cfg = {**cfg, **(cfg.get("text_config") or {})}
-        n_ff = int(cfg.get("intermediate_size") or 0)
+        n_ff = _number(cfg.get("intermediate_size"))
+        window = _number(cfg.get("sliding_window")) if cfg.get("use_sliding_window", True) else 0
+        softcap = cfg.get("attn_logit_softcapping")
     else:
         from tuillm.convert.gguf_header import read_gguf_header
 
-        value = read_gguf_header(base).fields.get(f"{info.arch}.feed_forward_length")
-        if isinstance(value, list):
-            value = max(value) if value else 0
-        n_ff = int(value) if isinstance(value, int | float) else 0
+        fields = read_gguf_header(base).fields
+        n_ff = _number(fields.get(f"{info.arch}.feed_forward_length"))
+        window = _number(fields.get(f"{info.arch}.attention.sliding_window"))
+        softcap = fields.get(f"{info.arch}.attn_logit_softcapping")
     head_dim = info.head_dim_k or (info.n_embd // info.n_head if info.n_head else 0)
     return ModelShape(params=info.params, n_layers=info.n_layers, n_embd=info.n_embd,
                       n_ff=n_ff or 4 * info.n_embd, n_head=info.n_head, n_head_kv=info.n_head_kv or info.n_head,
-                      head_dim=head_dim, vocab_size=info.vocab_size)
+                      head_dim=head_dim, vocab_size=info.vocab_size, window=window or None,
+                      softcap=float(softcap) if isinstance(softcap, int | float) and softcap else None)
+
+
+def _number(value: object) -> int:
+    """A count from a config or GGUF field (a per-layer list: its largest); 0 when absent or not a number."""
+    if isinstance(value, list):
+        value = max((v for v in value if isinstance(v, int | float)), default=0)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 def _target_sizes(shape: ModelShape) -> dict[str, tuple[int, int]]:
@@ -152,9 +171,13 @@ def estimate_training(shape: ModelShape, *, rank: int = TrainConfig.rank,
     dtype = auto_dtype(device) if dtype == "auto" else dtype
     width = DTYPE_BYTES.get(dtype, 4)
     act_width = AUTOCAST_ACTIVATION_BYTES if width < 4 else width
-    one_row = packing == "row" or (packing == "auto" and gpu)
+    per_example = applies("sdpa", shape.window, shape.softcap, max_len)
+    limit = row_limit(packing, max_len, device, per_example)
+    micro = max_len * batch_size
+    row = micro if limit is None else min(micro, max(limit, max_len))
     sides = 2 if method == "dpo" else 1  # a pair's chosen and rejected answers in the same pass
-    tokens = (max_len * batch_size if one_row else max_len) * sides
+    # DPO: a pair's chosen and rejected answers in a row of their own, or the whole micro-batch's in one.
+    tokens = 2 * (micro if limit is None else max_len) if sides > 1 else row
     n_lora = lora_params(shape, rank, targets)
     sizes = _targets(shape, targets)
     # Saved for backward, per token and layer (in elements): norms and residuals, q/k/v and attention output,
@@ -166,19 +189,22 @@ def estimate_training(shape: ModelShape, *, rank: int = TrainConfig.rank,
         layers = tokens * (shape.n_layers * shape.n_embd * 4 + per_layer_bytes)  # float32 residual stream
     else:
         layers = tokens * shape.n_layers * per_layer_bytes
-    copies = MASKED_ATTENTION_COPIES if (one_row and batch_size > 1) or sides > 1 else ATTENTION_COPIES
-    attention = copies * shape.n_head * tokens * tokens * 4
+    if per_example:
+        attention = ATTENTION_COPIES * shape.n_head * max_len * max_len * 4
+    else:
+        copies = MASKED_ATTENTION_COPIES if tokens > max_len or sides > 1 else ATTENTION_COPIES
+        attention = copies * shape.n_head * tokens * tokens * 4
     # Rows of a micro-batch run one after another on CPU, yet the allocator keeps about one float32 logit row per
     # token of the other rows (measured: 4 x 512 tokens peak 0.35 GB above 1 x 512).
-    rest = (batch_size - 1) * max_len * sides if not one_row else 0
+    rest = micro * sides - tokens
     # The LM head runs on the trained positions only: all of them for raw text, the answers for chat data.
-    logits = int(tokens * min(max(trained_fraction, 0.0), 1.0)) * shape.vocab_size * 4 * LOGIT_COPIES
+    logits = int(tokens * min(max(trained_fraction, 0.0), 1.0)) * shape.vocab_size * width * LOGIT_COPIES
     logits += rest * shape.vocab_size * 4
     return TrainMemoryEstimate(
         runtime_bytes=RUNTIME_GPU if gpu else RUNTIME_CPU,
         weights_bytes=weights_bytes(shape, width),
         lora_bytes=n_lora * 16,
-        activation_bytes=int(layers + attention + logits),
+        activation_bytes=int(layers * (1 + (DPO_REFERENCE_SHARE if sides > 1 else 0)) + attention + logits),
         lora_params=n_lora,
         tokens_per_pass=tokens,
         device="cuda" if gpu else device,
@@ -189,10 +215,9 @@ def estimate_training(shape: ModelShape, *, rank: int = TrainConfig.rank,
 
 
 def weights_bytes(shape: ModelShape, width: int) -> int:
-    """The base in memory: its linear layers in the run's dtype; in a 16-bit run the embeddings (and a tied LM
-    head) stay float32 (core.train.model.float32_outside_linear; norms are too small to count)."""
-    embeddings = shape.vocab_size * shape.n_embd if width < 4 else 0
-    return (shape.params - embeddings) * width + embeddings * 4
+    """The base in memory: every weight in the run's dtype (in a 16-bit run the norms go back to float32,
+    core.train.model.float32_outside_linear: too small to count)."""
+    return shape.params * width
 
 
 def auto_dtype(device: str) -> str:

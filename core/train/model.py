@@ -42,6 +42,7 @@ def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit:
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from tuillm.core.train.attention import use_example_attention
     from tuillm.core.train.base import load_model
 
     check_quant(config.quant, device)
@@ -51,6 +52,7 @@ def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit:
     shown = f"{dtype}, 4-bit NF4" if config.quant == "4bit" else dtype
     emit(Progress("load", 0, 0, f"loading {folder.name} on {device} ({shown})"))
     model = load_model(folder, device, dtype, config.quant)
+    use_example_attention(model, config.max_len)  # a packed row attends example by example (core.train.attention)
     if config.quant == "4bit":
         from peft import prepare_model_for_kbit_training
 
@@ -124,15 +126,17 @@ def autocast_forward(model: Any, device: str, dtype: str) -> None:
 
 
 def float32_outside_linear(model: Any) -> None:
-    """The residual stream in float32, as under autocast over float32 weights: the embeddings (a tied LM head with
-    them) and the norms back in float32, and each LoRA-wrapped projection's base output upcast before LoRA's
-    update is added. In bf16 a small LoRA update (the first steps' B is tiny) is below the output's rounding step
-    and would be lost: measured on the demo, a bf16 sum ended short runs 4-12% above float32's loss. Costs the
-    embedding's float32 copy and float32 projection outputs."""
+    """The residual stream in float32, as under autocast over float32 weights: the embeddings' output upcast (their
+    weights stay in the run's dtype, so a tied LM head needs no cast of the whole vocabulary on every pass), the
+    norms back in float32, and each LoRA-wrapped projection's base output upcast before LoRA's update is added. In
+    bf16 a small LoRA update (the first steps' B is tiny) is below the output's rounding step and would be lost:
+    measured on the demo, a bf16 sum ended short runs 4-12% above float32's loss. Costs float32 projection
+    outputs."""
     import torch
 
     for name, module in model.named_modules():
-        if name.endswith(".base_layer") and isinstance(module, torch.nn.Linear):
+        if isinstance(module, torch.nn.Embedding) or (name.endswith(".base_layer")
+                                                      and isinstance(module, torch.nn.Linear)):
             module.register_forward_hook(lambda _module, _inputs, output: output.float())
         elif not isinstance(module, torch.nn.Linear):
             for param in module.parameters(recurse=False):

@@ -68,8 +68,8 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("quant", str, "none", "4bit: QLoRA, the base loaded in 4-bit NF4 through bitsandbytes (CUDA only)",
            choices=QUANTS, group=_TRAINING, label="Quantize base"),
     Option("packing", str, "auto", "how a micro-batch runs, with no padding either way: row packs it in one "
-           "sequence (block-diagonal attention), each runs its examples one by one; auto: rows of up to max_len "
-           "tokens on CPU/MPS, one row on CUDA", choices=PACKINGS, group=_TRAINING),
+           "sequence (each example attends to itself only), each runs its examples one by one; auto: one row on "
+           "CUDA, rows of up to max_len (at least 512) tokens on CPU/MPS", choices=PACKINGS, group=_TRAINING),
     Option("nproc", int, 1, "data-parallel processes (DDP through accelerate; gloo on CPU, NCCL on CUDA): at most "
            "the CPU cores, or the GPUs on CUDA; the same global batch, shared out by rank", lo=1, metavar="N",
            group=_TRAINING, label="Processes"),
