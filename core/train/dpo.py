@@ -96,7 +96,7 @@ class DpoRun(TrainRun):
         return [self.train_set[j] for j in order[i * size: (i + 1) * size]]  # type: ignore[misc]
 
     def rows(self, pairs: list[Pair]) -> list[list[Pair]]:
-        # One row per micro-batch where rows are not limited (core.train.loop.row_limit), else one pair a row: a
+        # One row per micro-batch where rows are not limited (core.train.passes.row_limit), else one pair a row: a
         # pair's two sides attend apart either way (positions restart).
         return [pairs] if self.row_tokens is None else [[pair] for pair in pairs]
 

@@ -3,19 +3,20 @@
 Model of the training loop in core.train.loop (peak resident memory on CPU; allocated memory on a GPU):
 - runtime: the Python process with torch, transformers and peft imported (CPU only: a GPU's figure is its own);
 - weights: every parameter of the base in the training dtype (``auto``: bf16 on a GPU and on a CPU with bf16 units,
-  else float32: core.train.base.pick_dtype's rule); activations are saved in it too (the forward runs under
-  autocast), the LM head's logits in float32;
+  else float32: core.train.base.pick_dtype's rule); activations and the LM head's logits are saved in it too (the
+  forward runs under autocast; the loss works on float32 slices of the logits, core.train.loss);
 - LoRA: its parameters, their gradients and AdamW's two moments, all float32 (16 bytes a parameter);
 - activations of one forward/backward pass: per token and layer a multiple of the hidden and MLP widths (plus the
-  inputs LoRA dropout copies), a layer's attention scores at once, and the LM head's float32 logits for the
-  trained tokens (the loop keeps only those). One pass holds a row (core.train.passes.row_limit): on CPU/MPS at
+  inputs LoRA dropout copies), a layer's attention scores at once, and the LM head's logits and their gradient for
+  the trained tokens (the loop keeps only those). One pass holds a row (core.train.passes.row_limit): on CPU/MPS at
   most ``max_len`` tokens (at least 512 where attention runs example by example), the whole micro-batch
   (``batch_size x max_len``) on CUDA or with ``packing="row"``. Attention example by example (core.train.attention,
   most models) holds one example's scores at a time; a model that keeps transformers' mask, the whole row's.
 Gradient checkpointing keeps only each layer's input and recomputes one layer at a time.
-DPO (``method="dpo"``): a pair's chosen and rejected answers run in one pass (twice the tokens, attention through a
-block-diagonal mask); the reference log-probabilities come from the same model with the adapter switched off, under
-no_grad, so there is no second copy of the base and nothing of that pass is kept.
+DPO (``method="dpo"``): a pair's chosen and rejected answers run in one pass (twice the tokens, each attending to
+itself); the reference log-probabilities come from the same model with the adapter switched off, under no_grad, so
+there is no second copy of the base and nothing of that pass is kept (though the peak stands higher than the
+policy pass alone: DPO_REFERENCE_SHARE).
 ``nproc`` processes on CPU each hold their own copy of everything (runtime, base, LoRA, activations): the total is N
 times one process's; on CUDA each GPU holds one process's share and the figure is per GPU.
 

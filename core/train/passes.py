@@ -9,7 +9,7 @@ from tuillm.core.train.attention import sequence_bounds
 from tuillm.core.train.data import IGNORE, Example, PackedBatch, pack
 
 
-def batch_tensors(batch: PackedBatch, device: str) -> tuple[Any, Any, Any]:
+def batch_tensors(batch: PackedBatch, device: str) -> tuple[Any, Any]:
     """The positions whose logits are needed and their targets (labels shifted by one)."""
     import torch
 
