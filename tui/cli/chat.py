@@ -171,43 +171,17 @@ def _turn(chat: Conversation, text: str, as_json: bool) -> str:
     return done.stats.finish_reason
 
 
-# The REPL's commands at a terminal, as `ollama run`'s (piped input is sent as written: a script's line that starts
-# with "/" is a message).
-HELP, CLEAR, BYE = ("/help", "/?"), ("/clear",), ("/bye", "/exit", "/quit")
-COMMANDS_HELP = "\n".join(f"  {', '.join(names):20} {what}" for names, what in (
-    (HELP, "list these commands"),
-    (CLEAR, "start a new conversation (the model stays loaded)"),
-    (BYE, "end the chat (as Ctrl+D)"),
-    (("//text",), "send a message that starts with /")))
-
-
-def _command(chat: Conversation, line: str) -> Conversation | None:
-    """Carry out a REPL command: the conversation to go on with, or None to end the chat."""
-    from tuillm.core.chat.conversation import Conversation
-
-    word = line.split()[0].lower()
-    if word in BYE:
-        return None
-    if word in CLEAR:
-        current = chat.chat
-        print("tuillm: a new conversation", file=sys.stderr)
-        return Conversation.new(chat.session, chat.store, model=current.model, system_prompt=current.system_prompt,
-                                sampling=current.sampling)
-    if word not in HELP:
-        print(f"tuillm: unknown command {safe_line(word)[:40]}", file=sys.stderr)
-    print(COMMANDS_HELP, file=sys.stderr)
-    return chat
-
-
 def _repl(chat: Conversation, as_json: bool) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
+        from tuillm.tui.cli import chat_repl as repl  # commands and multi-line messages, at a terminal only
+
         print(f"tuillm chat: {safe_line(Path(chat.chat.model).name)}; one message per line, /help for commands, "
               "Ctrl+D to quit", file=sys.stderr)
-    number = 0
+    number, block = 0, []
     while True:
         if interactive:
-            sys.stderr.write(">>> ")
+            sys.stderr.write("... " if block else ">>> ")
             sys.stderr.flush()
         raw = sys.stdin.buffer.readline()  # bytes: a line that is not UTF-8 is refused, not a traceback
         if not raw:
@@ -215,17 +189,24 @@ def _repl(chat: Conversation, as_json: bool) -> int:
         number += 1
         try:
             text = _stdin_line(raw, number)
-            if not text.strip():
-                continue
-            if interactive and text.startswith("/"):
+            if block or (interactive and repl.opens_block(text)):
+                block.append(text)  # a message of several lines, sent when a line ends with the quotes
+                if len(block) == 1 or not repl.closes_block(text):
+                    continue
+                text, block = repl.block_message(block), []
+            elif interactive and text.startswith("/"):
                 if text.startswith("//"):
                     text = text[1:]  # a message that starts with "/"
                 else:
-                    found = _command(chat, text)
+                    found = repl.command(chat, text, sys.stderr)
                     if found is None:
                         return 0
                     chat = found
                     continue
+            elif interactive and text.startswith('"""'):
+                text = repl.block_message([text])  # """a one-line block"""
+            if not text.strip():
+                continue
             if _turn(chat, text, as_json) == "cancelled" and not interactive:
                 raise KeyboardInterrupt  # piped input: Ctrl+C ends the run; at a prompt it stops one reply
         except TuillmError as exc:

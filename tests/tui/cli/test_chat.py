@@ -163,22 +163,32 @@ def test_sigkill_mid_reply_keeps_the_partial_answer(isolated_home: Path) -> None
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (the Makefile installs it)")
 def test_terminal_repl_commands(isolated_home: Path) -> None:
-    # At a terminal, as `ollama run`: /help lists the commands, an unknown one says so, /clear starts a new
-    # conversation (a second chat in the database, holding only what came after it), // sends a leading "/",
-    # /bye ends the chat with status 0.
+    # At a terminal, as `ollama run`: /help lists the commands, an unknown one says so, /set parameter changes the
+    # conversation's sampling (/show prints it), /clear starts a new conversation (a second chat in the database,
+    # holding only what came after it, with the same settings), // sends a leading "/", a block between triple
+    # quotes is one message of several lines, /bye ends the chat with status 0.
     tmux = Tmux(isolated_home / "exit-status")
     env = {k: os.environ[k] for k in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")}
+
+    def history() -> str:
+        return tmux("capture-pane", "-p", "-S", "-", "-t", "main")
+
     try:
         tmux.start([TUILLM, "chat", "demo", "--save", *FAST], env)
         tmux.wait_for(lambda s: "Ctrl+D to quit" in s and s.rstrip().endswith(">>>"), "the REPL's prompt")
         for line, shown in (("/help", "start a new conversation"), ("/nope", "unknown command /nope"),
-                            ("Hello!", None), ("/clear", "tuillm: a new conversation"), ("//etc is a folder", None)):
-            before = tmux.screen().count(">>>")
+                            ("/set parameter max_tokens 12", "tuillm: max_tokens = 12"),
+                            ("/show parameters", "max_tokens       12"), ("Hello!", None),
+                            ("/clear", "tuillm: a new conversation"), ("//etc is a folder", None),
+                            ('"""Two lines:', None), ('the second."""', None)):
+            before = history().count(">>>")  # the scrollback too: earlier prompts scroll off the 24 rows
             tmux("send-keys", "-t", "main", "-l", line)
             tmux("send-keys", "-t", "main", "Enter")
-            screen = tmux.wait_for(lambda s, n=before: s.count(">>>") > n and s.rstrip().endswith(">>>"),
-                                   f"the prompt after {line!r}")
-            assert shown is None or shown in screen, screen
+            if line.startswith('"""'):  # the block goes on: the continuation prompt, no reply yet
+                tmux.wait_for(lambda s: s.rstrip().endswith("..."), "the continuation prompt")
+                continue
+            tmux.wait_for(lambda s, n=before, want=shown: s.rstrip().endswith(">>>") and history().count(">>>") > n
+                          and (want is None or want in history()), f"the prompt after {line!r}")
         tmux("send-keys", "-t", "main", "-l", "/bye")
         tmux("send-keys", "-t", "main", "Enter")
         tmux.wait_for(lambda _s: tmux.exit_status() is not None, "the REPL ending on /bye")
@@ -188,4 +198,5 @@ def test_terminal_repl_commands(isolated_home: Path) -> None:
     with ChatStore() as store:
         chats = sorted(store.list_chats(), key=lambda chat: chat.id)
         users = [[m.content for m in store.messages(chat.id) if m.role == "user"] for chat in chats]
-    assert users == [["Hello!"], ["/etc is a folder"]]
+    assert users == [["Hello!"], ["/etc is a folder", "Two lines:\nthe second."]]
+    assert [chat.sampling.max_tokens for chat in chats] == [12, 12]
