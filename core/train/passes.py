@@ -27,7 +27,7 @@ def row_logits(model: Any, batch: PackedBatch, keep: Any, device: str) -> Any:
 
     ids = torch.tensor([batch.input_ids], dtype=torch.long, device=device)
     pos = torch.tensor([batch.position_ids], dtype=torch.long, device=device)
-    return model(input_ids=ids, position_ids=pos, cu_seq_lens_q=sequence_bounds(batch.position_ids, device),
+    return model(input_ids=ids, position_ids=pos, cu_seq_lens_q=sequence_bounds(batch.position_ids),
                  logits_to_keep=keep, use_cache=False).logits[0]
 
 

@@ -43,8 +43,8 @@ def test_a_packed_row_gives_each_example_its_own_logits(arch: str, tmp_path: Pat
 
 
 def test_sequence_bounds_and_the_rows_of_auto_packing() -> None:
-    assert sequence_bounds([0, 1, 2, 0, 1, 0], "cpu").tolist() == [0, 3, 5, 6]
-    assert sequence_bounds([0, 1, 2, 3], "cpu").tolist() == [0, 4]
+    assert sequence_bounds([0, 1, 2, 0, 1, 0]).tolist() == [0, 3, 5, 6]
+    assert sequence_bounds([0, 1, 2, 3]).tolist() == [0, 4]
     assert not applies("eager", None, None, 512) and not applies("sdpa", None, 50.0, 512)
     assert applies("sdpa", None, None, 512) and applies("sdpa", 4096, None, 512) and not applies("sdpa", 256, None, 512)
     assert row_limit("auto", 256, "cpu", per_example=True) == 512
