@@ -49,13 +49,12 @@ def uses_example_attention(model: Any) -> bool:
     return model.config._attn_implementation == NAME
 
 
-def sequence_bounds(position_ids: list[int]) -> Any:
-    """``cu_seq_lens_q`` of a packed row: where each example starts (its position 0), and the row's end. On the CPU
-    whatever the run's device: every layer reads it back as numbers, which from a GPU would wait for the device."""
+def sequence_bounds(bounds: list[int]) -> Any:
+    """``cu_seq_lens_q`` of a packed row from its ``PackedBatch.bounds``. On the CPU whatever the run's device: every
+    layer reads it back as numbers, which from a GPU would wait for the device."""
     import torch
 
-    starts = [i for i, p in enumerate(position_ids) if p == 0 or i == 0]
-    return torch.tensor([*starts, len(position_ids)], dtype=torch.int32)
+    return torch.tensor(bounds, dtype=torch.int32)
 
 
 def attention_per_example(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,

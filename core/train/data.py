@@ -359,6 +359,12 @@ class PackedBatch:
     n_examples: int
 
     @property
+    def bounds(self) -> list[int]:
+        """Where each example starts (its position 0), then the row's end: the one reading of the packing that
+        attention, splitting into rows and per-example sums share."""
+        return [i for i, p in enumerate(self.position_ids) if p == 0 or i == 0] + [len(self.position_ids)]
+
+    @property
     def trained_tokens(self) -> int:
         # The first label of each example is masked when packing, so this counts predictions made.
         return sum(1 for t in self.labels if t != IGNORE)

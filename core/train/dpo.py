@@ -54,8 +54,10 @@ def sequence_logps(model: Any, batch: PackedBatch, device: str) -> Any:
     keep, targets = batch_tensors(batch, device)
     logits = row_logits(model, batch, keep, device)
     token_logps = -token_losses(logits, targets)
-    starts = torch.tensor([p == 0 for p in batch.position_ids], dtype=torch.long)
-    owner = (torch.cumsum(starts, 0) - 1)[1:][keep.cpu()].to(device)  # the sequence each predicted token is in
+    bounds = batch.bounds
+    lengths = torch.tensor([b - a for a, b in zip(bounds, bounds[1:], strict=False)])
+    # The sequence each predicted token is in (a prediction is made from the token before it).
+    owner = torch.repeat_interleave(torch.arange(len(lengths)), lengths)[1:][keep.cpu()].to(device)
     return torch.zeros(batch.n_examples, device=device).index_add(0, owner, token_logps)
 
 

@@ -27,7 +27,7 @@ def row_logits(model: Any, batch: PackedBatch, keep: Any, device: str) -> Any:
 
     ids = torch.tensor([batch.input_ids], dtype=torch.long, device=device)
     pos = torch.tensor([batch.position_ids], dtype=torch.long, device=device)
-    return model(input_ids=ids, position_ids=pos, cu_seq_lens_q=sequence_bounds(batch.position_ids),
+    return model(input_ids=ids, position_ids=pos, cu_seq_lens_q=sequence_bounds(batch.bounds),
                  logits_to_keep=keep, use_cache=False).logits[0]
 
 
@@ -61,16 +61,15 @@ def split_packed(batch: PackedBatch, limit: int | None) -> list[PackedBatch]:
     row; 0: one example per row). Labels keep the packing's first-token mask, so the gradient is the same."""
     if limit is None:
         return [batch]
-    starts = [i for i, p in enumerate(batch.position_ids) if p == 0] + [len(batch.position_ids)]
+    bounds = batch.bounds
     rows: list[PackedBatch] = []
-    a = 0
-    for i in range(1, len(starts)):
-        end = starts[i]
-        nxt = starts[i + 1] if i + 1 < len(starts) else None
-        if nxt is None or nxt - a > limit:
+    a = first = 0  # the row being made starts at token a, with example first
+    for i in range(1, len(bounds)):
+        end = bounds[i]
+        if i + 1 == len(bounds) or bounds[i + 1] - a > limit:
             rows.append(PackedBatch(batch.input_ids[a:end], batch.labels[a:end], batch.position_ids[a:end],
-                                    sum(1 for p in batch.position_ids[a:end] if p == 0)))
-            a = end
+                                    i - first))
+            a, first = end, i
     return rows
 
 

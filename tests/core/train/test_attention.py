@@ -11,7 +11,7 @@ import pytest
 
 from tests.checkpoints import TINY_ARCHS, tiny_random_checkpoint
 from tuillm.core.train.attention import applies, sequence_bounds, use_example_attention, uses_example_attention
-from tuillm.core.train.data import Example, pack
+from tuillm.core.train.data import Example, PackedBatch, pack
 from tuillm.core.train.passes import row_limit, row_logits
 
 LENGTHS = (5, 300, 9, 3)  # short examples take SDPA's math kernel on a CPU, from 256 tokens the flash kernel
@@ -43,8 +43,9 @@ def test_a_packed_row_gives_each_example_its_own_logits(arch: str, tmp_path: Pat
 
 
 def test_sequence_bounds_and_the_rows_of_auto_packing() -> None:
-    assert sequence_bounds([0, 1, 2, 0, 1, 0]).tolist() == [0, 3, 5, 6]
-    assert sequence_bounds([0, 1, 2, 3]).tolist() == [0, 4]
+    assert PackedBatch([7] * 6, [7] * 6, [0, 1, 2, 0, 1, 0], 3).bounds == [0, 3, 5, 6]
+    assert PackedBatch([7] * 4, [7] * 4, [0, 1, 2, 3], 1).bounds == [0, 4]
+    assert sequence_bounds([0, 3, 5, 6]).tolist() == [0, 3, 5, 6]
     assert not applies("eager", None, None, 512) and not applies("sdpa", None, 50.0, 512)
     assert applies("sdpa", None, None, 512) and applies("sdpa", 4096, None, 512) and not applies("sdpa", 256, None, 512)
     assert row_limit("auto", 256, "cpu", per_example=True) == 512

@@ -165,6 +165,7 @@ def test_split_packed_rows() -> None:
     rows = split_packed(batch, 7)
     assert [r.input_ids for r in rows] == [[1, 1, 1, 2, 2, 2, 2], [3, 3, 4, 4, 4, 4, 4]]
     assert [r.position_ids for r in rows] == [[0, 1, 2, 0, 1, 2, 3], [0, 1, 0, 1, 2, 3, 4]]
+    assert [r.n_examples for r in rows] == [2, 2] and [r.n_examples for r in split_packed(batch, 0)] == [1] * 4
     assert sum(r.trained_tokens for r in rows) == batch.trained_tokens
 
 
