@@ -5,7 +5,8 @@ Prints decode tokens/s and time to first token (TTFT) of
   engine  tuillm.core.chat.engine.ChatSession (worker thread, events, stop checks)
   TUI     the headless app (App.run_test) streaming a reply in the Chat pane, timed where the pane takes the
           streamed text to draw it (from Enter to the first token there, and the tokens drawn per second after it),
-          with the share of a core its event loop took while the reply streamed and the CPU per draw
+          with the share of a core its event loop took while the reply streamed, the CPU per draw and how often
+          it drew (the interval stretches from 0.1 to 0.2 s where drawing is costly: ReplyStream.pace)
 and the ratios engine/raw and TUI/raw (goal >= 0.97 for decode tokens/s), then second-turn TTFT with prefix reuse
 against the same prompt evaluated fresh. All load the model with the same options (the same thread count: tuillm's
 default, ``core.models.hardware.default_threads``, or --threads) and decode greedily, so they produce the same
@@ -90,7 +91,7 @@ class TuiProbe:
         ReplyStream.take_text = timed  # type: ignore[method-assign]
 
 
-async def tui_run(pilot, probe: TuiProbe, max_tokens: int) -> tuple[float, float, int, float, float, float]:
+async def tui_run(pilot, probe: TuiProbe, max_tokens: int) -> tuple[float, float, int, float, float, float, float]:
     pane = pilot.app.query_one("#pane-chat")
     await pane.action_new_chat()
     pane.draft_system = QUESTION[0]["content"]
@@ -112,8 +113,9 @@ async def tui_run(pilot, probe: TuiProbe, max_tokens: int) -> tuple[float, float
     draws = max(len(probe.draws) - 2, 1)
     share = (c1 - c0) / (w1 - w0) if w1 > w0 else 0.0
     # Also the engine's own decode speed inside the app: what drawing costs the generation itself.
+    spacing = (t_last - t_first) / max(len(probe.draws) - 1, 1)  # the draw cadence (ReplyStream.pace)
     return (t_first - t0, rate, pane.last_stats["generated_tokens"], pane.last_stats["tokens_per_s"], share,
-            (c1 - c0) / draws)
+            (c1 - c0) / draws, spacing)
 
 
 def second_turn(session: ChatSession) -> tuple[float, float, int, int]:
@@ -254,7 +256,7 @@ def measure(args: argparse.Namespace) -> int:
     print(f"{'TUI':8} {tui_tps:13.1f} {tui_ttft * 1000:9.1f}   (tokens as drawn; the engine inside the app "
           f"decoded at {tui_engine_tps:.1f} tok/s)")
     print(f"TUI event loop while the reply streamed: {loop_share * 100:.1f}% of a core, {draw_cpu * 1000:.1f} ms CPU "
-          "per draw")
+          f"per draw, a draw every {med(rows[2], 6) * 1000:.0f} ms")
     print(f"engine/raw decode tokens/s: {paired(rows[1], rows[0]):.3f}  (goal >= 0.97; ratio of the medians "
           f"{eng_tps / raw_tps:.3f})")
     print(f"TUI/raw decode tokens/s: {paired(rows[2], rows[0]):.3f}  (goal >= 0.97; ratio of the medians "

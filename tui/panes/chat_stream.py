@@ -5,6 +5,13 @@ The backend calls ``add`` on its own thread for every token; the text waits in a
 message asks the event loop to draw it. Drawing per token kept the event loop busy and its GIL use slowed the
 decoding thread, so text is drawn at most every ``DRAW_INTERVAL_S``: the first token at once, then what came in
 the meantime in one go (``MessageBubble.stream``).
+
+A draw costs more than its own call: the frame Textual renders after it (every widget around the reply is rendered
+again, ~3 ms on these machines at 80x24), and now and then a layout. Where llama.cpp's threads use every core, that
+CPU is taken from the decoding: at 10 draws a second the event loop took ~12% of a core here, and the reply decoded
+~10% slower than with no drawing. So the interval stretches, up to ``MAX_DRAW_INTERVAL_S``, to keep the event loop's
+CPU while a reply streams near ``LOOP_BUDGET`` of a core: a fast machine (or a small window) still draws every
+``DRAW_INTERVAL_S``, a slow one draws a little less often instead of decoding slower.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from tuillm.core.errors import error_text
 from tuillm.core.text import safe_text
 from tuillm.tui.widgets.chat_messages import MessageBubble
 
-DRAW_INTERVAL_S = 0.1
+DRAW_INTERVAL_S = 0.1  # the shortest interval between draws
+MAX_DRAW_INTERVAL_S = 0.2  # the longest: five draws a second still reads as streaming
+LOOP_BUDGET = 0.03  # the share of a core the event loop aims to stay under while a reply streams
 
 
 class BackendEvent(Message):
@@ -70,9 +79,12 @@ class ReplyStream:
         self.bubble: MessageBubble | None = None  # where the text is drawn (set once the reply's bubble exists)
         self._skipped = False  # a draw came before the bubble: the text waits in the buffer for draw_into
         self._next: Timer | None = None  # the next draw, while text keeps coming
+        self.interval = DRAW_INTERVAL_S  # until the next draw (see ``pace``)
+        self._cpu_at = 0.0  # the event loop thread's CPU time at the last draw
 
     def begin(self) -> None:
         self.tokens = 0
+        self._cpu_at = time.thread_time()
 
     def add(self, token: Token) -> None:
         """Called on the backend's thread: post_message is thread-safe and does not wait for the event loop."""
@@ -112,7 +124,18 @@ class ReplyStream:
         if text:
             await self.bubble.stream(text)
             self._after_draw()
-            self._next = self._owner.set_timer(DRAW_INTERVAL_S, self.draw)
+            self._next = self._owner.set_timer(self.pace(), self.draw)
+
+    def pace(self) -> float:
+        """The interval to the next draw: the event loop's CPU since the last draw (this draw's call and the frame
+        and layouts of the last one, with whatever else the app did meanwhile) over ``LOOP_BUDGET``, between
+        ``DRAW_INTERVAL_S`` and ``MAX_DRAW_INTERVAL_S``; halfway from the last interval, so one costly draw (a
+        layout) does not swing it. Called on the event loop's thread (thread_time is that thread's CPU)."""
+        now = time.thread_time()
+        cpu, self._cpu_at = now - self._cpu_at, now
+        wanted = min(MAX_DRAW_INTERVAL_S, max(DRAW_INTERVAL_S, cpu / LOOP_BUDGET))
+        self.interval = (self.interval + wanted) / 2
+        return self.interval
 
     def end(self) -> None:
         """The reply ended: drop what is buffered (the final full update draws it)."""

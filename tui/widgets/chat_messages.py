@@ -30,7 +30,11 @@ class ChatColumn(Vertical):
     def compose(self) -> ComposeResult:
         yield Label("", id="chat-header", markup=False)
         yield ChatView(id="chat-view")
-        yield ChatPrompt(id="chat-prompt", placeholder=PLACEHOLDER, soft_wrap=True)
+        # In a box of its own: Textual renders, for each frame, every widget whose parent's region overlaps what
+        # changed, so a prompt straight in the column was rendered again (~1 ms, its theme applied anew) for each
+        # draw of a streaming reply above it.
+        with Vertical(id="chat-prompt-box"):
+            yield ChatPrompt(id="chat-prompt", placeholder=PLACEHOLDER, soft_wrap=True)
 
     @property
     def view(self) -> ChatView:

@@ -142,6 +142,7 @@ class StreamTail(Widget):
         self._height = self.styles.height = STEP  # rows, a multiple of STEP (the first step: no layout for it)
         self._drawn = 0  # rows drawn by the last show
         self._changed = 0  # the first row changed since the last show
+        self._style = Style()  # the rows' style, read once a frame (rich_style walks the ancestors)
 
     def overflows(self, text: str) -> bool:
         """Whether ``text`` needs more rows than the tail has (wrapping it for the ``show`` that follows)."""
@@ -207,8 +208,12 @@ class StreamTail(Widget):
         if self.content_size.width != self._width:
             self.show(self.text)  # wrapped again at the new width
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._style = self.rich_style  # as it is now (a class, the theme or a selected bubble's background)
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         rows = len(self._strips)
         strip = self._strips[y] if y < rows else self._last[y - rows] if y - rows < len(self._last) else Strip([])
-        return strip.extend_cell_length(self.content_size.width).apply_style(self.rich_style)
+        return strip.extend_cell_length(self.content_size.width).apply_style(self._style)
 
