@@ -32,7 +32,7 @@ from tuillm.tui.widgets.chat_messages import MessageBubble
 
 DRAW_INTERVAL_S = 0.1  # the shortest interval between draws
 MAX_DRAW_INTERVAL_S = 0.2  # the longest: five draws a second still reads as streaming
-LOOP_BUDGET = 0.03  # the share of a core the event loop aims to stay under while a reply streams
+LOOP_BUDGET = 0.03  # the share of a core the event loop aims for while a reply streams (the ceiling wins)
 
 
 class BackendEvent(Message):
