@@ -112,8 +112,8 @@ async def tui_run(pilot, probe: TuiProbe, max_tokens: int) -> tuple[float, float
     (w0, _, c0), (w1, _, c1) = probe.draws[0], probe.draws[max(len(probe.draws) - 2, 0)]
     draws = max(len(probe.draws) - 2, 1)
     share = (c1 - c0) / (w1 - w0) if w1 > w0 else 0.0
-    # Also the engine's own decode speed inside the app: what drawing costs the generation itself.
     spacing = (t_last - t_first) / max(len(probe.draws) - 1, 1)  # the draw cadence (ReplyStream.pace)
+    # Also the engine's own decode speed inside the app: what drawing costs the generation itself.
     return (t_first - t0, rate, pane.last_stats["generated_tokens"], pane.last_stats["tokens_per_s"], share,
             (c1 - c0) / draws, spacing)
 

@@ -79,7 +79,7 @@ class ReplyStream:
         self.bubble: MessageBubble | None = None  # where the text is drawn (set once the reply's bubble exists)
         self._skipped = False  # a draw came before the bubble: the text waits in the buffer for draw_into
         self._next: Timer | None = None  # the next draw, while text keeps coming
-        self.interval = DRAW_INTERVAL_S  # until the next draw (see ``pace``)
+        self._interval = DRAW_INTERVAL_S  # until the next draw (see ``pace``)
         self._cpu_at = 0.0  # the event loop thread's CPU time at the last draw
 
     def begin(self) -> None:
@@ -134,8 +134,8 @@ class ReplyStream:
         now = time.thread_time()
         cpu, self._cpu_at = now - self._cpu_at, now
         wanted = min(MAX_DRAW_INTERVAL_S, max(DRAW_INTERVAL_S, cpu / LOOP_BUDGET))
-        self.interval = (self.interval + wanted) / 2
-        return self.interval
+        self._interval = (self._interval + wanted) / 2
+        return self._interval
 
     def end(self) -> None:
         """The reply ended: drop what is buffered (the final full update draws it)."""

@@ -29,21 +29,25 @@ def clock(monkeypatch) -> CpuClock:
     return clock
 
 
+@pytest.fixture
+def stream(clock: CpuClock) -> ReplyStream:
+    return ReplyStream(None, after_draw=lambda: None)  # type: ignore[arg-type]  # pace needs no owner
+
+
 def paced(stream: ReplyStream, clock: CpuClock, cpu_s: float) -> float:
     """The interval after a draw cycle in which the event loop took ``cpu_s`` of CPU."""
     clock.now += cpu_s
     return stream.pace()
 
 
-def test_cheap_draws_keep_the_shortest_interval(clock: CpuClock) -> None:
-    stream = ReplyStream(None, after_draw=lambda: None)  # type: ignore[arg-type]  # pace needs no owner
+def test_cheap_draws_keep_the_shortest_interval(stream: ReplyStream, clock: CpuClock) -> None:
     stream.begin()
     for _ in range(5):
         assert paced(stream, clock, DRAW_INTERVAL_S * LOOP_BUDGET / 2) == DRAW_INTERVAL_S
 
 
-def test_costly_draws_stretch_the_interval_halfway_each_time_up_to_its_ceiling(clock: CpuClock) -> None:
-    stream = ReplyStream(None, after_draw=lambda: None)  # type: ignore[arg-type]
+def test_costly_draws_stretch_the_interval_halfway_each_time_up_to_its_ceiling(stream: ReplyStream,
+                                                                                clock: CpuClock) -> None:
     stream.begin()
     wanted = 0.16  # a cycle's CPU over the budget: between the bounds
     first = paced(stream, clock, wanted * LOOP_BUDGET)
@@ -58,8 +62,7 @@ def test_costly_draws_stretch_the_interval_halfway_each_time_up_to_its_ceiling(c
     assert interval == pytest.approx(DRAW_INTERVAL_S, rel=1e-3)
 
 
-def test_a_reply_counts_the_cpu_from_its_start(clock: CpuClock) -> None:
-    stream = ReplyStream(None, after_draw=lambda: None)  # type: ignore[arg-type]
+def test_a_reply_counts_the_cpu_from_its_start(stream: ReplyStream, clock: CpuClock) -> None:
     clock.now += 50.0  # the app's work before the reply (loading, typing) is not the reply's drawing
     stream.begin()
     assert paced(stream, clock, 0.0) == DRAW_INTERVAL_S
