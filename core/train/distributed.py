@@ -8,9 +8,10 @@ CUDA) and wraps the model in DDP (FSDP with ``--fsdp``, CUDA only).
 
 How a step is shared: every rank builds the same micro-batches (same seed, same data); the step's examples are
 dealt out by tokens (longest first to the rank with the fewest so far: deterministic, balanced) and each rank runs
-its share. Each loss is divided by the step's trained tokens over all ranks and multiplied by the world size, so
-DDP's mean of the ranks' gradients is the one-process gradient. Only rank 0 writes checkpoints and outputs and
-emits events; a cancel or a memory stop on any rank stops all of them after the same step.
+its share (DPO's pairs likewise, ``share``: core.train.dpo). Each loss is divided by the step's trained tokens over
+all ranks and multiplied by the world size, so DDP's mean of the ranks' gradients is the one-process gradient. Only
+rank 0 writes checkpoints and outputs and emits events; a cancel or a memory stop on any rank stops all of them
+after the same step.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Ranks(Protocol):
     def unwrap(self, model: Any) -> Any: ...
     def first(self) -> AbstractContextManager[None]: ...
     def rows(self, batches: list[PackedBatch], limit: int | None) -> list[PackedBatch]: ...
+    def share(self, sizes: list[int]) -> list[int]: ...
     def sync(self, model: Any, last: bool) -> AbstractContextManager[None]: ...
     def backward(self, loss: Any) -> None: ...
     def total(self, value: float) -> float: ...
@@ -75,6 +77,9 @@ class Single:
 
     def rows(self, batches: list[PackedBatch], limit: int | None) -> list[PackedBatch]:
         return [row for packed in batches for row in split_packed(packed, limit) if row.trained_tokens]
+
+    def share(self, sizes: list[int]) -> list[int]:
+        return list(range(len(sizes)))
 
     def sync(self, model: Any, last: bool) -> AbstractContextManager[None]:
         return nullcontext()
@@ -148,8 +153,6 @@ def check_nproc(config: TrainConfig, device: str, world: int) -> None:
         raise TuillmError(f"--fsdp shards the base across GPUs: CUDA only (this run is on {device}); leave it out")
     if config.fsdp and max(world, config.nproc) < 2:
         raise TuillmError("--fsdp needs --nproc 2 or more (it shards the base across processes)")
-    if config.method != "sft" and world > 1:  # (--nproc with it is refused by TrainConfig.check)
-        raise TuillmError(f"--method {config.method} runs in one process; start it without torchrun")
     if world > 1:
         if config.nproc not in (1, world):
             raise TuillmError(f"--nproc {config.nproc}, but the launcher started {world} processes (WORLD_SIZE); "
@@ -225,6 +228,9 @@ class DataParallel:
 
     def rows(self, batches: list[PackedBatch], limit: int | None) -> list[PackedBatch]:
         return share_rows(batches, limit, self.rank, self.world)
+
+    def share(self, sizes: list[int]) -> list[int]:
+        return deal(sizes, self.world)[self.rank]
 
     def sync(self, model: Any, last: bool) -> AbstractContextManager[None]:
         # Gradients are all-reduced once a step, on the backward of the rank's last row.

@@ -1,10 +1,11 @@
 """Preference tuning (``--method dpo``): the training loop of core.train.loop with the DPO objective.
 
 The run is the supervised one — LoRA on the base, the same schedule, progress events, checkpoints, cancel and
-resume, memory guard and adapter output — with pairs (core.train.pairs) for examples and DPO's loss for the
-token loss. The reference model is the base itself: the same model with the adapter switched off (peft's
-``disable_adapter``), so no second copy is loaded; its log-probabilities are computed, without gradients, for
-each micro-batch as it is trained (trl's default, ``precompute_ref_logps=False``).
+resume, memory guard, adapter output and ``--nproc`` (each step's pairs dealt out to the processes) — with pairs
+(core.train.pairs) for examples and DPO's loss for the token loss. The reference model is the base itself: the same
+model with the adapter switched off (peft's ``disable_adapter``), so no second copy is loaded; its
+log-probabilities are computed, without gradients, for each micro-batch as it is trained (trl's default,
+``precompute_ref_logps=False``).
 
 The loss is trl's ``DPOTrainer`` sigmoid loss (``loss_type="sigmoid"``, reverse KL), written out because trl 1.16
 computes it inside the trainer's ``_compute_loss`` with nothing callable on its own:
@@ -97,36 +98,47 @@ class DpoRun(TrainRun):
         size = self.config.batch_size
         return [self.train_set[j] for j in order[i * size: (i + 1) * size]]  # type: ignore[misc]
 
-    def rows(self, pairs: list[Pair]) -> list[list[Pair]]:
-        # One row per micro-batch where rows are not limited (core.train.passes.row_limit), else one pair a row: a
-        # pair's two sides attend apart either way (positions restart).
-        return [pairs] if self.row_tokens is None else [[pair] for pair in pairs]
+    def rows(self, micro: list[list[Pair]]) -> tuple[list[list[Pair]], float]:
+        """This process's rows of a step, and the weight of their loss: the step's pairs dealt out by tokens
+        (core.train.distributed), one row per ``batch_size`` pairs where rows are not limited
+        (core.train.passes.row_limit), else one pair a row (a pair's two sides attend apart either way: positions
+        restart). A process dealt nothing (fewer pairs than processes) runs the first pair with weight 0: its
+        backward still joins the step's all-reduce."""
+        pairs = [pair for pairs in micro for pair in pairs]
+        mine = [pairs[i] for i in self.ranks.share([pair.tokens for pair in pairs])]
+        if not mine:
+            return [pairs[:1]], 0.0
+        size = 1 if self.row_tokens is not None else self.config.batch_size
+        return [mine[i:i + size] for i in range(0, len(mine), size)], 1.0
 
     def one_step(self, lr: float) -> float:
         """One optimizer step over ``grad_accum`` micro-batches of pairs; the mean DPO loss of the step's pairs."""
         micro = [self.micro(self.step * self.config.grad_accum + i) for i in range(self.config.grad_accum)]
         n_pairs = sum(len(pairs) for pairs in micro)
         step_loss, margins, wins = 0.0, 0.0, 0.0
-        base = self.ranks.unwrap(self.model)  # one process: TrainConfig.check refuses --nproc with DPO
-        for pairs in micro:
-            for row in self.rows(pairs):
+        base = self.ranks.unwrap(self.model)  # the reference pass, without gradients: no DDP hooks needed
+        rows, weight = self.rows(micro)
+        for i, row in enumerate(rows):
+            with self.ranks.sync(self.model, last=i == len(rows) - 1):
                 reference = pair_logps(base, row, self.device, reference=True)
                 losses, chosen, rejected = dpo_loss(pair_logps(self.model, row, self.device), reference,
                                                     self.config.beta)
-                loss = losses.sum() / n_pairs  # a mean over the step's pairs, accumulated row by row
+                loss = weight * losses.sum() / n_pairs  # a mean over the step's pairs, accumulated row by row
                 self.ranks.backward(loss)
-                step_loss += float(loss.detach())
-                margins += float((chosen - rejected).sum())
-                wins += float((chosen > rejected).float().sum())
-        self.step_metrics = {"reward_margin": margins / n_pairs, "reward_accuracy": wins / n_pairs}
-        return self.apply_step(lr, sum(pair.tokens for pairs in micro for pair in pairs), step_loss)
+            step_loss += float(loss.detach())
+            margins += weight * float((chosen - rejected).sum())
+            wins += weight * float((chosen > rejected).float().sum())
+        self.step_metrics = {"reward_margin": self.ranks.total(margins) / n_pairs,
+                             "reward_accuracy": self.ranks.total(wins) / n_pairs}
+        return self.apply_step(lr, sum(pair.tokens for pairs in micro for pair in pairs),
+                               self.ranks.total(step_loss))
 
     def eval_loss(self) -> float | None:
         """The held-out pairs' mean DPO loss; their reward margin and accuracy join the step's metrics."""
         import torch
 
         pairs: list[Pair] = self.eval_set  # type: ignore[assignment]
-        if not pairs:
+        if not pairs or not self.ranks.main:  # rank 0 evaluates, alone (as a supervised run does)
             return None
         model = self.ranks.unwrap(self.model)
         was_training = model.training

@@ -247,3 +247,22 @@ def test_packed_log_probabilities_are_each_sequences_own(tiny: Path, tmp_path: P
                 scored = labels != -100
                 alone = logps[scored].gather(1, labels[scored][:, None]).sum()
                 assert float(got) == pytest.approx(float(alone), rel=1e-4, abs=1e-3)
+
+
+@pytest.mark.parametrize(("batch_size", "grad_accum"), [(2, 2), (1, 1)])
+def test_two_processes_follow_one_process(tiny: Path, tmp_path: Path, batch_size: int, grad_accum: int) -> None:
+    """``--nproc 2`` (gloo): the step's pairs dealt out to two processes give one process's losses, rewards and
+    held-out figures (float32, no dropout: they differ only in the order the gradient is summed). With one pair a
+    step, the second process is dealt nothing and runs a row of weight 0 to join the all-reduce."""
+    runs = {}
+    for nproc in (1, 2):
+        config = tiny_config(tiny, tmp_path, f"n{nproc}-{batch_size}")
+        config.nproc, config.dropout, config.max_steps = nproc, 0.0, 4
+        config.batch_size, config.grad_accum = batch_size, grad_accum
+        runs[nproc] = train(config).loss_log
+    assert len(runs[2]) == 4
+    for key in ("loss", "reward_margin", "reward_accuracy", "tokens"):
+        assert [r[key] for r in runs[2]] == pytest.approx([r[key] for r in runs[1]], rel=1e-4, abs=1e-6), key
+    evals = [r["eval_loss"] for r in runs[2] if "eval_loss" in r]
+    assert evals and evals == pytest.approx([r["eval_loss"] for r in runs[1] if "eval_loss" in r], rel=1e-4)
+    assert runs[2][-1]["loss"] < runs[2][0]["loss"]
