@@ -9,9 +9,9 @@ CUDA) and wraps the model in DDP (FSDP with ``--fsdp``, CUDA only).
 How a step is shared: every rank builds the same micro-batches (same seed, same data); the step's examples are
 dealt out by tokens (longest first to the rank with the fewest so far: deterministic, balanced) and each rank runs
 its share (DPO's pairs likewise, ``share``: core.train.dpo). Each loss is divided by the step's trained tokens over
-all ranks and multiplied by the world size, so DDP's mean of the ranks' gradients is the one-process gradient. Only
-rank 0 writes checkpoints and outputs and emits events; a cancel or a memory stop on any rank stops all of them
-after the same step.
+all ranks and multiplied by the world size, so DDP's mean of the ranks' gradients is the one-process gradient. The
+eval set is shared out too (``eval_passes``), its sums totalled. Only rank 0 writes checkpoints and outputs and
+emits events; a cancel or a memory stop on any rank stops all of them after the same step.
 """
 
 from __future__ import annotations
@@ -193,6 +193,14 @@ def share_rows(batches: list[PackedBatch], limit: int | None, rank: int, world: 
         return rows
     first = examples[0]
     return [PackedBatch(first.input_ids, [IGNORE] * len(first.labels), first.position_ids, first.n_examples)]
+
+
+def eval_passes(n: int, rank: int, world: int) -> list[tuple[int, bool]]:
+    """Rank ``rank``'s passes over ``n`` eval items, as (item, counted): every ``world``-th item from its own, then
+    item 0 uncounted until it has run as many passes as the first rank (FSDP gathers the weights in every forward,
+    with every rank taking part)."""
+    mine = [(i, True) for i in range(rank, n, world)]
+    return mine + [(0, False)] * (-(-n // world) - len(mine))
 
 
 class DataParallel:

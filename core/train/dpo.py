@@ -25,6 +25,7 @@ from typing import Any
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Emit, Log, ignore
 from tuillm.core.train.data import PackedBatch, epoch_order, pack, split_eval
+from tuillm.core.train.distributed import eval_passes
 from tuillm.core.train.loop import TrainRun, encoding
 from tuillm.core.train.options import TrainConfig
 from tuillm.core.train.pairs import Pair, describe_pairs, encode_pairs, load_pairs
@@ -134,25 +135,27 @@ class DpoRun(TrainRun):
                                self.ranks.total(step_loss))
 
     def eval_loss(self) -> float | None:
-        """The held-out pairs' mean DPO loss; their reward margin and accuracy join the step's metrics."""
+        """The held-out pairs' mean DPO loss, shared out to the ranks a pair a pass; their reward margin and accuracy
+        join the step's metrics."""
         import torch
 
         pairs: list[Pair] = self.eval_set  # type: ignore[assignment]
-        if not pairs or not self.ranks.main:  # rank 0 evaluates, alone (as a supervised run does)
+        if not pairs:
             return None
         model = self.ranks.unwrap(self.model)
         was_training = model.training
         model.eval()
-        total, margins, wins = 0.0, 0.0, 0.0
+        sums = [0.0, 0.0, 0.0]  # loss, margin, wins
         with torch.no_grad():
-            for pair in pairs:
-                losses, chosen, rejected = dpo_loss(pair_logps(model, [pair], self.device),
-                                                    pair_logps(model, [pair], self.device, reference=True),
+            for i, counted in eval_passes(len(pairs), self.ranks.rank, self.ranks.world):
+                losses, chosen, rejected = dpo_loss(pair_logps(model, [pairs[i]], self.device),
+                                                    pair_logps(model, [pairs[i]], self.device, reference=True),
                                                     self.config.beta)
-                total += float(losses.sum())
-                margins += float((chosen - rejected).sum())
-                wins += float((chosen > rejected).float().sum())
+                if counted:
+                    for k, value in enumerate((losses, chosen - rejected, (chosen > rejected).float())):
+                        sums[k] += float(value.sum())
         if was_training:
             model.train()
-        self.step_metrics.update(eval_reward_margin=margins / len(pairs), eval_reward_accuracy=wins / len(pairs))
-        return total / len(pairs)
+        total, margins, wins = (self.ranks.total(value) / len(pairs) for value in sums)
+        self.step_metrics.update(eval_reward_margin=margins, eval_reward_accuracy=wins)
+        return total

@@ -49,12 +49,13 @@ from tuillm.core.train.data import (
     encode_dataset,
     load_dataset,
     micro_batches,
+    pack,
     split_eval,
 )
-from tuillm.core.train.distributed import PeerLost, Ranks, Single, join, should_launch
+from tuillm.core.train.distributed import PeerLost, Ranks, Single, eval_passes, join, should_launch
 from tuillm.core.train.model import lora_model, resolve_targets
 from tuillm.core.train.options import DEFAULT_TARGETS, SCHEDULES, TrainConfig, parse_targets
-from tuillm.core.train.passes import evaluate, memory_bytes, row_limit, split_packed, sum_loss
+from tuillm.core.train.passes import eval_sums, memory_bytes, row_limit, split_packed, sum_loss
 from tuillm.core.train.schedule import Pace, Plan, format_duration, lr_at
 
 # Kept importable from here: the front ends and tests name them as core.train.loop's.
@@ -249,9 +250,16 @@ class TrainRun:
             self.emit(Log(f"step {step}/{total}: {message}"))
 
     def eval_loss(self) -> float | None:
-        if not self.ranks.main:  # rank 0 evaluates, alone; the others wait at the next step's all-reduce
+        """The held-out examples' mean loss per trained token, in batches of ``batch_size`` shared out to the
+        ranks."""
+        if not self.eval_set:
             return None
-        return evaluate(self.ranks.unwrap(self.model), self.eval_set, self.config.batch_size, self.device)
+        size = self.config.batch_size
+        batches = [pack(self.eval_set[i:i + size]) for i in range(0, len(self.eval_set), size)]
+        mine = [(batches[i], counted) for i, counted in eval_passes(len(batches), self.ranks.rank, self.ranks.world)]
+        total, count = eval_sums(self.ranks.unwrap(self.model), mine, self.device)
+        count = int(self.ranks.total(count))
+        return self.ranks.total(total) / count if count else None
 
     def after_step(self) -> None:
         """A checkpoint when one is due; when cancelled, a checkpoint and ``Cancelled``; under the memory guard's

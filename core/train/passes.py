@@ -1,12 +1,12 @@
 """Forward and backward passes over packed micro-batches: the summed loss of the trained tokens, rows of a batch,
-the eval loss, and the memory figure of the progress line. torch is imported inside each function."""
+the eval sums, and the memory figure of the progress line. torch is imported inside each function."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tuillm.core.train.attention import sequence_bounds
-from tuillm.core.train.data import IGNORE, Example, PackedBatch, pack
+from tuillm.core.train.data import IGNORE, PackedBatch
 
 
 def batch_tensors(batch: PackedBatch, device: str) -> tuple[Any, Any]:
@@ -73,24 +73,22 @@ def split_packed(batch: PackedBatch, limit: int | None) -> list[PackedBatch]:
     return rows
 
 
-def evaluate(model: Any, examples: list[Example], batch_size: int, device: str) -> float | None:
-    """The mean loss per trained token of ``examples`` (None without any)."""
+def eval_sums(model: Any, batches: list[tuple[PackedBatch, bool]], device: str) -> tuple[float, int]:
+    """The summed loss and trained-token count of the batches marked as counted; every batch is run (one a rank
+    runs only to keep in step with the others counts nothing: core.train.distributed.eval_passes)."""
     import torch
 
-    if not examples:
-        return None
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            batch = pack(examples[start: start + batch_size])
-            if batch.trained_tokens:
-                total += float(sum_loss(model, batch, device))
-                count += batch.trained_tokens
+        for batch, counted in batches:
+            loss = float(sum_loss(model, batch, device))
+            if counted:
+                total, count = total + loss, count + batch.trained_tokens
     if was_training:
         model.train()
-    return total / count if count else None
+    return total, count
 
 
 def memory_bytes(device: str) -> int:

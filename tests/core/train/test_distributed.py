@@ -20,7 +20,7 @@ from tests.core.train_facts import write_fact_dataset
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Log, Progress
 from tuillm.core.train.data import IGNORE, Example, pack
-from tuillm.core.train.distributed import check_nproc, deal, share_rows
+from tuillm.core.train.distributed import check_nproc, deal, eval_passes, share_rows
 from tuillm.core.train.loop import TrainConfig, latest_checkpoint, train
 
 
@@ -58,6 +58,13 @@ def test_a_rank_dealt_nothing_runs_a_row_without_loss() -> None:
     mine, spare = share_rows(batches, None, 0, 2), share_rows(batches, None, 1, 2)
     assert mine[0].trained_tokens == 3
     assert len(spare) == 1 and spare[0].trained_tokens == 0 and spare[0].input_ids == mine[0].input_ids
+
+
+def test_the_eval_set_is_shared_out_in_as_many_passes_on_every_rank() -> None:
+    passes = [eval_passes(5, r, 2) for r in range(2)]
+    assert passes == [[(0, True), (2, True), (4, True)], [(1, True), (3, True), (0, False)]]
+    assert sorted(i for p in passes for i, counted in p if counted) == list(range(5))
+    assert eval_passes(1, 2, 3) == [(0, False)] and eval_passes(4, 0, 1) == [(i, True) for i in range(4)]
 
 
 def cfg(tmp_path: Path, out: str, **kw: object) -> TrainConfig:
@@ -107,10 +114,11 @@ def test_two_processes_follow_one_process(tmp_path: Path) -> None:
 def test_a_cancel_stops_every_rank_and_either_count_resumes(tmp_path: Path) -> None:
     """A tiny random llama: a two-process run cancelled after step 1 stops all ranks after the same step with
     rank 0's checkpoint; resumed in one process it gives the uninterrupted curve (one process's: two give the
-    same, above). 12 examples, 11 a micro-batch: every other step holds one example, so rank 1 runs its row
-    without loss there."""
+    same, above). 12 examples, 6 held out, 5 a micro-batch: every other step holds one example, so rank 1 runs its
+    row without loss there; each rank evaluates one of the two eval batches."""
     tiny = tiny_random_checkpoint("llama", tmp_path / "tiny")
-    small = {"base": str(tiny), "max_steps": 5, "save_every": 0, "batch_size": 11}
+    small = {"base": str(tiny), "max_steps": 5, "save_every": 0, "batch_size": 5, "eval_fraction": 0.5,
+             "eval_every": 1}
     full = train(cfg(tmp_path, "full", **small))
     cancel = threading.Event()
 
@@ -127,7 +135,8 @@ def test_a_cancel_stops_every_rank_and_either_count_resumes(tmp_path: Path) -> N
     assert any(isinstance(e, Log) and e.message.startswith(f"cancelled after step {int(saved.name[5:])}")
                for e in events)
     resumed = train(cfg(tmp_path, "cut", resume=True, **small))
-    assert [r["loss"] for r in resumed.loss_log] == pytest.approx([r["loss"] for r in full.loss_log], rel=1e-4)
+    for key in ("loss", "eval_loss"):  # the eval set shared out to the two processes: one process's eval loss
+        assert [r[key] for r in resumed.loss_log] == pytest.approx([r[key] for r in full.loss_log], rel=1e-4)
 
 
 def test_the_form_offers_processes_where_there_is_more_than_one_core_or_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
