@@ -183,9 +183,12 @@ def joined(rows: list[PackedBatch]) -> PackedBatch:
 
 
 def share_rows(batches: list[PackedBatch], limit: int | None, rank: int, world: int) -> list[PackedBatch]:
-    """Rank ``rank``'s rows of a step: its dealt examples, packed again by ``limit``. A rank dealt nothing (a
-    short last step) gets one example with no trained token: its backward gives zero gradients, and DDP's
-    all-reduce, which every rank must join, still happens."""
+    """Rank ``rank``'s rows of a step: its dealt examples, packed again by ``limit`` (None: rows of at most the
+    longest micro-batch, the pass the memory estimate counts). A rank dealt nothing (a short last step) gets one
+    example with no trained token: its backward gives zero gradients, and DDP's all-reduce, which every rank must
+    join, still happens."""
+    if limit is None:
+        limit = max(len(packed.input_ids) for packed in batches)
     examples = [row for packed in batches for row in split_packed(packed, 0)]
     share = [examples[i] for i in deal([len(e.input_ids) for e in examples], world)[rank]]
     rows = [row for row in split_packed(joined(share), limit) if row.trained_tokens] if share else []

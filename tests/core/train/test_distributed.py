@@ -51,6 +51,9 @@ def test_the_ranks_rows_are_the_step_dealt_out() -> None:
     assert ids == sorted(tuple(row.input_ids) for r in rows for row in r)
     # row limit 0: one example a row, as in one process
     assert sum(len(share_rows(batches, 0, r, 2)) for r in range(2)) == 5
+    # no row limit (CUDA): a rank's rows are never longer than the step's longest micro-batch (26 tokens here)
+    alone = share_rows(batches, None, 0, 1)
+    assert [len(row.input_ids) for row in alone] == [26, 19]
 
 
 def test_a_rank_dealt_nothing_runs_a_row_without_loss() -> None:
