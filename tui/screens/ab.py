@@ -235,9 +235,10 @@ class ABScreen(ModalScreen[None]):
 
     def _forwarder(self, side: str) -> Callable[[ChatEvent], None]:
         def forward(event: ChatEvent) -> None:  # on the backend's thread
-            if isinstance(event, Token) and event.text:
+            text = safe_text(event.text) if isinstance(event, Token) else ""  # the model's: no escapes drawn
+            if text:
                 with self._lock:
-                    self._pending[side].append(event.text)
+                    self._pending[side].append(text)
                     post, self._draw_posted = not self._draw_posted, True
                 if post:
                     self.post_message(TextReady())
@@ -288,7 +289,7 @@ class ABScreen(ModalScreen[None]):
             if exc is not None:
                 self.post_message(SideReplied(side, None, error_text(exc)))
             else:
-                self.post_message(SideReplied(side, future.result().text, None))
+                self.post_message(SideReplied(side, safe_text(future.result().text), None))
 
         return done
 

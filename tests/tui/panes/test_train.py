@@ -216,6 +216,25 @@ async def test_ab_keeps_the_question_above_both_answers(tmp_path: Path) -> None:
         assert question.region.y < min(screen.query_one(f"#ab-{side}").region.y for side in ("base", "tuned"))
 
 
+@run_async
+async def test_ab_strips_escapes_from_the_models_answers(tmp_path: Path) -> None:
+    """A model's text may hold terminal control sequences: neither the streamed tokens nor the final answer
+    reach the screen with them."""
+    tokens = ("Hi", " \x1b[31m", "red", "\x1b]0;owned\x07", "\x1b[2J", " done")
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ABScreen(Model(tmp_path / "base.gguf", "base"), Model(tmp_path / "tuned.gguf", "tuned"),
+                          backends=lambda emit: FakeBackend(emit, tokens=tokens))
+        await app.push_screen(screen)
+        await until(pilot, lambda: all(screen.loaded.values()), "both sides loaded")
+        screen.query_one("#ab-prompt").value = "Say it in red"
+        await pilot.press("enter")
+        await until(pilot, lambda: not any(screen.busy.values()), "both replies")
+        for side in ("base", "tuned"):
+            assert screen.replies[side] == "Hi red done"
+            assert screen.query_one(f"#ab-{side}").content.plain == "Hi red done"
+
+
 @pytest.mark.slow
 @run_async
 async def test_train_merge_chat_and_ab(tmp_path: Path, demo_gguf: Path) -> None:
