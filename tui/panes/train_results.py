@@ -19,6 +19,7 @@ from textual.notifications import SeverityLevel
 from textual.widgets import Button, Select, Static
 
 from tuillm.core.chat.backend import llama_backend
+from tuillm.core.text import safe_line
 from tuillm.core.train.options import TrainConfig
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress
 from tuillm.tui.panes import train_jobs as jobs
@@ -136,7 +137,8 @@ class TrainJobs(VerticalScroll):
     def _set_result(self, line: str) -> None:
         result = self.query_one("#train-result", Static)
         previous = str(result.content)
-        result.update(Text((previous + "\n" if previous else "") + line))
+        # Paths of the user's files: a file name may hold control sequences.
+        result.update(Text((previous + "\n" if previous else "") + safe_line(line)))
 
     def _need_adapter(self) -> bool:
         if self.adapter_dir is None or self.base_path is None:
