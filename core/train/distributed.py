@@ -182,20 +182,29 @@ def joined(rows: list[PackedBatch]) -> PackedBatch:
                        [t for r in rows for t in r.position_ids], sum(r.n_examples for r in rows))
 
 
-def share_rows(batches: list[PackedBatch], limit: int | None, rank: int, world: int) -> list[PackedBatch]:
+def share_rows(batches: list[PackedBatch], limit: int | None, rank: int, world: int, *,
+               even: bool = False) -> list[PackedBatch]:
     """Rank ``rank``'s rows of a step: its dealt examples, packed again by ``limit`` (None: rows of at most the
     longest micro-batch, the pass the memory estimate counts). A rank dealt nothing (a short last step) gets one
     example with no trained token: its backward gives zero gradients, and DDP's all-reduce, which every rank must
-    join, still happens."""
+    join, still happens. ``even`` (FSDP, which gathers the weights in every forward with all ranks): every rank
+    runs as many rows, the short ones made up with such rows."""
     if limit is None:
         limit = max(len(packed.input_ids) for packed in batches)
     examples = [row for packed in batches for row in split_packed(packed, 0)]
-    share = [examples[i] for i in deal([len(e.input_ids) for e in examples], world)[rank]]
-    rows = [row for row in split_packed(joined(share), limit) if row.trained_tokens] if share else []
-    if rows:
-        return rows
-    first = examples[0]
-    return [PackedBatch(first.input_ids, [IGNORE] * len(first.labels), first.position_ids, first.n_examples)]
+    shares = deal([len(e.input_ids) for e in examples], world)
+    idle = PackedBatch(examples[0].input_ids, [IGNORE] * len(examples[0].labels), examples[0].position_ids,
+                       examples[0].n_examples)
+
+    def rows_of(share: list[int]) -> list[PackedBatch]:
+        rows = [row for row in split_packed(joined([examples[i] for i in share]), limit) if row.trained_tokens] \
+            if share else []
+        return rows or [idle]
+
+    mine = rows_of(shares[rank])
+    if even:
+        mine += [idle] * (max(len(rows_of(share)) for share in shares) - len(mine))
+    return mine
 
 
 def eval_passes(n: int, rank: int, world: int) -> list[tuple[int, bool]]:
@@ -224,6 +233,7 @@ class DataParallel:
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
         self.main = self.accelerator.is_main_process
+        self.fsdp = config.fsdp
 
     def place(self, device: str) -> str:
         return str(self.accelerator.device) if device.startswith("cuda") else device
@@ -238,7 +248,7 @@ class DataParallel:
         return self.accelerator.main_process_first()
 
     def rows(self, batches: list[PackedBatch], limit: int | None) -> list[PackedBatch]:
-        return share_rows(batches, limit, self.rank, self.world)
+        return share_rows(batches, limit, self.rank, self.world, even=self.fsdp)
 
     def share(self, sizes: list[int]) -> list[int]:
         return deal(sizes, self.world)[self.rank]

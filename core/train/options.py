@@ -157,7 +157,9 @@ class TrainConfig:
         """Every declared option's value checked by its declaration; one TuillmError listing what is wrong."""
         values = self.option_values()
         problems = [p for o in TRAIN_OPTIONS if (p := option_problem(o, values[o.name])) is not None]
-        if self.method == "dpo" and self.fsdp:  # FSDP gathers per forward: ranks would run unequal counts of them
+        # Under FSDP every rank must run as many forwards (each gathers the weights); DPO's ranks run the rows
+        # their pairs need.
+        if self.method == "dpo" and self.fsdp:
             problems.append("--fsdp is for supervised runs: --method dpo runs data-parallel (--nproc) without it")
         if self.method == "dpo" and self.train_on_prompt:
             problems.append("--train-on-prompt is for supervised data: DPO scores the answers only")

@@ -54,6 +54,12 @@ def test_the_ranks_rows_are_the_step_dealt_out() -> None:
     # no row limit (CUDA): a rank's rows are never longer than the step's longest micro-batch (26 tokens here)
     alone = share_rows(batches, None, 0, 1)
     assert [len(row.input_ids) for row in alone] == [26, 19]
+    # FSDP (even): every rank runs as many rows, the short one made up with a row that trains nothing
+    uneven = [pack([example(20, 5), example(20, 5), example(30, 5)])]  # rank 0: 30 | rank 1: 20, 20 (limit 30)
+    assert [len(share_rows(uneven, 30, r, 2)) for r in range(2)] == [1, 2]
+    even = [share_rows(uneven, 30, r, 2, even=True) for r in range(2)]
+    assert [len(rows) for rows in even] == [2, 2]
+    assert [row.trained_tokens for row in even[0]] == [5, 0]
 
 
 def test_a_rank_dealt_nothing_runs_a_row_without_loss() -> None:
