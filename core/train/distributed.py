@@ -4,7 +4,7 @@ The loop (core.train.loop) talks to ``Ranks``: ``Single`` is the one-process run
 arithmetic is what it always was); ``DataParallel`` is a rank of a run that a launcher started (``tuillm train
 --nproc N`` through core.train.dist_launch, or ``torchrun``/``accelerate launch`` of ``tuillm train``: RANK and
 WORLD_SIZE are in the environment). accelerate's ``Accelerator`` joins the process group (gloo on CPU, NCCL on
-CUDA) and wraps the model in DDP (FSDP with ``--fsdp``, CUDA only).
+CUDA) and wraps the model in DDP; with ``--fsdp``, torch's FSDP2 shards the frozen base across the ranks instead.
 
 How a step is shared: every rank builds the same micro-batches (same seed, same data); the step's examples are
 dealt out by tokens (longest first to the rank with the fewest so far: deterministic, balanced) and each rank runs
@@ -138,19 +138,15 @@ def gpus_seen() -> int:
 
 
 def unoffered_options() -> set[str]:
-    """The options a form leaves out here: the process count with one CPU core and at most one GPU, FSDP with
-    fewer than two GPUs."""
-    gpus = gpus_seen()
-    hidden = {"fsdp"} if gpus < 2 else set()
-    if gpus < 2 and device_count("cpu") < 2:
-        hidden.add("nproc")
-    return hidden
+    """The options a form leaves out here: the process count and FSDP with one CPU core and at most one GPU."""
+    return {"nproc", "fsdp"} if gpus_seen() < 2 and device_count("cpu") < 2 else set()
 
 
 def check_nproc(config: TrainConfig, device: str, world: int) -> None:
     """``--nproc`` and ``--fsdp`` against the machine and the launcher; one TuillmError saying what is wrong."""
-    if config.fsdp and not device.startswith("cuda"):
-        raise TuillmError(f"--fsdp shards the base across GPUs: CUDA only (this run is on {device}); leave it out")
+    if config.fsdp and device != "cpu" and not device.startswith("cuda"):
+        raise TuillmError(f"--fsdp shards the base across CUDA GPUs or CPU processes (this run is on {device}); "
+                          "leave it out")
     if config.fsdp and max(world, config.nproc) < 2:
         raise TuillmError("--fsdp needs --nproc 2 or more (it shards the base across processes)")
     if world > 1:
@@ -216,30 +212,30 @@ def eval_passes(n: int, rank: int, world: int) -> list[tuple[int, bool]]:
 
 
 class DataParallel:
-    """A rank of a data-parallel run, through accelerate's ``Accelerator`` (it joins the process group)."""
+    """A rank of a data-parallel run, through accelerate's ``Accelerator`` (it joins the process group, wraps the
+    model in DDP); with ``--fsdp``, the frozen base sharded by FSDP2 instead (``shard``)."""
 
     def __init__(self, config: TrainConfig, device: str) -> None:
         from accelerate import Accelerator
         from accelerate.utils import InitProcessGroupKwargs
 
-        plugin = None
-        if config.fsdp:
-            from accelerate import FullyShardedDataParallelPlugin
-
-            plugin = FullyShardedDataParallelPlugin(fsdp_version=2, state_dict_type="FULL_STATE_DICT",
-                                                    cpu_ram_efficient_loading=False)
         handlers = [InitProcessGroupKwargs(timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))]
-        self.accelerator = Accelerator(cpu=device == "cpu", kwargs_handlers=handlers, fsdp_plugin=plugin)
+        self.accelerator = Accelerator(cpu=device == "cpu", kwargs_handlers=handlers)
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
         self.main = self.accelerator.is_main_process
         self.fsdp = config.fsdp
+        self._trained: list[Any] = []  # FSDP: the LoRA weights, replicated, their gradients all-reduced here
 
     def place(self, device: str) -> str:
         return str(self.accelerator.device) if device.startswith("cuda") else device
 
     def wrap(self, model: Any) -> Any:
-        return self.accelerator.prepare_model(model)
+        if not self.fsdp:
+            return self.accelerator.prepare_model(model)
+        self._trained = [p for p in model.parameters() if p.requires_grad]
+        shard(model, self._trained, self.accelerator.device.type, self.world)
+        return model
 
     def unwrap(self, model: Any) -> Any:
         return self.accelerator.unwrap_model(model)
@@ -255,7 +251,20 @@ class DataParallel:
 
     def sync(self, model: Any, last: bool) -> AbstractContextManager[None]:
         # Gradients are all-reduced once a step, on the backward of the rank's last row.
+        if self.fsdp:
+            return self._reduce_after() if last else nullcontext()
         return _collective() if last else self.accelerator.no_sync(model)
+
+    @contextmanager
+    def _reduce_after(self) -> Iterator[None]:
+        """FSDP: after the last row's backward, the mean of the ranks' LoRA gradients, as DDP takes it."""
+        import torch.distributed
+
+        yield
+        with _collective():
+            for p in self._trained:  # in the model's order: the same on every rank
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= self.world
 
     def backward(self, loss: Any) -> None:
         self.accelerator.backward(loss * self.world)  # DDP averages over ranks: the sum is the one-process gradient
@@ -284,6 +293,34 @@ class DataParallel:
 
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def shard(model: Any, trained: list[Any], device_type: str, world: int) -> None:
+    """FSDP2 (torch's ``fully_shard``) over a LoRA model's frozen base: each decoder layer (the model's
+    ``_no_split_modules``) and the rest sharded across the ranks, gathered for each forward; the LoRA weights left
+    out, whole on every rank (small: their optimizer, checkpoints and outputs are those of one process)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device_type, (world,))
+    ignored = set(trained)
+    layers = set(model.get_base_model()._no_split_modules or ())
+    for module in list(model.modules()):
+        if type(module).__name__ in layers:
+            fully_shard(module, mesh=mesh, ignored_params=ignored)
+    fully_shard(model, mesh=mesh, ignored_params=ignored)
+
+
+def base_share(model: Any) -> tuple[int, int]:
+    """The bytes of the frozen base this process holds, and of the whole base (they differ once ``shard`` ran)."""
+    from torch.distributed.tensor import DTensor
+
+    held = whole = 0
+    for p in model.parameters():
+        if not p.requires_grad:
+            whole += p.numel() * p.element_size()
+            held += (p.to_local() if isinstance(p, DTensor) else p).numel() * p.element_size()
+    return held, whole
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from tuillm.core.chat.template import ChatTemplate
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Metric, Progress, ignore
 from tuillm.core.models import guard, hardware
+from tuillm.core.text import format_bytes
 from tuillm.core.train.attention import uses_example_attention
 from tuillm.core.train.checkpoints import (
     ADAPTER_CONFIG,
@@ -52,7 +53,15 @@ from tuillm.core.train.data import (
     pack,
     split_eval,
 )
-from tuillm.core.train.distributed import PeerLost, Ranks, Single, eval_passes, join, should_launch
+from tuillm.core.train.distributed import (
+    PeerLost,
+    Ranks,
+    Single,
+    base_share,
+    eval_passes,
+    join,
+    should_launch,
+)
 from tuillm.core.train.model import lora_model, resolve_targets
 from tuillm.core.train.options import DEFAULT_TARGETS, SCHEDULES, TrainConfig, parse_targets
 from tuillm.core.train.passes import eval_sums, memory_bytes, row_limit, split_packed, sum_loss
@@ -358,6 +367,10 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     _resume(run, resume_from)
     ranks.seed(config.seed, run.step)
     run.model = ranks.wrap(model)  # DDP (or FSDP) around the LoRA model; after every rank checked the output
+    if config.fsdp:
+        held, whole = base_share(model)
+        emit(Log(f"FSDP: this process holds {held / whole:.0%} of the frozen base ({format_bytes(held)} of "
+                 f"{format_bytes(whole)})"))
     if ranks.main:  # rank 0 alone writes in the output folder
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)

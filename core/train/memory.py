@@ -18,7 +18,9 @@ itself); the reference log-probabilities come from the same model with the adapt
 there is no second copy of the base and nothing of that pass is kept (though the peak stands higher than the
 policy pass alone: DPO_REFERENCE_SHARE).
 ``nproc`` processes on CPU each hold their own copy of everything (runtime, base, LoRA, activations): the total is N
-times one process's; on CUDA each GPU holds one process's share and the figure is per GPU.
+times one process's; on CUDA each GPU holds one process's share and the figure is per GPU. With ``fsdp`` a GPU holds
+its 1/N of the base and one layer gathered whole at a time; on CPU each process still loads the whole base before
+sharding it, so the figure stays that of a whole copy.
 
 The constants were fitted to the peak RSS (VmHWM) of real short runs of the demo (SmolLM2-135M) on CPU;
 tests/bench/train_memory.py measures it again and prints the ratio. GPU figures use the same activation model in
@@ -165,7 +167,8 @@ def estimate_training(shape: ModelShape, *, rank: int = TrainConfig.rank,
                       batch_size: int = TrainConfig.batch_size, dropout: float = TrainConfig.dropout,
                       device: str = "cpu", dtype: str = TrainConfig.dtype, packing: str = TrainConfig.packing,
                       grad_checkpointing: bool = TrainConfig.grad_checkpointing, trained_fraction: float = 1.0,
-                      method: str = TrainConfig.method, nproc: int = TrainConfig.nproc) -> TrainMemoryEstimate:
+                      method: str = TrainConfig.method, nproc: int = TrainConfig.nproc,
+                      fsdp: bool = TrainConfig.fsdp) -> TrainMemoryEstimate:
     """Peak memory of a run with these settings (the fields of core.train.options.TrainConfig);
     ``trained_fraction``: the share of tokens that carry loss (1 for raw text: the upper bound)."""
     gpu = device.startswith("cuda")
@@ -203,7 +206,7 @@ def estimate_training(shape: ModelShape, *, rank: int = TrainConfig.rank,
     logits += rest * shape.vocab_size * 4
     return TrainMemoryEstimate(
         runtime_bytes=RUNTIME_GPU if gpu else RUNTIME_CPU,
-        weights_bytes=weights_bytes(shape, width),
+        weights_bytes=sharded_bytes(shape, width, nproc) if fsdp and gpu else weights_bytes(shape, width),
         lora_bytes=n_lora * 16,
         activation_bytes=int(layers * (1 + (DPO_REFERENCE_SHARE if sides > 1 else 0)) + attention + logits),
         lora_params=n_lora,
@@ -219,6 +222,12 @@ def weights_bytes(shape: ModelShape, width: int) -> int:
     """The base in memory: every weight in the run's dtype (in a 16-bit run the norms go back to float32,
     core.train.model.float32_outside_linear: too small to count)."""
     return shape.params * width
+
+
+def sharded_bytes(shape: ModelShape, width: int, nproc: int) -> int:
+    """One GPU's part of an FSDP-sharded base: its 1/N share, and one layer gathered whole for its pass."""
+    whole = weights_bytes(shape, width)
+    return whole // max(1, nproc) + whole // max(1, shape.n_layers)
 
 
 def auto_dtype(device: str) -> str:
@@ -237,4 +246,5 @@ def estimate_for_config(shape: ModelShape, config: Any, trained_fraction: float 
                              batch_size=config.batch_size, dropout=config.dropout,
                              device=config.device if config.device != "auto" else "cpu", dtype=config.dtype,
                              packing=config.packing, grad_checkpointing=config.grad_checkpointing,
-                             trained_fraction=trained_fraction, method=config.method, nproc=config.nproc)
+                             trained_fraction=trained_fraction, method=config.method, nproc=config.nproc,
+                             fsdp=config.fsdp)

@@ -51,7 +51,9 @@ def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit:
     torch.manual_seed(config.seed)
     shown = f"{dtype}, 4-bit NF4" if config.quant == "4bit" else dtype
     emit(Progress("load", 0, 0, f"loading {folder.name} on {device} ({shown})"))
-    model = load_model(folder, device, dtype, config.quant)
+    # --fsdp: the base stays in RAM until FSDP moves each rank's shard to the GPU (core.train.distributed.shard):
+    # a base that does not fit one GPU never goes to one whole.
+    model = load_model(folder, "cpu" if config.fsdp else device, dtype, config.quant)
     use_example_attention(model, config.max_len)  # a packed row attends example by example (core.train.attention)
     if config.quant == "4bit":
         from peft import prepare_model_for_kbit_training
@@ -63,7 +65,7 @@ def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit:
     model = get_peft_model(model, lora)
     for p in model.parameters():  # LoRA weights in float32 even over a bf16 base: small, and stable to train
         if p.requires_grad:
-            p.data = p.data.float()
+            p.data = p.data.float().to(device)  # (FSDP leaves them whole and where they are)
     if config.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()

@@ -75,8 +75,8 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
            group=_TRAINING, label="Processes"),
     Option("train_on_prompt", bool, False, "put loss on every token, not only the assistant's", group=_DATA),
     Option("grad_checkpointing", bool, False, "trade compute for memory", group=_TRAINING),
-    Option("fsdp", bool, False, "shard the frozen base across the GPUs (FSDP) for a base that does not fit one; "
-           "CUDA and --nproc 2 or more only", group=_TRAINING, label="FSDP"),
+    Option("fsdp", bool, False, "shard the frozen base across the processes (FSDP), for a base too big for one GPU; "
+           "--nproc 2 or more", group=_TRAINING, label="FSDP"),
     Option("resume", bool, False, "continue from the latest checkpoint in the output folder", group=_TRAINING),
 )
 _OPTION = option_map(TRAIN_OPTIONS)
@@ -161,6 +161,8 @@ class TrainConfig:
         # their pairs need.
         if self.method == "dpo" and self.fsdp:
             problems.append("--fsdp is for supervised runs: --method dpo runs data-parallel (--nproc) without it")
+        if self.fsdp and self.quant != "none":
+            problems.append("--fsdp shards a base of full-precision weights: leave out --quant (QLoRA) with it")
         if self.method == "dpo" and self.train_on_prompt:
             problems.append("--train-on-prompt is for supervised data: DPO scores the answers only")
         if problems:

@@ -138,7 +138,7 @@ class TrainForm(Vertical):
         return widget
 
     def compose(self) -> ComposeResult:
-        hidden = unoffered_options()  # processes with one core (or GPU), FSDP without two GPUs: kept at defaults
+        hidden = unoffered_options()  # processes and FSDP with one core (or GPU): kept at defaults
         with Grid(id="train-form"):
             for option in TRAIN_OPTIONS:
                 if option.kind is not bool:

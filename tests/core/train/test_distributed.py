@@ -10,6 +10,7 @@ all-reduce or a doubled gradient would give (a whole example's loss, several per
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -87,7 +88,6 @@ def cfg(tmp_path: Path, out: str, **kw: object) -> TrainConfig:
 
 @pytest.mark.parametrize(("kw", "world", "expected"), [
     ({"nproc": 4096}, 1, "--nproc 4096: this machine has"),
-    ({"nproc": 2, "fsdp": True}, 1, "--fsdp shards the base across GPUs: CUDA only"),
     ({"nproc": 3}, 2, "--nproc 3, but the launcher started 2 processes"),
 ])
 def test_refusals(tmp_path: Path, kw: dict, world: int, expected: str) -> None:
@@ -95,7 +95,13 @@ def test_refusals(tmp_path: Path, kw: dict, world: int, expected: str) -> None:
         check_nproc(cfg(tmp_path, "o", **kw), "cpu", world)
     with pytest.raises(TuillmError, match="--fsdp needs --nproc 2"):
         check_nproc(cfg(tmp_path, "o", fsdp=True), "cuda", 1)
+    with pytest.raises(TuillmError, match=r"--fsdp shards the base across CUDA GPUs or CPU processes \(this run is on "
+                                          "mps"):
+        check_nproc(cfg(tmp_path, "o", nproc=2, fsdp=True), "mps", 1)
     check_nproc(cfg(tmp_path, "o", nproc=2), "cpu", 2)  # torchrun's 2 ranks with --nproc 2 (or 1): fine
+    check_nproc(cfg(tmp_path, "o", nproc=2, fsdp=True), "cpu", 1)  # FSDP on the CPU: gloo
+    with pytest.raises(TuillmError, match=r"--fsdp shards a base of full-precision weights: leave out --quant"):
+        cfg(tmp_path, "o", nproc=2, fsdp=True, quant="4bit").check()
 
 
 def steps_logged(events: list) -> list[str]:
@@ -148,14 +154,46 @@ def test_a_cancel_stops_every_rank_and_either_count_resumes(tmp_path: Path) -> N
         assert [r[key] for r in resumed.loss_log] == pytest.approx([r[key] for r in full.loss_log], rel=1e-4)
 
 
-def test_the_form_offers_processes_where_there_is_more_than_one_core_or_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fsdp_shards_the_base_and_follows_one_process(tmp_path: Path) -> None:
+    """``--fsdp`` on the CPU (gloo): the frozen base sharded across two processes by FSDP2, the LoRA weights whole on
+    each; cancelled after a step and resumed with FSDP again, the curve, the eval losses and the adapter are one
+    process's (float32: only the order of the sums differs)."""
+    from safetensors.torch import load_file
+
+    tiny = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    small = {"base": str(tiny), "max_steps": 4, "save_every": 0, "batch_size": 5, "eval_fraction": 0.5,
+             "eval_every": 1}
+    full = train(cfg(tmp_path, "full", **small))
+    cancel = threading.Event()
+
+    def stop_after_step_1(event: object) -> None:
+        if isinstance(event, Progress) and event.stage == "train" and event.done == 1:
+            cancel.set()
+
+    events: list = []
+    with pytest.raises(Cancelled):
+        train(cfg(tmp_path, "cut", nproc=2, fsdp=True, **small), emit=lambda e: (events.append(e),
+                                                                                stop_after_step_1(e)), cancel=cancel)
+    assert latest_checkpoint(tmp_path / "cut") is not None
+    shares = [int(m.group(1)) for e in events if isinstance(e, Log)
+              and (m := re.match(r"FSDP: this process holds (\d+)% of the frozen base", e.message))]
+    assert len(shares) == 1 and 40 <= shares[0] <= 60  # rank 0's half of the base
+    resumed = train(cfg(tmp_path, "cut", nproc=2, fsdp=True, resume=True, **small))
+    for key in ("loss", "eval_loss"):
+        assert [r[key] for r in resumed.loss_log] == pytest.approx([r[key] for r in full.loss_log], rel=1e-4)
+    one, two = (load_file(str(tmp_path / name / "adapter_model.safetensors")) for name in ("full", "cut"))
+    assert one.keys() == two.keys() and all(float((one[k] - two[k]).abs().max()) < 1e-5 for k in one)
+    assert json.loads((tmp_path / "cut" / "training.json").read_text())["fsdp"] is True
+
+
+def test_the_form_offers_processes_and_fsdp_with_more_than_one_core_or_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     import tuillm.core.train.distributed as dist
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.setattr(dist, "device_count", lambda device: 1)
     assert dist.unoffered_options() == {"nproc", "fsdp"}
     monkeypatch.setattr(dist, "device_count", lambda device: 8)
-    assert dist.unoffered_options() == {"fsdp"}
+    assert dist.unoffered_options() == set()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     monkeypatch.setattr(dist, "device_count", lambda device: 1)
     assert dist.gpus_seen() == 2 and dist.unoffered_options() == set()

@@ -127,6 +127,11 @@ def test_bf16_dpo_and_processes(demo: ModelShape, monkeypatch: pytest.MonkeyPatc
     assert two.process_bytes == bf16.total_bytes and two.total_bytes == 2 * bf16.total_bytes
     gpu = estimate_training(demo, device="cuda", nproc=2, **kw)  # type: ignore[arg-type]
     assert gpu.total_bytes == gpu.process_bytes  # per GPU
+    # FSDP: a GPU holds its half of the base and one layer gathered; on CPU each process loads it whole first
+    sharded = estimate_training(demo, device="cuda", nproc=2, fsdp=True, **kw)  # type: ignore[arg-type]
+    whole = gpu.weights_bytes
+    assert sharded.weights_bytes == whole // 2 + whole // demo.n_layers
+    assert estimate_training(demo, dtype="bfloat16", nproc=2, fsdp=True, **kw) == two  # type: ignore[arg-type]
     config = TrainConfig(base="demo", data=[], output="out", method="dpo", nproc=3, dtype="bfloat16", **kw)
     assert estimate_for_config(demo, config) == estimate_training(demo, dtype="bfloat16", method="dpo", nproc=3,
                                                                   **kw)  # type: ignore[arg-type]

@@ -234,8 +234,9 @@ def test_nproc_refusals_are_one_line(tmp_path: Path) -> None:
     data = write_fact_dataset(tmp_path / "d.jsonl", 4)
     common = ("train", str(base), "--data", str(data), "-o", str(tmp_path / "out"), "--device", "cpu")
     assert "--nproc 512: this machine has" in one_line_error(tuillm(*common, "--nproc", "512"))
-    assert "--fsdp shards the base across GPUs: CUDA only" in one_line_error(tuillm(*common, "--nproc", "2",
-                                                                                      "--fsdp"))
+    assert "--fsdp needs --nproc 2 or more" in one_line_error(tuillm(*common, "--fsdp"))
+    assert "--fsdp shards a base of full-precision weights: leave out --quant" in one_line_error(
+        tuillm(*common, "--nproc", "2", "--fsdp", "--quant", "4bit"))
     assert "--nproc: must be a whole number at least 1, not '0'" in one_line_error(tuillm(*common, "--nproc", "0"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "tiny"]
 
