@@ -8,7 +8,7 @@ CUDA) and wraps the model in DDP; with ``--fsdp``, torch's FSDP2 shards the froz
 
 How a step is shared: every rank builds the same micro-batches (same seed, same data); the step's examples are
 dealt out by tokens (longest first to the rank with the fewest so far: deterministic, balanced) and each rank runs
-its share (DPO's pairs likewise, ``share``: core.train.dpo). Each loss is divided by the step's trained tokens over
+its share (DPO's pairs likewise, ``shares``: core.train.dpo). Each loss is divided by the step's trained tokens over
 all ranks and multiplied by the world size, so DDP's mean of the ranks' gradients is the one-process gradient. The
 eval set is shared out too (``eval_passes``), its sums totalled. Only rank 0 writes checkpoints and outputs and
 emits events; a cancel or a memory stop on any rank stops all of them after the same step.
@@ -48,7 +48,7 @@ class Ranks(Protocol):
     def unwrap(self, model: Any) -> Any: ...
     def first(self) -> AbstractContextManager[None]: ...
     def rows(self, batches: list[PackedBatch], limit: int | None) -> list[PackedBatch]: ...
-    def share(self, sizes: list[int]) -> list[int]: ...
+    def shares(self, sizes: list[int]) -> list[list[int]]: ...
     def sync(self, model: Any, last: bool) -> AbstractContextManager[None]: ...
     def backward(self, loss: Any) -> None: ...
     def total(self, value: float) -> float: ...
@@ -78,8 +78,8 @@ class Single:
     def rows(self, batches: list[PackedBatch], limit: int | None) -> list[PackedBatch]:
         return [row for packed in batches for row in split_packed(packed, limit) if row.trained_tokens]
 
-    def share(self, sizes: list[int]) -> list[int]:
-        return list(range(len(sizes)))
+    def shares(self, sizes: list[int]) -> list[list[int]]:
+        return [list(range(len(sizes)))]
 
     def sync(self, model: Any, last: bool) -> AbstractContextManager[None]:
         return nullcontext()
@@ -246,14 +246,14 @@ class DataParallel:
     def rows(self, batches: list[PackedBatch], limit: int | None) -> list[PackedBatch]:
         return share_rows(batches, limit, self.rank, self.world, even=self.fsdp)
 
-    def share(self, sizes: list[int]) -> list[int]:
-        return deal(sizes, self.world)[self.rank]
+    def shares(self, sizes: list[int]) -> list[list[int]]:
+        return deal(sizes, self.world)
 
     def sync(self, model: Any, last: bool) -> AbstractContextManager[None]:
         # Gradients are all-reduced once a step, on the backward of the rank's last row.
         if self.fsdp:
             return self._reduce_after() if last else nullcontext()
-        return _collective() if last else self.accelerator.no_sync(model)
+        return collective() if last else self.accelerator.no_sync(model)
 
     @contextmanager
     def _reduce_after(self) -> Iterator[None]:
@@ -261,7 +261,7 @@ class DataParallel:
         import torch.distributed
 
         yield
-        with _collective():
+        with collective():
             for p in self._trained:  # in the model's order: the same on every rank
                 torch.distributed.all_reduce(p.grad)
                 p.grad /= self.world
@@ -272,14 +272,14 @@ class DataParallel:
     def total(self, value: float) -> float:
         import torch
 
-        with _collective():
+        with collective():
             return float(self.accelerator.reduce(torch.tensor([value], dtype=torch.float64), "sum")[0])
 
     def any(self, flag: bool) -> bool:
         return self.total(1.0 if flag else 0.0) > 0
 
     def barrier(self) -> None:
-        with _collective():
+        with collective():
             self.accelerator.wait_for_everyone()
 
     def seed(self, seed: int, step: int) -> None:
@@ -308,7 +308,9 @@ def shard(model: Any, trained: list[Any], device_type: str, world: int) -> None:
     for module in list(model.modules()):
         if type(module).__name__ in layers:
             fully_shard(module, mesh=mesh, ignored_params=ignored)
-    fully_shard(model, mesh=mesh, ignored_params=ignored)
+    # The root resharded after its passes too (FSDP keeps it gathered by default): rank 0 alone reads the state
+    # dict for a checkpoint, which reshards it, and the ranks' next forwards would then gather different things.
+    fully_shard(model, mesh=mesh, ignored_params=ignored, reshard_after_forward=True)
 
 
 def base_share(model: Any) -> tuple[int, int]:
@@ -324,8 +326,9 @@ def base_share(model: Any) -> tuple[int, int]:
 
 
 @contextmanager
-def _collective() -> Iterator[None]:
-    """A collective that fails because a peer is gone raises ``PeerLost`` (one line, no traceback)."""
+def collective() -> Iterator[None]:
+    """A collective that fails because a peer is gone raises ``PeerLost`` (one line, no traceback); the loop's
+    steps run in one too, for the collectives FSDP makes in every forward."""
     import torch.distributed
 
     try:

@@ -1,9 +1,9 @@
 """Preference tuning (``--method dpo``): the training loop of core.train.loop with the DPO objective.
 
 The run is the supervised one — LoRA on the base, the same schedule, progress events, checkpoints, cancel and
-resume, memory guard, adapter output and ``--nproc`` (each step's pairs dealt out to the processes) — with pairs
-(core.train.pairs) for examples and DPO's loss for the token loss. The reference model is the base itself: the same
-model with the adapter switched off (peft's ``disable_adapter``), so no second copy is loaded; its
+resume, memory guard, adapter output, ``--nproc`` and ``--fsdp`` (each step's pairs dealt out to the processes) —
+with pairs (core.train.pairs) for examples and DPO's loss for the token loss. The reference model is the base
+itself: the same model with the adapter switched off (peft's ``disable_adapter``), so no second copy is loaded; its
 log-probabilities are computed, without gradients, for each micro-batch as it is trained (trl's default,
 ``precompute_ref_logps=False``).
 
@@ -99,18 +99,20 @@ class DpoRun(TrainRun):
         size = self.config.batch_size
         return [self.train_set[j] for j in order[i * size: (i + 1) * size]]  # type: ignore[misc]
 
-    def rows(self, micro: list[list[Pair]]) -> tuple[list[list[Pair]], float]:
-        """This process's rows of a step, and the weight of their loss: the step's pairs dealt out by tokens
+    def rows(self, micro: list[list[Pair]]) -> list[tuple[list[Pair], float]]:
+        """This process's rows of a step, each with the weight of its loss: the step's pairs dealt out by tokens
         (core.train.distributed), one row per ``batch_size`` pairs where rows are not limited
         (core.train.passes.row_limit), else one pair a row (a pair's two sides attend apart either way: positions
         restart). A process dealt nothing (fewer pairs than processes) runs the first pair with weight 0: its
-        backward still joins the step's all-reduce."""
+        backward still joins the step's all-reduce; under FSDP every process makes up that way the rows it runs
+        fewer than the others (each forward gathers the weights with all of them)."""
         pairs = [pair for pairs in micro for pair in pairs]
-        mine = [pairs[i] for i in self.ranks.share([pair.tokens for pair in pairs])]
-        if not mine:
-            return [pairs[:1]], 0.0
         size = 1 if self.row_tokens is not None else self.config.batch_size
-        return [mine[i:i + size] for i in range(0, len(mine), size)], 1.0
+        shares = self.ranks.shares([pair.tokens for pair in pairs])
+        mine = shares[self.ranks.rank]
+        rows = [([pairs[i] for i in mine[k:k + size]], 1.0) for k in range(0, len(mine), size)]
+        runs = max(-(-len(share) // size) for share in shares) if self.config.fsdp else 1
+        return rows + [(pairs[:1], 0.0)] * (runs - len(rows))
 
     def one_step(self, lr: float) -> float:
         """One optimizer step over ``grad_accum`` micro-batches of pairs; the mean DPO loss of the step's pairs."""
@@ -118,8 +120,8 @@ class DpoRun(TrainRun):
         n_pairs = sum(len(pairs) for pairs in micro)
         step_loss, margins, wins = 0.0, 0.0, 0.0
         base = self.ranks.unwrap(self.model)  # the reference pass, without gradients: no DDP hooks needed
-        rows, weight = self.rows(micro)
-        for i, row in enumerate(rows):
+        rows = self.rows(micro)
+        for i, (row, weight) in enumerate(rows):
             with self.ranks.sync(self.model, last=i == len(rows) - 1):
                 reference = pair_logps(base, row, self.device, reference=True)
                 losses, chosen, rejected = dpo_loss(pair_logps(self.model, row, self.device), reference,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ from tuillm.core.train.distributed import (
     Ranks,
     Single,
     base_share,
+    collective,
     eval_passes,
     join,
     should_launch,
@@ -307,8 +309,10 @@ class TrainRun:
             while self.step < self.plan.total_steps:
                 lr = lr_at(self.step, self.plan.total_steps, self.config.lr, self.config.schedule,
                            self.plan.warmup_steps)
-                self.report(lr, self.one_step(lr))
-                self.after_step()
+                # A peer lost in any of the step's collectives (FSDP's, in every forward, too): PeerLost.
+                with collective() if self.ranks.world > 1 else nullcontext():
+                    self.report(lr, self.one_step(lr))
+                    self.after_step()
         except torch.OutOfMemoryError:
             raise TuillmError(f"out of memory on {self.device}; lower --batch-size or --max-len, or add "
                               "--grad-checkpointing") from None

@@ -157,10 +157,6 @@ class TrainConfig:
         """Every declared option's value checked by its declaration; one TuillmError listing what is wrong."""
         values = self.option_values()
         problems = [p for o in TRAIN_OPTIONS if (p := option_problem(o, values[o.name])) is not None]
-        # Under FSDP every rank must run as many forwards (each gathers the weights); DPO's ranks run the rows
-        # their pairs need.
-        if self.method == "dpo" and self.fsdp:
-            problems.append("--fsdp is for supervised runs: --method dpo runs data-parallel (--nproc) without it")
         if self.fsdp and self.quant != "none":
             problems.append("--fsdp shards a base of full-precision weights: leave out --quant (QLoRA) with it")
         if self.method == "dpo" and self.train_on_prompt:

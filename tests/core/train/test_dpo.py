@@ -249,15 +249,18 @@ def test_packed_log_probabilities_are_each_sequences_own(tiny: Path, tmp_path: P
                 assert float(got) == pytest.approx(float(alone), rel=1e-4, abs=1e-3)
 
 
-@pytest.mark.parametrize(("batch_size", "grad_accum"), [(2, 2), (1, 1)])
-def test_two_processes_follow_one_process(tiny: Path, tmp_path: Path, batch_size: int, grad_accum: int) -> None:
+@pytest.mark.parametrize(("batch_size", "grad_accum", "fsdp"), [(2, 2, False), (1, 1, False), (3, 1, True)])
+def test_two_processes_follow_one_process(tiny: Path, tmp_path: Path, batch_size: int, grad_accum: int,
+                                          fsdp: bool) -> None:
     """``--nproc 2`` (gloo): the step's pairs dealt out to two processes give one process's losses, rewards and
     held-out figures (float32, no dropout: they differ only in the order the gradient is summed). With one pair a
-    step, the second process is dealt nothing and runs a row of weight 0 to join the all-reduce."""
+    step, the second process is dealt nothing and runs a row of weight 0 to join the all-reduce; under FSDP (three
+    pairs a step: two rows and one) the process with fewer rows makes them up that way."""
     runs = {}
     for nproc in (1, 2):
         config = tiny_config(tiny, tmp_path, f"n{nproc}-{batch_size}")
         config.nproc, config.dropout, config.max_steps = nproc, 0.0, 4
+        config.fsdp = fsdp and nproc > 1
         config.batch_size, config.grad_accum = batch_size, grad_accum
         runs[nproc] = train(config).loss_log
     assert len(runs[2]) == 4

@@ -143,10 +143,6 @@ def test_the_cli_refuses_a_bad_pair_file_in_one_line(tmp_path: Path, capsys: pyt
     assert main(["train", "demo", "--method", "dpo", "--beta", "0", "--data", str(data), "-o", str(out)]) == 1
     assert capsys.readouterr().err.strip() == "tuillm: --beta: must be a number above 0 and at most 10, not '0'"
     good = write(tmp_path / "good.jsonl", [{"prompt": "a", "chosen": "b", "rejected": "c"}])
-    assert main(["train", "demo", "--method", "dpo", "--nproc", "2", "--fsdp", "--data", str(good), "-o",
-                 str(out)]) == 1
-    assert capsys.readouterr().err.strip() == ("tuillm: --fsdp is for supervised runs: --method dpo runs "
-                                               "data-parallel (--nproc) without it")
     assert main(["train", "demo", "--method", "dpo", "--train-on-prompt", "--data", str(good), "-o", str(out)]) == 1
     assert capsys.readouterr().err.strip() == ("tuillm: --train-on-prompt is for supervised data: DPO scores the "
                                                "answers only")
