@@ -126,25 +126,36 @@ def test_two_processes_follow_one_process(tmp_path: Path) -> None:
     assert not (out / "checkpoints").exists() and not list(out.glob(".*"))  # no temporaries left by any rank
 
 
+def tiny_runs(tmp_path: Path, save_every: int) -> dict[str, object]:
+    """The settings of the tiny-model runs below (12 examples, 6 held out, 5 a micro-batch, eval every step)."""
+    tiny = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    return {"base": str(tiny), "max_steps": 5, "save_every": save_every, "batch_size": 5, "eval_fraction": 0.5,
+            "eval_every": 1}
+
+
+def cancelled(config: TrainConfig, after: int) -> list:
+    """``config`` trained two-process and cancelled once step ``after`` is reported; its events."""
+    cancel = threading.Event()
+    events: list = []
+
+    def emit(event: object) -> None:
+        events.append(event)
+        if isinstance(event, Progress) and event.stage == "train" and event.done == after:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        train(config, emit=emit, cancel=cancel)
+    return events
+
+
 def test_a_cancel_stops_every_rank_and_either_count_resumes(tmp_path: Path) -> None:
     """A tiny random llama: a two-process run cancelled after step 1 stops all ranks after the same step with
     rank 0's checkpoint; resumed in one process it gives the uninterrupted curve (one process's: two give the
     same, above). 12 examples, 6 held out, 5 a micro-batch: every other step holds one example, so rank 1 runs its
     row without loss there; each rank evaluates one of the two eval batches."""
-    tiny = tiny_random_checkpoint("llama", tmp_path / "tiny")
-    small = {"base": str(tiny), "max_steps": 5, "save_every": 0, "batch_size": 5, "eval_fraction": 0.5,
-             "eval_every": 1}
+    small = tiny_runs(tmp_path, save_every=0)
     full = train(cfg(tmp_path, "full", **small))
-    cancel = threading.Event()
-
-    def stop_after_step_1(event: object) -> None:
-        if isinstance(event, Progress) and event.stage == "train" and event.done == 1:
-            cancel.set()
-
-    events: list = []
-    with pytest.raises(Cancelled):
-        train(cfg(tmp_path, "cut", nproc=2, **small),
-              emit=lambda e: (events.append(e), stop_after_step_1(e)), cancel=cancel)
+    events = cancelled(cfg(tmp_path, "cut", nproc=2, **small), after=1)
     saved = latest_checkpoint(tmp_path / "cut")
     assert saved is not None and saved.name in ("step-0000001", "step-0000002")
     assert any(isinstance(e, Log) and e.message.startswith(f"cancelled after step {int(saved.name[5:])}")
@@ -161,20 +172,9 @@ def test_fsdp_shards_the_base_and_follows_one_process(tmp_path: Path) -> None:
     of the sums differs)."""
     from safetensors.torch import load_file
 
-    tiny = tiny_random_checkpoint("llama", tmp_path / "tiny")
-    small = {"base": str(tiny), "max_steps": 5, "save_every": 2, "batch_size": 5, "eval_fraction": 0.5,
-             "eval_every": 1}
+    small = tiny_runs(tmp_path, save_every=2)
     full = train(cfg(tmp_path, "full", **small))
-    cancel = threading.Event()
-
-    def stop_after_step_3(event: object) -> None:
-        if isinstance(event, Progress) and event.stage == "train" and event.done == 3:
-            cancel.set()
-
-    events: list = []
-    with pytest.raises(Cancelled):
-        train(cfg(tmp_path, "cut", nproc=2, fsdp=True, **small), emit=lambda e: (events.append(e),
-                                                                                stop_after_step_3(e)), cancel=cancel)
+    events = cancelled(cfg(tmp_path, "cut", nproc=2, fsdp=True, **small), after=3)
     saved = latest_checkpoint(tmp_path / "cut")  # the ranks see the cancel after step 3 or 4 (it is forwarded)
     assert saved is not None and saved.name in ("step-0000003", "step-0000004")
     shares = [int(m.group(1)) for e in events if isinstance(e, Log)
