@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from tuillm.core.errors import TuillmError
+from tuillm.core.text import format_bytes
 from tuillm.core.train.data import IGNORE, PackedBatch
 from tuillm.core.train.options import TrainConfig
 from tuillm.core.train.passes import split_packed
@@ -313,8 +314,8 @@ def shard(model: Any, trained: list[Any], device_type: str, world: int) -> None:
     fully_shard(model, mesh=mesh, ignored_params=ignored, reshard_after_forward=True)
 
 
-def base_share(model: Any) -> tuple[int, int]:
-    """The bytes of the frozen base this process holds, and of the whole base (they differ once ``shard`` ran)."""
+def base_share(model: Any) -> str:
+    """What this process holds of the frozen base, in one line (a share below 100% once ``shard`` ran)."""
     from torch.distributed.tensor import DTensor
 
     held = whole = 0
@@ -322,7 +323,7 @@ def base_share(model: Any) -> tuple[int, int]:
         if not p.requires_grad:
             whole += p.numel() * p.element_size()
             held += (p.to_local() if isinstance(p, DTensor) else p).numel() * p.element_size()
-    return held, whole
+    return f"this process holds {held / whole:.0%} of the frozen base ({format_bytes(held)} of {format_bytes(whole)})"
 
 
 @contextmanager

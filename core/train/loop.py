@@ -30,7 +30,6 @@ from tuillm.core.chat.template import ChatTemplate
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Metric, Progress, ignore
 from tuillm.core.models import guard, hardware
-from tuillm.core.text import format_bytes
 from tuillm.core.train.attention import uses_example_attention
 from tuillm.core.train.checkpoints import (
     ADAPTER_CONFIG,
@@ -372,9 +371,7 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     ranks.seed(config.seed, run.step)
     run.model = ranks.wrap(model)  # DDP (or FSDP) around the LoRA model; after every rank checked the output
     if config.fsdp:
-        held, whole = base_share(model)
-        emit(Log(f"FSDP: this process holds {held / whole:.0%} of the frozen base ({format_bytes(held)} of "
-                 f"{format_bytes(whole)})"))
+        emit(Log(f"FSDP: {base_share(model)}"))
     if ranks.main:  # rank 0 alone writes in the output folder
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
