@@ -43,6 +43,7 @@ class Ranks(Protocol):
     rank: int
     world: int
     main: bool
+    lockstep: bool  # every rank must run as many forwards (FSDP gathers the weights in each, with all ranks)
 
     def place(self, device: str) -> str: ...
     def wrap(self, model: Any) -> Any: ...
@@ -62,7 +63,7 @@ class Ranks(Protocol):
 class Single:
     """The one-process run: the rows of every micro-batch, plain backward, nothing to agree on."""
 
-    rank, world, main = 0, 1, True
+    rank, world, main, lockstep = 0, 1, True, False
 
     def place(self, device: str) -> str:
         return device
@@ -225,7 +226,7 @@ class DataParallel:
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
         self.main = self.accelerator.is_main_process
-        self.fsdp = config.fsdp
+        self.fsdp = self.lockstep = config.fsdp
         self._trained: list[Any] = []  # FSDP: the LoRA weights, replicated, their gradients all-reduced here
 
     def place(self, device: str) -> str:
@@ -245,7 +246,7 @@ class DataParallel:
         return self.accelerator.main_process_first()
 
     def rows(self, batches: list[PackedBatch], limit: int | None) -> list[PackedBatch]:
-        return share_rows(batches, limit, self.rank, self.world, even=self.fsdp)
+        return share_rows(batches, limit, self.rank, self.world, even=self.lockstep)
 
     def shares(self, sizes: list[int]) -> list[list[int]]:
         return deal(sizes, self.world)

@@ -111,7 +111,7 @@ class DpoRun(TrainRun):
         shares = self.ranks.shares([pair.tokens for pair in pairs])
         mine = shares[self.ranks.rank]
         rows = [([pairs[i] for i in mine[k:k + size]], 1.0) for k in range(0, len(mine), size)]
-        runs = max(-(-len(share) // size) for share in shares) if self.config.fsdp else 1
+        runs = max(-(-len(share) // size) for share in shares) if self.ranks.lockstep else 1
         return rows + [(pairs[:1], 0.0)] * (runs - len(rows))
 
     def one_step(self, lr: float) -> float:
