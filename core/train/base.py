@@ -190,3 +190,18 @@ def load_model(folder: Path, device: str, dtype: str, quant: str = "none"):  # n
     except (ValueError, OSError, KeyError, RuntimeError, ImportError) as exc:
         raise ModelFileError(folder, f"transformers cannot load it ({first_line(exc)})") from None
     return model if quant == "4bit" else model.to(device)  # a 4-bit model is placed by device_map, never moved
+
+
+def empty_model(folder: Path, dtype: str):  # noqa: ANN201 - a transformers model
+    """The base's modules in ``dtype`` with no weights (on the meta device): FSDP's ranks other than 0 shard this,
+    and rank 0 sends them their shares of the weights it read (core.train.distributed.send_base)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    quiet_transformers()
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype), trust_remote_code=False)
+    except (ValueError, OSError, KeyError, RuntimeError, ImportError) as exc:
+        raise ModelFileError(folder, f"transformers cannot build it ({first_line(exc)})") from None

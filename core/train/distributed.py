@@ -44,6 +44,7 @@ class Ranks(Protocol):
     world: int
     main: bool
     lockstep: bool  # every rank must run as many forwards (FSDP gathers the weights in each, with all ranks)
+    loads_base: bool  # this rank reads the base's weights (FSDP: rank 0 alone, and sends the others their shares)
 
     def place(self, device: str) -> str: ...
     def wrap(self, model: Any) -> Any: ...
@@ -63,7 +64,7 @@ class Ranks(Protocol):
 class Single:
     """The one-process run: the rows of every micro-batch, plain backward, nothing to agree on."""
 
-    rank, world, main, lockstep = 0, 1, True, False
+    rank, world, main, lockstep, loads_base = 0, 1, True, False, True
 
     def place(self, device: str) -> str:
         return device
@@ -227,6 +228,7 @@ class DataParallel:
         self.world = self.accelerator.num_processes
         self.main = self.accelerator.is_main_process
         self.fsdp = self.lockstep = config.fsdp
+        self.loads_base = not (self.fsdp and self.rank)
         self._trained: list[Any] = []  # FSDP: the LoRA weights, replicated, their gradients all-reduced here
 
     def place(self, device: str) -> str:
@@ -236,7 +238,11 @@ class DataParallel:
         if not self.fsdp:
             return self.accelerator.prepare_model(model)
         self._trained = [p for p in model.parameters() if p.requires_grad]
+        loaded = whole_tensors(model) if self.loads_base else None
         shard(model, self._trained, self.accelerator.device.type, self.world)
+        if not self.loads_base:
+            model.to_empty(device=self.accelerator.device)  # room for this rank's shares, filled by rank 0
+        send_base(model, loaded)
         return model
 
     def unwrap(self, model: Any) -> Any:
@@ -313,6 +319,34 @@ def shard(model: Any, trained: list[Any], device_type: str, world: int) -> None:
     # The root resharded after its passes too (FSDP keeps it gathered by default): rank 0 alone reads the state
     # dict for a checkpoint, which reshards it, and the ranks' next forwards would then gather different things.
     fully_shard(model, mesh=mesh, ignored_params=ignored, reshard_after_forward=True)
+
+
+def whole_tensors(model: Any) -> dict[str, Any]:
+    """The model's parameters and buffers by name, whole (rank 0's, before ``shard`` keeps its shares of them)."""
+    return {name: t.detach() for name, t in [*model.named_parameters(), *model.named_buffers()]}
+
+
+def send_base(model: Any, loaded: dict[str, Any] | None) -> None:
+    """Rank 0's weights (``loaded``: its ``whole_tensors``; None on the others) to every rank, after ``shard``: each
+    sharded parameter goes out whole one at a time and each rank keeps its share; the LoRA weights and the buffers
+    are copied whole. So only rank 0 reads the base: the others hold their shares and one tensor at a time."""
+    import torch
+    import torch.distributed
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    with collective():
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if not isinstance(tensor, DTensor):
+                torch.distributed.broadcast(tensor.data, src=0)
+                continue
+            local = tensor.to_local()
+            whole = loaded[name].to(local.device) if loaded is not None \
+                else torch.empty(tensor.shape, dtype=tensor.dtype, device=local.device)
+            torch.distributed.broadcast(whole, src=0)
+            if loaded is None:  # (rank 0's share was cut from the same tensor)
+                with torch.no_grad():
+                    local.copy_(distribute_tensor(whole, tensor.device_mesh, tensor.placements,
+                                                  src_data_rank=None).to_local())
 
 
 def base_share(model: Any) -> str:

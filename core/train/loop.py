@@ -360,7 +360,7 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     import torch
 
     device = ranks.place(pick_device(config.device))
-    model = lora_model(config, folder, device, pick_dtype(device, config.dtype), emit)
+    model = lora_model(config, folder, device, pick_dtype(device, config.dtype), emit, weights=ranks.loads_base)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     plan = Plan.of(config, len(train_set))

@@ -37,13 +37,14 @@ def resolve_targets(model: Any, targets: list[str] | str) -> list[str] | str:
     return found
 
 
-def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit: Emit) -> Any:
-    """The base loaded on ``device`` with LoRA around its targets (float32 LoRA weights)."""
+def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit: Emit, *, weights: bool = True) -> Any:
+    """The base loaded on ``device`` with LoRA around its targets (float32 LoRA weights). ``weights=False`` (an FSDP
+    rank but the first): the base's modules without their weights (meta), which rank 0 sends once sharded."""
     import torch
     from peft import LoraConfig, get_peft_model
 
     from tuillm.core.train.attention import use_example_attention
-    from tuillm.core.train.base import load_model
+    from tuillm.core.train.base import empty_model, load_model
 
     check_quant(config.quant, device)
     if device == "cpu":
@@ -53,7 +54,8 @@ def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit:
     emit(Progress("load", 0, 0, f"loading {folder.name} on {device} ({shown})"))
     # --fsdp: the base stays in RAM until FSDP moves each rank's shard to the GPU (core.train.distributed.shard):
     # a base that does not fit one GPU never goes to one whole.
-    model = load_model(folder, "cpu" if config.fsdp else device, dtype, config.quant)
+    model = (load_model(folder, "cpu" if config.fsdp else device, dtype, config.quant) if weights
+             else empty_model(folder, dtype))
     use_example_attention(model, config.max_len)  # a packed row attends example by example (core.train.attention)
     if config.quant == "4bit":
         from peft import prepare_model_for_kbit_training
@@ -63,9 +65,7 @@ def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit:
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=targets, bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
-    for p in model.parameters():  # LoRA weights in float32 even over a bf16 base: small, and stable to train
-        if p.requires_grad:
-            p.data = p.data.float().to(device)  # (FSDP leaves them whole and where they are)
+    float32_lora(model, device)
     if config.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -78,6 +78,21 @@ def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit:
     emit(Log(f"LoRA rank {config.rank}, alpha {config.alpha:g} on {target_names}: "
              f"{n_trainable / 1e6:.2f}M trainable of {n_total / 1e6:.0f}M parameters; {device}, {shown}"))
     return model
+
+
+def float32_lora(model: Any, device: str) -> None:
+    """The LoRA weights in float32 on ``device`` even over a bf16 base: small, and stable to train (FSDP leaves them
+    whole and where they are). Over a base without weights they are made empty: rank 0 sends its own."""
+    import torch
+
+    for module in model.modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            if not p.requires_grad:
+                continue
+            if p.is_meta:  # (a meta tensor's data cannot be replaced by a real one: a new parameter)
+                module.register_parameter(name, torch.nn.Parameter(torch.empty(p.shape, device=device)))
+            else:
+                p.data = p.data.float().to(device)
 
 
 # Entries of oneDNN's primitive cache and of PyTorch's own cache of oneDNN kernels (both 1,024 by default).

@@ -72,3 +72,25 @@ def test_merge_of_a_qlora_adapter_without_cuda_uses_the_full_precision_base(tmp_
     assert qlora_base(tmp_path, tmp_path, events.append) is None
     assert [e.level for e in events if isinstance(e, Log)] == ["warning"]
     assert "merged into the full-precision base" in events[0].message
+
+
+def test_an_fsdp_rank_but_the_first_builds_the_base_without_reading_its_weights(tmp_path: Path) -> None:
+    """``weights=False``: the base's modules with nothing in them (meta: no RAM, no read of the safetensors) and the
+    run's LoRA weights real, float32, ready for rank 0's values (core.train.distributed.send_base); the same
+    parameters, in the same dtypes and order, as the model the first rank loads."""
+    import torch
+
+    from tests.checkpoints import tiny_random_checkpoint
+    from tuillm.core.train.model import lora_model
+    from tuillm.core.train.options import TrainConfig
+
+    folder = tiny_random_checkpoint("qwen2", tmp_path / "tiny")
+    config = TrainConfig(base=str(folder), data=["unused.jsonl"], output=str(tmp_path / "o"), rank=4)
+    loaded = lora_model(config, folder, "cpu", "bfloat16", lambda event: None)
+    empty = lora_model(config, folder, "cpu", "bfloat16", lambda event: None, weights=False)
+    shapes = [(name, p.shape, p.dtype, p.requires_grad) for name, p in loaded.named_parameters()]
+    assert [(name, p.shape, p.dtype, p.requires_grad) for name, p in empty.named_parameters()] == shapes
+    trained = [p for p in empty.parameters() if p.requires_grad]
+    assert trained and all(p.device.type == "cpu" and p.dtype == torch.float32 for p in trained)
+    assert all(p.is_meta for p in empty.parameters() if not p.requires_grad)
+    assert all(b.is_meta for b in empty.buffers())

@@ -126,9 +126,9 @@ def test_two_processes_follow_one_process(tmp_path: Path) -> None:
     assert not (out / "checkpoints").exists() and not list(out.glob(".*"))  # no temporaries left by any rank
 
 
-def tiny_runs(tmp_path: Path, save_every: int) -> dict[str, object]:
+def tiny_runs(tmp_path: Path, save_every: int, arch: str = "llama") -> dict[str, object]:
     """The settings of the tiny-model runs below (12 examples, 6 held out, 5 a micro-batch, eval every step)."""
-    tiny = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    tiny = tiny_random_checkpoint(arch, tmp_path / "tiny")
     return {"base": str(tiny), "max_steps": 5, "save_every": save_every, "batch_size": 5, "eval_fraction": 0.5,
             "eval_every": 1}
 
@@ -169,10 +169,11 @@ def test_fsdp_shards_the_base_and_follows_one_process(tmp_path: Path) -> None:
     """``--fsdp`` on the CPU (gloo): the frozen base sharded across two processes by FSDP2, the LoRA weights whole on
     each; a checkpoint after step 2 (rank 0 alone reads the state, the run goes on), cancelled after step 3 and
     resumed with FSDP again: the curve, the eval losses and the adapter are one process's (float32: only the order
-    of the sums differs)."""
+    of the sums differs). Rank 1 never reads the base: rank 0 sends it its shares (a model with tied embeddings, whose
+    one weight is the LM head's too)."""
     from safetensors.torch import load_file
 
-    small = tiny_runs(tmp_path, save_every=2)
+    small = tiny_runs(tmp_path, save_every=2, arch="qwen2")
     full = train(cfg(tmp_path, "full", **small))
     events = cancelled(cfg(tmp_path, "cut", nproc=2, fsdp=True, **small), after=3)
     saved = latest_checkpoint(tmp_path / "cut")  # the ranks see the cancel after step 3 or 4 (it is forwarded)
