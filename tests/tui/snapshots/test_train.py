@@ -1,9 +1,9 @@
 """Snapshots of the Train pane (its form at 80x24 and 120x40, its preview at 80x24) and the A/B screen.
 
 Everything on screen is the same on every machine: the data path is relative (the test runs in its own folder),
-the available RAM and the status line's figures are fixed (tests.tui.app_helpers), the preview and the memory
-estimate come from the demo GGUF (its vocabulary, its shape), and the A/B screen runs on fake chat backends that
-answer fixed text, with no model. Regenerate with ``--snapshot-update`` and read the SVGs.
+the available RAM and the status line's figures are fixed (tests.tui.app_helpers), so are the cores (two: the form
+offers Processes and FSDP), the preview and the memory estimate come from the demo GGUF (its vocabulary, its shape),
+and the A/B screen runs on fake chat backends that answer fixed text, with no model. Regenerate with ``--snapshot-update`` and read the SVGs.
 """
 
 from __future__ import annotations
@@ -31,6 +31,15 @@ async def steady(pilot: Pilot) -> None:
     for field in pilot.app.screen.query(Input):
         field.cursor_blink = False
     await pilot.pause()
+
+
+@pytest.fixture(autouse=True)
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine of these shots: two cores and no GPU, so the form offers Processes and FSDP wherever it runs."""
+    import tuillm.core.train.distributed as dist
+
+    monkeypatch.setattr(dist, "gpus_seen", lambda: 0)
+    monkeypatch.setattr(dist, "device_count", lambda device: 2 if device == "cpu" else 0)
 
 
 @pytest.fixture
