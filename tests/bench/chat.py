@@ -6,7 +6,7 @@ Prints decode tokens/s and time to first token (TTFT) of
   TUI     the headless app (App.run_test) streaming a reply in the Chat pane, timed where the pane takes the
           streamed text to draw it (from Enter to the first token there, and the tokens drawn per second after it),
           with the share of a core its event loop took while the reply streamed, the CPU per draw and how often
-          it drew (the interval stretches from 0.1 to 0.2 s where drawing is costly: ReplyStream.pace)
+          it drew (the interval stretches from 0.1 to 0.2 s where drawing is costly: DrawPace)
 and the ratios engine/raw and TUI/raw (goal >= 0.97 for decode tokens/s), then second-turn TTFT with prefix reuse
 against the same prompt evaluated fresh. All load the model with the same options (the same thread count: tuillm's
 default, ``core.models.hardware.default_threads``, or --threads) and decode greedily, so they produce the same
@@ -112,7 +112,7 @@ async def tui_run(pilot, probe: TuiProbe, max_tokens: int) -> tuple[float, float
     (w0, _, c0), (w1, _, c1) = probe.draws[0], probe.draws[max(len(probe.draws) - 2, 0)]
     draws = max(len(probe.draws) - 2, 1)
     share = (c1 - c0) / (w1 - w0) if w1 > w0 else 0.0
-    spacing = (t_last - t_first) / max(len(probe.draws) - 1, 1)  # the draw cadence (ReplyStream.pace)
+    spacing = (t_last - t_first) / max(len(probe.draws) - 1, 1)  # the draw cadence (DrawPace)
     # Also the engine's own decode speed inside the app: what drawing costs the generation itself.
     return (t_first - t0, rate, pane.last_stats["generated_tokens"], pane.last_stats["tokens_per_s"], share,
             (c1 - c0) / draws, spacing)

@@ -65,6 +65,29 @@ class TextWaiting(Message):
     """Streamed text is waiting in the buffer (posted once per batch, from the backend's thread)."""
 
 
+class DrawPace:
+    """The interval between the draws of streaming text, from the event loop's CPU (see the module's doc)."""
+
+    def __init__(self) -> None:
+        self.interval = DRAW_INTERVAL_S  # until the next draw
+        self._cpu_at = 0.0  # the event loop thread's CPU time at the last draw
+
+    def begin(self) -> None:
+        """A reply starts: the app's work before it is not its drawing."""
+        self._cpu_at = time.thread_time()
+
+    def next(self) -> float:
+        """The interval to the next draw: the event loop's CPU since the last draw (this draw's call and the frame
+        and layouts of the last one, with whatever else the app did meanwhile) over ``LOOP_BUDGET``, between
+        ``DRAW_INTERVAL_S`` and ``MAX_DRAW_INTERVAL_S``; halfway from the last interval, so one costly draw (a
+        layout) does not swing it. Called on the event loop's thread (thread_time is that thread's CPU)."""
+        now = time.thread_time()
+        cpu, self._cpu_at = now - self._cpu_at, now
+        wanted = min(MAX_DRAW_INTERVAL_S, max(DRAW_INTERVAL_S, cpu / LOOP_BUDGET))
+        self.interval = (self.interval + wanted) / 2
+        return self.interval
+
+
 class ReplyStream:
     """Buffers the streaming reply's tokens for ``owner`` (which handles ``TextWaiting`` by calling ``draw``)."""
 
@@ -79,12 +102,11 @@ class ReplyStream:
         self.bubble: MessageBubble | None = None  # where the text is drawn (set once the reply's bubble exists)
         self._skipped = False  # a draw came before the bubble: the text waits in the buffer for draw_into
         self._next: Timer | None = None  # the next draw, while text keeps coming
-        self._interval = DRAW_INTERVAL_S  # until the next draw (see ``pace``)
-        self._cpu_at = 0.0  # the event loop thread's CPU time at the last draw
+        self.pace = DrawPace()
 
     def begin(self) -> None:
         self.tokens = 0
-        self._cpu_at = time.thread_time()
+        self.pace.begin()
 
     def add(self, token: Token) -> None:
         """Called on the backend's thread: post_message is thread-safe and does not wait for the event loop."""
@@ -124,18 +146,7 @@ class ReplyStream:
         if text:
             await self.bubble.stream(text)
             self._after_draw()
-            self._next = self._owner.set_timer(self.pace(), self.draw)
-
-    def pace(self) -> float:
-        """The interval to the next draw: the event loop's CPU since the last draw (this draw's call and the frame
-        and layouts of the last one, with whatever else the app did meanwhile) over ``LOOP_BUDGET``, between
-        ``DRAW_INTERVAL_S`` and ``MAX_DRAW_INTERVAL_S``; halfway from the last interval, so one costly draw (a
-        layout) does not swing it. Called on the event loop's thread (thread_time is that thread's CPU)."""
-        now = time.thread_time()
-        cpu, self._cpu_at = now - self._cpu_at, now
-        wanted = min(MAX_DRAW_INTERVAL_S, max(DRAW_INTERVAL_S, cpu / LOOP_BUDGET))
-        self._interval = (self._interval + wanted) / 2
-        return self._interval
+            self._next = self._owner.set_timer(self.pace.next(), self.draw)
 
     def end(self) -> None:
         """The reply ended: drop what is buffered (the final full update draws it)."""

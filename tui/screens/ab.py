@@ -21,6 +21,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import Input, Label, Static
 
 from tuillm.core.chat.backend import ChatBackend, ChatBackendFactory, llama_backend
@@ -29,7 +30,7 @@ from tuillm.core.errors import error_text
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.text import safe_text
 from tuillm.tui import keymap
-from tuillm.tui.panes.chat_stream import DRAW_INTERVAL_S  # streamed text is drawn at most this often, as in Chat
+from tuillm.tui.panes.chat_stream import DrawPace  # streamed text is drawn at Chat's pace
 
 SIDES = ("base", "tuned")
 GREEDY = Sampling(temperature=0.0, max_tokens=256)
@@ -181,7 +182,9 @@ class ABScreen(ModalScreen[None]):
         self.sampling = sampling
         self._lock = threading.Lock()
         self._pending: dict[str, list[str]] = {side: [] for side in SIDES}
-        self._draw_posted = False
+        self._draw_posted = False  # a TextReady is on its way (posted once per batch of tokens)
+        self._pace = DrawPace()
+        self._next_draw: Timer | None = None  # while text keeps coming
         self.replies = {side: "" for side in SIDES}
         self.loaded = {side: False for side in SIDES}
         self.busy = {side: False for side in SIDES}
@@ -268,11 +271,18 @@ class ABScreen(ModalScreen[None]):
             self._show(event.side, self.replies[event.side])
 
     def on_text_ready(self, _event: TextReady) -> None:
-        self._draw()
-        if any(self.busy.values()):
-            self.set_timer(DRAW_INTERVAL_S, self._draw)
+        if self._next_draw is None:  # the first text after a pause is drawn at once; a timer draws the rest
+            self._paced_draw()
 
-    def _draw(self) -> None:
+    def _paced_draw(self) -> None:
+        """Draw what came, then again at the pace while text keeps coming (both models decode meanwhile: every
+        draw takes CPU from them)."""
+        self._next_draw = None
+        if self._draw():
+            self._next_draw = self.set_timer(self._pace.next(), self._paced_draw)
+
+    def _draw(self) -> bool:
+        """The text that came since the last draw, drawn; whether there was any."""
         with self._lock:
             pending = {side: "".join(parts) for side, parts in self._pending.items()}
             for parts in self._pending.values():
@@ -282,6 +292,7 @@ class ABScreen(ModalScreen[None]):
             if text:
                 self.replies[side] += text
                 self._show(side, self.replies[side])
+        return any(pending.values())
 
     def _replied(self, side: str) -> Callable[[Future[ReplyDone]], None]:
         def done(future: Future[ReplyDone]) -> None:  # on the backend's thread
@@ -308,6 +319,7 @@ class ABScreen(ModalScreen[None]):
                         severity="warning")
             return
         event.input.clear()
+        self._pace.begin()
         question = self.query_one("#ab-question", Static)
         question.update(Text.assemble(("Q: ", "bold"), safe_text(prompt)))  # typed or pasted: may hold escapes
         question.display = True

@@ -1,4 +1,4 @@
-"""The streaming reply's draw cadence (``ReplyStream.pace``): the event loop's CPU between draws sets the next
+"""The draw cadence of streaming text (``DrawPace``: the Chat pane's and the A/B view's): the event loop's CPU between draws sets the next
 interval, within its bounds. The CPU clock is replaced by one the test advances, so the numbers are exact."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from tuillm.tui.panes.chat_stream import (
     DRAW_INTERVAL_S,
     LOOP_BUDGET,
     MAX_DRAW_INTERVAL_S,
-    ReplyStream,
+    DrawPace,
 )
 
 
@@ -30,23 +30,23 @@ def clock(monkeypatch) -> CpuClock:
 
 
 @pytest.fixture
-def stream(clock: CpuClock) -> ReplyStream:
-    return ReplyStream(None, after_draw=lambda: None)  # type: ignore[arg-type]  # pace needs no owner
+def stream(clock: CpuClock) -> DrawPace:
+    return DrawPace()
 
 
-def paced(stream: ReplyStream, clock: CpuClock, cpu_s: float) -> float:
+def paced(stream: DrawPace, clock: CpuClock, cpu_s: float) -> float:
     """The interval after a draw cycle in which the event loop took ``cpu_s`` of CPU."""
     clock.now += cpu_s
-    return stream.pace()
+    return stream.next()
 
 
-def test_cheap_draws_keep_the_shortest_interval(stream: ReplyStream, clock: CpuClock) -> None:
+def test_cheap_draws_keep_the_shortest_interval(stream: DrawPace, clock: CpuClock) -> None:
     stream.begin()
     for _ in range(5):
         assert paced(stream, clock, DRAW_INTERVAL_S * LOOP_BUDGET / 2) == DRAW_INTERVAL_S
 
 
-def test_costly_draws_stretch_the_interval_halfway_each_time_up_to_its_ceiling(stream: ReplyStream,
+def test_costly_draws_stretch_the_interval_halfway_each_time_up_to_its_ceiling(stream: DrawPace,
                                                                                 clock: CpuClock) -> None:
     stream.begin()
     wanted = 0.16  # a cycle's CPU over the budget: between the bounds
@@ -62,7 +62,7 @@ def test_costly_draws_stretch_the_interval_halfway_each_time_up_to_its_ceiling(s
     assert interval == pytest.approx(DRAW_INTERVAL_S, rel=1e-3)
 
 
-def test_a_reply_counts_the_cpu_from_its_start(stream: ReplyStream, clock: CpuClock) -> None:
+def test_a_reply_counts_the_cpu_from_its_start(stream: DrawPace, clock: CpuClock) -> None:
     clock.now += 50.0  # the app's work before the reply (loading, typing) is not the reply's drawing
     stream.begin()
     assert paced(stream, clock, 0.0) == DRAW_INTERVAL_S

@@ -235,6 +235,40 @@ async def test_ab_strips_escapes_from_the_models_answers(tmp_path: Path) -> None
             assert screen.query_one(f"#ab-{side}").content.plain == "Hi red done"
 
 
+@run_async
+async def test_ab_draws_streamed_text_at_a_pace_not_per_token(tmp_path: Path) -> None:
+    """Each side decodes 60 tokens over ~0.6 s while the other does too: the sides are drawn a few times a second
+    (every draw takes CPU from both models), the first token at once, and the whole answers end up shown."""
+    import time
+
+    from tuillm.core.chat.events import ChatEvent, Token
+
+    def slow(emit):  # noqa: ANN001, ANN202 - the screen's forwarder
+        def forward(event: ChatEvent) -> None:
+            if isinstance(event, Token):
+                time.sleep(0.01)  # a model decoding 100 tokens a second
+            emit(event)
+        return forward
+
+    tokens = tuple(f"w{i} " for i in range(60))
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ABScreen(Model(tmp_path / "base.gguf", "base"), Model(tmp_path / "tuned.gguf", "tuned"),
+                          backends=lambda emit: FakeBackend(slow(emit), tokens=tokens))
+        await app.push_screen(screen)
+        await until(pilot, lambda: all(screen.loaded.values()), "both sides loaded")
+        shown: list[tuple[str, str]] = []
+        show = screen._show
+        screen._show = lambda side, text, style="": (shown.append((side, text)), show(side, text, style))[1]
+        screen.query_one("#ab-prompt").value = "Count"
+        await pilot.press("enter")
+        await until(pilot, lambda: not any(screen.busy.values()), "both replies")
+        for side in ("base", "tuned"):
+            texts = [text for s, text in shown if s == side and text != "…"]
+            assert texts[-1] == "".join(tokens) and screen.query_one(f"#ab-{side}").content.plain == texts[-1]
+            assert 2 <= len(texts) <= 12, len(texts)  # drawn as it came, at most ~10 times a second
+
+
 @pytest.mark.slow
 @run_async
 async def test_train_merge_chat_and_ab(tmp_path: Path, demo_gguf: Path) -> None:
