@@ -1,5 +1,6 @@
-"""The draw cadence of streaming text (``DrawPace``: the Chat pane's and the A/B view's): the event loop's CPU between draws sets the next
-interval, within its bounds. The CPU clock is replaced by one the test advances, so the numbers are exact."""
+"""The draw cadence of streaming text (``DrawPace``: the Chat pane's and the A/B view's): the event loop's CPU
+between draws sets the next interval, within its bounds. The CPU clock is replaced by one the test advances, so the
+numbers are exact."""
 
 from __future__ import annotations
 

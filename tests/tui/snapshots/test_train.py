@@ -3,7 +3,8 @@
 Everything on screen is the same on every machine: the data path is relative (the test runs in its own folder),
 the available RAM and the status line's figures are fixed (tests.tui.app_helpers), so are the cores (two: the form
 offers Processes and FSDP), the preview and the memory estimate come from the demo GGUF (its vocabulary, its shape),
-and the A/B screen runs on fake chat backends that answer fixed text, with no model. Regenerate with ``--snapshot-update`` and read the SVGs.
+and the A/B screen runs on fake chat backends that answer fixed text, with no model. Regenerate with
+``--snapshot-update`` and read the SVGs.
 """
 
 from __future__ import annotations
