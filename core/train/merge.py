@@ -18,16 +18,24 @@ from pathlib import Path
 
 from tuillm.convert.checkpoint import open_checkpoint
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.lora_to_gguf import check_fits, lora_to_gguf, open_adapter
+from tuillm.convert.lora_to_gguf import Adapter, check_fits, lora_to_gguf, open_adapter
 from tuillm.convert.output import check_output, remove_stale, temp_name
 from tuillm.convert.types import CONVERT_DEFAULT, MERGE_DEFAULT, check_type
 from tuillm.core.errors import TuillmError, first_line
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
 
 
-def _check(adapter_dir: Path, base: Path) -> None:
+def _adapter(adapter_dir: Path) -> Adapter:
+    """The adapter read and checked (its config and its tensors' header): before a base is dequantized for it."""
     try:
-        check_fits(open_adapter(adapter_dir), open_checkpoint(base))
+        return open_adapter(adapter_dir)
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
+
+
+def _check(adapter: Adapter, base: Path) -> None:
+    try:
+        check_fits(adapter, open_checkpoint(base))
     except ConvertError as exc:
         raise TuillmError(str(exc)) from None
 
@@ -46,6 +54,7 @@ def export_lora(adapter_dir: Path, base: Path, out: Path, out_type: str = CONVER
     from tuillm.core.train.base import base_folder
 
     check_merge_output(Path(out), [Path(adapter_dir), Path(base)], force)
+    _adapter(Path(adapter_dir))  # a bad adapter refused before a GGUF base is dequantized for it
     folder = base_folder(Path(base), emit=emit)
 
     def progress(done: int, total: int) -> None:
@@ -75,8 +84,9 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAUL
     if not out.parent.is_dir():
         raise TuillmError(f"{out.parent}: no such folder")
     check_merge_output(out, [Path(base), Path(adapter_dir)], force)
+    adapter = _adapter(Path(adapter_dir))
     folder = base_folder(Path(base), emit=emit)
-    _check(Path(adapter_dir), folder)
+    _check(adapter, folder)
     # The merged checkpoint is as big as the base: beside the output, where the user has chosen to put big files;
     # named like every temporary of the output, so the next run removes it if this one is killed.
     remove_stale(out)

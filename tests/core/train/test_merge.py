@@ -103,3 +103,21 @@ def test_merge_converts_through_the_one_orchestrator(bf16_base: tuple[Path, Path
     out = merge(*bf16_base, tmp_path / "merged.gguf", "q4_k_m")
     assert calls == [["q4_k_m"]]
     assert out.is_file() and list(tmp_path.iterdir()) == [out]  # the temporary checkpoint and intermediate are gone
+
+
+def test_a_bad_adapter_is_refused_before_the_gguf_base_is_dequantized(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merge and export read the adapter first: a folder that is not one is refused in one line, before a GGUF base
+    is dequantized for it (minutes and gigabytes on a large base)."""
+    from tuillm.core.errors import TuillmError
+    from tuillm.core.paths import demo_model_path
+    from tuillm.core.train.merge import export_lora
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the demo not dequantized yet
+    (tmp_path / "not-an-adapter").mkdir()
+    events: list = []
+    with pytest.raises(TuillmError, match="no adapter_config.json"):
+        merge(demo_model_path(), tmp_path / "not-an-adapter", tmp_path / "merged.gguf", emit=events.append)
+    with pytest.raises(TuillmError, match="no adapter_config.json"):
+        export_lora(tmp_path / "not-an-adapter", demo_model_path(), tmp_path / "lora.gguf", emit=events.append)
+    assert events == [] and not (tmp_path / "cache").exists()
