@@ -243,6 +243,8 @@ class DataParallel:
         if not self.loads_base:
             model.to_empty(device=self.accelerator.device)  # room for this rank's shares, filled by rank 0
         send_base(model, loaded)
+        del loaded
+        return_freed_memory()
         return model
 
     def unwrap(self, model: Any) -> Any:
@@ -347,6 +349,20 @@ def send_base(model: Any, loaded: dict[str, Any] | None) -> None:
                 with torch.no_grad():
                     local.copy_(distribute_tensor(whole, tensor.device_mesh, tensor.placements,
                                                   src_data_rank=None).to_local())
+
+
+def return_freed_memory() -> None:
+    """Memory freed by the process handed back to the system. glibc keeps freed heap pages, so after rank 0 sent
+    the base and dropped its whole copy, its RSS stayed that much higher through the run (measured on the demo in
+    float32: 2.56 GB against 2.25 GB, tests/bench/fsdp_memory.py). Nothing to do elsewhere than glibc."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def base_share(model: Any) -> str:

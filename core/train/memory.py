@@ -20,8 +20,8 @@ policy pass alone: DPO_REFERENCE_SHARE).
 ``nproc`` processes on CPU each hold their own copy of everything (runtime, base, LoRA, activations): the total is N
 times one process's; on CUDA each GPU holds one process's share and the figure is per GPU. With ``fsdp`` a GPU holds
 its 1/N of the base and one layer gathered whole at a time. On CPU the figure stays a whole copy per process: only
-rank 0 reads the base (the others receive their shares), but FSDP's gathered buffers (the embeddings, a layer) outweigh
-the saving on small bases (on the demo a second rank peaked as high as a DDP rank).
+rank 0 reads the base (the others receive their shares), but FSDP's gathered buffers (the embeddings, a layer) take
+the saving back on small bases (on the demo each rank peaked 2% above a DDP rank: tests/bench/fsdp_memory.py).
 
 The constants were fitted to the peak RSS (VmHWM) of real short runs of the demo (SmolLM2-135M) on CPU;
 tests/bench/train_memory.py measures it again and prints the ratio. GPU figures use the same activation model in
