@@ -90,7 +90,8 @@ def float32_lora(model: Any, device: str) -> None:
             if not p.requires_grad:
                 continue
             if p.is_meta:  # (a meta tensor's data cannot be replaced by a real one: a new parameter)
-                module.register_parameter(name, torch.nn.Parameter(torch.empty(p.shape, device=device)))
+                empty = torch.empty(p.shape, device=device, dtype=torch.float32)
+                module.register_parameter(name, torch.nn.Parameter(empty))
             else:
                 p.data = p.data.float().to(device)
 
