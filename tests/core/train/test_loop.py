@@ -16,6 +16,7 @@ from tests.checkpoints import tiny_random_checkpoint
 from tests.core.train_facts import write_fact_dataset
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Log, Metric, Progress
+from tuillm.core.train import base as train_base
 from tuillm.core.train import loop
 from tuillm.core.train.data import Example, pack
 from tuillm.core.train.loop import TrainConfig, latest_checkpoint, lr_at, split_packed, train
@@ -133,9 +134,14 @@ def test_cancel_then_resume_gives_the_same_curve(tiny: Path, tmp_path: Path) -> 
     assert full.eval_loss == pytest.approx(resumed.eval_loss, rel=1e-4)
 
 
-def test_bad_targets_and_bad_settings(tiny: Path, tmp_path: Path) -> None:
+def test_bad_targets_and_bad_settings(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded: list[Path] = []
+    load = train_base.load_model
+    monkeypatch.setattr(train_base, "load_model",
+                        lambda folder, *a, **kw: loaded.append(folder) or load(folder, *a, **kw))
     with pytest.raises(TuillmError, match="no LoRA target module among nope"):
         train(config(tiny, tmp_path, "t", targets=["nope"]))
+    assert loaded == []  # refused before the base's weights were read
     with pytest.raises(TuillmError, match=r"LR: must be a number above 0, not 0"):
         train(config(tiny, tmp_path, "t", lr=0))
     assert not (tmp_path / "t").exists()
