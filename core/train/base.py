@@ -7,6 +7,8 @@ transformers are imported only inside the functions.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -84,9 +86,12 @@ def dequantize_gguf(gguf_path: Path, out: Path) -> None:
 
     quiet_transformers()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
-                                                      dtype=torch.float32)
+        # transformers' GGUF reader draws a tqdm bar of its own on stderr, which its progress setting does not
+        # reach: in `tuillm train -q` (and beside our own progress line) it is noise. Errors come as exceptions.
+        with contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+            loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
+                                                          dtype=torch.float32)
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
         raise ModelFileError(gguf_path, f"transformers cannot dequantize it ({first_line(exc)})") from None
     # transformers marks a gguf-loaded model as quantized and refuses save_pretrained: build a plain model from

@@ -63,7 +63,7 @@ from tuillm.core.train.distributed import (
     join,
     should_launch,
 )
-from tuillm.core.train.model import lora_model, resolve_targets
+from tuillm.core.train.model import check_quant, lora_model, resolve_targets
 from tuillm.core.train.options import DEFAULT_TARGETS, SCHEDULES, TrainConfig, parse_targets
 from tuillm.core.train.passes import eval_sums, memory_bytes, row_limit, split_packed, sum_loss
 from tuillm.core.train.schedule import Pace, Plan, format_duration, lr_at
@@ -336,15 +336,17 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     """Train a LoRA adapter into ``config.output``; see the module docstring. ``force``: a finished adapter or
     another run's checkpoints in the output folder are replaced. ``memory``: the memory guard's probe (default:
     the system's RAM, read when the run starts so a test can replace ``hardware.read_memory``)."""
+    from tuillm.core.train.base import base_folder, load_tokenizer, pick_device, pick_dtype
+
     pace = Pace()  # set-up time counts from here
     config.check()
+    if config.quant != "none":  # QLoRA needs CUDA: refused before a GGUF base is dequantized (minutes for a big one)
+        check_quant(config.quant, pick_device(config.device))
     out, resume_from = _output_folder(config, force)
     if should_launch(config):  # --nproc N: N processes of this function, rank 0's events come back to emit
         from tuillm.core.train.dist_launch import launch
 
         return launch(config, emit=emit, cancel=cancel, force=force)
-
-    from tuillm.core.train.base import base_folder, load_tokenizer, pick_device, pick_dtype
 
     ranks = join(config, pick_device(config.device))  # Single, or this rank of a data-parallel run
     emit = emit if ranks.main else ignore  # the front end sees one stream: rank 0's

@@ -46,7 +46,6 @@ def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit:
     from tuillm.core.train.attention import use_example_attention
     from tuillm.core.train.base import empty_model, load_model
 
-    check_quant(config.quant, device)
     if device == "cpu":
         bound_cpu_kernel_caches()
     torch.manual_seed(config.seed)

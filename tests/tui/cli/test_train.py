@@ -79,15 +79,16 @@ def test_bad_settings_and_adapter_of_another_model(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "d.jsonl", "tiny"]
 
 
-def test_quant_4bit_without_cuda_is_one_line(tmp_path: Path) -> None:
-    """QLoRA on a machine without CUDA: one line and exit 1, after the data checks and before the model loads;
-    nothing written."""
+def test_quant_4bit_without_cuda_is_one_line(tmp_path: Path, isolated_home: Path) -> None:
+    """QLoRA on a machine without CUDA: one line and exit 1 before anything is loaded or written: a GGUF base
+    (the demo, this test's cache empty) is not dequantized first."""
     data = write_fact_dataset(tmp_path / "d.jsonl", 4)
-    out = tuillm("train", str(demo_hf_checkpoint()), "--data", str(data), "-o", str(tmp_path / "out"), "--quant",
-                 "4bit", "--device", "cpu", "-q")
+    out = tuillm("train", "demo", "--data", str(data), "-o", str(tmp_path / "out"), "--quant", "4bit", "--device",
+                 "cpu", "-q")
     assert "--quant 4bit (QLoRA) needs a CUDA GPU (bitsandbytes' 4-bit kernels); this run is on cpu" in (
         one_line_error(out))
     assert not (tmp_path / "out").exists()
+    assert not (isolated_home / ".cache" / "tuillm" / "dequantized").exists()
 
 
 def test_flags_are_the_declared_options() -> None:
@@ -145,6 +146,9 @@ def test_train_merge_export_and_chat_on_the_demo(tmp_path: Path, isolated_home: 
     assert "cpu, bfloat16" in out.stderr and "set-up " in out.stderr
     assert out.stdout.strip() == str(adapter)
     assert "dequantizing it once" in out.stderr and "GB on disk" in out.stderr
+    lines = out.stderr.splitlines()  # while the base dequantizes, our progress alone (no library's own bar)
+    start = next(i for i, line in enumerate(lines) if line.startswith("dequantize: 0"))
+    assert lines[start + 1] == "dequantize: 100% done", lines[start:start + 3]
     assert "messages format" in out.stderr and "step 9/9" in out.stderr and "eval" in out.stderr
     assert {"adapter_config.json", "adapter_model.safetensors", "training.json", "loss_log.jsonl"} <= {
         p.name for p in adapter.iterdir()}
