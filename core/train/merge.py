@@ -19,7 +19,7 @@ from pathlib import Path
 from tuillm.convert.checkpoint import open_checkpoint
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.lora_to_gguf import Adapter, check_fits, lora_to_gguf, open_adapter
-from tuillm.convert.output import check_output, remove_stale, temp_name
+from tuillm.convert.output import check_output, describe_os_error, remove_stale, temp_name
 from tuillm.convert.types import CONVERT_DEFAULT, MERGE_DEFAULT, check_type
 from tuillm.core.errors import TuillmError, first_line
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
@@ -41,11 +41,18 @@ def _check(adapter: Adapter, base: Path) -> None:
 
 
 def check_merge_output(out: Path, inputs: list[Path], force: bool) -> None:
-    """The output is neither an input nor inside one, and replaces an existing file only with ``force``."""
+    """The output is neither an input nor inside one, replaces an existing file only with ``force``, and its folder
+    takes new files: all before a GGUF base is dequantized for it (minutes for a big one)."""
     try:
         check_output(out, inputs, force=force)
     except ConvertError as exc:
         raise TuillmError(str(exc)) from None
+    probe = temp_name(out, "probe")
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise TuillmError(describe_os_error(exc, out)) from None
 
 
 def export_lora(adapter_dir: Path, base: Path, out: Path, out_type: str = CONVERT_DEFAULT, *,
@@ -94,7 +101,7 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAUL
     try:
         work.mkdir()
     except OSError as exc:
-        raise TuillmError(f"{out.parent}: cannot write there ({exc.strerror or exc})") from None
+        raise TuillmError(describe_os_error(exc, out)) from None
     try:
         emit(Progress("merge", 0, 1, "loading the base and the adapter (transformers + peft)"))
         _merge_to_folder(folder, Path(adapter_dir), work, out_type, emit)

@@ -79,6 +79,18 @@ def test_bad_settings_and_adapter_of_another_model(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "d.jsonl", "tiny"]
 
 
+def test_merge_and_export_to_an_unwritable_folder_are_refused_before_the_base_dequantizes(
+        tmp_path: Path, isolated_home: Path) -> None:
+    from tests.convert.test_lora_to_gguf import make_adapter
+
+    adapter = make_adapter(tiny_random_checkpoint("llama", tmp_path / "tiny"), tmp_path / "adapter")
+    out = tuillm("merge", "demo", str(adapter), "-o", "/sys/m.gguf")
+    assert one_line_error(out) == "tuillm: /sys: not writable"
+    out = tuillm("export-lora", str(adapter), "--base", "demo", "-o", "/sys/a.gguf")
+    assert one_line_error(out) == "tuillm: /sys: not writable"
+    assert not (isolated_home / ".cache" / "tuillm" / "dequantized").exists()
+
+
 def test_quant_4bit_without_cuda_is_one_line(tmp_path: Path, isolated_home: Path) -> None:
     """QLoRA on a machine without CUDA: one line and exit 1 before anything is loaded or written: a GGUF base
     (the demo, this test's cache empty) is not dequantized first."""
