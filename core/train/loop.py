@@ -21,6 +21,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,6 +332,15 @@ def _resume(run: TrainRun, resume_from: Path | None) -> None:
         run.emit(Log(f"{run.out}: no checkpoint to resume from; starting at step 0", "warning"))
 
 
+def _method(config: TrainConfig) -> tuple[Callable[..., tuple[list, list]], type[TrainRun]]:
+    """The data preparation and the loop of ``config.method``: supervised, or DPO over pairs (core.train.dpo)."""
+    if config.method == "dpo":
+        from tuillm.core.train.dpo import DpoRun, prepare_pairs
+
+        return prepare_pairs, DpoRun
+    return prepare_data, TrainRun
+
+
 def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event | None = None,
           force: bool = False, memory: hardware.MemoryProbe | None = None) -> TrainResult:
     """Train a LoRA adapter into ``config.output``; see the module docstring. ``force``: a finished adapter or
@@ -340,8 +350,7 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
 
     pace = Pace()  # set-up time counts from here
     config.check()
-    if config.quant != "none":  # QLoRA needs CUDA: refused before a GGUF base is dequantized (minutes for a big one)
-        check_quant(config.quant, pick_device(config.device))
+    check_quant(config.quant, config.device)  # QLoRA without CUDA: refused before a GGUF base is dequantized
     out, resume_from = _output_folder(config, force)
     if should_launch(config):  # --nproc N: N processes of this function, rank 0's events come back to emit
         from tuillm.core.train.dist_launch import launch
@@ -352,11 +361,7 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     emit = emit if ranks.main else ignore  # the front end sees one stream: rank 0's
     with ranks.first():  # rank 0 dequantizes a GGUF base once; the others then find it cached
         folder = base_folder(Path(config.base), emit=emit)
-    prepare, run_type = prepare_data, TrainRun
-    if config.method == "dpo":  # preference pairs, the DPO objective (core.train.dpo)
-        from tuillm.core.train.dpo import DpoRun, prepare_pairs
-
-        prepare, run_type = prepare_pairs, DpoRun
+    prepare, run_type = _method(config)
     train_set, eval_set = prepare(config, load_tokenizer(folder), emit)  # data errors before the model loads
 
     import torch

@@ -111,9 +111,12 @@ def bound_cpu_kernel_caches() -> None:
 
 
 def check_quant(quant: str, device: str) -> None:
-    """QLoRA needs CUDA and bitsandbytes: anywhere else one line before anything loads."""
+    """QLoRA needs CUDA and bitsandbytes: anywhere else one line before anything loads (``device`` may be "auto")."""
     if quant == "none":
         return
+    from tuillm.core.train.base import pick_device
+
+    device = pick_device(device)
     if not device.startswith("cuda"):
         raise TuillmError(f"--quant {quant} (QLoRA) needs a CUDA GPU (bitsandbytes' 4-bit kernels); this run is on "
                           f"{device}: train without it (--quant none)")
