@@ -346,8 +346,6 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     """Train a LoRA adapter into ``config.output``; see the module docstring. ``force``: a finished adapter or
     another run's checkpoints in the output folder are replaced. ``memory``: the memory guard's probe (default:
     the system's RAM, read when the run starts so a test can replace ``hardware.read_memory``)."""
-    from tuillm.core.train.base import base_folder, load_tokenizer, pick_device, pick_dtype
-
     pace = Pace()  # set-up time counts from here
     config.check()
     check_quant(config.quant, config.device)  # QLoRA without CUDA: refused before a GGUF base is dequantized
@@ -356,6 +354,8 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
         from tuillm.core.train.dist_launch import launch
 
         return launch(config, emit=emit, cancel=cancel, force=force)
+
+    from tuillm.core.train.base import base_folder, load_tokenizer, pick_device, pick_dtype
 
     ranks = join(config, pick_device(config.device))  # Single, or this rank of a data-parallel run
     emit = emit if ranks.main else ignore  # the front end sees one stream: rank 0's
