@@ -13,6 +13,12 @@ REPO = Path(__file__).resolve().parents[2]
 PEAK_RSS = """
 def peak_rss_mb():  # this process's own high-water mark
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+
+def peak_gpu_mb(device):  # torch's high-water mark of allocated GPU memory; 0 off the GPU
+    if device != "cuda":
+        return 0.0
+    import torch
+    return torch.cuda.max_memory_allocated() / 2**20
 """
 
 

@@ -15,7 +15,11 @@ time, and the whole-run ratios to the baseline (tokens of the data / wall time, 
 Goals on a CPU with AVX-512 BF16: >= 3x the baseline's tokens/s, steady state >= 50% of the bf16 ceiling, peak
 RSS <= 0.6x the baseline's.
 
-Run: .venv/bin/python tests/bench/train.py [--examples 64] [--epochs 1] [--runs 3] [--dtype auto]
+``--device cuda`` (a GPU machine, never CI): both train on the GPU, the baseline with ``bf16=True`` as a GPU
+script would (where the GPU has bf16); the matmul is 8192x8192 and the peak GPU memory (torch's high-water mark of
+allocated bytes) is compared as well.
+
+Run: .venv/bin/python tests/bench/train.py [--examples 64] [--epochs 1] [--runs 3] [--dtype auto] [--device cpu]
 """
 
 from __future__ import annotations
@@ -51,23 +55,28 @@ def emit(event):
     elif isinstance(event, Log) and event.message.startswith("LoRA rank"):
         dtype = event.message.rsplit(", ", 1)[-1]
 train(TrainConfig(base=base, data=[data], output=out, rank=s["rank"], alpha=s["alpha"], batch_size=s["batch"],
-                  max_len=s["max_len"], lr=s["lr"], epochs=float(epochs), dropout=s["dropout"], device="cpu",
+                  max_len=s["max_len"], lr=s["lr"], epochs=float(epochs), dropout=s["dropout"], device=s["device"],
                   targets=s["targets"], dtype=s["dtype"]), emit=emit)
 print(json.dumps({"wall": time.perf_counter() - t, "rss_mb": peak_rss_mb(), "steady": metrics["tokens_per_s"],
-                  "setup": metrics["setup_s"], "dtype": dtype}))
+                  "setup": metrics["setup_s"], "dtype": dtype, "gpu_mb": peak_gpu_mb(s["device"])}))
 """
 
-# The machine's matmul rate in each dtype, with torch's default threads (what the training uses).
+# The machine's matmul rate in each dtype, with torch's default threads (what the training uses); on a GPU a
+# product large enough to keep it busy, timed to its end (synchronize).
 MATMUL = """
-import json, statistics, time, torch
-n, out = 2048, {}
+import json, statistics, sys, time, torch
+device = sys.argv[1]
+n, out = (8192 if device == "cuda" else 2048), {}
+sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
+    sync()
     times = []
     for _ in range(7):
         t = time.perf_counter()
         a @ b
+        sync()
         times.append(time.perf_counter() - t)
     out[name] = 2 * n**3 / statistics.median(times) / 1e9
 print(json.dumps(out))
@@ -88,16 +97,18 @@ rows = [json.loads(l) for l in open(data)]
 feats = [{"input_ids": tok.apply_chat_template(r["messages"], tokenize=True,
                                                return_dict=True)["input_ids"][:s["max_len"]]} for r in rows]
 model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+gpu = s["device"] == "cuda"
 lora = LoraConfig(r=s["rank"], lora_alpha=s["alpha"], lora_dropout=s["dropout"], target_modules=s["targets"],
                   task_type="CAUSAL_LM")
 model = get_peft_model(model, lora)
 args = TrainingArguments(output_dir=out, per_device_train_batch_size=s["batch"], num_train_epochs=float(epochs),
                          learning_rate=s["lr"], lr_scheduler_type="cosine", warmup_steps=0.03, save_strategy="no",
-                         report_to=[], logging_steps=10, use_cpu=True, disable_tqdm=True, seed=0)
+                         report_to=[], logging_steps=10, use_cpu=not gpu, disable_tqdm=True, seed=0,
+                         bf16=gpu and torch.cuda.is_bf16_supported())
 Trainer(model=model, args=args, train_dataset=feats,
         data_collator=DataCollatorForLanguageModeling(tok, mlm=False)).train()
 model.save_pretrained(out)
-print(json.dumps({"wall": time.perf_counter() - t, "rss_mb": peak_rss_mb()}))
+print(json.dumps({"wall": time.perf_counter() - t, "rss_mb": peak_rss_mb(), "gpu_mb": peak_gpu_mb(s["device"])}))
 """
 
 
@@ -125,9 +136,9 @@ def count_tokens(base: Path, data: Path) -> int:
     return total
 
 
-def settings(dtype: str, dropout: float) -> str:
+def settings(dtype: str, dropout: float, device: str) -> str:
     return json.dumps({"rank": RANK, "alpha": ALPHA, "batch": BATCH, "max_len": MAX_LEN, "lr": LR,
-                       "targets": TARGETS, "dtype": dtype, "dropout": dropout})
+                       "targets": TARGETS, "dtype": dtype, "dropout": dropout, "device": device})
 
 
 def main() -> None:
@@ -140,6 +151,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"), help="tuillm's")
     parser.add_argument("--dropout", type=float, default=TrainConfig.dropout,
                         help="LoRA dropout of both (default: tuillm's)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where both train")
     opts = parser.parse_args()
 
     from tests.checkpoints import demo_hf_checkpoint
@@ -155,27 +167,28 @@ def main() -> None:
         make_data(data, opts.examples)
         tokens = count_tokens(base, data) * opts.epochs
         print(f"demo model ({params / 1e6:.0f}M), {opts.examples} examples ({tokens:.0f} tokens x {opts.epochs:g} "
-              f"epochs), rank {RANK}, LoRA dropout {opts.dropout:g}, batch {BATCH}, max length {MAX_LEN}, CPU, "
-              f"{opts.runs} interleaved runs")
+              f"epochs), rank {RANK}, LoRA dropout {opts.dropout:g}, batch {BATCH}, max length {MAX_LEN}, "
+              f"{opts.device}, {opts.runs} interleaved runs")
         for i in range(opts.runs):
-            rates.append(run_child(MATMUL))
+            rates.append(run_child(MATMUL, opts.device))
             epochs = str(opts.epochs)
             ours.append(run_child(TUILLM, str(base), str(data), f"{tmp}/ours{i}", epochs,
-                                  settings(opts.dtype, opts.dropout)))
+                                  settings(opts.dtype, opts.dropout, opts.device)))
             theirs.append(run_child(BASELINE, str(base), str(data), f"{tmp}/theirs{i}", epochs,
-                                    settings("float32", opts.dropout)))
+                                    settings("float32", opts.dropout, opts.device)))
             print(f"run {i + 1}: matmul {rates[-1]}, tuillm {ours[-1]}, Trainer {theirs[-1]}", flush=True)
-    report(tokens, params, ours, theirs, rates)
+    report(tokens, params, ours, theirs, rates, opts.device)
 
 
-def report(tokens: float, params: int, ours: list[dict], theirs: list[dict], rates: list[dict]) -> None:
+def report(tokens: float, params: int, ours: list[dict], theirs: list[dict], rates: list[dict], device: str) -> None:
     def med(rows: list[dict], key: str) -> float:
         return statistics.median(r[key] for r in rows)
 
     dtype = ours[0]["dtype"]
     gflops = {name: med(rates, name) for name in ("float32", "bfloat16")}
     ceiling = {name: rate * 1e9 / (4 * params) for name, rate in gflops.items()}
-    print(f"matmul 2048x2048: float32 {gflops['float32']:.0f} GFLOP/s, bf16 {gflops['bfloat16']:.0f} GFLOP/s -> "
+    n = 8192 if device == "cuda" else 2048
+    print(f"matmul {n}x{n}: float32 {gflops['float32']:.0f} GFLOP/s, bf16 {gflops['bfloat16']:.0f} GFLOP/s -> "
           f"ceiling {ceiling['float32']:.0f} / {ceiling['bfloat16']:.0f} tokens/s (4 x {params / 1e6:.0f}M FLOP "
           "a token)")
     for name, rows in (("tuillm train", ours), ("Trainer + peft", theirs)):
@@ -187,6 +200,9 @@ def report(tokens: float, params: int, ours: list[dict], theirs: list[dict], rat
           f"(goal >= 50% of bf16's), set-up {med(ours, 'setup'):.1f} s")
     print(f"speed ratio {med(theirs, 'wall') / med(ours, 'wall'):.2f}x (goal >= 3x), "
           f"peak RSS ratio {med(ours, 'rss_mb') / med(theirs, 'rss_mb'):.2f}x (goal <= 0.6x)")
+    if device == "cuda":
+        print(f"peak GPU memory: tuillm {med(ours, 'gpu_mb'):.0f} MB, Trainer {med(theirs, 'gpu_mb'):.0f} MB, "
+              f"ratio {med(ours, 'gpu_mb') / med(theirs, 'gpu_mb'):.2f}x")
 
 
 if __name__ == "__main__":
