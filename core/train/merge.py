@@ -161,9 +161,10 @@ def _is_f32(base: Path) -> bool:
 
 def qlora_base(base: Path, adapter_dir: Path, emit: Emit = ignore):  # noqa: ANN201 - a transformers model or None
     """For an adapter trained over the base in 4-bit NF4 (QLoRA): the base quantized the same way and dequantized to
-    float32, the very weights the adapter learned against; needs CUDA and bitsandbytes (UNTESTED: no CUDA machine
-    ran it). Elsewhere None, and the caller merges into the full-precision base, as most QLoRA merges do (it
-    differs from the trained-against weights by NF4's rounding). None too for any other adapter."""
+    float32, the very weights the adapter learned against; needs CUDA and bitsandbytes (run on an H200 by
+    tools/cuda_runs.py, never in CI). Elsewhere None, and the caller merges into the full-precision base, as most
+    QLoRA merges do (it differs from the trained-against weights by NF4's rounding). None too for any other
+    adapter."""
     import importlib.util
     import json
 

@@ -93,6 +93,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
                           TrainingArguments)
 tok = AutoTokenizer.from_pretrained(base)
+tok.pad_token = tok.pad_token or tok.eos_token  # the collator pads; as usual scripts do
 rows = [json.loads(l) for l in open(data)]
 feats = [{"input_ids": tok.apply_chat_template(r["messages"], tokenize=True,
                                                return_dict=True)["input_ids"][:s["max_len"]]} for r in rows]
