@@ -26,7 +26,7 @@ bench: $(STAMP)
 # import hook that import-linter cannot walk, so it reads a tree of links named as the installed packages.
 IMPORTS := $(VENV)/importlinter
 lint: $(STAMP)
-	$(VENV)/bin/ruff check core convert tui tests
+	$(VENV)/bin/ruff check core convert tui tests tools
 	@mkdir -p $(IMPORTS)/tuillm && touch $(IMPORTS)/tuillm/__init__.py
 	@for d in core convert tui; do ln -sfn ../../../$$d $(IMPORTS)/tuillm/$$d; done
 	cd $(IMPORTS) && PYTHONPATH=. ../bin/lint-imports ../../pyproject.toml
