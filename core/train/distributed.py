@@ -159,8 +159,9 @@ def check_nproc(config: TrainConfig, device: str, world: int) -> None:
         return
     available = device_count(device)
     if config.nproc > available:
-        what = "GPUs" if device.startswith("cuda") else "CPU cores" if device == "cpu" else f"{device} devices"
-        raise TuillmError(f"--nproc {config.nproc}: this machine has {available} {what}; at most {available}")
+        what = "GPU" if device.startswith("cuda") else "CPU core" if device == "cpu" else f"{device} device"
+        plural = "" if available == 1 else "s"
+        raise TuillmError(f"--nproc {config.nproc}: this machine has {available} {what}{plural}; at most {available}")
 
 
 def deal(sizes: list[int], world: int) -> list[list[int]]:

@@ -86,6 +86,19 @@ def cfg(tmp_path: Path, out: str, **kw: object) -> TrainConfig:
     return TrainConfig(**base)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("device", "count", "expected"), [
+    ("cuda", 1, "--nproc 2: this machine has 1 GPU; at most 1"),
+    ("cuda", 0, "--nproc 2: this machine has 0 GPUs; at most 0"),
+    ("cpu", 1, "--nproc 2: this machine has 1 CPU core; at most 1"),
+])
+def test_too_many_processes_are_counted_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str,
+                                                  count: int, expected: str) -> None:
+    monkeypatch.setattr("tuillm.core.train.distributed.device_count", lambda _device: count)
+    with pytest.raises(TuillmError) as err:
+        check_nproc(cfg(tmp_path, "o", nproc=2), device, 1)
+    assert str(err.value) == expected
+
+
 @pytest.mark.parametrize(("kw", "world", "expected"), [
     ({"nproc": 4096}, 1, "--nproc 4096: this machine has"),
     ({"nproc": 3}, 2, "--nproc 3, but the launcher started 2 processes"),
