@@ -45,7 +45,7 @@ def base_folder(path: Path, *, emit: Emit = ignore) -> Path:
     if not is_gguf(path):
         raise ModelFileError(path, "not a GGUF file or an HF checkpoint folder")
     target = dequantized_folder(path)
-    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+    if _usable_copy(path, target, emit):
         emit(Log(f"using the dequantized copy of {path.name} in {target} "
                  f"({folder_size(target) / 1e9:.2f} GB on disk)"))
         return target
@@ -66,6 +66,11 @@ def base_folder(path: Path, *, emit: Emit = ignore) -> Path:
     work.mkdir()
     try:
         dequantize_gguf(path, work)
+        if not same_end_token(path, work):
+            import transformers
+
+            raise ModelFileError(path, f"transformers {transformers.__version__} rebuilds its tokenizer with another "
+                                 "end token than the file's: upgrade transformers (5.18 or later)")
         try:
             work.rename(target)
         except OSError:  # a parallel build finished first
@@ -77,6 +82,43 @@ def base_folder(path: Path, *, emit: Emit = ignore) -> Path:
     emit(Log(f"dequantized {path.name} into {target} ({folder_size(target) / 1e9:.2f} GB on disk; "
              "delete it to reclaim the space)"))
     return target
+
+
+def _usable_copy(path: Path, target: Path, emit: Emit) -> bool:
+    """Whether the cached copy of ``path`` is complete and its tokenizer ends text as the GGUF does; one made by a
+    transformers that rebuilt the tokenizer wrongly (5.17 and older) is removed, to be made again."""
+    if not ((target / "config.json").is_file() and any(target.glob("*.safetensors"))):
+        return False
+    if same_end_token(path, target):
+        return True
+    emit(Log(f"the dequantized copy of {path.name} has another end token than the file (an older transformers "
+             "made it): making it again", "warning"))
+    shutil.rmtree(target, ignore_errors=True)
+    return False
+
+
+def same_end_token(gguf_path: Path, folder: Path) -> bool:
+    """Whether the tokenizer saved in ``folder`` ends text with the GGUF's end token (``tokenizer.ggml.eos_token_id``).
+    transformers rebuilds the tokenizer from the GGUF's vocabulary, and 5.17 got it wrong (the demo's end token
+    ``<|im_start|>``): training would teach that token as the end of a document, and merges refuse the tokenizer.
+    True where either side does not say."""
+    from tuillm.core.models.metadata import checked_gguf_header
+
+    eos_id = checked_gguf_header(gguf_path).fields.get("tokenizer.ggml.eos_token_id")
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        tokens = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    eos = config.get("eos_token") if isinstance(config, dict) else None
+    eos = eos.get("content") if isinstance(eos, dict) else eos
+    if not isinstance(eos_id, int) or not isinstance(eos, str) or not isinstance(tokens, dict):
+        return True
+    ids = {t.get("content"): t.get("id") for t in tokens.get("added_tokens") or [] if isinstance(t, dict)}
+    model = tokens.get("model")
+    vocab = model.get("vocab") if isinstance(model, dict) else None
+    found = ids.get(eos, vocab.get(eos) if isinstance(vocab, dict) else None)
+    return found is None or found == eos_id
 
 
 def dequantize_gguf(gguf_path: Path, out: Path) -> None:

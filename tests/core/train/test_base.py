@@ -1,14 +1,16 @@
-"""The base of a run: an HF folder as it is; bad paths. (A GGUF dequantized into the cache: the demo, for real,
-in tests/tui/cli/test_train.py's end-to-end test.)"""
+"""The base of a run: an HF folder as it is; bad paths; a dequantized copy whose end token is not the GGUF's made
+again. (A GGUF dequantized into the cache: the demo, for real, in tests/tui/cli/test_train.py's end-to-end test.)"""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from tuillm.core.errors import ModelFileError, TuillmError
-from tuillm.core.train.base import base_folder, pick_dtype
+from tuillm.core.train.base import base_folder, pick_dtype, same_end_token
 
 
 def test_hf_folder_is_used_as_is_and_bad_paths_say_why(tmp_path: Path) -> None:
@@ -94,3 +96,44 @@ def test_an_fsdp_rank_but_the_first_builds_the_base_without_reading_its_weights(
     assert trained and all(p.device.type == "cpu" and p.dtype == torch.float32 for p in trained)
     assert all(p.is_meta for p in empty.parameters() if not p.requires_grad)
     assert all(b.is_meta for b in empty.buffers())
+
+
+def _tokenizer_copy(folder: Path, eos: object) -> Path:
+    """The demo checkpoint's tokenizer files in ``folder``, with ``eos`` as the end token of its config."""
+    from tests.checkpoints import demo_hf_checkpoint
+
+    folder.mkdir(parents=True, exist_ok=True)
+    source = demo_hf_checkpoint()
+    shutil.copy(source / "tokenizer.json", folder / "tokenizer.json")
+    config = json.loads((source / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "eos_token": eos}))
+    return folder
+
+
+def test_a_copy_must_end_text_with_the_gguf_end_token(tmp_path: Path, demo_gguf: Path) -> None:
+    """transformers 5.17 rebuilt the demo's tokenizer with <|im_start|> as its end token (the GGUF says id 2,
+    <|im_end|>); such a copy is caught. Where a side does not say (no files, an unknown token), it is not."""
+    assert same_end_token(demo_gguf, _tokenizer_copy(tmp_path / "a", "<|im_end|>"))
+    assert same_end_token(demo_gguf, _tokenizer_copy(tmp_path / "b", {"content": "<|im_end|>", "special": True}))
+    assert not same_end_token(demo_gguf, _tokenizer_copy(tmp_path / "c", "<|im_start|>"))
+    assert not same_end_token(demo_gguf, _tokenizer_copy(tmp_path / "d", {"content": "<|endoftext|>"}))
+    assert same_end_token(demo_gguf, _tokenizer_copy(tmp_path / "e", "<|not a token|>"))
+    assert same_end_token(demo_gguf, tmp_path / "missing")
+
+
+@pytest.mark.slow
+def test_a_cached_copy_with_another_end_token_is_made_again(demo_gguf: Path) -> None:
+    """A copy left by such a transformers is removed and dequantized again, with a warning."""
+    from tests.checkpoints import demo_hf_checkpoint
+    from tuillm.core.events import Log
+    from tuillm.core.train.base import dequantized_folder
+
+    target = _tokenizer_copy(dequantized_folder(demo_gguf), "<|im_start|>")
+    shutil.copy(demo_hf_checkpoint() / "config.json", target / "config.json")
+    (target / "model.safetensors").symlink_to(demo_hf_checkpoint() / "model.safetensors")
+    logs: list[Log] = []
+    assert base_folder(demo_gguf, emit=lambda e: logs.append(e) if isinstance(e, Log) else None) == target
+    assert any(log.level == "warning" and "another end token than the file" in log.message for log in logs)
+    assert not (target / "model.safetensors").is_symlink()
+    assert json.loads((target / "tokenizer_config.json").read_text())["eos_token"] == "<|im_end|>"
+    assert same_end_token(demo_gguf, target)
