@@ -11,15 +11,19 @@ name holding the GGUF) on ``--device cuda`` and prints what it found; a failed s
    GGUF adapters into OUTDIR (small: check them elsewhere with ``tuillm chat demo --lora``); each merged GGUF is
    read back by transformers (its own GGUF reader, not ours) and asked the fact, greedy.
 5. DPO (tests/core/train/test_dpo.py's preference set and settings) on the GPU: its reward margin and accuracy.
-6. ``--nproc`` with one process more than the machine has GPUs: refused in one line (or, on a machine of several
+6. Ctrl-C after step 3 of 8, then ``--resume`` (CUDA's random state in the checkpoint): the losses against an
+   uninterrupted run of the same settings.
+7. ``--nproc`` with one process more than the machine has GPUs: refused in one line (or, on a machine of several
    GPUs, ``--nproc 2`` trains the fact).
-7. ``tests/bench/train.py --device cuda --runs 2`` unless ``--skip-bench``.
+8. ``tests/bench/train.py --device cuda --runs 2`` unless ``--skip-bench``.
+A step that raises is reported with its error and the next one runs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -117,6 +121,27 @@ def dpo(work: Path) -> None:
               flush=True)
 
 
+def resume(work: Path) -> None:
+    args = [*TUILLM, "train", "demo", "--data", str(work / "fact.jsonl"), *FACT, "--max-steps", "8",
+            "--save-every", "2", "--device", DEVICE]
+    whole = subprocess.run([*args, "-o", str(work / "whole")], capture_output=True, text=True, timeout=900)
+    proc = subprocess.Popen([*args, "-o", str(work / "cut")], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("step 3/8"):
+            proc.send_signal(signal.SIGINT)
+            break
+    print(f"  uninterrupted: exit {whole.returncode}; Ctrl-C after step 3: exit {proc.wait(timeout=300)}, "
+          f"{proc.stderr.read().strip().splitlines()[-1:]}", flush=True)
+    again = subprocess.run([*args, "-o", str(work / "cut"), "--resume"], capture_output=True, text=True, timeout=900)
+    print(f"  --resume: exit {again.returncode}, "
+          f"{[line for line in again.stderr.splitlines() if 'resuming' in line][:1]}", flush=True)
+    a, b = losses(work / "whole"), losses(work / "cut")
+    print(f"  losses uninterrupted {[round(r['loss'], 4) for r in a]}\n  losses resumed       "
+          f"{[round(r['loss'], 4) for r in b]}", flush=True)
+
+
 def nproc(work: Path) -> None:
     import torch
 
@@ -139,17 +164,25 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cuda-runs-"))  # OUTDIR gets only the exported adapters
     write_fact_dataset(work / "fact.jsonl", 24)
     os.environ.setdefault("XDG_CACHE_HOME", str(work / "cache"))
-    bf16 = train_fact(work, "bf16")
-    fp32 = train_fact(work, "fp32", "--dtype", "float32")
-    compare(bf16, fp32)
-    q4 = train_fact(work, "q4", "--quant", "4bit")
-    for name, adapter in (("bf16", bf16), ("q4", q4)):
-        if adapter:
-            merge_and_export(work, out, name, adapter)
-    dpo(work)
-    nproc(work)
+    adapters = {name: step(train_fact, work, name, *extra)
+                for name, extra in (("bf16", ()), ("fp32", ("--dtype", "float32")), ("q4", ("--quant", "4bit")))}
+    step(compare, adapters["bf16"], adapters["fp32"])
+    for name in ("bf16", "q4"):
+        if adapters[name]:
+            step(merge_and_export, work, out, name, adapters[name])
+    for check in (dpo, resume, nproc):
+        step(check, work)
     if "--skip-bench" not in sys.argv:
         subprocess.run([sys.executable, str(REPO / "tests/bench/train.py"), "--device", DEVICE, "--runs", "2"])
+
+
+def step(check, *args):  # noqa: ANN001, ANN201 - any step above
+    """``check(*args)``; an error is printed and None returned, so the next step still runs."""
+    try:
+        return check(*args)
+    except Exception as exc:  # noqa: BLE001 - a report of every step, whatever breaks
+        print(f"  {check.__name__} failed: {type(exc).__name__}: {exc}", flush=True)
+        return None
 
 
 if __name__ == "__main__":
