@@ -73,8 +73,7 @@ def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit:
     if dtype != "float32" and config.quant == "none":
         float32_outside_linear(model)
     autocast_forward(model, device, dtype)
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    n_total = sum(p.numel() for p in model.parameters())
+    n_trainable, n_total = model.get_nb_trainable_parameters()  # peft's: a 4-bit weight packs two in a byte
     target_names = targets if isinstance(targets, str) else ", ".join(targets)
     emit(Log(f"LoRA rank {config.rank}, alpha {config.alpha:g} on {target_names}: "
              f"{n_trainable / 1e6:.2f}M trainable of {n_total / 1e6:.0f}M parameters; {device}, {shown}"))

@@ -156,6 +156,7 @@ def test_train_merge_export_and_chat_on_the_demo(tmp_path: Path, isolated_home: 
                  "--lr", "2e-3", "--eval-split", "0.1", "--save-every", "4", "--dtype", "bfloat16")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "cpu, bfloat16" in out.stderr and "set-up " in out.stderr
+    assert "2.44M trainable of 137M parameters" in out.stderr  # the base's 135M and the adapter's
     assert out.stdout.strip() == str(adapter)
     assert "dequantizing it once" in out.stderr and "GB on disk" in out.stderr
     lines = out.stderr.splitlines()  # while the base dequantizes, our progress alone (no library's own bar)
