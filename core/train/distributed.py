@@ -136,8 +136,7 @@ def gpus_seen() -> int:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    return len([n for n in os.listdir("/dev") if n.startswith("nvidia") and n[6:].isdigit()]) \
-        if os.path.isdir("/dev") else 0
+    return len([n for n in os.listdir("/dev") if n[:6] == "nvidia" and n[6:].isdigit()]) if os.path.isdir("/dev") else 0
 
 
 def unoffered_options() -> set[str]:
@@ -160,8 +159,8 @@ def check_nproc(config: TrainConfig, device: str, world: int) -> None:
     available = device_count(device)
     if config.nproc > available:
         what = "GPU" if device.startswith("cuda") else "CPU core" if device == "cpu" else f"{device} device"
-        plural = "" if available == 1 else "s"
-        raise TuillmError(f"--nproc {config.nproc}: this machine has {available} {what}{plural}; at most {available}")
+        raise TuillmError(f"--nproc {config.nproc}: this machine has {available} {what}{'s' * (available != 1)}; "
+                          f"at most {available}")
 
 
 def deal(sizes: list[int], world: int) -> list[list[int]]:
