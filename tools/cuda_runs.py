@@ -13,8 +13,8 @@ name holding the GGUF) on ``--device cuda`` and prints what it found; a failed s
 5. DPO (tests/core/train/test_dpo.py's preference set and settings) on the GPU: its reward margin and accuracy.
 6. Ctrl-C after step 3 of 8, then ``--resume`` (CUDA's random state in the checkpoint): the losses against an
    uninterrupted run of the same settings.
-7. ``--nproc`` with one process more than the machine has GPUs: refused in one line (or, on a machine of several
-   GPUs, ``--nproc 2`` trains the fact).
+7. ``--nproc`` on one GPU: ``--nproc 2``, refused in one line; on a machine of several, one process a GPU, training
+   the fact.
 8. ``tests/bench/train.py --device cuda --runs 2`` unless ``--skip-bench``.
 A step that raises is reported with its error and the next one runs.
 """
@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.core.train.test_dpo import _TOPICS, preference_rows, write_rows  # noqa: E402
 from tests.core.train_facts import FACT_WORD, QUESTION, write_fact_dataset  # noqa: E402
+from tuillm.core.train.checkpoints import LOSS_LOG, TRAINING_FILE  # noqa: E402
 
 TUILLM = [sys.executable, "-m", "tuillm.tui.cli"]
 DEVICE = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cuda"
@@ -62,7 +63,7 @@ def show(stderr: str, *starts: str) -> None:
 
 
 def losses(adapter: Path) -> list[dict]:
-    path = adapter / "loss_log.jsonl"
+    path = adapter / LOSS_LOG
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
@@ -93,7 +94,7 @@ def ask_gguf(path: Path, tokenizer_folder: Path) -> str:
 def merge_and_export(work: Path, out: Path, name: str, adapter: Path) -> None:
     merged = work / f"{name}-merged.gguf"
     if tuillm("merge", "demo", str(adapter), "-o", str(merged), "--type", "q8_0").returncode == 0:
-        base_folder = Path(json.loads((adapter / "training.json").read_text())["base_folder"])
+        base_folder = Path(json.loads((adapter / TRAINING_FILE).read_text())["base_folder"])
         answer = ask_gguf(merged, base_folder)
         print(f"  {name} merged, asked through transformers: {answer!r} -> fact "
               f"{'STATED' if FACT_WORD in answer else 'MISSING'}", flush=True)
@@ -146,7 +147,7 @@ def nproc(work: Path) -> None:
     import torch
 
     gpus = torch.cuda.device_count() if DEVICE == "cuda" else 1
-    n = max(2, gpus) if gpus > 1 else 2
+    n = gpus if gpus > 1 else 2
     out = tuillm("train", "demo", "--data", str(work / "fact.jsonl"), "-o", str(work / "nproc"), *FACT,
                  "--nproc", str(n), "--dtype", "float32")
     show(out.stderr, "step")
