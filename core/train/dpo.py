@@ -115,8 +115,8 @@ class DpoRun(TrainRun):
         return rows + [(pairs[:1], 0.0)] * (runs - len(rows))
 
     def one_step(self, lr: float) -> float:
-        """One optimizer step over ``grad_accum`` micro-batches of pairs; the mean DPO loss of the step's pairs."""
-        micro = [self.micro(self.step * self.config.grad_accum + i) for i in range(self.config.grad_accum)]
+        """One optimizer step over ``plan.accum`` micro-batches of pairs; the mean DPO loss of the step's pairs."""
+        micro = [self.micro(self.step * self.plan.accum + i) for i in range(self.plan.accum)]
         n_pairs = sum(len(pairs) for pairs in micro)
         step_loss, margins, wins = 0.0, 0.0, 0.0
         base = self.ranks.unwrap(self.model)  # the reference pass, without gradients: no DDP hooks needed

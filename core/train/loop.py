@@ -66,7 +66,7 @@ from tuillm.core.train.distributed import (
 )
 from tuillm.core.train.model import check_quant, lora_model, resolve_targets
 from tuillm.core.train.options import DEFAULT_TARGETS, SCHEDULES, TrainConfig, parse_targets
-from tuillm.core.train.passes import eval_sums, memory_bytes, row_limit, split_packed, sum_loss
+from tuillm.core.train.passes import check_loss, eval_sums, memory_bytes, row_limit, split_packed, sum_loss
 from tuillm.core.train.schedule import Pace, Plan, format_duration, lr_at
 
 # Kept importable from here: the front ends and tests name them as core.train.loop's.
@@ -201,8 +201,8 @@ class TrainRun:
         return checkpoint_path(self.out, self.step)
 
     def one_step(self, lr: float) -> float:
-        """One optimizer step over ``grad_accum`` micro-batches; the step's token-mean loss."""
-        batches = [self.micro(self.step * self.config.grad_accum + i) for i in range(self.config.grad_accum)]
+        """One optimizer step over ``plan.accum`` micro-batches; the step's token-mean loss."""
+        batches = [self.micro(self.step * self.plan.accum + i) for i in range(self.plan.accum)]
         step_tokens = sum(b.trained_tokens for b in batches)
         step_loss = 0.0
         rows = self.ranks.rows(batches, self.row_tokens)  # this process's share of the step
@@ -219,6 +219,7 @@ class TrainRun:
         read)."""
         import torch
 
+        check_loss(step_loss, self.step + 1)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
@@ -384,8 +385,7 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
         remove_stale_temporaries(out)
         if resume_from is None:  # --force over another run: its checkpoints would pass for this run's
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-    emit(Log(f"{len(train_set)} training {run.unit}, {len(eval_set)} for eval; {plan.total_steps} steps "
-             f"({plan.steps_per_epoch} per epoch) of {config.batch_size} x {config.grad_accum} {run.unit}"))
+    emit(Log(f"{len(train_set)} training {run.unit}, {len(eval_set)} for eval; {plan.summary(config, run.unit)}"))
     if ranks.any(cancel is not None and cancel.is_set()):  # cancelled while the model loaded: nothing to save
         raise Cancelled()
     run.run()

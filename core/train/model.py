@@ -37,6 +37,22 @@ def resolve_targets(model: Any, targets: list[str] | str) -> list[str] | str:
     return found
 
 
+def check_rank(model: Any, targets: list[str] | str, rank: int) -> None:
+    """A rank above every target layer's narrower side adds nothing (each layer's update is of full rank already)
+    and costs memory all the same: a mistyped ``--rank 100000`` filled 24 GB of RAM before the first step."""
+    import torch
+
+    widths: dict[str, int] = {}  # a target's largest useful rank: the narrower side of its layers
+    for name, module in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if isinstance(module, torch.nn.Linear) and leaf != "lm_head" and (targets == "all-linear" or leaf in targets):
+            widths[leaf] = max(widths.get(leaf, 0), min(module.in_features, module.out_features))
+    widest = max(widths, key=widths.__getitem__, default=None)
+    if widest is not None and rank > widths[widest]:
+        raise TuillmError(f"--rank {rank}: above the width of every target layer; LoRA on these targets takes a "
+                          f"rank of at most {widths[widest]} ({widest})")
+
+
 def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit: Emit, *, weights: bool = True) -> Any:
     """The base loaded on ``device`` with LoRA around its targets (float32 LoRA weights). ``weights=False`` (an FSDP
     rank but the first): the base's modules without their weights (meta), which rank 0 sends once sharded."""
@@ -55,6 +71,7 @@ def lora_model(config: TrainConfig, folder: Path, device: str, dtype: str, emit:
     # loading a large base, against the modules transformers builds (not the checkpoint's key names).
     skeleton = empty_model(folder, dtype)
     targets = resolve_targets(skeleton, config.targets)
+    check_rank(skeleton, targets, config.rank)
     # --fsdp: the base stays in RAM until FSDP moves each rank's shard to the GPU (core.train.distributed.shard):
     # a base that does not fit one GPU never goes to one whole.
     model = load_model(folder, "cpu" if config.fsdp else device, dtype, config.quant) if weights else skeleton

@@ -26,6 +26,8 @@ DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "gate_pro
                    "gate_up_proj")
 TARGET_WORDS = ("default", "all-linear")  # what "targets" takes besides module names
 MAX_SEED = 2**32 - 1  # torch and numpy seeds are 32-bit at most everywhere
+MAX_EPOCHS = 10_000
+MAX_STEPS = 100_000_000
 
 _LORA, _DATA, _TRAINING = "LoRA", "data", "training"
 
@@ -40,9 +42,10 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
            group=_LORA),
     Option("max_len", int, 512, "tokens per example; longer ones are cut", lo=2, group=_DATA),
     Option("batch_size", int, 4, "examples per micro-batch", lo=1, group=_TRAINING),
-    Option("epochs", float, 1.0, "passes over the data", lo=0, lo_open=True, group=_TRAINING),
+    # The upper bounds catch typos: a run of 1e308 epochs trained on with an ETA of 300 digits.
+    Option("epochs", float, 1.0, "passes over the data", lo=0, lo_open=True, hi=MAX_EPOCHS, group=_TRAINING),
     Option("max_steps", int, None, "stop after this many steps (overrides epochs; none: by epochs)", lo=1,
-           optional=True, metavar="STEPS", group=_TRAINING),
+           hi=MAX_STEPS, optional=True, metavar="STEPS", group=_TRAINING),
     Option("lr", float, 2e-4, "peak learning rate", lo=0, lo_open=True, group=_TRAINING, label="LR"),
     Option("grad_accum", int, 1, "micro-batches per optimizer step", lo=1, group=_TRAINING),
     # 0, as peft, mlx-lm and unsloth default: dropout copies every LoRA input, ~15% of a step's time on CPU.

@@ -3,10 +3,20 @@ the eval sums, and the memory figure of the progress line. torch is imported ins
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from tuillm.core.errors import TuillmError
 from tuillm.core.train.attention import sequence_bounds
 from tuillm.core.train.data import IGNORE, PackedBatch
+
+
+def check_loss(loss: float, step: int) -> None:
+    """A step whose loss is not a number stops the run before the optimizer spreads it into every LoRA weight (an
+    adapter of NaNs would be saved, merged and chatted with); the checkpoints before it stay."""
+    if not math.isfinite(loss):
+        raise TuillmError(f"the loss is {loss} at step {step}: training diverged; lower --lr (or --alpha) and "
+                          "train again")
 
 
 def batch_tensors(batch: PackedBatch, device: str) -> tuple[Any, Any]:

@@ -12,19 +12,30 @@ from tuillm.core.train.options import TrainConfig
 
 @dataclass(frozen=True)
 class Plan:
-    """A run's length: micro-batches per epoch, optimizer steps (per epoch and in all), warmup steps."""
+    """A run's length: micro-batches per epoch, optimizer steps (per epoch and in all), warmup steps, and the
+    micro-batches a step accumulates (``accum``: ``grad_accum``, at most an epoch's micro-batches; one step over
+    more would train on several epochs of data at once, and a huge value would list billions of them)."""
 
     micro_per_epoch: int
     steps_per_epoch: int
     total_steps: int
     warmup_steps: int
+    accum: int
 
     @classmethod
     def of(cls, config: TrainConfig, n_examples: int) -> Plan:
         n_micro = math.ceil(n_examples / config.batch_size)
-        total = config.max_steps or max(1, math.ceil(config.epochs * n_micro / config.grad_accum))
+        accum = min(config.grad_accum, n_micro)
+        total = config.max_steps or max(1, math.ceil(config.epochs * n_micro / accum))
         warmup = int(config.warmup * total) if config.warmup < 1 else int(config.warmup)
-        return cls(n_micro, math.ceil(n_micro / config.grad_accum), total, warmup)
+        return cls(n_micro, math.ceil(n_micro / accum), total, warmup, accum)
+
+    def summary(self, config: TrainConfig, unit: str) -> str:
+        """The plan in words for the run's log; says so where ``grad_accum`` was lowered to an epoch's size."""
+        lowered = (f" (--grad-accum {config.grad_accum} lowered to the {self.accum} micro-batches of an epoch)"
+                   if self.accum < config.grad_accum else "")
+        return (f"{self.total_steps} steps ({self.steps_per_epoch} per epoch) of {config.batch_size} x "
+                f"{self.accum} {unit}{lowered}")
 
 
 # Steps left out of the steady-state speed: the first ones pay for kernel selection, the allocator's growth and

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import threading
 import weakref
@@ -145,6 +146,33 @@ def test_bad_targets_and_bad_settings(tiny: Path, tmp_path: Path, monkeypatch: p
     with pytest.raises(TuillmError, match=r"LR: must be a number above 0, not 0"):
         train(config(tiny, tmp_path, "t", lr=0))
     assert not (tmp_path / "t").exists()
+    # The tiny model is 64 wide (its MLP 128): a rank above 64 fits no target layer. 24 GB of RAM went to a mistyped
+    # --rank 100000 on the demo before this check.
+    with pytest.raises(TuillmError, match=r"--rank 65: above the width of every target layer; .* 64 \(q_proj\)"):
+        train(config(tiny, tmp_path, "t", rank=65))
+    with pytest.raises(TuillmError, match=r"at most 32 \(k_proj\)"):  # 2 KV heads of 16
+        train(config(tiny, tmp_path, "t", rank=33, targets=["k_proj"]))
+    assert loaded == []
+
+
+def test_a_diverging_run_stops_before_its_nans_are_saved(tiny: Path, tmp_path: Path) -> None:
+    events: list = []
+    with pytest.raises(TuillmError, match=r"the loss is nan at step \d: training diverged; lower --lr"):
+        train(config(tiny, tmp_path, "nan", alpha=1e300, save_every=1), emit=events.append)
+    losses = [e.value for e in events if isinstance(e, Metric) and e.name == "loss"]
+    assert all(math.isfinite(x) for x in losses)  # no step of NaNs was reported, nor applied and saved
+    assert not (tmp_path / "nan" / "adapter_model.safetensors").exists()
+    for saved in (tmp_path / "nan" / "checkpoints").glob("step-*"):
+        assert int(saved.name.split("-")[1]) <= len(losses)
+
+
+def test_grad_accum_is_at_most_an_epoch(tiny: Path, tmp_path: Path) -> None:
+    # 10 training examples in micro-batches of 2: 5 a epoch. Accumulating 1,000 made one step of 200 epochs.
+    events: list = []
+    result = train(config(tiny, tmp_path, "acc", grad_accum=1000), emit=events.append)
+    assert result.steps == 2  # 2 epochs of one 5-micro-batch step
+    assert any(isinstance(e, Log) and "2 steps (1 per epoch) of 2 x 5 examples (--grad-accum 1000 lowered to the 5 "
+               "micro-batches of an epoch)" in e.message for e in events)
 
 
 def test_gradient_checkpointing_gives_the_same_steps(tiny: Path, tmp_path: Path) -> None:

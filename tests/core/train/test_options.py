@@ -27,12 +27,14 @@ def test_defaults_are_the_declarations() -> None:
 
 @pytest.mark.parametrize(("values", "line"), [
     ({"lr": math.nan}, "LR: must be a number above 0, not nan"),
-    ({"epochs": math.nan}, "Epochs: must be a number above 0, not nan"),
+    ({"epochs": math.nan}, "Epochs: must be a number above 0 and at most 10000, not nan"),
+    ({"epochs": 1e308}, "Epochs: must be a number above 0 and at most 10000, not 1e+308"),
     ({"alpha": math.inf}, "Alpha: must be a number above 0, not inf"),
     ({"device": "banana"}, "Device: must be one of auto, cpu, cuda, mps, not 'banana'"),
     ({"rank": 0}, "Rank: must be a whole number at least 1, not 0"),
     ({"eval_fraction": 1.0}, "Eval split: must be a number at least 0 and below 1, not 1.0"),
-    ({"max_steps": 0}, "Max steps: must be a whole number at least 1, not 0"),
+    ({"max_steps": 0}, "Max steps: must be a whole number from 1 to 100000000, not 0"),
+    ({"max_steps": 10**21}, "Max steps: must be a whole number from 1 to 100000000, not 1000000000000000000000"),
     ({"targets": []}, "Targets: must be a non-empty text, not ''"),
 ])
 def test_bad_values_are_refused_in_one_line(values: dict, line: str) -> None:

@@ -122,7 +122,7 @@ def test_flags_are_the_declared_options() -> None:
 
 @pytest.mark.parametrize(("flag", "text", "expected"), [
     ("--lr", "nan", "--lr: must be a number above 0, not 'nan'"),
-    ("--epochs", "nan", "--epochs: must be a number above 0, not 'nan'"),
+    ("--epochs", "nan", "--epochs: must be a number above 0 and at most 10000, not 'nan'"),
     ("--alpha", "inf", "--alpha: must be a number above 0, not 'inf'"),
     ("--device", "banana", "--device: must be one of auto, cpu, cuda, mps, not 'banana'"),
     ("--rank", "0", "--rank: must be a whole number at least 1, not '0'"),

@@ -128,7 +128,7 @@ async def test_the_form_is_the_declared_options(tmp_path: Path) -> None:
             assert shown == option.default, option.name
         assert pane.form_config("b", "d", "o") == TrainConfig(base="b", data=["d"], output="o")
         for key, text, line in (("lr", "nan", "LR: must be a number above 0, not 'nan'"),
-                                ("epochs", "nan", "Epochs: must be a number above 0, not 'nan'"),
+                                ("epochs", "nan", "Epochs: must be a number above 0 and at most 10000, not 'nan'"),
                                 ("alpha", "inf", "Alpha: must be a number above 0, not 'inf'"),
                                 ("rank", "0", "Rank: must be a whole number at least 1, not '0'")):
             default = form.fields[key].value
