@@ -10,19 +10,26 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.types import OUTPUT_TYPES, TYPE_NAMES, check_type
 from tuillm.core.errors import TuillmError
+from tuillm.core.llama.options import LOAD_OPTIONS
+from tuillm.core.options import option_map
 
 if TYPE_CHECKING:  # gguf and numpy come with the readers: imported where a source is read, not at the app's start
     from tuillm.convert.tensors import TensorShape
 
-__all__ = ["Source", "estimate_size", "estimate_sizes", "open_source", "output_name",
+__all__ = ["CONVERT_THREADS", "Source", "estimate_size", "estimate_sizes", "open_source", "output_name",
            "plan_outputs", "report_fits", "report_memory", "resolve_outputs"]
+
+# The threads of a conversion, a merge's conversion or a re-quantization: the chat's declaration (auto, or 1 to
+# llama.cpp's limit; a pool of 0 or -3 workers raised, and llama.cpp asserts past the limit), each command's help.
+CONVERT_THREADS = replace(option_map(LOAD_OPTIONS)["n_threads"], name="threads", group="",
+                          help="worker threads (auto: up to 4 for converting, every core for llama.cpp's quantizer)")
 
 # A type suffix already in a GGUF's name ("model-F16", "model.q4_k_m"): dropped before the new type is added.
 _TYPE_SUFFIX = re.compile(r"[-_.](f32|f16|bf16|q\d(_[0-9a-z]+)*|iq\d(_[0-9a-z]+)*)$", re.IGNORECASE)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 # The registry is plain data (no gguf import): --help stays instant.
 from tuillm.convert.types import CONVERT_DEFAULT, IMATRIX_TYPE_NAMES, TYPE_NAMES
+from tuillm.core.conversion.plan import CONVERT_THREADS
+from tuillm.tui.cli.options import add_options, option_values
 
 
 def parse_types(text: str) -> list[str]:
@@ -62,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--type", default=[CONVERT_DEFAULT], type=parse_types, metavar="TYPE[,TYPE...]",
                    help=f"output type(s) (default {CONVERT_DEFAULT}); several share one f16/bf16 intermediate: "
                    f"{', '.join(TYPE_NAMES)}")
-    p.add_argument("--threads", type=int, default=None, help="worker threads (default: up to 4)")
+    add_options(p, [replace(CONVERT_THREADS, help="worker threads (auto: up to 4)")], groups=False)
     p.add_argument("--report", action="store_true",
                    help="afterwards, compare the result with the original on a built-in text (needs transformers)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -78,9 +81,10 @@ def run(args: argparse.Namespace) -> int:
     from tuillm.tui.cli.progress import CliRenderer
 
     src = Path(args.model)
+    threads = option_values(args, [CONVERT_THREADS])["threads"]
     outputs = resolve_outputs(src, args.type, args.output)
     results = convert_many(src, outputs, emit=CliRenderer(quiet=args.quiet), report=args.report,
-                           threads=args.threads, force=args.force, imatrix=args.imatrix,
+                           threads=threads, force=args.force, imatrix=args.imatrix,
                            calibration=args.calibration, tensor_types=tensor_types(args))
     for result in results:
         for line in result.report:

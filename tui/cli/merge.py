@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from tuillm.convert.types import MERGE_DEFAULT, TYPE_NAMES
+from tuillm.core.conversion.plan import CONVERT_THREADS
+from tuillm.tui.cli.options import add_options, option_values
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -18,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT.gguf", required=True, help="output file")
     p.add_argument("--type", default=MERGE_DEFAULT, type=str.lower, choices=TYPE_NAMES, metavar="TYPE",
                    help=f"output type (default {MERGE_DEFAULT}): {', '.join(TYPE_NAMES)}")
-    p.add_argument("--threads", type=int, default=None, help="converter threads")
+    add_options(p, [replace(CONVERT_THREADS, help="converter threads (auto: up to 4)")], groups=False)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("-f", "--force", action="store_true", help="replace an existing output file")
     return p
@@ -29,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from tuillm.core.train.merge import merge
     from tuillm.tui.cli.progress import CliRenderer
 
+    threads = option_values(args, [CONVERT_THREADS])["threads"]
     out = merge(resolve_model(args.base), Path(args.adapter).expanduser(), Path(args.output).expanduser(),
-                args.type, emit=CliRenderer(quiet=args.quiet), threads=args.threads, force=args.force)
+                args.type, emit=CliRenderer(quiet=args.quiet), threads=threads, force=args.force)
     print(out)
     return 0

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from tuillm.convert.types import TYPE_NAMES
+from tuillm.core.conversion.plan import CONVERT_THREADS
 
 # `run` is convert's: convert_many re-quantizes when its source is a GGUF (there is no --report here).
 from tuillm.tui.cli.convert import add_quant_options, parse_types
 from tuillm.tui.cli.convert import run as run
+from tuillm.tui.cli.options import add_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="output file; for several types a folder (names from the input) or a name with {type}")
     p.add_argument("--type", required=True, type=parse_types, metavar="TYPE[,TYPE...]",
                    help=f"output type(s): {', '.join(TYPE_NAMES)}")
-    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    add_options(p, [replace(CONVERT_THREADS, help="threads (auto: all cores)")], groups=False)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("-f", "--force", action="store_true", help="replace an existing output file")
     add_quant_options(p)

@@ -46,3 +46,16 @@ def test_several_types_need_a_folder_or_pattern(tiny: Path, tmp_path: Path, caps
         main(["convert", str(tiny), "-o", str(tmp_path / "x.gguf"), "--type", "q8_0,q9_x"])
     assert exit_info.value.code == 2 and "unknown type q9_x" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("command", "threads"), [("convert", "-1"), ("convert", "0"), ("quantize", "100000"),
+                                                  ("merge", "-3")])
+def test_threads_are_the_declared_range(command: str, threads: str, tiny: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # convert/merge handed -1 to a worker pool ("unexpected error: ValueError: max_workers must be greater than 0").
+    source = {"convert": [str(tiny)], "quantize": [str(tmp_path / "in.gguf"), "--type", "q4_0"],
+              "merge": ["demo", str(tmp_path)]}[command]
+    assert main([command, *source, "-o", str(tmp_path / "out.gguf"), "--threads", threads]) == 1
+    err = capsys.readouterr().err
+    assert err == f"tuillm: --threads: must be \"auto\" or a whole number from 1 to 512, not '{threads}'\n"
+    assert sorted(tmp_path.iterdir()) == []
