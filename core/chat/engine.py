@@ -224,7 +224,7 @@ class ChatSession:
         """Refuses what must not reach llama.cpp (before the loaded model is let go); returns the GPU layers and
         flash attention to load with."""
         from tuillm.core.models.memory import load_refusal
-        from tuillm.core.models.metadata import read_info
+        from tuillm.core.models.metadata import read_info, read_lora_info
 
         info = read_info(path)  # missing file, bad magic, truncated header: a ModelFileError naming the path
         if info.format != "gguf":
@@ -232,10 +232,7 @@ class ChatSession:
         if info.kind == "adapter":
             raise ModelFileError(path, "is a LoRA adapter, not a model (pass it with --lora)")
         if opts.lora_path:
-            lora = Path(opts.lora_path).expanduser()
-            lora_info = read_info(lora)
-            if lora_info.format != "gguf" or lora_info.kind != "adapter":
-                raise ModelFileError(lora, "not a LoRA adapter GGUF (export one with `tuillm export-lora`)")
+            read_lora_info(Path(opts.lora_path).expanduser())
         n_gpu_layers = (default_gpu_layers(info, opts.n_ctx, opts.kv_type) if opts.n_gpu_layers is None
                         else opts.n_gpu_layers)
         if opts.check_memory:

@@ -80,6 +80,18 @@ def read_info(path: str | Path) -> ModelInfo:
     return read_gguf_info(p)
 
 
+def read_lora_info(path: Path) -> ModelInfo:
+    """Metadata of a LoRA adapter GGUF (chat's and serve's ``--lora``); a ModelFileError for anything else. A folder
+    is refused unread: most often a PEFT adapter, what `tuillm train` writes."""
+    if path.is_dir():
+        raise ModelFileError(path, "a folder, not a LoRA adapter GGUF (export one from a trained adapter with "
+                             "`tuillm export-lora`)")
+    info = read_info(path)
+    if info.format != "gguf" or info.kind != "adapter":
+        raise ModelFileError(path, "not a LoRA adapter GGUF (export one with `tuillm export-lora`)")
+    return info
+
+
 # --- GGUF -----------------------------------------------------------------------------------------------------
 
 

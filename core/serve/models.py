@@ -23,7 +23,7 @@ from tuillm.core.chat.events import ChatEmit, ReplyDone
 from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.options import LoadOptions, Sampling
-from tuillm.core.models.metadata import ModelInfo, read_info
+from tuillm.core.models.metadata import ModelInfo, read_info, read_lora_info
 from tuillm.core.settings import Config, load_options_for
 
 
@@ -53,9 +53,7 @@ def _served(name: str, path: Path, lora: Path | None = None) -> ServedModel:
     if info.format != "gguf" or info.kind != "model":
         raise ModelFileError(path, "cannot be served: a model GGUF is needed (convert a checkpoint first)")
     if lora is not None:
-        lora_info = read_info(lora)
-        if lora_info.format != "gguf" or lora_info.kind != "adapter":
-            raise ModelFileError(lora, "not a LoRA adapter GGUF (export one with `tuillm export-lora`)")
+        read_lora_info(lora)
     return ServedModel(name, info, lora, int(path.stat().st_mtime))
 
 

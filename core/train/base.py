@@ -41,6 +41,7 @@ def base_folder(path: Path, *, emit: Emit = ignore) -> Path:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelFileError(path, "not an HF checkpoint folder (no config.json)")
+        check_json_files(path)
         return path
     if not is_gguf(path):
         raise ModelFileError(path, "not a GGUF file or an HF checkpoint folder")
@@ -108,7 +109,7 @@ def same_end_token(gguf_path: Path, folder: Path) -> bool:
     try:
         config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
         tokens = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a cached copy changed by hand: not this check's concern
         return True
     eos = config.get("eos_token") if isinstance(config, dict) else None
     eos = eos.get("content") if isinstance(eos, dict) else eos
@@ -169,11 +170,30 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="peft")
 
 
-def read_config(folder: Path) -> dict:
+# The JSON files of a folder that transformers reads, checked before it does: a hostile one (not JSON, not an object,
+# nested past the parser's depth) is then one line, not a RecursionError from deep inside transformers.
+CHECKED_JSON = ("config.json", "tokenizer_config.json", "tokenizer.json")
+
+
+def check_json_files(folder: Path) -> None:
+    for name in CHECKED_JSON:
+        if (folder / name).is_file():
+            read_json(folder / name)
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object of a model's folder; ``ModelFileError`` (one line) when it is anything else."""
+    from tuillm.convert.checkpoint import read_json_object
+    from tuillm.convert.errors import JSONFileError
+
     try:
-        return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(Path(folder) / "config.json", f"unreadable ({exc})") from None
+        return read_json_object(path)
+    except JSONFileError as exc:
+        raise ModelFileError(exc.path, exc.problem) from None
+
+
+def read_config(folder: Path) -> dict:
+    return read_json(Path(folder) / "config.json")
 
 
 def load_tokenizer(folder: Path):  # noqa: ANN201 - a transformers tokenizer

@@ -164,7 +164,7 @@ def read_objects(path: str | Path) -> tuple[Path, list[tuple[int, dict]]]:
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # nested past the parser's depth is no example either
             bad_json.append(number)
             continue
         if not isinstance(obj, dict):

@@ -175,8 +175,8 @@ def qlora_base(base: Path, adapter_dir: Path, emit: Emit = ignore):  # noqa: ANN
 
     try:
         quant = json.loads((adapter_dir / TRAINING_FILE).read_text(encoding="utf-8")).get("quant", "none")
-    except (OSError, ValueError, AttributeError):
-        return None  # an adapter from elsewhere: no record of a quantized base
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None  # an adapter from elsewhere (or a record that says nothing): no record of a quantized base
     if quant != "4bit":
         return None
     if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:

@@ -215,6 +215,28 @@ def test_config_that_is_not_an_object(config: bytes, expected: str, tmp_path: Pa
     assert _cli_error(argv, capsys, tmp_path) == f"{folder / 'config.json'}: {expected}"
 
 
+@pytest.mark.parametrize("name", ["config.json", "tokenizer_config.json", "tokenizer.json"])
+def test_train_checks_the_json_transformers_would_read(name: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # Each was "unexpected error: RecursionError" from inside transformers (the data is fine).
+    folder = _checkpoint(tmp_path / "ckpt")
+    (folder / name).write_bytes(_deep(100_000))
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "a", "completion": "b"}\n')
+    argv = ["train", str(folder), "--data", str(data), "-o", str(tmp_path / "out")]
+    assert _cli_error(argv, capsys, tmp_path) == f"{folder / name}: not valid JSON (nested too deeply)"
+
+
+@pytest.mark.parametrize("record", [_deep(100_000), b"[1]", b"\xff", b"{\"quant\": [1]}"])
+def test_a_merge_reads_past_a_bad_training_record(record: bytes, tmp_path: Path) -> None:
+    # training.json nested past the parser's depth was "unexpected error: RecursionError" from `tuillm merge`.
+    from tuillm.core.train.checkpoints import TRAINING_FILE
+    from tuillm.core.train.merge import qlora_base
+
+    (tmp_path / TRAINING_FILE).write_bytes(record)
+    assert qlora_base(tmp_path / "base", tmp_path) is None  # no record of a 4-bit base: the full-precision merge
+
+
 E = "model.embed_tokens.weight"
 HEADER_CASES = [
     ({E: {"dtype": "F32", "shape": [4, 8], "data_offsets": [0, 64]}},

@@ -98,6 +98,12 @@ def test_bad_options(tmp_path: Path) -> None:
                           "cannot read the template")
     assert_one_line_error(tuillm("chat", "demo", "-p", "hi", "--ctx", "4"), "at least 16")
     assert_one_line_error(tuillm("chat", "demo", "-p", "hi", "--lora", str(tmp_path / "a.gguf")), "a.gguf")
+    # A trained adapter's folder (PEFT) was "no config.json (not a Hugging Face checkpoint folder)".
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    assert_one_line_error(tuillm("chat", "demo", "-p", "hi", "--lora", str(tmp_path / "adapter")),
+                          "adapter: a folder, not a LoRA adapter GGUF (export one from a trained adapter with "
+                          "`tuillm export-lora`)")
 
 
 @pytest.mark.parametrize(("flags", "words"), [

@@ -45,6 +45,7 @@ def test_a_port_in_use_is_one_line() -> None:
 
 def test_an_adapter_is_not_a_model(tmp_path: Path, demo_gguf: Path) -> None:
     assert_one_line_error(tuillm("serve", "demo", "--lora", str(demo_gguf)), "not a LoRA adapter")
+    assert_one_line_error(tuillm("serve", "demo", "--lora", str(tmp_path)), "a folder, not a LoRA adapter GGUF")
 
 
 def test_ctrl_c_stops_it_cleanly(tmp_path: Path) -> None:

@@ -41,6 +41,9 @@ def test_missing_dataset_file(tmp_path: Path) -> None:
     (['{"text": "fine"}', "{oops", '{"text": "fine"}', "[1, 2", "not json"],
      "3 invalid JSON lines (lines 2, 4, 5)"),
     ([], "empty file"),
+    # Nested past the JSON parser's depth: it was "unexpected error: RecursionError".
+    (['{"text": "fine"}', "[" * 100_000 + "]" * 100_000, '{"messages": ' + "[" * 100_000 + "]" * 100_000 + "}"],
+     "2 invalid JSON lines (lines 2, 3)"),
     (['{"prompt": "a", "completion": "b"}', '{"prompt": "a"}'], "line 2: field 'completion' missing"),
 ])
 def test_bad_datasets_are_refused_before_training(tmp_path: Path, rows: list[str], expected: str) -> None:
