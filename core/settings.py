@@ -121,12 +121,16 @@ def load_config(path: str | Path | None = None) -> Config:
     config = Config(path=file)
     if not file.is_file():
         if path:  # the user named a file that is not there: say so, but run with defaults
-            config.problem = f"{file}: no such config file; using defaults"
+            what = "not a regular file" if file.exists() else "no such config file"
+            config.problem = f"{file}: {what}; using defaults"
         return config
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         config.problem = f"{file}: cannot read ({exc.__class__.__name__}); using defaults"
+        return config
+    except RecursionError:  # arrays nested past the parser's depth
+        config.problem = f"{file}: nested too deeply; using defaults"
         return config
     except tomllib.TOMLDecodeError as exc:  # its message carries "(at line N, column M)"
         config.problem = f"{file}: {exc}; using defaults"
@@ -273,7 +277,7 @@ def save_config(config: Config) -> Path:
     if file.is_file():
         try:
             tomllib.loads(file.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):
             os.replace(file, backup_path(file))
     fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
     try:

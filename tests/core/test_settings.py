@@ -56,6 +56,16 @@ def test_wrong_types_are_reported(tmp_path: Path) -> None:
 def test_missing_explicit_file_is_reported(tmp_path: Path) -> None:
     config = load_config(tmp_path / "nope.toml")
     assert "no such config file" in config.problem
+    assert load_config(tmp_path).problem == f"{tmp_path}: not a regular file; using defaults"
+
+
+def test_a_file_nested_past_the_parser_s_depth_is_reported(tmp_path: Path) -> None:
+    # It was "unexpected error: RecursionError" at the start of every command.
+    file = tmp_path / "c.toml"
+    file.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    config = load_config(file)
+    assert config.problem == f"{file}: nested too deeply; using defaults"
+    assert config.model_dirs == default_model_dirs()
 
 
 def test_every_section_is_read(tmp_path: Path) -> None:
