@@ -178,7 +178,7 @@ def _hf_header_bytes(folder: Path, tensors: list[TensorShape]) -> int:
         tokens += [t.get("content", "") for t in tok.get("added_tokens", [])]
         vocab = sum(_gguf_string(t) + 4 + 4 for t in tokens)
         vocab += sum(_gguf_string(m if isinstance(m, str) else " ".join(m)) for m in model.get("merges", []))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError, RecursionError):
         # SentencePiece only (tokenizer.model) or unreadable: about 16 bytes of text and figures per token.
         n_vocab = next((t.ne[1] for t in tensors if t.name == "token_embd.weight" and len(t.ne) > 1), 32000)
         vocab = 32 * n_vocab
@@ -190,6 +190,6 @@ def _hf_header_bytes(folder: Path, tensors: list[TensorShape]) -> int:
             else:
                 value = json.loads((folder / name).read_text(encoding="utf-8")).get("chat_template")
                 template += len(value.encode("utf-8")) if isinstance(value, str) else 0
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError):
             pass
     return _OTHER_METADATA + vocab + template + table

@@ -148,13 +148,34 @@ def _check_fingerprint(path: Path, meta: dict[str, Any], config: TrainConfig) ->
 
 
 def load_checkpoint(path: Path, model: Any, optimizer: Any, config: TrainConfig) -> dict[str, Any]:
-    """Puts a checkpoint's adapter, optimizer and RNG states back; its JSON part (step, loss log) is returned."""
+    """Puts a checkpoint's adapter, optimizer and RNG states back; its JSON part (step, loss log) is returned. A
+    damaged one (a file cut short, edited, another program's) is a ``TuillmError`` naming it."""
+    from safetensors import SafetensorError
+
+    try:
+        meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise _damaged(path, f"state.json: {exc.__class__.__name__}") from None
+    if not isinstance(meta, dict):
+        raise _damaged(path, "state.json is not a JSON object")
+    _check_fingerprint(path, meta, config)
+    try:
+        _restore(path, meta, model, optimizer)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, SafetensorError) as exc:
+        raise _damaged(path, exc.__class__.__name__) from None
+    return meta
+
+
+def _damaged(path: Path, why: str) -> TuillmError:
+    return TuillmError(f"{path}: a damaged checkpoint ({why}); delete it to resume from the one before, or train "
+                       "afresh with --force")
+
+
+def _restore(path: Path, meta: dict[str, Any], model: Any, optimizer: Any) -> None:
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    meta = json.loads((path / "state.json").read_text())
-    _check_fingerprint(path, meta, config)
     set_peft_model_state_dict(model, load_file(str(path / "adapter.safetensors")))
     tensors = load_file(str(path / "optimizer.safetensors"))
     state: dict[Any, dict[str, Any]] = {}
@@ -172,7 +193,6 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, config: TrainConfig)
         cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
         if cuda_states:
             torch.cuda.set_rng_state_all(cuda_states)
-    return meta
 
 
 def write_outputs(out: Path, model: Any, config: TrainConfig, base_folder: Path, result: TrainResult) -> None:

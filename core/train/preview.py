@@ -76,8 +76,9 @@ def hf_tokenizer(folder: Path) -> BaseTokenizer:
         raise ModelFileError(file, f"cannot read it ({exc})") from None
     try:
         tc = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         tc = {}
+    tc = tc if isinstance(tc, dict) else {}
     bos, eos = _token_text(tc.get("bos_token")), _token_text(tc.get("eos_token"))
     source = hf_chat_template(folder)
     template = ChatTemplate(source, bos_token=bos, eos_token=eos, name="model") if source else None

@@ -122,6 +122,18 @@ def test_cancel_then_resume_gives_the_same_curve(tiny: Path, tmp_path: Path) -> 
         train(config(tiny, tmp_path, "cut"))
     with pytest.raises(TuillmError, match=r"other settings \(rank\)"):
         train(config(tiny, tmp_path, "cut", rank=8, resume=True))
+    # A damaged checkpoint is one line naming it (it was "unexpected error: JSONDecodeError"), and stays as it was.
+    for name, damage, why in (("state.json", b"garbage", "state.json: JSONDecodeError"),
+                              ("state.json", b"[" * 100_000, "state.json: RecursionError"),
+                              ("state.json", b"[1]", "state.json is not a JSON object"),
+                              ("optimizer.safetensors", b"\x08" + bytes(7), "SafetensorError")):
+        kept = (checkpoint / name).read_bytes()
+        (checkpoint / name).write_bytes(damage)
+        with pytest.raises(TuillmError) as refused:
+            train(config(tiny, tmp_path, "cut", resume=True))
+        assert str(refused.value) == (f"{checkpoint}: a damaged checkpoint ({why}); delete it to resume from the one "
+                                      "before, or train afresh with --force")
+        (checkpoint / name).write_bytes(kept)
 
     events: list = []
     resumed = train(config(tiny, tmp_path, "cut", resume=True), emit=events.append)
