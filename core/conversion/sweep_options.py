@@ -83,7 +83,7 @@ def check_types(text: str, where: str = "--types") -> tuple[str, ...]:
 def _existing_file(text: str, where: str) -> Path:
     path = Path(text).expanduser()
     if not path.is_file():
-        raise TuillmError(f"{where}: {path}: no such file")
+        raise TuillmError(f"{where}: {path}: {'not a regular file' if path.exists() else 'no such file'}")
     return path
 
 

@@ -162,6 +162,7 @@ def test_json_is_one_document(tiny: Path, tmp_path: Path) -> None:
     (["--keep", "q2_k", "--types", "q8_0"], "tuillm: --keep: must be best, all, none or one of the types"),
     (["--ctx", "0"], "tuillm: --ctx: must be a whole number at least 16, not '0'"),
     (["--imatrix", "/no/such.imatrix"], "tuillm: --imatrix: /no/such.imatrix: no such file"),
+    (["--imatrix", "/dev/zero"], "tuillm: --imatrix: /dev/zero: not a regular file"),
 ])
 def test_bad_input_is_refused_in_one_line(tiny: Path, tmp_path: Path, args: list[str], words: str) -> None:
     code, out, err = _tuillm("quants", str(tiny), "--output-dir", str(tmp_path), *args)
