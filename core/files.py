@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from tuillm.core.errors import TuillmError
@@ -68,3 +69,15 @@ def _reason(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "a loop of symbolic links"
     return (exc.strerror or str(exc)).lower()
+
+
+def check_can_write(folder: Path) -> None:
+    """That ``folder`` can be made, or written into, before work that ends by writing there: a probe folder is made
+    in it or in its nearest existing parent, then removed. One line (``TuillmError``) otherwise."""
+    base = folder
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tuillm-probe.", dir=base))
+    except OSError as exc:
+        raise TuillmError(f"{folder}: cannot write there ({exc.strerror or exc})") from None

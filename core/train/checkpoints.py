@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuillm.convert.output import describe_os_error, remove_stale, temp_name
+from tuillm.convert.errors import ConvertError
+from tuillm.convert.output import check_output, describe_os_error, remove_stale, temp_name
 from tuillm.core.errors import TuillmError, first_line
+from tuillm.core.files import check_can_write
 from tuillm.core.train.options import TrainConfig
 
 CHECKPOINTS = "checkpoints"
@@ -130,6 +132,31 @@ def remove_stale_temporaries(folder: Path) -> None:
              if (m := re.match(r"\.(step-\d+)\.\d+\.", p.name))}
     for name in names:
         remove_stale(root / name)
+
+
+def output_folder(config: TrainConfig, force: bool) -> tuple[Path, Path | None]:
+    """The output folder, checked before anything loads, and the checkpoint to resume from.
+
+    Never the base or a data file, inside the base folder or a folder that holds them; a finished adapter or the
+    checkpoints of another run there are replaced only with ``force`` (resuming continues the checkpoints). A place
+    where no folder can be made (``/proc/x``, under a file, read-only) is refused here, not after the model loaded.
+    """
+    out = Path(config.output).expanduser()
+    if out.exists() and not out.is_dir():
+        raise TuillmError(f"{out}: exists and is not a folder")
+    try:
+        check_output(out, [Path(config.base), *map(Path, config.data)], force=True)  # an existing folder: below
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
+    check_can_write(out)  # (after: never a probe inside an input)
+    if (out / ADAPTER_CONFIG).exists() and not force:
+        raise TuillmError(f"{out}: already holds a trained adapter; choose another output folder, or --force "
+                          "replaces it")
+    latest = latest_checkpoint(out)
+    if not config.resume and latest is not None and not force:
+        raise TuillmError(f"{out}: holds checkpoints of an unfinished run; resume it (--resume, or Resume in the Train "
+                          "pane), or choose another output folder")
+    return out, latest if config.resume else None
 
 
 def latest_checkpoint(folder: Path) -> Path | None:

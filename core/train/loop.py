@@ -33,12 +33,12 @@ from tuillm.core.events import Cancelled, Emit, Log, Metric, Progress, ignore
 from tuillm.core.models import guard, hardware
 from tuillm.core.train.attention import uses_example_attention
 from tuillm.core.train.checkpoints import (
-    ADAPTER_CONFIG,
     CHECKPOINTS,
     TrainResult,
     checkpoint_path,
     latest_checkpoint,
     load_checkpoint,
+    output_folder,
     remove_stale_temporaries,
     save_checkpoint,
     write_outputs,
@@ -122,32 +122,6 @@ def prepare_data(config: TrainConfig, tokenizer: Any, emit: Emit = ignore) -> tu
 
 
 # --- set-up ---------------------------------------------------------------------------------------------------
-
-
-def _output_folder(config: TrainConfig, force: bool) -> tuple[Path, Path | None]:
-    """The output folder, checked before anything loads, and the checkpoint to resume from.
-
-    Never the base or a data file, inside the base folder or a folder that holds them; a finished adapter or the
-    checkpoints of another run there are replaced only with ``force`` (resuming continues the checkpoints).
-    """
-    from tuillm.convert.errors import ConvertError
-    from tuillm.convert.output import check_output
-
-    out = Path(config.output).expanduser()
-    if out.exists() and not out.is_dir():
-        raise TuillmError(f"{out}: exists and is not a folder")
-    try:
-        check_output(out, [Path(config.base), *map(Path, config.data)], force=True)  # an existing folder: below
-    except ConvertError as exc:
-        raise TuillmError(str(exc)) from None
-    if (out / ADAPTER_CONFIG).exists() and not force:
-        raise TuillmError(f"{out}: already holds a trained adapter; choose another output folder, or --force "
-                          "replaces it")
-    latest = latest_checkpoint(out)
-    if not config.resume and latest is not None and not force:
-        raise TuillmError(f"{out}: holds checkpoints of an unfinished run; resume it (--resume, or Resume in the Train "
-                          "pane), or choose another output folder")
-    return out, latest if config.resume else None
 
 
 # --- the loop -------------------------------------------------------------------------------------------------
@@ -350,7 +324,7 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     pace = Pace()  # set-up time counts from here
     config.check()
     check_quant(config.quant, config.device)  # QLoRA without CUDA: refused before a GGUF base is dequantized
-    out, resume_from = _output_folder(config, force)
+    out, resume_from = output_folder(config, force)
     if should_launch(config):  # --nproc N: N processes of this function, rank 0's events come back to emit
         from tuillm.core.train.dist_launch import launch
 

@@ -167,6 +167,17 @@ def test_bad_targets_and_bad_settings(tiny: Path, tmp_path: Path, monkeypatch: p
     assert loaded == []
 
 
+def test_an_output_where_no_folder_can_be_made_is_refused_before_loading(tiny: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # It was "unexpected error: FileNotFoundError" once the model had loaded.
+    monkeypatch.setattr(train_base, "load_model", lambda *a, **kw: pytest.fail("loaded"))
+    (tmp_path / "file").write_text("x")
+    for out, why in ((tmp_path / "file" / "sub", "Not a directory"), (Path("/proc/tuillm-out"), "No such file")):
+        with pytest.raises(TuillmError, match=rf"^{out}: cannot write there \({why}"):
+            train(config(tiny, tmp_path, "unused", output=str(out)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fact.jsonl", "file"]  # no probe left behind
+
+
 def test_a_diverging_run_stops_before_its_nans_are_saved(tiny: Path, tmp_path: Path) -> None:
     events: list = []
     with pytest.raises(TuillmError, match=r"the loss is nan at step \d: training diverged; lower --lr"):
