@@ -89,7 +89,7 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAUL
     if out.is_dir():
         raise TuillmError(f"{out}: is a folder (give the output file name)")
     if not out.parent.is_dir():
-        raise TuillmError(f"{out.parent}: no such folder")
+        raise TuillmError(f"{out.parent}: {'not a folder' if out.parent.exists() else 'no such folder'}")
     check_merge_output(out, [Path(base), Path(adapter_dir)], force)
     adapter = _adapter(Path(adapter_dir))
     folder = base_folder(Path(base), emit=emit)

@@ -50,7 +50,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("grad_accum", int, 1, "micro-batches per optimizer step", lo=1, group=_TRAINING),
     # 0, as peft, mlx-lm and unsloth default: dropout copies every LoRA input, ~15% of a step's time on CPU.
     Option("dropout", float, 0.0, "LoRA dropout", lo=0, hi=1, hi_open=True, group=_LORA),
-    Option("warmup", float, 0.03, "warmup: a fraction of the steps if < 1, else a step count", lo=0,
+    Option("warmup", float, 0.03, "warmup: a fraction of the steps if < 1, else a step count", lo=0, hi=MAX_STEPS,
            group=_TRAINING),
     Option("eval_fraction", float, 0.0, "fraction of the examples held out for eval loss", lo=0, hi=1,
            hi_open=True, flag="--eval-split", metavar="FRACTION", group=_DATA, label="Eval split"),

@@ -34,8 +34,8 @@ class Plan:
         """The plan in words for the run's log; says so where ``grad_accum`` was lowered to an epoch's size."""
         lowered = (f" (--grad-accum {config.grad_accum} lowered to the {self.accum} micro-batches of an epoch)"
                    if self.accum < config.grad_accum else "")
-        return (f"{self.total_steps} steps ({self.steps_per_epoch} per epoch) of {config.batch_size} x "
-                f"{self.accum} {unit}{lowered}")
+        steps = f"{self.total_steps} step{'' if self.total_steps == 1 else 's'}"
+        return f"{steps} ({self.steps_per_epoch} per epoch) of {config.batch_size} x {self.accum} {unit}{lowered}"
 
 
 # Steps left out of the steady-state speed: the first ones pay for kernel selection, the allocator's growth and

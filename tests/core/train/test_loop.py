@@ -194,6 +194,8 @@ def test_grad_accum_is_at_most_an_epoch(tiny: Path, tmp_path: Path) -> None:
     events: list = []
     result = train(config(tiny, tmp_path, "acc", grad_accum=1000), emit=events.append)
     assert result.steps == 2  # 2 epochs of one 5-micro-batch step
+    one = loop.Plan.of(config(tiny, tmp_path, "one", grad_accum=1000, epochs=1), 10)
+    assert one.summary(config(tiny, tmp_path, "one", grad_accum=1000), "examples").startswith("1 step (1 per epoch)")
     assert any(isinstance(e, Log) and "2 steps (1 per epoch) of 2 x 5 examples (--grad-accum 1000 lowered to the 5 "
                "micro-batches of an epoch)" in e.message for e in events)
 

@@ -120,4 +120,8 @@ def test_a_bad_adapter_is_refused_before_the_gguf_base_is_dequantized(tmp_path: 
         merge(demo_model_path(), tmp_path / "not-an-adapter", tmp_path / "merged.gguf", emit=events.append)
     with pytest.raises(TuillmError, match="no adapter_config.json"):
         export_lora(tmp_path / "not-an-adapter", demo_model_path(), tmp_path / "lora.gguf", emit=events.append)
+    (tmp_path / "file").write_text("x")
+    for out, why in ((tmp_path / "file" / "m.gguf", "not a folder"), (tmp_path / "none" / "m.gguf", "no such folder")):
+        with pytest.raises(TuillmError, match=f"^{out.parent}: {why}$"):
+            merge(demo_model_path(), tmp_path / "not-an-adapter", out, emit=events.append)
     assert events == [] and not (tmp_path / "cache").exists()

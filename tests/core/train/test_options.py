@@ -34,6 +34,7 @@ def test_defaults_are_the_declarations() -> None:
     ({"rank": 0}, "Rank: must be a whole number at least 1, not 0"),
     ({"eval_fraction": 1.0}, "Eval split: must be a number at least 0 and below 1, not 1.0"),
     ({"max_steps": 0}, "Max steps: must be a whole number from 1 to 100000000, not 0"),
+    ({"warmup": 1e308}, "Warmup: must be a number from 0 to 100000000, not 1e+308"),
     ({"max_steps": 10**21}, "Max steps: must be a whole number from 1 to 100000000, not 1000000000000000000000"),
     ({"targets": []}, "Targets: must be a non-empty text, not ''"),
 ])
