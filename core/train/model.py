@@ -21,12 +21,22 @@ from tuillm.core.events import Emit, Log, Progress
 from tuillm.core.train.options import DEFAULT_TARGETS, TrainConfig
 
 
-def resolve_targets(model: Any, targets: list[str] | str) -> list[str] | str:
-    """The module names LoRA wraps; an error naming what exists when none of the asked ones does."""
+def linear_widths(model: Any) -> dict[str, int]:
+    """The model's linear layers LoRA may wrap, by name (the output head left out), each with its largest useful
+    rank: the narrower side of its widest layer of that name."""
     import torch
 
-    linear = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)}
-    linear.discard("lm_head")
+    widths: dict[str, int] = {}
+    for name, module in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if isinstance(module, torch.nn.Linear) and leaf != "lm_head":
+            widths[leaf] = max(widths.get(leaf, 0), min(module.in_features, module.out_features))
+    return widths
+
+
+def resolve_targets(model: Any, targets: list[str] | str) -> list[str] | str:
+    """The module names LoRA wraps; an error naming what exists when none of the asked ones does."""
+    linear = linear_widths(model)
     if targets == "all-linear":
         return "all-linear"
     wanted = list(DEFAULT_TARGETS) if targets in ("default", None, []) else list(targets)
@@ -40,13 +50,7 @@ def resolve_targets(model: Any, targets: list[str] | str) -> list[str] | str:
 def check_rank(model: Any, targets: list[str] | str, rank: int) -> None:
     """A rank above every target layer's narrower side adds nothing (each layer's update is of full rank already)
     and costs memory all the same: a mistyped ``--rank 100000`` filled 24 GB of RAM before the first step."""
-    import torch
-
-    widths: dict[str, int] = {}  # a target's largest useful rank: the narrower side of its layers
-    for name, module in model.named_modules():
-        leaf = name.rsplit(".", 1)[-1]
-        if isinstance(module, torch.nn.Linear) and leaf != "lm_head" and (targets == "all-linear" or leaf in targets):
-            widths[leaf] = max(widths.get(leaf, 0), min(module.in_features, module.out_features))
+    widths = {leaf: w for leaf, w in linear_widths(model).items() if targets == "all-linear" or leaf in targets}
     widest = max(widths, key=widths.__getitem__, default=None)
     if widest is not None and rank > widths[widest]:
         raise TuillmError(f"--rank {rank}: above the width of every target layer; LoRA on these targets takes a "
