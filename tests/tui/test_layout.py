@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Label, TextArea
 from textual.widgets._toast import Toast
@@ -16,7 +17,7 @@ from tests.tui.fake_backend import FakeBackend
 from tuillm.core.chat.store import ChatStore
 from tuillm.tui.app import TuillmApp
 from tuillm.tui.panes.chat_layout import LIST_MIN_WIDTH, fit_header
-from tuillm.tui.widgets.status_line import StatusLine, model_text
+from tuillm.tui.widgets.status_line import MemorySample, StatusLine, model_text
 
 LONG_MODEL = "SmolLM2-135M-Instruct-Q4_1"
 STATUS = f"{LONG_MODEL} · ctx 1234/8192 · 48.3 tok/s"
@@ -195,3 +196,19 @@ async def test_the_end_of_the_chat_stays_in_view_when_the_list_comes_and_goes(ap
             await pilot.press("ctrl+l")
             await settle(pilot)
             assert view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y
+
+
+class _Bare(App[None]):
+    pass
+
+
+@run_async
+async def test_the_status_line_takes_a_model_before_it_has_composed() -> None:
+    # The Chat pane can report its model before the status line has composed its labels (a race seen in CI).
+    async with _Bare().run_test(size=(80, 3)) as pilot:
+        status = StatusLine(lambda: MemorySample(used=3 * 2**30, total=16 * 2**30, rss=2**27), interval=0)
+        status.set_model(STATUS)
+        await pilot.app.mount(status)
+        await settle(pilot)
+        assert str(status.query_one("#status-model", Label).content).startswith(f"model: {LONG_MODEL}")
+        assert str(status.query_one("#status-ram", Label).content).startswith("RAM 3.0/16.0 GiB")

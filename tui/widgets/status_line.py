@@ -104,10 +104,14 @@ class StatusLine(Horizontal):
         self._probe = probe
         self._interval = interval
         self._watch = guard.CriticalWatch()
+        # Made here, not in compose: the Chat pane may set the model before this line has composed its children,
+        # and updating a label that is not mounted yet is safe where querying for it is not.
+        self._ram = Label("RAM …", id="status-ram")
+        self._model = Label(NO_MODEL, id="status-model", markup=False)
 
     def compose(self) -> ComposeResult:
-        yield Label("RAM …", id="status-ram")
-        yield Label(NO_MODEL, id="status-model", markup=False)
+        yield self._ram
+        yield self._model
 
     def on_mount(self) -> None:
         self.refresh_memory()
@@ -136,7 +140,7 @@ class StatusLine(Horizontal):
         self.call_after_refresh(self._fit)  # the model's part gives the address its room
 
     def watch_sample(self, sample: MemorySample | None) -> None:
-        label = self.query_one("#status-ram", Label)
+        label = self._ram
         level = "ok" if sample is None else guard.level(sample.memory)
         label.set_class(level == "low", "-low")
         label.set_class(level == "critical", "-critical")
@@ -160,9 +164,9 @@ class StatusLine(Horizontal):
         ram = ram_text(self.sample)
         if width and len(ram) + 1 + len(model_text(name, 0)) > width:
             ram = ram_text(self.sample, short=True)
-        ram_label = self.query_one("#status-ram", Label)
+        ram_label = self._ram
         # Laid out again only when the RAM figure's width changes: the model's part takes the rest of the line
         # (1fr), so its text alone never moves anything (it changes twice a second while a reply streams).
         ram_label.update(ram, layout=len(ram) != len(str(ram_label.content)))
-        self.query_one("#status-model", Label).update(model_text(name, width - len(ram) - 1 if width else 0),
+        self._model.update(model_text(name, width - len(ram) - 1 if width else 0),
                                                       layout=False)
