@@ -24,12 +24,15 @@ The file::
     [model."/abs/path/to/model.gguf"]
     ctx = 2048                  # any of [load]'s keys, for that model only
 
-``save_config`` writes it back atomically, keeping keys it does not know (comments are not kept).
+``save_config`` writes it back atomically, keeping keys it does not know (comments are not kept). Those keys are
+named in ``Config.problem`` all the same: a misspelt or misplaced setting (``threads = 2`` above ``[load]``) would
+otherwise be ignored without a word.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import tempfile
 import tomllib
@@ -136,10 +139,44 @@ def load_config(path: str | Path | None = None) -> Config:
         config.problem = f"{file}: {exc}; using defaults"
         return config
     config.raw = data
-    problems = _apply(config, data)
+    problems = _apply(config, data) + _unknown_keys(data)
     if problems:
         config.problem = f"{file}: " + "; ".join(problems)
     return config
+
+
+# The keys each table reads ([keys] and [model."..."] are tables of user-chosen names).
+_KNOWN: dict[str, tuple[str, ...]] = {
+    "models": ("dirs", *SCAN_KEYS), "load": tuple(LOAD_SETTINGS), "sampling": tuple(SAMPLING_SETTINGS),
+    "ui": ("theme",), "keys": (), "model": (),
+}
+
+
+def _unknown_keys(data: dict[str, Any]) -> list[str]:
+    """One message naming the keys no table reads, each with the key meant where that is plain, or none."""
+    found: list[tuple[str, str, tuple[str, ...]]] = [(name, name, tuple(_KNOWN)) for name in data
+                                                      if name not in _KNOWN]  # (shown, leaf, its table's keys)
+    for table in ("models", "load", "sampling", "ui"):
+        if isinstance(data.get(table), dict):
+            found += [(f"{table}.{key}", key, _KNOWN[table]) for key in data[table] if key not in _KNOWN[table]]
+    models = data.get("model")
+    for model, table in (models.items() if isinstance(models, dict) else ()):
+        if isinstance(table, dict):
+            found += [(f'model."{model}".{key}', key, tuple(LOAD_SETTINGS)) for key in table
+                      if key not in LOAD_SETTINGS]
+    return [f"unknown keys, not read (kept in the file): {', '.join(_meant(*key) for key in found[:8])}"
+            + (f" and {len(found) - 8} more" if len(found) > 8 else "")] if found else []
+
+
+def _meant(shown: str, leaf: str, siblings: tuple[str, ...]) -> str:
+    """``shown`` with the key meant: the same name in another table (misplaced), or a close one beside it."""
+    elsewhere = [f"{table}.{leaf}" for table, keys in _KNOWN.items() if leaf in keys]
+    close = difflib.get_close_matches(leaf, siblings, 1, 0.75)
+    if elsewhere:
+        return f"{shown} (did you mean {elsewhere[0]}?)"
+    if close:
+        return f"{shown} (did you mean {shown[: len(shown) - len(leaf)]}{close[0]}?)"
+    return shown
 
 
 def _table(data: dict[str, Any], name: str, problems: list[str]) -> dict[str, Any]:

@@ -116,7 +116,9 @@ def test_save_round_trips_and_keeps_unknown_keys(tmp_path: Path) -> None:
     assert data["future_option"] == 1 and data["load"]["mystery"] == "x"
     assert data["model"]["/m/a.gguf"] == {"ctx": 512, "note": "mine"}
     again = load_config(file)
-    assert again.problem is None
+    # Kept, and named: a setting this version does not read is not ignored without a word.
+    assert again.problem == (f'{file}: unknown keys, not read (kept in the file): future_option, load.mystery, '
+                             'model."/m/a.gguf".note')
     assert (again.default_ctx, again.threads, again.n_gpu_layers) == (2048, 2, None)
     assert again.sampling.temperature == 0.0 and again.theme == "gruvbox"
     assert again.keys == {"models.delete": "x"} and again.model_dirs == [tmp_path / "llms"]
@@ -200,3 +202,20 @@ def test_values_are_checked_by_the_declarations(tmp_path: Path) -> None:
     save_config(config)
     assert tomllib.loads(config.path.read_text())["load"]["threads"] == "auto"
     assert load_config(config.path).threads is None
+
+
+def test_unknown_keys_are_named_with_the_key_meant(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text('threads = 2\nmodles = 1\n[load]\nctxx = 4096\nctx = 2048\n[sampling]\ntemprature = 0.2\n'
+                    '[ui]\ntheme = "nord"\ncolour = 1\n[model."/m/a.b.gguf"]\nctx = 512\nthread = 2\n')
+    config = load_config(file)
+    assert config.problem == (
+        f"{file}: unknown keys, not read (kept in the file): threads (did you mean load.threads?), "
+        "modles (did you mean models?), load.ctxx (did you mean load.ctx?), "
+        "sampling.temprature (did you mean sampling.temperature?), ui.colour, "
+        'model."/m/a.b.gguf".thread (did you mean model."/m/a.b.gguf".threads?)')
+    # The keys it knows still apply.
+    assert (config.default_ctx, config.theme, config.defaults_for("/m/a.b.gguf").ctx) == (2048, "nord", 512)
+    many = tmp_path / "many.toml"
+    many.write_text("".join(f"k{i} = {i}\n" for i in range(11)))
+    assert load_config(many).problem.endswith("k6, k7 and 3 more")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import LOAD_OPTIONS, LORA_SCALE, SAMPLING_OPTIONS, SEED
 from tuillm.core.text import safe_line, safe_text
-from tuillm.tui.cli.options import add_options, option_values
+from tuillm.tui.cli.options import add_options, option_values, read_config
 
 if TYPE_CHECKING:  # the engine's modules load only when a chat runs: --help stays instant
     from tuillm.core.chat.attachments import Attachment
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from tuillm.core.chat.engine import ChatSession
     from tuillm.core.chat.store import ChatStore
     from tuillm.core.models.catalog import resolve_model
-    from tuillm.core.settings import load_config, load_options_for, sampling_defaults
+    from tuillm.core.settings import load_options_for, sampling_defaults
 
     # Every flag is checked before the config or the model is read: a bad one is one line, and no work starts.
     load_flags = option_values(args, (*LOAD_OPTIONS, LORA_SCALE, SEED), given_only=True)
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if args.attach and prompt is None:
         raise TuillmError("--attach needs --prompt (the message the files go with)")
     attachments = [read_attachment(path) for path in args.attach]
-    config = load_config(args.config)
+    config = read_config(args)
     path = resolve_model(args.model, config)
     # The config's [load] and the model's own settings, with the flags given on top.
     options = load_options_for(config, path, **load_flags, use_mmap=not args.no_mmap, lora_path=args.lora,

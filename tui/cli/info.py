@@ -9,9 +9,9 @@ from tuillm.core.models.catalog import resolve_model
 from tuillm.core.models.fit import Fit, advice, load_fit
 from tuillm.core.models.memory import fitting_quants, max_context
 from tuillm.core.models.metadata import ModelInfo, format_params, read_info
-from tuillm.core.settings import load_config
 from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui.cli.models import add_ctx_flag, ctx_flag, info_json
+from tuillm.tui.cli.options import read_config
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -52,7 +52,7 @@ def describe(info: ModelInfo, fit: Fit) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     ctx = ctx_flag(args)
-    config = load_config(args.config)
+    config = read_config(args)
     info = read_info(resolve_model(args.model, config))
     fit = load_fit(info, config, n_ctx=ctx)
     if not args.json:

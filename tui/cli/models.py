@@ -12,9 +12,8 @@ from tuillm.core.models.catalog import CatalogEntry, CatalogResult, discover
 from tuillm.core.models.memory import MemoryEstimate
 from tuillm.core.models.metadata import ModelInfo, format_params
 from tuillm.core.options import option_map
-from tuillm.core.settings import load_config
 from tuillm.core.text import format_bytes, safe_line
-from tuillm.tui.cli.options import add_options, option_values
+from tuillm.tui.cli.options import add_options, option_values, read_config
 
 # The context flag of `models` and `info`: the chat's own --ctx declaration (the estimate is for that load).
 CTX = option_map(LOAD_OPTIONS)["n_ctx"]
@@ -71,9 +70,7 @@ def info_json(info: ModelInfo, est: MemoryEstimate) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     ctx = ctx_flag(args)
-    config = load_config(args.config)
-    if config.problem:
-        print(f"tuillm: {safe_line(config.problem)}", file=sys.stderr)
+    config = read_config(args)
     result = discover(config=config, n_ctx=ctx)  # --ctx: every row's context, as `tuillm chat --ctx` loads
     if args.json:  # json.dumps escapes every control character (\u001b): nothing raw reaches the terminal
         print(json.dumps({"models": [entry_json(e) for e in result.entries],

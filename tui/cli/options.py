@@ -9,11 +9,16 @@ argparse's usage text and exit 2, and before any work starts.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuillm.core.options import Option, OptionError
+from tuillm.core.text import safe_line
+
+if TYPE_CHECKING:
+    from tuillm.core.settings import Config
 
 
 @dataclass(frozen=True)
@@ -79,3 +84,14 @@ def option_values(args: argparse.Namespace, options: Iterable[Option], *, given_
     if given_only:
         values = {k: v for k, v in values.items() if v is not None}
     return values
+
+
+def read_config(args: argparse.Namespace) -> Config:
+    """The settings a command runs with (``--config``, or the XDG file). What is wrong in them is one line on stderr,
+    as the app shows it in a notification; the command goes on with the defaults for those keys."""
+    from tuillm.core.settings import load_config
+
+    config = load_config(args.config)
+    if config.problem:
+        print(f"tuillm: {safe_line(config.problem)}", file=sys.stderr)
+    return config

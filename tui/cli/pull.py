@@ -81,12 +81,12 @@ def run(args: argparse.Namespace) -> int:
     from tuillm.core.models.hub import client
     from tuillm.core.models.hub.pull import choose
     from tuillm.core.models.hub.pull import run as download
-    from tuillm.core.settings import load_config
+    from tuillm.tui.cli.options import read_config
     from tuillm.tui.cli.progress import CliRenderer
 
     client.check_online()
     choice = choose(args.ref, file=args.file, checkpoint=args.checkpoint, force=args.force,
-                    config=load_config(args.config))
+                    config=read_config(args))
     if not args.json:
         if choice.fits:
             print(quant_table(choice))

@@ -62,13 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from tuillm.core.conversion.sweep import run_sweep
     from tuillm.core.conversion.sweep_options import sweep_request
     from tuillm.core.models.catalog import resolve_model
-    from tuillm.core.settings import load_config
     from tuillm.core.text import safe_line
-    from tuillm.tui.cli.options import option_values
+    from tuillm.tui.cli.options import option_values, read_config
     from tuillm.tui.cli.progress import CliRenderer
 
     values = option_values(args, SWEEP_OPTIONS)  # the flags first: a bad one is refused before any lookup
-    config = load_config(args.config)
+    config = read_config(args)
     request = sweep_request(resolve_model(args.source, config), values)
     result = run_sweep(request, config=config, emit=CliRenderer(quiet=args.quiet))
     if args.json:  # json.dumps escapes control characters: nothing raw reaches the terminal

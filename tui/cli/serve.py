@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tuillm.core.llama.options import LOAD_OPTIONS
 from tuillm.core.text import safe_line
-from tuillm.tui.cli.options import add_options, option_values
+from tuillm.tui.cli.options import add_options, option_values, read_config
 
 if TYPE_CHECKING:
     from tuillm.core.serve.guard import RequestRecord
@@ -62,14 +62,13 @@ def _print_request(record: RequestRecord) -> None:
 def run(args: argparse.Namespace) -> int:
     from tuillm.core.serve.models import served_models
     from tuillm.core.serve.server import ServeOptions, Server
-    from tuillm.core.settings import load_config
 
     values = option_values(args, _serve_options())
     load = option_values(args, LOAD_OPTIONS, given_only=True)
     api_key = values.pop("api_key") or os.environ.get("TUILLM_API_KEY") or None
     options = ServeOptions(**values, api_key=api_key, cors=list(args.cors), n_ctx=load.pop("n_ctx", None),
                            load=load)
-    config = load_config(args.config)
+    config = read_config(args)
     models = served_models(args.models, args.lora, config)
     server = Server(models, config, options, log=_print_request)
     names, url = ", ".join(sorted(models)), server.url

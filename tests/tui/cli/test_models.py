@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.ggufs import write_tiny_gguf
+from tuillm.tui.cli.models import CTX
 
 TUILLM = str(Path(sys.executable).with_name("tuillm"))
 KEYS = {"path", "format", "arch", "params", "file_type", "size_bytes", "context_length", "est_memory_bytes", "fits"}
@@ -104,3 +105,14 @@ def test_train_with_a_missing_dataset_says_so_in_one_line(tmp_path: Path) -> Non
     assert out.returncode == 1
     assert "d.jsonl: no such file" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", [["info", "demo"], ["models"]])
+def test_a_config_problem_is_one_line_and_the_command_runs(tmp_path: Path, command: list[str]) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[load]\nthread = 2\nctx = 8\n")
+    out = tuillm("--config", str(config), *command, "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)
+    assert out.stderr.splitlines() == [
+        f"tuillm: {config}: load.ctx: must be {CTX.expected()}, not 8; using the default; "
+        "unknown keys, not read (kept in the file): load.thread (did you mean load.threads?)"]
