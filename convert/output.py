@@ -28,7 +28,8 @@ def describe_os_error(exc: OSError, path: Path) -> str:
     if exc.errno == errno.ENOTDIR:
         return f"{path.parent}: not a folder"
     if exc.errno == errno.ENOENT:
-        return f"{path.parent}: no such folder"
+        # A folder that is there but takes no new file (/proc, /sys) answers ENOENT too.
+        return f"{path.parent}: {'no new file can be made there' if path.parent.is_dir() else 'no such folder'}"
     return f"{path}: {exc.strerror or exc}"
 
 

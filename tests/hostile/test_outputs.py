@@ -105,6 +105,13 @@ def test_refused_with_one_line_and_nothing_touched(inputs: Path, capsys: pytest.
     assert tree(inputs) == before  # inputs byte for byte, and nothing new (no temporary, no folder)
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_that_takes_no_file_is_named_so(demo_gguf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # /proc exists but answers ENOENT to a new file: "no such folder" would send the user looking for it.
+    code, _, err = run_cli(["quantize", str(demo_gguf), "-o", "/proc/x.gguf", "--type", "q8_0", "--quiet"], capsys)
+    assert code == 1 and err.splitlines()[-1] == "tuillm: /proc: no new file can be made there"
+
+
 @pytest.mark.parametrize(("out", "ins", "allowed"), [
     ("A/A-q8_0.gguf", ["A", "B"], True),  # the Train pane's merge: a GGUF beside the adapter's own files
     ("B/B-Q8_0.gguf", ["B"], True),  # `convert B -o B/`: the GGUF beside the checkpoint
