@@ -48,6 +48,25 @@ def _llama_kwargs(opts: LoadOptions, lora: Path | None) -> dict[str, Any]:
     }
 
 
+def _biased(pairs: tuple[tuple[int, float], ...]) -> Any:
+    """llama-cpp-python's logits processor adding ``pairs``' biases (ids checked against the vocabulary by the
+    engine), or None: without one, sampling stays wholly in llama.cpp."""
+    if not pairs:
+        return None
+    import numpy as np
+    from llama_cpp import LogitsProcessorList
+
+    ids = np.array([token for token, _ in pairs], dtype=np.intp)
+    biases = np.array([bias for _, bias in pairs], dtype=np.float32)
+
+    def add(_input_ids: Any, scores: Any) -> Any:
+        # llama.cpp hands the first sampler every logit in token order, so a token's id indexes its logit.
+        scores[ids] += biases
+        return scores
+
+    return LogitsProcessorList([add])
+
+
 def _grammar(gbnf: str | None) -> Any:
     """A fresh ``LlamaGrammar`` (it keeps its parse state) for one reply; a grammar llama.cpp will not parse is a
     ``TuillmError``."""
@@ -115,6 +134,10 @@ class LlamaModel:
     def n_tokens(self) -> int:
         """Tokens in the KV cache now."""
         return int(self._llm.n_tokens)
+
+    @property
+    def n_vocab(self) -> int:
+        return int(self._llm.n_vocab())
 
     @property
     def prompt_tokens_evaluated(self) -> int:
@@ -185,7 +208,8 @@ class LlamaModel:
         gen = self._llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
                                  temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True,
                                  presence_penalty=sampling.presence_penalty,
-                                 frequency_penalty=sampling.frequency_penalty, grammar=_grammar(sampling.grammar))
+                                 frequency_penalty=sampling.frequency_penalty, grammar=_grammar(sampling.grammar),
+                                 logits_processor=_biased(sampling.logit_bias))
         with abort_hook(self._llm._ctx.ctx, stop) as hook:
             try:
                 for token in gen:

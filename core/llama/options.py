@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from tuillm.core.options import Option, check_all, option_map
+from tuillm.core.options import Option, OptionError, check_all, option_map
 
 KV_TYPES = ("f16", "q8_0", "q4_0")
 MAX_THREADS = 512  # GGML_MAX_N_THREADS: llama.cpp asserts past it
@@ -88,6 +88,21 @@ class LoadOptions:
         check_all(checked, {o.name: getattr(self, o.name) for o in checked})
 
 
+MAX_LOGIT_BIAS = 1024  # token ids one request may bias (OpenAI takes 300)
+_PER_REQUEST = ("grammar", "logit_bias")  # not kept with a chat
+
+
+def check_logit_bias(pairs: tuple[tuple[int, float], ...]) -> None:
+    """OpenAI's bounds: at most ``MAX_LOGIT_BIAS`` token ids, each biased by -100 (banned) to 100 (forced)."""
+    if len(pairs) > MAX_LOGIT_BIAS:
+        raise OptionError(f"logit_bias: at most {MAX_LOGIT_BIAS} tokens, not {len(pairs)}")
+    for token, bias in pairs:
+        if isinstance(token, bool) or not isinstance(token, int) or token < 0:
+            raise OptionError(f"logit_bias: keys must be token ids (0 or more), not {token!r}")
+        if isinstance(bias, bool) or not isinstance(bias, int | float) or not -100 <= bias <= 100:
+            raise OptionError(f"logit_bias: token {token}: the bias must be a number from -100 to 100, not {bias!r}")
+
+
 @dataclass(frozen=True)
 class Sampling:
     temperature: float = _SAMPLING["temperature"].default
@@ -100,17 +115,21 @@ class Sampling:
     presence_penalty: float = PENALTY_OPTIONS[0].default
     frequency_penalty: float = PENALTY_OPTIONS[1].default
     grammar: str | None = None  # GBNF text the reply must follow (core.llama.grammar); one request's, not a setting
+    # (token id, bias added to its logit), as OpenAI's logit_bias; one request's too. The ids are checked against
+    # the model's vocabulary where the model is known (the chat engine).
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         checked = (*SAMPLING_OPTIONS, *PENALTY_OPTIONS)
         check_all(checked, {o.name: getattr(self, o.name) for o in checked})
         if self.seed is not None:
             check_all((SEED,), {"seed": self.seed})
+        check_logit_bias(self.logit_bias)
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "grammar"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _PER_REQUEST}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Sampling:
-        names = {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls)} - set(_PER_REQUEST)
         return cls(**{k: v for k, v in data.items() if k in names})

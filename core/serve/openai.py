@@ -2,7 +2,9 @@
 
 Requests are pydantic models: a value of the wrong type is a 400 in OpenAI's error shape, and the sampling
 numbers go through ``Sampling``'s own declarations (``core.llama.options``), so their ranges are written once.
-Fields the server does not use (``user``, ``logit_bias``...) are accepted and ignored, as llama-server does.
+``logit_bias`` is applied (token ids of the served model). Fields that do not change the answer (``user``,
+``store``, ``metadata``...) are accepted and ignored, as llama-server does; what would change it and is not done here
+(``tools``, more than one choice, images, ``logprobs``) is refused with a 400 rather than answered without it.
 """
 
 from __future__ import annotations
@@ -79,6 +81,17 @@ class _Generation(_In):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     n: int = 1
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | int | None = None  # chat: true/false; completions: how many
+
+    def bias(self) -> tuple[tuple[int, float], ...]:
+        """``logit_bias``'s token ids as numbers (JSON keys are strings); the bounds are Sampling's."""
+        pairs = []
+        for key, value in (self.logit_bias or {}).items():
+            if not key.strip().isdecimal():
+                raise TuillmError(f"logit_bias: keys must be token ids, not {key[:40]!r}")
+            pairs.append((int(key), value))
+        return tuple(pairs)
 
     def stops(self) -> list[str]:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -90,9 +103,12 @@ class _Generation(_In):
         """The sampling fields the request gave (None: the settings file's [sampling] applies)."""
         if self.n != 1:
             raise TuillmError("n: only 1 choice per request is supported")
+        if self.logprobs:  # said, rather than answered with "logprobs": null
+            raise TuillmError("logprobs are not supported by tuillm serve")
         return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k, "min_p": self.min_p,
                 "repeat_penalty": self.repeat_penalty, "max_tokens": self.max_tokens, "seed": self.seed,
-                "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty}
+                "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
+                "logit_bias": self.bias()}
 
 
 class ChatRequest(_Generation):

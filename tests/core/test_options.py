@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
 from tuillm.core.errors import TuillmError
+from tuillm.core.llama.options import Sampling
 from tuillm.core.options import AUTO, Option, OptionError, check_all, defaults, option_map
 
 RATE = Option("lr", float, 2e-4, "learning rate", lo=0.0, lo_open=True, hi=1.0)
@@ -85,3 +87,22 @@ def test_groups() -> None:
     assert check_all(group, {"rank": 8.0, "n_threads": "auto"}) == {"rank": 8, "n_threads": None}
     with pytest.raises(OptionError, match=r"^--lr: must be a number above 0 and at most 1, not 0$"):
         check_all(group, {"lr": 0})
+
+
+@pytest.mark.parametrize(("pairs", "needle"), [
+    (((-1, 1.0),), "keys must be token ids (0 or more), not -1"),
+    ((("7", 1.0),), "keys must be token ids (0 or more), not '7'"),
+    (((7, math.nan),), "token 7: the bias must be a number from -100 to 100, not nan"),
+    (((7, True),), "token 7: the bias must be a number from -100 to 100, not True"),
+    (tuple((i, 1.0) for i in range(1025)), "at most 1024 tokens, not 1025"),
+])
+def test_logit_bias_bounds(pairs: tuple, needle: str) -> None:
+    with pytest.raises(OptionError, match=re.escape(f"logit_bias: {needle}")):
+        Sampling(logit_bias=pairs)
+
+
+def test_a_request_s_own_fields_are_not_kept_with_a_chat() -> None:
+    sampling = Sampling(temperature=0.1, logit_bias=((5, -100),), grammar='root ::= "x"')
+    assert "logit_bias" not in sampling.to_json() and "grammar" not in sampling.to_json()
+    # A stored row that holds them anyway (a database written by hand) does not bring them back.
+    assert Sampling.from_json({"temperature": 0.1, "logit_bias": "junk", "grammar": "x"}) == Sampling(temperature=0.1)

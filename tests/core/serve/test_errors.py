@@ -139,3 +139,20 @@ def test_images_are_refused(keyed: Served) -> None:
     with pytest.raises(ollama.ResponseError) as err:
         client.chat(model="demo", messages=[{"role": "user", "content": "What is this?", "images": [b"\x89PNG"]}])
     assert err.value.status_code == 400 and "images" in err.value.error
+
+
+@pytest.mark.parametrize(("fields", "needle"), [
+    ({"logit_bias": {"1e3": 5}}, "logit_bias: keys must be token ids, not '1e3'"),
+    ({"logit_bias": {"-3": 5}}, "logit_bias: keys must be token ids"),
+    ({"logit_bias": {"12": 101}}, "logit_bias: token 12: the bias must be a number from -100 to 100, not 101"),
+    ({"logit_bias": {"12": -1e9}}, "the bias must be a number from -100 to 100, not -1000000000.0"),
+    ({"logit_bias": {"99999999": -100}}, "logit_bias: token 99999999 is not in the model's vocabulary (0 to 49151)"),
+    ({"logit_bias": {str(i): 1 for i in range(1025)}}, "logit_bias: at most 1024 tokens, not 1025"),
+    ({"logprobs": True}, "logprobs are not supported"),
+])
+def test_bad_logit_bias_and_logprobs_are_400(keyed: Served, fields: dict, needle: str) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        _client(keyed).chat.completions.create(model="demo", messages=[{"role": "user", "content": "Hi"}],
+                                               max_tokens=2, **fields)
+    assert needle in err.value.message
+    assert keyed.proc.poll() is None

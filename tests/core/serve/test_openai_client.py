@@ -55,6 +55,20 @@ def test_json_schema_response_validates(client: OpenAI) -> None:
     assert isinstance(data["city"], str) and isinstance(data["population"], int)
 
 
+def test_logit_bias_bans_and_forces_tokens(client: OpenAI, demo_gguf) -> None:
+    from tuillm.core.llama.logits import llama_tokenize
+
+    free = client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=8)
+    first = llama_tokenize(demo_gguf, free.choices[0].message.content)[0]
+    banned = client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=8,
+                                            logit_bias={str(first): -100})
+    assert llama_tokenize(demo_gguf, banned.choices[0].message.content)[0] != first
+    hello = llama_tokenize(demo_gguf, " hello")[0]
+    forced = client.completions.create(model="demo", prompt="Say:", temperature=0.8, max_tokens=3,
+                                       logit_bias={str(hello): 100})
+    assert forced.choices[0].text == " hello" * 3
+
+
 def test_stop_sequence_is_honoured(client: OpenAI) -> None:
     free = client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=20)
     text = free.choices[0].message.content
