@@ -297,10 +297,9 @@ class ChatSession:
         if not messages or messages[-1]["role"] != "user":
             raise TuillmError("the conversation must end with a user message")
         n_ctx = self._require().n_ctx
-        n_vocab = self._require().model.n_vocab
-        if any(token >= n_vocab for token, _ in sampling.logit_bias):
-            raise TuillmError(f"logit_bias: token {max(t for t, _ in sampling.logit_bias)} is not in the model's "
-                              f"vocabulary (0 to {n_vocab - 1})")
+        top = max((token for token, _ in sampling.logit_bias), default=-1)
+        if top >= (n_vocab := self._require().model.n_vocab):  # refused before any work, not mid-reply
+            raise TuillmError(f"logit_bias: token {top} is not in the model's vocabulary (0 to {n_vocab - 1})")
         if raw:  # plain text: nothing to leave out
             model = self._require().model
             kept, tokens, dropped = messages, model.tokenize(messages[-1]["content"], add_bos=model.add_bos), 0
