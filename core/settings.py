@@ -32,7 +32,6 @@ otherwise be ignored without a word.
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import tempfile
 import tomllib
@@ -170,6 +169,8 @@ def _unknown_keys(data: dict[str, Any]) -> list[str]:
 
 def _meant(shown: str, leaf: str, siblings: tuple[str, ...]) -> str:
     """``shown`` with the key meant: the same name in another table (misplaced), or a close one beside it."""
+    import difflib  # only for a file with a key that is not ours: start-up does without it
+
     elsewhere = [f"{table}.{leaf}" for table, keys in _KNOWN.items() if leaf in keys]
     close = difflib.get_close_matches(leaf, siblings, 1, 0.75)
     if elsewhere:
