@@ -370,7 +370,8 @@ class ChatSession:
                     out.t_first = out.t_last
                 text = decoder.decode(model.piece(token))
                 out.pieces.append(text)
-                emit(Token(text))
+                top = sampling.logprobs
+                emit(Token(text, None if top is None else model.logprob(token, top)))
                 if out.generated >= budget or model.n_tokens >= loaded.n_ctx:
                     out.finish = "length"
                     break

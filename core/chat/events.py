@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuillm.core.events import Log
+
+if TYPE_CHECKING:
+    from tuillm.core.llama.model import TokenLogprob
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,7 @@ class ReplyStarted:
 @dataclass(frozen=True, slots=True)
 class Token:
     text: str  # may be "" when a token is only part of a UTF-8 character
+    logprob: TokenLogprob | None = None  # only when the reply's sampling asks for them
 
 
 @dataclass(frozen=True, slots=True)

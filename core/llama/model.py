@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,16 @@ def _llama_kwargs(opts: LoadOptions, lora: Path | None) -> dict[str, Any]:
         "lora_path": str(lora) if lora else None,
         "lora_scale": opts.lora_scale,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """A sampled token's log-probability under the model (before sampling's penalties and biases), with the most
+    likely tokens at that step, most likely first (``Sampling.logprobs`` of them)."""
+
+    piece: bytes  # the token's bytes (a piece may be part of a UTF-8 character)
+    logprob: float
+    top: tuple[tuple[bytes, float], ...]
 
 
 def _biased(pairs: tuple[tuple[int, float], ...]) -> Any:
@@ -196,6 +207,22 @@ class LlamaModel:
             buf = ctypes.create_string_buffer(size)
             n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, False)
         return buf.raw[: max(n, 0)]
+
+    def logprob(self, token: int, top: int) -> TokenLogprob:
+        """``token``'s log-probability at the step that just sampled it, with the ``top`` most likely tokens: from
+        the logits of the last position decoded (llama.cpp keeps them until the next decode)."""
+        import llama_cpp
+        import numpy as np
+
+        n_vocab = self.n_vocab
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1), shape=(n_vocab,))
+        logits = logits.astype(np.float64)
+        peak = logits.max()
+        logits -= peak + np.log(np.exp(logits - peak).sum())  # log-softmax
+        best = np.argpartition(-logits, top - 1)[:top] if top else np.array([], dtype=np.intp)
+        best = best[np.argsort(-logits[best], kind="stable")]
+        return TokenLogprob(self.piece(token), float(logits[token]),
+                            tuple((self.piece(int(i)), float(logits[i])) for i in best))
 
     def generate(self, tokens: list[int], sampling: Sampling, stop: StopFlag) -> Iterator[int]:
         """The tokens sampled after the prompt ``tokens``, without end (the caller stops, then closes this).

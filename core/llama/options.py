@@ -89,7 +89,8 @@ class LoadOptions:
 
 
 MAX_LOGIT_BIAS = 1024  # token ids one request may bias (OpenAI takes 300)
-_PER_REQUEST = ("grammar", "logit_bias")  # not kept with a chat
+MAX_TOP_LOGPROBS = 20  # OpenAI's bound on top_logprobs
+_PER_REQUEST = ("grammar", "logit_bias", "logprobs")  # not kept with a chat
 
 
 def check_logit_bias(pairs: tuple[tuple[int, float], ...]) -> None:
@@ -118,6 +119,8 @@ class Sampling:
     # (token id, bias added to its logit), as OpenAI's logit_bias; one request's too. The ids are checked against
     # the model's vocabulary where the model is known (the chat engine).
     logit_bias: tuple[tuple[int, float], ...] = ()
+    # Each token's log-probability with this many alternatives (0 to MAX_TOP_LOGPROBS); None: not reported.
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         checked = (*SAMPLING_OPTIONS, *PENALTY_OPTIONS)
@@ -125,6 +128,10 @@ class Sampling:
         if self.seed is not None:
             check_all((SEED,), {"seed": self.seed})
         check_logit_bias(self.logit_bias)
+        if self.logprobs is not None and (isinstance(self.logprobs, bool) or not isinstance(self.logprobs, int)
+                                          or not 0 <= self.logprobs <= MAX_TOP_LOGPROBS):
+            raise OptionError(f"logprobs: the alternatives to each token must be a whole number from 0 to "
+                              f"{MAX_TOP_LOGPROBS}, not {self.logprobs!r}")
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _PER_REQUEST}

@@ -140,6 +140,47 @@ class Api:
         return StreamingResponse(body(), media_type=media)
 
 
+def _chat_chunks(rid: str, name: str, created: int, stream: ReplyStream, logprobs: bool,
+                 ) -> Callable[[list[str]], str]:
+    """A streamed chat reply's chunk for each batch: its text spliced into a template, or, with ``logprobs``, a
+    chunk built whole with the batch's tokens' entries."""
+    opening = Splice(lambda t: sse(openai.chat_chunk(rid, name, {"role": "assistant", "content": t},
+                                                     created=created)))
+    chunk = Splice(lambda t: sse(openai.chat_chunk(rid, name, {"content": t}, created=created)))
+    first = True
+
+    def texts(batch: list[str]) -> str:
+        nonlocal first
+        delta = {"role": "assistant", "content": batch[0]} if first else {"content": batch[0]}
+        if logprobs:
+            first = False
+            entries = openai.chat_logprobs(stream.take_logprobs())
+            return sse(openai.chat_chunk(rid, name, delta, created=created, logprobs=entries))
+        if first:
+            first = False
+            return opening(batch[0]) + chunk.many(batch[1:])
+        return chunk.many(batch)
+
+    return texts
+
+
+def _completion_chunks(rid: str, name: str, created: int, stream: ReplyStream, logprobs: bool,
+                       ) -> Callable[[list[str]], str]:
+    """A streamed completion's chunk for each batch (with ``logprobs``, built whole with its tokens' entries)."""
+    chunk = Splice(lambda t: sse(openai.completion(rid, name, t, created=created)))
+    offset = 0  # where the next chunk's first token starts in the completion (its text_offset)
+
+    def texts(batch: list[str]) -> str:
+        nonlocal offset
+        if not logprobs:
+            return chunk.many(batch)
+        entries = openai.completion_logprobs(stream.take_logprobs(), offset)
+        offset += sum(len(token) for token in entries["tokens"])
+        return sse(openai.completion(rid, name, batch[0], created=created, logprobs=entries))
+
+    return texts
+
+
 def _openai_routes(app: FastAPI, api: Api) -> None:
     host = api.host
 
@@ -157,17 +198,7 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
         if not body.stream:
             done = await api.whole(request, t0, name, stream)
             return openai.chat_completion(rid, name, done)
-        opening = Splice(lambda t: sse(openai.chat_chunk(rid, name, {"role": "assistant", "content": t},
-                                                         created=created)))
-        chunk = Splice(lambda t: sse(openai.chat_chunk(rid, name, {"content": t}, created=created)))
-        first = True
-
-        def texts(batch: list[str]) -> str:
-            nonlocal first
-            if first:
-                first = False
-                return opening(batch[0]) + chunk.many(batch[1:])
-            return chunk.many(batch)
+        texts = _chat_chunks(rid, name, created, stream, sampling.logprobs is not None)
 
         def end(done: Finished) -> str:
             return sse(openai.chat_chunk(rid, name, {}, done, created)) + "data: [DONE]\n\n"
@@ -184,13 +215,14 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
         rid, name, created = openai.new_id("cmpl"), model.name, int(time.time())
         if not body.stream:
             done = await api.whole(request, t0, name, stream)
-            return openai.completion(rid, name, done.text, done)
-        chunk = Splice(lambda t: sse(openai.completion(rid, name, t, created=created)))
+            entries = None if done.logprobs is None else openai.completion_logprobs(done.logprobs)
+            return openai.completion(rid, name, done.text, done, logprobs=entries)
+        texts = _completion_chunks(rid, name, created, stream, sampling.logprobs is not None)
 
         def end(done: Finished) -> str:
             return sse(openai.completion(rid, name, "", done, created)) + "data: [DONE]\n\n"
 
-        return api.streamed(request, t0, name, stream, "text/event-stream", chunk.many, end)
+        return api.streamed(request, t0, name, stream, "text/event-stream", texts, end)
 
 
 def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.GenerateRequest,

@@ -2,21 +2,25 @@
 
 Requests are pydantic models: a value of the wrong type is a 400 in OpenAI's error shape, and the sampling
 numbers go through ``Sampling``'s own declarations (``core.llama.options``), so their ranges are written once.
-``logit_bias`` is applied (token ids of the served model). Fields that do not change the answer (``user``,
-``store``, ``metadata``...) are accepted and ignored, as llama-server does; what would change it and is not done here
-(``tools``, more than one choice, images, ``logprobs``) is refused with a 400 rather than answered without it.
+``logit_bias`` is applied (token ids of the served model), and ``logprobs`` answered in each endpoint's shape (the
+log-probabilities of the model's distribution, before penalties and biases, as llama-server reports them). Fields
+that do not change the answer (``user``, ``store``, ``metadata``...) are accepted and ignored, as llama-server does;
+what would change it and is not done here (``tools``, more than one choice, images) is refused with a 400 rather than
+answered without it.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.grammar import json_grammar
+from tuillm.core.llama.model import TokenLogprob
 from tuillm.core.serve.runner import MAX_STOP_CHARS, MAX_STOPS, Finished
 
 
@@ -82,7 +86,6 @@ class _Generation(_In):
     frequency_penalty: float | None = None
     n: int = 1
     logit_bias: dict[str, float] | None = None
-    logprobs: bool | int | None = None  # chat: true/false; completions: how many
 
     def bias(self) -> tuple[tuple[int, float], ...]:
         """``logit_bias``'s token ids as numbers (JSON keys are strings); the bounds are Sampling's."""
@@ -103,8 +106,6 @@ class _Generation(_In):
         """The sampling fields the request gave (None: the settings file's [sampling] applies)."""
         if self.n != 1:
             raise TuillmError("n: only 1 choice per request is supported")
-        if self.logprobs:  # said, rather than answered with "logprobs": null
-            raise TuillmError("logprobs are not supported by tuillm serve")
         return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k, "min_p": self.min_p,
                 "repeat_penalty": self.repeat_penalty, "max_tokens": self.max_tokens, "seed": self.seed,
                 "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
@@ -116,11 +117,16 @@ class ChatRequest(_Generation):
     max_completion_tokens: int | None = None
     response_format: ResponseFormat | None = None
     tools: list[Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
 
     def sampling(self) -> dict[str, Any]:
         if self.tools:  # said, rather than answered as if the tools were not there
             raise TuillmError("tools (function calling) are not supported by tuillm serve")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise TuillmError("top_logprobs needs logprobs: true")
         values = super().sampling()
+        values["logprobs"] = (self.top_logprobs or 0) if self.logprobs else None
         values["max_tokens"] = self.max_completion_tokens or self.max_tokens
         values["grammar"] = self.response_format.grammar() if self.response_format else None
         return values
@@ -132,6 +138,13 @@ class ChatRequest(_Generation):
 class CompletionRequest(_Generation):
     prompt: str | list[str]
     max_tokens: int | None = 16  # OpenAI's default for completions
+    logprobs: int | None = None  # the alternatives to report with each token (OpenAI takes 0 to 5)
+    echo: bool = False
+
+    def sampling(self) -> dict[str, Any]:
+        if self.echo:  # said, rather than answered without the prompt
+            raise TuillmError("echo is not supported by tuillm serve")
+        return super().sampling() | {"logprobs": self.logprobs}
 
     def text(self) -> str:
         if isinstance(self.prompt, str):
@@ -156,19 +169,39 @@ def finish_reason(done: Finished) -> str:
     return "length" if done.finish_reason == "length" else "stop"
 
 
+def _token(piece: bytes, logprob: float) -> dict[str, Any]:
+    return {"token": piece.decode("utf-8", errors="replace"), "logprob": logprob, "bytes": list(piece)}
+
+
+def chat_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """Chat's ``logprobs``: each token with its alternatives."""
+    return {"content": [_token(e.piece, e.logprob) | {"top_logprobs": [_token(p, lp) for p, lp in e.top]}
+                        for e in entries]}
+
+
+def completion_logprobs(entries: Sequence[TokenLogprob], offset: int = 0) -> dict[str, Any]:
+    """Completions' ``logprobs``; ``offset``: where the first token's text starts in the completion."""
+    tokens = [e.piece.decode("utf-8", errors="replace") for e in entries]
+    starts = [offset + sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+    return {"tokens": tokens, "token_logprobs": [e.logprob for e in entries],
+            "top_logprobs": [{p.decode("utf-8", errors="replace"): lp for p, lp in e.top} for e in entries],
+            "text_offset": starts}
+
+
 def chat_completion(rid: str, model: str, done: Finished) -> dict[str, Any]:
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
-                         "logprobs": None, "finish_reason": finish_reason(done)}],
+                         "logprobs": None if done.logprobs is None else chat_logprobs(done.logprobs),
+                         "finish_reason": finish_reason(done)}],
             "usage": usage(done)}
 
 
 def chat_chunk(rid: str, model: str, delta: dict[str, str], done: Finished | None = None,
-               created: int | None = None) -> dict[str, Any]:
+               created: int | None = None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
     """One streamed chunk; the last one carries the finish reason and the usage (llama-server does the same).
     ``created``: the stream's (every chunk of one completion has the same, as OpenAI's)."""
     chunk: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk", "created": created or int(time.time()),
-                             "model": model, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                             "model": model, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs,
                                                           "finish_reason": finish_reason(done) if done else None}]}
     if done is not None:
         chunk["usage"] = usage(done)
@@ -176,11 +209,11 @@ def chat_chunk(rid: str, model: str, delta: dict[str, str], done: Finished | Non
 
 
 def completion(rid: str, model: str, text: str, done: Finished | None = None, created: int | None = None,
-               ) -> dict[str, Any]:
+               logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
     """A completion, or one streamed chunk of one (``done`` None)."""
     body: dict[str, Any] = {"id": rid, "object": "text_completion", "created": created or int(time.time()),
                             "model": model,
-                            "choices": [{"index": 0, "text": text, "logprobs": None,
+                            "choices": [{"index": 0, "text": text, "logprobs": logprobs,
                                          "finish_reason": finish_reason(done) if done else None}]}
     if done is not None:
         body["usage"] = usage(done)

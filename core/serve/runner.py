@@ -9,19 +9,22 @@ SSE event, one NDJSON line): the loop, which shares the GIL and (on a small mach
 wakes and writes once per frame rather than once per token, and the client parses a few tokens' text at a time
 (with a chunk per token the two took ~6% of decode speed here). A slow model's tokens go out as they come.
 Closing the stream (the client left) sets the request's own stop flag: its generation ends within a token, and the
-requests queued behind it go on.
+requests queued behind it go on. Tokens' log-probabilities (when asked) travel with the text, each once its token's
+text has been passed on (``HeldLogprobs``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 from tuillm.core.chat.events import ChatEvent, ReplyDone, ReplyFailed, ReplyStarted, Token
 from tuillm.core.llama.abort import StopFlag
+from tuillm.core.llama.model import TokenLogprob
 from tuillm.core.llama.options import Sampling
 from tuillm.core.serve.models import ModelHost, ServedModel
 
@@ -59,6 +62,29 @@ class StopMatcher:
         return text
 
 
+class HeldLogprobs:
+    """Tokens' log-probabilities, each held until the text it ends has been passed on: the entries sent spell the
+    text sent, so a token held back (it may start a stop sequence) or cut with one is not reported before it."""
+
+    def __init__(self) -> None:
+        self._fed = 0  # characters of the tokens' text so far
+        self._passed = 0  # of which passed on
+        self._held: deque[tuple[int, TokenLogprob]] = deque()  # (where its text ends, the entry)
+
+    def feed(self, token: Token) -> None:
+        self._fed += len(token.text)
+        if token.logprob is not None:
+            self._held.append((self._fed, token.logprob))
+
+    def passed(self, text: str) -> list[TokenLogprob]:
+        """The entries whose text is now passed on, ``text`` included."""
+        self._passed += len(text)
+        out = []
+        while self._held and self._held[0][0] <= self._passed:
+            out.append(self._held.popleft()[1])
+        return out
+
+
 @dataclass(frozen=True)
 class Finished:
     """How the reply ended: its text (stop sequence cut), counts and timings."""
@@ -70,6 +96,7 @@ class Finished:
     total_s: float
     load_s: float
     ttft_s: float
+    logprobs: tuple[TokenLogprob, ...] | None = None  # when the request asked for them
 
 
 class ReplyStream:
@@ -78,12 +105,15 @@ class ReplyStream:
 
     def __init__(self, stops: Sequence[str] = ()) -> None:
         self._loop = asyncio.get_running_loop()
-        self._items: list[str | ChatEvent] = []  # appended on the worker thread, taken on the loop
+        self._items: list[str | ChatEvent | TokenLogprob] = []  # appended on the worker thread, taken on the loop
         self._lock = threading.Lock()
         self._want = _NOTHING
         self._waiter: asyncio.Future[None] | None = None
         self._matcher = StopMatcher(stops)
         self._pieces: list[str] = []
+        self._held = HeldLogprobs()
+        self._logprobs: list[TokenLogprob] | None = None  # all sent (None: not asked for)
+        self._new_logprobs: list[TokenLogprob] = []  # since the last batch
         self.future: Future[ReplyDone] | None = None
         self.stop = StopFlag()
         self.finished: Finished | None = None
@@ -93,6 +123,7 @@ class ReplyStream:
     async def start(self, host: ModelHost, model: ServedModel, messages: list[dict[str, str]],
                     sampling: Sampling, raw: bool = False) -> None:
         """Queues the reply and waits for it to start: a load or prompt error raises here."""
+        self._logprobs = [] if sampling.logprobs is not None else None
         self.future, self.load_s = await host.reply(model, messages, sampling, self._listen, self.stop, raw)
         items = await self._take()
         with self._lock:
@@ -102,22 +133,23 @@ class ReplyStream:
 
     def _listen(self, event: ChatEvent) -> None:  # on the engine's worker thread
         if isinstance(event, Token):
+            self._held.feed(event)
             text = self._matcher.feed(event.text)
             if self._matcher.hit:
                 self.stop.set()  # before the next token is decoded
-            if text:
-                self._put(text)
+            # The text and the entries it releases in one put: the loop takes them in one batch.
+            self._put(*([text] if text else []), *self._held.passed(text))
         elif isinstance(event, ReplyDone | ReplyFailed):
             tail = self._matcher.flush()
-            if tail:
-                self._put(tail)
-            self._put(event, end=True)
+            self._put(*([tail] if tail else []), *self._held.passed(tail), event, end=True)
         elif isinstance(event, ReplyStarted):
             self._put(event)
 
-    def _put(self, item: str | ChatEvent, end: bool = False) -> None:  # on the worker thread
+    def _put(self, *items: str | ChatEvent | TokenLogprob, end: bool = False) -> None:  # on the worker thread
+        if not items:
+            return
         with self._lock:
-            self._items.append(item)
+            self._items.extend(items)
             wake = self._want == _ANY or (end and self._want == _END)
             if wake:
                 self._want = _NOTHING
@@ -128,7 +160,7 @@ class ReplyStream:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def _take(self, not_before: float = 0.0) -> list[str | ChatEvent]:
+    async def _take(self, not_before: float = 0.0) -> list[str | ChatEvent | TokenLogprob]:
         """All that arrived, once something has and the loop's clock is past ``not_before``; at once when the
         reply has ended."""
         while True:
@@ -161,9 +193,11 @@ class ReplyStream:
                 for item in await self._take(not_before):
                     if isinstance(item, str):
                         texts.append(item)
+                    elif isinstance(item, TokenLogprob):
+                        self._new_logprobs.append(item)
                     elif isinstance(item, ReplyDone | ReplyFailed):
                         ended = True
-                if texts:
+                if texts or self._new_logprobs:
                     self._pieces.extend(texts)
                     not_before = self._loop.time() + FRAME_S
                     yield texts
@@ -172,10 +206,17 @@ class ReplyStream:
         finally:
             self.stop.set()  # a no-op when the reply has ended
 
+    def take_logprobs(self) -> list[TokenLogprob]:
+        """The log-probabilities of the batch just yielded (its tokens'; [] when not asked for)."""
+        taken, self._new_logprobs = self._new_logprobs, []
+        if self._logprobs is not None:
+            self._logprobs.extend(taken)
+        return taken
+
     async def text(self) -> Finished:
         """The whole reply (not streamed)."""
         async for _ in self.batches():
-            pass
+            self.take_logprobs()
         assert self.finished is not None
         return self.finished
 
@@ -183,7 +224,8 @@ class ReplyStream:
         stats = done.stats
         reason = "stop" if self._matcher.hit else stats.finish_reason
         return Finished("".join(self._pieces), stats.prompt_tokens, stats.generated_tokens, reason,
-                        stats.total_s, self.load_s, stats.ttft_s)
+                        stats.total_s, self.load_s, stats.ttft_s,
+                        None if self._logprobs is None else tuple(self._logprobs))
 
     def finish_of(self, future: Future[ReplyDone]) -> Finished | None:
         """How a reply nobody waited for ended (None: it failed)."""

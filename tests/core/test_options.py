@@ -102,7 +102,11 @@ def test_logit_bias_bounds(pairs: tuple, needle: str) -> None:
 
 
 def test_a_request_s_own_fields_are_not_kept_with_a_chat() -> None:
-    sampling = Sampling(temperature=0.1, logit_bias=((5, -100),), grammar='root ::= "x"')
-    assert "logit_bias" not in sampling.to_json() and "grammar" not in sampling.to_json()
+    sampling = Sampling(temperature=0.1, logit_bias=((5, -100),), grammar='root ::= "x"', logprobs=2)
+    assert not {"logit_bias", "grammar", "logprobs"} & set(sampling.to_json())
     # A stored row that holds them anyway (a database written by hand) does not bring them back.
-    assert Sampling.from_json({"temperature": 0.1, "logit_bias": "junk", "grammar": "x"}) == Sampling(temperature=0.1)
+    assert Sampling.from_json({"temperature": 0.1, "logit_bias": "junk", "grammar": "x", "logprobs": -4}) == Sampling(
+        temperature=0.1)
+    for bad in (-1, 21, True, 2.0):
+        with pytest.raises(OptionError, match="logprobs: the alternatives to each token must be a whole number"):
+            Sampling(logprobs=bad)

@@ -148,7 +148,9 @@ def test_images_are_refused(keyed: Served) -> None:
     ({"logit_bias": {"12": -1e9}}, "the bias must be a number from -100 to 100, not -1000000000.0"),
     ({"logit_bias": {"99999999": -100}}, "logit_bias: token 99999999 is not in the model's vocabulary (0 to 49151)"),
     ({"logit_bias": {str(i): 1 for i in range(1025)}}, "logit_bias: at most 1024 tokens, not 1025"),
-    ({"logprobs": True}, "logprobs are not supported"),
+    ({"logprobs": True, "top_logprobs": 21}, "logprobs: the alternatives to each token must be a whole number from 0 "
+                                             "to 20, not 21"),
+    ({"top_logprobs": 2}, "top_logprobs needs logprobs: true"),
 ])
 def test_bad_logit_bias_and_logprobs_are_400(keyed: Served, fields: dict, needle: str) -> None:
     with pytest.raises(openai.BadRequestError) as err:
@@ -156,3 +158,9 @@ def test_bad_logit_bias_and_logprobs_are_400(keyed: Served, fields: dict, needle
                                                max_tokens=2, **fields)
     assert needle in err.value.message
     assert keyed.proc.poll() is None
+
+
+def test_completions_echo_is_refused_not_ignored(keyed: Served) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        _client(keyed).completions.create(model="demo", prompt="Hi", max_tokens=2, echo=True)
+    assert "echo is not supported" in err.value.message

@@ -4,6 +4,7 @@ stop sequences, usage, completions, concurrency and a client that leaves mid-str
 from __future__ import annotations
 
 import json
+import math
 import threading
 
 import httpx
@@ -67,6 +68,54 @@ def test_logit_bias_bans_and_forces_tokens(client: OpenAI, demo_gguf) -> None:
     forced = client.completions.create(model="demo", prompt="Say:", temperature=0.8, max_tokens=3,
                                        logit_bias={str(hello): 100})
     assert forced.choices[0].text == " hello" * 3
+
+
+def test_chat_logprobs_spell_the_reply_whole_streamed_and_cut_by_a_stop(client: OpenAI) -> None:
+    # Greedy, with no repeat penalty: each token is then its step's most likely under the reported distribution.
+    ask = dict(model="demo", messages=ASK, temperature=0, max_tokens=10, logprobs=True, top_logprobs=3,
+               extra_body={"repeat_penalty": 1.0})
+    whole = client.chat.completions.create(**ask)
+    entries = whole.choices[0].logprobs.content
+    assert len(entries) == whole.usage.completion_tokens
+    assert "".join(e.token for e in entries) == whole.choices[0].message.content
+    for e in entries:
+        assert [a.logprob for a in e.top_logprobs] == sorted((a.logprob for a in e.top_logprobs), reverse=True)
+        assert len(e.top_logprobs) == 3 and e.top_logprobs[0].token == e.token
+        assert e.logprob == pytest.approx(e.top_logprobs[0].logprob) and e.logprob <= 0
+        assert sum(math.exp(a.logprob) for a in e.top_logprobs) <= 1 + 1e-6
+        assert bytes(e.bytes).decode() == e.token
+    chunks = list(client.chat.completions.create(**ask, stream=True))
+    streamed = [e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    assert [e.token for e in streamed] == [e.token for e in entries]
+    # The prompt is in the KV cache now: its last token is evaluated alone, so the logits differ in the last digits.
+    assert [e.logprob for e in streamed] == pytest.approx([e.logprob for e in entries], abs=0.2)
+    # A stop sequence cuts the text and the tokens that spelt it.
+    stop = entries[3].token
+    for chunks_or_reply in (client.chat.completions.create(**ask, stop=[stop]),
+                            list(client.chat.completions.create(**ask, stop=[stop], stream=True))):
+        if isinstance(chunks_or_reply, list):
+            text = "".join(c.choices[0].delta.content or "" for c in chunks_or_reply if c.choices)
+            tokens = [e.token for c in chunks_or_reply if c.choices and c.choices[0].logprobs
+                      for e in c.choices[0].logprobs.content]
+        else:
+            text = chunks_or_reply.choices[0].message.content
+            tokens = [e.token for e in chunks_or_reply.choices[0].logprobs.content]
+        assert "".join(tokens) == text == "".join(e.token for e in entries[:3])
+    assert client.chat.completions.create(model="demo", messages=ASK, max_tokens=2).choices[0].logprobs is None
+
+
+def test_completion_logprobs_with_offsets(client: OpenAI) -> None:
+    ask = dict(model="demo", prompt="The capital of France is", temperature=0, max_tokens=6, logprobs=2,
+               extra_body={"repeat_penalty": 1.0})
+    whole = client.completions.create(**ask).choices[0]
+    assert "".join(whole.logprobs.tokens) == whole.text
+    assert whole.logprobs.text_offset == [len("".join(whole.logprobs.tokens[:i])) for i in range(6)]
+    assert all(len(top) == 2 and max(top.values()) == pytest.approx(lp)
+               for top, lp in zip(whole.logprobs.top_logprobs, whole.logprobs.token_logprobs, strict=True))
+    chunks = [c.choices[0].logprobs for c in client.completions.create(**ask, stream=True)
+              if c.choices and c.choices[0].logprobs]
+    assert [t for lp in chunks for t in lp.tokens] == whole.logprobs.tokens
+    assert [o for lp in chunks for o in lp.text_offset] == whole.logprobs.text_offset
 
 
 def test_stop_sequence_is_honoured(client: OpenAI) -> None:
