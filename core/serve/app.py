@@ -234,11 +234,17 @@ def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.
         model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops(), raw)
         if not body.stream:
             done = await api.whole(request, t0, model.name, stream)
-            return line(model.name, done.text, done)
+            entries = {} if done.logprobs is None else {"logprobs": openai.logprob_entries(done.logprobs)}
+            return line(model.name, done.text, done) | entries
         name = model.name
-        # A line's created_at is the time it is written: one Splice per write.
-        return api.streamed(request, t0, name, stream, "application/x-ndjson",
-                            lambda batch: Splice(lambda t: ndjson(line(name, t, None))).many(batch),
+
+        def texts(batch: list[str]) -> str:
+            if sampling.logprobs is not None:  # a line with its tokens' entries: built whole
+                return ndjson(line(name, batch[0], None) | {"logprobs": openai.logprob_entries(stream.take_logprobs())})
+            # A line's created_at is the time it is written: one Splice per write.
+            return Splice(lambda t: ndjson(line(name, t, None))).many(batch)
+
+        return api.streamed(request, t0, name, stream, "application/x-ndjson", texts,
                             lambda done: ndjson(line(name, "", done)))
     return run
 

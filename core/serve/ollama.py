@@ -53,6 +53,8 @@ class _Generation(_In):
     format: Literal["", "json"] | dict[str, Any] | None = None
     options: Options | None = None
     keep_alive: float | str | None = None  # the server's --idle-unload decides
+    logprobs: bool = False
+    top_logprobs: int | None = None
 
     def stops(self) -> list[str]:
         stops = list(self.options.stop or []) if self.options else []
@@ -69,6 +71,9 @@ class _Generation(_In):
             values["grammar"] = json_grammar()
         elif isinstance(self.format, dict):
             values["grammar"] = json_grammar(self.format)
+        if self.top_logprobs is not None and not self.logprobs:
+            raise TuillmError("top_logprobs needs logprobs: true")
+        values["logprobs"] = (self.top_logprobs or 0) if self.logprobs else None
         return values
 
 

@@ -173,10 +173,13 @@ def _token(piece: bytes, logprob: float) -> dict[str, Any]:
     return {"token": piece.decode("utf-8", errors="replace"), "logprob": logprob, "bytes": list(piece)}
 
 
+def logprob_entries(entries: Sequence[TokenLogprob]) -> list[dict[str, Any]]:
+    """Each token with its alternatives, as chat's ``logprobs.content`` (and Ollama's ``logprobs``) lists them."""
+    return [_token(e.piece, e.logprob) | {"top_logprobs": [_token(p, lp) for p, lp in e.top]} for e in entries]
+
+
 def chat_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
-    """Chat's ``logprobs``: each token with its alternatives."""
-    return {"content": [_token(e.piece, e.logprob) | {"top_logprobs": [_token(p, lp) for p, lp in e.top]}
-                        for e in entries]}
+    return {"content": logprob_entries(entries)}
 
 
 def completion_logprobs(entries: Sequence[TokenLogprob], offset: int = 0) -> dict[str, Any]:

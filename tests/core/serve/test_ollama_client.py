@@ -44,6 +44,18 @@ def test_chat_streamed(client: ollama.Client) -> None:
     assert text == client.chat(model="demo", messages=story, options=options).message.content
 
 
+def test_logprobs_whole_and_streamed(client: ollama.Client) -> None:
+    options = {"temperature": 0, "num_predict": 8, "repeat_penalty": 1.0}
+    whole = client.chat(model="demo", messages=ASK, options=options, logprobs=True, top_logprobs=2)
+    assert len(whole.logprobs) == whole.eval_count
+    assert "".join(e.token for e in whole.logprobs) == whole.message.content
+    assert all(len(e.top_logprobs) == 2 and e.top_logprobs[0].token == e.token for e in whole.logprobs)
+    lines = list(client.generate(model="demo", prompt=QUESTION, options=options, logprobs=True, stream=True))
+    text = "".join(line.response for line in lines)
+    assert "".join(e.token for line in lines for e in line.logprobs or []) == text
+    assert client.chat(model="demo", messages=ASK, options=options).logprobs is None
+
+
 def test_tagged_name_is_the_same_model(client: ollama.Client) -> None:
     assert "Paris" in client.chat(model="demo:latest", messages=ASK, options=GREEDY).message.content
 
