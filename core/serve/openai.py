@@ -5,8 +5,8 @@ numbers go through ``Sampling``'s own declarations (``core.llama.options``), so 
 ``logit_bias`` is applied (token ids of the served model), and ``logprobs`` answered in each endpoint's shape (the
 log-probabilities of the model's distribution, before penalties and biases, as llama-server reports them). Fields
 that do not change the answer (``user``, ``store``, ``metadata``...) are accepted and ignored, as llama-server does;
-what would change it and is not done here (``tools``, more than one choice, images) is refused with a 400 rather than
-answered without it.
+what would change it and is not done here (``tools``, more than one choice, images, completions' ``echo``) is
+refused with a 400 rather than answered without it.
 """
 
 from __future__ import annotations
