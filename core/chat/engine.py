@@ -296,12 +296,12 @@ class ChatSession:
         """The prompt's tokens (oldest turns left out if need be) and the reply's token budget."""
         if not messages or messages[-1]["role"] != "user":
             raise TuillmError("the conversation must end with a user message")
-        n_ctx = self._require().n_ctx
+        loaded = self._require()
+        model, n_ctx = loaded.model, loaded.n_ctx
         top = max((token for token, _ in sampling.logit_bias), default=-1)
-        if top >= (n_vocab := self._require().model.n_vocab):  # refused before any work, not mid-reply
-            raise TuillmError(f"logit_bias: token {top} is not in the model's vocabulary (0 to {n_vocab - 1})")
+        if top >= model.n_vocab:  # refused before any work, not mid-reply
+            raise TuillmError(f"logit_bias: token {top} is not in the model's vocabulary (0 to {model.n_vocab - 1})")
         if raw:  # plain text: nothing to leave out
-            model = self._require().model
             kept, tokens, dropped = messages, model.tokenize(messages[-1]["content"], add_bos=model.add_bos), 0
         else:
             kept, tokens, dropped = fit_messages(messages, lambda m: self._prompt_tokens(m, stop), n_ctx,

@@ -140,10 +140,9 @@ class Api:
         return StreamingResponse(body(), media_type=media)
 
 
-def _chat_chunks(rid: str, name: str, created: int, stream: ReplyStream, logprobs: bool,
-                 ) -> Callable[[list[str]], str]:
-    """A streamed chat reply's chunk for each batch: its text spliced into a template, or, with ``logprobs``, a
-    chunk built whole with the batch's tokens' entries."""
+def _chat_chunks(rid: str, name: str, created: int, stream: ReplyStream) -> Callable[[list[str]], str]:
+    """A streamed chat reply's chunk for each batch: its text spliced into a template, or, when the request asked
+    for logprobs, a chunk built whole with the batch's tokens' entries."""
     opening = Splice(lambda t: sse(openai.chat_chunk(rid, name, {"role": "assistant", "content": t},
                                                      created=created)))
     chunk = Splice(lambda t: sse(openai.chat_chunk(rid, name, {"content": t}, created=created)))
@@ -151,8 +150,8 @@ def _chat_chunks(rid: str, name: str, created: int, stream: ReplyStream, logprob
 
     def texts(batch: list[str]) -> str:
         nonlocal first
-        delta = {"role": "assistant", "content": batch[0]} if first else {"content": batch[0]}
-        if logprobs:
+        if stream.logprobs_asked:
+            delta = {"role": "assistant", "content": batch[0]} if first else {"content": batch[0]}
             first = False
             entries = openai.chat_logprobs(stream.take_logprobs())
             return sse(openai.chat_chunk(rid, name, delta, created=created, logprobs=entries))
@@ -164,15 +163,14 @@ def _chat_chunks(rid: str, name: str, created: int, stream: ReplyStream, logprob
     return texts
 
 
-def _completion_chunks(rid: str, name: str, created: int, stream: ReplyStream, logprobs: bool,
-                       ) -> Callable[[list[str]], str]:
-    """A streamed completion's chunk for each batch (with ``logprobs``, built whole with its tokens' entries)."""
+def _completion_chunks(rid: str, name: str, created: int, stream: ReplyStream) -> Callable[[list[str]], str]:
+    """A streamed completion's chunk for each batch (with logprobs, built whole with its tokens' entries)."""
     chunk = Splice(lambda t: sse(openai.completion(rid, name, t, created=created)))
     offset = 0  # where the next chunk's first token starts in the completion (its text_offset)
 
     def texts(batch: list[str]) -> str:
         nonlocal offset
-        if not logprobs:
+        if not stream.logprobs_asked:
             return chunk.many(batch)
         entries = openai.completion_logprobs(stream.take_logprobs(), offset)
         offset += sum(len(token) for token in entries["tokens"])
@@ -198,7 +196,7 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
         if not body.stream:
             done = await api.whole(request, t0, name, stream)
             return openai.chat_completion(rid, name, done)
-        texts = _chat_chunks(rid, name, created, stream, sampling.logprobs is not None)
+        texts = _chat_chunks(rid, name, created, stream)
 
         def end(done: Finished) -> str:
             return sse(openai.chat_chunk(rid, name, {}, done, created)) + "data: [DONE]\n\n"
@@ -217,7 +215,7 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
             done = await api.whole(request, t0, name, stream)
             entries = None if done.logprobs is None else openai.completion_logprobs(done.logprobs)
             return openai.completion(rid, name, done.text, done, logprobs=entries)
-        texts = _completion_chunks(rid, name, created, stream, sampling.logprobs is not None)
+        texts = _completion_chunks(rid, name, created, stream)
 
         def end(done: Finished) -> str:
             return sse(openai.completion(rid, name, "", done, created)) + "data: [DONE]\n\n"
@@ -239,7 +237,7 @@ def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.
         name = model.name
 
         def texts(batch: list[str]) -> str:
-            if sampling.logprobs is not None:  # a line with its tokens' entries: built whole
+            if stream.logprobs_asked:  # a line with its tokens' entries: built whole
                 return ndjson(line(name, batch[0], None) | {"logprobs": openai.logprob_entries(stream.take_logprobs())})
             # A line's created_at is the time it is written: one Splice per write.
             return Splice(lambda t: ndjson(line(name, t, None))).many(batch)

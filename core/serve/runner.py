@@ -206,6 +206,10 @@ class ReplyStream:
         finally:
             self.stop.set()  # a no-op when the reply has ended
 
+    @property
+    def logprobs_asked(self) -> bool:
+        return self._logprobs is not None
+
     def take_logprobs(self) -> list[TokenLogprob]:
         """The log-probabilities of the batch just yielded (its tokens'; [] when not asked for)."""
         taken, self._new_logprobs = self._new_logprobs, []
