@@ -93,10 +93,10 @@ class Api:
         self.log = log
 
     async def start(self, request: Request, name: str, messages: list[dict[str, str]], sampling: Sampling,
-                    stops: list[str], raw: bool = False) -> tuple[ServedModel, ReplyStream]:
+                    stops: list[str], raw: bool = False, keep: float | None = None) -> tuple[ServedModel, ReplyStream]:
         model = self.host.find(name)
         stream = ReplyStream(stops)
-        await _watch(request, stream.start(self.host, model, messages, sampling, raw), stream)
+        await _watch(request, stream.start(self.host, model, messages, sampling, raw, keep), stream)
         return model, stream
 
     def record(self, request: Request, t0: float, model: str, done: Finished | None, status: int = 200,
@@ -229,7 +229,7 @@ def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.
     async def run() -> Any:
         t0 = clock()
         sampling = sampling_for(api.host, body.sampling(), {"max_tokens": "num_predict"})
-        model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops(), raw)
+        model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops(), raw, body.keep_s())
         if not body.stream:
             done = await api.whole(request, t0, model.name, stream)
             entries = {} if done.logprobs is None else {"logprobs": openai.logprob_entries(done.logprobs)}
@@ -245,6 +245,18 @@ def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.
         return api.streamed(request, t0, name, stream, "application/x-ndjson", texts,
                             lambda done: ndjson(line(name, "", done)))
     return run
+
+
+async def _load_or_unload(host: ModelHost, body: ollama.ChatRequest | ollama.GenerateRequest,
+                          ) -> tuple[ServedModel, str]:
+    """Ollama's request without messages (or prompt): loads the model, or unloads it when keep_alive is 0 (what
+    ``ollama stop`` sends); the model and the done_reason."""
+    model, keep = host.find(body.model), body.keep_s()
+    if keep == 0:
+        await host.release(model)
+        return model, "unload"
+    await host.preload(model, keep)
+    return model, "load"
 
 
 def _ollama_routes(app: FastAPI, api: Api) -> None:
@@ -266,7 +278,7 @@ def _ollama_routes(app: FastAPI, api: Api) -> None:
     @app.get("/api/ps")
     async def ps() -> dict[str, Any]:
         loaded = host.loaded
-        return {"models": [ollama.running(loaded, host.idle_unload)] if loaded else []}
+        return {"models": [ollama.running(loaded, host.expires_in())] if loaded else []}
 
     @app.post("/api/show")
     async def show(request: Request) -> dict[str, Any]:
@@ -278,19 +290,17 @@ def _ollama_routes(app: FastAPI, api: Api) -> None:
     @app.post("/api/chat")
     async def chat(request: Request) -> Any:
         body = await parse(request, ollama.ChatRequest)
-        if not body.messages:  # Ollama's way to load a model ahead of use
-            model = host.find(body.model)
-            await host.preload(model)
-            return ollama.chat_line(model.name, "") | {"done": True, "done_reason": "load"}
+        if not body.messages:  # Ollama's way to load a model ahead of use (or, with keep_alive 0, unload it)
+            model, reason = await _load_or_unload(host, body)
+            return ollama.chat_line(model.name, "") | {"done": True, "done_reason": reason}
         return await _ollama_reply(api, request, body, ollama.chat_line)()
 
     @app.post("/api/generate")
     async def generate(request: Request) -> Any:
         body = await parse(request, ollama.GenerateRequest)
         if not body.prompt:
-            model = host.find(body.model)
-            await host.preload(model)
-            return ollama.generate_line(model.name, "") | {"done": True, "done_reason": "load"}
+            model, reason = await _load_or_unload(host, body)
+            return ollama.generate_line(model.name, "") | {"done": True, "done_reason": reason}
         return await _ollama_reply(api, request, body, ollama.generate_line, raw=body.raw)()
 
 

@@ -4,12 +4,14 @@ Names are ``tuillm models``' names (plus ``demo``), or a file given on the comma
 a request. One ``ChatSession`` holds the loaded model, so every request is queued on its one worker thread and
 served in order; asking for another model swaps it (after the requests queued before), with the chat's memory
 check (``ChatSession`` refuses a load the estimate says does not fit, naming the estimate). A model idle for
-``idle_unload`` seconds is unloaded.
+``idle_unload`` seconds is unloaded, or for the last request's ``keep_alive`` (Ollama's: each request sets how long
+the model stays after it; 0 unloads it once the replies queued are done, inf keeps it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +27,9 @@ from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.models.metadata import ModelInfo, read_info, read_lora_info
 from tuillm.core.settings import Config, load_options_for
+
+IDLE_CHECK_S = 1.0  # how often an idle model's time is checked (at most)
+MIN_CHECK_S = 0.05  # at least (keep_alive 0: the model goes within a second of its last reply)
 
 
 class UnknownModel(TuillmError):
@@ -100,6 +105,7 @@ class ModelHost:
         self._active = 0  # replies queued or running
         self._count_lock = threading.Lock()  # _active changes on the loop and on the worker thread
         self._last_used = time.monotonic()
+        self._keep: float | None = None  # seconds, from the last request's keep_alive; None: idle_unload
 
     def find(self, name: str) -> ServedModel:
         model = self.models.get(name)
@@ -133,6 +139,7 @@ class ModelHost:
             self._wanted = self._still_loaded(previous)
             raise
         self._wanted = model
+        self._last_used = time.monotonic()  # a model just loaded is not idle since the last reply
         return event.load_seconds
 
     def _still_loaded(self, previous: ServedModel | None) -> ServedModel | None:
@@ -142,16 +149,28 @@ class ModelHost:
             return None
         return previous if options.lora_path == _lora(previous) else None
 
-    async def preload(self, model: ServedModel) -> None:
-        """Loads ``model`` now (Ollama's empty request), in turn with the replies."""
+    async def preload(self, model: ServedModel, keep: float | None = None) -> None:
+        """Loads ``model`` now (Ollama's empty request), in turn with the replies; kept ``keep`` seconds."""
         async with self._swap:
+            self._keep = keep
             await self.ensure(model)
 
+    async def release(self, model: ServedModel) -> None:
+        """Ollama's empty request with ``keep_alive: 0``: unloads ``model`` now if it is loaded and idle, else once
+        the replies queued are done."""
+        async with self._swap:
+            self._keep = 0.0
+            if self._wanted == model and self._active == 0:
+                await self._unload()
+
     async def reply(self, model: ServedModel, messages: list[dict[str, str]], sampling: Sampling,
-                    listener: ChatEmit, stop: StopFlag, raw: bool = False) -> tuple[Future[ReplyDone], float]:
-        """Queues the reply (after the model's load, if need be); its future and the load's seconds."""
+                    listener: ChatEmit, stop: StopFlag, raw: bool = False, keep: float | None = None,
+                    ) -> tuple[Future[ReplyDone], float]:
+        """Queues the reply (after the model's load, if need be); its future and the load's seconds. ``keep``: how
+        long the model stays loaded after it (None: the server's idle_unload)."""
         async with self._swap:  # in arrival order: a load and the replies after it stay together
             load_s = await self.ensure(model)
+            self._keep = keep
             with self._count_lock:
                 self._active += 1
             future = self.session.reply(messages, sampling, listener, stop=stop, raw=raw)
@@ -163,18 +182,32 @@ class ModelHost:
             self._active -= 1
             self._last_used = time.monotonic()
 
+    def keep_s(self) -> float:
+        """How long the loaded model stays after its last use: the last request's keep_alive, else idle_unload
+        (inf: until the server ends)."""
+        if self._keep is not None:
+            return self._keep
+        return self.idle_unload if self.idle_unload > 0 else math.inf
+
+    def expires_in(self) -> float:
+        """Seconds until the loaded model is unloaded (inf: kept), counted from its last use."""
+        if self._active:
+            return self.keep_s()
+        return max(self.keep_s() - (time.monotonic() - self._last_used), 0.0)
+
     async def unload_when_idle(self) -> None:
-        """Runs for the server's life: unloads the model after ``idle_unload`` seconds without requests."""
-        if self.idle_unload <= 0:
-            return
+        """Runs for the server's life: unloads the model once idle for ``keep_s()`` seconds."""
         while True:
-            await asyncio.sleep(min(self.idle_unload / 4, 1.0))
-            idle = time.monotonic() - self._last_used
-            if self._active == 0 and self._wanted is not None and idle >= self.idle_unload:
+            keep = self.keep_s()
+            await asyncio.sleep(IDLE_CHECK_S if math.isinf(keep) else min(max(keep / 4, MIN_CHECK_S), IDLE_CHECK_S))
+            if self._active == 0 and self._wanted is not None and self.expires_in() <= 0:
                 async with self._swap:
-                    if self._active == 0:
-                        await asyncio.wrap_future(self.session.unload())
-                        self._wanted = None
+                    if self._active == 0 and self.expires_in() <= 0:
+                        await self._unload()
+
+    async def _unload(self) -> None:
+        await asyncio.wrap_future(self.session.unload())
+        self._wanted = None
 
     def close(self) -> None:
         self.session.close()

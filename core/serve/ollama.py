@@ -7,6 +7,8 @@ durations (nanoseconds). Options are Ollama's names mapped onto ``Sampling``'s d
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -52,7 +54,7 @@ class _Generation(_In):
     stream: bool = True
     format: Literal["", "json"] | dict[str, Any] | None = None
     options: Options | None = None
-    keep_alive: float | str | None = None  # the server's --idle-unload decides
+    keep_alive: Any = None  # checked by keep_s (a number or a duration string); None: the server's --idle-unload
     logprobs: bool = False
     top_logprobs: int | None = None
 
@@ -61,6 +63,9 @@ class _Generation(_In):
         if len(stops) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in stops):
             raise TuillmError(f"stop: at most {MAX_STOPS} sequences of at most {MAX_STOP_CHARS} characters")
         return stops
+
+    def keep_s(self) -> float | None:
+        return keep_alive_s(self.keep_alive)
 
     def sampling(self) -> dict[str, Any]:
         o = self.options or Options()
@@ -94,6 +99,54 @@ class GenerateRequest(_Generation):
     def chat(self) -> list[dict[str, str]]:
         system = [{"role": "system", "content": self.system}] if self.system else []
         return [*system, {"role": "user", "content": self.prompt}]
+
+
+# Go's time.ParseDuration, which Ollama reads keep_alive with: "5m", "1h30m", "1.5h", "300ms", "-1m".
+_PART = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION = re.compile(f"(?:{_PART.pattern})+")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DURATION_CHARS = 64
+
+
+def keep_alive_s(value: object) -> float | None:
+    """Ollama's ``keep_alive`` in seconds: a number of seconds or a duration string ("5m", "1h30m", "300ms"; a
+    plain number in a string is seconds). Negative keeps the model loaded (inf); 0 unloads it once the request is
+    done; None (not given): the server's --idle-unload."""
+    if value is None:
+        return None
+    seconds = _keep_number(value) if isinstance(value, int | float) else _keep_text(value)
+    if seconds is None:
+        shown = repr(value)
+        shown = shown if len(shown) <= MAX_DURATION_CHARS else shown[:MAX_DURATION_CHARS] + "…"
+        raise TuillmError(f"keep_alive: {shown} is not a duration (seconds, or like 30s, 5m, 1h; -1: keep the model "
+                          "loaded; 0: unload it now)")
+    return math.inf if seconds < 0 else seconds
+
+
+def _keep_number(value: float) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer past any float: beyond any useful time too
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def _keep_text(value: object) -> float | None:
+    if not isinstance(value, str) or len(value) > MAX_DURATION_CHARS:
+        return None
+    text = value.strip()
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text[1:] if text.startswith(("-", "+")) else text
+    if body and all(c.isdigit() or c == "." for c in body):  # seconds, as a string
+        try:
+            return sign * float(body)
+        except ValueError:  # "1.2.3"
+            return None
+    if not _DURATION.fullmatch(body):
+        return None
+    return sign * sum(float(n) * _UNIT_S[unit] for n, unit in _PART.findall(body))
 
 
 class ShowRequest(_In):
@@ -157,8 +210,12 @@ def tag(model: ServedModel) -> dict[str, Any]:
             "size": model.info.size_bytes, "digest": digest(model), "details": details(model)}
 
 
-def running(model: ServedModel, idle_unload: float) -> dict[str, Any]:
-    expires = datetime.fromtimestamp(time.time() + idle_unload if idle_unload > 0 else 2 ** 31, UTC)
+FAR = 2 ** 31  # the expiry shown for a model kept loaded (Ollama shows a date far ahead)
+
+
+def running(model: ServedModel, expires_in: float) -> dict[str, Any]:
+    """/api/ps's entry for the loaded model, unloaded in ``expires_in`` seconds (inf: kept loaded)."""
+    expires = datetime.fromtimestamp(min(time.time() + expires_in, FAR), UTC)
     return tag(model) | {"expires_at": expires.isoformat().replace("+00:00", "Z"), "size_vram": 0}
 
 

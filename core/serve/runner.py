@@ -121,10 +121,11 @@ class ReplyStream:
         self.load_s = 0.0
 
     async def start(self, host: ModelHost, model: ServedModel, messages: list[dict[str, str]],
-                    sampling: Sampling, raw: bool = False) -> None:
-        """Queues the reply and waits for it to start: a load or prompt error raises here."""
+                    sampling: Sampling, raw: bool = False, keep: float | None = None) -> None:
+        """Queues the reply and waits for it to start: a load or prompt error raises here. ``keep``: seconds the
+        model stays loaded after it (None: the server's idle_unload)."""
         self._logprobs = [] if sampling.logprobs is not None else None
-        self.future, self.load_s = await host.reply(model, messages, sampling, self._listen, self.stop, raw)
+        self.future, self.load_s = await host.reply(model, messages, sampling, self._listen, self.stop, raw, keep)
         items = await self._take()
         with self._lock:
             self._items[:0] = items  # put back: ReplyStarted (``batches`` passes over it), ReplyFailed or ReplyDone

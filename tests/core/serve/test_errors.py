@@ -164,3 +164,14 @@ def test_completions_echo_is_refused_not_ignored(keyed: Served) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         _client(keyed).completions.create(model="demo", prompt="Hi", max_tokens=2, echo=True)
     assert "echo is not supported" in err.value.message
+
+
+@pytest.mark.parametrize("keep_alive", ["5 minutes", "", "5x", "1.2.3", True, [5], {"m": 5}, "9" * 80])
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate"])
+def test_a_bad_keep_alive_is_400_and_changes_nothing(keyed: Served, path: str, keep_alive: object) -> None:
+    ask = {"messages": ASK} if path == "/api/chat" else {"prompt": QUESTION}
+    for body in ({"model": "demo", "keep_alive": keep_alive, **ask}, {"model": "demo", "keep_alive": keep_alive}):
+        reply = httpx.post(f"{keyed.url}{path}", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+        assert reply.status_code == 400, reply.text
+        assert "is not a duration (seconds, or like 30s, 5m, 1h" in reply.json()["error"]
+    assert keyed.proc.poll() is None

@@ -36,6 +36,7 @@ OPENAI_BODY = st.fixed_dictionaries({"model": st.sampled_from(["demo", "nope", "
 OLLAMA_BODY = st.fixed_dictionaries({"model": st.sampled_from(["demo", "demo:latest", "nope"])}, optional={
     "messages": st.lists(MESSAGE, max_size=3), "prompt": st.one_of(st.text(max_size=30), ANY_JSON),
     "stream": st.booleans(), "format": st.one_of(st.just("json"), st.just("xml"), ANY_JSON),
+    "keep_alive": st.one_of(st.sampled_from(["5m", "-1", "0", "1h30m", "5 minutes", "1e400"]), ANY_JSON),
     "options": st.one_of(ANY_JSON, st.fixed_dictionaries({"num_predict": SMALL_TOKENS, "temperature": st.floats(),
                                                           "stop": ANY_JSON})),
 })

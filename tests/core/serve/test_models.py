@@ -1,5 +1,6 @@
 """Which model answers: loaded on first request, swapped when another is asked for (also with requests of both
-queued at once), a LoRA adapter served as a model of its own, unloaded after --idle-unload."""
+queued at once), a LoRA adapter served as a model of its own, unloaded after --idle-unload or a request's
+keep_alive."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import ollama
@@ -74,3 +76,37 @@ def test_queued_requests_for_different_models_each_get_their_model(served: Serve
     for t in threads:
         t.join(600)
     assert [got.get(i) for i in range(len(order))] == [expected[m] for m in order]
+
+
+def _expires_in(client: ollama.Client) -> float:
+    (model,) = client.ps().models
+    return (model.expires_at - datetime.now(UTC)).total_seconds()
+
+
+def _wait_unloaded(client: ollama.Client, within: float) -> None:
+    deadline = time.monotonic() + within  # bounded: a model never unloaded fails here
+    while _loaded(client) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _loaded(client) == []
+
+
+def test_a_requests_keep_alive_says_how_long_its_model_stays(served: Served) -> None:
+    client = ollama.Client(host=served.url, timeout=300)
+    client.generate(model="demo", keep_alive=0)  # ollama stop: whatever an earlier test left loaded goes
+    assert _loaded(client) == []
+    assert client.generate(model="other", keep_alive=-1).done_reason == "load"  # loaded ahead, kept
+    assert _expires_in(client) > 10 * 365 * 86400
+    time.sleep(IDLE_S + 1.5)  # past --idle-unload: kept all the same
+    assert _loaded(client) == ["other"]
+    client.chat(model="other", messages=ASK, options=GREEDY, keep_alive="1h30m")
+    assert 5400 - 60 < _expires_in(client) <= 5400
+    _answer(client, "other", 4)  # no keep_alive: back to the server's --idle-unload
+    assert _expires_in(client) <= IDLE_S
+    _wait_unloaded(client, IDLE_S + 30)
+    client.chat(model="demo", messages=ASK, options=GREEDY, keep_alive=0)  # gone once answered
+    _wait_unloaded(client, 5)
+    client.generate(model="demo", prompt="Hi", options={"num_predict": 2}, keep_alive="5m")
+    stopped = client.generate(model="demo", keep_alive=0)  # ollama stop
+    assert stopped.done_reason == "unload" and _loaded(client) == []
+    assert client.generate(model="strong", keep_alive="0s").done_reason == "unload"  # not loaded: nothing is
+    assert _loaded(client) == []
