@@ -73,11 +73,14 @@ def _reason(exc: OSError) -> str:
 
 def check_can_write(folder: Path) -> None:
     """That ``folder`` can be made, or written into, before work that ends by writing there: a probe folder is made
-    in it or in its nearest existing parent, then removed. One line (``TuillmError``) otherwise."""
+    in it or in its nearest existing parent, then removed. One line (``TuillmError``) otherwise, naming the folder
+    that refused, in the words every output's write uses (``describe_os_error``)."""
+    from tuillm.convert.output import describe_os_error
+
     base = folder
     while not base.exists() and base != base.parent:
         base = base.parent
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".tuillm-probe.", dir=base))
     except OSError as exc:
-        raise TuillmError(f"{folder}: cannot write there ({exc.strerror or exc})") from None
+        raise TuillmError(describe_os_error(exc, base / ".tuillm-probe")) from None
