@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tuillm.convert.output import describe_os_error
 from tuillm.convert.types import OUTPUT_TYPES
 from tuillm.core.conversion.sweep_options import IMATRIX_AUTO, KEEP_BEST, SweepRequest, kept_types
 from tuillm.core.errors import TuillmError
@@ -180,7 +181,8 @@ def run_sweep(request: SweepRequest, *, config: Config, emit: Emit = ignore, can
         request.output_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".tuillm-sweep-", dir=request.output_dir))
     except OSError as exc:
-        raise TuillmError(f"{request.output_dir}: cannot write there ({exc.strerror or exc})") from None
+        made = Path(exc.filename) if exc.filename else request.output_dir / ".tuillm-sweep"
+        raise TuillmError(describe_os_error(exc, made)) from None
     try:
         outputs = [(t, work / names[t]) for t in request.types]
         if source.kind == "hf":  # the 16-bit file is the baseline: written as an output, it is the intermediate too

@@ -105,10 +105,20 @@ def test_refused_with_one_line_and_nothing_touched(inputs: Path, capsys: pytest.
     assert tree(inputs) == before  # inputs byte for byte, and nothing new (no temporary, no folder)
 
 
+NO_FILE_THERE = [
+    "quantize {gguf} -o /proc/x.gguf --type q8_0 --quiet",
+    "quants {gguf} --types q8_0 --imatrix none --output-dir /proc/tuillm-quants",
+    "train {t}/B --data {t}/D/d.jsonl -o /proc/tuillm-adapter",
+]
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
-def test_a_folder_that_takes_no_file_is_named_so(demo_gguf: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # /proc exists but answers ENOENT to a new file: "no such folder" would send the user looking for it.
-    code, _, err = run_cli(["quantize", str(demo_gguf), "-o", "/proc/x.gguf", "--type", "q8_0", "--quiet"], capsys)
+@pytest.mark.parametrize("argv", NO_FILE_THERE, ids=[a.split()[0] for a in NO_FILE_THERE])
+def test_a_folder_that_takes_no_file_is_named_so(demo_gguf: Path, inputs: Path, capsys: pytest.CaptureFixture[str],
+                                                 argv: str) -> None:
+    # /proc exists but answers ENOENT to a new file: "no such folder" would send the user looking for it. Each
+    # command says it in the same words (the probe before training, the sweep's folder, a file's write).
+    code, _, err = run_cli(argv.format(gguf=demo_gguf, t=inputs).split(), capsys)
     assert code == 1 and err.splitlines()[-1] == "tuillm: /proc: no new file can be made there"
 
 
