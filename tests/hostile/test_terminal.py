@@ -22,7 +22,7 @@ from tuillm.core.errors import ModelFileError, TuillmError, crash_log_path, cras
 from tuillm.core.events import Log, Metric, Progress
 from tuillm.tui.app import TuillmApp
 from tuillm.tui.cli import main
-from tuillm.tui.cli.progress import CliRenderer
+from tuillm.tui.cli.progress import CliRenderer, print_path
 from tuillm.tui.screens.model_details import ModelDetailsScreen
 from tuillm.tui.widgets.safe_markdown import SafeMarkdown
 
@@ -379,3 +379,23 @@ def test_model_details_keys_values_and_template_are_safe(models_dir: Path) -> No
     assert shown[0] == "key" and "value next" in shown and SHOWN_NAME in shown
     assert unsafe("".join(shown)) == set()
     assert template_preview(f"a{OSC52}\n{CSI}b\x07") == "a\nb"
+
+
+@pytest.mark.parametrize("argv", [["quantize", "x.gguf", "--type", f"q4{CSI}{OSC52}"],
+                                  ["convert", "x", "--type", f"{OSC0}f16{C1}"]])
+def test_argparse_quotes_a_hostile_value_as_plain_text(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as ended:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert (ended.value.code, out, unsafe(err)) == (2, "", set())
+    assert err.splitlines()[-1].startswith(f"tuillm {argv[0]}: error: argument ")
+
+
+@pytest.mark.parametrize(("tty", "shown"), [(False, f"/m/{FILE_STEM}.gguf"), (True, f"/m/{SHOWN_STEM}.gguf")])
+def test_a_result_path_is_exact_for_scripts_and_safe_on_a_terminal(tty: bool, shown: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(out, "isatty", lambda: tty)
+    monkeypatch.setattr("sys.stdout", out)
+    print_path(Path(f"/m/{FILE_STEM}.gguf"))
+    assert out.getvalue() == shown + "\n"

@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from tuillm.convert.errors import ConvertError
 from tuillm.core.errors import TuillmError, crash_report, error_text, first_line
@@ -45,8 +46,18 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose error line quotes the values given (``unknown type X``) without the control
+    characters they may hold; its subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        from tuillm.core.text import safe_line
+
+        super().error(safe_line(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tuillm",
         description="Local LLMs in the terminal: chat, models, GGUF conversion and LoRA training over llama.cpp. "
         "With no command, opens the full-screen app.",

@@ -9,6 +9,7 @@ from pathlib import Path
 # The registry is plain data (no gguf import): --help stays instant.
 from tuillm.convert.types import CONVERT_DEFAULT, IMATRIX_TYPE_NAMES, TYPE_NAMES
 from tuillm.core.conversion.plan import CONVERT_THREADS
+from tuillm.core.text import safe_line
 from tuillm.tui.cli.options import add_options, option_values
 
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     """One or several types in one job (convert and quantize alike): each written file's report, and its path."""
     from tuillm.core.conversion.job import convert_many
     from tuillm.core.conversion.plan import resolve_outputs
-    from tuillm.tui.cli.progress import CliRenderer
+    from tuillm.tui.cli.progress import CliRenderer, print_path
 
     src = Path(args.model)
     threads = option_values(args, [CONVERT_THREADS])["threads"]
@@ -88,6 +89,6 @@ def run(args: argparse.Namespace) -> int:
                            calibration=args.calibration, tensor_types=tensor_types(args))
     for result in results:
         for line in result.report:
-            print(line)
-        print(result.path)
+            print(safe_line(line))  # the quality report names the file's tensors
+        print_path(result.path)
     return 0

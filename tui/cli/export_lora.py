@@ -26,9 +26,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tuillm.core.models.catalog import resolve_model
     from tuillm.core.train.merge import export_lora
-    from tuillm.tui.cli.progress import CliRenderer
+    from tuillm.tui.cli.progress import CliRenderer, print_path
 
     out = export_lora(Path(args.adapter).expanduser(), resolve_model(args.base), Path(args.output).expanduser(),
                       args.type, emit=CliRenderer(quiet=args.quiet), force=args.force)
-    print(out)
+    print_path(out)
     return 0

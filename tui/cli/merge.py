@@ -30,10 +30,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tuillm.core.models.catalog import resolve_model
     from tuillm.core.train.merge import merge
-    from tuillm.tui.cli.progress import CliRenderer
+    from tuillm.tui.cli.progress import CliRenderer, print_path
 
     threads = option_values(args, [CONVERT_THREADS])["threads"]
     out = merge(resolve_model(args.base), Path(args.adapter).expanduser(), Path(args.output).expanduser(),
                 args.type, emit=CliRenderer(quiet=args.quiet), threads=threads, force=args.force)
-    print(out)
+    print_path(out)
     return 0

@@ -71,3 +71,10 @@ class CliRenderer:
             self._last_plain = (p.stage, decile)
             pct = f"{fraction * 100:.0f}%" if fraction is not None else f"{p.done:g}"
             self._line(safe_line(f"{p.stage}: {pct} {p.message}").rstrip())
+
+
+def print_path(path: object) -> None:
+    """A command's result path on stdout, for scripts (``out=$(tuillm merge …)``): exact when piped, as ``ls``
+    prints names; on a terminal, without the control characters a file name may hold."""
+    text = str(path)
+    print(safe_line(text) if sys.stdout.isatty() else text)
