@@ -16,7 +16,7 @@ import codecs
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,35 +34,15 @@ from tuillm.core.chat.events import (
     ReplyStats,
     Token,
 )
+from tuillm.core.chat.fitting import fit_messages
 from tuillm.core.chat.template import ChatTemplate, TemplateStopped, load_template
 from tuillm.core.chat.worker import Worker
 from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.events import Log
 from tuillm.core.llama.abort import StopFlag
-from tuillm.core.llama.model import LlamaModel
+from tuillm.core.llama.model import LlamaModel, PromptScore
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.models.memory import default_gpu_layers
-
-
-def fit_messages(messages: list[dict[str, str]], count: Callable[[list[dict[str, str]]], list[int]], n_ctx: int,
-                 max_tokens: int) -> tuple[list[dict[str, str]], list[int], int]:
-    """Drop the oldest turns (never a leading system prompt) until prompt + reply budget fit in ``n_ctx``.
-
-    ``count(messages) -> tokens``. Returns the kept messages, their prompt tokens and how many were dropped.
-    """
-    system = messages[:1] if messages and messages[0]["role"] == "system" else []
-    rest = messages[len(system):]
-    dropped = 0
-    while True:
-        tokens = count(system + rest)
-        if len(tokens) + max_tokens <= n_ctx or len(rest) <= 1:
-            return system + rest, tokens, dropped
-        # A turn is a user message and the replies that follow it, up to the next user message.
-        cut = 1
-        while cut < len(rest) - 1 and rest[cut]["role"] != "user":
-            cut += 1
-        rest = rest[cut:]
-        dropped += cut
 
 
 def _template(model: LlamaModel, override: str | None, path: str | Path) -> ChatTemplate:
@@ -72,6 +52,11 @@ def _template(model: LlamaModel, override: str | None, path: str | Path) -> Chat
 
 class PromptTooLong(TuillmError):
     """The prompt alone fills the context (the message names both numbers)."""
+
+
+def _too_long(tokens: int, n_ctx: int) -> PromptTooLong:
+    return PromptTooLong(f"the prompt is {tokens} tokens, longer than the context ({n_ctx}); shorten the message "
+                         "or load the model with a larger context")
 
 
 @dataclass
@@ -171,6 +156,11 @@ class ChatSession:
     def set_template(self, source: str | None) -> Future[ChatTemplate]:
         """Replace the chat template (None: back to the GGUF's)."""
         return self._worker.submit(self._set_template, source)
+
+    def score(self, text: str, top: int) -> Future[PromptScore]:
+        """The tokens of ``text`` (a plain prompt, as ``raw`` replies take it) with their log-probabilities and
+        ``top`` alternatives each: completions' ``echo``. A reply to the same prompt then starts from the cache."""
+        return self._worker.submit(self._score, text, top)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> Future[int]:
         return self._worker.submit(lambda: len(self._prompt_tokens([dict(m) for m in messages])))
@@ -291,6 +281,20 @@ class ChatSession:
             with self._stop_lock:
                 self._stop_events.discard(stop)
 
+    def _score(self, text: str, top: int) -> PromptScore:
+        loaded = self._require()
+        tokens = loaded.model.tokenize(text, add_bos=loaded.model.add_bos)
+        if len(tokens) >= loaded.n_ctx:
+            raise _too_long(len(tokens), loaded.n_ctx)
+        stop = StopFlag()  # stop() (the server closing) ends it too
+        with self._stop_lock:
+            self._stop_events.add(stop)
+        try:
+            return loaded.model.score(tokens, top, stop)
+        finally:
+            with self._stop_lock:
+                self._stop_events.discard(stop)
+
     def _fit_prompt(self, messages: list[dict[str, str]], sampling: Sampling, stop: StopFlag, emit: ChatEmit,
                     raw: bool = False) -> tuple[list[int], int]:
         """The prompt's tokens (oldest turns left out if need be) and the reply's token budget."""
@@ -312,8 +316,7 @@ class ChatSession:
                 message=f"context full: left out the {dropped} oldest message{'s' if dropped > 1 else ''} "
                         f"(n_ctx {n_ctx})"))
         if len(tokens) >= n_ctx:
-            raise PromptTooLong(f"the prompt is {len(tokens)} tokens, longer than the context ({n_ctx}); "
-                                "shorten the message or load the model with a larger context")
+            raise _too_long(len(tokens), n_ctx)
         budget = min(sampling.max_tokens, n_ctx - len(tokens))
         if budget < sampling.max_tokens:
             emit(Log(f"reply limited to {budget} tokens by the context size ({n_ctx})", "warning"))

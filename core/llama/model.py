@@ -59,6 +59,20 @@ class TokenLogprob:
     top: tuple[tuple[bytes, float], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class PromptScore:
+    """A prompt's tokens under the model: the first token's bytes (nothing comes before it to score it) and each
+    later token's ``TokenLogprob``."""
+
+    first: bytes
+    entries: tuple[TokenLogprob, ...]
+
+
+# Prompt tokens decoded at once when every one's logits are kept: llama.cpp holds a vocabulary of floats for each
+# (64 x 128k x 4 bytes = 32 MB for a large vocabulary; a whole 512-token batch would be 256 MB).
+SCORE_BATCH = 64
+
+
 def _biased(pairs: tuple[tuple[int, float], ...]) -> Any:
     """llama-cpp-python's logits processor adding ``pairs``' biases (ids checked against the vocabulary by the
     engine), or None: without one, sampling stays wholly in llama.cpp."""
@@ -211,11 +225,16 @@ class LlamaModel:
     def logprob(self, token: int, top: int) -> TokenLogprob:
         """``token``'s log-probability at the step that just sampled it, with the ``top`` most likely tokens: from
         the logits of the last position decoded (llama.cpp keeps them until the next decode)."""
+        return self._entry(-1, token, top)
+
+    def _entry(self, position: int, token: int, top: int) -> TokenLogprob:
+        """``token``'s log-probability (and the ``top`` most likely) under the logits of the last decode's
+        ``position`` (-1: its last)."""
         import llama_cpp
         import numpy as np
 
         n_vocab = self.n_vocab
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1), shape=(n_vocab,))
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, position), shape=(n_vocab,))
         logits = logits.astype(np.float64)
         peak = logits.max()
         logits -= peak + np.log(np.exp(logits - peak).sum())  # log-softmax
@@ -223,6 +242,31 @@ class LlamaModel:
         best = best[np.argsort(-logits[best], kind="stable")]
         return TokenLogprob(self.piece(token), float(logits[token]),
                             tuple((self.piece(int(i)), float(logits[i])) for i in best))
+
+    def score(self, tokens: list[int], top: int, stop: StopFlag) -> PromptScore:
+        """Each of ``tokens`` after the first with its log-probability given those before it and the ``top`` most
+        likely tokens there: completions' ``echo``. Decoded from an empty cache, where they stay: a reply to this
+        prompt evaluates nothing again. A stop ends it with a ``TuillmError``."""
+        llm = self._llm
+        self.reset()
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        entries: list[TokenLogprob] = []
+        size = min(SCORE_BATCH, llm.n_batch)  # what the batch llama-cpp-python made holds
+        with abort_hook(llm._ctx.ctx, stop):
+            for start in range(0, len(tokens), size):
+                chunk = tokens[start:start + size]
+                llm._batch.set_batch(batch=chunk, n_past=start, logits_all=True)
+                try:
+                    llm._ctx.decode(llm._batch)
+                except RuntimeError as exc:
+                    self.reset()
+                    why = "stopped" if stop.is_set() else f"llama.cpp failed ({last_llama_error() or exc})"
+                    raise TuillmError(f"the prompt's log-probabilities: {why}") from None
+                llm.input_ids[start:start + len(chunk)] = chunk
+                llm.n_tokens = start + len(chunk)
+                entries += [self._entry(i, tokens[start + i + 1], top) for i in range(len(chunk))
+                            if start + i + 1 < len(tokens)]
+        return PromptScore(self.piece(tokens[0]) if tokens else b"", tuple(entries))
 
     def generate(self, tokens: list[int], sampling: Sampling, stop: StopFlag) -> Iterator[int]:
         """The tokens sampled after the prompt ``tokens``, without end (the caller stops, then closes this).

@@ -163,10 +163,11 @@ def _chat_chunks(rid: str, name: str, created: int, stream: ReplyStream) -> Call
     return texts
 
 
-def _completion_chunks(rid: str, name: str, created: int, stream: ReplyStream) -> Callable[[list[str]], str]:
-    """A streamed completion's chunk for each batch (with logprobs, built whole with its tokens' entries)."""
+def _completion_chunks(rid: str, name: str, created: int, stream: ReplyStream, offset: int = 0,
+                       ) -> Callable[[list[str]], str]:
+    """A streamed completion's chunk for each batch (with logprobs, built whole with its tokens' entries);
+    ``offset``: where the reply starts in the completion's text (after an echoed prompt)."""
     chunk = Splice(lambda t: sse(openai.completion(rid, name, t, created=created)))
-    offset = 0  # where the next chunk's first token starts in the completion (its text_offset)
 
     def texts(batch: list[str]) -> str:
         nonlocal offset
@@ -208,19 +209,37 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
         t0 = clock()
         body = await parse(request, openai.CompletionRequest)
         sampling = sampling_for(host, body.sampling())
-        messages = [{"role": "user", "content": body.text()}]
+        prompt = body.text()
+        echoed, echoed_logprobs = (prompt, await _prompt_logprobs(host, body.model, prompt, sampling)) \
+            if body.echo else ("", None)
+        messages = [{"role": "user", "content": prompt}]
         model, stream = await api.start(request, body.model, messages, sampling, body.stops(), raw=True)
         rid, name, created = openai.new_id("cmpl"), model.name, int(time.time())
         if not body.stream:
             done = await api.whole(request, t0, name, stream)
-            entries = None if done.logprobs is None else openai.completion_logprobs(done.logprobs)
-            return openai.completion(rid, name, done.text, done, logprobs=entries)
-        texts = _completion_chunks(rid, name, created, stream)
+            entries = None if done.logprobs is None else openai.completion_logprobs(done.logprobs, len(echoed))
+            return openai.completion(rid, name, echoed + done.text, done,
+                                     logprobs=openai.joined(echoed_logprobs, entries))
+        texts = _completion_chunks(rid, name, created, stream, len(echoed))
+        # The echoed prompt is the first chunk written, before the reply's first text or its end.
+        head = [sse(openai.completion(rid, name, echoed, created=created, logprobs=echoed_logprobs))] \
+            if body.echo else []
+
+        def chunk(batch: list[str]) -> str:
+            return (head.pop() if head else "") + texts(batch)
 
         def end(done: Finished) -> str:
-            return sse(openai.completion(rid, name, "", done, created)) + "data: [DONE]\n\n"
+            return (head.pop() if head else "") + sse(openai.completion(rid, name, "", done, created)) \
+                + "data: [DONE]\n\n"
 
-        return api.streamed(request, t0, name, stream, "text/event-stream", texts, end)
+        return api.streamed(request, t0, name, stream, "text/event-stream", chunk, end)
+
+
+async def _prompt_logprobs(host: ModelHost, name: str, prompt: str, sampling: Sampling) -> dict[str, Any] | None:
+    """An echoed prompt's logprobs, when the request asked for logprobs (scored by the model)."""
+    if sampling.logprobs is None:
+        return None
+    return openai.prompt_logprobs(await host.score(host.find(name), prompt, sampling.logprobs))
 
 
 def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.GenerateRequest,

@@ -24,6 +24,7 @@ from tuillm.core.chat.engine import ChatSession
 from tuillm.core.chat.events import ChatEmit, ReplyDone
 from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.llama.abort import StopFlag
+from tuillm.core.llama.model import PromptScore
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.models.metadata import ModelInfo, read_info, read_lora_info
 from tuillm.core.settings import Config, load_options_for
@@ -177,7 +178,18 @@ class ModelHost:
         future.add_done_callback(self._finished)
         return future, load_s
 
-    def _finished(self, _future: Future[ReplyDone]) -> None:
+    async def score(self, model: ServedModel, text: str, top: int) -> PromptScore:
+        """The prompt's tokens with their log-probabilities (completions' ``echo``), in turn with the replies."""
+        async with self._swap:
+            await self.ensure(model)
+            self._keep = None
+            with self._count_lock:
+                self._active += 1
+            future = self.session.score(text, top)
+        future.add_done_callback(self._finished)
+        return await asyncio.wrap_future(future)
+
+    def _finished(self, _future: Future[Any]) -> None:
         with self._count_lock:
             self._active -= 1
             self._last_used = time.monotonic()

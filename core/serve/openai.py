@@ -5,8 +5,9 @@ numbers go through ``Sampling``'s own declarations (``core.llama.options``), so 
 ``logit_bias`` is applied (token ids of the served model), and ``logprobs`` answered in each endpoint's shape (the
 log-probabilities of the model's distribution, before penalties and biases, as llama-server reports them). Fields
 that do not change the answer (``user``, ``store``, ``metadata``...) are accepted and ignored, as llama-server does;
-what would change it and is not done here (``tools``, more than one choice, images, completions' ``echo``) is
-refused with a 400 rather than answered without it.
+what would change it and is not done here (``tools``, more than one choice, images) is refused with a 400 rather
+than answered without it. Completions' ``echo`` puts the prompt before the reply, with its tokens' logprobs when
+asked (the first token has nothing before it: null, as OpenAI answers).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.grammar import json_grammar
-from tuillm.core.llama.model import TokenLogprob
+from tuillm.core.llama.model import PromptScore, TokenLogprob
 from tuillm.core.serve.runner import MAX_STOP_CHARS, MAX_STOPS, Finished
 
 
@@ -139,11 +140,9 @@ class CompletionRequest(_Generation):
     prompt: str | list[str]
     max_tokens: int | None = 16  # OpenAI's default for completions
     logprobs: int | None = None  # the alternatives to report with each token (OpenAI takes 0 to 5)
-    echo: bool = False
+    echo: bool = False  # the prompt before the reply (with its tokens' logprobs when logprobs is given)
 
     def sampling(self) -> dict[str, Any]:
-        if self.echo:  # said, rather than answered without the prompt
-            raise TuillmError("echo is not supported by tuillm serve")
         return super().sampling() | {"logprobs": self.logprobs}
 
     def text(self) -> str:
@@ -189,6 +188,21 @@ def completion_logprobs(entries: Sequence[TokenLogprob], offset: int = 0) -> dic
     return {"tokens": tokens, "token_logprobs": [e.logprob for e in entries],
             "top_logprobs": [{p.decode("utf-8", errors="replace"): lp for p, lp in e.top} for e in entries],
             "text_offset": starts}
+
+
+def prompt_logprobs(score: PromptScore) -> dict[str, Any]:
+    """Completions' ``logprobs`` of an echoed prompt: its first token has nothing before it to score it (null)."""
+    first = score.first.decode("utf-8", errors="replace")
+    rest = completion_logprobs(score.entries, len(first))
+    return {"tokens": [first, *rest["tokens"]], "token_logprobs": [None, *rest["token_logprobs"]],
+            "top_logprobs": [None, *rest["top_logprobs"]], "text_offset": [0, *rest["text_offset"]]}
+
+
+def joined(first: dict[str, Any] | None, then: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Two runs of completions' ``logprobs`` as one (an echoed prompt's, then the reply's)."""
+    if first is None or then is None:
+        return first if then is None else then
+    return {key: first[key] + then[key] for key in first}
 
 
 def chat_completion(rid: str, model: str, done: Finished) -> dict[str, Any]:

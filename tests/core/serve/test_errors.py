@@ -160,10 +160,11 @@ def test_bad_logit_bias_and_logprobs_are_400(keyed: Served, fields: dict, needle
     assert keyed.proc.poll() is None
 
 
-def test_completions_echo_is_refused_not_ignored(keyed: Served) -> None:
+def test_an_echoed_prompt_longer_than_the_context_is_400_with_the_numbers(keyed: Served) -> None:
     with pytest.raises(openai.BadRequestError) as err:
-        _client(keyed).completions.create(model="demo", prompt="Hi", max_tokens=2, echo=True)
-    assert "echo is not supported" in err.value.message
+        _client(keyed).completions.create(model="demo", prompt="word " * 200, max_tokens=2, echo=True, logprobs=1)
+    assert err.value.code == "context_length_exceeded" and "longer than the context (64)" in err.value.message
+    assert keyed.proc.poll() is None
 
 
 @pytest.mark.parametrize("keep_alive", ["5 minutes", "", "5x", "1.2.3", True, [5], {"m": 5}, "9" * 80])

@@ -31,7 +31,8 @@ OPENAI_BODY = st.fixed_dictionaries({"model": st.sampled_from(["demo", "nope", "
     "response_format": st.one_of(ANY_JSON, st.fixed_dictionaries({
         "type": st.sampled_from(["json_schema", "json_object", "text", "yaml"]),
         "json_schema": st.fixed_dictionaries({"name": st.just("x"), "schema": ANY_JSON})})),
-    "n": st.integers(-1, 3), "stream": st.booleans(),
+    "n": st.integers(-1, 3), "stream": st.booleans(), "echo": st.one_of(st.booleans(), ANY_JSON),
+    "logprobs": st.one_of(st.none(), st.booleans(), st.integers(-1, 25)),
 })
 OLLAMA_BODY = st.fixed_dictionaries({"model": st.sampled_from(["demo", "demo:latest", "nope"])}, optional={
     "messages": st.lists(MESSAGE, max_size=3), "prompt": st.one_of(st.text(max_size=30), ANY_JSON),

@@ -118,6 +118,37 @@ def test_completion_logprobs_with_offsets(client: OpenAI) -> None:
     assert [o for lp in chunks for o in lp.text_offset] == whole.logprobs.text_offset
 
 
+def test_echo_puts_the_prompt_first_with_its_logprobs_whole_and_streamed(client: OpenAI) -> None:
+    prompt = "The capital of France is"
+    ask = dict(model="demo", prompt=prompt, temperature=0, max_tokens=4, extra_body={"repeat_penalty": 1.0})
+    plain = client.completions.create(**ask).choices[0].text
+    echoed = client.completions.create(**ask, echo=True).choices[0]
+    assert echoed.text == prompt + plain and echoed.logprobs is None
+    whole = client.completions.create(**ask, echo=True, logprobs=3).choices[0]
+    lp = whole.logprobs
+    assert whole.text == prompt + plain == "".join(lp.tokens)
+    n = len(lp.tokens) - 4  # the prompt's tokens, then the reply's 4
+    assert "".join(lp.tokens[:n]) == prompt
+    assert lp.text_offset == [len("".join(lp.tokens[:i])) for i in range(len(lp.tokens))]
+    # The first token has nothing before it; every other one is scored, its alternatives sorted, most likely first.
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert all(x < 0 for x in lp.token_logprobs[1:])
+    assert all(len(top) == 3 and list(top.values()) == sorted(top.values(), reverse=True)
+               for top in lp.top_logprobs[1:])
+    # The prompt's scores (one batch, every position's logits) are what decoding one token at a time gives: the
+    # last prompt token scored in the echo as the first token of a reply to the prompt before it.
+    before = "".join(lp.tokens[:n - 1])
+    step = client.completions.create(model="demo", prompt=before, temperature=0, max_tokens=1, logprobs=3,
+                                     extra_body={"repeat_penalty": 1.0}).choices[0].logprobs
+    assert step.top_logprobs[0] == pytest.approx(lp.top_logprobs[n - 1], abs=1e-3)
+    chunks = [c.choices[0] for c in client.completions.create(**ask, echo=True, logprobs=3, stream=True) if c.choices]
+    assert chunks[0].text == prompt and chunks[0].logprobs.tokens == lp.tokens[:n]  # the prompt comes first, whole
+    assert "".join(c.text for c in chunks) == whole.text
+    streamed = [c.logprobs for c in chunks if c.logprobs]
+    assert [o for x in streamed for o in x.text_offset] == lp.text_offset
+    assert [v for x in streamed for v in x.token_logprobs] == pytest.approx(lp.token_logprobs, abs=1e-9)
+
+
 def test_stop_sequence_is_honoured(client: OpenAI) -> None:
     free = client.chat.completions.create(model="demo", messages=ASK, temperature=0, max_tokens=20)
     text = free.choices[0].message.content
