@@ -37,7 +37,7 @@ from tuillm.core.chat.events import (
 from tuillm.core.chat.fitting import fit_messages
 from tuillm.core.chat.template import ChatTemplate, TemplateStopped, load_template
 from tuillm.core.chat.worker import Worker
-from tuillm.core.errors import ModelFileError, TuillmError
+from tuillm.core.errors import ModelFileError, TuillmError, error_text
 from tuillm.core.events import Log
 from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import LlamaModel, PromptScore
@@ -52,6 +52,14 @@ def _template(model: LlamaModel, override: str | None, path: str | Path) -> Chat
 
 class PromptTooLong(TuillmError):
     """The prompt alone fills the context (the message names both numbers)."""
+
+
+def _raw_tokens(model: LlamaModel, text: str) -> list[int]:
+    """A plain prompt's tokens (``raw``): never none, which llama.cpp has nothing to continue from."""
+    tokens = model.tokenize(text, add_bos=model.add_bos)
+    if not tokens:
+        raise TuillmError("the prompt is empty: there is nothing to continue")
+    return tokens
 
 
 def _too_long(tokens: int, n_ctx: int) -> PromptTooLong:
@@ -274,8 +282,8 @@ class ChatSession:
                emit: ChatEmit, raw: bool = False) -> ReplyDone:
         try:
             return self._generate(messages, sampling, stop, emit, raw)
-        except TuillmError as exc:
-            emit(ReplyFailed(str(exc)))
+        except Exception as exc:  # a bug too: whoever waits on the events (a server's request) must learn of it
+            emit(ReplyFailed(error_text(exc)))
             raise
         finally:
             with self._stop_lock:
@@ -283,17 +291,10 @@ class ChatSession:
 
     def _score(self, text: str, top: int) -> PromptScore:
         loaded = self._require()
-        tokens = loaded.model.tokenize(text, add_bos=loaded.model.add_bos)
+        tokens = _raw_tokens(loaded.model, text)
         if len(tokens) >= loaded.n_ctx:
             raise _too_long(len(tokens), loaded.n_ctx)
-        stop = StopFlag()  # stop() (the server closing) ends it too
-        with self._stop_lock:
-            self._stop_events.add(stop)
-        try:
-            return loaded.model.score(tokens, top, stop)
-        finally:
-            with self._stop_lock:
-                self._stop_events.discard(stop)
+        return loaded.model.score(tokens, top, StopFlag())  # one pass over at most n_ctx tokens: not stopped
 
     def _fit_prompt(self, messages: list[dict[str, str]], sampling: Sampling, stop: StopFlag, emit: ChatEmit,
                     raw: bool = False) -> tuple[list[int], int]:
@@ -306,7 +307,7 @@ class ChatSession:
         if top >= model.n_vocab:  # refused before any work, not mid-reply
             raise TuillmError(f"logit_bias: token {top} is not in the model's vocabulary (0 to {model.n_vocab - 1})")
         if raw:  # plain text: nothing to leave out
-            kept, tokens, dropped = messages, model.tokenize(messages[-1]["content"], add_bos=model.add_bos), 0
+            kept, tokens, dropped = messages, _raw_tokens(model, messages[-1]["content"]), 0
         else:
             kept, tokens, dropped = fit_messages(messages, lambda m: self._prompt_tokens(m, stop), n_ctx,
                                                  sampling.max_tokens)

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tuillm.core.chat.engine import ChatSession
 from tuillm.core.errors import crash_log_path
 from tuillm.core.serve.app import create_app
 from tuillm.core.serve.models import ModelHost, served_models
@@ -78,3 +79,26 @@ def test_ollama_bodies(client: TestClient, body: dict, path: str) -> None:
         options["num_predict"] = 1  # Ollama's -1 means "to the end of the context": valid, only slow
     _check(client.post(path, content=json.dumps(body).encode()), path)
     assert not crash_log_path().exists()
+
+
+@pytest.mark.parametrize("body", [{"prompt": ""}, {"prompt": "", "echo": True, "logprobs": 1}, {"prompt": [""]}])
+def test_an_empty_prompt_is_400_not_a_request_that_never_ends(client: TestClient, body: dict) -> None:
+    # It was an AssertionError inside llama-cpp-python on the engine's thread, and the request waited forever.
+    reply = client.post("/v1/completions", json={"model": "demo", "max_tokens": 2, **body})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["message"] == "the prompt is empty: there is nothing to continue"
+
+
+def test_a_bug_in_the_engine_is_a_500_naming_the_crash_log_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(ChatSession, "_generate", broken)
+    config = Config()
+    host = ModelHost(served_models(["demo"], [], config), config, n_ctx=256)
+    with TestClient(create_app(host), raise_server_exceptions=False) as broken_client:
+        reply = broken_client.post("/v1/completions", json={"model": "demo", "prompt": "Hi", "max_tokens": 2})
+    host.close()
+    assert reply.status_code == 500 and "ZeroDivisionError: a bug" in reply.json()["error"]["message"]
+    assert crash_log_path().exists()
+    crash_log_path().unlink()

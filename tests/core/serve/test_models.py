@@ -92,7 +92,8 @@ def _wait_unloaded(client: ollama.Client, within: float) -> None:
 
 def test_a_requests_keep_alive_says_how_long_its_model_stays(served: Served) -> None:
     client = ollama.Client(host=served.url, timeout=300)
-    client.generate(model="demo", keep_alive=0)  # ollama stop: whatever an earlier test left loaded goes
+    for model in _loaded(client):  # ollama stop: whatever an earlier test left loaded goes
+        assert client.generate(model=model, keep_alive=0).done_reason == "unload"
     assert _loaded(client) == []
     assert client.generate(model="other", keep_alive=-1).done_reason == "load"  # loaded ahead, kept
     assert _expires_in(client) > 10 * 365 * 86400
