@@ -14,11 +14,11 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tuillm.core.chat.engine import ChatSession
 from tuillm.core.chat.events import ChatEmit, ReplyDone
@@ -29,6 +29,7 @@ from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.models.metadata import ModelInfo, read_info, read_lora_info
 from tuillm.core.settings import Config, load_options_for
 
+_T = TypeVar("_T")
 IDLE_CHECK_S = 1.0  # how often an idle model's time is checked (at most)
 MIN_CHECK_S = 0.05  # at least (keep_alive 0: the model goes within a second of its last reply)
 
@@ -169,25 +170,26 @@ class ModelHost:
                     ) -> tuple[Future[ReplyDone], float]:
         """Queues the reply (after the model's load, if need be); its future and the load's seconds. ``keep``: how
         long the model stays loaded after it (None: the server's idle_unload)."""
-        async with self._swap:  # in arrival order: a load and the replies after it stay together
+        return await self._queue(model, keep, lambda: self.session.reply(messages, sampling, listener, stop=stop,
+                                                                         raw=raw))
+
+    async def score(self, model: ServedModel, text: str, top: int) -> PromptScore:
+        """The prompt's tokens with their log-probabilities (completions' ``echo``), in turn with the replies."""
+        future, _ = await self._queue(model, None, lambda: self.session.score(text, top))
+        return await asyncio.wrap_future(future)
+
+    async def _queue(self, model: ServedModel, keep: float | None, submit: Callable[[], Future[_T]],
+                     ) -> tuple[Future[_T], float]:
+        """Queues ``submit``'s work on the session (after ``model``'s load, if need be), counted as active until
+        it is done; its future and the load's seconds."""
+        async with self._swap:  # in arrival order: a load and the work after it stay together
             load_s = await self.ensure(model)
             self._keep = keep
             with self._count_lock:
                 self._active += 1
-            future = self.session.reply(messages, sampling, listener, stop=stop, raw=raw)
+            future = submit()
         future.add_done_callback(self._finished)
         return future, load_s
-
-    async def score(self, model: ServedModel, text: str, top: int) -> PromptScore:
-        """The prompt's tokens with their log-probabilities (completions' ``echo``), in turn with the replies."""
-        async with self._swap:
-            await self.ensure(model)
-            self._keep = None
-            with self._count_lock:
-                self._active += 1
-            future = self.session.score(text, top)
-        future.add_done_callback(self._finished)
-        return await asyncio.wrap_future(future)
 
     def _finished(self, _future: Future[Any]) -> None:
         with self._count_lock:
