@@ -12,8 +12,6 @@ its KV cache that matches the new prompt's prefix; only the new tokens are evalu
 
 from __future__ import annotations
 
-import codecs
-import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -22,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tuillm.core.chat.backend import ChatMessage
+from tuillm.core.chat.decoding import decode_reply
 from tuillm.core.chat.events import (
     ChatEmit,
     ChatEvent,
@@ -32,9 +31,9 @@ from tuillm.core.chat.events import (
     ReplyFailed,
     ReplyStarted,
     ReplyStats,
-    Token,
 )
 from tuillm.core.chat.fitting import fit_messages
+from tuillm.core.chat.plain import PlainPrompt
 from tuillm.core.chat.template import ChatTemplate, TemplateStopped, load_template
 from tuillm.core.chat.worker import Worker
 from tuillm.core.errors import ModelFileError, TuillmError, error_text
@@ -54,12 +53,8 @@ class PromptTooLong(TuillmError):
     """The prompt alone fills the context (the message names both numbers)."""
 
 
-def _raw_tokens(model: LlamaModel, text: str) -> list[int]:
-    """A plain prompt's tokens (``raw``): never none, which llama.cpp has nothing to continue from."""
-    tokens = model.tokenize(text, add_bos=model.add_bos)
-    if not tokens:
-        raise TuillmError("the prompt is empty: there is nothing to continue")
-    return tokens
+# What a reply continues, on the worker thread: the conversation (its messages copied), or a plain prompt.
+_Prompt = list[dict[str, str]] | PlainPrompt
 
 
 def _too_long(tokens: int, n_ctx: int) -> PromptTooLong:
@@ -76,17 +71,6 @@ class _Loaded:
     n_gpu_layers: int
     lora_path: str | None = None
     options: LoadOptions = field(default_factory=LoadOptions)
-
-
-@dataclass
-class _Decoded:
-    """What one reply's decoding produced."""
-
-    pieces: list[str] = field(default_factory=list)
-    generated: int = 0
-    finish: str = "stop"
-    t_first: float = 0.0
-    t_last: float = 0.0
 
 
 class ChatSession:
@@ -135,14 +119,14 @@ class ChatSession:
     def load(self, path: str | Path, options: LoadOptions | None = None) -> Future[ModelLoaded]:
         return self._worker.submit(self._load, Path(path).expanduser(), options or LoadOptions())
 
-    def reply(self, messages: Sequence[ChatMessage], sampling: Sampling | None = None,
-              listener: ChatEmit | None = None, stop: StopFlag | None = None, raw: bool = False,
-              ) -> Future[ReplyDone]:
-        """Stream the assistant's answer to ``messages`` (the whole conversation, system prompt first).
+    def reply(self, messages: Sequence[ChatMessage] | PlainPrompt, sampling: Sampling | None = None,
+              listener: ChatEmit | None = None, stop: StopFlag | None = None) -> Future[ReplyDone]:
+        """Stream the assistant's answer to ``messages`` (the whole conversation, system prompt first), or the
+        continuation of a ``PlainPrompt`` (as is, without the chat template).
 
         The reply's events go to the session's emit, then to ``listener`` if given (e.g. a store saver).
         ``stop``: the caller's own flag, to end this reply alone (``stop()`` ends them all; the server stops one
-        request whose client left). ``raw``: continue the one message's text as is, without the chat template.
+        request whose client left).
         """
         stop = stop or StopFlag()
         with self._stop_lock:
@@ -152,8 +136,8 @@ class ChatSession:
             def emit(event: ChatEvent) -> None:
                 self._emit(event)
                 listener(event)
-        return self._worker.submit(self._reply, [dict(m) for m in messages], sampling or Sampling(), stop, emit,
-                                   raw)
+        prompt = messages if isinstance(messages, PlainPrompt) else [dict(m) for m in messages]
+        return self._worker.submit(self._reply, prompt, sampling or Sampling(), stop, emit)
 
     def stop(self) -> None:
         """Ask the running (and any queued) reply to end; no token is emitted after the next one is decoded."""
@@ -165,10 +149,10 @@ class ChatSession:
         """Replace the chat template (None: back to the GGUF's)."""
         return self._worker.submit(self._set_template, source)
 
-    def score(self, text: str, top: int) -> Future[PromptScore]:
-        """The tokens of ``text`` (a plain prompt, as ``raw`` replies take it) with their log-probabilities and
-        ``top`` alternatives each: completions' ``echo``. A reply to the same prompt then starts from the cache."""
-        return self._worker.submit(self._score, text, top)
+    def score(self, prompt: PlainPrompt, top: int) -> Future[PromptScore]:
+        """The tokens of ``prompt`` with their log-probabilities and ``top`` alternatives each: completions'
+        ``echo``. A reply to the same prompt then starts from the cache."""
+        return self._worker.submit(self._score, prompt, top)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> Future[int]:
         return self._worker.submit(lambda: len(self._prompt_tokens([dict(m) for m in messages])))
@@ -278,10 +262,9 @@ class ChatSession:
         add_bos = model.add_bos and not (model.bos_text and text.startswith(model.bos_text))
         return model.tokenize(text, add_bos=add_bos)
 
-    def _reply(self, messages: list[dict[str, str]], sampling: Sampling, stop: StopFlag,
-               emit: ChatEmit, raw: bool = False) -> ReplyDone:
+    def _reply(self, prompt: _Prompt, sampling: Sampling, stop: StopFlag, emit: ChatEmit) -> ReplyDone:
         try:
-            return self._generate(messages, sampling, stop, emit, raw)
+            return self._generate(prompt, sampling, stop, emit)
         except Exception as exc:  # a bug too: whoever waits on the events (a server's request) must learn of it
             emit(ReplyFailed(error_text(exc)))
             raise
@@ -289,27 +272,27 @@ class ChatSession:
             with self._stop_lock:
                 self._stop_events.discard(stop)
 
-    def _score(self, text: str, top: int) -> PromptScore:
+    def _score(self, prompt: PlainPrompt, top: int) -> PromptScore:
         loaded = self._require()
-        tokens = _raw_tokens(loaded.model, text)
+        tokens = prompt.tokens(loaded.model)
         if len(tokens) >= loaded.n_ctx:
             raise _too_long(len(tokens), loaded.n_ctx)
         return loaded.model.score(tokens, top, StopFlag())  # one pass over at most n_ctx tokens: not stopped
 
-    def _fit_prompt(self, messages: list[dict[str, str]], sampling: Sampling, stop: StopFlag, emit: ChatEmit,
-                    raw: bool = False) -> tuple[list[int], int]:
+    def _fit_prompt(self, prompt: _Prompt, sampling: Sampling, stop: StopFlag, emit: ChatEmit,
+                    ) -> tuple[list[int], int]:
         """The prompt's tokens (oldest turns left out if need be) and the reply's token budget."""
-        if not messages or messages[-1]["role"] != "user":
+        if not isinstance(prompt, PlainPrompt) and (not prompt or prompt[-1]["role"] != "user"):
             raise TuillmError("the conversation must end with a user message")
         loaded = self._require()
         model, n_ctx = loaded.model, loaded.n_ctx
         top = max((token for token, _ in sampling.logit_bias), default=-1)
         if top >= model.n_vocab:  # refused before any work, not mid-reply
             raise TuillmError(f"logit_bias: token {top} is not in the model's vocabulary (0 to {model.n_vocab - 1})")
-        if raw:  # plain text: nothing to leave out
-            kept, tokens, dropped = messages, _raw_tokens(model, messages[-1]["content"]), 0
+        if isinstance(prompt, PlainPrompt):  # nothing to leave out
+            kept, tokens, dropped = [], prompt.tokens(model), 0
         else:
-            kept, tokens, dropped = fit_messages(messages, lambda m: self._prompt_tokens(m, stop), n_ctx,
+            kept, tokens, dropped = fit_messages(prompt, lambda m: self._prompt_tokens(m, stop), n_ctx,
                                                  sampling.max_tokens)
         if dropped:
             emit(ContextTrimmed(
@@ -323,12 +306,11 @@ class ChatSession:
             emit(Log(f"reply limited to {budget} tokens by the context size ({n_ctx})", "warning"))
         return tokens, budget
 
-    def _generate(self, messages: list[dict[str, str]], sampling: Sampling, stop: StopFlag,
-                  emit: ChatEmit, raw: bool = False) -> ReplyDone:
+    def _generate(self, prompt: _Prompt, sampling: Sampling, stop: StopFlag, emit: ChatEmit) -> ReplyDone:
         t0 = time.perf_counter()
         loaded = self._require()
         try:
-            tokens, budget = self._fit_prompt(messages, sampling, stop, emit, raw)
+            tokens, budget = self._fit_prompt(prompt, sampling, stop, emit)
         except TemplateStopped:  # stopped while the template rendered: nothing was evaluated
             tokens, budget = [], 0
         if sampling.seed is not None and sampling.seed >= 0:
@@ -339,7 +321,7 @@ class ChatSession:
                                                                    time.perf_counter() - t0, "cancelled",
                                                                    loaded.n_ctx))
         emit(ReplyStarted(prompt_tokens=len(tokens), cached_tokens=cached))
-        out = self._decode(loaded, tokens, sampling, budget, stop, emit)
+        out = decode_reply(loaded.model, loaded.n_ctx, tokens, sampling, budget, stop, emit)
         decode_time = out.t_last - out.t_first
         stats = ReplyStats(
             prompt_tokens=len(tokens),
@@ -352,41 +334,6 @@ class ChatSession:
             n_ctx=loaded.n_ctx,
         )
         return self._finish(emit, loaded.model, "".join(out.pieces), stats)
-
-    @staticmethod
-    def _decode(loaded: _Loaded, tokens: list[int], sampling: Sampling, budget: int, stop: StopFlag,
-                emit: ChatEmit) -> _Decoded:
-        """Emits the reply's text token by token until an end token, the budget, the context's end or a stop."""
-        model = loaded.model
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        out = _Decoded()
-        with contextlib.closing(model.generate(tokens, sampling, stop)) as generated:
-            for token in generated:
-                if stop.is_set():
-                    out.finish = "cancelled"
-                    break
-                if model.is_eog(token):
-                    out.finish = "stop"
-                    break
-                out.generated += 1
-                out.t_last = time.perf_counter()
-                if out.generated == 1:
-                    out.t_first = out.t_last
-                text = decoder.decode(model.piece(token))
-                out.pieces.append(text)
-                top = sampling.logprobs
-                emit(Token(text, None if top is None else model.logprob(token, top)))
-                if out.generated >= budget or model.n_tokens >= loaded.n_ctx:
-                    out.finish = "length"
-                    break
-            else:
-                # The generator ends by itself only when a stop aborted the prompt's evaluation.
-                out.finish = "cancelled" if stop.is_set() else "stop"
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            out.pieces.append(tail)
-            emit(Token(tail))
-        return out
 
     @staticmethod
     def _finish(emit: ChatEmit, model: LlamaModel, text: str, stats: ReplyStats) -> ReplyDone:

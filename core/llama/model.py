@@ -115,6 +115,7 @@ class LlamaModel:
         self.bos_text: str = model.token_get_text(bos_id) if bos_id >= 0 else ""
         self.eos_text: str = model.token_get_text(eos_id) if eos_id >= 0 else ""
         self.add_bos = bool(model.add_bos_token())  # the model wants BOS in front of a prompt
+        self._added_bos = bos_id if self.add_bos else -1  # tokenize puts it there: not part of a prompt's text
         self.metadata: dict[str, str] = dict(llm.metadata)
         self.n_ctx = int(llm.n_ctx())  # what llama.cpp made of the n_ctx asked for
         self._vocab = model.vocab
@@ -209,17 +210,18 @@ class LlamaModel:
 
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
-    def piece(self, token: int) -> bytes:
-        """The bytes of one token as text (special tokens render as nothing; a piece may split a character)."""
+    def piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token as text (a piece may split a character). Special tokens render as nothing, as a
+        reply shows them, or (``special``) as their text, as a prompt's tokenization read them."""
         import llama_cpp
 
         size = 64
         buf = ctypes.create_string_buffer(size)
-        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, False)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, special)
         if n < 0:  # the piece is longer than the buffer: llama.cpp says how long
             size = -n
             buf = ctypes.create_string_buffer(size)
-            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, False)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, special)
         return buf.raw[: max(n, 0)]
 
     def logprob(self, token: int, top: int) -> TokenLogprob:
@@ -227,9 +229,10 @@ class LlamaModel:
         the logits of the last position decoded (llama.cpp keeps them until the next decode)."""
         return self._entry(-1, token, top)
 
-    def _entry(self, position: int, token: int, top: int) -> TokenLogprob:
+    def _entry(self, position: int, token: int, top: int, special: bool = False) -> TokenLogprob:
         """``token``'s log-probability (and the ``top`` most likely) under the logits of the last decode's
-        ``position`` (-1: its last)."""
+        ``position`` (-1: its last). ``token`` renders as ``piece`` renders it with ``special``; the alternatives
+        always show special tokens by name (an end of turn is not an empty string)."""
         import llama_cpp
         import numpy as np
 
@@ -240,13 +243,14 @@ class LlamaModel:
         logits -= peak + np.log(np.exp(logits - peak).sum())  # log-softmax
         best = np.argpartition(-logits, top - 1)[:top] if top else np.array([], dtype=np.intp)
         best = best[np.argsort(-logits[best], kind="stable")]
-        return TokenLogprob(self.piece(token), float(logits[token]),
-                            tuple((self.piece(int(i)), float(logits[i])) for i in best))
+        return TokenLogprob(self.piece(token, special), float(logits[token]),
+                            tuple((self.piece(int(i), True), float(logits[i])) for i in best))
 
     def score(self, tokens: list[int], top: int, stop: StopFlag) -> PromptScore:
         """Each of ``tokens`` after the first with its log-probability given those before it and the ``top`` most
-        likely tokens there: completions' ``echo``. Decoded from an empty cache, where they stay: a reply to this
-        prompt evaluates nothing again. A stop ends it with a ``TuillmError``."""
+        likely tokens there: completions' ``echo`` (special tokens by name: the pieces spell the prompt). Decoded
+        from an empty cache, where they stay: a reply to this prompt evaluates nothing again. A stop ends it with a
+        ``TuillmError``."""
         llm = self._llm
         self.reset()
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
@@ -264,9 +268,10 @@ class LlamaModel:
                     raise TuillmError(f"the prompt's log-probabilities: {why}") from None
                 llm.input_ids[start:start + len(chunk)] = chunk
                 llm.n_tokens = start + len(chunk)
-                entries += [self._entry(i, tokens[start + i + 1], top) for i in range(len(chunk))
+                entries += [self._entry(i, tokens[start + i + 1], top, special=True) for i in range(len(chunk))
                             if start + i + 1 < len(tokens)]
-        return PromptScore(self.piece(tokens[0]) if tokens else b"", tuple(entries))
+        first = self.piece(tokens[0], tokens[0] != self._added_bos) if tokens else b""
+        return PromptScore(first, tuple(entries))
 
     def generate(self, tokens: list[int], sampling: Sampling, stop: StopFlag) -> Iterator[int]:
         """The tokens sampled after the prompt ``tokens``, without end (the caller stops, then closes this).

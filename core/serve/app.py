@@ -8,136 +8,23 @@ streams it (SSE for OpenAI, NDJSON for Ollama). A client that leaves stops its o
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tuillm.core.chat.engine import PromptTooLong
 from tuillm.core.errors import TuillmError, crash_report, error_text
-from tuillm.core.llama.options import PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
-from tuillm.core.options import option_map
-from tuillm.core.serve import ollama, openai
+from tuillm.core.serve import completions, ollama, openai
+from tuillm.core.serve.api import Api, parse, sampling_for, status_of
 from tuillm.core.serve.framing import Splice, ndjson, sse
-from tuillm.core.serve.guard import Guard, RequestLog, RequestRecord, clock, error_body
-from tuillm.core.serve.models import LoadFailed, ModelHost, ServedModel, UnknownModel
+from tuillm.core.serve.guard import Guard, RequestLog, clock, error_body
+from tuillm.core.serve.models import ModelHost, ServedModel
 from tuillm.core.serve.runner import Finished, ReplyStream
-from tuillm.core.settings import sampling_defaults
-
-_Body = TypeVar("_Body", bound=BaseModel)
-_DECLARED = option_map((*SAMPLING_OPTIONS, *PENALTY_OPTIONS, SEED))
-
-
-def sampling_for(host: ModelHost, given: dict[str, Any], names: dict[str, str] | None = None) -> Sampling:
-    """The settings file's [sampling] with the request's fields on top, each checked by its declaration and
-    refused under the API's own name for it (``temperature: must be a number from 0 to 5, not 9``)."""
-    given = {k: v for k, v in given.items() if v is not None}
-    for name, value in given.items():
-        if name in _DECLARED:
-            _DECLARED[name].check_field(value, (names or {}).get(name, name))
-    return sampling_defaults(host.config, **given)
-
-
-class BadRequest(TuillmError):
-    """A body that is not JSON, or not of the route's shape."""
-
-
-async def parse(request: Request, shape: type[_Body]) -> _Body:
-    """The request's JSON body as ``shape``, whatever its content type says (Ollama's docs use ``curl -d``)."""
-    try:
-        data = json.loads(await request.body())
-    except (ValueError, RecursionError):
-        raise BadRequest("malformed JSON in the request body") from None
-    try:
-        return shape.model_validate(data)
-    except ValidationError as exc:
-        problems = exc.errors()
-        raise BadRequest("; ".join(f"{'.'.join(str(x) for x in p.get('loc', ())) or 'body'}: {p.get('msg')}"
-                                   for p in problems[:5])) from None
-
-
-def _status(exc: BaseException) -> tuple[int, str | None]:
-    if isinstance(exc, UnknownModel):
-        return 404, "model_not_found"
-    if isinstance(exc, PromptTooLong):
-        return 400, "context_length_exceeded"
-    if isinstance(exc, LoadFailed):
-        return 503, "model_not_loaded"
-    return 400, None
-
-
-async def _watch(request: Request, work: Awaitable[Any], stream: ReplyStream) -> Any:
-    """``work``'s result; a client that disconnects meanwhile stops the reply (its task is not cancelled)."""
-    task = asyncio.ensure_future(work)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=0.25)
-        if done:
-            return task.result()
-        if not stream.left and await request.is_disconnected():
-            stream.left = True
-            stream.cancel()
-
-
-class Api:
-    """The routes' shared work over one host, and the request log."""
-
-    def __init__(self, host: ModelHost, log: RequestLog) -> None:
-        self.host = host
-        self.log = log
-
-    async def start(self, request: Request, name: str, messages: list[dict[str, str]], sampling: Sampling,
-                    stops: list[str], raw: bool = False, keep: float | None = None) -> tuple[ServedModel, ReplyStream]:
-        model = self.host.find(name)
-        stream = ReplyStream(stops)
-        await _watch(request, stream.start(self.host, model, messages, sampling, raw, keep), stream)
-        return model, stream
-
-    def record(self, request: Request, t0: float, model: str, done: Finished | None, status: int = 200,
-               error: str = "") -> None:
-        request.state.logged = True
-        if status == 499 and done is not None and done.finish_reason == "cancelled":
-            error += "; its generation stopped"
-        self.log(RequestRecord(request.method, request.url.path, status, clock() - t0, model,
-                               done.prompt_tokens if done else 0, done.completion_tokens if done else 0, error))
-
-    async def whole(self, request: Request, t0: float, model: str, stream: ReplyStream) -> Finished:
-        """The reply, not streamed; logged (499 when the client left before it was done)."""
-        done = await _watch(request, stream.text(), stream)
-        self.record(request, t0, model, done, 499 if stream.left else 200,
-                    "client closed the connection" if stream.left else "")
-        return done
-
-    def streamed(self, request: Request, t0: float, model: str, stream: ReplyStream, media: str,
-                 texts: Callable[[list[str]], str], end: Callable[[Finished], str]) -> StreamingResponse:
-        """The reply as it comes: the text that arrived since the last write as one chunk (``texts([text])``: an
-        SSE event or an NDJSON line), at most one a frame (``runner.FRAME_S``), ``end(finished)`` at the end."""
-        async def body() -> AsyncIterator[str]:
-            request.state.logged = True  # below, once the stream ends (a client that left: once its reply does)
-            status, error = 499, "client closed the connection"
-            try:
-                async for batch in stream.batches():
-                    yield texts(["".join(batch)])
-                assert stream.finished is not None
-                yield end(stream.finished)
-                status, error = 200, ""
-            except TuillmError as exc:
-                status, error = 500, str(exc)
-                yield texts([f"\n[error: {exc}]"])
-            finally:
-                if stream.finished is None and stream.future is not None:  # the client left: log what was made
-                    stream.future.add_done_callback(
-                        lambda f: self.record(request, t0, model, stream.finish_of(f), status, error))
-                else:
-                    self.record(request, t0, model, stream.finished, status, error)
-
-        return StreamingResponse(body(), media_type=media)
 
 
 def _chat_chunks(rid: str, name: str, created: int, stream: ReplyStream) -> Callable[[list[str]], str]:
@@ -159,23 +46,6 @@ def _chat_chunks(rid: str, name: str, created: int, stream: ReplyStream) -> Call
             first = False
             return opening(batch[0]) + chunk.many(batch[1:])
         return chunk.many(batch)
-
-    return texts
-
-
-def _completion_chunks(rid: str, name: str, created: int, stream: ReplyStream, offset: int = 0,
-                       ) -> Callable[[list[str]], str]:
-    """A streamed completion's chunk for each batch (with logprobs, built whole with its tokens' entries);
-    ``offset``: where the reply starts in the completion's text (after an echoed prompt)."""
-    chunk = Splice(lambda t: sse(openai.completion(rid, name, t, created=created)))
-
-    def texts(batch: list[str]) -> str:
-        nonlocal offset
-        if not stream.logprobs_asked:
-            return chunk.many(batch)
-        entries = openai.completion_logprobs(stream.take_logprobs(), offset)
-        offset += sum(len(token) for token in entries["tokens"])
-        return sse(openai.completion(rid, name, batch[0], created=created, logprobs=entries))
 
     return texts
 
@@ -206,49 +76,15 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
 
     @app.post("/v1/completions")
     async def complete(request: Request) -> Any:
-        t0 = clock()
-        body = await parse(request, openai.CompletionRequest)
-        sampling = sampling_for(host, body.sampling())
-        prompt = body.text()
-        echoed, echoed_logprobs = (prompt, await _prompt_logprobs(host, body.model, prompt, sampling)) \
-            if body.echo else ("", None)
-        messages = [{"role": "user", "content": prompt}]
-        model, stream = await api.start(request, body.model, messages, sampling, body.stops(), raw=True)
-        rid, name, created = openai.new_id("cmpl"), model.name, int(time.time())
-        if not body.stream:
-            done = await api.whole(request, t0, name, stream)
-            entries = None if done.logprobs is None else openai.completion_logprobs(done.logprobs, len(echoed))
-            return openai.completion(rid, name, echoed + done.text, done,
-                                     logprobs=openai.joined(echoed_logprobs, entries))
-        texts = _completion_chunks(rid, name, created, stream, len(echoed))
-        # The echoed prompt is the first chunk written, before the reply's first text or its end.
-        head = [sse(openai.completion(rid, name, echoed, created=created, logprobs=echoed_logprobs))] \
-            if body.echo else []
-
-        def chunk(batch: list[str]) -> str:
-            return (head.pop() if head else "") + texts(batch)
-
-        def end(done: Finished) -> str:
-            return (head.pop() if head else "") + sse(openai.completion(rid, name, "", done, created)) \
-                + "data: [DONE]\n\n"
-
-        return api.streamed(request, t0, name, stream, "text/event-stream", chunk, end)
-
-
-async def _prompt_logprobs(host: ModelHost, name: str, prompt: str, sampling: Sampling) -> dict[str, Any] | None:
-    """An echoed prompt's logprobs, when the request asked for logprobs (scored by the model)."""
-    if sampling.logprobs is None:
-        return None
-    return openai.prompt_logprobs(await host.score(host.find(name), prompt, sampling.logprobs))
+        return await completions.complete(api, request)
 
 
 def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.GenerateRequest,
-                  line: Callable[[str, str, Finished | None], dict[str, Any]], raw: bool = False,
-                  ) -> Callable[[], Awaitable[Any]]:
+                  line: Callable[[str, str, Finished | None], dict[str, Any]]) -> Callable[[], Awaitable[Any]]:
     async def run() -> Any:
         t0 = clock()
         sampling = sampling_for(api.host, body.sampling(), {"max_tokens": "num_predict"})
-        model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops(), raw, body.keep_s())
+        model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops(), body.keep_s())
         if not body.stream:
             done = await api.whole(request, t0, model.name, stream)
             entries = {} if done.logprobs is None else {"logprobs": openai.logprob_entries(done.logprobs)}
@@ -320,7 +156,7 @@ def _ollama_routes(app: FastAPI, api: Api) -> None:
         if not body.prompt:
             model, reason = await _load_or_unload(host, body)
             return ollama.generate_line(model.name, "") | {"done": True, "done_reason": reason}
-        return await _ollama_reply(api, request, body, ollama.generate_line, raw=body.raw)()
+        return await _ollama_reply(api, request, body, ollama.generate_line)()
 
 
 def _errors(app: FastAPI, api: Api) -> None:
@@ -338,7 +174,7 @@ def _errors(app: FastAPI, api: Api) -> None:
 
     @app.exception_handler(TuillmError)
     async def refused(request: Request, exc: TuillmError) -> JSONResponse:
-        status, code = _status(exc)
+        status, code = status_of(exc)
         api.record(request, clock(), "", None, status, error_text(exc))
         return JSONResponse(error_body(request.url.path, status, error_text(exc), code), status_code=status)
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from tuillm.core.chat.engine import ChatSession
 from tuillm.core.chat.events import ChatEmit, ReplyDone
+from tuillm.core.chat.plain import PlainPrompt
 from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import PromptScore
@@ -165,17 +166,17 @@ class ModelHost:
             if self._wanted == model and self._active == 0:
                 await self._unload()
 
-    async def reply(self, model: ServedModel, messages: list[dict[str, str]], sampling: Sampling,
-                    listener: ChatEmit, stop: StopFlag, raw: bool = False, keep: float | None = None,
+    async def reply(self, model: ServedModel, prompt: list[dict[str, str]] | PlainPrompt, sampling: Sampling,
+                    listener: ChatEmit, stop: StopFlag, keep: float | None = None,
                     ) -> tuple[Future[ReplyDone], float]:
-        """Queues the reply (after the model's load, if need be); its future and the load's seconds. ``keep``: how
-        long the model stays loaded after it (None: the server's idle_unload)."""
-        return await self._queue(model, keep, lambda: self.session.reply(messages, sampling, listener, stop=stop,
-                                                                         raw=raw))
+        """Queues the reply to ``prompt`` (messages, or a plain prompt) after the model's load, if need be; its
+        future and the load's seconds. ``keep``: how long the model stays loaded after it (None: the server's
+        idle_unload)."""
+        return await self._queue(model, keep, lambda: self.session.reply(prompt, sampling, listener, stop=stop))
 
-    async def score(self, model: ServedModel, text: str, top: int) -> PromptScore:
+    async def score(self, model: ServedModel, prompt: PlainPrompt, top: int) -> PromptScore:
         """The prompt's tokens with their log-probabilities (completions' ``echo``), in turn with the replies."""
-        future, _ = await self._queue(model, None, lambda: self.session.score(text, top))
+        future, _ = await self._queue(model, None, lambda: self.session.score(prompt, top))
         return await asyncio.wrap_future(future)
 
     async def _queue(self, model: ServedModel, keep: float | None, submit: Callable[[], Future[_T]],

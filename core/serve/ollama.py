@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuillm.core.chat.plain import PlainPrompt
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.grammar import json_grammar
 from tuillm.core.models.metadata import format_params
@@ -96,7 +97,10 @@ class GenerateRequest(_Generation):
     system: str | None = None
     raw: bool = False
 
-    def chat(self) -> list[dict[str, str]]:
+    def chat(self) -> list[dict[str, str]] | PlainPrompt:
+        """The conversation the chat template renders, or (``raw``) the prompt continued as is."""
+        if self.raw:
+            return PlainPrompt(self.prompt)
         system = [{"role": "system", "content": self.system}] if self.system else []
         return [*system, {"role": "user", "content": self.prompt}]
 

@@ -12,6 +12,7 @@ asked (the first token has nothing before it: null, as OpenAI answers).
 
 from __future__ import annotations
 
+import codecs
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuillm.core.chat.plain import PlainPrompt
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.grammar import json_grammar
 from tuillm.core.llama.model import PromptScore, TokenLogprob
@@ -137,20 +139,34 @@ class ChatRequest(_Generation):
 
 
 class CompletionRequest(_Generation):
-    prompt: str | list[str]
-    max_tokens: int | None = 16  # OpenAI's default for completions
+    # One prompt: text, or the token ids a client tokenized it into (lm-eval's local-completions sends those);
+    # read by ``plain``, which says in one line what is wrong with it.
+    prompt: str | list[Any]
+    max_tokens: int | None = 16  # OpenAI's default for completions; 0 with echo: the prompt alone, scored
     logprobs: int | None = None  # the alternatives to report with each token (OpenAI takes 0 to 5)
     echo: bool = False  # the prompt before the reply (with its tokens' logprobs when logprobs is given)
 
-    def sampling(self) -> dict[str, Any]:
-        return super().sampling() | {"logprobs": self.logprobs}
+    def prompt_only(self) -> bool:
+        """``echo`` with ``max_tokens: 0``: the answer is the prompt (with its logprobs), no reply."""
+        return self.echo and self.max_tokens == 0
 
-    def text(self) -> str:
-        if isinstance(self.prompt, str):
-            return self.prompt
-        if len(self.prompt) != 1:
+    def sampling(self) -> dict[str, Any]:
+        values = super().sampling() | {"logprobs": self.logprobs}
+        return values | {"max_tokens": None} if self.prompt_only() else values
+
+    def plain(self) -> PlainPrompt:
+        """The prompt: text, token ids (whole numbers from 0; the vocabulary's bound is the model's, checked where it
+        is loaded: core.chat.plain), or a list holding one of these."""
+        prompt: Any = self.prompt
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            return PlainPrompt(prompt)
+        if all(type(token) is int and token >= 0 for token in prompt):  # bool is no token id
+            return PlainPrompt(ids=tuple(prompt))
+        if len(prompt) > 1 and all(isinstance(one, str | list) for one in prompt):
             raise TuillmError("prompt: one prompt per request is supported")
-        return self.prompt[0]
+        raise TuillmError("prompt: must be text or token ids (whole numbers from 0), or a list of one of these")
 
 
 # --- responses ------------------------------------------------------------------------------------------------
@@ -181,21 +197,44 @@ def chat_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
     return {"content": logprob_entries(entries)}
 
 
-def completion_logprobs(entries: Sequence[TokenLogprob], offset: int = 0) -> dict[str, Any]:
-    """Completions' ``logprobs``; ``offset``: where the first token's text starts in the completion."""
-    tokens = [e.piece.decode("utf-8", errors="replace") for e in entries]
-    starts = [offset + sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
-    return {"tokens": tokens, "token_logprobs": [e.logprob for e in entries],
-            "top_logprobs": [{p.decode("utf-8", errors="replace"): lp for p, lp in e.top} for e in entries],
-            "text_offset": starts}
+def _completion_token(piece: bytes) -> str:
+    """A token as completions' logprobs name it: its text, or where it holds part of a character (a piece of an
+    emoji), ``bytes:`` and its bytes (``bytes:\\xf0\\x9f``), as OpenAI writes them: such pieces stay told apart."""
+    try:
+        return piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bytes:" + piece.decode("ascii", errors="backslashreplace")
+
+
+class TextOffsets:
+    """Where each token's text starts in a completion's text: the characters that its bytes and those before it
+    complete, as the reply's text was decoded (a token holding the start of a character starts where it does)."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.at = start
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def next(self, piece: bytes) -> int:
+        start = self.at
+        self.at += len(self._decoder.decode(piece))
+        return start
+
+
+def completion_logprobs(entries: Sequence[TokenLogprob], offsets: TextOffsets) -> dict[str, Any]:
+    """Completions' ``logprobs``; ``offsets``: where the tokens before these end in the completion's text."""
+    return {"tokens": [_completion_token(e.piece) for e in entries], "token_logprobs": [e.logprob for e in entries],
+            "top_logprobs": [{_completion_token(p): lp for p, lp in e.top} for e in entries],
+            "text_offset": [offsets.next(e.piece) for e in entries]}
 
 
 def prompt_logprobs(score: PromptScore) -> dict[str, Any]:
     """Completions' ``logprobs`` of an echoed prompt: its first token has nothing before it to score it (null)."""
-    first = score.first.decode("utf-8", errors="replace")
-    rest = completion_logprobs(score.entries, len(first))
-    return {"tokens": [first, *rest["tokens"]], "token_logprobs": [None, *rest["token_logprobs"]],
-            "top_logprobs": [None, *rest["top_logprobs"]], "text_offset": [0, *rest["text_offset"]]}
+    offsets = TextOffsets()
+    first = offsets.next(score.first)
+    rest = completion_logprobs(score.entries, offsets)
+    return {"tokens": [_completion_token(score.first), *rest["tokens"]],
+            "token_logprobs": [None, *rest["token_logprobs"]], "top_logprobs": [None, *rest["top_logprobs"]],
+            "text_offset": [first, *rest["text_offset"]]}
 
 
 def joined(first: dict[str, Any] | None, then: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from tuillm.core.chat.events import ChatEvent, ReplyDone, ReplyFailed, ReplyStarted, Token
+from tuillm.core.chat.plain import PlainPrompt
 from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import TokenLogprob
 from tuillm.core.llama.options import Sampling
@@ -120,12 +121,12 @@ class ReplyStream:
         self.left = False  # the client disconnected before the reply was done
         self.load_s = 0.0
 
-    async def start(self, host: ModelHost, model: ServedModel, messages: list[dict[str, str]],
-                    sampling: Sampling, raw: bool = False, keep: float | None = None) -> None:
+    async def start(self, host: ModelHost, model: ServedModel, prompt: list[dict[str, str]] | PlainPrompt,
+                    sampling: Sampling, keep: float | None = None) -> None:
         """Queues the reply and waits for it to start: a load or prompt error raises here. ``keep``: seconds the
         model stays loaded after it (None: the server's idle_unload)."""
         self._logprobs = [] if sampling.logprobs is not None else None
-        self.future, self.load_s = await host.reply(model, messages, sampling, self._listen, self.stop, raw, keep)
+        self.future, self.load_s = await host.reply(model, prompt, sampling, self._listen, self.stop, keep)
         items = await self._take()
         with self._lock:
             self._items[:0] = items  # put back: ReplyStarted (``batches`` passes over it), ReplyFailed or ReplyDone

@@ -21,6 +21,7 @@ from tuillm.core.chat.events import (
     Token,
 )
 from tuillm.core.chat.fitting import fit_messages
+from tuillm.core.chat.plain import PlainPrompt
 from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.llama.loader import new_llama
 from tuillm.core.llama.model import SCORE_BATCH
@@ -168,24 +169,24 @@ def test_a_scored_prompt_matches_decoding_token_by_token_and_stays_cached(
         session: tuple[ChatSession, Recorder]) -> None:
     s, rec = session
     text = " ".join(f"Step {i}: the keeper lit the lamp." for i in range(12))  # past one scoring batch (64)
-    score = s.score(text, 5).result()
+    score = s.score(PlainPrompt(text), 5).result()
     tokens = [score.first] + [e.piece for e in score.entries]
     assert b"".join(tokens).decode() == text and len(tokens) > SCORE_BATCH + 10
     # Each position's alternatives are what a reply to the text before it sees at its first token, on both sides
     # of a batch boundary.
     for k in (3, SCORE_BATCH, SCORE_BATCH + 1, len(tokens) - 1):
         rec.events.clear()
-        s.reply([{"role": "user", "content": b"".join(tokens[:k]).decode()}],
-                replace(GREEDY, max_tokens=1, logprobs=5), raw=True).result()
+        s.reply(PlainPrompt(b"".join(tokens[:k]).decode()),
+                replace(GREEDY, max_tokens=1, logprobs=5)).result()
         (first,) = rec.of(Token)
         assert [p for p, _ in first.logprob.top] == [p for p, _ in score.entries[k - 1].top]
         assert [lp for _, lp in first.logprob.top] == pytest.approx([lp for _, lp in score.entries[k - 1].top],
                                                                     abs=1e-3)
-    s.score(text, 0).result()
-    done = s.reply([{"role": "user", "content": text}], replace(GREEDY, max_tokens=2), raw=True).result()
+    s.score(PlainPrompt(text), 0).result()
+    done = s.reply(PlainPrompt(text), replace(GREEDY, max_tokens=2)).result()
     assert done.stats.cached_tokens == len(tokens) - 1  # the scored prompt was kept: only its last token again
     with pytest.raises(TuillmError, match=r"longer than the context \(512\)"):
-        s.score("word " * 600, 1).result()
+        s.score(PlainPrompt("word " * 600), 1).result()
 
 
 def test_seed_makes_sampling_reproducible(session: tuple[ChatSession, Recorder]) -> None:

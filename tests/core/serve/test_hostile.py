@@ -34,6 +34,9 @@ OPENAI_BODY = st.fixed_dictionaries({"model": st.sampled_from(["demo", "nope", "
         "json_schema": st.fixed_dictionaries({"name": st.just("x"), "schema": ANY_JSON})})),
     "n": st.integers(-1, 3), "stream": st.booleans(), "echo": st.one_of(st.booleans(), ANY_JSON),
     "logprobs": st.one_of(st.none(), st.booleans(), st.integers(-1, 25)),
+    # Completions' prompt: text, token ids (in and out of the vocabulary, negative, huge), nested lists, anything.
+    "prompt": st.one_of(st.text(max_size=30), st.lists(st.integers(-2, 10**30), max_size=4),
+                        st.lists(st.lists(st.integers(-1, 60000), max_size=4), max_size=2), ANY_JSON),
 })
 OLLAMA_BODY = st.fixed_dictionaries({"model": st.sampled_from(["demo", "demo:latest", "nope"])}, optional={
     "messages": st.lists(MESSAGE, max_size=3), "prompt": st.one_of(st.text(max_size=30), ANY_JSON),
@@ -65,7 +68,7 @@ def _check(reply, path: str) -> None:
 @given(body=OPENAI_BODY, path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]))
 def test_openai_bodies(client: TestClient, body: dict, path: str) -> None:
     if path == "/v1/completions":
-        body = {**body, "prompt": body.pop("messages", "Hi")}
+        body = {"prompt": body.pop("messages", "Hi"), **body}
     _check(client.post(path, content=json.dumps(body).encode()), path)
     assert not crash_log_path().exists()
 
@@ -81,7 +84,8 @@ def test_ollama_bodies(client: TestClient, body: dict, path: str) -> None:
     assert not crash_log_path().exists()
 
 
-@pytest.mark.parametrize("body", [{"prompt": ""}, {"prompt": "", "echo": True, "logprobs": 1}, {"prompt": [""]}])
+@pytest.mark.parametrize("body", [{"prompt": ""}, {"prompt": "", "echo": True, "logprobs": 1}, {"prompt": [""]},
+                                  {"prompt": []}, {"prompt": [[]], "echo": True, "max_tokens": 0}])
 def test_an_empty_prompt_is_400_not_a_request_that_never_ends(client: TestClient, body: dict) -> None:
     # It was an AssertionError inside llama-cpp-python on the engine's thread, and the request waited forever.
     reply = client.post("/v1/completions", json={"model": "demo", "max_tokens": 2, **body})

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import math
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
-from openai import OpenAI
+from openai import BadRequestError, OpenAI
 
 from tests.core.serve.conftest import QUESTION, Served
 from tuillm.core.chat.engine import ChatSession
+from tuillm.core.llama.loader import quiet_llama
 from tuillm.core.llama.options import LoadOptions
 
 ASK = [{"role": "user", "content": QUESTION}]
@@ -147,6 +149,64 @@ def test_echo_puts_the_prompt_first_with_its_logprobs_whole_and_streamed(client:
     streamed = [c.logprobs for c in chunks if c.logprobs]
     assert [o for x in streamed for o in x.text_offset] == lp.text_offset
     assert [v for x in streamed for v in x.token_logprobs] == pytest.approx(lp.token_logprobs, abs=1e-9)
+
+
+def _ids(demo_gguf: Path, text: str) -> list[int]:
+    """``text``'s token ids under the demo, as a client with the model's tokenizer counts them."""
+    llm = quiet_llama(str(demo_gguf), vocab_only=True)
+    try:
+        return llm.tokenize(text.encode(), add_bos=False, special=True)
+    finally:
+        llm.close()
+
+
+def _lm_eval_score(client: OpenAI, context: list[int], continuation: list[int]) -> tuple[float, bool]:
+    """A continuation's log-likelihood as lm-eval's ``local-completions`` asks for it and reads the answer: the
+    tokens in a list of one, echo, logprobs 1, one new token; then the continuation's logprobs, and whether each
+    was the most likely token at its position."""
+    reply = client.completions.create(model="demo", prompt=[context + continuation], echo=True, logprobs=1,
+                                      max_tokens=1, temperature=0, seed=1234)
+    lp = reply.choices[0].logprobs
+    assert len(lp.token_logprobs) == len(context) + len(continuation) + 1  # the prompt's, then the new token's
+    scores, tops = lp.token_logprobs[len(context):-1], lp.top_logprobs[len(context):-1]
+    return sum(scores), all(score == max(top.values()) for score, top in zip(scores, tops, strict=True))
+
+
+def test_prompts_of_token_ids_as_lm_eval_sends_them(client: OpenAI, demo_gguf: Path) -> None:
+    question = "The capital of France is"
+    context = _ids(demo_gguf, question)
+    ask = dict(model="demo", temperature=0, max_tokens=5, extra_body={"repeat_penalty": 1.0})
+    # Generation from the ids is generation from the text they spell.
+    from_ids = client.completions.create(**ask, prompt=context).choices[0].text
+    assert from_ids == client.completions.create(**ask, prompt=question).choices[0].text
+    assert "Paris" in from_ids
+    # Log-likelihoods: the greedy continuation is greedy and likelier than another; the echo spells the text.
+    paris, paris_greedy = _lm_eval_score(client, context, _ids(demo_gguf, " Paris"))
+    london, london_greedy = _lm_eval_score(client, context, _ids(demo_gguf, " London"))
+    assert paris_greedy and not london_greedy and paris > london
+    echoed = client.completions.create(model="demo", prompt=[context], echo=True, logprobs=0, max_tokens=0)
+    assert echoed.choices[0].text == question  # max_tokens 0: the prompt alone, scored
+    assert echoed.usage.prompt_tokens == len(context) and echoed.usage.completion_tokens == 0
+    assert len(echoed.choices[0].logprobs.token_logprobs) == len(context)
+    with pytest.raises(BadRequestError, match="token 99999 is not in the model's vocabulary"):
+        client.completions.create(model="demo", prompt=[[*context, 99999]], max_tokens=1)
+
+
+def test_a_character_split_across_tokens_is_named_by_its_bytes(client: OpenAI) -> None:
+    prompt = "The llama 🦙 met the 龘 dragon"  # the demo's tokenizer splits both characters into byte tokens
+    lp = client.completions.create(model="demo", prompt=prompt, echo=True, logprobs=3,
+                                   max_tokens=0).choices[0].logprobs
+    split = [(t, at) for t, at in zip(lp.tokens, lp.text_offset, strict=True) if t.startswith("bytes:")]
+    assert len(split) >= 4
+    for token, at in zip(lp.tokens, lp.text_offset, strict=True):
+        if token.startswith("bytes:"):  # its text (a space before the character) is there, then the character
+            ascii_part = token[len("bytes:"):].split("\\x")[0]
+            assert prompt[at:].startswith(ascii_part) and prompt[at + len(ascii_part)] in "🦙龘"
+        else:
+            assert prompt[at:at + len(token)] == token
+    assert lp.text_offset == sorted(lp.text_offset)
+    # The alternatives that are parts of characters keep their own names: none is folded into U+FFFD.
+    assert not any("\ufffd" in name for top in lp.top_logprobs[1:] for name in top)
 
 
 def test_stop_sequence_is_honoured(client: OpenAI) -> None:

@@ -1,0 +1,133 @@
+"""What the routes share: the request body parsed into its shape, the sampling fields checked against their
+declarations, and ``Api``, which starts a reply on the host and answers it whole or streamed, logging each request.
+A client that leaves stops its own generation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from tuillm.core.chat.engine import PromptTooLong
+from tuillm.core.chat.plain import PlainPrompt
+from tuillm.core.errors import TuillmError
+from tuillm.core.llama.options import PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
+from tuillm.core.options import option_map
+from tuillm.core.serve.guard import RequestLog, RequestRecord, clock
+from tuillm.core.serve.models import LoadFailed, ModelHost, ServedModel, UnknownModel
+from tuillm.core.serve.runner import Finished, ReplyStream
+from tuillm.core.settings import sampling_defaults
+
+_Body = TypeVar("_Body", bound=BaseModel)
+_DECLARED = option_map((*SAMPLING_OPTIONS, *PENALTY_OPTIONS, SEED))
+
+
+def sampling_for(host: ModelHost, given: dict[str, Any], names: dict[str, str] | None = None) -> Sampling:
+    """The settings file's [sampling] with the request's fields on top, each checked by its declaration and
+    refused under the API's own name for it (``temperature: must be a number from 0 to 5, not 9``)."""
+    given = {k: v for k, v in given.items() if v is not None}
+    for name, value in given.items():
+        if name in _DECLARED:
+            _DECLARED[name].check_field(value, (names or {}).get(name, name))
+    return sampling_defaults(host.config, **given)
+
+
+class BadRequest(TuillmError):
+    """A body that is not JSON, or not of the route's shape."""
+
+
+async def parse(request: Request, shape: type[_Body]) -> _Body:
+    """The request's JSON body as ``shape``, whatever its content type says (Ollama's docs use ``curl -d``)."""
+    try:
+        data = json.loads(await request.body())
+    except (ValueError, RecursionError):
+        raise BadRequest("malformed JSON in the request body") from None
+    try:
+        return shape.model_validate(data)
+    except ValidationError as exc:
+        problems = exc.errors()
+        raise BadRequest("; ".join(f"{'.'.join(str(x) for x in p.get('loc', ())) or 'body'}: {p.get('msg')}"
+                                   for p in problems[:5])) from None
+
+
+def status_of(exc: BaseException) -> tuple[int, str | None]:
+    if isinstance(exc, UnknownModel):
+        return 404, "model_not_found"
+    if isinstance(exc, PromptTooLong):
+        return 400, "context_length_exceeded"
+    if isinstance(exc, LoadFailed):
+        return 503, "model_not_loaded"
+    return 400, None
+
+
+async def _watch(request: Request, work: Awaitable[Any], stream: ReplyStream) -> Any:
+    """``work``'s result; a client that disconnects meanwhile stops the reply (its task is not cancelled)."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=0.25)
+        if done:
+            return task.result()
+        if not stream.left and await request.is_disconnected():
+            stream.left = True
+            stream.cancel()
+
+
+class Api:
+    """The routes' shared work over one host, and the request log."""
+
+    def __init__(self, host: ModelHost, log: RequestLog) -> None:
+        self.host = host
+        self.log = log
+
+    async def start(self, request: Request, name: str, prompt: list[dict[str, str]] | PlainPrompt,
+                    sampling: Sampling, stops: list[str], keep: float | None = None,
+                    ) -> tuple[ServedModel, ReplyStream]:
+        model = self.host.find(name)
+        stream = ReplyStream(stops)
+        await _watch(request, stream.start(self.host, model, prompt, sampling, keep), stream)
+        return model, stream
+
+    def record(self, request: Request, t0: float, model: str, done: Finished | None, status: int = 200,
+               error: str = "") -> None:
+        request.state.logged = True
+        if status == 499 and done is not None and done.finish_reason == "cancelled":
+            error += "; its generation stopped"
+        self.log(RequestRecord(request.method, request.url.path, status, clock() - t0, model,
+                               done.prompt_tokens if done else 0, done.completion_tokens if done else 0, error))
+
+    async def whole(self, request: Request, t0: float, model: str, stream: ReplyStream) -> Finished:
+        """The reply, not streamed; logged (499 when the client left before it was done)."""
+        done = await _watch(request, stream.text(), stream)
+        self.record(request, t0, model, done, 499 if stream.left else 200,
+                    "client closed the connection" if stream.left else "")
+        return done
+
+    def streamed(self, request: Request, t0: float, model: str, stream: ReplyStream, media: str,
+                 texts: Callable[[list[str]], str], end: Callable[[Finished], str]) -> StreamingResponse:
+        """The reply as it comes: the text that arrived since the last write as one chunk (``texts([text])``: an
+        SSE event or an NDJSON line), at most one a frame (``runner.FRAME_S``), ``end(finished)`` at the end."""
+        async def body() -> AsyncIterator[str]:
+            request.state.logged = True  # below, once the stream ends (a client that left: once its reply does)
+            status, error = 499, "client closed the connection"
+            try:
+                async for batch in stream.batches():
+                    yield texts(["".join(batch)])
+                assert stream.finished is not None
+                yield end(stream.finished)
+                status, error = 200, ""
+            except TuillmError as exc:
+                status, error = 500, str(exc)
+                yield texts([f"\n[error: {exc}]"])
+            finally:
+                if stream.finished is None and stream.future is not None:  # the client left: log what was made
+                    stream.future.add_done_callback(
+                        lambda f: self.record(request, t0, model, stream.finish_of(f), status, error))
+                else:
+                    self.record(request, t0, model, stream.finished, status, error)
+
+        return StreamingResponse(body(), media_type=media)
