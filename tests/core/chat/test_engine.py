@@ -187,6 +187,10 @@ def test_a_scored_prompt_matches_decoding_token_by_token_and_stays_cached(
     assert done.stats.cached_tokens == len(tokens) - 1  # the scored prompt was kept: only its last token again
     with pytest.raises(TuillmError, match=r"longer than the context \(512\)"):
         s.score(PlainPrompt("word " * 600), 1).result()
+    # A template's markers in the prompt are special tokens, named in the scores: the pieces still spell it.
+    marked = "<|im_start|>user\nHi<|im_end|>"
+    score = s.score(PlainPrompt(marked), 2).result()
+    assert b"".join([score.first, *(e.piece for e in score.entries)]).decode() == marked and len(score.entries) < 6
 
 
 def test_seed_makes_sampling_reproducible(session: tuple[ChatSession, Recorder]) -> None:
