@@ -102,10 +102,17 @@ class Api:
 
     async def whole(self, request: Request, t0: float, model: str, stream: ReplyStream) -> Finished:
         """The reply, not streamed; logged (499 when the client left before it was done)."""
-        done = await _watch(request, stream.text(), stream)
-        self.record(request, t0, model, done, 499 if stream.left else 200,
-                    "client closed the connection" if stream.left else "")
+        done = await self.answer(request, stream)
+        self.record_whole(request, t0, model, done, stream.left)
         return done
+
+    @staticmethod
+    async def answer(request: Request, stream: ReplyStream) -> Finished:
+        """The reply, not streamed, not logged (``stream.left``: the client left before it was done)."""
+        return await _watch(request, stream.text(), stream)
+
+    def record_whole(self, request: Request, t0: float, model: str, done: Finished, left: bool) -> None:
+        self.record(request, t0, model, done, 499 if left else 200, "client closed the connection" if left else "")
 
     def streamed(self, request: Request, t0: float, model: str, stream: ReplyStream, media: str,
                  texts: Callable[[list[str]], str], end: Callable[[Finished], str]) -> StreamingResponse:

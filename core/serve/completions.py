@@ -1,8 +1,10 @@
-"""``POST /v1/completions``: a plain prompt (text, or the token ids a client tokenized it into) continued as is.
+"""``POST /v1/completions``: plain prompts (text, or the token ids a client tokenized them into) continued as is.
 
-``echo`` puts the prompt before the reply; with ``logprobs`` each prompt token is scored as well (what lm-eval's
-loglikelihood asks for), and with ``max_tokens: 0`` the scored prompt is the whole answer, as OpenAI's older
-models gave it. Streamed, the echoed prompt is the first chunk. A prompt of token ids echoes as their text.
+Several prompts in one request are answered one after the other, each in its own choice (lm-eval sends its batch
+that way); a streamed request takes one. ``echo`` puts the prompt before the reply; with ``logprobs`` each prompt
+token is scored as well (what lm-eval's loglikelihood asks for), and with ``max_tokens: 0`` the scored prompt is
+the whole answer, as OpenAI's older models gave it. Streamed, the echoed prompt is the first chunk. A prompt of
+token ids echoes as their text.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from tuillm.core.chat.plain import PlainPrompt
+from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import Sampling
 from tuillm.core.serve import openai
 from tuillm.core.serve.api import Api, parse, sampling_for
@@ -36,24 +39,61 @@ class Echo:
     logprobs: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """One request's fields, read once."""
+
+    model: str
+    sampling: Sampling
+    stops: list[str]
+    echo: bool
+    prompt_only: bool
+
+
 async def complete(api: Api, request: Request) -> Any:
     t0 = clock()
     body = await parse(request, openai.CompletionRequest)
-    sampling = sampling_for(api.host, body.sampling())
-    prompt = body.plain()
-    echo = await _echo(api.host, body.model, prompt, sampling) if body.echo else None
-    if echo is not None and body.prompt_only():
-        return _prompt_only(api, request, t0, body, echo)
-    model, stream = await api.start(request, body.model, prompt, sampling, body.stops())
-    rid, name, created = openai.new_id("cmpl"), model.name, int(time.time())
-    echoed = echo.text if echo else ""
+    ask = _Ask(body.model, sampling_for(api.host, body.sampling()), body.stops(), body.echo, body.prompt_only())
+    prompts = body.plains()
     if not body.stream:
-        done = await api.whole(request, t0, name, stream)
-        entries = None if done.logprobs is None else \
-            openai.completion_logprobs(done.logprobs, openai.TextOffsets(len(echoed)))
-        return openai.completion(rid, name, echoed + done.text, done,
-                                 logprobs=openai.joined(echo.logprobs if echo else None, entries))
-    texts = _chunks(rid, name, created, stream, len(echoed))
+        return await _whole(api, request, t0, ask, prompts)
+    if len(prompts) > 1:
+        raise TuillmError("stream: a streamed completion takes one prompt (send the others in requests of their own)")
+    return await _streamed(api, request, t0, ask, prompts[0])
+
+
+async def _whole(api: Api, request: Request, t0: float, ask: _Ask, prompts: list[PlainPrompt]) -> Any:
+    """Each prompt's completion as its choice, in order; a client that leaves stops the one running and the rest."""
+    name = api.host.find(ask.model).name
+    choices, parts, left = [], [], False
+    for index, prompt in enumerate(prompts):
+        echo = await _echo(api.host, ask, prompt) if ask.echo else None
+        if echo is not None and ask.prompt_only:
+            done, left = _scored(echo, t0), False
+            choices.append(openai.completion_choice(echo.text, done, echo.logprobs, index))
+        else:
+            _, stream = await api.start(request, ask.model, prompt, ask.sampling, ask.stops)
+            done, left = await api.answer(request, stream), stream.left
+            echoed = echo.text if echo else ""
+            entries = None if done.logprobs is None else \
+                openai.completion_logprobs(done.logprobs, openai.TextOffsets(len(echoed)))
+            choices.append(openai.completion_choice(echoed + done.text, done,
+                                                    openai.joined(echo.logprobs if echo else None, entries), index))
+        parts.append(done)
+        if left:
+            break
+    total = _total(parts)
+    api.record_whole(request, t0, name, total, left)
+    return openai.completions(openai.new_id("cmpl"), name, choices, total)
+
+
+async def _streamed(api: Api, request: Request, t0: float, ask: _Ask, prompt: PlainPrompt) -> Any:
+    echo = await _echo(api.host, ask, prompt) if ask.echo else None
+    if echo is not None and ask.prompt_only:
+        return _prompt_only_streamed(api, request, t0, ask, echo)
+    model, stream = await api.start(request, ask.model, prompt, ask.sampling, ask.stops)
+    rid, name, created = openai.new_id("cmpl"), model.name, int(time.time())
+    texts = _chunks(rid, name, created, stream, len(echo.text) if echo else 0)
     # The echoed prompt is the first chunk written, before the reply's first text or its end.
     head = [sse(openai.completion(rid, name, echo.text, created=created, logprobs=echo.logprobs))] if echo else []
 
@@ -66,23 +106,36 @@ async def complete(api: Api, request: Request) -> Any:
     return api.streamed(request, t0, name, stream, "text/event-stream", chunk, end)
 
 
-async def _echo(host: ModelHost, name: str, prompt: PlainPrompt, sampling: Sampling) -> Echo:
+async def _echo(host: ModelHost, ask: _Ask, prompt: PlainPrompt) -> Echo:
     """The prompt scored by the model (it stays in the cache for the reply): its text, count and logprobs."""
-    score = await host.score(host.find(name), prompt, sampling.logprobs or 0)
+    top = ask.sampling.logprobs
+    score = await host.score(host.find(ask.model), prompt, top or 0)
     pieces = [score.first, *(entry.piece for entry in score.entries)]
     text = prompt.text if prompt.ids is None else b"".join(pieces).decode("utf-8", errors="replace")
-    return Echo(text, len(pieces), None if sampling.logprobs is None else openai.prompt_logprobs(score))
+    return Echo(text, len(pieces), None if top is None else openai.prompt_logprobs(score))
 
 
-def _prompt_only(api: Api, request: Request, t0: float, body: openai.CompletionRequest, echo: Echo) -> Any:
-    """The answer to ``echo`` with ``max_tokens: 0``: the prompt and its logprobs, no reply."""
-    name = api.host.find(body.model).name
-    done = Finished(text="", prompt_tokens=echo.tokens, completion_tokens=0, finish_reason="length",
+def _scored(echo: Echo, t0: float) -> Finished:
+    """How a prompt answered alone (``max_tokens: 0``) ended: its tokens counted, none generated."""
+    return Finished(text="", prompt_tokens=echo.tokens, completion_tokens=0, finish_reason="length",
                     total_s=clock() - t0, load_s=0.0, ttft_s=0.0)
-    api.record(request, t0, name, done)
+
+
+def _total(parts: list[Finished]) -> Finished:
+    """The usage and timings of several prompts' completions as one."""
+    if len(parts) == 1:
+        return parts[0]
+    return Finished(text="", prompt_tokens=sum(p.prompt_tokens for p in parts),
+                    completion_tokens=sum(p.completion_tokens for p in parts), finish_reason=parts[-1].finish_reason,
+                    total_s=sum(p.total_s for p in parts), load_s=sum(p.load_s for p in parts),
+                    ttft_s=parts[0].ttft_s)
+
+
+def _prompt_only_streamed(api: Api, request: Request, t0: float, ask: _Ask, echo: Echo) -> StreamingResponse:
+    name = api.host.find(ask.model).name
+    done = _scored(echo, t0)
+    api.record_whole(request, t0, name, done, False)
     rid, created = openai.new_id("cmpl"), int(time.time())
-    if not body.stream:
-        return openai.completion(rid, name, echo.text, done, created, echo.logprobs)
     events = [sse(openai.completion(rid, name, echo.text, created=created, logprobs=echo.logprobs)),
               sse(openai.completion(rid, name, "", done, created)) + DONE]
     return StreamingResponse(iter(events), media_type="text/event-stream")

@@ -138,6 +138,10 @@ class ChatRequest(_Generation):
         return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
 
 
+# Prompts of one completions request, answered one after the other (lm-eval sends its batch size's worth).
+MAX_PROMPTS = 128
+
+
 class CompletionRequest(_Generation):
     # One prompt: text, or the token ids a client tokenized it into (lm-eval's local-completions sends those);
     # read by ``plain``, which says in one line what is wrong with it.
@@ -154,19 +158,23 @@ class CompletionRequest(_Generation):
         values = super().sampling() | {"logprobs": self.logprobs}
         return values | {"max_tokens": None} if self.prompt_only() else values
 
-    def plain(self) -> PlainPrompt:
-        """The prompt: text, token ids (whole numbers from 0; the vocabulary's bound is the model's, checked where it
-        is loaded: core.chat.plain), or a list holding one of these."""
+    def plains(self) -> list[PlainPrompt]:
+        """The prompts, each answered in its own choice: text, token ids (whole numbers from 0; the vocabulary's
+        bound is the model's, checked where it is loaded: core.chat.plain), or a list of these."""
         prompt: Any = self.prompt
-        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
-            prompt = prompt[0]
         if isinstance(prompt, str):
-            return PlainPrompt(prompt)
-        if all(type(token) is int and token >= 0 for token in prompt):  # bool is no token id
-            return PlainPrompt(ids=tuple(prompt))
-        if len(prompt) > 1 and all(isinstance(one, str | list) for one in prompt):
-            raise TuillmError("prompt: one prompt per request is supported")
-        raise TuillmError("prompt: must be text or token ids (whole numbers from 0), or a list of one of these")
+            return [PlainPrompt(prompt)]
+        if _token_ids(prompt):  # one prompt of ids ([]: the engine says it is empty)
+            return [PlainPrompt(ids=tuple(prompt))]
+        if not all(isinstance(one, str) or (isinstance(one, list) and _token_ids(one)) for one in prompt):
+            raise TuillmError("prompt: must be text or token ids (whole numbers from 0), or a list of these")
+        if len(prompt) > MAX_PROMPTS:
+            raise TuillmError(f"prompt: at most {MAX_PROMPTS} prompts per request, not {len(prompt)}")
+        return [PlainPrompt(one) if isinstance(one, str) else PlainPrompt(ids=tuple(one)) for one in prompt]
+
+
+def _token_ids(values: list[Any]) -> bool:
+    return all(type(value) is int and value >= 0 for value in values)  # JSON true is no token id
 
 
 # --- responses ------------------------------------------------------------------------------------------------
@@ -264,13 +272,22 @@ def chat_chunk(rid: str, model: str, delta: dict[str, str], done: Finished | Non
     return chunk
 
 
+def completion_choice(text: str, done: Finished | None, logprobs: dict[str, Any] | None = None,
+                      index: int = 0) -> dict[str, Any]:
+    return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason(done) if done else None}
+
+
 def completion(rid: str, model: str, text: str, done: Finished | None = None, created: int | None = None,
                logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A completion, or one streamed chunk of one (``done`` None)."""
+    """A completion of one prompt, or one streamed chunk of one (``done`` None)."""
+    return completions(rid, model, [completion_choice(text, done, logprobs)], done, created)
+
+
+def completions(rid: str, model: str, choices: list[dict[str, Any]], done: Finished | None = None,
+                created: int | None = None) -> dict[str, Any]:
+    """A completion of each prompt as its choice; ``done``: the usage of them all (None: a streamed chunk)."""
     body: dict[str, Any] = {"id": rid, "object": "text_completion", "created": created or int(time.time()),
-                            "model": model,
-                            "choices": [{"index": 0, "text": text, "logprobs": logprobs,
-                                         "finish_reason": finish_reason(done) if done else None}]}
+                            "model": model, "choices": choices}
     if done is not None:
         body["usage"] = usage(done)
     return body

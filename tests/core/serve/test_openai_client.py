@@ -192,6 +192,25 @@ def test_prompts_of_token_ids_as_lm_eval_sends_them(client: OpenAI, demo_gguf: P
         client.completions.create(model="demo", prompt=[[*context, 99999]], max_tokens=1)
 
 
+def test_several_prompts_are_answered_each_in_its_own_choice(client: OpenAI, demo_gguf: Path) -> None:
+    questions = ["The capital of France is", "The capital of Italy is"]
+    ask = dict(model="demo", temperature=0, max_tokens=4, extra_body={"repeat_penalty": 1.0})
+    alone = [client.completions.create(**ask, prompt=question) for question in questions]
+    together = client.completions.create(**ask, prompt=questions)
+    assert [c.index for c in together.choices] == [0, 1]
+    assert [c.text for c in together.choices] == [a.choices[0].text for a in alone]
+    assert together.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone)
+    assert together.usage.completion_tokens == 8
+    # lm-eval's batch of log-likelihoods (batch_size 2): what each scores alone.
+    context, endings = _ids(demo_gguf, questions[0]), [_ids(demo_gguf, " Paris"), _ids(demo_gguf, " London")]
+    batch = client.completions.create(model="demo", prompt=[context + e for e in endings], echo=True, logprobs=1,
+                                      max_tokens=1, temperature=0)
+    sums = [sum(c.logprobs.token_logprobs[len(context):-1]) for c in batch.choices]
+    assert sums == pytest.approx([_lm_eval_score(client, context, e)[0] for e in endings], abs=1e-6)
+    with pytest.raises(BadRequestError, match="a streamed completion takes one prompt"):
+        client.completions.create(**ask, prompt=questions, stream=True)
+
+
 def test_a_character_split_across_tokens_is_named_by_its_bytes(client: OpenAI) -> None:
     prompt = "The llama 🦙 met the 龘 dragon"  # the demo's tokenizer splits both characters into byte tokens
     lp = client.completions.create(model="demo", prompt=prompt, echo=True, logprobs=3,

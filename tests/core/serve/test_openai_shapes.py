@@ -15,31 +15,34 @@ def _request(prompt: object, **fields: object) -> openai.CompletionRequest:
     return openai.CompletionRequest.model_validate({"model": "demo", "prompt": prompt, **fields})
 
 
-@pytest.mark.parametrize(("prompt", "plain"), [
-    ("Hi", PlainPrompt("Hi")),
-    (["Hi"], PlainPrompt("Hi")),
-    ([1, 2, 3], PlainPrompt(ids=(1, 2, 3))),
-    ([[1, 2, 3]], PlainPrompt(ids=(1, 2, 3))),
-    ([[]], PlainPrompt(ids=())),  # the engine says it is empty, as it does of ""
-    ([0], PlainPrompt(ids=(0,))),
+@pytest.mark.parametrize(("prompt", "plains"), [
+    ("Hi", [PlainPrompt("Hi")]),
+    (["Hi"], [PlainPrompt("Hi")]),
+    ([1, 2, 3], [PlainPrompt(ids=(1, 2, 3))]),
+    ([[1, 2, 3]], [PlainPrompt(ids=(1, 2, 3))]),
+    ([], [PlainPrompt(ids=())]),  # the engine says it is empty, as it does of ""
+    ([0], [PlainPrompt(ids=(0,))]),
+    (["a", "b"], [PlainPrompt("a"), PlainPrompt("b")]),
+    ([[1], [2, 3], []], [PlainPrompt(ids=(1,)), PlainPrompt(ids=(2, 3)), PlainPrompt(ids=())]),
 ])
-def test_a_prompt_is_text_or_token_ids(prompt: object, plain: PlainPrompt) -> None:
-    assert _request(prompt).plain() == plain
+def test_prompts_are_text_or_token_ids(prompt: object, plains: list[PlainPrompt]) -> None:
+    assert _request(prompt).plains() == plains
 
 
 @pytest.mark.parametrize(("prompt", "message"), [
-    (["a", "b"], "one prompt per request"),
-    ([[1], [2]], "one prompt per request"),
     ([-1], "token ids"),
     ([True, 2], "token ids"),  # JSON true is no token id
     ([1.0], "token ids"),
     ([[1, "a"]], "token ids"),
     ([["a"]], "token ids"),
+    ([[[1]]], "token ids"),
     ([{"text": "a"}], "token ids"),
+    (["a"] * (openai.MAX_PROMPTS + 1), f"at most {openai.MAX_PROMPTS} prompts per request, not "
+                                       f"{openai.MAX_PROMPTS + 1}"),
 ])
 def test_a_prompt_of_anything_else_is_refused_in_one_line(prompt: object, message: str) -> None:
     with pytest.raises(TuillmError, match=message):
-        _request(prompt).plain()
+        _request(prompt).plains()
 
 
 def test_echo_with_no_tokens_asks_for_the_prompt_alone() -> None:
