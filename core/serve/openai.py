@@ -149,12 +149,18 @@ class CompletionRequest(_Generation):
     max_tokens: int | None = 16  # OpenAI's default for completions; 0 with echo: the prompt alone, scored
     logprobs: int | None = None  # the alternatives to report with each token (OpenAI takes 0 to 5)
     echo: bool = False  # the prompt before the reply (with its tokens' logprobs when logprobs is given)
+    suffix: str | None = None  # text after the insertion: refused (no fill-in-the-middle here)
+    best_of: int | None = None  # refused above 1 (one candidate per prompt)
 
     def prompt_only(self) -> bool:
         """``echo`` with ``max_tokens: 0``: the answer is the prompt (with its logprobs), no reply."""
         return self.echo and self.max_tokens == 0
 
     def sampling(self) -> dict[str, Any]:
+        if self.suffix:
+            raise TuillmError("suffix (insertion, fill-in-the-middle) is not supported by tuillm serve")
+        if self.best_of not in (None, 1):
+            raise TuillmError("best_of: only 1 candidate per prompt is supported")
         values = super().sampling() | {"logprobs": self.logprobs}
         return values | {"max_tokens": None} if self.prompt_only() else values
 

@@ -80,3 +80,13 @@ def test_an_echoed_prompt_starts_with_its_unscored_first_token() -> None:
     assert lp["tokens"] == ["bytes:\\xf0\\x9f", "bytes:\\xa6\\x99", " ok"]
     assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
     assert lp["text_offset"] == [0, 0, 1]
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"suffix": "}"}, "suffix"),
+    ({"best_of": 3}, "best_of: only 1 candidate"),
+])
+def test_what_would_change_the_answer_and_is_not_done_is_refused(fields: dict, message: str) -> None:
+    with pytest.raises(TuillmError, match=message):
+        _request("Hi", **fields).sampling()
+    assert _request("Hi", suffix="", best_of=1).sampling()["logprobs"] is None  # the defaults change nothing
