@@ -68,6 +68,15 @@ class PromptScore:
     entries: tuple[TokenLogprob, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """The last scored prompt: its tokens, the alternatives asked and its entries (``LlamaModel.score``)."""
+
+    tokens: tuple[int, ...]
+    top: int
+    entries: tuple[TokenLogprob, ...]
+
+
 # Prompt tokens decoded at once when every one's logits are kept: llama.cpp holds a vocabulary of floats for each
 # (64 x 128k x 4 bytes = 32 MB for a large vocabulary; a whole 512-token batch would be 256 MB).
 SCORE_BATCH = 64
@@ -119,6 +128,7 @@ class LlamaModel:
         self.metadata: dict[str, str] = dict(llm.metadata)
         self.n_ctx = int(llm.n_ctx())  # what llama.cpp made of the n_ctx asked for
         self._vocab = model.vocab
+        self._scored: _Scored | None = None
 
     @classmethod
     def load(cls, path: Path, opts: LoadOptions) -> LlamaModel:
@@ -248,16 +258,22 @@ class LlamaModel:
 
     def score(self, tokens: list[int], top: int, stop: StopFlag) -> PromptScore:
         """Each of ``tokens`` after the first with its log-probability given those before it and the ``top`` most
-        likely tokens there: completions' ``echo`` (special tokens by name: the pieces spell the prompt). Decoded
-        from an empty cache, where they stay: a reply to this prompt evaluates nothing again. A stop ends it with a
-        ``TuillmError``."""
+        likely tokens there: completions' ``echo`` (special tokens by name: the pieces spell the prompt). The
+        tokens stay in the cache: a reply to this prompt evaluates nothing again. A stop ends it with a
+        ``TuillmError``.
+
+        The scores of a prefix shared with the last scored prompt, still in the cache, are kept, and only the rest
+        is decoded: an evaluation's requests share their few-shot context and differ in their last tokens."""
         llm = self._llm
-        self.reset()
-        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        entries: list[TokenLogprob] = []
+        kept = self._kept_scores(tokens, top)
+        begin = len(kept)  # the last kept token is decoded again: its logits score the first new token
+        self._scored = None  # while the cache changes
+        llm._ctx.kv_cache_seq_rm(-1, begin, -1)
+        llm.n_tokens = begin
+        entries = list(kept)
         size = min(SCORE_BATCH, llm.n_batch)  # what the batch llama-cpp-python made holds
         with abort_hook(llm._ctx.ctx, stop):
-            for start in range(0, len(tokens), size):
+            for start in range(begin, len(tokens), size):
                 chunk = tokens[start:start + size]
                 llm._batch.set_batch(batch=chunk, n_past=start, logits_all=True)
                 try:
@@ -270,8 +286,25 @@ class LlamaModel:
                 llm.n_tokens = start + len(chunk)
                 entries += [self._entry(i, tokens[start + i + 1], top, special=True) for i in range(len(chunk))
                             if start + i + 1 < len(tokens)]
+        self._scored = _Scored(tuple(tokens), top, tuple(entries))
         first = self.piece(tokens[0], tokens[0] != self._added_bos) if tokens else b""
         return PromptScore(first, tuple(entries))
+
+    def _kept_scores(self, tokens: list[int], top: int) -> tuple[TokenLogprob, ...]:
+        """The last scored prompt's entries for the leading tokens ``tokens`` shares with it and with the cache (a
+        reply since may have replaced part of it), but the last shared one's, whose logits are needed again; cut to
+        ``top`` alternatives (none kept when the last scoring asked for fewer)."""
+        scored = self._scored
+        if scored is None or top > scored.top:
+            return ()
+        import numpy as np
+
+        n = min(len(tokens), len(scored.tokens), self.n_tokens)
+        asked = np.asarray(tokens[:n], dtype=np.int64)
+        same = (asked == np.asarray(scored.tokens[:n])) & (asked == self._llm.input_ids[:n])
+        shared = int(np.argmin(same)) if not same.all() else n
+        return tuple(e if len(e.top) <= top else TokenLogprob(e.piece, e.logprob, e.top[:top])
+                     for e in scored.entries[:max(shared - 1, 0)])
 
     def generate(self, tokens: list[int], sampling: Sampling, stop: StopFlag) -> Iterator[int]:
         """The tokens sampled after the prompt ``tokens``, without end (the caller stops, then closes this).

@@ -10,7 +10,7 @@ import pytest
 from tuillm.core.errors import ModelFileError
 from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.loader import quiet_llama
-from tuillm.core.llama.model import LlamaModel
+from tuillm.core.llama.model import SCORE_BATCH, LlamaModel, PromptScore
 from tuillm.core.llama.options import LoadOptions, Sampling
 
 
@@ -56,6 +56,41 @@ def test_stop_set_before_the_prompt_ends_the_generator_quietly(demo_gguf: Path) 
         prompt = model.tokenize("lighthouse storm sea " * 200, add_bos=False)
         assert list(model.generate(prompt, Sampling(), stop)) == []
         assert model.prompt_tokens_evaluated < len(prompt)
+    finally:
+        model.close()
+
+
+def _same_scores(got: PromptScore, want: PromptScore, top: int) -> None:
+    assert [e.piece for e in got.entries] == [e.piece for e in want.entries]
+    assert [e.logprob for e in got.entries] == pytest.approx([e.logprob for e in want.entries], abs=1e-3)
+    assert [[p for p, _ in e.top] for e in got.entries] == [[p for p, _ in e.top[:top]] for e in want.entries]
+
+
+def test_a_prefix_shared_with_the_last_scored_prompt_is_not_scored_again(demo_gguf: Path) -> None:
+    """lm-eval's requests share a few-shot context and differ in their last tokens; each is scored whole."""
+    model = LlamaModel.load(demo_gguf, LoadOptions(n_ctx=1024, n_gpu_layers=0))
+    try:
+        shots = " ".join(f"Q: what is {i} plus {i}? A: {2 * i}." for i in range(20))  # past a scoring batch (64)
+        right, wrong = (model.tokenize(f"{shots} Q: what is 7 plus 1? A: {a}", add_bos=False) for a in (8, 9))
+        shared = next(i for i, (x, y) in enumerate(zip(right, wrong, strict=True)) if x != y)
+        assert shared > SCORE_BATCH
+        fresh = model.score(wrong, 3, StopFlag())  # the first scoring: every token
+        model.score(right, 3, StopFlag())
+        before = model.prompt_tokens_evaluated
+        again = model.score(wrong, 2, StopFlag())
+        assert model.prompt_tokens_evaluated - before == len(wrong) - shared + 1  # the last shared one decoded again
+        _same_scores(again, fresh, 2)
+        # A scoring that asks for more alternatives than were kept scores every token again.
+        before = model.prompt_tokens_evaluated
+        _same_scores(model.score(wrong, 3, StopFlag()), fresh, 3)
+        assert model.prompt_tokens_evaluated - before == len(wrong)
+        # A reply since replaces the cache past its prompt's own prefix: only what still matches is kept.
+        first_half = wrong[:40]
+        with closing(model.generate(first_half, Sampling(temperature=0.0), StopFlag())) as tokens_out:
+            next(tokens_out)
+        before = model.prompt_tokens_evaluated
+        _same_scores(model.score(wrong, 3, StopFlag()), fresh, 3)
+        assert model.prompt_tokens_evaluated - before == len(wrong) - 40 + 1
     finally:
         model.close()
 
