@@ -188,6 +188,9 @@ def test_prompts_of_token_ids_as_lm_eval_sends_them(client: OpenAI, demo_gguf: P
     assert echoed.choices[0].text == question  # max_tokens 0: the prompt alone, scored
     assert echoed.usage.prompt_tokens == len(context) and echoed.usage.completion_tokens == 0
     assert len(echoed.choices[0].logprobs.token_logprobs) == len(context)
+    streamed = list(client.completions.create(model="demo", prompt=[context], echo=True, max_tokens=0, stream=True))
+    assert "".join(c.choices[0].text for c in streamed) == question
+    assert streamed[-1].choices[0].finish_reason == "length" and streamed[-1].usage.completion_tokens == 0
     with pytest.raises(BadRequestError, match="token 99999 is not in the model's vocabulary"):
         client.completions.create(model="demo", prompt=[[*context, 99999]], max_tokens=1)
 
