@@ -9,6 +9,7 @@ llama-cpp-python upgrade that moves them is a change to this file only.
 from __future__ import annotations
 
 import ctypes
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,13 +249,19 @@ class LlamaModel:
 
         n_vocab = self.n_vocab
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, position), shape=(n_vocab,))
-        logits = logits.astype(np.float64)
-        peak = logits.max()
-        logits -= peak + np.log(np.exp(logits - peak).sum())  # log-softmax
-        best = np.argpartition(-logits, top - 1)[:top] if top else np.array([], dtype=np.intp)
-        best = best[np.argsort(-logits[best], kind="stable")]
-        return TokenLogprob(self.piece(token, special), float(logits[token]),
-                            tuple((self.piece(int(i), True), float(logits[i])) for i in best))
+        # log-softmax = logit - log-sum-exp, the sum taken in float64 over float32 exponentials: a tenth of the time
+        # of a float64 copy (a prompt's scoring takes one a token), the same figures to ~1e-7.
+        peak = float(logits.max())
+        lse = peak + math.log(float(np.exp(logits - peak).sum(dtype=np.float64)))
+        if top == 1:  # lm-eval's case
+            best: Any = [int(logits.argmax())]
+        elif top:
+            best = np.argpartition(-logits, top - 1)[:top]
+            best = best[np.argsort(-logits[best], kind="stable")]
+        else:
+            best = []
+        return TokenLogprob(self.piece(token, special), float(logits[token]) - lse,
+                            tuple((self.piece(int(i), True), float(logits[i]) - lse) for i in best))
 
     def score(self, tokens: list[int], top: int, stop: StopFlag) -> PromptScore:
         """Each of ``tokens`` after the first with its log-probability given those before it and the ``top`` most
