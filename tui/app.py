@@ -35,6 +35,7 @@ from textual.widgets import Header, TabbedContent, Tabs
 from textual.worker import WorkerFailed
 
 from tuillm.core.chat.backend import ChatBackendFactory
+from tuillm.core.chat.worker import favour_decoding
 from tuillm.core.errors import crash_report, error_text
 from tuillm.core.models import guard
 from tuillm.core.models.hardware import Hardware
@@ -63,11 +64,6 @@ if TYPE_CHECKING:  # the other panes' modules load when their pane mounts (tui.p
 REPEAT_S = 30.0
 STORM_ERRORS = 20
 STORM_S = 5.0
-
-# A streaming reply's thread takes the GIL back after each token's decode; while the event loop draws (a few ms of
-# Python) it waited up to the default 5 ms switch interval, llama.cpp's threads idle meanwhile. Measured in
-# tests/bench/chat.py's rounds: +1-3% of decode speed in the app (sessions 20 and 23).
-GIL_SWITCH_S = 0.0005
 
 class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; settings (F9) and `tuillm serve`
     CSS_PATH = "app.tcss"
@@ -119,7 +115,7 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
     async def on_mount(self) -> None:
         if self.stop_signal is not None:  # it came while the app was starting: quit now
             self.stop_by_signal(self.stop_signal)
-        sys.setswitchinterval(GIL_SWITCH_S)
+        favour_decoding()  # a streaming reply waits less for the GIL while the app draws
         # The panes are switched with keys; a focusable tab bar would only steal focus from the pane's keys.
         self.query_one(Tabs).can_focus = False
         await self.action_show_pane(PANES[0].id)
