@@ -149,10 +149,14 @@ class ChatSession:
         """Replace the chat template (None: back to the GGUF's)."""
         return self._worker.submit(self._set_template, source)
 
-    def score(self, prompt: PlainPrompt, top: int) -> Future[PromptScore]:
+    def score(self, prompt: PlainPrompt, top: int, stop: StopFlag | None = None) -> Future[PromptScore]:
         """The tokens of ``prompt`` with their log-probabilities and ``top`` alternatives each: completions'
-        ``echo``. A reply to the same prompt then starts from the cache."""
-        return self._worker.submit(self._score, prompt, top)
+        ``echo``. A reply to the same prompt then starts from the cache. ``stop`` (or ``stop()``) ends it with a
+        ``TuillmError``: a long prompt takes seconds."""
+        stop = stop or StopFlag()
+        with self._stop_lock:
+            self._stop_events.add(stop)
+        return self._worker.submit(self._score, prompt, top, stop)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> Future[int]:
         return self._worker.submit(lambda: len(self._prompt_tokens([dict(m) for m in messages])))
@@ -272,12 +276,16 @@ class ChatSession:
             with self._stop_lock:
                 self._stop_events.discard(stop)
 
-    def _score(self, prompt: PlainPrompt, top: int) -> PromptScore:
-        loaded = self._require()
-        tokens = prompt.tokens(loaded.model)
-        if len(tokens) >= loaded.n_ctx:
-            raise _too_long(len(tokens), loaded.n_ctx)
-        return loaded.model.score(tokens, top, StopFlag())  # one pass over at most n_ctx tokens: not stopped
+    def _score(self, prompt: PlainPrompt, top: int, stop: StopFlag) -> PromptScore:
+        try:
+            loaded = self._require()
+            tokens = prompt.tokens(loaded.model)
+            if len(tokens) >= loaded.n_ctx:
+                raise _too_long(len(tokens), loaded.n_ctx)
+            return loaded.model.score(tokens, top, stop)
+        finally:
+            with self._stop_lock:
+                self._stop_events.discard(stop)
 
     def _fit_prompt(self, prompt: _Prompt, sampling: Sampling, stop: StopFlag, emit: ChatEmit,
                     ) -> tuple[list[int], int]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -16,6 +17,8 @@ from pydantic import BaseModel, ValidationError
 from tuillm.core.chat.engine import PromptTooLong
 from tuillm.core.chat.plain import PlainPrompt
 from tuillm.core.errors import TuillmError
+from tuillm.core.llama.abort import StopFlag
+from tuillm.core.llama.model import PromptScore
 from tuillm.core.llama.options import PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
 from tuillm.core.options import option_map
 from tuillm.core.serve.guard import RequestLog, RequestRecord, clock
@@ -56,6 +59,8 @@ async def parse(request: Request, shape: type[_Body]) -> _Body:
 
 
 def status_of(exc: BaseException) -> tuple[int, str | None]:
+    if isinstance(exc, ClientLeft):
+        return 499, None
     if isinstance(exc, UnknownModel):
         return 404, "model_not_found"
     if isinstance(exc, PromptTooLong):
@@ -65,8 +70,31 @@ def status_of(exc: BaseException) -> tuple[int, str | None]:
     return 400, None
 
 
-async def _watch(request: Request, work: Awaitable[Any], stream: ReplyStream) -> Any:
-    """``work``'s result; a client that disconnects meanwhile stops the reply (its task is not cancelled)."""
+class ClientLeft(TuillmError):
+    """The client disconnected while its prompt was scored: the scoring stopped (logged as 499)."""
+
+
+class _Watched(Protocol):
+    """What a client's request runs: it notes whether the client left, and stops when asked."""
+
+    left: bool
+
+    def cancel(self) -> None: ...
+
+
+@dataclass
+class _Scoring:
+    """A prompt being scored (completions' ``echo``)."""
+
+    stop: StopFlag = field(default_factory=StopFlag)
+    left: bool = False
+
+    def cancel(self) -> None:
+        self.stop.set()
+
+
+async def _watch(request: Request, work: Awaitable[Any], stream: _Watched) -> Any:
+    """``work``'s result; a client that disconnects meanwhile stops the work (its task is not cancelled)."""
     task = asyncio.ensure_future(work)
     while True:
         done, _ = await asyncio.wait({task}, timeout=0.25)
@@ -105,6 +133,16 @@ class Api:
         done = await self.answer(request, stream)
         self.record_whole(request, t0, model, done, stream.left)
         return done
+
+    async def score(self, request: Request, name: str, prompt: PlainPrompt, top: int) -> PromptScore:
+        """``prompt``'s tokens with their logprobs (``top`` alternatives each); a client that leaves stops it."""
+        scoring = _Scoring()
+        try:
+            return await _watch(request, self.host.score(self.host.find(name), prompt, top, scoring.stop), scoring)
+        except TuillmError:
+            if scoring.left:
+                raise ClientLeft("client closed the connection; its scoring stopped") from None
+            raise
 
     @staticmethod
     async def answer(request: Request, stream: ReplyStream) -> Finished:

@@ -24,7 +24,6 @@ from tuillm.core.serve import openai
 from tuillm.core.serve.api import Api, parse, sampling_for
 from tuillm.core.serve.framing import Splice, sse
 from tuillm.core.serve.guard import clock
-from tuillm.core.serve.models import ModelHost
 from tuillm.core.serve.runner import Finished, ReplyStream
 
 DONE = "data: [DONE]\n\n"
@@ -67,7 +66,7 @@ async def _whole(api: Api, request: Request, t0: float, ask: _Ask, prompts: list
     name = api.host.find(ask.model).name
     choices, parts, left = [], [], False
     for index, prompt in enumerate(prompts):
-        echo = await _echo(api.host, ask, prompt) if ask.echo else None
+        echo = await _echo(api, request, ask, prompt) if ask.echo else None
         if echo is not None and ask.prompt_only:
             done, left = _scored(echo, t0), False
             choices.append(openai.completion_choice(echo.text, done, echo.logprobs, index))
@@ -88,7 +87,7 @@ async def _whole(api: Api, request: Request, t0: float, ask: _Ask, prompts: list
 
 
 async def _streamed(api: Api, request: Request, t0: float, ask: _Ask, prompt: PlainPrompt) -> Any:
-    echo = await _echo(api.host, ask, prompt) if ask.echo else None
+    echo = await _echo(api, request, ask, prompt) if ask.echo else None
     if echo is not None and ask.prompt_only:
         return _prompt_only_streamed(api, request, t0, ask, echo)
     model, stream = await api.start(request, ask.model, prompt, ask.sampling, ask.stops)
@@ -106,10 +105,10 @@ async def _streamed(api: Api, request: Request, t0: float, ask: _Ask, prompt: Pl
     return api.streamed(request, t0, name, stream, "text/event-stream", chunk, end)
 
 
-async def _echo(host: ModelHost, ask: _Ask, prompt: PlainPrompt) -> Echo:
+async def _echo(api: Api, request: Request, ask: _Ask, prompt: PlainPrompt) -> Echo:
     """The prompt scored by the model (it stays in the cache for the reply): its text, count and logprobs."""
     top = ask.sampling.logprobs
-    score = await host.score(host.find(ask.model), prompt, top or 0)
+    score = await api.score(request, ask.model, prompt, top or 0)
     pieces = [score.first, *(entry.piece for entry in score.entries)]
     text = prompt.text if prompt.ids is None else b"".join(pieces).decode("utf-8", errors="replace")
     return Echo(text, len(pieces), None if top is None else openai.prompt_logprobs(score))

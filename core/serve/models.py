@@ -174,9 +174,10 @@ class ModelHost:
         idle_unload)."""
         return await self._queue(model, keep, lambda: self.session.reply(prompt, sampling, listener, stop=stop))
 
-    async def score(self, model: ServedModel, prompt: PlainPrompt, top: int) -> PromptScore:
-        """The prompt's tokens with their log-probabilities (completions' ``echo``), in turn with the replies."""
-        future, _ = await self._queue(model, None, lambda: self.session.score(prompt, top))
+    async def score(self, model: ServedModel, prompt: PlainPrompt, top: int, stop: StopFlag) -> PromptScore:
+        """The prompt's tokens with their log-probabilities (completions' ``echo``), in turn with the replies;
+        ``stop`` ends the scoring (a client that left)."""
+        future, _ = await self._queue(model, None, lambda: self.session.score(prompt, top, stop))
         return await asyncio.wrap_future(future)
 
     async def _queue(self, model: ServedModel, keep: float | None, submit: Callable[[], Future[_T]],

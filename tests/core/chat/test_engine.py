@@ -23,6 +23,7 @@ from tuillm.core.chat.events import (
 from tuillm.core.chat.fitting import fit_messages
 from tuillm.core.chat.plain import PlainPrompt
 from tuillm.core.errors import ModelFileError, TuillmError
+from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.loader import new_llama
 from tuillm.core.llama.model import SCORE_BATCH
 from tuillm.core.llama.options import LoadOptions, Sampling
@@ -187,6 +188,10 @@ def test_a_scored_prompt_matches_decoding_token_by_token_and_stays_cached(
     assert done.stats.cached_tokens == len(tokens) - 1  # the scored prompt was kept: only its last token again
     with pytest.raises(TuillmError, match=r"longer than the context \(512\)"):
         s.score(PlainPrompt("word " * 600), 1).result()
+    stopped = StopFlag()
+    stopped.set()  # a server's client that left
+    with pytest.raises(TuillmError, match="the prompt's log-probabilities: stopped"):
+        s.score(PlainPrompt(text), 1, stopped).result()
     # A template's markers in the prompt are special tokens, named in the scores: the pieces still spell it.
     marked = "<|im_start|>user\nHi<|im_end|>"
     score = s.score(PlainPrompt(marked), 2).result()

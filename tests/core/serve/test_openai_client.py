@@ -301,3 +301,16 @@ def test_a_client_that_leaves_a_whole_reply_stops_it(server: Served) -> None:
     line = server.wait_for_line(r"/v1/chat/completions demo 499 ", after=before)
     assert "its generation stopped" in line
     assert int(line.split("+")[1].split()[0]) < 1500
+
+
+def test_a_client_that_leaves_while_its_prompt_is_scored_stops_the_scoring(client: OpenAI, server: Served) -> None:
+    # ~3,000 tokens whose every position's logits are kept and read: seconds of work, stopped at the next poll.
+    body = {"model": "demo", "prompt": "The lighthouse keeper watched the storm. " * 380, "echo": True,
+            "logprobs": 5, "max_tokens": 1}
+    before = len(server.lines)
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{server.url}/v1/completions", json=body, timeout=0.5)
+    line = server.wait_for_line(r"/v1/completions 499 ", after=before)
+    assert "client closed the connection; its scoring stopped" in line
+    after = client.completions.create(model="demo", prompt="The capital of France is", temperature=0, max_tokens=4)
+    assert "Paris" in after.choices[0].text
