@@ -58,6 +58,10 @@ async def parse(request: Request, shape: type[_Body]) -> _Body:
                                    for p in problems[:5])) from None
 
 
+class ClientLeft(TuillmError):
+    """The client disconnected while its prompt was scored: the scoring stopped (logged as 499)."""
+
+
 def status_of(exc: BaseException) -> tuple[int, str | None]:
     if isinstance(exc, ClientLeft):
         return 499, None
@@ -68,10 +72,6 @@ def status_of(exc: BaseException) -> tuple[int, str | None]:
     if isinstance(exc, LoadFailed):
         return 503, "model_not_loaded"
     return 400, None
-
-
-class ClientLeft(TuillmError):
-    """The client disconnected while its prompt was scored: the scoring stopped (logged as 499)."""
 
 
 class _Watched(Protocol):
@@ -93,16 +93,16 @@ class _Scoring:
         self.stop.set()
 
 
-async def _watch(request: Request, work: Awaitable[Any], stream: _Watched) -> Any:
+async def _watch(request: Request, work: Awaitable[Any], watched: _Watched) -> Any:
     """``work``'s result; a client that disconnects meanwhile stops the work (its task is not cancelled)."""
     task = asyncio.ensure_future(work)
     while True:
         done, _ = await asyncio.wait({task}, timeout=0.25)
         if done:
             return task.result()
-        if not stream.left and await request.is_disconnected():
-            stream.left = True
-            stream.cancel()
+        if not watched.left and await request.is_disconnected():
+            watched.left = True
+            watched.cancel()
 
 
 class Api:

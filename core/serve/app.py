@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tuillm.core.errors import TuillmError, crash_report, error_text
 from tuillm.core.serve import completions, ollama, openai
 from tuillm.core.serve.api import Api, parse, sampling_for, status_of
-from tuillm.core.serve.framing import Splice, ndjson, sse
+from tuillm.core.serve.framing import SSE_DONE, Splice, ndjson, sse
 from tuillm.core.serve.guard import Guard, RequestLog, clock, error_body
 from tuillm.core.serve.models import ModelHost, ServedModel
 from tuillm.core.serve.runner import Finished, ReplyStream
@@ -70,7 +70,7 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
         texts = _chat_chunks(rid, name, created, stream)
 
         def end(done: Finished) -> str:
-            return sse(openai.chat_chunk(rid, name, {}, done, created)) + "data: [DONE]\n\n"
+            return sse(openai.chat_chunk(rid, name, {}, done, created)) + SSE_DONE
 
         return api.streamed(request, t0, name, stream, "text/event-stream", texts, end)
 

@@ -22,11 +22,9 @@ from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import Sampling
 from tuillm.core.serve import openai
 from tuillm.core.serve.api import Api, parse, sampling_for
-from tuillm.core.serve.framing import Splice, sse
+from tuillm.core.serve.framing import SSE_DONE, Splice, sse
 from tuillm.core.serve.guard import clock
 from tuillm.core.serve.runner import Finished, ReplyStream
-
-DONE = "data: [DONE]\n\n"
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ async def _streamed(api: Api, request: Request, t0: float, ask: _Ask, prompt: Pl
         return (head.pop() if head else "") + texts(batch)
 
     def end(done: Finished) -> str:
-        return (head.pop() if head else "") + sse(openai.completion(rid, name, "", done, created)) + DONE
+        return (head.pop() if head else "") + sse(openai.completion(rid, name, "", done, created)) + SSE_DONE
 
     return api.streamed(request, t0, name, stream, "text/event-stream", chunk, end)
 
@@ -136,7 +134,7 @@ def _prompt_only_streamed(api: Api, request: Request, t0: float, ask: _Ask, echo
     api.record_whole(request, t0, name, done, False)
     rid, created = openai.new_id("cmpl"), int(time.time())
     events = [sse(openai.completion(rid, name, echo.text, created=created, logprobs=echo.logprobs)),
-              sse(openai.completion(rid, name, "", done, created)) + DONE]
+              sse(openai.completion(rid, name, "", done, created)) + SSE_DONE]
     return StreamingResponse(iter(events), media_type="text/event-stream")
 
 

@@ -17,6 +17,9 @@ _MARK = "\x00tuillm-text\x00"  # cannot be a model's name or a request id: contr
 _MARK_JSON = encode_basestring(_MARK)
 
 
+SSE_DONE = "data: [DONE]\n\n"  # an OpenAI stream's last event
+
+
 def sse(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
