@@ -106,6 +106,8 @@ async def _streamed(api: Api, request: Request, t0: float, ask: _Ask, prompt: Pl
 async def _echo(api: Api, request: Request, ask: _Ask, prompt: PlainPrompt) -> Echo:
     """The prompt scored by the model (it stays in the cache for the reply): its text, count and logprobs."""
     top = ask.sampling.logprobs
+    if top is None and prompt.ids is None and not ask.prompt_only:
+        return Echo(prompt.text, 0, None)  # the text as given: nothing to score (the count is the reply's)
     score = await api.score(request, ask.model, prompt, top or 0)
     pieces = [score.first, *(entry.piece for entry in score.entries)]
     text = prompt.text if prompt.ids is None else b"".join(pieces).decode("utf-8", errors="replace")
