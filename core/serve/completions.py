@@ -66,7 +66,7 @@ async def _whole(api: Api, request: Request, t0: float, ask: _Ask, prompts: list
     for index, prompt in enumerate(prompts):
         echo = await _echo(api, request, ask, prompt) if ask.echo else None
         if echo is not None and ask.prompt_only:
-            done, left = _scored(echo, t0), False
+            done = _scored(echo, t0)
             choices.append(openai.completion_choice(echo.text, done, echo.logprobs, index))
         else:
             _, stream = await api.start(request, ask.model, prompt, ask.sampling, ask.stops)
