@@ -33,7 +33,7 @@ from tuillm.core.chat.events import (
     ReplyStats,
 )
 from tuillm.core.chat.fitting import fit_messages
-from tuillm.core.chat.plain import PlainPrompt
+from tuillm.core.chat.plain import PlainPrompt, Prompt
 from tuillm.core.chat.template import ChatTemplate, TemplateStopped, load_template
 from tuillm.core.chat.worker import Worker
 from tuillm.core.errors import ModelFileError, TuillmError, error_text
@@ -51,10 +51,6 @@ def _template(model: LlamaModel, override: str | None, path: str | Path) -> Chat
 
 class PromptTooLong(TuillmError):
     """The prompt alone fills the context (the message names both numbers)."""
-
-
-# What a reply continues, on the worker thread: the conversation (its messages copied), or a plain prompt.
-_Prompt = list[dict[str, str]] | PlainPrompt
 
 
 def _too_long(tokens: int, n_ctx: int) -> PromptTooLong:
@@ -266,7 +262,7 @@ class ChatSession:
         add_bos = model.add_bos and not (model.bos_text and text.startswith(model.bos_text))
         return model.tokenize(text, add_bos=add_bos)
 
-    def _reply(self, prompt: _Prompt, sampling: Sampling, stop: StopFlag, emit: ChatEmit) -> ReplyDone:
+    def _reply(self, prompt: Prompt, sampling: Sampling, stop: StopFlag, emit: ChatEmit) -> ReplyDone:
         try:
             return self._generate(prompt, sampling, stop, emit)
         except Exception as exc:  # a bug too: whoever waits on the events (a server's request) must learn of it
@@ -287,7 +283,7 @@ class ChatSession:
             with self._stop_lock:
                 self._stop_events.discard(stop)
 
-    def _fit_prompt(self, prompt: _Prompt, sampling: Sampling, stop: StopFlag, emit: ChatEmit,
+    def _fit_prompt(self, prompt: Prompt, sampling: Sampling, stop: StopFlag, emit: ChatEmit,
                     ) -> tuple[list[int], int]:
         """The prompt's tokens (oldest turns left out if need be) and the reply's token budget."""
         if not isinstance(prompt, PlainPrompt) and (not prompt or prompt[-1]["role"] != "user"):
@@ -314,7 +310,7 @@ class ChatSession:
             emit(Log(f"reply limited to {budget} tokens by the context size ({n_ctx})", "warning"))
         return tokens, budget
 
-    def _generate(self, prompt: _Prompt, sampling: Sampling, stop: StopFlag, emit: ChatEmit) -> ReplyDone:
+    def _generate(self, prompt: Prompt, sampling: Sampling, stop: StopFlag, emit: ChatEmit) -> ReplyDone:
         t0 = time.perf_counter()
         loaded = self._require()
         try:

@@ -30,3 +30,7 @@ class PlainPrompt:
         if bad is not None:
             raise TuillmError(f"prompt: token {bad} is not in the model's vocabulary (0 to {n_vocab - 1})")
         return tokens
+
+
+# What a reply continues: a conversation's messages (rendered by the chat template), or a plain prompt.
+Prompt = list[dict[str, str]] | PlainPrompt

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from tuillm.core.chat.engine import PromptTooLong
-from tuillm.core.chat.plain import PlainPrompt
+from tuillm.core.chat.plain import PlainPrompt, Prompt
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import PromptScore
@@ -112,7 +112,7 @@ class Api:
         self.host = host
         self.log = log
 
-    async def start(self, request: Request, name: str, prompt: list[dict[str, str]] | PlainPrompt,
+    async def start(self, request: Request, name: str, prompt: Prompt,
                     sampling: Sampling, stops: list[str], keep: float | None = None,
                     ) -> tuple[ServedModel, ReplyStream]:
         model = self.host.find(name)

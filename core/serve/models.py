@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from tuillm.core.chat.engine import ChatSession
 from tuillm.core.chat.events import ChatEmit, ReplyDone
-from tuillm.core.chat.plain import PlainPrompt
+from tuillm.core.chat.plain import PlainPrompt, Prompt
 from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import PromptScore
@@ -166,7 +166,7 @@ class ModelHost:
             if self._wanted == model and self._active == 0:
                 await self._unload()
 
-    async def reply(self, model: ServedModel, prompt: list[dict[str, str]] | PlainPrompt, sampling: Sampling,
+    async def reply(self, model: ServedModel, prompt: Prompt, sampling: Sampling,
                     listener: ChatEmit, stop: StopFlag, keep: float | None = None,
                     ) -> tuple[Future[ReplyDone], float]:
         """Queues the reply to ``prompt`` (messages, or a plain prompt) after the model's load, if need be; its

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuillm.core.chat.plain import PlainPrompt
+from tuillm.core.chat.plain import PlainPrompt, Prompt
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.grammar import json_grammar
 from tuillm.core.models.metadata import format_params
@@ -97,7 +97,7 @@ class GenerateRequest(_Generation):
     system: str | None = None
     raw: bool = False
 
-    def chat(self) -> list[dict[str, str]] | PlainPrompt:
+    def chat(self) -> Prompt:
         """The conversation the chat template renders, or (``raw``) the prompt continued as is."""
         if self.raw:
             return PlainPrompt(self.prompt)

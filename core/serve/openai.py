@@ -143,8 +143,8 @@ MAX_PROMPTS = 128
 
 
 class CompletionRequest(_Generation):
-    # One prompt: text, or the token ids a client tokenized it into (lm-eval's local-completions sends those);
-    # read by ``plain``, which says in one line what is wrong with it.
+    # Text or the token ids a client tokenized it into (lm-eval's local-completions sends those), or a list of
+    # these; read by ``plains``, which says in one line what is wrong with it.
     prompt: str | list[Any]
     max_tokens: int | None = 16  # OpenAI's default for completions; 0 with echo: the prompt alone, scored
     logprobs: int | None = None  # the alternatives to report with each token (OpenAI takes 0 to 5)

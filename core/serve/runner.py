@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from tuillm.core.chat.events import ChatEvent, ReplyDone, ReplyFailed, ReplyStarted, Token
-from tuillm.core.chat.plain import PlainPrompt
+from tuillm.core.chat.plain import Prompt
 from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import TokenLogprob
 from tuillm.core.llama.options import Sampling
@@ -121,7 +121,7 @@ class ReplyStream:
         self.left = False  # the client disconnected before the reply was done
         self.load_s = 0.0
 
-    async def start(self, host: ModelHost, model: ServedModel, prompt: list[dict[str, str]] | PlainPrompt,
+    async def start(self, host: ModelHost, model: ServedModel, prompt: Prompt,
                     sampling: Sampling, keep: float | None = None) -> None:
         """Queues the reply and waits for it to start: a load or prompt error raises here. ``keep``: seconds the
         model stays loaded after it (None: the server's idle_unload)."""
