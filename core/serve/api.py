@@ -22,7 +22,7 @@ from tuillm.core.llama.model import PromptScore
 from tuillm.core.llama.options import PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
 from tuillm.core.options import option_map
 from tuillm.core.serve.guard import RequestLog, RequestRecord, clock
-from tuillm.core.serve.models import LoadFailed, ModelHost, ServedModel, UnknownModel
+from tuillm.core.serve.models import SERVER_TERMS, LoadFailed, LoadTerms, ModelHost, ServedModel, UnknownModel
 from tuillm.core.serve.runner import Finished, ReplyStream
 from tuillm.core.settings import sampling_defaults
 
@@ -113,11 +113,11 @@ class Api:
         self.log = log
 
     async def start(self, request: Request, name: str, prompt: Prompt,
-                    sampling: Sampling, stops: list[str], keep: float | None = None,
+                    sampling: Sampling, stops: list[str], terms: LoadTerms = SERVER_TERMS,
                     ) -> tuple[ServedModel, ReplyStream]:
         model = self.host.find(name)
         stream = ReplyStream(stops)
-        await _watch(request, stream.start(self.host, model, prompt, sampling, keep), stream)
+        await _watch(request, stream.start(self.host, model, prompt, sampling, terms), stream)
         return model, stream
 
     def record(self, request: Request, t0: float, model: str, done: Finished | None, status: int = 200,

@@ -84,7 +84,7 @@ def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.
     async def run() -> Any:
         t0 = clock()
         sampling = sampling_for(api.host, body.sampling(), {"max_tokens": "num_predict"})
-        model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops(), body.keep_s())
+        model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops(), body.terms())
         if not body.stream:
             done = await api.whole(request, t0, model.name, stream)
             entries = {} if done.logprobs is None else {"logprobs": openai.logprob_entries(done.logprobs)}
@@ -106,11 +106,11 @@ async def _load_or_unload(host: ModelHost, body: ollama.ChatRequest | ollama.Gen
                           ) -> tuple[ServedModel, str]:
     """Ollama's request without messages (or prompt): loads the model, or unloads it when keep_alive is 0 (what
     ``ollama stop`` sends); the model and the done_reason."""
-    model, keep = host.find(body.model), body.keep_s()
-    if keep == 0:
+    model, terms = host.find(body.model), body.terms()
+    if terms.keep == 0:
         await host.release(model)
         return model, "unload"
-    await host.preload(model, keep)
+    await host.preload(model, terms)
     return model, "load"
 
 
@@ -133,7 +133,7 @@ def _ollama_routes(app: FastAPI, api: Api) -> None:
     @app.get("/api/ps")
     async def ps() -> dict[str, Any]:
         loaded = host.loaded
-        return {"models": [ollama.running(loaded, host.expires_in())] if loaded else []}
+        return {"models": [ollama.running(loaded, host.expires_in(), host.session.n_ctx)] if loaded else []}
 
     @app.post("/api/show")
     async def show(request: Request) -> dict[str, Any]:

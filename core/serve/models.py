@@ -6,6 +6,10 @@ served in order; asking for another model swaps it (after the requests queued be
 check (``ChatSession`` refuses a load the estimate says does not fit, naming the estimate). A model idle for
 ``idle_unload`` seconds is unloaded, or for the last request's ``keep_alive`` (Ollama's: each request sets how long
 the model stays after it; 0 unloads it once the replies queued are done, inf keeps it).
+
+A request may ask for a context size (Ollama's ``num_ctx``): the model is loaded again with it when the loaded one
+has another, as Ollama does. A request that asks for none takes the model as it is loaded (another client's
+context stays), or loads it with the server's (``--ctx``, else the settings).
 """
 
 from __future__ import annotations
@@ -33,6 +37,17 @@ from tuillm.core.settings import Config, load_options_for
 _T = TypeVar("_T")
 IDLE_CHECK_S = 1.0  # how often an idle model's time is checked (at most)
 MIN_CHECK_S = 0.05  # at least (keep_alive 0: the model goes within a second of its last reply)
+
+
+@dataclass(frozen=True)
+class LoadTerms:
+    """What a request asks of the model beside its answer (Ollama's ``keep_alive`` and ``num_ctx``)."""
+
+    keep: float | None = None  # seconds it stays loaded after the request (None: the server's idle_unload)
+    n_ctx: int | None = None  # the context it must have (None: as it is loaded, else the server's)
+
+
+SERVER_TERMS = LoadTerms()  # the server's own: --idle-unload, the context as loaded
 
 
 class UnknownModel(TuillmError):
@@ -123,18 +138,27 @@ class ModelHost:
     def loaded(self) -> ServedModel | None:
         return self._wanted if self.session.loaded else None
 
-    def load_options(self, model: ServedModel) -> LoadOptions:
-        """The chat's load for this model (settings file, the model's own settings, ``--ctx`` on top)."""
-        return load_options_for(self.config, model.path, **{**self.load, "n_ctx": self.n_ctx},
+    def load_options(self, model: ServedModel, n_ctx: int | None = None) -> LoadOptions:
+        """The chat's load for this model (settings file, the model's own settings, ``--ctx`` on top), with the
+        context a request asked for (``n_ctx``; None: the server's)."""
+        return load_options_for(self.config, model.path, **{**self.load, "n_ctx": n_ctx or self.n_ctx},
                                 lora_path=str(model.lora) if model.lora else None)
 
-    async def ensure(self, model: ServedModel) -> float:
-        """Queues ``model``'s load when another is (or will be) loaded; returns the seconds the load took."""
-        if self._wanted == model and self.session.loaded:
+    def _serves(self, model: ServedModel, n_ctx: int | None) -> bool:
+        """Whether ``model`` is loaded as asked: with the context ``n_ctx`` (as requested, whatever llama.cpp
+        rounded it to), or with any when None."""
+        options = self.session.options
+        return (self._wanted == model and self.session.loaded and options is not None
+                and (n_ctx is None or options.n_ctx == n_ctx))
+
+    async def ensure(self, model: ServedModel, n_ctx: int | None = None) -> float:
+        """Queues ``model``'s load (with the context ``n_ctx``, when given) unless it is (or will be) loaded so;
+        returns the seconds the load took."""
+        if self._serves(model, n_ctx):
             return 0.0
         previous, self._wanted = self._wanted, None
         try:
-            event = await asyncio.wrap_future(self.session.load(model.path, self.load_options(model)))
+            event = await asyncio.wrap_future(self.session.load(model.path, self.load_options(model, n_ctx)))
         except TuillmError as exc:
             self._wanted = self._still_loaded(previous)
             raise LoadFailed(str(exc)) from None
@@ -152,11 +176,11 @@ class ModelHost:
             return None
         return previous if options.lora_path == _lora(previous) else None
 
-    async def preload(self, model: ServedModel, keep: float | None = None) -> None:
-        """Loads ``model`` now (Ollama's empty request), in turn with the replies; kept ``keep`` seconds."""
+    async def preload(self, model: ServedModel, terms: LoadTerms) -> None:
+        """Loads ``model`` now (Ollama's empty request) on ``terms``, in turn with the replies."""
         async with self._swap:
-            self._keep = keep
-            await self.ensure(model)
+            self._keep = terms.keep
+            await self.ensure(model, terms.n_ctx)
 
     async def release(self, model: ServedModel) -> None:
         """Ollama's empty request with ``keep_alive: 0``: unloads ``model`` now if it is loaded and idle, else once
@@ -167,26 +191,25 @@ class ModelHost:
                 await self._unload()
 
     async def reply(self, model: ServedModel, prompt: Prompt, sampling: Sampling,
-                    listener: ChatEmit, stop: StopFlag, keep: float | None = None,
+                    listener: ChatEmit, stop: StopFlag, terms: LoadTerms = SERVER_TERMS,
                     ) -> tuple[Future[ReplyDone], float]:
-        """Queues the reply to ``prompt`` (messages, or a plain prompt) after the model's load, if need be; its
-        future and the load's seconds. ``keep``: how long the model stays loaded after it (None: the server's
-        idle_unload)."""
-        return await self._queue(model, keep, lambda: self.session.reply(prompt, sampling, listener, stop=stop))
+        """Queues the reply to ``prompt`` (messages, or a plain prompt) after the model's load on ``terms``, if need
+        be; its future and the load's seconds."""
+        return await self._queue(model, terms, lambda: self.session.reply(prompt, sampling, listener, stop=stop))
 
     async def score(self, model: ServedModel, prompt: PlainPrompt, top: int, stop: StopFlag) -> PromptScore:
         """The prompt's tokens with their log-probabilities (completions' ``echo``), in turn with the replies;
         ``stop`` ends the scoring (a client that left)."""
-        future, _ = await self._queue(model, None, lambda: self.session.score(prompt, top, stop))
+        future, _ = await self._queue(model, SERVER_TERMS, lambda: self.session.score(prompt, top, stop))
         return await asyncio.wrap_future(future)
 
-    async def _queue(self, model: ServedModel, keep: float | None, submit: Callable[[], Future[_T]],
+    async def _queue(self, model: ServedModel, terms: LoadTerms, submit: Callable[[], Future[_T]],
                      ) -> tuple[Future[_T], float]:
-        """Queues ``submit``'s work on the session (after ``model``'s load, if need be), counted as active until
-        it is done; its future and the load's seconds."""
+        """Queues ``submit``'s work on the session (after ``model``'s load on ``terms``, if need be), counted as
+        active until it is done; its future and the load's seconds."""
         async with self._swap:  # in arrival order: a load and the work after it stay together
-            load_s = await self.ensure(model)
-            self._keep = keep
+            load_s = await self.ensure(model, terms.n_ctx)
+            self._keep = terms.keep
             with self._count_lock:
                 self._active += 1
             future = submit()

@@ -18,13 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from tuillm.core.chat.plain import PlainPrompt, Prompt
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.grammar import json_grammar
+from tuillm.core.llama.options import LOAD_OPTIONS
 from tuillm.core.models.metadata import format_params
-from tuillm.core.serve.models import ServedModel
+from tuillm.core.options import option_map
+from tuillm.core.serve.models import LoadTerms, ServedModel
 from tuillm.core.serve.runner import MAX_STOP_CHARS, MAX_STOPS, Finished
 
 # What /api/version answers. Ollama clients compare it against the versions that brought the features they use;
 # this is the Ollama API level the routes here follow (chat, generate, structured outputs, show, ps).
 OLLAMA_API_VERSION = "0.6.0"
+_CONTEXT = option_map(LOAD_OPTIONS)["n_ctx"]  # num_ctx is checked as --ctx is
 
 
 class _In(BaseModel):
@@ -42,6 +45,7 @@ class Options(_In):
     seed: int | None = None
     num_predict: int | None = None
     stop: list[str] | None = None
+    num_ctx: int | None = None  # the context to load the model with (Ollama loads it again when it differs)
 
 
 class Message(_In):
@@ -65,12 +69,16 @@ class _Generation(_In):
             raise TuillmError(f"stop: at most {MAX_STOPS} sequences of at most {MAX_STOP_CHARS} characters")
         return stops
 
-    def keep_s(self) -> float | None:
-        return keep_alive_s(self.keep_alive)
+    def terms(self) -> LoadTerms:
+        """How long the model stays loaded after the request, and the context it is to have."""
+        n_ctx = self.options.num_ctx if self.options else None
+        if n_ctx is not None:
+            n_ctx = _CONTEXT.check_field(n_ctx, "options.num_ctx")
+        return LoadTerms(keep_alive_s(self.keep_alive), n_ctx)
 
     def sampling(self) -> dict[str, Any]:
         o = self.options or Options()
-        values = o.model_dump(exclude={"stop", "num_predict"})
+        values = o.model_dump(exclude={"stop", "num_predict", "num_ctx"})
         # Ollama's -1 ("until the end") and -2 ("fill the context"): the context bounds the reply either way.
         values["max_tokens"] = None if o.num_predict is None else (o.num_predict if o.num_predict > 0 else 1 << 20)
         if self.format == "json":
@@ -217,10 +225,11 @@ def tag(model: ServedModel) -> dict[str, Any]:
 FAR = 2 ** 31  # the expiry shown for a model kept loaded (Ollama shows a date far ahead)
 
 
-def running(model: ServedModel, expires_in: float) -> dict[str, Any]:
-    """/api/ps's entry for the loaded model, unloaded in ``expires_in`` seconds (inf: kept loaded)."""
+def running(model: ServedModel, expires_in: float, n_ctx: int) -> dict[str, Any]:
+    """/api/ps's entry for the loaded model with its context, unloaded in ``expires_in`` seconds (inf: kept)."""
     expires = datetime.fromtimestamp(min(time.time() + expires_in, FAR), UTC)
-    return tag(model) | {"expires_at": expires.isoformat().replace("+00:00", "Z"), "size_vram": 0}
+    return tag(model) | {"expires_at": expires.isoformat().replace("+00:00", "Z"), "size_vram": 0,
+                         "context_length": n_ctx}
 
 
 def show(model: ServedModel, n_ctx: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from tuillm.core.chat.plain import Prompt
 from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import TokenLogprob
 from tuillm.core.llama.options import Sampling
-from tuillm.core.serve.models import ModelHost, ServedModel
+from tuillm.core.serve.models import SERVER_TERMS, LoadTerms, ModelHost, ServedModel
 
 MAX_STOPS = 16  # OpenAI takes up to 4; Ollama clients send a model's few
 MAX_STOP_CHARS = 512
@@ -122,11 +122,11 @@ class ReplyStream:
         self.load_s = 0.0
 
     async def start(self, host: ModelHost, model: ServedModel, prompt: Prompt,
-                    sampling: Sampling, keep: float | None = None) -> None:
-        """Queues the reply and waits for it to start: a load or prompt error raises here. ``keep``: seconds the
-        model stays loaded after it (None: the server's idle_unload)."""
+                    sampling: Sampling, terms: LoadTerms = SERVER_TERMS) -> None:
+        """Queues the reply (the model loaded on ``terms``) and waits for it to start: a load or prompt error raises
+        here."""
         self._logprobs = [] if sampling.logprobs is not None else None
-        self.future, self.load_s = await host.reply(model, prompt, sampling, self._listen, self.stop, keep)
+        self.future, self.load_s = await host.reply(model, prompt, sampling, self._listen, self.stop, terms)
         items = await self._take()
         with self._lock:
             self._items[:0] = items  # put back: ReplyStarted (``batches`` passes over it), ReplyFailed or ReplyDone
