@@ -8,8 +8,8 @@ check (``ChatSession`` refuses a load the estimate says does not fit, naming the
 the model stays after it; 0 unloads it once the replies queued are done, inf keeps it).
 
 A request may ask for a context size (Ollama's ``num_ctx``): the model is loaded again with it when the loaded one
-has another, as Ollama does. A request that asks for none takes the model as it is loaded (another client's
-context stays), or loads it with the server's (``--ctx``, else the settings).
+has another, as Ollama does. A request that asks for none takes the model as it is loaded when its context is at
+least the server's (``--ctx``, else the settings), else loads it with the server's.
 """
 
 from __future__ import annotations
@@ -146,10 +146,14 @@ class ModelHost:
 
     def _serves(self, model: ServedModel, n_ctx: int | None) -> bool:
         """Whether ``model`` is loaded as asked: with the context ``n_ctx`` (as requested, whatever llama.cpp
-        rounded it to), or with any when None."""
+        rounded it to), or, when None, with at least the server's (a larger one another request asked for serves;
+        a smaller one would refuse prompts the server's context takes)."""
         options = self.session.options
-        return (self._wanted == model and self.session.loaded and options is not None
-                and (n_ctx is None or options.n_ctx == n_ctx))
+        if self._wanted != model or not self.session.loaded or options is None:
+            return False
+        if n_ctx is not None:
+            return options.n_ctx == n_ctx
+        return options.n_ctx >= self.load_options(model).n_ctx
 
     async def ensure(self, model: ServedModel, n_ctx: int | None = None) -> float:
         """Queues ``model``'s load (with the context ``n_ctx``, when given) unless it is (or will be) loaded so;

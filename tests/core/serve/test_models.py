@@ -120,21 +120,26 @@ def _context(client: ollama.Client) -> int | None:
 
 def test_num_ctx_loads_the_model_again_with_that_context(served: Served) -> None:
     client = ollama.Client(host=served.url, timeout=300)
-    kept = {"keep_alive": -1}  # no idle unload between the request and its check
-    base = client.chat(model="demo", messages=ASK, options=GREEDY, **kept)
-    served_ctx = _context(client)
-    asked = client.chat(model="demo", messages=ASK, options=GREEDY | {"num_ctx": 1024}, **kept)
-    assert served_ctx != 1024 and _context(client) == 1024 and asked.load_duration > 0
+    kept = {"keep_alive": -1}  # no idle unload between a request and its check
+
+    def chat(**options: int) -> ollama.ChatResponse:
+        return client.chat(model="demo", messages=ASK, options=GREEDY | options, **kept)
+
+    base = chat()
+    served_ctx = _context(client)  # the server's (--ctx, else the settings)
+    assert served_ctx is not None and 1024 < served_ctx < 8192
+    asked = chat(num_ctx=1024)
+    assert _context(client) == 1024 and asked.load_duration > 0
     assert asked.message.content == base.message.content  # the same model, greedy: the same answer
     assert "num_ctx 1024" in client.show("demo").parameters
-    again = client.chat(model="demo", messages=ASK, options=GREEDY | {"num_ctx": 1024}, **kept)
-    assert again.load_duration == 0  # loaded so already
-    plain = client.chat(model="demo", messages=ASK, options=GREEDY, **kept)
-    assert plain.load_duration == 0 and _context(client) == 1024  # no num_ctx: the model as it is loaded
+    assert chat(num_ctx=1024).load_duration == 0  # loaded so already
+    assert chat().load_duration > 0 and _context(client) == served_ctx  # no num_ctx: at least the server's
+    assert chat(num_ctx=8192).load_duration > 0
+    assert chat().load_duration == 0 and _context(client) == 8192  # a larger context serves as well
     with pytest.raises(ollama.ResponseError) as err:
-        client.chat(model="demo", messages=ASK, options=GREEDY | {"num_ctx": 10 ** 12}, **kept)
+        chat(num_ctx=10 ** 12)
     assert err.value.status_code == 503 and "a context of 1000000000000 tokens needs about" in str(err.value)
-    assert _context(client) == 1024  # the refused load left the loaded model as it was
+    assert _context(client) == 8192  # the refused load left the loaded model as it was
     with pytest.raises(ollama.ResponseError) as err:
         client.generate(model="demo", prompt="Hi", options={"num_ctx": 8})
     assert err.value.status_code == 400 and "options.num_ctx: must be a whole number at least 16, not 8" in str(
@@ -142,5 +147,5 @@ def test_num_ctx_loads_the_model_again_with_that_context(served: Served) -> None
     assert client.generate(model="demo", options={"num_ctx": 512}, **kept).done_reason == "load"  # an empty request
     assert _context(client) == 512
     assert client.generate(model="demo", keep_alive=0).done_reason == "unload"
-    _answer(client, "demo", 2)  # loaded again without num_ctx: the server's context
+    _answer(client, "demo", 2)  # loaded again without num_ctx (and back to --idle-unload): the server's context
     assert _context(client) == served_ctx
