@@ -126,7 +126,8 @@ class Api:
         if status == 499 and done is not None and done.finish_reason == "cancelled":
             error += "; its generation stopped"
         self.log(RequestRecord(request.method, request.url.path, status, clock() - t0, model,
-                               done.prompt_tokens if done else 0, done.completion_tokens if done else 0, error))
+                               done.prompt_tokens if done else 0, done.completion_tokens if done else 0, error,
+                               load_s=done.load_s if done else 0.0))
 
     async def whole(self, request: Request, t0: float, model: str, stream: ReplyStream) -> Finished:
         """The reply, not streamed; logged (499 when the client left before it was done)."""

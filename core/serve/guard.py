@@ -31,6 +31,7 @@ class RequestRecord:
     completion_tokens: int = 0
     error: str = ""
     when: float = field(default_factory=time.time)  # when it ended (epoch seconds)
+    load_s: float = 0.0  # of ``seconds``, those spent loading the model first (a swap, another context)
 
 
 RequestLog = Callable[[RequestRecord], None]

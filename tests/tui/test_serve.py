@@ -4,6 +4,7 @@ request in the server log screen, "Stop server"."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import httpx
@@ -56,6 +57,7 @@ async def test_start_serve_log_and_stop(tmp_path: Path) -> None:
         cells = [str(c) for c in table.get_row_at(0)]
         assert cells[1] == "POST /v1/chat/completions" and cells[2] == "demo" and cells[5] == "200"
         assert cells[3].endswith("+3")
+        assert re.fullmatch(r"\d+\.\d\d \(load \d+\.\d\d\)", cells[4])  # the first request loaded the model
         await asyncio.to_thread(httpx.get, f"{url}/v1/models")  # a request while the screen is open: a new row
         await until(pilot, lambda: table.row_count == 2, "the open log took the new request")
         await pilot.press("escape")

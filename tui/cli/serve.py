@@ -54,9 +54,10 @@ def _print_request(record: RequestRecord) -> None:
     tokens = f" {record.prompt_tokens}+{record.completion_tokens} tokens" if record.completion_tokens or \
         record.prompt_tokens else ""
     model = f" {record.model}" if record.model else ""
+    load = f" (loaded in {record.load_s:.2f}s)" if record.load_s else ""
     error = f" ({record.error})" if record.error else ""
-    print(safe_line(f"{record.method} {record.path}{model} {record.status}{tokens} {record.seconds:.2f}s{error}"),
-          file=sys.stderr, flush=True)
+    print(safe_line(f"{record.method} {record.path}{model} {record.status}{tokens} {record.seconds:.2f}s{load}"
+                    f"{error}"), file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,8 +19,9 @@ COLUMNS = ("Time", "Request", "Model", "Tokens", "Seconds", "Status")
 def row(record: RequestRecord) -> tuple[str, ...]:
     tokens = f"{record.prompt_tokens}+{record.completion_tokens}" if record.prompt_tokens else ""
     status = f"{record.status} {record.error}" if record.error else str(record.status)
+    seconds = f"{record.seconds:.2f}" + (f" (load {record.load_s:.2f})" if record.load_s else "")
     return (time.strftime("%H:%M:%S", time.localtime(record.when)), safe_line(f"{record.method} {record.path}"),
-            safe_line(record.model), tokens, f"{record.seconds:.2f}", safe_line(status))
+            safe_line(record.model), tokens, seconds, safe_line(status))
 
 
 class ServeLogScreen(ModalScreen[None]):

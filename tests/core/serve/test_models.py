@@ -147,5 +147,9 @@ def test_num_ctx_loads_the_model_again_with_that_context(served: Served) -> None
     assert client.generate(model="demo", options={"num_ctx": 512}, **kept).done_reason == "load"  # an empty request
     assert _context(client) == 512
     assert client.generate(model="demo", keep_alive=0).done_reason == "unload"
+    logged = len(served.lines)
     _answer(client, "demo", 2)  # loaded again without num_ctx (and back to --idle-unload): the server's context
     assert _context(client) == served_ctx
+    # The server's log says which requests waited for a load.
+    assert served.wait_for_line(r"^POST /api/chat demo 200 \d+\+2 tokens \d+\.\d\ds \(loaded in \d+\.\d\ds\)$",
+                                after=logged)
