@@ -57,6 +57,11 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
     async def models() -> dict[str, Any]:
         return openai.model_list([(m.name, m.created) for m in host.models.values()])
 
+    @app.get("/v1/models/{name:path}")  # a catalog's names may hold a slash
+    async def model(name: str) -> dict[str, Any]:
+        served = host.find(name)
+        return openai.model_entry(served.name, served.created)
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
         t0 = clock()

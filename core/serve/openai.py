@@ -299,9 +299,12 @@ def completions(rid: str, model: str, choices: list[dict[str, Any]], done: Finis
     return body
 
 
+def model_entry(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "tuillm"}
+
+
 def model_list(models: list[tuple[str, int]]) -> dict[str, Any]:
-    return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "tuillm"}
-                                       for name, created in models]}
+    return {"object": "list", "data": [model_entry(name, created) for name, created in models]}
 
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from openai import BadRequestError, OpenAI
+from openai import BadRequestError, NotFoundError, OpenAI
 
 from tests.core.serve.conftest import QUESTION, Served
 from tuillm.core.chat.engine import ChatSession
@@ -27,6 +27,12 @@ def client(server: Served) -> OpenAI:
 
 def test_lists_the_served_models(client: OpenAI) -> None:
     assert [m.id for m in client.models.list().data] == ["demo"]
+    model = client.models.retrieve("demo")
+    assert model.id == "demo" and model.owned_by == "tuillm" and model.created > 0
+    with pytest.raises(NotFoundError) as err:
+        client.models.retrieve("no/such-model")
+    assert err.value.code == "model_not_found" and "model 'no/such-model' not found; served here: demo" in str(
+        err.value)
 
 
 def test_chat_answers_paris(client: OpenAI) -> None:
