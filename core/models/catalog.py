@@ -312,6 +312,8 @@ def discover(
 
 def resolve_model(name_or_path: str, config: Config | None = None) -> Path:
     """A path as given, ``demo``, or the name of a discovered model (exact, case-insensitive or a unique prefix)."""
+    if not name_or_path.strip():  # a script's unset variable: as a path it would be the current folder
+        raise TuillmError("no model named (an empty name): give a path, a name from `tuillm models`, or demo")
     if name_or_path == "demo":
         demo = paths.demo_model_path()
         if demo is None:

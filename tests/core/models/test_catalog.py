@@ -154,6 +154,9 @@ def test_resolve_model(tmp_path: Path, demo_gguf: Path, monkeypatch: pytest.Monk
         resolve_model("nothing-like-this")
     with pytest.raises(TuillmError):
         resolve_model(str(tmp_path / "missing.gguf"))
+    for empty in ("", "  "):  # not the current folder
+        with pytest.raises(TuillmError, match=r"^no model named \(an empty name\)"):
+            resolve_model(empty)
 
 
 def test_unreadable_folder_is_skipped(tmp_path: Path) -> None:
