@@ -109,6 +109,8 @@ def resolve_outputs(src: Path, types: list[str], output: str) -> list[tuple[str,
     ending with "/", then created) gets names from the source; a plain file name takes one type only."""
     if not types:
         raise TuillmError("--type: give at least one type")
+    if not output.strip():  # as a path, the current folder: a script's unset variable would write there
+        raise TuillmError("-o: an empty path; give a file, a folder, or a name with {type} in it")
     if "{type}" in output or "{TYPE}" in output:
         return [(t, Path(output.replace("{type}", t).replace("{TYPE}", t.upper())).expanduser()) for t in types]
     path = Path(output).expanduser()

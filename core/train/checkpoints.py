@@ -141,6 +141,8 @@ def output_folder(config: TrainConfig, force: bool) -> tuple[Path, Path | None]:
     checkpoints of another run there are replaced only with ``force`` (resuming continues the checkpoints). A place
     where no folder can be made (``/proc/x``, under a file, read-only) is refused here, not after the model loaded.
     """
+    if not str(config.output).strip():  # as a path, the current folder: a script's unset variable would train there
+        raise TuillmError("no output folder named (an empty path)")
     out = Path(config.output).expanduser()
     if out.exists() and not out.is_dir():
         raise TuillmError(f"{out}: exists and is not a folder")

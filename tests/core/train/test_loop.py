@@ -10,6 +10,7 @@ import os
 import re
 import threading
 import weakref
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,15 @@ def test_events_outputs_and_no_overwrite(tiny: Path, tmp_path: Path) -> None:
     assert not (out / "checkpoints").exists()
     with pytest.raises(TuillmError, match="already holds a trained adapter"):
         train(config(tiny, tmp_path, "a"))
+
+
+def test_an_empty_output_is_not_the_current_folder(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    here = tmp_path / "here"  # an empty folder: as a path, "" would train into it
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with pytest.raises(TuillmError, match=r"^no output folder named \(an empty path\)$"):
+        train(replace(config(tiny, tmp_path, "a"), output=""))
+    assert list(here.iterdir()) == []
 
 
 def test_a_cpu_run_caps_the_kernel_caches_unless_the_user_set_them(tiny: Path, tmp_path: Path,

@@ -48,6 +48,14 @@ def test_several_types_need_a_folder_or_pattern(tiny: Path, tmp_path: Path, caps
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_empty_output_is_refused(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # where an empty -o, read as a path, would write
+    assert main(["convert", str(tiny), "-o", "", "--type", "q8_0"]) == 1
+    assert capsys.readouterr().err == "tuillm: -o: an empty path; give a file, a folder, or a name with {type} in it\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("command", "threads"), [("convert", "-1"), ("convert", "0"), ("quantize", "100000"),
                                                   ("merge", "-3")])
 def test_threads_are_the_declared_range(command: str, threads: str, tiny: Path, tmp_path: Path,
