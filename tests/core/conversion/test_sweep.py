@@ -3,6 +3,9 @@ what a cancel leaves (nothing), and the request's one-line refusals. The demo-si
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -81,17 +84,25 @@ def test_an_existing_file_is_refused_before_anything_is_written(tiny: Path, tmp_
     assert (tmp_path / "tiny-qwen-Q4_0.gguf").read_bytes() == b"mine"
 
 
-def test_a_cancel_leaves_nothing(tiny: Path, tmp_path: Path) -> None:
+def test_a_cancel_leaves_nothing_and_a_killed_sweeps_folder_goes(tiny: Path, tmp_path: Path) -> None:
     cancel = threading.Event()
 
     def emit(event: Event) -> None:
         if isinstance(event, Progress) and event.stage == MEASURE_STAGE:
             cancel.set()  # every file is written: the cancel comes while they are measured
 
+    # What sweeps before left: one killed outright (its pid ended), one still running (this process).
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    killed = tmp_path / f".tuillm-sweep.{ended.pid}.abc123"
+    running = tmp_path / f".tuillm-sweep.{os.getpid()}.def456"
+    for folder in (killed, running):
+        folder.mkdir()
+        (folder / "part.gguf").write_bytes(b"x")
     with pytest.raises(Cancelled):
         run_sweep(_request(tiny, tmp_path, KEEP_ALL), config=Config(), emit=emit, cancel=cancel,
                   available=8 * GIB, offload=False)
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [running]  # the killed sweep's folder removed, this one's gone with it
 
 
 def _row(out_type: str, kl: float, fit: str) -> QuantRow:

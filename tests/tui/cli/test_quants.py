@@ -184,7 +184,7 @@ def test_sigterm_stops_the_sweep_and_leaves_nothing(tiny: Path, tmp_path: Path) 
                              "--keep", "all", "--output-dir", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300  # a bound so a broken run fails instead of hanging
-    while not any(out.glob(".tuillm-sweep-*/*.gguf")) and proc.poll() is None:
+    while not any(out.glob(".tuillm-sweep.*/*.gguf")) and proc.poll() is None:
         assert time.monotonic() < deadline, "the sweep never wrote a file"
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
