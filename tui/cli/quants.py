@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuillm.core.conversion.sweep_options import SWEEP_OPTIONS
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     values = option_values(args, SWEEP_OPTIONS)  # the flags first: a bad one is refused before any lookup
     config = read_config(args)
-    request = sweep_request(resolve_model(args.source, config), values)
+    models_folder = Path(config.model_dirs[0]).expanduser() if config.model_dirs else None
+    request = sweep_request(resolve_model(args.source, config), values, models_folder)
     result = run_sweep(request, config=config, emit=CliRenderer(quiet=args.quiet))
     if args.json:  # json.dumps escapes control characters: nothing raw reaches the terminal
         print(json.dumps(result.to_json(), indent=2))

