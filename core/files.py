@@ -28,6 +28,8 @@ def size_text(n: int) -> str:
 def read_bounded(path: str | Path, max_bytes: int, *, shown: str, limit_of: str) -> bytes:
     """The bytes of the regular file ``path`` (``~`` expanded), at most ``max_bytes``; ``FileRefused`` with one line
     naming the file as ``shown`` otherwise (``limit_of``: what the limit is for, e.g. "an attachment")."""
+    if not str(path).strip():  # "" (a script's unset variable): as a Path it would be the current folder
+        raise FileRefused("no file named (an empty path)")
     try:
         fd = os.open(Path(path).expanduser(), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:

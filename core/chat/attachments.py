@@ -61,7 +61,7 @@ def read_attachment(path: str | Path, *, name: str | None = None, max_bytes: int
     shown = safe_line(name if name is not None else str(path)).strip()
     target = Path(path).expanduser()
     try:
-        data = read_bounded(target, max_bytes, shown=shown, limit_of="an attachment")
+        data = read_bounded(path, max_bytes, shown=shown, limit_of="an attachment")  # as given: "" is refused
     except FileRefused as exc:
         raise AttachmentError(str(exc)) from None
     if b"\0" in data:

@@ -58,8 +58,6 @@ class ImportedChat:
 def read_chat_file(path: str | Path, *, max_bytes: int = MAX_IMPORT_BYTES) -> ImportedChat:
     """Reads and checks a chat file; ``ChatImportError`` with one line when it is not one."""
     name = safe_line(str(path))
-    if not name.strip():  # as a path, the current folder
-        raise ChatImportError("no chat file named (an empty path)")
     try:
         data = read_bounded(path, max_bytes, shown=name, limit_of="a chat file")
     except FileRefused as exc:

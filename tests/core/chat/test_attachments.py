@@ -75,6 +75,8 @@ def test_limits_and_refusals_are_one_line(tmp_path: Path) -> None:
         read_attachment(tmp_path / "gone.txt", name="gone.txt")
     with pytest.raises(AttachmentError, match=r"is a folder, not a file$"):
         read_attachment(tmp_path)
+    with pytest.raises(AttachmentError, match=r"^no file named \(an empty path\)$"):
+        read_attachment("")  # not the current folder
     (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
     with pytest.raises(AttachmentError, match=r"^latin1.txt is a binary file: only text files can be attached$"):
         read_attachment(tmp_path / "latin1.txt", name="latin1.txt")

@@ -138,7 +138,7 @@ def test_file_level_refusals(tmp_path: Path) -> None:
         read_chat_file(tmp_path / "latin.json")
     with pytest.raises(ChatImportError, match=r"missing.json: no such file$"):
         read_chat_file(tmp_path / "missing.json")
-    with pytest.raises(ChatImportError, match=r"^no chat file named \(an empty path\)$"):
+    with pytest.raises(ChatImportError, match=r"^no file named \(an empty path\)$"):
         read_chat_file("")  # not the current folder
     big = write(tmp_path, [{"role": "user", "content": "x" * 2000}], "big.json")
     with pytest.raises(ChatImportError, match=r"big.json is larger than 1000 bytes, the limit for a chat file$"):
