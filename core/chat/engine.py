@@ -77,7 +77,7 @@ class ChatSession:
         self._worker = Worker("tuillm-chat")  # its thread ends when idle (core.chat.worker: OpenMP)
         self._loaded: _Loaded | None = None
         self._stop_lock = threading.Lock()
-        self._stop_events: set[StopFlag] = set()  # one per reply not finished yet
+        self._stop_events: set[StopFlag] = set()  # one per reply or scoring not finished yet
         self._closed = False
 
     # --- state readable from any thread (plain attribute reads) ---
@@ -124,9 +124,7 @@ class ChatSession:
         ``stop``: the caller's own flag, to end this reply alone (``stop()`` ends them all; the server stops one
         request whose client left).
         """
-        stop = stop or StopFlag()
-        with self._stop_lock:
-            self._stop_events.add(stop)
+        stop = self._track(stop)
         emit = self._emit
         if listener is not None:
             def emit(event: ChatEvent) -> None:
@@ -136,10 +134,23 @@ class ChatSession:
         return self._worker.submit(self._reply, prompt, sampling or Sampling(), stop, emit)
 
     def stop(self) -> None:
-        """Ask the running (and any queued) reply to end; no token is emitted after the next one is decoded."""
+        """Ask the running (and any queued) reply or scoring to end; no token is emitted after the next one is
+        decoded."""
         with self._stop_lock:
             for event in self._stop_events:
                 event.set()
+
+    def _track(self, stop: StopFlag | None) -> StopFlag:
+        """``stop`` (or a new flag) for work about to be queued: ``stop()`` sets it until the work ends
+        (``_untrack``), so a stop asked while the work still waits in the queue ends it too."""
+        stop = stop or StopFlag()
+        with self._stop_lock:
+            self._stop_events.add(stop)
+        return stop
+
+    def _untrack(self, stop: StopFlag) -> None:
+        with self._stop_lock:
+            self._stop_events.discard(stop)
 
     def set_template(self, source: str | None) -> Future[ChatTemplate]:
         """Replace the chat template (None: back to the GGUF's)."""
@@ -149,10 +160,7 @@ class ChatSession:
         """The tokens of ``prompt`` with their log-probabilities and ``top`` alternatives each: completions'
         ``echo``. A reply to the same prompt then starts from the cache. ``stop`` (or ``stop()``) ends it with a
         ``TuillmError``: a long prompt takes seconds."""
-        stop = stop or StopFlag()
-        with self._stop_lock:
-            self._stop_events.add(stop)
-        return self._worker.submit(self._score, prompt, top, stop)
+        return self._worker.submit(self._score, prompt, top, self._track(stop))
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> Future[int]:
         return self._worker.submit(lambda: len(self._prompt_tokens([dict(m) for m in messages])))
@@ -269,8 +277,7 @@ class ChatSession:
             emit(ReplyFailed(error_text(exc)))
             raise
         finally:
-            with self._stop_lock:
-                self._stop_events.discard(stop)
+            self._untrack(stop)
 
     def _score(self, prompt: PlainPrompt, top: int, stop: StopFlag) -> PromptScore:
         try:
@@ -280,8 +287,7 @@ class ChatSession:
                 raise _too_long(len(tokens), loaded.n_ctx)
             return loaded.model.score(tokens, top, stop)
         finally:
-            with self._stop_lock:
-                self._stop_events.discard(stop)
+            self._untrack(stop)
 
     def _fit_prompt(self, prompt: Prompt, sampling: Sampling, stop: StopFlag, emit: ChatEmit,
                     ) -> tuple[list[int], int]:
