@@ -25,6 +25,14 @@ def size_text(n: int) -> str:
     return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n / 1024:g} KiB" if n >= 1024 else f"{n} bytes"
 
 
+def named_path(text: str, what: str) -> Path:
+    """``text`` as a path, ``~`` expanded; an empty one (a script's unset variable, which as a path would be the
+    current folder) is refused in one line naming ``what``: ``no adapter folder named (an empty path)``."""
+    if not text.strip():
+        raise TuillmError(f"no {what} named (an empty path)")
+    return Path(text).expanduser()
+
+
 def read_bounded(path: str | Path, max_bytes: int, *, shown: str, limit_of: str) -> bytes:
     """The bytes of the regular file ``path`` (``~`` expanded), at most ``max_bytes``; ``FileRefused`` with one line
     naming the file as ``shown`` otherwise (``limit_of``: what the limit is for, e.g. "an attachment")."""

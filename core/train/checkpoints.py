@@ -20,7 +20,7 @@ from typing import Any
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.output import check_output, describe_os_error, remove_stale, temp_name
 from tuillm.core.errors import TuillmError, first_line
-from tuillm.core.files import check_can_write
+from tuillm.core.files import check_can_write, named_path
 from tuillm.core.train.options import TrainConfig
 
 CHECKPOINTS = "checkpoints"
@@ -141,9 +141,7 @@ def output_folder(config: TrainConfig, force: bool) -> tuple[Path, Path | None]:
     checkpoints of another run there are replaced only with ``force`` (resuming continues the checkpoints). A place
     where no folder can be made (``/proc/x``, under a file, read-only) is refused here, not after the model loaded.
     """
-    if not str(config.output).strip():  # as a path, the current folder: a script's unset variable would train there
-        raise TuillmError("no output folder named (an empty path)")
-    out = Path(config.output).expanduser()
+    out = named_path(str(config.output), "output folder")
     if out.exists() and not out.is_dir():
         raise TuillmError(f"{out}: exists and is not a folder")
     try:

@@ -79,9 +79,10 @@ def run(args: argparse.Namespace) -> int:
     """One or several types in one job (convert and quantize alike): each written file's report, and its path."""
     from tuillm.core.conversion.job import convert_many
     from tuillm.core.conversion.plan import resolve_outputs
+    from tuillm.core.files import named_path
     from tuillm.tui.cli.progress import CliRenderer, print_path
 
-    src = Path(args.model)
+    src = named_path(args.model, "source")
     threads = option_values(args, [CONVERT_THREADS])["threads"]
     outputs = resolve_outputs(src, args.type, args.output)
     results = convert_many(src, outputs, emit=CliRenderer(quiet=args.quiet), report=args.report,

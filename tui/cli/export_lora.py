@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from tuillm.convert.types import CONVERT_DEFAULT, UNQUANTIZED_TYPE_NAMES
 
@@ -24,11 +23,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tuillm.core.files import named_path
     from tuillm.core.models.catalog import resolve_model
     from tuillm.core.train.merge import export_lora
     from tuillm.tui.cli.progress import CliRenderer, print_path
 
-    out = export_lora(Path(args.adapter).expanduser(), resolve_model(args.base), Path(args.output).expanduser(),
+    out = export_lora(named_path(args.adapter, "adapter folder"), resolve_model(args.base),
+                      named_path(args.output, "output file"),
                       args.type, emit=CliRenderer(quiet=args.quiet), force=args.force)
     print_path(out)
     return 0

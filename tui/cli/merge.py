@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 
 from tuillm.convert.types import MERGE_DEFAULT, TYPE_NAMES
 from tuillm.core.conversion.plan import CONVERT_THREADS
@@ -28,12 +27,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tuillm.core.files import named_path
     from tuillm.core.models.catalog import resolve_model
     from tuillm.core.train.merge import merge
     from tuillm.tui.cli.progress import CliRenderer, print_path
 
     threads = option_values(args, [CONVERT_THREADS])["threads"]
-    out = merge(resolve_model(args.base), Path(args.adapter).expanduser(), Path(args.output).expanduser(),
-                args.type, emit=CliRenderer(quiet=args.quiet), threads=threads, force=args.force)
+    out = merge(resolve_model(args.base), named_path(args.adapter, "adapter folder"),
+                named_path(args.output, "output file"), args.type, emit=CliRenderer(quiet=args.quiet),
+                threads=threads, force=args.force)
     print_path(out)
     return 0
