@@ -28,7 +28,7 @@ from tuillm.core.errors import TuillmError
 from tuillm.core.text import safe_line
 
 __all__ = ["CHATML_TEMPLATE", "MAX_PROMPT_CHARS", "TIME_LIMIT_S", "ChatTemplate", "ChatTemplateError",
-           "TemplateStopped", "load_template", "read_gguf_template"]
+           "TemplateStopped", "load_template", "read_gguf_template", "read_template_file"]
 
 # Used when a model carries no template at all: ChatML is what most small instruct models (SmolLM, Qwen) speak.
 CHATML_TEMPLATE = (
@@ -38,6 +38,7 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 TIME_LIMIT_S = 2.0  # a real template renders in milliseconds
+MAX_TEMPLATE_BYTES = 1 << 20  # real templates are a few KiB (the largest known, tool-calling ones, tens of KiB)
 _START_LIMIT_S = 30.0  # starting a renderer on a loaded machine (not the template's time)
 _POLL_S = 0.05  # how often a waiting render looks at the stop flag
 _KEEP = 4  # idle renderers kept
@@ -230,3 +231,16 @@ def read_gguf_template(path: str) -> str | None:
         return None
     value = field.contents()
     return value if isinstance(value, str) else None
+
+
+def read_template_file(path: str) -> str:
+    """A chat template a user names (``--template FILE``): a regular UTF-8 file of at most ``MAX_TEMPLATE_BYTES``;
+    one line otherwise (a FIFO, /dev/zero or a huge file would hang or fill memory)."""
+    from tuillm.core.files import read_bounded
+
+    shown = f"template {safe_line(path)}"
+    data = read_bounded(path, MAX_TEMPLATE_BYTES, shown=shown, limit_of="a chat template")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ChatTemplateError(f"{shown}: not UTF-8 text") from None

@@ -75,15 +75,20 @@ def test_empty_prompt(prompt: str) -> None:
 def test_unreadable_template_files(tmp_path: Path) -> None:
     latin = tmp_path / "latin1.jinja"
     latin.write_bytes(b"{{ 'caf\xe9' }}")
-    assert_line(run(["demo", "-p", "hi", "--template", str(latin)]),
-                f"{latin}: cannot read the template ('utf-8' codec can't decode byte 0xe9 in position 7: "
-                "invalid continuation byte)")
-    assert_line(run(["demo", "-p", "hi", "--template", str(tmp_path)]),
-                f"{tmp_path}: cannot read the template (Is a directory)")
+    assert_line(run(["demo", "-p", "hi", "--template", str(latin)]), f"template {latin}: not UTF-8 text")
+    assert_line(run(["demo", "-p", "hi", "--template", str(tmp_path)]), f"template {tmp_path} is a folder, not a file")
     missing = tmp_path / "missing.jinja"
-    assert_line(run(["demo", "-p", "hi", "--template", str(missing)]),
-                f"{missing}: cannot read the template (No such file or directory)")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["latin1.jinja"]
+    assert_line(run(["demo", "-p", "hi", "--template", str(missing)]), f"template {missing}: no such file")
+    huge = tmp_path / "huge.jinja"
+    huge.write_bytes(b"{# #}" * (1 << 19))  # 2.5 MiB: read whole, it would only cost memory; /dev/zero never ends
+    assert_line(run(["demo", "-p", "hi", "--template", str(huge)]),
+                f"template {huge} is larger than 1 MiB, the limit for a chat template")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # no writer: reading it would wait forever
+    for special in (fifo, Path("/dev/zero")):
+        assert_line(run(["demo", "-p", "hi", "--template", str(special)]),
+                    f"template {special} is not a regular file (a pipe, socket or device)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "huge.jinja", "latin1.jinja"]
 
 
 def test_printed_reply_and_notices_carry_no_control_sequences() -> None:

@@ -46,13 +46,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _template(path: str | None) -> str | None:
-    if not path:
-        return None
-    try:
-        return Path(path).expanduser().read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = (exc.strerror if isinstance(exc, OSError) else None) or exc
-        raise TuillmError(f"{path}: cannot read the template ({reason})") from None
+    from tuillm.core.chat.template import read_template_file
+
+    return None if path is None else read_template_file(path)
 
 
 def _utf8(text: str | None, what: str) -> str | None:

@@ -95,7 +95,7 @@ def test_context_the_machine_cannot_hold_is_refused_before_loading() -> None:
 
 def test_bad_options(tmp_path: Path) -> None:
     assert_one_line_error(tuillm("chat", "demo", "-p", "hi", "--template", str(tmp_path / "t.jinja")),
-                          "cannot read the template")
+                          "t.jinja: no such file")
     assert_one_line_error(tuillm("chat", "demo", "-p", "hi", "--ctx", "4"), "at least 16")
     assert_one_line_error(tuillm("chat", "demo", "-p", "hi", "--lora", str(tmp_path / "a.gguf")), "a.gguf")
     # A trained adapter's folder (PEFT) was "no config.json (not a Hugging Face checkpoint folder)".
