@@ -15,7 +15,8 @@ from typing import Any
 from tuillm.core.chat.backend import ChatBackend
 from tuillm.core.chat.branches import AT_LEAF, Parent
 from tuillm.core.chat.events import ChatEmit, ChatEvent, ReplyDone
-from tuillm.core.chat.store import DEFAULT_TITLE, Chat, ChatStore, Message, StoreError, StreamingSaver
+from tuillm.core.chat.saver import StreamingSaver
+from tuillm.core.chat.store import DEFAULT_TITLE, Chat, ChatStore, Message, StoreError
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import Sampling
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tuillm.core.chat.store import CHAT_LOAD_OPTIONS, DEFAULT_TITLE, Chat, ChatStore, StoreError
+from tuillm.core.chat.store import CHAT_LOAD_OPTIONS, DEFAULT_TITLE, Chat, ChatStore
 from tuillm.core.errors import TuillmError
 from tuillm.core.files import FileRefused, read_bounded
 from tuillm.core.llama.options import Sampling
@@ -68,6 +68,8 @@ def read_chat_file(path: str | Path, *, max_bytes: int = MAX_IMPORT_BYTES) -> Im
         raise ChatImportError(f"{name} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ChatImportError(f"{name} is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except ValueError:  # an integer of more digits than Python converts (4300)
+        raise ChatImportError(f"{name}: the JSON holds a number too long to read") from None
     except RecursionError:
         raise ChatImportError(f"{name}: the JSON is nested too deeply") from None
     try:
@@ -215,17 +217,16 @@ def _load(load: object) -> dict[str, Any]:
 
 
 def save_chat(store: ChatStore, chat: ImportedChat) -> Chat:
-    """Creates the chat in ``store``; a failure part way removes what was written."""
-    created = store.create_chat(chat.title, model=chat.model, system_prompt=chat.system_prompt, params=chat.params)
-    try:
+    """Creates the chat in ``store`` in one transaction: a failure or a signal part way leaves nothing (and one
+    commit, not one a message, keeps a long chat's import quick)."""
+    with store.transaction():
+        created = store.create_chat(chat.title, model=chat.model, system_prompt=chat.system_prompt,
+                                    params=chat.params)
         if chat.adapter or chat.load:
             store.set_model(created.id, chat.model, adapter=chat.adapter, load=chat.load)
         for m in chat.messages:
             store.add_message(created.id, m.role, m.content, stats=m.stats, complete=m.complete, model=m.model,
                               adapter=m.adapter)
-    except StoreError:
-        store.delete_chat(created.id)
-        raise
     return store.get_chat(created.id)
 
 

@@ -1,8 +1,8 @@
 """Conversations on disk: one SQLite file (WAL) with chats and their messages.
 
 The schema grows by appending steps to ``schema.MIGRATIONS``; ``PRAGMA user_version`` records how many ran. A streaming
-assistant message is written while it grows (``StreamingSaver``), so a killed app loses at most the last half
-second of a reply.
+assistant message is written while it grows (``core.chat.saver.StreamingSaver``), so a killed app loses at most the
+last half second of a reply.
 """
 
 from __future__ import annotations
@@ -13,20 +13,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tuillm.core.chat.branches import AT_LEAF, Branches, Parent, path
-from tuillm.core.chat.events import ChatEvent, Token
 from tuillm.core.chat.schema import MIGRATIONS
 from tuillm.core.chat.search import DEFAULT_LIMIT, Found, search_messages, title_matches
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import LOAD_OPTIONS, LORA_SCALE, Sampling
 from tuillm.core.paths import data_dir
 
-SAVE_INTERVAL_S = 0.5
 DEFAULT_TITLE = "New chat"  # a chat's title until its first message names it
 # What a chat keeps of how its model was loaded (chats.load, by LoadOptions field name), checked by these on read.
 CHAT_LOAD_OPTIONS = {o.name: o for o in (*LOAD_OPTIONS, LORA_SCALE)}
@@ -211,6 +209,18 @@ class ChatStore(Branches):
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.path}: {exc}") from None
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The writes inside commit together or not at all: an import stopped part way leaves nothing."""
+        with self._lock:
+            self._run("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._run("ROLLBACK")
+                raise
+            self._run("COMMIT")
+
     # --- chats ---
     def create_chat(self, title: str = DEFAULT_TITLE, *, model: str = "", system_prompt: str = "",
                     params: Mapping[str, Any] | None = None) -> Chat:
@@ -351,43 +361,3 @@ class ChatStore(Branches):
             tmp.unlink(missing_ok=True)
             raise StoreError(f"{target}: cannot write the export ({exc.strerror or exc})") from None
         return target
-
-
-class StreamingSaver:
-    """Keeps an assistant message row in step with a streaming reply: ``add(text)`` per token writes at most every
-    ``interval`` seconds; ``finish`` writes the final text and stats."""
-
-    def __init__(self, store: ChatStore, chat_id: int, *, interval: float = SAVE_INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic, model: str = "", adapter: str = "",
-                 parent: Parent = AT_LEAF) -> None:
-        self.store = store
-        self.interval = interval
-        self._clock = clock
-        self._parts: list[str] = []
-        self._last_save = clock()
-        self.writes = 0
-        self.message = store.add_message(chat_id, "assistant", "", complete=False, model=model,
-                                          adapter=adapter, parent=parent)
-
-    @property
-    def text(self) -> str:
-        return "".join(self._parts)
-
-    def add(self, piece: str) -> None:
-        self._parts.append(piece)
-        now = self._clock()
-        if now - self._last_save >= self.interval:
-            self.store.update_message(self.message.id, self.text)
-            self._last_save = now
-            self.writes += 1
-
-    def on_event(self, event: ChatEvent) -> None:
-        """Use as a chat reply's listener: saves streamed tokens as they come."""
-        if isinstance(event, Token):
-            self.add(event.text)
-
-    def finish(self, text: str | None = None, stats: Mapping[str, Any] | None = None,
-               complete: bool = True) -> None:
-        final = self.text if text is None else text
-        self.store.update_message(self.message.id, final, stats=stats, complete=complete)
-        self.writes += 1

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tuillm.core.chat.saver import StreamingSaver
 from tuillm.core.chat.schema import MIGRATIONS
-from tuillm.core.chat.store import ChatStore, StoreError, StreamingSaver
+from tuillm.core.chat.store import ChatStore, StoreError
 
 
 def contents(store: ChatStore, chat_id: int) -> list[str]:

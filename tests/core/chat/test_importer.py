@@ -129,6 +129,27 @@ def test_a_refused_file_writes_nothing(store: ChatStore, tmp_path: Path) -> None
     assert store.list_chats() == []
 
 
+def test_an_interrupted_import_leaves_nothing(store: ChatStore, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C, SIGTERM or SIGHUP (the CLI's handlers raise) part way through the messages: the chat is not there."""
+    path = write(tmp_path, [{"role": "user", "content": f"m{i}"} for i in range(50)])
+    add = store.add_message
+    calls = []
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 30:
+            raise KeyboardInterrupt
+        return add(*args, **kwargs)
+
+    monkeypatch.setattr(store, "add_message", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        import_chat(store, path)
+    assert len(calls) == 30 and store.list_chats() == []
+    monkeypatch.undo()
+    assert len(store.messages(import_chat(store, path).id)) == 50  # the store still writes after the rollback
+
+
 def test_file_level_refusals(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"messages": [', encoding="utf-8")
     with pytest.raises(ChatImportError, match=r"bad.json is not JSON \(line 1, column 15: Expecting value\)$"):
@@ -136,6 +157,9 @@ def test_file_level_refusals(tmp_path: Path) -> None:
     (tmp_path / "latin.json").write_bytes('["café"]'.encode("latin-1"))
     with pytest.raises(ChatImportError, match=r"latin.json is not UTF-8 text$"):
         read_chat_file(tmp_path / "latin.json")
+    (tmp_path / "long.json").write_text('[{"role": "user", "content": "hi", "n": ' + "9" * 5000 + "}]")
+    with pytest.raises(ChatImportError, match=r"long.json: the JSON holds a number too long to read$"):
+        read_chat_file(tmp_path / "long.json")
     with pytest.raises(ChatImportError, match=r"missing.json: no such file$"):
         read_chat_file(tmp_path / "missing.json")
     with pytest.raises(ChatImportError, match=r"^no file named \(an empty path\)$"):

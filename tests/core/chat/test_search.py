@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tuillm.core.chat.saver import StreamingSaver
 from tuillm.core.chat.schema import MIGRATIONS
 from tuillm.core.chat.search import excerpt, fts_query, title_matches, words
-from tuillm.core.chat.store import ChatStore, StoreError, StreamingSaver
+from tuillm.core.chat.store import ChatStore, StoreError
 
 FTS_STEP = next(i for i, step in enumerate(MIGRATIONS) if "messages_fts" in step)
 HOSTILE = ['"', "AND(", "*", "NEAR(a b", "a OR", "col:x", "^start", "'; DROP TABLE messages; --", "\x00", "   ",

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tuillm.core.chat.saver import StreamingSaver
 from tuillm.core.chat.schema import MIGRATIONS
-from tuillm.core.chat.store import ChatStore, StoreError, StreamingSaver, default_path
+from tuillm.core.chat.store import ChatStore, StoreError, default_path
 
 
 def test_default_location_is_under_the_data_dir(isolated_home: Path) -> None:
@@ -195,7 +196,8 @@ def test_partial_reply_survives_sigkill(tmp_path: Path) -> None:
     db = tmp_path / "c.sqlite3"
     script = textwrap.dedent(f"""
         import os, signal, time
-        from tuillm.core.chat.store import ChatStore, StreamingSaver
+        from tuillm.core.chat.saver import StreamingSaver
+        from tuillm.core.chat.store import ChatStore
         store = ChatStore({str(db)!r})
         chat = store.create_chat("killed")
         store.add_message(chat.id, "user", "go")
