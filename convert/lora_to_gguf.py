@@ -79,6 +79,11 @@ def _check_adapter_config(path: Path, config: dict) -> None:
             raise ConvertError(f"{path}: {key} = {json_shown(config[key])} is not true or false")
     if not isinstance(config.get("peft_type", "LORA"), str):
         raise ConvertError(f"{path}: peft_type is not a string")
+    for key in ("target_modules", "modules_to_save"):  # peft takes a name (a pattern) or a list of names
+        names = config.get(key)
+        if names is not None and not isinstance(names, str) and not (
+                isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ConvertError(f"{path}: {key} = {json_shown(names)} is not a module name or a list of them")
 
 
 def open_adapter(folder: Path) -> Adapter:
@@ -123,6 +128,9 @@ def open_adapter(folder: Path) -> Adapter:
         pairs.append(LoraPair(module, ab["A"], ab["B"], a.shape[0], a.shape[1], b.shape[0]))
     if not pairs:
         raise ConvertError(f"{folder}: the adapter holds no LoRA weights")
+    odd = next((p for p in pairs if p.rank != config["r"]), None)
+    if odd is not None and not config.get("rank_pattern"):  # its scale alpha/r would be wrong, or peft's load fail
+        raise ConvertError(f"{cfg_path}: r = {config['r']}, but {odd.module}'s LoRA weights have rank {odd.rank}")
     return Adapter(folder, config, Checkpoint(folder, config, entries), pairs)
 
 

@@ -57,6 +57,8 @@ def load_json(data: bytes | str, what: str = "") -> Any:
         return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SafetensorsError(f"{subject}not valid JSON ({exc.__class__.__name__})") from None
+    except ValueError:  # an integer of more digits than Python converts (4300)
+        raise SafetensorsError(f"{subject}not valid JSON (a number too long to read)") from None
     except RecursionError:
         raise SafetensorsError(f"{subject}not valid JSON (nested too deeply)") from None
 

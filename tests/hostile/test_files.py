@@ -207,6 +207,7 @@ def test_bad_config_values(change: dict, expected: str, command: str, tmp_path: 
     (_deep(100_000), "not valid JSON (nested too deeply)"),
     (b"[1, 2]", "not a JSON object"),
     (b"{\"a\": \xff}", "not valid JSON (UnicodeDecodeError)"),
+    (b"{\"hidden_size\": " + b"9" * 5000 + b"}", "not valid JSON (a number too long to read)"),
 ])
 def test_config_that_is_not_an_object(config: bytes, expected: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -254,6 +255,7 @@ HEADER_CASES = [
     ({"__metadata__": [1], E: {"dtype": "F32", "shape": [4, 8], "data_offsets": [0, 128]}},
      "header __metadata__ is not an object of strings"),
     (b"[" * 100_000, "header is not valid JSON (nested too deeply)"),
+    (b"[" + b"9" * 5000 + b"]", "header is not valid JSON (a number too long to read)"),
     (b"[1, 2]", "header is not a JSON object"),
 ]
 
@@ -314,11 +316,23 @@ def test_deep_pre_tokenizer_is_refused_not_a_recursion(tmp_path: Path) -> None:
     ({"r": 0, "lora_alpha": 16}, "r = 0 is not a positive integer"),
     ({"r": 8, "lora_alpha": "x"}, 'lora_alpha = "x" is not a finite number'),
     ({"r": 8, "use_rslora": "yes"}, 'use_rslora = "yes" is not true or false'),
+    ({"r": 8, "target_modules": 5}, "target_modules = 5 is not a module name or a list of them"),
+    ({"r": 8, "modules_to_save": ["lm_head", 1]}, 'modules_to_save = ["lm_head", 1] is not a module name or a list '
+                                                  "of them"),
+    ({"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}, "r = 8, but model.layers.0.self_attn.q_proj's LoRA "
+                                                                "weights have rank 4"),
 ])
 def test_bad_adapter_config(config: dict, expected: str, tmp_path: Path) -> None:
+    # (merge read target_modules = 5 as "unexpected error: TypeError" inside peft)
+    import numpy as np
+    from safetensors.numpy import save_file
+
     from tuillm.convert.lora_to_gguf import open_adapter
 
     (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    module = "base_model.model.model.layers.0.self_attn.q_proj"
+    save_file({f"{module}.lora_A.weight": np.zeros((4, 16), np.float32),
+               f"{module}.lora_B.weight": np.zeros((16, 4), np.float32)}, tmp_path / "adapter_model.safetensors")
     with pytest.raises(ConvertError) as err:
         open_adapter(tmp_path)
     assert str(err.value) == f"{tmp_path / 'adapter_config.json'}: {expected}"
