@@ -36,8 +36,11 @@ def describe_os_error(exc: OSError, path: Path) -> str:
 def _places(path: Path) -> list[Path]:
     """Where ``path`` is on disk: its folder resolved with its own name, and, when it is a link, its target."""
     path = Path(path).expanduser()
-    places = [path.parent.resolve() / path.name]
-    real = path.resolve()
+    try:
+        places = [path.parent.resolve() / path.name]
+        real = path.resolve()
+    except RuntimeError:  # Python 3.11's resolve() on a loop of symbolic links
+        raise ConvertError(f"{path}: a loop of symbolic links") from None
     if real not in places:
         places.append(real)
     return places
@@ -54,7 +57,8 @@ def check_output(out: Path, inputs: Iterable[Path], *, force: bool = False) -> N
     """Refuse an output that would destroy an input or an existing file: the one check every writer makes first.
 
     Refused: the input itself (a link or a hard link to it included); anything inside an input folder but a GGUF
-    file; a folder that holds an input. An existing output is replaced only with ``force``.
+    file; a folder that holds an input; a device, pipe or socket; a loop of links. An existing output is replaced
+    only with ``force``.
     """
     out = Path(out).expanduser()
     outs = _places(out)
@@ -69,6 +73,8 @@ def check_output(out: Path, inputs: Iterable[Path], *, force: bool = False) -> N
                 raise ConvertError(f"{out}: output inside the input folder {src}")
             if any(s.is_relative_to(o) for o in outs):
                 raise ConvertError(f"{out}: output folder holds the input {src}")
+    if out.exists() and not (out.is_file() or out.is_dir()):  # --force would put a file in place of /dev/null
+        raise ConvertError(f"{out}: not a regular file (a device, pipe or socket); choose another output")
     if not force and (out.exists() or out.is_symlink()):
         raise ConvertError(f"{out}: already exists; --force replaces it")
 

@@ -73,6 +73,21 @@ def _read(fd: int, limit: int) -> bytes:
     return b"".join(parts)
 
 
+NO_SUCH_INPUT = "no such file or folder"
+
+
+def input_problem(path: Path) -> str | None:
+    """Why ``path`` is not a model input (a file or a folder), in a few words; None when it is one. A FIFO or
+    device exists but is not one, and a loop of links is not 'no such file'."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return NO_SUCH_INPUT if exc.errno in (errno.ENOENT, errno.ENOTDIR) else _reason(exc)
+    if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
+        return None
+    return "not a regular file or folder (a pipe, socket or device)"
+
+
 def _reason(exc: OSError) -> str:
     if exc.errno == errno.ENOENT:
         return "no such file"

@@ -39,6 +39,7 @@ from tuillm.core.conversion.imatrix_step import (
 )
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
+from tuillm.core.files import input_problem
 
 __all__ = ["REPORT_STAGE", "OutputResult", "convert_checkpoint", "convert_many"]
 
@@ -118,13 +119,13 @@ def _check_outputs(src: Path, outputs: Sequence[tuple[str, Path]], force: bool) 
         except ConvertError as exc:
             raise TuillmError(str(exc)) from None
         out = Path(out).expanduser()
+        try:
+            check_output(out, [src], force=force)  # first: it refuses a loop of links, which resolve() raises on
+        except ConvertError as exc:
+            raise TuillmError(str(exc)) from None
         key = out.resolve()
         if key in seen:
             raise TuillmError(f"{out}: named for two outputs")
-        try:
-            check_output(out, [src], force=force)
-        except ConvertError as exc:
-            raise TuillmError(str(exc)) from None
         seen.add(key)
         checked.append((out_type, out))
     return checked
@@ -145,8 +146,9 @@ def convert_many(src: Path, outputs: Sequence[tuple[str, Path]], *, emit: Emit =
     matrix get "auto" without asking.
     """
     src = Path(src).expanduser()
-    if not src.exists():
-        raise TuillmError(f"{src}: no such file or folder")
+    problem = input_problem(src)
+    if problem:
+        raise TuillmError(f"{src}: {problem}")
     plan = _check_outputs(src, outputs, force)
     tensor_types = _check_tensor_types(tensor_types, plan)
     choice = resolve_imatrix(src, plan, imatrix, Path(calibration) if calibration else None, tensor_types)

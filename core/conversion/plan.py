@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.types import OUTPUT_TYPES, TYPE_NAMES, check_type
 from tuillm.core.errors import TuillmError
+from tuillm.core.files import input_problem
 from tuillm.core.llama.options import LOAD_OPTIONS
 from tuillm.core.options import option_map
 
@@ -67,8 +68,9 @@ def open_source(path: Path) -> Source:
     from tuillm.convert.quantize import gguf_tensors
 
     path = Path(path).expanduser()
-    if not path.exists():
-        raise TuillmError(f"{path}: no such file or folder")
+    problem = input_problem(path)
+    if problem:
+        raise TuillmError(f"{path}: {problem}")
     try:
         if path.is_dir():
             tensors, n_gqa = hf_tensors(path)

@@ -15,6 +15,7 @@ from typing import Any
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.types import OUTPUT_TYPES, check_type
 from tuillm.core.errors import TuillmError
+from tuillm.core.files import input_problem
 from tuillm.core.llama.options import LOAD_OPTIONS
 from tuillm.core.options import Option, OptionError, option_map
 
@@ -106,8 +107,9 @@ def sweep_request(source: str | Path, values: Mapping[str, Any], models_folder: 
     """The request from the options' values (already parsed by their declarations); one-line errors.
     ``models_folder``: where the files go when no folder is given and another app keeps the source's."""
     src = Path(source).expanduser()
-    if not src.exists():
-        raise TuillmError(f"{src}: no such file or folder")
+    problem = input_problem(src)
+    if problem:
+        raise TuillmError(f"{src}: {problem}")
     if not src.is_dir() and src.suffix.lower() != ".gguf":
         raise TuillmError(f"{src}: not a GGUF file or an HF checkpoint folder")
     types = check_types(values.get("types") or ",".join(DEFAULT_TYPES))

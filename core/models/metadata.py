@@ -12,6 +12,7 @@ from tuillm.convert.errors import JSONFileError
 from tuillm.convert.gguf_header import GGUFHeader, GGUFHeaderError, SkippedArray, TensorInfo, read_gguf_header
 from tuillm.convert.safetensors_header import SafetensorsError, checkpoint_files, read_header
 from tuillm.core.errors import ModelFileError
+from tuillm.core.files import input_problem
 
 LAYER_RE = re.compile(r"^blk\.(\d+)\.")
 
@@ -73,8 +74,9 @@ def _is_count(value: object) -> bool:
 def read_info(path: str | Path) -> ModelInfo:
     """Metadata of a GGUF file or an HF checkpoint folder; a ModelFileError names the path and the problem."""
     p = Path(path).expanduser()
-    if not p.exists():
-        raise ModelFileError(p, "no such file or folder")
+    problem = input_problem(p)
+    if problem:
+        raise ModelFileError(p, problem)
     if p.is_dir():
         return read_hf_info(p)
     return read_gguf_info(p)

@@ -115,7 +115,8 @@ def test_key_that_is_not_utf8(tiny_gguf: Path, tmp_path: Path, capsys: pytest.Ca
 def test_fifo_named_gguf_does_not_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fifo = tmp_path / "pipe.gguf"
     os.mkfifo(fifo)
-    assert _cli_error(["info", str(fifo)], capsys, tmp_path) == f"{fifo}: not a regular file"
+    assert _cli_error(["info", str(fifo)], capsys, tmp_path) == (f"{fifo}: not a regular file or folder (a pipe, "
+                                                                "socket or device)")
 
 
 def test_llama_cpp_never_sees_an_aborting_file(demo_gguf: Path, tmp_path: Path) -> None:
@@ -361,7 +362,7 @@ def test_bad_files_in_a_models_folder_are_listed_as_skipped(tiny_gguf: Path, tmp
     assert result[0].find("good") is not None
     assert sorted((p.path, p.problem) for p in result[0].problems) == [
         (str(models / "layers.gguf"), "metadata llama.block_count = 4000 is out of range (llama.cpp takes 1 to 512)"),
-        (str(models / "pipe.gguf"), "not a regular file"),
+        (str(models / "pipe.gguf"), "not a regular file or folder (a pipe, socket or device)"),
         (str(models / "text.gguf"), "not a GGUF file (bad magic)"),
     ]
     (tmp_path / "config.toml").write_text(f'[models]\ndirs = ["{models}"]\n')

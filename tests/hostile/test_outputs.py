@@ -58,12 +58,17 @@ def inputs(tmp_path: Path) -> Path:
     (tmp_path / "D").mkdir()
     write_fact_dataset(tmp_path / "D" / "d.jsonl", 4)
     (tmp_path / "old.gguf").write_bytes(b"an earlier output")
+    os.mkfifo(tmp_path / "pipe")  # as /dev/null would be: --force must not put a file in its place
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
     return tmp_path
 
 
 INSIDE = "output inside the input folder"
 SAME = "output would overwrite the input"
 EXISTS = "already exists; --force replaces it"
+SPECIAL = "not a regular file (a device, pipe or socket); choose another output"
+LOOP = "a loop of symbolic links"
 # (the command line, with {t} for the test folder; the expected line after "tuillm: ")
 REFUSALS = [
     ("convert {t}/B -o {t}/B/model.safetensors", f"{{t}}/B/model.safetensors: {INSIDE} {{t}}/B"),
@@ -93,6 +98,21 @@ REFUSALS = [
     ("train {t}/B --data {t}/D/d.jsonl -o {t}", "{t}: output folder holds the input {t}/B"),
     ("train {t}/B --data {t}/D/d.jsonl -o {t}/A",
      "{t}/A: already holds a trained adapter; choose another output folder, or --force replaces it"),
+    ("quantize {t}/X.gguf -o {t}/pipe --type q4_0 --force", f"{{t}}/pipe: {SPECIAL}"),
+    ("convert {t}/B -o {t}/pipe", f"{{t}}/pipe: {SPECIAL}"),
+    ("merge {t}/B {t}/A -o {t}/pipe --force", f"{{t}}/pipe: {SPECIAL}"),
+    ("export-lora {t}/A --base {t}/B -o {t}/pipe --force", f"{{t}}/pipe: {SPECIAL}"),
+    ("convert {t}/B -o {t}/loop1", f"{{t}}/loop1: {LOOP}"),
+    ("quantize {t}/X.gguf -o {t}/loop1 --type q4_0", f"{{t}}/loop1: {LOOP}"),
+    ("merge {t}/B {t}/A -o {t}/loop1", f"{{t}}/loop1: {LOOP}"),
+    ("export-lora {t}/A --base {t}/B -o {t}/loop1", f"{{t}}/loop1: {LOOP}"),
+    ("merge {t}/B {t}/loop1 -o {t}/m.gguf", f"{{t}}/loop1: {LOOP}"),
+    ("export-lora {t}/loop1 --base {t}/B -o {t}/e.gguf", f"{{t}}/loop1: {LOOP}"),
+    # inputs that are there but are no file or folder: not "no such file"
+    ("convert {t}/pipe -o {t}/o.gguf", "{t}/pipe: not a regular file or folder (a pipe, socket or device)"),
+    ("quantize {t}/loop1 -o {t}/o.gguf --type q4_0", f"{{t}}/loop1: {LOOP}"),
+    ("info {t}/loop1", f"{{t}}/loop1: {LOOP}"),
+    ("quants {t}/pipe --types q8_0", "{t}/pipe: not a regular file or folder (a pipe, socket or device)"),
 ]
 
 
