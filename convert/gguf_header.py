@@ -190,6 +190,10 @@ def _parse(buf: mmap.mmap, size: int) -> GGUFHeader:
         check_metadata(header.fields, header.types)
     except MetadataError as exc:
         raise LlamaLimitError(str(exc)) from None
+    # No reader of ours has a use for a GGUF without tensors (a model, a LoRA adapter and an imatrix all have some);
+    # refused here, after the metadata checks, so info, quantize, the Models pane and chat say the same.
+    if n_tensors == 0:
+        raise GGUFHeaderError("holds no tensors (not a model)")
     raw_tensors = []
     names: set[str] = set()
     for i in range(n_tensors):

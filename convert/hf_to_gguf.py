@@ -46,6 +46,9 @@ EMBED_NAMES = ("model.embed_tokens.weight", "embed_tokens.weight")
 # Tensors HF keeps that llama.cpp does not use.
 _SKIP = re.compile(r"(rotary_emb\.inv_freq|\.attention\.masked_bias|\.attention\.bias)$")
 _BLOCK = re.compile(r"\.layers\.(\d+)\.")
+_GGUF_BLOCK = re.compile(r"blk\.(\d+)\.")
+# What llama.cpp requires of every layer in each architecture here, whatever layer 0 holds.
+_LAYER_REQUIRED = ("attn_norm.weight", "attn_output.weight", "ffn_down.weight")
 # Work is cut into units of at most this many values (32 MB as float32): peak memory is a few units, whatever
 # the size of the model or of its largest tensor.
 UNIT_ELEMENTS = 8 * 1024 * 1024
@@ -109,7 +112,28 @@ def _plan(ck: Checkpoint, arch: Arch, hp: HParams, out: gguf.GGMLQuantizationTyp
         plan.append(_Planned(gguf_name, shape, qtype, nbytes(shape, qtype), units))
     for gguf_name, values in arch.extra_tensors(ck.config, hp):
         plan.append(_Planned(gguf_name, values.shape, Q.F32, values.nbytes, [(values.nbytes, lambda v=values: v)]))
+    _check_complete(ck, [p.gguf_name for p in plan], hp.n_layer)
     return plan
+
+
+def _check_complete(ck: Checkpoint, names: list[str], n_layer: int) -> None:
+    """Refuse a plan that lacks a tensor llama.cpp requires: it would write a file llama.cpp cannot load.
+
+    Every layer 0..n_layer-1 must have what layer 0 has (the layers of the architectures here are alike), and at
+    least a norm, an attention output and an FFN down projection; the embedding is checked by its reader.
+    """
+    present = set(names)
+    suffixes = [n.removeprefix("blk.0.") for n in names if n.startswith("blk.0.")]
+    suffixes += [s for s in _LAYER_REQUIRED if s not in suffixes]
+    layers = {int(m.group(1)) for n in names if (m := _GGUF_BLOCK.match(n))}
+    held = f"the weights have {max(layers) + 1} layers" if layers else "the weights have no layers"
+    for i in range(n_layer):
+        missing = next((f"blk.{i}.{s}" for s in suffixes if f"blk.{i}.{s}" not in present), None)
+        if missing is not None:
+            raise ConvertError(f"{ck.folder}: tensor {missing} is missing (config.json's num_hidden_layers is "
+                               f"{n_layer}; {held})")
+    if "output_norm.weight" not in present:
+        raise ConvertError(f"{ck.folder}: tensor output_norm.weight is missing (the final norm, model.norm.weight)")
 
 
 def _row_ranges(shape: tuple[int, ...], multiple: int = 1) -> list[tuple[int, int] | None]:

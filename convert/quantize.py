@@ -19,7 +19,7 @@ import re
 import sys
 import time
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import gguf
@@ -32,7 +32,8 @@ from tuillm.convert.quant_rules import output_tensor_types, requires_imatrix
 from tuillm.convert.tensors import Q, TensorShape, tensor_bytes
 from tuillm.convert.types import OUTPUT_TYPES, UNQUANTIZED_TYPE_NAMES, check_type
 
-__all__ = ["gguf_tensors", "input_is_quantized", "intermediate_type", "output_tensor_types", "quantize_gguf"]
+__all__ = ["gguf_tensors", "input_is_quantized", "intermediate_type", "no_space_message", "output_tensor_types",
+           "quantize_gguf"]
 
 def gguf_tensors(path: Path) -> tuple[list[TensorShape], int, int]:
     """A GGUF file's tensors, its GQA factor (heads per KV head) and the bytes before its tensor data.
@@ -75,7 +76,7 @@ def input_is_quantized(path: Path) -> bool:
 
 def quantize_gguf(in_path: Path, out_path: Path, out_type: str, *, threads: int | None = None,
                   progress: ProgressFn | None = None, imatrix: Path | None = None,
-                  tensor_types: Mapping[str, str] | None = None) -> Path:
+                  tensor_types: Mapping[str, str] | None = None, temporary_input: bool = False) -> Path:
     """Re-quantize a GGUF file with llama.cpp, writing through a temporary name.
 
     ``imatrix``: an importance matrix file (``tuillm.convert.imatrix``); ``tensor_types``: ``--tensor-type``
@@ -83,6 +84,7 @@ def quantize_gguf(in_path: Path, out_path: Path, out_type: str, *, threads: int 
     llama.cpp only writes with an importance matrix is refused without one. An already quantized input is
     accepted (llama.cpp dequantizes it first); expect some quality loss. ``progress`` is called about 5 times a
     second with the tensors written so far; an exception it raises (a cancel) stops the quantizer at once.
+    ``temporary_input``: the input is the caller's temporary, removed after a failure (a full disk counts it).
     """
     out_type = check_type(out_type)
     in_path, out_path = Path(in_path), Path(out_path)
@@ -128,9 +130,49 @@ def quantize_gguf(in_path: Path, out_path: Path, out_type: str, *, threads: int 
             rc, detail = run_tool(os.fspath(tool), _tool_args(in_path, tmp, out_type, n_threads, imatrix,
                                                               tensor_types), poll)
         if rc != 0:
-            raise ConvertError(f"{in_path}: llama.cpp could not quantize it to {out_type} (error {rc}{detail})")
+            raise _failure(in_path, out_path, out_type, (rc, detail), header + total, _size(tmp), temporary_input)
     report(total)
     return out_path
+
+
+def _failure(in_path: Path, out_path: Path, out_type: str, result: tuple[int, str], needed: int, held: int,
+             temporary_input: bool) -> ConvertError:
+    """The error for a failed quantizer: llama.cpp reports a full disk as a bare stream error, so the space
+    left tells it apart. A temporary input on the same disk is needed too, and freed with the partial output."""
+    rc, detail = result
+    extra = _size(in_path) if temporary_input and _same_device(in_path, out_path.parent) else 0
+    full = no_space_message(out_path.parent, needed + extra, held + extra, detail)
+    return ConvertError(full or f"{in_path}: llama.cpp could not quantize it to {out_type} (error {rc}{detail})")
+
+
+def no_space_message(folder: Path, needed: int, held: int = 0, detail: str = "", *,
+                     statvfs: Callable[[Path], os.statvfs_result] = os.statvfs) -> str | None:
+    """The line for a write that failed for want of space in ``folder``, or None when space is not the reason.
+
+    ``needed``: the expected output size; ``held``: what the failed partial output holds (given back when it is
+    removed, so it counts as free); ``detail``: the failure's own text, in case it names a full disk.
+    """
+    try:
+        st = statvfs(folder)
+        free = st.f_bavail * st.f_frsize + held
+    except OSError:
+        free = None
+    if free is not None and free < needed:
+        return f"{folder}: no space left on device (needs about {_human(needed)}, {_human(free)} free)"
+    if "no space left" in detail.lower():
+        return f"{folder}: no space left on device"
+    return None
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_dev == b.stat().st_dev
+    except OSError:
+        return False
+
+
+def _human(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
 def _tool_args(in_path: Path, tmp: Path, out_type: str, threads: str, imatrix: Path | None,

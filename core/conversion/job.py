@@ -216,12 +216,14 @@ class _Quant:
         t = OUTPUT_TYPES[out_type]
         return t.direct and not (self.tensor_types and t.quantized)
 
-    def quantize(self, mid: Path, path: Path, out_type: str, progress: Callable[[ConvertProgress], None]) -> None:
+    def quantize(self, mid: Path, path: Path, out_type: str, progress: Callable[[ConvertProgress], None],
+                 temporary: bool = False) -> None:
         from tuillm.convert.quantize import quantize_gguf
 
         matrix = self.imatrix.path if self.imatrix is not None and takes_imatrix(out_type) else None
         quantize_gguf(mid, path, out_type, progress=progress, threads=self.threads, imatrix=matrix,
-                      tensor_types=self.tensor_types if OUTPUT_TYPES[out_type].quantized else None)
+                      tensor_types=self.tensor_types if OUTPUT_TYPES[out_type].quantized else None,
+                      temporary_input=temporary)
 
 
 _IMATRIX = "imatrix"  # the step that computes the importance matrix (not an output type)
@@ -273,7 +275,7 @@ def _convert_outputs(src: Path, plan: list[tuple[str, Path]], emit: Emit, cancel
                 convert_hf(src, path, out_type, progress=progress, threads=threads)
             else:
                 assert mid is not None
-                quant.quantize(mid[0], path, out_type, progress)
+                quant.quantize(mid[0], path, out_type, progress, temporary=mid[1])
             if not (mid is not None and mid[1] and path == mid[0]):
                 done(out_type, path)
         check_cancel()

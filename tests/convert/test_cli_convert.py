@@ -96,7 +96,15 @@ def _index_names_missing_tensor(folder: Path) -> None:
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
 
 
+def _more_layers_in_config(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] = 3  # the weights have 2
+    (folder / "config.json").write_text(json.dumps(config))
+
+
 @pytest.mark.parametrize(("damage", "expected"), [
+    (_more_layers_in_config, "ckpt: tensor blk.2.attn_norm.weight is missing (config.json's num_hidden_layers is 3; "
+                             "the weights have 2 layers)"),
     (_unsupported, "unsupported architecture GPT2LMHeadModel; supported: llama, mistral"),
     (_no_tokenizer, "no tokenizer"),
     (_missing_shard, "is missing"),
@@ -111,6 +119,31 @@ def test_bad_checkpoint(damage, expected: str, tiny_sharded: Path, tmp_path: Pat
     code, stdout, stderr = _run_cli(["convert", str(folder), "-o", str(out_dir / "x.gguf"), "-q"], capsys)
     assert code == 1
     assert stderr.startswith("tuillm: ") and stderr.count("\n") == 1 and expected in stderr, stderr
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("out_type", ["q8_0", "q4_k_m"])
+@pytest.mark.parametrize(("removed", "expected"), [
+    # Layer 0 shows what each layer holds: a later layer short of one would load in no llama.cpp.
+    ("model.layers.1.mlp.up_proj.weight", "tensor blk.1.ffn_up.weight is missing (config.json's num_hidden_layers "
+                                          "is 2; the weights have 2 layers)"),
+    ("model.norm.weight", "tensor output_norm.weight is missing (the final norm, model.norm.weight)"),
+])
+def test_a_missing_tensor_is_refused(removed: str, expected: str, out_type: str, tiny_llama: Path, tmp_path: Path,
+                                     capsys) -> None:
+    """Refused before anything is written, whichever writer (ours, or llama.cpp's quantizer) would write it."""
+    from safetensors.numpy import load_file, save_file
+
+    folder = _copy(tiny_llama, tmp_path / "ckpt")
+    weights = load_file(folder / "model.safetensors")
+    del weights[removed]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, _, stderr = _run_cli(["convert", str(folder), "-o", str(out_dir / "x.gguf"), "--type", out_type, "-q"],
+                               capsys)
+    assert code == 1
+    assert stderr == f"tuillm: {folder}: {expected}\n"
     assert list(out_dir.iterdir()) == []
 
 
