@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from tuillm.core.errors import TuillmError
 
 MAX_GRAMMAR_CHARS = 1 << 20  # a schema whose grammar grows past this is refused, not handed to llama.cpp
+_EMPTY_RULE = re.compile(r"^([\w-]+) ::=[ \t]*$", re.MULTILINE)  # a rule that matches nothing
 
 
 def json_grammar(schema: dict[str, Any] | None = None) -> str:
@@ -25,6 +27,10 @@ def json_grammar(schema: dict[str, Any] | None = None) -> str:
         raise TuillmError(f"the JSON schema cannot be turned into a grammar ({exc})") from None
     if len(text) > MAX_GRAMMAR_CHARS:
         raise TuillmError("the JSON schema makes a grammar too large")
+    empty = _EMPTY_RULE.search(text)
+    if empty:  # llama.cpp refuses it (printing the grammar on stderr); before it checked, it crashed on one
+        raise TuillmError(f"the JSON schema allows no value at all ({empty.group(1)}: an empty enum, type list or "
+                          "the like)")
     return text
 
 

@@ -102,17 +102,26 @@ def _biased(pairs: tuple[tuple[int, float], ...]) -> Any:
     return LogitsProcessorList([add])
 
 
-def _grammar(gbnf: str | None) -> Any:
+def _grammar(gbnf: str | None, vocab: Any) -> Any:
     """A fresh ``LlamaGrammar`` (it keeps its parse state) for one reply; a grammar llama.cpp will not parse is a
-    ``TuillmError``."""
+    ``TuillmError``. llama-cpp-python hands the text to llama.cpp unchecked, and a grammar llama.cpp's parser refuses
+    (``root ::=`` with nothing after it: a schema's empty enum) gives a null sampler it then uses: a segfault. So
+    the grammar is parsed by llama.cpp here first, against the model's ``vocab``, and the null answer refused."""
     if gbnf is None:
         return None
+    import llama_cpp
     from llama_cpp import LlamaGrammar
 
     try:
-        return LlamaGrammar.from_string(gbnf, verbose=False)
+        grammar = LlamaGrammar.from_string(gbnf, verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise TuillmError(f"the grammar is not valid ({exc})") from None
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), grammar._root.encode("utf-8"))
+    if not sampler:
+        raise TuillmError("the grammar is not valid (llama.cpp could not parse it: a rule with nothing to match, "
+                          "such as an empty enum or type list)")
+    llama_cpp.llama_sampler_free(sampler)
+    return grammar
 
 
 class LlamaModel:
@@ -324,7 +333,7 @@ class LlamaModel:
         gen = self._llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
                                  temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True,
                                  presence_penalty=sampling.presence_penalty,
-                                 frequency_penalty=sampling.frequency_penalty, grammar=_grammar(sampling.grammar),
+                                 frequency_penalty=sampling.frequency_penalty, grammar=_grammar(sampling.grammar, self._llm._model.vocab),
                                  logits_processor=_biased(sampling.logit_bias))
         with abort_hook(self._llm._ctx.ctx, stop) as hook:
             try:

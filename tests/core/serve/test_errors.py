@@ -125,6 +125,10 @@ def test_cors_only_for_the_allowed_origin(keyed: Served, huge: Served) -> None:
 @pytest.mark.parametrize(("schema", "needle"), [
     ({"type": "object", "properties": {"a": {"$ref": "https://example.test/schema.json"}}}, "only '#/...' refs"),
     ({"type": "nonsense"}, "cannot be turned into a grammar"),
+    # each made a grammar llama.cpp refuses, and it crashed the server (a segfault) on the null sampler
+    ({"enum": []}, "allows no value at all (root:"),
+    ({"type": []}, "allows no value at all (root:"),
+    ({"type": "object", "properties": {"a": {"enum": []}}, "required": ["a"]}, "allows no value at all (a:"),
 ])
 def test_bad_json_schemas_are_400_and_fetch_nothing(keyed: Served, schema: dict, needle: str) -> None:
     with pytest.raises(openai.BadRequestError) as err:
@@ -132,6 +136,23 @@ def test_bad_json_schemas_are_400_and_fetch_nothing(keyed: Served, schema: dict,
             model="demo", messages=ASK, response_format={"type": "json_schema",
                                                          "json_schema": {"name": "x", "schema": schema}})
     assert needle in err.value.message
+    client = ollama.Client(host=keyed.url, headers={"Authorization": f"Bearer {KEY}"})
+    assert client.chat(model="demo", messages=ASK, options={"num_predict": 2}).message.content  # still serving
+
+
+def test_a_grammar_llama_cpp_refuses_is_an_error_not_a_crash() -> None:
+    """The last guard, under the schema check: whatever grammar reaches the model is parsed by llama.cpp first."""
+    from tuillm.core.errors import TuillmError
+    from tuillm.core.llama.abort import StopFlag
+    from tuillm.core.llama.loader import new_llama
+    from tuillm.core.llama.model import LlamaModel
+    from tuillm.core.llama.options import Sampling
+    from tuillm.core.paths import demo_model_path
+
+    model = LlamaModel(new_llama(str(demo_model_path()), n_ctx=256, verbose=False))
+    tokens = model.tokenize("Hi", add_bos=model.add_bos)
+    with pytest.raises(TuillmError, match="llama.cpp could not parse it"):
+        next(model.generate(tokens, Sampling(grammar='root ::= \nspace ::= " "?'), StopFlag()))
 
 
 def test_images_are_refused(keyed: Served) -> None:
