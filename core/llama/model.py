@@ -333,7 +333,8 @@ class LlamaModel:
         gen = self._llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
                                  temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True,
                                  presence_penalty=sampling.presence_penalty,
-                                 frequency_penalty=sampling.frequency_penalty, grammar=_grammar(sampling.grammar, self._llm._model.vocab),
+                                 frequency_penalty=sampling.frequency_penalty,
+                                 grammar=_grammar(sampling.grammar, self._llm._model.vocab),
                                  logits_processor=_biased(sampling.logit_bias))
         with abort_hook(self._llm._ctx.ctx, stop) as hook:
             try:
