@@ -46,16 +46,30 @@ class BadRequest(TuillmError):
 
 async def parse(request: Request, shape: type[_Body]) -> _Body:
     """The request's JSON body as ``shape``, whatever its content type says (Ollama's docs use ``curl -d``)."""
+    body = await request.body()
     try:
-        data = json.loads(await request.body())
+        data = json.loads(body)
     except (ValueError, RecursionError):
         raise BadRequest("malformed JSON in the request body") from None
+    if _lone_surrogate(data):
+        raise BadRequest("the request body holds a lone surrogate (a \\ud800-\\udfff escape without its pair): "
+                         "not text")
     try:
         return shape.model_validate(data)
     except ValidationError as exc:
         problems = exc.errors()
         raise BadRequest("; ".join(f"{'.'.join(str(x) for x in p.get('loc', ())) or 'body'}: {p.get('msg')}"
                                    for p in problems[:5])) from None
+
+
+def _lone_surrogate(data: object) -> bool:
+    """Whether a string in ``data`` holds half a UTF-16 pair: JSON's escapes allow it, UTF-8 (the prompt, the
+    model's file name, the log) cannot encode it."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class ClientLeft(TuillmError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -165,6 +166,8 @@ def test_images_are_refused(keyed: Served) -> None:
 @pytest.mark.parametrize(("fields", "needle"), [
     ({"logit_bias": {"1e3": 5}}, "logit_bias: keys must be token ids, not '1e3'"),
     ({"logit_bias": {"-3": 5}}, "logit_bias: keys must be token ids"),
+    ({"logit_bias": {"9" * 5000: 5}}, "logit_bias: keys must be token ids, not '9999"),  # was a 500 (int())
+    ({"logit_bias": {"\u0661\u0662": 5}}, "logit_bias: keys must be token ids"),  # Arabic-Indic 12: not token 12
     ({"logit_bias": {"12": 101}}, "logit_bias: token 12: the bias must be a number from -100 to 100, not 101"),
     ({"logit_bias": {"12": -1e9}}, "the bias must be a number from -100 to 100, not -1000000000.0"),
     ({"logit_bias": {"99999999": -100}}, "logit_bias: token 99999999 is not in the model's vocabulary (0 to 49151)"),
@@ -178,6 +181,23 @@ def test_bad_logit_bias_and_logprobs_are_400(keyed: Served, fields: dict, needle
         _client(keyed).chat.completions.create(model="demo", messages=[{"role": "user", "content": "Hi"}],
                                                max_tokens=2, **fields)
     assert needle in err.value.message
+    assert keyed.proc.poll() is None
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", {"model": "demo", "messages": [{"role": "user", "content": "\ud800"}]}),
+    ("/v1/chat/completions", {"model": "\ud800", "messages": ASK}),
+    ("/v1/completions", {"model": "demo", "prompt": "\ud83d"}),
+    ("/api/chat", {"model": "demo", "messages": [{"role": "user", "content": "a\udfffb"}]}),
+    ("/api/generate", {"model": "demo", "raw": True, "prompt": "\ud83d"}),
+    ("/api/show", {"model": "\ud800"}),
+])
+def test_a_lone_surrogate_is_400(keyed: Served, path: str, body: dict) -> None:
+    # JSON's \u escapes can write half a UTF-16 pair, which no UTF-8 text holds: it was a 500 (UnicodeEncodeError)
+    reply = httpx.post(f"{keyed.url}{path}", content=json.dumps(body), headers={"Authorization": f"Bearer {KEY}"},
+                       timeout=60)
+    assert reply.status_code == 400, reply.text
+    assert "lone surrogate" in reply.text
     assert keyed.proc.poll() is None
 
 
