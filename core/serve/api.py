@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from tuillm.core.chat.engine import PromptTooLong
 from tuillm.core.chat.plain import PlainPrompt, Prompt
@@ -21,7 +22,7 @@ from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import PromptScore
 from tuillm.core.llama.options import PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
 from tuillm.core.options import option_map
-from tuillm.core.serve.guard import RequestLog, RequestRecord, clock
+from tuillm.core.serve.guard import BodyTooLarge, RequestLog, RequestRecord, clock
 from tuillm.core.serve.models import SERVER_TERMS, LoadFailed, LoadTerms, ModelHost, ServedModel, UnknownModel
 from tuillm.core.serve.runner import Finished, ReplyStream
 from tuillm.core.settings import sampling_defaults
@@ -46,7 +47,10 @@ class BadRequest(TuillmError):
 
 async def parse(request: Request, shape: type[_Body]) -> _Body:
     """The request's JSON body as ``shape``, whatever its content type says (Ollama's docs use ``curl -d``)."""
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:
+        raise ClientLeft("client closed the connection while sending its request") from None
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -72,6 +76,11 @@ def _lone_surrogate(data: object) -> bool:
     return False
 
 
+def started(request: Request) -> float:
+    """When the request came in (the guard notes it), for a log line's seconds."""
+    return float(request.scope.get("state", {}).get("t0", clock()))
+
+
 class ClientLeft(TuillmError):
     """The client disconnected while its prompt was scored: the scoring stopped (logged as 499)."""
 
@@ -79,6 +88,8 @@ class ClientLeft(TuillmError):
 def status_of(exc: BaseException) -> tuple[int, str | None]:
     if isinstance(exc, ClientLeft):
         return 499, None
+    if isinstance(exc, BodyTooLarge):
+        return 413, None
     if isinstance(exc, UnknownModel):
         return 404, "model_not_found"
     if isinstance(exc, PromptTooLong):

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuillm.core.errors import TuillmError, crash_report, error_text
 from tuillm.core.serve import completions, ollama, openai
-from tuillm.core.serve.api import Api, parse, sampling_for, status_of
+from tuillm.core.serve.api import Api, parse, sampling_for, started, status_of
 from tuillm.core.serve.framing import SSE_DONE, Splice, ndjson, sse
 from tuillm.core.serve.guard import Guard, RequestLog, clock, error_body
 from tuillm.core.serve.models import ModelHost, ServedModel
@@ -168,25 +168,25 @@ def _errors(app: FastAPI, api: Api) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message = "; ".join(str(p.get("msg")) for p in exc.errors()[:5]) or "invalid request"
-        api.record(request, clock(), "", None, 400, message)
+        api.record(request, started(request), "", None, 400, message)
         return JSONResponse(error_body(request.url.path, 400, message), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = f"{request.method} {request.url.path}: {exc.detail}"
-        api.record(request, clock(), "", None, exc.status_code, message)
+        api.record(request, started(request), "", None, exc.status_code, message)
         return JSONResponse(error_body(request.url.path, exc.status_code, message), status_code=exc.status_code)
 
     @app.exception_handler(TuillmError)
     async def refused(request: Request, exc: TuillmError) -> JSONResponse:
         status, code = status_of(exc)
-        api.record(request, clock(), "", None, status, error_text(exc))
+        api.record(request, started(request), "", None, status, error_text(exc))
         return JSONResponse(error_body(request.url.path, status, error_text(exc), code), status_code=status)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
         line = crash_report(exc)  # the traceback goes to the crash log, not to the server's output
-        api.record(request, clock(), "", None, 500, line)
+        api.record(request, started(request), "", None, 500, line)
         return JSONResponse(error_body(request.url.path, 500, line), status_code=500)
 
 

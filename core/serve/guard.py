@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuillm.core.errors import TuillmError
 from tuillm.core.serve import openai
 
 MAX_BODY_BYTES = 8 << 20  # a long conversation is well under a megabyte; a request's body is bounded
@@ -44,8 +45,8 @@ def error_body(path: str, status: int, message: str, code: str | None = None) ->
     return {"error": message}
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(TuillmError):
+    """A body past the limit, found while it is read (chunked: no Content-Length to refuse it by): a 413."""
 
 
 class Guard:
@@ -62,6 +63,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         t0 = clock()
+        scope.setdefault("state", {})["t0"] = t0  # for the error handlers' log lines (api.started)
         status = [500]
 
         async def noted(message: dict[str, Any]) -> None:
@@ -93,7 +95,7 @@ class Guard:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_body:
-                raise BodyTooLarge
+                raise BodyTooLarge(f"the request body is over {self.max_body} bytes")
             return message
 
         async def tracked(message: dict[str, Any]) -> None:

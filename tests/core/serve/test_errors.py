@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -90,6 +93,35 @@ def test_body_too_large_is_413(keyed: Served) -> None:
     big = b'{"model": "demo", "prompt": "' + b"x" * (9 << 20) + b'"}'
     reply = httpx.post(f"{keyed.url}/v1/completions", content=big, headers={"Authorization": f"Bearer {KEY}"})
     assert reply.status_code == 413
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/chat"])
+def test_a_chunked_body_too_large_is_413(keyed: Served, path: str) -> None:
+    # no Content-Length to refuse it by: the limit is met while the body is read (it was a 500, BodyTooLarge)
+    def chunks() -> Iterator[bytes]:
+        yield b'{"model": "demo", "prompt": "'
+        for _ in range(9):
+            yield b"x" * (1 << 20)
+        yield b'"}'
+
+    after = len(keyed.lines)
+    reply = httpx.post(f"{keyed.url}{path}", content=chunks(), headers={"Authorization": f"Bearer {KEY}"},
+                       timeout=60)
+    assert reply.status_code == 413 and "the request body is over" in reply.text
+    line = keyed.wait_for_line(" 413 ", after=after)
+    assert re.search(rf"POST {path} 413 \d+\.\d\ds \(the request body is over", line), line
+
+
+def test_a_client_that_leaves_while_sending_is_499_not_500(keyed: Served) -> None:
+    after = len(keyed.lines)
+    with socket.create_connection(("127.0.0.1", int(keyed.url.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(b"POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+                     + b"\r\nContent-Length: 100\r\n\r\n" + b'{"model": ')
+        time.sleep(0.5)  # the route waits for the rest of the body
+    line = keyed.wait_for_line("POST /api/chat", after=after)
+    assert " 499 " in line and "while sending its request" in line, line
+    assert not re.search(r" 0\.00s", line)  # its seconds are counted from when it came in
+    assert keyed.proc.poll() is None
 
 
 def test_model_that_does_not_fit_names_the_estimate(huge: Served) -> None:
