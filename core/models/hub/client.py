@@ -2,22 +2,35 @@
 
 ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` are read when a call is made (huggingface_hub reads them once, at import),
 so a front end that changes them (a test, a settings reload) is obeyed. The token is handed to huggingface_hub and
-never formatted into a message.
+never formatted into a message. An answer that is not what the Hub sends (not JSON, the wrong shape, nested too
+deep, a number too long to read) is one line naming the endpoint, as a network failure is.
+
+huggingface_hub's "telemetry" is turned off for tuillm's requests: with it on, building the user agent asks
+``{HF_ENDPOINT}/api/agent-harnesses`` (the endpoint read at import), caches the answer for a day under HF_HOME
+and reads it with ``.get``, so a mirror answering that path with a JSON list breaks every later request of every
+tool sharing the cache with an AttributeError inside the library.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from tuillm.core.errors import TuillmError, first_line
+from tuillm.core.text import safe_line
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # Listing calls fail fast: a search must not sit through huggingface_hub's ~23 s of retries.
 PROBE_TIMEOUT_S = 5.0
-API_TIMEOUT_S = 15.0
+API_TIMEOUT_S = 15.0  # one request of the API (search, a repository's listing, a file's metadata), no retries
+# What reading a malformed answer raises, in huggingface_hub or here: not JSON (ValueError), the wrong shape
+# (TypeError, KeyError, AttributeError, IndexError), nested deeper than the parser goes (RecursionError).
+ANSWER_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
+MAX_WHY_CHARS = 160
 T = TypeVar("T")
 
 
@@ -29,8 +42,27 @@ class HubOffline(HubError):
     pass
 
 
+def check_endpoint(value: str) -> str:
+    """``value`` without its trailing slashes when it is an http(s) URL with a host huggingface_hub can append API
+    paths to; a one-line error naming HF_ENDPOINT otherwise."""
+    url = value.rstrip("/")
+    try:
+        parts = urlsplit(url)
+        # .port raises for a port that is not a number below 65536
+        good = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is None or parts.port > 0)
+        (parts.hostname or "").encode("idna")  # an empty or overlong label fails here, not at the connection
+    except ValueError:  # an unclosed "[", a bad host name (UnicodeError is a ValueError)
+        good = False
+    # A query or fragment would swallow the API paths appended to it.
+    if not good or parts.query or parts.fragment or not url.isprintable() or any(c.isspace() for c in url):
+        # repr shows control characters escaped (a stripped one could leave a URL that looks right)
+        shown = repr(value[:200]) + ("…" if len(value) > 200 else "")
+        raise HubError(f"HF_ENDPOINT is not an http(s) URL with a host: {shown}")
+    return url
+
+
 def endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    return check_endpoint(os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT)
 
 
 def offline() -> bool:
@@ -54,6 +86,7 @@ def _quiet_library() -> None:
 
 def check_online() -> None:
     """Refuses at once when offline mode is on."""
+    endpoint()  # before huggingface_hub is imported: its import reads HF_ENDPOINT and fails on a bad one
     if offline():
         raise HubOffline("offline (HF_HUB_OFFLINE is set): the Hugging Face Hub is not asked; "
                          "models already downloaded still work (`tuillm models`)")
@@ -62,6 +95,7 @@ def check_online() -> None:
 
     # The library's own flag was read at import; ours was read now and wins (see the module docstring).
     constants.HF_HUB_OFFLINE = False
+    constants.HF_HUB_DISABLE_TELEMETRY = True  # no agent-harness request, no cache of it (module docstring)
 
 
 def probe() -> None:
@@ -102,20 +136,42 @@ def _message(exc: BaseException, repo: str) -> str | None:
     return None
 
 
+def unexpected(what: str, why: str) -> HubError:
+    """An answer of the endpoint that tuillm cannot use, in one line."""
+    why = safe_line(why).strip()
+    if len(why) > MAX_WHY_CHARS:
+        why = why[:MAX_WHY_CHARS - 1] + "…"
+    return HubError(f"{endpoint()}: the Hub's answer to {what} is not what was expected ({why})")
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {first_line(exc)}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, KeyError):
+        return f"no {first_line(exc)} field"
+    # The int-length limit's message ends with advice to the programmer (sys.set_int_max_str_digits).
+    return first_line(exc).split("; use sys.", 1)[0]
+
+
 @contextmanager
-def hub_errors(repo: str) -> Iterator[None]:
-    """huggingface_hub's and the HTTP client's exceptions as one HubError line naming ``repo``."""
+def hub_errors(repo: str, what: str | None = None) -> Iterator[None]:
+    """huggingface_hub's and the HTTP client's exceptions as one HubError line naming ``repo``; with ``what``
+    (the request, in words), a malformed answer too (only the reading of an answer goes inside such a block)."""
     try:
         yield
     except HubError:
         raise
     except Exception as exc:
         line = _message(exc, repo)
+        if line is None and what is not None and isinstance(exc, ANSWER_ERRORS):
+            raise unexpected(what, _why(exc)) from None
         if line is None:
             raise
         raise HubError(line) from None
 
 
-def call(repo: str, fn: Callable[[], T]) -> T:
-    with hub_errors(repo):
+def call(repo: str, fn: Callable[[], T], what: str | None = None) -> T:
+    with hub_errors(repo, what):
         return fn()

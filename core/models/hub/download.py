@@ -224,7 +224,8 @@ def fetch_file(repo: str, commit: str, f: RemoteFile, cache: Path, emit: Emit, *
     if final.exists():
         return final
     url = hf_hub_url(repo, f.name, revision=commit, endpoint=client.endpoint())
-    meta = client.call(repo, lambda: get_hf_file_metadata(url, token=client.token(), timeout=client.API_TIMEOUT_S))
+    meta = client.call(repo, lambda: get_hf_file_metadata(url, token=client.token(), timeout=client.API_TIMEOUT_S),
+                       f"the request for {f.name}")
     # The ETag names the blob file: only a hex digest, and the one the listing gave, is joined to a path.
     if not meta.location or not meta.etag or not ETAG_RE.match(meta.etag):
         raise client.HubError(f"{repo}/{f.name}: the Hub gave no usable ETag for the file")

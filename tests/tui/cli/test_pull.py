@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.core.models.hub.mirror import Mirror, mirror_fixture  # noqa: F401 - the fixture
 from tests.hub_server import DEMO_REPO, GATED_REPO, FakeHub
 from tuillm.core.models.catalog import hf_cache_dir
 from tuillm.core.models.hub import download
@@ -147,3 +148,36 @@ def test_the_token_is_used_and_never_shown(hub: FakeHub, isolated_home: Path) ->
     for f in isolated_home.rglob("*"):  # logs, crash logs, caches: the token is in none of them
         if f.is_file() and f.stat().st_size < 1 << 20:
             assert secret.encode() not in f.read_bytes() and hub.token.encode() not in f.read_bytes(), f
+
+
+def test_a_bad_hf_endpoint_is_one_line(hub: FakeHub) -> None:
+    # huggingface_hub's own import fails on this one: it is refused before the library is imported.
+    for args in (("search", "qwen"), ("pull", "a/b"), ("pull", "a/b", "--list")):
+        line = one_line_error(tuillm(*args, env={"HF_ENDPOINT": "http://[x"}), "HF_ENDPOINT")
+        assert line == "tuillm: HF_ENDPOINT is not an http(s) URL with a host: 'http://[x'"
+    assert hub.requests == []
+
+
+def test_a_mirror_answering_html_is_one_line(mirror: Mirror) -> None:
+    mirror.answers["/api/models"] = mirror.answers["/api/models/a/b/revision/main"] = b"<html>mirror</html>"
+    why = "is not what was expected (not JSON: Expecting value: line 1 column 1 (char 0))"
+    line = one_line_error(tuillm("search", "qwen"), why)
+    assert line == f"tuillm: {mirror.url}: the Hub's answer to the search for 'qwen' {why}"
+    line = one_line_error(tuillm("pull", "a/b", "--list"), why)
+    assert line == f"tuillm: {mirror.url}: the Hub's answer to the file list of a/b {why}"
+
+
+def test_an_agent_harness_list_neither_breaks_nor_poisons_the_cache(mirror: Mirror, isolated_home: Path) -> None:
+    # huggingface_hub's user agent asks this path and reads the answer with .get: a list broke every request, and
+    # it was cached for a day under HF_HOME ($XDG_CACHE_HOME/huggingface), so the next runs failed too.
+    mirror.answers["/api/agent-harnesses"] = b'[1, "a", null]'
+    cached = isolated_home / ".cache" / "huggingface" / ".agent_harnesses.json"
+    for run in range(2):
+        out = tuillm("search", "SmolLM2")
+        assert out.returncode == 0 and DEMO_REPO in out.stdout, out.stderr
+        out = tuillm("pull", DEMO_REPO, "--list")
+        assert out.returncode == 0 and "Q4_K_M" in out.stdout, out.stderr
+        if run == 0:
+            assert not cached.exists() and ("GET", "/api/agent-harnesses") not in mirror.seen
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text('[1, "a", null]')  # as an earlier tuillm (or another tool) left it: run 1 meets it
