@@ -205,6 +205,19 @@ def _failing_run(monkeypatch: pytest.MonkeyPatch, exc: BaseException | Callable[
     monkeypatch.setattr(cli.importlib.import_module("tuillm.tui.cli.info"), "run", run)
 
 
+@pytest.mark.parametrize(("signum", "name"), STOPS)
+def test_stop_mid_chat_reply(signum: int, name: str, tmp_path: Path) -> None:
+    # The reply's own Ctrl-C handling took the signal for a Ctrl-C: "interrupted", exit 130
+    proc = subprocess.Popen([TUILLM, "chat", "demo", "-p", "Write a long story about the sea.", "-n", "400"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HOME": str(tmp_path)})
+    assert proc.stdout is not None
+    assert proc.stdout.read(5)  # the reply is streaming
+    proc.send_signal(signum)
+    code, err = finish(proc)
+    assert (code, err.splitlines()[-1]) == (128 + signum, f"tuillm: stopped by {name}")
+
+
 @pytest.mark.parametrize(("raised", "code", "line"), [
     (KeyboardInterrupt(), 130, "interrupted"),
     (ConvertError("x.gguf: a converter error, uncaught"), 1, "x.gguf: a converter error, uncaught"),

@@ -13,6 +13,7 @@ from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import LOAD_OPTIONS, LORA_SCALE, SAMPLING_OPTIONS, SEED
 from tuillm.core.text import safe_line, safe_text
 from tuillm.tui.cli.options import add_options, option_values, read_config
+from tuillm.tui.cli.signals import Stopped
 
 if TYPE_CHECKING:  # the engine's modules load only when a chat runs: --help stays instant
     from tuillm.core.chat.attachments import Attachment
@@ -151,19 +152,23 @@ def _with_attachments(session: ChatSession, system: str, prompt: str, attachment
 def _turn(chat: Conversation, text: str, as_json: bool) -> str:
     """Answers ``text``; returns how the reply finished ("cancelled" after a Ctrl+C)."""
     future = chat.send(text)
+    interrupt: KeyboardInterrupt | None = None
     try:
         done = future.result()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # Ctrl+C stops the reply wherever it is (the template's render, the prompt, the tokens) within a moment;
         # a second one while it stops ends the program at once (main's "interrupted").
         chat.session.stop()
         done = future.result()
+        interrupt = exc
     if as_json:
         print(_json_line({"model": chat.chat.model, "prompt": text, "answer": done.text,
                           "stats": done.stats.to_json()}), flush=True)
     else:
         sys.stdout.write("\n")
         sys.stdout.flush()
+    if isinstance(interrupt, Stopped):  # SIGTERM or SIGHUP ends the program, at a prompt too ("stopped by ...")
+        raise interrupt
     return done.stats.finish_reason
 
 
