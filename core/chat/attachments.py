@@ -21,6 +21,8 @@ from tuillm.core.files import FileRefused, read_bounded, size_text
 from tuillm.core.text import safe_line
 
 MAX_ATTACH_BYTES = 1 << 20  # 1 MiB: far past any context a local model holds, small enough to read at once
+# C0 controls but tab, newlines, form feed and ESC (text with colours): not in any text encoding of a file.
+_BINARY_BYTES = re.compile(rb"[\x01-\x08\x0e-\x1a\x1c-\x1f]")
 CHARS_PER_TOKEN = 4  # the estimate used before a model is loaded to count with
 
 # Code fence languages by suffix, so the block is highlighted; anything else is a plain block.
@@ -69,7 +71,9 @@ def read_attachment(path: str | Path, *, name: str | None = None, max_bytes: int
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise AttachmentError(f"{shown} is a binary file: only text files can be attached") from None
+        if _BINARY_BYTES.search(data):  # control bytes text never holds: an image, an archive
+            raise AttachmentError(f"{shown} is a binary file: only text files can be attached") from None
+        raise AttachmentError(f"{shown} is not UTF-8 text (Latin-1?): only UTF-8 text files can be attached") from None
     return Attachment(name=shown, path=target, text=text.removeprefix("\ufeff"))
 
 

@@ -165,7 +165,8 @@ def estimate(
 
 def max_context(info: ModelInfo, available: int | None = None, *, kv_type: str = "f16",
                 flash_attn: bool = False, quant: str | None = None) -> int:
-    """The largest context (a multiple of 256, at most the model's) that still "fits"; 0 if none does."""
+    """The largest context (a multiple of 256, or the model's own when that is none: a 128-token model) that still
+    "fits"; 0 if none does."""
     limit = info.context_length or 131072
     lo, hi = 0, limit // CTX_PAD
     while lo < hi:  # binary search over multiples of CTX_PAD: the estimate grows with n_ctx
@@ -175,7 +176,11 @@ def max_context(info: ModelInfo, available: int | None = None, *, kv_type: str =
             lo = mid
         else:
             hi = mid - 1
-    return min(lo * CTX_PAD, limit)
+    best = lo * CTX_PAD
+    if lo == limit // CTX_PAD and best < limit:  # every multiple below the model's context fits: does it?
+        e = estimate(info, limit, kv_type=kv_type, flash_attn=flash_attn, quant=quant, available=available)
+        return limit if e.fit == FITS else best
+    return best
 
 
 def gpu_layers_for(info: ModelInfo, vram: int, n_ctx: int | None = None, *, kv_type: str = "f16") -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ from tuillm.tui.widgets.path_complete import PathCompletions
 TUILLM = str(Path(sys.executable).with_name("tuillm"))
 ESCAPES = "\x1b]0;owned\x07\x1b[2J\x9b31m"
 BINARY = "is a binary file: only text files can be attached"
+NOT_UTF8 = "is not UTF-8 text (Latin-1?): only UTF-8 text files can be attached"
 
 
 def tuillm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,19 +49,19 @@ def one_line(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize(("data", "why"), [
-    (b"\x7fELF\x02\x01\x01\x00\x00", "an executable"),
-    (b"plain text\x00with a NUL", "a NUL in text"),
-    (b"\x89PNG\r\n\x1a\n", "an image"),
-    ("résumé".encode("utf-16"), "UTF-16"),
-    (b"caf\xe9", "Latin-1"),
-    (b"cut \xe2\x82", "a cut-off character"),
-], ids=lambda v: v if isinstance(v, str) else None)
-def test_binary_files_are_refused_with_one_line(tmp_path: Path, data: bytes, why: str) -> None:
+@pytest.mark.parametrize(("data", "why", "refusal"), [
+    (b"\x7fELF\x02\x01\x01\x00\x00", "an executable", BINARY),
+    (b"plain text\x00with a NUL", "a NUL in text", BINARY),
+    (b"\x89PNG\r\n\x1a\n", "an image", BINARY),
+    ("résumé".encode("utf-16"), "UTF-16", BINARY),
+    (b"caf\xe9", "Latin-1", NOT_UTF8),  # text, in another encoding: not called binary
+    (b"cut \xe2\x82", "a cut-off character", NOT_UTF8),
+], ids=lambda v: v if isinstance(v, str) and " " in v else None)
+def test_binary_files_are_refused_with_one_line(tmp_path: Path, data: bytes, why: str, refusal: str) -> None:
     (tmp_path / "file").write_bytes(data)
     with pytest.raises(AttachmentError) as caught:
         read_attachment(tmp_path / "file", name="file")
-    assert str(caught.value) == f"file {BINARY}", why
+    assert str(caught.value) == f"file {refusal}", why
 
 
 def test_a_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
@@ -145,7 +147,7 @@ def test_any_bytes_are_text_or_refused_as_binary(tmp_path: Path, data: bytes) ->
     except UnicodeDecodeError:
         text = None
     if text is None or "\0" in text:
-        with pytest.raises(AttachmentError, match=BINARY):
+        with pytest.raises(AttachmentError, match=f"{re.escape(BINARY)}|{re.escape(NOT_UTF8)}"):
             read_attachment(path)
     else:
         assert read_attachment(path).text == text.removeprefix("\ufeff")

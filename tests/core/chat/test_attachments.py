@@ -78,7 +78,7 @@ def test_limits_and_refusals_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(AttachmentError, match=r"^no file named \(an empty path\)$"):
         read_attachment("")  # not the current folder
     (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
-    with pytest.raises(AttachmentError, match=r"^latin1.txt is a binary file: only text files can be attached$"):
+    with pytest.raises(AttachmentError, match=r"^latin1.txt is not UTF-8 text \(Latin-1\?\): only UTF-8 text files"):
         read_attachment(tmp_path / "latin1.txt", name="latin1.txt")
 
 

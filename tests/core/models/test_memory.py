@@ -68,6 +68,11 @@ def test_max_context(demo: ModelInfo) -> None:
     assert ctx == 2048
     assert estimate(demo, ctx + 256, available=int(budget) + 1).fit != FITS
     assert max_context(demo, available=10 * MIB) == 0
+    # A model whose context is no multiple of 256: its own (128 fitted nowhere, so `info` said "fits at ctx 128"
+    # and "does not fit at any context" together)
+    assert max_context(replace(demo, context_length=128), available=8 * GIB) == 128
+    assert max_context(replace(demo, context_length=1000), available=8 * GIB) == 1000
+    assert max_context(replace(demo, context_length=128), available=10 * MIB) == 0
 
 
 def test_gpu_offload_split(demo: ModelInfo) -> None:
