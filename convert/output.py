@@ -27,10 +27,22 @@ def describe_os_error(exc: OSError, path: Path) -> str:
         return f"{path.parent}: not writable"
     if exc.errno == errno.ENOTDIR:
         return f"{path.parent}: not a folder"
+    if exc.errno == errno.ELOOP:
+        return f"{path}: a loop of symbolic links"
+    if exc.errno == errno.EEXIST:  # a folder to make where a file, or a link that leads nowhere, is
+        return f"{path}: {'a loop of symbolic links' if _loops(path) else 'exists and is not a folder'}"
     if exc.errno == errno.ENOENT:
         # A folder that is there but takes no new file (/proc, /sys) answers ENOENT too.
         return f"{path.parent}: {'no new file can be made there' if path.parent.is_dir() else 'no such folder'}"
     return f"{path}: {exc.strerror or exc}"
+
+
+def _loops(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _places(path: Path) -> list[Path]:

@@ -142,6 +142,13 @@ def test_a_folder_that_takes_no_file_is_named_so(demo_gguf: Path, inputs: Path, 
     assert code == 1 and err.splitlines()[-1] == "tuillm: /proc: no new file can be made there"
 
 
+def test_a_sweep_folder_that_is_a_loop_is_named_so(demo_gguf: Path, inputs: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["quants", str(demo_gguf), "--types", "q8_0", "--imatrix", "none", "--output-dir",
+                            str(inputs / "loop1")], capsys)
+    assert (code, err) == (1, f"tuillm: {inputs / 'loop1'}: {LOOP}\n")  # was "File exists"
+
+
 @pytest.mark.parametrize(("out", "ins", "allowed"), [
     ("A/A-q8_0.gguf", ["A", "B"], True),  # the Train pane's merge: a GGUF beside the adapter's own files
     ("B/B-Q8_0.gguf", ["B"], True),  # `convert B -o B/`: the GGUF beside the checkpoint
