@@ -191,6 +191,7 @@ CHAT_SEARCH: list[BindingType] = [
 ]
 RENAME: list[BindingType] = [_b("escape", "cancel", "Cancel", "chat.rename_cancel", "Keep the old title")]
 IMPORT_CHAT: list[BindingType] = [_b("escape", "cancel", "Cancel", "chat.import_cancel", "Close without importing")]
+EXPORT_CHAT: list[BindingType] = [_b("escape", "cancel", "Cancel", "chat.export_cancel", "Close without exporting")]
 CONFIRM: list[BindingType] = [
     _b("y", "answer(True)", "Yes", "dialog.confirm_yes", "Yes, do it"),
     _b("n,escape", "answer(False)", "No", "dialog.confirm_no", "No, leave it"),
@@ -238,6 +239,7 @@ GROUPS: tuple[Group, ...] = (
     Group("Pick a model", PICK_MODEL),
     Group("Rename a chat", RENAME),
     Group("Import a chat", IMPORT_CHAT),
+    Group("Export a chat", EXPORT_CHAT),
     Group("Memory warning", MEMORY),
     Group("Model details", MODEL_DETAILS),
     Group("Model load settings", MODEL_SETTINGS),

@@ -148,8 +148,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         yield from self.branch_commands()  # fork, alternatives, edit a message
         yield SystemCommand("Search chats", "Find words in the messages of every chat", self.action_search)
         yield SystemCommand("Chat options", "System prompt and sampling parameters", self.action_options)
-        yield SystemCommand("Import chat…", "A chat from a JSON file: a tuillm export or an OpenAI messages list",
-                            self.action_import_chat)
+        yield from self.transfer_commands()  # import, export
         yield SystemCommand("Copy last reply", "Copy the last reply to the clipboard (OSC 52)",
                             lambda: self.copy_last(code=False))
         yield SystemCommand("Copy last code block", "Copy the last reply's last code block (OSC 52)",

@@ -1,4 +1,4 @@
-"""The Chat pane's attachments and chat import (a mixin of ``ChatPane``).
+"""The Chat pane's attachments, chat import and export (a mixin of ``ChatPane``).
 
 Attachments: when a message is sent, each ``@path`` in it that names a file is read (``core.chat.attachments``:
 text only, bounded) and added to the message as a fenced block; a path that cannot be attached is said in one line
@@ -7,16 +7,17 @@ and nothing is sent (the text stays in the prompt). The files' token counts are 
 context is held back with a warning that gives the numbers: Enter again sends it as it is.
 
 Import: the palette's "Import chat…" asks for a JSON file (``screens.import_chat``), creates the chat it holds
-(``core.chat.importer``) and opens it.
+(``core.chat.importer``) and opens it. Export: "Export chat…" asks for a file name (``screens.export_chat``) and
+writes the chat's current branch there, JSON (which imports back) or Markdown, asking before it replaces a file.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-from textual.app import App
+from textual.app import App, SystemCommand
 
 from tuillm.core.chat.attachments import Attachment, AttachmentError, Fit, attach_mentions, measure
 from tuillm.core.chat.backend import ChatBackend, ChatMessage
@@ -89,7 +90,13 @@ class ChatAttach:
         n_ctx = load_options_for(self.session.config, self.model_path or DEMO).n_ctx
         return measure(history, message, attachments, n_ctx=n_ctx, reply_tokens=sampling.max_tokens)
 
-    # --- import ---------------------------------------------------------------------------------------------------
+    # --- import and export ----------------------------------------------------------------------------------------
+    def transfer_commands(self) -> Iterator[SystemCommand]:
+        yield SystemCommand("Import chat…", "A chat from a JSON file: a tuillm export or an OpenAI messages list",
+                            self.action_import_chat)
+        yield SystemCommand("Export chat…", "This chat's current branch as JSON (imports back) or Markdown",
+                            self.action_export_chat)
+
     def action_import_chat(self) -> None:
         if self.busy:
             self.notify("a reply is on its way: Esc stops it first", title="Import", severity="warning")
@@ -110,3 +117,35 @@ class ChatAttach:
         await self._sync_view()
         self.focus_default()
         self.notify(f"imported {chat.title}", title="Import")
+
+    def action_export_chat(self) -> None:
+        if self.store is None or self.chat_id is None:
+            self.notify("nothing to export yet: this chat has no message", title="Export", severity="warning")
+            return
+        from tuillm.tui.screens.export_chat import ExportChatScreen  # loaded when first opened
+
+        chat_id = self.chat_id
+        self.app.push_screen(ExportChatScreen(), lambda path: self._export_picked(chat_id, path))
+
+    def _export_picked(self, chat_id: int, path: Path | None) -> None:
+        if path is None or self.store is None:
+            return
+        store = self.store
+        if path.resolve() in {Path(f"{store.path}{end}").resolve() for end in ("", "-wal", "-shm")}:
+            self.notify(f"{path}: that is the chat database itself", title="Export", severity="error", markup=False)
+            return
+        if not path.exists():
+            self._export(store, chat_id, path)
+            return
+        from tuillm.tui.screens.confirm import ConfirmScreen
+
+        self.app.push_screen(ConfirmScreen(f"Replace {path.name} in {path.parent}?"),
+                             lambda yes: self._export(store, chat_id, path) if yes else None)
+
+    def _export(self, store: ChatStore, chat_id: int, path: Path) -> None:
+        try:
+            written = store.export(chat_id, path)  # a temporary name, renamed: a failure leaves the old file
+        except TuillmError as exc:
+            self.notify(str(exc), title="Export", severity="error", timeout=10, markup=False)
+            return
+        self.notify(f"exported to {written}", title="Export", markup=False)

@@ -23,6 +23,7 @@ class PathDialog(ModalScreen[Path | None]):
     NOTIFY_TITLE: ClassVar[str]
     EMPTY: ClassVar[str]  # what to say when Enter finds no path
     WANTS_FOLDER: ClassVar[bool]  # a folder (else a file)
+    NEW_FILE: ClassVar[bool] = False  # a file to write: it need not exist, its folder must
 
     def accept(self, path: Path) -> bool:
         """Whether the completion offers this file (folders are always offered, to walk into)."""
@@ -40,7 +41,9 @@ class PathDialog(ModalScreen[Path | None]):
             self._refuse(self.EMPTY)
         elif self.WANTS_FOLDER and not path.is_dir():
             self._refuse(f"{path}: not a folder")
-        elif not self.WANTS_FOLDER and not path.is_file():
+        elif self.NEW_FILE and (path.is_dir() or not path.parent.is_dir()):
+            self._refuse(f"{path}: a folder, not a file name" if path.is_dir() else f"{path.parent}: no such folder")
+        elif not self.WANTS_FOLDER and not self.NEW_FILE and not path.is_file():
             self._refuse(f"{path}: no such file")
         else:
             self.dismiss(path.absolute())

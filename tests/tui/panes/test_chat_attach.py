@@ -183,3 +183,51 @@ async def test_import_chat_from_the_palette_opens_it(tmp_path: Path) -> None:
         with ChatStore() as store:
             assert [c.title for c in store.list_chats()] == ["What is 2+2?"] and pane.chat_id is not None
         assert "What is 2+2?" in str(app.query_one("#chat-header").content)
+
+
+@run_async
+async def test_export_chat_from_the_palette_writes_it_and_asks_before_replacing(tmp_path: Path) -> None:
+    from tuillm.tui.screens.confirm import ConfirmScreen
+    from tuillm.tui.screens.export_chat import ExportChatScreen
+
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps([{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}]))
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        pane = chat_pane(app)
+        seen = record_notifications(app)
+        pane.action_export_chat()  # a new chat: nothing to write
+        assert seen[-1] == "Export: nothing to export yet: this chat has no message"
+        pane.action_import_chat()
+        await until(pilot, lambda: bool(app.screen.query("#import-chat-input")), "the import dialog")
+        app.screen.query_one("#import-chat-input").value = str(chat)
+        await pilot.press("enter")
+        await until(pilot, lambda: pane.chat_id is not None and "imported" in seen[-1], "the import")
+
+        async def export(path: Path) -> None:
+            pane.action_export_chat()
+            await until(pilot, lambda: isinstance(app.screen, ExportChatScreen)
+                        and bool(app.screen.query("#export-chat-input")), "the export dialog")
+            app.screen.query_one("#export-chat-input").value = str(path)
+            await pilot.press("enter")
+            await pilot.pause()
+
+        md = tmp_path / "out.md"
+        await export(md)
+        assert seen[-1] == f"Export: exported to {md}" and "## User\n\nWhat is 2+2?" in md.read_text()
+        md.write_text("keep me")
+        await export(md)  # exists: asked, and "n" keeps it
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("n")
+        assert md.read_text() == "keep me"
+        await export(md)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")
+        await until(pilot, lambda: md.read_text() != "keep me", "the file replaced")
+        with ChatStore() as store:
+            database = store.path
+        await export(database)  # the chat database itself is never written over
+        assert seen[-1] == f"Export: {database}: that is the chat database itself"
+        await export(tmp_path / "no-folder" / "x.md")
+        assert isinstance(app.screen, ExportChatScreen)
+        assert seen[-1] == f"Export: {tmp_path / 'no-folder'}: no such folder"
