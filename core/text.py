@@ -37,6 +37,16 @@ def safe_line(text: str) -> str:
     return safe_text(text).replace("\n", " ").replace("\t", " ")
 
 
+def shown(text: str, limit: int = 0) -> str:
+    """``text`` as a log line or an error message echoes it: each character ``str.isprintable`` refuses (control
+    characters, bidirectional overrides like U+202E, line breaks) written as repr writes it (\\x1b, \\u202e, \\n)
+    rather than removed, so what a client sent is seen as sent; cut at ``limit`` characters with "…" (0: whole)."""
+    cut = text[:limit] + "…" if 0 < limit < len(text) else text
+    if cut.isprintable():  # the common case: nothing to escape
+        return cut
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+
+
 def format_bytes(n: float) -> str:
     """A size as people read it: "812 MiB", "1.4 GiB" (binary units, as memory is counted)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

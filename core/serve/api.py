@@ -23,9 +23,18 @@ from tuillm.core.llama.model import PromptScore
 from tuillm.core.llama.options import PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
 from tuillm.core.options import option_map
 from tuillm.core.serve.guard import BodyTooLarge, RequestLog, RequestRecord, clock
-from tuillm.core.serve.models import SERVER_TERMS, LoadFailed, LoadTerms, ModelHost, ServedModel, UnknownModel
+from tuillm.core.serve.models import (
+    MAX_NAME_SHOWN,
+    SERVER_TERMS,
+    LoadFailed,
+    LoadTerms,
+    ModelHost,
+    ServedModel,
+    UnknownModel,
+)
 from tuillm.core.serve.runner import Finished, ReplyStream
 from tuillm.core.settings import sampling_defaults
+from tuillm.core.text import shown
 
 _Body = TypeVar("_Body", bound=BaseModel)
 _DECLARED = option_map((*SAMPLING_OPTIONS, *PENALTY_OPTIONS, SEED))
@@ -61,9 +70,9 @@ async def parse(request: Request, shape: type[_Body]) -> _Body:
     try:
         return shape.model_validate(data)
     except ValidationError as exc:
-        problems = exc.errors()
-        raise BadRequest("; ".join(f"{'.'.join(str(x) for x in p.get('loc', ())) or 'body'}: {p.get('msg')}"
-                                   for p in problems[:5])) from None
+        problems = exc.errors()  # a place may hold a request's own dict key: shown escaped and cut
+        raise BadRequest("; ".join(f"{'.'.join(shown(str(x), MAX_NAME_SHOWN) for x in p.get('loc', ())) or 'body'}: "
+                                   f"{p.get('msg')}" for p in problems[:5])) from None
 
 
 def _lone_surrogate(data: object) -> bool:

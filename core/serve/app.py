@@ -3,6 +3,10 @@
 Every route resolves the model by name (``ModelHost.find``: 404 when not served), checks the sampling fields
 against their declarations, queues the reply on the chat engine's worker and answers with the whole text, or
 streams it (SSE for OpenAI, NDJSON for Ollama). A client that leaves stops its own generation.
+
+Every GET route answers HEAD as well (without the body; uvicorn leaves it out), a 405 names the methods allowed
+(``Allow``), and a path with a slash too many is a 404 in the API's shape: FastAPI's default redirect (307) made
+clients send a POST again elsewhere.
 """
 
 from __future__ import annotations
@@ -22,17 +26,23 @@ from tuillm.core.errors import TuillmError, crash_report, error_text
 from tuillm.core.serve import completions, ollama, openai
 from tuillm.core.serve.api import Api, parse, sampling_for, started, status_of
 from tuillm.core.serve.framing import SSE_DONE, Splice, ndjson, sse
-from tuillm.core.serve.guard import Guard, RequestLog, clock, error_body
+from tuillm.core.serve.guard import Guard, RequestLog, clock, cors_options, error_body
 from tuillm.core.serve.models import ModelHost, ServedModel
 from tuillm.core.serve.runner import Finished, ReplyStream
+from tuillm.core.text import shown
+
+GET = ["GET", "HEAD"]  # a GET route answers HEAD too (FastAPI's routes do not add it, Starlette's do)
+MAX_PATH_SHOWN = 200  # a path echoed in an error is cut there
 
 
-def _chat_chunks(rid: str, name: str, created: int, stream: ReplyStream) -> Callable[[list[str]], str]:
+def _chat_chunks(rid: str, name: str, created: int, stream: ReplyStream,
+                 include_usage: bool) -> Callable[[list[str]], str]:
     """A streamed chat reply's chunk for each batch: its text spliced into a template, or, when the request asked
     for logprobs, a chunk built whole with the batch's tokens' entries."""
     opening = Splice(lambda t: sse(openai.chat_chunk(rid, name, {"role": "assistant", "content": t},
-                                                     created=created)))
-    chunk = Splice(lambda t: sse(openai.chat_chunk(rid, name, {"content": t}, created=created)))
+                                                     created=created, include_usage=include_usage)))
+    chunk = Splice(lambda t: sse(openai.chat_chunk(rid, name, {"content": t}, created=created,
+                                                   include_usage=include_usage)))
     first = True
 
     def texts(batch: list[str]) -> str:
@@ -41,7 +51,8 @@ def _chat_chunks(rid: str, name: str, created: int, stream: ReplyStream) -> Call
             delta = {"role": "assistant", "content": batch[0]} if first else {"content": batch[0]}
             first = False
             entries = openai.chat_logprobs(stream.take_logprobs())
-            return sse(openai.chat_chunk(rid, name, delta, created=created, logprobs=entries))
+            return sse(openai.chat_chunk(rid, name, delta, created=created, logprobs=entries,
+                                         include_usage=include_usage))
         if first:
             first = False
             return opening(batch[0]) + chunk.many(batch[1:])
@@ -53,11 +64,11 @@ def _chat_chunks(rid: str, name: str, created: int, stream: ReplyStream) -> Call
 def _openai_routes(app: FastAPI, api: Api) -> None:
     host = api.host
 
-    @app.get("/v1/models")
+    @app.api_route("/v1/models", methods=GET)
     async def models() -> dict[str, Any]:
         return openai.model_list([(m.name, m.created) for m in host.models.values()])
 
-    @app.get("/v1/models/{name:path}")  # a catalog's names may hold a slash
+    @app.api_route("/v1/models/{name:path}", methods=GET)  # a catalog's names may hold a slash
     async def model(name: str) -> dict[str, Any]:
         served = host.find(name)
         return openai.model_entry(served.name, served.created)
@@ -66,16 +77,18 @@ def _openai_routes(app: FastAPI, api: Api) -> None:
     async def chat(request: Request) -> Any:
         t0 = clock()
         body = await parse(request, openai.ChatRequest)
-        sampling = sampling_for(host, body.sampling(), {"max_tokens": "max_tokens"})
+        sampling = sampling_for(host, body.sampling(), body.names())
         model, stream = await api.start(request, body.model, body.chat(), sampling, body.stops())
         rid, name, created = openai.new_id("chatcmpl"), model.name, int(time.time())
         if not body.stream:
             done = await api.whole(request, t0, name, stream)
             return openai.chat_completion(rid, name, done)
-        texts = _chat_chunks(rid, name, created, stream)
+        include = body.include_usage
+        texts = _chat_chunks(rid, name, created, stream, include)
 
         def end(done: Finished) -> str:
-            return sse(openai.chat_chunk(rid, name, {}, done, created)) + SSE_DONE
+            usage = sse(openai.usage_chunk(rid, name, "chat.completion.chunk", created, done)) if include else ""
+            return sse(openai.chat_chunk(rid, name, {}, done, created, include_usage=include)) + usage + SSE_DONE
 
         return api.streamed(request, t0, name, stream, "text/event-stream", texts, end)
 
@@ -122,20 +135,19 @@ async def _load_or_unload(host: ModelHost, body: ollama.ChatRequest | ollama.Gen
 def _ollama_routes(app: FastAPI, api: Api) -> None:
     host = api.host
 
-    @app.get("/", response_class=PlainTextResponse)
-    @app.head("/", response_class=PlainTextResponse)
+    @app.api_route("/", methods=GET, response_class=PlainTextResponse)
     async def root() -> str:
         return "Ollama is running"  # what Ollama answers: clients probe it
 
-    @app.get("/api/version")
+    @app.api_route("/api/version", methods=GET)
     async def version() -> dict[str, str]:
         return {"version": ollama.OLLAMA_API_VERSION}
 
-    @app.get("/api/tags")
+    @app.api_route("/api/tags", methods=GET)
     async def tags() -> dict[str, Any]:
         return {"models": [ollama.tag(m) for m in host.models.values()]}
 
-    @app.get("/api/ps")
+    @app.api_route("/api/ps", methods=GET)
     async def ps() -> dict[str, Any]:
         loaded = host.loaded
         return {"models": [ollama.running(loaded, host.expires_in(), host.session.n_ctx)] if loaded else []}
@@ -173,9 +185,10 @@ def _errors(app: FastAPI, api: Api) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = f"{request.method} {request.url.path}: {exc.detail}"
+        message = f"{request.method} {shown(request.url.path, MAX_PATH_SHOWN)}: {exc.detail}"
         api.record(request, started(request), "", None, exc.status_code, message)
-        return JSONResponse(error_body(request.url.path, exc.status_code, message), status_code=exc.status_code)
+        return JSONResponse(error_body(request.url.path, exc.status_code, message), status_code=exc.status_code,
+                            headers=exc.headers)  # a 405's Allow
 
     @app.exception_handler(TuillmError)
     async def refused(request: Request, exc: TuillmError) -> JSONResponse:
@@ -201,7 +214,8 @@ def create_app(host: ModelHost, *, api_key: str | None = None, cors: list[str] |
         finally:
             idle.cancel()
 
-    app = FastAPI(title="tuillm", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="tuillm", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  redirect_slashes=False)
     api = Api(host, log or (lambda _record: None))
     _errors(app, api)
     _openai_routes(app, api)
@@ -209,5 +223,5 @@ def create_app(host: ModelHost, *, api_key: str | None = None, cors: list[str] |
     if cors:
         from starlette.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=cors, allow_methods=["*"], allow_headers=["*"])
-    return Guard(app, api_key, api.log)
+        app.add_middleware(CORSMiddleware, **cors_options(cors))
+    return Guard(app, api_key, api.log, cors=cors)

@@ -45,12 +45,14 @@ class _Ask:
     stops: list[str]
     echo: bool
     prompt_only: bool
+    include_usage: bool  # stream_options.include_usage: a streamed answer ends with its usage, in a chunk of its own
 
 
 async def complete(api: Api, request: Request) -> Any:
     t0 = clock()
     body = await parse(request, openai.CompletionRequest)
-    ask = _Ask(body.model, sampling_for(api.host, body.sampling()), body.stops(), body.echo, body.prompt_only())
+    ask = _Ask(body.model, sampling_for(api.host, body.sampling()), body.stops(), body.echo, body.prompt_only(),
+               body.include_usage)
     prompts = body.plains()
     if not body.stream:
         return await _whole(api, request, t0, ask, prompts)
@@ -90,15 +92,16 @@ async def _streamed(api: Api, request: Request, t0: float, ask: _Ask, prompt: Pl
         return _prompt_only_streamed(api, request, t0, ask, echo)
     model, stream = await api.start(request, ask.model, prompt, ask.sampling, ask.stops)
     rid, name, created = openai.new_id("cmpl"), model.name, int(time.time())
-    texts = _chunks(rid, name, created, stream, len(echo.text) if echo else 0)
+    texts = _chunks(rid, name, created, stream, len(echo.text) if echo else 0, ask.include_usage)
     # The echoed prompt is the first chunk written, before the reply's first text or its end.
-    head = [sse(openai.completion(rid, name, echo.text, created=created, logprobs=echo.logprobs))] if echo else []
+    head = [sse(openai.completion_chunk(rid, name, echo.text, created, logprobs=echo.logprobs,
+                                        include_usage=ask.include_usage))] if echo else []
 
     def chunk(batch: list[str]) -> str:
         return (head.pop() if head else "") + texts(batch)
 
     def end(done: Finished) -> str:
-        return (head.pop() if head else "") + sse(openai.completion(rid, name, "", done, created)) + SSE_DONE
+        return (head.pop() if head else "") + _end(rid, name, created, done, ask.include_usage)
 
     return api.streamed(request, t0, name, stream, "text/event-stream", chunk, end)
 
@@ -135,21 +138,30 @@ def _prompt_only_streamed(api: Api, request: Request, t0: float, ask: _Ask, echo
     done = _scored(echo, t0)
     api.record_whole(request, t0, name, done, False)
     rid, created = openai.new_id("cmpl"), int(time.time())
-    events = [sse(openai.completion(rid, name, echo.text, created=created, logprobs=echo.logprobs)),
-              sse(openai.completion(rid, name, "", done, created)) + SSE_DONE]
+    events = [sse(openai.completion_chunk(rid, name, echo.text, created, logprobs=echo.logprobs,
+                                          include_usage=ask.include_usage)),
+              _end(rid, name, created, done, ask.include_usage)]
     return StreamingResponse(iter(events), media_type="text/event-stream")
 
 
-def _chunks(rid: str, name: str, created: int, stream: ReplyStream, offset: int) -> Callable[[list[str]], str]:
+def _end(rid: str, name: str, created: int, done: Finished, include_usage: bool) -> str:
+    """A streamed completion's last events: its finish reason, its usage when asked for, [DONE]."""
+    usage = sse(openai.usage_chunk(rid, name, "text_completion", created, done)) if include_usage else ""
+    return sse(openai.completion_chunk(rid, name, "", created, done, include_usage=include_usage)) + usage + SSE_DONE
+
+
+def _chunks(rid: str, name: str, created: int, stream: ReplyStream, offset: int,
+            include_usage: bool) -> Callable[[list[str]], str]:
     """A streamed completion's chunk for each batch (with logprobs, built whole with its tokens' entries);
     ``offset``: where the reply starts in the completion's text (after an echoed prompt)."""
-    chunk = Splice(lambda t: sse(openai.completion(rid, name, t, created=created)))
+    chunk = Splice(lambda t: sse(openai.completion_chunk(rid, name, t, created, include_usage=include_usage)))
     offsets = openai.TextOffsets(offset)
 
     def texts(batch: list[str]) -> str:
         if not stream.logprobs_asked:
             return chunk.many(batch)
         entries = openai.completion_logprobs(stream.take_logprobs(), offsets)
-        return sse(openai.completion(rid, name, batch[0], created=created, logprobs=entries))
+        return sse(openai.completion_chunk(rid, name, batch[0], created, logprobs=entries,
+                                           include_usage=include_usage))
 
     return texts

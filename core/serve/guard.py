@@ -1,7 +1,8 @@
 """The HTTP edge every request passes first: the API key, the body size limit, the error shapes, the log line.
 
 A pure ASGI middleware rather than FastAPI dependencies, so it also covers bodies that are too big before any
-route reads them, and the 404 of a path no route has.
+route reads them, and the 404 of a path no route has. Its own refusals (401, 413) pass through the same CORS
+rules as the routes' answers: a page of an allowed origin reads the 401 rather than a CORS failure.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ def error_body(path: str, status: int, message: str, code: str | None = None) ->
     return {"error": message}
 
 
+def cors_options(origins: list[str]) -> dict[str, Any]:
+    """Starlette's CORSMiddleware's settings for ``--cors`` origins (the routes' and the guard's refusals')."""
+    return {"allow_origins": origins, "allow_methods": ["*"], "allow_headers": ["*"]}
+
+
 class BodyTooLarge(TuillmError):
     """A body past the limit, found while it is read (chunked: no Content-Length to refuse it by): a 413."""
 
@@ -52,11 +58,13 @@ class BodyTooLarge(TuillmError):
 class Guard:
     """ASGI middleware: refuses a request without the key (401) or with a body past ``max_body`` (413)."""
 
-    def __init__(self, app: Any, api_key: str | None, log: RequestLog, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: Any, api_key: str | None, log: RequestLog, max_body: int = MAX_BODY_BYTES,
+                 cors: list[str] | None = None) -> None:
         self.app = app
         self.api_key = api_key.encode() if api_key else None
         self.log = log
         self.max_body = max_body
+        self.cors = cors or []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -80,12 +88,13 @@ class Guard:
         headers = dict(scope.get("headers") or [])
         if self.api_key is not None and path != "/" and scope["method"] != "OPTIONS" \
                 and not self._authorized(headers):
-            await _send_json(send, 401, error_body(path, 401, "invalid or missing API key (Authorization: "
-                                                          "Bearer KEY)", "invalid_api_key"))
+            await self._refuse(scope, send, 401, error_body(path, 401, "invalid or missing API key (Authorization: "
+                                                                       "Bearer KEY)", "invalid_api_key"))
             return
         length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > self.max_body:
-            await _send_json(send, 413, error_body(path, 413, f"the request body is over {self.max_body} bytes"))
+            await self._refuse(scope, send, 413, error_body(path, 413, f"the request body is over {self.max_body} "
+                                                                       "bytes"))
             return
         received = 0
         started = False
@@ -107,8 +116,23 @@ class Guard:
             await self.app(scope, counted, tracked)
         except BodyTooLarge:
             if not started:
-                await _send_json(send, 413, error_body(path, 413, f"the request body is over {self.max_body} "
-                                                                  "bytes"))
+                await self._refuse(scope, send, 413, error_body(path, 413, f"the request body is over "
+                                                                           f"{self.max_body} bytes"))
+
+    async def _refuse(self, scope: dict[str, Any], send: Any, status: int, body: dict[str, Any]) -> None:
+        """The guard's error answer, with the CORS headers an allowed origin gets (none without --cors)."""
+        async def answer(_scope: dict[str, Any], _receive: Any, send: Any) -> None:
+            await _send_json(send, status, body)
+
+        if not self.cors:
+            await answer(scope, None, send)
+            return
+        from starlette.middleware.cors import CORSMiddleware
+
+        async def nothing() -> dict[str, Any]:  # the refusal reads no body
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        await CORSMiddleware(answer, **cors_options(self.cors))(scope, nothing, send)
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         assert self.api_key is not None

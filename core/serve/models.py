@@ -33,8 +33,10 @@ from tuillm.core.llama.model import PromptScore
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.models.metadata import ModelInfo, read_info, read_lora_info
 from tuillm.core.settings import Config, load_options_for
+from tuillm.core.text import shown
 
 _T = TypeVar("_T")
+MAX_NAME_SHOWN = 200  # a requested name echoed in an error is cut there (a 100,000-character name was echoed whole)
 IDLE_CHECK_S = 1.0  # how often an idle model's time is checked (at most)
 MIN_CHECK_S = 0.05  # at least (keep_alive 0: the model goes within a second of its last reply)
 
@@ -56,6 +58,11 @@ class UnknownModel(TuillmError):
 
 class LoadFailed(TuillmError):
     """The model could not be loaded (too big for the memory, a broken file): the message says why."""
+
+
+class ContextTooLarge(TuillmError):
+    """The context a request asked for (Ollama's ``num_ctx``) does not fit the memory estimate, where the server's
+    own would: the client's error (a 400); a model that does not fit at the server's context is a 503."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,8 @@ class ModelHost:
             # Ollama clients add ":latest" to a name without a tag.
             model = self.models.get(name.removesuffix(":latest"))
         if model is None:
-            raise UnknownModel(f"model '{name}' not found; served here: {', '.join(sorted(self.models))}")
+            raise UnknownModel(f"model '{shown(name, MAX_NAME_SHOWN)}' not found; served here: "
+                               f"{', '.join(sorted(self.models))}")
         return model
 
     @property
@@ -165,13 +173,21 @@ class ModelHost:
             event = await asyncio.wrap_future(self.session.load(model.path, self.load_options(model, n_ctx)))
         except TuillmError as exc:
             self._wanted = self._still_loaded(previous)
-            raise LoadFailed(str(exc)) from None
+            raise self._load_error(model, n_ctx, exc) from None
         except BaseException:
             self._wanted = self._still_loaded(previous)
             raise
         self._wanted = model
         self._last_used = time.monotonic()  # a model just loaded is not idle since the last reply
         return event.load_seconds
+
+    def _load_error(self, model: ServedModel, n_ctx: int | None, exc: TuillmError) -> TuillmError:
+        """Whose error a failed load is: the request's when the memory estimate refuses the context it asked for
+        and would take the server's own (a 400), else the server's (a 503)."""
+        if n_ctx is not None and not isinstance(exc, ModelFileError) \
+                and _refused(model, self.load_options(model, n_ctx)) and not _refused(model, self.load_options(model)):
+            return ContextTooLarge(str(exc))
+        return LoadFailed(str(exc))
 
     def _still_loaded(self, previous: ServedModel | None) -> ServedModel | None:
         """After a failed load: a refused one (too big) leaves the previous model loaded, a failed one none."""
@@ -254,6 +270,17 @@ class ModelHost:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _refused(model: ServedModel, options: LoadOptions) -> bool:
+    """Whether the memory estimate refuses ``model`` with ``options``, as the chat's load checks it (the engine
+    says only why; this tells its refusal apart from a file that failed to load)."""
+    from tuillm.core.models.memory import default_gpu_layers, load_refusal
+
+    layers = options.n_gpu_layers
+    if layers is None:
+        layers = default_gpu_layers(model.info, options.n_ctx, options.kv_type)
+    return options.check_memory and load_refusal(model.info, replace(options, n_gpu_layers=layers)) is not None
 
 
 def _lora(model: ServedModel) -> str | None:

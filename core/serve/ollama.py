@@ -1,7 +1,9 @@
 """The Ollama API's request and response shapes (/api/chat, /api/generate, /api/tags, /api/show, /api/ps).
 
 Ollama streams by default: one JSON object per line (NDJSON), the last with ``done: true`` and the counts and
-durations (nanoseconds). Options are Ollama's names mapped onto ``Sampling``'s declarations.
+durations (nanoseconds). Options are Ollama's names mapped onto ``Sampling``'s declarations. Types are strict
+(``num_predict: true`` is no count), and what would change the answer and is not done here (``tools``, images,
+``suffix``, a request's own ``template``, an earlier reply's ``context``) is refused rather than ignored.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ _CONTEXT = option_map(LOAD_OPTIONS)["n_ctx"]  # num_ctx is checked as --ctx is
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: lax mode read `"num_predict": true` as 1 and `"stream": "no"` as false (an int still fills a float)
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class Options(_In):
@@ -91,12 +94,18 @@ class _Generation(_In):
         return values
 
 
+IMAGES_REFUSED = "images are not supported: tuillm serves text models"
+
+
 class ChatRequest(_Generation):
     messages: list[Message] = Field(default_factory=list)
+    tools: list[Any] | None = None
 
     def chat(self) -> list[dict[str, str]]:
         if any(m.images for m in self.messages):
-            raise TuillmError("images are not supported: tuillm serves text models")
+            raise TuillmError(IMAGES_REFUSED)
+        if self.tools:  # said, rather than answered as if the tools were not there
+            raise TuillmError("tools (function calling) are not supported by tuillm serve")
         return [{"role": m.role, "content": m.content} for m in self.messages]
 
 
@@ -104,9 +113,23 @@ class GenerateRequest(_Generation):
     prompt: str = ""
     system: str | None = None
     raw: bool = False
+    images: list[Any] | None = None
+    suffix: str | None = None  # text after the insertion (fill-in-the-middle)
+    template: str | None = None  # a Go template to use instead of the model's
+    context: list[int] | None = None  # the tokens of an earlier reply, which Ollama hands back (never sent here)
 
     def chat(self) -> Prompt:
         """The conversation the chat template renders, or (``raw``) the prompt continued as is."""
+        if self.images:
+            raise TuillmError(IMAGES_REFUSED)
+        if self.suffix:
+            raise TuillmError("suffix (insertion, fill-in-the-middle) is not supported by tuillm serve")
+        if self.template:
+            raise TuillmError("template: a request's own prompt template is not supported by tuillm serve (the "
+                              "model's chat template is used; raw: true sends the prompt as is)")
+        if self.context:
+            raise TuillmError("context: an earlier reply's tokens are not supported by tuillm serve (send the "
+                              "conversation to /api/chat)")
         if self.raw:
             return PlainPrompt(self.prompt)
         system = [{"role": "system", "content": self.system}] if self.system else []

@@ -5,9 +5,11 @@ numbers go through ``Sampling``'s own declarations (``core.llama.options``), so 
 ``logit_bias`` is applied (token ids of the served model), and ``logprobs`` answered in each endpoint's shape (the
 log-probabilities of the model's distribution, before penalties and biases, as llama-server reports them). Fields
 that do not change the answer (``user``, ``store``, ``metadata``...) are accepted and ignored, as llama-server does;
-what would change it and is not done here (``tools``, more than one choice, images) is refused with a 400 rather
-than answered without it. Completions' ``echo`` puts the prompt before the reply, with its tokens' logprobs when
-asked (the first token has nothing before it: null, as OpenAI answers).
+what would change it and is not done here (``tools``, ``tool_choice``, ``functions``, more than one choice, images)
+is refused with a 400 rather than answered without it. Types are strict (JSON's: ``true`` is no number, ``"0.5"``
+no temperature; a whole number is a float). A stream carries its usage only when ``stream_options.include_usage``
+asks, in a last chunk of its own with no choices, as OpenAI's does. Completions' ``echo`` puts the prompt before
+the reply, with its tokens' logprobs when asked (the first token has nothing before it: null, as OpenAI answers).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from tuillm.core.serve.runner import MAX_STOP_CHARS, MAX_STOPS, Finished
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: lax mode read `"max_tokens": true` as 1 and `"stream": "yes"` as true (an int still fills a float)
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class TextPart(_In):
@@ -91,6 +94,11 @@ class _Generation(_In):
     n: int = 1
     logit_bias: dict[str, float] | None = None
 
+    @property
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a chunk of the usage (OpenAI sends none otherwise)."""
+        return self.stream_options is not None and self.stream_options.include_usage
+
     def bias(self) -> tuple[tuple[int, float], ...]:
         """``logit_bias``'s token ids as numbers (JSON keys are strings); the bounds are Sampling's."""
         pairs = []
@@ -121,19 +129,44 @@ class ChatRequest(_Generation):
     max_completion_tokens: int | None = None
     response_format: ResponseFormat | None = None
     tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None  # function calling before tools
+    function_call: Any = None
     logprobs: bool = False
     top_logprobs: int | None = None
 
     def sampling(self) -> dict[str, Any]:
-        if self.tools:  # said, rather than answered as if the tools were not there
-            raise TuillmError("tools (function calling) are not supported by tuillm serve")
+        self._refuse_tools()
         if self.top_logprobs is not None and not self.logprobs:
             raise TuillmError("top_logprobs needs logprobs: true")
         values = super().sampling()
         values["logprobs"] = (self.top_logprobs or 0) if self.logprobs else None
-        values["max_tokens"] = self.max_completion_tokens or self.max_tokens
+        values["max_tokens"] = self._max_tokens()
         values["grammar"] = self.response_format.grammar() if self.response_format else None
         return values
+
+    def _refuse_tools(self) -> None:
+        """Function calling, said rather than answered as if the tools were not there ("none" asks for none)."""
+        if self.tools:
+            raise TuillmError("tools (function calling) are not supported by tuillm serve")
+        if self.functions:
+            raise TuillmError("functions (function calling) are not supported by tuillm serve")
+        for name, value in (("tool_choice", self.tool_choice), ("function_call", self.function_call)):
+            if value not in (None, "none"):
+                raise TuillmError(f"{name}: function calling is not supported by tuillm serve (only \"none\")")
+
+    def _max_tokens(self) -> int | None:
+        """``max_completion_tokens`` (max_tokens' newer name), checked as max_tokens is (0 is no absence)."""
+        if self.max_completion_tokens is None:
+            return self.max_tokens
+        if self.max_tokens is not None and self.max_tokens != self.max_completion_tokens:
+            raise TuillmError(f"max_tokens ({self.max_tokens}) and max_completion_tokens "
+                              f"({self.max_completion_tokens}) differ: give one")
+        return self.max_completion_tokens
+
+    def names(self) -> dict[str, str]:
+        """The request's own names for the fields ``sampling`` gives, for its refusals."""
+        return {"max_tokens": "max_tokens" if self.max_completion_tokens is None else "max_completion_tokens"}
 
     def chat(self) -> list[dict[str, str]]:
         return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
@@ -269,15 +302,21 @@ def chat_completion(rid: str, model: str, done: Finished) -> dict[str, Any]:
 
 
 def chat_chunk(rid: str, model: str, delta: dict[str, str], done: Finished | None = None,
-               created: int | None = None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One streamed chunk; the last one carries the finish reason and the usage (llama-server does the same).
-    ``created``: the stream's (every chunk of one completion has the same, as OpenAI's)."""
+               created: int | None = None, logprobs: dict[str, Any] | None = None,
+               include_usage: bool = False) -> dict[str, Any]:
+    """One streamed chunk; the last one (``done``) carries the finish reason. ``created``: the stream's (every chunk
+    of one completion has the same, as OpenAI's). ``include_usage``: the stream ends with ``usage_chunk``, and
+    every chunk before it has ``"usage": null``, as OpenAI's."""
     chunk: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk", "created": created or int(time.time()),
                              "model": model, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs,
                                                           "finish_reason": finish_reason(done) if done else None}]}
-    if done is not None:
-        chunk["usage"] = usage(done)
-    return chunk
+    return chunk | {"usage": None} if include_usage else chunk
+
+
+def usage_chunk(rid: str, model: str, kind: str, created: int, done: Finished) -> dict[str, Any]:
+    """A stream's last chunk when ``stream_options.include_usage`` asks: no choices, the request's usage.
+    ``kind``: the stream's chunks' ``object``."""
+    return {"id": rid, "object": kind, "created": created, "model": model, "choices": [], "usage": usage(done)}
 
 
 def completion_choice(text: str, done: Finished | None, logprobs: dict[str, Any] | None = None,
@@ -285,15 +324,17 @@ def completion_choice(text: str, done: Finished | None, logprobs: dict[str, Any]
     return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason(done) if done else None}
 
 
-def completion(rid: str, model: str, text: str, done: Finished | None = None, created: int | None = None,
-               logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A completion of one prompt, or one streamed chunk of one (``done`` None)."""
-    return completions(rid, model, [completion_choice(text, done, logprobs)], done, created)
+def completion_chunk(rid: str, model: str, text: str, created: int, done: Finished | None = None,
+                     logprobs: dict[str, Any] | None = None, include_usage: bool = False) -> dict[str, Any]:
+    """A streamed completion's chunk; the last one (``done``) carries the finish reason (the usage: see
+    ``chat_chunk``)."""
+    chunk = completions(rid, model, [completion_choice(text, done, logprobs)], None, created)
+    return chunk | {"usage": None} if include_usage else chunk
 
 
 def completions(rid: str, model: str, choices: list[dict[str, Any]], done: Finished | None = None,
                 created: int | None = None) -> dict[str, Any]:
-    """A completion of each prompt as its choice; ``done``: the usage of them all (None: a streamed chunk)."""
+    """A completion of each prompt as its choice; ``done``: the usage of them all (None: none, a streamed chunk)."""
     body: dict[str, Any] = {"id": rid, "object": "text_completion", "created": created or int(time.time()),
                             "model": model, "choices": choices}
     if done is not None:

@@ -70,7 +70,8 @@ def stream(client: OpenAI, run: int, tokens: int) -> dict[str, float]:
     t_first = t_last = 0.0
     n = chunks = 0
     reply = client.chat.completions.create(model="demo", messages=question(run), temperature=0.0,
-                                           extra_body={"repeat_penalty": 1.0}, max_tokens=tokens, stream=True)
+                                           extra_body={"repeat_penalty": 1.0}, max_tokens=tokens, stream=True,
+                                           stream_options={"include_usage": True})
     for chunk in reply:
         if chunk.usage is not None:
             n = chunk.usage.completion_tokens

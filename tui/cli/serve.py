@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from tuillm.core.llama.options import LOAD_OPTIONS
-from tuillm.core.text import safe_line
+from tuillm.core.text import safe_line, shown
 from tuillm.tui.cli.options import add_options, option_values, read_config
 
 if TYPE_CHECKING:
@@ -50,14 +50,20 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+MAX_PATH_SHOWN = 200  # a request's path is cut there in its log line
+MAX_ERROR_SHOWN = 1000  # and its error: one line stays one screen's worth
+
+
 def _print_request(record: RequestRecord) -> None:
+    """One line per request. What came from the client (path, error) is shown escaped (\\x1b, \\u202e), not
+    stripped: stripping logged `GET /%1b]0;PWNED%07` as `GET /`."""
     tokens = f" {record.prompt_tokens}+{record.completion_tokens} tokens" if record.completion_tokens or \
         record.prompt_tokens else ""
-    model = f" {record.model}" if record.model else ""
+    model = f" {shown(record.model)}" if record.model else ""
     load = f" (loaded in {record.load_s:.2f}s)" if record.load_s else ""
-    error = f" ({record.error})" if record.error else ""
-    print(safe_line(f"{record.method} {record.path}{model} {record.status}{tokens} {record.seconds:.2f}s{load}"
-                    f"{error}"), file=sys.stderr, flush=True)
+    error = f" ({shown(record.error, MAX_ERROR_SHOWN)})" if record.error else ""
+    print(f"{shown(record.method)} {shown(record.path, MAX_PATH_SHOWN)}{model} {record.status}{tokens} "
+          f"{record.seconds:.2f}s{load}{error}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
 from tuillm.core.serve.guard import RequestRecord
-from tuillm.core.text import safe_line
+from tuillm.core.text import safe_line, shown
 from tuillm.tui import keymap
 
 COLUMNS = ("Time", "Request", "Model", "Tokens", "Seconds", "Status")
@@ -20,8 +20,9 @@ def row(record: RequestRecord) -> tuple[str, ...]:
     tokens = f"{record.prompt_tokens}+{record.completion_tokens}" if record.prompt_tokens else ""
     status = f"{record.status} {record.error}" if record.error else str(record.status)
     seconds = f"{record.seconds:.2f}" + (f" (load {record.load_s:.2f})" if record.load_s else "")
-    return (time.strftime("%H:%M:%S", time.localtime(record.when)), safe_line(f"{record.method} {record.path}"),
-            safe_line(record.model), tokens, seconds, safe_line(status))
+    # shown: what a client sent, escaped as sent (a stripped escape would read as another name), and cut
+    return (time.strftime("%H:%M:%S", time.localtime(record.when)), shown(f"{record.method} {record.path}", 200),
+            shown(record.model, 200), tokens, seconds, shown(status, 400))
 
 
 class ServeLogScreen(ModalScreen[None]):

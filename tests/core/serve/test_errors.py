@@ -132,6 +132,10 @@ def test_model_that_does_not_fit_names_the_estimate(huge: Served) -> None:
     with pytest.raises(ollama.ResponseError) as oerr:
         ollama.Client(host=huge.url).generate(model="demo", prompt="hi")
     assert "needs about" in oerr.value.error
+    # a request's context refused where the server's fits is a 400 (test_models); here neither fits: the server's
+    with pytest.raises(ollama.ResponseError) as oerr:
+        ollama.Client(host=huge.url).generate(model="demo", prompt="hi", options={"num_ctx": 10 ** 12})
+    assert oerr.value.status_code == 503 and "a context of 1000000000000 tokens needs about" in oerr.value.error
     assert huge.proc.poll() is None
     assert [m.id for m in _client(huge).models.list().data] == ["demo"]
 
@@ -249,3 +253,107 @@ def test_a_bad_keep_alive_is_400_and_changes_nothing(keyed: Served, path: str, k
         assert reply.status_code == 400, reply.text
         assert "is not a duration (seconds, or like 30s, 5m, 1h" in reply.json()["error"]
     assert keyed.proc.poll() is None
+
+
+@pytest.mark.parametrize(("path", "fields", "needle"), [
+    ("/api/chat", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools (function calling)"),
+    ("/api/generate", {"images": ["aGk="]}, "images are not supported"),
+    ("/api/generate", {"suffix": "}"}, "suffix (insertion, fill-in-the-middle)"),
+    ("/api/generate", {"template": "{{ .Prompt }}"}, "template: a request's own prompt template"),
+    ("/api/generate", {"context": [1, 2, 3]}, "context: an earlier reply's tokens"),
+    ("/v1/chat/completions", {"tool_choice": "auto"}, "tool_choice: function calling is not supported"),
+    ("/v1/chat/completions", {"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice:"),
+    ("/v1/chat/completions", {"functions": [{"name": "f"}]}, "functions (function calling)"),
+    ("/v1/chat/completions", {"function_call": {"name": "f"}}, "function_call: function calling is not supported"),
+    ("/v1/chat/completions", {"max_completion_tokens": 0}, "max_completion_tokens: must be a whole number from 1"),
+    ("/v1/chat/completions", {"max_tokens": 2, "max_completion_tokens": 3}, "max_tokens (2) and max_completion_t"),
+])
+def test_what_would_change_the_answer_is_refused_naming_it(keyed: Served, path: str, fields: dict,
+                                                            needle: str) -> None:
+    # each was accepted and ignored (max_completion_tokens 0 read as absent): a reply without what was asked for
+    ask = {"prompt": "Hi"} if path == "/api/generate" else {"messages": [{"role": "user", "content": "Hi"}]}
+    reply = httpx.post(f"{keyed.url}{path}", json={"model": "demo", "stream": False, **ask, **fields},
+                       headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert needle in (error["message"] if path.startswith("/v1") else error)
+
+
+def test_what_asks_for_nothing_is_accepted(keyed: Served) -> None:
+    reply = _client(keyed).chat.completions.create(model="demo", messages=[{"role": "user", "content": "Hi"}],
+                                                   tool_choice="none", max_completion_tokens=2, temperature=1)
+    assert reply.usage.completion_tokens == 2
+    client = ollama.Client(host=keyed.url, headers={"Authorization": f"Bearer {KEY}"})
+    assert client.generate(model="demo", prompt="Hi", context=[], suffix="", options={"num_predict": 2}).done
+
+
+@pytest.mark.parametrize(("path", "fields", "needle"), [
+    ("/v1/chat/completions", {"max_tokens": True}, "max_tokens: Input should be a valid integer"),  # was 1
+    ("/v1/chat/completions", {"max_tokens": "4"}, "max_tokens: Input should be a valid integer"),
+    ("/v1/chat/completions", {"temperature": "0.5"}, "temperature: Input should be a valid number"),
+    ("/v1/chat/completions", {"stream": "yes"}, "stream: Input should be a valid boolean"),  # was a stream
+    ("/v1/completions", {"logprobs": True}, "logprobs: Input should be a valid integer"),  # was 1
+    ("/api/chat", {"options": {"num_predict": True}}, "options.num_predict: Input should be a valid integer"),
+    ("/api/chat", {"options": {"num_ctx": 1e30}}, "options.num_ctx: Input should be a valid integer"),
+    ("/api/generate", {"stream": "no"}, "stream: Input should be a valid boolean"),
+])
+def test_a_value_of_another_json_type_is_400(keyed: Served, path: str, fields: dict, needle: str) -> None:
+    ask = {"prompt": "Hi"} if path in ("/api/generate", "/v1/completions") else \
+        {"messages": [{"role": "user", "content": "Hi"}]}
+    reply = httpx.post(f"{keyed.url}{path}", json={"model": "demo", **ask, **fields},
+                       headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert reply.status_code == 400, reply.text
+    assert needle in reply.text
+
+
+def test_methods_head_and_a_slash_too_many(keyed: Served) -> None:
+    auth = {"Authorization": f"Bearer {KEY}"}
+    wrong = httpx.get(f"{keyed.url}/v1/chat/completions", headers=auth)
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"  # it had no Allow
+    assert httpx.head(f"{keyed.url}/api/chat", headers=auth).headers["allow"] == "POST"
+    for path in ("/api/tags", "/v1/models", "/v1/models/demo", "/api/version", "/api/ps", "/"):
+        head, get = httpx.head(f"{keyed.url}{path}", headers=auth), httpx.get(f"{keyed.url}{path}", headers=auth)
+        assert head.status_code == get.status_code == 200, path  # HEAD was a 405 but on /
+        assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+    # a POST redirected (307) is sent again elsewhere by some clients, dropped by others: a 404 in the API's shape
+    slash = httpx.post(f"{keyed.url}/v1/chat/completions/", json={"model": "demo", "messages": ASK}, headers=auth)
+    assert slash.status_code == 404 and slash.json()["error"]["type"] == "not_found_error"
+    assert httpx.post(f"{keyed.url}/api/chat/", json={}, headers=auth).json() == {"error": "POST /api/chat/: Not Found"}
+
+
+def test_the_guards_refusals_carry_cors_headers_for_the_allowed_origin(keyed: Served) -> None:
+    # a browser page of the allowed origin saw a CORS failure instead of the 401 or the 413
+    no_key = httpx.get(f"{keyed.url}/v1/models", headers={"Origin": ORIGIN})
+    assert no_key.status_code == 401 and no_key.headers["access-control-allow-origin"] == ORIGIN
+    big = httpx.post(f"{keyed.url}/api/chat", content=b"x" * (9 << 20),
+                     headers={"Origin": ORIGIN, "Authorization": f"Bearer {KEY}"})
+    assert big.status_code == 413 and big.headers["access-control-allow-origin"] == ORIGIN
+    other = httpx.get(f"{keyed.url}/v1/models", headers={"Origin": "http://evil.example"})
+    assert other.status_code == 401 and "access-control-allow-origin" not in other.headers
+
+
+@pytest.mark.parametrize(("model", "shown"), [
+    ("\x1b[31mRED\x1b[0m", r"\x1b[31mRED\x1b[0m"),  # was logged as 'RED'
+    ("evil\u202egpj.exe", r"evil\u202egpj.exe"),  # a right-to-left override passed through
+    ("line\nbreak", r"line\nbreak"),
+])
+def test_what_a_request_sent_is_shown_escaped_not_stripped(keyed: Served, model: str, shown: str) -> None:
+    after = len(keyed.lines)
+    reply = httpx.post(f"{keyed.url}/api/chat", json={"model": model, "messages": ASK},
+                       headers={"Authorization": f"Bearer {KEY}"})
+    assert reply.status_code == 404 and f"model '{shown}' not found" in reply.json()["error"]
+    keyed.wait_for_line(re.escape("POST /api/chat 404 ") + r".*" + re.escape(f"(model '{shown}' not found"),
+                        after=after)
+
+
+def test_a_path_is_shown_escaped_and_a_long_name_cut(keyed: Served) -> None:
+    after = len(keyed.lines)
+    reply = httpx.get(f"{keyed.url}/%1b]0;PWNED%07", headers={"Authorization": f"Bearer {KEY}"})
+    assert reply.status_code == 404 and reply.json() == {"error": r"GET /\x1b]0;PWNED\x07: Not Found"}
+    keyed.wait_for_line(re.escape(r"GET /\x1b]0;PWNED\x07 404 "), after=after)  # was logged as 'GET / 404'
+    after = len(keyed.lines)
+    with pytest.raises(openai.NotFoundError) as err:
+        _client(keyed).chat.completions.create(model="m" * 100_000, messages=ASK)
+    assert len(err.value.message) < 400 and f"model '{'m' * 200}…' not found" in err.value.message
+    line = keyed.wait_for_line(r"POST /v1/chat/completions 404 ", after=after)
+    assert len(line) < 400  # it was a 100 KB line

@@ -90,3 +90,18 @@ def test_unknown_model_is_an_error(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as err:
         client.chat(model="llama3", messages=ASK)
     assert err.value.status_code == 404 and "llama3" in err.value.error
+
+
+def test_tools_are_refused_not_ignored(client: ollama.Client) -> None:
+    # the reply was plain text, as if no tool had been offered
+    def weather(city: str) -> str:
+        """The weather in a city.
+
+        Args:
+            city: the city
+        """
+        return "sunny"
+
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="demo", messages=ASK, tools=[weather])
+    assert err.value.status_code == 400 and "tools (function calling) are not supported" in err.value.error

@@ -53,6 +53,23 @@ def test_streamed_chunks_arrive_before_the_end(client: OpenAI) -> None:
     assert "".join(texts) == whole.choices[0].message.content
 
 
+def test_usage_streams_only_when_asked_in_a_last_chunk_of_its_own(client: OpenAI) -> None:
+    # It was always in the last choice's chunk; OpenAI sends it only with include_usage, in a chunk without choices.
+    ask = dict(model="demo", messages=ASK, temperature=0, max_completion_tokens=3, stream=True)
+    plain = list(client.chat.completions.create(**ask))
+    assert all(c.usage is None for c in plain) and plain[-1].choices[0].finish_reason == "length"
+    counted = list(client.chat.completions.create(**ask, stream_options={"include_usage": True}))
+    *chunks, last = counted
+    assert last.choices == [] and last.usage.completion_tokens == 3  # max_completion_tokens is honoured
+    assert last.usage.total_tokens == last.usage.prompt_tokens + 3 and last.id == chunks[0].id
+    assert all(c.usage is None and c.choices for c in chunks) and chunks[-1].choices[0].finish_reason == "length"
+    completions = list(client.completions.create(model="demo", prompt="Hi", max_tokens=2, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert completions[-1].choices == [] and completions[-1].usage.completion_tokens == 2
+    assert all(c.usage is None for c in client.completions.create(model="demo", prompt="Hi", max_tokens=2,
+                                                                  stream=True))
+
+
 def test_json_schema_response_validates(client: OpenAI) -> None:
     schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
               "required": ["city", "population"], "additionalProperties": False}
@@ -194,9 +211,10 @@ def test_prompts_of_token_ids_as_lm_eval_sends_them(client: OpenAI, demo_gguf: P
     assert echoed.choices[0].text == question  # max_tokens 0: the prompt alone, scored
     assert echoed.usage.prompt_tokens == len(context) and echoed.usage.completion_tokens == 0
     assert len(echoed.choices[0].logprobs.token_logprobs) == len(context)
-    streamed = list(client.completions.create(model="demo", prompt=[context], echo=True, max_tokens=0, stream=True))
-    assert "".join(c.choices[0].text for c in streamed) == question
-    assert streamed[-1].choices[0].finish_reason == "length" and streamed[-1].usage.completion_tokens == 0
+    streamed = list(client.completions.create(model="demo", prompt=[context], echo=True, max_tokens=0, stream=True,
+                                              stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == question
+    assert streamed[-2].choices[0].finish_reason == "length" and streamed[-1].usage.completion_tokens == 0
     with pytest.raises(BadRequestError, match="token 99999 is not in the model's vocabulary"):
         client.completions.create(model="demo", prompt=[[*context, 99999]], max_tokens=1)
 
