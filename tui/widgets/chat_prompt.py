@@ -18,9 +18,10 @@ from textual import events
 from textual.content import Content
 from textual.message import Message
 from textual.widgets import TextArea
+from textual.widgets.text_area import Edit, EditResult
 
 from tuillm.core.chat.attachments import CHARS_PER_TOKEN, MAX_ATTACH_BYTES, mentions
-from tuillm.core.text import safe_line
+from tuillm.core.text import safe_line, safe_text
 from tuillm.tui.widgets.path_complete import Candidate, PathCompletions, candidates
 
 # The "@path" being typed, ending at the cursor: after a space or at the line's start, optionally in quotes.
@@ -65,6 +66,15 @@ class ChatPrompt(TextArea):
     @property
     def completing(self) -> bool:
         return self._completions is not None
+
+    def edit(self, edit: Edit) -> EditResult:
+        # Every change of the text passes here (keys, paste, completion): no control character or escape sequence
+        # enters it, since the prompt draws its text as it is (an OSC in a pasted text would retitle the terminal).
+        edit.text = safe_text(edit.text)
+        return super().edit(edit)
+
+    def load_text(self, text: str) -> None:
+        super().load_text(safe_text(text))  # a draft kept by an older version, or a message edited again
 
     async def _on_key(self, event: events.Key) -> None:
         if self._completions is not None and await self._completion_key(event.key):
@@ -142,6 +152,8 @@ class ChatPrompt(TextArea):
     async def update_completions(self) -> None:
         """Show, refresh or close the list for what is typed at the cursor."""
         typing = self._typing() if not self.read_only and self.has_focus else None
+        if typing is None:
+            self._dismissed = None  # the "@" whose list Esc closed is gone: a new one in its place opens one
         if typing is None or typing[0] == self._dismissed:
             await self.close_completions()
             return

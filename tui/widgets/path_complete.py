@@ -52,6 +52,8 @@ def candidates(typed: str, cwd: Path | None = None) -> tuple[list[Candidate], bo
                 if not entry.name.casefold().startswith(wanted) or (entry.name.startswith(".")
                                                                     and not prefix.startswith(".")):
                     continue
+                if not entry.name.isprintable():  # escape sequences in a name: it could not go into the prompt
+                    continue
                 try:
                     is_dir = entry.is_dir()
                 except OSError:  # gone since it was listed, or a link loop

@@ -89,6 +89,38 @@ async def test_at_completes_paths_as_typed(tmp_path: Path, workdir: Path) -> Non
 
 
 @run_async
+async def test_a_closed_list_opens_again_for_a_new_at_in_the_same_place(tmp_path: Path, workdir: Path) -> None:
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = app.query_one(ChatPrompt)
+        prompt.focus()
+        await pilot.press("@")
+        await shows(pilot, ["blob.bin", "notes.md", "notes_old.txt", "src/"])
+        await pilot.press("escape", "backspace")
+        await shows(pilot, [])
+        await pilot.press("@")  # column 0 again: it stayed closed there for good
+        await shows(pilot, ["blob.bin", "notes.md", "notes_old.txt", "src/"])
+
+
+@run_async
+async def test_no_control_character_enters_the_prompt(tmp_path: Path, workdir: Path) -> None:
+    # The prompt draws its text as it is: an OSC in a name or a paste reached the terminal (it retitled it)
+    (workdir / "tt\x1b]0;PWNED\x07.txt").write_text("hello\n")
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = app.query_one(ChatPrompt)
+        prompt.focus()
+        await pilot.press(*"see @t")
+        await pilot.pause(0.3)
+        assert completions(app) == []  # a name that could not be typed is not offered
+        prompt.clear()
+        prompt.insert("red \x1b[31mtext\x1b[0m and \x9b2J\r\nnext\tline")
+        assert prompt.text == "red text and \nnext\tline"
+        prompt.load_text("draft \x1b]52;c;aGk=\x07kept")
+        assert prompt.text == "draft kept"
+
+
+@run_async
 async def test_an_attached_file_is_sent_with_its_token_count(tmp_path: Path, workdir: Path) -> None:
     app = chat_app(tmp_path, ctx=1024)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
