@@ -205,6 +205,20 @@ def _failing_run(monkeypatch: pytest.MonkeyPatch, exc: BaseException | Callable[
     monkeypatch.setattr(cli.importlib.import_module("tuillm.tui.cli.info"), "run", run)
 
 
+def test_a_terminal_is_gone_only_after_its_hangup() -> None:
+    from tuillm.tui.cli.signals import terminal_gone
+
+    master, slave = os.openpty()
+    read, write = os.pipe()
+    try:
+        assert not terminal_gone(slave) and not terminal_gone(write)  # a live terminal; a pipe
+        os.close(master)  # as sshd does when the session drops: the kernel hangs the terminal up
+        assert terminal_gone(slave)
+    finally:
+        for fd in (slave, read, write):
+            os.close(fd)
+
+
 @pytest.mark.parametrize(("signum", "name"), STOPS)
 def test_stop_mid_chat_reply(signum: int, name: str, tmp_path: Path) -> None:
     # The reply's own Ctrl-C handling took the signal for a Ctrl-C: "interrupted", exit 130

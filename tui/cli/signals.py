@@ -8,6 +8,7 @@ the cleanup short (SIGKILL remains; the next run removes what a killed one leave
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -38,13 +39,31 @@ class Stopped(KeyboardInterrupt):
         return f"stopped by {signal.Signals(self.signum).name}"
 
 
+def terminal_gone(fd: int) -> bool:
+    """Whether ``fd`` is a terminal that hung up (its SSH session dropped): the kernel then answers its ioctls with
+    EIO. A live terminal answers, a pipe or a file says it is none (ENOTTY)."""
+    try:
+        import termios
+    except ImportError:  # not a POSIX system: no hangups to tell apart
+        return False
+    try:
+        termios.tcgetattr(fd)
+    except termios.error as exc:
+        return bool(exc.args) and exc.args[0] == errno.EIO
+    except (OSError, ValueError):
+        return False
+    return False
+
+
 def leave_gone_terminal(signum: int) -> None:
-    """After a hangup the terminal is gone and writing to it fails (EIO): the output goes nowhere from now on, so
-    the cleanup (or the checkpoint a training run saves) is not cut short by a failed progress line."""
+    """After a hangup whose terminal is gone, writing to it fails (EIO): the output goes nowhere from now on, so
+    the cleanup (or the checkpoint a training run saves) is not cut short by a failed progress line. A SIGHUP sent
+    to a program whose terminal is still there (``kill -HUP``) leaves the output alone: the app restores the screen
+    and says why it stopped."""
     if signum != getattr(signal, "SIGHUP", None):
         return
     try:
-        if not sys.stderr.isatty():  # a pipe or a file (a script, a test) is still there to read
+        if not terminal_gone(sys.stderr.fileno()):
             return
         null = os.open(os.devnull, os.O_WRONLY)
         for fd in (1, 2):
