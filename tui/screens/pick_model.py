@@ -121,7 +121,8 @@ class PickModelScreen(ModalScreen[ModelChoice | None]):
 
     def on_catalog_found(self, event: CatalogFound) -> None:
         event.stop()
-        self.entries = list(event.found.result.entries)
+        # GGUF files only: chat loads nothing else (an HF folder offered here was refused once picked)
+        self.entries = [e for e in event.found.result.entries if e.info.format == "gguf"]
         options = self.query_one(OptionList)
         options.clear_options()
         options.add_options([Option(entry_prompt(e), id=str(i)) for i, e in enumerate(self.entries)])

@@ -8,6 +8,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import Input, OptionList
 
+from tests.checkpoints import tiny_random_checkpoint
 from tests.ggufs import write_tiny_gguf
 from tests.tui.app_helpers import run_async, until
 from tuillm.core.models.catalog import discover
@@ -59,11 +60,13 @@ class PickerApp(App[None]):
 async def test_the_picker_lists_the_catalog_and_starts_on_the_chat_model(tmp_path: Path) -> None:
     write_tiny_gguf(tmp_path / "alpha.gguf")
     beta = write_tiny_gguf(tmp_path / "beta.gguf")
+    tiny_random_checkpoint("llama", tmp_path / "gamma-hf")  # listed in Models, but chat loads GGUF files only
     session = Session(Config(model_dirs=[tmp_path]), model_dirs=[tmp_path], available_ram=12 * GIB)
     app = PickerApp(session, current=beta)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         await until(pilot, lambda: isinstance(screen, PickModelScreen) and bool(screen.entries), "the list")
+        assert "gamma-hf" in [e.name for e in discover([tmp_path], available=12 * GIB).entries]  # the catalog has it
         options = screen.query_one(OptionList)
         lines = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
         assert [line.split()[0] for line in lines] == ["demo", "alpha", "beta"]
