@@ -79,8 +79,13 @@ class TrainJobs(VerticalScroll):
     def on_job_cancelled(self, message: JobCancelled) -> None:
         message.stop()
         if message.name == jobs.TRAIN and self.run_config is not None:
-            text = (f"cancelled: the checkpoint is in {self.run_config.output}/checkpoints (tick Resume and Start to "
-                    "continue)")
+            from tuillm.core.train.checkpoints import latest_checkpoint
+
+            if latest_checkpoint(Path(self.run_config.output)) is None:  # stopped while loading: no step to keep
+                text = "cancelled before the first step: nothing was saved"
+            else:
+                text = (f"cancelled: the checkpoint is in {self.run_config.output}/checkpoints (tick Resume and Start "
+                        "to continue)")
         else:
             text = f"{message.name} cancelled"
         run = self.query_one(RunView)

@@ -197,6 +197,28 @@ async def test_default_outputs(tmp_path: Path) -> None:
 
 
 @run_async
+async def test_a_cancelled_run_says_whether_a_checkpoint_was_saved(tmp_path: Path) -> None:
+    from tuillm.tui.jobs import JobCancelled
+    from tuillm.tui.panes.train_jobs import TRAIN
+
+    out = tmp_path / "adapter"
+    app = make_app([tmp_path])
+    seen = record_notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await panes_ready(pilot)
+        pane = train_pane(app)
+        pane.run_config = TrainConfig(base="demo", data=[str(tmp_path / "d.jsonl")], output=str(out))
+        out.mkdir()  # cancelled while the base loaded: the folder, and no step in it
+        pane.on_job_cancelled(JobCancelled(TRAIN))
+        assert seen[-1] == "Train: cancelled before the first step: nothing was saved"  # it named a checkpoint
+        step = out / "checkpoints" / "step-0000003"
+        step.mkdir(parents=True)
+        (step / "state.json").write_text("{}")
+        pane.on_job_cancelled(JobCancelled(TRAIN))
+        assert seen[-1].startswith(f"Train: cancelled: the checkpoint is in {out}/checkpoints")
+
+
+@run_async
 async def test_ab_keeps_the_question_above_both_answers(tmp_path: Path) -> None:
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
