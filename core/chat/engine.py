@@ -304,13 +304,13 @@ class ChatSession:
         else:
             kept, tokens, dropped = fit_messages(prompt, lambda m: self._prompt_tokens(m, stop), n_ctx,
                                                  sampling.max_tokens)
+        if len(tokens) >= n_ctx:  # first: leaving messages out did not make it fit, so it is not said to have
+            raise _too_long(len(tokens), n_ctx)
         if dropped:
             emit(ContextTrimmed(
                 dropped=dropped, kept=len(kept),
                 message=f"context full: left out the {dropped} oldest message{'s' if dropped > 1 else ''} "
                         f"(n_ctx {n_ctx})"))
-        if len(tokens) >= n_ctx:
-            raise _too_long(len(tokens), n_ctx)
         budget = min(sampling.max_tokens, n_ctx - len(tokens))
         if budget < sampling.max_tokens:
             emit(Log(f"reply limited to {budget} tokens by the context size ({n_ctx})", "warning"))

@@ -60,7 +60,7 @@ class ChatAttach:
             self.notify(str(exc), title="Attach", severity="error")
             return None
         if not attachments:
-            return text
+            return None if await self._longer_than_the_context(text) else text
         try:
             fit = await asyncio.to_thread(self._measure, message, attachments)
         except TuillmError as exc:  # the model could not count (e.g. a broken template): the turn says it too
@@ -74,6 +74,23 @@ class ChatAttach:
             return None
         self._overflow_warned = None
         return message
+
+    async def _longer_than_the_context(self, message: str) -> bool:
+        """Whether ``message`` alone is longer than the loaded model's whole context: said, and not sent (sent, it
+        was kept in the chat with a failed reply). Counted only when its bytes could be that many tokens."""
+        if not self._model_ready() or len(message.encode("utf-8")) < self.engine.n_ctx:  # a token is a byte or more
+            return False
+        try:
+            tokens = await asyncio.to_thread(
+                lambda: self.engine.count_tokens([{"role": "user", "content": message}]).result())
+        except TuillmError:
+            return False  # the turn says what is wrong
+        if tokens < self.engine.n_ctx:
+            return False
+        self.notify(f"the message is {tokens} tokens, longer than the whole context ({self.engine.n_ctx}): shorten "
+                    "it, or load the model with a larger context (Models, e)", title="Too long for the context",
+                    severity="error", timeout=15)
+        return True
 
     def _measure(self, message: str, attachments: list[Attachment]) -> Fit:
         """On a worker thread: the count comes from the backend's worker (no reply is running: the pane is idle)."""

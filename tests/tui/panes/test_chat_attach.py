@@ -189,6 +189,25 @@ async def test_a_message_that_would_overflow_the_context_is_held_back_once(tmp_p
 
 
 @run_async
+async def test_a_message_longer_than_the_whole_context_is_not_sent(tmp_path: Path) -> None:
+    app = chat_app(tmp_path, ctx=512)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        pane = chat_pane(app)
+        pane.draft_sampling = SHORT
+        seen = record_notifications(app)
+        await send(pilot, "Hi")  # the model loads
+        await wait_idle(pilot)
+        seen.clear()
+        long = "word " * 800  # ~800 tokens, past the whole 512-token context
+        app.query_one(ChatPrompt).load_text(long)
+        await pilot.press("enter")
+        await until(pilot, lambda: any(line.startswith("Too long for the context:") for line in seen), "the refusal")
+        assert "longer than the whole context (512)" in seen[-1]
+        assert not any("left out" in line or "Reply failed" in line for line in seen), seen
+        assert user_messages(app) == ["Hi"] and app.query_one(ChatPrompt).text == long  # kept in the prompt
+
+
+@run_async
 async def test_import_chat_from_the_palette_opens_it(tmp_path: Path) -> None:
     good = tmp_path / "exported.json"
     good.write_text(json.dumps({"messages": [{"role": "user", "content": "What is 2+2?"},
