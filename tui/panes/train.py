@@ -74,6 +74,7 @@ class TrainPane(TrainJobs):
         padding: 0 0 0 1;
     }
     #train-destination {
+        width: 100%;  /* as wide as the pane, the folder wraps instead of being cut */
         color: $text-muted;
     }
     #train-memory {

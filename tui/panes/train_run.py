@@ -60,7 +60,7 @@ class RunView(Vertical):
         height: auto;
     }
     #train-stats {
-        height: 1;
+        height: auto;  /* a long line (where the checkpoint is) wraps: cut at 80 columns, it lost its end */
     }
     #train-progress {
         height: 1;

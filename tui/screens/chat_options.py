@@ -16,6 +16,7 @@ from textual.widgets import Input, Label, TextArea
 
 from tuillm.core.llama.options import SAMPLING_OPTIONS, SEED, Sampling
 from tuillm.tui import keymap
+from tuillm.tui.screens.dialog_css import DIALOG_CSS
 
 # The seed is per chat, not a [sampling] key of the settings file: -1 (the declaration's "random") lets the load
 # seed's generator continue (Sampling.seed None).
@@ -53,6 +54,7 @@ class ChatOptionsScreen(ModalScreen[ChatOptions | None]):
     """Ctrl+S saves, Esc cancels; Tab moves between the fields."""
 
     HELP_TITLE = "Chat options"
+    DEFAULT_CSS = DIALOG_CSS
     BINDINGS = keymap.CHAT_OPTIONS
 
     def __init__(self, system_prompt: str, sampling: Sampling) -> None:

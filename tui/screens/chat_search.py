@@ -24,6 +24,7 @@ from tuillm.core.chat.search import Found, Hit
 from tuillm.core.chat.store import StoreError
 from tuillm.core.text import safe_line
 from tuillm.tui import keymap
+from tuillm.tui.screens.dialog_css import DIALOG_CSS
 
 DEBOUNCE_S = 0.15  # after the last key: one query per pause in typing, not one per key
 TITLE_CHARS = 40
@@ -70,7 +71,7 @@ class ChatSearchScreen(ModalScreen[tuple[int, int] | None]):
     HELP_TITLE = "Search chats"
     AUTO_FOCUS = "#search-input"
     BINDINGS = keymap.CHAT_SEARCH
-    DEFAULT_CSS = """
+    DEFAULT_CSS = DIALOG_CSS + """
     #search-dialog { max-width: 90; }
     #search-status { color: $text-muted; }
     #search-results { height: auto; max-height: 14; border: none; padding: 0; }

@@ -8,9 +8,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Label
 
 from tuillm.tui import keymap
+from tuillm.tui.screens.dialog_css import DIALOG_CSS
 
 
 class ConfirmScreen(ModalScreen[bool]):
+    DEFAULT_CSS = DIALOG_CSS
     BINDINGS = keymap.CONFIRM
 
     def __init__(self, question: str) -> None:

@@ -13,12 +13,13 @@ from textual.widgets import Label
 
 from tuillm.core.text import safe_line
 from tuillm.tui import keymap
+from tuillm.tui.screens.dialog_css import DIALOG_CSS
 
 Answer = Literal["unload", "reload", "keep"]
 
 
 class MemoryScreen(ModalScreen[Answer]):
-    DEFAULT_CSS = """
+    DEFAULT_CSS = DIALOG_CSS + """
     MemoryScreen { align: center middle; }
     MemoryScreen .dialog { border: round $error; }
     """

@@ -14,6 +14,14 @@ from textual.widgets import Label
 from tuillm.tui.widgets.path_input import PathInput
 
 
+def folder_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be taken as a folder (None: it can): the one rule of the dialogs that ask for a folder
+    and of Settings' model folders."""
+    if path.is_dir():
+        return None
+    return f"{path}: {'not a folder' if path.exists() else 'no such folder'}"
+
+
 class PathDialog(ModalScreen[Path | None]):
     AUTO_FOCUS = "PathInput"
     HEADING: ClassVar[str]  # the dialog's first line
@@ -39,8 +47,8 @@ class PathDialog(ModalScreen[Path | None]):
         path = self.query_one(PathInput).path
         if path is None:
             self._refuse(self.EMPTY)
-        elif self.WANTS_FOLDER and not path.is_dir():
-            self._refuse(f"{path}: not a folder")
+        elif self.WANTS_FOLDER and (problem := folder_problem(path)):
+            self._refuse(problem)
         elif self.NEW_FILE and (path.is_dir() or not path.parent.is_dir()):
             self._refuse(f"{path}: a folder, not a file name" if path.is_dir() else f"{path.parent}: no such folder")
         elif not self.WANTS_FOLDER and not self.NEW_FILE and not path.is_file():

@@ -8,9 +8,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 from tuillm.tui import keymap
+from tuillm.tui.screens.dialog_css import DIALOG_CSS
 
 
 class RenameScreen(ModalScreen[str | None]):
+    DEFAULT_CSS = DIALOG_CSS
     BINDINGS = keymap.RENAME
 
     def __init__(self, title: str) -> None:

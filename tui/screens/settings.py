@@ -20,6 +20,7 @@ from textual.widgets import Checkbox, Input, Label, Select, TextArea
 from tuillm.core import paths
 from tuillm.core.settings import LOAD_SETTINGS, SAMPLING_SETTINGS, Config, config_attr
 from tuillm.tui import keymap
+from tuillm.tui.screens.path_dialog import folder_problem
 
 SCAN_FIELDS = (("scan_hf_cache", "Scan the Hugging Face cache"), ("scan_ollama", "Scan Ollama's models"),
                ("scan_lmstudio", "Scan LM Studio's models"))
@@ -146,9 +147,7 @@ class SettingsScreen(ModalScreen[Config | None]):
     def read_form(self) -> Config:
         """A new ``Config`` from the fields (path, raw file and per-model settings kept); ValueError: a bad field."""
         c = self.config
-        dirs = [Path(line.strip()).expanduser() for line in self.query_one("#settings-dirs", TextArea).text
-                .splitlines() if line.strip()]
-        values: dict[str, Any] = {"model_dirs": dirs}
+        values: dict[str, Any] = {"model_dirs": self._model_dirs()}
         for attr, _label in SCAN_FIELDS:
             values[attr] = self.query_one(f"#settings-{attr}", Checkbox).value
         values.update(self._load_values())
@@ -156,6 +155,22 @@ class SettingsScreen(ModalScreen[Config | None]):
         values["theme"] = str(self.query_one("#settings-theme", Select).value)
         values["keys"] = parse_keys(self.query_one("#settings-keys", TextArea).text)
         return replace(c, **values, model_defaults=dict(c.model_defaults), problem=None)
+
+    def _model_dirs(self) -> list[Path]:
+        """The model folders, one a line; a ValueError names the first line that is not a folder. A new line is
+        taken as the add dialog (Models, a) takes a folder: one that exists, made absolute (relative, it would
+        follow the folder tuillm is started in). A line the config had is kept while it is missing: a default
+        folder not made yet, or a drive not mounted now, is searched once it is there."""
+        dirs: list[Path] = []
+        for n, line in enumerate(self.query_one("#settings-dirs", TextArea).text.splitlines(), 1):
+            if not line.strip():
+                continue
+            path = Path(line.strip()).expanduser()
+            known = path in self.config.model_dirs
+            if (problem := folder_problem(path)) and (path.exists() or not known):  # a file is never one
+                raise ValueError(f"Model folders, line {n}: {problem}")
+            dirs.append(path if known else path.absolute())
+        return dirs
 
     def action_save(self) -> None:
         try:

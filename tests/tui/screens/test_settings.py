@@ -186,3 +186,42 @@ async def test_the_file_the_flags_and_the_dialogs_refuse_a_value_in_the_same_wor
         await pilot.press("ctrl+s")
         assert isinstance(app.screen, ModelSettingsScreen)
         assert seen[-1].endswith(f": {context.title}: {ctx}, not '8'")
+
+
+@run_async
+async def test_model_folders_are_checked_as_the_add_dialog_checks_them(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file or a missing folder typed into Model folders is refused, naming its line, in the add dialog's words
+    (Models, a); nothing is saved. A folder the config had is kept while missing (a default not made yet); a new
+    relative folder is saved absolute."""
+    from tuillm.tui.screens.add_folder import AddFolderScreen
+
+    monkeypatch.chdir(tmp_path)
+    models, later, notes = tmp_path / "models", tmp_path / "not-made-yet", tmp_path / "notes.txt"
+    models.mkdir()
+    (tmp_path / "more").mkdir()
+    notes.write_text("not a folder")
+    file = tmp_path / "tuillm.toml"
+    file.write_text(f'[models]\ndirs = ["{models}", "{later}"]\n')
+    app = make_app([models], config=load_config(file))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        seen = record_notifications(app)
+        screen = await open_settings(pilot)
+        dirs = screen.query_one("#settings-dirs", TextArea)
+        for line, why in ((str(notes), f"{notes}: not a folder"),
+                          ("relative/nothere", "relative/nothere: no such folder")):
+            dirs.text = f"{models}\n{later}\n\n{line}\n"
+            await pilot.press("ctrl+s")
+            assert isinstance(app.screen, SettingsScreen) and seen[-1] == f"Settings: Model folders, line 4: {why}"
+        assert load_config(file).model_dirs == [models, later]  # nothing saved
+        dirs.text = f"{models}\n{later}\nmore\n"
+        await pilot.press("ctrl+s")
+        assert not isinstance(app.screen, SettingsScreen)
+        assert load_config(file).model_dirs == [models, later, tmp_path / "more"]
+        # The add dialog refuses the file in the same words.
+        await pilot.press("f3")
+        await wait_for_catalog(pilot)
+        await pilot.press("a")
+        assert isinstance(app.screen, AddFolderScreen)
+        await pilot.press(*str(notes), "enter")
+        assert isinstance(app.screen, AddFolderScreen) and seen[-1] == f"Add folder: {notes}: not a folder"
