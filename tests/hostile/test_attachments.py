@@ -244,7 +244,9 @@ async def test_hostile_file_names_in_the_prompt_are_shown_as_plain_text(tmp_path
         await until(pilot, lambda: len(app.query(PathCompletions)) == 1, "the completion list")
         listed = app.query_one(PathCompletions)
         shown = [str(listed.get_option_at_index(i).prompt) for i in range(listed.option_count)]
-        assert shown == ["[bold]b.txt", "e.txt"]  # as the name reads, without its escape sequences
+        # Markup as plain text; a name with escape sequences is not offered: it could not go into the prompt,
+        # which keeps no control character (an OSC in a completed name retitled the terminal)
+        assert shown == ["[bold]b.txt"]
         prompt.text = "see @[bold]b.txt "
         await pilot.pause()
         # Kept as Content, so the brackets are text (read as markup, "[bold]" would vanish); the getter gives markup.
