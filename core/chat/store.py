@@ -217,7 +217,8 @@ class ChatStore(Branches):
             try:
                 yield
             except BaseException:
-                self._run("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have ended it itself on the error (SQLITE_FULL)
+                    self._run("ROLLBACK")
                 raise
             self._run("COMMIT")
 
