@@ -25,6 +25,7 @@ from textual._context import active_app
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.content import Content
+from textual.driver import Driver
 from textual.markup import MarkupError
 from textual.message import Message
 from textual.message_pump import MessagePump
@@ -188,6 +189,22 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
 
             self._asking_to_quit = True
             self.push_screen(ConfirmScreen(f"Quit now? This stops {' and '.join(work)}."), answered)
+
+    def get_driver_class(self) -> type[Driver]:
+        chosen = super().get_driver_class()
+        if sys.platform == "win32":
+            return chosen
+        from textual.drivers.linux_driver import LinuxDriver
+
+        from tuillm.tui.driver import HangupSafeDriver  # output that survives a hangup (Textual's hangs the app)
+
+        return HangupSafeDriver if chosen is LinuxDriver else chosen
+
+    def on_terminal_gone(self, _message: Message) -> None:
+        # The terminal hung up (tui.driver): quit as on SIGHUP, whether that signal comes, came or never will
+        leave_gone_terminal(signal.SIGHUP)
+        if self.stop_signal is None:
+            self.stop_by_signal(signal.SIGHUP)
 
     def stop_by_signal(self, signum: int) -> None:
         """Quit as Ctrl+Q does, with the exit code 128 + ``signum``: the panes' unmount sets their jobs' cancel
