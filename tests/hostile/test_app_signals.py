@@ -8,14 +8,9 @@ pane when the signal comes, so there is a 16-bit intermediate beside the output 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import signal
-import struct
-import subprocess
-import termios
-import threading
 import time
 from pathlib import Path
 
@@ -23,6 +18,7 @@ import psutil
 import pytest
 
 from tests.checkpoints import demo_hf_checkpoint
+from tests.hostile.hangup_terminal import HangupTerminal
 from tests.hostile.test_signals import QUANTIZER, gone
 from tests.processes import children_running
 from tests.tui.app_helpers import make_app, run_async
@@ -158,37 +154,11 @@ async def test_a_signal_before_the_app_is_up_quits_at_mount(signum: int, code: i
 def test_a_terminal_that_hangs_up_without_a_sighup_still_ends_the_app(isolated_home: Path) -> None:
     """The terminal goes and no SIGHUP reaches the app (or only later: the kernel's signal races the next frame).
     Textual's output thread died on the first failed write and the app then hung on its full queue, jobs and all;
-    now the app quits as on SIGHUP. A terminal of its own that is not its controlling one: closing it sends nothing."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    app = subprocess.Popen([tuillm_binary()], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                           env={**os.environ, "TERM": "xterm-256color"}, cwd=isolated_home)
-    os.close(slave)
-    screen = bytearray()
-    reader = threading.Thread(target=_read_until_closed, args=(master, screen), daemon=True)
-    reader.start()
+    now the app quits as on SIGHUP."""
+    terminal = HangupTerminal([tuillm_binary()], isolated_home)
     try:
-        deadline = time.monotonic() + 120
-        while b"Enter sends" not in screen and time.monotonic() < deadline and app.poll() is None:
-            time.sleep(0.1)
-        assert b"Enter sends" in screen, "the app never drew its Chat pane"
-        os.close(master)  # the hangup: every later write of the app's fails (EIO)
-        master = -1
-        assert app.wait(timeout=60) == 128 + signal.SIGHUP
+        terminal.wait_for(b"Enter sends")
+        terminal.hang_up()  # every later write of the app's fails (EIO)
+        assert terminal.proc.wait(timeout=60) == 128 + signal.SIGHUP
     finally:
-        if master >= 0:
-            os.close(master)
-        if app.poll() is None:
-            app.kill()
-
-
-def _read_until_closed(fd: int, into: bytearray) -> None:
-    # The app's frames must be read, or its writes block once the terminal's buffer is full.
-    while True:
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            return
-        if not data:
-            return
-        into.extend(data)
+        terminal.close()

@@ -22,6 +22,7 @@ import pytest
 
 from tests.checkpoints import synthetic_checkpoint, tiny_random_checkpoint
 from tests.core.train_facts import write_fact_dataset
+from tests.hostile.hangup_terminal import HangupTerminal
 from tests.hostile.test_outputs import run_cli, tree
 from tests.processes import children_running
 from tuillm.convert.errors import ConvertError
@@ -230,6 +231,27 @@ def test_stop_mid_chat_reply(signum: int, name: str, tmp_path: Path) -> None:
     proc.send_signal(signum)
     code, err = finish(proc)
     assert (code, err.splitlines()[-1]) == (128 + signum, f"tuillm: stopped by {name}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("work", ["chat", "k-quant"])
+def test_a_terminal_that_hangs_up_mid_work_ends_the_command_as_sighup(work: str, big: Path, tmp_path: Path) -> None:
+    """The terminal goes before its SIGHUP comes (or with none): the next write fails (EIO), or the quantizer
+    child's does. That was a crash report (exit 2, a traceback in the crash log) or a quantizer error (exit 1); it is
+    a hangup: exit 129, the cleanup done, nothing logged."""
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ([TUILLM, "chat", "demo", "-p", "Write a long story about the sea.", "-n", "2000"] if work == "chat"
+            else [TUILLM, "convert", str(big), "-o", str(out / "big.gguf"), "--type", "q4_k_m"])
+    terminal = HangupTerminal(argv, tmp_path)
+    try:
+        terminal.wait_for(b"the" if work == "chat" else b"q4_k_m: [")  # the reply streams; the quantizer runs
+        terminal.hang_up()
+        assert terminal.proc.wait(timeout=120) == 128 + signal.SIGHUP
+    finally:
+        terminal.close()
+    assert list(out.iterdir()) == []  # no temporary, no half file
+    assert not (state_dir() / "crash.log").exists()
 
 
 @pytest.mark.parametrize(("raised", "code", "line"), [

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Callable
 from typing import NoReturn
 
 from tuillm.convert.errors import ConvertError
 from tuillm.core.errors import TuillmError, crash_report, error_text, first_line
-from tuillm.tui.cli.signals import Stopped, stop_signals_as_interrupts
+from tuillm.tui.cli.signals import Stopped, output_hung_up, stop_signals_as_interrupts
 
 # Order is the order of ``tuillm --help``.
 COMMANDS = ["models", "info", "convert", "quantize", "quants", "chat", "train", "merge", "export_lora", "serve",
@@ -105,12 +106,6 @@ def _guarded(run: Callable[[], int]) -> int:
     """``run``'s exit code; any error as one line and its exit code, never a traceback."""
     try:
         return run()
-    except TuillmError as exc:
-        _say(error_text(exc))
-        return 1
-    except ConvertError as exc:  # the core turns these into TuillmError; one that slips through is still expected
-        _say(first_line(exc))
-        return 1
     except Stopped as exc:
         _say(exc.line)
         return exc.exit_code
@@ -119,6 +114,20 @@ def _guarded(run: Callable[[], int]) -> int:
         return 130
     except BrokenPipeError:  # `tuillm models | head`
         return 0
-    except Exception as exc:  # noqa: BLE001 - the last-resort guard: a bug, reported in one line, never a traceback
-        _say(crash_report(exc))
-        return 2
+    except Exception as exc:  # noqa: BLE001 - the last-resort guard included: one line, never a traceback
+        if output_hung_up():
+            # The terminal hung up before its SIGHUP came: what failed failed for that (a write's EIO, the
+            # quantizer child's), the cleanup has run, and nobody is there to read a line. Not a bug.
+            return Stopped(signal.SIGHUP).exit_code
+        return _report(exc)
+
+
+def _report(exc: Exception) -> int:
+    if isinstance(exc, TuillmError):
+        _say(error_text(exc))
+        return 1
+    if isinstance(exc, ConvertError):  # the core turns these into TuillmError; one that slips through is expected
+        _say(first_line(exc))
+        return 1
+    _say(crash_report(exc))  # a bug: the crash log holds its traceback
+    return 2

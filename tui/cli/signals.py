@@ -55,6 +55,14 @@ def terminal_gone(fd: int) -> bool:
     return False
 
 
+def output_hung_up() -> bool:
+    """Whether stdout or stderr is a terminal that hung up; then their output goes nowhere from now on."""
+    if not any(terminal_gone(fd) for fd in (1, 2)):
+        return False
+    leave_gone_terminal(signal.SIGHUP)
+    return True
+
+
 def leave_gone_terminal(signum: int) -> None:
     """After a hangup whose terminal is gone, writing to it fails (EIO): the output goes nowhere from now on, so
     the cleanup (or the checkpoint a training run saves) is not cut short by a failed progress line. A SIGHUP sent
