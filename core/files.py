@@ -62,6 +62,19 @@ def read_bounded(path: str | Path, max_bytes: int, *, shown: str, limit_of: str)
     return data
 
 
+def read_head(path: str | Path, limit: int) -> bytes:
+    """The first ``limit`` bytes of the regular file ``path`` (``~`` expanded), for a look at what it holds; an
+    ``OSError`` for anything else (opened without blocking: a FIFO put in its place does not hang the caller)."""
+    fd = os.open(Path(path).expanduser(), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(f"{path}: not a regular file")
+        os.set_blocking(fd, True)
+        return _read(fd, limit)
+    finally:
+        os.close(fd)
+
+
 def _read(fd: int, limit: int) -> bytes:
     parts, left = [], limit
     while left > 0:

@@ -8,21 +8,24 @@ backtick run in the file, so a file cannot close the block and write the rest of
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from tuillm.core.chat.backend import ChatMessage
 from tuillm.core.errors import TuillmError
-from tuillm.core.files import FileRefused, read_bounded, size_text
+from tuillm.core.files import FileRefused, read_bounded, read_head, size_text
 from tuillm.core.text import safe_line
 
 MAX_ATTACH_BYTES = 1 << 20  # 1 MiB: far past any context a local model holds, small enough to read at once
 # C0 controls but tab, newlines, form feed and ESC (text with colours): not in any text encoding of a file.
 _BINARY_BYTES = re.compile(rb"[\x01-\x08\x0e-\x1a\x1c-\x1f]")
+HEAD_BYTES = 8192  # what the prompt reads of an attachment on each key, to tell text from a binary file
 CHARS_PER_TOKEN = 4  # the estimate used before a model is loaded to count with
 
 # Code fence languages by suffix, so the block is highlighted; anything else is a plain block.
@@ -66,15 +69,41 @@ def read_attachment(path: str | Path, *, name: str | None = None, max_bytes: int
         data = read_bounded(path, max_bytes, shown=shown, limit_of="an attachment")  # as given: "" is refused
     except FileRefused as exc:
         raise AttachmentError(str(exc)) from None
-    if b"\0" in data:
+    problem = text_problem(data)
+    if problem is TextProblem.BINARY:
         raise AttachmentError(f"{shown} is a binary file: only text files can be attached")
+    if problem is TextProblem.NOT_UTF8:
+        raise AttachmentError(f"{shown} is not UTF-8 text (Latin-1?): only UTF-8 text files can be attached")
+    return Attachment(name=shown, path=target, text=data.decode("utf-8").removeprefix("\ufeff"))
+
+
+class TextProblem(Enum):
+    """Why a file's bytes are not text to attach (the value: how the prompt's border says it)."""
+
+    BINARY = "binary"
+    NOT_UTF8 = "not UTF-8"
+
+
+def text_problem(data: bytes, *, whole: bool = True) -> TextProblem | None:
+    """What keeps ``data`` from being attached as text; ``whole`` False: only the file's first bytes (a character
+    cut at their end is not a fault)."""
+    if b"\0" in data:
+        return TextProblem.BINARY
     try:
-        text = data.decode("utf-8")
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=whole)
     except UnicodeDecodeError:
-        if _BINARY_BYTES.search(data):  # control bytes text never holds: an image, an archive
-            raise AttachmentError(f"{shown} is a binary file: only text files can be attached") from None
-        raise AttachmentError(f"{shown} is not UTF-8 text (Latin-1?): only UTF-8 text files can be attached") from None
-    return Attachment(name=shown, path=target, text=text.removeprefix("\ufeff"))
+        # Control bytes text never holds: an image, an archive; otherwise text in another encoding.
+        return TextProblem.BINARY if _BINARY_BYTES.search(data) else TextProblem.NOT_UTF8
+    return None
+
+
+def head_problem(path: str) -> TextProblem | None:
+    """``text_problem`` of the file's first ``HEAD_BYTES``, for the prompt to say before sending what sending would
+    refuse; None where it cannot be read (sending says why)."""
+    try:
+        return text_problem(read_head(path, HEAD_BYTES), whole=False)
+    except (OSError, ValueError):
+        return None
 
 
 def with_attachments(text: str, attachments: list[Attachment]) -> str:

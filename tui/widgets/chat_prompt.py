@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.widgets import TextArea
 from textual.widgets.text_area import Edit, EditResult
 
-from tuillm.core.chat.attachments import CHARS_PER_TOKEN, MAX_ATTACH_BYTES, mentions
+from tuillm.core.chat.attachments import CHARS_PER_TOKEN, MAX_ATTACH_BYTES, head_problem, mentions
 from tuillm.core.text import safe_line, safe_text
 from tuillm.tui.widgets.path_complete import Candidate, PathCompletions, candidates
 
@@ -43,6 +43,8 @@ def attaching(text: str) -> str | None:
             parts.append(f"{name}: not a file")
         elif info.st_size > MAX_ATTACH_BYTES:
             parts.append(f"{name}: too big")
+        elif (problem := head_problem(mention.path)) is not None:  # sending would refuse it: no estimate
+            parts.append(f"{name}: {problem.value}")
         else:  # bytes for characters: an estimate, as the count before the model loads is
             tokens = math.ceil(info.st_size / CHARS_PER_TOKEN)
             parts.append(f"{name} (~{tokens} token{'' if tokens == 1 else 's'})")
