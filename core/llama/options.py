@@ -50,7 +50,8 @@ SAMPLING_OPTIONS: tuple[Option, ...] = (
     Option("top_k", int, 40, "keep the k most likely tokens (0: all)", lo=0, hi=1 << 20, group="sampling"),
     Option("min_p", float, 0.05, "drop tokens less likely than this share of the top one", lo=0.0, hi=1.0,
            group="sampling"),
-    Option("repeat_penalty", float, 1.1, "penalty for repeated tokens (1: none)", lo=0.0, hi=5.0,
+    # llama.cpp divides logits by it: 0 is no value
+    Option("repeat_penalty", float, 1.1, "penalty for repeated tokens (1: none)", lo=0.0, lo_open=True, hi=5.0,
            group="sampling"),
     Option("max_tokens", int, 512, "reply length limit in tokens", lo=1, hi=MAX_CTX, flag="--max-tokens",
            aliases=("-n",), group="sampling"),

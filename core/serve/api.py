@@ -22,7 +22,15 @@ from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import PromptScore
 from tuillm.core.llama.options import PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
 from tuillm.core.options import option_map
-from tuillm.core.serve.guard import BodyTooLarge, RequestLog, RequestRecord, clock
+from tuillm.core.serve.guard import (
+    CLIENT_LEFT,
+    BodyTimeout,
+    BodyTooLarge,
+    RequestLog,
+    RequestRecord,
+    clock,
+    cut,
+)
 from tuillm.core.serve.models import (
     MAX_NAME_SHOWN,
     SERVER_TERMS,
@@ -99,6 +107,8 @@ def status_of(exc: BaseException) -> tuple[int, str | None]:
         return 499, None
     if isinstance(exc, BodyTooLarge):
         return 413, None
+    if isinstance(exc, BodyTimeout):
+        return 408, None
     if isinstance(exc, UnknownModel):
         return 404, "model_not_found"
     if isinstance(exc, PromptTooLong):
@@ -157,7 +167,7 @@ class Api:
     def record(self, request: Request, t0: float, model: str, done: Finished | None, status: int = 200,
                error: str = "") -> None:
         request.state.logged = True
-        if status == 499 and done is not None and done.finish_reason == "cancelled":
+        if status in (499, 503) and done is not None and done.finish_reason == "cancelled":
             error += "; its generation stopped"
         self.log(RequestRecord(request.method, request.url.path, status, clock() - t0, model,
                                done.prompt_tokens if done else 0, done.completion_tokens if done else 0, error,
@@ -185,15 +195,15 @@ class Api:
         return await _watch(request, stream.text(), stream)
 
     def record_whole(self, request: Request, t0: float, model: str, done: Finished, left: bool) -> None:
-        self.record(request, t0, model, done, 499 if left else 200, "client closed the connection" if left else "")
+        self.record(request, t0, model, done, 499 if left else 200, CLIENT_LEFT if left else "")
 
     def streamed(self, request: Request, t0: float, model: str, stream: ReplyStream, media: str,
                  texts: Callable[[list[str]], str], end: Callable[[Finished], str]) -> StreamingResponse:
         """The reply as it comes: the text that arrived since the last write as one chunk (``texts([text])``: an
         SSE event or an NDJSON line), at most one a frame (``runner.FRAME_S``), ``end(finished)`` at the end."""
         async def body() -> AsyncIterator[str]:
-            request.state.logged = True  # below, once the stream ends (a client that left: once its reply does)
-            status, error = 499, "client closed the connection"
+            request.state.logged = True  # below, once the stream ends (one cut short: once its reply does)
+            status, error = 0, ""
             try:
                 async for batch in stream.batches():
                     yield texts(["".join(batch)])
@@ -204,7 +214,9 @@ class Api:
                 status, error = 500, str(exc)
                 yield texts([f"\n[error: {exc}]"])
             finally:
-                if stream.finished is None and stream.future is not None:  # the client left: log what was made
+                if not status:  # cut short: the client left (499), or the server's stop did (503)
+                    status, error = cut(request.scope)
+                if stream.finished is None and stream.future is not None:  # log what was made
                     stream.future.add_done_callback(
                         lambda f: self.record(request, t0, model, stream.finish_of(f), status, error))
                 else:

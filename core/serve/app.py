@@ -26,7 +26,7 @@ from tuillm.core.errors import TuillmError, crash_report, error_text
 from tuillm.core.serve import completions, ollama, openai
 from tuillm.core.serve.api import Api, parse, sampling_for, started, status_of
 from tuillm.core.serve.framing import SSE_DONE, Splice, ndjson, sse
-from tuillm.core.serve.guard import Guard, RequestLog, clock, cors_options, error_body
+from tuillm.core.serve.guard import READ_TIMEOUT_S, Guard, RequestLog, clock, cors_options, error_body
 from tuillm.core.serve.models import ModelHost, ServedModel
 from tuillm.core.serve.runner import Finished, ReplyStream
 from tuillm.core.text import shown
@@ -204,8 +204,9 @@ def _errors(app: FastAPI, api: Api) -> None:
 
 
 def create_app(host: ModelHost, *, api_key: str | None = None, cors: list[str] | None = None,
-               log: RequestLog | None = None) -> Any:
-    """The ASGI app (the guard around FastAPI). The host is closed when the app shuts down."""
+               log: RequestLog | None = None, read_timeout: float = READ_TIMEOUT_S) -> Any:
+    """The ASGI app (the guard around FastAPI). The host is closed when the app shuts down. ``read_timeout``:
+    the seconds a request's body may take to arrive (a 408 past them)."""
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         idle = asyncio.create_task(host.unload_when_idle())
@@ -224,4 +225,4 @@ def create_app(host: ModelHost, *, api_key: str | None = None, cors: list[str] |
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, **cors_options(cors))
-    return Guard(app, api_key, api.log, cors=cors)
+    return Guard(app, api_key, api.log, cors=cors, read_timeout=read_timeout)

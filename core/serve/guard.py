@@ -1,12 +1,17 @@
-"""The HTTP edge every request passes first: the API key, the body size limit, the error shapes, the log line.
+"""The HTTP edge every request passes first: the API key, the body's size and time limits, the error shapes, the log
+line.
 
 A pure ASGI middleware rather than FastAPI dependencies, so it also covers bodies that are too big before any
-route reads them, and the 404 of a path no route has. Its own refusals (401, 413) pass through the same CORS
-rules as the routes' answers: a page of an allowed origin reads the 401 rather than a CORS failure.
+route reads them, and the 404 of a path no route has. Its own refusals (401, 413, 408) pass through the same CORS
+rules as the routes' answers: a page of an allowed origin reads the 401 rather than a CORS failure. A body that
+does not arrive within ``READ_TIMEOUT_S`` is a 408 and the connection is closed (a late head is closed by
+``core.serve.protocol``). A request still running when a stop's grace is over (``server.GRACE_S``) is cut: uvicorn
+cancels it, and it is answered (when nothing was sent yet) and logged as a 503, not as a client that left.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -18,6 +23,12 @@ from tuillm.core.errors import TuillmError
 from tuillm.core.serve import openai
 
 MAX_BODY_BYTES = 8 << 20  # a long conversation is well under a megabyte; a request's body is bounded
+# The seconds a client may take to send a request's head, and then its body (counted from the head's end): one that
+# sends a byte every few seconds (slowloris) or stops mid-way held its connection for ever. uvicorn bounds only the
+# idle wait for a next request's first byte (timeout_keep_alive) and the head's size (h11), not their time.
+READ_TIMEOUT_S = 30.0
+SHUTTING_DOWN = "the server is shutting down"
+CLIENT_LEFT = "client closed the connection"
 
 
 @dataclass(frozen=True)
@@ -55,33 +66,56 @@ class BodyTooLarge(TuillmError):
     """A body past the limit, found while it is read (chunked: no Content-Length to refuse it by): a 413."""
 
 
+class BodyTimeout(TuillmError):
+    """A body that did not arrive within the read timeout: a 408, and the connection is closed."""
+
+
+def cut(scope: dict[str, Any]) -> tuple[int, str]:
+    """The status and log text of a request cut short: its client left (499), else the server stopped it (503):
+    uvicorn cancels what still runs when a stop's grace is over, and nothing else cancels a request."""
+    return (499, CLIENT_LEFT) if scope.get("state", {}).get("left") else (503, SHUTTING_DOWN)
+
+
 class Guard:
-    """ASGI middleware: refuses a request without the key (401) or with a body past ``max_body`` (413)."""
+    """ASGI middleware: refuses a request without the key (401), with a body past ``max_body`` (413) or one slower
+    than ``read_timeout`` seconds (408); answers a request the server's stop cuts with a 503."""
 
     def __init__(self, app: Any, api_key: str | None, log: RequestLog, max_body: int = MAX_BODY_BYTES,
-                 cors: list[str] | None = None) -> None:
+                 cors: list[str] | None = None, read_timeout: float = READ_TIMEOUT_S) -> None:
         self.app = app
         self.api_key = api_key.encode() if api_key else None
         self.log = log
         self.max_body = max_body
         self.cors = cors or []
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         t0 = clock()
-        scope.setdefault("state", {})["t0"] = t0  # for the error handlers' log lines (api.started)
-        status = [500]
+        state = scope.setdefault("state", {})
+        state["t0"] = t0  # for the error handlers' log lines (api.started)
+        status = [0]
 
         async def noted(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                if state.get("timed_out"):  # the rest of a late body may still come: not read as the next request
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
-        await self._guarded(scope, receive, noted)
-        if not scope.setdefault("state", {}).get("logged"):  # the routes that generate log their own line
-            self.log(RequestRecord(scope["method"], scope["path"], status[0], clock() - t0))
+        try:
+            await self._guarded(scope, receive, noted)
+        except asyncio.CancelledError:
+            code, error = cut(scope)
+            if not status[0]:
+                await self._refuse(scope, noted, code, error_body(scope["path"], code, error))
+            if not state.get("logged"):
+                self.log(RequestRecord(scope["method"], scope["path"], code, clock() - t0, error=error))
+            raise
+        if not state.get("logged"):  # the routes that generate log their own line
+            self.log(RequestRecord(scope["method"], scope["path"], status[0] or 500, clock() - t0))
 
     async def _guarded(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope["path"]
@@ -98,10 +132,21 @@ class Guard:
             return
         received = 0
         started = False
+        state = scope["state"]
+        deadline: float | None = asyncio.get_running_loop().time() + self.read_timeout  # None: the body is in
 
         async def counted() -> dict[str, Any]:
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline
+            try:
+                async with asyncio.timeout_at(deadline):  # later receives only watch for the client leaving
+                    message = await receive()
+            except TimeoutError:
+                state["timed_out"] = True
+                raise BodyTimeout(f"the request body did not arrive within {self.read_timeout:g} s") from None
+            if message["type"] == "http.disconnect":
+                state["left"] = True
+            elif not message.get("more_body"):
+                deadline = None
             received += len(message.get("body", b""))
             if received > self.max_body:
                 raise BodyTooLarge(f"the request body is over {self.max_body} bytes")
@@ -114,10 +159,10 @@ class Guard:
 
         try:
             await self.app(scope, counted, tracked)
-        except BodyTooLarge:
+        except (BodyTooLarge, BodyTimeout) as exc:  # the routes' handlers answer these; here, those that escape
             if not started:
-                await self._refuse(scope, send, 413, error_body(path, 413, f"the request body is over "
-                                                                           f"{self.max_body} bytes"))
+                code = 413 if isinstance(exc, BodyTooLarge) else 408
+                await self._refuse(scope, send, code, error_body(path, code, str(exc)))
 
     async def _refuse(self, scope: dict[str, Any], send: Any, status: int, body: dict[str, Any]) -> None:
         """The guard's error answer, with the CORS headers an allowed origin gets (none without --cors)."""

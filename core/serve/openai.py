@@ -118,6 +118,8 @@ class _Generation(_In):
         """The sampling fields the request gave (None: the settings file's [sampling] applies)."""
         if self.n != 1:
             raise TuillmError("n: only 1 choice per request is supported")
+        if self.stream_options is not None and not self.stream:  # OpenAI's 400 too: not ignored
+            raise TuillmError("stream_options: only allowed when stream is true")
         return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k, "min_p": self.min_p,
                 "repeat_penalty": self.repeat_penalty, "max_tokens": self.max_tokens, "seed": self.seed,
                 "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,

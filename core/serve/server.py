@@ -39,6 +39,8 @@ class ServeOptions:
     n_ctx: int | None = None  # None: each model's load from the settings (as the chat loads it)
     load: dict[str, Any] = field(default_factory=dict)  # other LoadOptions over the settings (--threads, --ngl…)
     idle_unload: float = _BY_NAME["idle_unload"].default  # seconds; 0: keep the model loaded
+    # seconds a client has to send a request's head, then its body (None: guard.READ_TIMEOUT_S; tests shorten it)
+    read_timeout: float | None = None
 
     def __post_init__(self) -> None:
         check_all(SERVE_OPTIONS, {o.name: getattr(self, o.name) for o in SERVE_OPTIONS})
@@ -82,17 +84,22 @@ class Server:
         import uvicorn
 
         from tuillm.core.serve.app import create_app
+        from tuillm.core.serve.guard import READ_TIMEOUT_S
         from tuillm.core.serve.models import ModelHost
+        from tuillm.core.serve.protocol import timed_protocol
 
         self.options = options
         self.host = ModelHost(models, config, n_ctx=options.n_ctx, idle_unload=options.idle_unload,
                               load=options.load)
-        app = create_app(self.host, api_key=options.api_key, cors=options.cors, log=log)
+        read_timeout = options.read_timeout or READ_TIMEOUT_S
+        app = create_app(self.host, api_key=options.api_key, cors=options.cors, log=log, read_timeout=read_timeout)
         # uvicorn's own access log and tracebacks stay off: each request is one line through ``log``.
-        # On stop, streams still open get a few seconds, then are cancelled: their replies stop within a token.
+        # On stop, requests still running get a few seconds, then are cancelled: their replies stop within a token,
+        # and those not answered yet get a 503 (the guard).
         self._uvicorn = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port,
                                                       log_level="critical", access_log=False, lifespan="on",
-                                                      timeout_graceful_shutdown=GRACE_S))
+                                                      timeout_graceful_shutdown=GRACE_S,
+                                                      http=timed_protocol(read_timeout)))
         self._thread: threading.Thread | None = None
         self._socket = _bind(options.host, options.port)  # now: a port in use is said before anything starts
         self.port = int(self._socket.getsockname()[1])
@@ -103,7 +110,8 @@ class Server:
         return f"http://{host}:{self.port}"
 
     def serve(self) -> None:
-        """Serves until ``stop()`` (or SIGINT/SIGTERM on the main thread); a port in use is a ``TuillmError``."""
+        """Serves until ``stop()`` (or SIGINT/SIGTERM on the main thread; the CLI makes SIGHUP call ``stop()``);
+        a port in use is a ``TuillmError``."""
         try:
             self._uvicorn.run(sockets=[self._socket])
         finally:
@@ -131,6 +139,8 @@ class Server:
             raise failure[0] if isinstance(failure[0], TuillmError) else TuillmError(str(failure[0]))
 
     def stop(self) -> None:
+        """Stops serving as SIGTERM does (the requests running get ``GRACE_S``); waits for a ``start()``ed server.
+        Safe in a signal handler of the thread that ``serve()``s: it only sets a flag there."""
         self._uvicorn.should_exit = True
         if self._thread is not None:
             self._thread.join(30)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
 from tuillm.core.llama.options import LOAD_OPTIONS
 from tuillm.core.text import safe_line, shown
 from tuillm.tui.cli.options import add_options, option_values, read_config
+from tuillm.tui.cli.signals import Stopped, handled, leave_gone_terminal
 
 if TYPE_CHECKING:
     from tuillm.core.serve.guard import RequestRecord
@@ -50,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+_HANGUP = tuple(s for s in (getattr(signal, "SIGHUP", None),) if s is not None)
 MAX_PATH_SHOWN = 200  # a request's path is cut there in its log line
 MAX_ERROR_SHOWN = 1000  # and its error: one line stays one screen's worth
 
@@ -81,5 +84,16 @@ def run(args: argparse.Namespace) -> int:
     names, url = ", ".join(sorted(models)), server.url
     print(safe_line(f"tuillm: serving {names} at {url} (OpenAI: {url}/v1; Ollama: OLLAMA_HOST={url}); "
                     "Ctrl+C stops"), file=sys.stderr, flush=True)
-    server.serve()
+    hangups: list[int] = []
+
+    def hang_up(signum: int, _frame: object) -> None:
+        # As SIGTERM (uvicorn's): the requests running get the grace, not a KeyboardInterrupt in the event loop.
+        leave_gone_terminal(signum)  # a dropped SSH session: the log lines go nowhere rather than fail
+        hangups.append(signum)
+        server.stop()
+
+    with handled(_HANGUP, hang_up):
+        server.serve()
+    if hangups:
+        raise Stopped(hangups[0])  # its line and exit code, as for any command
     return 0

@@ -65,6 +65,30 @@ def test_out_of_range_sampling_is_400(keyed: Served) -> None:
     assert "temperature: must be a number from 0 to 5" in err.value.message
 
 
+@pytest.mark.parametrize("penalty", [0.0, -1.5])
+def test_a_repeat_penalty_not_above_0_is_400(keyed: Served, penalty: float) -> None:
+    # llama.cpp divides the logits by it: 0 was accepted
+    client = ollama.Client(host=keyed.url, headers={"Authorization": f"Bearer {KEY}"})
+    with pytest.raises(ollama.ResponseError) as err:
+        client.chat(model="demo", messages=ASK, options={"repeat_penalty": penalty, "num_predict": 2})
+    assert err.value.status_code == 400
+    assert err.value.error == f"repeat_penalty: must be a number above 0 and at most 5, not {penalty}"
+    with pytest.raises(openai.BadRequestError) as oerr:
+        _client(keyed).chat.completions.create(model="demo", messages=ASK, extra_body={"repeat_penalty": penalty})
+    assert "repeat_penalty: must be a number above 0 and at most 5" in oerr.value.message
+
+
+def test_stream_options_without_a_stream_is_400(keyed: Served) -> None:
+    # it was accepted and ignored; OpenAI refuses it too
+    with pytest.raises(openai.BadRequestError) as err:
+        _client(keyed).chat.completions.create(model="demo", messages=ASK, stream_options={"include_usage": True})
+    assert err.value.body["message"] == "stream_options: only allowed when stream is true"
+    with pytest.raises(openai.BadRequestError) as err:
+        _client(keyed).completions.create(model="demo", prompt="Hi", stream=False,
+                                          stream_options={"include_usage": True})
+    assert err.value.body["message"] == "stream_options: only allowed when stream is true"
+
+
 def test_prompt_longer_than_the_context_is_400_with_the_numbers(keyed: Served) -> None:
     long = [{"role": "user", "content": "Tell me about Paris. " * 40}]
     with pytest.raises(openai.BadRequestError) as err:

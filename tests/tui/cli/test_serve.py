@@ -3,13 +3,16 @@ stops a running server cleanly."""
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import socket
+import time
 from pathlib import Path
 
 import httpx
 
-from tests.core.serve.conftest import start_server
+from tests.core.serve.conftest import Served, start_server
 from tests.tui.cli.test_chat import assert_one_line_error, tuillm
 
 
@@ -54,6 +57,49 @@ def test_ctrl_c_stops_it_cleanly(tmp_path: Path) -> None:
     served.proc.send_signal(signal.SIGINT)
     assert served.proc.wait(60) in (0, 130)
     assert "Traceback" not in served.log()
+
+
+def test_sighup_stops_it_as_sigterm_does_with_the_grace(tmp_path: Path) -> None:
+    """A dropped SSH session (SIGHUP) stops the server the way SIGTERM does: a request in progress is still answered.
+    SIGHUP raised a KeyboardInterrupt inside the event loop: the request was cut at once (a plain-text 500), or, where
+    uvicorn caught it in the request's task, the server went on serving and ignored SIGTERM from then on."""
+    served = start_server(tmp_path, "demo")
+    try:
+        _hang_up_while_a_request_is_in_progress(served)
+    finally:
+        if served.proc.poll() is None:  # it failed: no server left behind (one that ignores SIGHUP ignores SIGTERM)
+            served.proc.kill()
+            served.proc.wait()
+
+
+def _hang_up_while_a_request_is_in_progress(served: Served) -> None:
+    address = ("127.0.0.1", int(served.url.rsplit(":", 1)[1]))
+    body = json.dumps({"model": "demo"}).encode()
+    with socket.create_connection(address, timeout=60) as sock:
+        sock.sendall(b"POST /api/show HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")  # the route waits for the body: a request in progress
+        served.proc.send_signal(signal.SIGHUP)
+        _wait_until_it_stops_listening(address)  # the stop has begun
+        sock.sendall(body)
+        answer = b""
+        while data := sock.recv(65536):
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 200 ") and b'"format":"gguf"' in answer, answer
+    assert served.proc.wait(60) == 128 + signal.SIGHUP
+    served.wait_for_line("tuillm: stopped by SIGHUP")
+    assert re.search(r"POST /api/show 200 ", served.log()) and "Traceback" not in served.log()
+
+
+def _wait_until_it_stops_listening(address: tuple[str, int]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(address, timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the server still listens")
 
 
 def test_without_models_it_serves_the_catalog(tmp_path: Path, demo_gguf: Path) -> None:
