@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from tuillm.core.errors import TuillmError, first_line
-from tuillm.core.text import safe_line
+from tuillm.core.text import format_bytes, safe_line
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # Listing calls fail fast: a search must not sit through huggingface_hub's ~23 s of retries.
@@ -31,6 +32,14 @@ API_TIMEOUT_S = 15.0  # one request of the API (search, a repository's listing, 
 # (TypeError, KeyError, AttributeError, IndexError), nested deeper than the parser goes (RecursionError).
 ANSWER_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
 MAX_WHY_CHARS = 160
+# An answer is read as it streams, never whole: JSON of the API up to MAX_ANSWER_BYTES (a search of 100 repos with
+# their files, a listing of thousands of files, take a few MB), an error's body up to MAX_ERROR_BYTES, and all of it
+# within ANSWER_DEADLINE_S plus a second per MIN_RATE bytes (a server that trickles a byte at a time, each within
+# API_TIMEOUT_S, would otherwise be waited for without end).
+MAX_ANSWER_BYTES = 32 << 20
+MAX_ERROR_BYTES = 64 << 10
+ANSWER_DEADLINE_S = 60.0
+MIN_RATE = 1 << 20
 T = TypeVar("T")
 
 
@@ -170,6 +179,47 @@ def hub_errors(repo: str, what: str | None = None) -> Iterator[None]:
         if line is None:
             raise
         raise HubError(line) from None
+
+
+def _raise_for_status(r: object, body: bytes) -> None:
+    """huggingface_hub's error for an answer's HTTP status (gated, no such repo...), judged from the first bytes of
+    its body: ``hf_raise_for_status`` on the streamed answer itself would read all of it."""
+    import httpx2
+    from huggingface_hub.utils import hf_raise_for_status
+
+    if r.status_code < 400:  # type: ignore[attr-defined]
+        return
+    drop = ("content-encoding", "content-length", "transfer-encoding")  # the body is decoded and cut already
+    headers = [(k, v) for k, v in r.headers.multi_items() if k.lower() not in drop]  # type: ignore[attr-defined]
+    hf_raise_for_status(httpx2.Response(r.status_code, headers=headers, content=body,  # type: ignore[attr-defined]
+                                        request=r.request))  # type: ignore[attr-defined]
+
+
+def get_bounded(url: str, *, what: str, limit: int | None = None, cut: bool = False,
+                params: dict | None = None, headers: dict | None = None) -> bytes:
+    """The body of a GET to the Hub, read as it streams: at most ``limit`` bytes (more is a HubError naming
+    ``what``, or with ``cut`` the first ``limit`` bytes; MAX_ANSWER_BYTES by default), in a bounded time; an HTTP
+    error status raised as huggingface_hub raises it (inside ``call``/``hub_errors``, one line)."""
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    limit = MAX_ANSWER_BYTES if limit is None else limit
+    allowed = ANSWER_DEADLINE_S + limit / MIN_RATE
+    deadline = time.monotonic() + allowed
+    body = bytearray()
+    with get_session().stream("GET", url, params=params, headers=headers or build_hf_headers(token=token()),
+                              timeout=API_TIMEOUT_S, follow_redirects=True) as r:
+        cap = limit if r.status_code < 400 else MAX_ERROR_BYTES
+        for chunk in r.iter_bytes():
+            body += chunk
+            if len(body) > cap:
+                if r.status_code < 400 and not cut:
+                    raise unexpected(what, f"longer than {format_bytes(cap)}")
+                break
+            if time.monotonic() > deadline:
+                raise HubError(f"{endpoint()}: the Hub's answer to {what} did not end within {allowed:.0f} s")
+        del body[cap:]
+        _raise_for_status(r, bytes(body))
+    return bytes(body)
 
 
 def call(repo: str, fn: Callable[[], T], what: str | None = None) -> T:

@@ -3,10 +3,12 @@
 huggingface_hub (2.4) writes to a temporary name unique to each process and deletes it when a download fails, and
 it does not verify what it wrote. So tuillm keeps its own partial file, ``blobs/<etag>.incomplete`` (the name
 older huggingface_hub versions resumed from; 2.4 writes ``<etag>.<random>.incomplete`` and never touches ours),
-appends to it with huggingface_hub's ``http_get`` (a Range request from the partial's length), verifies the sha256
-of LFS files (git's blob sha1 for small files), and renames it to ``blobs/<etag>``. Then ``hf_hub_download`` places
-it: it finds the blob and only writes what it always writes, the snapshot symlink and ``refs/<revision>``, so the
-layout is exactly huggingface_hub's and every tool sharing the cache sees the file.
+appends to it with huggingface_hub's ``http_get`` (a Range request from the partial's length, never more bytes than
+the listing gives the file, the token only to the Hub's own host), verifies the sha256 of LFS files (git's blob
+sha1 for small files), and renames it to ``blobs/<etag>``. Then it writes what ``hf_hub_download`` writes around a
+blob, the relative snapshot symlink and ``refs/<revision>``, so the layout is exactly huggingface_hub's and every
+tool sharing the cache sees the file. (``hf_hub_download`` itself would ask the Hub again, and join the blob's path
+from that second answer's ETag unchecked: a mirror answering ``../../x`` there wrote a file outside the cache.)
 
 Cancelled (Ctrl+C, SIGTERM, the TUI's cancel): the partial stays for the next run to resume; nothing exists under
 the final names. A checksum mismatch deletes the partial (its bytes cannot be trusted).
@@ -21,10 +23,14 @@ import re
 import shutil
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
-from tuillm.core.errors import first_line
+from tuillm.core.errors import TuillmError, first_line
 from tuillm.core.events import Cancelled, Emit, Progress
 from tuillm.core.models.hub import client
 from tuillm.core.models.hub.files import RemoteFile
@@ -33,6 +39,13 @@ from tuillm.core.text import format_bytes
 CHUNK = 1 << 20
 ETAG_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 PARTIAL_SUFFIX = ".incomplete"
+CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+                "# This file is a cache directory tag created by tuillm for the Hugging Face cache.\n"
+                "# For information about cache directory tags, see: https://bford.info/cachedir/\n")
+
+
+class _TooLong(Exception):
+    """The server sent more bytes than the listing gives the file."""
 
 
 def repo_folder(cache: Path, repo: str) -> Path:
@@ -81,7 +94,7 @@ def bytes_here(cache: Path, repo: str, commit: str, files: tuple[RemoteFile, ...
         part = partial_path(cache, repo, etag)
         if (snapshot_dir(cache, repo, commit) / f.name).exists():
             here += f.size
-        elif ETAG_RE.match(etag) and part.is_file():
+        elif ETAG_RE.fullmatch(etag) and part.is_file():
             here += min(part.stat().st_size, f.size)
     return here
 
@@ -96,10 +109,11 @@ def digest(path: Path, f: RemoteFile) -> tuple[str, str]:
 class _HashingFile:
     """The partial file as http_get writes it, hashed on the way (on a thread of its own: hashlib lets go of the GIL,
     so the hash keeps pace with the network) so the check needs no second read of the file. A seek or truncate
-    (http_get starting over when a server ignores the Range) voids the running hash."""
+    (http_get starting over when a server ignores the Range) voids the running hash. Nothing is written past
+    ``size``: http_get reads a body to its end, and a server's may never end."""
 
-    def __init__(self, out: BinaryIO, h: hashlib._Hash) -> None:
-        self.out, self.h, self.valid = out, h, True
+    def __init__(self, out: BinaryIO, h: hashlib._Hash, size: int) -> None:
+        self.out, self.h, self.valid, self.size = out, h, True, size
         self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         self.thread = threading.Thread(target=self._hash, name="tuillm-sha256", daemon=True)
         self.thread.start()
@@ -109,6 +123,8 @@ class _HashingFile:
             self.h.update(data)
 
     def write(self, data: bytes) -> int:
+        if self.out.tell() + len(data) > self.size:
+            raise _TooLong()
         n = self.out.write(data)
         self.queue.put(bytes(data))
         return n
@@ -187,11 +203,22 @@ def _why(exc: BaseException) -> str:
     return first_line(exc)
 
 
+def _headers(url: str) -> dict[str, str]:
+    """The Hub's headers for a GET of ``url``: with the token only when ``url`` is on the Hub's own origin (the
+    storage a file redirects to is another host, as huggingface_hub's own downloads take it)."""
+    from huggingface_hub.utils import build_hf_headers
+
+    headers = build_hf_headers(token=client.token())
+    here, there = urlsplit(client.endpoint()), urlsplit(url)
+    if (here.scheme, here.hostname, here.port) != (there.scheme, there.hostname, there.port):
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    return headers
+
+
 def _transfer(url: str, part: Path, f: RemoteFile, meter: _Meter) -> str | None:
     """Appends the rest of ``f`` to ``part``; the hex digest of the whole file, or None when it must be read again."""
     from huggingface_hub import constants
     from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import build_hf_headers
 
     resume = part.stat().st_size if part.exists() else 0
     if resume > f.size:
@@ -205,9 +232,9 @@ def _transfer(url: str, part: Path, f: RemoteFile, meter: _Meter) -> str | None:
     with part.open("r+b" if part.exists() else "wb") as out:
         out.truncate(resume)
         out.seek(resume)
-        writer = _HashingFile(out, h)
+        writer = _HashingFile(out, h, f.size)
         try:
-            http_get(url, writer, resume_size=resume, headers=build_hf_headers(token=client.token()),  # type: ignore[arg-type]
+            http_get(url, writer, resume_size=resume, headers=_headers(url),  # type: ignore[arg-type]
                      expected_size=f.size, displayed_filename=f.name, tqdm_class=_bar_class(meter))
         finally:
             out.flush()  # no fsync: after a crash a damaged part fails the checksum and is fetched again
@@ -215,48 +242,108 @@ def _transfer(url: str, part: Path, f: RemoteFile, meter: _Meter) -> str | None:
     return got
 
 
-def fetch_file(repo: str, commit: str, f: RemoteFile, cache: Path, emit: Emit, *, revision: str = "main",
-               cancel: threading.Event | None = None) -> Path:
-    """``f`` of ``repo`` at ``commit`` in the cache (downloaded, resumed or already there); its snapshot path."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+def _metadata(repo: str, commit: str, f: RemoteFile) -> tuple[str, str]:
+    """(where the file's bytes are, its ETag), from the Hub's answer to a HEAD of the file at ``commit``."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-    final = snapshot_dir(cache, repo, commit) / f.name
-    if final.exists():
-        return final
     url = hf_hub_url(repo, f.name, revision=commit, endpoint=client.endpoint())
     meta = client.call(repo, lambda: get_hf_file_metadata(url, token=client.token(), timeout=client.API_TIMEOUT_S),
                        f"the request for {f.name}")
     # The ETag names the blob file: only a hex digest, and the one the listing gave, is joined to a path.
-    if not meta.location or not meta.etag or not ETAG_RE.match(meta.etag):
+    if not meta.location or not meta.etag or not ETAG_RE.fullmatch(meta.etag):
         raise client.HubError(f"{repo}/{f.name}: the Hub gave no usable ETag for the file")
     if meta.etag != (f.sha256 or f.blob_id):
         raise client.HubError(f"{repo}/{f.name}: the file changed on the Hub while pulling; run again")
-    blob = repo_folder(cache, repo) / "blobs" / meta.etag
-    if not blob.exists():
-        part = partial_path(cache, repo, meta.etag)
-        part.parent.mkdir(parents=True, exist_ok=True)
-        start = part.stat().st_size if part.exists() else 0
-        meter = _Meter(f.name, min(start, f.size), f.size, emit, cancel)
-        with client.hub_errors(repo):  # an HTTP error of the storage (403, 5xx): one line too
-            try:
-                got = _transfer(meta.location, part, f, meter)
-            except (OSError, *_transport_errors()) as exc:  # the partial stays: the next run resumes from it
-                kept = part.stat().st_size if part.exists() else 0
-                raise client.HubError(f"{repo}/{f.name}: download interrupted at {format_bytes(kept)} of "
-                                      f"{format_bytes(f.size)} ({_why(exc)}); run the same command again "
-                                      "to resume") from None
-        want = (f.sha256 or f.blob_id or "").lower()
-        if got is None:
-            emit(Progress("verify", 0, 1, f.name))
-            want, got = digest(part, f)
-        if want != got:
-            part.unlink(missing_ok=True)
-            raise client.HubError(f"{repo}/{f.name}: checksum mismatch (the Hub says {want[:12]}…, the download "
-                                  f"is {got[:12]}…); the download was deleted, run again")
-        os.chmod(part, 0o644)
-        os.replace(part, blob)
-    placed = client.call(repo, lambda: hf_hub_download(repo, f.name, revision=revision, cache_dir=cache,
-                                                        endpoint=client.endpoint(), token=client.token(),
-                                                        etag_timeout=client.API_TIMEOUT_S))
-    return Path(placed)
+    return meta.location, meta.etag
 
+
+def _download(repo: str, f: RemoteFile, location: str, part: Path, emit: Emit, cancel: threading.Event | None) -> None:
+    """``f`` into ``part``, whole and checked; a HubError (the partial kept to resume, or deleted when untrusted)."""
+    part.parent.mkdir(parents=True, exist_ok=True)
+    start = part.stat().st_size if part.exists() else 0
+    meter = _Meter(f.name, min(start, f.size), f.size, emit, cancel)
+    with client.hub_errors(repo):  # an HTTP error of the storage (403, 5xx): one line too
+        try:
+            got = _transfer(location, part, f, meter)
+        except _TooLong:
+            part.unlink(missing_ok=True)
+            raise client.HubError(f"{repo}/{f.name}: the Hub sent more than the {format_bytes(f.size)} the file "
+                                  "has; the download was deleted, run again") from None
+        except (OSError, *_transport_errors()) as exc:  # the partial stays: the next run resumes from it
+            kept = part.stat().st_size if part.exists() else 0
+            raise client.HubError(f"{repo}/{f.name}: download interrupted at {format_bytes(kept)} of "
+                                  f"{format_bytes(f.size)} ({_why(exc)}); run the same command again "
+                                  "to resume") from None
+    want = (f.sha256 or f.blob_id or "").lower()
+    if got is None:
+        emit(Progress("verify", 0, 1, f.name))
+        want, got = digest(part, f)
+    if want != got:
+        part.unlink(missing_ok=True)
+        raise client.HubError(f"{repo}/{f.name}: checksum mismatch (the Hub says {want[:12]}…, the download "
+                              f"is {got[:12]}…); the download was deleted, run again")
+
+
+def _replace_with(final: Path, make: Callable[[Path], None]) -> None:
+    """``final`` made whole under a temporary name beside it (``make(tmp)``), then renamed over it."""
+    tmp = final.with_name(f".tuillm-{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        make(tmp)
+        os.replace(tmp, final)
+    finally:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+
+
+def _place(cache: Path, repo: str, commit: str, revision: str, name: str, etag: str) -> Path:
+    """What hf_hub_download writes around a blob already there: the snapshot's relative symlink to it (a copy where
+    the file system has no symlinks), ``refs/<revision>`` naming the commit, and the cache's CACHEDIR.TAG."""
+    folder = repo_folder(cache, repo)
+    blob, final = folder / "blobs" / etag, snapshot_dir(cache, repo, commit) / name
+    final.parent.mkdir(parents=True, exist_ok=True)
+
+    def link(tmp: Path) -> None:
+        try:
+            os.symlink(os.path.relpath(blob, final.parent), tmp)
+        except OSError:  # no symlinks here (as huggingface_hub does then, the snapshot holds the bytes)
+            shutil.copyfile(blob, tmp)
+
+    _replace_with(final, link)
+    ref = folder / "refs" / revision
+    if revision != commit and (not ref.is_file() or ref.read_text() != commit):
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        _replace_with(ref, lambda tmp: tmp.write_text(commit))
+    tag = cache / "CACHEDIR.TAG"
+    if not tag.exists():
+        with suppress(OSError):  # a courtesy to backup tools, as huggingface_hub writes it: never a failure
+            tag.write_text(CACHEDIR_TAG)
+    return final
+
+
+@contextmanager
+def cache_errors(cache: Path) -> Iterator[None]:
+    """A file-system failure in the cache (a read-only folder, a file or FIFO where a folder should be, a full
+    disk) as one line."""
+    try:
+        yield
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        raise TuillmError(f"cannot write to the Hugging Face cache {cache} "
+                          f"({exc.strerror or first_line(exc)}{where})") from None
+
+
+def fetch_file(repo: str, commit: str, f: RemoteFile, cache: Path, emit: Emit, *, revision: str = "main",
+               cancel: threading.Event | None = None) -> Path:
+    """``f`` of ``repo`` at ``commit`` in the cache (downloaded, resumed or already there); its snapshot path."""
+    with cache_errors(cache):
+        final = snapshot_dir(cache, repo, commit) / f.name
+        if final.exists():
+            return final
+        location, etag = _metadata(repo, commit, f)
+        blob = repo_folder(cache, repo) / "blobs" / etag
+        if not blob.exists():
+            part = partial_path(cache, repo, etag)
+            _download(repo, f, location, part, emit, cancel)
+            os.chmod(part, 0o644)
+            os.replace(part, blob)
+        return _place(cache, repo, commit, revision, f.name, etag)

@@ -74,18 +74,19 @@ def group_quants(files: tuple[RemoteFile, ...]) -> tuple[tuple[Quant, ...], tupl
     """The GGUF models (split parts grouped, incomplete splits left out) and the mmproj files."""
     mmproj = tuple(f for f in files if f.name.lower().endswith(".gguf") and is_mmproj(f.name))
     groups: dict[str, list[RemoteFile]] = {}
-    counts: dict[str, int] = {}
+    numbers: dict[str, list[tuple[int, int]]] = {}  # (part, of how many) of each file of a group
     for f in files:
         if not f.name.lower().endswith(".gguf") or is_mmproj(f.name):
             continue
         m = SPLIT_RE.search(f.name)
         key = SPLIT_RE.sub("", f.name) if m else f.name
         groups.setdefault(key, []).append(f)
-        counts[key] = int(m.group(2)) if m else 1
+        numbers.setdefault(key, []).append((int(m.group(1)), int(m.group(2))) if m else (1, 1))
     quants = []
     for key, parts in groups.items():
-        if len(parts) != counts[key]:
-            continue  # a split missing parts cannot load
+        count = numbers[key][0][1]
+        if sorted(numbers[key]) != [(i, count) for i in range(1, count + 1)]:
+            continue  # a split missing parts (or naming one twice, or past its count) cannot load
         parts.sort(key=lambda f: f.name)
         label = quant_of(parts[0].name) or parts[0].name.rsplit("/", 1)[-1].removesuffix(".gguf")
         quants.append(Quant(label, tuple(parts)))
@@ -102,11 +103,6 @@ def checkpoint_files(files: tuple[RemoteFile, ...]) -> tuple[RemoteFile, ...]:
         if f.name in CHECKPOINT_FILES or f.name.endswith(".safetensors"):
             keep.append(f)
     return tuple(keep)
-
-
-def find_quant(quants: tuple[Quant, ...], wanted: str) -> Quant | None:
-    wanted = wanted.upper()
-    return next((q for q in quants if q.quant.upper() == wanted), None)
 
 
 def find_file(quants: tuple[Quant, ...], name: str) -> Quant | None:

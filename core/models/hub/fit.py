@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuillm.core.errors import ModelFileError
+from tuillm.core.errors import ModelFileError, first_line
 from tuillm.core.models.fit import Fit, load_fit
 from tuillm.core.models.hub import client
 from tuillm.core.models.hub.files import Quant, RemoteFile, RepoListing
@@ -30,39 +30,44 @@ class QuantFit:
 
 
 def _fetch_prefix(repo: str, commit: str, f: RemoteFile, n: int) -> bytes:
+    """The first ``n`` bytes of ``f`` (fewer when it is shorter), read as they stream: a server that ignores the
+    Range and sends the whole file, or an endless one, is not read past them."""
     from huggingface_hub import hf_hub_url
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+    from huggingface_hub.utils import build_hf_headers
 
     url = hf_hub_url(repo, f.name, revision=commit, endpoint=client.endpoint())
     headers = build_hf_headers(token=client.token())
-    headers["Range"] = f"bytes=0-{min(n, f.size) - 1}"
+    headers["Range"] = f"bytes=0-{max(min(n, f.size), 1) - 1}"
     headers["Accept-Encoding"] = "identity"
+    what = f"the request for the header of {f.name}"
+    return client.call(repo, lambda: client.get_bounded(url, what=what, limit=n, cut=True, headers=headers))
 
-    def get() -> bytes:
-        r = get_session().get(url, headers=headers, follow_redirects=True, timeout=client.API_TIMEOUT_S)
-        hf_raise_for_status(r)
-        return r.content[:n]
 
-    return client.call(repo, get)
+def _judge(listing: RepoListing, first: RemoteFile, path: Path) -> ModelInfo:
+    """The header of ``first``, read at ``path`` from ever longer prefixes until it is whole."""
+    for n in HEADER_PREFIXES:
+        data = _fetch_prefix(listing.repo, listing.commit, first, n)
+        with path.open("wb") as out:
+            out.write(data)
+            out.truncate(first.size)  # sparse: the tensor data is never fetched nor written
+        try:
+            return read_info(path)
+        except ModelFileError as exc:
+            if "truncated" not in exc.problem or len(data) >= first.size:
+                raise client.HubError(f"{listing.repo}/{first.name}: {exc.problem}") from None
+    raise client.HubError(f"{listing.repo}/{first.name}: the GGUF header is larger than "
+                          f"{HEADER_PREFIXES[-1] >> 20} MB")
 
 
 def remote_shape(listing: RepoListing, quant: Quant) -> ModelInfo:
     """The header of ``quant``'s first file, read from its first bytes."""
     first = quant.files[0]
-    with tempfile.TemporaryDirectory(prefix="tuillm-header-") as tmp:
-        path = Path(tmp) / "header.gguf"
-        for n in HEADER_PREFIXES:
-            data = _fetch_prefix(listing.repo, listing.commit, first, n)
-            with path.open("wb") as out:
-                out.write(data)
-                out.truncate(first.size)  # sparse: the tensor data is never fetched nor written
-            try:
-                return read_info(path)
-            except ModelFileError as exc:
-                if "truncated" not in exc.problem or len(data) >= first.size:
-                    raise client.HubError(f"{listing.repo}/{first.name}: {exc.problem}") from None
-    raise client.HubError(f"{listing.repo}/{first.name}: the GGUF header is larger than "
-                          f"{HEADER_PREFIXES[-1] >> 20} MB")
+    try:
+        with tempfile.TemporaryDirectory(prefix="tuillm-header-") as tmp:
+            return _judge(listing, first, Path(tmp) / "header.gguf")
+    except OSError as exc:  # a size past what the file system takes (EFBIG), no usable temporary folder
+        raise client.HubError(f"{listing.repo}/{first.name}: cannot judge its header here "
+                              f"({exc.strerror or first_line(exc)})") from None
 
 
 def as_quant(shape: ModelInfo, quant: Quant, local_path: Path) -> ModelInfo:

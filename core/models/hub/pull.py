@@ -3,6 +3,7 @@ download each file (core.models.hub.download) and name the model as ``tuillm mod
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,11 +14,11 @@ from tuillm.core.models.catalog import hf_cache_dir
 from tuillm.core.models.hub import api, client, download
 from tuillm.core.models.hub.files import (
     PREFERRED_QUANT,
+    Quant,
     RemoteFile,
     RepoListing,
     checkpoint_files,
     find_file,
-    find_quant,
 )
 from tuillm.core.models.hub.fit import QuantFit, quant_fits
 from tuillm.core.models.memory import FITS, TIGHT
@@ -25,6 +26,7 @@ from tuillm.core.settings import Config, load_config
 from tuillm.core.text import format_bytes
 
 SPACE_MARGIN = 64 << 20  # what the cache's own small files and the file system need on top
+QUANT_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,8 @@ class PullResult:
 def parse_ref(ref: str) -> tuple[str, str | None]:
     """``owner/name[:QUANT]`` → (repo, quant or None)."""
     repo, _, quant = ref.partition(":")
-    if quant and not quant.replace("_", "").isalnum():
-        raise TuillmError(f"not a quant name: {quant!r} (e.g. Q4_K_M)")
+    if quant and not QUANT_NAME_RE.fullmatch(quant):  # ASCII: str.isalnum takes any script's letters and digits
+        raise TuillmError(f"not a quant name: {quant[:40]!r} (e.g. Q4_K_M)")
     return api.check_repo(repo), (quant or None)
 
 
@@ -91,6 +93,17 @@ def choice_of(listing: RepoListing, fits: list[QuantFit], q: QuantFit, reason: s
     return Choice(listing, q.quant.files, reason, tuple(fits), q)
 
 
+def _one_quant(listing: RepoListing, wanted: str) -> Quant | None:
+    """The model named ``wanted``; a repository holding several under that name (in folders, or in upper and lower
+    case) is asked which, rather than one picked for the user."""
+    found = [q for q in listing.quants if q.quant.upper() == wanted.upper()]
+    if len(found) > 1:
+        names = ", ".join(q.name for q in found[:5]) + (", …" if len(found) > 5 else "")
+        raise TuillmError(f"{listing.repo} has {len(found)} {wanted.upper()} models ({names}); "
+                          "name one with --file")
+    return found[0] if found else None
+
+
 def choose(ref: str, *, file: str | None = None, checkpoint: bool = False, force: bool = False,
            config: Config | None = None, available: int | None = None) -> Choice:
     """What to download for ``ref``; refuses a quant that does not fit unless ``force``."""
@@ -106,10 +119,10 @@ def choose(ref: str, *, file: str | None = None, checkpoint: bool = False, force
         raise TuillmError(f"{repo} holds no GGUF model (for a safetensors checkpoint use --checkpoint)")
     fits = survey(listing, config, available=available)
     if file is not None or wanted is not None:
-        q = find_file(listing.quants, file) if file else find_quant(listing.quants, wanted or "")
+        q = find_file(listing.quants, file) if file else _one_quant(listing, wanted or "")
         if q is None:
             have = ", ".join(x.quant for x in listing.quants)
-            raise TuillmError(f"{repo} has no {'file ' + repr(file) if file else wanted} (quants: {have})")
+            raise TuillmError(f"{repo} has no {'file ' + repr(file[:200]) if file else wanted} (quants: {have})")
         target = next(x for x in fits if x.quant == q)
         if target.fit.verdict not in (FITS, TIGHT) and not force:
             raise TuillmError(f"{q.quant} of {repo} does not fit ({_need(target)}); --force downloads it anyway")
@@ -143,7 +156,8 @@ def check_space(choice: Choice, cache: Path, *, free: int | None = None) -> None
 
 def run(choice: Choice, emit: Emit = ignore, *, cancel: threading.Event | None = None) -> PullResult:
     cache = hf_cache_dir()
-    check_space(choice, cache)
+    with download.cache_errors(cache):
+        check_space(choice, cache)
     listing = choice.listing
     for mm in listing.mmproj:
         emit(Log(f"{mm.name}: a vision projector (mmproj), not downloaded: tuillm does not serve images yet"))

@@ -181,3 +181,42 @@ def test_an_agent_harness_list_neither_breaks_nor_poisons_the_cache(mirror: Mirr
             assert not cached.exists() and ("GET", "/api/agent-harnesses") not in mirror.seen
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_text('[1, "a", null]')  # as an earlier tuillm (or another tool) left it: run 1 meets it
+
+
+@pytest.mark.parametrize("kind", ["file", "fifo"])
+def test_a_cache_that_is_not_a_folder_is_one_line(hub: FakeHub, tmp_path: Path, kind: str) -> None:
+    where = tmp_path / kind
+    where.write_text("") if kind == "file" else os.mkfifo(where)
+    out = tuillm("pull", f"{DEMO_REPO}:Q2_K", "-q", env={"HF_HUB_CACHE": str(where)})
+    line = one_line_error(out, "cannot write to the Hugging Face cache")
+    blobs = download.repo_folder(where, DEMO_REPO) / "blobs"
+    assert line == f"tuillm: cannot write to the Hugging Face cache {where} (Not a directory: {blobs})"
+    assert where.is_file() if kind == "file" else where.is_fifo()
+
+
+@pytest.mark.parametrize("fault", ["read-only", "disk full"])
+def test_a_cache_that_cannot_be_written_is_one_line(hub: FakeHub, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str], fault: str) -> None:
+    import errno
+
+    from tuillm.tui.cli import main
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        code = errno.EACCES if fault == "read-only" else errno.ENOSPC
+        raise OSError(code, os.strerror(code), str(hf_cache_dir() / "x"))
+
+    # Simulated: a read-only folder does not stop root, and a tiny file system cannot be mounted here.
+    monkeypatch.setattr(Path, "mkdir", refuse) if fault == "read-only" else \
+        monkeypatch.setattr(download._HashingFile, "write", refuse)
+    assert main(["pull", f"{DEMO_REPO}:Q2_K", "-q"]) == 1
+    # The fake Hub's own thread may report the connection the client dropped: tuillm's lines are the ones judged.
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tuillm")]
+    assert len(err) == 1, err
+    if fault == "read-only":
+        assert err[0] == f"tuillm: cannot write to the Hugging Face cache {hf_cache_dir()} (Permission denied: " \
+            f"{hf_cache_dir() / 'x'})"
+    else:
+        assert err[0].startswith(f"tuillm: {DEMO_REPO}/SmolLM2-135M-Instruct-Q2_K.gguf: download interrupted at 0 B "
+                                 "of 94 MiB ([Errno 28] No space left on device")
+        assert err[0].endswith("; run the same command again to resume")
+    assert not any("/snapshots/" in p for p in cache_files())

@@ -4,7 +4,7 @@ JSON, or nothing at all. The other paths are the fake Hub's own, so one bad answ
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -20,6 +20,8 @@ class Mirror:
     hub: FakeHub
     answers: dict[str, bytes] = field(default_factory=dict)  # path → the 200 body sent instead
     stall: set[str] = field(default_factory=set)  # paths whose requests are read and never answered
+    # path → a function that answers the request itself (the handler: send_response, headers, wfile...)
+    routes: dict[str, Callable[[_Handler], None]] = field(default_factory=dict)
     seen: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -42,6 +44,8 @@ def mirror_fixture(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mi
                 m.release.wait(STALL_S)
                 self.close_connection = True
                 return None
+            if path in m.routes:
+                return m.routes[path](self)
             if path in m.answers:
                 return self._send(200, m.answers[path])
             return self._route()

@@ -3,7 +3,7 @@ so every function here takes any text without raising (hypothesis)."""
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tuillm.core.models.hub.api import check_repo, safe_name
@@ -49,6 +49,27 @@ def test_names_that_leave_the_folder_are_refused() -> None:
     assert safe_name("sub/dir/model-Q4_K_M.gguf")
 
 
+def test_names_that_cannot_be_shown_or_stored_are_refused() -> None:
+    # A C1 CSI, a right-to-left override that shows the name backwards, a zero-width space, a part longer than a
+    # file system's 255 bytes (each would be fetched to fail at the open, or shown as another name).
+    for bad in ("x\x9b2J-Q4_K_M.gguf", "m-\u202eFUGG.0_8Q", "Q4\u200b_K_M.gguf", "x" * 250 + "-Q4_K_M.gguf",
+                "sub/" + "é" * 130 + ".gguf"):
+        assert not safe_name(bad), bad
+    assert safe_name("d" * 255 + "/" + "é" * 120 + "-Q4_K_M.gguf")
+
+
+def test_a_split_is_whole_only_with_each_part_once() -> None:
+    def parts(*names: str) -> list[list[str]]:
+        return [[f.name for f in q.files] for q in group_quants(tuple(RemoteFile(n, 1) for n in names))[0]]
+
+    assert parts("m-00001-of-00002.gguf", "m-00001-of-00002.gguf") == []  # part 1 twice, part 2 missing
+    assert parts("m-00001-of-00002.gguf", "m-00003-of-00002.gguf") == []  # part 3 of 2
+    assert parts("m-00001-of-00002.gguf", "m-00002-of-00003.gguf") == []  # two counts
+    assert parts("m-00000-of-00000.gguf") == []
+    assert parts("m-00002-of-00002.gguf", "m-00001-of-00002.gguf") == [["m-00001-of-00002.gguf",
+                                                                        "m-00002-of-00002.gguf"]]
+
+
 @given(st.text(max_size=300))
 def test_any_name_is_read_without_raising(name: str) -> None:
     q = quant_of(name)
@@ -59,6 +80,7 @@ def test_any_name_is_read_without_raising(name: str) -> None:
         assert ".." not in name.split("/") and not name.startswith("/")
 
 
+@example("a/b\n")
 @given(st.text(max_size=200))
 def test_any_repo_text_is_checked_without_surprises(text: str) -> None:
     try:
@@ -67,4 +89,4 @@ def test_any_repo_text_is_checked_without_surprises(text: str) -> None:
         assert type(exc).__name__ == "TuillmError"
     else:
         owner, name = repo.split("/")
-        assert owner and name and ".." not in repo
+        assert owner and name and ".." not in repo and repo.isprintable()

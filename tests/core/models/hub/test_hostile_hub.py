@@ -85,8 +85,9 @@ def test_a_malformed_search_answer_is_one_line(mirror: Mirror, body: bytes, why:
 
 
 def test_search_leaves_out_ids_pull_would_refuse_and_odd_dates(mirror: Mirror) -> None:
-    hits = [{"id": "../../etc"}, {"id": "ok/Repo-GGUF", "lastModified": "yesterday", "gated": "auto",
-                                  "siblings": [{"rfilename": "m-Q4_K_M.gguf"}]}]
+    hits = [{"id": "../../etc"}, {"id": "ok/Repo\n"}, {"id": "ok/Repo."}, {"id": "ok/a..b"},
+            {"id": "ok/Repo-GGUF", "lastModified": "yesterday", "gated": "auto",
+             "siblings": [{"rfilename": "m-Q4_K_M.gguf"}]}]
     mirror.answers[SEARCH] = json.dumps(hits).encode()
     assert api.search("qwen") == [api.SearchHit("ok/Repo-GGUF", 0, 0, "", ("Q4_K_M",), True)]
 
@@ -108,6 +109,15 @@ def info(*siblings: dict, sha: object = HEX40) -> bytes:
     (info(sibling(blobId="../x")), "the size or checksum of 'm-Q4_K_M.gguf'"),
     (info(sibling(lfs={"size": 1, "sha256": "../../x", "pointerSize": 1})), "the size or checksum of 'm-Q4_K_M.gguf'"),
     (info(sibling(lfs={"size": 1})), "no 'sha256' field"),
+    # re.match's "$" matches before a final newline: each hex value is matched whole.
+    (info(sha=HEX40 + "\n"), "the commit is not a git hash"),
+    (info(sibling(blobId=HEX40 + "\n")), "the size or checksum of 'm-Q4_K_M.gguf'"),
+    (info(sibling(lfs={"size": 1, "sha256": HEX64 + "\n", "pointerSize": 1})),
+     "the size or checksum of 'm-Q4_K_M.gguf'"),
+    (info(sibling(size=1 << 64)), "the size or checksum of 'm-Q4_K_M.gguf'"),  # past a C long: no size
+    (info(sibling(), sibling()), "it names 'm-Q4_K_M.gguf' twice"),
+    (info(sibling("a-00001-of-00002.gguf"), sibling("a-00001-of-00002.gguf", blobId="1" * 40)),
+     "it names 'a-00001-of-00002.gguf' twice"),
 ])
 def test_a_malformed_listing_is_one_line(mirror: Mirror, body: bytes, why: str) -> None:
     mirror.answers[LISTING] = body
@@ -138,13 +148,13 @@ def test_a_stalled_hub_is_one_line_after_the_timeout(mirror: Mirror, monkeypatch
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                                        max_size=4), max_leaves=20)
-names = st.sampled_from(["m-Q4_K_M.gguf", "../x.gguf", "a\x1bb.gguf", "README.md"]) | json_values
+names = st.sampled_from(["m-Q4_K_M.gguf", "../x.gguf", "a\x1bb.gguf", "a\u202eb.gguf", "README.md"]) | json_values
 siblings = st.fixed_dictionaries({"rfilename": names}, optional={
-    "size": st.integers(-5, 1 << 40) | json_values, "blobId": st.sampled_from([HEX40, "x"]) | json_values,
+    "size": st.integers(-5, 1 << 40) | json_values, "blobId": st.sampled_from([HEX40, HEX40 + "\n", "x"]) | json_values,
     "lfs": st.fixed_dictionaries({"size": st.integers(-1, 99) | json_values,
-                                  "sha256": st.sampled_from([HEX64, "../x"]) | json_values,
+                                  "sha256": st.sampled_from([HEX64, HEX64 + "\n", "../x"]) | json_values,
                                   "pointerSize": json_values}) | json_values})
-repos = st.fixed_dictionaries({"id": st.sampled_from(["a/b", "../x"]) | json_values}, optional={
+repos = st.fixed_dictionaries({"id": st.sampled_from(["a/b", "a/b\n", "../x"]) | json_values}, optional={
     "siblings": st.lists(siblings, max_size=3) | json_values, "downloads": st.integers(-1, 10) | json_values,
     "likes": json_values, "lastModified": st.sampled_from(["2026-01-15T10:00:00Z", "2026-99"]) | json_values,
     "gated": json_values})
@@ -161,12 +171,13 @@ def test_any_search_answer_gives_hits_or_one_error(monkeypatch: pytest.MonkeyPat
         return
     assert len(found) <= 2
     for h in found:
-        assert api.REPO_RE.match(h.repo) and h.downloads >= 0 and h.likes >= 0
+        assert api.check_repo(h.repo) and h.downloads >= 0 and h.likes >= 0
         assert all(isinstance(q, str) for q in h.quants) and re.fullmatch(r"(\d{4}-\d\d-\d\d)?", h.last_modified)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(answer=st.fixed_dictionaries({"id": st.just("a/b"), "sha": st.sampled_from([HEX40, "../x"]) | json_values},
+@given(answer=st.fixed_dictionaries({"id": st.just("a/b"),
+                                    "sha": st.sampled_from([HEX40, HEX40 + "\n", "../x"]) | json_values},
                                     optional={"siblings": st.lists(siblings, max_size=3) | json_values}))
 def test_any_listing_answer_gives_safe_files_or_one_error(mirror: Mirror, answer: dict) -> None:
     mirror.answers[LISTING] = json.dumps(answer).encode()
@@ -177,8 +188,8 @@ def test_any_listing_answer_gives_safe_files_or_one_error(mirror: Mirror, answer
         assert "\n" not in line and (line.startswith(f"{mirror.url}: the Hub's answer to the file list of a/b")
                                       or line == "a/b: the Hub did not name the commit")
         return
-    assert api.SHA1_RE.match(got.commit)
+    assert api.SHA1_RE.fullmatch(got.commit)
     for f in got.files:
-        assert api.safe_name(f.name) and type(f.size) is int and f.size >= 0
-        assert f.sha256 is None or api.SHA256_RE.match(f.sha256)
-        assert f.blob_id is None or api.SHA1_RE.match(f.blob_id)
+        assert api.safe_name(f.name) and f.name.isprintable() and type(f.size) is int and f.size >= 0
+        assert f.sha256 is None or api.SHA256_RE.fullmatch(f.sha256)
+        assert f.blob_id is None or api.SHA1_RE.fullmatch(f.blob_id)
