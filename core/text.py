@@ -22,7 +22,9 @@ _SEQUENCE = re.compile(
     """,
     re.VERBOSE,
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# And the bidi embeddings, overrides and isolates: U+202E shows "exe.txt" for "txt.exe", and text after one is
+# drawn reversed up to the line's end in a terminal that does bidi (the marks U+200E/U+200F stay: they only mark).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def safe_text(text: str) -> str:

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from tuillm.core.text import safe_line, safe_text
 
-CONTROLS = {chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))} - {"\n", "\t"}
+BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}  # embeddings, overrides, isolates
+CONTROLS = ({chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))} - {"\n", "\t"}) | BIDI
 
 
 @pytest.mark.parametrize(("raw", "shown"), [
@@ -20,6 +21,10 @@ CONTROLS = {chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))} - {"\n", "
     ("over\rwrite", "overwrite"),
     ("keeps\tthe\nlayout", "keeps\tthe\nlayout"),
     ("ünïcødé 中文 🙂", "ünïcødé 中文 🙂"),
+    ("invoice\u202etxt.exe", "invoicetxt.exe"),  # shown as "invoiceexe.txt" where the terminal does bidi
+    ("a\u2067b\u2069c", "abc"),  # an isolate
+    ("שלום\u200f!", "שלום\u200f!"),  # a mark only marks: kept
+    ("family 👨\u200d👩\u200d👧", "family 👨\u200d👩\u200d👧"),  # zero-width joiners make one emoji: kept
 ])
 def test_safe_text(raw: str, shown: str) -> None:
     assert safe_text(raw) == shown
@@ -36,6 +41,7 @@ def test_nothing_controlling_survives(text: str) -> None:
     assert safe_text(shown) == shown  # idempotent: shown text is final
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), max_size=200))
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="".join(BIDI)),
+               max_size=200))
 def test_printable_text_is_untouched(text: str) -> None:
     assert safe_text(text) == text
