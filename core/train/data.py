@@ -15,27 +15,22 @@ without a model.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuillm.core.chat.template import ChatTemplate
-from tuillm.core.errors import TuillmError
+from tuillm.core.chat.template import ChatTemplate, ChatTemplateError, TemplateStopped
+from tuillm.core.train.jsonl import DatasetError, keys_note, lines_note, read_objects, value_note
 
 FORMATS = ("alpaca", "messages", "sharegpt", "completion", "text")
 IGNORE = -100  # the label of a token that carries no loss (the convention of transformers' loss functions)
-MAX_REPORTED = 5  # line numbers listed in an error; the rest are counted
 
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                    "model": "assistant", "system": "system"}
 
 Tokenize = Callable[[str], list[int]]
-
-
-class DatasetError(TuillmError):
-    """A training file that cannot be used; raised before any training starts."""
 
 
 @dataclass(frozen=True)
@@ -71,12 +66,6 @@ class Encoded:
     truncated: int = 0  # examples cut to max_len
     dropped: int = 0  # examples with no trained token left after the cut
     lengths: list[int] = field(default_factory=list)  # token counts before any cut
-
-
-def lines_note(lines: Sequence[int]) -> str:
-    shown = ", ".join(str(n) for n in lines[:MAX_REPORTED])
-    more = f" and {len(lines) - MAX_REPORTED} more" if len(lines) > MAX_REPORTED else ""
-    return f"line{'s' if len(lines) > 1 else ''} {shown}{more}"
 
 
 def detect_format(obj: dict) -> str | None:
@@ -131,11 +120,11 @@ def to_messages(obj: dict, fmt: str) -> tuple[dict[str, str], ...]:
         if fmt == "messages":
             role, content = item.get("role"), item.get("content")
             if role not in ("system", "user", "assistant", "tool"):
-                raise ValueError(f"message role {role!r} (expected system/user/assistant)")
+                raise ValueError(f"message role {value_note(role)} (expected system/user/assistant/tool)")
         else:
             role, content = _SHAREGPT_ROLES.get(str(item.get("from"))), item.get("value")
             if role is None:
-                raise ValueError(f"conversation 'from' {item.get('from')!r} (expected human/gpt/system)")
+                raise ValueError(f"conversation 'from' {value_note(item.get('from'))} (expected human/gpt/system)")
         if not isinstance(content, str):
             raise ValueError("a message without string content")
         msgs.append({"role": role, "content": content})
@@ -144,52 +133,13 @@ def to_messages(obj: dict, fmt: str) -> tuple[dict[str, str], ...]:
     return tuple(msgs)
 
 
-def read_objects(path: str | Path) -> tuple[Path, list[tuple[int, dict]]]:
-    """A JSONL file's objects with their line numbers; bad lines reported in one DatasetError (the checks of every
-    training file: supervised data here, preference pairs in core.train.pairs)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DatasetError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    objects: list[tuple[int, dict]] = []
-    bad_json: list[int] = []
-    not_object: list[int] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):  # nested past the parser's depth is no example either
-            bad_json.append(number)
-            continue
-        if not isinstance(obj, dict):
-            not_object.append(number)
-            continue
-        objects.append((number, obj))
-    if bad_json:
-        raise DatasetError(f"{path}: {len(bad_json)} invalid JSON line{'s' if len(bad_json) > 1 else ''} "
-                           f"({lines_note(bad_json)}); each line must be one JSON object")
-    if not_object:
-        raise DatasetError(f"{path}: {len(not_object)} line{'s' if len(not_object) > 1 else ''} not a JSON "
-                           f"object ({lines_note(not_object)})")
-    if not objects:
-        raise DatasetError(f"{path}: empty file (no examples)")
-    return path, objects
-
-
 def load_dataset(path: str | Path) -> Dataset:
     """Read and check a JSONL file; every problem found is reported in one DatasetError."""
     path, objects = read_objects(path)
     fmt = detect_format(objects[0][1])
     if fmt is None:
-        keys = ", ".join(sorted(objects[0][1])) or "none"
-        raise DatasetError(f"{path}: line {objects[0][0]}: unknown format (keys: {keys}); expected "
-                           "instruction/output, messages, conversations, prompt/completion or text")
+        raise DatasetError(f"{path}: line {objects[0][0]}: unknown format (keys: {keys_note(objects[0][1])}); "
+                           "expected instruction/output, messages, conversations, prompt/completion or text")
     records: list[Record] = []
     problems: list[tuple[int, str]] = []
     for number, obj in objects:
@@ -303,6 +253,18 @@ def tokenize_record(messages: Sequence[dict[str, str]], template: ChatTemplate |
     return Tokenized(tuple(pieces), Example(ids[:max_len], labels[:max_len]), len(ids))
 
 
+@contextmanager
+def record_named(path: Path, line: int) -> Iterator[None]:
+    """A record's failure to render (the chat template refused it, or there is none) as a DatasetError naming the
+    file and the line: a template that raises for one conversation in thousands names that one."""
+    try:
+        yield
+    except TemplateStopped:  # Ctrl-C while rendering: not the record's fault
+        raise
+    except (ChatTemplateError, DatasetError) as exc:
+        raise DatasetError(f"{path}: line {line}: {exc}") from None
+
+
 def encode_dataset(dataset: Dataset, tokenize: Tokenize, template: ChatTemplate | None, max_len: int, *,
                    assistant_only: bool = True, text_suffix: Sequence[int] = (),
                    text_prefix: Sequence[int] = ()) -> Encoded:
@@ -317,8 +279,9 @@ def encode_dataset(dataset: Dataset, tokenize: Tokenize, template: ChatTemplate 
     ends = TextEnds(bos=text_prefix, eos=text_suffix)
     out = Encoded([])
     for record in dataset.records:
-        done = tokenize_record(record.messages, template, tokenize, max_len, assistant_only=assistant_only,
-                               ends=ends)
+        with record_named(dataset.path, record.line):
+            done = tokenize_record(record.messages, template, tokenize, max_len, assistant_only=assistant_only,
+                                   ends=ends)
         out.lengths.append(done.length)
         if done.truncated:
             out.truncated += 1

@@ -21,16 +21,15 @@ from pathlib import Path
 from tuillm.core.chat.template import ChatTemplate
 from tuillm.core.train.data import (
     IGNORE,
-    DatasetError,
     Example,
     Piece,
     Tokenize,
     Tokenized,
-    lines_note,
-    read_objects,
+    record_named,
     render_segments,
     to_messages,
 )
+from tuillm.core.train.jsonl import DatasetError, keys_note, lines_note, read_objects
 from tuillm.core.train.preview import BaseTokenizer, Preview, PreviewExample, shown_pieces
 
 PAIR_FORMATS = ("pairs", "chat pairs")
@@ -146,9 +145,8 @@ def load_pairs(path: str | Path) -> PairDataset:
     first_line, first = objects[0]
     fmt = detect_pair_format(first)
     if fmt is None:
-        keys = ", ".join(sorted(first)) or "none"
-        raise DatasetError(f"{path}: line {first_line}: not a preference pair (keys: {keys}); --method dpo takes "
-                           "prompt/chosen/rejected rows, or chosen/rejected message lists")
+        raise DatasetError(f"{path}: line {first_line}: not a preference pair (keys: {keys_note(first)}); --method dpo "
+                           "takes prompt/chosen/rejected rows, or chosen/rejected message lists")
     records: list[PairRecord] = []
     problems: list[tuple[int, str]] = []
     for number, obj in objects:
@@ -192,8 +190,9 @@ def encode_pairs(dataset: PairDataset, tokenize: Tokenize, template: ChatTemplat
         raise DatasetError(f"max length {max_len} is too short (at least 2 tokens)")
     out = EncodedPairs([])
     for record in dataset.records:
-        sides = [tokenize_side(record.prompt, answer, template, tokenize, max_len)
-                 for answer in (record.chosen, record.rejected)]
+        with record_named(dataset.path, record.line):
+            sides = [tokenize_side(record.prompt, answer, template, tokenize, max_len)
+                     for answer in (record.chosen, record.rejected)]
         out.lengths.append(max(side.length for side in sides))
         out.truncated += any(side.truncated for side in sides)
         if any(side.dropped for side in sides):
