@@ -10,6 +10,7 @@ killed run left (``tuillm.convert.output.temp_name``: their pid no longer runs) 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tuillm.convert.errors import ConvertError
+from tuillm.convert.hparams import json_shown
 from tuillm.convert.output import check_output, describe_os_error, remove_stale, temp_name
 from tuillm.core.errors import TuillmError, first_line
 from tuillm.core.files import check_can_write, named_path
@@ -28,6 +30,8 @@ KEEP_CHECKPOINTS = 2
 TRAINING_FILE = "training.json"
 LOSS_LOG = "loss_log.jsonl"
 ADAPTER_CONFIG = "adapter_config.json"  # written last: its presence marks a finished adapter
+# The other files of a finished adapter, moved into the output folder before ADAPTER_CONFIG.
+ADAPTER_FILES = (TRAINING_FILE, LOSS_LOG, "adapter_model.safetensors", "README.md")
 
 
 @dataclass
@@ -134,12 +138,23 @@ def remove_stale_temporaries(folder: Path) -> None:
         remove_stale(root / name)
 
 
+def remove_if_empty(folder: Path) -> None:
+    """``folder`` removed when nothing is in it but an empty checkpoints folder (a run that saved nothing): only
+    empty folders are removed, never a file."""
+    for path in (Path(folder) / CHECKPOINTS, Path(folder)):
+        try:
+            path.rmdir()
+        except OSError:
+            pass
+
+
 def output_folder(config: TrainConfig, force: bool) -> tuple[Path, Path | None]:
     """The output folder, checked before anything loads, and the checkpoint to resume from.
 
-    Never the base or a data file, inside the base folder or a folder that holds them; a finished adapter or the
-    checkpoints of another run there are replaced only with ``force`` (resuming continues the checkpoints). A place
-    where no folder can be made (``/proc/x``, under a file, read-only) is refused here, not after the model loaded.
+    Never the base or a data file, inside the base folder or a folder that holds them; a finished adapter, a file
+    named as one of its files (a README.md of the user's) or the checkpoints of another run there are replaced only
+    with ``force`` (resuming continues the checkpoints). A place where no folder can be made (``/proc/x``, under a
+    file, read-only) is refused here, not after the model loaded.
     """
     out = named_path(str(config.output), "output folder")
     if out.exists() and not out.is_dir():
@@ -152,6 +167,10 @@ def output_folder(config: TrainConfig, force: bool) -> tuple[Path, Path | None]:
     if (out / ADAPTER_CONFIG).exists() and not force:
         raise TuillmError(f"{out}: already holds a trained adapter; choose another output folder, or --force "
                           "replaces it")
+    taken = [name for name in ADAPTER_FILES if (out / name).exists() or (out / name).is_symlink()]
+    if taken and not force:  # a folder of the user's own (its README.md): the adapter's files would replace them
+        raise TuillmError(f"{out}: already holds {', '.join(taken)}, which the adapter would replace; choose another "
+                          "output folder, or --force replaces them")
     latest = latest_checkpoint(out)
     if not config.resume and latest is not None and not force:
         raise TuillmError(f"{out}: holds checkpoints of an unfinished run; resume it (--resume, or Resume in the Train "
@@ -181,16 +200,44 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, config: TrainConfig)
 
     try:
         meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
+    except (OSError, ValueError, RecursionError, MemoryError) as exc:  # MemoryError: a huge (sparse) file
         raise _damaged(path, f"state.json: {exc.__class__.__name__}") from None
     if not isinstance(meta, dict):
         raise _damaged(path, "state.json is not a JSON object")
+    problem = _meta_problem(path, meta)
+    if problem is not None:
+        raise _damaged(path, f"state.json: {problem}")
     _check_fingerprint(path, meta, config)
     try:
         _restore(path, meta, model, optimizer)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, SafetensorError) as exc:
         raise _damaged(path, exc.__class__.__name__) from None
     return meta
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _meta_problem(path: Path, meta: dict[str, Any]) -> str | None:
+    """What is wrong with the values a resumed run takes from state.json (its step, counts and loss log), or None:
+    its step is the one its folder is named for, the loss log a list of step records."""
+    named = re.fullmatch(r"step-(\d+)", path.name)
+    if not _whole(meta.get("step")) or named is None or meta["step"] != int(named.group(1)):
+        return f"step {json_shown(meta.get('step'))} is not the step of {path.name}"
+    if not _whole(meta.get("tokens", 0)):
+        return f"tokens {json_shown(meta.get('tokens'))} is not a count"
+    if not isinstance(meta.get("fingerprint", {}), dict):
+        return "the fingerprint is not an object"
+    log = meta.get("loss_log")
+    if not isinstance(log, list) or not all(
+            isinstance(r, dict) and _whole(r.get("step")) and _number(r.get("loss")) for r in log):
+        return "the loss log is not a list of step records (a step and a finite loss each)"
+    return None
 
 
 def _damaged(path: Path, why: str) -> TuillmError:
@@ -200,19 +247,31 @@ def _damaged(path: Path, why: str) -> TuillmError:
 
 def _restore(path: Path, meta: dict[str, Any], model: Any, optimizer: Any) -> None:
     import torch
-    from peft import set_peft_model_state_dict
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    set_peft_model_state_dict(model, load_file(str(path / "adapter.safetensors")))
+    adapter = load_file(str(path / "adapter.safetensors"))
+    wanted = get_peft_model_state_dict(model)
+    odd = next((k for k in sorted(set(adapter) | set(wanted)) if k not in adapter or k not in wanted
+                or adapter[k].shape != wanted[k].shape or not bool(torch.isfinite(adapter[k]).all())), None)
+    if odd is not None:  # peft would load a part, or NaNs, and the run go on as if it were whole
+        raise _damaged(path, f"adapter.safetensors: {odd} is missing, of another shape or not finite")
+    set_peft_model_state_dict(model, adapter)
     tensors = load_file(str(path / "optimizer.safetensors"))
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[Any, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("rng."):
             continue
         pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
+        index = int(pid)
+        if not (0 <= index < len(params) and value.shape == params[index].shape and bool(torch.isfinite(value).all())):
+            raise _damaged(path, f"optimizer.safetensors: {key} does not fit the adapter's weights")
+        state.setdefault(index, {})[name] = value
     for pid, values in meta["scalars"].items():
         for name, value in values.items():
+            if not (_number(value) and value >= 0 and 0 <= int(pid) < len(params)):
+                raise _damaged(path, f"state.json: the optimizer's {name} of {pid} is {json_shown(value)}")
             state.setdefault(int(pid), {})[name] = torch.tensor(value)
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     torch.set_rng_state(tensors["rng.cpu"])
@@ -237,16 +296,36 @@ def write_outputs(out: Path, model: Any, config: TrainConfig, base_folder: Path,
         peft_config = json.loads((tmp / ADAPTER_CONFIG).read_text())
         peft_config["base_model_name_or_path"] = str(base_folder)
         write_file(tmp / ADAPTER_CONFIG, json.dumps(peft_config, indent=2).encode())
-        params = {**asdict(config), "base_folder": str(base_folder), "steps": result.steps,
-                  "train_loss": result.train_loss, "eval_loss": result.eval_loss, "tokens": result.tokens,
-                  "seconds": round(result.seconds, 2)}
+        params = {**asdict(config), "base_folder": str(base_folder), "base_model_type": base_model_type(base_folder),
+                  "steps": result.steps, "train_loss": result.train_loss, "eval_loss": result.eval_loss,
+                  "tokens": result.tokens, "seconds": round(result.seconds, 2)}
         write_file(tmp / TRAINING_FILE, json.dumps(params, indent=2).encode())
         write_file(tmp / LOSS_LOG, "".join(json.dumps(r) + "\n" for r in result.loss_log).encode())
     except (OSError, SafetensorError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise _write_failed(exc, out / ADAPTER_CONFIG, out, "the adapter") from None
     # The config goes last: its presence marks a finished adapter for merge and export.
-    for name in (TRAINING_FILE, LOSS_LOG, "adapter_model.safetensors", "README.md", ADAPTER_CONFIG):
+    for name in (*ADAPTER_FILES, ADAPTER_CONFIG):
         if (tmp / name).exists():
             os.replace(tmp / name, out / name)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def base_model_type(folder: Path) -> str | None:
+    """A base's ``model_type`` (its config.json), recorded in training.json: a merge or an export onto a model of
+    another architecture whose layers have the same shapes (a Llama 3 8B adapter onto Mistral 7B) is refused."""
+    try:
+        value = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError, RecursionError, MemoryError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def training_record(adapter_dir: Path) -> dict[str, Any]:
+    """training.json of an adapter folder; {} for an adapter from elsewhere or a record that cannot be read (not
+    JSON, not an object, nested past the parser's depth, a huge sparse file)."""
+    try:
+        record = json.loads((Path(adapter_dir) / TRAINING_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError, MemoryError):
+        return {}
+    return record if isinstance(record, dict) else {}

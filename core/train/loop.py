@@ -39,6 +39,7 @@ from tuillm.core.train.checkpoints import (
     latest_checkpoint,
     load_checkpoint,
     output_folder,
+    remove_if_empty,
     remove_stale_temporaries,
     save_checkpoint,
     write_outputs,
@@ -66,7 +67,15 @@ from tuillm.core.train.distributed import (
 )
 from tuillm.core.train.model import check_quant, lora_model, resolve_targets
 from tuillm.core.train.options import DEFAULT_TARGETS, SCHEDULES, TrainConfig, parse_targets
-from tuillm.core.train.passes import check_loss, eval_sums, memory_bytes, row_limit, split_packed, sum_loss
+from tuillm.core.train.passes import (
+    check_loss,
+    check_weights,
+    eval_sums,
+    memory_bytes,
+    row_limit,
+    split_packed,
+    sum_loss,
+)
 from tuillm.core.train.schedule import Pace, Plan, format_duration, lr_at
 
 # Kept importable from here: the front ends and tests name them as core.train.loop's.
@@ -316,6 +325,35 @@ def _method(config: TrainConfig) -> tuple[Callable[..., tuple[list, list]], type
     return prepare_data, TrainRun
 
 
+def _train_into(run: TrainRun, model: Any, folder: Path, resume_from: Path | None) -> TrainResult:
+    """The run in its output folder (rank 0 makes it), the adapter written at the end. A folder the run made is
+    removed again when it fails with nothing saved in it (a first step that diverged, a stop while loading)."""
+    config, out, ranks, cancel = run.config, run.out, run.ranks, run.cancel
+    made = ranks.main and not out.exists()
+    try:
+        if ranks.main:  # rank 0 alone writes in the output folder
+            out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(out)
+            if resume_from is None:  # --force over another run: its checkpoints would pass for this run's
+                shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        run.emit(Log(f"{len(run.train_set)} training {run.unit}, {len(run.eval_set)} for eval; "
+                     f"{run.plan.summary(config, run.unit)}"))
+        if ranks.any(cancel is not None and cancel.is_set()):  # cancelled while the model loaded: nothing to save
+            raise Cancelled()
+        run.run()
+        result = TrainResult(out, run.step, run.last_loss, run.last_eval, run.tokens_done,
+                             time.monotonic() - run.start, run.log)
+        if ranks.main:
+            check_weights(model, run.step)
+            write_outputs(out, model, config, folder, result)
+            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # the run is complete: nothing left to resume
+    except BaseException:
+        if made:
+            remove_if_empty(out)
+        raise
+    return result
+
+
 def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event | None = None,
           force: bool = False, memory: hardware.MemoryProbe | None = None) -> TrainResult:
     """Train a LoRA adapter into ``config.output``; see the module docstring. ``force``: a finished adapter or
@@ -354,20 +392,7 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     run.model = ranks.wrap(model)  # DDP (or FSDP) around the LoRA model; after every rank checked the output
     if config.fsdp:
         emit(Log(f"FSDP: {base_share(model)}"))
-    if ranks.main:  # rank 0 alone writes in the output folder
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)
-        if resume_from is None:  # --force over another run: its checkpoints would pass for this run's
-            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-    emit(Log(f"{len(train_set)} training {run.unit}, {len(eval_set)} for eval; {plan.summary(config, run.unit)}"))
-    if ranks.any(cancel is not None and cancel.is_set()):  # cancelled while the model loaded: nothing to save
-        raise Cancelled()
-    run.run()
-    result = TrainResult(out, run.step, run.last_loss, run.last_eval, run.tokens_done,
-                         time.monotonic() - run.start, run.log)
-    if ranks.main:
-        write_outputs(out, model, config, folder, result)
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # the run is complete: nothing left to resume
+    result = _train_into(run, model, folder, resume_from)
     ranks.finish()
     emit(Log(f"wrote the adapter to {out} (final loss {run.last_loss:.4f}"
              + (f", eval loss {run.last_eval:.4f}" if run.last_eval is not None else "") + ")"))

@@ -18,6 +18,7 @@ from typing import Any
 
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Emit, Log, Progress
+from tuillm.core.text import shown as shown_text
 from tuillm.core.train.options import DEFAULT_TARGETS, TrainConfig
 
 
@@ -35,15 +36,20 @@ def linear_widths(model: Any) -> dict[str, int]:
 
 
 def resolve_targets(model: Any, targets: list[str] | str) -> list[str] | str:
-    """The module names LoRA wraps; an error naming what exists when none of the asked ones does."""
+    """The module names LoRA wraps: those of the default list the model has, or every name asked for; an error
+    naming what exists when none of the defaults is there or any asked name is not (a typo in "q_proj,v_porj" would
+    otherwise train a smaller adapter than asked, silently)."""
     linear = linear_widths(model)
     if targets == "all-linear":
         return "all-linear"
-    wanted = list(DEFAULT_TARGETS) if targets in ("default", None, []) else list(targets)
+    default = targets in ("default", None, [])
+    wanted = list(DEFAULT_TARGETS) if default else list(targets)
     found = [t for t in wanted if t in linear]
-    if not found:
-        raise TuillmError(f"no LoRA target module among {', '.join(wanted)}; this model's linear layers: "
-                          f"{', '.join(sorted(linear))}")
+    missing = [t for t in wanted if t not in linear]
+    if not found or (missing and not default):
+        named = ", ".join(shown_text(t, 40) for t in (wanted if not found else missing))
+        raise TuillmError(f"no LoRA target module {'among' if not found else 'named'} {named}; this model's linear "
+                          f"layers: {', '.join(sorted(linear))}")
     return found
 
 

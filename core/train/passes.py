@@ -19,6 +19,18 @@ def check_loss(loss: float, step: int) -> None:
                           "train again")
 
 
+def check_weights(model: Any, step: int) -> None:
+    """The trained LoRA weights are all finite before the adapter is written: the last optimizer step (a huge --lr)
+    can turn them to inf or NaN after a loss that still looked fine, and no later step's loss would catch it."""
+    import torch
+
+    bad = next((name for name, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())),
+               None)
+    if bad is not None:
+        raise TuillmError(f"the adapter's weights are not finite after step {step} ({bad}): training diverged; lower "
+                          "--lr (or --alpha) and train again")
+
+
 def batch_tensors(batch: PackedBatch, device: str) -> tuple[Any, Any]:
     """The positions whose logits are needed and their targets (labels shifted by one)."""
     import torch

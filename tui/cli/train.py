@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 
 from tuillm.core.events import Emit, Event, Metric, Progress
@@ -86,16 +85,21 @@ class _Stop:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tuillm.core.errors import TuillmError
     from tuillm.core.events import Cancelled
+    from tuillm.core.files import named_path
     from tuillm.core.models.catalog import resolve_model
     from tuillm.core.train.loop import train
     from tuillm.core.train.pairs import check_data
 
     values = option_values(args, TRAIN_OPTIONS)  # a refused flag first: nothing is read before it
+    targets = parse_targets(values["targets"])
+    if targets == []:  # "," names no module (the form's "Targets: must be a non-empty text" is about an empty field)
+        raise TuillmError(f"--targets: must name a module, all-linear or default, not {values['targets']!r}")
+    output = named_path(args.output, "output folder")  # "" would be the current folder
     check_data(args.data, values["method"])  # bad data is reported before the base model is even looked at
-    values["targets"] = parse_targets(values["targets"])
-    config = TrainConfig(base=str(resolve_model(args.base)), data=list(args.data),
-                         output=str(Path(args.output).expanduser()), **values)
+    config = TrainConfig(base=str(resolve_model(args.base)), data=list(args.data), output=str(output),
+                         **{**values, "targets": targets})
     config.check()
     stop = _Stop()
     rank = launched_rank()
