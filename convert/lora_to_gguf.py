@@ -66,24 +66,96 @@ class Adapter:
         return self.alpha
 
 
+# peft's initialisations that only set lora_A/lora_B (overwritten by the saved weights when an adapter loads); the
+# others (PiSSA, OLoRA, CorDA, LoftQ, ...) change the base's weights on load, which a GGUF adapter cannot say.
+SAFE_INITS = (True, False, "gaussian", "eva", "orthogonal")
+# peft variants of LoRA that change what the adapter computes (or the base's layers): a GGUF adapter cannot say them,
+# and a merge would be another model than the adapter's (or fail inside peft).
+VARIANT_KEYS = ("layer_replication", "trainable_token_indices", "target_parameters", "alora_invocation_tokens",
+                "arrow_config", "use_qalora", "use_bdlora", "kasa_config", "monteclora_config", "velora_config")
+MAX_CONFIG_BYTES = 16 << 20  # an adapter_config.json is a few KB
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _names(value: object) -> bool:
+    """A module name or pattern (a regular expression peft matches), or a list of names."""
+    if isinstance(value, list):
+        return all(isinstance(n, str) for n in value)
+    if not isinstance(value, str):
+        return False
+    try:
+        re.compile(value)
+    except (re.error, RecursionError, OverflowError):
+        return False
+    return True
+
+
 def _check_adapter_config(path: Path, config: dict) -> None:
     """The values the conversion computes with: a positive integer rank, a finite alpha, flags as booleans."""
     rank, alpha = config.get("r"), config.get("lora_alpha")
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
         raise ConvertError(f"{path}: r = {json_shown(rank)} is not a positive integer")
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, int | float)
-                              or not math.isfinite(alpha)):
+    if alpha is not None and not _number(alpha):
         raise ConvertError(f"{path}: lora_alpha = {json_shown(alpha)} is not a finite number")
-    for key in ("use_rslora", "use_dora"):
+    if alpha is not None and not 0 < alpha * (math.sqrt(rank) if config.get("use_rslora") else 1) <= _F32_MAX:
+        raise ConvertError(f"{path}: lora_alpha = {json_shown(alpha)} is out of range (above 0, within float32)")
+    for key in ("use_rslora", "use_dora", "lora_bias"):
         if config.get(key) is not None and not isinstance(config[key], bool):
             raise ConvertError(f"{path}: {key} = {json_shown(config[key])} is not true or false")
     if not isinstance(config.get("peft_type", "LORA"), str):
         raise ConvertError(f"{path}: peft_type is not a string")
-    for key in ("target_modules", "modules_to_save"):  # peft takes a name (a pattern) or a list of names
-        names = config.get(key)
-        if names is not None and not isinstance(names, str) and not (
-                isinstance(names, list) and all(isinstance(n, str) for n in names)):
+    for key in ("target_modules", "modules_to_save", "exclude_modules", "layers_pattern"):
+        names = config.get(key)  # peft takes a name (a pattern) or a list of names
+        if names is not None and not _names(names):
             raise ConvertError(f"{path}: {key} = {json_shown(names)} is not a module name or a list of them")
+    _check_peft_values(path, config)
+
+
+def _check_peft_values(path: Path, config: dict) -> None:
+    """The rest of what peft reads when it loads the adapter for a merge: the right types, no variant of LoRA."""
+    dropout = config.get("lora_dropout")
+    if dropout is not None and not (_number(dropout) and 0 <= dropout <= 1):
+        raise ConvertError(f"{path}: lora_dropout = {json_shown(dropout)} is not a number from 0 to 1")
+    for key, fits in (("rank_pattern", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                      ("alpha_pattern", _number)):
+        pattern = config.get(key)
+        if pattern is not None and not (isinstance(pattern, dict) and all(fits(v) for v in pattern.values())):
+            raise ConvertError(f"{path}: {key} = {json_shown(pattern)} is not an object of module names to numbers")
+    layers = config.get("layers_to_transform")
+    if layers is not None and not (isinstance(layers, int) or (
+            isinstance(layers, list) and all(isinstance(n, int) for n in layers))):
+        raise ConvertError(f"{path}: layers_to_transform = {json_shown(layers)} is not a layer number or a list of "
+                           "them")
+    init = config.get("init_lora_weights", True)
+    if not any(init is safe if isinstance(safe, bool) else init == safe for safe in SAFE_INITS):
+        raise ConvertError(f"{path}: init_lora_weights = {json_shown(init)} is not supported (only true, false, "
+                           "gaussian, eva or orthogonal: the others change the base's weights when the adapter loads)")
+    variant = next((key for key in VARIANT_KEYS if config.get(key) not in (None, False, [], {})), None)
+    if variant is not None:
+        raise ConvertError(f"{path}: {variant} = {json_shown(config[variant])}: a variant of LoRA that cannot be "
+                           "merged or exported")
+
+
+def _check_pairs(cfg_path: Path, config: dict, pairs: list[LoraPair]) -> None:
+    """The config says what the weights are: peft loads the modules it names, at the ranks it gives them."""
+    targets = config.get("target_modules")
+    stray = next((p.module for p in pairs if isinstance(targets, list) and not any(
+        p.module == t or p.module.endswith("." + t) for t in targets)), None)
+    if stray is not None:  # peft would not load these weights: a merge and the GGUF adapter would differ
+        raise ConvertError(f"{cfg_path}: target_modules = {json_shown(targets)} does not name {stray}, which the "
+                           "adapter's weights are for")
+    odd = next((p for p in pairs if p.rank != config["r"]), None)
+    if odd is not None and not config.get("rank_pattern"):  # its scale alpha/r would be wrong, or peft's load fail
+        raise ConvertError(f"{cfg_path}: r = {config['r']}, but {odd.module}'s LoRA weights have rank {odd.rank}")
+    ranks = {p.rank for p in pairs}
+    stray_rank = next((r for r in (config.get("rank_pattern") or {}).values() if r not in ranks), None)
+    if stray_rank is not None:  # peft would build layers of that rank (of 10**30: an overflow inside torch)
+        raise ConvertError(f"{cfg_path}: rank_pattern gives rank {stray_rank}, which no LoRA weight of the adapter "
+                           "has")
 
 
 def open_adapter(folder: Path) -> Adapter:
@@ -94,17 +166,22 @@ def open_adapter(folder: Path) -> Adapter:
         raise ConvertError(f"{folder}: not a folder (expected a LoRA adapter folder)")
     if not cfg_path.is_file():
         raise ConvertError(f"{folder}: no adapter_config.json (not a finished PEFT LoRA adapter)")
+    if cfg_path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConvertError(f"{cfg_path}: larger than {MAX_CONFIG_BYTES >> 20} MiB (not an adapter config)")
     config = read_json_object(cfg_path)
     _check_adapter_config(cfg_path, config)
     if config.get("peft_type", "LORA") != "LORA":
-        raise ConvertError(f"{folder}: a {config.get('peft_type')} adapter; only LoRA adapters are supported")
+        raise ConvertError(f"{folder}: a {json_shown(config.get('peft_type'))} adapter; only LoRA adapters are "
+                           "supported")
     if config.get("use_dora"):
         raise ConvertError(f"{folder}: DoRA adapters are not supported by llama.cpp; use merge instead")
     if config.get("alpha_pattern"):
         raise ConvertError(f"{folder}: per-module alpha (alpha_pattern) cannot be expressed in a GGUF adapter")
     weights = folder / "adapter_model.safetensors"
     if not weights.is_file():
-        raise ConvertError(f"{folder}: no adapter_model.safetensors")
+        pickle = " (adapter_model.bin is a pickle, never loaded: save the adapter as safetensors)" if (
+            folder / "adapter_model.bin").exists() else ""
+        raise ConvertError(f"{folder}: no adapter_model.safetensors{pickle}")
     try:
         entries, _ = read_header(weights)
     except SafetensorsError as exc:
@@ -128,9 +205,7 @@ def open_adapter(folder: Path) -> Adapter:
         pairs.append(LoraPair(module, ab["A"], ab["B"], a.shape[0], a.shape[1], b.shape[0]))
     if not pairs:
         raise ConvertError(f"{folder}: the adapter holds no LoRA weights")
-    odd = next((p for p in pairs if p.rank != config["r"]), None)
-    if odd is not None and not config.get("rank_pattern"):  # its scale alpha/r would be wrong, or peft's load fail
-        raise ConvertError(f"{cfg_path}: r = {config['r']}, but {odd.module}'s LoRA weights have rank {odd.rank}")
+    _check_pairs(cfg_path, config, pairs)
     return Adapter(folder, config, Checkpoint(folder, config, entries), pairs)
 
 
@@ -156,6 +231,23 @@ def _read_f32(ck: Checkpoint, name: str) -> np.ndarray:
     if ck.tensors[name].dtype == "BF16":
         return bf16_to_f32(raw)
     return raw.astype(np.float32, copy=False)
+
+
+def finite_f32(adapter: Adapter, name: str) -> np.ndarray:
+    """A tensor of the adapter as float32, refused when it holds inf or NaN: merged or applied, every output of the
+    model would be NaN."""
+    values = _read_f32(adapter.tensors, name)
+    if not np.isfinite(values).all():
+        raise ConvertError(f"{adapter.folder}: {name} holds values that are not finite (inf or NaN): the adapter is "
+                           "broken (did its training diverge?)")
+    return values
+
+
+def check_finite(adapter: Adapter) -> None:
+    """Every LoRA weight of the adapter finite (each tensor read once, on its own: an adapter is small)."""
+    for pair in adapter.pairs:
+        for name in (pair.a, pair.b):
+            finite_f32(adapter, name)
 
 
 def _permute_heads(arch: Arch, config: dict, module: str) -> int | None:
@@ -195,8 +287,8 @@ def lora_to_gguf(adapter_dir: Path, base_dir: Path, out_path: Path, out_type: st
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, adapter.gguf_alpha())
         writer.add_name(Path(adapter_dir).name)
         for i, (gguf_name, pair) in enumerate(planned):
-            a = _read_f32(adapter.tensors, pair.a)
-            b = _read_f32(adapter.tensors, pair.b)
+            a = finite_f32(adapter, pair.a)
+            b = finite_f32(adapter, pair.b)
             heads = _permute_heads(arch, base.config, pair.module)
             if heads:  # the converter's row interleave for llama.cpp's rope, on lora_b's output rows
                 b = permute_rope(b, heads)

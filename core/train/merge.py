@@ -18,19 +18,23 @@ from pathlib import Path
 
 from tuillm.convert.checkpoint import open_checkpoint
 from tuillm.convert.errors import ConvertError
-from tuillm.convert.lora_to_gguf import Adapter, check_fits, lora_to_gguf, open_adapter
+from tuillm.convert.lora_to_gguf import Adapter, check_finite, check_fits, lora_to_gguf, open_adapter
 from tuillm.convert.output import check_output, describe_os_error, remove_stale, temp_name
 from tuillm.convert.types import CONVERT_DEFAULT, MERGE_DEFAULT, check_type
 from tuillm.core.errors import TuillmError, first_line
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
+from tuillm.core.text import shown
+from tuillm.core.train.checkpoints import base_model_type, training_record
 
 
 def _adapter(adapter_dir: Path) -> Adapter:
     """The adapter read and checked (its config and its tensors' header): before a base is dequantized for it."""
     try:
-        return open_adapter(adapter_dir)
+        adapter = open_adapter(adapter_dir)
+        check_finite(adapter)
     except ConvertError as exc:
         raise TuillmError(str(exc)) from None
+    return adapter
 
 
 def _check(adapter: Adapter, base: Path) -> None:
@@ -38,6 +42,16 @@ def _check(adapter: Adapter, base: Path) -> None:
         check_fits(adapter, open_checkpoint(base))
     except ConvertError as exc:
         raise TuillmError(str(exc)) from None
+    check_trained_on(adapter.folder, base)
+
+
+def check_trained_on(adapter_dir: Path, base: Path) -> None:
+    """An adapter of ours (its training.json names the base's architecture) is refused for a base of another one,
+    even where every layer has the same shape: the result would be neither model."""
+    trained, now = training_record(adapter_dir).get("base_model_type"), base_model_type(base)
+    if isinstance(trained, str) and now is not None and trained != now:
+        raise TuillmError(f"{adapter_dir} was trained on a {shown(trained, 40)} model, and {base} is a {now} model; "
+                          "it was trained on another model")
 
 
 def check_merge_output(out: Path, inputs: list[Path], force: bool) -> None:
@@ -63,6 +77,7 @@ def export_lora(adapter_dir: Path, base: Path, out: Path, out_type: str = CONVER
     check_merge_output(Path(out), [Path(adapter_dir), Path(base)], force)
     _adapter(Path(adapter_dir))  # a bad adapter refused before a GGUF base is dequantized for it
     folder = base_folder(Path(base), emit=emit)
+    check_trained_on(Path(adapter_dir), folder)
 
     def progress(done: int, total: int) -> None:
         emit(Progress("export", done, total, f"{done}/{total} LoRA pairs"))
@@ -128,11 +143,14 @@ def _merge_to_folder(base: Path, adapter_dir: Path, out: Path, out_type: str = M
     if model is None:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=False,
                                                      use_safetensors=True)
-    try:
+    try:  # the adapter's config was checked (open_adapter); what peft still refuses is one line too
         model = PeftModel.from_pretrained(model, str(adapter_dir))
-    except (ValueError, RuntimeError, KeyError) as exc:
+    except (ValueError, RuntimeError, KeyError, TypeError, AttributeError, IndexError, ImportError) as exc:
         raise TuillmError(f"{adapter_dir}: peft cannot load it onto {base} ({first_line(exc)})") from None
     merged = model.merge_and_unload()
+    if not all(bool(torch.isfinite(p).all()) for p in merged.parameters()):  # alpha / r too large for the weights
+        raise TuillmError(f"{adapter_dir}: merged into {base}, some weights are not finite (inf or NaN): the "
+                          "adapter's scale (lora_alpha / r) is too large")
     merged.to(_save_dtype(merged, base, out_type)).save_pretrained(str(out))
 
 
@@ -166,18 +184,13 @@ def qlora_base(base: Path, adapter_dir: Path, emit: Emit = ignore):  # noqa: ANN
     QLoRA merges do (it differs from the trained-against weights by NF4's rounding). None too for any other
     adapter."""
     import importlib.util
-    import json
 
     import torch
 
     from tuillm.core.train.base import load_model
-    from tuillm.core.train.checkpoints import TRAINING_FILE
 
-    try:
-        quant = json.loads((adapter_dir / TRAINING_FILE).read_text(encoding="utf-8")).get("quant", "none")
-    except (OSError, ValueError, AttributeError, RecursionError):
-        return None  # an adapter from elsewhere (or a record that says nothing): no record of a quantized base
-    if quant != "4bit":
+    # An adapter from elsewhere (or a record that says nothing) has no record of a quantized base.
+    if training_record(adapter_dir).get("quant", "none") != "4bit":
         return None
     if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
         emit(Log("the adapter was trained over the base in 4-bit NF4 (QLoRA); without CUDA and bitsandbytes to "
