@@ -26,6 +26,7 @@ from tests.hostile.hangup_terminal import HangupTerminal
 from tests.hostile.test_outputs import run_cli, tree
 from tests.processes import children_running
 from tuillm.convert.errors import ConvertError
+from tuillm.core.errors import TuillmError
 from tuillm.core.paths import state_dir
 from tuillm.tui import cli
 
@@ -259,7 +260,9 @@ def test_a_terminal_that_hangs_up_mid_work_ends_the_command_as_sighup(work: str,
     (ConvertError("x.gguf: a converter error, uncaught"), 1, "x.gguf: a converter error, uncaught"),
     (lambda: os.kill(os.getpid(), signal.SIGTERM), 143, "stopped by SIGTERM"),
     (lambda: os.kill(os.getpid(), signal.SIGHUP), 129, "stopped by SIGHUP"),
-], ids=["sigint", "convert-error", "sigterm", "sighup"])
+    # a file name holding a newline: still one line (a script reading stderr's last line gets the whole error)
+    (TuillmError("data\n.jsonl: no such file"), 1, "data .jsonl: no such file"),
+], ids=["sigint", "convert-error", "sigterm", "sighup", "newline-in-a-name"])
 def test_one_line_and_the_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                     raised: object, code: int, line: str) -> None:
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 from tuillm.convert.errors import ConvertError
 from tuillm.core.errors import TuillmError, crash_report, error_text, first_line
+from tuillm.core.text import safe_line
 from tuillm.tui.cli.signals import Stopped, output_hung_up, stop_signals_as_interrupts
 
 # Order is the order of ``tuillm --help``.
@@ -74,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _say(line: str) -> None:
-    """One line on stderr; a terminal that is gone (SIGHUP, a closed pipe) is no reason for a traceback."""
+    """One line on stderr (a file name holding a newline does not make it two); a terminal that is gone (SIGHUP, a
+    closed pipe) is no reason for a traceback."""
     try:
-        print(f"tuillm: {line}", file=sys.stderr, flush=True)
+        print(f"tuillm: {safe_line(line)}", file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
 
