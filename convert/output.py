@@ -58,6 +58,21 @@ def _places(path: Path) -> list[Path]:
     return places
 
 
+def _through_proc(path: Path) -> bool:
+    """Whether ``path`` is something in /proc or links there (/dev/stdout is /proc/self/fd/1), following at most 40
+    links (a new name in /proc is said by the write: no new file can be made there)."""
+    for _ in range(40):
+        try:
+            if (path.parent.resolve() / path.name).is_relative_to("/proc") and os.path.lexists(path):
+                return True
+            if not path.is_symlink():
+                return False
+            path = path.parent / os.readlink(path)
+        except (OSError, RuntimeError):
+            return False
+    return False
+
+
 def _same(a: Path, b: Path) -> bool:
     try:
         return a == b or (a.exists() and b.exists() and os.path.samefile(a, b))
@@ -87,6 +102,8 @@ def check_output(out: Path, inputs: Iterable[Path], *, force: bool = False) -> N
                 raise ConvertError(f"{out}: output folder holds the input {src}")
     if out.exists() and not (out.is_file() or out.is_dir()):  # --force would put a file in place of /dev/null
         raise ConvertError(f"{out}: not a regular file (a device, pipe or socket); choose another output")
+    if _through_proc(out):  # /dev/stdout to a file: --force renamed the output over the link in /dev
+        raise ConvertError(f"{out}: a stream of this process (/proc), not a file; choose another output")
     if not force and (out.exists() or out.is_symlink()):
         raise ConvertError(f"{out}: already exists; --force replaces it")
 

@@ -375,3 +375,11 @@ def test_train_pane_asks_before_training_over_a_run(tmp_path: Path, holds: str, 
             assert pane.job is None and tree(out) == before
 
     scenario()
+
+
+@pytest.mark.parametrize("out", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+def test_a_stream_of_the_process_is_no_output_even_with_force(out: str) -> None:
+    # Under pytest fd 1 is a file: /dev/stdout passed as one, and the rename at the end would have replaced the
+    # link in /dev (as root) with the GGUF.
+    with pytest.raises(ConvertError, match="a stream of this process"):
+        check_output(Path(out), [], force=True)
