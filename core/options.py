@@ -10,6 +10,7 @@ where it enters.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,8 @@ class Option:
     label: str | None = None  # a form's label; default the name in words
     aliases: tuple[str, ...] = ()  # more CLI flags for it ("--ngl", "-n")
     setting: str | None = None  # its key in the settings file when that differs from the name ("ctx")
+    pattern: str | None = None  # a text option's form (a regular expression the whole text must match) ...
+    pattern_words: str = ""  # ... and that form in words, for its error
 
     # --- describing -------------------------------------------------------------------------------------------
 
@@ -67,7 +70,7 @@ class Option:
         elif self.kind is bool:
             text = "true or false"
         elif self.kind is str:
-            text = "a non-empty text"
+            text = self.pattern_words or "a non-empty text"
         else:
             noun = "a whole number" if self.kind is int else "a number"
             text = noun + self._range_words()
@@ -104,6 +107,8 @@ class Option:
             return value
         if self.kind is str:
             if not isinstance(value, str) or not value.strip():
+                raise OptionError(self.expected())
+            if self.pattern is not None and re.fullmatch(self.pattern, value.strip()) is None:
                 raise OptionError(self.expected())
             return value.strip()
         return self._check_number(value)

@@ -62,7 +62,8 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("log_every", int, 1, "a progress line every N steps (0: none)", lo=0, metavar="STEPS",
            group=_TRAINING),
     Option("targets", str, "default", "LoRA targets: comma-separated module names, all-linear, or default "
-           "(attention and MLP projections)", metavar="NAMES", group=_LORA),
+           "(attention and MLP projections)", metavar="NAMES", group=_LORA,
+           pattern=r"[\s,]*[\w.\-]+[\w.\-\s,]*", pattern_words="module names (comma-separated), all-linear or default"),
     Option("schedule", str, "cosine", "learning-rate schedule after warmup", choices=SCHEDULES, group=_TRAINING),
     Option("device", str, "auto", "auto: CUDA, then MPS, then CPU", choices=DEVICES, group=_TRAINING),
     Option("dtype", str, "auto", "the frozen base's dtype (LoRA weights stay float32); auto: bfloat16 where the "

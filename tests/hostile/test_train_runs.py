@@ -64,10 +64,13 @@ def test_a_folder_of_the_user_s_files_is_not_written_over(tiny: Path, data: Path
 
 @pytest.mark.parametrize(("targets", "expected"), [
     # was "Targets: must be a non-empty text, not ''": the form's words, and not what was typed
-    (",,", "--targets: must name a module, all-linear or default, not ',,'"),
+    (",,", "--targets: must be module names (comma-separated), all-linear or default, not ',,'"),
     # a typo among good names was dropped silently: the adapter had fewer targets than asked
-    ("q_proj,v_porj,\x1b[31m", "no LoRA target module named v_porj, \\x1b[31m; this model's linear layers: down_proj, "
-                               "gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj"),
+    ("q_proj,v_porj,o_porj", "no LoRA target module named v_porj, o_porj; this model's linear layers: down_proj, "
+                             "gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj"),
+    # no module name holds an escape sequence: refused with the flag, shown escaped
+    ("q_proj,\x1b[31m", "--targets: must be module names (comma-separated), all-linear or default, not "
+                        "'q_proj,\\x1b[31m'"),
 ])
 def test_targets_that_name_nothing(tiny: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                    targets: str, expected: str) -> None:

@@ -85,7 +85,6 @@ class _Stop:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuillm.core.errors import TuillmError
     from tuillm.core.events import Cancelled
     from tuillm.core.files import named_path
     from tuillm.core.models.catalog import resolve_model
@@ -93,9 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from tuillm.core.train.pairs import check_data
 
     values = option_values(args, TRAIN_OPTIONS)  # a refused flag first: nothing is read before it
-    targets = parse_targets(values["targets"])
-    if targets == []:  # "," names no module (the form's "Targets: must be a non-empty text" is about an empty field)
-        raise TuillmError(f"--targets: must name a module, all-linear or default, not {values['targets']!r}")
+    targets = parse_targets(values["targets"])  # a text that names no module was refused with its flag
     output = named_path(args.output, "output folder")  # "" would be the current folder
     check_data(args.data, values["method"])  # bad data is reported before the base model is even looked at
     config = TrainConfig(base=str(resolve_model(args.base)), data=list(args.data), output=str(output),

@@ -36,7 +36,7 @@ def test_defaults_are_the_declarations() -> None:
     ({"max_steps": 0}, "Max steps: must be a whole number from 1 to 100000000, not 0"),
     ({"warmup": 1e308}, "Warmup: must be a number from 0 to 100000000, not 1e+308"),
     ({"max_steps": 10**21}, "Max steps: must be a whole number from 1 to 100000000, not 1000000000000000000000"),
-    ({"targets": []}, "Targets: must be a non-empty text, not ''"),
+    ({"targets": []}, "Targets: must be module names (comma-separated), all-linear or default, not ''"),
 ])
 def test_bad_values_are_refused_in_one_line(values: dict, line: str) -> None:
     with pytest.raises(TuillmError) as refused:
