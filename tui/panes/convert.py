@@ -38,10 +38,6 @@ _FORM = ("#convert-catalog", "#convert-source", "#convert-folder", "#convert-typ
          "#convert-report", "#convert-start")
 
 
-def _is_source_file(path: Path) -> bool:
-    return path.suffix.lower() == ".gguf"
-
-
 def _compact(widget: PathInput) -> PathInput:
     widget.compact = True  # one line, no border (PathInput does not take the ``compact`` argument)
     return widget
@@ -96,7 +92,7 @@ class ConvertPane(ConvertSweep, Vertical):
             yield Select[str]([], prompt="a model found in your folders…", id="convert-catalog", compact=True)
         with Horizontal(classes="row"):
             yield Label("Path", classes="name")
-            yield _compact(PathInput(placeholder="HF checkpoint folder or .gguf file", accept=_is_source_file,
+            yield _compact(PathInput(placeholder="HF checkpoint folder or .gguf file", accept=view.is_source_file,
                                      id="convert-source"))
         with Horizontal(classes="row"):
             yield Label("To", classes="name")
@@ -157,7 +153,7 @@ class ConvertPane(ConvertSweep, Vertical):
         if message.generation == self._catalog_generation:
             self._show_sources(view.catalog_options(message.result))
 
-    def _show_sources(self, options: list[tuple[str, str]]) -> None:
+    def _show_sources(self, options: list[view.SourceOption]) -> None:
         self.loading_sources = False
         select = self.query_one("#convert-catalog", Select)
         current = self.query_one("#convert-source", PathInput).value.strip()
@@ -259,6 +255,9 @@ class ConvertPane(ConvertSweep, Vertical):
         outputs = self._planned_outputs()
         if outputs is None or self.source is None:
             return
+        if clash := view.source_clash(self.source.path, outputs):  # asked to replace it, the job would refuse
+            self.notify(clash, title="Convert", severity="warning", markup=False)
+            return
         if problem := self.query_one("#convert-imatrix", ImatrixChoice).problem:
             self.notify(problem, title="Convert", severity="warning", markup=False)
             return
@@ -307,9 +306,9 @@ class ConvertPane(ConvertSweep, Vertical):
         folder = Path(folder_text).expanduser() if folder_text else self.default_folder()
         try:
             folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            self.notify(f"{folder}: cannot create it ({exc.strerror or exc})", title="Convert", severity="error",
-                        markup=False)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in what was pasted
+            why = (exc.strerror if isinstance(exc, OSError) else None) or exc
+            self.notify(f"{folder}: cannot create it ({why})", title="Convert", severity="error", markup=False)
             return None
         return plan_outputs(self.source, view.in_list_order(types), folder)
 
@@ -340,13 +339,14 @@ class ConvertPane(ConvertSweep, Vertical):
 
     def _set_running(self, running: bool) -> None:
         self.running = running
+        cancel = self.query_one("#convert-cancel", Button)
+        lost = self.app.focused is None or self.app.focused is cancel  # read before Textual moves it off Cancel
         for selector in _FORM:
             self.query_one(selector).disabled = running
-        cancel = self.query_one("#convert-cancel", Button)
         cancel.disabled = not running
-        if running:
-            cancel.focus()  # the focus must stay in the pane so that its keys (escape) keep working
-        elif self.app.focused is None or self.app.focused is cancel:
+        if running:  # the focus must stay in the pane so that its keys (escape) keep working; at once: the job
+            self.screen.set_focus(cancel)  # may end in this turn
+        elif lost:
             self.query_one("#convert-types", SelectionList).focus()
         self._update_hint()
         self.refresh_bindings()

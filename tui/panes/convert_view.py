@@ -21,6 +21,25 @@ from tuillm.tui.panes.convert_jobs import Inspection
 NO_SOURCE = "Choose a source: an HF checkpoint converts, a GGUF re-quantizes."
 NO_TICK = "Space ticks a type"
 CANCEL_QUESTION = "Stop the conversion? The file being written is removed; completed files are kept."
+SourceOption = tuple[Text, str]  # the source list's entry: what it shows, the path
+
+
+def is_source_file(path: Path) -> bool:
+    """The files the source field completes to (folders are always offered)."""
+    return path.suffix.lower() == ".gguf"
+
+
+def source_clash(source: Path, outputs: list[tuple[str, Path]]) -> str | None:
+    """Why the job cannot start when an output is the source itself (a GGUF re-quantized to its own type in its
+    own folder, or through a link to it); None when none is."""
+    for out_type, path in outputs:
+        try:
+            same = path.exists() and path.samefile(source)
+        except OSError:
+            same = False
+        if same:
+            return safe_line(f"{path}: the {out_type} output would replace the source; choose another output folder")
+    return None
 
 
 def type_options(sizes: dict[str, int], source_name: str | None, ticked: set[str]) -> list[Selection[str]]:
@@ -55,12 +74,14 @@ def source_info(inspection: Inspection) -> str:
     return f"{what} · {format_params(source.params)} params · {note}"
 
 
-def catalog_options(result: CatalogResult) -> list[tuple[str, str]]:
-    """The source list: every model found, with its kind and size, by path."""
+def catalog_options(result: CatalogResult) -> list[SourceOption]:
+    """The source list: every model found, with its kind and size, by path (a Text: a name like "[bold]x" is a
+    name, not markup)."""
     options = []
     for entry in result.entries:
         kind = "HF checkpoint" if entry.info.format == "hf" else f"{entry.info.file_type} GGUF"
-        options.append((safe_line(f"{entry.name} ({kind}, {format_params(entry.info.params)})"), str(entry.path)))
+        options.append((Text(safe_line(f"{entry.name} ({kind}, {format_params(entry.info.params)})")),
+                        str(entry.path)))
     return options
 
 

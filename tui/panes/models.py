@@ -118,6 +118,7 @@ class ModelsPane(ModelActions, Vertical):
         # app was started with fixed folders).
         self.extra_dirs: list[Path] = []
         self._select_after: Path | None = None  # the row to put the cursor on after the next refresh
+        self._problems_told: set[tuple[str, str]] = set()  # the unreadable files the user was told of
         self._generation = 0
 
     def compose(self) -> ComposeResult:
@@ -212,23 +213,21 @@ class ModelsPane(ModelActions, Vertical):
         event.stop()
         self.loading_catalog = False
         self.query_one("#models-summary", Label).update("Model discovery failed")
-        self.notify(event.error, title="Model discovery failed", severity="error")
+        self.notify(event.error, title="Model discovery failed", severity="error", markup=False)
 
     def _show_problems(self) -> None:
         problems = self.result.problems if self.result else []
         box = self.query_one("#models-problems", Static)
         box.display = bool(problems)
-        if not problems:
-            return
-        # File name and problem first: the folder part is what gets cut off at 80 columns.
+        # File name and problem first: the folder part is what gets cut off at 80 columns. Names are from the disk:
+        # one safe line each (an escape sequence never reaches the terminal, a newline never splits an entry).
         box.update("Could not read:\n" + "\n".join(
-            f"{Path(p.path).name}: {p.problem} (in {Path(p.path).parent})" for p in problems))
-        self.notify(
-            f"{len(problems)} model file{'s' if len(problems) != 1 else ''} could not be read "
-            "(listed below the table)",
-            title="Models",
-            severity="warning",
-        )
+            safe_line(f"{Path(p.path).name}: {p.problem} (in {Path(p.path).parent})") for p in problems))
+        # Told once per file and problem: a refresh (one after each file a conversion writes) finds them again.
+        told, self._problems_told = self._problems_told, {(p.path, p.problem) for p in problems}
+        if self._problems_told - told:
+            self.notify(f"{len(problems)} model file{'s' if len(problems) != 1 else ''} could not be read "
+                        "(listed below the table)", title="Models", severity="warning")
 
     def _show_summary(self) -> None:
         if self.result is None:

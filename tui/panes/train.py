@@ -289,6 +289,9 @@ class TrainPane(TrainJobs):
             self.notify("choose a training dataset (a JSONL file) first", title="Train", severity="warning")
             self.query_one("#train-data", Input).focus()
             return
+        if nul := next((key for key in ("base", "data", "output") if "\x00" in self._path(key)), None):
+            self.notify(f"{nul.title()}: not a path (it holds a NUL character)", title="Train", severity="error")
+            return
         data_path = Path(data).expanduser()
         resume = bool(self.query_one(TrainForm).raw()["resume"])
         out = Path(output).expanduser() if output else self.default_output(data_path, resume)

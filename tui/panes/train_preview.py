@@ -32,6 +32,8 @@ TRAINED_STYLE = "bold green"
 PROMPT_STYLE = "dim"
 CUT_STYLE = "red strike"
 NO_DATA = "Choose a dataset to see its first examples."
+# Characters shown of each example: a one-line 5 MB example took seconds to wrap at every resize, the app frozen.
+EXAMPLE_CHARS = 4000
 
 
 def preview_text(preview: Preview, max_len: int) -> Text:
@@ -48,8 +50,13 @@ def preview_text(preview: Preview, max_len: int) -> Text:
     for i, example in enumerate(preview.examples):
         side = ("chosen, " if i % 2 == 0 else "rejected, ") if pairs else ""
         out.append("\n" + safe_line(side + describe(example, max_len)) + "\n", "italic")
+        left = EXAMPLE_CHARS
         for text, kind in example.pieces:
-            out.append(safe_text(text), styles.get(kind, PROMPT_STYLE))
+            text = safe_text(text)
+            out.append(text[:max(left, 0)], styles.get(kind, PROMPT_STYLE))
+            left -= len(text)
+        if left < 0:
+            out.append(f"… {-left:,} more characters not shown", "italic")
         if not out.plain.endswith("\n"):
             out.append("\n")
     return out
@@ -128,6 +135,9 @@ class PreviewView(VerticalScroll):
         from tuillm.core.train.preview import base_tokenizer, preview
 
         shape = None
+        if nul := next((name for name, text in (("Base", key.base), ("Data", key.data)) if "\x00" in text), None):
+            self.post_message(self.Ready(key, None, f"{nul}: not a path (it holds a NUL character)", None))
+            return  # pasted: os.stat refuses it with a bug's words ("ValueError: embedded null byte")
         try:
             path = resolve_model(key.base or "demo", self._config)
             shape = model_shape(path)

@@ -16,6 +16,7 @@ from rich.text import Text
 from textual import on
 from textual.containers import VerticalScroll
 from textual.notifications import SeverityLevel
+from textual.widget import Widget
 from textual.widgets import Button, Select, Static
 
 from tuillm.core.chat.backend import llama_backend
@@ -46,6 +47,7 @@ class TrainJobs(VerticalScroll):
         self.base_gguf: Path | None = None  # the base as a GGUF, for A/B
         self._ab_pending = False  # a step towards A/B is running: A/B goes on when it succeeds
         self.cancel_question: ConfirmScreen | None = None  # Esc's question (stop the job?), pushed by the pane
+        self._focus_after: Button | None = None  # the button that started the running job
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
@@ -64,13 +66,30 @@ class TrainJobs(VerticalScroll):
             self.cancel_question.dismiss(False)  # the job ended while the user read Esc's question
         if job is not None:
             self.cancel_event = threading.Event()
+        focused = self.app.focused
+        on_button = focused is None or isinstance(focused, Button)  # a button this may disable (Start, Merge…)
         self.query_one("#train-start", Button).disabled = job is not None
-        self.query_one("#train-cancel", Button).disabled = job is None
+        cancel = self.query_one("#train-cancel", Button)
+        cancel.disabled = job is None
         done = self.adapter_dir is not None and job is None
         for name in ("merge", "export", "ab"):
             self.query_one(f"#train-{name}", Button).disabled = not done
         self.query_one("#train-chat", Button).disabled = self.merged_path is None or job is not None
+        self._keep_focus(job, on_button, focused)
         self.refresh_bindings()
+
+    def _keep_focus(self, job: str | None, on_button: bool, before: Widget | None) -> None:
+        """A job started from a button (which it disables): the focus goes to Cancel, or it was lost and the pane's
+        keys (Esc) with it; when the job ends it goes back to that button, else to Start."""
+        if not on_button:
+            return  # typing in a field: the focus stays there
+        if job is not None:
+            if isinstance(before, Button) and before.id != "train-cancel":
+                self._focus_after = before
+            self.screen.set_focus(self.query_one("#train-cancel", Button))  # at once: the job may end in this turn
+        elif before is None or before.id == "train-cancel":  # (Textual moved it already, off the disabled Cancel)
+            back, self._focus_after = self._focus_after, None
+            self.screen.set_focus(back if back is not None and not back.disabled else self.query_one("#train-start"))
 
     def on_job_progress(self, message: JobProgress) -> None:
         message.stop()

@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import ProgressBar, RichLog, Static
 
 from tuillm.core.events import Event, Log, Metric, Progress
-from tuillm.core.text import format_bytes
+from tuillm.core.text import format_bytes, safe_text
 from tuillm.core.train.checkpoints import TrainResult
 from tuillm.core.train.schedule import format_duration
 from tuillm.tui.widgets.loss_plot import LossPlot
@@ -93,11 +93,12 @@ class RunView(Vertical):
         self.query_one(RichLog).clear()
         self.show(text)
 
+    # The core's lines quote file names (the dataset's, the output folder's): never a control sequence on screen.
     def show(self, text: str, style: str = "") -> None:
-        self.query_one("#train-stats", Static).update(Text(text, style=style))
+        self.query_one("#train-stats", Static).update(Text(safe_text(text), style=style))
 
     def log(self, text: str, style: str = "") -> None:
-        self.query_one(RichLog).write(Text(text, style=style))
+        self.query_one(RichLog).write(Text(safe_text(text), style=style))
 
     def failed(self, text: str) -> None:
         self.show(text, "red")

@@ -28,7 +28,7 @@ from tuillm.core.chat.backend import ChatBackend, ChatBackendFactory, llama_back
 from tuillm.core.chat.events import ChatEvent, ModelLoaded, ReplyDone, Token
 from tuillm.core.errors import error_text
 from tuillm.core.llama.options import LoadOptions, Sampling
-from tuillm.core.text import safe_text
+from tuillm.core.text import safe_line, safe_text
 from tuillm.tui import keymap
 from tuillm.tui.panes.chat_stream import DrawPace  # streamed text is drawn at Chat's pace
 
@@ -202,7 +202,7 @@ class ABScreen(ModalScreen[None]):
                     model = self.models[side]
                     with Vertical(classes="ab-side"):
                         title = f"{side.title()} · {model.name}" + (" + LoRA" if model.lora else "")
-                        yield Label(Text(title), classes="ab-side-title")
+                        yield Label(Text(safe_line(title)), classes="ab-side-title")  # names from the disk
                         with VerticalScroll(classes="ab-scroll"):
                             yield Static(Text("loading…", style="dim"), id=f"ab-{side}")
             yield Input(placeholder="Prompt for both models · Enter sends", id="ab-prompt")

@@ -7,6 +7,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label
 
+from tuillm.core.text import safe_text
 from tuillm.tui import keymap
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
 
@@ -21,7 +22,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog small-dialog"):
-            yield Label(self.question, classes="dialog-title", markup=False)
+            # The question often names a file (from the disk, or pasted): no control sequence reaches the terminal.
+            yield Label(safe_text(self.question), classes="dialog-title", markup=False)
             yield Label("y: yes · n or Esc: no")
 
     def action_answer(self, yes: bool) -> None:

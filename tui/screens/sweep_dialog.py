@@ -72,7 +72,7 @@ class SweepDialog(ModalScreen[SweepRequest | None]):
         try:
             request = self.request()
         except TuillmError as exc:
-            self.query_one("#sweep-error", Label).update(str(exc))
+            self.query_one("#sweep-error", Label).update(safe_line(str(exc)))  # it quotes the typed path
             return
         self.dismiss(request)
 

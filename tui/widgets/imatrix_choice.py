@@ -10,6 +10,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, Select
 
+from tuillm.core.files import input_problem
+from tuillm.core.text import safe_line
 from tuillm.tui.widgets.path_input import PathInput
 
 NONE, AUTO, FILE = "none", "auto", "file"
@@ -48,9 +50,18 @@ class ImatrixChoice(Horizontal):
 
     @property
     def problem(self) -> str | None:
-        if self.mode == FILE and not self.query_one("#imatrix-file", PathInput).value.strip():
+        """Checked as Start is pressed, before the job (and its log) begins: what the field names must be a file."""
+        text = self.query_one("#imatrix-file", PathInput).value.strip()
+        if self.mode != FILE:
+            return None
+        if not text:
             return "name the importance matrix file (or choose auto)"
-        return None
+        path = Path(text).expanduser()
+        try:
+            reason = input_problem(path) or (None if path.is_file() else "a folder, not an importance matrix file")
+        except ValueError:  # a NUL in what was pasted
+            reason = "not a path"
+        return safe_line(f"{path}: {reason}") if reason else None
 
     @on(Select.Changed, "#imatrix-mode")
     def _mode_changed(self) -> None:

@@ -30,7 +30,9 @@ def complete_path(value: str, accept: Callable[[Path], bool] | None = None) -> s
             for i, entry in enumerate(entries):
                 if i >= MAX_ENTRIES:
                     break
-                if entry.name.startswith(prefix) and (prefix.startswith(".") or not entry.name.startswith(".")):
+                if not entry.name.startswith(prefix) or (entry.name.startswith(".") and not prefix.startswith(".")):
+                    continue
+                if entry.name.isprintable():  # escape sequences in a name: shown as a suggestion, they would play
                     names.append((entry.name, entry.is_dir()))
     except OSError:
         return None

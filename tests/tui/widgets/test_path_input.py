@@ -2,8 +2,13 @@ from pathlib import Path
 
 from textual.app import App, ComposeResult
 
-from tests.tui.app_helpers import run_async
+from tests.tui.app_helpers import run_async, until
 from tuillm.tui.widgets.path_input import PathInput, complete_path
+
+
+class _OneField(App[None]):
+    def compose(self) -> ComposeResult:
+        yield PathInput()
 
 
 def _tree(tmp_path: Path) -> Path:
@@ -48,11 +53,7 @@ def test_home_stays_as_typed(tmp_path: Path, monkeypatch) -> None:
 async def test_typing_then_right_takes_the_completion(tmp_path: Path) -> None:
     root = _tree(tmp_path)
 
-    class One(App[None]):
-        def compose(self) -> ComposeResult:
-            yield PathInput()
-
-    app = One()
+    app = _OneField()
     async with app.run_test() as pilot:
         field = app.query_one(PathInput)
         field.focus()
@@ -67,3 +68,21 @@ async def test_typing_then_right_takes_the_completion(tmp_path: Path) -> None:
         assert field.path == root / "models" / "a.gguf"
         field.value = "~/x"
         assert field.path == Path.home() / "x"
+
+
+@run_async
+async def test_a_name_with_escape_sequences_is_never_suggested(tmp_path: Path) -> None:
+    """Shown as the dim completion, the name would play its sequences: retitle the terminal, colour the screen."""
+    (tmp_path / "e\x1b]0;pwned\x07\x1b[31mX.jsonl").write_text("{}\n")
+    (tmp_path / "even.jsonl").write_text("{}\n")
+
+    app = _OneField()
+    async with app.run_test() as pilot:
+        field = app.query_one(PathInput)
+        field.focus()
+        await pilot.press(*f"{tmp_path}/e")
+        await until(pilot, lambda: field._suggestion, "the completion")  # the suggester runs in a worker
+        await pilot.press("right")  # takes the completion: the plain name, the other skipped
+        assert field.value == f"{tmp_path}/even.jsonl"
+        shown = "".join(strip.text for strip in field.render_lines(field.region.reset_offset))
+        assert "\x1b" not in shown and "\x07" not in shown

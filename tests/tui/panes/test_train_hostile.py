@@ -1,0 +1,136 @@
+"""The Train pane against a hostile dataset: an example of a few hundred thousand characters is previewed in part
+(all of it, re-wrapped at every resize, froze the app for seconds), and the preview says how much it left out."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button, Label, RichLog, Static
+
+from tests.checkpoints import tiny_random_checkpoint
+from tests.tui.app_helpers import make_app, run_async, until
+from tests.tui.chat_helpers import SIZE, chat_app, record_notifications
+from tests.tui.fake_backend import FakeBackend
+from tuillm.core.events import Log, Progress
+from tuillm.core.train.checkpoints import ADAPTER_CONFIG
+from tuillm.tui.jobs import JobProgress
+from tuillm.tui.panes.train_preview import PreviewView
+from tuillm.tui.screens.ab import ABScreen, Model
+from tuillm.tui.screens.confirm import ConfirmScreen
+
+
+@run_async
+async def test_a_huge_example_is_previewed_in_part(tmp_path: Path) -> None:
+    data = tmp_path / "huge.jsonl"
+    words = "lorem ipsum dolor sit amet " * 8000  # 216,000 characters on one line
+    data.write_text(json.dumps({"text": words}) + "\n" + json.dumps({"text": "short one"}) + "\n")
+    app = make_app([tmp_path])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        app.query_one("#train-base").value = "demo"
+        app.query_one("#train-data").value = str(data)
+        view = app.query_one(PreviewView)
+        await until(pilot, lambda: view.preview is not None or view.error is not None, "the preview")
+        assert view.error is None
+        shown = str(app.query_one("#train-preview", Static).content)
+        assert len(shown) < 20_000
+        told = re.search(r"… ([\d,]+) more characters not shown", shown)
+        # Shown and left out, the whole example (with what the template put after the text).
+        assert told is not None and len(words) <= len(shown) + int(told[1].replace(",", "")) < len(words) + 20_000
+        assert "short one" in shown  # the next example is still there, whole
+
+
+@run_async
+async def test_file_names_in_the_log_and_the_question_play_no_sequences(tmp_path: Path) -> None:
+    hostile = "e\x1b]0;pwned\x07\x1b[31mX"  # renames the terminal, turns the screen red
+    data = tmp_path / f"{hostile}.jsonl"
+    data.write_text(json.dumps({"text": "hello"}) + "\n")
+    out = tmp_path / f"{hostile}-lora"
+    out.mkdir()
+    (out / ADAPTER_CONFIG).write_text("{}")  # a finished adapter there: Start asks before replacing it
+    app = make_app([tmp_path])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        app.query_one("#train-data").value = str(data)
+        app.query_one("#train-output").value = str(out)
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        question = str(app.screen.query_one(".dialog-title", Label).content)
+        assert "holds a trained adapter" in question and "\x1b" not in question and "\x07" not in question
+        await pilot.press("n")
+        # The core's lines quote the names too, as a run reports them.
+        pane = app.query_one("#pane-train")
+        pane.post_message(JobProgress("train", Log(f"{data.name}: 1 examples, text format")))
+        pane.post_message(JobProgress("train", Progress("load", 0, 0, f"reading {data.name}")))
+        await until(pilot, lambda: app.query_one("#train-log", RichLog).lines, "the log line")
+        logged = "".join(strip.text for strip in app.query_one("#train-log", RichLog).lines)
+        stats = str(app.query_one("#train-stats", Static).render())
+        assert "examples" in logged and "reading e" in stats
+        assert "\x1b" not in logged + stats and "\x07" not in logged + stats
+
+
+@run_async
+async def test_ab_titles_name_the_models_without_their_sequences(tmp_path: Path) -> None:
+    hostile = "tuned\x1b]0;pwned\x07\x1b[31m\nX"  # an adapter folder named so: its merged model is named after it
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ABScreen(Model(tmp_path / "base.gguf", "base"), Model(tmp_path / "tuned.gguf", hostile),
+                          backends=FakeBackend)
+        await app.push_screen(screen)
+        await until(pilot, lambda: all(screen.loaded.values()), "both sides loaded")
+        titles = [str(label.content) for label in screen.query(".ab-side-title").results(Label)]
+        assert titles == ["Base · base", "Tuned · tuned X"]
+
+
+@pytest.mark.slow
+@run_async
+async def test_start_from_its_button_keeps_the_keys_working(tmp_path: Path) -> None:
+    """Start disables itself: the focus went nowhere, so Esc (the pane's key) did nothing for the whole run and
+    nothing had the focus after it."""
+    base = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"text": f"example {i}"}) + "\n" for i in range(8)))
+    app = make_app([tmp_path / "models"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        pane = app.query_one("#pane-train")
+        for key, value in (("base", base), ("data", data), ("output", tmp_path / "out"), ("max_steps", 1000),
+                           ("max_len", 16)):
+            app.query_one(f"#train-{key}").value = str(value)
+        start = app.query_one("#train-start", Button)
+        app.screen.set_focus(start)
+        await pilot.press("enter")
+        assert pane.job == "train" and app.focused is app.query_one("#train-cancel", Button)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "Esc's question")
+        await pilot.press("y")
+        await until(pilot, lambda: pane.job is None, "the run to stop")
+        assert app.focused is start
+
+
+@run_async
+async def test_a_pasted_nul_in_a_path_is_named_before_the_run(tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"text": "hello"}) + "\n")
+    app = make_app([tmp_path])
+    seen = record_notifications(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        pane = app.query_one("#pane-train")
+        for key in ("base", "data", "output"):
+            fields = {"base": "demo", "data": str(data), "output": str(tmp_path / "out")}
+            fields[key] = f"{tmp_path}/x\x00y"
+            for name, value in fields.items():
+                app.query_one(f"#train-{name}").value = value
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            told = [text for text in seen if text.startswith("Train: ")]
+            assert pane.job is None and told[-1] == f"Train: {key.title()}: not a path (it holds a NUL character)"
+        # The preview, read as the fields change, says it in the same words.
+        app.query_one("#train-data").value = f"{tmp_path}/x\x00y"
+        view = app.query_one(PreviewView)
+        await until(pilot, lambda: view.error is not None and view.preview is None, "the preview's refusal")
+        assert view.error == "Data: not a path (it holds a NUL character)"
