@@ -116,21 +116,33 @@ def _is_model_gguf(path: Path) -> bool:
     return m is None or m.group(1) == "00001"  # a split model is listed once, by its first part
 
 
-def _walk(root: Path, depth: int = 0) -> Iterator[Path]:
-    """GGUF files and HF folders under ``root``; an HF folder is not descended into."""
+def _walk(root: Path, depth: int = 0, seen: set[tuple[int, int]] | None = None) -> Iterator[Path]:
+    """GGUF files and HF folders under ``root``; an HF folder is not descended into. A folder that cannot be read is
+    skipped (EACCES from a link to /proc/1/cwd failed the whole discovery), and one already listed is not listed
+    again (a link back up, ``loop/up -> ..``, listed every model again under ever longer paths)."""
+    seen = set() if seen is None else seen
     try:
+        st = root.stat()
         children = sorted(root.iterdir())
+        hf = is_hf_folder(root)
     except OSError:
         return
-    if is_hf_folder(root):
+    if (st.st_dev, st.st_ino) in seen:
+        return
+    seen.add((st.st_dev, st.st_ino))
+    if hf:
         yield root
         return
     for child in children:
         if child.name.startswith("."):
             continue
-        if child.is_dir():
+        try:
+            folder = child.is_dir()
+        except OSError:  # Python 3.11's is_dir lets EACCES through
+            continue
+        if folder:
             if depth < MAX_DEPTH:
-                yield from _walk(child, depth + 1)
+                yield from _walk(child, depth + 1, seen)
         elif _is_model_gguf(child):
             yield child
 

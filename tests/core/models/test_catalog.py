@@ -159,6 +159,30 @@ def test_resolve_model(tmp_path: Path, demo_gguf: Path, monkeypatch: pytest.Monk
             resolve_model(empty)
 
 
+def test_a_link_back_up_lists_each_model_once(tmp_path: Path) -> None:
+    (tmp_path / "loop").mkdir()
+    (tmp_path / "loop" / "up").symlink_to("..")  # listed as loop/up/loop/up/loop/up/zeta
+    write_tiny_gguf(tmp_path / "zeta.gguf", name="zeta")  # after "loop": found first through the link before
+    paths = [e.path for e in discover(config=_config(tmp_path), available=16 * GIB).entries if e.source == "folder"]
+    assert paths == [tmp_path / "zeta.gguf"]
+
+
+def test_an_entry_that_cannot_be_looked_at_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A link to /proc/1/cwd answers EACCES to stat (not to root here: simulated), which Python 3.11's is_dir
+    # raises: "Model discovery failed" at every start, the folder being saved in the settings.
+    write_tiny_gguf(tmp_path / "alpha.gguf", name="alpha")
+    (tmp_path / "other").mkdir()
+    is_dir = Path.is_dir
+
+    def refusing(path: Path) -> bool:
+        if path.name == "other":
+            raise PermissionError(13, "Permission denied", str(path))
+        return is_dir(path)
+
+    monkeypatch.setattr(Path, "is_dir", refusing)
+    assert discover(config=_config(tmp_path), available=16 * GIB).find("alpha") is not None
+
+
 def test_unreadable_folder_is_skipped(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
