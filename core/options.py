@@ -146,6 +146,8 @@ class Option:
                 return False
             raise OptionError(self.expected())
         if self.kind in (int, float) and self.choices is None:
+            if not text.isascii():  # int("١٢") is 12: a digit of another script, or a look-alike, is no number typed
+                raise OptionError(self.expected())
             try:
                 number: Any = int(text) if self.kind is int else float(text)
             except ValueError:

@@ -56,7 +56,9 @@ def test_parse_and_format_are_inverse() -> None:
     assert RANK.parse(" 32 ") == 32 and RATE.parse("1e-3") == 1e-3
     assert THREADS.parse("auto") is None and THREADS.parse("AUTO") is None and THREADS.parse("") is None
     assert STEPS.parse("") is None and FLAG.parse("on") is True and FLAG.parse("no") is False
-    for option, text in ((RANK, "x"), (RANK, ""), (RATE, "nan"), (RATE, "0"), (FLAG, "maybe"), (KIND, "z")):
+    # "١٢" (Arabic-Indic), "１２" (full-width): Python's int() reads them as 12; no one typed 12
+    for option, text in ((RANK, "x"), (RANK, ""), (RATE, "nan"), (RATE, "0"), (FLAG, "maybe"), (KIND, "z"),
+                         (RANK, "١٢"), (RANK, "１２"), (RATE, "١.٥")):
         with pytest.raises(OptionError):
             option.parse(text)
     for option, value in ((RANK, 32), (RATE, 0.0002), (THREADS, None), (STEPS, None), (FLAG, True), (KIND, "b")):
