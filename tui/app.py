@@ -100,6 +100,7 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
         self._asking_to_quit = False  # Ctrl+Q's question is on screen
         self._startup_theme = ""  # the theme after the config's was applied (on_mount)
         self._pane_mounts: dict[str, AwaitMount] = {}  # the panes mounted after the first frame (pane())
+        self._quitting = False  # _shutdown began: no more panes are mounted
         _install_dispatch_guard()
 
     def compose(self) -> ComposeResult:
@@ -153,8 +154,7 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
             return
         cause: BaseException = error.error if isinstance(error, WorkerFailed) else error
         self.unexpected_errors.append(cause)
-        now = time.monotonic()
-        self._error_times.append(now)
+        self._error_times.append(now := time.monotonic())
         if len(self._error_times) == STORM_ERRORS and now - self._error_times[0] < STORM_S:
             # Failing over and over (a widget that cannot draw): end; run_app prints the one line, no traceback.
             self.fatal_line = crash_report(cause)
@@ -249,21 +249,24 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
         # After each frame one more pane (Models first: its scan starts early), till all are: the first frame does
         # not wait for the Train pane's hundred widgets, and a key pressed meanwhile waits for one pane at most.
         missing = [spec for spec in PANES if spec.id not in self._pane_mounts and spec is not PANES[0]]
-        if missing and self.screen_stack[0].is_attached:  # not once the app is quitting
+        if missing and not self._quitting and self.screen_stack[0].is_attached:  # neither once the app quits
             self._mounted(missing[0])
             self.call_after_refresh(self._mount_next_pane)
         elif not missing:
             self.call_after_refresh(gc_policy.started)
 
     async def _shutdown(self) -> None:
-        # Panes still mounting (one a frame after the first) finish first: torn down mid-mount, a widget's Mount
-        # handler runs without its children (Textual's Select then fails), which a quit in the first second hit.
-        pending = list(self._pane_mounts.values())
-        if pending:
+        # Panes still mounting finish first (no new one starts now): torn down mid-mount, a widget's Mount handler
+        # runs without its children (Textual's Select, the Convert pane's bar then fail). A pane key pressed while
+        # the first ones finish may start one more: each is awaited, within 5 s in all.
+        self._quitting = True
+        deadline, awaited = time.monotonic() + 5, set()
+        while pending := [mount for pane_id, mount in self._pane_mounts.items() if pane_id not in awaited]:
+            awaited.update(self._pane_mounts)
             try:
-                await asyncio.wait_for(asyncio.gather(*pending), timeout=5)
+                await asyncio.wait_for(asyncio.gather(*pending), timeout=max(deadline - time.monotonic(), 0.01))
             except Exception:  # noqa: BLE001 - quitting goes on whatever the mount did (or after 5 s)
-                pass
+                break
         await super()._shutdown()
         gc_policy.ended()
 

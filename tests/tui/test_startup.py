@@ -5,8 +5,10 @@ user goes to one first. What the first frame holds is checked here; its time is 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
 from textual.widgets import TabbedContent, TabPane
 
 from tests.tui.app_helpers import make_app, panes_ready, run_async
@@ -77,3 +79,28 @@ async def test_the_palette_lists_the_commands_of_panes_not_mounted_yet(tmp_path:
         assert "Train: start" in titles and "Convert: start" in titles and "Refresh models" in titles
         await panes_ready(pilot)
         assert mounted_panes(app) == [spec.id for spec in PANES]
+
+
+@run_async
+async def test_a_quit_while_a_pane_mounts_lets_it_finish_and_starts_no_other(tmp_path: Path, monkeypatch) -> None:
+    """A quit as soon as the Models pane begins to mount (slowly here): the quit waits for it, and the frames drawn
+    meanwhile start no other pane's mount. They did: the Convert pane, torn down mid-mount, ran its Mount handler
+    without its children, and NoMatches for its bar ended the app with a traceback (CI, once)."""
+    from tuillm.tui.panes.models import ModelsPane
+
+    mount = ModelsPane.on_mount
+
+    async def slow_mount(pane: ModelsPane) -> None:
+        await asyncio.sleep(0.5)  # frames are drawn meanwhile
+        mount(pane)
+
+    monkeypatch.setattr(ModelsPane, "on_mount", slow_mount)
+    app = make_app([tmp_path])
+    async with app.run_test(size=SIZE):
+        for _ in range(5000):  # bounded: never hang
+            if app._pane_mounts:
+                break
+            await asyncio.sleep(0.001)
+        assert list(app._pane_mounts) == ["models"]
+    assert list(app._pane_mounts) == ["models"]  # none begun after the quit
+    assert app._exception is None and not app.unexpected_errors
