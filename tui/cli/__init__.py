@@ -19,6 +19,7 @@ from typing import NoReturn
 
 from tuillm.convert.errors import ConvertError
 from tuillm.core.errors import TuillmError, crash_report, error_text, first_line
+from tuillm.core.models.hub.client import set_aside_bad_endpoint
 from tuillm.core.text import safe_line
 from tuillm.tui.cli.signals import Stopped, output_hung_up, stop_signals_as_interrupts
 
@@ -85,6 +86,7 @@ def _say(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    set_aside_bad_endpoint()  # before anything imports huggingface_hub, which fails on a bad one
     if not argv:  # the app: the subcommands' parser (their option declarations import the catalog) is not needed
         return _guarded(_open_app)
     args = build_parser().parse_args(argv)

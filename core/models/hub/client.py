@@ -71,7 +71,25 @@ def check_endpoint(value: str) -> str:
 
 
 def endpoint() -> str:
-    return check_endpoint(os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT)
+    return check_endpoint(os.environ.get("HF_ENDPOINT") or _set_aside or DEFAULT_ENDPOINT)
+
+
+_set_aside: str | None = None  # a bad HF_ENDPOINT taken out of the environment (set_aside_bad_endpoint)
+
+
+def set_aside_bad_endpoint() -> None:
+    """Importing huggingface_hub, and with it transformers, fails on an HF_ENDPOINT it cannot parse (``http://[``):
+    train, convert and merge, which never ask the Hub, ended in a crash report. A value ``check_endpoint`` refuses
+    is taken out of the environment before anything imports them, and kept where ``endpoint`` still finds it, so
+    pull and search refuse it in one line as before. Called once, as a front end starts."""
+    global _set_aside
+    value = os.environ.get("HF_ENDPOINT")
+    if not value:
+        return
+    try:
+        check_endpoint(value)
+    except HubError:
+        _set_aside = os.environ.pop("HF_ENDPOINT")
 
 
 def offline() -> bool:

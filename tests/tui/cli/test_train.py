@@ -94,6 +94,19 @@ def test_merge_and_export_to_an_unwritable_folder_are_refused_before_the_base_de
     assert not (isolated_home / ".cache" / "tuillm" / "dequantized").exists()
 
 
+def test_a_bad_hf_endpoint_does_not_stop_a_run_that_never_asks_the_hub(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub's import (transformers') fails on an HF_ENDPOINT it cannot parse: training a local folder
+    ended in a crash report naming a ValueError. pull and search still refuse it (tests/tui/cli/test_pull.py)."""
+    base = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    monkeypatch.setenv("HF_ENDPOINT", "http://[")  # for the command only (this process imported the library)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "hello"}\n{"text": "world"}\n')
+    out = tuillm("train", str(base), "--data", str(data), "-o", str(tmp_path / "out"), "--max-steps", "1", "-q")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "out" / "adapter_config.json").is_file()
+
+
 def test_quant_4bit_without_cuda_is_one_line(tmp_path: Path, isolated_home: Path) -> None:
     """QLoRA on a machine without CUDA: one line and exit 1 before anything is loaded or written: a GGUF base
     (the demo, this test's cache empty) is not dequantized first."""
