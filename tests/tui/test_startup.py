@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 from textual.widgets import TabbedContent, TabPane
 
 from tests.tui.app_helpers import make_app, panes_ready, run_async
