@@ -25,11 +25,19 @@ def size_text(n: int) -> str:
     return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n / 1024:g} KiB" if n >= 1024 else f"{n} bytes"
 
 
+# A NUL cannot be in a path (a flag cannot hold one, a pasted field or a settings string can): os.stat and open
+# refuse it with a ValueError ("embedded null byte"), a bug's words; these functions say it instead.
+NUL_PATH = "not a path (it holds a NUL character)"
+
+
 def named_path(text: str, what: str) -> Path:
     """``text`` as a path, ``~`` expanded; an empty one (a script's unset variable, which as a path would be the
-    current folder) is refused in one line naming ``what``: ``no adapter folder named (an empty path)``."""
+    current folder) is refused in one line naming ``what``: ``no adapter folder named (an empty path)``, as is one
+    holding a NUL."""
     if not text.strip():
         raise TuillmError(f"no {what} named (an empty path)")
+    if "\x00" in text:
+        raise TuillmError(f"{what}: {NUL_PATH}")
     return Path(text).expanduser()
 
 
@@ -38,6 +46,8 @@ def read_bounded(path: str | Path, max_bytes: int, *, shown: str, limit_of: str)
     naming the file as ``shown`` otherwise (``limit_of``: what the limit is for, e.g. "an attachment")."""
     if not str(path).strip():  # "" (a script's unset variable): as a Path it would be the current folder
         raise FileRefused("no file named (an empty path)")
+    if "\x00" in str(path):
+        raise FileRefused(f"{shown}: {NUL_PATH}")
     try:
         fd = os.open(Path(path).expanduser(), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -92,6 +102,8 @@ NO_SUCH_INPUT = "no such file or folder"
 def input_problem(path: Path) -> str | None:
     """Why ``path`` is not a model input (a file or a folder), in a few words; None when it is one. A FIFO or
     device exists but is not one, and a loop of links is not 'no such file'."""
+    if "\x00" in str(path):
+        return NUL_PATH
     try:
         info = os.stat(path)
     except OSError as exc:
