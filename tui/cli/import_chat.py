@@ -29,5 +29,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"id": chat.id, "title": chat.title, "messages": count}, ensure_ascii=True))
     else:
-        print(f"imported chat {chat.id}: {safe_line(chat.title)} ({count} messages)")
+        print(f"imported chat {chat.id}: {safe_line(chat.title)} ({count} message{'' if count == 1 else 's'})")
     return 0

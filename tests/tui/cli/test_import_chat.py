@@ -47,6 +47,13 @@ def test_an_openai_list_with_json_output(tmp_path: Path) -> None:
                                                   {"role": "assistant", "content": "Hello!"}]
 
 
+def test_one_message_is_counted_in_the_singular(tmp_path: Path) -> None:
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps([{"role": "user", "content": "Alone"}]), encoding="utf-8")
+    proc = tuillm("import-chat", str(path))
+    assert proc.returncode == 0 and proc.stdout.endswith(": Alone (1 message)\n"), proc.stdout + proc.stderr
+
+
 def test_a_bad_file_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps([{"role": "user", "content": "ok"}, {"role": "function", "content": "{}"}]),
