@@ -30,7 +30,7 @@ from tuillm.core.train.data import (
     to_messages,
 )
 from tuillm.core.train.jsonl import DatasetError, keys_note, lines_note, read_objects
-from tuillm.core.train.preview import BaseTokenizer, Preview, PreviewExample, shown_pieces
+from tuillm.core.train.preview import BaseTokenizer, PrefixTokenizer, Preview
 
 PAIR_FORMATS = ("pairs", "chat pairs")
 
@@ -226,10 +226,11 @@ def preview_pairs(dataset: PairDataset, tokenizer: BaseTokenizer, *, n: int = 2,
     side, rendered and cut as training does (the answer's tokens marked as trained)."""
     out = Preview(dataset.path, dataset.format, len(dataset.records),
                   tokenizer.template.name if tokenizer.template is not None else "none")
+    bounded = PrefixTokenizer(tokenizer, max_len)  # only what is shown is tokenized (a 5 MB answer froze the app)
     for line, _, prompt, answer in pair_sides(dataset.records[:n]):
-        done = tokenize_side(prompt, answer, tokenizer.template, tokenizer.tokenize, max_len)
-        out.examples.append(PreviewExample(line, shown_pieces(done, tokenizer.prefix_chars), done.length,
-                                           done.example.trained_tokens, done.dropped))
+        bounded.clipped = False
+        done = tokenize_side(prompt, answer, tokenizer.template, bounded.tokenize, max_len)
+        out.examples.append(bounded.example(line, done))
     return out
 
 

@@ -6,6 +6,10 @@ training job) and needs no torch: an HF folder's ``tokenizer.json`` is read with
 template with core.models.metadata; a GGUF's template and tokenizer come from llama.cpp (core.llama.tokenizer:
 vocabulary only, no weights). Counts are those of the engine for an HF base; for a GGUF base (trained through its
 dequantized HF copy) they may differ by a token.
+
+Only what is shown is tokenized: a text is tokenized as a prefix long enough for ``max_len`` tokens and a margin
+(``PrefixTokenizer``), so a 5 MB example costs what a short one does (the Rust tokenizer holds the GIL: a whole 5 MB
+example froze the app for seconds). The count of such an example is then "more than max_len", not a number.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from tuillm.core.errors import ModelFileError
 from tuillm.core.train.data import Dataset, TextEnds, Tokenized, load_dataset, tokenize_record
 
 PROMPT, TRAINED, CUT = "prompt", "trained", "cut"  # a piece: no loss / carries loss / beyond max_len (dropped)
+# Tokens of a prefix beyond those kept: its last tokens may merge otherwise once the text goes on (a word or a
+# special token cut in two), so they must fall past the cut.
+PREFIX_MARGIN = 16
+FIRST_CHARS_PER_TOKEN = 8  # the first prefix tried; most text needs about 4 (the prefix doubles until enough)
 
 
 @dataclass
@@ -41,6 +49,7 @@ class PreviewExample:
     tokens: int
     trained_tokens: int  # after the cut
     dropped: bool = False  # nothing to learn left after the cut: training skips it
+    exact: bool = True  # False: only a prefix was tokenized, ``tokens`` is a lower bound (past max_len)
 
     @property
     def cut(self) -> bool:
@@ -130,6 +139,40 @@ def base_tokenizer(base: Path) -> BaseTokenizer:
     return gguf_tokenizer(base)
 
 
+class PrefixTokenizer:
+    """``tokenize`` and ``prefix_chars`` of a base bounded to what a preview cut at ``max_len`` shows: each text is
+    tokenized as its shortest doubled prefix (from ``FIRST_CHARS_PER_TOKEN`` characters a token) that gives
+    ``max_len + PREFIX_MARGIN`` tokens, or whole when shorter. Those kept (at most ``max_len``) are the whole text's.
+    ``clipped``: a text was tokenized in part since it was last set False."""
+
+    def __init__(self, tokenizer: BaseTokenizer, max_len: int) -> None:
+        self._base = tokenizer
+        self.need = max(max_len, 0) + PREFIX_MARGIN
+        self.clipped = False
+
+    def _head(self, text: str) -> tuple[str, list[int]]:
+        size = FIRST_CHARS_PER_TOKEN * self.need
+        while size < len(text):
+            ids = self._base.tokenize(text[:size])
+            if len(ids) >= self.need:
+                return text[:size], ids
+            size *= 2
+        return text, self._base.tokenize(text)
+
+    def tokenize(self, text: str) -> list[int]:
+        head, ids = self._head(text)
+        self.clipped |= len(head) < len(text)
+        return ids
+
+    def prefix_chars(self, text: str, n: int) -> int:
+        return self._base.prefix_chars(self._head(text)[0], n)
+
+    def example(self, line: int, done: Tokenized) -> PreviewExample:
+        """``done`` (tokenized with ``self.tokenize`` since ``clipped`` was set False) as the preview shows it."""
+        return PreviewExample(line, shown_pieces(done, self.prefix_chars), done.length,
+                              done.example.trained_tokens, done.dropped, exact=not self.clipped)
+
+
 def shown_pieces(done: Tokenized, prefix_chars: Callable[[str, int], int]) -> list[tuple[str, str]]:
     """The pieces as (text, kind), a piece the cut falls in split where its kept tokens end."""
     shown: list[tuple[str, str]] = []
@@ -153,17 +196,19 @@ def preview(data: str | Path | Dataset, tokenizer: BaseTokenizer, *, n: int = 3,
     template = tokenizer.template
     out = Preview(dataset.path, dataset.format, len(dataset.records),
                   template.name if template is not None else "none")
+    bounded = PrefixTokenizer(tokenizer, max_len)
     for record in dataset.records[:n]:
-        done = tokenize_record(record.messages, template, tokenizer.tokenize, max_len,
+        bounded.clipped = False
+        done = tokenize_record(record.messages, template, bounded.tokenize, max_len,
                                assistant_only=assistant_only, ends=tokenizer.ends)
-        out.examples.append(PreviewExample(record.line, shown_pieces(done, tokenizer.prefix_chars), done.length,
-                                           done.example.trained_tokens, done.dropped))
+        out.examples.append(bounded.example(record.line, done))
     return out
 
 
 def describe(example: PreviewExample, max_len: int) -> str:
     """One line about an example: its tokens, what carries loss, the cut."""
-    text = f"line {example.line}: {example.tokens} tokens, {example.trained_tokens} trained"
+    count = f"{example.tokens}" if example.exact else f"more than {max_len}"
+    text = f"line {example.line}: {count} tokens, {example.trained_tokens} trained"
     if example.cut:
         text += f"; cut at {max_len}"
     if example.dropped:

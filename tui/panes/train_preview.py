@@ -52,8 +52,8 @@ def preview_text(preview: Preview, max_len: int) -> Text:
         out.append("\n" + safe_line(side + describe(example, max_len)) + "\n", "italic")
         left = EXAMPLE_CHARS
         for text, kind in example.pieces:
-            text = safe_text(text)
-            out.append(text[:max(left, 0)], styles.get(kind, PROMPT_STYLE))
+            # Cut before cleaning: this runs on the event loop, and a piece may be megabytes long.
+            out.append(safe_text(text[:max(left, 0)]), styles.get(kind, PROMPT_STYLE))
             left -= len(text)
         if left < 0:
             out.append(f"… {-left:,} more characters not shown", "italic")

@@ -10,8 +10,19 @@ import pytest
 
 from tests.checkpoints import demo_hf_checkpoint
 from tests.core.train_facts import write_fact_dataset
-from tuillm.core.train.data import DatasetError, load_dataset
-from tuillm.core.train.preview import CUT, PROMPT, TRAINED, base_tokenizer, describe, preview
+from tuillm.core.train.data import DatasetError, load_dataset, tokenize_record
+from tuillm.core.train.preview import (
+    CUT,
+    FIRST_CHARS_PER_TOKEN,
+    PREFIX_MARGIN,
+    PROMPT,
+    TRAINED,
+    BaseTokenizer,
+    base_tokenizer,
+    describe,
+    preview,
+    shown_pieces,
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +96,56 @@ def test_gguf_base_and_dataset_errors(demo_gguf: Path, tmp_path: Path, hf_tok) -
         preview(bad, hf_tok)
     # A dataset already read is taken as it is.
     assert preview(load_dataset(data), hf_tok, n=1).examples[0].pieces == from_hf.examples[0].pieces
+
+
+def _recording(tokenizer: BaseTokenizer) -> tuple[BaseTokenizer, list[int]]:
+    """``tokenizer`` with the length of every text its tokenize and prefix_chars are given recorded."""
+    sizes: list[int] = []
+
+    def tokenize(text: str) -> list[int]:
+        sizes.append(len(text))
+        return tokenizer.tokenize(text)
+
+    def prefix_chars(text: str, n: int) -> int:
+        sizes.append(len(text))
+        return tokenizer.prefix_chars(text, n)
+
+    return BaseTokenizer(tokenizer.template, tokenize, prefix_chars, tokenizer.ends), sizes
+
+
+def test_a_huge_example_is_tokenized_only_as_far_as_it_is_shown(hf_tok, tmp_path: Path) -> None:
+    """A 5 MB example froze the app: the Rust tokenizer holds the GIL for the whole text. Only a prefix that gives
+    max_len tokens and a margin is tokenized; the pieces shown are those of the whole text, its count a bound."""
+    words = "lorem ipsum dolor sit amet " * 20_000  # 540,000 characters
+    data = tmp_path / "huge.jsonl"
+    texts = [{"text": words}, {"text": "short one"}]
+    chats = [{"messages": [{"role": "user", "content": "Say it."}, {"role": "assistant", "content": words}]},
+             {"messages": [{"role": "user", "content": words}, {"role": "assistant", "content": "No."}]}]
+    for rows in (texts, chats):
+        data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tokenizer, sizes = _recording(hf_tok)
+        shown = preview(data, tokenizer, n=3, max_len=64)
+        assert max(sizes) <= 2 * FIRST_CHARS_PER_TOKEN * (64 + PREFIX_MARGIN)
+        for example, record in zip(shown.examples, load_dataset(data).records, strict=True):
+            if len(record.messages[0]["content"]) + len(record.messages[-1]["content"]) < 100:
+                continue
+            whole = tokenize_record(record.messages, hf_tok.template, hf_tok.tokenize, 64, ends=hf_tok.ends)
+            assert example.pieces == shown_pieces(whole, hf_tok.prefix_chars)  # cut where training cuts
+            assert (example.trained_tokens, example.dropped) == (whole.example.trained_tokens, whole.dropped)
+            assert example.cut and not example.exact and 64 < example.tokens < whole.length
+            assert describe(example, 64).startswith(f"line {record.line}: more than 64 tokens, ")
+    data.write_text(json.dumps(texts[1]) + "\n")
+    short = preview(data, hf_tok, max_len=64).examples[0]
+    assert short.exact and describe(short, 64) == f"line 1: {short.tokens} tokens, {short.trained_tokens} trained"
+
+
+def test_a_huge_answer_of_a_pair_is_tokenized_only_as_far_as_it_is_shown(hf_tok, tmp_path: Path) -> None:
+    from tuillm.core.train.pairs import load_pairs, preview_pairs
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"prompt": "Sky?", "chosen": "Blue.", "rejected": "no " * 200_000}) + "\n")
+    tokenizer, sizes = _recording(hf_tok)
+    chosen, rejected = preview_pairs(load_pairs(data), tokenizer, n=1, max_len=64).examples
+    assert max(sizes) <= 2 * FIRST_CHARS_PER_TOKEN * (64 + PREFIX_MARGIN)
+    assert chosen.exact and not chosen.cut
+    assert not rejected.exact and rejected.cut and "more than 64 tokens" in describe(rejected, 64)

@@ -15,16 +15,22 @@ from tests.tui.app_helpers import make_app, run_async, until
 from tests.tui.chat_helpers import SIZE, chat_app, record_notifications
 from tests.tui.fake_backend import FakeBackend
 from tuillm.core.events import Log, Progress
+from tuillm.core.text import safe_text
+from tuillm.core.train import jsonl
 from tuillm.core.train.checkpoints import ADAPTER_CONFIG
+from tuillm.core.train.preview import CUT, PROMPT, TRAINED, Preview, PreviewExample
 from tuillm.tui.jobs import JobProgress
+from tuillm.tui.panes import train_preview
 from tuillm.tui.panes.base import PANES
-from tuillm.tui.panes.train_preview import PreviewView
+from tuillm.tui.panes.train_preview import EXAMPLE_CHARS, PreviewView, preview_text
 from tuillm.tui.screens.ab import ABScreen, Model
 from tuillm.tui.screens.confirm import ConfirmScreen
 
 
 @run_async
-async def test_a_huge_example_is_previewed_in_part(tmp_path: Path) -> None:
+async def test_a_huge_example_is_previewed_in_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[Path] = []
+    monkeypatch.setattr(jsonl, "_open", lambda path, _open=jsonl._open: opened.append(path) or _open(path))
     data = tmp_path / "huge.jsonl"
     words = "lorem ipsum dolor sit amet " * 8000  # 216,000 characters on one line
     data.write_text(json.dumps({"text": words}) + "\n" + json.dumps({"text": "short one"}) + "\n")
@@ -42,6 +48,22 @@ async def test_a_huge_example_is_previewed_in_part(tmp_path: Path) -> None:
         # Shown and left out, the whole example (with what the template put after the text).
         assert told is not None and len(words) <= len(shown) + int(told[1].replace(",", "")) < len(words) + 20_000
         assert "short one" in shown  # the next example is still there, whole
+        # Tokenized only as far as it is shown (the whole of it froze the app): its count is a bound, not a guess.
+        assert "line 1: more than 512 tokens, 512 trained; cut at 512" in shown
+        assert opened == [data]  # one read of the file for the count, the checks and the examples
+
+
+def test_preview_text_cleans_only_what_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It runs on the event loop: cleaning a whole 5 MB piece of control characters to show 4,000 of them stalled
+    the app."""
+    cleaned: list[int] = []
+    monkeypatch.setattr(train_preview, "safe_text", lambda text: cleaned.append(len(text)) or safe_text(text))
+    huge = "a\x1b[31mb " * 100_000
+    example = PreviewExample(1, [("Say it.", PROMPT), (huge, TRAINED), (huge, CUT)], 600_000, 512, exact=False)
+    text = preview_text(Preview(Path("d.jsonl"), "messages", 1, "model", [example]), 512).plain
+    assert max(cleaned) <= EXAMPLE_CHARS and "\x1b" not in text
+    told = re.search(r"… ([\d,]+) more characters not shown", text)
+    assert told is not None and int(told[1].replace(",", "")) == 2 * len(huge) + len("Say it.") - EXAMPLE_CHARS
 
 
 @run_async
