@@ -1,13 +1,14 @@
 """What a quality sweep (``tuillm quants``, the Convert pane's "Quality sweep") takes: declared once, checked once.
 
 ``SWEEP_OPTIONS`` builds the CLI's flags and the pane's form; ``sweep_request`` turns their values (typed by
-``Option.parse``) into a ``SweepRequest``, refusing a bad one in one line before anything is written. Plain data
-and the type registry only: ``tuillm quants --help`` stays instant.
+``Option.parse``) into a ``SweepRequest``, refusing a bad one in one line before anything is written. A refusal names
+the option as the front end shows it: its flag for the CLI (``flag_name``), its label in the form (``field_name``).
+Plain data and the type registry only: ``tuillm quants --help`` stays instant.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from tuillm.core.llama.options import LOAD_OPTIONS
 from tuillm.core.options import Option, OptionError, option_map
 
 __all__ = ["DEFAULT_TYPES", "IMATRIX_AUTO", "IMATRIX_NONE", "KEEP_ALL", "KEEP_BEST", "KEEP_NONE", "SWEEP_OPTIONS",
-           "SweepRequest", "check_types", "kept_types", "sweep_request"]
+           "SweepRequest", "check_types", "field_name", "flag_name", "kept_types", "sweep_request"]
 
 # The usual ladder, best first; a type this build's registry lacks (iq4_xs before the IQ types land) is left out.
 WANTED_TYPES = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "iq4_xs", "q3_k_m", "q2_k")
@@ -39,7 +40,7 @@ SWEEP_OPTIONS: tuple[Option, ...] = (
     Option("imatrix", str, None, "importance matrix: auto (computed on the calibration text), a file, or none "
            "(default: auto where llama.cpp's tools are built, else none)", optional=True, metavar="auto|FILE|none",
            group="sweep", label="Importance matrix"),
-    Option("calibration", str, None, "calibration text for --imatrix auto (default: the built-in one)",
+    Option("calibration", str, None, "the text an auto importance matrix is computed on (default: the built-in one)",
            optional=True, metavar="FILE", group="sweep", label="Calibration text"),
     Option("output_dir", str, None, "folder of the kept files (default: beside the source; the first models "
            "folder for the demo or a model another app keeps)", optional=True, metavar="DIR", group="sweep",
@@ -49,6 +50,17 @@ SWEEP_OPTIONS: tuple[Option, ...] = (
     replace(_LOAD["n_threads"], group="sweep",
             help="CPU threads for converting and for the speed test, the same for every type (auto: the chat's)"),
 )
+_BY_NAME = option_map(SWEEP_OPTIONS)
+
+
+def flag_name(name: str) -> str:
+    """An option as the CLI names it in a refusal: its flag (``--types``)."""
+    return _BY_NAME[name].cli_flag
+
+
+def field_name(name: str) -> str:
+    """An option as a form names it in a refusal: its label (``Types``)."""
+    return _BY_NAME[name].title
 
 
 @dataclass(frozen=True)
@@ -89,7 +101,7 @@ def _existing_file(text: str, where: str) -> Path:
     return path
 
 
-def default_output_dir(src: Path, models_folder: Path | None) -> Path:
+def default_output_dir(src: Path, models_folder: Path | None, where: str = "--output-dir") -> Path:
     """Beside the source, unless another app keeps that folder (the demo's package, the HF cache, Ollama, LM
     Studio): then the first models folder. A GGUF written beside the demo became the demo (the package's first)."""
     from tuillm.core.models.catalog import kept_by
@@ -98,21 +110,23 @@ def default_output_dir(src: Path, models_folder: Path | None) -> Path:
     if keeper is None:
         return src.absolute().parent
     if models_folder is None:
-        raise OptionError(f"--output-dir: {src.name} is kept by {keeper} and no models folder is set; name a folder "
+        raise OptionError(f"{where}: {src.name} is kept by {keeper} and no models folder is set; name a folder "
                           "for the quantized files")
     return models_folder
 
 
-def sweep_request(source: str | Path, values: Mapping[str, Any], models_folder: Path | None = None) -> SweepRequest:
-    """The request from the options' values (already parsed by their declarations); one-line errors.
-    ``models_folder``: where the files go when no folder is given and another app keeps the source's."""
+def sweep_request(source: str | Path, values: Mapping[str, Any], models_folder: Path | None = None, *,
+                  name_of: Callable[[str], str] = flag_name) -> SweepRequest:
+    """The request from the options' values (already parsed by their declarations); one-line errors, each naming
+    its option by ``name_of`` (``flag_name``, ``field_name``). ``models_folder``: where the files go when no folder
+    is given and another app keeps the source's."""
     src = Path(source).expanduser()
     problem = input_problem(src)
     if problem:
         raise TuillmError(f"{src}: {problem}")
     if not src.is_dir() and src.suffix.lower() != ".gguf":
         raise TuillmError(f"{src}: not a GGUF file or an HF checkpoint folder")
-    types = check_types(values.get("types") or ",".join(DEFAULT_TYPES))
+    types = check_types(values.get("types") or ",".join(DEFAULT_TYPES), name_of("types"))
     keep = (values.get("keep") or KEEP_BEST).strip().lower()
     if keep not in (KEEP_BEST, KEEP_ALL, KEEP_NONE):
         try:
@@ -120,23 +134,25 @@ def sweep_request(source: str | Path, values: Mapping[str, Any], models_folder: 
         except ConvertError:
             keep = ""
         if keep not in types:
-            raise OptionError(f"--keep: must be best, all, none or one of the types ({', '.join(types)}), "
+            raise OptionError(f"{name_of('keep')}: must be best, all, none or one of the types ({', '.join(types)}), "
                               f"not {values.get('keep')!r}")
     asked = bool(values.get("imatrix")) or values.get("calibration") is not None
     imatrix_text = (values.get("imatrix") or IMATRIX_AUTO).strip()
     imatrix: str | Path | None = {IMATRIX_AUTO: IMATRIX_AUTO, IMATRIX_NONE: None}.get(imatrix_text.lower(), "")
     if imatrix == "":
-        imatrix = _existing_file(imatrix_text, "--imatrix")
+        imatrix = _existing_file(imatrix_text, name_of("imatrix"))
     calibration = values.get("calibration")
     if calibration is not None and imatrix != IMATRIX_AUTO:
-        raise OptionError("--calibration: only with --imatrix auto (it is the text the matrix is computed on)")
+        raise OptionError(f"{name_of('calibration')}: only with {name_of('imatrix')} set to auto (it is the text the "
+                          "matrix is computed on)")
     out_text = values.get("output_dir")
-    output_dir = Path(out_text).expanduser() if out_text else default_output_dir(src, models_folder)
+    output_dir = Path(out_text).expanduser() if out_text else default_output_dir(src, models_folder,
+                                                                                 name_of("output_dir"))
     if output_dir.exists() and not output_dir.is_dir():
-        raise TuillmError(f"--output-dir: {output_dir} is not a folder")
+        raise TuillmError(f"{name_of('output_dir')}: {output_dir} is not a folder")
     return SweepRequest(src, types, output_dir, keep=keep, n_ctx=values.get("n_ctx"), imatrix=imatrix,
                         imatrix_asked=asked, threads=values.get("n_threads"),
-                        calibration=_existing_file(calibration, "--calibration") if calibration else None)
+                        calibration=_existing_file(calibration, name_of("calibration")) if calibration else None)
 
 
 def kept_types(keep: str, types: tuple[str, ...], recommended: str | None) -> tuple[str, ...]:

@@ -125,7 +125,7 @@ class ConvertPane(ConvertSweep, Vertical):
             self.query_one("#convert-catalog", Select).focus()
 
     def work_in_progress(self) -> list[str]:
-        return ["a conversion (the file being written is removed)"] if self.running else []
+        return [view.stop_words(self.sweeping, jobs.in_report(self.last_progress))[1]] if self.running else []
 
     def commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Convert: start", "Write the ticked output types", self.action_start)
@@ -214,10 +214,8 @@ class ConvertPane(ConvertSweep, Vertical):
 
     @on(SelectionList.SelectedChanged, "#convert-types")
     def _update_hint(self) -> None:
-        if self.running:
-            text = "Cancel keeps completed files"
-        else:
-            text = view.hint(list(self.query_one("#convert-types", SelectionList).selected), self.sizes)
+        ticked = list(self.query_one("#convert-types", SelectionList).selected)
+        text = view.running_hint(self.sweeping) if self.running else view.hint(ticked, self.sizes)
         self.query_one("#convert-hint", Label).update(text)
 
     def _set_info(self, text: str) -> None:
@@ -283,7 +281,7 @@ class ConvertPane(ConvertSweep, Vertical):
         for _, path in outputs:
             if path.exists():
                 self._log(f"replacing {path.name}")
-        self.last_written = []
+        self.last_written, self.last_progress = [], None  # a cancel before the job's first event is in no report
         self._cancel = threading.Event()
         self._set_running(True)
         self.query_one("#convert-bar", ProgressBar).update(total=None, progress=0)
@@ -327,9 +325,9 @@ class ConvertPane(ConvertSweep, Vertical):
         self.query_one("#convert-log", RichLog).write(line)
 
     def action_cancel(self) -> None:
-        # Esc never destroys work unasked: stopping loses the file being written.
+        # Esc never destroys work unasked: stopping loses the file being written (the report, a sweep's files).
         if self.running and not self._cancel.is_set():
-            self._question = ConfirmScreen(view.CANCEL_QUESTION)
+            self._question = ConfirmScreen(view.stop_words(self.sweeping, jobs.in_report(self.last_progress))[0])
             self.app.push_screen(self._question, self._cancel_answered)
 
     def _cancel_answered(self, yes: bool | None) -> None:
@@ -338,7 +336,7 @@ class ConvertPane(ConvertSweep, Vertical):
             self.query_one("#convert-progress", Label).update("cancelling…")
 
     def _set_running(self, running: bool) -> None:
-        self.running = running
+        self.running, self.sweeping = running, self.sweeping and running  # a sweep sets its flag before this
         cancel = self.query_one("#convert-cancel", Button)
         lost = self.app.focused is None or self.app.focused is cancel  # read before Textual moves it off Cancel
         for selector in _FORM:
@@ -372,10 +370,10 @@ class ConvertPane(ConvertSweep, Vertical):
         if message.name != jobs.CONVERT:
             return
         message.stop()
-        kept = view.kept_text(self.last_written)
-        self._job_ended("cancelled")
-        self._log("cancelled: the file in progress was removed" + (f"; kept {kept}" if kept else ""))
-        self.notify("cancelled" + (f"; completed files kept: {kept}" if kept else ""), title="Convert", markup=False)
+        label, line, note = view.cancelled_texts(self.last_written, jobs.in_report(self.last_progress))
+        self._job_ended(label)
+        self._log(line)
+        self.notify(note, title="Convert", markup=False)
 
     def on_job_failed(self, message: JobFailed) -> None:
         if message.name not in (jobs.CATALOG, jobs.INSPECT, jobs.CONVERT):

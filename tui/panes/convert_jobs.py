@@ -16,10 +16,10 @@ from pathlib import Path
 from textual.message import Message
 from textual.widget import Widget
 
-from tuillm.core.conversion.job import OutputResult, convert_many
+from tuillm.core.conversion.job import REPORT_STAGE, OutputResult, convert_many
 from tuillm.core.conversion.plan import Source, estimate_sizes, open_source, report_fits
 from tuillm.core.errors import TuillmError
-from tuillm.core.events import Emit
+from tuillm.core.events import Emit, Progress
 from tuillm.core.models.catalog import CatalogResult, discover
 from tuillm.tui.jobs import run_job
 from tuillm.tui.session import Session
@@ -56,6 +56,12 @@ class ConversionDone(Message):
     def __init__(self, results: list[OutputResult]) -> None:
         super().__init__()
         self.results = results
+
+
+def in_report(progress: Progress | None) -> bool:
+    """Whether a conversion whose latest progress is ``progress`` runs its quality report: every output is
+    complete by then, and a cancel stops the report only."""
+    return progress is not None and progress.stage == REPORT_STAGE
 
 
 def start_discovery(owner: Widget, session: Session, generation: int) -> None:

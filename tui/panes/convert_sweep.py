@@ -108,6 +108,7 @@ class ConvertSweep:
     _job_ended: Callable[[str], None]
     action_refresh: Callable[[], None]
     sweep_result: SweepResult | None = None
+    sweeping = False  # the running job is a sweep (the pane's _set_running(False) clears it): a cancel keeps nothing
 
     def action_sweep(self) -> None:
         from tuillm.convert.types import OUTPUT_TYPES
@@ -131,6 +132,7 @@ class ConvertSweep:
 
         self.close_sweep()
         self._cancel = cancel = threading.Event()
+        self.sweeping = True
         self._set_running(True)
         self.query_one("#convert-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#convert-progress", Label).update("starting the sweep…")

@@ -21,6 +21,9 @@ from tuillm.tui.panes.convert_jobs import Inspection
 NO_SOURCE = "Choose a source: an HF checkpoint converts, a GGUF re-quantizes."
 NO_TICK = "Space ticks a type"
 CANCEL_QUESTION = "Stop the conversion? The file being written is removed; completed files are kept."
+# Once every file is written the job runs the quality report: stopping it then loses the report, no file.
+REPORT_CANCEL_QUESTION = "Stop the quality report? Every file is written and is kept; only the report is lost."
+SWEEP_CANCEL_QUESTION = "Stop the quality sweep? Nothing it wrote is kept."
 SourceOption = tuple[Text, str]  # the source list's entry: what it shows, the path
 
 
@@ -92,6 +95,30 @@ def kept_text(written: list[Path]) -> str:
 def progress_text(stage: str, message: str) -> str:
     """The progress label: a job's stage and message (which can name a file), one safe line."""
     return safe_line(f"{stage}: {message}")
+
+
+def stop_words(sweeping: bool, in_report: bool) -> tuple[str, str]:
+    """What stopping the running job loses: Esc's question, and the quit question's item."""
+    if sweeping:
+        return SWEEP_CANCEL_QUESTION, "a quality sweep (nothing it wrote is kept)"
+    if in_report:
+        return REPORT_CANCEL_QUESTION, "a quality report (every file is written and kept)"
+    return CANCEL_QUESTION, "a conversion (the file being written is removed)"
+
+
+def running_hint(sweeping: bool) -> str:
+    return "Cancel keeps nothing" if sweeping else "Cancel keeps completed files"
+
+
+def cancelled_texts(written: list[Path], in_report: bool) -> tuple[str, str, str]:
+    """A cancelled conversion's progress label, log line and notification. In the report every output was
+    complete: none was removed and the conversion itself finished."""
+    kept = kept_text(written)
+    if in_report:
+        return ("report stopped", f"quality report stopped: every file was written and kept ({kept})",
+                f"quality report stopped; every file was written: {kept}")
+    return ("cancelled", "cancelled: the file in progress was removed" + (f"; kept {kept}" if kept else ""),
+            "cancelled" + (f"; completed files kept: {kept}" if kept else ""))
 
 
 def done_text(written: list[Path]) -> str:

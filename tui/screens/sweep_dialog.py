@@ -2,7 +2,8 @@
 
 The fields are ``tuillm quants``' own declarations (``core.conversion.sweep_options.SWEEP_OPTIONS``), parsed by
 them and turned into a request by ``sweep_request``, so the form and the flags take the same values with the same
-one-line refusals. The pane keeps every file (it asks which to keep once the figures are in).
+one-line refusals (naming the form's field here, the flag in the CLI). The pane keeps every file (it asks which to
+keep once the figures are in).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
-from tuillm.core.conversion.sweep_options import KEEP_ALL, SWEEP_OPTIONS, SweepRequest, sweep_request
+from tuillm.core.conversion.sweep_options import KEEP_ALL, SWEEP_OPTIONS, SweepRequest, field_name, sweep_request
 from tuillm.core.errors import TuillmError
 from tuillm.core.options import option_map
 from tuillm.core.text import safe_line
@@ -63,7 +64,7 @@ class SweepDialog(ModalScreen[SweepRequest | None]):
         values = {name: _OPTIONS[name].parse_field(self.query_one(f"#sweep-{name}", Input).value)
                   for name in FIELDS}
         values.update(output_dir=str(self.output_dir), keep=KEEP_ALL)
-        return sweep_request(self.source, values)
+        return sweep_request(self.source, values, name_of=field_name)  # refusals name the fields, not the flags
 
     def on_input_submitted(self) -> None:
         self.action_start()

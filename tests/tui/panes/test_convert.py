@@ -3,6 +3,7 @@ at once; cancel leaves no file; a GGUF re-quantizes; bad input is a notification
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,51 @@ async def test_cancel_leaves_no_file(tmp_path: Path) -> None:
         left = sorted(p.name for p in models.iterdir())
         assert left == sorted(["smollm2-hf", *(p.name for p in pane.last_written)])
         assert len(pane.last_written) < 2
+
+
+@run_async
+async def test_cancel_in_the_report_says_the_files_are_written(tmp_path: Path, demo_gguf: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Esc while the quality report runs: every output is complete by then, and stays. The question and the
+    words after it said the file in progress was removed, a conversion cancelled."""
+    from tuillm.core.llama import logits
+
+    reached, release = threading.Event(), threading.Event()
+
+    def held(*args, **kwargs):  # the report's first model run waits for the test's cancel
+        reached.set()
+        release.wait(60)  # bounded: a broken test must not hang
+        return real(*args, **kwargs)
+
+    real = logits.llama_logits
+    monkeypatch.setattr(logits, "llama_logits", held)
+    out = tmp_path / "out"
+    app = make_app([tmp_path / "models"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await _open_pane(pilot)
+        pane.use_source(demo_gguf)
+        await until(pilot, lambda: pane.source is not None, "the GGUF's headers")
+        pane.query_one("#convert-folder").value = str(out)
+        await _tick(pilot, pane, ["q4_0"])
+        assert pane.query_one("#convert-report").value
+        await pilot.press("ctrl+s")
+        await until(pilot, reached.is_set, "the report")
+        await until(pilot, lambda: pane.last_progress is not None and pane.last_progress.stage == "report",
+                    "the report's progress")
+        assert app.work_in_progress() == ["a quality report (every file is written and kept)"]
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), "the question")
+        question = str(pilot.app.screen.query_one(".dialog-title", Label).content)
+        assert question.startswith("Stop the quality report? Every file is written and is kept")
+        await pilot.press("y")
+        await until(pilot, pane._cancel.is_set, "the cancel")
+        release.set()
+        await until(pilot, lambda: not pane.running, "the job to stop")
+        written = out / f"{pane.source.name}-Q4_0.gguf"
+        assert pane.last_written == [written] and written.is_file()
+        assert pane.log_lines[-1] == f"quality report stopped: every file was written and kept ({written.name})"
+        assert "removed" not in _log(pane) and "cancelled" not in _log(pane)
+        assert str(pane.query_one("#convert-progress", Label).render()) == "report stopped"
 
 
 @run_async

@@ -15,6 +15,7 @@ from tests.checkpoints import tiny_random_checkpoint
 from tests.tui.app_helpers import make_app, panes_ready, run_async, until
 from tuillm.core.models.memory import FITS
 from tuillm.tui.panes.convert import ConvertPane
+from tuillm.tui.panes.convert_view import SWEEP_CANCEL_QUESTION
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.sweep_dialog import SweepDialog
 from tuillm.tui.widgets.kl_plot import CHOSEN, POINT, KLPlot, PlotPoint, plot_lines
@@ -101,8 +102,13 @@ async def test_esc_cancels_a_sweep_and_leaves_nothing(tiny: Path, tmp_path: Path
         await until(pilot, lambda: pane.running, "the sweep to start")
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the pane's question")
+        # What a sweep loses, not what a conversion would (its question said completed files were kept).
+        assert str(app.screen.query_one(".dialog-title", Label).content) == SWEEP_CANCEL_QUESTION
+        assert app.work_in_progress() == ["a quality sweep (nothing it wrote is kept)"]
+        assert str(pane.query_one("#convert-hint", Label).render()) == "Cancel keeps nothing"
         await pilot.press("y")
         await until(pilot, lambda: not pane.running, "the sweep to stop")
+        assert not pane.sweeping
         await app.workers.wait_for_complete()
         assert pane.sweep_result is None and not pane.query("#sweep-panel")
         assert "sweep cancelled: nothing was kept" in pane.log_lines
@@ -119,7 +125,25 @@ async def test_the_form_refuses_a_bad_type_in_one_line(tiny: Path, tmp_path: Pat
         await pilot.pause()
         assert app.screen is dialog and not pane.running
         error = str(dialog.query_one("#sweep-error", Label).render())
-        assert error.startswith("--types: unknown output type 'q9_z'") and "\n" not in error
+        # The field as the form shows it (the CLI's refusal names its flag, --types).
+        assert error.startswith("Types: unknown output type 'q9_z'") and "\n" not in error
+        for fields, expected in (({"types": "f16"}, "Types: f16 is not a quant"),
+                                 ({"imatrix": str(tmp_path / "no.imatrix")}, "Importance matrix: "),
+                                 ({"imatrix": "auto", "calibration": str(tmp_path / "no.txt")}, "Calibration text: "),
+                                 ({"n_ctx": "8"}, "Context (tokens): must be a whole number at least 16")):
+            await _fill(pilot, dialog, "q8_0")
+            for field, text in {"calibration": "", **fields}.items():
+                dialog.query_one(f"#sweep-{field}", Input).value = text
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            error = str(dialog.query_one("#sweep-error", Label).render())
+            assert app.screen is dialog and error.startswith(expected) and "--" not in error, error
+        await _fill(pilot, dialog, "q8_0")  # the matrix: none
+        dialog.query_one("#sweep-calibration", Input).value = str(tiny / "config.json")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert str(dialog.query_one("#sweep-error", Label).render()) == (
+            "Calibration text: only with Importance matrix set to auto (it is the text the matrix is computed on)")
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, SweepDialog) and not (tmp_path / "out").exists()
