@@ -21,6 +21,7 @@ from textual.widgets import Button, Checkbox, Label, ProgressBar, RichLog, Selec
 from tuillm.core.conversion.job import OutputResult
 from tuillm.core.conversion.plan import Source, plan_outputs
 from tuillm.core.events import Log, Progress
+from tuillm.core.files import NUL_PATH
 from tuillm.core.text import safe_text
 from tuillm.tui import keymap
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress
@@ -305,8 +306,8 @@ class ConvertPane(ConvertSweep, Vertical):
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except (OSError, ValueError) as exc:  # ValueError: a NUL in what was pasted
-            why = (exc.strerror if isinstance(exc, OSError) else None) or exc
-            self.notify(f"{folder}: cannot create it ({why})", title="Convert", severity="error", markup=False)
+            why = f"cannot create it ({exc.strerror or exc})" if isinstance(exc, OSError) else NUL_PATH
+            self.notify(f"{folder}: {why}", title="Convert", severity="error", markup=False)
             return None
         return plan_outputs(self.source, view.in_list_order(types), folder)
 

@@ -82,12 +82,8 @@ def inspect(path: Path, available: int | None) -> Inspection:
 
             available = available_ram()
         return Inspection(path, source, sizes, report_fits(source, available))
-    except TuillmError as exc:  # not a source: said on the info line, not a failed job
+    except TuillmError as exc:  # not a source (a pasted NUL included): said on the info line, not a failed job
         return Inspection(path, error=str(exc))
-    except ValueError:
-        if "\x00" not in str(path):
-            raise  # a bug: shown as the read's failure
-        return Inspection(path, error=f"{path}: not a path (it holds a NUL character)")  # pasted: os.stat refuses it
 
 
 def start_inspection(owner: Widget, path: Path, available: int | None, generation: int) -> None:

@@ -57,10 +57,7 @@ class ImatrixChoice(Horizontal):
         if not text:
             return "name the importance matrix file (or choose auto)"
         path = Path(text).expanduser()
-        try:
-            reason = input_problem(path) or (None if path.is_file() else "a folder, not an importance matrix file")
-        except ValueError:  # a NUL in what was pasted
-            reason = "not a path"
+        reason = input_problem(path) or (None if path.is_file() else "a folder, not an importance matrix file")
         return safe_line(f"{path}: {reason}") if reason else None
 
     @on(Select.Changed, "#imatrix-mode")

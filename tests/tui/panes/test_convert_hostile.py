@@ -141,11 +141,11 @@ async def test_a_pasted_nul_is_a_refusal_not_a_crash(tmp_path: Path) -> None:
         await pilot.press("ctrl+s")
         await pilot.pause()
         # (as the pane words it: the app's notify takes the NUL out on the way to the screen)
-        assert not pane.running and seen[-1] == f"Convert: {tmp_path}/o\x00ut: cannot create it (embedded null byte)"
+        assert not pane.running and seen[-1] == f"Convert: {tmp_path}/o\x00ut: not a path (it holds a NUL character)"
         pane.query_one("#convert-folder", Input).value = str(tmp_path / "out")
         pane.query_one("#imatrix-mode", Select).value = "file"
         pane.query_one("#imatrix-file", Input).value = f"{tmp_path}/m\x00.imatrix"
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert not pane.running and seen[-1] == f"Convert: {tmp_path}/m.imatrix: not a path"
+        assert not pane.running and seen[-1] == f"Convert: {tmp_path}/m.imatrix: not a path (it holds a NUL character)"
         assert not app.unexpected_errors
