@@ -22,6 +22,7 @@ from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import PromptScore
 from tuillm.core.llama.options import PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
 from tuillm.core.options import option_map
+from tuillm.core.serve.embedder import EmbedFailed, InputTooLong
 from tuillm.core.serve.guard import (
     CLIENT_LEFT,
     BodyTimeout,
@@ -111,8 +112,10 @@ def status_of(exc: BaseException) -> tuple[int, str | None]:
         return 408, None
     if isinstance(exc, UnknownModel):
         return 404, "model_not_found"
-    if isinstance(exc, PromptTooLong):
+    if isinstance(exc, PromptTooLong | InputTooLong):
         return 400, "context_length_exceeded"
+    if isinstance(exc, EmbedFailed):
+        return 500, None
     if isinstance(exc, LoadFailed):
         return 503, "model_not_loaded"
     return 400, None
@@ -127,8 +130,8 @@ class _Watched(Protocol):
 
 
 @dataclass
-class _Scoring:
-    """A prompt being scored (completions' ``echo``)."""
+class Stoppable:
+    """Work a stop flag ends: a prompt being scored (completions' ``echo``), embeddings."""
 
     stop: StopFlag = field(default_factory=StopFlag)
     left: bool = False
@@ -137,7 +140,7 @@ class _Scoring:
         self.stop.set()
 
 
-async def _watch(request: Request, work: Awaitable[Any], watched: _Watched) -> Any:
+async def watch(request: Request, work: Awaitable[Any], watched: _Watched) -> Any:
     """``work``'s result; a client that disconnects meanwhile stops the work (its task is not cancelled)."""
     task = asyncio.ensure_future(work)
     while True:
@@ -161,7 +164,7 @@ class Api:
                     ) -> tuple[ServedModel, ReplyStream]:
         model = self.host.find(name)
         stream = ReplyStream(stops)
-        await _watch(request, stream.start(self.host, model, prompt, sampling, terms), stream)
+        await watch(request, stream.start(self.host, model, prompt, sampling, terms), stream)
         return model, stream
 
     def record(self, request: Request, t0: float, model: str, done: Finished | None, status: int = 200,
@@ -181,9 +184,9 @@ class Api:
 
     async def score(self, request: Request, name: str, prompt: PlainPrompt, top: int) -> PromptScore:
         """``prompt``'s tokens with their logprobs (``top`` alternatives each); a client that leaves stops it."""
-        scoring = _Scoring()
+        scoring = Stoppable()
         try:
-            return await _watch(request, self.host.score(self.host.find(name), prompt, top, scoring.stop), scoring)
+            return await watch(request, self.host.score(self.host.find(name), prompt, top, scoring.stop), scoring)
         except TuillmError:
             if scoring.left:
                 raise ClientLeft("client closed the connection; its scoring stopped") from None
@@ -192,7 +195,7 @@ class Api:
     @staticmethod
     async def answer(request: Request, stream: ReplyStream) -> Finished:
         """The reply, not streamed, not logged (``stream.left``: the client left before it was done)."""
-        return await _watch(request, stream.text(), stream)
+        return await watch(request, stream.text(), stream)
 
     def record_whole(self, request: Request, t0: float, model: str, done: Finished, left: bool) -> None:
         self.record(request, t0, model, done, 499 if left else 200, CLIENT_LEFT if left else "")

@@ -1,4 +1,6 @@
-"""The FastAPI app: OpenAI routes under /v1, Ollama routes under /api, over one ``ModelHost``.
+"""The FastAPI app: OpenAI routes under /v1, Ollama routes under /api, over one ``ModelHost``; embeddings over an
+``Embedder`` beside it (``core.serve.embeddings``), and llama.cpp server's /health, /tokenize and /detokenize
+(``core.serve.tokens``).
 
 Every route resolves the model by name (``ModelHost.find``: 404 when not served), checks the sampling fields
 against their declarations, queues the reply on the chat engine's worker and answers with the whole text, or
@@ -23,8 +25,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuillm.core.errors import TuillmError, crash_report, error_text
-from tuillm.core.serve import completions, ollama, openai
+from tuillm.core.serve import completions, embeddings, ollama, openai, tokens
 from tuillm.core.serve.api import Api, parse, sampling_for, started, status_of
+from tuillm.core.serve.embedder import Embedder
 from tuillm.core.serve.framing import SSE_DONE, Splice, ndjson, sse
 from tuillm.core.serve.guard import READ_TIMEOUT_S, Guard, RequestLog, clock, cors_options, error_body
 from tuillm.core.serve.models import ModelHost, ServedModel
@@ -120,19 +123,29 @@ def _ollama_reply(api: Api, request: Request, body: ollama.ChatRequest | ollama.
     return run
 
 
-async def _load_or_unload(host: ModelHost, body: ollama.ChatRequest | ollama.GenerateRequest,
+async def _load_or_unload(host: ModelHost, embedder: Embedder, body: ollama.ChatRequest | ollama.GenerateRequest,
                           ) -> tuple[ServedModel, str]:
     """Ollama's request without messages (or prompt): loads the model, or unloads it when keep_alive is 0 (what
-    ``ollama stop`` sends); the model and the done_reason."""
+    ``ollama stop`` sends; its embedding context too, as Ollama's one runner serves both); the model and the
+    done_reason."""
     model, terms = host.find(body.model), body.terms()
     if terms.keep == 0:
         await host.release(model)
+        await embedder.release(model)
         return model, "unload"
     await host.preload(model, terms)
     return model, "load"
 
 
-def _ollama_routes(app: FastAPI, api: Api) -> None:
+def _running(host: ModelHost, embedder: Embedder) -> list[dict[str, Any]]:
+    """/api/ps's entries: the chat model loaded, and the model loaded for embeddings when it is another."""
+    entries = [ollama.running(host.loaded, host.expires_in(), host.session.n_ctx)] if host.loaded else []
+    if embedder.loaded is not None and embedder.loaded != host.loaded:
+        entries.append(ollama.running(embedder.loaded, embedder.expires_in(), embedder.n_ctx))
+    return entries
+
+
+def _ollama_routes(app: FastAPI, api: Api, embedder: Embedder) -> None:
     host = api.host
 
     @app.api_route("/", methods=GET, response_class=PlainTextResponse)
@@ -149,8 +162,7 @@ def _ollama_routes(app: FastAPI, api: Api) -> None:
 
     @app.api_route("/api/ps", methods=GET)
     async def ps() -> dict[str, Any]:
-        loaded = host.loaded
-        return {"models": [ollama.running(loaded, host.expires_in(), host.session.n_ctx)] if loaded else []}
+        return {"models": _running(host, embedder)}
 
     @app.post("/api/show")
     async def show(request: Request) -> dict[str, Any]:
@@ -163,7 +175,7 @@ def _ollama_routes(app: FastAPI, api: Api) -> None:
     async def chat(request: Request) -> Any:
         body = await parse(request, ollama.ChatRequest)
         if not body.messages:  # Ollama's way to load a model ahead of use (or, with keep_alive 0, unload it)
-            model, reason = await _load_or_unload(host, body)
+            model, reason = await _load_or_unload(host, embedder, body)
             return ollama.chat_line(model.name, "") | {"done": True, "done_reason": reason}
         return await _ollama_reply(api, request, body, ollama.chat_line)()
 
@@ -171,7 +183,7 @@ def _ollama_routes(app: FastAPI, api: Api) -> None:
     async def generate(request: Request) -> Any:
         body = await parse(request, ollama.GenerateRequest)
         if not body.prompt:
-            model, reason = await _load_or_unload(host, body)
+            model, reason = await _load_or_unload(host, embedder, body)
             return ollama.generate_line(model.name, "") | {"done": True, "done_reason": reason}
         return await _ollama_reply(api, request, body, ollama.generate_line)()
 
@@ -207,20 +219,27 @@ def create_app(host: ModelHost, *, api_key: str | None = None, cors: list[str] |
                log: RequestLog | None = None, read_timeout: float = READ_TIMEOUT_S) -> Any:
     """The ASGI app (the guard around FastAPI). The host is closed when the app shuts down. ``read_timeout``:
     the seconds a request's body may take to arrive (a 408 past them)."""
+    embedder, vocabs = Embedder(host), tokens.Vocabs()
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        idle = asyncio.create_task(host.unload_when_idle())
+        idle = [asyncio.create_task(host.unload_when_idle()), asyncio.create_task(embedder.unload_when_idle())]
         try:
             yield
         finally:
-            idle.cancel()
+            for task in idle:
+                task.cancel()
+            await asyncio.to_thread(embedder.close)  # waits for the embeddings running
+            vocabs.close()
 
     app = FastAPI(title="tuillm", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
                   redirect_slashes=False)
     api = Api(host, log or (lambda _record: None))
     _errors(app, api)
     _openai_routes(app, api)
-    _ollama_routes(app, api)
+    _ollama_routes(app, api, embedder)
+    embeddings.routes(app, api, embedder)
+    tokens.routes(app, host, vocabs)
     if cors:
         from starlette.middleware.cors import CORSMiddleware
 

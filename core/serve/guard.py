@@ -6,12 +6,14 @@ route reads them, and the 404 of a path no route has. Its own refusals (401, 413
 rules as the routes' answers: a page of an allowed origin reads the 401 rather than a CORS failure. A body that
 does not arrive within ``READ_TIMEOUT_S`` is a 408 and the connection is closed (a late head is closed by
 ``core.serve.protocol``). A request still running when a stop's grace is over (``server.GRACE_S``) is cut: uvicorn
-cancels it, and it is answered (when nothing was sent yet) and logged as a 503, not as a client that left.
+cancels it, and it is answered (when nothing was sent yet) and logged as a 503, not as a client that left; a stream
+already under way ends with an error event in its API's shape (``stream_error``) rather than a bare cut.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import time
@@ -28,6 +30,8 @@ MAX_BODY_BYTES = 8 << 20  # a long conversation is well under a megabyte; a requ
 # idle wait for a next request's first byte (timeout_keep_alive) and the head's size (h11), not their time.
 READ_TIMEOUT_S = 30.0
 SHUTTING_DOWN = "the server is shutting down"
+HEALTH_PATHS = ("/health", "/v1/health")  # llama.cpp server's; answered without the API key, as there
+LLAMA_PATHS = (*HEALTH_PATHS, "/tokenize", "/detokenize")  # llama.cpp server's routes: its error shape
 CLIENT_LEFT = "client closed the connection"
 
 
@@ -51,10 +55,22 @@ RequestLog = Callable[[RequestRecord], None]
 
 
 def error_body(path: str, status: int, message: str, code: str | None = None) -> dict[str, Any]:
-    """OpenAI's error shape under /v1, Ollama's ({"error": text}) elsewhere."""
+    """OpenAI's error shape under /v1, llama.cpp server's on its routes, Ollama's ({"error": text}) elsewhere."""
+    if path in LLAMA_PATHS:
+        return openai.llama_error(status, message)
     if path.startswith("/v1"):
         return openai.error(status, message, code)
     return {"error": message}
+
+
+def stream_error(path: str, media: bytes, message: str) -> bytes:
+    """A streamed answer's last event when the server cuts it: an SSE ``data: {"error": ...}`` event (OpenAI's
+    clients raise its message) or an NDJSON ``{"error": ...}`` line (Ollama's); nothing for another body."""
+    if media.startswith(b"text/event-stream"):
+        return f"data: {json.dumps(error_body(path, 503, message))}\n\n".encode()
+    if media.startswith(b"application/x-ndjson"):
+        return (json.dumps(error_body(path, 503, message)) + "\n").encode()
+    return b""
 
 
 def cors_options(origins: list[str]) -> dict[str, Any]:
@@ -97,12 +113,16 @@ class Guard:
         state = scope.setdefault("state", {})
         state["t0"] = t0  # for the error handlers' log lines (api.started)
         status = [0]
+        media, ended = [b""], [False]  # the answer's content type; whether its body is all sent
 
         async def noted(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                media[0] = dict(message.get("headers", [])).get(b"content-type", b"")
                 if state.get("timed_out"):  # the rest of a late body may still come: not read as the next request
                     message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                ended[0] = True
             await send(message)
 
         try:
@@ -111,6 +131,11 @@ class Guard:
             code, error = cut(scope)
             if not status[0]:
                 await self._refuse(scope, noted, code, error_body(scope["path"], code, error))
+            elif code == 503 and not ended[0] and (last := stream_error(scope["path"], media[0], error)):
+                # A stream the stop cut: its client reads why (an error event) and a whole answer, not a broken one.
+                # Sent between two of its events: a cancelled send had not written its event.
+                with contextlib.suppress(OSError):
+                    await send({"type": "http.response.body", "body": last, "more_body": False})
             if not state.get("logged"):
                 self.log(RequestRecord(scope["method"], scope["path"], code, clock() - t0, error=error))
             raise
@@ -120,7 +145,7 @@ class Guard:
     async def _guarded(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope["path"]
         headers = dict(scope.get("headers") or [])
-        if self.api_key is not None and path != "/" and scope["method"] != "OPTIONS" \
+        if self.api_key is not None and path != "/" and path not in HEALTH_PATHS and scope["method"] != "OPTIONS" \
                 and not self._authorized(headers):
             await self._refuse(scope, send, 401, error_body(path, 401, "invalid or missing API key (Authorization: "
                                                                        "Bearer KEY)", "invalid_api_key"))

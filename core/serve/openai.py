@@ -352,10 +352,21 @@ def model_list(models: list[tuple[str, int]]) -> dict[str, Any]:
     return {"object": "list", "data": [model_entry(name, created) for name, created in models]}
 
 
+# Every status the server answers with: a 405 (a GET route POSTed), a 408 (a body slower than the read timeout) and
+# a 413 are the request's fault as a 400 is; a 503 (shutting down, a model that does not fit) is the server's.
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-               413: "invalid_request_error", 500: "server_error", 503: "server_error"}
+               405: "invalid_request_error", 408: "invalid_request_error", 413: "invalid_request_error",
+               500: "server_error", 503: "server_error"}
+
+
+def error_type(status: int) -> str:
+    return ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
 def error(status: int, message: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": ERROR_TYPES.get(status, "invalid_request_error"), "param": param,
-                      "code": code}}
+    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+
+
+def llama_error(status: int, message: str) -> dict[str, Any]:
+    """llama.cpp server's error shape (its /health, /tokenize, /detokenize): the status as ``code``."""
+    return {"error": {"code": status, "message": message, "type": error_type(status)}}

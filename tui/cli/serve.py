@@ -34,8 +34,9 @@ def _serve_options() -> tuple:
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "serve", help="serve models over an OpenAI- and Ollama-compatible HTTP API",
-        description="Serve models to other tools: OpenAI's API under /v1 (chat completions, completions, models) "
-        "and Ollama's under /api (chat, generate, tags, show, ps). MODEL is a GGUF path, a name from `tuillm "
+        description="Serve models to other tools: OpenAI's API under /v1 (chat completions, completions, "
+        "embeddings, models), Ollama's under /api (chat, generate, embed, tags, show, ps) and llama.cpp server's "
+        "/health, /tokenize and /detokenize. MODEL is a GGUF path, a name from `tuillm "
         "models` or demo; with none, every GGUF model `tuillm models` lists is served. A model is loaded on its "
         "first request and swapped for another when one is asked for.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -84,6 +84,25 @@ def test_ollama_bodies(client: TestClient, body: dict, path: str) -> None:
     assert not crash_log_path().exists()
 
 
+EMBED_INPUT = st.one_of(st.text(max_size=30), st.lists(st.text(max_size=12), max_size=4),
+                        st.lists(st.integers(-2, 60000), max_size=3), ANY_JSON)
+EMBED_BODY = st.fixed_dictionaries({"model": st.sampled_from(["demo", "demo:latest", "nope", "", 7])}, optional={
+    "input": EMBED_INPUT, "prompt": st.one_of(st.text(max_size=30), ANY_JSON),
+    "encoding_format": st.one_of(st.sampled_from(["float", "base64", "int8"]), ANY_JSON),
+    "dimensions": st.one_of(st.integers(-2, 600), ANY_JSON), "truncate": ANY_JSON,
+    "keep_alive": st.one_of(st.sampled_from(["5m", "-1", "1e400"]), ANY_JSON),
+    "options": st.one_of(ANY_JSON, st.fixed_dictionaries({"num_ctx": st.one_of(st.integers(-5, 300), ANY_JSON)})),
+})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(body=EMBED_BODY, path=st.sampled_from(["/v1/embeddings", "/api/embed", "/api/embeddings"]))
+def test_embedding_bodies(client: TestClient, body: dict, path: str) -> None:
+    _check(client.post(path, content=json.dumps(body).encode()), path)
+    assert not crash_log_path().exists()
+
+
 @pytest.mark.parametrize("body", [{"prompt": ""}, {"prompt": "", "echo": True, "logprobs": 1}, {"prompt": [""]},
                                   {"prompt": []}, {"prompt": [[]], "echo": True, "max_tokens": 0}])
 def test_an_empty_prompt_is_400_not_a_request_that_never_ends(client: TestClient, body: dict) -> None:

@@ -90,3 +90,15 @@ def test_what_would_change_the_answer_and_is_not_done_is_refused(fields: dict, m
     with pytest.raises(TuillmError, match=message):
         _request("Hi", **fields).sampling()
     assert _request("Hi", suffix="", best_of=1).sampling()["logprobs"] is None  # the defaults change nothing
+
+
+@pytest.mark.parametrize(("status", "kind"), [
+    (400, "invalid_request_error"), (401, "authentication_error"), (404, "not_found_error"),
+    (405, "invalid_request_error"), (408, "invalid_request_error"), (413, "invalid_request_error"),
+    (500, "server_error"), (503, "server_error"), (502, "server_error"), (429, "invalid_request_error"),
+])
+def test_every_status_the_server_answers_has_its_error_type(status: int, kind: str) -> None:
+    # a 408 (the body's read timeout) had no entry; a 5xx without one read as the client's fault
+    assert openai.error(status, "why") == {"error": {"message": "why", "type": kind, "param": None, "code": None}}
+    assert openai.llama_error(status, "why") == {"error": {"code": status, "message": "why", "type": kind}}
+    assert status in openai.ERROR_TYPES or status in (502, 429)

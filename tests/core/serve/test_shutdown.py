@@ -1,9 +1,10 @@
-"""A server stopped while it generates: the reply running gets the grace, then is cut; the requests queued behind
-it get a 503 in their API's error shape (they got a plain-text 500), and the log says the server stopped them, not
-that their clients left (499)."""
+"""A server stopped while it generates: the reply running gets the grace, then is cut with an error event in its
+API's shape; the requests queued behind it get a 503 in their API's error shape (they got a plain-text 500), and the
+log says the server stopped them, not that their clients left (499)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -13,6 +14,7 @@ import openai
 import pytest
 
 from tests.core.serve.conftest import Served, start_server
+from tuillm.core.serve.guard import Guard
 
 BOUND_S = 60  # a bound on each wait, so a server that never answers fails the test instead of hanging it
 NO_END = {"0": -100, "2": -100}  # the demo's end tokens: the reply runs to max_tokens, well past the grace
@@ -60,9 +62,13 @@ def _stop_while_generating(served: Served) -> None:
     queued = [queue(served, "/v1/chat/completions", {"model": "demo", "messages": ask, "max_tokens": 2}),
               queue(served, "/api/chat", {"model": "demo", "messages": ask, "stream": False})]
     served.proc.send_signal(signal.SIGTERM)
-    with pytest.raises(openai.APIConnectionError):  # 8000 tokens take longer than the grace
+    with pytest.raises(openai.APIError) as cut_short:  # 8000 tokens take longer than the grace
         for _ in running:  # the rest of the reply, until the grace is over and the stream is cut
             pass
+    # an error event says why (it was a connection cut without one: APIConnectionError, an APIError too)
+    assert type(cut_short.value) is openai.APIError and cut_short.value.message == "the server is shutting down"
+    assert cut_short.value.body == {"message": "the server is shutting down", "type": "server_error", "param": None,
+                                    "code": None}
     assert answer(queued[0]) == (b"HTTP/1.1 503 Service Unavailable", {"error": {
         "message": "the server is shutting down", "type": "server_error", "param": None, "code": None}})
     assert answer(queued[1]) == (b"HTTP/1.1 503 Service Unavailable", {"error": "the server is shutting down"})
@@ -73,3 +79,46 @@ def _stop_while_generating(served: Served) -> None:
     cut = served.wait_for_line(r"POST /v1/chat/completions demo ")
     assert " 503 " in cut and cut.endswith("(the server is shutting down; its generation stopped)"), cut
     assert " 499 " not in log and "Traceback" not in log
+
+
+async def _cut_while_streaming(path: str, media: bytes, left: bool = False) -> list[dict]:
+    """What the guard sends for an app that has sent one event of a streamed answer when its task is cancelled (by
+    the stop's grace; by a client that left when ``left``)."""
+    sent: list[dict] = []
+    streaming = asyncio.Event()
+
+    async def app(scope: dict, _receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", media)]})
+        await send({"type": "http.response.body", "body": b"first\n", "more_body": True})
+        if left:
+            scope["state"]["left"] = True
+        streaming.set()
+        await asyncio.Event().wait()  # the reply goes on
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    guard = Guard(app, None, lambda _record: None)
+    task = asyncio.create_task(guard({"type": "http", "method": "POST", "path": path, "headers": []}, None, send))
+    await streaming.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return sent[2:]
+
+
+@pytest.mark.parametrize(("path", "media", "last"), [
+    ("/v1/chat/completions", b"text/event-stream; charset=utf-8", b'data: {"error": {"message": "the server is '
+     b'shutting down", "type": "server_error", "param": null, "code": null}}\n\n'),
+    ("/api/chat", b"application/x-ndjson", b'{"error": "the server is shutting down"}\n'),
+    ("/api/generate", b"application/x-ndjson", b'{"error": "the server is shutting down"}\n'),
+])
+def test_a_stream_the_stop_cuts_ends_with_an_error_in_its_apis_shape(path: str, media: bytes, last: bytes) -> None:
+    assert asyncio.run(_cut_while_streaming(path, media)) == [
+        {"type": "http.response.body", "body": last, "more_body": False}]
+    assert json.loads(last.decode().removeprefix("data: "))["error"]
+
+
+def test_nothing_is_added_to_a_stream_whose_client_left_or_to_a_body_that_is_no_stream() -> None:
+    assert asyncio.run(_cut_while_streaming("/api/chat", b"application/x-ndjson", left=True)) == []
+    assert asyncio.run(_cut_while_streaming("/api/tags", b"application/json")) == []

@@ -1,0 +1,247 @@
+"""Embeddings: one model's embedding context at a time, loaded on demand beside the chat model.
+
+llama.cpp computes embeddings only in a context made for them (``embedding=True``), so a chat model cannot answer
+them; the ``Embedder`` loads the requested model a second time that way, on a worker thread of its own (a ``Llama``
+is not thread-safe; the chat's worker keeps decoding meanwhile). It follows the chat model's rules: the memory
+estimate refuses a load that does not fit (a 503), and it is unloaded once idle for the last request's
+``keep_alive`` (Ollama's), else the server's ``--idle-unload``.
+
+Pooling: the file's own (an embedding model's ``{arch}.pooling_type``), else the mean of the tokens' states (a
+causal chat model such as the demo has none). The vectors come back raw; the routes normalize them as their API
+does. Every input is tokenized first: an empty one, or one past the context when truncation is off, is refused
+before llama.cpp sees it (an empty sequence made it free memory twice and abort the process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tuillm.core.chat.worker import Worker
+from tuillm.core.errors import ModelFileError, TuillmError
+from tuillm.core.llama.abort import StopFlag
+from tuillm.core.llama.options import LoadOptions
+from tuillm.core.serve.models import IDLE_CHECK_S, MIN_CHECK_S, LoadFailed, LoadTerms, ModelHost, ServedModel
+
+# The largest context an embedding is taken over. Each input is decoded in one batch (a sequence split over batches
+# would be pooled over its last part only), and the batch's attention scores grow with its square.
+EMBED_MAX_CTX = 8192
+_POOLING_MEAN = 1  # llama.cpp's LLAMA_POOLING_TYPE_MEAN; the file's own is kept when it is MEAN, CLS or LAST
+_POOLINGS = (1, 2, 3)
+
+
+class InputTooLong(TuillmError):
+    """An input past the embedding context, with truncation off: the client's error (a 400)."""
+
+
+class EmbedFailed(TuillmError):
+    """llama.cpp gave no usable vector (not finite): the server's error (a 500)."""
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The raw (pooled, not normalized) vectors of a request's inputs, in order, with its counts and timings."""
+
+    vectors: list[list[float]]
+    tokens: int
+    load_s: float
+    total_s: float
+
+
+def checked_file(path: Path) -> dict[str, Any]:
+    """The GGUF's metadata, checked before llama.cpp is given the file (as the chat's load checks it): metadata it
+    would abort on (4000 layers, an unknown rope scaling) is a ``ModelFileError`` naming the key."""
+    from tuillm.core.models.metadata import checked_gguf_header
+
+    return checked_gguf_header(path).fields
+
+
+@dataclass
+class _Context:
+    """A loaded embedding context and what it was loaded for."""
+
+    model: ServedModel
+    llm: Any  # llama_cpp.Llama with embedding=True
+    n_ctx: int
+
+
+class Embedder:
+    """One embedding context at a time over ``host``'s models. Async methods run on the server's event loop."""
+
+    def __init__(self, host: ModelHost) -> None:
+        self.host = host
+        self._worker = Worker("tuillm-embed")  # its thread ends when idle, as the chat's (core.chat.worker)
+        self._context: _Context | None = None
+        self._swap = asyncio.Lock()
+        self._active = 0
+        self._last_used = time.monotonic()
+        self._keep: float | None = None  # the last request's keep_alive; None: the server's idle_unload
+
+    @property
+    def loaded(self) -> ServedModel | None:
+        return self._context.model if self._context else None
+
+    @property
+    def n_ctx(self) -> int:
+        return self._context.n_ctx if self._context else 0
+
+    def context_for(self, model: ServedModel, asked: int | None = None) -> int:
+        """The context an embedding of ``model`` is taken over: the one asked for, else the server's (the chat's
+        load), at most the model's trained one and ``EMBED_MAX_CTX``."""
+        n_ctx = asked or self.host.load_options(model).n_ctx
+        return min(n_ctx, model.info.context_length or n_ctx, EMBED_MAX_CTX)
+
+    async def embed(self, model: ServedModel, texts: Sequence[str], terms: LoadTerms, truncate: bool,
+                    stop: StopFlag) -> Embedded:
+        """``texts``' vectors, after loading ``model``'s embedding context on ``terms`` if need be; ``stop`` ends the
+        work between batches (a client that left)."""
+        t0 = time.perf_counter()
+        async with self._swap:
+            load_s = await self._ensure(model, terms.n_ctx)
+            self._keep = terms.keep
+            self._active += 1
+            future = self._worker.submit(self._embed, list(texts), truncate, stop)
+        try:
+            vectors, tokens = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:  # the server's stop cut the request: its batches stop too
+            stop.set()
+            raise
+        finally:
+            self._active -= 1
+            self._last_used = time.monotonic()
+        return Embedded(vectors, tokens, load_s, time.perf_counter() - t0)
+
+    async def preload(self, model: ServedModel, terms: LoadTerms) -> float:
+        """Loads ``model``'s embedding context now (Ollama's request without input); the load's seconds."""
+        async with self._swap:
+            self._keep = terms.keep
+            return await self._ensure(model, terms.n_ctx)
+
+    async def release(self, model: ServedModel | None = None) -> None:
+        """Unloads the embedding context (of ``model`` only, when given) once the work queued on it is done."""
+        async with self._swap:
+            if self._context is not None and (model is None or self._context.model == model):
+                await asyncio.wrap_future(self._worker.submit(self._unload))
+
+    def keep_s(self) -> float:
+        if self._keep is not None:
+            return self._keep
+        return self.host.idle_unload if self.host.idle_unload > 0 else math.inf
+
+    def expires_in(self) -> float:
+        """Seconds until the context is unloaded (inf: kept), counted from its last use."""
+        if self._active:
+            return self.keep_s()
+        return max(self.keep_s() - (time.monotonic() - self._last_used), 0.0)
+
+    async def unload_when_idle(self) -> None:
+        """Runs for the server's life: unloads the context once idle for ``keep_s()`` seconds."""
+        while True:
+            keep = self.keep_s()
+            await asyncio.sleep(IDLE_CHECK_S if math.isinf(keep) else min(max(keep / 4, MIN_CHECK_S), IDLE_CHECK_S))
+            if self._context is not None and self._active == 0 and self.expires_in() <= 0:
+                async with self._swap:  # a request may have come meanwhile: checked again in turn
+                    if self._context is not None and self._active == 0 and self.expires_in() <= 0:
+                        await asyncio.wrap_future(self._worker.submit(self._unload))
+
+    def close(self) -> None:
+        """Unloads the context and ends the worker (waits for the work queued)."""
+        self._worker.submit(self._unload)
+        self._worker.shutdown(wait=True)
+
+    async def _ensure(self, model: ServedModel, asked: int | None) -> float:
+        """Loads ``model``'s context (in place of another) unless it is loaded as asked; the load's seconds."""
+        context, wanted = self._context, self.context_for(model, asked)
+        # As the chat model: the context asked for, else at least the server's (a smaller one refuses inputs).
+        if context is not None and context.model == model and \
+                (context.n_ctx == wanted if asked is not None else context.n_ctx >= wanted):
+            return 0.0
+        if model.lora is not None:
+            raise TuillmError(f"embeddings: '{model.name}' is a LoRA adapter served over '{model.base}'; ask for "
+                              f"'{model.base}' (adapters are applied to replies only)")
+        t0 = time.perf_counter()
+        try:
+            await asyncio.wrap_future(self._worker.submit(self._load, model, asked))
+        except (ModelFileError, LoadFailed) as exc:
+            raise LoadFailed(str(exc)) from None
+        self._last_used = time.monotonic()
+        return time.perf_counter() - t0
+
+    # --- on the worker thread ----------------------------------------------------------------------------------
+    def _load(self, model: ServedModel, asked: int | None) -> None:
+        from tuillm.core.llama.loader import quiet_llama
+
+        self._unload()
+        n_ctx = self.context_for(model, asked)
+        options = self._options(model, n_ctx)
+        pooling = checked_file(model.path).get(f"{model.info.arch}.pooling_type")
+        try:
+            llm = quiet_llama(str(model.path), embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
+                              pooling_type=pooling if pooling in _POOLINGS else _POOLING_MEAN,
+                              n_gpu_layers=options.n_gpu_layers, n_threads=options.n_threads,
+                              flash_attn=options.flash_attn, use_mmap=options.use_mmap)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise LoadFailed(f"{model.path.name}: llama.cpp could not load it for embeddings ({exc})") from None
+        self._context = _Context(model, llm, n_ctx)
+
+    def _options(self, model: ServedModel, n_ctx: int) -> LoadOptions:
+        """The chat's load options at the embedding context, the GPU layers decided; refused (``LoadFailed``) when
+        the memory estimate says it does not fit, as a chat load is."""
+        from tuillm.core.models.hardware import default_threads
+        from tuillm.core.models.memory import default_gpu_layers, load_refusal
+
+        options = replace(self.host.load_options(model), n_ctx=n_ctx, n_batch=n_ctx, lora_path=None)
+        layers = options.n_gpu_layers
+        if layers is None:
+            layers = default_gpu_layers(model.info, n_ctx, options.kv_type)
+        options = replace(options, n_gpu_layers=layers, n_threads=options.n_threads or default_threads())
+        refusal = load_refusal(model.info, options) if options.check_memory else None
+        if refusal is not None:
+            raise LoadFailed(refusal)
+        return options
+
+    def _embed(self, texts: list[str], truncate: bool, stop: StopFlag) -> tuple[list[list[float]], int]:
+        """The vectors and the tokens counted (each input cut at the context when ``truncate``)."""
+        context = self._context
+        assert context is not None, "loaded under the swap lock before the work is queued"
+        llm, n_ctx = context.llm, context.n_ctx
+        counts = []
+        for index, text in enumerate(texts):
+            # As llama-cpp-python's embed() tokenizes it: the count it will decode.
+            n = len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+            if n == 0:
+                raise TuillmError(f"input {index}: no tokens to embed")
+            if n > n_ctx and not truncate:
+                raise InputTooLong(f"input {index}: {n} tokens, longer than the context ({n_ctx})")
+            counts.append(min(n, n_ctx))
+        vectors: list[list[float]] = []
+        for group in _groups(counts, n_ctx):  # one decode each, as embed() would batch them; a stop between them
+            if stop.is_set():
+                raise TuillmError("embeddings stopped: the client left")
+            vectors.extend(llm.embed([texts[i] for i in group], truncate=True))
+        if not all(math.isfinite(x) for vector in vectors for x in vector):
+            raise EmbedFailed("llama.cpp gave an embedding that is not finite")
+        return vectors, sum(counts)
+
+    def _unload(self) -> None:
+        context, self._context = self._context, None
+        if context is not None:
+            context.llm.close()
+
+
+def _groups(counts: list[int], budget: int) -> list[list[int]]:
+    """Consecutive inputs' indexes in groups of at most ``budget`` tokens."""
+    groups: list[list[int]] = []
+    used = budget + 1
+    for index, n in enumerate(counts):
+        if used + n > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(index)
+        used += n
+    return groups
