@@ -124,6 +124,25 @@ def _grammar(gbnf: str | None, vocab: Any) -> Any:
     return grammar
 
 
+class DecodeFailed(TuillmError):
+    """llama.cpp failed while it decoded a reply's tokens: the machine's or the model's fault, not the request's."""
+
+
+def token_piece(vocab: Any, token: int, special: bool) -> bytes:
+    """The bytes of ``token`` in llama.cpp's ``vocab``, whole: llama-cpp-python's own detokenize cuts a piece at 32
+    bytes."""
+    import llama_cpp
+
+    size = 64
+    buf = ctypes.create_string_buffer(size)
+    n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, special)
+    if n < 0:  # the piece is longer than the buffer: llama.cpp says how long
+        size = -n
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, special)
+    return buf.raw[: max(n, 0)]
+
+
 class LlamaModel:
     """A model with its context (KV cache). Not thread-safe: one thread uses it (the chat session's worker)."""
 
@@ -233,16 +252,7 @@ class LlamaModel:
     def piece(self, token: int, special: bool = False) -> bytes:
         """The bytes of one token as text (a piece may split a character). Special tokens render as nothing, as a
         reply shows them, or (``special``) as their text, as a prompt's tokenization read them."""
-        import llama_cpp
-
-        size = 64
-        buf = ctypes.create_string_buffer(size)
-        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, special)
-        if n < 0:  # the piece is longer than the buffer: llama.cpp says how long
-            size = -n
-            buf = ctypes.create_string_buffer(size)
-            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, special)
-        return buf.raw[: max(n, 0)]
+        return token_piece(self._vocab, token, special)
 
     def logprob(self, token: int, top: int) -> TokenLogprob:
         """``token``'s log-probability at the step that just sampled it, with the ``top`` most likely tokens: from
@@ -328,7 +338,7 @@ class LlamaModel:
         The KV cache's prefix matching the prompt is kept; only the rest is evaluated. A long prompt takes seconds,
         so while it is evaluated llama.cpp polls ``stop`` between graph nodes and a stop lands mid-evaluation: the
         generator then simply ends. Once tokens come, checking ``stop`` is the caller's (per token). Any other
-        llama.cpp failure is a ``TuillmError`` with its logged reason.
+        llama.cpp failure is a ``DecodeFailed`` with its logged reason.
         """
         gen = self._llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
                                  temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True,
@@ -343,7 +353,7 @@ class LlamaModel:
                     yield token
             except RuntimeError as exc:
                 if not stop.is_set():
-                    raise TuillmError(f"llama.cpp failed while generating: {last_llama_error() or exc}") from None
+                    raise DecodeFailed(f"llama.cpp failed while generating: {last_llama_error() or exc}") from None
                 # Aborted mid-prompt: llama.cpp drops the unfinished batch.
             finally:
                 gen.close()

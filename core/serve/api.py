@@ -17,9 +17,9 @@ from starlette.requests import ClientDisconnect
 
 from tuillm.core.chat.engine import PromptTooLong
 from tuillm.core.chat.plain import PlainPrompt, Prompt
-from tuillm.core.errors import TuillmError
+from tuillm.core.errors import TuillmError, crash_report, error_text
 from tuillm.core.llama.abort import StopFlag
-from tuillm.core.llama.model import PromptScore
+from tuillm.core.llama.model import DecodeFailed, PromptScore
 from tuillm.core.llama.options import PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
 from tuillm.core.options import option_map
 from tuillm.core.serve.embedder import EmbedFailed, InputTooLong
@@ -31,6 +31,7 @@ from tuillm.core.serve.guard import (
     RequestRecord,
     clock,
     cut,
+    stream_error,
 )
 from tuillm.core.serve.models import (
     MAX_NAME_SHOWN,
@@ -114,7 +115,7 @@ def status_of(exc: BaseException) -> tuple[int, str | None]:
         return 404, "model_not_found"
     if isinstance(exc, PromptTooLong | InputTooLong):
         return 400, "context_length_exceeded"
-    if isinstance(exc, EmbedFailed):
+    if isinstance(exc, EmbedFailed | DecodeFailed):
         return 500, None
     if isinstance(exc, LoadFailed):
         return 503, "model_not_loaded"
@@ -203,7 +204,8 @@ class Api:
     def streamed(self, request: Request, t0: float, model: str, stream: ReplyStream, media: str,
                  texts: Callable[[list[str]], str], end: Callable[[Finished], str]) -> StreamingResponse:
         """The reply as it comes: the text that arrived since the last write as one chunk (``texts([text])``: an
-        SSE event or an NDJSON line), at most one a frame (``runner.FRAME_S``), ``end(finished)`` at the end."""
+        SSE event or an NDJSON line), at most one a frame (``runner.FRAME_S``), ``end(finished)`` at the end; a
+        generation that fails on the way ends with an error event in the API's shape (``guard.stream_error``)."""
         async def body() -> AsyncIterator[str]:
             request.state.logged = True  # below, once the stream ends (one cut short: once its reply does)
             status, error = 0, ""
@@ -213,9 +215,11 @@ class Api:
                 assert stream.finished is not None
                 yield end(stream.finished)
                 status, error = 200, ""
-            except TuillmError as exc:
-                status, error = 500, str(exc)
-                yield texts([f"\n[error: {exc}]"])
+            except Exception as exc:  # noqa: BLE001 - the generation failed mid-reply (llama.cpp, a bug): said as an error
+                status, code = status_of(exc) if isinstance(exc, TuillmError) else (500, None)
+                error = error_text(exc) if isinstance(exc, TuillmError) else crash_report(exc)
+                # As its API says a failure: the client raises it (not text in the reply), and no [DONE] follows.
+                yield stream_error(request.url.path, media, error, status, code)
             finally:
                 if not status:  # cut short: the client left (499), or the server's stop did (503)
                     status, error = cut(request.scope)

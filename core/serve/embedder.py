@@ -25,14 +25,13 @@ from typing import Any
 from tuillm.core.chat.worker import Worker
 from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.llama.abort import StopFlag
+from tuillm.core.llama.embedding import EmbeddingModel, NotLoaded
 from tuillm.core.llama.options import LoadOptions
 from tuillm.core.serve.models import IDLE_CHECK_S, MIN_CHECK_S, LoadFailed, LoadTerms, ModelHost, ServedModel
 
 # The largest context an embedding is taken over. Each input is decoded in one batch (a sequence split over batches
 # would be pooled over its last part only), and the batch's attention scores grow with its square.
 EMBED_MAX_CTX = 8192
-_POOLING_MEAN = 1  # llama.cpp's LLAMA_POOLING_TYPE_MEAN; the file's own is kept when it is MEAN, CLS or LAST
-_POOLINGS = (1, 2, 3)
 
 
 class InputTooLong(TuillmError):
@@ -66,7 +65,7 @@ class _Context:
     """A loaded embedding context and what it was loaded for."""
 
     model: ServedModel
-    llm: Any  # llama_cpp.Llama with embedding=True
+    embedding: EmbeddingModel
     n_ctx: int
 
 
@@ -174,20 +173,15 @@ class Embedder:
 
     # --- on the worker thread ----------------------------------------------------------------------------------
     def _load(self, model: ServedModel, asked: int | None) -> None:
-        from tuillm.core.llama.loader import quiet_llama
-
         self._unload()
         n_ctx = self.context_for(model, asked)
         options = self._options(model, n_ctx)
         pooling = checked_file(model.path).get(f"{model.info.arch}.pooling_type")
         try:
-            llm = quiet_llama(str(model.path), embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                              pooling_type=pooling if pooling in _POOLINGS else _POOLING_MEAN,
-                              n_gpu_layers=options.n_gpu_layers, n_threads=options.n_threads,
-                              flash_attn=options.flash_attn, use_mmap=options.use_mmap)
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise LoadFailed(f"{model.path.name}: llama.cpp could not load it for embeddings ({exc})") from None
-        self._context = _Context(model, llm, n_ctx)
+            embedding = EmbeddingModel.load(model.path, options, pooling)
+        except NotLoaded as exc:
+            raise LoadFailed(f"{model.path.name}: {exc}") from None
+        self._context = _Context(model, embedding, n_ctx)
 
     def _options(self, model: ServedModel, n_ctx: int) -> LoadOptions:
         """The chat's load options at the embedding context, the GPU layers decided; refused (``LoadFailed``) when
@@ -209,11 +203,10 @@ class Embedder:
         """The vectors and the tokens counted (each input cut at the context when ``truncate``)."""
         context = self._context
         assert context is not None, "loaded under the swap lock before the work is queued"
-        llm, n_ctx = context.llm, context.n_ctx
+        embedding, n_ctx = context.embedding, context.n_ctx
         counts = []
         for index, text in enumerate(texts):
-            # As llama-cpp-python's embed() tokenizes it: the count it will decode.
-            n = len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+            n = embedding.count(text)  # what embed() will decode
             if n == 0:
                 raise TuillmError(f"input {index}: no tokens to embed")
             if n > n_ctx and not truncate:
@@ -223,7 +216,7 @@ class Embedder:
         for group in _groups(counts, n_ctx):  # one decode each, as embed() would batch them; a stop between them
             if stop.is_set():
                 raise TuillmError("embeddings stopped: the client left")
-            vectors.extend(llm.embed([texts[i] for i in group], truncate=True))
+            vectors.extend(embedding.embed([texts[i] for i in group]))
         if not all(math.isfinite(x) for vector in vectors for x in vector):
             raise EmbedFailed("llama.cpp gave an embedding that is not finite")
         return vectors, sum(counts)
@@ -231,7 +224,7 @@ class Embedder:
     def _unload(self) -> None:
         context, self._context = self._context, None
         if context is not None:
-            context.llm.close()
+            context.embedding.close()
 
 
 def _groups(counts: list[int], budget: int) -> list[list[int]]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from tuillm.core.errors import TuillmError
 from tuillm.core.serve import openai
+from tuillm.core.serve.framing import ndjson, sse
 
 MAX_BODY_BYTES = 8 << 20  # a long conversation is well under a megabyte; a request's body is bounded
 # The seconds a client may take to send a request's head, and then its body (counted from the head's end): one that
@@ -63,14 +64,15 @@ def error_body(path: str, status: int, message: str, code: str | None = None) ->
     return {"error": message}
 
 
-def stream_error(path: str, media: bytes, message: str) -> bytes:
-    """A streamed answer's last event when the server cuts it: an SSE ``data: {"error": ...}`` event (OpenAI's
-    clients raise its message) or an NDJSON ``{"error": ...}`` line (Ollama's); nothing for another body."""
-    if media.startswith(b"text/event-stream"):
-        return f"data: {json.dumps(error_body(path, 503, message))}\n\n".encode()
-    if media.startswith(b"application/x-ndjson"):
-        return (json.dumps(error_body(path, 503, message)) + "\n").encode()
-    return b""
+def stream_error(path: str, media: str, message: str, status: int = 503, code: str | None = None) -> str:
+    """A streamed answer's last event when it ends in an error (the server's stop cut it: 503; its generation
+    failed): an SSE ``data: {"error": ...}`` event (OpenAI's clients raise its message; no ``[DONE]`` follows) or an
+    NDJSON ``{"error": ...}`` line (Ollama's); nothing for another body (``media``: its content type)."""
+    if media.startswith("text/event-stream"):
+        return sse(error_body(path, status, message, code))
+    if media.startswith("application/x-ndjson"):
+        return ndjson(error_body(path, status, message, code))
+    return ""
 
 
 def cors_options(origins: list[str]) -> dict[str, Any]:
@@ -131,7 +133,8 @@ class Guard:
             code, error = cut(scope)
             if not status[0]:
                 await self._refuse(scope, noted, code, error_body(scope["path"], code, error))
-            elif code == 503 and not ended[0] and (last := stream_error(scope["path"], media[0], error)):
+            elif code == 503 and not ended[0] and (last := stream_error(scope["path"], media[0].decode("latin-1"),
+                                                                         error).encode()):
                 # A stream the stop cut: its client reads why (an error event) and a whole answer, not a broken one.
                 # Sent between two of its events: a cancelled send had not written its event.
                 with contextlib.suppress(OSError):

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
 from tuillm.core.errors import ModelFileError, TuillmError
+from tuillm.core.llama.embedding import NotLoaded, Vocabulary
 from tuillm.core.serve.api import parse
 from tuillm.core.serve.embedder import checked_file
 from tuillm.core.serve.guard import HEALTH_PATHS
@@ -76,34 +77,27 @@ class Vocabs:
 class Vocab:
     """A model's vocabulary (llama.cpp's, without the weights); its calls one at a time (``lock``)."""
 
-    def __init__(self, llm: Any) -> None:
-        from tuillm.core.llama.model import LlamaModel
-
-        self._llm = llm  # llama_cpp.Llama(vocab_only=True): its public tokenize() takes ``special``
-        self._model = LlamaModel(llm)  # token pieces of any length (llama-cpp-python's detokenize cuts at 32 bytes)
-        self.n_vocab = self._model.n_vocab
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        self._vocabulary = vocabulary
+        self.n_vocab = vocabulary.n_vocab
         self.lock = threading.Lock()
         self.closed = False  # let go of by the cache: a call that got it just before opens it again
 
     @classmethod
     def open(cls, model: ServedModel) -> Vocab:
-        from tuillm.core.llama.loader import quiet_llama
-
         try:
             checked_file(model.path)
-            # vocab_only: no weights; the context llama-cpp-python makes anyway is the smallest.
-            return cls(quiet_llama(str(model.path), vocab_only=True, n_ctx=16, n_batch=16))
+            return cls(Vocabulary.open(model.path))
         except ModelFileError as exc:
             raise LoadFailed(str(exc)) from None
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise LoadFailed(f"{model.path.name}: llama.cpp cannot read its vocabulary ({exc})") from None
+        except NotLoaded as exc:
+            raise LoadFailed(f"{model.path.name}: {exc}") from None
 
     def tokenize(self, body: TokenizeRequest) -> list[Any]:
         """The tokens of ``body.content`` (with their pieces when asked), as llama.cpp server's /tokenize."""
-        text = body.content.encode("utf-8")
-        # add_bos is llama.cpp's add_special: BOS and EOS where the vocabulary says the model wants them.
-        tokens = self._llm.tokenize(text, add_bos=body.add_special, special=body.parse_special) \
-            if text or body.add_special else []
+        tokens = self._vocabulary.tokenize(body.content, add_special=body.add_special,
+                                           parse_special=body.parse_special) \
+            if body.content or body.add_special else []
         if body.with_pieces:
             return [{"id": token, "piece": self._piece(token)} for token in tokens]
         return tokens
@@ -112,12 +106,11 @@ class Vocab:
         bad = next((t for t in tokens if not 0 <= t < self.n_vocab), None)
         if bad is not None:  # llama.cpp would read past its tables
             raise TuillmError(f"tokens: {bad} is not in the model's vocabulary (0 to {self.n_vocab - 1})")
-        pieces = [self._model.piece(token, special=True) for token in tokens]
-        return b"".join(pieces).decode("utf-8", errors="replace")
+        return self._vocabulary.detokenize(tokens).decode("utf-8", errors="replace")
 
     def _piece(self, token: int) -> str | list[int]:
         """A token's text as llama.cpp server gives it: a string, or its bytes where they split a character."""
-        piece = self._model.piece(token, special=True)
+        piece = self._vocabulary.piece(token)
         try:
             return piece.decode("utf-8")
         except UnicodeDecodeError:
@@ -126,7 +119,7 @@ class Vocab:
     def close(self) -> None:
         with self.lock:  # not while a call uses it
             self.closed = True
-            self._model.close()
+            self._vocabulary.close()
 
 
 def default_model(host: ModelHost, name: str | None) -> ServedModel:
