@@ -15,8 +15,9 @@ from pathlib import Path
 
 from textual import events
 from textual.app import ComposeResult, SystemCommand
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable, Input, Label, Static
 
 from tuillm.core.events import Emit
@@ -37,20 +38,28 @@ HINT_WORDS = (("models.filter", "filter"), ("models.details", "info"), ("models.
               ("models.download", "pull"))
 
 
-def key_hint(overrides: dict[str, str]) -> str:
-    """"Enter chat  / filter  i info …": what the table's keys do, in one line of 80 columns."""
-    keys = (f"{keymap.key_label(keymap.first_key(binding, overrides))} {word}" for binding, word in HINT_WORDS)
-    return "  ".join(["Enter chat", *keys])
+def key_hint(overrides: dict[str, str], narrow: bool = False) -> str:
+    """"Enter chat  / filter  i info …": what the table's keys do, in one line of 80 columns (``narrow``: of 60,
+    the letters only, closer together; Enter on a row is what a table does)."""
+    keys = [f"{keymap.key_label(keymap.first_key(binding, overrides))} {word}" for binding, word in HINT_WORDS]
+    return " ".join(keys) if narrow else "  ".join(["Enter chat", *keys])
+
+
 FILTER_HINT = "Type to filter · Enter or ↓ back to the table · Esc clears"
 CATALOG_JOB = "catalog"
+NARROW = 72  # columns: below this the pane's lines take their short forms
+PROBLEMS_TITLE = "Tab here, ↑/↓ scroll"  # on the Could-not-read box when it holds more than it shows
 
 
-def hardware_text(hw: Hardware, available: int) -> str:
+def hardware_text(hw: Hardware, available: int, narrow: bool = False) -> str:
     # The best of the CPU's fast-kernel features says most about llama.cpp's CPU speed; one word fits 80 columns.
     best = next((f for f in ("amx_tile", "avx512f", "avx2", "avx", "i8mm", "dotprod", "neon") if f in hw.cpu_features),
                 None)
     cpu = f"{hw.physical_cores} cores" + (f" {best}" if best else "")
     offload = f"GPU offload: {hw.gpu_backend}" if hw.gpu_offload else "CPU only (no GPU offload)"
+    if narrow:  # 60 columns: the same figures, fewer words
+        offload = f"GPU: {hw.gpu_backend}" if hw.gpu_offload else "CPU only"
+        return f"RAM {format_bytes(available)} free/{format_bytes(hw.total_ram)} · {cpu} · {offload}"
     return f"RAM {format_bytes(available)} free of {format_bytes(hw.total_ram)} · {cpu} · {offload}"
 
 
@@ -84,6 +93,11 @@ class ModelsPane(ModelActions, Vertical):
     #models-summary { width: 1fr; height: 1; padding: 0 1; color: $text-muted; text-align: right; }
     #models-hardware, #models-advice, #models-hint { height: 1; padding: 0 1; color: $text-muted; }
     #models-advice { color: $text; }
+    ModelsPane.-narrow #models-filter { width: 14; }
+    #models-problems-box { height: auto; max-height: 6; padding: 0 1; border-top: solid $warning 50%; }
+    #models-problems-box:focus { border-top: solid $warning; background: $boost; }
+    ModelsPane.-short #models-problems-box { max-height: 4; }
+    #models-problems { height: auto; color: $warning; }
     """
 
     class CatalogLoaded(Message):
@@ -129,10 +143,12 @@ class ModelsPane(ModelActions, Vertical):
         yield Label("", id="models-hardware", markup=False)
         yield Label("", id="models-advice", markup=False)
         yield Label(key_hint(self.session.config.keys), id="models-hint", markup=False)
-        yield Static(id="models-problems", markup=False)
+        # A long list scrolls: the box takes the focus (Tab from the table) and the arrow keys.
+        with VerticalScroll(id="models-problems-box"):
+            yield Static(id="models-problems", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one("#models-problems").display = False
+        self.query_one("#models-problems-box").display = False
         self._fill_table()
         self.action_refresh()
 
@@ -218,7 +234,9 @@ class ModelsPane(ModelActions, Vertical):
     def _show_problems(self) -> None:
         problems = self.result.problems if self.result else []
         box = self.query_one("#models-problems", Static)
-        box.display = bool(problems)
+        scroll = self.query_one("#models-problems-box", VerticalScroll)
+        scroll.display = bool(problems)
+        scroll.call_after_refresh(self._title_problems)
         # File name and problem first: the folder part is what gets cut off at 80 columns. Names are from the disk:
         # one safe line each (an escape sequence never reaches the terminal, a newline never splits an entry).
         box.update("Could not read:\n" + "\n".join(
@@ -229,6 +247,11 @@ class ModelsPane(ModelActions, Vertical):
             self.notify(f"{len(problems)} model file{'s' if len(problems) != 1 else ''} could not be read "
                         "(listed below the table)", title="Models", severity="warning")
 
+    def _title_problems(self) -> None:
+        # Said only where there is more to see than the box shows (a few short entries need no key).
+        scroll = self.query_one("#models-problems-box", VerticalScroll)
+        scroll.border_title = PROBLEMS_TITLE if scroll.max_scroll_y > 0 else None
+
     def _show_summary(self) -> None:
         if self.result is None:
             return
@@ -238,13 +261,14 @@ class ModelsPane(ModelActions, Vertical):
         if self.result.problems:
             summary += f" · {len(self.result.problems)} unreadable"
         # Each row is estimated at its load context: the configured one unless the model has its own.
-        summary += f" · est. at {format_context(self.session.config.default_ctx)} ctx"
+        at = "" if self._narrow else "est. at "  # 60 columns: "· 4K ctx"
+        summary += f" · {at}{format_context(self.session.config.default_ctx)} ctx"
         if any(self._has_own_settings(e) for e in visible):
             summary += f" ({OWN_MARK} own)"
         self.query_one("#models-summary", Label).update(summary)
         if self.hardware is not None:
             self.query_one("#models-hardware", Label).update(
-                hardware_text(self.hardware, self.available or self.hardware.available_ram))
+                hardware_text(self.hardware, self.available or self.hardware.available_ram, self._narrow))
 
     # --- rows -------------------------------------------------------------------------------------------------------
     def visible_entries(self) -> list[CatalogEntry]:
@@ -292,9 +316,18 @@ class ModelsPane(ModelActions, Vertical):
             return
         label.update(safe_line(f"{entry.name}: {advice(entry.info, self.fit_of(entry))}"))
 
+    @property
+    def _narrow(self) -> bool:
+        return self.size.width < NARROW
+
     def on_resize(self) -> None:
+        self.set_class(self._narrow, "-narrow")
+        self.set_class(self.size.height < 18, "-short")  # 60x20 (a pane of 15 rows): the table keeps its rows
+        self._show_hint()
         if self.result is not None:
             self._fill_table()
+            self._show_summary()
+            self.call_after_refresh(self._title_problems)
 
     def _fill_table(self) -> None:
         rows = [Row(e.info.path, row_cells(e, self.fit_of(e).estimate, self._has_own_settings(e)))
@@ -313,9 +346,14 @@ class ModelsPane(ModelActions, Vertical):
         self.screen.set_focus(self.query_one("#models-filter", Input))
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        self._show_hint(event.widget)
+
+    def _show_hint(self, focused: Widget | None = None) -> None:
         # The hint line says how to leave the filter while it has the keys.
-        in_filter = event.widget.id == "models-filter"
-        self.query_one("#models-hint", Label).update(FILTER_HINT if in_filter else key_hint(self.session.config.keys))
+        widget = focused or self.app.focused
+        in_filter = widget is not None and widget.id == "models-filter"
+        hint = FILTER_HINT if in_filter else key_hint(self.session.config.keys, self._narrow)
+        self.query_one("#models-hint", Label).update(hint)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id != "models-filter":

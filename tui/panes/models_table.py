@@ -36,6 +36,9 @@ MIN_NAME_WIDTH = 12
 CELL_PADDING = 2
 SCROLLBAR = 2
 OWN_MARK = "*"  # after the name of a model with its own load settings
+# Too narrow for every column (60 over SSH): these go first, so Name and Fit (what the row is for) always stay
+# in sight; Info (i) shows them all.
+DROP_ORDER = ("context", "arch", "params", "size", "memory", "quant")
 
 
 def format_context(n: int) -> str:
@@ -81,6 +84,19 @@ def _truncate(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
 
 
+def fitting_columns(widths: dict[str, int], width: int) -> list[tuple[str, str]]:
+    """The columns that leave the name at least ``MIN_NAME_WIDTH`` in ``width``, dropping in ``DROP_ORDER``."""
+    dropped: set[str] = set()
+    for key in (None, *DROP_ORDER):
+        if key is not None:
+            dropped.add(key)
+        kept = [(k, header) for k, header in COLUMNS if k not in dropped]
+        others = sum(widths[k] for k, _ in kept if k != "name")
+        if width - SCROLLBAR - CELL_PADDING * len(kept) - others >= MIN_NAME_WIDTH:
+            break
+    return kept
+
+
 @dataclass(frozen=True)
 class Row:
     path: Path  # the row key
@@ -99,19 +115,20 @@ class ModelsTable(DataTable[str | Text]):
         where it was; True when ``select`` was found."""
         rows = [Row(row.path, {key: _safe(cell) for key, cell in row.cells.items()}) for row in rows]
         widths = {key: max([len(header)] + [len(_plain(row.cells[key])) for row in rows]) for key, header in COLUMNS}
-        others = sum(w for key, w in widths.items() if key != "name")
-        room = width - SCROLLBAR - CELL_PADDING * len(COLUMNS) - others
+        columns = fitting_columns(widths, width)
+        others = sum(widths[key] for key, _ in columns if key != "name")
+        room = width - SCROLLBAR - CELL_PADDING * len(columns) - others
         name_width = max(MIN_NAME_WIDTH, min(widths["name"], room))
         cursor = self.cursor_row
         found = next((i for i, row in enumerate(rows) if row.path == select), None) if select else None
         if found is not None:
             cursor = found
         self.clear(columns=True)
-        for key, header in COLUMNS:
+        for key, header in columns:
             self.add_column(header, key=key, width=name_width if key == "name" else widths[key])
         for row in rows:
             cells = {**row.cells, "name": Text(_truncate(_plain(row.cells["name"]), name_width))}
-            self.add_row(*(cells[key] for key, _ in COLUMNS), key=str(row.path))
+            self.add_row(*(cells[key] for key, _ in columns), key=str(row.path))
         if rows:
             self.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
         return found is not None
