@@ -170,7 +170,8 @@ class ChatSearchScreen(ModalScreen[tuple[int, int] | None]):
 
     def action_into_results(self) -> None:
         if self.hits:
-            self.results.focus()
+            # At once, not with Widget.focus()'s call_later: "↓ ↓ Enter" arriving in one read must reach the list.
+            self.set_focus(self.results)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -3,6 +3,7 @@ chat with typed messages the pane answers."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from rich.text import Text
@@ -15,12 +16,18 @@ from tuillm.core.text import safe_line
 from tuillm.tui import keymap
 
 TITLE_CHARS = 22  # what fits the list's 24 columns
+# A short ending in brackets, " (fork)" above all: kept when the title is cut, or a fork and its chat look the same.
+_SUFFIX = re.compile(r" \([^()]{1,8}\)$")
 
 
 def short_title(title: str) -> str:
     """The title as one terminal-safe line that fits the list (a title may come from a model's words)."""
     title = safe_line(title)
-    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
+    if len(title) <= TITLE_CHARS:
+        return title
+    suffix = _SUFFIX.search(title)
+    tail = suffix.group(0) if suffix else ""
+    return title[: TITLE_CHARS - 1 - len(tail)].rstrip() + "…" + tail
 
 
 class ChatList(OptionList):

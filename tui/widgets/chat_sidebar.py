@@ -79,7 +79,8 @@ class ChatSidebar(Vertical):
         chat_list = self.chat_list
         if chat_list.highlighted is None and chat_list.option_count:
             chat_list.highlighted = 0
-        chat_list.focus()
+        # At once, not with Widget.focus()'s call_later: "↓ ↓ Enter" arriving in one read must reach the list.
+        self.screen.set_focus(chat_list)
 
     def action_to_filter(self) -> None:
         self.filter_input.focus()

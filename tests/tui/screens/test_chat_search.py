@@ -201,3 +201,21 @@ def test_snapshot_search_dialog(snap_compare, tmp_path: Path, monkeypatch: pytes
             widget.cursor_blink = False
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+@run_async
+async def test_keys_typed_in_one_burst_reach_the_results(tmp_path: Path) -> None:
+    # Over SSH "↓ ↓ Enter" may arrive in one read: the second ↓ must already move in the results.
+    from textual import events
+
+    store_chats(filler=0)
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = chat_pane(app)
+        await until(pilot, lambda: pane.chat_id is not None, "the newest chat open")
+        screen = await search_for(pilot, "question")
+        second = screen.hits[1]
+        for key in ("down", "down", "enter"):
+            app.post_message(events.Key(key, None))
+        await until(pilot, lambda: not isinstance(app.screen, ChatSearchScreen), "the dialog closed", steps=200)
+        await until(pilot, lambda: pane.chat_id == second.chat_id, "the second result's chat open", steps=200)

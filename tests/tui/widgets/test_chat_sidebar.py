@@ -117,3 +117,33 @@ def test_snapshot_filtered_list(snap_compare, tmp_path: Path, monkeypatch: pytes
             widget.cursor_blink = False  # type: ignore[attr-defined]
 
     assert snap_compare(app, terminal_size=WIDE, run_before=run_before)
+
+
+def test_a_long_forks_title_keeps_its_fork_mark() -> None:
+    from tuillm.tui.widgets.chat_list import TITLE_CHARS, short_title
+
+    title = "Write a short poem about the sea"
+    fork, chat = short_title(f"{title} (fork)"), short_title(title)
+    assert fork == "Write a short… (fork)" and len(fork) <= TITLE_CHARS
+    assert chat == "Write a short poem ab…" and fork != chat  # the two are told apart in the list
+    assert short_title("Notes (fork)") == "Notes (fork)"  # short titles are whole
+    assert short_title("x" * 30 + " (a very long bracket)") == "x" * 21 + "…"  # a long bracket is text
+
+
+@run_async
+async def test_keys_typed_in_one_burst_reach_the_list(tmp_path: Path) -> None:
+    # Over SSH "↓ ↓ Enter" may arrive in one read: the keys after the first ↓ act in the list, not the filter.
+    from textual import events
+
+    ids = store_chats()
+    app = chat_app(tmp_path)
+    async with app.run_test(size=WIDE) as pilot:
+        pane = chat_pane(app)
+        sidebar = app.query_one("#chat-sidebar", ChatSidebar)
+        await until(pilot, lambda: sidebar.chat_list.option_count == len(TITLES), "every chat listed")
+        sidebar.filter_input.focus()
+        await pilot.pause()
+        for key in ("down", "down", "enter"):
+            app.post_message(events.Key(key, None))
+        newest_first = TITLES[::-1]
+        await until(pilot, lambda: pane.chat_id == ids[newest_first[1]], "the second chat opened", steps=200)
