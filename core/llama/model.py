@@ -286,7 +286,7 @@ class LlamaModel:
         """Each of ``tokens`` after the first with its log-probability given those before it and the ``top`` most
         likely tokens there: completions' ``echo`` (special tokens by name: the pieces spell the prompt). The
         tokens stay in the cache: a reply to this prompt evaluates nothing again. A stop ends it with a
-        ``TuillmError``.
+        ``TuillmError``, a failure of llama.cpp with ``DecodeFailed``.
 
         The scores of a prefix shared with the last scored prompt, still in the cache, are kept, and only the rest
         is decoded: an evaluation's requests share their few-shot context and differ in their last tokens."""
@@ -306,8 +306,11 @@ class LlamaModel:
                     llm._ctx.decode(llm._batch)
                 except RuntimeError as exc:
                     self.reset()
-                    why = "stopped" if stop.is_set() else f"llama.cpp failed ({last_llama_error() or exc})"
-                    raise TuillmError(f"the prompt's log-probabilities: {why}") from None
+                    if stop.is_set():
+                        raise TuillmError("the prompt's log-probabilities: stopped") from None
+                    # The machine's or the model's failure, as a reply's (a 500 from the server, not the client's 400)
+                    raise DecodeFailed(f"the prompt's log-probabilities: llama.cpp failed "
+                                       f"({last_llama_error() or exc})") from None
                 llm.input_ids[start:start + len(chunk)] = chunk
                 llm.n_tokens = start + len(chunk)
                 entries += [self._entry(i, tokens[start + i + 1], top, special=True) for i in range(len(chunk))

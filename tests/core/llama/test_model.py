@@ -10,7 +10,7 @@ import pytest
 from tuillm.core.errors import ModelFileError
 from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.loader import quiet_llama
-from tuillm.core.llama.model import SCORE_BATCH, LlamaModel, PromptScore
+from tuillm.core.llama.model import SCORE_BATCH, DecodeFailed, LlamaModel, PromptScore
 from tuillm.core.llama.options import LoadOptions, Sampling
 
 
@@ -119,3 +119,24 @@ def test_threads_default_to_the_machine_s_decode_threads(demo_gguf: Path) -> Non
             assert llm.context_params.n_threads == expected
         finally:
             llm.close()
+
+
+def test_a_failure_while_scoring_is_a_decode_failure(demo_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama.cpp failing while it scores a prompt (completions' echo) is the machine's or the model's failure, as
+    in a reply (the server's 500), not a refusal of the request (a 400); the model stays usable after it."""
+    from llama_cpp._internals import LlamaContext
+
+    model = LlamaModel.load(demo_gguf, LoadOptions(n_ctx=256, n_gpu_layers=0))
+    try:
+        tokens = model.tokenize("The lighthouse keeper watched the storm", add_bos=False)
+
+        def failing(_ctx: LlamaContext, _batch: object) -> None:
+            raise RuntimeError("llama_decode returned -3")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(LlamaContext, "decode", failing)
+            with pytest.raises(DecodeFailed, match="^the prompt's log-probabilities: llama.cpp failed"):
+                model.score(tokens, 2, StopFlag())
+        assert len(model.score(tokens, 2, StopFlag()).entries) == len(tokens) - 1
+    finally:
+        model.close()
