@@ -27,7 +27,8 @@ from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.embedding import EmbeddingModel, NotLoaded
 from tuillm.core.llama.options import LoadOptions
-from tuillm.core.serve.models import IDLE_CHECK_S, MIN_CHECK_S, LoadFailed, LoadTerms, ModelHost, ServedModel
+from tuillm.core.serve.keepalive import KeepAlive
+from tuillm.core.serve.models import LoadFailed, LoadTerms, ModelHost, ServedModel
 
 # The largest context an embedding is taken over. Each input is decoded in one batch (a sequence split over batches
 # would be pooled over its last part only), and the batch's attention scores grow with its square.
@@ -77,9 +78,7 @@ class Embedder:
         self._worker = Worker("tuillm-embed")  # its thread ends when idle, as the chat's (core.chat.worker)
         self._context: _Context | None = None
         self._swap = asyncio.Lock()
-        self._active = 0
-        self._last_used = time.monotonic()
-        self._keep: float | None = None  # the last request's keep_alive; None: the server's idle_unload
+        self.keeper = KeepAlive(lambda: host.idle_unload)  # the embeddings running, and the idle time
 
     @property
     def loaded(self) -> ServedModel | None:
@@ -102,8 +101,8 @@ class Embedder:
         t0 = time.perf_counter()
         async with self._swap:
             load_s = await self._ensure(model, terms.n_ctx)
-            self._keep = terms.keep
-            self._active += 1
+            self.keeper.keep = terms.keep
+            self.keeper.begin()
             future = self._worker.submit(self._embed, list(texts), truncate, stop)
         try:
             vectors, tokens = await asyncio.wrap_future(future)
@@ -111,42 +110,31 @@ class Embedder:
             stop.set()
             raise
         finally:
-            self._active -= 1
-            self._last_used = time.monotonic()
+            self.keeper.end()
         return Embedded(vectors, tokens, load_s, time.perf_counter() - t0)
 
     async def preload(self, model: ServedModel, terms: LoadTerms) -> float:
         """Loads ``model``'s embedding context now (Ollama's request without input); the load's seconds."""
         async with self._swap:
-            self._keep = terms.keep
+            self.keeper.keep = terms.keep
             return await self._ensure(model, terms.n_ctx)
 
     async def release(self, model: ServedModel | None = None) -> None:
         """Unloads the embedding context (of ``model`` only, when given) once the work queued on it is done."""
         async with self._swap:
             if self._context is not None and (model is None or self._context.model == model):
-                await asyncio.wrap_future(self._worker.submit(self._unload))
-
-    def keep_s(self) -> float:
-        if self._keep is not None:
-            return self._keep
-        return self.host.idle_unload if self.host.idle_unload > 0 else math.inf
+                await self._release_now()
 
     def expires_in(self) -> float:
         """Seconds until the context is unloaded (inf: kept), counted from its last use."""
-        if self._active:
-            return self.keep_s()
-        return max(self.keep_s() - (time.monotonic() - self._last_used), 0.0)
+        return self.keeper.expires_in()
 
     async def unload_when_idle(self) -> None:
-        """Runs for the server's life: unloads the context once idle for ``keep_s()`` seconds."""
-        while True:
-            keep = self.keep_s()
-            await asyncio.sleep(IDLE_CHECK_S if math.isinf(keep) else min(max(keep / 4, MIN_CHECK_S), IDLE_CHECK_S))
-            if self._context is not None and self._active == 0 and self.expires_in() <= 0:
-                async with self._swap:  # a request may have come meanwhile: checked again in turn
-                    if self._context is not None and self._active == 0 and self.expires_in() <= 0:
-                        await asyncio.wrap_future(self._worker.submit(self._unload))
+        """Runs for the server's life: unloads the context once idle for its keep-alive (``KeepAlive``)."""
+        await self.keeper.unload_when_idle(lambda: self._context is not None, self._swap, self._release_now)
+
+    async def _release_now(self) -> None:
+        await asyncio.wrap_future(self._worker.submit(self._unload))
 
     def close(self) -> None:
         """Unloads the context and ends the worker (waits for the work queued)."""
@@ -168,7 +156,7 @@ class Embedder:
             await asyncio.wrap_future(self._worker.submit(self._load, model, asked))
         except (ModelFileError, LoadFailed) as exc:
             raise LoadFailed(str(exc)) from None
-        self._last_used = time.monotonic()
+        self.keeper.touch()
         return time.perf_counter() - t0
 
     # --- on the worker thread ----------------------------------------------------------------------------------

@@ -15,9 +15,6 @@ least the server's (``--ctx``, else the settings), else loads it with the server
 from __future__ import annotations
 
 import asyncio
-import math
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -32,13 +29,12 @@ from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import PromptScore
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.models.metadata import ModelInfo, read_info, read_lora_info
+from tuillm.core.serve.keepalive import KeepAlive
 from tuillm.core.settings import Config, load_options_for
 from tuillm.core.text import shown
 
 _T = TypeVar("_T")
 MAX_NAME_SHOWN = 200  # a requested name echoed in an error is cut there (a 100,000-character name was echoed whole)
-IDLE_CHECK_S = 1.0  # how often an idle model's time is checked (at most)
-MIN_CHECK_S = 0.05  # at least (keep_alive 0: the model goes within a second of its last reply)
 
 
 @dataclass(frozen=True)
@@ -127,10 +123,7 @@ class ModelHost:
         self.session = ChatSession(emit)
         self._swap = asyncio.Lock()
         self._wanted: ServedModel | None = None  # what is loaded once the queued work is done
-        self._active = 0  # replies queued or running
-        self._count_lock = threading.Lock()  # _active changes on the loop and on the worker thread
-        self._last_used = time.monotonic()
-        self._keep: float | None = None  # seconds, from the last request's keep_alive; None: idle_unload
+        self.keeper = KeepAlive(lambda: self.idle_unload)  # replies queued or running, and the idle time
 
     def find(self, name: str) -> ServedModel:
         model = self.models.get(name)
@@ -178,7 +171,7 @@ class ModelHost:
             self._wanted = self._still_loaded(previous)
             raise
         self._wanted = model
-        self._last_used = time.monotonic()  # a model just loaded is not idle since the last reply
+        self.keeper.touch()
         return event.load_seconds
 
     def _load_error(self, model: ServedModel, n_ctx: int | None, exc: TuillmError) -> TuillmError:
@@ -199,15 +192,15 @@ class ModelHost:
     async def preload(self, model: ServedModel, terms: LoadTerms) -> None:
         """Loads ``model`` now (Ollama's empty request) on ``terms``, in turn with the replies."""
         async with self._swap:
-            self._keep = terms.keep
+            self.keeper.keep = terms.keep
             await self.ensure(model, terms.n_ctx)
 
     async def release(self, model: ServedModel) -> None:
         """Ollama's empty request with ``keep_alive: 0``: unloads ``model`` now if it is loaded and idle, else once
         the replies queued are done."""
         async with self._swap:
-            self._keep = 0.0
-            if self._wanted == model and self._active == 0:
+            self.keeper.keep = 0.0
+            if self._wanted == model and self.keeper.active == 0:
                 await self._unload()
 
     async def reply(self, model: ServedModel, prompt: Prompt, sampling: Sampling,
@@ -229,40 +222,19 @@ class ModelHost:
         active until it is done; its future and the load's seconds."""
         async with self._swap:  # in arrival order: a load and the work after it stay together
             load_s = await self.ensure(model, terms.n_ctx)
-            self._keep = terms.keep
-            with self._count_lock:
-                self._active += 1
+            self.keeper.keep = terms.keep
+            self.keeper.begin()
             future = submit()
-        future.add_done_callback(self._finished)
+        future.add_done_callback(lambda _future: self.keeper.end())
         return future, load_s
-
-    def _finished(self, _future: Future[Any]) -> None:
-        with self._count_lock:
-            self._active -= 1
-            self._last_used = time.monotonic()
-
-    def keep_s(self) -> float:
-        """How long the loaded model stays after its last use: the last request's keep_alive, else idle_unload
-        (inf: until the server ends)."""
-        if self._keep is not None:
-            return self._keep
-        return self.idle_unload if self.idle_unload > 0 else math.inf
 
     def expires_in(self) -> float:
         """Seconds until the loaded model is unloaded (inf: kept), counted from its last use."""
-        if self._active:
-            return self.keep_s()
-        return max(self.keep_s() - (time.monotonic() - self._last_used), 0.0)
+        return self.keeper.expires_in()
 
     async def unload_when_idle(self) -> None:
-        """Runs for the server's life: unloads the model once idle for ``keep_s()`` seconds."""
-        while True:
-            keep = self.keep_s()
-            await asyncio.sleep(IDLE_CHECK_S if math.isinf(keep) else min(max(keep / 4, MIN_CHECK_S), IDLE_CHECK_S))
-            if self._active == 0 and self._wanted is not None and self.expires_in() <= 0:
-                async with self._swap:
-                    if self._active == 0 and self.expires_in() <= 0:
-                        await self._unload()
+        """Runs for the server's life: unloads the model once idle for its keep-alive (``KeepAlive``)."""
+        await self.keeper.unload_when_idle(lambda: self._wanted is not None, self._swap, self._unload)
 
     async def _unload(self) -> None:
         await asyncio.wrap_future(self.session.unload())
