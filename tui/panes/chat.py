@@ -183,15 +183,8 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
                 title = self.store.get_chat(self.chat_id).title
             except StoreError:
                 self.chat_id = None
-        if self.model_missing:
-            model = f"{self.model_name} (file missing)"
-        elif self.model_loading:
-            model = f"{self.model_name} (loading…)"
-        elif self._engine is not None and self._engine.loaded:  # asking must not make one (see ``engine``)
-            model = self.model_name
-        else:
-            model = f"{self.model_name} (loads with the first message)"
-        self.column.set_header(fit_header(safe_line(title), safe_line(model), self.header_width()))
+        model, short = self.header_model()
+        self.column.set_header(fit_header(safe_line(title), safe_line(model), self.header_width(), safe_line(short)))
 
     def _refresh(self) -> None:
         self._refresh_list()
@@ -374,6 +367,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
             self.draft_system, self.draft_sampling = "", Sampling(**self.draft_sampling.to_json())
         self.show_draft()
         self.adopt_chat_model()
+        self.show_chat_status()  # this chat's context use, not the one left's
         self._refresh()
 
     def chat_with(self, path: Path, name: str) -> None:

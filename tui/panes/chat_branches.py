@@ -23,7 +23,9 @@ from tuillm.tui.widgets.chat_messages import ChatColumn
 BUSY = "a reply is on its way: Esc stops it"
 # Actions of letter keys: taken only while the messages view has the focus (elsewhere the key goes on).
 VIEW_ACTIONS = frozenset({"fork", "edit_message"})
-EDITING_EARLIER = "Editing message {n} · Enter sends it as a new branch · Esc cancels"
+# The prompt's title, longest first: the one that fits its width is shown.
+EDITING_EARLIER = ("Editing message {n} · Enter sends it as a new branch · Esc cancels",
+                   "Editing message {n} · Esc cancels")
 
 
 class ChatBranches:
@@ -142,11 +144,13 @@ class ChatBranches:
         """The prompt takes ``message``'s text; Enter sends it in its place, as a new branch (the draft waits)."""
         if not self.editing:
             self.hold_draft()
-        self.column.start_editing(message.content)
         shown = [m.id for m in self.stored_messages()]
         users = [m for m in self.stored_messages() if m.role == "user"]
         if users and users[-1].id != message.id and message.id in shown:
-            self.column.prompt.border_title = EDITING_EARLIER.format(n=shown.index(message.id) + 1)
+            n = shown.index(message.id) + 1
+            self.column.start_editing(message.content, [title.format(n=n) for title in EDITING_EARLIER])
+        else:
+            self.column.start_editing(message.content)
         self.editing, self.editing_message = True, message.id
         self.refresh_bindings()
 

@@ -5,12 +5,14 @@ below ``LIST_MIN_WIDTH`` columns it hides itself so the conversation keeps the w
 web UI's sidebars do), and it comes back when the terminal grows. Ctrl+L (``chat.toggle_list``) shows it and goes to
 it, or, from the list, hides it; once the user has done that, the size no longer decides for this session.
 
-The header names the chat and its model; where both do not fit, the title is shortened, never the model.
+The header names the chat and its model; where both do not fit, the title is shortened (the model's state said in
+fewer words where little of the title would be left), and the model's name only when nothing else is left.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 
 from textual import events
 from textual.containers import ScrollableContainer
@@ -18,17 +20,22 @@ from textual.css.query import NoMatches
 from textual.widget import Widget
 
 from tuillm.tui.widgets.chat_list import ChatList
+from tuillm.tui.widgets.chat_prompt import ChatPrompt
 
 LIST_MIN_WIDTH = 90  # below this many columns the list is hidden unless the user asked for it
 HEADER_GAP = " · "
+MIN_TITLE = 16  # columns of the title worth more than the model's state in full words
 
 
-def fit_header(title: str, model: str, width: int) -> str:
+def fit_header(title: str, model: str, width: int, short_model: str | None = None) -> str:
     """``title · model`` in ``width`` columns: the title gives way first (down to one character and "…"), then
-    the model's name from its end. ``width`` 0 (not laid out yet): as is."""
+    the model's name from its end. ``short_model`` (the model's state in fewer words) takes the model's place where
+    it would leave the title fewer than ``MIN_TITLE`` columns. ``width`` 0 (not laid out yet): as is."""
     text = f"{title}{HEADER_GAP}{model}"
     if width <= 0 or len(text) <= width:
         return text
+    if short_model is not None and short_model != model and width - len(HEADER_GAP) - len(model) < MIN_TITLE:
+        return fit_header(title, short_model, width)
     room = width - len(HEADER_GAP) - len(model)
     if room >= 2:
         return f"{title[: room - 1]}…{HEADER_GAP}{model}"
@@ -74,14 +81,20 @@ class ChatLayout:
         self.call_after_refresh(self._after_width_change, following)
 
     def _after_width_change(self, following: bool) -> None:
-        self._refresh_header()
+        self._fit_to_width()
         if following:
             self.query_one("#chat-view", ScrollableContainer).scroll_end(animate=False, immediate=True)
 
     def on_resize(self, event: events.Resize) -> None:
         self._auto_list(event.size.width)
         # The header's title is shortened to the new width, known once the column is laid out again.
-        self.call_after_refresh(self._refresh_header)
+        self.call_after_refresh(self._fit_to_width)
+
+    def _fit_to_width(self) -> None:
+        """The header and the prompt's texts, in the fewer words a narrow column needs (or back in full)."""
+        self._refresh_header()
+        with suppress(NoMatches):  # being removed
+            self.query_one(ChatPrompt).fit_texts()
 
     def action_toggle_list(self) -> None:
         """Ctrl+L: show the chat list and go to it; from the list, hide it (the chat keeps the width)."""

@@ -9,7 +9,7 @@ app starts without touching llama.cpp.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from functools import partial
@@ -24,6 +24,7 @@ from tuillm.core.chat.backend import ChatBackend
 from tuillm.core.chat.conversation import Conversation
 from tuillm.core.chat.events import ModelLoaded, ReplyDone
 from tuillm.core.chat.store import CHAT_LOAD_OPTIONS, Chat, ChatStore, StoreError
+from tuillm.core.chat.store import Message as StoredMessage
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Emit
 from tuillm.core.llama.options import LoadOptions
@@ -67,6 +68,20 @@ def chat_label(path: str | Path, adapter: str | Path | None) -> str:
     return model_label(path) + (f" + {Path(adapter).name}" if adapter else "")
 
 
+def context_used(messages: Sequence[StoredMessage]) -> int:
+    """Tokens a chat holds in the context, as its last reply's figures give them (0: no reply yet)."""
+    def count(stats: Mapping[str, Any], key: str) -> int:
+        value = stats.get(key)  # a database row: anything may be there
+        return int(value) if isinstance(value, int | float) and value > 0 else 0
+
+    for message in reversed(messages):
+        stats = message.stats
+        if message.role == "assistant" and isinstance(stats, Mapping) and stats:
+            # A reply kept before replies kept their context use: its prompt and its own tokens.
+            return count(stats, "context_used") or count(stats, "prompt_tokens") + count(stats, "generated_tokens")
+    return 0
+
+
 def load_checked(backend: ChatBackend, path: Path, options: LoadOptions, available_ram: int | None,
                  _emit: Emit) -> ModelLoaded:
     """Loads ``path`` (on a worker thread; the backend's own events reach the pane through its emit).
@@ -92,6 +107,7 @@ class ChatModels:
     # What this uses of the pane (ChatPane and its Widget base define them); a plain class, as ChatMemory.
     session: Session
     engine: ChatBackend
+    _engine: ChatBackend | None  # the backend if made (``engine`` makes one)
     store: ChatStore | None
     chat_id: int | None
     model_path: Path | None
@@ -105,6 +121,7 @@ class ChatModels:
     notify: Callable[..., None]
     app: App[int]
     _set_status: Callable[[str | None], None]
+    stored_messages: Callable[[], list[StoredMessage]]
     _refresh_header: Callable[[], None]
     _begin: Callable[[Turn], Awaitable[None]]
 
@@ -258,6 +275,30 @@ class ChatModels:
         self._refresh_header()
         if event.then is not None:
             await self._begin(event.then)
+
+    def show_chat_status(self) -> None:
+        """The status line for the chat just opened: its context use as its last reply left it (0: a new chat) when
+        its model is the one loaded; another chat's figure never stays. With another model loaded, that model's
+        name alone (this chat loads its own with its next message)."""
+        engine = self._engine
+        if self.model_loading or engine is None or not engine.loaded:
+            return  # "loading…" or "no model loaded" says it already (and asking must not make a backend)
+        if not self._model_ready():
+            self._set_status(chat_label(engine.model_path or "", engine.lora_path))
+            return
+        self._set_status(f"{self.model_name} · ctx {context_used(self.stored_messages())}/{engine.n_ctx}")
+
+    def header_model(self) -> tuple[str, str]:
+        """How the header names the model and what it is doing: in full, and in fewer words for a narrow column."""
+        if self.model_missing:
+            long, short = "file missing", "missing"
+        elif self.model_loading:
+            long = short = "loading…"
+        elif self._engine is not None and self._engine.loaded:  # asking must not make one (see ``engine``)
+            return self.model_name, self.model_name
+        else:
+            long, short = "loads with the first message", "not loaded"
+        return f"{self.model_name} ({long})", f"{self.model_name} ({short})"
 
     def _model_ready(self) -> bool:
         """The chat's model is loaded with its adapter (and its settings, unless another load since, such as the

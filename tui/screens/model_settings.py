@@ -28,6 +28,9 @@ from tuillm.tui.screens.dialog_css import DIALOG_CSS
 
 DEFAULT = "default"
 _ON_OFF = {"on": True, "off": False}
+# The titles' column is as wide as the longest title: at 60 columns the fields then keep 33, enough for the GPU
+# layers' "auto · recommended 0 (CPU build)".
+TITLE_WIDTH = max(len(option.title) for option in LOAD_SETTINGS.values())
 
 
 def _choice_field(option: Option, own: Any, inherited: Any) -> Select[str]:
@@ -79,15 +82,15 @@ class ModelSettingsScreen(ModalScreen[ModelDefaults | None]):
     """A model's own context, GPU layers, threads, KV cache type and flash attention; empty fields use [load]."""
 
     HELP_TITLE = "Model load settings"
-    DEFAULT_CSS = DIALOG_CSS + """
-    ModelSettingsScreen { align: center middle; }
-    #model-settings-grid {
+    DEFAULT_CSS = DIALOG_CSS + f"""
+    ModelSettingsScreen {{ align: center middle; }}
+    #model-settings-grid {{
         grid-size: 2;
-        grid-columns: 22 1fr;
+        grid-columns: {TITLE_WIDTH} 1fr;
         grid-gutter: 0 1;
         height: auto;
-    }
-    #model-settings-estimate { padding-top: 1; height: auto; }
+    }}
+    #model-settings-estimate {{ padding-top: 1; height: auto; }}
     """
     BINDINGS = keymap.MODEL_SETTINGS
 

@@ -71,7 +71,8 @@ class MessageBubble(Vertical):
     def __init__(self, role: str, content: str, *, message_id: int | None = None, complete: bool = True,
                  stats: dict[str, Any] | None = None, streaming: bool = False, model: str = "",
                  alternatives: tuple[int, int] | None = None) -> None:
-        super().__init__(classes=f"bubble -{role}")
+        # -streaming: the reply's last lines are below its Markdown, a block apart (app.tcss)
+        super().__init__(classes=f"bubble -{role}" + (" -streaming" if streaming else ""))
         self.role = role
         self.content = content
         self.message_id = message_id
@@ -147,6 +148,7 @@ class MessageBubble(Vertical):
         self.content, self.complete, self.stats, self.streaming = content, complete, stats, False
         self.query_one(".bubble-role", Label).update(self._header())
         with self.app.batch_update():  # the tail leaves in the frame the Markdown takes its text: no flash
+            self.remove_class("-streaming")
             if changed:
                 await self.markdown.update(self._shown(content))
             await self.query_children(StreamTail).remove()

@@ -15,13 +15,10 @@ from textual.widgets import Label
 from tuillm.core.chat.store import Message as StoredMessage
 from tuillm.core.text import safe_line
 from tuillm.tui.widgets.chat_bubble import MessageBubble, bubble_header, last_code_block
-from tuillm.tui.widgets.chat_prompt import ChatPrompt
+from tuillm.tui.widgets.chat_prompt import EDITING_TITLES, PLACEHOLDERS, ChatPrompt
 from tuillm.tui.widgets.chat_view import ChatView
 
 __all__ = ["ChatColumn", "ChatView", "MessageBubble", "bubble_header", "last_code_block"]
-
-PLACEHOLDER = "Message · Enter sends · Ctrl+J new line"
-EDITING_TITLE = "Editing the last message · Enter resends · Esc cancels"
 
 
 class ChatColumn(Vertical):
@@ -34,7 +31,8 @@ class ChatColumn(Vertical):
         # changed, so a prompt straight in the column was rendered again (~1 ms, its theme applied anew) for each
         # draw of a streaming reply above it.
         with Vertical(id="chat-prompt-box"):
-            yield ChatPrompt(id="chat-prompt", placeholder=PLACEHOLDER, soft_wrap=True)
+            # Its placeholder is shortened to fit its width (a narrow column) once laid out.
+            yield ChatPrompt(id="chat-prompt", placeholder=PLACEHOLDERS[0], soft_wrap=True)
 
     @property
     def view(self) -> ChatView:
@@ -63,11 +61,11 @@ class ChatColumn(Vertical):
         bubble = self.view.last_bubble()
         return bubble if bubble is not None and bubble.role == "assistant" and bubble.streaming else None
 
-    def start_editing(self, text: str) -> None:
+    def start_editing(self, text: str, titles: Sequence[str] = EDITING_TITLES) -> None:
         prompt = self.prompt
         prompt.text = text
         prompt.move_cursor(prompt.document.end)
-        prompt.border_title = EDITING_TITLE
+        prompt.show_editing(titles)
         prompt.focus()
 
     def stop_editing(self, draft: str = "") -> None:
@@ -75,4 +73,4 @@ class ChatColumn(Vertical):
         prompt = self.prompt
         prompt.text = draft
         prompt.move_cursor(prompt.document.end)
-        prompt.border_title = None
+        prompt.show_editing()

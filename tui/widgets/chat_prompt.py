@@ -13,6 +13,7 @@ import math
 import os
 import re
 import stat
+from collections.abc import Sequence
 
 from textual import events
 from textual.content import Content
@@ -24,6 +25,11 @@ from tuillm.core.chat.attachments import CHARS_PER_TOKEN, MAX_ATTACH_BYTES, head
 from tuillm.core.text import safe_line, safe_text
 from tuillm.tui.widgets.path_complete import Candidate, PathCompletions, candidates
 
+# What the empty prompt says, and its title while the last message is edited: the longest that fits the prompt's
+# width (60 columns with the chat list shown leave 32).
+PLACEHOLDERS = ("Message · Enter sends · Ctrl+J new line", "Enter sends · Ctrl+J new line", "Enter sends")
+EDITING_TITLES = ("Editing the last message · Enter resends · Esc cancels", "Editing · Enter resends · Esc cancels",
+                  "Editing · Esc cancels")
 # The "@path" being typed, ending at the cursor: after a space or at the line's start, optionally in quotes.
 _TYPING = re.compile(r'(?:^|(?<=\s))@("?)([^\s"]*|(?<=")[^"]*)$')
 
@@ -51,6 +57,12 @@ def attaching(text: str) -> str | None:
     return "attaching " + " · ".join(parts) if parts else None
 
 
+def fitting(forms: Sequence[str], width: int) -> str:
+    """The first of ``forms`` (longest first) that fits in ``width`` columns; the last one when none does (0: not
+    laid out yet, the first)."""
+    return next((form for form in forms if width <= 0 or len(form) <= width), forms[-1])
+
+
 class ChatPrompt(TextArea):
     """The message being written: Enter sends; Shift+Enter (terminals that report it) or Ctrl+J add a line."""
 
@@ -64,6 +76,23 @@ class ChatPrompt(TextArea):
 
     _completions: PathCompletions | None = None
     _dismissed: tuple[int, int] | None = None  # where the "@" is whose list Esc closed
+    _titles: Sequence[str] = ()  # the prompt holds a message being edited: its title, longest first (): none
+
+    def on_resize(self) -> None:
+        self.fit_texts()
+
+    def fit_texts(self) -> None:
+        """The placeholder and the title in the prompt's width: called on its resize, and by the Chat pane once a
+        width change is laid out (a resize event does not always reach a widget whose size changed)."""
+        width = self.content_size.width  # where the placeholder wraps
+        self.placeholder = fitting(PLACEHOLDERS, width)
+        # The title sits in the top border, between its corners and a space either side.
+        self.border_title = fitting(self._titles, self.outer_size.width - 4) if self._titles else None
+
+    def show_editing(self, titles: Sequence[str] = ()) -> None:
+        """Title the prompt as editing a message, with the longest of ``titles`` that fits (none: not editing)."""
+        self._titles = tuple(titles)
+        self.fit_texts()
 
     @property
     def completing(self) -> bool:
