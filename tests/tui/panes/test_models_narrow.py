@@ -6,11 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.containers import VerticalScroll
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Label
 
 from tests.tui.app_helpers import make_app, run_async, wait_for_catalog
 from tuillm.core.models.hardware import Hardware
 from tuillm.tui.panes.models import PROBLEMS_TITLE, hardware_text, key_hint
+
+
+async def models_pane_ready(pilot: Pilot) -> None:
+    """F3, then until the catalog (the broken files' problems with it) is shown."""
+    await pilot.press("f3")
+    await wait_for_catalog(pilot)
+    await pilot.pause()
 
 
 def columns(app) -> list[str]:
@@ -28,9 +36,7 @@ async def test_a_long_could_not_read_list_scrolls_from_the_keyboard(tmp_path: Pa
     broken_files(tmp_path, 12)
     app = make_app([tmp_path])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f3")
-        await wait_for_catalog(pilot)
-        await pilot.pause()
+        await models_pane_ready(pilot)
         box = app.query_one("#models-problems-box", VerticalScroll)
         assert box.display and box.max_scroll_y > 0  # more than it shows
         assert box.border_title == PROBLEMS_TITLE
@@ -51,9 +57,7 @@ async def test_a_short_list_says_no_scroll_hint(tmp_path: Path) -> None:
     broken_files(tmp_path, 1)
     app = make_app([tmp_path])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f3")
-        await wait_for_catalog(pilot)
-        await pilot.pause()
+        await models_pane_ready(pilot)
         box = app.query_one("#models-problems-box", VerticalScroll)
         assert box.display and box.max_scroll_y == 0 and not box.border_title
 
@@ -63,9 +67,7 @@ async def test_at_60x20_the_table_keeps_name_and_fit_and_the_lines_fit(tmp_path:
     broken_files(tmp_path, 12)
     app = make_app([tmp_path])
     async with app.run_test(size=(60, 20)) as pilot:
-        await pilot.press("f3")
-        await wait_for_catalog(pilot)
-        await pilot.pause()
+        await models_pane_ready(pilot)
         shown = columns(app)
         assert shown[0] == "Name" and shown[-1] == "Fit" and "Est. mem" in shown
         table = app.query_one("#models-table", DataTable)
