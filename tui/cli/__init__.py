@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -19,7 +20,6 @@ from typing import NoReturn
 
 from tuillm.convert.errors import ConvertError
 from tuillm.core.errors import TuillmError, crash_report, error_text, first_line
-from tuillm.core.models.hub.client import set_aside_bad_endpoint
 from tuillm.core.text import safe_line
 from tuillm.tui.cli.signals import Stopped, output_hung_up, stop_signals_as_interrupts
 
@@ -86,7 +86,10 @@ def _say(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    set_aside_bad_endpoint()  # before anything imports huggingface_hub, which fails on a bad one
+    if os.environ.get("HF_ENDPOINT"):  # (the hub client's import is not free: only when there is one to check)
+        from tuillm.core.models.hub.client import set_aside_bad_endpoint
+
+        set_aside_bad_endpoint()  # before anything imports huggingface_hub, which fails on a bad one
     if not argv:  # the app: the subcommands' parser (their option declarations import the catalog) is not needed
         return _guarded(_open_app)
     args = build_parser().parse_args(argv)
