@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from tuillm.core.chat.events import ChatEmit, Token
@@ -25,13 +26,14 @@ class Decoded:
     t_last: float = 0.0
 
 
-def decode_reply(model: LlamaModel, n_ctx: int, tokens: list[int], sampling: Sampling, budget: int,
+def decode_reply(model: LlamaModel, n_ctx: int, tokens: Generator[int, None, None], sampling: Sampling, budget: int,
                  stop: StopFlag, emit: ChatEmit) -> Decoded:
-    """Emits the reply to the prompt ``tokens`` text by token (a character split across tokens comes whole with
-    its last one) until an end token, ``budget`` tokens, the context's end (``n_ctx``) or a stop."""
+    """Emits the reply text by token (a character split across tokens comes whole with its last one) from the
+    model's ``tokens`` (``LlamaModel.generate``) until an end token, ``budget`` tokens, the context's end
+    (``n_ctx``) or a stop."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     out = Decoded()
-    with contextlib.closing(model.generate(tokens, sampling, stop)) as generated:
+    with contextlib.closing(tokens) as generated:
         for token in generated:
             if stop.is_set():
                 out.finish = "cancelled"

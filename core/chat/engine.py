@@ -330,8 +330,9 @@ class ChatSession:
             return self._finish(emit, loaded.model, "", ReplyStats(len(tokens), cached, 0, 0.0, 0.0,
                                                                    time.perf_counter() - t0, "cancelled",
                                                                    loaded.n_ctx))
+        generated = loaded.model.generate(tokens, sampling, stop)  # a grammar llama.cpp refuses raises here
         emit(ReplyStarted(prompt_tokens=len(tokens), cached_tokens=cached))
-        out = decode_reply(loaded.model, loaded.n_ctx, tokens, sampling, budget, stop, emit)
+        out = decode_reply(loaded.model, loaded.n_ctx, generated, sampling, budget, stop, emit)
         decode_time = out.t_last - out.t_first
         stats = ReplyStats(
             prompt_tokens=len(tokens),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import math
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -335,19 +335,24 @@ class LlamaModel:
         return tuple(e if len(e.top) <= top else TokenLogprob(e.piece, e.logprob, e.top[:top])
                      for e in scored.entries[:max(shared - 1, 0)])
 
-    def generate(self, tokens: list[int], sampling: Sampling, stop: StopFlag) -> Iterator[int]:
+    def generate(self, tokens: list[int], sampling: Sampling, stop: StopFlag) -> Generator[int, None, None]:
         """The tokens sampled after the prompt ``tokens``, without end (the caller stops, then closes this).
 
         The KV cache's prefix matching the prompt is kept; only the rest is evaluated. A long prompt takes seconds,
         so while it is evaluated llama.cpp polls ``stop`` between graph nodes and a stop lands mid-evaluation: the
         generator then simply ends. Once tokens come, checking ``stop`` is the caller's (per token). Any other
-        llama.cpp failure is a ``DecodeFailed`` with its logged reason.
+        llama.cpp failure is a ``DecodeFailed`` with its logged reason. A grammar llama.cpp refuses raises here, in
+        this call, not at the first token: before a caller says the reply started (a server's 200 head).
         """
+        grammar = _grammar(sampling.grammar, self._llm._model.vocab)
+        return self._generated(tokens, sampling, grammar, stop)
+
+    def _generated(self, tokens: list[int], sampling: Sampling, grammar: Any,
+                   stop: StopFlag) -> Generator[int, None, None]:
         gen = self._llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
                                  temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True,
                                  presence_penalty=sampling.presence_penalty,
-                                 frequency_penalty=sampling.frequency_penalty,
-                                 grammar=_grammar(sampling.grammar, self._llm._model.vocab),
+                                 frequency_penalty=sampling.frequency_penalty, grammar=grammar,
                                  logits_processor=_biased(sampling.logit_bias))
         with abort_hook(self._llm._ctx.ctx, stop) as hook:
             try:

@@ -256,6 +256,17 @@ def test_prompt_longer_than_context_is_a_clean_error(demo_gguf: Path) -> None:
         assert s.reply([{"role": "user", "content": "Hi"}], Sampling(max_tokens=4)).result().text is not None
 
 
+def test_a_grammar_llama_cpp_refuses_fails_the_reply_before_it_starts(
+        session: tuple[ChatSession, Recorder]) -> None:
+    """A server sends its 200 head when the reply starts: a grammar refused after that came as an error event in
+    a stream that had said OK, not as the 400 it is."""
+    s, rec = session
+    with pytest.raises(TuillmError, match="llama.cpp could not parse it"):
+        s.reply(QUESTION, replace(GREEDY, grammar='root ::= \nspace ::= " "?')).result()
+    assert rec.of(ReplyFailed) and not rec.of(ReplyStarted)
+    assert s.reply(QUESTION, replace(GREEDY, max_tokens=4)).result().text  # the session stays usable
+
+
 def _mapped(path: Path) -> bool:
     return str(path) in Path("/proc/self/maps").read_text()
 
