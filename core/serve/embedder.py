@@ -182,7 +182,7 @@ class Embedder:
         if layers is None:
             layers = default_gpu_layers(model.info, n_ctx, options.kv_type)
         options = replace(options, n_gpu_layers=layers, n_threads=options.n_threads or default_threads())
-        refusal = load_refusal(model.info, options) if options.check_memory else None
+        refusal = load_refusal(model.info, options, embedding=True) if options.check_memory else None
         if refusal is not None:
             raise LoadFailed(refusal)
         return options

@@ -11,6 +11,7 @@ from tuillm.core.models.memory import (
     TOO_BIG,
     classify,
     compute_bytes,
+    embedding_compute_bytes,
     estimate,
     gpu_layers_for,
     kv_bytes,
@@ -44,6 +45,18 @@ def test_compute_buffer_close_to_llama_cpp(demo: ModelInfo) -> None:
     # tests/bench/memory_estimate.py: about 239 MiB at 8192).
     assert compute_bytes(demo, 8192) == pytest.approx(239 * MIB, rel=0.05)
     assert compute_bytes(demo, 8192, flash_attn=True) < compute_bytes(demo, 2048)
+
+
+def test_an_embedding_context_counts_every_tokens_logits(demo: ModelInfo) -> None:
+    # RSS growth measured embedding a near-full input with the demo: 818 MiB at 2,048 (no flash attention),
+    # 1,536 MiB at 4,096 with flash attention. The chat's micro-batch of 512 with one token's logits counted ~80.
+    assert embedding_compute_bytes(demo, 2048) == pytest.approx(818 * MIB, rel=0.1)
+    assert embedding_compute_bytes(demo, 4096, flash_attn=True) == pytest.approx(1536 * MIB, rel=0.1)
+    assert compute_bytes(demo, 2048) < embedding_compute_bytes(demo, 2048) / 5
+    chat = estimate(demo, 4096, available=GIB)
+    embedding = estimate(demo, 4096, available=GIB, embedding=True)
+    assert chat.fit == FITS and embedding.fit == TOO_BIG
+    assert embedding.total_bytes == embedding.weights_bytes + embedding.kv_bytes + embedding_compute_bytes(demo, 4096)
 
 
 def test_estimate_adds_up_and_grows_with_context(demo: ModelInfo) -> None:

@@ -142,3 +142,29 @@ def test_ollama_load_and_unload_for_embeddings(oll: ollama.Client, server: Serve
     unloaded = httpx.post(f"{server.url}/api/embed", json={"model": "demo", "keep_alive": 0}, timeout=60).json()
     assert unloaded == {"model": "demo", "embeddings": [], "load_duration": 0}
     assert oll.ps().models == []
+
+
+def test_an_embedding_context_that_does_not_fit_is_refused_where_the_chat_fits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An embedding context decodes an input in one micro-batch, every token's logits kept: at the demo's 8,192
+    tokens that is ~3 GB the chat's estimate (~0.5 GB at the same context) did not count, and it was loaded."""
+    from fastapi.testclient import TestClient
+
+    from tuillm.core.models import hardware
+    from tuillm.core.serve.app import create_app
+    from tuillm.core.serve.models import ModelHost, served_models
+    from tuillm.core.settings import Config
+
+    monkeypatch.setattr(hardware, "available_ram", lambda: 1536 << 20)
+    config = Config()
+    host = ModelHost(served_models(["demo"], [], config), config, n_ctx=8192)
+    try:
+        with TestClient(create_app(host)) as client:
+            refused = client.post("/v1/embeddings", json={"model": "demo", "input": TEXTS[0]})
+            assert refused.status_code == 503, refused.text
+            assert "needs about" in refused.json()["error"]["message"]
+            chat = client.post("/v1/chat/completions", json={"model": "demo", "max_tokens": 2,
+                                                             "messages": [{"role": "user", "content": "Hi"}]})
+            assert chat.status_code == 200, chat.text
+    finally:
+        host.close()
