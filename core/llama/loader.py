@@ -11,14 +11,27 @@ import contextlib
 import ctypes
 import functools
 import io
+import itertools
 import threading
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
+
 
 # --- llama.cpp log capture ----------------------------------------------------------------------------------------
 # llama.cpp logs through one process-wide callback. We keep its last lines (to explain a failed load in one line)
-# and print nothing: its noise would garble the CLI's stdout/stderr and the TUI's screen.
-LOG_LINES: deque[str] = deque(maxlen=50)
+# and print nothing: its noise would garble the CLI's stdout/stderr and the TUI's screen. Each line is numbered and
+# notes the thread that logged it: a server's chat and embedding contexts (and the app's chat and a conversion's
+# quality report) run llama.cpp on threads of their own, and a failure must be told with its own lines.
+@dataclass(frozen=True)
+class _Logged:
+    number: int
+    thread: int
+    line: str
+
+
+_LOGGED: deque[_Logged] = deque(maxlen=50)
+_numbers = itertools.count(1)
 _log_callback: Any = None
 
 
@@ -33,21 +46,31 @@ def install_log_capture() -> None:
         if level in (3, 4):  # GGML_LOG_LEVEL_WARN, GGML_LOG_LEVEL_ERROR (ggml.h: NONE, DEBUG, INFO, WARN, ERROR)
             line = text.decode("utf-8", errors="replace").strip()
             if line:
-                LOG_LINES.append(line)
+                _LOGGED.append(_Logged(next(_numbers), threading.get_ident(), line))
 
     _log_callback = _capture  # the C side keeps only a pointer: hold the function object
     llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
 
 
-def last_llama_error() -> str:
-    """The most telling line llama.cpp logged, without its function-name prefix."""
-    for line in LOG_LINES:
+def log_mark() -> int:
+    """Where llama.cpp's log is now: ``last_llama_error(since=log_mark())`` before a call speaks of that call."""
+    logged = _LOGGED
+    return logged[-1].number if logged else 0
+
+
+def last_llama_error(since: int = 0) -> str:
+    """The most telling line llama.cpp logged after the mark ``since``, without its function-name prefix: of the
+    lines this thread logged, if any (another thread's load or decode may have logged meanwhile)."""
+    after = [entry for entry in list(_LOGGED) if entry.number > since]
+    me = threading.get_ident()
+    lines = [entry.line for entry in after if entry.thread == me] or [entry.line for entry in after]
+    for line in lines:
         if "error loading model:" in line:
             return line.split("error loading model:", 1)[1].strip()
-    for line in reversed(LOG_LINES):
+    for line in reversed(lines):
         if "error" in line.lower() or "failed" in line.lower():
             return line.split(": ", 1)[1] if ": " in line else line
-    return LOG_LINES[-1] if LOG_LINES else ""
+    return lines[-1] if lines else ""
 
 
 _build_lock = threading.Lock()

@@ -17,7 +17,7 @@ from typing import Any
 
 from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.llama.abort import StopFlag, abort_hook
-from tuillm.core.llama.loader import LOG_LINES, last_llama_error, quiet_llama
+from tuillm.core.llama.loader import last_llama_error, log_mark, quiet_llama
 from tuillm.core.llama.options import LoadOptions, Sampling
 
 
@@ -178,11 +178,11 @@ class LlamaModel:
                 raise ModelFileError(file, str(exc)) from None
             except (GGUFHeaderError, OSError):
                 pass
-        LOG_LINES.clear()  # so last_llama_error() speaks of this load
+        mark = log_mark()  # so last_llama_error() speaks of this load
         try:
             llm = quiet_llama(str(path), **_llama_kwargs(opts, lora))
         except (ValueError, RuntimeError, OSError) as exc:
-            detail = last_llama_error() or str(exc)
+            detail = last_llama_error(mark) or str(exc)
             if lora is not None and "lora" in str(exc).lower():
                 raise ModelFileError(lora, f"llama.cpp could not apply this adapter ({detail})") from None
             raise ModelFileError(path, f"llama.cpp could not load it ({detail})") from None
@@ -191,7 +191,7 @@ class LlamaModel:
             # pointer, so a wrong adapter slips through. Clear it so close() does not free NULL.
             llm._lora_adapter = None
             llm.close()
-            raise ModelFileError(lora, f"llama.cpp could not apply this adapter ({last_llama_error()})")
+            raise ModelFileError(lora, f"llama.cpp could not apply this adapter ({last_llama_error(mark)})")
         return cls(llm)
 
     # --- the context -------------------------------------------------------------------------------------------
@@ -298,6 +298,7 @@ class LlamaModel:
         llm.n_tokens = begin
         entries = list(kept)
         size = min(SCORE_BATCH, llm.n_batch)  # what the batch llama-cpp-python made holds
+        mark = log_mark()
         with abort_hook(llm._ctx.ctx, stop):
             for start in range(begin, len(tokens), size):
                 chunk = tokens[start:start + size]
@@ -310,7 +311,7 @@ class LlamaModel:
                         raise TuillmError("the prompt's log-probabilities: stopped") from None
                     # The machine's or the model's failure, as a reply's (a 500 from the server, not the client's 400)
                     raise DecodeFailed(f"the prompt's log-probabilities: llama.cpp failed "
-                                       f"({last_llama_error() or exc})") from None
+                                       f"({last_llama_error(mark) or exc})") from None
                 llm.input_ids[start:start + len(chunk)] = chunk
                 llm.n_tokens = start + len(chunk)
                 entries += [self._entry(i, tokens[start + i + 1], top, special=True) for i in range(len(chunk))
@@ -354,6 +355,7 @@ class LlamaModel:
                                  presence_penalty=sampling.presence_penalty,
                                  frequency_penalty=sampling.frequency_penalty, grammar=grammar,
                                  logits_processor=_biased(sampling.logit_bias))
+        mark = log_mark()
         with abort_hook(self._llm._ctx.ctx, stop) as hook:
             try:
                 for token in gen:
@@ -361,7 +363,7 @@ class LlamaModel:
                     yield token
             except RuntimeError as exc:
                 if not stop.is_set():
-                    raise DecodeFailed(f"llama.cpp failed while generating: {last_llama_error() or exc}") from None
+                    raise DecodeFailed(f"llama.cpp failed while generating: {last_llama_error(mark) or exc}") from None
                 # Aborted mid-prompt: llama.cpp drops the unfinished batch.
             finally:
                 gen.close()

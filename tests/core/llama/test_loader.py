@@ -49,3 +49,28 @@ def test_llama_cpp_pythons_own_chat_still_works_when_called(demo_gguf: Path, com
         assert compiles == [llm.metadata["tokenizer.chat_template"]]
     finally:
         llm.close()
+
+
+def test_a_failure_is_told_with_the_lines_its_own_thread_logged() -> None:
+    """A server's chat and embedding contexts run llama.cpp on threads of their own: a decode's failure was told
+    with whatever line the other had logged last (a warning from minutes before, or the other's own error)."""
+    import threading
+
+    from tuillm.core.llama import loader
+
+    loader.install_log_capture()
+    log = loader._log_callback  # the callback llama.cpp calls, through its C pointer as llama.cpp would
+
+    def elsewhere(text: bytes) -> None:
+        thread = threading.Thread(target=log, args=(4, text, None))
+        thread.start()
+        thread.join()
+
+    elsewhere(b"llama_decode: failed to decode, an older failure\n")
+    mark = loader.log_mark()
+    assert loader.last_llama_error(mark) == ""  # nothing since the mark: not the older line
+    elsewhere(b"llama_decode: failed to decode, another thread's\n")
+    assert loader.last_llama_error(mark) == "failed to decode, another thread's"  # none of its own: the others'
+    log(3, b"llama_init_from_model: error loading model: this thread's\n", None)
+    elsewhere(b"llama_decode: failed to decode, logged after it elsewhere\n")
+    assert loader.last_llama_error(mark) == "this thread's"
