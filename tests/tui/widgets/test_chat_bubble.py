@@ -1,5 +1,6 @@
-"""How the chat's bubbles are laid out: one blank row between messages whatever block ends one, and a code line
-wider than the bubble wrapped (nothing cut at the right edge, where only a mouse could scroll to it)."""
+"""How the chat's bubbles are laid out: one blank row between messages whatever block ends one, none under the
+role's line whatever block starts one, and a code line wider than the bubble wrapped (nothing cut at the right
+edge, where only a mouse could scroll to it)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,22 @@ async def test_one_blank_row_between_messages_whatever_ends_them(tmp_path: Path)
             assert bubble.region.bottom == last.region.bottom, f"a blank row at the end of {text!r}"
         for upper, lower in zip(bubbles, bubbles[1:], strict=False):
             assert lower.region.y - upper.region.bottom == 1, f"not one blank row after {upper.content!r}"
+
+
+@run_async
+async def test_a_message_starts_right_under_its_role_whatever_block_starts_it(tmp_path: Path) -> None:
+    with ChatStore() as store:
+        chat = store.create_chat("Starts")
+        for i, text in enumerate(ENDINGS):
+            store.add_message(chat.id, "user" if i % 2 == 0 else "assistant", f"{text}\n\nThen more.")
+    app = chat_app(tmp_path, chat_backend=FakeBackend)
+    async with app.run_test(size=(80, 80)) as pilot:
+        view = app.query_one(ChatView)
+        await until(pilot, lambda: len(view.bubbles) == len(ENDINGS), "the chat shown")
+        await pilot.pause()
+        for bubble, text in zip(view.bubbles, ENDINGS, strict=True):
+            role, first = bubble.query_one(".bubble-role", Label), bubble.markdown.children[0]
+            assert first.region.y == role.region.bottom, f"a blank row above {text!r}"
 
 
 @run_async
