@@ -17,17 +17,19 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from tuillm.core.chat.events import ReplyStats
 from tuillm.core.chat.store import CHAT_LOAD_OPTIONS, DEFAULT_TITLE, Chat, ChatStore
 from tuillm.core.errors import TuillmError
 from tuillm.core.files import FileRefused, read_bounded
 from tuillm.core.llama.options import Sampling
-from tuillm.core.text import safe_line
+from tuillm.core.text import safe_line, safe_text
 
 MAX_IMPORT_BYTES = 32 << 20  # a long chat with code is a few MiB; past this it is not a chat export
 MAX_TITLE_CHARS = 200
 TITLE_CHARS = 60  # a title taken from the first message: as long as the one a new chat gets (conversation.py)
 _FLAG = re.compile(r"^--[\w-]+: ")
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+MAX_STAT = 1 << 53  # past any count of tokens or seconds; a larger figure is not one a reply had
 
 
 class ChatImportError(TuillmError):
@@ -95,6 +97,9 @@ def parse_chat(value: object) -> ImportedChat:
     system = _string(head, "system_prompt", "")
     if not system and messages and messages[0].role == "system":  # an OpenAI list: its system prompt is a message
         system, messages = messages[0].content, messages[1:]
+    # Stripped here, as no message is: the chat options dialog shows the prompt in a TextArea, which draws an escape
+    # sequence as it is (messages are shown through safe_text).
+    system = safe_text(system)
     if not any(m.role in ("user", "assistant") for m in messages):
         raise ChatImportError("no user or assistant message to import")
     return ImportedChat(title=_title(head, messages), messages=messages, model=_string(head, "model", ""),
@@ -117,12 +122,36 @@ def _message(item: object, index: int) -> ImportedMessage:
     complete = item.get("complete", True)
     if not isinstance(complete, bool):
         raise ChatImportError(f'{where}: "complete" is not true or false')
-    stats = item.get("stats")
-    if stats is not None and not isinstance(stats, dict):
-        raise ChatImportError(f'{where}: "stats" is not an object')
     return ImportedMessage(role=ROLES[role], content=_content(item.get("content"), where), complete=complete,
                            model=_string(item, "model", "", where), adapter=_string(item, "adapter", "", where),
-                           stats=stats or None)
+                           stats=_stats(item.get("stats"), where))
+
+
+def _stats(stats: object, where: str) -> dict[str, Any] | None:
+    """A reply's figures as the chat engine writes them (ReplyStats): the chat view formats them as numbers, so a
+    string, NaN or infinity there broke it (or put the file's escape sequences in a bubble's header). Keys we do
+    not know are left out: nothing reads them."""
+    if stats is None:
+        return None
+    if not isinstance(stats, dict):
+        raise ChatImportError(f'{where}: "stats" is not an object')
+    out: dict[str, Any] = {}
+    for f in fields(ReplyStats):
+        value = stats.get(f.name)
+        if value is None:
+            continue
+        if f.type == "str":
+            good = isinstance(value, str) and value.isprintable() and len(value) <= 40
+        else:  # a count (int) or seconds and rates (float, which a whole number may stand for)
+            kinds = int if f.type == "int" else (int, float)
+            # NaN and infinity fail the bounds (math.isfinite would overflow on a long whole number)
+            good = isinstance(value, kinds) and not isinstance(value, bool) and 0 <= value <= MAX_STAT
+        if not good:
+            want = {"str": "a line of text", "int": "a whole number from 0"}.get(str(f.type), "a number from 0")
+            # json.dumps writes control characters escaped: the file's text is shown, not run
+            raise ChatImportError(f'{where}: "stats" {f.name}: {json.dumps(value)[:40]} is not {want}')
+        out[f.name] = value
+    return out or None
 
 
 def _content(content: object, where: str) -> str:

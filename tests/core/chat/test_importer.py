@@ -77,6 +77,14 @@ def test_developer_is_the_system_role_and_later_system_messages_stay(tmp_path: P
                                                              ("user", "ok")]
 
 
+def test_a_system_prompt_is_kept_without_escape_sequences() -> None:
+    # The chat options dialog shows it in a TextArea, which draws an OSC 52 (clipboard write) as it is.
+    hostile = "Be brief.\x1b]52;c;aGk=\x07\nNo \x9b2Jtables."
+    for value in ({"system_prompt": hostile, "messages": [{"role": "user", "content": "x"}]},
+                  [{"role": "system", "content": hostile}, {"role": "user", "content": "x"}]):
+        assert parse_chat(value).system_prompt == "Be brief.\nNo tables."
+
+
 def test_titles_are_one_safe_line(tmp_path: Path) -> None:
     assert parse_chat({"title": "  Plan\x1b]0;pwned\x07 B\n", "messages": [{"role": "user", "content": "x"}]}
                       ).title == "Plan B"
@@ -168,3 +176,30 @@ def test_file_level_refusals(tmp_path: Path) -> None:
     with pytest.raises(ChatImportError, match=r"big.json is larger than 1000 bytes, the limit for a chat file$"):
         read_chat_file(big, max_bytes=1000)
     assert read_chat_file(big).messages[0].content == "x" * 2000
+
+
+@pytest.mark.parametrize(("stats", "error"), [
+    ({"generated_tokens": 5, "tokens_per_s": "fast"}, '"stats" tokens_per_s: "fast" is not a number from 0'),
+    ({"generated_tokens": "\x1b]52;c;aGk=\x07"}, '"stats" generated_tokens: "\\u001b]52;c;aGk=\\u0007" is not'),
+    ({"prompt_tokens": float("inf")}, '"stats" prompt_tokens: Infinity is not a whole number from 0'),
+    ({"tokens_per_s": float("nan")}, '"stats" tokens_per_s: NaN is not a number from 0'),
+    ({"generated_tokens": 3.5}, '"stats" generated_tokens: 3.5 is not a whole number from 0'),
+    ({"context_used": -1}, '"stats" context_used: -1 is not a whole number from 0'),
+    ({"n_ctx": True}, '"stats" n_ctx: true is not a whole number from 0'),
+    ({"total_s": 10**400}, '"stats" total_s: 1000000000000000000000000000000000000000 is not a number from 0'),
+    ({"finish_reason": ["stop"]}, '"stats" finish_reason: ["stop"] is not a line of text'),
+])
+def test_a_reply_s_figures_are_checked_as_the_chat_view_formats_them(stats: dict, error: str) -> None:
+    # The chat view formats them ("{tokens_per_s:.1f}", int(prompt_tokens)): these broke it, or put escapes on screen.
+    with pytest.raises(ChatImportError) as caught:
+        parse_chat([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "stats": stats}])
+    assert str(caught.value).startswith(f"message 1: {error}")
+
+
+def test_a_reply_s_figures_keep_what_the_engine_writes(store: ChatStore, tmp_path: Path) -> None:
+    stats = {"prompt_tokens": 20, "cached_tokens": 0, "generated_tokens": 12, "ttft_s": 0.5, "tokens_per_s": 30,
+             "total_s": 0.9, "finish_reason": "stop", "n_ctx": 2048, "context_used": 32}
+    reply = {"role": "assistant", "content": "a", "stats": {**stats, "from_a_newer_version": [1, {"x": None}]}}
+    chat = import_chat(store, write(tmp_path, [{"role": "user", "content": "q"}, reply, {"role": "user", "content": "r",
+                                                                                            "stats": {}}]))
+    assert [m.stats for m in store.messages(chat.id)] == [None, stats, None]  # a key nothing reads is left out
