@@ -68,11 +68,16 @@ class CatalogResult:
 
 
 def hf_cache_dir() -> Path:
+    """The Hugging Face cache as huggingface_hub finds it: ``~`` and ``$VAR`` expanded (unexpanded, HF_HUB_CACHE=~/x
+    put pulls in a folder named "~" under the current one), XDG_CACHE_HOME followed."""
+    def expanded(value: str) -> Path:
+        return Path(os.path.expandvars(os.path.expanduser(value)))
+
     if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
+        return expanded(os.environ["HF_HUB_CACHE"])
     if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]) / "hub"
-    return Path.home() / ".cache" / "huggingface" / "hub"
+        return expanded(os.environ["HF_HOME"]) / "hub"
+    return expanded(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface" / "hub"
 
 
 def ollama_dirs() -> list[Path]:

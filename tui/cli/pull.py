@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -105,5 +106,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(safe_line(f"ready: {result.path}"))
     use = "tuillm convert" if choice.checkpoint else "tuillm chat"
-    print(safe_line(f"use it: {use} '{result.model}'"))
+    # The name comes from the Hub: quoted for a shell, so a pasted line runs nothing a file name holds (x';rm..).
+    print(safe_line(f"use it: {use} {shlex.quote(result.model)}"))
     return 0

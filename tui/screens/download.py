@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -78,7 +79,8 @@ class DownloadScreen(ModalScreen[PullResult | None]):
             yield DataTable(id="download-repos", cursor_type="row", zebra_stripes=True)
             yield DataTable(id="download-files", cursor_type="row", zebra_stripes=True)
             yield ProgressBar(id="download-progress", show_eta=False)
-            yield Label("", id="download-status", classes="dialog-hint")
+            # Not markup: it names the Hub's files ("sub/[/b]-Q4_K_M.gguf" raised MarkupError)
+            yield Label("", id="download-status", classes="dialog-hint", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#download-repos", DataTable).add_columns("REPOSITORY", "DOWNLOADS", "UPDATED", "QUANTS")
@@ -152,7 +154,8 @@ class DownloadScreen(ModalScreen[PullResult | None]):
         table.clear()
         best, why = pick(event.fits)
         for q in event.fits:
-            table.add_row("*" if q is best else "", q.quant.quant, format_bytes(q.quant.size),
+            # Text, not str: a label may be a file's stem from the Hub, and a str cell is read as markup
+            table.add_row("*" if q is best else "", Text(q.quant.quant), format_bytes(q.quant.size),
                           format_bytes(q.fit.estimate.total_bytes),
                           f"{MARKS.get(q.fit.verdict, '✗')} {q.fit.verdict}", self.here(event.listing, q))
         table.display = bool(event.fits)

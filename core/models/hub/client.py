@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from tuillm.core.errors import TuillmError, first_line
 from tuillm.core.text import format_bytes, safe_line
@@ -72,6 +72,16 @@ def check_endpoint(value: str) -> str:
 
 def endpoint() -> str:
     return check_endpoint(os.environ.get("HF_ENDPOINT") or _set_aside or DEFAULT_ENDPOINT)
+
+
+def shown_endpoint() -> str:
+    """``endpoint()`` as a message shows it: without the user and password a mirror's URL may carry
+    (https://user:token@mirror), which are as secret as the token."""
+    url = endpoint()
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 _set_aside: str | None = None  # a bad HF_ENDPOINT taken out of the environment (set_aside_bad_endpoint)
@@ -134,7 +144,7 @@ def probe() -> None:
     try:
         get_session().head(endpoint(), timeout=PROBE_TIMEOUT_S)
     except httpx2.HTTPError as exc:
-        raise HubOffline(f"cannot reach the Hugging Face Hub at {endpoint()} ({first_line(exc)}); "
+        raise HubOffline(f"cannot reach the Hugging Face Hub at {shown_endpoint()} ({first_line(exc)}); "
                          "models already downloaded still work (`tuillm models`)") from None
 
 
@@ -159,7 +169,7 @@ def _message(exc: BaseException, repo: str) -> str | None:
         status = exc.response.status_code if exc.response is not None else "?"
         return f"{repo}: the Hub answered HTTP {status}"
     if isinstance(exc, httpx2.HTTPError):
-        return f"cannot reach the Hugging Face Hub at {endpoint()} ({first_line(exc)})"
+        return f"cannot reach the Hugging Face Hub at {shown_endpoint()} ({first_line(exc)})"
     return None
 
 
@@ -168,7 +178,7 @@ def unexpected(what: str, why: str) -> HubError:
     why = safe_line(why).strip()
     if len(why) > MAX_WHY_CHARS:
         why = why[:MAX_WHY_CHARS - 1] + "…"
-    return HubError(f"{endpoint()}: the Hub's answer to {what} is not what was expected ({why})")
+    return HubError(f"{shown_endpoint()}: the Hub's answer to {what} is not what was expected ({why})")
 
 
 def _why(exc: BaseException) -> str:
@@ -234,7 +244,7 @@ def get_bounded(url: str, *, what: str, limit: int | None = None, cut: bool = Fa
                     raise unexpected(what, f"longer than {format_bytes(cap)}")
                 break
             if time.monotonic() > deadline:
-                raise HubError(f"{endpoint()}: the Hub's answer to {what} did not end within {allowed:.0f} s")
+                raise HubError(f"{shown_endpoint()}: the Hub's answer to {what} did not end within {allowed:.0f} s")
         del body[cap:]
         _raise_for_status(r, bytes(body))
     return bytes(body)

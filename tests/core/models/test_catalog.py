@@ -194,3 +194,22 @@ def test_unreadable_folder_is_skipped(tmp_path: Path) -> None:
     finally:
         locked.chmod(0o755)
         shutil.rmtree(locked)
+
+
+def test_the_hf_cache_is_found_as_huggingface_hub_finds_it(isolated_home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    # Unexpanded, HF_HUB_CACHE=~/hf put every pull in a folder named "~" under the current one.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_CACHE", "~/hf")
+    assert catalog.hf_cache_dir() == isolated_home / "hf"
+    monkeypatch.setenv("STORE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", "$STORE/hub")
+    assert catalog.hf_cache_dir() == tmp_path / "hub"
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HF_HOME", "~/hfhome")
+    assert catalog.hf_cache_dir() == isolated_home / "hfhome" / "hub"
+    monkeypatch.delenv("HF_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # where `hf download` puts them then
+    assert catalog.hf_cache_dir() == tmp_path / "xdg" / "huggingface" / "hub"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert catalog.hf_cache_dir() == isolated_home / ".cache" / "huggingface" / "hub"

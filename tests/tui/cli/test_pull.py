@@ -220,3 +220,22 @@ def test_a_cache_that_cannot_be_written_is_one_line(hub: FakeHub, monkeypatch: p
                                  "of 94 MiB ([Errno 28] No space left on device")
         assert err[0].endswith("; run the same command again to resume")
     assert not any("/snapshots/" in p for p in cache_files())
+
+
+def test_the_command_suggested_quotes_a_hostile_file_name(hub: FakeHub, monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    from tests.ggufs import write_tiny_gguf
+    from tests.hub_server import FakeRepo
+    from tuillm.tui.cli import main
+
+    # Printable, so safe_name takes it: pasted as printed unquoted, the line would run `echo PWNED`.
+    name = "x'; echo PWNED; '-Q4_K_M.gguf"
+    repo = FakeRepo("tuillm-test/Quoted-GGUF")
+    repo.add(name, write_tiny_gguf(tmp_path / "tiny.gguf"))
+    monkeypatch.setitem(hub.repos, repo.repo, repo)
+    assert main(["pull", repo.repo, "-q"]) == 0
+    use = capsys.readouterr().out.strip().splitlines()[-1]
+    assert use.startswith("use it: ") and shlex.split(use.removeprefix("use it: ")) == \
+        ["tuillm", "chat", f"{repo.repo}/{name}"]

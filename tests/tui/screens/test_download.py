@@ -140,3 +140,39 @@ async def test_quitting_during_a_download_stops_it_and_keeps_the_part(hub: FakeH
     await app.workers.wait_for_complete()
     assert part.exists()
     assert not (download.snapshot_dir(hf_cache_dir(), DEMO_REPO, hub.repos[DEMO_REPO].sha) / Q4).exists()
+
+
+@run_async
+async def test_file_names_like_markup_are_shown_as_written(hub: FakeHub, monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+    from rich.text import Text
+    from textual.widgets._data_table import default_cell_formatter
+
+    from tests.ggufs import write_tiny_gguf
+    from tests.hub_server import FakeRepo
+
+    # Read as markup, a label (a file's stem, when it names no quant) ran a click action and hid its name, and a
+    # closing tag in the status line ("downloading sub/[/b]-Q4_K_M.gguf…") raised MarkupError.
+    repo = FakeRepo("tuillm-test/Bracket-GGUF")
+    repo.add("[@click=app.quit]tiny[b].gguf", write_tiny_gguf(tmp_path / "tiny.gguf"))
+    repo.add("sub/[/b]-Q4_K_M.gguf", write_tiny_gguf(tmp_path / "q4.gguf", n_layers=3))
+    monkeypatch.setitem(hub.repos, repo.repo, repo)
+    app = make_app([])
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("f3")
+        await wait_for_catalog(pilot)
+        await pilot.press("p", *"bracket", "enter")
+        screen = app.screen
+        repos = screen.query_one("#download-repos", DataTable)
+        await until(pilot, lambda: repos.row_count == 1 and repos.has_focus, "the search results")
+        await pilot.press("enter")
+        files = screen.query_one("#download-files", DataTable)
+        await until(pilot, lambda: files.row_count == 2 and files.has_focus, "the quants")
+        shown = [default_cell_formatter(files.get_row_at(i)[1]) for i in range(2)]  # as the table draws them
+        assert all(isinstance(t, Text) and not t.spans for t in shown)
+        assert sorted(t.plain for t in shown) == ["Q4_K_M", "[@click=app.quit]tiny[b]"]
+        assert files.cursor_row == [t.plain for t in shown].index("Q4_K_M")  # the pick: its name is in the status
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, DownloadScreen), "the download to finish")
+        await wait_for_catalog(pilot)
+        entry = app.query_one("#pane-models").selected_entry()
+        assert entry is not None and entry.name == f"{repo.repo}/sub/[/b]-Q4_K_M.gguf"

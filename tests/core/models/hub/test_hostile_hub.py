@@ -61,6 +61,18 @@ def test_a_good_hf_endpoint_may_end_with_a_slash(hub: FakeHub, monkeypatch: pyte
     assert [h.repo for h in api.search("smollm2")] == [DEMO_REPO]
 
 
+def test_a_password_in_the_hf_endpoint_is_never_shown(mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A mirror's URL may carry its credentials (https://user:token@mirror): as secret as the token.
+    mirror.answers[LISTING] = HTML
+    host = mirror.url.removeprefix("http://")
+    for endpoint, needle in ((f"http://alice:s3cret@{host}", f"http://{host}: the Hub's answer to the file list"),
+                             ("http://alice:s3cret@127.0.0.1:1", "cannot reach the Hugging Face Hub at "
+                                                                 "http://127.0.0.1:1 (")):
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        line = str(failure(lambda: api.listing("a/b")))
+        assert needle in line and "s3cret" not in line and "alice" not in line, line
+
+
 def expected(mirror: Mirror, what: str, why: str) -> str:
     return f"{mirror.url}: the Hub's answer to {what} is not what was expected ({why})"
 
