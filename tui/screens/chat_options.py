@@ -17,6 +17,7 @@ from textual.widgets import Input, Label, TextArea
 from tuillm.core.llama.options import SAMPLING_OPTIONS, SEED, Sampling
 from tuillm.tui import keymap
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
+from tuillm.tui.widgets.safe_text_area import SafeTextArea
 
 # The seed is per chat, not a [sampling] key of the settings file: -1 (the declaration's "random") lets the load
 # seed's generator continue (Sampling.seed None).
@@ -66,7 +67,7 @@ class ChatOptionsScreen(ModalScreen[ChatOptions | None]):
         with Vertical(id="options-box", classes="dialog"):
             yield Label("Chat options  (Ctrl+S saves, Esc cancels)", classes="dialog-title")
             yield Label("System prompt")
-            yield TextArea(self.system_prompt, id="options-system", soft_wrap=True)
+            yield SafeTextArea(self.system_prompt, id="options-system", soft_wrap=True)
             with Grid(id="options-grid"):
                 labels = _labels()
                 for name, value in form_values(self.sampling).items():

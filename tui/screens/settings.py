@@ -21,6 +21,7 @@ from tuillm.core import paths
 from tuillm.core.settings import LOAD_SETTINGS, SAMPLING_SETTINGS, Config, config_attr
 from tuillm.tui import keymap
 from tuillm.tui.screens.path_dialog import folder_problem
+from tuillm.tui.widgets.safe_text_area import SafeTextArea
 
 SCAN_FIELDS = (("scan_hf_cache", "Scan the Hugging Face cache"), ("scan_ollama", "Scan Ollama's models"),
                ("scan_lmstudio", "Scan LM Studio's models"))
@@ -85,7 +86,7 @@ class SettingsScreen(ModalScreen[Config | None]):
             yield Label(f"File: {c.path or paths.config_file()}", classes="settings-hint", markup=False)
             with VerticalScroll(id="settings-scroll"):
                 yield Label("Model folders (one per line)", classes="settings-heading")
-                yield TextArea("\n".join(str(d) for d in c.model_dirs), id="settings-dirs")
+                yield SafeTextArea("\n".join(str(d) for d in c.model_dirs), id="settings-dirs")
                 for attr, label in SCAN_FIELDS:
                     yield Checkbox(label, getattr(c, attr), id=f"settings-{attr}", compact=True)
                 yield Label("Loading", classes="settings-heading")
@@ -102,7 +103,7 @@ class SettingsScreen(ModalScreen[Config | None]):
                 yield Select([(t, t) for t in self.themes], allow_blank=False, value=theme, id="settings-theme",
                              compact=True)
                 yield Label("Key overrides (binding.id = keys, one per line)", classes="settings-heading")
-                yield TextArea("\n".join(f"{k} = {v}" for k, v in c.keys.items()), id="settings-keys")
+                yield SafeTextArea("\n".join(f"{k} = {v}" for k, v in c.keys.items()), id="settings-keys")
                 yield Label("Binding ids and their default keys:", classes="settings-hint")
                 yield Label("\n".join(f"{k} = {v}" for k, v in self.binding_keys.items()), classes="settings-hint",
                             id="settings-binding-ids", markup=False)

@@ -19,11 +19,11 @@ from textual import events
 from textual.content import Content
 from textual.message import Message
 from textual.widgets import TextArea
-from textual.widgets.text_area import Edit, EditResult
 
 from tuillm.core.chat.attachments import CHARS_PER_TOKEN, MAX_ATTACH_BYTES, head_problem, mentions
-from tuillm.core.text import safe_line, safe_text
+from tuillm.core.text import safe_line
 from tuillm.tui.widgets.path_complete import Candidate, PathCompletions, candidates
+from tuillm.tui.widgets.safe_text_area import SafeTextArea
 
 # What the empty prompt says, and its title while the last message is edited: the longest that fits the prompt's
 # width (60 columns with the chat list shown leave 32).
@@ -63,7 +63,7 @@ def fitting(forms: Sequence[str], width: int) -> str:
     return next((form for form in forms if width <= 0 or len(form) <= width), forms[-1])
 
 
-class ChatPrompt(TextArea):
+class ChatPrompt(SafeTextArea):
     """The message being written: Enter sends; Shift+Enter (terminals that report it) or Ctrl+J add a line."""
 
     HELP_TITLE = "Prompt"
@@ -97,15 +97,6 @@ class ChatPrompt(TextArea):
     @property
     def completing(self) -> bool:
         return self._completions is not None
-
-    def edit(self, edit: Edit) -> EditResult:
-        # Every change of the text passes here (keys, paste, completion): no control character or escape sequence
-        # enters it, since the prompt draws its text as it is (an OSC in a pasted text would retitle the terminal).
-        edit.text = safe_text(edit.text)
-        return super().edit(edit)
-
-    def load_text(self, text: str) -> None:
-        super().load_text(safe_text(text))  # a draft kept by an older version, or a message edited again
 
     async def _on_key(self, event: events.Key) -> None:
         if self._completions is not None and await self._completion_key(event.key):
