@@ -169,8 +169,23 @@ def _message(exc: BaseException, repo: str) -> str | None:
         status = exc.response.status_code if exc.response is not None else "?"
         return f"{repo}: the Hub answered HTTP {status}"
     if isinstance(exc, httpx2.HTTPError):
+        storage = _other_host(exc)
+        if storage is not None:  # the Hub answered, and sent the file's bytes to be fetched elsewhere
+            return f"cannot reach the Hub's file storage at {storage} ({first_line(exc)})"
         return f"cannot reach the Hugging Face Hub at {shown_endpoint()} ({first_line(exc)})"
     return None
+
+
+def _other_host(exc: BaseException) -> str | None:
+    """The host a failed request went to, when not the Hub's own (huggingface.co's files come from a CDN)."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]  # httpx's errors; RuntimeError when it has none
+    except (AttributeError, RuntimeError):
+        return None
+    hub = urlsplit(endpoint())
+    if (url.host, url.port) == (hub.hostname, hub.port):
+        return None
+    return safe_line(f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else ""))
 
 
 def unexpected(what: str, why: str) -> HubError:

@@ -197,3 +197,20 @@ def test_a_quant_held_by_several_files_is_asked_for_by_file(hub: FakeHub, monkey
                        r"m.q8_0.gguf\); name one with --file$"):
         pull.choose(f"{repo.repo}:q8_0")
     assert pull.choose(repo.repo, file="b/m-Q8_0.gguf").files[0].name == "b/m-Q8_0.gguf"
+
+
+def test_a_storage_host_that_cannot_be_reached_is_named(mirror: Mirror) -> None:
+    """The Hub answers and redirects the bytes to its storage (another host): when that host is down, the line
+    names it, not the Hub that answered."""
+    hub = mirror.hub
+    f = hub.repos[DEMO_REPO].files[Q2]
+
+    def storage_down(h: _Handler) -> None:  # the header probe's GET and the download's HEAD alike
+        return h._send(302, b"", {"Location": f"http://127.0.0.1:9/cdn/{f.sha256()}", "ETag": f'"{f.git_oid()}"',
+                                  "X-Repo-Commit": hub.repos[DEMO_REPO].sha, "X-Linked-Etag": f'"{f.sha256()}"',
+                                  "X-Linked-Size": str(f.size)})
+
+    mirror.routes[f"/{DEMO_REPO}/resolve/{hub.repos[DEMO_REPO].sha}/{Q2}"] = storage_down
+    with pytest.raises(HubError) as err:
+        pull.pull(f"{DEMO_REPO}:Q2_K")
+    assert "cannot reach the Hub's file storage at http://127.0.0.1:9 (" in str(err.value), str(err.value)
