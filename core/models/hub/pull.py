@@ -104,6 +104,9 @@ def _one_quant(listing: RepoListing, wanted: str) -> Quant | None:
     return found[0] if found else None
 
 
+QUANTS_NAMED = 24  # the quants an error names; a repository of every llama.cpp type has about that many
+
+
 def choose(ref: str, *, file: str | None = None, checkpoint: bool = False, force: bool = False,
            config: Config | None = None, available: int | None = None) -> Choice:
     """What to download for ``ref``; refuses a quant that does not fit unless ``force``."""
@@ -121,7 +124,10 @@ def choose(ref: str, *, file: str | None = None, checkpoint: bool = False, force
     if file is not None or wanted is not None:
         q = find_file(listing.quants, file) if file else _one_quant(listing, wanted or "")
         if q is None:
-            have = ", ".join(x.quant for x in listing.quants)
+            names = [x.quant for x in listing.quants]
+            # A repository may list thousands (a hostile one, 20,000): the line names the first few
+            have = ", ".join(names[:QUANTS_NAMED]) + (f" and {len(names) - QUANTS_NAMED} more; `tuillm pull {repo} "
+                                                     "--list` shows them" if len(names) > QUANTS_NAMED else "")
             raise TuillmError(f"{repo} has no {'file ' + repr(file[:200]) if file else wanted} (quants: {have})")
         target = next(x for x in fits if x.quant == q)
         if target.fit.verdict not in (FITS, TIGHT) and not force:

@@ -82,6 +82,21 @@ def test_auto_choice_prefers_q4_k_m_and_falls_back_to_what_fits(hub: FakeHub) ->
         pull.choose(f"{DEMO_REPO}:IQ1_S")
 
 
+def test_a_quant_not_there_names_a_few_of_a_long_listing(hub: FakeHub, monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    from tests.ggufs import write_tiny_gguf
+    from tests.hub_server import FakeRepo
+
+    repo, tiny = FakeRepo("tuillm-test/Many-GGUF"), write_tiny_gguf(tmp_path / "tiny.gguf")
+    for i in range(300):  # a hostile listing held 20,000: every name went into the one line
+        repo.add(f"part{i:03}.gguf", tiny)
+    monkeypatch.setitem(hub.repos, repo.repo, repo)
+    with pytest.raises(TuillmError) as err:
+        pull.choose(f"{repo.repo}:IQ1_S")
+    assert str(err.value).endswith(f"part022, part023 and 276 more; `tuillm pull {repo.repo} --list` shows them)")
+    assert len(str(err.value)) < 400
+
+
 def test_pull_places_the_file_as_huggingface_hub_does_and_lists_it(hub: FakeHub, demo_gguf: Path) -> None:
     events: list[Event] = []
     result = pull.run(pull.choose(f"{DEMO_REPO}:Q2_K"), events.append)
