@@ -11,7 +11,13 @@ import numpy as np
 
 from tuillm.convert.errors import ConvertError, JSONFileError
 from tuillm.convert.hparams import check_config
-from tuillm.convert.safetensors_header import SafetensorsError, TensorEntry, load_json, read_checkpoint
+from tuillm.convert.safetensors_header import (
+    SafetensorsError,
+    TensorEntry,
+    load_json,
+    read_checkpoint,
+    small_file_problem,
+)
 
 # safetensors dtype -> numpy dtype of the raw bytes (bf16 is read as uint16 and widened with a bit shift).
 RAW_DTYPES = {
@@ -105,6 +111,8 @@ class Checkpoint:
 def read_json_object(path: Path) -> dict:
     """A JSON file that must hold an object; a JSONFileError (one line, naming the path) otherwise."""
     try:
+        if problem := small_file_problem(path):
+            raise JSONFileError(path, problem)
         text = path.read_bytes()
     except OSError as exc:
         raise JSONFileError(path, f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None

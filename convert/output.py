@@ -29,12 +29,24 @@ def describe_os_error(exc: OSError, path: Path) -> str:
         return f"{path.parent}: not a folder"
     if exc.errno == errno.ELOOP:
         return f"{path}: a loop of symbolic links"
+    if exc.errno == errno.ENAMETOOLONG:  # the name, or its temporary's (a few characters longer)
+        return f"{path}: a name too long for the file system"
     if exc.errno == errno.EEXIST:  # a folder to make where a file, or a link that leads nowhere, is
         return f"{path}: {'a loop of symbolic links' if _loops(path) else 'exists and is not a folder'}"
     if exc.errno == errno.ENOENT:
         # A folder that is there but takes no new file (/proc, /sys) answers ENOENT too.
         return f"{path.parent}: {'no new file can be made there' if path.parent.is_dir() else 'no such folder'}"
     return f"{path}: {exc.strerror or exc}"
+
+
+def check_name(path: Path) -> None:
+    """A name the file system cannot hold (a part over 255 bytes) is one line: every stat of it raises, and
+    pathlib's exists() and is_dir() pass that OSError on."""
+    try:
+        os.lstat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise ConvertError(describe_os_error(exc, path)) from None
 
 
 def _loops(path: Path) -> bool:
@@ -88,6 +100,7 @@ def check_output(out: Path, inputs: Iterable[Path], *, force: bool = False) -> N
     only with ``force``.
     """
     out = Path(out).expanduser()
+    check_name(out)
     outs = _places(out)
     for given in inputs:
         src = Path(given).expanduser()

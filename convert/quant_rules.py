@@ -201,7 +201,42 @@ class _LlamaCppRules:
 
 
 MAX_PATTERN = 200  # characters of one --tensor-type pattern (llama-quantize compiles it as a regex per tensor)
+MAX_TENSOR_NAME = 64  # ggml's GGML_MAX_NAME: no tensor name is longer
 OUTPUT_PATTERN, EMBEDDING_PATTERN = r"^output\.weight$", r"^token_embd\.weight$"  # the two shortcuts' patterns
+
+
+# Quantifiers that repeat more than once (*, +, {2,}): a backtracking matcher (Python's re here, std::regex in
+# llama-quantize) tries about len(name) ** their number ways; past 3 a failing match took minutes per tensor.
+MAX_REPEATS = 3
+
+
+def _backtracking_problem(pattern: str) -> str | None:
+    """Why matching ``pattern`` could take exponential time (a repeated group: "(.*.*)*z", "(.|.)*z") or too
+    long (more than MAX_REPEATS repetitions), or None. Read from re's parse of the pattern (it compiled)."""
+    from re import _constants as sre
+    from re import _parser as sre_parse
+
+    single = (sre.LITERAL, sre.NOT_LITERAL, sre.ANY, sre.IN)
+    repeats = 0
+
+    def walk(items: list) -> str | None:
+        nonlocal repeats
+        for op, av in items:
+            if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT) and av[1] > 1:
+                repeats += 1
+                if len(av[2]) != 1 or av[2][0][0] not in single:
+                    return "a repeated group can take exponential time; repeat single characters (.*, \\d+)"
+            subs = [av[-1]] if op is sre.SUBPATTERN else av[1] if op is sre.BRANCH else \
+                [av[2]] if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT) else []
+            for sub in subs:
+                if problem := walk(sub):
+                    return problem
+        return None
+
+    problem = walk(sre_parse.parse(pattern))
+    if problem is None and repeats > MAX_REPEATS:
+        problem = f"more than {MAX_REPEATS} repetitions (*, +, {{n,m}}): matching could take minutes"
+    return problem
 
 
 def check_tensor_types(items: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -220,11 +255,22 @@ def check_tensor_types(items: list[str] | tuple[str, ...]) -> dict[str, str]:
                                f"{', '.join(TENSOR_TYPE_NAMES)}")
         if len(pattern) > MAX_PATTERN or not pattern.isprintable():
             raise ConvertError(f"--tensor-type: a pattern is printable text of at most {MAX_PATTERN} characters")
+        # Checked before compiling: re raises OverflowError (not re.error) on a{99999999999}, and a count past a
+        # tensor name's length matches nothing while C++'s std::regex may run out of room building it.
+        counts = re.findall(r"(?<!\\)\{(\d*)(?:,(\d*))?\}", pattern)
+        if any(int(n) > MAX_TENSOR_NAME for pair in counts for n in pair if n):
+            raise ConvertError(f"--tensor-type {item!r}: a repetition count above {MAX_TENSOR_NAME} (the longest "
+                               "tensor name) matches nothing")
         try:
             re.compile(pattern)
         except re.error as exc:
             raise ConvertError(f"--tensor-type {item!r}: not a valid pattern ({exc.msg})") from None
-        if re.search(r"\\[1-9]|\(\?[<=!P]", pattern):  # backreferences and lookarounds: not the same in C++
-            raise ConvertError(f"--tensor-type {item!r}: backreferences and lookarounds are not supported")
+        # Backreferences, lookarounds and inline flags ((?i)): C++'s std::regex reads them otherwise or refuses
+        # them, and llama-quantize then fails with no word on why; a plain group (?:...) is the same in both.
+        if problem := _backtracking_problem(pattern):
+            raise ConvertError(f"--tensor-type {item!r}: {problem}")
+        if re.search(r"\\[1-9]|(?<!\\)\(\?(?!:)", pattern):
+            raise ConvertError(f"--tensor-type {item!r}: backreferences, lookarounds and inline flags are not "
+                               "supported")
         found.setdefault(pattern, qtype)  # a repeated pattern: the first wins, as in llama.cpp
     return found

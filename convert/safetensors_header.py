@@ -18,6 +18,10 @@ from tuillm.convert.errors import ConvertError
 # Refuse absurd headers before allocating for them (a corrupt length field).
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
+# The checkpoint's other files (config, tokenizer, index, chat template) are read whole: the largest tokenizer.json
+# on the hub is tens of MB, and a file past this (a mistake, or a sparse one) is refused before it is read.
+MAX_SMALL_FILE_BYTES = 512 * 1024 * 1024
+
 DTYPE_BYTES = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
     "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
@@ -61,6 +65,17 @@ def load_json(data: bytes | str, what: str = "") -> Any:
         raise SafetensorsError(f"{subject}not valid JSON (a number too long to read)") from None
     except RecursionError:
         raise SafetensorsError(f"{subject}not valid JSON (nested too deeply)") from None
+
+
+def small_file_problem(path: Path) -> str | None:
+    """Why ``path``, a file read whole, is refused: not a regular file (a FIFO would block the read for good), or
+    larger than ``MAX_SMALL_FILE_BYTES``; None when it is fine (an OSError of its stat passes on)."""
+    info = Path(path).stat()
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a pipe, socket or device)"
+    if info.st_size <= MAX_SMALL_FILE_BYTES:
+        return None
+    return f"{info.st_size} bytes, larger than such a file ever is ({MAX_SMALL_FILE_BYTES // 2**20} MiB at most)"
 
 
 def _is_count(value: object) -> bool:
@@ -125,6 +140,8 @@ def read_header(path: Path) -> tuple[dict[str, TensorEntry], dict[str, str]]:
 def _weight_map(index: Path) -> dict[str, str]:
     """The index's tensor -> shard map; shards must be plain file names of the folder (no path out of it)."""
     try:
+        if problem := small_file_problem(index):
+            raise SafetensorsError(f"{index.name}: {problem}")
         text = index.read_bytes()
     except OSError as exc:
         raise SafetensorsError(f"{index.name} cannot be read ({exc.strerror or exc.__class__.__name__})") from None

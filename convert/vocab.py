@@ -17,6 +17,7 @@ import gguf
 
 from tuillm.convert.checkpoint import read_json_object
 from tuillm.convert.errors import ConvertError
+from tuillm.convert.safetensors_header import small_file_problem
 from tuillm.convert.vocab_base import ADDED_SCORE, UNUSED_SCORE, Vocab, added_tokens, added_type, is_id
 from tuillm.convert.vocab_bpe import json_vocab
 
@@ -80,6 +81,9 @@ def read_vocab(folder: Path, n_vocab: int) -> Vocab:
     """Tokens of the folder's tokenizer, padded to ``n_vocab`` (the embedding rows), with its special tokens:
     every tokenizer file is read here, once, before anything is written."""
     folder = Path(folder)
+    for name in ("tokenizer.model", *_SPECIAL_FILES):  # read whole by sentencepiece and SpecialVocab (copied first)
+        if (folder / name).is_file() and (problem := small_file_problem(folder / name)):
+            raise ConvertError(f"{folder / name}: {problem}")
     tj = read_json_object(folder / "tokenizer.json") if (folder / "tokenizer.json").is_file() else None
     if (folder / "tokenizer.model").is_file():
         vocab = _spm_vocab(folder, n_vocab, tj)

@@ -79,6 +79,11 @@ def resolve_imatrix(src: Path, plan: Sequence[tuple[str, Path]], imatrix: str | 
 
         name = hf_name(src) if src.is_dir() else gguf_name(src)
         path = im.auto_path(plan[0][1].parent, name)
+        keeps = (path, path.with_name(name + im.SIDECAR))
+        for _, out in plan:  # an output named so was written over the matrix (or its record), or under it
+            if any(out.absolute() == k.absolute() for k in keeps):
+                raise TuillmError(f"{out}: the name --imatrix auto keeps the importance matrix under; name the "
+                                  "output otherwise")
         key = im.imatrix_key(src, text)
         if im.reusable(path, key):
             reuse = f"importance matrix: reusing {path.name} (same source and calibration text)"

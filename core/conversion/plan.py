@@ -7,7 +7,6 @@ per-tensor choices), plus the metadata: copied from a GGUF source, estimated fro
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuillm.convert.errors import ConvertError
+from tuillm.convert.output import check_name
 from tuillm.convert.types import OUTPUT_TYPES, TYPE_NAMES, check_type
 from tuillm.core.errors import TuillmError
 from tuillm.core.files import input_problem
@@ -116,12 +116,19 @@ def resolve_outputs(src: Path, types: list[str], output: str) -> list[tuple[str,
     if "{type}" in output or "{TYPE}" in output:
         return [(t, Path(output.replace("{type}", t).replace("{TYPE}", t.upper())).expanduser()) for t in types]
     path = Path(output).expanduser()
+    try:
+        check_name(path)
+    except ConvertError as exc:
+        raise TuillmError(str(exc)) from None
     if output.endswith("/") or path.is_dir():
+        src = Path(src).expanduser()
+        problem = input_problem(src)
+        if problem:  # before the folder is made: a mistyped source leaves no empty folder behind
+            raise TuillmError(f"{src}: {problem}")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TuillmError(f"{path}: cannot create the folder ({exc.strerror or exc})") from None
-        src = Path(src).expanduser()
         name = hf_name(src) if src.is_dir() else gguf_name(src)
         return [(t, path / output_name(name, t)) for t in types]
     if len(types) > 1:
@@ -171,10 +178,12 @@ def _gguf_string(s: str) -> int:
 def _hf_header_bytes(folder: Path, tensors: list[TensorShape]) -> int:
     """The GGUF metadata the converter writes for this checkpoint: mostly the vocabulary (each token a string,
     a score and a type; each merge a string) and the chat template, then the tensor table."""
+    from tuillm.convert.checkpoint import read_json_object  # numpy with it: not at the app's start
+
     table = sum(_gguf_string(t.name) + 4 + 8 * len(t.ne) + 4 + 8 for t in tensors)
     vocab = 0
     try:
-        tok = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+        tok = read_json_object(folder / "tokenizer.json")  # bounded: a sparse 200 GB file was a MemoryError
         model = tok.get("model", {})
         tokens = list(model.get("vocab", {}))
         if isinstance(model.get("vocab"), list):  # unigram: [[piece, score], ...]
@@ -182,7 +191,7 @@ def _hf_header_bytes(folder: Path, tensors: list[TensorShape]) -> int:
         tokens += [t.get("content", "") for t in tok.get("added_tokens", [])]
         vocab = sum(_gguf_string(t) + 4 + 4 for t in tokens)
         vocab += sum(_gguf_string(m if isinstance(m, str) else " ".join(m)) for m in model.get("merges", []))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError, RecursionError):
+    except (ConvertError, AttributeError, TypeError, ValueError):
         # SentencePiece only (tokenizer.model) or unreadable: about 16 bytes of text and figures per token.
         n_vocab = next((t.ne[1] for t in tensors if t.name == "token_embd.weight" and len(t.ne) > 1), 32000)
         vocab = 32 * n_vocab
@@ -190,10 +199,10 @@ def _hf_header_bytes(folder: Path, tensors: list[TensorShape]) -> int:
     for name in ("chat_template.jinja", "tokenizer_config.json"):
         try:
             if name.endswith(".jinja"):
-                template += len((folder / name).read_bytes())
+                template += (folder / name).stat().st_size
             else:
-                value = json.loads((folder / name).read_text(encoding="utf-8")).get("chat_template")
+                value = read_json_object(folder / name).get("chat_template")
                 template += len(value.encode("utf-8")) if isinstance(value, str) else 0
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError):
+        except (OSError, ConvertError, AttributeError, ValueError):  # ValueError: a lone surrogate, not UTF-8
             pass
     return _OTHER_METADATA + vocab + template + table

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tuillm.convert.errors import ConvertError
+from tuillm.convert.output import check_name
 from tuillm.convert.types import OUTPUT_TYPES, check_type
 from tuillm.core.errors import TuillmError
 from tuillm.core.files import input_problem
@@ -96,9 +97,13 @@ def check_types(text: str, where: str = "--types") -> tuple[str, ...]:
 
 def _existing_file(text: str, where: str) -> Path:
     path = Path(text).expanduser()
-    if not path.is_file():
-        raise TuillmError(f"{where}: {path}: {'not a regular file' if path.exists() else 'no such file'}")
-    return path
+    try:
+        if path.is_file():
+            return path
+        problem = "not a regular file" if path.exists() else "no such file"
+    except OSError as exc:  # a name too long: pathlib's is_file() and exists() pass that on
+        problem = f"cannot read it ({exc.strerror or exc})"
+    raise TuillmError(f"{where}: {path}: {problem}")
 
 
 def default_output_dir(src: Path, models_folder: Path | None, where: str = "--output-dir") -> Path:
@@ -141,6 +146,10 @@ def sweep_request(source: str | Path, values: Mapping[str, Any], models_folder: 
     imatrix: str | Path | None = {IMATRIX_AUTO: IMATRIX_AUTO, IMATRIX_NONE: None}.get(imatrix_text.lower(), "")
     if imatrix == "":
         imatrix = _existing_file(imatrix_text, name_of("imatrix"))
+    from tuillm.core.conversion.imatrix_step import takes_imatrix
+
+    if not asked and not any(takes_imatrix(t) for t in types):
+        imatrix = None  # the default "auto", and no type here takes a matrix (q8_0 alone): the job would refuse it
     calibration = values.get("calibration")
     if calibration is not None and imatrix != IMATRIX_AUTO:
         raise OptionError(f"{name_of('calibration')}: only with {name_of('imatrix')} set to auto (it is the text the "
@@ -148,6 +157,10 @@ def sweep_request(source: str | Path, values: Mapping[str, Any], models_folder: 
     out_text = values.get("output_dir")
     output_dir = Path(out_text).expanduser() if out_text else default_output_dir(src, models_folder,
                                                                                  name_of("output_dir"))
+    try:
+        check_name(output_dir)
+    except ConvertError as exc:
+        raise TuillmError(f"{name_of('output_dir')}: {exc}") from None
     if output_dir.exists() and not output_dir.is_dir():
         raise TuillmError(f"{name_of('output_dir')}: {output_dir} is not a folder")
     return SweepRequest(src, types, output_dir, keep=keep, n_ctx=values.get("n_ctx"), imatrix=imatrix,

@@ -3,6 +3,7 @@ location, and the CLI's one-line refusals for each (exit 1, nothing left behind)
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tuillm.convert.imatrix import CALIBRATION_MIN_BYTES, check_calibration, che
 from tuillm.convert.llama_tools import STAMP, ToolMissing, find_tool
 from tuillm.convert.quant_rules import check_tensor_types
 from tuillm.tui.cli import main
+from tuillm.tui.cli.convert import imatrix_options
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +32,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tensor_types_as_llama_quantize_reads_them() -> None:
     assert check_tensor_types(["token_embd=Q8_0", r"ATTN_V\.weight=q6_k", "token_embd=f16"]) == {
         "token_embd": "q8_0", r"attn_v\.weight": "q6_k"}  # lower-cased; a repeated pattern: the first wins
+    # A plain group, an escaped "(" made optional and a small count are the same in C++'s std::regex.
+    assert list(check_tensor_types([r"blk\.(?:1|2)\.=q8_0", r"x\(?=q8_0", r"blk\.\d{1,2}\.=q8_0",
+                                    r"^blk\.(1\d|2[0-3])\.ffn_.*=q8_0", r"[a-z]+\d*_.*=q8_0"])) == [
+        r"blk\.(?:1|2)\.", r"x\(?", r"blk\.\d{1,2}\.", r"^blk\.(1\d|2[0-3])\.ffn_.*", r"[a-z]+\d*_.*"]
 
 
 @pytest.mark.parametrize(("item", "said"), [
@@ -39,8 +45,15 @@ def test_tensor_types_as_llama_quantize_reads_them() -> None:
     ("token_embd=q9_k", "unknown ggml type 'q9_k'"),
     ("token_embd=q4_k_m", "unknown ggml type 'q4_k_m'"),  # a file type, not a tensor type
     ("blk.(0=q8_0", "not a valid pattern"),
-    ("(?!x)blk=q8_0", "lookarounds are not supported"),
+    ("(?!x)blk=q8_0", "lookarounds"),
     (r"(a)\1=q8_0", "backreferences"),
+    ("(?i)blk=q8_0", "inline flags are not supported"),  # std::regex refuses it: llama-quantize failed mutely
+    ("blk{99999999999}=q8_0", "a repetition count above 64"),  # was an OverflowError (a crash report)
+    ("blk{2,99999999999}=q8_0", "a repetition count above 64"),
+    # Each took minutes per tensor name in Python's re (and std::regex) before the first line was written.
+    ("(.*.*)*z=q8_0", "a repeated group can take exponential time"),
+    ("(.|.)*z=q8_0", "a repeated group can take exponential time"),
+    (".*.*.*.*z=q8_0", "more than 3 repetitions"),
     ("a" * 201 + "=q8_0", "at most 200 characters"),
     ("tok\x1b[31m=q8_0", "printable"),
 ])
@@ -160,6 +173,11 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
     (["--output-tensor-type", "big"], "unknown ggml type 'big'"),
     (["--type", "f16", "--tensor-type", "token_embd=q8_0"], "--tensor-type applies to quantized types"),
     (["--type", "f16", "--imatrix", "auto"], "an importance matrix applies to the types llama.cpp quantizes"),
+    # Given as "" (an unset variable): a path read "." ("--imatrix .: not a regular file"), a type was skipped.
+    (["--imatrix", ""], "--imatrix: an empty value"),
+    (["--imatrix", "auto", "--calibration", " "], "--calibration: an empty value"),
+    (["--output-tensor-type", ""], "--output-tensor-type: an empty value"),
+    (["--token-embedding-type", ""], "--token-embedding-type: an empty value"),
 ])
 def test_cli_refuses_bad_options(extra: list[str], said: str, tiny: Path, tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,6 +192,23 @@ def test_cli_refuses_bad_options(extra: list[str], said: str, tiny: Path, tmp_pa
     code, err = _run(args, capsys)
     assert code == 1 and said in err and len(err.splitlines()) == 1, err
     assert sorted(out.iterdir()) == before
+
+
+@pytest.mark.parametrize("suffix", [".imatrix", ".imatrix.json"])
+def test_cli_refuses_an_output_named_as_the_automatic_matrix(suffix: str, tiny: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # The model was written over the matrix (or its record) that later runs reuse by that name.
+    out = tmp_path / f"{tiny.name}{suffix}"
+    code, err = _run(["convert", str(tiny), "-o", str(out), "--type", "q4_k_m", "--imatrix", "auto"], capsys)
+    assert code == 1 and err == f"tuillm: {out}: the name --imatrix auto keeps the importance matrix under; name " \
+        "the output otherwise"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_imatrix_auto_in_any_case() -> None:
+    args = argparse.Namespace(imatrix="Auto", calibration="c.txt")
+    assert imatrix_options(args) == ("auto", Path("c.txt"))  # "AUTO" was looked for as a file
+    assert imatrix_options(argparse.Namespace(imatrix=None, calibration=None)) == (None, None)
 
 
 def test_cli_tools_missing_is_one_line(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -302,6 +302,40 @@ def test_bad_tokenizer_json(tokenizer: dict, expected: str, tmp_path: Path) -> N
     assert str(err.value) == f"{tmp_path}{sep}{expected}"
 
 
+def _sparse(path: Path, size: int) -> Path:
+    with path.open("wb") as f:
+        f.truncate(size)  # no disk used: what a copy mistake or a hostile folder holds
+    return path
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "tokenizer.model"])
+def test_a_huge_tokenizer_file_is_refused_unread(name: str, tmp_path: Path) -> None:
+    # Each was read whole: a 200 GB sparse tokenizer.json was a MemoryError (a crash report), and a chat template
+    # that large was copied to a temporary folder by gguf's SpecialVocab until the disk filled.
+    from tuillm.convert.safetensors_header import MAX_SMALL_FILE_BYTES
+    from tuillm.convert.vocab import read_vocab
+
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}))
+    size = MAX_SMALL_FILE_BYTES + 1
+    _sparse(tmp_path / name, size)
+    with pytest.raises(ConvertError) as err:
+        read_vocab(tmp_path, 4)
+    assert str(err.value) == f"{tmp_path / name}: {size} bytes, larger than such a file ever is (512 MiB at most)"
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors.index.json"])
+def test_a_huge_config_or_index_is_refused_unread(name: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from tuillm.convert.safetensors_header import MAX_SMALL_FILE_BYTES
+
+    folder = _checkpoint(tmp_path / "ckpt")
+    size = MAX_SMALL_FILE_BYTES + 1
+    _sparse(folder / name, size)
+    problem = f"{size} bytes, larger than such a file ever is (512 MiB at most)"
+    expected = f"{folder / name}: {problem}" if name == "config.json" else f"{folder}: {name}: {problem}"
+    assert _cli_error(["convert", str(folder), "-o", str(tmp_path / "o.gguf")], capsys, tmp_path) == expected
+
+
 def test_deep_pre_tokenizer_is_refused_not_a_recursion(tmp_path: Path) -> None:
     from tuillm.convert.vocab import read_vocab
 

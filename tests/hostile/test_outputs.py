@@ -69,6 +69,7 @@ SAME = "output would overwrite the input"
 EXISTS = "already exists; --force replaces it"
 SPECIAL = "not a regular file (a device, pipe or socket); choose another output"
 LOOP = "a loop of symbolic links"
+LONG, TOO_LONG = "n" * 300, "a name too long for the file system"  # a name no file system holds (255 bytes)
 # (the command line, with {t} for the test folder; the expected line after "tuillm: ")
 REFUSALS = [
     ("convert {t}/B -o {t}/B/model.safetensors", f"{{t}}/B/model.safetensors: {INSIDE} {{t}}/B"),
@@ -113,10 +114,17 @@ REFUSALS = [
     ("quantize {t}/loop1 -o {t}/o.gguf --type q4_0", f"{{t}}/loop1: {LOOP}"),
     ("info {t}/loop1", f"{{t}}/loop1: {LOOP}"),
     ("quants {t}/pipe --types q8_0", "{t}/pipe: not a regular file or folder (a pipe, socket or device)"),
+    # names too long: each was "unexpected error: OSError: [Errno 36] File name too long" (pathlib's is_dir())
+    (f"quantize {{t}}/X.gguf -o {{t}}/{LONG}.gguf --type q4_0", f"{{t}}/{LONG}.gguf: {TOO_LONG}"),
+    (f"convert {{t}}/B -o {{t}}/{LONG}/ --type q4_0", f"{{t}}/{LONG}: {TOO_LONG}"),
+    (f"quants {{t}}/X.gguf --types q8_0 --output-dir {{t}}/{LONG}", f"--output-dir: {{t}}/{LONG}: {TOO_LONG}"),
+    (f"quants {{t}}/X.gguf --types q4_0 --imatrix {{t}}/{LONG}",
+     f"--imatrix: {{t}}/{LONG}: cannot read it (File name too long)"),
 ]
 
 
-@pytest.mark.parametrize(("argv", "line"), REFUSALS, ids=[a.replace("{t}/", "") for a, _ in REFUSALS])
+@pytest.mark.parametrize(("argv", "line"), REFUSALS,
+                         ids=[a.replace("{t}/", "").replace(LONG, "LONG") for a, _ in REFUSALS])
 def test_refused_with_one_line_and_nothing_touched(inputs: Path, capsys: pytest.CaptureFixture[str],
                                                    argv: str, line: str) -> None:
     before = tree(inputs)

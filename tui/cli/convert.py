@@ -30,7 +30,7 @@ def add_quant_options(p: argparse.ArgumentParser) -> None:
                    help="quantize with an importance matrix: auto computes one with llama-imatrix on a built-in "
                    "text (kept beside the output as NAME.imatrix, reused for the same source), or give a file; "
                    f"implied for {', '.join(IMATRIX_TYPE_NAMES)}")
-    g.add_argument("--calibration", metavar="FILE", type=Path, default=None,
+    g.add_argument("--calibration", metavar="FILE", default=None,
                    help="the text --imatrix auto computes the matrix on (UTF-8, up to 16 MiB)")
     g.add_argument("--tensor-type", action="append", default=[], metavar="PATTERN=TYPE", dest="tensor_types",
                    help="the ggml type of the tensors whose name matches PATTERN (a regex, as llama-quantize's: "
@@ -41,12 +41,32 @@ def add_quant_options(p: argparse.ArgumentParser) -> None:
                    help="the token embedding's type (--tensor-type '^token_embd\\.weight$=TYPE')")
 
 
+def _refuse_empty(args: argparse.Namespace, flags: dict[str, str]) -> None:
+    """An option given as "" (a script's unset variable) is refused: as a path it read "." (the current
+    folder), and as a type it was skipped without a word."""
+    from tuillm.core.errors import TuillmError
+
+    for flag, dest in flags.items():
+        value = getattr(args, dest)
+        if value is not None and not value.strip():
+            raise TuillmError(f"{flag}: an empty value")
+
+
+def imatrix_options(args: argparse.Namespace) -> tuple[str | None, Path | None]:
+    """``--imatrix`` ("auto" in any case, or a file) and ``--calibration`` as convert_many takes them."""
+    _refuse_empty(args, {"--imatrix": "imatrix", "--calibration": "calibration"})
+    imatrix = "auto" if args.imatrix is not None and args.imatrix.strip().lower() == "auto" else args.imatrix
+    return imatrix, Path(args.calibration) if args.calibration is not None else None
+
+
 def tensor_types(args: argparse.Namespace) -> dict[str, str] | None:
     """The overrides in the order given, the two shortcuts first; a bad one is one line (TuillmError)."""
     from tuillm.convert.errors import ConvertError
     from tuillm.convert.quant_rules import EMBEDDING_PATTERN, OUTPUT_PATTERN, check_tensor_types
     from tuillm.core.errors import TuillmError
 
+    _refuse_empty(args, {"--output-tensor-type": "output_tensor_type",
+                         "--token-embedding-type": "token_embedding_type"})
     items = [f"{OUTPUT_PATTERN}={args.output_tensor_type}"] if args.output_tensor_type else []
     items += [f"{EMBEDDING_PATTERN}={args.token_embedding_type}"] if args.token_embedding_type else []
     items += args.tensor_types
@@ -84,10 +104,12 @@ def run(args: argparse.Namespace) -> int:
 
     src = named_path(args.model, "source")
     threads = option_values(args, [CONVERT_THREADS])["threads"]
+    overrides = tensor_types(args)  # the flags first: a bad one is refused before -o's folder is made
+    imatrix, calibration = imatrix_options(args)
     outputs = resolve_outputs(src, args.type, args.output)
     results = convert_many(src, outputs, emit=CliRenderer(quiet=args.quiet), report=args.report,
-                           threads=threads, force=args.force, imatrix=args.imatrix,
-                           calibration=args.calibration, tensor_types=tensor_types(args))
+                           threads=threads, force=args.force, imatrix=imatrix,
+                           calibration=calibration, tensor_types=overrides)
     for result in results:
         for line in result.report:
             print(safe_line(line))  # the quality report names the file's tensors

@@ -3,6 +3,9 @@ and the sizes within 1% (the estimate reads headers only; the HF side estimates 
 
 from __future__ import annotations
 
+import json
+import os
+import threading
 from pathlib import Path
 
 import gguf
@@ -108,6 +111,36 @@ def test_bad_sources(tmp_path: Path) -> None:
         open_source(tmp_path / "notes.txt")
     with pytest.raises(TuillmError, match="no config.json"):
         open_source(tmp_path)
+
+
+def test_the_size_estimate_reads_no_huge_tokenizer_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The estimate read tokenizer.json and tokenizer_config.json whole: a sparse 200 GB one made `tuillm quants`
+    # a MemoryError (a crash report). Past the limit it is not read, and the estimate falls back to the rows.
+    from tuillm.convert import safetensors_header
+    from tuillm.convert.tensors import TensorShape
+    from tuillm.core.conversion.plan import _hf_header_bytes
+
+    tokens = {f"t{i}": i for i in range(100)}
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": tokens}}))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": "x" * 5000}))
+    embedding = [TensorShape("token_embd.weight", (8, 100))]
+    read = _hf_header_bytes(tmp_path, embedding)
+    monkeypatch.setattr(safetensors_header, "MAX_SMALL_FILE_BYTES", 1000)
+    assert _hf_header_bytes(tmp_path, embedding) == read - 5000 - sum(8 + len(t) + 8 for t in tokens) + 32 * 100
+
+
+def test_the_size_estimate_does_not_wait_on_a_fifo(tmp_path: Path) -> None:
+    # A FIFO named tokenizer.json blocked the read for good: `tuillm quants` (and the Convert pane's worker) hung.
+    from tuillm.convert.tensors import TensorShape
+    from tuillm.core.conversion.plan import _hf_header_bytes
+
+    os.mkfifo(tmp_path / "tokenizer.json")
+    found: list[int] = []
+    worker = threading.Thread(target=lambda: found.append(_hf_header_bytes(tmp_path, [TensorShape("x", (8, 10))])),
+                              daemon=True)
+    worker.start()
+    worker.join(10)
+    assert found, "the estimate waited on the FIFO"
 
 
 def test_report_is_offered_when_it_fits() -> None:

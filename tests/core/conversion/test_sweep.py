@@ -147,6 +147,14 @@ def test_bad_requests_are_refused_in_one_line(tiny: Path, tmp_path: Path) -> Non
     assert sweep_request(tiny, {"keep": KEEP_NONE}).keep == KEEP_NONE
 
 
+def test_the_default_matrix_is_none_when_no_type_takes_one(tiny: Path) -> None:
+    # `tuillm quants X --types q8_0` was refused ("an importance matrix applies to ... not to q8_0") for a
+    # matrix only the default asked for; one the user asks for is still refused by the job, in those words.
+    assert sweep_request(tiny, {"types": "q8_0"}).imatrix is None
+    assert sweep_request(tiny, {"types": "q8_0,q4_0"}).imatrix == "auto"
+    assert sweep_request(tiny, {"types": "q8_0", "imatrix": "auto"}).imatrix == "auto"
+
+
 def test_another_apps_folder_is_not_the_default_output(demo_gguf: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     # Beside the demo, a new GGUF became the demo (the package's first GGUF): the first models folder instead.

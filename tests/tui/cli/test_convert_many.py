@@ -67,3 +67,17 @@ def test_threads_are_the_declared_range(command: str, threads: str, tiny: Path, 
     err = capsys.readouterr().err
     assert err == f"tuillm: --threads: must be \"auto\" or a whole number from 1 to 512, not '{threads}'\n"
     assert sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("source", "flags", "said"), [
+    ("missing", [], "no such file or folder"),
+    ("tiny", ["--tensor-type", "token_embd"], "write PATTERN=TYPE"),
+])
+def test_a_refused_run_makes_no_output_folder(source: str, flags: list[str], said: str, tiny: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # `-o new/` was made before the source and the flags were checked: a typo left an empty folder behind.
+    src = tiny if source == "tiny" else tmp_path / source
+    assert main(["convert", str(src), "-o", f"{tmp_path / 'new'}/", "--type", "q4_0", *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err
+    assert list(tmp_path.iterdir()) == []
