@@ -138,8 +138,12 @@ def load_dataset(path: str | Path) -> Dataset:
     path, objects = read_objects(path)
     fmt = detect_format(objects[0][1])
     if fmt is None:
-        raise DatasetError(f"{path}: line {objects[0][0]}: unknown format (keys: {keys_note(objects[0][1])}); "
-                           "expected instruction/output, messages, conversations, prompt/completion or text")
+        first = objects[0][1]
+        # A new user's pair file under the default method was told only the supervised formats.
+        expected = ("these are preference pairs: choose the dpo method (--method dpo)" if "chosen" in first
+                    and "rejected" in first else
+                    "expected instruction/output, messages, conversations, prompt/completion or text")
+        raise DatasetError(f"{path}: line {objects[0][0]}: unknown format (keys: {keys_note(first)}); {expected}")
     records: list[Record] = []
     problems: list[tuple[int, str]] = []
     for number, obj in objects:

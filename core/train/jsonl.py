@@ -138,7 +138,9 @@ def read_objects(path: str | Path) -> tuple[Path, list[tuple[int, dict]]]:
         raise DatasetError(f"{path}: {_counted(bad['surrogate'], 'with a lone UTF-16 surrogate escape')}, "
                            "which is no text")
     if bad["object"]:
-        raise DatasetError(f"{path}: {_counted(bad['object'], 'not a JSON object')}")
+        # A .json file of one array (the pane offers .json files) was told only "not a JSON object".
+        raise DatasetError(f"{path}: {_counted(bad['object'], 'not a JSON object')}; each line must be one JSON "
+                           "object (JSON Lines, not one JSON array)")
     if not objects:
         raise DatasetError(f"{path}: empty file (no examples)")
     return path, objects

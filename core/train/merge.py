@@ -27,8 +27,19 @@ from tuillm.core.text import shown
 from tuillm.core.train.checkpoints import base_model_type, training_record
 
 
+def utf8_path(path: Path) -> None:
+    """safetensors and tokenizers open UTF-8 paths only, and the adapter's folder name is GGUF text: a name of other
+    bytes crashed the merge half-way; refused in one line before any work."""
+    try:
+        str(path).encode()
+    except UnicodeEncodeError:
+        raise TuillmError(f"{shown(str(path))}: the name is not UTF-8, which the model libraries cannot open; "
+                          "rename it") from None
+
+
 def _adapter(adapter_dir: Path) -> Adapter:
     """The adapter read and checked (its config and its tensors' header): before a base is dequantized for it."""
+    utf8_path(adapter_dir)
     try:
         adapter = open_adapter(adapter_dir)
         check_finite(adapter)
@@ -106,8 +117,10 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAUL
     if not out.parent.is_dir():
         raise TuillmError(f"{out.parent}: {'not a folder' if out.parent.exists() else 'no such folder'}")
     check_merge_output(out, [Path(base), Path(adapter_dir)], force)
+    utf8_path(out)  # the merged checkpoint's folder is named after it
     adapter = _adapter(Path(adapter_dir))
     folder = base_folder(Path(base), emit=emit)
+    utf8_path(folder)
     _check(adapter, folder)
     # The merged checkpoint is as big as the base: beside the output, where the user has chosen to put big files;
     # named like every temporary of the output, so the next run removes it if this one is killed.

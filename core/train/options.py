@@ -28,6 +28,11 @@ TARGET_WORDS = ("default", "all-linear")  # what "targets" takes besides module 
 MAX_SEED = 2**32 - 1  # torch and numpy seeds are 32-bit at most everywhere
 MAX_EPOCHS = 10_000
 MAX_STEPS = 100_000_000
+# Beyond any model (a layer's width, a context): a typo such as a pasted 400-digit number overflowed the memory
+# estimate's floats (the pane crashed), and a batch above 1e308 made a plan of no micro-batches.
+MAX_RANK = 65_536
+MAX_TOKENS = 2**24
+MAX_BATCH = 1_048_576
 
 _LORA, _DATA, _TRAINING = "LoRA", "data", "training"
 
@@ -37,11 +42,11 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("beta", float, 0.1, "DPO's beta: how strongly the preference may pull the adapter away from the base "
            "(higher keeps it closer); used with --method dpo", lo=0, lo_open=True, hi=10, group=_TRAINING,
            label="DPO beta"),
-    Option("rank", int, 16, "LoRA rank: the adapter's size", lo=1, group=_LORA),
+    Option("rank", int, 16, "LoRA rank: the adapter's size", lo=1, hi=MAX_RANK, group=_LORA),
     Option("alpha", float, 32.0, "LoRA alpha; the update is scaled by alpha/rank", lo=0, lo_open=True,
            group=_LORA),
-    Option("max_len", int, 512, "tokens per example; longer ones are cut", lo=2, group=_DATA),
-    Option("batch_size", int, 4, "examples per micro-batch", lo=1, group=_TRAINING),
+    Option("max_len", int, 512, "tokens per example; longer ones are cut", lo=2, hi=MAX_TOKENS, group=_DATA),
+    Option("batch_size", int, 4, "examples per micro-batch", lo=1, hi=MAX_BATCH, group=_TRAINING),
     # The upper bounds catch typos: a run of 1e308 epochs trained on with an ETA of 300 digits.
     Option("epochs", float, 1.0, "passes over the data", lo=0, lo_open=True, hi=MAX_EPOCHS, group=_TRAINING),
     Option("max_steps", int, None, "stop after this many steps (overrides epochs; none: by epochs)", lo=1,

@@ -158,3 +158,20 @@ def test_what_peft_still_refuses_is_one_line(made: tuple[Path, Path], adapter: P
     assert rc == 1 and err == (f"tuillm: {adapter}: peft cannot load it onto {made[0]} ('<=' not supported between "
                                "instances of 'str' and 'int')\n")
     assert sorted(p.name for p in adapter.parent.iterdir()) == ["A"]
+
+
+def test_names_that_are_not_utf8(made: tuple[Path, Path], adapter: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """safetensors and tokenizers open UTF-8 paths only: a base, an adapter or a merged output named in other bytes
+    crashed the merge half-way ("unexpected error: SafetensorError" / "UnicodeEncodeError"), and export-lora on the
+    adapter's name (GGUF text)."""
+    odd = adapter.rename(tmp_path / "\udcffA")  # the byte 0xff in a file name, as Python reads it
+    why = "the name is not UTF-8, which the model libraries cannot open; rename it"
+    assert refusals(odd, made[0], capsys) == [f"{tmp_path}/\\udcffA: {why}"] * 2
+    base = Path(shutil.copytree(made[0], tmp_path / "\udcffbase"))
+    out = tmp_path / "\udcffm.gguf"
+    for argv, bad in ((["merge", str(base), str(odd.rename(adapter)), "-o", str(tmp_path / "m.gguf")], base),
+                      (["merge", str(made[0]), str(adapter), "-o", str(out)], out)):
+        assert main([*argv, "--type", "f16"]) == 1
+        assert capsys.readouterr().err == f"tuillm: {tmp_path}/\\udcff{bad.name[1:]}: {why}\n"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["A", "\udcffbase"])

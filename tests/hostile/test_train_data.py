@@ -40,6 +40,9 @@ def train_error(data: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> 
     # A lone surrogate reached the tokenizer: "unexpected error: TypeError: TextEncodeInput must be ...".
     ([ROW, '{"prompt": "\\ud800 x", "completion": "b"}', ROW, '{"prompt": "\\udfff", "completion": "b"}'],
      "2 lines with a lone UTF-16 surrogate escape (lines 2, 4), which is no text"),
+    # A .json file holding one array was "1 line not a JSON object (line 1)": not what to do about it.
+    (['[{"text": "a"}, {"text": "b"}]'], "1 line not a JSON object (line 1); each line must be one JSON object "
+                                         "(JSON Lines, not one JSON array)"),
     # Keys were printed as they are: a newline in one split the error over three lines.
     (['{"a\\nb\\nc": 1, "\\u001b[31mred": 2}'],
      "line 1: unknown format (keys: \\x1b[31mred, a\\nb\\nc); expected instruction/output, messages, conversations, "

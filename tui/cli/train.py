@@ -108,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
             result = train(config, emit=stop.emit(args.quiet or bool(rank)), cancel=stop.cancel, force=args.force)
     except Cancelled:
         return 128 + (stop.signum or signal.SIGINT)
+    finally:
+        if stop.cancel.is_set():  # more Ctrl-C presses as the process exits (torch's atexit work) printed a
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # traceback and ended it by SIGINT, not with 130
     if not rank:
         print(result.output)
     return 0

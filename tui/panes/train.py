@@ -25,9 +25,10 @@ from textual.widgets import Button, Checkbox, Collapsible, Input, Label, Select,
 
 from tuillm.convert.types import MERGE_TYPE_NAMES
 from tuillm.core.errors import TuillmError
+from tuillm.core.options import OptionError, option_map
 from tuillm.core.text import safe_line
 from tuillm.core.train.memory import ModelShape
-from tuillm.core.train.options import TrainConfig
+from tuillm.core.train.options import TRAIN_OPTIONS, TrainConfig
 from tuillm.core.train.preview import Preview
 from tuillm.tui import keymap
 from tuillm.tui.panes import train_jobs as jobs
@@ -39,6 +40,7 @@ from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.widgets.path_input import PathInput
 
 DEFAULT_MERGE_TYPE = "q8_0"  # near lossless, and written directly (no llama.cpp quantizer run)
+MAX_LEN = option_map(TRAIN_OPTIONS)["max_len"]  # the preview reads the field as Start does
 PREVIEW_INPUTS = ("train-base", "train-data", "train-max_len")  # typing in these reads the preview again
 
 
@@ -91,6 +93,9 @@ class TrainPane(TrainJobs):
     TrainPane .train-buttons Select {
         width: 14;
         margin-right: 1;
+    }
+    TrainPane.-narrow .train-buttons Button {
+        min-width: 0;
     }
     """
 
@@ -161,6 +166,10 @@ class TrainPane(TrainJobs):
             path_input.compact = True  # PathInput takes no `compact` argument; one line each, as in the form
         self.call_after_refresh(self._schedule_preview)
 
+    def on_resize(self) -> None:
+        # Below 80 columns the Result row of 16-column buttons ran past the edge: Chat cut, A/B out of sight.
+        self.set_class(self.outer_size.width < 80, "-narrow")
+
     def on_unmount(self) -> None:
         # Closing the app mid-run: the training stops after its step and saves a checkpoint (Resume continues).
         self.cancel_event.set()
@@ -220,9 +229,9 @@ class TrainPane(TrainJobs):
 
     def _preview_key(self) -> PreviewKey | None:
         raw = self.query_one(TrainForm).raw()
-        try:
-            max_len = int(str(raw["max_len"]))
-        except ValueError:
+        try:  # the option's own reading: a max len of -5 was previewed (44 tokens, 11 trained) as if it were fine
+            max_len = MAX_LEN.parse(str(raw["max_len"]))
+        except OptionError:
             return None
         return PreviewKey(self._path("base"), self._path("data"), max_len, not raw["train_on_prompt"],
                           str(raw["method"]))
@@ -293,6 +302,10 @@ class TrainPane(TrainJobs):
             self.notify(f"{nul.title()}: not a path (it holds a NUL character)", title="Train", severity="error")
             return
         data_path = Path(data).expanduser()
+        if not data_path.is_file():  # "." or "/" crashed the default output (no name to put "-lora" after)
+            why = "not a file" if data_path.exists() else "no such file"
+            self.notify(f"Data: {safe_line(data)}: {why}", title="Train", severity="error")
+            return
         resume = bool(self.query_one(TrainForm).raw()["resume"])
         out = Path(output).expanduser() if output else self.default_output(data_path, resume)
         try:

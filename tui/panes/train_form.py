@@ -117,6 +117,12 @@ class TrainForm(Vertical):
     #train-checks Checkbox {
         width: auto;
     }
+    TrainForm.-narrow #train-checks {
+        layout: grid;
+        grid-size: 2;
+        grid-columns: auto auto;
+        grid-rows: 1;
+    }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -150,6 +156,11 @@ class TrainForm(Vertical):
             for option in TRAIN_OPTIONS:
                 if option.kind is bool:
                     yield self._field(option, option.name not in hidden)
+
+    def on_resize(self) -> None:
+        # In one row the checkboxes ran past the edge at 60 columns (Resume could not be seen): two a row there.
+        checks = [w for w in self.fields.values() if isinstance(w, Checkbox) and w.display]
+        self.set_class(self.size.width < sum(len(str(w.label)) + 5 for w in checks), "-narrow")
 
     def raw(self) -> dict[str, Raw]:
         """What each field holds now."""

@@ -31,7 +31,7 @@ def test_defaults_are_the_declarations() -> None:
     ({"epochs": 1e308}, "Epochs: must be a number above 0 and at most 10000, not 1e+308"),
     ({"alpha": math.inf}, "Alpha: must be a number above 0, not inf"),
     ({"device": "banana"}, "Device: must be one of auto, cpu, cuda, mps, not 'banana'"),
-    ({"rank": 0}, "Rank: must be a whole number at least 1, not 0"),
+    ({"rank": 0}, "Rank: must be a whole number from 1 to 65536, not 0"),
     ({"eval_fraction": 1.0}, "Eval split: must be a number at least 0 and below 1, not 1.0"),
     ({"max_steps": 0}, "Max steps: must be a whole number from 1 to 100000000, not 0"),
     ({"warmup": 1e308}, "Warmup: must be a number from 0 to 100000000, not 1e+308"),
@@ -47,7 +47,7 @@ def test_bad_values_are_refused_in_one_line(values: dict, line: str) -> None:
 def test_every_problem_is_listed() -> None:
     with pytest.raises(TuillmError) as refused:
         config(rank=0, lr=-1.0).check()
-    assert str(refused.value) == ("Rank: must be a whole number at least 1, not 0; "
+    assert str(refused.value) == ("Rank: must be a whole number from 1 to 65536, not 0; "
                                   "LR: must be a number above 0, not -1.0")
 
 

@@ -139,7 +139,8 @@ def test_the_cli_refuses_a_bad_pair_file_in_one_line(tmp_path: Path, capsys: pyt
         f"tuillm: {data}: 1 bad preference pair (line 2; line 2: 'chosen' and 'rejected' missing)"]
     # A pair file given to supervised training is refused before anything loads, too.
     assert main(["train", "demo", "--data", str(data), "-o", str(out)]) == 1
-    assert "unknown format (keys: chosen, prompt, rejected)" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"tuillm: {data}: line 1: unknown format (keys: chosen, prompt, rejected); "
+                                       "these are preference pairs: choose the dpo method (--method dpo)\n")
     assert main(["train", "demo", "--method", "dpo", "--beta", "0", "--data", str(data), "-o", str(out)]) == 1
     assert capsys.readouterr().err.strip() == "tuillm: --beta: must be a number above 0 and at most 10, not '0'"
     good = write(tmp_path / "good.jsonl", [{"prompt": "a", "chosen": "b", "rejected": "c"}])

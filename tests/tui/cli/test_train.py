@@ -66,7 +66,7 @@ def test_every_example_too_long(tmp_path: Path) -> None:
 def test_bad_settings_and_adapter_of_another_model(tmp_path: Path) -> None:
     data = write_fact_dataset(tmp_path / "d.jsonl", 4)
     out = tuillm("train", "demo", "--data", str(data), "-o", str(tmp_path / "out"), "--rank", "0")
-    assert "--rank: must be a whole number at least 1, not '0'" in one_line_error(out)
+    assert "--rank: must be a whole number from 1 to 65536, not '0'" in one_line_error(out)
 
     from tests.convert.test_lora_to_gguf import make_adapter
 
@@ -136,14 +136,19 @@ def test_flags_are_the_declared_options() -> None:
     assert sorted(known) == sorted(o.cli_flag for o in TRAIN_OPTIONS)
 
 
+HUGE = "1" + "0" * 400  # a pasted number
+
+
 @pytest.mark.parametrize(("flag", "text", "expected"), [
     ("--lr", "nan", "--lr: must be a number above 0, not 'nan'"),
     ("--epochs", "nan", "--epochs: must be a number above 0 and at most 10000, not 'nan'"),
     ("--alpha", "inf", "--alpha: must be a number above 0, not 'inf'"),
     ("--device", "banana", "--device: must be one of auto, cpu, cuda, mps, not 'banana'"),
-    ("--rank", "0", "--rank: must be a whole number at least 1, not '0'"),
+    ("--rank", "0", "--rank: must be a whole number from 1 to 65536, not '0'"),
     ("--dropout", "1", "--dropout: must be a number at least 0 and below 1, not '1'"),
     ("--quant", "8bit", "--quant: must be one of none, 4bit, not '8bit'"),
+    # Above 1e308 a batch made a plan of no micro-batches: ZeroDivisionError, a crash log.
+    ("--batch-size", HUGE, f"--batch-size: must be a whole number from 1 to 1048576, not '{HUGE}'"),
 ])
 def test_bad_flags_are_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str,
                                             text: str, expected: str) -> None:
@@ -350,3 +355,30 @@ def test_torchrun_of_tuillm_train_is_one_run(tmp_path: Path) -> None:
     assert out.stderr.count("step 3/3:") == 1 and "Traceback" not in out.stderr
     assert [json.loads(line)["step"] for line in (adapter / "loss_log.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert (adapter / "adapter_config.json").is_file() and not (adapter / "checkpoints").exists()
+
+
+def test_ctrl_c_pressed_on_as_the_run_exits_is_not_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C saves a checkpoint; a user pressing it on while the process exits (torch's atexit work, about a second)
+    got "Exception ignored in atexit callback … Traceback … KeyboardInterrupt" and an end by SIGINT, not 130."""
+    import signal
+    import time
+
+    base = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    data = write_fact_dataset(tmp_path / "d.jsonl", 200)
+    out = tmp_path / "adapter"
+    proc = subprocess.Popen([TUILLM, "train", str(base), "--data", str(data), "-o", str(out), "--rank", "4",
+                             "--max-len", "64", "--batch-size", "1", "--save-every", "0", "--device", "cpu",
+                             "--dtype", "float32"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=os.environ.copy())
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("step 2/"):
+            proc.send_signal(signal.SIGINT)
+        if line.startswith("warning: cancelled"):
+            break
+    while proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+    rest = proc.stderr.read()
+    assert proc.returncode == 130 and "Traceback" not in rest, (proc.returncode, rest[-2000:])
+    assert len(list((out / "checkpoints").iterdir())) == 1

@@ -130,7 +130,7 @@ async def test_the_form_is_the_declared_options(tmp_path: Path) -> None:
         for key, text, line in (("lr", "nan", "LR: must be a number above 0, not 'nan'"),
                                 ("epochs", "nan", "Epochs: must be a number above 0 and at most 10000, not 'nan'"),
                                 ("alpha", "inf", "Alpha: must be a number above 0, not 'inf'"),
-                                ("rank", "0", "Rank: must be a whole number at least 1, not '0'")):
+                                ("rank", "0", "Rank: must be a whole number from 1 to 65536, not '0'")):
             default = form.fields[key].value
             form.fields[key].value = text
             seen.clear()
@@ -141,7 +141,7 @@ async def test_the_form_is_the_declared_options(tmp_path: Path) -> None:
     raw = {**form.raw(), "device": "banana", "max_len": "1", "seed": "x"}
     with pytest.raises(TuillmError) as refused:
         parse_form(raw)
-    assert str(refused.value) == ("not a number: Seed; Max len: must be a whole number at least 2, not '1'; "
+    assert str(refused.value) == ("not a number: Seed; Max len: must be a whole number from 2 to 16777216, not '1'; "
                                   "Device: must be one of auto, cpu, cuda, mps, not 'banana'")
 
 

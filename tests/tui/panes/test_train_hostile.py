@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from textual.widgets import Button, Label, RichLog, Static
+from textual.widgets import Button, Checkbox, Label, RichLog, Static
 
 from tests.checkpoints import tiny_random_checkpoint
 from tests.tui.app_helpers import make_app, run_async, until
@@ -156,3 +156,101 @@ async def test_a_pasted_nul_in_a_path_is_named_before_the_run(tmp_path: Path) ->
         view = app.query_one(PreviewView)
         await until(pilot, lambda: view.error is not None and view.preview is None, "the preview's refusal")
         assert view.error == "Data: not a path (it holds a NUL character)"
+
+
+@run_async
+async def test_a_folder_as_data_is_named_before_the_run(tmp_path: Path) -> None:
+    """Data "." or "/" with no output folder crashed the app: its default output, "<data>-lora", has no name to
+    follow. A folder or a missing file is refused by Start, the output field left as it was."""
+    app = make_app([tmp_path])
+    seen = record_notifications(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        pane = app.query_one("#pane-train")
+        for data, why in ((".", "not a file"), ("/", "not a file"), (str(tmp_path), "not a file"),
+                          (f"{tmp_path}/gone.jsonl", "no such file")):
+            app.query_one("#train-data").value = data
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert pane.job is None and seen[-1] == f"Train: Data: {data}: {why}"
+            assert app.query_one("#train-output").value == ""
+
+
+@run_async
+async def test_a_pasted_huge_number_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """A 400-digit rank, max len or batch size overflowed the memory estimate's floats: the app crashed as it was
+    typed. The declared bounds refuse it in the estimate's line and at Start."""
+    base = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"text": "hello"}) + "\n")
+    app = make_app([tmp_path])
+    seen = record_notifications(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        pane = app.query_one("#pane-train")
+        app.query_one("#train-base").value = str(base)
+        app.query_one("#train-data").value = str(data)
+        await until(pilot, lambda: pane.shape is not None, "the base's shape")
+        huge = "1" + "0" * 400
+        for key, title in (("rank", "Rank"), ("max_len", "Max len"), ("batch_size", "Batch size")):
+            field = app.query_one(f"#train-{key}")
+            default, field.value = field.value, huge
+            await pilot.pause()
+            memory = str(app.query_one("#train-memory", Static).content)
+            assert memory.startswith(f"Memory estimate: {title}: must be a whole number from "), memory
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert pane.job is None and seen[-1].startswith(f"Train settings: {title}: must be")
+            field.value = default
+
+
+@run_async
+async def test_every_checkbox_is_on_screen_at_60_columns(tmp_path: Path) -> None:
+    """The checkboxes' one row ran past the edge at 60 columns: Resume could not be seen, nor ticked by sight."""
+    for size in ((60, 20), (80, 24)):
+        app = make_app([tmp_path])
+        async with app.run_test(size=size) as pilot:
+            await pilot.press("f5")
+            app.query_one("#train-params").collapsed = False
+            await pilot.pause()
+            for box in app.query("#train-checks Checkbox").results(Checkbox):
+                if box.display:
+                    app.query_one("#pane-train").scroll_to_widget(box, animate=False, immediate=True)
+                    await pilot.pause()
+                    assert box.region.width > len(str(box.label)) and box.region.right <= size[0] - 2, (size, box)
+
+
+@run_async
+async def test_a_max_len_the_form_refuses_is_not_previewed(tmp_path: Path) -> None:
+    """The preview read Max len with int(): -5 was previewed as "beyond -5 tokens", 11 of 44 tokens trained, while
+    Start refused it. A value the option refuses leaves the last preview as it was."""
+    base = tiny_random_checkpoint("llama", tmp_path / "tiny")
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"instruction": "Say hello.", "output": "Hello there, friend."}) + "\n")
+    app = make_app([tmp_path])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        view = app.query_one(PreviewView)
+        app.query_one("#train-base").value = str(base)
+        app.query_one("#train-data").value = str(data)
+        await until(pilot, lambda: view.preview is not None, "the preview")
+        shown = view.preview
+        for text in ("-5", "1", "99999999999999999999"):
+            app.query_one("#train-max_len").value = text
+            await pilot.pause(train_preview.PREVIEW_DELAY_S + 0.3)
+            await pilot.pause()
+            assert view.preview is shown and "beyond 512 tokens" in str(app.query_one("#train-preview").content)
+
+
+@run_async
+async def test_every_button_is_on_screen_at_60_columns(tmp_path: Path) -> None:
+    """The Result row (a select and four buttons 16 columns wide) ran past 60 columns: Chat was cut to "C" and A/B
+    could not be seen."""
+    app = make_app([tmp_path])
+    async with app.run_test(size=(60, 20)) as pilot:
+        await pilot.press("f5")
+        pane = app.query_one("#pane-train")
+        for button in app.query(".train-buttons Button").results(Button):
+            pane.scroll_to_widget(button, animate=False, immediate=True)
+            await pilot.pause()
+            assert button.region.right <= 58 and button.region.width >= len(str(button.label)), button
