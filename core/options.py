@@ -17,6 +17,8 @@ from typing import Any
 
 from tuillm.core.errors import TuillmError
 
+MAX_ECHO = 60  # characters of a refused value the refusal repeats
+
 AUTO = "auto"
 
 
@@ -159,8 +161,10 @@ class Option:
 
     def refusal(self, where: str, given: Any) -> str:
         """The one line every front end shows for a bad value: ``Top p: must be a number from 0 to 1, not '3'``
-        (``where``: a form's label, a flag, a settings key)."""
-        return f"{where}: must be {self.expected()}, not {given!r}"
+        (``where``: a form's label, a flag, a settings key). A long value is cut: a pasted page of digits was echoed
+        whole into the notification."""
+        given = repr(given)
+        return f"{where}: must be {self.expected()}, not {given[:MAX_ECHO] + '…' if len(given) > MAX_ECHO else given}"
 
     def parse_field(self, text: str, where: str | None = None) -> Any:
         """``parse``, refusing with ``refusal`` (``where``: the option's title unless given)."""

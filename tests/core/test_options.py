@@ -73,6 +73,9 @@ def test_refusal_names_where_and_what() -> None:
     with pytest.raises(OptionError, match=r"^train\.rank: must be .*, not 0$"):
         RANK.check_field(0, "train.rank")
     assert RANK.parse_field("4") == 4 and RANK.check_field(4, "x") == 4
+    # A pasted page of digits is not echoed whole into a notification or an error line.
+    long = RANK.refusal("Rank", "9" * 5000)
+    assert long == "Rank: must be a whole number from 1 to 1024, not '" + "9" * 59 + "…" and len(long) < 120
     # A bad value that reaches a command's top level is its one-line error.
     assert issubclass(OptionError, TuillmError) and issubclass(OptionError, ValueError)
 
