@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from textual.app import App
+from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Label, RichLog, Static
 
 from tests.checkpoints import tiny_random_checkpoint
@@ -24,6 +29,22 @@ from tuillm.tui.panes import train_preview
 from tuillm.tui.panes.train_preview import EXAMPLE_CHARS, PreviewView, preview_text
 from tuillm.tui.screens.ab import ABScreen, Model
 from tuillm.tui.screens.confirm import ConfirmScreen
+
+
+def hello_data(path: Path) -> Path:
+    """A one-example dataset at ``path``."""
+    path.write_text(json.dumps({"text": "hello"}) + "\n")
+    return path
+
+
+@asynccontextmanager
+async def on_train_pane(tmp_path: Path) -> AsyncIterator[tuple[App, Pilot, Widget, list[str]]]:
+    """The app at 80x24 on the Train pane (models under ``tmp_path``), with its notifications' texts."""
+    app = make_app([tmp_path])
+    seen = record_notifications(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        yield app, pilot, app.query_one("#pane-train"), seen
 
 
 @run_async
@@ -68,8 +89,7 @@ def test_preview_text_cleans_only_what_it_shows(monkeypatch: pytest.MonkeyPatch)
 @run_async
 async def test_file_names_in_the_log_and_the_question_play_no_sequences(tmp_path: Path) -> None:
     hostile = "e\x1b]0;pwned\x07\x1b[31mX"  # renames the terminal, turns the screen red
-    data = tmp_path / f"{hostile}.jsonl"
-    data.write_text(json.dumps({"text": "hello"}) + "\n")
+    data = hello_data(tmp_path / f"{hostile}.jsonl")
     out = tmp_path / f"{hostile}-lora"
     out.mkdir()
     (out / ADAPTER_CONFIG).write_text("{}")  # a finished adapter there: Start asks before replacing it
@@ -135,13 +155,8 @@ async def test_start_from_its_button_keeps_the_keys_working(tmp_path: Path) -> N
 
 @run_async
 async def test_a_pasted_nul_in_a_path_is_named_before_the_run(tmp_path: Path) -> None:
-    data = tmp_path / "data.jsonl"
-    data.write_text(json.dumps({"text": "hello"}) + "\n")
-    app = make_app([tmp_path])
-    seen = record_notifications(app)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f5")
-        pane = app.query_one("#pane-train")
+    data = hello_data(tmp_path / "data.jsonl")
+    async with on_train_pane(tmp_path) as (app, pilot, pane, seen):
         for key in ("base", "data", "output"):
             fields = {"base": "demo", "data": str(data), "output": str(tmp_path / "out")}
             fields[key] = f"{tmp_path}/x\x00y"
@@ -162,11 +177,7 @@ async def test_a_pasted_nul_in_a_path_is_named_before_the_run(tmp_path: Path) ->
 async def test_a_folder_as_data_is_named_before_the_run(tmp_path: Path) -> None:
     """Data "." or "/" with no output folder crashed the app: its default output, "<data>-lora", has no name to
     follow. A folder or a missing file is refused by Start, the output field left as it was."""
-    app = make_app([tmp_path])
-    seen = record_notifications(app)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f5")
-        pane = app.query_one("#pane-train")
+    async with on_train_pane(tmp_path) as (app, pilot, pane, seen):
         for data, why in ((".", "not a file"), ("/", "not a file"), (str(tmp_path), "not a file"),
                           (f"{tmp_path}/gone.jsonl", "no such file")):
             app.query_one("#train-data").value = data
@@ -181,13 +192,8 @@ async def test_a_pasted_huge_number_is_refused_not_a_crash(tmp_path: Path) -> No
     """A 400-digit rank, max len or batch size overflowed the memory estimate's floats: the app crashed as it was
     typed. The declared bounds refuse it in the estimate's line and at Start."""
     base = tiny_random_checkpoint("llama", tmp_path / "tiny")
-    data = tmp_path / "data.jsonl"
-    data.write_text(json.dumps({"text": "hello"}) + "\n")
-    app = make_app([tmp_path])
-    seen = record_notifications(app)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f5")
-        pane = app.query_one("#pane-train")
+    data = hello_data(tmp_path / "data.jsonl")
+    async with on_train_pane(tmp_path) as (app, pilot, pane, seen):
         app.query_one("#train-base").value = str(base)
         app.query_one("#train-data").value = str(data)
         await until(pilot, lambda: pane.shape is not None, "the base's shape")
