@@ -54,8 +54,11 @@ def _refuse_empty(args: argparse.Namespace, flags: dict[str, str]) -> None:
 
 def imatrix_options(args: argparse.Namespace) -> tuple[str | None, Path | None]:
     """``--imatrix`` ("auto" in any case, or a file) and ``--calibration`` as convert_many takes them."""
+    from tuillm.core.conversion.sweep_options import IMATRIX_AUTO
+
     _refuse_empty(args, {"--imatrix": "imatrix", "--calibration": "calibration"})
-    imatrix = "auto" if args.imatrix is not None and args.imatrix.strip().lower() == "auto" else args.imatrix
+    given = args.imatrix
+    imatrix = IMATRIX_AUTO if given is not None and given.strip().lower() == IMATRIX_AUTO else given
     return imatrix, Path(args.calibration) if args.calibration is not None else None
 
 
