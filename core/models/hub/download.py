@@ -12,6 +12,10 @@ from that second answer's ETag unchecked: a mirror answering ``../../x`` there w
 
 Cancelled (Ctrl+C, SIGTERM, the TUI's cancel): the partial stays for the next run to resume; nothing exists under
 the final names. A checksum mismatch deletes the partial (its bytes cannot be trusted).
+
+Two pulls of one file (two terminals, the TUI and the CLI, or `hf download`) take turns: a blob is downloaded under
+the lock huggingface_hub itself takes for it, ``.locks/models--<repo>/<etag>.lock``, and the second, once it has
+the lock, finds the blob there.
 """
 
 from __future__ import annotations
@@ -31,12 +35,13 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from tuillm.core.errors import TuillmError, first_line
-from tuillm.core.events import Cancelled, Emit, Progress
+from tuillm.core.events import Cancelled, Emit, Log, Progress
 from tuillm.core.models.hub import client
 from tuillm.core.models.hub.files import RemoteFile
 from tuillm.core.text import format_bytes
 
 CHUNK = 1 << 20
+LOCK_POLL_S = 0.25  # how often a pull waiting for another's lock checks its cancel flag
 ETAG_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 PARTIAL_SUFFIX = ".incomplete"
 CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -66,6 +71,40 @@ def free_bytes(path: Path) -> int:
 
 def partial_path(cache: Path, repo: str, etag: str) -> Path:
     return repo_folder(cache, repo) / "blobs" / f"{etag}{PARTIAL_SUFFIX}"
+
+
+def lock_path(cache: Path, repo: str, etag: str) -> Path:
+    """Where huggingface_hub locks a blob while it downloads it (the same file, so its tools and ours take turns)."""
+    return cache / ".locks" / repo_folder(cache, repo).name / f"{etag}.lock"
+
+
+@contextmanager
+def blob_lock(cache: Path, repo: str, etag: str, name: str, emit: Emit,
+              cancel: threading.Event | None) -> Iterator[None]:
+    """Held while the blob ``etag`` is downloaded; waits (cancellable, said once) while another download holds it."""
+    from filelock import FileLock, Timeout
+
+    path = lock_path(cache, repo, etag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path, mode=0o664)  # group-writable, as huggingface_hub makes it for a shared cache
+    said = False
+    while True:
+        try:
+            lock.acquire(timeout=LOCK_POLL_S)
+            break
+        except NotImplementedError:  # no flock on this file system (some NFS): as before there was a lock
+            yield
+            return
+        except Timeout:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled() from None
+            if not said:
+                said = True
+                emit(Log(f"{name}: another download of this file is running; waiting for it to finish"))
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _hasher(f: RemoteFile, size: int) -> tuple[hashlib._Hash, str]:
@@ -341,9 +380,10 @@ def fetch_file(repo: str, commit: str, f: RemoteFile, cache: Path, emit: Emit, *
             return final
         location, etag = _metadata(repo, commit, f)
         blob = repo_folder(cache, repo) / "blobs" / etag
-        if not blob.exists():
-            part = partial_path(cache, repo, etag)
-            _download(repo, f, location, part, emit, cancel)
-            os.chmod(part, 0o644)
-            os.replace(part, blob)
-        return _place(cache, repo, commit, revision, f.name, etag)
+        with blob_lock(cache, repo, etag, f.name, emit, cancel):
+            if not blob.exists():  # looked at under the lock: another pull may have just finished it
+                part = partial_path(cache, repo, etag)
+                _download(repo, f, location, part, emit, cancel)
+                os.chmod(part, 0o644)
+                os.replace(part, blob)
+            return _place(cache, repo, commit, revision, f.name, etag)

@@ -269,3 +269,46 @@ def test_a_file_over_the_plain_http_limit_is_one_line(hub: FakeHub, monkeypatch:
     with pytest.raises(HubError, match="Q2_K.gguf is larger than 1 MiB: the Hub serves such files through Xet"):
         pull.pull(f"{DEMO_REPO}:Q2_K")
     assert not [p for p in leftovers(DEMO_REPO) if "snapshots" in p or p.endswith(".incomplete")]
+
+
+def test_two_pulls_of_one_file_take_turns_and_fetch_it_once(hub: FakeHub, demo_gguf: Path) -> None:
+    name = "SmolLM2-135M-Instruct-Q2_K.gguf"
+    hub.slow[name] = 0.002  # the first is still downloading when the second asks for the file
+    choice = pull.choose(f"{DEMO_REPO}:Q2_K")
+    events: list[list[Event]] = [[], []]
+    results: list[Path | BaseException] = [Path(), Path()]
+
+    def one(i: int) -> None:
+        try:
+            results[i] = pull.run(choice, events[i].append).path
+        except BaseException as exc:  # noqa: BLE001 - shown by the assertion below
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results[0] == results[1] and isinstance(results[0], Path) and sha256(results[0]) == sha256(demo_gguf)
+    waited = [any(isinstance(e, Log) and "another download of this file is running" in e.message for e in got)
+              for got in events]
+    assert sorted(waited) == [False, True]
+    whole = [h for h in hub.served("GET", "/cdn/") if h.get("range") != "bytes=0-2097151"]  # not the header probe
+    assert len(whole) == 1 and leftovers(DEMO_REPO)[0].startswith("blobs/")
+
+
+def test_a_pull_waiting_for_another_can_be_cancelled(hub: FakeHub) -> None:
+    from filelock import FileLock
+
+    choice = pull.choose(f"{DEMO_REPO}:Q2_K")
+    f = choice.files[0]
+    cancel = threading.Event()
+
+    def emit(event: Event) -> None:
+        if isinstance(event, Log) and "waiting" in event.message:
+            cancel.set()
+
+    with FileLock(download.lock_path(hf_cache_dir(), DEMO_REPO, f.sha256 or "")):  # as `hf download` holds it
+        with pytest.raises(Cancelled):
+            pull.run(choice, emit, cancel=cancel)
+    assert cancel.is_set() and not [h for h in hub.served("GET", "/cdn/") if h.get("range") != "bytes=0-2097151"]
