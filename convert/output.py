@@ -121,9 +121,12 @@ def check_output(out: Path, inputs: Iterable[Path], *, force: bool = False) -> N
         raise ConvertError(f"{out}: already exists; --force replaces it")
 
 
+TEMP_MARK = "tuillm-"  # before the pid: what tells our temporaries from a user's hidden file named alike
+
+
 def temp_name(path: Path, tag: str = "part") -> Path:
     """A hidden sibling of ``path`` (same folder, so the final rename is atomic), named with this process's pid."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{tag}")
+    return path.with_name(f".{path.name}.{TEMP_MARK}{os.getpid()}.{tag}")
 
 
 def _writer_running(pid: int, written: float) -> bool:
@@ -152,7 +155,7 @@ def remove_stale(path: Path) -> list[Path]:
     Temporaries of a run still going are left alone. Returns what was removed.
     """
     path = Path(path)
-    pattern = re.compile(r"\.+" + re.escape(path.name) + r"\.(\d+)\.")
+    pattern = re.compile(r"\.+" + re.escape(path.name) + r"\." + TEMP_MARK + r"(\d+)\.")
     removed: list[Path] = []
     try:
         entries = list(path.parent.iterdir())

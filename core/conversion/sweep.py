@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tuillm.convert.output import describe_os_error, remove_stale
+from tuillm.convert.output import TEMP_MARK, describe_os_error, remove_stale
 from tuillm.convert.types import OUTPUT_TYPES
 from tuillm.core.conversion.sweep_options import IMATRIX_AUTO, KEEP_BEST, SweepRequest, kept_types
 from tuillm.core.errors import TuillmError
@@ -32,7 +32,7 @@ from tuillm.core.settings import Config
 __all__ = ["COLUMNS", "MEASURE_STAGE", "QuantRow", "SweepResult", "judge", "recommend", "row_cells", "run_sweep"]
 
 MEASURE_STAGE = "measure"
-WORK_NAME = "tuillm-sweep"  # the hidden work folder in the output folder: .tuillm-sweep.<pid>.<random>
+WORK_NAME = "tuillm-sweep"  # the hidden work folder in the output folder: .tuillm-sweep.tuillm-<pid>.<random>
 DECODE_TOKENS = 32  # timed decode steps per type: enough for a steady rate, a second or two on a small model
 DECODE_PROMPT = "The harbour town woke slowly. Fishing boats came back before dawn,"
 
@@ -183,7 +183,7 @@ def run_sweep(request: SweepRequest, *, config: Config, emit: Emit = ignore, can
         # Named with the pid, as every temporary of an output: the folder of a sweep killed outright (SIGKILL) is
         # removed by the next sweep into the same folder; one of a sweep still running is left alone.
         remove_stale(request.output_dir / WORK_NAME)
-        work = Path(tempfile.mkdtemp(prefix=f".{WORK_NAME}.{os.getpid()}.", dir=request.output_dir))
+        work = Path(tempfile.mkdtemp(prefix=f".{WORK_NAME}.{TEMP_MARK}{os.getpid()}.", dir=request.output_dir))
     except OSError as exc:
         made = Path(exc.filename) if exc.filename else request.output_dir / f".{WORK_NAME}"
         raise TuillmError(describe_os_error(exc, made)) from None

@@ -20,7 +20,7 @@ from typing import Any
 
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.hparams import json_shown
-from tuillm.convert.output import check_output, describe_os_error, remove_stale, temp_name
+from tuillm.convert.output import TEMP_MARK, check_output, describe_os_error, remove_stale, temp_name
 from tuillm.core.errors import TuillmError, first_line
 from tuillm.core.files import check_can_write, named_path
 from tuillm.core.train.options import TrainConfig
@@ -133,7 +133,7 @@ def remove_stale_temporaries(folder: Path) -> None:
     remove_stale(Path(folder) / "adapter")
     root = Path(folder) / CHECKPOINTS
     names = {m.group(1) for p in (root.iterdir() if root.is_dir() else ())
-             if (m := re.match(r"\.(step-\d+)\.\d+\.", p.name))}
+             if (m := re.match(r"\.(step-\d+)\." + TEMP_MARK + r"\d+\.", p.name))}
     for name in names:
         remove_stale(root / name)
 

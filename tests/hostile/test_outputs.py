@@ -185,16 +185,19 @@ def _dead_pid() -> int:
 def test_stale_temporaries_of_a_killed_run_go_live_ones_stay(tmp_path: Path) -> None:
     out = tmp_path / "model.gguf"
     dead = _dead_pid()
-    stale = [tmp_path / f".model.gguf.{dead}.part", tmp_path / f".model.gguf.{dead}.f16.gguf",
-             tmp_path / f"..model.gguf.{dead}.f16.gguf.{dead}.part", tmp_path / f".model.gguf.{dead}.quant"]
+    ours = f"tuillm-{dead}"
+    stale = [tmp_path / f".model.gguf.{ours}.part", tmp_path / f".model.gguf.{ours}.f16.gguf",
+             tmp_path / f"..model.gguf.{ours}.f16.gguf.{ours}.part", tmp_path / f".model.gguf.{ours}.quant"]
     for path in stale:
         path.write_bytes(b"half a file")
-    merge_dir = tmp_path / f".model.gguf.{dead}.merge"
+    merge_dir = tmp_path / f".model.gguf.{ours}.merge"
     (merge_dir / "sub").mkdir(parents=True)
     (merge_dir / "sub" / "model.safetensors").write_bytes(b"x")
     live = temp_name(out)  # this process's own, in progress
     live.write_bytes(b"being written")
-    others = [tmp_path / f".other.gguf.{dead}.part", tmp_path / ".model.gguf.notes", tmp_path / "model.gguf.bak"]
+    # A user's own hidden files named alike (a backup keyed by a number that is no running pid) are not ours.
+    others = [tmp_path / f".other.gguf.{ours}.part", tmp_path / ".model.gguf.notes", tmp_path / "model.gguf.bak",
+              tmp_path / f".model.gguf.{dead}.backup", tmp_path / f".model.gguf.{dead}.part"]
     for path in others:
         path.write_bytes(b"not ours")
     removed = remove_stale(out)
@@ -212,7 +215,7 @@ def test_force_replaces_and_the_next_run_sweeps(tiny: Path, tmp_path: Path,
     out = tmp_path / "tiny.gguf"
     out.write_bytes(b"an earlier output")
     dead = _dead_pid()
-    (tmp_path / f".tiny.gguf.{dead}.part").write_bytes(b"left by a killed run")
+    (tmp_path / f".tiny.gguf.tuillm-{dead}.part").write_bytes(b"left by a killed run")
     before = tree(tiny)
     assert run_cli(["convert", str(tiny), "-o", str(out), "-q", "--type", "q8_0", "--force"], capsys)[:2] == \
         (0, f"{out}\n")
@@ -391,3 +394,17 @@ def test_a_stream_of_the_process_is_no_output_even_with_force(out: str) -> None:
     # link in /dev (as root) with the GGUF.
     with pytest.raises(ConvertError, match="a stream of this process"):
         check_output(Path(out), [], force=True)
+
+
+def test_a_killed_runs_half_written_checkpoints_go_a_users_hidden_files_stay(tmp_path: Path) -> None:
+    from tuillm.core.train.checkpoints import CHECKPOINTS, remove_stale_temporaries
+
+    dead = _dead_pid()
+    root = tmp_path / CHECKPOINTS
+    stale = [root / f".step-4.tuillm-{dead}.part", tmp_path / f".adapter.tuillm-{dead}.part"]
+    kept = [root / "step-2", root / f".step-4.{dead}.notes", tmp_path / f".adapter.{dead}.backup"]
+    for folder in (*stale, *kept):
+        folder.mkdir(parents=True)
+        (folder / "x").write_bytes(b"x")
+    remove_stale_temporaries(tmp_path)
+    assert [p for p in stale if p.exists()] == [] and all(p.exists() for p in kept)

@@ -94,8 +94,8 @@ def test_a_cancel_leaves_nothing_and_a_killed_sweeps_folder_goes(tiny: Path, tmp
     # What sweeps before left: one killed outright (its pid ended), one still running (this process).
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    killed = tmp_path / f".tuillm-sweep.{ended.pid}.abc123"
-    running = tmp_path / f".tuillm-sweep.{os.getpid()}.def456"
+    killed = tmp_path / f".tuillm-sweep.tuillm-{ended.pid}.abc123"
+    running = tmp_path / f".tuillm-sweep.tuillm-{os.getpid()}.def456"
     for folder in (killed, running):
         folder.mkdir()
         (folder / "part.gguf").write_bytes(b"x")
