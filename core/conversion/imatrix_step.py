@@ -21,7 +21,7 @@ from tuillm.core.events import Cancelled, Emit, Log, Progress
 if TYPE_CHECKING:  # the matrix module is imported when a job runs, not when the app starts
     from tuillm.convert.imatrix import ImatrixKey
 
-AUTO = "auto"
+AUTO, NONE = "auto", "none"  # as --imatrix takes them (any other value is a file)
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,21 @@ def takes_imatrix(out_type: str) -> bool:
 
 def resolve_imatrix(src: Path, plan: Sequence[tuple[str, Path]], imatrix: str | Path | None,
                     calibration: Path | None, tensor_types: Mapping[str, str] | None) -> ImatrixChoice | None:
-    """The matrix this job uses, checked now: ``imatrix`` is None, "auto" or a file; ``calibration`` a text
-    file for "auto" (implies it). A type (or a --tensor-type override) that llama.cpp only writes with a
-    matrix implies "auto" too (``note`` says so)."""
+    """The matrix this job uses, checked now: ``imatrix`` is None (not asked), "auto", "none" or a file;
+    ``calibration`` a text file for "auto" (implies it). A type (or a --tensor-type override) that llama.cpp only
+    writes with a matrix implies "auto" when none was asked for (``note`` says so), and is refused with "none"."""
     from tuillm.convert import imatrix as im
 
     users = [t for t, _ in plan if takes_imatrix(t)]
     note = ""
     if calibration is not None and imatrix is not None and str(imatrix) != AUTO:
         raise TuillmError("--calibration is for --imatrix auto (a given --imatrix file is used as it is)")
-    if imatrix is None:
+    if imatrix is None or str(imatrix) == NONE:
         needs = [t for t in users if OUTPUT_TYPES[t].needs_imatrix or _overrides_need_it(src, t, tensor_types)]
-        if calibration is None and not needs:
+        if imatrix is not None and needs:
+            raise TuillmError(f"{', '.join(needs)}: llama.cpp writes {'it' if len(needs) == 1 else 'them'} only "
+                              "with an importance matrix; leave out --imatrix none (auto is then used)")
+        if imatrix is not None or (calibration is None and not needs):
             return None
         if needs:
             note = (f"{', '.join(needs)}: llama.cpp needs an importance matrix for "

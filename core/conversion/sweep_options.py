@@ -16,6 +16,7 @@ from typing import Any
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.output import check_name
 from tuillm.convert.types import OUTPUT_TYPES, check_type
+from tuillm.core.conversion.imatrix_step import AUTO, NONE
 from tuillm.core.errors import TuillmError
 from tuillm.core.files import input_problem
 from tuillm.core.llama.options import LOAD_OPTIONS
@@ -28,7 +29,7 @@ __all__ = ["DEFAULT_TYPES", "IMATRIX_AUTO", "IMATRIX_NONE", "KEEP_ALL", "KEEP_BE
 WANTED_TYPES = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "iq4_xs", "q3_k_m", "q2_k")
 DEFAULT_TYPES: tuple[str, ...] = tuple(t for t in WANTED_TYPES if t in OUTPUT_TYPES)
 KEEP_BEST, KEEP_ALL, KEEP_NONE = "best", "all", "none"
-IMATRIX_AUTO, IMATRIX_NONE = "auto", "none"
+IMATRIX_AUTO, IMATRIX_NONE = AUTO, NONE  # the words --imatrix takes (imatrix_step reads them)
 
 _LOAD = option_map(LOAD_OPTIONS)
 

@@ -209,6 +209,23 @@ def test_cli_imatrix_auto_in_any_case() -> None:
     args = argparse.Namespace(imatrix="Auto", calibration="c.txt")
     assert imatrix_options(args) == ("auto", Path("c.txt"))  # "AUTO" was looked for as a file
     assert imatrix_options(argparse.Namespace(imatrix=None, calibration=None)) == (None, None)
+    assert imatrix_options(argparse.Namespace(imatrix=" NONE", calibration=None)) == ("none", None)
+
+
+def test_imatrix_none_quantizes_without_one_and_refuses_the_types_that_need_one(
+        tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tuillm.core.conversion.imatrix_step import resolve_imatrix
+
+    # q4_k_m takes a matrix but does without; "none" was read as a file named so.
+    assert resolve_imatrix(tiny, [("q4_k_m", tmp_path / "t.gguf")], "none", None, None) is None
+    out = tmp_path / "t.gguf"
+    code, err = _run(["convert", str(tiny), "-o", str(out), "--type", "iq2_xs", "--imatrix", "none"], capsys)
+    assert (code, err) == (1, "tuillm: iq2_xs: llama.cpp writes it only with an importance matrix; leave out "
+                              "--imatrix none (auto is then used)")
+    code, err = _run(["convert", str(tiny), "-o", str(out), "--type", "q4_k_m", "--imatrix", "none",
+                      "--calibration", str(tmp_path / "c.txt")], capsys)
+    assert code == 1 and "--calibration is for --imatrix auto" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_tools_missing_is_one_line(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

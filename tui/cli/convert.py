@@ -26,10 +26,10 @@ def parse_types(text: str) -> list[str]:
 def add_quant_options(p: argparse.ArgumentParser) -> None:
     """The importance-matrix and tensor-type options (convert and quantize alike; checked in convert_many)."""
     g = p.add_argument_group("importance matrix and per-tensor types (need llama.cpp's tools: `make` builds them)")
-    g.add_argument("--imatrix", metavar="auto|FILE", default=None,
+    g.add_argument("--imatrix", metavar="auto|FILE|none", default=None,
                    help="quantize with an importance matrix: auto computes one with llama-imatrix on a built-in "
                    "text (kept beside the output as NAME.imatrix, reused for the same source), or give a file; "
-                   f"implied for {', '.join(IMATRIX_TYPE_NAMES)}")
+                   f"implied for {', '.join(IMATRIX_TYPE_NAMES)} (which none refuses)")
     g.add_argument("--calibration", metavar="FILE", default=None,
                    help="the text --imatrix auto computes the matrix on (UTF-8, up to 16 MiB)")
     g.add_argument("--tensor-type", action="append", default=[], metavar="PATTERN=TYPE", dest="tensor_types",
@@ -53,12 +53,13 @@ def _refuse_empty(args: argparse.Namespace, flags: dict[str, str]) -> None:
 
 
 def imatrix_options(args: argparse.Namespace) -> tuple[str | None, Path | None]:
-    """``--imatrix`` ("auto" in any case, or a file) and ``--calibration`` as convert_many takes them."""
-    from tuillm.core.conversion.sweep_options import IMATRIX_AUTO
+    """``--imatrix`` ("auto" or "none" in any case, or a file) and ``--calibration`` as convert_many takes them."""
+    from tuillm.core.conversion.sweep_options import IMATRIX_AUTO, IMATRIX_NONE
 
     _refuse_empty(args, {"--imatrix": "imatrix", "--calibration": "calibration"})
     given = args.imatrix
-    imatrix = IMATRIX_AUTO if given is not None and given.strip().lower() == IMATRIX_AUTO else given
+    word = given.strip().lower() if given is not None else None
+    imatrix = word if word in (IMATRIX_AUTO, IMATRIX_NONE) else given
     return imatrix, Path(args.calibration) if args.calibration is not None else None
 
 
