@@ -223,7 +223,7 @@ def check_fits(adapter: Adapter, base: Checkpoint) -> None:
         arch = base.config.get("model_type", "?")
         raise ConvertError(f"{adapter.folder} does not fit the base {base.folder} ({arch}): {problems[0]}"
                            f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; "
-                           "it was trained on another model")
+                           "give the base it was trained on")
 
 
 def _read_f32(ck: Checkpoint, name: str) -> np.ndarray:

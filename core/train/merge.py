@@ -62,7 +62,7 @@ def check_trained_on(adapter_dir: Path, base: Path) -> None:
     trained, now = training_record(adapter_dir).get("base_model_type"), base_model_type(base)
     if isinstance(trained, str) and now is not None and trained != now:
         raise TuillmError(f"{adapter_dir} was trained on a {shown(trained, 40)} model, and {base} is a {now} model; "
-                          "it was trained on another model")
+                          "give the base it was trained on")
 
 
 def check_merge_output(out: Path, inputs: list[Path], force: bool) -> None:

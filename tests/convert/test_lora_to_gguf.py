@@ -113,7 +113,7 @@ def test_adapter_of_another_model_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(ConvertError) as err:
         lora_to_gguf(adapter, base, tmp_path / "a.gguf")
     msg = str(err.value)
-    assert "does not fit the base" in msg and "trained on another model" in msg and "\n" not in msg
+    assert "does not fit the base" in msg and "give the base it was trained on" in msg and "\n" not in msg
     assert not (tmp_path / "a.gguf").exists()
 
 

@@ -127,7 +127,7 @@ def test_an_adapter_of_another_architecture_with_the_same_shapes(made: tuple[Pat
     # A Llama 3 8B adapter fits Mistral 7B layer for layer; both commands took it. training.json says what it was.
     (adapter / "training.json").write_text(json.dumps({"base_model_type": "qwen2", "rank": 4}))
     base = made[0]
-    line = f"{adapter} was trained on a qwen2 model, and {base} is a llama model; it was trained on another model"
+    line = f"{adapter} was trained on a qwen2 model, and {base} is a llama model; give the base it was trained on"
     assert refusals(adapter, base, capsys) == [line] * 2
 
 

@@ -181,6 +181,6 @@ def test_an_adapter_of_ours_is_refused_for_another_architecture(tiny: Path, data
     qwen = tiny_random_checkpoint("qwen2", tmp_path / "qwen2")  # every layer the llama's shape
     capsys.readouterr()
     argv = ["export-lora", str(out), "--base", str(qwen), "-o", str(tmp_path / "a.gguf")]
-    assert train_error(argv, capsys) == (f"{out} was trained on a llama model, and {qwen} is a qwen2 model; it was "
-                                         "trained on another model")
+    assert train_error(argv, capsys) == (f"{out} was trained on a llama model, and {qwen} is a qwen2 model; give "
+                                         "the base it was trained on")
     assert not (tmp_path / "a.gguf").exists()
