@@ -221,6 +221,30 @@ def test_a_terminal_is_gone_only_after_its_hangup() -> None:
             os.close(fd)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_interpreters_shutdown_ends_it_quietly(signum: int, tmp_path: Path) -> None:
+    # The command is done; something at exit is slow (a thread joined, an atexit callback): a Ctrl-C there printed
+    # Python's traceback of the callback it cut.
+    script = ("import atexit, sys, time\n"
+              "from tuillm.tui.cli import entry\n"
+              "atexit.register(time.sleep, 60)\n"
+              "atexit.register(lambda: print('exiting', flush=True))\n"
+              "sys.argv = ['tuillm', 'models', '--json']\n"
+              "entry()\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "HOME": str(tmp_path)})
+    assert proc.stdout is not None
+    out = ""
+    while "exiting" not in out:
+        line = proc.stdout.readline()
+        assert line, "the command ended before its shutdown"
+        out += line
+    proc.send_signal(signum)
+    code, err = finish(proc, timeout=20)
+    assert (code, err) == (128 + signum, "")
+    assert out.startswith("{\n  \"models\"")  # what the command printed was written
+
+
 @pytest.mark.parametrize(("signum", "name"), STOPS)
 def test_stop_mid_chat_reply(signum: int, name: str, tmp_path: Path) -> None:
     # The reply's own Ctrl-C handling took the signal for a Ctrl-C: "interrupted", exit 130

@@ -11,6 +11,8 @@ else is a bug, caught by the last-resort guard: one line naming the crash log th
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import os
 import signal
@@ -21,7 +23,7 @@ from typing import NoReturn
 from tuillm.convert.errors import ConvertError
 from tuillm.core.errors import TuillmError, crash_report, error_text, first_line
 from tuillm.core.text import safe_line
-from tuillm.tui.cli.signals import Stopped, output_hung_up, stop_signals_as_interrupts
+from tuillm.tui.cli.signals import Stopped, output_hung_up, quiet_exit_on_signals, stop_signals_as_interrupts
 
 # Order is the order of ``tuillm --help``.
 COMMANDS = ["models", "info", "convert", "quantize", "quants", "chat", "train", "merge", "export_lora", "serve",
@@ -45,7 +47,10 @@ class _VersionAction(argparse.Action):
                          help="show the version and exit")
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kwargs: object) -> None:
-        print(f"tuillm {_version()}")  # on stdout, as argparse's own version action prints it
+        try:
+            print(f"tuillm {_version()}", flush=True)  # on stdout, as argparse's own version action prints it
+        except OSError:  # a stdout that takes no more (a full disk): nothing said, as argparse's --help
+            _drop_stdout()
         parser.exit()
 
 
@@ -84,8 +89,28 @@ def _say(line: str) -> None:
         pass
 
 
+def _open_closed_std_streams() -> None:
+    """A standard stream the caller closed (``<&-``, ``>&-``, ``2>&-``) reads and writes as /dev/null. Python leaves
+    it None, and the first read or write was a crash; the descriptor is taken too, so the next file opened cannot
+    get it (llama.cpp's lines to fd 2 would go into an output file)."""
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:  # in order: os.open takes the lowest free descriptor, the closed one
+            setattr(sys, name, open(os.open(os.devnull, os.O_RDWR), mode, encoding="utf-8"))
+
+
+def entry() -> NoReturn:
+    """The ``tuillm`` command: ``main``, then an interpreter shutdown that a late Ctrl-C cannot turn into a
+    traceback (``main`` itself is also called in-process, by tests)."""
+    try:
+        code = main()
+    finally:
+        quiet_exit_on_signals()
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _open_closed_std_streams()
     if os.environ.get("HF_ENDPOINT"):  # (the hub client's import is not free: only when there is one to check)
         from tuillm.core.models.hub.client import set_aside_bad_endpoint
 
@@ -112,7 +137,9 @@ def _run_command(args: argparse.Namespace) -> int:
 def _guarded(run: Callable[[], int]) -> int:
     """``run``'s exit code; any error as one line and its exit code, never a traceback."""
     try:
-        return run()
+        code = run()
+        sys.stdout.flush()  # here, so a full disk's error on the last lines is the guard's, not Python's at exit
+        return code
     except Stopped as exc:
         _say(exc.line)
         return exc.exit_code
@@ -120,6 +147,7 @@ def _guarded(run: Callable[[], int]) -> int:
         _say("interrupted")
         return 130
     except BrokenPipeError:  # `tuillm models | head`
+        _drop_stdout()
         return 0
     except Exception as exc:  # noqa: BLE001 - the last-resort guard included: one line, never a traceback
         if output_hung_up():
@@ -129,12 +157,25 @@ def _guarded(run: Callable[[], int]) -> int:
         return _report(exc)
 
 
+def _drop_stdout() -> None:
+    """What stdout still buffers goes nowhere: it would fail again at exit (Python's "Exception ignored", exit 120)."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+
+
 def _report(exc: Exception) -> int:
     if isinstance(exc, TuillmError):
         _say(error_text(exc))
         return 1
     if isinstance(exc, ConvertError):  # the core turns these into TuillmError; one that slips through is expected
         _say(first_line(exc))
+        return 1
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # stdout on a full disk: no bug (the
+        # writers of files say which one is full themselves)
+        _say("no space left on device: the output is incomplete")
+        _drop_stdout()
         return 1
     _say(crash_report(exc))  # a bug: the crash log holds its traceback
     return 2

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from types import FrameType
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
@@ -105,6 +105,22 @@ def handled(signals: tuple[int, ...], handler: Handler) -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def quiet_exit_on_signals() -> None:
+    """The command is done and Python is shutting down (joining threads, atexit callbacks): a Ctrl-C or stop
+    signal now ends the process at once with 128 + its number, where Python would print a traceback of the
+    shutdown code it cut. What is buffered for stdout and stderr is written first."""
+
+    def leave(signum: int, _frame: FrameType | None) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with suppress(Exception):  # a closed or gone stream: nothing more to write
+                stream.flush()
+        os._exit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, *STOP_SIGNALS):
+            signal.signal(s, leave)
 
 
 def stop_signals_as_interrupts() -> AbstractContextManager[None]:
