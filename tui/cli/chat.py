@@ -186,6 +186,8 @@ def _repl(chat: Conversation, as_json: bool) -> int:
             sys.stderr.flush()
         raw = sys.stdin.buffer.readline()  # bytes: a line that is not UTF-8 is refused, not a traceback
         if not raw:
+            if block:  # Ctrl+D inside a """ message: what was typed is not lost without a word
+                print(f"tuillm: the message opened with {repl.QUOTES} was not closed: not sent", file=sys.stderr)
             return 0
         number += 1
         try:

@@ -6,10 +6,14 @@ tmux test.)"""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.tui.cli.test_chat import FAST, TUILLM
 from tests.tui.fake_backend import FakeBackend
 from tuillm.core.chat.conversation import Conversation
 from tuillm.core.chat.store import ChatStore
@@ -83,3 +87,19 @@ def test_multi_line_blocks() -> None:
     assert repl.block_message(['"""first line', "", 'third"""']) == "first line\n\nthird"
     assert repl.block_message(['"""', "code:", "  x = 1", '"""']) == "code:\n  x = 1"
     assert repl.block_message(['"""one line"""']) == "one line"
+
+
+def test_ctrl_d_inside_an_open_block_says_the_message_was_not_sent(tmp_path: Path) -> None:
+    # At a terminal (a pty as stdin): Ctrl+D after '"""first line' ended the chat, the typed lines gone without a word.
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([TUILLM, "chat", "demo", *FAST], stdin=slave, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "HOME": str(tmp_path)})
+        os.write(master, b'"""first line\n')
+        os.write(master, b"\x04")  # Ctrl+D at the start of the continuation line: end of input
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0 and out == ""
+    assert err.splitlines()[-1].endswith('tuillm: the message opened with """ was not closed: not sent')
