@@ -31,6 +31,13 @@ def state_dir() -> Path:
     return _xdg("XDG_STATE_HOME", ".local/state") / APP
 
 
+def expand_user(path: str | Path) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded, as a shell does; ``~name`` of no such user is kept as
+    written, for the check that follows to call missing (``Path.expanduser`` raises RuntimeError for it: "~models",
+    a slip for "~/models", failed the app's start from the settings file and the folder dialogs with a traceback)."""
+    return Path(os.path.expanduser(path))
+
+
 def config_file() -> Path:
     return config_dir() / "config.toml"
 

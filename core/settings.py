@@ -90,16 +90,29 @@ class Config:
         return self.model_defaults.get(model_key(path), ModelDefaults())
 
     def set_defaults_for(self, path: str | Path, defaults: ModelDefaults) -> None:
+        """A ValueError (``model_key_problem``) for a path the file cannot name: every later save would fail."""
         key = model_key(path)
         if defaults.is_empty():
             self.model_defaults.pop(key, None)
+        elif (problem := model_key_problem(path)) is not None:
+            raise ValueError(problem)
         else:
             self.model_defaults[key] = defaults
 
 
 def model_key(path: str | Path) -> str:
     """How a model is named in [model."..."]: its absolute path (symlinks kept: the user chose that name)."""
-    return str(Path(path).expanduser().absolute())
+    return str(paths.expand_user(path).absolute())
+
+
+def model_key_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot have settings of its own, or None: the settings file is UTF-8 text, and a name with a
+    byte that is not UTF-8 (a lone surrogate, as Python reads it) made ``save_config`` raise UnicodeEncodeError."""
+    try:
+        model_key(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{Path(path).name}: its name is not UTF-8, which the settings file cannot hold; rename the file"
+    return None
 
 
 # --- the keys of [load] and [sampling]: their declarations (core.llama.options) check them ---------------------------
@@ -119,7 +132,7 @@ def config_attr(key: str) -> str:
 
 
 def load_config(path: str | Path | None = None) -> Config:
-    file = Path(path).expanduser() if path else paths.config_file()
+    file = paths.expand_user(path) if path else paths.config_file()
     config = Config(path=file)
     if not file.is_file():
         if path:  # the user named a file that is not there: say so, but run with defaults
@@ -209,7 +222,7 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
     models = _table(data, "models", problems)
     dirs = models.get("dirs")
     if isinstance(dirs, list) and all(isinstance(d, str) for d in dirs):
-        config.model_dirs = [Path(d).expanduser() for d in dirs]
+        config.model_dirs = [paths.expand_user(d) for d in dirs]
     elif dirs is not None:
         problems.append("models.dirs must be a list of paths; using the default folders")
     for key, value in checked(models, "models", dict.fromkeys(SCAN_KEYS, _SCAN)).items():

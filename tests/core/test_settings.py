@@ -4,6 +4,8 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from tuillm.core import paths
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.models.memory import estimate, estimate_for_load, load_refusal
@@ -219,3 +221,29 @@ def test_unknown_keys_are_named_with_the_key_meant(tmp_path: Path) -> None:
     many = tmp_path / "many.toml"
     many.write_text("".join(f"k{i} = {i}\n" for i in range(11)))
     assert load_config(many).problem.endswith("k6, k7 and 3 more")
+
+
+def test_a_tilde_naming_no_user_is_kept_as_written(tmp_path: Path) -> None:
+    # "~models" (a slip for "~/models"): Path.expanduser raised RuntimeError and the app did not start.
+    file = tmp_path / "c.toml"
+    file.write_text('[models]\ndirs = ["~no-such-user-tuillm/models", "~/m"]\n'
+                    '[model."~no-such-user-tuillm/x.gguf"]\nctx = 2048\n')
+    config = load_config(file)
+    assert config.problem is None
+    assert config.model_dirs == [Path("~no-such-user-tuillm/models"), Path.home() / "m"]
+    assert config.defaults_for("~no-such-user-tuillm/x.gguf").ctx == 2048
+
+
+def test_a_model_whose_name_is_not_utf8_cannot_have_settings_of_its_own(tmp_path: Path) -> None:
+    # The file is UTF-8 text: save_config raised UnicodeEncodeError on such a [model."..."] key, at every save.
+    from tuillm.core.settings import model_key_problem
+
+    bad, good = tmp_path / "bad\udcff.gguf", tmp_path / "good.gguf"
+    config = Config(path=tmp_path / "c.toml")
+    assert model_key_problem(good) is None and "not UTF-8" in (model_key_problem(bad) or "")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        config.set_defaults_for(bad, ModelDefaults(ctx=2048))
+    config.set_defaults_for(bad, ModelDefaults())  # clearing them needs no name in the file
+    config.set_defaults_for(good, ModelDefaults(ctx=2048))
+    save_config(config)
+    assert load_config(config.path).defaults_for(good).ctx == 2048

@@ -45,3 +45,8 @@ def test_nothing_controlling_survives(text: str) -> None:
                max_size=200))
 def test_printable_text_is_untouched(text: str) -> None:
     assert safe_text(text) == text
+
+
+def test_a_byte_that_is_not_utf8_is_a_replacement_character() -> None:
+    # os.listdir gives b"bad\xff.gguf" as "bad\udcff.gguf"; the terminal's stream would write "\udcff" (6 cells).
+    assert safe_line("bad\udcff\udcfename") == "bad\ufffd\ufffdname"

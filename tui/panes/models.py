@@ -295,8 +295,8 @@ class ModelsPane(ModelActions, Vertical):
         if entry is None:
             return
         if entry.info.format != "gguf":
-            self.notify(f"{entry.name} is an HF checkpoint: convert it to GGUF first (c sends it to Convert)",
-                        title="Models", severity="warning", markup=False)
+            self.tell(f"{entry.name} is an HF checkpoint: convert it to GGUF first (c sends it to Convert)", "Models",
+                      "warning")
             return
         self.post_message(self.ModelChosen(entry.name, entry.info.path))
 

@@ -9,13 +9,14 @@ from pathlib import Path
 from textual.app import SystemCommand
 from textual.containers import Vertical
 from textual.message import Message
+from textual.notifications import SeverityLevel
 
 from tuillm.core.events import Emit
 from tuillm.core.models.catalog import KEEPERS, SPLIT_RE, CatalogEntry
 from tuillm.core.models.fit import Fit, advice
 from tuillm.core.models.hardware import Hardware
-from tuillm.core.settings import ModelDefaults, save_config
-from tuillm.core.text import format_bytes
+from tuillm.core.settings import ModelDefaults, model_key_problem, save_config
+from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui.jobs import run_job
 from tuillm.tui.session import Session
 
@@ -94,6 +95,11 @@ class ModelActions(Vertical):
     def action_convert(self) -> None:
         raise NotImplementedError
 
+    def tell(self, text: str, title: str, severity: SeverityLevel = "information") -> None:
+        """A notification naming a model: its name and path are from the disk, so one safe line (a byte that is not
+        UTF-8 reached the terminal as "\\udcff"), never markup."""
+        self.notify(safe_line(text), title=title, severity=severity, markup=False)
+
     def _need_entry(self) -> CatalogEntry | None:
         entry = self.selected_entry()
         if entry is None:
@@ -134,13 +140,16 @@ class ModelActions(Vertical):
             self.notify("load settings are for GGUF models; convert this checkpoint first", title="Models",
                         severity="warning")
             return
+        if (problem := model_key_problem(entry.info.path)) is not None:
+            self.tell(problem, "Models", "warning")
+            return
 
         def saved(defaults: ModelDefaults | None) -> None:
             if defaults is None:
                 return
             self.session.config.set_defaults_for(entry.info.path, defaults)
             if self._save("load settings"):
-                self.notify(f"load settings kept for {entry.name}", title="Models", markup=False)
+                self.tell(f"load settings kept for {entry.name}", "Models")
             self.refresh_rows()
 
         offload = self.hardware.gpu_offload if self.hardware else None
@@ -196,7 +205,7 @@ class ModelActions(Vertical):
             return
         refusal = delete_refusal(entry)
         if refusal is not None:
-            self.notify(refusal, title="Not deleted", severity="warning", markup=False)
+            self.tell(refusal, "Not deleted", "warning")
             return
         path = entry.info.path
 
@@ -211,11 +220,11 @@ class ModelActions(Vertical):
         try:
             path.unlink()
         except OSError as exc:
-            self.notify(f"{path}: {exc.strerror or exc}", title="Not deleted", severity="error", markup=False)
+            self.tell(f"{path}: {exc.strerror or exc}", "Not deleted", "error")
             return
         config = self.session.config
         if not config.defaults_for(path).is_empty():
             config.set_defaults_for(path, ModelDefaults())
             self._save("settings")
-        self.notify(f"deleted {path}", title="Models", markup=False)
+        self.tell(f"deleted {path}", "Models")
         self.action_refresh()

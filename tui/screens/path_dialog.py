@@ -11,15 +11,22 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label
 
+from tuillm.core.files import NO_SUCH_INPUT, input_problem
 from tuillm.tui.widgets.path_input import PathInput
+
+NO_SUCH_FOLDER = "no such folder"
 
 
 def folder_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be taken as a folder (None: it can): the one rule of the dialogs that ask for a folder
-    and of Settings' model folders."""
-    if path.is_dir():
-        return None
-    return f"{path}: {'not a folder' if path.exists() else 'no such folder'}"
+    """Why ``path`` cannot be taken as a folder, in a few words (None: it can): the one rule of the dialogs that ask
+    for a folder and of Settings' model folders. ``input_problem`` asks first: is_dir() raises for a name too long
+    or a folder it may not look in (PermissionError), a traceback for a path typed in a dialog."""
+    problem = input_problem(path)
+    if problem is None and not path.is_dir():
+        problem = "not a folder"
+    elif problem == NO_SUCH_INPUT:
+        problem = NO_SUCH_FOLDER
+    return problem
 
 
 class PathDialog(ModalScreen[Path | None]):
@@ -45,16 +52,26 @@ class PathDialog(ModalScreen[Path | None]):
 
     def on_input_submitted(self) -> None:
         path = self.query_one(PathInput).path
-        if path is None:
-            self._refuse(self.EMPTY)
-        elif self.WANTS_FOLDER and (problem := folder_problem(path)):
+        problem = self.EMPTY if path is None else self.path_problem(path)
+        if problem is not None:
             self._refuse(problem)
-        elif self.NEW_FILE and (path.is_dir() or not path.parent.is_dir()):
-            self._refuse(f"{path}: a folder, not a file name" if path.is_dir() else f"{path.parent}: no such folder")
-        elif not self.WANTS_FOLDER and not self.NEW_FILE and not path.is_file():
-            self._refuse(f"{path}: no such file")
-        else:
+        elif path is not None:
             self.dismiss(path.absolute())
+
+    def path_problem(self, path: Path) -> str | None:
+        """Why the dialog cannot take ``path``, naming it (None: it can)."""
+        if self.WANTS_FOLDER:
+            problem = folder_problem(path)
+            return None if problem is None else f"{path}: {problem}"
+        if self.NEW_FILE:
+            if input_problem(path) is None and path.is_dir():
+                return f"{path}: a folder, not a file name"
+            problem = folder_problem(path.parent)
+            return None if problem is None else f"{path.parent}: {problem}"
+        problem = input_problem(path)
+        if problem == NO_SUCH_INPUT or (problem is None and not path.is_file()):
+            problem = "no such file"
+        return None if problem is None else f"{path}: {problem}"
 
     def _refuse(self, text: str) -> None:
         self.notify(text, title=self.NOTIFY_TITLE, severity="error", markup=False)

@@ -19,8 +19,10 @@ from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from tuillm.core.events import Emit
+from tuillm.core.files import NO_SUCH_INPUT, input_problem
 from tuillm.core.llama.options import LORA_SCALE
 from tuillm.core.models.catalog import CatalogEntry
+from tuillm.core.paths import expand_user
 from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui import keymap
 from tuillm.tui.jobs import JobFailed, run_job
@@ -64,7 +66,10 @@ def parse_choice(entry: CatalogEntry, adapter_text: str, scale_text: str) -> Mod
     range). Whether the file is really a LoRA adapter GGUF is said by the load, as for ``tuillm chat --lora``."""
     adapter: Path | None = None
     if adapter_text.strip():
-        adapter = Path(adapter_text.strip()).expanduser()
+        adapter = expand_user(adapter_text.strip())
+        problem = input_problem(adapter)  # first: is_file() raises for a name too long, or behind EACCES
+        if problem not in (None, NO_SUCH_INPUT):
+            raise ValueError(f"{adapter}: {problem}")
         if not adapter.is_file():
             raise ValueError(f"{adapter}: no such adapter file")
         adapter = adapter.absolute()

@@ -20,7 +20,7 @@ from textual.widgets import Checkbox, Input, Label, Select, TextArea
 from tuillm.core import paths
 from tuillm.core.settings import LOAD_SETTINGS, SAMPLING_SETTINGS, Config, config_attr
 from tuillm.tui import keymap
-from tuillm.tui.screens.path_dialog import folder_problem
+from tuillm.tui.screens.path_dialog import NO_SUCH_FOLDER, folder_problem
 from tuillm.tui.widgets.safe_text_area import SafeTextArea
 
 SCAN_FIELDS = (("scan_hf_cache", "Scan the Hugging Face cache"), ("scan_ollama", "Scan Ollama's models"),
@@ -166,10 +166,10 @@ class SettingsScreen(ModalScreen[Config | None]):
         for n, line in enumerate(self.query_one("#settings-dirs", TextArea).text.splitlines(), 1):
             if not line.strip():
                 continue
-            path = Path(line.strip()).expanduser()
+            path = paths.expand_user(line.strip())
             known = path in self.config.model_dirs
-            if (problem := folder_problem(path)) and (path.exists() or not known):  # a file is never one
-                raise ValueError(f"Model folders, line {n}: {problem}")
+            if (problem := folder_problem(path)) and not (known and problem == NO_SUCH_FOLDER):
+                raise ValueError(f"Model folders, line {n}: {path}: {problem}")
             dirs.append(path if known else path.absolute())
         return dirs
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from textual.suggester import Suggester
 from textual.widgets import Input
 
+from tuillm.core.paths import expand_user
+
 MAX_ENTRIES = 2000  # a huge folder is not listed in full on each keystroke
 
 
@@ -66,4 +68,4 @@ class PathInput(Input):
     @property
     def path(self) -> Path | None:
         text = self.value.strip()
-        return Path(text).expanduser() if text else None
+        return expand_user(text) if text else None

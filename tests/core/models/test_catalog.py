@@ -213,3 +213,20 @@ def test_the_hf_cache_is_found_as_huggingface_hub_finds_it(isolated_home: Path, 
     assert catalog.hf_cache_dir() == tmp_path / "xdg" / "huggingface" / "hub"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert catalog.hf_cache_dir() == isolated_home / ".cache" / "huggingface" / "hub"
+
+
+def test_a_link_to_itself_is_reported_and_the_rest_listed(tmp_path: Path) -> None:
+    # Python 3.11's resolve() raises RuntimeError for a loop of links: the whole discovery failed with it.
+    write_tiny_gguf(tmp_path / "alpha.gguf", name="alpha")
+    (tmp_path / "loop.gguf").symlink_to("loop.gguf")
+    result = discover(config=_config(tmp_path), available=16 * GIB)
+    assert result.find("alpha") is not None
+    assert [(Path(p.path).name, p.problem) for p in result.problems] == [("loop.gguf",
+                                                                         "Too many levels of symbolic links")]
+
+
+def test_a_models_folder_that_cannot_be_asked_about_is_skipped(tmp_path: Path) -> None:
+    # A name too long (or EACCES) made Python 3.11's is_dir raise: "Model discovery failed" at every start.
+    write_tiny_gguf(tmp_path / "alpha.gguf", name="alpha")
+    result = discover(config=_config(tmp_path / ("x" * 300), tmp_path), available=16 * GIB)
+    assert result.find("alpha") is not None

@@ -36,6 +36,11 @@ def test_the_adapter_and_scale_are_checked(tmp_path: Path) -> None:
     assert parse_choice(entry, f" {lora} ", "0.5") == ModelChoice(model, "alpha", lora, 0.5)
     with pytest.raises(ValueError, match="nope.gguf: no such adapter file"):
         parse_choice(entry, str(tmp_path / "nope.gguf"), "")
+    # A slip for "~/": no such user (Path.expanduser raised RuntimeError); a name too long (is_file raised OSError).
+    with pytest.raises(ValueError, match="~no-such-user-tuillm/a.gguf: no such adapter file"):
+        parse_choice(entry, "~no-such-user-tuillm/a.gguf", "")
+    with pytest.raises(ValueError, match="file name too long"):
+        parse_choice(entry, str(tmp_path / ("x" * 300)), "")
     with pytest.raises(ValueError, match="from -100 to 100"):
         parse_choice(entry, str(lora), "500")
     with pytest.raises(ValueError):

@@ -225,3 +225,20 @@ async def test_model_folders_are_checked_as_the_add_dialog_checks_them(tmp_path:
         assert isinstance(app.screen, AddFolderScreen)
         await pilot.press(*str(notes), "enter")
         assert isinstance(app.screen, AddFolderScreen) and seen[-1] == f"Add folder: {notes}: not a folder"
+
+
+@run_async
+async def test_a_model_folder_the_system_will_not_look_at_is_refused_not_a_crash(tmp_path: Path) -> None:
+    # "~models" named a user there is none of (Path.expanduser's RuntimeError); a name too long made is_dir raise.
+    file = tmp_path / "tuillm.toml"
+    long = tmp_path / ("x" * 300)
+    app = make_app([tmp_path], config=load_config(file))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        seen = record_notifications(app)
+        screen = await open_settings(pilot)
+        for line, why in (("~no-such-user-tuillm", "~no-such-user-tuillm: no such folder"),
+                          (str(long), f"{long}: file name too long")):
+            screen.query_one("#settings-dirs", TextArea).text = f"{tmp_path}\n{line}\n"
+            await pilot.press("ctrl+s")
+            assert app.screen is screen and seen[-1] == f"Settings: Model folders, line 2: {why}"
+        assert not file.exists()
