@@ -32,7 +32,7 @@ ChunkFn = Callable[[int, int], None]  # (chunks done, chunks in all); an excepti
 
 def check_calibration(path: Path) -> Path:
     """A user's calibration text: a regular, readable UTF-8 text file of bounded size; one line otherwise."""
-    path = Path(path).expanduser()
+    path = Path(os.path.expanduser(path))
     try:
         if not path.is_file():
             raise ConvertError(f"--calibration {path}: " + ("not a regular file" if path.exists() else
@@ -56,7 +56,7 @@ def check_calibration(path: Path) -> Path:
 def check_imatrix(path: Path) -> Path:
     """A user's importance matrix: exists, is readable and looks like one (llama.cpp's GGUF imatrix with its
     per-tensor sums and counts, or the legacy .dat layout); one line otherwise."""
-    path = Path(path).expanduser()
+    path = Path(os.path.expanduser(path))
     try:
         if not path.is_file():
             raise ConvertError(f"--imatrix {path}: " + ("not a regular file" if path.exists() else "no such file"))

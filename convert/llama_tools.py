@@ -55,7 +55,7 @@ def find_tool(name: str, *, bin_dir: Path | None = None) -> Path:
                 f"{version or 'none'} is installed)"
     env = os.environ.get(ENV, "").strip()
     if env:
-        user = Path(env).expanduser() / name
+        user = Path(os.path.expanduser(env)) / name
         if _runnable(user):
             return user
         raise ToolMissing(f"{name} is not in {ENV}={env}: build it there, or unset {ENV} and run `make`")

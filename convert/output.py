@@ -59,7 +59,7 @@ def _loops(path: Path) -> bool:
 
 def _places(path: Path) -> list[Path]:
     """Where ``path`` is on disk: its folder resolved with its own name, and, when it is a link, its target."""
-    path = Path(path).expanduser()
+    path = Path(os.path.expanduser(path))
     try:
         places = [path.parent.resolve() / path.name]
         real = path.resolve()
@@ -99,11 +99,11 @@ def check_output(out: Path, inputs: Iterable[Path], *, force: bool = False) -> N
     file; a folder that holds an input; a device, pipe or socket; a loop of links. An existing output is replaced
     only with ``force``.
     """
-    out = Path(out).expanduser()
+    out = Path(os.path.expanduser(out))
     check_name(out)
     outs = _places(out)
     for given in inputs:
-        src = Path(given).expanduser()
+        src = Path(os.path.expanduser(given))
         srcs = _places(src)
         if any(_same(o, s) for o in outs for s in srcs):
             raise ConvertError(f"{out}: output would overwrite the input")

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from tuillm.core.errors import TuillmError
+from tuillm.core.paths import expand_user
 
 
 class FileRefused(TuillmError):
@@ -38,7 +39,7 @@ def named_path(text: str, what: str) -> Path:
         raise TuillmError(f"no {what} named (an empty path)")
     if "\x00" in text:
         raise TuillmError(f"{what}: {NUL_PATH}")
-    return Path(text).expanduser()
+    return expand_user(text)
 
 
 def read_bounded(path: str | Path, max_bytes: int, *, shown: str, limit_of: str) -> bytes:
@@ -49,7 +50,7 @@ def read_bounded(path: str | Path, max_bytes: int, *, shown: str, limit_of: str)
     if "\x00" in str(path):
         raise FileRefused(f"{shown}: {NUL_PATH}")
     try:
-        fd = os.open(Path(path).expanduser(), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(expand_user(path), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise FileRefused(f"{shown}: {_reason(exc)}") from None
     too_big = f"{shown} is larger than {size_text(max_bytes)}, the limit for {limit_of}"
@@ -75,7 +76,7 @@ def read_bounded(path: str | Path, max_bytes: int, *, shown: str, limit_of: str)
 def read_head(path: str | Path, limit: int) -> bytes:
     """The first ``limit`` bytes of the regular file ``path`` (``~`` expanded), for a look at what it holds; an
     ``OSError`` for anything else (opened without blocking: a FIFO put in its place does not hang the caller)."""
-    fd = os.open(Path(path).expanduser(), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(expand_user(path), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise IsADirectoryError(f"{path}: not a regular file")

@@ -20,6 +20,7 @@ from pathlib import Path
 from tuillm.core.chat.backend import ChatMessage
 from tuillm.core.errors import TuillmError
 from tuillm.core.files import FileRefused, read_bounded, read_head, size_text
+from tuillm.core.paths import expand_user
 from tuillm.core.text import safe_line
 
 MAX_ATTACH_BYTES = 1 << 20  # 1 MiB: far past any context a local model holds, small enough to read at once
@@ -64,7 +65,7 @@ class Attachment:
 def read_attachment(path: str | Path, *, name: str | None = None, max_bytes: int = MAX_ATTACH_BYTES) -> Attachment:
     """Reads ``path`` for attaching (``~`` expanded); ``name`` is how the message names it (default: ``path``)."""
     shown = safe_line(name if name is not None else str(path)).strip()
-    target = Path(path).expanduser()
+    target = expand_user(path)
     try:
         data = read_bounded(path, max_bytes, shown=shown, limit_of="an attachment")  # as given: "" is refused
     except FileRefused as exc:

@@ -42,6 +42,7 @@ from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import LlamaModel, PromptScore
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.models.memory import default_gpu_layers
+from tuillm.core.paths import expand_user
 
 
 def _template(model: LlamaModel, override: str | None, path: str | Path) -> ChatTemplate:
@@ -113,7 +114,7 @@ class ChatSession:
 
     # --- work, run on the worker thread ---
     def load(self, path: str | Path, options: LoadOptions | None = None) -> Future[ModelLoaded]:
-        return self._worker.submit(self._load, Path(path).expanduser(), options or LoadOptions())
+        return self._worker.submit(self._load, expand_user(path), options or LoadOptions())
 
     def reply(self, messages: Sequence[ChatMessage] | PlainPrompt, sampling: Sampling | None = None,
               listener: ChatEmit | None = None, stop: StopFlag | None = None) -> Future[ReplyDone]:
@@ -201,7 +202,7 @@ class ChatSession:
             # A broken template: the model still loads (another template can be set); each reply reports the
             # template's one line, so it is said once, where it stops the user.
             template = None
-        lora = str(Path(opts.lora_path).expanduser()) if opts.lora_path else None
+        lora = str(expand_user(opts.lora_path)) if opts.lora_path else None
         loaded = _Loaded(model=model, path=str(path), template=template, n_ctx=min(model.n_ctx, opts.n_ctx),
                          n_gpu_layers=n_gpu_layers, lora_path=lora, options=replace(opts, flash_attn=flash_attn))
         self._loaded = loaded
@@ -222,7 +223,7 @@ class ChatSession:
         if info.kind == "adapter":
             raise ModelFileError(path, "is a LoRA adapter, not a model (pass it with --lora)")
         if opts.lora_path:
-            read_lora_info(Path(opts.lora_path).expanduser())
+            read_lora_info(expand_user(opts.lora_path))
         n_gpu_layers = (default_gpu_layers(info, opts.n_ctx, opts.kv_type) if opts.n_gpu_layers is None
                         else opts.n_gpu_layers)
         if opts.check_memory:

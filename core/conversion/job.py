@@ -40,6 +40,7 @@ from tuillm.core.conversion.imatrix_step import (
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
 from tuillm.core.files import input_problem
+from tuillm.core.paths import expand_user
 
 __all__ = ["REPORT_STAGE", "OutputResult", "convert_checkpoint", "convert_many"]
 
@@ -118,7 +119,7 @@ def _check_outputs(src: Path, outputs: Sequence[tuple[str, Path]], force: bool) 
             out_type = check_type(out_type)
         except ConvertError as exc:
             raise TuillmError(str(exc)) from None
-        out = Path(out).expanduser()
+        out = expand_user(out)
         try:
             check_output(out, [src], force=force)  # first: it refuses a loop of links, which resolve() raises on
         except ConvertError as exc:
@@ -145,7 +146,7 @@ def convert_many(src: Path, outputs: Sequence[tuple[str, Path]], *, emit: Emit =
     or a matrix file; ``tensor_types``: ``--tensor-type`` overrides, pattern -> ggml type. The types that need a
     matrix get "auto" without asking.
     """
-    src = Path(src).expanduser()
+    src = expand_user(src)
     problem = input_problem(src)
     if problem:
         raise TuillmError(f"{src}: {problem}")

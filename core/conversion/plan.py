@@ -20,6 +20,7 @@ from tuillm.core.errors import TuillmError
 from tuillm.core.files import input_problem
 from tuillm.core.llama.options import LOAD_OPTIONS
 from tuillm.core.options import option_map
+from tuillm.core.paths import expand_user
 
 if TYPE_CHECKING:  # gguf and numpy come with the readers: imported where a source is read, not at the app's start
     from tuillm.convert.tensors import TensorShape
@@ -67,7 +68,7 @@ def open_source(path: Path) -> Source:
     from tuillm.convert.hf_to_gguf import hf_tensors
     from tuillm.convert.quantize import gguf_tensors
 
-    path = Path(path).expanduser()
+    path = expand_user(path)
     problem = input_problem(path)
     if problem:
         raise TuillmError(f"{path}: {problem}")
@@ -114,14 +115,14 @@ def resolve_outputs(src: Path, types: list[str], output: str) -> list[tuple[str,
     if not output.strip():  # as a path, the current folder: a script's unset variable would write there
         raise TuillmError("-o: an empty path; give a file, a folder, or a name with {type} in it")
     if "{type}" in output or "{TYPE}" in output:
-        return [(t, Path(output.replace("{type}", t).replace("{TYPE}", t.upper())).expanduser()) for t in types]
-    path = Path(output).expanduser()
+        return [(t, expand_user(output.replace("{type}", t).replace("{TYPE}", t.upper()))) for t in types]
+    path = expand_user(output)
     try:
         check_name(path)
     except ConvertError as exc:
         raise TuillmError(str(exc)) from None
     if output.endswith("/") or path.is_dir():
-        src = Path(src).expanduser()
+        src = expand_user(src)
         problem = input_problem(src)
         if problem:  # before the folder is made: a mistyped source leaves no empty folder behind
             raise TuillmError(f"{src}: {problem}")

@@ -21,6 +21,7 @@ from tuillm.core.errors import TuillmError
 from tuillm.core.files import input_problem
 from tuillm.core.llama.options import LOAD_OPTIONS
 from tuillm.core.options import Option, OptionError, option_map
+from tuillm.core.paths import expand_user
 
 __all__ = ["DEFAULT_TYPES", "IMATRIX_AUTO", "IMATRIX_NONE", "KEEP_ALL", "KEEP_BEST", "KEEP_NONE", "SWEEP_OPTIONS",
            "SweepRequest", "check_types", "field_name", "flag_name", "kept_types", "sweep_request"]
@@ -97,7 +98,7 @@ def check_types(text: str, where: str = "--types") -> tuple[str, ...]:
 
 
 def _existing_file(text: str, where: str) -> Path:
-    path = Path(text).expanduser()
+    path = expand_user(text)
     try:
         if path.is_file():
             return path
@@ -126,7 +127,7 @@ def sweep_request(source: str | Path, values: Mapping[str, Any], models_folder: 
     """The request from the options' values (already parsed by their declarations); one-line errors, each naming
     its option by ``name_of`` (``flag_name``, ``field_name``). ``models_folder``: where the files go when no folder
     is given and another app keeps the source's."""
-    src = Path(source).expanduser()
+    src = expand_user(source)
     problem = input_problem(src)
     if problem:
         raise TuillmError(f"{src}: {problem}")
@@ -156,7 +157,7 @@ def sweep_request(source: str | Path, values: Mapping[str, Any], models_folder: 
         raise OptionError(f"{name_of('calibration')}: only with {name_of('imatrix')} set to auto (it is the text the "
                           "matrix is computed on)")
     out_text = values.get("output_dir")
-    output_dir = Path(out_text).expanduser() if out_text else default_output_dir(src, models_folder,
+    output_dir = expand_user(out_text) if out_text else default_output_dir(src, models_folder,
                                                                                  name_of("output_dir"))
     try:
         check_name(output_dir)

@@ -103,9 +103,9 @@ def kept_by(path: Path) -> str | None:
     places = [(demo.parent, KEEPERS["demo"])] if demo is not None else []
     places += [(hf_cache_dir(), KEEPERS["hf-cache"]), *((d, KEEPERS["ollama"]) for d in ollama_dirs()),
                *((d, KEEPERS["lmstudio"]) for d in lmstudio_dirs())]
-    real = Path(path).expanduser().resolve()
+    real = paths.expand_user(path).resolve()
     for root, keeper in places:
-        if real.is_relative_to(root.expanduser().resolve()):
+        if real.is_relative_to(paths.expand_user(root).resolve()):
             return keeper
     return None
 

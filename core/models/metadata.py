@@ -13,6 +13,7 @@ from tuillm.convert.gguf_header import GGUFHeader, GGUFHeaderError, SkippedArray
 from tuillm.convert.safetensors_header import SafetensorsError, checkpoint_files, read_header
 from tuillm.core.errors import ModelFileError
 from tuillm.core.files import input_problem
+from tuillm.core.paths import expand_user
 
 LAYER_RE = re.compile(r"^blk\.(\d+)\.")
 
@@ -73,7 +74,7 @@ def _is_count(value: object) -> bool:
 
 def read_info(path: str | Path) -> ModelInfo:
     """Metadata of a GGUF file or an HF checkpoint folder; a ModelFileError names the path and the problem."""
-    p = Path(path).expanduser()
+    p = expand_user(path)
     problem = input_problem(p)
     if problem:
         raise ModelFileError(p, problem)

@@ -29,6 +29,7 @@ from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import PromptScore
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.models.metadata import ModelInfo, read_info, read_lora_info
+from tuillm.core.paths import expand_user
 from tuillm.core.serve.keepalive import KeepAlive
 from tuillm.core.settings import Config, load_options_for
 from tuillm.core.text import shown
@@ -98,12 +99,12 @@ def served_models(specs: Sequence[str], adapters: Sequence[str], config: Config)
             raise TuillmError("no GGUF model to serve: name one (a path, a name from `tuillm models`, or demo)")
     for spec in specs:
         path = resolve_model(spec, config)
-        name = path.stem if Path(spec).expanduser().exists() else spec
+        name = path.stem if expand_user(spec).exists() else spec
         models[name] = _served(name, path)
     for adapter in adapters:
         if not specs:
             raise TuillmError("--lora needs the base model named first (tuillm serve BASE --lora ADAPTER.gguf)")
-        lora = Path(adapter).expanduser()
+        lora = expand_user(adapter)
         base = next(iter(models.values()))
         models[lora.stem] = replace(_served(lora.stem, base.path, lora), base=base.name)
     return models

@@ -30,6 +30,7 @@ from typing import Any
 
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Event, Log, Metric, Progress, ignore
+from tuillm.core.paths import expand_user
 from tuillm.core.text import safe_line
 from tuillm.core.train.checkpoints import TrainResult, latest_checkpoint
 from tuillm.core.train.distributed import check_nproc
@@ -265,7 +266,7 @@ def launch(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event 
         if outcome.error is not None and not outcome.peer_lost:
             raise TuillmError(outcome.error)  # rank 0 stopped the run (bad data, memory, a full disk)
         keep = True
-        raise _failure(outcome, ranks, Path(config.output).expanduser())
+        raise _failure(outcome, ranks, expand_user(config.output))
     finally:
         if not keep:
             shutil.rmtree(logs, ignore_errors=True)

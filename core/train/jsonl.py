@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tuillm.core.errors import TuillmError
+from tuillm.core.paths import expand_user
 from tuillm.core.text import shown
 
 MAX_REPORTED = 5  # line numbers listed in an error; the rest are counted
@@ -107,7 +108,7 @@ def _has_lone_surrogate(text: str, obj: dict) -> bool:
 def read_objects(path: str | Path) -> tuple[Path, list[tuple[int, dict]]]:
     """A JSONL file's objects with their line numbers; bad lines reported in one DatasetError (the checks of every
     training file: supervised data in core.train.data, preference pairs in core.train.pairs)."""
-    path = Path(path).expanduser()
+    path = expand_user(path)
     objects: list[tuple[int, dict]] = []
     bad: dict[str, list[int]] = {"utf8": [], "json": [], "surrogate": [], "object": []}
     for number, raw in _lines(path):

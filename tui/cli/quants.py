@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuillm.core.conversion.sweep_options import SWEEP_OPTIONS
+from tuillm.core.paths import expand_user
 
 if TYPE_CHECKING:  # the sweep's module is imported when a sweep runs: --help stays instant
     from tuillm.core.conversion.sweep import SweepResult
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     values = option_values(args, SWEEP_OPTIONS)  # the flags first: a bad one is refused before any lookup
     config = read_config(args)
-    models_folder = Path(config.model_dirs[0]).expanduser() if config.model_dirs else None
+    models_folder = expand_user(config.model_dirs[0]) if config.model_dirs else None
     request = sweep_request(resolve_model(args.source, config), values, models_folder)
     result = run_sweep(request, config=config, emit=CliRenderer(quiet=args.quiet))
     if args.json:  # json.dumps escapes control characters: nothing raw reaches the terminal

@@ -22,6 +22,7 @@ from tuillm.core.conversion.job import OutputResult
 from tuillm.core.conversion.plan import Source, plan_outputs
 from tuillm.core.events import Log, Progress
 from tuillm.core.files import NUL_PATH
+from tuillm.core.paths import expand_user
 from tuillm.core.text import safe_text
 from tuillm.tui import keymap
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress
@@ -179,7 +180,7 @@ class ConvertPane(ConvertSweep, Vertical):
             self._fill_types()
             return
         self._set_info("reading the headers…")
-        jobs.start_inspection(self, Path(text).expanduser(), self.session.available_ram, self._inspect_generation)
+        jobs.start_inspection(self, expand_user(text), self.session.available_ram, self._inspect_generation)
 
     def on_source_inspected(self, message: jobs.SourceInspected) -> None:
         message.stop()
@@ -302,7 +303,7 @@ class ConvertPane(ConvertSweep, Vertical):
             self.notify("tick at least one output type (space in the list)", title="Convert", severity="warning")
             return None
         folder_text = self.query_one("#convert-folder", PathInput).value.strip()
-        folder = Path(folder_text).expanduser() if folder_text else self.default_folder()
+        folder = expand_user(folder_text) if folder_text else self.default_folder()
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except (OSError, ValueError) as exc:  # ValueError: a NUL in what was pasted

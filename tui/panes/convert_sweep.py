@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.widgets import Button, Label, ProgressBar, SelectionList
 
 from tuillm.core.events import Log, Progress
+from tuillm.core.paths import expand_user
 from tuillm.core.text import safe_line
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress, run_job
 from tuillm.tui.panes.outputs import OutputsWritten
@@ -122,7 +123,7 @@ class ConvertSweep:
             return
         ticked = tuple(t for t in self.query_one("#convert-types", SelectionList).selected if OUTPUT_TYPES[t].quantized)
         folder_text = self.query_one("#convert-folder", PathInput).value.strip()
-        folder = Path(folder_text).expanduser() if folder_text else self.source.path.absolute().parent
+        folder = expand_user(folder_text) if folder_text else self.source.path.absolute().parent
         self.app.push_screen(SweepDialog(self.source.path, folder, ticked), self._sweep_begin)
 
     def _sweep_begin(self, request: SweepRequest | None) -> None:

@@ -24,6 +24,7 @@ from tuillm.core.events import Emit
 from tuillm.core.models.catalog import CatalogEntry, CatalogResult, discover
 from tuillm.core.models.fit import Fit, advice, load_fit
 from tuillm.core.models.hardware import Hardware
+from tuillm.core.paths import expand_user
 from tuillm.core.settings import Config
 from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui import keymap
@@ -198,13 +199,13 @@ class ModelsPane(ModelActions, Vertical):
         one of the model folders; then refresh, with the cursor on the first of them."""
         scanned = self.model_dirs
         for path in paths:
-            path = Path(path).expanduser().absolute()
+            path = expand_user(path).absolute()
             folder = path.parent
             if not any(folder == d or folder.is_relative_to(d) for d in scanned) and folder not in self.extra_dirs:
                 self.extra_dirs.append(folder)
                 scanned.append(folder)
         if paths:
-            self._select_after = Path(paths[0]).expanduser().absolute()
+            self._select_after = expand_user(paths[0]).absolute()
         self.action_refresh()
 
     def select_after(self, path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from textual.message import Message
 
+from tuillm.core.paths import expand_user
 from tuillm.tui.session import Session
 
 
@@ -14,7 +15,7 @@ def models_folder(session: Session) -> Path | None:
     """The first models folder (the session's override, else the config's); None when none is set (each pane
     says where its files go then)."""
     dirs = session.model_dirs if session.model_dirs is not None else session.config.model_dirs
-    return Path(dirs[0]).expanduser() if dirs else None
+    return expand_user(dirs[0]) if dirs else None
 
 
 class OutputsWritten(Message):

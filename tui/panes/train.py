@@ -26,6 +26,7 @@ from textual.widgets import Button, Checkbox, Collapsible, Input, Label, Select,
 from tuillm.convert.types import MERGE_TYPE_NAMES
 from tuillm.core.errors import TuillmError
 from tuillm.core.options import OptionError, option_map
+from tuillm.core.paths import expand_user
 from tuillm.core.text import safe_line
 from tuillm.core.train.memory import ModelShape
 from tuillm.core.train.options import TRAIN_OPTIONS, TrainConfig
@@ -301,13 +302,13 @@ class TrainPane(TrainJobs):
         if nul := next((key for key in ("base", "data", "output") if "\x00" in self._path(key)), None):
             self.notify(f"{nul.title()}: not a path (it holds a NUL character)", title="Train", severity="error")
             return
-        data_path = Path(data).expanduser()
+        data_path = expand_user(data)
         if not data_path.is_file():  # "." or "/" crashed the default output (no name to put "-lora" after)
             why = "not a file" if data_path.exists() else "no such file"
             self.notify(f"Data: {safe_line(data)}: {why}", title="Train", severity="error")
             return
         resume = bool(self.query_one(TrainForm).raw()["resume"])
-        out = Path(output).expanduser() if output else self.default_output(data_path, resume)
+        out = expand_user(output) if output else self.default_output(data_path, resume)
         try:
             config = self.form_config(base, str(data_path), str(out))
         except TuillmError as exc:

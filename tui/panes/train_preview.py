@@ -19,6 +19,7 @@ from textual.timer import Timer
 from textual.widgets import Static
 
 from tuillm.core.errors import error_text
+from tuillm.core.paths import expand_user
 from tuillm.core.settings import Config
 from tuillm.core.text import safe_line, safe_text
 from tuillm.core.train.memory import ModelShape
@@ -144,7 +145,7 @@ class PreviewView(VerticalScroll):
             if not key.data:
                 self.post_message(self.Ready(key, None, None, shape))
                 return
-            data = Path(key.data).expanduser()
+            data = expand_user(key.data)
             # A bad file is reported before the tokenizer loads.
             dataset = load_pairs(data) if key.method == "dpo" else load_dataset(data)
             if path not in self._tokenizers:
@@ -168,7 +169,7 @@ class PreviewView(VerticalScroll):
         box = self.query_one("#train-preview", Static)
         if event.error:
             box.update(Text(event.error, style="red"))
-            data = Path(event.key.data).expanduser() if event.key.data else None
+            data = expand_user(event.key.data) if event.key.data else None
             # A file that exists but cannot be used is worth a notification; a path being typed is not.
             if data is not None and data.is_file() and event.error != self._notified_error:
                 self._notified_error = event.error

@@ -3,14 +3,13 @@ outputs), or a file; the file's path field shows only for "file". The values are
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, Select
 
 from tuillm.core.files import input_problem
+from tuillm.core.paths import expand_user
 from tuillm.core.text import safe_line
 from tuillm.tui.widgets.path_input import PathInput
 
@@ -45,7 +44,7 @@ class ImatrixChoice(Horizontal):
     @property
     def value(self) -> str | None:
         if self.mode == FILE:
-            return str(Path(self.query_one("#imatrix-file", PathInput).value.strip()).expanduser())
+            return str(expand_user(self.query_one("#imatrix-file", PathInput).value.strip()))
         return AUTO if self.mode == AUTO else None
 
     @property
@@ -56,7 +55,7 @@ class ImatrixChoice(Horizontal):
             return None
         if not text:
             return "name the importance matrix file (or choose auto)"
-        path = Path(text).expanduser()
+        path = expand_user(text)
         reason = input_problem(path) or (None if path.is_file() else "a folder, not an importance matrix file")
         return safe_line(f"{path}: {reason}") if reason else None
 
