@@ -31,8 +31,10 @@ NO_USER = "~no-such-user-tuillm/x"  # "~models", a slip for "~/models": Path.exp
 
 
 @pytest.mark.parametrize("argv", [
-    ["info", NO_USER], ["convert", NO_USER, "-o", "out.gguf"], ["quantize", NO_USER, "-o", "out.gguf", "--type", "q4_0"],
-    ["quantize", str(demo_model_path()), "-o", f"{NO_USER}.gguf", "--type", "q4_0"], ["chat", "demo", "--lora", NO_USER, "-p", "hi"],
+    ["info", NO_USER], ["convert", NO_USER, "-o", "out.gguf"],
+    ["quantize", NO_USER, "-o", "out.gguf", "--type", "q4_0"],
+    ["quantize", str(demo_model_path()), "-o", f"{NO_USER}.gguf", "--type", "q4_0"],
+    ["chat", "demo", "--lora", NO_USER, "-p", "hi"],
     ["merge", "demo", NO_USER, "-o", "out.gguf"], ["train", "demo", "--data", NO_USER, "-o", "out"],
     ["quants", NO_USER],
 ])
