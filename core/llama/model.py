@@ -19,6 +19,7 @@ from tuillm.core.errors import ModelFileError, TuillmError
 from tuillm.core.llama.abort import StopFlag, abort_hook
 from tuillm.core.llama.loader import last_llama_error, log_mark, quiet_llama
 from tuillm.core.llama.options import LoadOptions, Sampling
+from tuillm.core.paths import expand_user
 
 
 def _kv_cache_type(name: str) -> int:
@@ -117,9 +118,10 @@ def _grammar(gbnf: str | None, vocab: Any) -> Any:
     except (ValueError, RuntimeError) as exc:
         raise TuillmError(f"the grammar is not valid ({exc})") from None
     sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), grammar._root.encode("utf-8"))
-    if not sampler:
-        raise TuillmError("the grammar is not valid (llama.cpp could not parse it: a rule with nothing to match, "
-                          "such as an empty enum or type list)")
+    if not sampler:  # llama.cpp prints its reason on stderr, not to its log: only the kinds can be told
+        raise TuillmError("the grammar is not valid (llama.cpp could not parse it: a syntax error, an undefined "
+                          "rule, no root rule, left recursion, or a rule with nothing to match such as an empty "
+                          "enum or type list)")
     llama_cpp.llama_sampler_free(sampler)
     return grammar
 
@@ -167,7 +169,7 @@ class LlamaModel:
         """
         from tuillm.convert.gguf_header import GGUFHeaderError, LlamaLimitError, read_gguf_header
 
-        lora = Path(opts.lora_path).expanduser() if opts.lora_path else None
+        lora = expand_user(opts.lora_path) if opts.lora_path else None
         # llama.cpp aborts the process (GGML_ASSERT) on some metadata (4000 layers, an unknown rope scaling, ...):
         # the files are checked first, so such a file is a ModelFileError naming it and the key. A file llama.cpp
         # refuses on its own (not GGUF, truncated) is left to it: its reason is reported below.
@@ -350,11 +352,15 @@ class LlamaModel:
 
     def _generated(self, tokens: list[int], sampling: Sampling, grammar: Any,
                    stop: StopFlag) -> Generator[int, None, None]:
+        # The penalties' window is the Llama's, not a generate argument: set for each reply (-1: the context).
+        self._llm.last_n_tokens_size = self.n_ctx if sampling.repeat_last_n < 0 else sampling.repeat_last_n
         gen = self._llm.generate(tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-                                 temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True,
+                                 typical_p=sampling.typical_p, temp=sampling.temperature,
+                                 repeat_penalty=sampling.repeat_penalty, reset=True,
                                  presence_penalty=sampling.presence_penalty,
-                                 frequency_penalty=sampling.frequency_penalty, grammar=grammar,
-                                 logits_processor=_biased(sampling.logit_bias))
+                                 frequency_penalty=sampling.frequency_penalty, mirostat_mode=sampling.mirostat,
+                                 mirostat_tau=sampling.mirostat_tau, mirostat_eta=sampling.mirostat_eta,
+                                 grammar=grammar, logits_processor=_biased(sampling.logit_bias))
         mark = log_mark()
         with abort_hook(self._llm._ctx.ctx, stop) as hook:
             try:

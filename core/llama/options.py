@@ -65,8 +65,21 @@ PENALTY_OPTIONS: tuple[Option, ...] = (
            group="sampling"),
 )
 
+# llama-server's and Ollama's further sampling, which llama-cpp-python takes per reply: the server's API only, one
+# request's each (not kept with a chat). Mirostat replaces top_k, top_p, min_p and typical_p when on.
+EXTRA_SAMPLING_OPTIONS: tuple[Option, ...] = (
+    Option("typical_p", float, 1.0, "locally typical sampling (1: off)", lo=0.0, hi=1.0, group="sampling"),
+    Option("repeat_last_n", int, 64, "tokens the penalties look back over (0: none, -1: the whole context)",
+           lo=-1, hi=MAX_CTX, group="sampling"),
+    Option("mirostat", int, 0, "Mirostat sampling (0: off, 1: Mirostat, 2: Mirostat 2.0)", lo=0, hi=2,
+           group="sampling"),
+    Option("mirostat_tau", float, 5.0, "Mirostat's target surprise", lo=0.0, hi=100.0, group="sampling"),
+    Option("mirostat_eta", float, 0.1, "Mirostat's learning rate", lo=0.0, hi=1.0, group="sampling"),
+)
+
 _LOAD = option_map(LOAD_OPTIONS)
 _SAMPLING = option_map(SAMPLING_OPTIONS)
+_EXTRA = option_map(EXTRA_SAMPLING_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,7 @@ class LoadOptions:
 
 MAX_LOGIT_BIAS = 1024  # token ids one request may bias (OpenAI takes 300)
 MAX_TOP_LOGPROBS = 20  # OpenAI's bound on top_logprobs
-_PER_REQUEST = ("grammar", "logit_bias", "logprobs")  # not kept with a chat
+_PER_REQUEST = ("grammar", "logit_bias", "logprobs", *_EXTRA)  # not kept with a chat
 
 
 def check_logit_bias(pairs: tuple[tuple[int, float], ...]) -> None:
@@ -122,9 +135,14 @@ class Sampling:
     logit_bias: tuple[tuple[int, float], ...] = ()
     # Each token's log-probability with this many alternatives (0 to MAX_TOP_LOGPROBS); None: not reported.
     logprobs: int | None = None
+    typical_p: float = _EXTRA["typical_p"].default
+    repeat_last_n: int = _EXTRA["repeat_last_n"].default
+    mirostat: int = _EXTRA["mirostat"].default
+    mirostat_tau: float = _EXTRA["mirostat_tau"].default
+    mirostat_eta: float = _EXTRA["mirostat_eta"].default
 
     def __post_init__(self) -> None:
-        checked = (*SAMPLING_OPTIONS, *PENALTY_OPTIONS)
+        checked = (*SAMPLING_OPTIONS, *PENALTY_OPTIONS, *EXTRA_SAMPLING_OPTIONS)
         check_all(checked, {o.name: getattr(self, o.name) for o in checked})
         if self.seed is not None:
             check_all((SEED,), {"seed": self.seed})

@@ -20,7 +20,7 @@ from tuillm.core.chat.plain import PlainPrompt, Prompt
 from tuillm.core.errors import TuillmError, crash_report, error_text
 from tuillm.core.llama.abort import StopFlag
 from tuillm.core.llama.model import DecodeFailed, PromptScore
-from tuillm.core.llama.options import PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
+from tuillm.core.llama.options import EXTRA_SAMPLING_OPTIONS, PENALTY_OPTIONS, SAMPLING_OPTIONS, SEED, Sampling
 from tuillm.core.options import option_map
 from tuillm.core.serve.embedder import EmbedFailed, InputTooLong
 from tuillm.core.serve.guard import (
@@ -47,7 +47,7 @@ from tuillm.core.settings import sampling_defaults
 from tuillm.core.text import shown
 
 _Body = TypeVar("_Body", bound=BaseModel)
-_DECLARED = option_map((*SAMPLING_OPTIONS, *PENALTY_OPTIONS, SEED))
+_DECLARED = option_map((*SAMPLING_OPTIONS, *PENALTY_OPTIONS, *EXTRA_SAMPLING_OPTIONS, SEED))
 
 
 def sampling_for(host: ModelHost, given: dict[str, Any], names: dict[str, str] | None = None) -> Sampling:

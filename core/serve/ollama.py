@@ -3,7 +3,10 @@
 Ollama streams by default: one JSON object per line (NDJSON), the last with ``done: true`` and the counts and
 durations (nanoseconds). Options are Ollama's names mapped onto ``Sampling``'s declarations. Types are strict
 (``num_predict: true`` is no count), and what would change the answer and is not done here (``tools``, images,
-``suffix``, a request's own ``template``, an earlier reply's ``context``) is refused rather than ignored.
+``suffix``, a request's own ``template``, an earlier reply's ``context``, ``tfs_z`` and ``penalize_newline: false``)
+is refused rather than ignored. The options that only place or speed the work (``num_gpu``, ``num_thread``,
+``num_batch``, ``main_gpu``, ``use_mmap``, ``numa``...) are ignored, as is ``num_keep``: it is what Ollama keeps when
+it shifts the context mid-reply, and a reply here ends at the context's end instead.
 """
 
 from __future__ import annotations
@@ -49,6 +52,22 @@ class Options(_In):
     num_predict: int | None = None
     stop: list[str] | None = None
     num_ctx: int | None = None  # the context to load the model with (Ollama loads it again when it differs)
+    typical_p: float | None = None
+    repeat_last_n: int | None = None
+    mirostat: int | None = None
+    mirostat_tau: float | None = None
+    mirostat_eta: float | None = None
+    # What llama.cpp no longer does: tail-free sampling (only 1, off, is done) and newlines exempt from the
+    # penalties (only true, penalized as any token, is done). Refused otherwise, not ignored.
+    tfs_z: float | None = None
+    penalize_newline: bool | None = None
+
+    def refuse_undone(self) -> None:
+        if self.tfs_z is not None and self.tfs_z != 1:
+            raise TuillmError("options.tfs_z: tail-free sampling is not supported (llama.cpp dropped it); 1 is off")
+        if self.penalize_newline is False:
+            raise TuillmError("options.penalize_newline: false is not supported (llama.cpp penalizes newlines "
+                              "as any other token)")
 
 
 class Message(_In):
@@ -81,7 +100,8 @@ class _Generation(_In):
 
     def sampling(self) -> dict[str, Any]:
         o = self.options or Options()
-        values = o.model_dump(exclude={"stop", "num_predict", "num_ctx"})
+        o.refuse_undone()
+        values = o.model_dump(exclude={"stop", "num_predict", "num_ctx", "tfs_z", "penalize_newline"})
         # Ollama's -1 ("until the end") and -2 ("fill the context"): the context bounds the reply either way.
         values["max_tokens"] = None if o.num_predict is None else (o.num_predict if o.num_predict > 0 else 1 << 20)
         if self.format == "json":

@@ -3,13 +3,15 @@
 Requests are pydantic models: a value of the wrong type is a 400 in OpenAI's error shape, and the sampling
 numbers go through ``Sampling``'s own declarations (``core.llama.options``), so their ranges are written once.
 ``logit_bias`` is applied (token ids of the served model), and ``logprobs`` answered in each endpoint's shape (the
-log-probabilities of the model's distribution, before penalties and biases, as llama-server reports them). Fields
-that do not change the answer (``user``, ``store``, ``metadata``...) are accepted and ignored, as llama-server does;
-what would change it and is not done here (``tools``, ``tool_choice``, ``functions``, more than one choice, images)
-is refused with a 400 rather than answered without it. Types are strict (JSON's: ``true`` is no number, ``"0.5"``
-no temperature; a whole number is a float). A stream carries its usage only when ``stream_options.include_usage``
-asks, in a last chunk of its own with no choices, as OpenAI's does. Completions' ``echo`` puts the prompt before
-the reply, with its tokens' logprobs when asked (the first token has nothing before it: null, as OpenAI answers).
+log-probabilities of the model's distribution, before penalties and biases, as llama-server reports them), and
+llama-server's own ``grammar``, ``json_schema``, ``typical_p``, ``repeat_last_n`` and ``mirostat`` are honoured.
+Fields that do not change the answer (``user``, ``store``, ``metadata``...) are accepted and ignored, as llama-server
+does; what would change it and is not done here (``tools``, ``tool_choice``, ``functions``, more than one choice,
+images) is refused with a 400 rather than answered without it, and so is a message without content, as OpenAI's.
+Types are strict (JSON's: ``true`` is no number, ``"0.5"`` no temperature; a whole number is a float). A stream
+carries its usage only when ``stream_options.include_usage`` asks, in a last chunk of its own with no choices, as
+OpenAI's does. Completions' ``echo`` puts the prompt before the reply, with its tokens' logprobs when asked (the
+first token has nothing before it: null, as OpenAI answers).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tuillm.core.chat.plain import PlainPrompt
 from tuillm.core.errors import TuillmError
-from tuillm.core.llama.grammar import json_grammar
 from tuillm.core.llama.model import PromptScore, TokenLogprob
+from tuillm.core.serve.constraint import ResponseFormat, reply_grammar
 from tuillm.core.serve.runner import MAX_STOP_CHARS, MAX_STOPS, Finished
 
 
@@ -43,32 +45,23 @@ class TextPart(_In):
 class Message(_In):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
+    tool_calls: list[Any] | None = None  # an earlier reply's calls: its content may then be null, as OpenAI's
+    function_call: Any = None  # the same before tools
 
-    def text(self) -> str:
-        if self.content is None or isinstance(self.content, str):
-            return self.content or ""
+    def text(self, where: str) -> str:
+        """The message's text; ``where``: its place, for a refusal. No content is OpenAI's 400 too, but for an
+        assistant's reply that called tools; so is an empty list of parts."""
+        if self.content is None:
+            if self.role == "assistant" and (self.tool_calls or self.function_call is not None):
+                return ""
+            raise TuillmError(f"{where}.content: {self.role} messages need their content (text or parts), not null")
+        if isinstance(self.content, str):
+            return self.content
+        if not self.content:
+            raise TuillmError(f"{where}.content: an empty list of parts (give at least one)")
         if any(part.type != "text" or part.text is None for part in self.content):
             raise TuillmError("only text content is supported (no images or audio)")
         return "".join(part.text or "" for part in self.content)
-
-
-class JsonSchema(_In):
-    name: str = "response"
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
-
-
-class ResponseFormat(_In):
-    type: Literal["text", "json_object", "json_schema"] = "text"
-    json_schema: JsonSchema | None = None
-
-    def grammar(self) -> str | None:
-        if self.type == "text":
-            return None
-        if self.type == "json_schema":
-            if self.json_schema is None or self.json_schema.schema_ is None:
-                raise TuillmError("response_format json_schema needs json_schema.schema")
-            return json_grammar(self.json_schema.schema_)
-        return json_grammar()
 
 
 class StreamOptions(_In):
@@ -93,6 +86,13 @@ class _Generation(_In):
     frequency_penalty: float | None = None
     n: int = 1
     logit_bias: dict[str, float] | None = None
+    typical_p: float | None = None  # llama-server's extensions, as its names and ranges (Sampling's)
+    repeat_last_n: int | None = None
+    mirostat: int | None = None
+    mirostat_tau: float | None = None
+    mirostat_eta: float | None = None
+    grammar: str | None = None  # llama-server's: GBNF the reply follows
+    json_schema: dict[str, Any] | None = None  # llama-server's: response_format json_schema's schema, shorter
 
     @property
     def include_usage(self) -> bool:
@@ -123,7 +123,13 @@ class _Generation(_In):
         return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k, "min_p": self.min_p,
                 "repeat_penalty": self.repeat_penalty, "max_tokens": self.max_tokens, "seed": self.seed,
                 "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
-                "logit_bias": self.bias()}
+                "logit_bias": self.bias(), "typical_p": self.typical_p, "repeat_last_n": self.repeat_last_n,
+                "mirostat": self.mirostat, "mirostat_tau": self.mirostat_tau, "mirostat_eta": self.mirostat_eta,
+                "grammar": self.constraint()}
+
+    def constraint(self) -> str | None:
+        """The grammar the reply follows (``core.serve.constraint``), or None."""
+        return reply_grammar(self.grammar, self.json_schema)
 
 
 class ChatRequest(_Generation):
@@ -144,8 +150,10 @@ class ChatRequest(_Generation):
         values = super().sampling()
         values["logprobs"] = (self.top_logprobs or 0) if self.logprobs else None
         values["max_tokens"] = self._max_tokens()
-        values["grammar"] = self.response_format.grammar() if self.response_format else None
         return values
+
+    def constraint(self) -> str | None:
+        return reply_grammar(self.grammar, self.json_schema, self.response_format)
 
     def _refuse_tools(self) -> None:
         """Function calling, said rather than answered as if the tools were not there ("none" asks for none)."""
@@ -171,7 +179,8 @@ class ChatRequest(_Generation):
         return {"max_tokens": "max_tokens" if self.max_completion_tokens is None else "max_completion_tokens"}
 
     def chat(self) -> list[dict[str, str]]:
-        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
+        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text(f"messages[{i}]")}
+                for i, m in enumerate(self.messages)]
 
 
 # Prompts of one completions request, answered one after the other (lm-eval sends its batch size's worth).
