@@ -12,9 +12,16 @@ from textual.screen import ModalScreen
 from textual.widgets import Label
 
 from tuillm.core.files import NO_SUCH_INPUT, input_problem
+from tuillm.core.text import shown
 from tuillm.tui.widgets.path_input import PathInput
 
 NO_SUCH_FOLDER = "no such folder"
+PATH_SHOWN = 120  # characters of a typed path a refusal repeats: a pasted 5,000 filled the screen with it
+
+
+def named(path: Path) -> str:
+    """``path`` as a refusal names it: cut, with what cannot be shown written as escapes."""
+    return shown(str(path), PATH_SHOWN)
 
 
 def folder_problem(path: Path) -> str | None:
@@ -62,16 +69,16 @@ class PathDialog(ModalScreen[Path | None]):
         """Why the dialog cannot take ``path``, naming it (None: it can)."""
         if self.WANTS_FOLDER:
             problem = folder_problem(path)
-            return None if problem is None else f"{path}: {problem}"
+            return None if problem is None else f"{named(path)}: {problem}"
         if self.NEW_FILE:
             if input_problem(path) is None and path.is_dir():
-                return f"{path}: a folder, not a file name"
+                return f"{named(path)}: a folder, not a file name"
             problem = folder_problem(path.parent)
-            return None if problem is None else f"{path.parent}: {problem}"
+            return None if problem is None else f"{named(path.parent)}: {problem}"
         problem = input_problem(path)
         if problem == NO_SUCH_INPUT or (problem is None and not path.is_file()):
             problem = "no such file"
-        return None if problem is None else f"{path}: {problem}"
+        return None if problem is None else f"{named(path)}: {problem}"
 
     def _refuse(self, text: str) -> None:
         self.notify(text, title=self.NOTIFY_TITLE, severity="error", markup=False)

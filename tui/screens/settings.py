@@ -20,7 +20,7 @@ from textual.widgets import Checkbox, Input, Label, Select, TextArea
 from tuillm.core import paths
 from tuillm.core.settings import LOAD_SETTINGS, SAMPLING_SETTINGS, Config, config_attr
 from tuillm.tui import keymap
-from tuillm.tui.screens.path_dialog import NO_SUCH_FOLDER, folder_problem
+from tuillm.tui.screens.path_dialog import NO_SUCH_FOLDER, folder_problem, named
 from tuillm.tui.widgets.safe_text_area import SafeTextArea
 
 SCAN_FIELDS = (("scan_hf_cache", "Scan the Hugging Face cache"), ("scan_ollama", "Scan Ollama's models"),
@@ -169,7 +169,7 @@ class SettingsScreen(ModalScreen[Config | None]):
             path = paths.expand_user(line.strip())
             known = path in self.config.model_dirs
             if (problem := folder_problem(path)) and not (known and problem == NO_SUCH_FOLDER):
-                raise ValueError(f"Model folders, line {n}: {path}: {problem}")
+                raise ValueError(f"Model folders, line {n}: {named(path)}: {problem}")
             dirs.append(path if known else path.absolute())
         return dirs
 
