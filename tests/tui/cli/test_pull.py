@@ -189,8 +189,8 @@ def test_a_cache_that_is_not_a_folder_is_one_line(hub: FakeHub, tmp_path: Path, 
     where.write_text("") if kind == "file" else os.mkfifo(where)
     out = tuillm("pull", f"{DEMO_REPO}:Q2_K", "-q", env={"HF_HUB_CACHE": str(where)})
     line = one_line_error(out, "cannot write to the Hugging Face cache")
-    blobs = download.repo_folder(where, DEMO_REPO) / "blobs"
-    assert line == f"tuillm: cannot write to the Hugging Face cache {where} (Not a directory: {blobs})"
+    locks = download.lock_path(where, DEMO_REPO, "etag").parent  # the first folder made: the blob's lock's
+    assert line == f"tuillm: cannot write to the Hugging Face cache {where} (Not a directory: {locks})"
     assert where.is_file() if kind == "file" else where.is_fifo()
 
 
