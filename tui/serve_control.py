@@ -49,6 +49,10 @@ class ServeControl(App[int]):
 
     serve_options: ServeOptions | None = None  # None: ServeOptions() (127.0.0.1:8080); tests set port 0
     _server: Server | None = None
+    # A start or stop runs on a worker until its ServerState: a second start then made a second server (orphaned,
+    # still serving after "Stop server" and the app's end), and a failed one reported "not serving" over the first.
+    _serve_changing = False
+    _serve_closed = False  # the app is ending: a server that finishes starting now is stopped at once
     server_url: str | None = None
     serve_log: deque[RequestRecord]
     session: Session  # the app's: its config (model folders, load settings) is the server's
@@ -64,13 +68,25 @@ class ServeControl(App[int]):
         yield from super().get_system_commands(screen)
 
     def action_start_server(self) -> None:
+        if self._serve_busy():
+            return
         if self._server is None:
+            self._serve_changing = True
             self.notify("Starting the server…", title="Server")
             self._start_server()
 
     def action_stop_server(self) -> None:
+        if self._serve_busy():
+            return
         if self._server is not None:
+            self._serve_changing = True
             self._stop_server(self._server)
+
+    def _serve_busy(self) -> bool:
+        """Whether a start or stop is under way (and the user was told so)."""
+        if self._serve_changing:
+            self.notify("the server is starting or stopping: wait for it", title="Server", severity="warning")
+        return self._serve_changing
 
     def action_server_log(self) -> None:
         from tuillm.tui.screens.serve_log import ServeLogScreen
@@ -96,6 +112,9 @@ class ServeControl(App[int]):
             self.post_message(ServerState(None, error_text(exc)))
             return
         self._server = server
+        if self._serve_closed:  # the app ended while it started: no one is left to stop it
+            self.stop_serving()
+            return
         self.post_message(ServerState(server.url))
 
     @work(thread=True, exclusive=True, group="serve")
@@ -105,6 +124,7 @@ class ServeControl(App[int]):
         self.post_message(ServerState(None))
 
     def on_server_state(self, message: ServerState) -> None:
+        self._serve_changing = False
         self.server_url = message.url
         self.query_one("#status-line").set_server(message.url)
         if message.error:
@@ -125,7 +145,8 @@ class ServeControl(App[int]):
         self.stop_serving()
 
     def stop_serving(self) -> None:
-        """Stops a running server now (the app is quitting)."""
+        """Stops a running server now (the app is quitting), and one still starting once it has started."""
+        self._serve_closed = True
         server, self._server = self._server, None
         if server is not None:
             server.stop()

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from tuillm.core.chat.events import ReplyStats
-from tuillm.core.chat.store import CHAT_LOAD_OPTIONS, DEFAULT_TITLE, Chat, ChatStore
+from tuillm.core.chat.store import CHAT_LOAD_OPTIONS, DEFAULT_TITLE, MAX_TITLE_CHARS, Chat, ChatStore
 from tuillm.core.errors import TuillmError
 from tuillm.core.files import FileRefused, read_bounded
 from tuillm.core.llama.options import Sampling
 from tuillm.core.text import safe_line, safe_text
 
 MAX_IMPORT_BYTES = 32 << 20  # a long chat with code is a few MiB; past this it is not a chat export
-MAX_TITLE_CHARS = 200
 TITLE_CHARS = 60  # a title taken from the first message: as long as the one a new chat gets (conversation.py)
 _FLAG = re.compile(r"^--[\w-]+: ")
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}

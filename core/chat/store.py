@@ -24,8 +24,10 @@ from tuillm.core.chat.search import DEFAULT_LIMIT, Found, search_messages, title
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import LOAD_OPTIONS, LORA_SCALE, Sampling
 from tuillm.core.paths import data_dir
+from tuillm.core.text import safe_line
 
 DEFAULT_TITLE = "New chat"  # a chat's title until its first message names it
+MAX_TITLE_CHARS = 200  # a title is a line in lists and dialogs: a longer one (pasted, imported) is cut
 # What a chat keeps of how its model was loaded (chats.load, by LoadOptions field name), checked by these on read.
 CHAT_LOAD_OPTIONS = {o.name: o for o in (*LOAD_OPTIONS, LORA_SCALE)}
 
@@ -267,7 +269,9 @@ class ChatStore(Branches):
         self._run("UPDATE chats SET draft = ? WHERE id = ?", (text, chat_id))
 
     def rename_chat(self, chat_id: int, title: str) -> Chat:
-        title = title.strip()
+        """One line without control sequences (typed, pasted, or a message's first line), cut to MAX_TITLE_CHARS:
+        the rename dialog's field draws a title as it is."""
+        title = safe_line(title).strip()[:MAX_TITLE_CHARS]
         if not title:
             raise StoreError("a chat title cannot be empty")
         return self.update_chat(chat_id, title=title)

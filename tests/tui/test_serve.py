@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from pathlib import Path
 
 import httpx
 from textual.widgets import DataTable, Label
 
-from tests.tui.app_helpers import make_app, run_async, until
-from tuillm.core.serve.server import ServeOptions
+from tests.tui.app_helpers import make_app, panes_ready, run_async, until
+from tests.tui.chat_helpers import record_notifications
+from tuillm.core.serve.server import ServeOptions, Server
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.serve_log import ServeLogScreen
 from tuillm.tui.serve_control import ServeControl
@@ -69,3 +71,62 @@ async def test_start_serve_log_and_stop(tmp_path: Path) -> None:
         await until(pilot, lambda: app.server_url is None, "the server stopped")
         assert not app.query("#status-serve")
         assert "Start server" in _palette_titles(app)
+
+
+def _held_start(monkeypatch) -> tuple[threading.Event, threading.Event, threading.Event]:
+    """Server.start held until the test releases it: (entered, release, started)."""
+    entered, release, started = threading.Event(), threading.Event(), threading.Event()
+    start = Server.start
+
+    def held(self: Server, timeout: float = 30.0) -> None:
+        entered.set()
+        release.wait(30)
+        start(self, timeout)
+        started.set()
+
+    monkeypatch.setattr(Server, "start", held)
+    return entered, release, started
+
+
+def _serving_threads() -> int:
+    return sum(t.name == "tuillm-serve" and t.is_alive() for t in threading.enumerate())
+
+
+@run_async
+async def test_a_second_start_while_starting_makes_no_second_server(tmp_path: Path, monkeypatch) -> None:
+    entered, release, _started = _held_start(monkeypatch)
+    app = make_app([tmp_path])
+    app.serve_options = ServeOptions(port=0)
+    seen = record_notifications(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.action_start_server()
+        assert await asyncio.to_thread(entered.wait, 30)
+        app.action_start_server()  # the palette still offers "Start server": the first is not listening yet
+        assert "Server: the server is starting or stopping: wait for it" in seen
+        release.set()
+        await until(pilot, lambda: app.server_url is not None, "the server started")
+        await asyncio.sleep(0.5)  # a second server, were one starting, would be up by now
+        assert _serving_threads() == 1
+        app.action_stop_server()
+        app.action_stop_server()  # twice: one stop
+        await until(pilot, lambda: app.server_url is None, "the server stopped")
+        assert _serving_threads() == 0 and seen.count("Server: Server stopped") == 1
+
+
+@run_async
+async def test_quitting_while_the_server_starts_stops_it(tmp_path: Path, monkeypatch) -> None:
+    entered, release, started = _held_start(monkeypatch)
+    app = make_app([tmp_path])
+    app.serve_options = ServeOptions(port=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await panes_ready(pilot)
+        app.action_start_server()
+        assert await asyncio.to_thread(entered.wait, 30)
+        await pilot.press("ctrl+q")  # nothing is served yet: nothing to ask about
+    release.set()  # it starts after the app has gone: the worker that started it stops it
+    assert await asyncio.to_thread(started.wait, 30)
+    for _ in range(200):  # (bounded)
+        if _serving_threads() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert _serving_threads() == 0

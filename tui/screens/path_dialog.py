@@ -71,8 +71,11 @@ class PathDialog(ModalScreen[Path | None]):
             problem = folder_problem(path)
             return None if problem is None else f"{named(path)}: {problem}"
         if self.NEW_FILE:
-            if input_problem(path) is None and path.is_dir():
+            problem = input_problem(path)
+            if problem is None and path.is_dir():
                 return f"{named(path)}: a folder, not a file name"
+            if problem not in (None, NO_SUCH_INPUT):  # a NUL, a name too long: the write would raise, not say why
+                return f"{named(path)}: {problem}"
             problem = folder_problem(path.parent)
             return None if problem is None else f"{named(path.parent)}: {problem}"
         problem = input_problem(path)

@@ -7,6 +7,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from tuillm.core.chat.store import MAX_TITLE_CHARS
+from tuillm.core.text import safe_line
 from tuillm.tui import keymap
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
 
@@ -22,7 +24,8 @@ class RenameScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog small-dialog"):
             yield Label("Rename the chat  (Enter saves, Esc cancels)", classes="dialog-title")
-            yield Input(self.title_text, id="rename-input")
+            # A title from the database may hold a message's escape sequences: the field would draw them as they are.
+            yield Input(safe_line(self.title_text), max_length=MAX_TITLE_CHARS, id="rename-input")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip():

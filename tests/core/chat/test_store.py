@@ -14,7 +14,7 @@ import pytest
 
 from tuillm.core.chat.saver import StreamingSaver
 from tuillm.core.chat.schema import MIGRATIONS
-from tuillm.core.chat.store import ChatStore, StoreError, default_path
+from tuillm.core.chat.store import MAX_TITLE_CHARS, ChatStore, StoreError, default_path
 
 
 def test_default_location_is_under_the_data_dir(isolated_home: Path) -> None:
@@ -111,6 +111,16 @@ def test_chats_messages_rename_delete(tmp_path: Path) -> None:
             store.get_chat(a.id)
         with pytest.raises(StoreError, match="role"):
             store.add_message(b.id, "tool", "x")
+
+
+def test_a_title_is_one_line_without_control_sequences_and_bounded(tmp_path: Path) -> None:
+    with ChatStore(tmp_path / "c.db") as store:
+        chat = store.create_chat()
+        # A first message (which names a new chat) or a paste may hold what clears the screen or renames the window.
+        assert store.rename_chat(chat.id, " a\x1b[2Jb\x1b]0;pwned\x07\tc [bold]d ").title == "ab c [bold]d"
+        assert store.rename_chat(chat.id, "x" * 10_000).title == "x" * MAX_TITLE_CHARS
+        with pytest.raises(StoreError, match="empty"):
+            store.rename_chat(chat.id, "\x1b[31m\x07")
 
 
 def test_deleting_a_message_takes_what_follows_it(tmp_path: Path) -> None:
