@@ -210,6 +210,9 @@ class ChatStore(Branches):
                 return self._db.execute(sql, args)
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.path}: {exc}") from None
+            except UnicodeEncodeError:  # a lone surrogate: a file name's byte that is not UTF-8 (sqlite3 takes UTF-8)
+                raise StoreError("a name that is not UTF-8 (a model file's?) cannot be kept in the chat database; "
+                                 "rename the file") from None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

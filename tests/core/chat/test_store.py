@@ -123,6 +123,18 @@ def test_a_title_is_one_line_without_control_sequences_and_bounded(tmp_path: Pat
             store.rename_chat(chat.id, "\x1b[31m\x07")
 
 
+def test_a_model_name_that_is_not_utf8_is_a_store_error(tmp_path: Path) -> None:
+    # A file name's byte that is not UTF-8 (a lone surrogate, as Python reads it): sqlite3 raised UnicodeEncodeError,
+    # which the pane's handlers (they catch StoreError) let through.
+    with ChatStore(tmp_path / "c.db") as store:
+        with pytest.raises(StoreError, match="not UTF-8"):
+            store.create_chat(model="/models/bad\udcff.gguf")
+        chat = store.create_chat(model="/models/good.gguf")
+        with pytest.raises(StoreError, match="not UTF-8"):
+            store.set_model(chat.id, "/models/bad\udcff.gguf")
+        assert store.get_chat(chat.id).model == "/models/good.gguf"
+
+
 def test_deleting_a_message_takes_what_follows_it(tmp_path: Path) -> None:
     """Only a reply that failed before its first token is deleted; a deleted middle takes its branch with it."""
     with ChatStore(tmp_path / "c.sqlite3") as store:
