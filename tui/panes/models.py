@@ -32,6 +32,7 @@ from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.panes.models_actions import ModelActions
 from tuillm.tui.panes.models_table import OWN_MARK, ModelsTable, Row, format_context, matches, row_cells
 from tuillm.tui.session import Session
+from tuillm.tui.widgets.safe_input import SafeInput
 
 # The hint line's words, by binding: the keys come from the key map, as the user renamed them.
 HINT_WORDS = (("models.filter", "filter"), ("models.details", "info"), ("models.settings", "settings"),
@@ -138,7 +139,7 @@ class ModelsPane(ModelActions, Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="models-top"):
-            yield Input(placeholder="/ filter", id="models-filter", compact=True)
+            yield SafeInput(placeholder="/ filter", id="models-filter", compact=True)
             yield Label("Discovering models…", id="models-summary")
         yield ModelsTable(id="models-table")
         yield Label("", id="models-hardware", markup=False)

@@ -22,6 +22,7 @@ from tuillm.core.text import format_bytes
 from tuillm.core.train.distributed import unoffered_options
 from tuillm.core.train.memory import TrainMemoryEstimate
 from tuillm.core.train.options import TRAIN_OPTIONS, TrainConfig, parse_targets
+from tuillm.tui.widgets.safe_input import SafeInput
 
 Field = Input | Select[str] | Checkbox
 Raw = str | bool  # what a field holds: its text, its choice, or its tick
@@ -138,7 +139,7 @@ class TrainForm(Vertical):
             widget = Select([(c, c) for c in option.choices], value=option.default, allow_blank=False,
                             id=widget_id, tooltip=tooltip, compact=True)
         else:
-            widget = Input(option.format(option.default), id=widget_id, tooltip=tooltip, compact=True)
+            widget = SafeInput(option.format(option.default), id=widget_id, tooltip=tooltip, compact=True)
         self.fields[option.name] = widget
         widget.display = shown
         return widget

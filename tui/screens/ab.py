@@ -31,6 +31,7 @@ from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.text import safe_line, safe_text
 from tuillm.tui import keymap
 from tuillm.tui.panes.chat_stream import DrawPace  # streamed text is drawn at Chat's pace
+from tuillm.tui.widgets.safe_input import SafeInput
 
 SIDES = ("base", "tuned")
 GREEDY = Sampling(temperature=0.0, max_tokens=256)
@@ -205,7 +206,7 @@ class ABScreen(ModalScreen[None]):
                         yield Label(Text(safe_line(title)), classes="ab-side-title")  # names from the disk
                         with VerticalScroll(classes="ab-scroll"):
                             yield Static(Text("loading…", style="dim"), id=f"ab-{side}")
-            yield Input(placeholder="Prompt for both models · Enter sends", id="ab-prompt")
+            yield SafeInput(placeholder="Prompt for both models · Enter sends", id="ab-prompt")
 
     def on_mount(self) -> None:
         self.query_one("#ab-prompt", Input).focus()

@@ -17,6 +17,7 @@ from textual.widgets import Input, Label, TextArea
 from tuillm.core.llama.options import SAMPLING_OPTIONS, SEED, Sampling
 from tuillm.tui import keymap
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
+from tuillm.tui.widgets.safe_input import SafeInput
 from tuillm.tui.widgets.safe_text_area import SafeTextArea
 
 # The seed is per chat, not a [sampling] key of the settings file: -1 (the declaration's "random") lets the load
@@ -72,7 +73,7 @@ class ChatOptionsScreen(ModalScreen[ChatOptions | None]):
                 labels = _labels()
                 for name, value in form_values(self.sampling).items():
                     yield Label(labels[name])
-                    yield Input(value, id=f"options-{name}", compact=True)
+                    yield SafeInput(value, id=f"options-{name}", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#options-system", TextArea).focus()

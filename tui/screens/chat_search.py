@@ -25,6 +25,7 @@ from tuillm.core.chat.store import StoreError
 from tuillm.core.text import safe_line
 from tuillm.tui import keymap
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
+from tuillm.tui.widgets.safe_input import SafeInput
 
 DEBOUNCE_S = 0.15  # after the last key: one query per pause in typing, not one per key
 TITLE_CHARS = 40
@@ -89,7 +90,7 @@ class ChatSearchScreen(ModalScreen[tuple[int, int] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="search-dialog"):
             yield Label("Search all chats  (Enter opens, Esc closes)", classes="dialog-title")
-            yield Input(self.initial, placeholder="Words to find…", id="search-input")
+            yield SafeInput(self.initial, placeholder="Words to find…", id="search-input")
             yield Label(HINT, id="search-status", markup=False)
             yield OptionList(id="search-results")
 

@@ -30,6 +30,7 @@ from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui import keymap
 from tuillm.tui.jobs import JobCancelled, JobFailed, JobProgress, run_job
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
+from tuillm.tui.widgets.safe_input import SafeInput
 
 MARKS = {FITS: "✓", TIGHT: "~"}  # anything else: does not fit
 
@@ -75,7 +76,7 @@ class DownloadScreen(ModalScreen[PullResult | None]):
         with Vertical(classes="models-dialog"):
             yield Label("Download from the Hugging Face Hub  (Enter opens, Esc stops/closes)",
                         classes="dialog-title")
-            yield Input(placeholder="search GGUF models, e.g. qwen 7b", id="download-search")
+            yield SafeInput(placeholder="search GGUF models, e.g. qwen 7b", id="download-search")
             yield DataTable(id="download-repos", cursor_type="row", zebra_stripes=True)
             yield DataTable(id="download-files", cursor_type="row", zebra_stripes=True)
             yield ProgressBar(id="download-progress", show_eta=False)

@@ -25,6 +25,7 @@ from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui import keymap
 from tuillm.tui.jobs import JobFailed, run_job
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
+from tuillm.tui.widgets.safe_input import SafeInput
 
 DEFAULT = "default"
 _ON_OFF = {"on": True, "off": False}
@@ -116,7 +117,7 @@ class ModelSettingsScreen(ModalScreen[ModelDefaults | None]):
                     if option.kind is bool or option.choices is not None:
                         yield _choice_field(option, own, inherited)
                     else:
-                        yield Input("" if own is None else option.format(own),
+                        yield SafeInput("" if own is None else option.format(own),
                                     placeholder=_inherited_text(option, inherited, hardware), id=f"ms-{key}",
                                     compact=True)
             yield Label("", id="model-settings-estimate", markup=False)

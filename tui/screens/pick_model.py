@@ -30,6 +30,7 @@ from tuillm.tui.panes.models import Discovered, discovery_job
 from tuillm.tui.panes.models_table import FIT_STYLES
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
 from tuillm.tui.session import Session
+from tuillm.tui.widgets.safe_input import SafeInput
 
 PICK_JOB = "pick-model-catalog"
 NAME_WIDTH = 40
@@ -108,10 +109,10 @@ class PickModelScreen(ModalScreen[ModelChoice | None]):
             yield OptionList(id="pick-model-list", compact=True)
             with Horizontal(id="pick-model-adapter-row"):
                 yield Label("LoRA GGUF")
-                yield Input(str(self.adapter) if self.adapter else "", placeholder="none (a path to apply one)",
+                yield SafeInput(str(self.adapter) if self.adapter else "", placeholder="none (a path to apply one)",
                             id="pick-model-adapter", compact=True)
                 yield Label("scale")
-                yield Input(LORA_SCALE.format(self.lora_scale), id="pick-model-scale", compact=True)
+                yield SafeInput(LORA_SCALE.format(self.lora_scale), id="pick-model-scale", compact=True)
             yield Label("Enter or Ctrl+S: chat with it · Esc: keep the chat's model", classes="dialog-hint")
 
     def on_mount(self) -> None:

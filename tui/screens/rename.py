@@ -11,6 +11,7 @@ from tuillm.core.chat.store import MAX_TITLE_CHARS
 from tuillm.core.text import safe_line
 from tuillm.tui import keymap
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
+from tuillm.tui.widgets.safe_input import SafeInput
 
 
 class RenameScreen(ModalScreen[str | None]):
@@ -25,7 +26,7 @@ class RenameScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog small-dialog"):
             yield Label("Rename the chat  (Enter saves, Esc cancels)", classes="dialog-title")
             # A title from the database may hold a message's escape sequences: the field would draw them as they are.
-            yield Input(safe_line(self.title_text), max_length=MAX_TITLE_CHARS, id="rename-input")
+            yield SafeInput(safe_line(self.title_text), max_length=MAX_TITLE_CHARS, id="rename-input")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip():

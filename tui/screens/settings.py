@@ -21,6 +21,7 @@ from tuillm.core import paths
 from tuillm.core.settings import LOAD_SETTINGS, SAMPLING_SETTINGS, Config, config_attr
 from tuillm.tui import keymap
 from tuillm.tui.screens.path_dialog import NO_SUCH_FOLDER, folder_problem, named
+from tuillm.tui.widgets.safe_input import SafeInput
 from tuillm.tui.widgets.safe_text_area import SafeTextArea
 
 SCAN_FIELDS = (("scan_hf_cache", "Scan the Hugging Face cache"), ("scan_ollama", "Scan Ollama's models"),
@@ -95,7 +96,7 @@ class SettingsScreen(ModalScreen[Config | None]):
                 with Grid(classes="settings-grid"):
                     for key, option in SAMPLING_SETTINGS.items():
                         yield Label(option.title)
-                        yield Input(option.format(getattr(c.sampling, key)), id=f"settings-sampling-{key}",
+                        yield SafeInput(option.format(getattr(c.sampling, key)), id=f"settings-sampling-{key}",
                                     compact=True)
                 yield Label("Theme", classes="settings-heading")
                 theme = c.theme if c.theme in self.themes else (DEFAULT_THEME if DEFAULT_THEME in self.themes
@@ -119,7 +120,7 @@ class SettingsScreen(ModalScreen[Config | None]):
                                  id=f"settings-load-{key}", compact=True)
                 elif option.kind is not bool:
                     yield Label(option.title)
-                    yield Input(option.format(value), id=f"settings-load-{key}", compact=True)
+                    yield SafeInput(option.format(value), id=f"settings-load-{key}", compact=True)
         for key, option in LOAD_SETTINGS.items():
             if option.kind is bool:
                 yield Checkbox(option.title, getattr(c, config_attr(key)), id=f"settings-load-{key}", compact=True)

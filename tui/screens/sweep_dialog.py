@@ -21,6 +21,7 @@ from tuillm.core.options import option_map
 from tuillm.core.text import safe_line
 from tuillm.tui import keymap
 from tuillm.tui.screens.dialog_css import DIALOG_CSS
+from tuillm.tui.widgets.safe_input import SafeInput
 
 FIELDS = ("types", "n_ctx", "imatrix", "calibration")  # the rest: the pane's (output folder, keep) or the settings'
 _OPTIONS = option_map(SWEEP_OPTIONS)
@@ -53,7 +54,7 @@ class SweepDialog(ModalScreen[SweepRequest | None]):
                     option = _OPTIONS[name]
                     value = ",".join(self.types) if name == "types" and self.types else option.format(option.default)
                     yield Label(option.title)
-                    yield Input(value, placeholder=option.help, id=f"sweep-{name}", compact=True)
+                    yield SafeInput(value, placeholder=option.help, id=f"sweep-{name}", compact=True)
             yield Label("", id="sweep-error", markup=False)
 
     def on_mount(self) -> None:

@@ -18,6 +18,7 @@ from textual.widgets import Input
 from tuillm.core.chat.store import Chat
 from tuillm.tui import keymap
 from tuillm.tui.widgets.chat_list import ChatList
+from tuillm.tui.widgets.safe_input import SafeInput
 
 PLACEHOLDER = "Filter chats…"
 
@@ -34,7 +35,7 @@ class ChatSidebar(Vertical):
             self.text = text
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder=PLACEHOLDER, id="chat-filter", compact=True)
+        yield SafeInput(placeholder=PLACEHOLDER, id="chat-filter", compact=True)
         yield ChatList(id="chat-list")
 
     @property

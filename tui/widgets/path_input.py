@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textual.suggester import Suggester
-from textual.widgets import Input
 
 from tuillm.core.paths import expand_user
+from tuillm.tui.widgets.safe_input import SafeInput
 
 MAX_ENTRIES = 2000  # a huge folder is not listed in full on each keystroke
 
@@ -58,7 +58,7 @@ class PathSuggester(Suggester):
         return complete_path(value, self._accept)
 
 
-class PathInput(Input):
+class PathInput(SafeInput):
     """``accept`` filters the files offered (folders are always offered, to walk into)."""
 
     def __init__(self, value: str = "", *, placeholder: str = "", accept: Callable[[Path], bool] | None = None,
