@@ -38,6 +38,18 @@ def safe_text(text: str) -> str:
     return _SURROGATE.sub("\ufffd", _CONTROL.sub("", _SEQUENCE.sub("", text)))
 
 
+_ANY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def drawable(text: str) -> str:
+    """``text`` as a field draws a value it keeps as typed (a path with odd characters still names its file): every
+    control character out (newline and tab too; each is zero cells wide, so a cursor's column stays right), a lone
+    surrogate as U+FFFD. What follows an ESC is then drawn as plain text, harmless."""
+    if text.isprintable():
+        return text
+    return _SURROGATE.sub("\ufffd", _ANY_CONTROL.sub("", text))
+
+
 def safe_line(text: str) -> str:
     """``safe_text`` on one line: newlines and tabs become spaces (table cells, titles, status lines)."""
     return safe_text(text).replace("\n", " ").replace("\t", " ")

@@ -13,8 +13,8 @@ from tuillm.core.chat.store import ChatStore
 from tuillm.tui.screens.export_chat import ExportChatScreen
 
 
-# (A NUL never reaches the name: the field drops control characters, tests/tui/widgets/test_safe_input.py.)
-@pytest.mark.parametrize(("name", "problem"), [("a" * 300 + ".md", "file name too long")])
+@pytest.mark.parametrize(("name", "problem"), [("x.md\x00y", "it holds a NUL character"),
+                                               ("a" * 300 + ".md", "file name too long")])
 @run_async
 async def test_a_file_name_no_file_can_have_is_refused_in_the_dialog(tmp_path: Path, name: str,
                                                                      problem: str) -> None:
