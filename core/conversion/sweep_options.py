@@ -158,7 +158,7 @@ def sweep_request(source: str | Path, values: Mapping[str, Any], models_folder: 
                           "matrix is computed on)")
     out_text = values.get("output_dir")
     output_dir = expand_user(out_text) if out_text else default_output_dir(src, models_folder,
-                                                                                 name_of("output_dir"))
+                                                                           name_of("output_dir"))
     try:
         check_name(output_dir)
     except ConvertError as exc:
