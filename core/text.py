@@ -24,7 +24,8 @@ _SEQUENCE = re.compile(
 )
 # And the bidi embeddings, overrides and isolates: U+202E shows "exe.txt" for "txt.exe", and text after one is
 # drawn reversed up to the line's end in a terminal that does bidi (the marks U+200E/U+200F stay: they only mark).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_CHARS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"  # newline and tab kept
+_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
 # A lone surrogate is a byte of a file name that is not UTF-8 (Python's surrogateescape): the terminal's stream
 # writes it as "\udcff" (six cells where the layout counted one) or not at all; shown as U+FFFD, as "ls" shows a "?".
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -38,7 +39,7 @@ def safe_text(text: str) -> str:
     return _SURROGATE.sub("\ufffd", _CONTROL.sub("", _SEQUENCE.sub("", text)))
 
 
-_ANY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_ANY_CONTROL = re.compile(f"[\t\n{_CONTROL_CHARS}]")  # newline and tab too
 
 
 def drawable(text: str) -> str:
