@@ -124,6 +124,8 @@ def _check_outputs(src: Path, outputs: Sequence[tuple[str, Path]], force: bool) 
             check_output(out, [src], force=force)  # first: it refuses a loop of links, which resolve() raises on
         except ConvertError as exc:
             raise TuillmError(str(exc)) from None
+        if not out.parent.is_dir():  # said before any work starts, not after the first progress line
+            raise TuillmError(f"{out.parent}: {'not a folder' if out.parent.exists() else 'no such folder'}")
         key = out.resolve()
         if key in seen:
             raise TuillmError(f"{out}: named for two outputs")

@@ -157,6 +157,15 @@ def test_output_folder_not_usable(tiny_llama: Path, tmp_path: Path, capsys) -> N
     assert code == 1 and stderr.count("\n") == 1 and "no such folder" in stderr, stderr
 
 
+def test_quantize_to_a_missing_folder_says_so_before_any_progress(tmp_path: Path, capsys) -> None:
+    from tuillm.core.paths import demo_model_path
+
+    code, out, stderr = _run_cli(["quantize", str(demo_model_path()), "-o", str(tmp_path / "missing" / "x.gguf"),
+                                  "--type", "q8_0"], capsys)
+    # One line and nothing before it: no "0%" progress line, no re-quantizing warning for a job that cannot run.
+    assert (code, out, stderr) == (1, "", f"tuillm: {tmp_path / 'missing'}: no such folder\n")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
 def test_output_folder_read_only(tiny_llama: Path, tmp_path: Path, capsys) -> None:
     ro = tmp_path / "ro"
