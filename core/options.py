@@ -54,6 +54,9 @@ class Option:
     setting: str | None = None  # its key in the settings file when that differs from the name ("ctx")
     pattern: str | None = None  # a text option's form (a regular expression the whole text must match) ...
     pattern_words: str = ""  # ... and that form in words, for its error
+    # The widest whole number a store of the value holds (the settings file: TOML's integers are 64-bit; a context
+    # of 2**70, which the declaration takes for the memory estimate to refuse, was saved where strict readers fail).
+    bits: int | None = None
 
     # --- describing -------------------------------------------------------------------------------------------
 
@@ -129,6 +132,8 @@ class Option:
             raise OptionError(self.expected())
         if self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)):
             raise OptionError(self.expected())
+        if self._wide(value):
+            raise OptionError(self.expected())
         return self.kind(value)
 
     def parse(self, text: str) -> Any:
@@ -163,8 +168,26 @@ class Option:
         """The one line every front end shows for a bad value: ``Top p: must be a number from 0 to 1, not '3'``
         (``where``: a form's label, a flag, a settings key). A long value is cut: a pasted page of digits was echoed
         whole into the notification."""
+        words = self.expected() + (f" that fits in {self.bits} bits" if self._wide(given) else "")
         given = repr(given)
-        return f"{where}: must be {self.expected()}, not {given[:MAX_ECHO] + '…' if len(given) > MAX_ECHO else given}"
+        return f"{where}: must be {words}, not {given[:MAX_ECHO] + '…' if len(given) > MAX_ECHO else given}"
+
+    def _wide(self, given: Any) -> bool:
+        """Whether ``bits``, not the bounds, refuse ``given`` (a whole number, or its text)."""
+        if self.bits is None or self.kind is not int or isinstance(given, bool):
+            return False
+        if isinstance(given, str):
+            text = given.strip()
+            if not (text.lstrip("+-").isascii() and text.lstrip("+-").isdigit()):
+                return False
+            # int() of over 4300 digits raises: a number that long is past any bits by its length
+            given = int(text) if len(text) < 1000 else (-1 if text.startswith("-") else 1) << self.bits
+        if isinstance(given, float) and given.is_integer():  # TOML's 1e30 for a whole number
+            given = int(given)
+        limit = 1 << (self.bits - 1)
+        if not isinstance(given, int) or -limit <= given < limit:
+            return False
+        return (self.hi is None or given <= self.hi) and (self.lo is None or given >= self.lo)
 
     def parse_field(self, text: str, where: str | None = None) -> Any:
         """``parse``, refusing with ``refusal`` (``where``: the option's title unless given)."""

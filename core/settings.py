@@ -10,28 +10,24 @@ The file::
     dirs = ["~/models"]
     scan_hf_cache = true        # also scan_ollama, scan_lmstudio
     [load]
-    ctx = 4096
-    n_gpu_layers = "auto"       # or a number; -1: all layers
-    threads = "auto"            # or a number
-    kv_type = "f16"             # f16 | q8_0 | q4_0
-    flash_attn = false
+    ctx = 4096                  # also n_gpu_layers, threads ("auto" or a number), kv_type, flash_attn
     [sampling]
     temperature = 0.7           # also top_p, top_k, min_p, repeat_penalty, max_tokens
     [ui]
-    theme = "textual-dark"
+    theme = "textual-dark"      # [keys]: checked by the app, which knows the ids (tui.keymap)
     [keys]
     "models.refresh" = "ctrl+r,f6"   # binding id = keys
     [model."/abs/path/to/model.gguf"]
     ctx = 2048                  # any of [load]'s keys, for that model only
 
-``save_config`` writes it back atomically, keeping keys it does not know (comments are not kept). Those keys are
-named in ``Config.problem`` all the same: a misspelt or misplaced setting (``threads = 2`` above ``[load]``) would
-otherwise be ignored without a word.
+``save_config`` writes it back atomically, keeping keys it does not know (comments are not kept); ``Config.problem``
+names them all the same: a misspelt or misplaced one (``threads = 2`` above ``[load]``) would go without a word.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import tempfile
 import tomllib
@@ -41,7 +37,8 @@ from typing import Any
 
 from tuillm.core import paths
 from tuillm.core.llama.options import LOAD_OPTIONS, SAMPLING_OPTIONS, LoadOptions, Sampling
-from tuillm.core.options import AUTO, Option, OptionError, option_map
+from tuillm.core.options import AUTO, MAX_ECHO, Option, OptionError, option_map
+from tuillm.core.text import shown
 
 _LOAD = option_map(LOAD_OPTIONS)
 
@@ -117,10 +114,10 @@ def model_key_problem(path: str | Path) -> str | None:
 
 # --- the keys of [load] and [sampling]: their declarations (core.llama.options) check them ---------------------------
 
-# [load] key (also the ModelDefaults attribute) -> its declaration
-LOAD_SETTINGS: dict[str, Option] = {o.setting: o for o in LOAD_OPTIONS if o.setting}
+# [load] key (also the ModelDefaults attribute) -> its declaration, as the file holds it (64-bit integers)
+LOAD_SETTINGS: dict[str, Option] = {o.setting: replace(o, bits=64) for o in LOAD_OPTIONS if o.setting}
 # [sampling] key -> its declaration (the key is the option's name, as in Sampling)
-SAMPLING_SETTINGS: dict[str, Option] = {o.name: o for o in SAMPLING_OPTIONS}
+SAMPLING_SETTINGS: dict[str, Option] = {o.name: replace(o, bits=64) for o in SAMPLING_OPTIONS}
 SCAN_KEYS = ("scan_hf_cache", "scan_ollama", "scan_lmstudio")
 _SCAN = Option("scan", bool, True, "scan another app's models")
 
@@ -131,30 +128,46 @@ def config_attr(key: str) -> str:
     return "default_ctx" if key == "ctx" else key
 
 
+# A settings file is a few KiB (10,000 model folders, 1 MiB): a 100 MB one took seconds and a GiB to parse.
+MAX_FILE_BYTES = 4 << 20
+
+
 def load_config(path: str | Path | None = None) -> Config:
     file = paths.expand_user(path) if path else paths.config_file()
     config = Config(path=file)
-    if not file.is_file():
-        if path:  # the user named a file that is not there: say so, but run with defaults
+    if not file.is_file():  # a file named but not there, or the XDG file a folder: said, and the defaults run
+        if path or file.exists():
             what = "not a regular file" if file.exists() else "no such config file"
             config.problem = f"{file}: {what}; using defaults"
         return config
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        config.problem = f"{file}: cannot read ({exc.__class__.__name__}); using defaults"
-        return config
-    except RecursionError:  # arrays nested past the parser's depth
-        config.problem = f"{file}: nested too deeply; using defaults"
-        return config
-    except tomllib.TOMLDecodeError as exc:  # its message carries "(at line N, column M)"
-        config.problem = f"{file}: {exc}; using defaults"
+    data, problem = read_file(file)
+    if data is None:
+        config.problem = f"{file}: {problem}; using defaults"
         return config
     config.raw = data
     problems = _apply(config, data) + _unknown_keys(data)
     if problems:
         config.problem = f"{file}: " + "; ".join(problems)
     return config
+
+
+def read_file(file: Path) -> tuple[dict[str, Any] | None, str]:
+    """The parsed settings file, or None and why not (in words, with the line where there is one)."""
+    try:
+        with file.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            return None, f"larger than {MAX_FILE_BYTES >> 20} MiB, not a settings file"
+        # utf-8-sig: a byte-order mark (Notepad writes one) was "Invalid statement (at line 1, column 1)"
+        return tomllib.loads(raw.decode("utf-8-sig")), ""
+    except OSError as exc:
+        return None, f"cannot read ({exc.strerror or exc.__class__.__name__})"
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (line {raw[: exc.start].count(10) + 1}); save it as UTF-8"
+    except RecursionError:  # arrays nested past the parser's depth
+        return None, "nested too deeply"
+    except tomllib.TOMLDecodeError as exc:  # its message carries "(at line N, column M)"
+        return None, str(exc)
 
 
 # The keys each table reads ([keys] and [model."..."] are tables of user-chosen names).
@@ -166,15 +179,16 @@ _KNOWN: dict[str, tuple[str, ...]] = {
 
 def _unknown_keys(data: dict[str, Any]) -> list[str]:
     """One message naming the keys no table reads, each with the key meant where that is plain, or none."""
-    found: list[tuple[str, str, tuple[str, ...]]] = [(name, name, tuple(_KNOWN)) for name in data
+    found: list[tuple[str, str, tuple[str, ...]]] = [(_named(name), _named(name), tuple(_KNOWN)) for name in data
                                                       if name not in _KNOWN]  # (shown, leaf, its table's keys)
     for table in ("models", "load", "sampling", "ui"):
         if isinstance(data.get(table), dict):
-            found += [(f"{table}.{key}", key, _KNOWN[table]) for key in data[table] if key not in _KNOWN[table]]
+            found += [(f"{table}.{_named(key)}", _named(key), _KNOWN[table]) for key in data[table]
+                      if key not in _KNOWN[table]]
     models = data.get("model")
     for model, table in (models.items() if isinstance(models, dict) else ()):
         if isinstance(table, dict):
-            found += [(f'model."{model}".{key}', key, tuple(LOAD_SETTINGS)) for key in table
+            found += [(f'model."{_named(model)}".{_named(key)}', _named(key), tuple(LOAD_SETTINGS)) for key in table
                       if key not in LOAD_SETTINGS]
     return [f"unknown keys, not read (kept in the file): {', '.join(_meant(*key) for key in found[:8])}"
             + (f" and {len(found) - 8} more" if len(found) > 8 else "")] if found else []
@@ -193,6 +207,12 @@ def _meant(shown: str, leaf: str, siblings: tuple[str, ...]) -> str:
     return shown
 
 
+def _named(name: str) -> str:
+    """A name from the file as a message repeats it: control characters shown escaped, a long one cut (a
+    megabyte of key name or value was echoed whole into the notification)."""
+    return shown(name, MAX_ECHO)
+
+
 def _table(data: dict[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
     value = data.get(name, {})
     if not isinstance(value, dict):
@@ -206,7 +226,7 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
     problems: list[str] = []
 
     def bad(key: str, value: Any, expected: str) -> None:
-        problems.append(f"{key}: must be {expected}, not {value!r}; using the default")
+        problems.append(f"{key}: must be {expected}, not {_named(repr(value))}; using the default")
 
     def checked(table: dict[str, Any], name: str, options: dict[str, Option]) -> dict[str, Any]:
         """The valid values of ``table``'s keys that ``options`` declares; each bad one is reported."""
@@ -220,11 +240,8 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
         return values
 
     models = _table(data, "models", problems)
-    dirs = models.get("dirs")
-    if isinstance(dirs, list) and all(isinstance(d, str) for d in dirs):
-        config.model_dirs = [paths.expand_user(d) for d in dirs]
-    elif dirs is not None:
-        problems.append("models.dirs must be a list of paths; using the default folders")
+    if (dirs := _model_dirs(models.get("dirs"), problems)) is not None:
+        config.model_dirs = dirs
     for key, value in checked(models, "models", dict.fromkeys(SCAN_KEYS, _SCAN)).items():
         setattr(config, key, value)
 
@@ -236,7 +253,7 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
 
     ui = _table(data, "ui", problems)
     if "theme" in ui:
-        if isinstance(ui["theme"], str) and ui["theme"].strip():
+        if isinstance(ui["theme"], str) and ui["theme"].strip() and ui["theme"].isprintable():
             config.theme = ui["theme"].strip()
         else:
             bad("ui.theme", ui["theme"], "a theme name")
@@ -246,17 +263,31 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
         if isinstance(value, str) and value.strip():
             config.keys[binding_id] = value.strip()
         else:
-            bad(f'keys."{binding_id}"', value, 'a key list such as "ctrl+r,f6"')
+            bad(f'keys."{_named(binding_id)}"', value, 'a key list such as "ctrl+r,f6"')
 
     for model, table in _table(data, "model", problems).items():
         if not isinstance(table, dict):
-            problems.append(f'[model."{model}"] must be a table; ignored')
+            problems.append(f'[model."{_named(model)}"] must be a table; ignored')
             continue
         # Keys other than [load]'s are kept in raw and written back as they were.
-        defaults = ModelDefaults(**checked(table, f'model."{model}"', LOAD_SETTINGS))
+        defaults = ModelDefaults(**checked(table, f'model."{_named(model)}"', LOAD_SETTINGS))
         if not defaults.is_empty():
             config.model_defaults[model_key(model)] = defaults
     return problems
+
+
+def _model_dirs(dirs: Any, problems: list[str]) -> list[Path] | None:
+    """The folders of models.dirs, or None (the defaults). An entry no folder can have as its name is skipped:
+    "" was the folder tuillm started in, and a NUL made every scan of it fail."""
+    if not (isinstance(dirs, list) and all(isinstance(d, str) for d in dirs)):
+        if dirs is not None:
+            problems.append("models.dirs must be a list of paths; using the default folders")
+        return None
+    bad = [(n, d) for n, d in enumerate(dirs, 1) if not d.strip() or "\0" in d]
+    if bad:
+        problems.append(f"models.dirs: entry {bad[0][0]} ({_named(repr(bad[0][1]))}) is no folder name; skipped"
+                        + (f", and {len(bad) - 1} more" if len(bad) > 1 else ""))
+    return [paths.expand_user(d) for d in dirs if d.strip() and "\0" not in d]
 
 
 # --- writing ----------------------------------------------------------------------------------------------------------
@@ -324,16 +355,18 @@ def save_config(config: Config) -> Path:
     file = config.path or paths.config_file()
     data = to_toml_data(config)
     text = tomli_w.dumps(data)
+    try:  # a folder named in bytes that are not UTF-8 (lone surrogates) raised past the callers' OSError handlers
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # named by the text around its first such byte, in its line
+        near = text[max(text.rfind("\n", 0, exc.start) + 1, exc.start - 40): exc.end + 20].split("\n")[0].strip()
+        raise OSError(errno.EILSEQ, f"{shown(near)}: not UTF-8, which the settings file cannot hold") from None
     file.parent.mkdir(parents=True, exist_ok=True)
-    if file.is_file():
-        try:
-            tomllib.loads(file.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):
-            os.replace(file, backup_path(file))
+    if file.is_file() and read_file(file)[0] is None:
+        os.replace(file, backup_path(file))
     fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+        with os.fdopen(fd, "wb") as out:
+            out.write(encoded)
         os.replace(tmp, file)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

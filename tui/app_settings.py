@@ -12,8 +12,10 @@ from textual.theme import Theme
 from textual.widget import AwaitMount
 from textual.widgets import TabbedContent
 
+from tuillm.core.options import MAX_ECHO
 from tuillm.core.settings import Config
-from tuillm.tui import keymap
+from tuillm.core.text import shown
+from tuillm.tui import key_overrides, keymap
 from tuillm.tui.panes.base import PANES
 from tuillm.tui.panes.chat import ChatPane
 from tuillm.tui.session import Session
@@ -27,15 +29,21 @@ class SettingsControl(App[int]):
     _pane_mounts: dict[str, AwaitMount]  # the app's: the panes mounted after the first frame
 
     def _apply_ui_settings(self) -> None:
-        """The config's theme and key overrides (an unknown theme is reported; Textual's stays)."""
+        """The config's theme and key overrides (an unknown theme is reported; Textual's stays). A refused override
+        is reported too and dropped from the config (as a bad value of the file is): its binding keeps its keys,
+        and the tabs, F1 and the hints, which read the config's, say so."""
         config = self.session.config
         if config.theme:
             if config.theme in self.available_themes:
                 self.theme = config.theme
             else:
-                self.notify(f"ui.theme = {config.theme!r}: no such theme; using {self.theme}", title="Config",
-                            severity="warning", timeout=10, markup=False)
-        self.set_keymap(keymap.with_renamed(config.keys))
+                self.notify(f"ui.theme = {shown(repr(config.theme), MAX_ECHO)}: no such theme; using {self.theme}",
+                            title="Config", severity="warning", timeout=10, markup=False)
+        applied, refused = key_overrides.check(config.keys)
+        if problems := key_overrides.problems(applied, refused):
+            self.notify("; ".join(problems), title="Config", severity="warning", timeout=10, markup=False)
+        config.keys = applied
+        self.set_keymap(applied)
         self._label_tabs()
 
     def _label_tabs(self) -> None:

@@ -275,16 +275,17 @@ def with_renamed(keys: dict[str, str]) -> dict[str, str]:
     return {**{RENAMED.get(k, k): v for k, v in keys.items()}, **{k: v for k, v in keys.items() if k not in RENAMED}}
 
 
-_NAMES = {"escape": "Esc", "slash": "/", "delete": "Del", "up": "↑", "down": "↓", "left": "←", "right": "→",
-          "enter": "Enter", "tab": "Tab", "space": "Space", "pageup": "PgUp", "pagedown": "PgDn", "home": "Home",
-          "end": "End", "backspace": "Backspace", "insert": "Ins",
-          "left_square_bracket": "[", "right_square_bracket": "]"}
+# Textual's key names as keyboards and the README print them (key_overrides reads them back).
+KEY_LABELS = {"escape": "Esc", "slash": "/", "delete": "Del", "up": "↑", "down": "↓", "left": "←", "right": "→",
+              "enter": "Enter", "tab": "Tab", "space": "Space", "pageup": "PgUp", "pagedown": "PgDn", "home": "Home",
+              "end": "End", "backspace": "Backspace", "insert": "Ins",
+              "left_square_bracket": "[", "right_square_bracket": "]"}
 
 
 def key_label(key: str) -> str:
     """One key as printed on keyboards and in the README: "ctrl+r" -> "Ctrl+R", "f2" -> "F2", "escape" -> "Esc"."""
     *mods, last = key.split("+")
-    name = _NAMES.get(last) or (last.upper() if len(last) == 1 and mods or re.fullmatch(r"f\d+", last) else last)
+    name = KEY_LABELS.get(last) or (last.upper() if len(last) == 1 and mods or re.fullmatch(r"f\d+", last) else last)
     return "+".join([*(m.capitalize() for m in mods), name])
 
 

@@ -19,7 +19,7 @@ from textual.widgets import Checkbox, Input, Label, Select, TextArea
 
 from tuillm.core import paths
 from tuillm.core.settings import LOAD_SETTINGS, SAMPLING_SETTINGS, Config, config_attr
-from tuillm.tui import keymap
+from tuillm.tui import key_overrides, keymap
 from tuillm.tui.screens.path_dialog import NO_SUCH_FOLDER, folder_problem, named
 from tuillm.tui.widgets.safe_input import SafeInput
 from tuillm.tui.widgets.safe_text_area import SafeTextArea
@@ -69,10 +69,13 @@ class SettingsScreen(ModalScreen[Config | None]):
     .settings-heading { text-style: bold; color: $accent; padding-top: 1; }
     .settings-hint { color: $text-muted; }
     .settings-grid { grid-size: 4; grid-columns: 22 1fr 22 1fr; grid-gutter: 0 1; height: auto; }
+    SettingsScreen.-narrow .settings-grid { grid-size: 2; grid-columns: 20 1fr; }
     #settings-dirs { height: 5; }
     #settings-keys { height: 6; }
     """
     BINDINGS = keymap.SETTINGS
+    # Below 72 columns one field a row: two a row left 60 columns' fields 2 characters wide ("40" of 4096).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (72, "-wide")]
 
     def __init__(self, config: Config, themes: list[str], binding_keys: dict[str, str]) -> None:
         super().__init__()
@@ -155,7 +158,9 @@ class SettingsScreen(ModalScreen[Config | None]):
         values.update(self._load_values())
         values["sampling"] = replace(c.sampling, **self._sampling_values())
         values["theme"] = str(self.query_one("#settings-theme", Select).value)
-        values["keys"] = parse_keys(self.query_one("#settings-keys", TextArea).text)
+        values["keys"], refused = key_overrides.check(parse_keys(self.query_one("#settings-keys", TextArea).text))
+        if refused:
+            raise ValueError("Key overrides: " + key_overrides.problems({}, refused)[0])
         return replace(c, **values, model_defaults=dict(c.model_defaults), problem=None)
 
     def _model_dirs(self) -> list[Path]:
@@ -164,11 +169,12 @@ class SettingsScreen(ModalScreen[Config | None]):
         follow the folder tuillm is started in). A line the config had is kept while it is missing: a default
         folder not made yet, or a drive not mounted now, is searched once it is there."""
         dirs: list[Path] = []
+        had = set(self.config.model_dirs)  # a set: 10,000 folders, each looked up in the list, took 10 s to save
         for n, line in enumerate(self.query_one("#settings-dirs", TextArea).text.splitlines(), 1):
             if not line.strip():
                 continue
             path = paths.expand_user(line.strip())
-            known = path in self.config.model_dirs
+            known = path in had
             if (problem := folder_problem(path)) and not (known and problem == NO_SUCH_FOLDER):
                 raise ValueError(f"Model folders, line {n}: {named(path)}: {problem}")
             dirs.append(path if known else path.absolute())
