@@ -337,7 +337,7 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
         self.push_screen(HelpScreen(binding_rows(self, self.screen, self.session.config.keys)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        for spec in PANES:
+        for spec in PANES if screen is self.screen_stack[0] else ():  # over a dialog they would act behind it
             yield SystemCommand(f"Show {spec.title}", f"Switch to the {spec.title} pane",
                                 partial(self.action_show_pane, spec.id))
             for command in self._mounted(spec).commands():

@@ -91,6 +91,8 @@ class ServeControl(App[int]):
     def action_server_log(self) -> None:
         from tuillm.tui.screens.serve_log import ServeLogScreen
 
+        if isinstance(self.screen, ServeLogScreen):  # the palette over the log: it is open already
+            return
         self.push_screen(ServeLogScreen(list(self._log()), self.server_url))
 
     def _log(self) -> deque[RequestRecord]:

@@ -145,7 +145,10 @@ class ABScreen(ModalScreen[None]):
         padding: 0 1;
     }
     #ab-title {
+        width: 100%;
         height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         text-style: bold;
     }
     #ab-question {
@@ -160,8 +163,13 @@ class ABScreen(ModalScreen[None]):
         width: 1fr;
         height: 1fr;
     }
+    /* As wide as its side and cut with "…": as wide as its text, a long name ran into the other side's title. */
     .ab-side-title {
+        width: 100%;
         height: 1;
+        padding-right: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         color: $accent;
         text-style: bold;
     }

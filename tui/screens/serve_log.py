@@ -49,9 +49,13 @@ class ServeLogScreen(ModalScreen[None]):
         table.add_columns(*COLUMNS)
         for record in self._records:
             table.add_row(*row(record))
+        # On the newest, as a log is read (the oldest of a thousand rows is the least likely to be wanted).
+        table.move_cursor(row=table.row_count - 1)
         table.focus()
 
     def add(self, record: RequestRecord) -> None:
         table = self.query_one(DataTable)
+        following = table.cursor_row >= table.row_count - 1
         table.add_row(*row(record))
-        table.move_cursor(row=table.row_count - 1)
+        if following:  # a row the user went up to read stays under the cursor
+            table.move_cursor(row=table.row_count - 1)
