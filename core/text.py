@@ -29,17 +29,20 @@ _CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
 # A lone surrogate is a byte of a file name that is not UTF-8 (Python's surrogateescape): the terminal's stream
 # writes it as "\udcff" (six cells where the layout counted one) or not at all; shown as U+FFFD, as "ls" shows a "?".
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# The line and paragraph separators end a line for Python's splitlines (and some terminals) but are zero cells wide
+# for the layout: a newline where text keeps its lines, out of a field's value as drawn.
+_SEPARATORS = re.compile("[\u2028\u2029]")
 
 
 def safe_text(text: str) -> str:
     """``text`` without terminal control sequences or control characters (newline and tab kept), a byte that was
-    not UTF-8 shown as U+FFFD."""
+    not UTF-8 shown as U+FFFD, the line and paragraph separators as newlines."""
     if text.isprintable():  # the common case: nothing to do
         return text
-    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", _SEQUENCE.sub("", text)))
+    return _SEPARATORS.sub("\n", _SURROGATE.sub("\ufffd", _CONTROL.sub("", _SEQUENCE.sub("", text))))
 
 
-_ANY_CONTROL = re.compile(f"[\t\n{_CONTROL_CHARS}]")  # newline and tab too
+_ANY_CONTROL = re.compile(f"[\t\n\u2028\u2029{_CONTROL_CHARS}]")  # newline, tab and the separators too
 
 
 def drawable(text: str) -> str:

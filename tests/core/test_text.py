@@ -25,23 +25,25 @@ CONTROLS = ({chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))} - {"\n", 
     ("a\u2067b\u2069c", "abc"),  # an isolate
     ("שלום\u200f!", "שלום\u200f!"),  # a mark only marks: kept
     ("family 👨\u200d👩\u200d👧", "family 👨\u200d👩\u200d👧"),  # zero-width joiners make one emoji: kept
+    ("one\u2028two\u2029three", "one\ntwo\nthree"),  # separators: zero cells for the layout, a break to splitlines
 ])
 def test_safe_text(raw: str, shown: str) -> None:
     assert safe_text(raw) == shown
 
 
 def test_safe_line_is_one_line() -> None:
-    assert safe_line("a\nb\tc\x1b[1m") == "a b c"
+    assert safe_line("a\nb\tc\x1b[1m\u2028d") == "a b c d"
 
 
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=200))
 def test_nothing_controlling_survives(text: str) -> None:
     shown = safe_text(text)
-    assert not set(shown) & CONTROLS
+    assert not set(shown) & (CONTROLS | {"\u2028", "\u2029"})
     assert safe_text(shown) == shown  # idempotent: shown text is final
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="".join(BIDI)),
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"),
+                                     blacklist_characters="".join(BIDI)),
                max_size=200))
 def test_printable_text_is_untouched(text: str) -> None:
     assert safe_text(text) == text
