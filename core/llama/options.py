@@ -19,7 +19,8 @@ MAX_THREADS = 512  # GGML_MAX_N_THREADS: llama.cpp asserts past it
 MAX_CTX = 1 << 20
 # Any number past the model's layers means "all" (guides write 99 or 999); the bound only keeps it an int32.
 MAX_LAYERS = 1 << 16
-MAX_SEED = (1 << 32) - 1  # llama.cpp's seed is a uint32 (its all-ones value means "random")
+# llama.cpp's seed is a uint32 whose all-ones value means "random": a seed given to repeat a reply stops below it.
+MAX_SEED = (1 << 32) - 2
 
 # The context has no upper bound of its own: what the machine cannot hold is refused by the memory estimate,
 # with the figures, before llama.cpp sees it. ``setting`` is the [load] key of the settings file; options without

@@ -115,3 +115,10 @@ def test_a_request_s_own_fields_are_not_kept_with_a_chat() -> None:
     for bad in (-1, 21, True, 2.0):
         with pytest.raises(OptionError, match="logprobs: the alternatives to each token must be a whole number"):
             Sampling(logprobs=bad)
+
+
+def test_the_seed_llama_cpp_takes_for_random_is_refused() -> None:
+    # llama.cpp draws a random seed for 0xFFFFFFFF: a reply "repeated" with that seed came out different each time.
+    assert Sampling(seed=(1 << 32) - 2).seed == (1 << 32) - 2
+    with pytest.raises(TuillmError, match="seed"):
+        Sampling(seed=(1 << 32) - 1)
