@@ -65,13 +65,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tuillm.tui.cli.options import CONFIG_HELP
+
     parser = _Parser(
         prog="tuillm",
         description="Local LLMs in the terminal: chat, models, GGUF conversion and LoRA training over llama.cpp. "
         "With no command, opens the full-screen app.",
     )
     parser.add_argument("--version", action=_VersionAction)
-    parser.add_argument("--config", metavar="PATH", help="use this config file instead of the XDG one")
+    parser.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"tuillm.tui.cli.{name}")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import LOAD_OPTIONS, LORA_SCALE, SAMPLING_OPTIONS, SEED
 from tuillm.core.text import safe_line, safe_text
-from tuillm.tui.cli.options import add_options, option_values, read_config
+from tuillm.tui.cli.options import add_config_option, add_options, option_values, read_config
 from tuillm.tui.cli.signals import Stopped
 
 if TYPE_CHECKING:  # the engine's modules load only when a chat runs: --help stays instant
@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     loading.add_argument("--lora", metavar="ADAPTER.gguf", help="apply a LoRA adapter GGUF")
     add_options(p, (LORA_SCALE, *SAMPLING_OPTIONS, SEED), defaults=False, sections=sections)
     loading.add_argument("--template", metavar="FILE", help="a Jinja chat template to use instead of the model's")
+    add_config_option(p)
     return p
 
 

@@ -11,7 +11,7 @@ from tuillm.core.models.memory import fitting_quants, max_context
 from tuillm.core.models.metadata import ModelInfo, format_params, read_info
 from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui.cli.models import add_ctx_flag, ctx_flag, info_json
-from tuillm.tui.cli.options import read_config
+from tuillm.tui.cli.options import add_config_option, read_config
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "or demo")
     add_ctx_flag(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_config_option(p)
     return p
 
 

@@ -13,7 +13,7 @@ from tuillm.core.models.memory import MemoryEstimate
 from tuillm.core.models.metadata import ModelInfo, format_params
 from tuillm.core.options import option_map
 from tuillm.core.text import format_bytes, safe_line
-from tuillm.tui.cli.options import add_options, option_values, read_config
+from tuillm.tui.cli.options import add_config_option, add_options, option_values, read_config
 
 # The context flag of `models` and `info`: the chat's own --ctx declaration (the estimate is for that load).
 CTX = option_map(LOAD_OPTIONS)["n_ctx"]
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "`tuillm chat` would do (the configured context, or the model's own).")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_ctx_flag(p)
+    add_config_option(p)
     return p
 
 

@@ -86,6 +86,15 @@ def option_values(args: argparse.Namespace, options: Iterable[Option], *, given_
     return values
 
 
+CONFIG_HELP = "use this config file instead of the XDG one"
+
+
+def add_config_option(p: argparse.ArgumentParser) -> None:
+    """``--config`` after the command too (``tuillm models --config X`` was a usage error): the value given there,
+    or else the one before the command (SUPPRESS leaves that one in place)."""
+    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_HELP)
+
+
 def read_config(args: argparse.Namespace) -> Config:
     """The settings a command runs with (``--config``, or the XDG file). What is wrong in them is one line on stderr,
     as the app shows it in a notification; the command goes on with the defaults for those keys."""

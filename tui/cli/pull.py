@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tuillm.core.text import format_bytes, safe_line
+from tuillm.tui.cli.options import add_config_option
 
 if TYPE_CHECKING:  # the hub modules load when the command runs: --help stays instant
     from tuillm.core.models.hub.fit import QuantFit
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the quants and what would be chosen; download nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_config_option(p)
     return p
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from tuillm.core.conversion.sweep_options import SWEEP_OPTIONS
 from tuillm.core.paths import expand_user
+from tuillm.tui.cli.options import add_config_option
 
 if TYPE_CHECKING:  # the sweep's module is imported when a sweep runs: --help stays instant
     from tuillm.core.conversion.sweep import SweepResult
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_options(p, SWEEP_OPTIONS, groups=False)
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_config_option(p)
     return p
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from tuillm.core.llama.options import LOAD_OPTIONS
 from tuillm.core.text import safe_line, shown
-from tuillm.tui.cli.options import add_options, option_values, read_config
+from tuillm.tui.cli.options import add_config_option, add_options, option_values, read_config
 from tuillm.tui.cli.signals import Stopped, handled, leave_gone_terminal
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sections["loading"].add_argument("--lora", metavar="ADAPTER.gguf", action="append", default=[],
                                      help="also serve a LoRA adapter over the first MODEL, named after its file "
                                           "(repeatable)")
+    add_config_option(p)
     return p
 
 

@@ -108,10 +108,13 @@ def test_train_with_a_missing_dataset_says_so_in_one_line(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("command", [["info", "demo"], ["models"]])
-def test_a_config_problem_is_one_line_and_the_command_runs(tmp_path: Path, command: list[str]) -> None:
+@pytest.mark.parametrize("after", [False, True], ids=["before", "after the command"])
+def test_a_config_problem_is_one_line_and_the_command_runs(tmp_path: Path, command: list[str], after: bool) -> None:
     config = tmp_path / "c.toml"
     config.write_text("[load]\nthread = 2\nctx = 8\n")
-    out = tuillm("--config", str(config), *command, "--json")
+    # --config after the command (as every other flag is given) was a usage error
+    out = tuillm(*command, "--config", str(config), "--json") if after else \
+        tuillm("--config", str(config), *command, "--json")
     assert out.returncode == 0 and json.loads(out.stdout)
     assert out.stderr.splitlines() == [
         f"tuillm: {config}: load.ctx: must be {CTX.expected()}, not 8; using the default; "
