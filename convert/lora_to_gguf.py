@@ -75,6 +75,7 @@ VARIANT_KEYS = ("layer_replication", "trainable_token_indices", "target_paramete
                 "arrow_config", "use_qalora", "use_bdlora", "kasa_config", "monteclora_config", "velora_config")
 MAX_CONFIG_BYTES = 16 << 20  # an adapter_config.json is a few KB
 _F32_MAX = float(np.finfo(np.float32).max)
+_FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 
 
 def _number(value: object) -> bool:
@@ -200,6 +201,10 @@ def open_adapter(folder: Path) -> Adapter:
         if set(ab) != {"A", "B"}:
             raise ConvertError(f"{folder}: {module} has lora_{'A' if 'A' in ab else 'B'} without its pair")
         a, b = entries[ab["A"]], entries[ab["B"]]
+        odd = next((n for n in (ab["A"], ab["B"]) if entries[n].dtype not in _FLOAT_DTYPES), None)
+        if odd is not None:  # the bytes of floats declared integers load as huge numbers, and merge without a word
+            raise ConvertError(f"{weights}: tensor {odd!r} is {entries[odd].dtype}, not a float type (LoRA weights "
+                               "are F32, F16, BF16 or F64)")
         if len(a.shape) != 2 or len(b.shape) != 2 or a.shape[0] != b.shape[1]:
             raise ConvertError(f"{folder}: {module}: lora_A {a.shape} and lora_B {b.shape} do not pair")
         pairs.append(LoraPair(module, ab["A"], ab["B"], a.shape[0], a.shape[1], b.shape[0]))

@@ -242,7 +242,7 @@ def load_model(folder: Path, device: str, dtype: str, quant: str = "none"):  # n
     from transformers import AutoModelForCausalLM
 
     quiet_transformers()
-    extra: dict = {}
+    extra: dict = {"ignore_mismatched_sizes": True}  # a weight of another shape is reported below, in one line
     if quant == "4bit":
         from transformers import BitsAndBytesConfig
 
@@ -252,11 +252,26 @@ def load_model(folder: Path, device: str, dtype: str, quant: str = "none"):  # n
                                                            bnb_4bit_compute_dtype=getattr(torch, dtype)),
                  "device_map": {"": device}}
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), trust_remote_code=False,
-                                                     use_safetensors=True, **extra)
+        model, info = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype),
+                                                           trust_remote_code=False, use_safetensors=True,
+                                                           output_loading_info=True, **extra)
     except (ValueError, OSError, KeyError, RuntimeError, ImportError) as exc:
         raise ModelFileError(folder, f"transformers cannot load it ({first_line(exc)})") from None
+    check_loaded(folder, info)
     return model if quant == "4bit" else model.to(device)  # a 4-bit model is placed by device_map, never moved
+
+
+def check_loaded(folder: Path, info: dict) -> None:
+    """Every weight the config describes was read from the folder: transformers fills one it lacks (a config.json
+    of a layer more, or of other widths) with random numbers, and the run or the merge went on with them."""
+    missing = sorted(info.get("missing_keys") or ())
+    other = sorted(k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ())
+    if missing or other:
+        first = f"{missing[0]} is missing" if missing else f"{other[0]} is of another shape"
+        more = len(missing) + len(other) - 1
+        raise ModelFileError(folder, f"its weights do not fit its config.json: {first}"
+                             f"{f' (and {more} more)' if more else ''}; transformers would fill them with random "
+                             "numbers")
 
 
 def empty_model(folder: Path, dtype: str):  # noqa: ANN201 - a transformers model

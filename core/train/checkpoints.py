@@ -23,6 +23,7 @@ from tuillm.convert.hparams import json_shown
 from tuillm.convert.output import TEMP_MARK, check_output, describe_os_error, remove_stale, temp_name
 from tuillm.core.errors import TuillmError, first_line
 from tuillm.core.files import check_can_write, named_path
+from tuillm.core.text import shown
 from tuillm.core.train.options import TrainConfig
 
 CHECKPOINTS = "checkpoints"
@@ -32,6 +33,7 @@ LOSS_LOG = "loss_log.jsonl"
 ADAPTER_CONFIG = "adapter_config.json"  # written last: its presence marks a finished adapter
 # The other files of a finished adapter, moved into the output folder before ADAPTER_CONFIG.
 ADAPTER_FILES = (TRAINING_FILE, LOSS_LOG, "adapter_model.safetensors", "README.md")
+CHECKPOINT_FILES = ("state.json", "adapter.safetensors", "optimizer.safetensors")  # what a checkpoint folder holds
 
 
 @dataclass
@@ -111,7 +113,7 @@ def save_checkpoint(folder: Path, model: Any, optimizer: Any, step: int, log: li
     adapter = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()}
     tensors, scalars, groups = _optimizer_tensors(optimizer)
     meta = {"step": step, "param_groups": groups, "scalars": scalars, "loss_log": log,
-            "fingerprint": config.fingerprint(), **extra}
+            "fingerprint": config.fingerprint(), "base_model_type": _model_type(model), **extra}
     tmp = temp_name(final)
     try:
         tmp = _atomic_dir(final)
@@ -157,6 +159,9 @@ def output_folder(config: TrainConfig, force: bool) -> tuple[Path, Path | None]:
     file, read-only) is refused here, not after the model loaded.
     """
     out = named_path(str(config.output), "output folder")
+    if out.is_symlink() and not out.exists():  # passed every check below, then making the folder crashed
+        raise TuillmError(f"{out}: a broken symbolic link (to {os.readlink(out)}); remove it or choose another "
+                          "output folder")
     if out.exists() and not out.is_dir():
         raise TuillmError(f"{out}: exists and is not a folder")
     try:
@@ -198,6 +203,9 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, config: TrainConfig)
     damaged one (a file cut short, edited, another program's) is a ``TuillmError`` naming it."""
     from safetensors import SafetensorError
 
+    odd = next((name for name in CHECKPOINT_FILES if not (path / name).is_file()), None)
+    if odd is not None:  # a FIFO there blocked the resume for ever (its open waits for a writer)
+        raise _damaged(path, f"{odd} is not a file")
     try:
         meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError, MemoryError) as exc:  # MemoryError: a huge (sparse) file
@@ -208,11 +216,27 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, config: TrainConfig)
     if problem is not None:
         raise _damaged(path, f"state.json: {problem}")
     _check_fingerprint(path, meta, config)
+    _check_model_type(path, meta, model)
     try:
         _restore(path, meta, model, optimizer)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, SafetensorError) as exc:
         raise _damaged(path, exc.__class__.__name__) from None
     return meta
+
+
+def _model_type(model: Any) -> str | None:
+    """The ``model_type`` of the base under a PEFT model (peft hands ``config`` on to the base)."""
+    value = getattr(getattr(model, "config", None), "model_type", None)
+    return value if isinstance(value, str) else None
+
+
+def _check_model_type(path: Path, meta: dict[str, Any], model: Any) -> None:
+    """A checkpoint goes on only over a base of its architecture: over another of the same shapes it trained on,
+    and the adapter was recorded as the other model's (a checkpoint of an older version names none)."""
+    saved, now = meta.get("base_model_type"), _model_type(model)
+    if isinstance(saved, str) and now is not None and saved != now:
+        raise TuillmError(f"{path}: the checkpoint was made on a {shown(saved, 40)} model, and this base is a {now} "
+                          "model; resume with the base it was trained on, or use another output folder")
 
 
 def _number(value: Any) -> bool:
@@ -252,10 +276,12 @@ def _restore(path: Path, meta: dict[str, Any], model: Any, optimizer: Any) -> No
 
     adapter = load_file(str(path / "adapter.safetensors"))
     wanted = get_peft_model_state_dict(model)
+    # dtype: float32 bytes declared int32 load as huge numbers, which peft casts without a word.
     odd = next((k for k in sorted(set(adapter) | set(wanted)) if k not in adapter or k not in wanted
-                or adapter[k].shape != wanted[k].shape or not bool(torch.isfinite(adapter[k]).all())), None)
+                or adapter[k].shape != wanted[k].shape or adapter[k].dtype != wanted[k].dtype
+                or not bool(torch.isfinite(adapter[k]).all())), None)
     if odd is not None:  # peft would load a part, or NaNs, and the run go on as if it were whole
-        raise _damaged(path, f"adapter.safetensors: {odd} is missing, of another shape or not finite")
+        raise _damaged(path, f"adapter.safetensors: {odd} is missing, of another shape or dtype, or not finite")
     set_peft_model_state_dict(model, adapter)
     tensors = load_file(str(path / "optimizer.safetensors"))
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -265,15 +291,19 @@ def _restore(path: Path, meta: dict[str, Any], model: Any, optimizer: Any) -> No
             continue
         pid, name = key.split(".", 1)
         index = int(pid)
-        if not (0 <= index < len(params) and value.shape == params[index].shape and bool(torch.isfinite(value).all())):
+        if not (0 <= index < len(params) and value.shape == params[index].shape
+                and value.dtype == params[index].dtype and bool(torch.isfinite(value).all())):
             raise _damaged(path, f"optimizer.safetensors: {key} does not fit the adapter's weights")
         state.setdefault(index, {})[name] = value
     for pid, values in meta["scalars"].items():
         for name, value in values.items():
-            if not (_number(value) and value >= 0 and 0 <= int(pid) < len(params)):
+            # AdamW's step count (its bias correction) is at most the checkpoint's step.
+            if not (_number(value) and 0 <= value <= meta["step"] and 0 <= int(pid) < len(params)):
                 raise _damaged(path, f"state.json: the optimizer's {name} of {pid} is {json_shown(value)}")
             state.setdefault(int(pid), {})[name] = torch.tensor(value)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # The settings (betas, eps, maximize, ...) are the run's own, not the file's: an edited state.json could make
+    # AdamW climb the loss. The learning rate is set again at every step.
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
     torch.set_rng_state(tensors["rng.cpu"])
     if torch.cuda.is_available():
         cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]

@@ -146,16 +146,14 @@ def _merge_to_folder(base: Path, adapter_dir: Path, out: Path, out_type: str = M
                      emit: Emit = ignore) -> None:
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
-    from tuillm.core.train.base import quiet_transformers
+    from tuillm.core.train.base import load_model, quiet_transformers
 
     quiet_transformers()
     # Merging in float32 keeps the small LoRA delta from vanishing in bf16 rounding; saved as _save_dtype says.
     model = qlora_base(base, adapter_dir, emit)
-    if model is None:
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=False,
-                                                     use_safetensors=True)
+    if model is None:  # the training's loader: a base whose weights do not fit its config is refused in one line
+        model = load_model(base, "cpu", "float32")
     try:  # the adapter's config was checked (open_adapter); what peft still refuses is one line too
         model = PeftModel.from_pretrained(model, str(adapter_dir))
     except (ValueError, RuntimeError, KeyError, TypeError, AttributeError, IndexError, ImportError) as exc:

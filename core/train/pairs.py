@@ -136,7 +136,10 @@ def to_pair(obj: dict, fmt: str, line: int) -> PairRecord:
             raise ValueError("no 'prompt', and 'chosen' and 'rejected' share no first message")
         prompt = _prompt({"prompt": chosen[:n]})  # type: ignore[index]
         chosen, rejected = chosen[n:], rejected[n:]  # type: ignore[index]
-    return PairRecord(prompt, _side(prompt, chosen, "chosen"), _side(prompt, rejected, "rejected"), line)
+    record = PairRecord(prompt, _side(prompt, chosen, "chosen"), _side(prompt, rejected, "rejected"), line)
+    if record.chosen == record.rejected:  # alike once read as messages (a key no template shows): nothing to learn
+        raise ValueError("'chosen' and 'rejected' are the same answer")
+    return record
 
 
 def load_pairs(path: str | Path) -> PairDataset:

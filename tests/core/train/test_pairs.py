@@ -122,6 +122,13 @@ def test_the_preview_shows_each_side_with_its_answer_marked(tmp_path: Path) -> N
      "line 2: not in the pairs format of line 1"),
     ([{"prompt": [], "chosen": [msg("assistant", "b")], "rejected": [msg("assistant", "c")]}],
      "line 1: field 'prompt' missing, or not a string or a non-empty message list"),
+    # The same answer once read as messages (a key no template shows differs): it trained on with a loss of log 2
+    # and no gradient, teaching nothing.
+    ([{"chosen": [msg("user", "a"), {**msg("assistant", "b"), "weight": 1}], "rejected": [msg("user", "a"),
+                                                                                     msg("assistant", "b")]}],
+     "line 1: 'chosen' and 'rejected' are the same answer"),
+    ([{"prompt": "a", "chosen": [{**msg("assistant", "b"), "name": "x"}], "rejected": [msg("assistant", "b")]}],
+     "line 1: 'chosen' and 'rejected' are the same answer"),
 ])
 def test_bad_pair_files_name_their_lines(tmp_path: Path, rows: list, expected: str) -> None:
     with pytest.raises(DatasetError) as err:
