@@ -214,7 +214,8 @@ SWEEP_FORM: list[BindingType] = [
     _b("escape", "cancel", "Cancel", "convert.sweep_cancel", "Close without starting"),
 ]
 AB: list[BindingType] = [
-    _b("escape", "close", "Close", "train.ab_close", "Close the A/B view and free both models"),
+    _b("escape", "close", "Stop or close", "train.ab_close",
+       "Stop both replies while they stream; else close the A/B view and free both models"),
 ]
 
 

@@ -22,6 +22,7 @@ from tuillm.core.errors import TuillmError, error_text
 if TYPE_CHECKING:
     from tuillm.core.serve.guard import RequestRecord
     from tuillm.core.serve.server import ServeOptions, Server
+    from tuillm.tui.screens.serve_log import ServeLogScreen
     from tuillm.tui.session import Session
 
 LOG_ROWS = 1000  # the log screen keeps the latest requests
@@ -129,6 +130,8 @@ class ServeControl(App[int]):
         self._serve_changing = False
         self.server_url = message.url
         self.query_one("#status-line").set_server(message.url)
+        for screen in self._log_screens():  # an open log named the stopped server as serving
+            screen.set_url(message.url)
         if message.error:
             self.notify(message.error, title="Server", severity="error", markup=False)
         else:
@@ -136,12 +139,14 @@ class ServeControl(App[int]):
                         markup=False)
 
     def on_server_request(self, message: ServerRequest) -> None:
+        self._log().append(message.record)
+        for screen in self._log_screens():
+            screen.add(message.record)
+
+    def _log_screens(self) -> list[ServeLogScreen]:
         from tuillm.tui.screens.serve_log import ServeLogScreen
 
-        self._log().append(message.record)
-        for screen in self.screen_stack:
-            if isinstance(screen, ServeLogScreen):
-                screen.add(message.record)
+        return [screen for screen in self.screen_stack if isinstance(screen, ServeLogScreen)]
 
     def on_unmount(self) -> None:
         self.stop_serving()

@@ -15,7 +15,7 @@ from tests.tui.app_helpers import make_app, panes_ready, run_async, until
 from tests.tui.chat_helpers import record_notifications
 from tuillm.core.serve.server import ServeOptions, Server
 from tuillm.tui.screens.confirm import ConfirmScreen
-from tuillm.tui.screens.serve_log import ServeLogScreen
+from tuillm.tui.screens.serve_log import COLUMNS, ServeLogScreen
 from tuillm.tui.serve_control import ServeControl
 
 
@@ -56,10 +56,10 @@ async def test_start_serve_log_and_stop(tmp_path: Path) -> None:
         await pilot.pause()
         assert isinstance(app.screen, ServeLogScreen)
         table = app.screen.query_one(DataTable)
-        cells = [str(c) for c in table.get_row_at(0)]
-        assert cells[1] == "POST /v1/chat/completions" and cells[2] == "demo" and cells[5] == "200"
-        assert cells[3].endswith("+3")
-        assert re.fullmatch(r"\d+\.\d\d \(load \d+\.\d\d\)", cells[4])  # the first request loaded the model
+        cells = dict(zip(COLUMNS, (str(c) for c in table.get_row_at(0)), strict=True))
+        assert cells["Request"] == "POST /v1/chat/completions" and cells["Model"] == "demo"
+        assert cells["Status"] == "200" and cells["Tokens"].endswith("+3")
+        assert re.fullmatch(r"\d+\.\d\d \(load \d+\.\d\d\)", cells["Seconds"])  # the first request loaded it
         await asyncio.to_thread(httpx.get, f"{url}/v1/models")  # a request while the screen is open: a new row
         await until(pilot, lambda: table.row_count == 2, "the open log took the new request")
         await pilot.press("escape")

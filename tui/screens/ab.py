@@ -2,7 +2,8 @@
 
 Each side is its own chat backend (one ``Llama`` on its own worker thread), so both answer at once. The tuned
 side is a merged GGUF, or the base GGUF with a GGUF LoRA adapter. Replies are greedy (temperature 0), so a
-difference comes from the weights, not the sampling. Escape closes the screen and frees both models.
+difference comes from the weights, not the sampling. Escape stops both replies while they stream (what came is
+kept), and otherwise closes the screen and frees both models (on a thread: a load cannot be cut short).
 
 ``next_ab_step`` is the way there from a finished training run: what must be made first (an exported adapter, a
 merged model, the base as a GGUF) before the two sides exist; the Train pane runs each step and asks again.
@@ -10,6 +11,7 @@ merged model, the base as a GGUF) before the two sides exist; the Train pane run
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -25,7 +27,7 @@ from textual.timer import Timer
 from textual.widgets import Input, Label, Static
 
 from tuillm.core.chat.backend import ChatBackend, ChatBackendFactory, llama_backend
-from tuillm.core.chat.events import ChatEvent, ModelLoaded, ReplyDone, Token
+from tuillm.core.chat.events import ChatEvent, ModelLoaded, ReplyDone, ReplyStarted, Token
 from tuillm.core.errors import error_text
 from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.text import safe_line, safe_text
@@ -119,11 +121,12 @@ class SideLoaded(Message):
 class SideReplied(Message):
     """A side's reply ended: its full text, or the error that ended it (posted from its backend's thread)."""
 
-    def __init__(self, side: str, text: str | None, error: str | None) -> None:
+    def __init__(self, side: str, text: str | None, error: str | None, stopped: bool = False) -> None:
         super().__init__()
         self.side = side
         self.text = text
         self.error = error
+        self.stopped = stopped
 
 
 class TextReady(Message):
@@ -134,9 +137,7 @@ class ABScreen(ModalScreen[None]):
     HELP_TITLE = "A/B compare"
     BINDINGS = keymap.AB
     DEFAULT_CSS = """
-    ABScreen {
-        align: center middle;
-    }
+    ABScreen { align: center middle; }
     #ab-box {
         width: 100%;
         height: 100%;
@@ -151,18 +152,9 @@ class ABScreen(ModalScreen[None]):
         text-overflow: ellipsis;
         text-style: bold;
     }
-    #ab-question {
-        height: auto;
-        max-height: 3;
-        display: none;
-    }
-    #ab-sides {
-        height: 1fr;
-    }
-    .ab-side {
-        width: 1fr;
-        height: 1fr;
-    }
+    #ab-question { height: auto; max-height: 3; display: none; }
+    #ab-sides { height: 1fr; }
+    .ab-side { width: 1fr; height: 1fr; }
     /* As wide as its side and cut with "…": as wide as its text, a long name ran into the other side's title. */
     .ab-side-title {
         width: 100%;
@@ -173,13 +165,19 @@ class ABScreen(ModalScreen[None]):
         color: $accent;
         text-style: bold;
     }
+    /* A scrollbar that shows: the default thumb (dark blue on black) read as none, so a cut-off reply gave no
+       sign of more below. Tab reaches each side; the focused side's title is reversed. */
     .ab-scroll {
         height: 1fr;
         border-right: vkey $panel-lighten-2;
+        scrollbar-size-vertical: 1;
+        scrollbar-background: $panel;
+        scrollbar-color: $text-muted;
+        scrollbar-color-hover: $text;
+        scrollbar-color-active: $text;
     }
-    #ab-prompt {
-        height: 3;
-    }
+    .ab-side:focus-within .ab-side-title { text-style: bold reverse; }
+    #ab-prompt { height: 3; }
     """
 
     def __init__(self, base: Model, tuned: Model, *, n_ctx: int = 2048, sampling: Sampling = GREEDY,
@@ -198,12 +196,18 @@ class ABScreen(ModalScreen[None]):
         self.loaded = {side: False for side in SIDES}
         self.busy = {side: False for side in SIDES}
         self.errors: dict[str, str] = {}
+        self.took = {side: False for side in SIDES}  # the side's reply started: it took the prompt
+        self._asked = ""
         self.sessions: dict[str, ChatBackend] = {side: backends(self._forwarder(side)) for side in SIDES}
         self._sessions_closed = False
+        self._closer: threading.Thread | None = None
+        self._close_lock = threading.Lock()
+        self.closed = threading.Event()  # set once both sides are closed (their models freed, threads ended)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="ab-box"):
-            yield Label("A/B: one prompt, base and tuned side by side · Enter sends · Esc closes", id="ab-title")
+            yield Label("A/B: one prompt, base and tuned side by side · Enter sends · Esc stops, closes · "
+                        "Tab scrolls the answers", id="ab-title")
             # The question stays above both answers (the prompt field is cleared for the next one).
             yield Static("", id="ab-question")
             with Horizontal(id="ab-sides"):
@@ -230,23 +234,43 @@ class ABScreen(ModalScreen[None]):
         def loaded(future: Future[ModelLoaded]) -> None:  # on the backend's thread
             exc = future.exception()
             self.post_message(SideLoaded(side, error_text(exc) if exc is not None else None))
-            if index + 1 < len(SIDES) and not self._sessions_closed:
+            if index + 1 < len(SIDES):
                 self._load(index + 1)
 
-        self.sessions[side].load(model.path, options).add_done_callback(loaded)
+        with self._close_lock:  # a load is queued before the closing thread closes the side, or not at all
+            if self._sessions_closed:
+                return
+            future = self.sessions[side].load(model.path, options)
+        future.add_done_callback(loaded)  # outside the lock: a load done already calls back at once
 
     def on_unmount(self) -> None:
         self._close_sessions()
 
-    def _close_sessions(self) -> None:
-        if self._sessions_closed:
-            return
-        self._sessions_closed = True
-        for session in self.sessions.values():
-            session.close()  # stops a running reply, unloads, ends its thread
+    def _close_sessions(self) -> threading.Thread:
+        """Closes both sides on a thread of its own, started once: ``close`` waits for a load under way (it cannot
+        be cut short), and on the event loop that froze the screen until the load ended. Not a daemon: the
+        process, quitting meanwhile, still waits for both models to be freed."""
+        with self._close_lock:
+            if self._closer is None:
+                self._sessions_closed = True
+                self._closer = threading.Thread(target=self._close_all, name="tuillm-ab-close", daemon=False)
+                self._closer.start()
+            return self._closer
+
+    def _close_all(self) -> None:  # on the closing thread
+        try:
+            for session in self.sessions.values():
+                session.close()  # stops a running reply, unloads, ends its thread
+        finally:
+            self.closed.set()
+
+    def _loading(self) -> bool:
+        return any(not self.loaded[side] and side not in self.errors for side in SIDES)
 
     def _forwarder(self, side: str) -> Callable[[ChatEvent], None]:
         def forward(event: ChatEvent) -> None:  # on the backend's thread
+            if isinstance(event, ReplyStarted):
+                self.took[side] = True
             text = safe_text(event.text) if isinstance(event, Token) else ""  # the model's: no escapes drawn
             if text:
                 with self._lock:
@@ -272,12 +296,19 @@ class ABScreen(ModalScreen[None]):
     def on_side_replied(self, event: SideReplied) -> None:
         self.busy[event.side] = False
         self._draw()
+        side = event.side
         if event.error is not None:
-            self.errors[event.side] = event.error
-            self._show(event.side, self.replies[event.side] + f"\n[{event.error}]", "red")
+            self.errors[side] = event.error
+            self._show(side, self.replies[side] + f"\n[{event.error}]", "red")
         else:
-            self.replies[event.side] = event.text or self.replies[event.side]
-            self._show(event.side, self.replies[event.side])
+            self.replies[side] = event.text or self.replies[side]
+            shown = Text(self.replies[side])
+            if event.stopped:  # by Esc: what came is kept, said to be cut short
+                shown.append(("\n" if self.replies[side] else "") + "[stopped]", style="dim italic")
+            self.query_one(f"#ab-{side}", Static).update(shown)
+        prompt = self.query_one("#ab-prompt", Input)
+        if not any(self.busy.values()) and not any(self.took.values()) and not prompt.value:
+            prompt.value = self._asked  # neither side took it (too long, stopped while queued): not lost
 
     def on_text_ready(self, _event: TextReady) -> None:
         if self._next_draw is None:  # the first text after a pause is drawn at once; a timer draws the rest
@@ -309,7 +340,9 @@ class ABScreen(ModalScreen[None]):
             if exc is not None:
                 self.post_message(SideReplied(side, None, error_text(exc)))
             else:
-                self.post_message(SideReplied(side, safe_text(future.result().text), None))
+                done = future.result()
+                stopped = done.stats.finish_reason == "cancelled"
+                self.post_message(SideReplied(side, safe_text(done.text), None, stopped))
 
         return done
 
@@ -319,7 +352,7 @@ class ABScreen(ModalScreen[None]):
         if not prompt:
             return
         if any(self.busy.values()):
-            self.notify("the replies are still coming: wait, or Esc to close", title="A/B", severity="warning")
+            self.notify("the replies are still coming: wait, or Esc to stop them", title="A/B", severity="warning")
             return
         ready = [side for side in SIDES if self.loaded[side]]
         if len(ready) < len(SIDES):
@@ -327,7 +360,8 @@ class ABScreen(ModalScreen[None]):
             self.notify("still loading the models" if waiting else "a model could not be loaded", title="A/B",
                         severity="warning")
             return
-        event.input.clear()
+        self._asked = event.value
+        event.input.clear()  # given back if neither side takes it (on_side_replied)
         self._pace.begin()
         question = self.query_one("#ab-question", Static)
         question.update(Text.assemble(("Q: ", "bold"), safe_text(prompt)))  # typed or pasted: may hold escapes
@@ -335,11 +369,21 @@ class ABScreen(ModalScreen[None]):
         for side in SIDES:
             self.replies[side] = ""
             self.busy[side] = True
+            self.took[side] = False
             self._show(side, "…", "dim")
             future = self.sessions[side].reply([{"role": "user", "content": prompt}], self.sampling)
             future.add_done_callback(self._replied(side))
 
-    def action_close(self) -> None:
+    async def action_close(self) -> None:
+        """Esc: stops both replies while they stream (as Esc stops Chat's), else closes the view."""
+        if any(self.busy.values()):
+            for session in self.sessions.values():
+                session.stop()  # a side already done has nothing to stop
+            return
+        if self._closer is not None:  # a second Esc while the first one closes
+            return
         # Freed now, not when the screen is garbage-collected: each side holds a whole model.
-        self._close_sessions()
-        self.dismiss(None)
+        closer = self._close_sessions()
+        if not self._loading():  # quick (an unload): the view goes once both are freed, the loop free meanwhile
+            await asyncio.to_thread(closer.join)
+        self.dismiss(None)  # a load under way: at once, the models freed once it ends

@@ -1,20 +1,30 @@
 """The A/B view under a hostile tester at 80x24 and 60x20: one A/B at a time (the palette over it offers no
-pane commands, so no second view loads two more models), long model names cut visibly at 60 columns, and Esc or
-Ctrl+Q while both sides stream stops both, leaves no model thread and no traceback (on the real demo model)."""
+pane commands, so no second view loads two more models), long model names cut visibly at 60 columns, Esc while both
+sides stream stops both and keeps what came (a second Esc closes), Ctrl+Q then leaves no model thread and no
+traceback (on the real demo model); a prompt neither side takes is kept, the sides show a scrollbar and scroll by
+keyboard, and Esc during a load closes the view at once (the models freed once the load ends)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from rich.color import Color
 from textual.app import App
+from textual.containers import VerticalScroll
+from textual.pilot import Pilot
 
 from tests.tui.app_helpers import run_async, until
 from tests.tui.chat_helpers import SIZE, chat_app
-from tests.tui.fake_backend import FakeBackend
+from tests.tui.fake_backend import FakeBackend, gated_backend
+from tuillm.core.chat.events import ModelLoaded
+from tuillm.core.errors import TuillmError
+from tuillm.core.llama.options import LoadOptions
 from tuillm.tui.screens.ab import SIDES, ABScreen, Model
 
 NARROW = (60, 20)
@@ -85,10 +95,17 @@ async def _stream_then(key: str, tmp_path: Path, demo_gguf: Path) -> None:
         await pilot.press("enter")
         await until(pilot, lambda: all(screen.replies[side] for side in SIDES), "text on both sides")
         await pilot.press(key)
-        if key == "escape":
+        if key == "escape":  # stops both, keeps what came; the view and the models stay
+            await until(pilot, lambda: not any(screen.busy.values()), "both replies stopped")
+            assert app.screen is screen and all(session.loaded for session in screen.sessions.values())
+            for side in SIDES:
+                assert screen.replies[side] and not screen.errors
+                assert screen.query_one(f"#ab-{side}").content.plain == screen.replies[side] + "\n[stopped]"
+            await pilot.press("escape")  # nothing streams: closes
             await until(pilot, lambda: not isinstance(app.screen, ABScreen), "the A/B view closed")
             assert not any(session.loaded for session in screen.sessions.values())  # both models freed
             assert not [t for t in threading.enumerate() if t.name.startswith("tuillm-chat")]
+    assert screen.closed.wait(60)  # a quit closes both sides on a thread of their own (bounded: never hang)
     assert not errors, errors
     assert not any(session.loaded for session in screen.sessions.values())
     assert not [t for t in threading.enumerate() if t.name.startswith("tuillm-chat")]
@@ -98,3 +115,157 @@ async def _stream_then(key: str, tmp_path: Path, demo_gguf: Path) -> None:
 def test_esc_or_quit_while_both_sides_stream(key: str, tmp_path: Path, demo_gguf: Path) -> None:
     run_async(_stream_then)(key, tmp_path, demo_gguf)
 
+
+
+# --- on fake backends: no model ---------------------------------------------------------------------------------
+
+
+async def _open(pilot: Pilot, screen: ABScreen) -> None:
+    await pilot.app.push_screen(screen)
+    await until(pilot, lambda: all(screen.loaded.values()), "both sides loaded")
+
+
+@run_async
+async def test_esc_stops_both_replies_and_keeps_them_then_closes(tmp_path: Path) -> None:
+    """Esc closed the view while both replies streamed (unloading both models): there was no way to stop them and
+    read what came. Esc now stops both (as it stops Chat's reply); the partial answers stay, marked; a second Esc,
+    with nothing streaming, closes."""
+    backend = gated_backend(40)
+    backend.gate = threading.Semaphore(0)
+    app = chat_app(tmp_path)
+    async with app.run_test(size=NARROW) as pilot:
+        screen = ABScreen(*sides(tmp_path), backends=backend)
+        await _open(pilot, screen)
+        screen.query_one("#ab-prompt").value = "Count"
+        await pilot.press("enter")
+        for _ in range(200):  # one token at a time until both sides have some (bounded)
+            if all(screen.replies.values()):
+                break
+            backend.gate.release()
+            await pilot.pause(0.05)
+        assert all(screen.replies.values()) and all(screen.busy.values())
+        await pilot.press("escape")
+        backend.gate.release(2)  # a side waiting on its next token passes it, then sees the stop
+        await until(pilot, lambda: not any(screen.busy.values()), "both replies stopped")
+        assert app.screen is screen and all(s.loaded for s in screen.sessions.values())
+        for side in SIDES:
+            reply = screen.replies[side]
+            assert reply.startswith("Line 0.") and "Line 39." not in reply
+            assert screen.query_one(f"#ab-{side}").content.plain == reply + "\n[stopped]"
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ABScreen), "the view closed")
+        assert screen.closed.is_set()  # both sides closed before the view went (an unload is quick)
+
+
+class Refusing(FakeBackend):
+    """Refuses every prompt before starting, as llama.cpp's session refuses one longer than the context."""
+
+    def reply(self, messages, sampling=None, listener=None) -> Future:  # noqa: ANN001
+        future: Future = Future()
+        future.set_exception(TuillmError("the prompt is 3000 tokens, longer than the context (2048)"))
+        return future
+
+
+@run_async
+async def test_a_prompt_neither_side_takes_is_kept(tmp_path: Path) -> None:
+    """The prompt field was cleared on Enter even when both sides refused the prompt: a long pasted prompt was
+    lost. It stays unless at least one side took it."""
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ABScreen(*sides(tmp_path), backends=Refusing)
+        await _open(pilot, screen)
+        prompt = screen.query_one("#ab-prompt")
+        prompt.value = "a very long pasted prompt " * 20
+        await pilot.press("enter")
+        await until(pilot, lambda: not any(screen.busy.values()) and len(screen.errors) == 2, "both refused")
+        await pilot.pause()
+        assert prompt.value == "a very long pasted prompt " * 20
+    made: list[type[FakeBackend]] = [Refusing, FakeBackend]  # the base side refuses, the tuned one answers
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ABScreen(*sides(tmp_path), backends=lambda emit: made.pop(0)(emit))
+        await _open(pilot, screen)
+        prompt = screen.query_one("#ab-prompt")
+        prompt.value = "short"
+        await pilot.press("enter")
+        await until(pilot, lambda: not any(screen.busy.values()), "both replies")
+        await pilot.pause()
+        assert list(screen.errors) == ["base"] and screen.replies["tuned"] and prompt.value == ""
+
+
+def _contrast(a: Color, b: Color) -> float:
+    """WCAG's contrast ratio of two colours (3 is the least for a part of the interface to be seen)."""
+    def luminance(c: Color) -> float:
+        r, g, b = ((v / 255) / 12.92 if v / 255 <= 0.03928 else ((v / 255 + 0.055) / 1.055) ** 2.4
+                   for v in c.get_truecolor())
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _cell_colour(app: App, x: int, y: int) -> Color:
+    """The colour a cell's background shows (its foreground where the style is reversed)."""
+    column = 0
+    for segment in app.screen._compositor.render_strips()[y]:
+        if column <= x < column + len(segment.text):
+            style = segment.style
+            return style.color if style.reverse else style.bgcolor
+        column += len(segment.text)
+    raise AssertionError(f"no cell at {x},{y}")
+
+
+@run_async
+async def test_the_sides_show_a_scrollbar_and_scroll_by_keyboard(tmp_path: Path) -> None:
+    """A reply longer than its side was cut off with no sign of more below: the scrollbar's thumb (dark blue on
+    black) could not be told from its track. Tab reaches each side and the keys scroll it."""
+    app = chat_app(tmp_path)
+    async with app.run_test(size=NARROW) as pilot:
+        lines = [f"line {i}\n" for i in range(60)]
+        screen = ABScreen(*sides(tmp_path), backends=lambda emit: FakeBackend(emit, tokens=lines))
+        await _open(pilot, screen)
+        screen.query_one("#ab-prompt").value = "Count"
+        await pilot.press("enter")
+        await until(pilot, lambda: not any(screen.busy.values()), "both replies")
+        await pilot.pause()
+        scrolls = list(screen.query(".ab-scroll").results(VerticalScroll))
+        for scroll in scrolls:
+            assert scroll.max_scroll_y > 0 and scroll.show_vertical_scrollbar
+            region = scroll.region
+            bar = region.right - 2  # the scrollbar, left of the side's right border
+            colours = {_cell_colour(app, bar, y) for y in range(region.y, region.bottom)}
+            assert len(colours) == 2, colours  # a thumb and a track
+            assert _contrast(*colours) >= 3, colours
+        await pilot.press("tab")
+        assert app.focused is scrolls[0]
+        await pilot.press("pagedown")
+        assert scrolls[0].scroll_y > 0
+        await pilot.press("tab", "end")
+        assert app.focused is scrolls[1] and scrolls[1].scroll_y == scrolls[1].max_scroll_y
+
+
+@run_async
+async def test_esc_during_a_load_closes_at_once(tmp_path: Path) -> None:
+    """Esc while a model loaded froze the screen until the load ended (closing waited for it on the event loop).
+    The view goes at once; both models are freed once the load ends, and no thread is left."""
+    release, ended = threading.Event(), threading.Event()
+
+    class SlowLoad(FakeBackend):
+        def _load(self, path: str, options: LoadOptions) -> ModelLoaded:
+            release.wait(15)  # bounded: without the fix the event loop waits this long
+            ended.set()
+            return super()._load(path, options)
+
+    app = chat_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ABScreen(*sides(tmp_path), backends=SlowLoad)
+        await app.push_screen(screen)
+        await pilot.pause()
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ABScreen), "the view closed")
+        assert not ended.is_set()  # the view went while the load was still under way
+        assert not screen.closed.is_set()
+        await pilot.press("f3")  # the app answers meanwhile
+        assert app.current_pane_id() == "models"
+        release.set()
+        assert await asyncio.to_thread(screen.closed.wait, 30)
+        assert not [t for t in threading.enumerate() if t.name.startswith(("fake-chat", "tuillm-ab"))]
