@@ -216,7 +216,7 @@ class ABScreen(ModalScreen[None]):
                     with Vertical(classes="ab-side"):
                         title = f"{side.title()} · {model.name}" + (" + LoRA" if model.lora else "")
                         yield Label(Text(safe_line(title)), classes="ab-side-title")  # names from the disk
-                        with VerticalScroll(classes="ab-scroll"):
+                        with VerticalScroll(classes="ab-scroll", id=f"ab-scroll-{side}"):
                             yield Static(Text("loading…", style="dim"), id=f"ab-{side}")
             yield SafeInput(placeholder="Prompt for both models · Enter sends", id="ab-prompt")
 
@@ -281,8 +281,13 @@ class ABScreen(ModalScreen[None]):
 
         return forward
 
-    def _show(self, side: str, text: str, style: str = "") -> None:
-        self.query_one(f"#ab-{side}", Static).update(Text(text, style=style))
+    def _show(self, side: str, text: str | Text, style: str = "") -> None:
+        """``side``'s answer; its view follows the end while it was at the end (a long reply ran below the view)."""
+        scroll = self.query_one(f"#ab-scroll-{side}", VerticalScroll)
+        following = scroll.scroll_y >= scroll.max_scroll_y
+        self.query_one(f"#ab-{side}", Static).update(text if isinstance(text, Text) else Text(text, style=style))
+        if following:
+            scroll.call_after_refresh(scroll.scroll_end, animate=False)
 
     def on_side_loaded(self, event: SideLoaded) -> None:
         if event.error is not None:
@@ -305,7 +310,7 @@ class ABScreen(ModalScreen[None]):
             shown = Text(self.replies[side])
             if event.stopped:  # by Esc: what came is kept, said to be cut short
                 shown.append(("\n" if self.replies[side] else "") + "[stopped]", style="dim italic")
-            self.query_one(f"#ab-{side}", Static).update(shown)
+            self._show(side, shown)
         prompt = self.query_one("#ab-prompt", Input)
         if not any(self.busy.values()) and not any(self.took.values()) and not prompt.value:
             prompt.value = self._asked  # neither side took it (too long, stopped while queued): not lost

@@ -269,3 +269,32 @@ async def test_esc_during_a_load_closes_at_once(tmp_path: Path) -> None:
         release.set()
         assert await asyncio.to_thread(screen.closed.wait, 30)
         assert not [t for t in threading.enumerate() if t.name.startswith(("fake-chat", "tuillm-ab"))]
+
+
+@run_async
+async def test_each_side_follows_its_reply_unless_scrolled_up(tmp_path: Path) -> None:
+    """A reply longer than its side ran below the view while it streamed. Each side now follows the end of its
+    reply while its view is at the end; a side the user scrolled up stays where it was."""
+    backend = gated_backend(60)
+    backend.gate = threading.Semaphore(0)
+    app = chat_app(tmp_path)
+    async with app.run_test(size=NARROW) as pilot:
+        screen = ABScreen(*sides(tmp_path), backends=backend)
+        await _open(pilot, screen)
+        scrolls = list(screen.query(".ab-scroll").results(VerticalScroll))
+        screen.query_one("#ab-prompt").value = "Count"
+        await pilot.press("enter")
+        for _ in range(200):  # tokens until both sides overflow their view (bounded)
+            if all(s.max_scroll_y > 0 for s in scrolls):
+                break
+            backend.gate.release(2)
+            await pilot.pause(0.05)
+        await pilot.pause()
+        assert all(0 < s.scroll_y == s.max_scroll_y for s in scrolls)  # both followed
+        await pilot.press("tab", "home")  # the base side scrolled up to read
+        assert app.focused is scrolls[0] and scrolls[0].scroll_y == 0
+        backend.gate.release(200)
+        await until(pilot, lambda: not any(screen.busy.values()), "both replies")
+        await pilot.pause()
+        assert scrolls[0].scroll_y == 0 < scrolls[0].max_scroll_y  # left where the user took it
+        assert 0 < scrolls[1].scroll_y == scrolls[1].max_scroll_y  # the other followed to the end
