@@ -6,6 +6,7 @@ posts the events as messages from its worker thread.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,3 +48,18 @@ def ignore(_event: Event) -> None:
 
 class Cancelled(Exception):
     """Raised inside a job when its cancel flag was set; the job cleans up before it propagates."""
+
+
+def cancellable(emit: Emit, cancel: threading.Event | None) -> Emit:
+    """``emit`` that raises ``Cancelled`` once ``cancel`` is set: a job whose slow parts take no cancel flag of their
+    own (a GGUF base dequantized, LoRA pairs written) stops at its next event, its writer's cleanup removing the
+    file in progress."""
+    if cancel is None:
+        return emit
+
+    def checked(event: Event) -> None:
+        if cancel.is_set():
+            raise Cancelled()
+        emit(event)
+
+    return checked

@@ -22,7 +22,7 @@ from tuillm.convert.lora_to_gguf import Adapter, check_finite, check_fits, lora_
 from tuillm.convert.output import check_output, describe_os_error, remove_stale, temp_name
 from tuillm.convert.types import CONVERT_DEFAULT, MERGE_DEFAULT, check_type
 from tuillm.core.errors import TuillmError, first_line
-from tuillm.core.events import Cancelled, Emit, Log, Progress, ignore
+from tuillm.core.events import Cancelled, Emit, Log, Progress, cancellable, ignore
 from tuillm.core.text import shown
 from tuillm.core.train.checkpoints import base_model_type, training_record
 
@@ -81,10 +81,11 @@ def check_merge_output(out: Path, inputs: list[Path], force: bool) -> None:
 
 
 def export_lora(adapter_dir: Path, base: Path, out: Path, out_type: str = CONVERT_DEFAULT, *,
-                emit: Emit = ignore, force: bool = False) -> Path:
+                emit: Emit = ignore, cancel: threading.Event | None = None, force: bool = False) -> Path:
     """Write a GGUF LoRA adapter for the base (an HF folder or GGUF; a GGUF is dequantized to read its shapes)."""
     from tuillm.core.train.base import base_folder
 
+    emit = cancellable(emit, cancel)  # the pane's "Stop the export?" stopped nothing: the file was written whole
     check_merge_output(Path(out), [Path(adapter_dir), Path(base)], force)
     _adapter(Path(adapter_dir))  # a bad adapter refused before a GGUF base is dequantized for it
     folder = base_folder(Path(base), emit=emit)
@@ -107,6 +108,7 @@ def merge(base: Path, adapter_dir: Path, out: Path, out_type: str = MERGE_DEFAUL
     from tuillm.core.conversion.job import convert_checkpoint
     from tuillm.core.train.base import base_folder, load_tokenizer
 
+    emit = cancellable(emit, cancel)  # also while a GGUF base is dequantized, which takes no cancel flag
     out = Path(out)
     try:
         out_type = check_type(out_type)

@@ -77,11 +77,12 @@ def start_merge(owner: Widget, base: Path, adapter: Path, out: Path, out_type: s
     run_job(owner, MERGE, job, Merged)
 
 
-def start_export(owner: Widget, adapter: Path, base: Path, out: Path, *, force: bool = False) -> None:
+def start_export(owner: Widget, adapter: Path, base: Path, out: Path, cancel: threading.Event, *,
+                 force: bool = False) -> None:
     def job(emit: Emit) -> Path:
         from tuillm.core.train.merge import export_lora
 
-        return export_lora(adapter, base, out, emit=emit, force=force)
+        return export_lora(adapter, base, out, emit=emit, cancel=cancel, force=force)
 
     run_job(owner, EXPORT, job, Exported)
 

@@ -227,7 +227,7 @@ class TrainJobs(VerticalScroll):
                 return
             self._set_job(jobs.EXPORT)
             self.query_one(RunView).log(f"exporting the adapter to {out}")
-            jobs.start_export(self, adapter, base, out, force=force)
+            jobs.start_export(self, adapter, base, out, self.cancel_event, force=force)
 
         self._ask_to_replace(out, start)
 
