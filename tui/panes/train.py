@@ -194,8 +194,7 @@ class TrainPane(TrainJobs):
     def work_in_progress(self) -> list[str]:
         if self.job == "train":
             return ["training (a checkpoint is saved)"]
-        article = "an" if self.job == jobs.EXPORT else "a"  # "a export" was said
-        return [] if self.job is None else [f"{article} {self.job} (the file being written is removed)"]
+        return [] if self.job is None else [" ".join(jobs.NOUNS[self.job]) + " (the file being written is removed)"]
 
     def commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Train: start", "Start training with the pane's settings", self.action_start)

@@ -20,6 +20,8 @@ from tuillm.core.train.options import TrainConfig
 from tuillm.tui.jobs import run_job
 
 TRAIN, MERGE, EXPORT, CONVERT = "train", "merge", "export", "convert"  # job names (tui.jobs' worker groups)
+# A job as the questions name it, with its article: "Stop the conversion?", "This stops an export".
+NOUNS = {TRAIN: ("", "training"), MERGE: ("a", "merge"), EXPORT: ("an", "export"), CONVERT: ("a", "conversion")}
 
 
 class Trained(Message):

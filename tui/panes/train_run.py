@@ -14,6 +14,7 @@ from tuillm.core.events import Event, Log, Metric, Progress
 from tuillm.core.text import format_bytes, safe_text
 from tuillm.core.train.checkpoints import TrainResult
 from tuillm.core.train.schedule import format_duration
+from tuillm.tui.panes.train_jobs import NOUNS
 from tuillm.tui.widgets.loss_plot import LossPlot
 
 LOG_STYLES = {"warning": "yellow", "error": "red"}
@@ -49,7 +50,7 @@ def cancel_question(job: str) -> str:
     """What Esc asks before it stops ``job`` (a ``train_jobs`` job name): what stopping keeps and loses."""
     if job == "train":
         return "Stop training after this step? A checkpoint is saved (tick Resume and Start to continue)."
-    return f"Stop the {job}? The file being written is removed."
+    return f"Stop the {NOUNS[job][1]}? The file being written is removed."
 
 
 class RunView(Vertical):

@@ -54,3 +54,12 @@ async def test_an_export_stopped_at_once_writes_nothing(tmp_path: Path, tiny_ada
         assert str(pane.query_one("#train-stats").content) == "export cancelled"
     await app.workers.wait_for_complete()
     assert [p.name for p in out_dir.iterdir()] == []  # neither the adapter GGUF nor its temporary
+
+
+def test_each_train_pane_job_is_named_in_words() -> None:
+    # "Stop the convert?" and "This stops a export" were said: job names are not nouns of English.
+    from tuillm.tui.panes.train_run import cancel_question
+
+    assert [cancel_question(job) for job in (train_jobs.CONVERT, train_jobs.MERGE, train_jobs.EXPORT)] == [
+        f"Stop the {noun}? The file being written is removed." for noun in ("conversion", "merge", "export")]
+    assert set(train_jobs.NOUNS) == {train_jobs.TRAIN, train_jobs.MERGE, train_jobs.EXPORT, train_jobs.CONVERT}
