@@ -245,7 +245,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         was_editing, self.editing = self.editing, False
         self.refresh_bindings()
         if turn.typed or was_editing:
-            self.after_sent(was_editing)
+            self.after_sent(was_editing, turn.prompt)
         self.column.view.follow_from_now()  # a sent message is always seen, and so is its reply
         self._refresh()
         await self._sync_view()
@@ -263,8 +263,9 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         await self._end_turn()
         stats = event.done.stats
         self.last_stats = stats.to_json()
-        self._set_status(f"{self.model_name} · ctx {stats.context_used}/{stats.n_ctx} · "
-                         f"{stats.tokens_per_s:.1f} tok/s")
+        if not self.model_loading:  # another model was picked meanwhile: its "loading…" stays until it is ready
+            self._set_status(f"{self.model_name} · ctx {stats.context_used}/{stats.n_ctx} · "
+                             f"{stats.tokens_per_s:.1f} tok/s")
         await self._sync_view()
         self._refresh()
 
@@ -291,7 +292,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         screen's next repaint shows both (each repaint costs the decoding threads ~2 ms of CPU)."""
         now = time.monotonic()
         rate = self.stream.rate()
-        if rate is not None and now - self._stats_shown_at >= LIVE_STATS_S:
+        if rate is not None and now - self._stats_shown_at >= LIVE_STATS_S and not self.model_loading:
             self._stats_shown_at = now
             self._set_status(f"{self.model_name} · ctx …/{self.engine.n_ctx} · {rate:.1f} tok/s")
 
@@ -320,9 +321,9 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
             return
         text = sent
         if self.editing:
-            await self._start(Turn(self.edit_turn(text), typed=True))
+            await self._start(Turn(self.edit_turn(text), typed=True, prompt=event.text))
         else:
-            await self._start(Turn(lambda conv: conv.send(text), typed=True))
+            await self._start(Turn(lambda conv: conv.send(text), typed=True, prompt=event.text))
 
     def action_stop(self) -> None:
         if self.busy:
@@ -340,8 +341,8 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         await self._start(Turn(lambda conv: conv.regenerate(message=chosen)))
 
     def action_edit_last(self) -> None:
-        if self.busy:
-            self.notify(BUSY, title="Chat", severity="warning")
+        if self.busy or self.model_loading:  # (a message waiting for the model would be sent with the edit open)
+            self.notify(BUSY if self.busy else "the model is still loading", title="Chat", severity="warning")
             return
         users = [m for m in self.stored_messages() if m.role == "user"]
         if not users:

@@ -33,6 +33,7 @@ class ChatBranches:
     store: ChatStore | None
     chat_id: int | None
     busy: bool
+    model_loading: bool
     editing: bool
     column: ChatColumn
     notify: Callable[..., None]
@@ -129,6 +130,9 @@ class ChatBranches:
     # --- editing any message ----------------------------------------------------------------------------------------
     def action_edit_message(self) -> None:
         if not self._idle():
+            return
+        if self.model_loading:  # a message waiting for the model would be sent with the edit open, and the edit lost
+            self.notify("the model is still loading", title="Chat", severity="warning")
             return
         message = self.selected_message()
         if message is None:

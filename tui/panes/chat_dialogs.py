@@ -32,6 +32,7 @@ class ChatDialogs:
     stored_messages: Callable[[], list[StoredMessage]]
     _refresh: Callable[[], None]
     adopt_chat_model: Callable[[], None]
+    action_stop: Callable[[], None]
     _sync_view: Callable[[], Awaitable[None]]
 
     # --- options --------------------------------------------------------------------------------------------------
@@ -96,11 +97,15 @@ class ChatDialogs:
         async def answered(yes: bool | None) -> None:
             if not yes:
                 return
+            if self.busy and chat_id == self.chat_id:  # a message that waited for the model began meanwhile
+                self.notify("a reply is on its way: Esc stops it first", title="Chat", severity="warning")
+                return
             try:
                 store.delete_chat(chat_id)
             except StoreError as exc:
                 self.notify(str(exc), title="Chat", severity="error")
             if chat_id == self.chat_id:
+                self.action_stop()  # not busy: leaves editing (the message edited went with the chat)
                 self.chat_id = None
                 self.adopt_chat_model()
                 await self._sync_view()

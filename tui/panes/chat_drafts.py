@@ -74,9 +74,11 @@ class ChatDrafts:
         self.draft = self.column.prompt.text
         self.save_draft()
 
-    def after_sent(self, editing: bool) -> None:
-        """The prompt's text was sent: an edited message gives the prompt its draft back, a new one empties it."""
+    def after_sent(self, editing: bool, sent: str = "") -> None:
+        """The prompt's text (``sent``) was sent: an edited message gives the prompt its draft back, a new one
+        empties it, except for what was typed after it while the model loaded (the message waits in the prompt)."""
         if not editing:
-            self.draft = ""
+            now = self.column.prompt.text
+            self.draft = "" if not sent or now == sent else now.removeprefix(sent).lstrip()
         self.column.stop_editing(self.draft)
         self.save_draft()

@@ -96,7 +96,7 @@ class ChatMemory:
             self._set_status(f"{self.model_name} (reloading…)")
         self._refresh_header()
         job = partial(shed, old, self.engine, path, options, self.session.available_ram)
-        run_job(self, LOAD_JOB, job, lambda loaded: MemoryFreed() if loaded is None else ModelReady(loaded, None),
+        run_job(self, LOAD_JOB, job, lambda loaded: MemoryFreed() if loaded is None else ModelReady(loaded),
                 exclusive=False)
 
     def on_memory_freed(self, _message: MemoryFreed) -> None:

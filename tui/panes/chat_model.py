@@ -45,13 +45,14 @@ class Turn:
 
     run: Callable[[Conversation], Future[ReplyDone]]
     typed: bool = False  # sends the prompt's text: the prompt is emptied (or given its draft back) once it starts
+    prompt: str = ""  # the prompt's text as it was sent (a typed turn): what is typed after it, while the model
+    # loads, is kept
 
 
 class ModelReady(Message):
-    def __init__(self, loaded: ModelLoaded, then: Turn | None, options: LoadOptions | None = None) -> None:
+    def __init__(self, loaded: ModelLoaded, options: LoadOptions | None = None) -> None:
         super().__init__()
         self.loaded = loaded
-        self.then = then  # the turn that waited for the model
         self.options = options  # what the chat asked for (None: another load, e.g. the memory guard's smaller one)
 
 
@@ -117,6 +118,11 @@ class ChatModels:
     loaded_with: LoadOptions | None = None  # what the loaded model was loaded with for a chat (None: not known)
     model_missing: bool = False  # the open chat's model file is gone: nothing is sent until another is picked
     model_loading: bool
+    loading_path: Path | None = None  # the model file being loaded (while ``model_loading``)
+    _loads: int = 0  # the pane's loads not finished yet (another model picked while one loads makes two)
+    # The turn waiting for the model, with the chat it was asked in (None: a new chat): it runs when the last load
+    # ends, and only in that chat.
+    _waiting: tuple[Turn, int | None] | None = None
     busy: bool
     notify: Callable[..., None]
     app: App[int]
@@ -126,10 +132,14 @@ class ChatModels:
     _begin: Callable[[Turn], Awaitable[None]]
 
     def _open_chat(self) -> Chat | None:
-        if self.chat_id is None or self.store is None:
+        return None if self.chat_id is None else self._stored_chat(self.chat_id)
+
+    def _stored_chat(self, chat_id: int) -> Chat | None:
+        """The stored chat (None: deleted, or the store cannot say)."""
+        if self.store is None:
             return None
         try:
-            return self.store.get_chat(self.chat_id)
+            return self.store.get_chat(chat_id)
         except StoreError:
             return None
 
@@ -244,19 +254,26 @@ class ChatModels:
         except TuillmError as exc:
             self.notify(str(exc), title="Model", severity="error")
             return
-        self.model_loading = True
+        if then is not None:
+            self._waiting = (then, self.chat_id)
+        self._loads += 1
+        self.model_loading, self.loading_path = True, path
         self._set_status(f"{self.model_name} (loading…)")
         self._refresh_header()
         options = self._load_options(path)
         job = partial(load_checked, self.engine, path, options, self.session.available_ram)
-        run_job(self, LOAD_JOB, job, lambda loaded: ModelReady(loaded, then, options), exclusive=False)
+        run_job(self, LOAD_JOB, job, lambda loaded: ModelReady(loaded, options), exclusive=False)
 
     def on_job_failed(self, event: JobFailed) -> None:
         if event.name != LOAD_JOB:
             return
         event.stop()
-        self.model_loading = False
+        self._loads = max(0, self._loads - 1)
         self.notify(event.error, title=f"Could not load {self.model_name}", severity="error", timeout=15)
+        if self._loads:
+            return  # another model was picked meanwhile: its load goes on (and the waiting turn with it)
+        self.model_loading, self.loading_path = False, None
+        self._waiting = None  # the message waits in the prompt for a model that loads
         if self.engine.loaded and self.engine.model_path and self.chat_id is None:
             # A refused load leaves the previous model loaded (the checks run first): a new chat goes on with it
             # (a chat that has its model keeps it: the message waits in the prompt for a model that loads).
@@ -269,12 +286,33 @@ class ChatModels:
         self._refresh_header()
 
     async def on_model_ready(self, event: ModelReady) -> None:
-        self.model_loading = False
+        self._loads = max(0, self._loads - 1)
+        if self._loads:
+            # Another model was picked while this one loaded: the backend loads it next, so a turn begun now would
+            # be written by that model while named after this one.
+            return
+        self.model_loading, self.loading_path = False, None
         self.loaded_with = event.options
-        self._set_status(f"{self.model_name} · ctx 0/{event.loaded.n_ctx}")
+        if self._model_ready():
+            self._set_status(f"{self.model_name} · ctx 0/{event.loaded.n_ctx}")
+        else:  # loaded for a chat left meanwhile: the open chat's own model is not this one
+            self._set_status(chat_label(self.engine.model_path or "", self.engine.lora_path))
         self._refresh_header()
-        if event.then is not None:
-            await self._begin(event.then)
+        waiting, self._waiting = self._waiting, None
+        if waiting is None:
+            return
+        turn, chat_id = waiting
+        if chat_id == self.chat_id:
+            await self._begin(turn)
+            return
+        # Another chat was opened (or this one deleted) while the model loaded: the turn belongs to the chat it was
+        # asked in, never to the one open now; a typed message waits there, in that chat's draft.
+        if chat_id is not None and self._stored_chat(chat_id) is None:
+            where = "its chat was deleted"
+        else:
+            where = "it waits in that chat's prompt" if turn.typed else "nothing was answered"
+        self.notify(f"the model is ready; the message asked in another chat was not sent ({where})", title="Chat",
+                    severity="warning", timeout=10)
 
     def show_chat_status(self) -> None:
         """The status line for the chat just opened: its context use as its last reply left it (0: a new chat) when
@@ -292,7 +330,7 @@ class ChatModels:
         """How the header names the model and what it is doing: in full, and in fewer words for a narrow column."""
         if self.model_missing:
             long, short = "file missing", "missing"
-        elif self.model_loading:
+        elif self.model_loading and self.loading_path in (None, self.model_path):  # (None: the memory guard's)
             long = short = "loading…"
         elif self._engine is not None and self._engine.loaded:  # asking must not make one (see ``engine``)
             return self.model_name, self.model_name
