@@ -157,7 +157,7 @@ def _spoil(checkpoint: Path, file: str, key: str, value: str) -> str:
     ("optimizer.safetensors", "0.exp_avg", "shape", "0.exp_avg does not fit the adapter's weights"),
     # these resumed, then said "the loss is nan at step 4: training diverged; lower --lr": no setting was to blame
     ("optimizer.safetensors", "0.exp_avg_sq", "nan", "0.exp_avg_sq does not fit the adapter's weights"),
-    ("adapter.safetensors", "", "nan", "{key} is missing, of another shape or not finite"),
+    ("adapter.safetensors", "", "nan", "{key} is missing, of another shape or dtype, or not finite"),
     # the state of a weight that does not exist was dropped without a word
     ("optimizer.safetensors", "99999.exp_avg", "nan", "99999.exp_avg does not fit the adapter's weights"),
 ], ids=["moment shape", "moment nan", "adapter nan", "stray moment"])
