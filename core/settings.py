@@ -20,6 +20,9 @@ The file::
     [model."/abs/path/to/model.gguf"]
     ctx = 2048                  # any of [load]'s keys, for that model only
 
+A relative path in it (models.dirs, a [model."..."] key) is read from the file's folder, not the current one
+(``core.settings_file``); the front ends see absolute paths only, and ``save_config`` writes them.
+
 ``save_config`` writes it back atomically, keeping keys it does not know (comments are not kept); ``Config.problem``
 names them all the same: a misspelt or misplaced one (``threads = 2`` above ``[load]``) would go without a word.
 """
@@ -30,7 +33,6 @@ import copy
 import errno
 import os
 import tempfile
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from typing import Any
 from tuillm.core import paths
 from tuillm.core.llama.options import LOAD_OPTIONS, SAMPLING_OPTIONS, LoadOptions, Sampling
 from tuillm.core.options import AUTO, MAX_ECHO, Option, OptionError, option_map
+from tuillm.core.settings_file import base_folder, file_path, read_file
 from tuillm.core.text import shown
 
 _LOAD = option_map(LOAD_OPTIONS)
@@ -128,10 +131,6 @@ def config_attr(key: str) -> str:
     return "default_ctx" if key == "ctx" else key
 
 
-# A settings file is a few KiB (10,000 model folders, 1 MiB): a 100 MB one took seconds and a GiB to parse.
-MAX_FILE_BYTES = 4 << 20
-
-
 def load_config(path: str | Path | None = None) -> Config:
     file = paths.expand_user(path) if path else paths.config_file()
     config = Config(path=file)
@@ -145,29 +144,10 @@ def load_config(path: str | Path | None = None) -> Config:
         config.problem = f"{file}: {problem}; using defaults"
         return config
     config.raw = data
-    problems = _apply(config, data) + _unknown_keys(data)
+    problems = _apply(config, data, base_folder(file)) + _unknown_keys(data)
     if problems:
         config.problem = f"{file}: " + "; ".join(problems)
     return config
-
-
-def read_file(file: Path) -> tuple[dict[str, Any] | None, str]:
-    """The parsed settings file, or None and why not (in words, with the line where there is one)."""
-    try:
-        with file.open("rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-        if len(raw) > MAX_FILE_BYTES:
-            return None, f"larger than {MAX_FILE_BYTES >> 20} MiB, not a settings file"
-        # utf-8-sig: a byte-order mark (Notepad writes one) was "Invalid statement (at line 1, column 1)"
-        return tomllib.loads(raw.decode("utf-8-sig")), ""
-    except OSError as exc:
-        return None, f"cannot read ({exc.strerror or exc.__class__.__name__})"
-    except UnicodeDecodeError as exc:
-        return None, f"not UTF-8 text (line {raw[: exc.start].count(10) + 1}); save it as UTF-8"
-    except RecursionError:  # arrays nested past the parser's depth
-        return None, "nested too deeply"
-    except tomllib.TOMLDecodeError as exc:  # its message carries "(at line N, column M)"
-        return None, str(exc)
 
 
 # The keys each table reads ([keys] and [model."..."] are tables of user-chosen names).
@@ -221,8 +201,9 @@ def _table(data: dict[str, Any], name: str, problems: list[str]) -> dict[str, An
     return value
 
 
-def _apply(config: Config, data: dict[str, Any]) -> list[str]:
-    """Sets ``config`` from the parsed file; returns one message per bad value (whose default stays)."""
+def _apply(config: Config, data: dict[str, Any], base: Path) -> list[str]:
+    """Sets ``config`` from the parsed file, its relative paths read from ``base`` (the file's folder); returns one
+    message per bad value (whose default stays)."""
     problems: list[str] = []
 
     def bad(key: str, value: Any, expected: str) -> None:
@@ -240,7 +221,7 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
         return values
 
     models = _table(data, "models", problems)
-    if (dirs := _model_dirs(models.get("dirs"), problems)) is not None:
+    if (dirs := _model_dirs(models.get("dirs"), base, problems)) is not None:
         config.model_dirs = dirs
     for key, value in checked(models, "models", dict.fromkeys(SCAN_KEYS, _SCAN)).items():
         setattr(config, key, value)
@@ -272,11 +253,11 @@ def _apply(config: Config, data: dict[str, Any]) -> list[str]:
         # Keys other than [load]'s are kept in raw and written back as they were.
         defaults = ModelDefaults(**checked(table, f'model."{_named(model)}"', LOAD_SETTINGS))
         if not defaults.is_empty():
-            config.model_defaults[model_key(model)] = defaults
+            config.model_defaults[model_key(file_path(model, base))] = defaults
     return problems
 
 
-def _model_dirs(dirs: Any, problems: list[str]) -> list[Path] | None:
+def _model_dirs(dirs: Any, base: Path, problems: list[str]) -> list[Path] | None:
     """The folders of models.dirs, or None (the defaults). An entry no folder can have as its name is skipped:
     "" was the folder tuillm started in, and a NUL made every scan of it fail."""
     if not (isinstance(dirs, list) and all(isinstance(d, str) for d in dirs)):
@@ -287,7 +268,7 @@ def _model_dirs(dirs: Any, problems: list[str]) -> list[Path] | None:
     if bad:
         problems.append(f"models.dirs: entry {bad[0][0]} ({_named(repr(bad[0][1]))}) is no folder name; skipped"
                         + (f", and {len(bad) - 1} more" if len(bad) > 1 else ""))
-    return [paths.expand_user(d) for d in dirs if d.strip() and "\0" not in d]
+    return [file_path(d, base) for d in dirs if d.strip() and "\0" not in d]
 
 
 # --- writing ----------------------------------------------------------------------------------------------------------
@@ -324,11 +305,15 @@ def to_toml_data(config: Config) -> dict[str, Any]:
         ui.pop("theme", None)
     data["keys"] = dict(config.keys)
     old_models = data.get("model") if isinstance(data.get("model"), dict) else {}
+    base = base_folder(config.path)  # where the file read (raw) has its relative names from
+    old_tables: dict[str, dict[str, Any]] = {}  # the model each names (as model_defaults does) -> its table
+    for name, old in old_models.items():
+        if isinstance(old, dict):
+            old_tables.setdefault(model_key(file_path(name, base)), old)
     per_model: dict[str, Any] = {}
     for model, defaults in config.model_defaults.items():
         # Keep what the user wrote in that table beyond our keys.
-        old = next((t for name, t in old_models.items() if model_key(name) == model and isinstance(t, dict)), {})
-        table = {k: v for k, v in old.items() if k not in LOAD_SETTINGS}
+        table = {k: v for k, v in old_tables.get(model, {}).items() if k not in LOAD_SETTINGS}
         for key in LOAD_SETTINGS:
             value = getattr(defaults, key)
             if value is not None:

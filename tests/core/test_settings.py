@@ -230,8 +230,9 @@ def test_a_tilde_naming_no_user_is_kept_as_written(tmp_path: Path) -> None:
                     '[model."~no-such-user-tuillm/x.gguf"]\nctx = 2048\n')
     config = load_config(file)
     assert config.problem is None
-    assert config.model_dirs == [Path("~no-such-user-tuillm/models"), Path.home() / "m"]
-    assert config.defaults_for("~no-such-user-tuillm/x.gguf").ctx == 2048
+    # Relative, as written: read from the file's folder (tests/core/test_settings_paths.py).
+    assert config.model_dirs == [tmp_path / "~no-such-user-tuillm/models", Path.home() / "m"]
+    assert config.defaults_for(tmp_path / "~no-such-user-tuillm/x.gguf").ctx == 2048
 
 
 def test_a_model_whose_name_is_not_utf8_cannot_have_settings_of_its_own(tmp_path: Path) -> None:

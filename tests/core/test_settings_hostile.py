@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tuillm.core import paths, settings
+from tuillm.core import paths, settings_file
 from tuillm.core.settings import Config, ModelDefaults, backup_path, default_model_dirs, load_config, save_config
 
 INT64 = 1 << 63
@@ -50,7 +50,7 @@ def test_huge_values_and_names_are_echoed_cut(tmp_path: Path) -> None:
 
 def test_an_oversized_file_is_refused_and_kept_when_saving(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A 100 MB file took seconds and a GiB to parse before the app could start; the bound is checked, not the figure.
-    monkeypatch.setattr(settings, "MAX_FILE_BYTES", 1 << 20)
+    monkeypatch.setattr(settings_file, "MAX_FILE_BYTES", 1 << 20)
     file = tmp_path / "c.toml"
     text = "[load]\nctx = 2048\n" + "# padding\n" * 110_000
     file.write_text(text)

@@ -119,3 +119,22 @@ def test_a_config_problem_is_one_line_and_the_command_runs(tmp_path: Path, comma
     assert out.stderr.splitlines() == [
         f"tuillm: {config}: load.ctx: must be {CTX.expected()}, not 8; using the default; "
         "unknown keys, not read (kept in the file): load.thread (did you mean load.threads?)"]
+
+
+def test_a_config_in_another_folder_reads_its_relative_entries_from_there(tmp_path: Path) -> None:
+    # `--config ../conf/c.toml` is found from the cwd (a command-line path), and its `dirs = ["models"]` and
+    # [model."models/tiny.gguf"] name conf/models, not the cwd's models folder (one that is there too).
+    conf, work = tmp_path / "conf", tmp_path / "work"
+    for folder in (conf / "models", work / "models"):
+        folder.mkdir(parents=True)
+    write_tiny_gguf(conf / "models" / "tiny.gguf")
+    write_tiny_gguf(work / "models" / "other.gguf", name="other")
+    (conf / "c.toml").write_text('[models]\ndirs = ["models"]\n[load]\nctx = 2048\n'
+                                 '[model."models/tiny.gguf"]\nctx = 1024\n')
+    out = subprocess.run([TUILLM, "models", "--json", "--config", "../conf/c.toml"], capture_output=True, text=True,
+                         timeout=120, env=os.environ.copy(), cwd=work)
+    assert out.returncode == 0 and out.stderr == ""
+    by_name = {m["name"]: m for m in json.loads(out.stdout)["models"]}
+    assert "other" not in by_name
+    assert Path(by_name["tiny"]["path"]).resolve() == (conf / "models" / "tiny.gguf").resolve()
+    assert by_name["tiny"]["est_ctx"] == 1024  # its own section, found by the absolute path the catalog gives it
