@@ -3,6 +3,13 @@
 The server's embeddings and its /tokenize and /detokenize use these, never a ``Llama``'s methods themselves: what
 llama-cpp-python calls, and how (its tokenize's flags, its embed's batching, the whole pieces its detokenize cuts
 short), is known here only. Neither is thread-safe: one thread uses each at a time.
+
+``EmbeddingModel.embed`` takes token ids, not text: llama-cpp-python's ``Llama.embed`` tokenizes text itself and
+has no way in for tokens (OpenAI's API takes token arrays), so its batching is done here the same way, over the
+same batch and context (``test_embedding`` checks the vectors are its own). llama.cpp computes the output layer
+(the logits) for every token of an embedding context as well: the graph always ends in it and every token is an
+output there, and this llama.cpp has no flag to leave it out (``llama_batch_ext_set_output_embd`` is, its header
+says, the same as asking for logits).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class EmbeddingModel:
 
     def __init__(self, llm: Any) -> None:
         self._llm = llm  # llama_cpp.Llama(embedding=True)
+        self.n_vocab = int(llm.n_vocab())
 
     @classmethod
     def load(cls, path: Path, options: LoadOptions, pooling: object = None) -> EmbeddingModel:
@@ -55,14 +63,50 @@ class EmbeddingModel:
         except (ValueError, RuntimeError, OSError) as exc:
             raise NotLoaded(f"llama.cpp could not load it for embeddings ({exc})") from None
 
-    def count(self, text: str) -> int:
-        """The tokens ``embed`` decodes for ``text`` (tokenized as llama-cpp-python's embed() does: BOS where the
-        model wants it, special tokens' text as text)."""
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+    def tokenize(self, text: str) -> list[int]:
+        """``text``'s tokens as an embedding takes them (as llama-cpp-python's embed() tokenizes: BOS where the model
+        wants it, special tokens' text as text)."""
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Each text's pooled vector (not normalized), in order; a text past the batch is cut there."""
-        return self._llm.embed(list(texts), truncate=True)
+    def embed(self, inputs: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Each token sequence's pooled vector (not normalized), in order. The caller checks the sequences: each of
+        1 to ``n_ctx`` ids, every id from 0 to ``n_vocab - 1`` (llama.cpp reads past its tables otherwise)."""
+        llm = self._llm
+        budget, most = llm.n_batch, llm.context_params.n_seq_max
+        vectors: list[list[float]] = []
+        group: list[Sequence[int]] = []
+        used = 0
+        for tokens in inputs:  # as many sequences in one decode as fit (llama-cpp-python's embed() batching)
+            if not 0 < len(tokens) <= budget:
+                raise ValueError(f"a sequence of {len(tokens)} tokens: 1 to {budget} are embedded")
+            if group and (used + len(tokens) > budget or len(group) >= most):
+                vectors.extend(self._decode(group))
+                group, used = [], 0
+            group.append(tokens)
+            used += len(tokens)
+        if group:
+            vectors.extend(self._decode(group))
+        return vectors
+
+    def _decode(self, group: list[Sequence[int]]) -> list[list[float]]:
+        """One decode of ``group``'s sequences (sequence ``i`` in llama.cpp's seq ``i``), their pooled vectors."""
+        import llama_cpp
+
+        llm = self._llm
+        batch, context, width = llm._batch, llm._ctx, llm.n_embd()
+        batch.reset()
+        for seq, tokens in enumerate(group):
+            batch.add_sequence(list(tokens), seq, True)  # every token an output: llama.cpp pools over them
+        context.kv_cache_clear()
+        try:
+            context.decode(batch)
+            pooled = [llama_cpp.llama_get_embeddings_seq(context.ctx, seq) for seq in range(len(group))]
+            if not all(pooled):
+                raise RuntimeError("llama.cpp gave no pooled embedding")
+            return [vector[:width] for vector in pooled]
+        finally:
+            batch.reset()
+            context.kv_cache_clear()
 
     def close(self) -> None:
         """Frees the context and weights now instead of whenever the GC runs."""

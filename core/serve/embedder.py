@@ -8,8 +8,10 @@ estimate refuses a load that does not fit (a 503), and it is unloaded once idle 
 
 Pooling: the file's own (an embedding model's ``{arch}.pooling_type``), else the mean of the tokens' states (a
 causal chat model such as the demo has none). The vectors come back raw; the routes normalize them as their API
-does. Every input is tokenized first: an empty one, or one past the context when truncation is off, is refused
-before llama.cpp sees it (an empty sequence made it free memory twice and abort the process).
+does. An input is a text or its token ids (OpenAI's token arrays, taken as they are: no BOS added). Every text is
+tokenized first; an empty input, one past the context when truncation is off, or a token id outside the loaded
+model's vocabulary is refused before llama.cpp sees it (an empty sequence made it free memory twice and abort the
+process; an id past the vocabulary reads past its tables).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class InputTooLong(TuillmError):
 
 class EmbedFailed(TuillmError):
     """llama.cpp gave no usable vector (not finite): the server's error (a 500)."""
+
+
+# One input: a text, or token ids (whole numbers; the route checked the shape, the vocabulary's bound is the model's)
+Input = str | tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -94,16 +100,16 @@ class Embedder:
         n_ctx = asked or self.host.load_options(model).n_ctx
         return min(n_ctx, model.info.context_length or n_ctx, EMBED_MAX_CTX)
 
-    async def embed(self, model: ServedModel, texts: Sequence[str], terms: LoadTerms, truncate: bool,
+    async def embed(self, model: ServedModel, inputs: Sequence[Input], terms: LoadTerms, truncate: bool,
                     stop: StopFlag) -> Embedded:
-        """``texts``' vectors, after loading ``model``'s embedding context on ``terms`` if need be; ``stop`` ends the
+        """``inputs``' vectors, after loading ``model``'s embedding context on ``terms`` if need be; ``stop`` ends the
         work between batches (a client that left)."""
         t0 = time.perf_counter()
         async with self._swap:
             load_s = await self._ensure(model, terms.n_ctx)
             self.keeper.keep = terms.keep
             self.keeper.begin()
-            future = self._worker.submit(self._embed, list(texts), truncate, stop)
+            future = self._worker.submit(self._embed, list(inputs), truncate, stop)
         try:
             vectors, tokens = await asyncio.wrap_future(future)
         except asyncio.CancelledError:  # the server's stop cut the request: its batches stop too
@@ -187,32 +193,43 @@ class Embedder:
             raise LoadFailed(refusal)
         return options
 
-    def _embed(self, texts: list[str], truncate: bool, stop: StopFlag) -> tuple[list[list[float]], int]:
+    def _embed(self, inputs: list[Input], truncate: bool, stop: StopFlag) -> tuple[list[list[float]], int]:
         """The vectors and the tokens counted (each input cut at the context when ``truncate``)."""
         context = self._context
         assert context is not None, "loaded under the swap lock before the work is queued"
         embedding, n_ctx = context.embedding, context.n_ctx
-        counts = []
-        for index, text in enumerate(texts):
-            n = embedding.count(text)  # what embed() will decode
-            if n == 0:
-                raise TuillmError(f"input {index}: no tokens to embed")
-            if n > n_ctx and not truncate:
-                raise InputTooLong(f"input {index}: {n} tokens, longer than the context ({n_ctx})")
-            counts.append(min(n, n_ctx))
+        sequences = [_tokens(embedding, index, one, n_ctx, truncate) for index, one in enumerate(inputs)]
         vectors: list[list[float]] = []
-        for group in _groups(counts, n_ctx):  # one decode each, as embed() would batch them; a stop between them
+        for group in _groups([len(tokens) for tokens in sequences], n_ctx):  # a stop between the decodes
             if stop.is_set():
                 raise TuillmError("embeddings stopped: the client left")
-            vectors.extend(embedding.embed([texts[i] for i in group]))
+            vectors.extend(embedding.embed([sequences[i] for i in group]))
         if not all(math.isfinite(x) for vector in vectors for x in vector):
             raise EmbedFailed("llama.cpp gave an embedding that is not finite")
-        return vectors, sum(counts)
+        return vectors, sum(len(tokens) for tokens in sequences)
 
     def _unload(self) -> None:
         context, self._context = self._context, None
         if context is not None:
             context.embedding.close()
+
+
+def _tokens(embedding: EmbeddingModel, index: int, one: Input, n_ctx: int, truncate: bool) -> list[int]:
+    """Input ``index``'s tokens, checked: some, in the vocabulary, within the context (else cut there when
+    ``truncate``)."""
+    if isinstance(one, str):
+        tokens = embedding.tokenize(one)
+        if not tokens:
+            raise TuillmError(f"input {index}: no tokens to embed")
+    else:
+        tokens = list(one)
+        bad = next((t for t in tokens if not 0 <= t < embedding.n_vocab), None)
+        if bad is not None:
+            raise TuillmError(f"input {index}: token {bad} is not in the model's vocabulary (0 to "
+                              f"{embedding.n_vocab - 1})")
+    if len(tokens) > n_ctx and not truncate:
+        raise InputTooLong(f"input {index}: {len(tokens)} tokens, longer than the context ({n_ctx})")
+    return tokens[:n_ctx]
 
 
 def _groups(counts: list[int], budget: int) -> list[list[int]]:

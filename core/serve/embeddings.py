@@ -6,8 +6,10 @@ raw vector, as Ollama's does. ``dimensions`` keeps the first so many values and 
 and OpenAI's way of shortening a vector). OpenAI's ``base64`` is the little-endian float32 bytes (what its client
 asks for by default). An input past the context is a 400 (OpenAI's; Ollama's with ``truncate: false``), else cut
 at the context (Ollama's default). Ollama's request without input loads the model for embeddings (or, with
-``keep_alive: 0``, unloads it), as Ollama's does. Token arrays as input (OpenAI allows them) are refused: llama-cpp-
-python embeds text only.
+``keep_alive: 0``, unloads it), as Ollama's does. OpenAI's ``input`` may also be token ids: one list of them, or a
+list of such lists (its client sends these itself), embedded as they are (no BOS added) and counted in ``usage``;
+their shape is checked here, their ids against the loaded model's vocabulary (``embedder``). One request takes one
+kind: a mix is a 400, as is an empty list. Ollama's routes take text only, as Ollama's do.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import LOAD_OPTIONS
 from tuillm.core.options import option_map
 from tuillm.core.serve.api import Api, ClientLeft, Stoppable, parse, watch
-from tuillm.core.serve.embedder import Embedded, Embedder
+from tuillm.core.serve.embedder import Embedded, Embedder, Input
 from tuillm.core.serve.guard import RequestRecord, clock
 from tuillm.core.serve.models import LoadTerms, ServedModel
 from tuillm.core.serve.ollama import Options, keep_alive_s
 
 MAX_INPUTS = 2048  # OpenAI's bound on one request's inputs
 MAX_INPUT_CHARS = 1 << 20  # all inputs together (OpenAI's bound is 300k tokens)
+MAX_INPUT_TOKENS = MAX_INPUT_CHARS  # all token arrays together: as many ids as a text's most characters
 _CONTEXT = option_map(LOAD_OPTIONS)["n_ctx"]  # num_ctx is checked as --ctx is
 
 
@@ -68,13 +71,26 @@ class OllamaEmbeddingsRequest(_OllamaIn):
     prompt: str = ""
 
 
-def texts_of(value: str | list[Any]) -> list[str]:
-    """The inputs: one text, or a list of texts, bounded; an empty text is refused (it has no tokens to pool)."""
-    texts = [value] if isinstance(value, str) else value
-    if texts and all(type(x) is int for x in texts) or any(isinstance(x, list) for x in texts):
-        raise TuillmError("input: token arrays are not supported by tuillm serve; send the text")
-    if not all(isinstance(x, str) for x in texts):
-        raise TuillmError("input: must be a text or a list of texts")
+def inputs_of(value: str | list[Any], token_ids: bool = True) -> list[Input]:
+    """The inputs, bounded: one text, a list of texts, one list of token ids or a list of such lists (OpenAI's four
+    forms; Ollama's routes, ``token_ids=False``, take the first two); an empty text or token list is refused."""
+    if isinstance(value, str):
+        return _texts([value])
+    if not value:
+        return []
+    if all(isinstance(x, str) for x in value):
+        return _texts(value)
+    arrays = [value] if all(type(x) is int for x in value) else value  # JSON true is no token id
+    if not all(isinstance(x, list) and all(type(t) is int for t in x) for x in arrays):
+        raise TuillmError("input: must be a text or a list of texts" if not token_ids else
+                          "input: must be a text, a list of texts, a list of token ids or a list of lists of token "
+                          "ids, all of one kind")
+    if not token_ids:
+        raise TuillmError("input: token ids are OpenAI's (/v1/embeddings); Ollama's embeddings take text")
+    return _token_arrays(arrays)
+
+
+def _texts(texts: list[str]) -> list[Input]:
     if len(texts) > MAX_INPUTS:
         raise TuillmError(f"input: at most {MAX_INPUTS} texts per request, not {len(texts)}")
     if sum(len(x) for x in texts) > MAX_INPUT_CHARS:
@@ -82,7 +98,18 @@ def texts_of(value: str | list[Any]) -> list[str]:
     empty = next((i for i, x in enumerate(texts) if not x), None)
     if empty is not None:
         raise TuillmError(f"input {empty}: empty text has nothing to embed")
-    return texts
+    return list(texts)
+
+
+def _token_arrays(arrays: list[list[int]]) -> list[Input]:
+    if len(arrays) > MAX_INPUTS:
+        raise TuillmError(f"input: at most {MAX_INPUTS} token arrays per request, not {len(arrays)}")
+    if sum(len(x) for x in arrays) > MAX_INPUT_TOKENS:
+        raise TuillmError(f"input: at most {MAX_INPUT_TOKENS} token ids per request")
+    empty = next((i for i, x in enumerate(arrays) if not x), None)
+    if empty is not None:
+        raise TuillmError(f"input {empty}: an empty token array has nothing to embed")
+    return [tuple(x) for x in arrays]
 
 
 def _check_dimensions(dimensions: int | None, model: ServedModel) -> None:
@@ -119,11 +146,11 @@ class _Routes:
         self.api = api
         self.embedder = embedder
 
-    async def embed(self, request: Request, model: ServedModel, texts: list[str], terms: LoadTerms,
+    async def embed(self, request: Request, model: ServedModel, inputs: list[Input], terms: LoadTerms,
                     truncate: bool) -> Embedded:
         t0, job = clock(), Stoppable()
         try:
-            done = await watch(request, self.embedder.embed(model, texts, terms, truncate, job.stop), job)
+            done = await watch(request, self.embedder.embed(model, inputs, terms, truncate, job.stop), job)
         except TuillmError:
             if job.left:
                 raise ClientLeft("client closed the connection; its embeddings stopped") from None
@@ -148,11 +175,11 @@ def routes(app: FastAPI, api: Api, embedder: Embedder) -> None:
     async def openai_embeddings(request: Request) -> dict[str, Any]:
         body = await parse(request, OpenAIEmbedRequest)
         model = api.host.find(body.model)
-        texts = texts_of(body.input)
-        if not texts:
+        inputs = inputs_of(body.input)
+        if not inputs:
             raise TuillmError("input: an empty list has nothing to embed")
         _check_dimensions(body.dimensions, model)
-        done = await shared.embed(request, model, texts, LoadTerms(), truncate=False)
+        done = await shared.embed(request, model, inputs, LoadTerms(), truncate=False)
         data = [{"object": "embedding", "index": i,
                  "embedding": _encoded(normalized(v, body.dimensions), body.encoding_format)}
                 for i, v in enumerate(done.vectors)]
@@ -164,7 +191,7 @@ def routes(app: FastAPI, api: Api, embedder: Embedder) -> None:
         body = await parse(request, OllamaEmbedRequest)
         model, terms = api.host.find(body.model), body.terms()
         _check_dimensions(body.dimensions, model)
-        texts = [] if body.input == "" else texts_of(body.input)
+        texts = [] if body.input == "" else inputs_of(body.input, token_ids=False)
         if not texts:
             load_s = await shared.load_only(model, terms)
             return {"model": model.name, "embeddings": [], "load_duration": _ns(load_s)}

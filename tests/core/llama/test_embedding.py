@@ -20,17 +20,38 @@ def test_pooling_is_the_files_own_when_it_makes_one_vector(declared: object, poo
     assert pooling_of(declared) == pooling
 
 
-def test_an_embedding_model_counts_what_it_embeds(demo_gguf: Path) -> None:
+def test_an_embedding_model_tokenizes_as_llama_cpp_pythons_embed(demo_gguf: Path) -> None:
     model = EmbeddingModel.load(demo_gguf, LoadOptions(n_ctx=64, n_gpu_layers=0))
     vocabulary = Vocabulary.open(demo_gguf)
     try:
-        # embed() tokenizes with BOS where the model wants it and special tokens' text as text
-        assert model.count(SPECIAL) == len(vocabulary.tokenize(SPECIAL, add_special=True, parse_special=False))
-        same, again, other = model.embed(["Paris", "Paris", "London"])
+        # embed() tokenized with BOS where the model wants it and special tokens' text as text
+        assert model.tokenize(SPECIAL) == vocabulary.tokenize(SPECIAL, add_special=True, parse_special=False)
+        assert model.n_vocab == vocabulary.n_vocab == 49152
+        same, again, other = model.embed([model.tokenize(t) for t in ("Paris", "Paris", "London")])
         assert same == again and same != other and len(same) == 576  # the demo's n_embd
     finally:
         model.close()
         vocabulary.close()
+
+
+def test_token_embeddings_are_llama_cpp_pythons_own(demo_gguf: Path) -> None:
+    """``embed`` over token ids batches as ``Llama.embed`` over text does: the same vectors, exactly, several
+    sequences to a decode and several decodes (a 16-token batch takes two or three of these texts)."""
+    from tuillm.core.llama.loader import quiet_llama
+
+    texts = ["The capital of France is Paris.", "Bananas are yellow.", "Paris is the capital of France.",
+             "A lighthouse keeper", "x"]
+    model = EmbeddingModel.load(demo_gguf, LoadOptions(n_ctx=16, n_gpu_layers=0))
+    reference = quiet_llama(str(demo_gguf), embedding=True, n_ctx=16, n_batch=16, n_ubatch=16,
+                            pooling_type=POOLING_MEAN, n_gpu_layers=0)
+    try:
+        sequences = [model.tokenize(text) for text in texts]
+        assert sum(map(len, sequences)) > 16 and max(map(len, sequences)) <= 16
+        assert model.embed(sequences) == reference.embed(texts)
+        assert model.embed(sequences[1:2]) == [reference.embed(texts[1])]
+    finally:
+        model.close()
+        reference.close()
 
 
 def test_a_vocabulary_tokenizes_as_asked_and_gives_whole_pieces(demo_gguf: Path) -> None:

@@ -17,6 +17,8 @@ from tests.core.serve.conftest import Served
 
 WIDTH = 576  # the demo's embedding length
 TEXTS = ["The capital of France is Paris.", "Bananas are yellow.", "Paris is the capital of France."]
+N_VOCAB = 49152  # the demo's vocabulary
+MIXED = "input: must be a text, a list of texts, a list of token ids or a list of lists of token ids, all of one kind"
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +80,21 @@ def test_openai_dimensions_shorten_and_renormalize(oai: openai.OpenAI) -> None:
 @pytest.mark.parametrize(("fields", "message"), [
     ({"input": ""}, "input 0: empty text has nothing to embed"),
     ({"input": []}, "input: an empty list has nothing to embed"),
-    ({"input": [[1, 2, 3]]}, "input: token arrays are not supported by tuillm serve; send the text"),
-    ({"input": [1, 2, 3]}, "input: token arrays are not supported by tuillm serve; send the text"),
-    ({"input": ["a", 3]}, "input: must be a text or a list of texts"),
+    ({"input": ["a", 3]}, MIXED),
+    ({"input": [[1, 2], "a"]}, MIXED),
+    ({"input": [1, [2]]}, MIXED),
+    ({"input": [[1, "2"]]}, MIXED),
+    ({"input": [True, 2]}, MIXED),  # JSON true is no token id
+    ({"input": [[1.0]]}, MIXED),
+    ({"input": [[]]}, "input 0: an empty token array has nothing to embed"),
+    ({"input": [[1], []]}, "input 1: an empty token array has nothing to embed"),
+    ({"input": [[N_VOCAB]]}, f"input 0: token {N_VOCAB} is not in the model's vocabulary (0 to {N_VOCAB - 1})"),
+    ({"input": [1, -1]}, f"input 0: token -1 is not in the model's vocabulary (0 to {N_VOCAB - 1})"),
+    ({"input": [[1], [2, 10**30]]}, f"input 1: token {10**30} is not in the model's vocabulary (0 to "
+                                    f"{N_VOCAB - 1})"),
     ({"input": ["a"] * 2049}, "input: at most 2048 texts per request, not 2049"),
+    ({"input": [[1]] * 2049}, "input: at most 2048 token arrays per request, not 2049"),
+    ({"input": [[1] * 600_000, [1] * 500_000]}, "input: at most 1048576 token ids per request"),
     ({"input": "a", "dimensions": 0}, f"dimensions: must be a whole number from 1 to {WIDTH} (the model's width), "
                                       "not 0"),
     ({"input": "a", "dimensions": WIDTH + 1}, f"dimensions: must be a whole number from 1 to {WIDTH} (the model's "
@@ -99,6 +112,42 @@ def test_openai_an_input_past_the_context_is_400(oai: openai.OpenAI) -> None:
         oai.embeddings.create(model="demo", input="word " * 9000)  # past EMBED_MAX_CTX too
     assert err.value.code == "context_length_exceeded"
     assert err.value.body["message"].startswith("input 0: 9001 tokens, longer than the context (")
+
+
+def _tokens(server: Served, text: str) -> list[int]:
+    """``text``'s tokens as an embedding of the text takes them (BOS where the model wants it, special tokens' text
+    as text)."""
+    reply = httpx.post(f"{server.url}/tokenize", json={"model": "demo", "content": text, "add_special": True,
+                                                       "parse_special": False}, timeout=60)
+    return reply.json()["tokens"]
+
+
+def test_openai_token_arrays_embed_as_their_text(oai: openai.OpenAI, server: Served) -> None:
+    texts = oai.embeddings.create(model="demo", input=TEXTS, encoding_format="float")
+    ids = [_tokens(server, text) for text in TEXTS]
+    arrays = oai.embeddings.create(model="demo", input=ids, encoding_format="float")
+    assert [d.index for d in arrays.data] == [0, 1, 2]
+    for of_text, of_ids in zip(texts.data, arrays.data, strict=True):
+        assert of_ids.embedding == pytest.approx(of_text.embedding, abs=1e-5)
+    assert arrays.usage.prompt_tokens == arrays.usage.total_tokens == texts.usage.prompt_tokens == \
+        sum(map(len, ids))
+    one = oai.embeddings.create(model="demo", input=ids[1])  # one list of ids: one input (base64, as by default)
+    assert len(one.data) == 1 and one.usage.prompt_tokens == len(ids[1])
+    assert one.data[0].embedding == pytest.approx(texts.data[1].embedding, abs=1e-5)
+
+
+def test_openai_a_token_array_past_the_context_is_400(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        oai.embeddings.create(model="demo", input=[[1, 2], [7] * 9001])  # past EMBED_MAX_CTX too
+    assert err.value.code == "context_length_exceeded"
+    assert err.value.body["message"].startswith("input 1: 9001 tokens, longer than the context (")
+
+
+@pytest.mark.parametrize("value", [[1, 2, 3], [[1, 2, 3]]])
+def test_ollama_embed_takes_text_only(server: Served, value: list) -> None:
+    reply = httpx.post(f"{server.url}/api/embed", json={"model": "demo", "input": value}, timeout=60)
+    assert reply.status_code == 400
+    assert reply.json() == {"error": "input: token ids are OpenAI's (/v1/embeddings); Ollama's embeddings take text"}
 
 
 def test_ollama_embed(oll: ollama.Client, oai: openai.OpenAI) -> None:
