@@ -188,7 +188,7 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def _check_fingerprint(path: Path, meta: dict[str, Any], config: TrainConfig) -> None:
+def check_fingerprint(path: Path, meta: dict[str, Any], config: TrainConfig) -> None:
     saved = meta.get("fingerprint", {})
     now = config.fingerprint()
     # JSON turns tuples into lists: compare through the same round trip.
@@ -215,7 +215,7 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, config: TrainConfig)
     problem = _meta_problem(path, meta)
     if problem is not None:
         raise _damaged(path, f"state.json: {problem}")
-    _check_fingerprint(path, meta, config)
+    check_fingerprint(path, meta, config)
     _check_model_type(path, meta, model)
     try:
         _restore(path, meta, model, optimizer)
@@ -257,11 +257,20 @@ def _meta_problem(path: Path, meta: dict[str, Any]) -> str | None:
         return f"tokens {json_shown(meta.get('tokens'))} is not a count"
     if not isinstance(meta.get("fingerprint", {}), dict):
         return "the fingerprint is not an object"
+    if not valid_data_record(meta.get("data", [])):  # (absent from an older version's: core.train.resume)
+        return "the data record is not a list of files (each a path, a size and a sha256)"
     log = meta.get("loss_log")
     if not isinstance(log, list) or not all(
             isinstance(r, dict) and _whole(r.get("step")) and _number(r.get("loss")) for r in log):
         return "the loss log is not a list of step records (a step and a finite loss each)"
     return None
+
+
+def valid_data_record(record: Any) -> bool:
+    """Whether state.json's ``data`` (core.train.resume.data_record) is a list of files as a run writes it."""
+    return isinstance(record, list) and all(
+        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)
+        and _whole(f.get("size")) for f in record)
 
 
 def _damaged(path: Path, why: str) -> TuillmError:

@@ -16,13 +16,14 @@ without a model.
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuillm.core.chat.template import ChatTemplate, ChatTemplateError, TemplateStopped
-from tuillm.core.train.jsonl import DatasetError, keys_note, lines_note, read_objects, value_note
+from tuillm.core.train.jsonl import DatasetError, check_cancel, keys_note, lines_note, read_objects, value_note
 
 FORMATS = ("alpaca", "messages", "sharegpt", "completion", "text")
 IGNORE = -100  # the label of a token that carries no loss (the convention of transformers' loss functions)
@@ -133,9 +134,10 @@ def to_messages(obj: dict, fmt: str) -> tuple[dict[str, str], ...]:
     return tuple(msgs)
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Read and check a JSONL file; every problem found is reported in one DatasetError."""
-    path, objects = read_objects(path)
+def load_dataset(path: str | Path, cancel: threading.Event | None = None) -> Dataset:
+    """Read and check a JSONL file; every problem found is reported in one DatasetError. A set ``cancel`` stops it
+    with ``Cancelled``."""
+    path, objects = read_objects(path, cancel)
     fmt = detect_format(objects[0][1])
     if fmt is None:
         first = objects[0][1]
@@ -147,6 +149,7 @@ def load_dataset(path: str | Path) -> Dataset:
     records: list[Record] = []
     problems: list[tuple[int, str]] = []
     for number, obj in objects:
+        check_cancel(cancel)
         try:
             records.append(Record(to_messages(obj, fmt), number))
         except ValueError as exc:
@@ -271,9 +274,10 @@ def record_named(path: Path, line: int) -> Iterator[None]:
 
 def encode_dataset(dataset: Dataset, tokenize: Tokenize, template: ChatTemplate | None, max_len: int, *,
                    assistant_only: bool = True, text_suffix: Sequence[int] = (),
-                   text_prefix: Sequence[int] = ()) -> Encoded:
+                   text_prefix: Sequence[int] = (), cancel: threading.Event | None = None) -> Encoded:
     """Every record under ``tokenize_record``'s rules; over-long ones cut to ``max_len`` and counted, those with
-    nothing left to learn dropped and counted.
+    nothing left to learn dropped and counted. A set ``cancel`` stops it before the next record (``Cancelled``):
+    a large dataset takes seconds, and a stop or a quit waited for all of it.
 
     ``text_suffix`` (the EOS id) ends raw-text examples, ``text_prefix`` (the BOS id, for tokenizers that add
     one) starts them (see ``TextEnds``). Raises DatasetError when no example is left with a token to learn from.
@@ -283,6 +287,7 @@ def encode_dataset(dataset: Dataset, tokenize: Tokenize, template: ChatTemplate 
     ends = TextEnds(bos=text_prefix, eos=text_suffix)
     out = Encoded([])
     for record in dataset.records:
+        check_cancel(cancel)
         with record_named(dataset.path, record.line):
             done = tokenize_record(record.messages, template, tokenize, max_len, assistant_only=assistant_only,
                                    ends=ends)

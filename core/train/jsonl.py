@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import codecs
 import errno
+import hashlib
 import json
 import os
 import re
 import stat
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from tuillm.core.errors import TuillmError
+from tuillm.core.events import Cancelled
 from tuillm.core.paths import expand_user
 from tuillm.core.text import shown
 
@@ -31,6 +34,13 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 class DatasetError(TuillmError):
     """A training file that cannot be used; raised before any training starts."""
+
+
+def check_cancel(cancel: threading.Event | None) -> None:
+    """``Cancelled`` once ``cancel`` is set: the set-up's loops (reading, hashing, encoding the data) call it between
+    lines and records, so a stop or a quit while a large dataset is read ends within a record, not after the file."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()
 
 
 def lines_note(lines: Sequence[int]) -> str:
@@ -72,11 +82,12 @@ def _open(path: Path) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def _lines(path: Path, cancel: threading.Event | None = None) -> Iterator[tuple[int, bytes]]:
     """The file's lines (without their "\\n") with their numbers, each at most ``MAX_LINE_BYTES``."""
     with _open(path) as f:
         number = 0
         while True:
+            check_cancel(cancel)
             try:
                 raw = f.readline(MAX_LINE_BYTES + 1)
             except OSError as exc:
@@ -105,13 +116,31 @@ def _has_lone_surrogate(text: str, obj: dict) -> bool:
     return False
 
 
-def read_objects(path: str | Path) -> tuple[Path, list[tuple[int, dict]]]:
+def file_digest(path: str | Path, cancel: threading.Event | None = None) -> tuple[Path, int, str]:
+    """A data file's path, size and SHA-256, read as ``read_objects`` reads it (a FIFO or a folder is refused)."""
+    path = expand_user(path)
+    digest, size = hashlib.sha256(), 0
+    with _open(path) as f:
+        while True:
+            check_cancel(cancel)
+            try:
+                chunk = f.read(1 << 20)
+            except OSError as exc:
+                raise DatasetError(f"{path}: cannot read it ({(exc.strerror or str(exc)).lower()})") from None
+            if not chunk:
+                return path, size, digest.hexdigest()
+            digest.update(chunk)
+            size += len(chunk)
+
+
+def read_objects(path: str | Path, cancel: threading.Event | None = None) -> tuple[Path, list[tuple[int, dict]]]:
     """A JSONL file's objects with their line numbers; bad lines reported in one DatasetError (the checks of every
-    training file: supervised data in core.train.data, preference pairs in core.train.pairs)."""
+    training file: supervised data in core.train.data, preference pairs in core.train.pairs). A set ``cancel``
+    stops the reading with ``Cancelled``."""
     path = expand_user(path)
     objects: list[tuple[int, dict]] = []
     bad: dict[str, list[int]] = {"utf8": [], "json": [], "surrogate": [], "object": []}
-    for number, raw in _lines(path):
+    for number, raw in _lines(path, cancel):
         if not raw.strip():
             continue
         try:

@@ -4,9 +4,11 @@ The loop is plain PyTorch over peft's LoRA model: examples are packed into one r
 the LM head runs only on the positions that carry loss (``logits_to_keep`` with indices; core.train.passes),
 gradients accumulate over micro-batches weighted by their share of the step's trained tokens, and the learning
 rate follows the chosen schedule (core.train.schedule). Checkpoints (core.train.checkpoints) let a resumed run
-replay exactly what an uninterrupted one would. A set ``cancel`` event finishes the current step, saves a
-checkpoint and raises ``Cancelled``; available RAM under the memory guard's floor (core.models.guard), checked
-between steps, saves a checkpoint and raises a ``TuillmError`` saying so. With ``--nproc N`` each of N processes
+replay exactly what an uninterrupted one would; a resume's data and steps left are checked first
+(core.train.resume). A set ``cancel`` event finishes the current step, saves a checkpoint and raises ``Cancelled``
+(during the set-up it stops between data records, or at the next stage, with nothing written); available RAM under
+the memory guard's floor (core.models.guard), checked between steps, saves a checkpoint and raises a
+``TuillmError`` saying so. With ``--nproc N`` each of N processes
 runs this loop on its share of every step (``TrainRun.ranks``: core.train.distributed); rank 0 alone writes and emits.
 
 Events (for a front end): ``Log`` lines (data summary, truncation warnings, one line per ``log_every`` steps);
@@ -27,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuillm.core.chat.template import ChatTemplate
 from tuillm.core.errors import TuillmError
-from tuillm.core.events import Cancelled, Emit, Log, Metric, Progress, ignore
+from tuillm.core.events import Cancelled, Emit, Log, Metric, Progress, cancellable, ignore
 from tuillm.core.models import guard, hardware
 from tuillm.core.train.attention import uses_example_attention
 from tuillm.core.train.checkpoints import (
@@ -37,24 +38,13 @@ from tuillm.core.train.checkpoints import (
     TrainResult,
     checkpoint_path,
     latest_checkpoint,
-    load_checkpoint,
     output_folder,
     remove_if_empty,
     remove_stale_temporaries,
     save_checkpoint,
     write_outputs,
 )
-from tuillm.core.train.data import (
-    Example,
-    PackedBatch,
-    TextEnds,
-    Tokenize,
-    encode_dataset,
-    load_dataset,
-    micro_batches,
-    pack,
-    split_eval,
-)
+from tuillm.core.train.data import Example, PackedBatch, micro_batches, pack
 from tuillm.core.train.distributed import (
     PeerLost,
     Ranks,
@@ -76,61 +66,13 @@ from tuillm.core.train.passes import (
     split_packed,
     sum_loss,
 )
+from tuillm.core.train.prepare import prepare_data
+from tuillm.core.train.resume import DATA_KEY, check_resume, check_steps_left, data_record, restore
 from tuillm.core.train.schedule import Pace, Plan, format_duration, lr_at
 
 # Kept importable from here: the front ends and tests name them as core.train.loop's.
 __all__ = ["DEFAULT_TARGETS", "SCHEDULES", "TrainConfig", "TrainResult", "format_duration", "latest_checkpoint",
            "lr_at", "parse_targets", "prepare_data", "resolve_targets", "split_packed", "train"]
-
-
-# --- data -----------------------------------------------------------------------------------------------------
-
-
-def _text_ends(tokenizer: Any) -> TextEnds:
-    """BOS/EOS around raw text for a transformers tokenizer (the rule: core.train.data.TextEnds)."""
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    adds_bos = bos is not None and tokenizer("x")["input_ids"][:1] == [bos]
-    return TextEnds(bos=[bos] if adds_bos else [], eos=[eos] if eos is not None else [],
-                    eos_text=tokenizer.eos_token or "")
-
-
-def encoding(tokenizer: Any) -> tuple[ChatTemplate | None, Tokenize]:
-    """A transformers tokenizer as the data rules take it: its chat template (or None) and a tokenize callable."""
-    source = getattr(tokenizer, "chat_template", None)  # a transformers tokenizer may have none at all
-    template = None
-    if isinstance(source, str) and source:
-        template = ChatTemplate(source, bos_token=tokenizer.bos_token or "", eos_token=tokenizer.eos_token or "",
-                                name="model")
-
-    def tokenize(text: str) -> list[int]:
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    return template, tokenize
-
-
-def prepare_data(config: TrainConfig, tokenizer: Any, emit: Emit = ignore) -> tuple[list[Example], list[Example]]:
-    """All data files read, checked and encoded (errors before any training); then the eval split."""
-    if not config.data:
-        raise TuillmError("no training data given")
-    template, tokenize = encoding(tokenizer)
-    ends = _text_ends(tokenizer)
-    examples: list[Example] = []
-    for path in config.data:
-        dataset = load_dataset(path)
-        enc = encode_dataset(dataset, tokenize, template, config.max_len, assistant_only=config.assistant_only,
-                             text_suffix=ends.eos, text_prefix=ends.bos)
-        note = ""
-        if enc.truncated:
-            note += f"; {enc.truncated} longer than {config.max_len} tokens, cut"
-        if enc.dropped:
-            note += f"; {enc.dropped} dropped (nothing to learn left after the cut)"
-        emit(Log(f"{dataset.path.name}: {len(dataset.records)} examples, {dataset.format} format{note}",
-                 "warning" if enc.truncated or enc.dropped else "info"))
-        examples.extend(enc.examples)
-    return split_eval(examples, config.eval_fraction, config.seed)
-
-
-# --- set-up ---------------------------------------------------------------------------------------------------
 
 
 # --- the loop -------------------------------------------------------------------------------------------------
@@ -163,6 +105,7 @@ class TrainRun:
     ranks: Ranks = field(default_factory=Single)  # the run's processes (core.train.distributed)
     pace: Pace = field(default_factory=Pace)  # set-up time and steady-state speed
     row_tokens: int | None = None  # the most tokens a row holds (passes.row_limit; None: the whole micro-batch)
+    data: list[dict[str, Any]] = field(default_factory=list)  # the data files, recorded in every checkpoint
     _epoch: dict[int, list[PackedBatch]] = field(default_factory=dict)
     unit = "examples"  # what the data is counted in
 
@@ -178,7 +121,7 @@ class TrainRun:
         """Rank 0 writes the checkpoint; the others wait for it (``together``), so all go on from the same step."""
         if self.ranks.main:
             save_checkpoint(self.out, self.ranks.unwrap(self.model), self.optimizer, self.step, self.log,
-                            self.config, {"tokens": self.tokens_done})
+                            self.config, {"tokens": self.tokens_done, DATA_KEY: self.data})
         if together:
             self.ranks.barrier()
         return checkpoint_path(self.out, self.step)
@@ -305,17 +248,6 @@ class TrainRun:
             raise PeerLost(f"{exc} after step {self.step}{kept} (--resume continues it)") from None
 
 
-def _resume(run: TrainRun, resume_from: Path | None) -> None:
-    config = run.config
-    if resume_from is not None:
-        meta = load_checkpoint(resume_from, run.model, run.optimizer, config)
-        run.step, run.log = int(meta["step"]), list(meta["loss_log"])
-        run.tokens_done = int(meta.get("tokens", 0))
-        run.emit(Log(f"resuming from {resume_from.name} (step {run.step} of {run.plan.total_steps})"))
-    elif config.resume:
-        run.emit(Log(f"{run.out}: no checkpoint to resume from; starting at step 0", "warning"))
-
-
 def _method(config: TrainConfig) -> tuple[Callable[..., tuple[list, list]], type[TrainRun]]:
     """The data preparation and the loop of ``config.method``: supervised, or DPO over pairs (core.train.dpo)."""
     if config.method == "dpo":
@@ -372,22 +304,31 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
 
     ranks = join(config, pick_device(config.device))  # Single, or this rank of a data-parallel run
     emit = emit if ranks.main else ignore  # the front end sees one stream: rank 0's
+    # The set-up stops at a cancel: between records as the data is read and encoded, at each stage's event (a quit
+    # while a large dataset was encoded waited for all of it). The ranks of a run agree at its first step instead.
+    setup_cancel = cancel if ranks.world == 1 else None
+    setup = cancellable(emit, setup_cancel)
+    data = data_record(config.data, setup_cancel)
+    if resume_from is not None:
+        check_resume(resume_from, config, data)  # a step left to train, the same data: before anything loads
     with ranks.first():  # rank 0 dequantizes a GGUF base once; the others then find it cached
-        folder = base_folder(Path(config.base), emit=emit)
+        folder = base_folder(Path(config.base), emit=setup)
     prepare, run_type = _method(config)
-    train_set, eval_set = prepare(config, load_tokenizer(folder), emit)  # data errors before the model loads
+    train_set, eval_set = prepare(config, load_tokenizer(folder), setup, setup_cancel)  # before the model loads
+    plan = Plan.of(config, len(train_set))
+    if resume_from is not None:
+        check_steps_left(resume_from, config, plan.total_steps)
 
     import torch
 
     device = ranks.place(pick_device(config.device))
-    model = lora_model(config, folder, device, pick_dtype(device, config.dtype), emit, weights=ranks.loads_base)
+    model = lora_model(config, folder, device, pick_dtype(device, config.dtype), setup, weights=ranks.loads_base)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
-    plan = Plan.of(config, len(train_set))
     run = run_type(config, model, optimizer, device, plan, train_set, eval_set, out, emit, cancel,
-                   memory or hardware.read_memory, ranks=ranks, pace=pace,
+                   memory or hardware.read_memory, ranks=ranks, pace=pace, data=data,
                    row_tokens=row_limit(config.packing, config.max_len, device, uses_example_attention(model)))
-    _resume(run, resume_from)
+    restore(run, resume_from)
     ranks.seed(config.seed, run.step)
     run.model = ranks.wrap(model)  # DDP (or FSDP) around the LoRA model; after every rank checked the output
     if config.fsdp:

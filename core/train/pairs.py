@@ -14,6 +14,7 @@ that of its answer given the prompt. Reading, line-numbered errors and the cut a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from tuillm.core.train.data import (
     render_segments,
     to_messages,
 )
-from tuillm.core.train.jsonl import DatasetError, keys_note, lines_note, read_objects
+from tuillm.core.train.jsonl import DatasetError, check_cancel, keys_note, lines_note, read_objects
 from tuillm.core.train.preview import BaseTokenizer, PrefixTokenizer, Preview
 
 PAIR_FORMATS = ("pairs", "chat pairs")
@@ -142,9 +143,10 @@ def to_pair(obj: dict, fmt: str, line: int) -> PairRecord:
     return record
 
 
-def load_pairs(path: str | Path) -> PairDataset:
-    """Read and check a JSONL file of preference pairs; every problem found is reported in one DatasetError."""
-    path, objects = read_objects(path)
+def load_pairs(path: str | Path, cancel: threading.Event | None = None) -> PairDataset:
+    """Read and check a JSONL file of preference pairs; every problem found is reported in one DatasetError. A set
+    ``cancel`` stops it with ``Cancelled``."""
+    path, objects = read_objects(path, cancel)
     first_line, first = objects[0]
     fmt = detect_pair_format(first)
     if fmt is None:
@@ -153,6 +155,7 @@ def load_pairs(path: str | Path) -> PairDataset:
     records: list[PairRecord] = []
     problems: list[tuple[int, str]] = []
     for number, obj in objects:
+        check_cancel(cancel)
         try:
             if detect_pair_format(obj) != fmt:
                 raise ValueError("'chosen' and 'rejected' missing" if detect_pair_format(obj) is None
@@ -186,13 +189,14 @@ def tokenize_side(prompt: Messages, answer: Messages, template: ChatTemplate | N
 
 
 def encode_pairs(dataset: PairDataset, tokenize: Tokenize, template: ChatTemplate | None,
-                 max_len: int) -> EncodedPairs:
+                 max_len: int, cancel: threading.Event | None = None) -> EncodedPairs:
     """Every pair, each side cut to ``max_len`` (counted); a pair with a side left without an answer token is
-    dropped (counted). DatasetError when no pair is left."""
+    dropped (counted). DatasetError when no pair is left. A set ``cancel`` stops it before the next pair."""
     if max_len < 2:
         raise DatasetError(f"max length {max_len} is too short (at least 2 tokens)")
     out = EncodedPairs([])
     for record in dataset.records:
+        check_cancel(cancel)
         with record_named(dataset.path, record.line):
             sides = [tokenize_side(record.prompt, answer, template, tokenize, max_len)
                      for answer in (record.chosen, record.rejected)]
@@ -237,10 +241,10 @@ def preview_pairs(dataset: PairDataset, tokenizer: BaseTokenizer, *, n: int = 2,
     return out
 
 
-def check_data(paths: Sequence[str | Path], method: str) -> None:
+def check_data(paths: Sequence[str | Path], method: str, cancel: threading.Event | None = None) -> None:
     """Every data file read and checked as ``method`` takes it (preference pairs for "dpo", else supervised data),
-    so the front ends report bad data before the base model is even looked at."""
+    so the front ends report bad data before the base model is even looked at. A set ``cancel`` stops it."""
     from tuillm.core.train.data import load_dataset
 
     for path in paths:
-        (load_pairs if method == "dpo" else load_dataset)(path)
+        (load_pairs if method == "dpo" else load_dataset)(path, cancel)

@@ -184,3 +184,20 @@ def test_an_adapter_of_ours_is_refused_for_another_architecture(tiny: Path, data
     assert train_error(argv, capsys) == (f"{out} was trained on a llama model, and {qwen} is a qwen2 model; give "
                                          "the base it was trained on")
     assert not (tmp_path / "a.gguf").exists()
+
+
+def test_a_resume_with_no_step_left_or_other_data_is_one_line(stopped: Path, data: Path, tiny: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # Both went on without a word: --max-steps 1 wrote the step-2 checkpoint as an adapter of "steps: 2", and other
+    # data was trained on from the checkpoint's weights and order.
+    out = Path(shutil.copytree(stopped, tmp_path / "out"))
+    checkpoint = out / "checkpoints" / "step-0000002"
+    argv = ["train", str(tiny), "--data", str(data), "-o", str(out), "--max-steps", "1", "--resume", *SMALL]
+    assert train_error(argv, capsys) == (f"{checkpoint}: the checkpoint is at step 2 and --max-steps is 1: no step is "
+                                         "left to train; raise --max-steps above 2, or use another output folder")
+    other = write_fact_dataset(tmp_path / "other.jsonl", 8, seed=1)
+    argv = ["train", str(tiny), "--data", str(other), "-o", str(out), "--max-steps", "6", "--resume", *SMALL]
+    assert train_error(argv, capsys) == (f"{checkpoint}: the checkpoint was trained on other data (it was trained on "
+                                         f"{data.resolve()}, not {other.resolve()}); resume with the same data, or "
+                                         "use another output folder")
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints"]

@@ -61,7 +61,8 @@ def start_train(owner: Widget, config: TrainConfig, settings: Config, cancel: th
         from tuillm.core.train.loop import train
         from tuillm.core.train.pairs import check_data
 
-        check_data(config.data, config.method)  # bad data is reported before the base model is even looked at
+        # Bad data is reported before the base model is even looked at; a stop (Esc, a quit) ends the reading.
+        check_data(config.data, config.method, cancel)
         config.base = str(resolve_model(config.base, settings))
         emit(Log(f"base {config.base}; adapter to {config.output}"))
         return train(config, emit=emit, cancel=cancel, force=force)

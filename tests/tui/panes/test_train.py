@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from tests.checkpoints import demo_hf_checkpoint
+from tests.checkpoints import demo_hf_checkpoint, tiny_random_checkpoint
 from tests.core.train_facts import write_fact_dataset
 from tests.tui.app_helpers import make_app, panes_ready, run_async, until
 from tests.tui.chat_helpers import SIZE, chat_app, record_notifications
@@ -216,6 +216,71 @@ async def test_a_cancelled_run_says_whether_a_checkpoint_was_saved(tmp_path: Pat
         (step / "state.json").write_text("{}")
         pane.on_job_cancelled(JobCancelled(TRAIN))
         assert seen[-1].startswith(f"Train: cancelled: the checkpoint is in {out}/checkpoints")
+
+
+@run_async
+async def test_a_resume_with_no_step_left_is_a_notification(tmp_path: Path) -> None:
+    # A step-2 checkpoint resumed with Max steps 1 wrote an adapter of "steps: 2" without a word.
+    data = write_fact_dataset(tmp_path / "fact.jsonl", 4)
+    out = tmp_path / "adapter"
+    checkpoint = out / "checkpoints" / "step-0000002"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "state.json").write_text(json.dumps({"step": 2}))  # refused before the checkpoint is read further
+    app = chat_app(tmp_path)
+    seen = record_notifications(app)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await open_pane(pilot, "demo", data, output=out, **{**TINY, "max_steps": 1})
+        app.query_one("#train-resume").value = True
+        await pilot.press("ctrl+s")
+        await wait_job(pilot, "the refused resume")
+        assert seen[-1] == (f"Train failed: {checkpoint}: the checkpoint is at step 2 and --max-steps is 1: no step "
+                            "is left to train; raise --max-steps above 2, or use another output folder")
+        assert not (out / "adapter_config.json").exists() and "loading" not in log_text(app)
+
+
+@run_async
+async def test_a_stop_while_the_data_is_encoded_ends_the_run_there(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Esc's stop (and a quit, which sets the same flag) waited for the whole dataset to be encoded, then the model
+    # to load: a blank terminal for seconds after a quit.
+    import threading
+
+    from tuillm.core.train import prepare
+
+    data = write_fact_dataset(tmp_path / "fact.jsonl", 500)
+    out = tmp_path / "adapter"
+    app = chat_app(tmp_path)
+    seen = record_notifications(app)
+    panes: list = []
+    started, calls = threading.Event(), [0]
+    real = prepare.encoding
+
+    def encoding(tokenizer):  # noqa: ANN001, ANN202 - the first example waits for the stop
+        template, tokenize = real(tokenizer)
+        cancel = panes[0].cancel_event  # the running job's
+
+        def gated(text: str) -> list[int]:
+            calls[0] += 1
+            started.set()
+            cancel.wait(60)
+            return tokenize(text)
+
+        return template, gated
+
+    monkeypatch.setattr(prepare, "encoding", encoding)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        base = tiny_random_checkpoint("llama", tmp_path / "tiny")
+        await open_pane(pilot, str(base), data, output=out, **TINY)
+        panes.append(train_pane(app))
+        await pilot.press("ctrl+s")
+        await until(pilot, started.is_set, "the encoding")
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")
+        await wait_job(pilot, "the stopped run")
+        assert seen[-1] == "Train: cancelled before the first step: nothing was saved"
+        assert calls[0] < 10  # the example under way, not the 500 (about 1,000 calls)
+        assert not out.exists() and "loading" not in log_text(app)
 
 
 @run_async
