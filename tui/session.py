@@ -1,18 +1,54 @@
-"""What every pane may need from the app's start-up: the config, and test-only fixed figures."""
+"""What every pane may need from the app's start-up: the config, test-only fixed figures, and ``ChatUse``: which
+model files the Chat pane uses now (the Models pane reads it before deleting one)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from tuillm.core.chat.backend import ChatBackendFactory
 from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import Config
 
+Use = Literal["loaded", "loading", "chat"]
+
+
+@dataclass(frozen=True)
+class ChatUse:
+    """The files the Chat pane uses now (each a model or a LoRA adapter GGUF)."""
+
+    loaded: tuple[Path, ...] = ()  # in memory (llama.cpp maps the model's file)
+    loading: tuple[Path, ...] = ()
+    chat: tuple[Path, ...] = ()  # the open chat's own, loaded or not (a new chat's: the model it goes on with)
+
+    def use_of(self, path: Path) -> Use | None:
+        """How the Chat pane uses ``path`` (the same file by another name too), the closest use first."""
+        target = path.resolve()
+        for use, paths in (("loaded", self.loaded), ("loading", self.loading), ("chat", self.chat)):
+            if any(p.resolve() == target for p in paths):
+                return use
+        return None
+
+
+class ChatUseBoard:
+    """Where the Chat pane says which files it uses (a function it provides, asked when needed): the panes share
+    the app's ``Session``, so the Models pane asks without reaching into the Chat pane."""
+
+    def __init__(self) -> None:
+        self._provider: Callable[[], ChatUse] | None = None
+
+    def provide(self, provider: Callable[[], ChatUse] | None) -> None:
+        self._provider = provider
+
+    def now(self) -> ChatUse:
+        return self._provider() if self._provider is not None else ChatUse()
+
 
 @dataclass(frozen=True)
 class Session:
-    """What every pane may need from the app's start-up: the config, and test-only fixed figures."""
+    """What every pane may need from the app's start-up: the config, test-only fixed figures, the Chat pane's use."""
 
     config: Config = field(default_factory=Config)
     # Overrides config.model_dirs (tests point the catalog at a temporary folder).
@@ -23,3 +59,5 @@ class Session:
     hardware: Hardware | None = None
     # What the Chat pane chats through; None: llama.cpp (snapshot tests pass a fake that streams fixed tokens).
     chat_backend: ChatBackendFactory | None = None
+    # Which model files the Chat pane uses now (it provides them once mounted).
+    chat_use: ChatUseBoard = field(default_factory=ChatUseBoard, compare=False)

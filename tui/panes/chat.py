@@ -37,7 +37,7 @@ from tuillm.tui.panes.chat_attach import ChatAttach
 from tuillm.tui.panes.chat_branches import VIEW_ACTIONS, ChatBranches
 from tuillm.tui.panes.chat_dialogs import ChatDialogs
 from tuillm.tui.panes.chat_drafts import ChatDrafts
-from tuillm.tui.panes.chat_layout import ChatLayout, fit_header
+from tuillm.tui.panes.chat_layout import ChatLayout, fit_model_header
 from tuillm.tui.panes.chat_memory import ChatMemory
 from tuillm.tui.panes.chat_model import DEMO, ChatModels, Turn, model_label
 from tuillm.tui.panes.chat_search import ChatSearch
@@ -125,6 +125,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         self.call_after_refresh(self._sync_view)
         # The backend right after the first frame, on the event loop: a worker asking for it first would race.
         self.call_after_refresh(lambda: self.engine)
+        self.session.chat_use.provide(self.files_in_use)  # the Models pane asks before it deletes a file
 
     def on_unmount(self) -> None:
         if self._engine is not None:  # stops a running reply, unloads, ends the worker (its final save included)
@@ -183,8 +184,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
                 title = self.store.get_chat(self.chat_id).title
             except StoreError:
                 self.chat_id = None
-        model, short = self.header_model()
-        self.column.set_header(fit_header(safe_line(title), safe_line(model), self.header_width(), safe_line(short)))
+        self.column.set_header(fit_model_header(safe_line(title), self.header_model(), self.header_width()))
 
     def _refresh(self) -> None:
         self._refresh_list()

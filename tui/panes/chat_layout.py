@@ -5,14 +5,16 @@ below ``LIST_MIN_WIDTH`` columns it hides itself so the conversation keeps the w
 web UI's sidebars do), and it comes back when the terminal grows. Ctrl+L (``chat.toggle_list``) shows it and goes to
 it, or, from the list, hides it; once the user has done that, the size no longer decides for this session.
 
-The header names the chat and its model; where both do not fit, the title is shortened (the model's state said in
-fewer words where little of the title would be left), and the model's name only when nothing else is left.
+The header names the chat and its model, and says when that model is not the one loaded (loading, not loaded,
+its file missing). Where both do not fit, the title is shortened (the model's state said in fewer words where
+little of the title would be left), then the model's name in its middle; its state is never cut.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 
 from textual import events
 from textual.containers import ScrollableContainer
@@ -21,10 +23,25 @@ from textual.widget import Widget
 
 from tuillm.tui.widgets.chat_list import ChatList
 from tuillm.tui.widgets.chat_prompt import ChatPrompt
+from tuillm.tui.widgets.status_line import shorten_middle
 
 LIST_MIN_WIDTH = 90  # below this many columns the list is hidden unless the user asked for it
 HEADER_GAP = " · "
 MIN_TITLE = 16  # columns of the title worth more than the model's state in full words
+MIN_NAME = 8  # columns of the model's name worth more than the title's first character
+
+
+@dataclass(frozen=True)
+class HeaderModel:
+    """The chat's model as the header names it: its name, and what it is doing where it is not the one loaded."""
+
+    name: str
+    state: str = ""  # in full words ("": it is the model loaded)
+    short: str = ""  # in fewer words, for a narrow column
+
+    def text(self, short: bool = False) -> str:
+        state = self.short if short else self.state
+        return f"{self.name} ({state})" if state else self.name
 
 
 def fit_header(title: str, model: str, width: int, short_model: str | None = None) -> str:
@@ -40,6 +57,21 @@ def fit_header(title: str, model: str, width: int, short_model: str | None = Non
     if room >= 2:
         return f"{title[: room - 1]}…{HEADER_GAP}{model}"
     return model if len(model) <= width else model[: max(width - 1, 0)] + "…"
+
+
+def fit_model_header(title: str, model: HeaderModel, width: int) -> str:
+    """``fit_header``; where even the model in fewer words leaves the title no room, the title down to its first
+    character, then the model's name shortened in its middle: its state ("not loaded", "loading…") stays whole."""
+    short = model.text(short=True)
+    if width <= 0 or width - len(HEADER_GAP) - len(short) >= 2:
+        return fit_header(title, model.text(), width, short)
+    state = short[len(model.name):]
+    room = width - 2 - len(HEADER_GAP) - len(state)  # the title's first character and "…" before it
+    if room >= MIN_NAME:
+        return f"{title[:1]}…{HEADER_GAP}{shorten_middle(model.name, room)}{state}"
+    if width - len(state) >= MIN_NAME:
+        return shorten_middle(model.name, width - len(state)) + state
+    return fit_header(title, short, width)  # a column too narrow for anything: the start of it
 
 
 class ChatLayout:

@@ -28,7 +28,7 @@ from tuillm.core.llama.options import LoadOptions
 from tuillm.core.models import guard
 from tuillm.core.models.hardware import Memory
 from tuillm.tui.jobs import run_job
-from tuillm.tui.panes.chat_model import LOAD_JOB, ModelReady, load_checked
+from tuillm.tui.panes.chat_loads import LOAD_JOB, ModelReady, load_checked
 from tuillm.tui.screens.memory import Answer, MemoryScreen
 from tuillm.tui.session import Session
 

@@ -18,25 +18,25 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from textual.app import App
-from textual.message import Message
 
 from tuillm.core.chat.backend import ChatBackend
 from tuillm.core.chat.conversation import Conversation
-from tuillm.core.chat.events import ModelLoaded, ReplyDone
+from tuillm.core.chat.events import ReplyDone
 from tuillm.core.chat.store import CHAT_LOAD_OPTIONS, Chat, ChatStore, StoreError
 from tuillm.core.chat.store import Message as StoredMessage
 from tuillm.core.errors import TuillmError
-from tuillm.core.events import Emit
 from tuillm.core.llama.options import LoadOptions
 from tuillm.core.settings import load_options_for
+from tuillm.core.text import safe_line
 from tuillm.tui.jobs import JobFailed, run_job
-from tuillm.tui.session import Session
+from tuillm.tui.panes.chat_layout import HeaderModel
+from tuillm.tui.panes.chat_loads import LOAD_JOB, LoadFailed, LoadOrder, ModelReady, load_in_order
+from tuillm.tui.session import ChatUse, Session
 
 if TYPE_CHECKING:  # the picker's module (and the Models pane's discovery it uses) loads when it opens
     from tuillm.tui.screens.pick_model import ModelChoice
 
 DEMO = "demo"
-LOAD_JOB = "chat-load"  # the worker group of every load (and of the memory guard's unload): one failure handler
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,6 @@ class Turn:
     typed: bool = False  # sends the prompt's text: the prompt is emptied (or given its draft back) once it starts
     prompt: str = ""  # the prompt's text as it was sent (a typed turn): what is typed after it, while the model
     # loads, is kept
-
-
-class ModelReady(Message):
-    def __init__(self, loaded: ModelLoaded, options: LoadOptions | None = None) -> None:
-        super().__init__()
-        self.loaded = loaded
-        self.options = options  # what the chat asked for (None: another load, e.g. the memory guard's smaller one)
 
 
 def model_label(path: str | Path) -> str:
@@ -83,25 +76,6 @@ def context_used(messages: Sequence[StoredMessage]) -> int:
     return 0
 
 
-def load_checked(backend: ChatBackend, path: Path, options: LoadOptions, available_ram: int | None,
-                 _emit: Emit) -> ModelLoaded:
-    """Loads ``path`` (on a worker thread; the backend's own events reach the pane through its emit).
-
-    First the Models pane's fit marker, judged against the same available RAM: what it marks "too big" is
-    refused here, before llama.cpp is touched (the engine checks again against the live figure).
-    """
-    from tuillm.core.models.memory import load_refusal
-    from tuillm.core.models.metadata import read_info
-
-    try:
-        refusal = load_refusal(read_info(path), options, available_ram)
-    except Exception:  # a bad file (or anything else): the backend's load reports it, this only pre-checks
-        refusal = None
-    if refusal is not None:
-        raise TuillmError(refusal)
-    return backend.load(path, options).result()
-
-
 class ChatModels:
     """The Chat pane's model (a mixin of ``ChatPane``): which one the next turn uses, and loading it on a worker."""
 
@@ -118,8 +92,8 @@ class ChatModels:
     loaded_with: LoadOptions | None = None  # what the loaded model was loaded with for a chat (None: not known)
     model_missing: bool = False  # the open chat's model file is gone: nothing is sent until another is picked
     model_loading: bool
-    loading_path: Path | None = None  # the model file being loaded (while ``model_loading``)
-    _loads: int = 0  # the pane's loads not finished yet (another model picked while one loads makes two)
+    _order: LoadOrder | None = None  # the pane's loads (made with the first)
+    _failed: frozenset[tuple[str, str | None]] = frozenset()  # the models (with adapters) whose last load failed
     # The turn waiting for the model, with the chat it was asked in (None: a new chat): it runs when the last load
     # ends, and only in that chat.
     _waiting: tuple[Turn, int | None] | None = None
@@ -256,23 +230,39 @@ class ChatModels:
             return
         if then is not None:
             self._waiting = (then, self.chat_id)
-        self._loads += 1
-        self.model_loading, self.loading_path = True, path
+        if self._order is None:
+            self._order = LoadOrder()
+        request = self._order.ask(path, self.model_name, self._load_options(path))
+        self._failed -= {request.key}
+        self.model_loading = True
         self._set_status(f"{self.model_name} (loading…)")
         self._refresh_header()
-        options = self._load_options(path)
-        job = partial(load_checked, self.engine, path, options, self.session.available_ram)
-        run_job(self, LOAD_JOB, job, lambda loaded: ModelReady(loaded, options), exclusive=False)
+        job = partial(load_in_order, self._order, self.engine, request, self.session.available_ram)
+        run_job(self, LOAD_JOB, job, lambda ended: ended, exclusive=False)
+
+    def on_load_failed(self, event: LoadFailed) -> None:
+        """A chat's load failed: said under the name it was asked with; the newest one's failure ends loading."""
+        event.stop()
+        if event.error is not None:
+            self._failed |= {event.request.key}
+            self.notify(event.error, title=f"Could not load {event.request.label}", severity="error", timeout=15)
+        if self._order is None or self._order.end(event) is None:
+            self._refresh_header()  # (its chat's header says so; the newer load goes on, the waiting turn with it)
+            return
+        self._load_ended()
 
     def on_job_failed(self, event: JobFailed) -> None:
+        """The memory guard's unload or reload failed (a chat's load says so with ``LoadFailed``)."""
         if event.name != LOAD_JOB:
             return
         event.stop()
-        self._loads = max(0, self._loads - 1)
         self.notify(event.error, title=f"Could not load {self.model_name}", severity="error", timeout=15)
-        if self._loads:
-            return  # another model was picked meanwhile: its load goes on (and the waiting turn with it)
-        self.model_loading, self.loading_path = False, None
+        if self._order is None or not self._order.in_flight:  # (a chat's load asked meanwhile: it decides)
+            self._load_ended()
+
+    def _load_ended(self) -> None:
+        """The last load failed: nothing is loading, and the waiting message waits in the prompt."""
+        self.model_loading = False
         self._waiting = None  # the message waits in the prompt for a model that loads
         if self.engine.loaded and self.engine.model_path and self.chat_id is None:
             # A refused load leaves the previous model loaded (the checks run first): a new chat goes on with it
@@ -281,17 +271,24 @@ class ChatModels:
             self.adapter_path = Path(self.engine.lora_path) if self.engine.lora_path else None
             self._name_model()
             self._set_status(f"{self.model_name} · ctx {self.engine.context_used}/{self.engine.n_ctx}")
-        else:
-            self._set_status(None)
+        else:  # the model still loaded (the open chat's own is not), or none
+            self._set_status(chat_label(self.engine.model_path, self.engine.lora_path) if self.engine.loaded
+                             and self.engine.model_path else None)
         self._refresh_header()
 
     async def on_model_ready(self, event: ModelReady) -> None:
-        self._loads = max(0, self._loads - 1)
-        if self._loads:
-            # Another model was picked while this one loaded: the backend loads it next, so a turn begun now would
-            # be written by that model while named after this one.
-            return
-        self.model_loading, self.loading_path = False, None
+        if self._order is not None and (self._order.in_flight or event.ticket is not None):
+            ended = self._order.end(event) if event.ticket is not None else None
+            if ended is None:
+                # Another load is in flight: the backend loads it next, so a turn begun now would be written by it
+                # while named after this one.
+                return
+            if isinstance(ended, LoadFailed):  # the newest failed; an older one loaded after it was asked
+                self.loaded_with = None  # (which of them loaded last is the backend's to say)
+                self._load_ended()
+                return
+            event = ended
+        self.model_loading = False
         self.loaded_with = event.options
         if self._model_ready():
             self._set_status(f"{self.model_name} · ctx 0/{event.loaded.n_ctx}")
@@ -326,17 +323,36 @@ class ChatModels:
             return
         self._set_status(f"{self.model_name} · ctx {context_used(self.stored_messages())}/{engine.n_ctx}")
 
-    def header_model(self) -> tuple[str, str]:
-        """How the header names the model and what it is doing: in full, and in fewer words for a narrow column."""
+    def model_key(self) -> tuple[str, str | None]:
+        """The chat's model and adapter, as the backend names them once loaded."""
+        return str(self.model_path), str(self.adapter_path) if self.adapter_path else None
+
+    def header_model(self) -> HeaderModel:
+        """How the header names the chat's model and says whether it is the one loaded: in full, and in fewer
+        words for a narrow column."""
+        name = safe_line(self.model_name)
+        engine = self._engine  # asking must not make one (see ``engine``)
+        order = self._order
         if self.model_missing:
-            long, short = "file missing", "missing"
-        elif self.model_loading and self.loading_path in (None, self.model_path):  # (None: the memory guard's)
-            long = short = "loading…"
-        elif self._engine is not None and self._engine.loaded:  # asking must not make one (see ``engine``)
-            return self.model_name, self.model_name
-        else:
-            long, short = "loads with the first message", "not loaded"
-        return f"{self.model_name} ({long})", f"{self.model_name} ({short})"
+            return HeaderModel(name, "file missing", "missing")
+        if self.model_loading and (order is None or order.asked is None or order.loading(self.model_key())):
+            # (nothing asked: the memory guard's reload of this model)
+            return HeaderModel(name, "loading…", "loading…")
+        if (engine is not None and engine.loaded and not self.model_loading and self.model_path is not None
+                and (engine.model_path, engine.lora_path) == self.model_key()):
+            return HeaderModel(name)
+        if self.model_path is not None and self.model_key() in self._failed:
+            return HeaderModel(name, "not loaded: its load failed", "not loaded")
+        return HeaderModel(name, "loads with the first message", "not loaded")
+
+    def files_in_use(self) -> ChatUse:
+        """The files this pane uses now: loaded, being loaded (the newest load), the open chat's own."""
+        engine = self._engine  # asking must not make one (see ``engine``)
+        loaded = (engine.model_path, engine.lora_path) if engine is not None and engine.loaded else ()
+        asked = self._order.asked if self._order is not None and self.model_loading else None
+        loading = (str(asked.path), asked.options.lora_path) if asked is not None else ()
+        return ChatUse(loaded=tuple(Path(p) for p in loaded if p), loading=tuple(Path(p) for p in loading if p),
+                       chat=tuple(p for p in (self.model_path, self.adapter_path) if p is not None))
 
     def _model_ready(self) -> bool:
         """The chat's model is loaded with its adapter (and its settings, unless another load since, such as the

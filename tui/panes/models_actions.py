@@ -18,7 +18,15 @@ from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import ModelDefaults, model_key_problem, save_config
 from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui.jobs import run_job
-from tuillm.tui.session import Session
+from tuillm.tui.session import Session, Use
+
+# What deleting a file the Chat pane uses does (Linux and macOS: a file deleted while open stays readable until closed,
+# and llama.cpp maps the model's file; its disk space comes back when the model is unloaded).
+IN_CHAT: dict[Use, str] = {
+    "loaded": "It is loaded in Chat; the chat keeps working until the model is unloaded.",
+    "loading": "It is loading in Chat; the load may fail.",
+    "chat": "It is the model of the chat open in Chat; that chat will need another model.",
+}
 
 
 def delete_refusal(entry: CatalogEntry) -> str | None:
@@ -214,7 +222,9 @@ class ModelActions(Vertical):
                 self._delete(path)
 
         size = format_bytes(entry.info.size_bytes)
-        self.app.push_screen(ConfirmScreen(f"Delete {path} ({size})? This cannot be undone."), answered)
+        question = f"Delete {path} ({size})? This cannot be undone."
+        use = self.session.chat_use.now().use_of(path)
+        self.app.push_screen(ConfirmScreen(question if use is None else f"{question}\n{IN_CHAT[use]}"), answered)
 
     def _delete(self, path: Path) -> None:
         try:

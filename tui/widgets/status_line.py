@@ -72,11 +72,15 @@ def model_text(status: str | None, width: int) -> str:
     name, *parts = status.split(" · ")
     parts = [part.replace(" tok/s", " t/s") for part in parts]
     rest = "".join(f" · {part}" for part in parts)
-    room = width - len(rest)
-    if len(name) > room:
-        keep = max(room - 1, 2)
-        name = f"{name[: (keep + 1) // 2]}…{name[len(name) - keep // 2:]}" if keep > 2 else name[:1] + "…"
-    return name + rest
+    return shorten_middle(name, width - len(rest)) + rest
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """``text`` in ``width`` columns, shortened in its middle: its start and its end (a quant, ".gguf") stay."""
+    if len(text) <= width:
+        return text
+    keep = max(width - 1, 2)
+    return f"{text[: (keep + 1) // 2]}…{text[len(text) - keep // 2:]}" if keep > 2 else text[:1] + "…"
 
 
 class StatusLine(Horizontal):

@@ -24,6 +24,7 @@ class SlowLoad(FakeBackend):
 
     gate = threading.Semaphore(0)
     tokens = threading.Semaphore(100)
+    arrived = 0  # loads that reached the backend (a load asked before a newer one reaches it is not tried)
 
     def __init__(self, emit: ChatEmit) -> None:
         def gated(event: ChatEvent) -> None:
@@ -34,13 +35,14 @@ class SlowLoad(FakeBackend):
         super().__init__(gated, tokens=["Hi", " there", "."])
 
     def _load(self, path: str, options: LoadOptions) -> ModelLoaded:
+        SlowLoad.arrived += 1
         SlowLoad.gate.acquire(timeout=30)
         return super()._load(path, options)
 
 
 def slow_load(tokens: int = 100) -> type[SlowLoad]:
     """``SlowLoad`` with its gates set for a new test: no load released, ``tokens`` tokens."""
-    SlowLoad.gate, SlowLoad.tokens = threading.Semaphore(0), threading.Semaphore(tokens)
+    SlowLoad.gate, SlowLoad.tokens, SlowLoad.arrived = threading.Semaphore(0), threading.Semaphore(tokens), 0
     return SlowLoad
 
 
@@ -138,7 +140,7 @@ async def test_a_model_picked_while_another_loads_writes_the_waiting_reply(tmp_p
         pane = chat_pane(app)
         await until(pilot, lambda: pane.chat_id == b, "chat B open")
         await send(pilot, "first")  # the demo model starts loading; the message waits for it
-        await until(pilot, lambda: pane.model_loading, "the demo model loading")
+        await until(pilot, lambda: SlowLoad.arrived == 1, "the demo model loading")
         pane.use_model(alpha)  # Ctrl+T's choice while it loads: alpha loads after it
         SlowLoad.gate.release()  # the demo model is loaded; alpha's load is next
         await until(pilot, lambda: pane.engine.model_path is not None, "the demo model loaded")

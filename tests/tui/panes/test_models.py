@@ -14,6 +14,8 @@ from textual.widgets import DataTable, Input, Label
 from tests.ggufs import write_tiny_gguf
 from tests.tui.app_helpers import make_app, run_async, until, wait_for_catalog
 from tests.tui.chat_helpers import chat_pane, record_notifications
+from tests.tui.fake_backend import FakeBackend
+from tuillm.core.chat.store import ChatStore
 from tuillm.core.llama.options import LoadOptions
 from tuillm.core.models.catalog import CatalogEntry
 from tuillm.core.models.hardware import Hardware
@@ -26,6 +28,8 @@ from tuillm.tui.screens.add_folder import AddFolderScreen
 from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.model_details import ModelDetailsScreen
 from tuillm.tui.screens.model_settings import ModelSettingsScreen
+from tuillm.tui.session import ChatUse
+from tuillm.tui.widgets.chat_list import ChatList
 
 SIZE = (80, 24)
 MIB = 2**20
@@ -208,6 +212,45 @@ async def test_delete_asks_first_and_refuses_what_is_not_ours(tmp_path: Path) ->
             assert not isinstance(app.screen, ConfirmScreen)
             assert any(reason in text for text in seen)
         assert (tmp_path / "hf-model" / "model.safetensors").is_file()
+
+
+@run_async
+async def test_delete_says_when_the_file_is_used_in_chat(tmp_path: Path) -> None:
+    alpha, beta = write_tiny_gguf(tmp_path / "alpha.gguf"), write_tiny_gguf(tmp_path / "beta.gguf")
+    write_tiny_gguf(tmp_path / "other.gguf")
+    with ChatStore() as store:
+        beta_chat = store.create_chat("Beta", model=str(beta)).id
+    app = make_app([tmp_path], chat_backend=FakeBackend)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        chat = chat_pane(app)
+        await until(pilot, lambda: chat.chat_id == beta_chat, "the beta chat open")
+        app.chat_with(alpha, alpha.name)  # a new chat with alpha, loaded at once
+        await until(pilot, lambda: chat.engine.model_path == str(alpha) and not chat.model_loading, "alpha loaded")
+        chat.post_message(ChatList.Opened(beta_chat))  # back to the beta chat: alpha stays loaded
+        await until(pilot, lambda: chat.chat_id == beta_chat, "the beta chat open again")
+        await show_models(pilot)
+        questions = {}
+        for name in ("alpha", "beta", "other"):
+            await filter_to(pilot, name)
+            await pilot.press("d")
+            assert isinstance(app.screen, ConfirmScreen)
+            questions[name] = app.screen.question
+            await pilot.press("n")
+        undone = "This cannot be undone.\n"
+        assert questions["alpha"].endswith(f"{undone}It is loaded in Chat; the chat keeps working until the model is "
+                                           "unloaded.")
+        assert questions["beta"].endswith(f"{undone}It is the model of the chat open in Chat; that chat will need "
+                                          "another model.")
+        assert questions["other"].endswith("This cannot be undone.")  # not used in Chat: nothing more
+        assert alpha.is_file() and beta.is_file()
+
+
+def test_chat_use_names_the_closest_use(tmp_path: Path) -> None:
+    model, adapter, other = tmp_path / "m.gguf", tmp_path / "a.gguf", tmp_path / "o.gguf"
+    use = ChatUse(loaded=(model, adapter), loading=(other,), chat=(other,))
+    assert [use.use_of(p) for p in (model, adapter, other)] == ["loaded", "loaded", "loading"]
+    assert use.use_of(tmp_path / "sub" / ".." / "m.gguf") == "loaded"  # the same file by another name
+    assert ChatUse(chat=(model,)).use_of(model) == "chat" and ChatUse().use_of(model) is None
 
 
 @run_async
