@@ -274,10 +274,12 @@ def record_named(path: Path, line: int) -> Iterator[None]:
 
 def encode_dataset(dataset: Dataset, tokenize: Tokenize, template: ChatTemplate | None, max_len: int, *,
                    assistant_only: bool = True, text_suffix: Sequence[int] = (),
-                   text_prefix: Sequence[int] = (), cancel: threading.Event | None = None) -> Encoded:
+                   text_prefix: Sequence[int] = (), cancel: threading.Event | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Encoded:
     """Every record under ``tokenize_record``'s rules; over-long ones cut to ``max_len`` and counted, those with
     nothing left to learn dropped and counted. A set ``cancel`` stops it before the next record (``Cancelled``):
-    a large dataset takes seconds, and a stop or a quit waited for all of it.
+    a large dataset takes seconds, and a stop or a quit waited for all of it. ``progress(done, total)`` is told
+    after each record.
 
     ``text_suffix`` (the EOS id) ends raw-text examples, ``text_prefix`` (the BOS id, for tokenizers that add
     one) starts them (see ``TextEnds``). Raises DatasetError when no example is left with a token to learn from.
@@ -286,11 +288,13 @@ def encode_dataset(dataset: Dataset, tokenize: Tokenize, template: ChatTemplate 
         raise DatasetError(f"max length {max_len} is too short (at least 2 tokens)")
     ends = TextEnds(bos=text_prefix, eos=text_suffix)
     out = Encoded([])
-    for record in dataset.records:
+    for number, record in enumerate(dataset.records, 1):
         check_cancel(cancel)
         with record_named(dataset.path, record.line):
             done = tokenize_record(record.messages, template, tokenize, max_len, assistant_only=assistant_only,
                                    ends=ends)
+        if progress is not None:
+            progress(number, len(dataset.records))
         out.lengths.append(done.length)
         if done.truncated:
             out.truncated += 1

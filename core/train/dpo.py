@@ -31,7 +31,7 @@ from tuillm.core.train.loop import TrainRun
 from tuillm.core.train.options import TrainConfig
 from tuillm.core.train.pairs import Pair, describe_pairs, encode_pairs, load_pairs
 from tuillm.core.train.passes import batch_tensors, row_logits
-from tuillm.core.train.prepare import encoding
+from tuillm.core.train.prepare import EncodeProgress, encoding
 
 
 def prepare_pairs(config: TrainConfig, tokenizer: Any, emit: Emit = ignore,
@@ -44,7 +44,8 @@ def prepare_pairs(config: TrainConfig, tokenizer: Any, emit: Emit = ignore,
     pairs: list[Pair] = []
     for path in config.data:
         dataset = load_pairs(path, cancel)
-        encoded = encode_pairs(dataset, tokenize, template, config.max_len, cancel)
+        encoded = encode_pairs(dataset, tokenize, template, config.max_len, cancel,
+                               EncodeProgress(emit, dataset.path.name, "pairs"))
         emit(Log(describe_pairs(dataset, encoded, config.max_len),
                  "warning" if encoded.truncated or encoded.dropped else "info"))
         pairs.extend(encoded.pairs)

@@ -15,7 +15,7 @@ that of its answer given the prompt. Reading, line-numbered errors and the cut a
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,17 +189,21 @@ def tokenize_side(prompt: Messages, answer: Messages, template: ChatTemplate | N
 
 
 def encode_pairs(dataset: PairDataset, tokenize: Tokenize, template: ChatTemplate | None,
-                 max_len: int, cancel: threading.Event | None = None) -> EncodedPairs:
+                 max_len: int, cancel: threading.Event | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> EncodedPairs:
     """Every pair, each side cut to ``max_len`` (counted); a pair with a side left without an answer token is
-    dropped (counted). DatasetError when no pair is left. A set ``cancel`` stops it before the next pair."""
+    dropped (counted). DatasetError when no pair is left. A set ``cancel`` stops it before the next pair;
+    ``progress(done, total)`` is told after each."""
     if max_len < 2:
         raise DatasetError(f"max length {max_len} is too short (at least 2 tokens)")
     out = EncodedPairs([])
-    for record in dataset.records:
+    for number, record in enumerate(dataset.records, 1):
         check_cancel(cancel)
         with record_named(dataset.path, record.line):
             sides = [tokenize_side(record.prompt, answer, template, tokenize, max_len)
                      for answer in (record.chosen, record.rejected)]
+        if progress is not None:
+            progress(number, len(dataset.records))
         out.lengths.append(max(side.length for side in sides))
         out.truncated += any(side.truncated for side in sides)
         if any(side.dropped for side in sides):

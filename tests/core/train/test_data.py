@@ -172,3 +172,34 @@ def test_one_function_holds_the_rules() -> None:
     assert cut_in_prompt.dropped and cut_in_prompt.example.trained_tokens == 0
     whole = tokenize_record(chat, CHATML, chars, 1000, assistant_only=False)
     assert not whole.dropped and all(p.trained for p in whole.pieces)
+
+
+def test_a_long_encoding_tells_its_progress_and_a_short_one_does_not(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Train pane and the CLI said only "starting" while a large dataset was encoded. Each record "takes"
+    0.1 s on the progress's clock."""
+    from tuillm.core.events import Progress
+    from tuillm.core.train import prepare
+
+    now = [0.0]
+    monkeypatch.setattr(prepare.time, "monotonic", lambda: now[0])
+    ds = load_dataset(write(tmp_path / "d.jsonl", [{"prompt": f"q{i}", "completion": "a"} for i in range(20)]))
+    events: list[Progress] = []
+    told = prepare.EncodeProgress(events.append, "d.jsonl")
+    seen: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int) -> None:
+        now[0] += 0.1
+        seen.append((done, total))
+        told(done, total)
+
+    encode_dataset(ds, chars, CHATML, 1000, progress=progress)
+    assert seen == [(n, 20) for n in range(1, 21)]  # after each record
+    # Quiet for QUIET_S (0.5 s: the first 4 records), then at most every EVERY_S (0.25 s), and the end.
+    assert [(e.stage, e.done, e.total) for e in events] == [("data", n, 20) for n in (5, 8, 11, 14, 17, 20)]
+    assert events[-1].message == "d.jsonl: 20 of 20 examples encoded"
+
+    now[0] = 100.0
+    quick: list[Progress] = []
+    encode_dataset(ds, chars, CHATML, 1000, progress=prepare.EncodeProgress(quick.append, "d.jsonl"))
+    assert quick == []  # a quick encoding says nothing beyond its summary line

@@ -61,7 +61,9 @@ def test_encoding_cuts_counts_and_drops(tmp_path: Path) -> None:
     rows = [{"prompt": "Q", "chosen": "yes " * 5, "rejected": "no"},
             {"prompt": "Q" * 200, "chosen": "yes", "rejected": "no"}]
     ds = load_pairs(write(tmp_path / "p.jsonl", rows))
-    enc = encode_pairs(ds, chars, CHATML, 70)
+    seen: list[tuple[int, int]] = []
+    enc = encode_pairs(ds, chars, CHATML, 70, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 2), (2, 2)]  # told after each pair, the dropped one too (core.train.prepare.EncodeProgress)
     # Pair 1: its chosen side is cut (answer partly kept); pair 2: the prompt alone passes the cut, dropped.
     assert len(enc.pairs) == 1 and enc.truncated == 2 and enc.dropped == 1
     pair = enc.pairs[0]
