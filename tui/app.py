@@ -43,14 +43,15 @@ from tuillm.core.models.hardware import Hardware
 from tuillm.core.settings import Config, load_config
 from tuillm.core.text import safe_line, safe_text
 from tuillm.tui import gc_policy, keymap, serve_control
+from tuillm.tui.app_quit import QuitControl
 from tuillm.tui.app_settings import SettingsControl
 from tuillm.tui.cli.signals import STOP_SIGNALS, handled, ignore_stop_signals, leave_gone_terminal
 from tuillm.tui.panes.base import PANES, Pane, PaneSpec
 from tuillm.tui.panes.chat import ChatPane  # the first pane: composed before the first frame
 from tuillm.tui.panes.outputs import OutputsWritten
-from tuillm.tui.screens.confirm import ConfirmScreen
 from tuillm.tui.screens.help import HelpScreen, binding_rows
 from tuillm.tui.session import Session
+from tuillm.tui.toasts import ToastPlacement
 from tuillm.tui.widgets.app_footer import AppFooter
 from tuillm.tui.widgets.pane_tab import PaneTab
 from tuillm.tui.widgets.status_line import MemoryProbe, StatusLine, sample_memory
@@ -66,7 +67,7 @@ REPEAT_S = 30.0
 STORM_ERRORS = 20
 STORM_S = 5.0
 
-class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; settings (F9) and `tuillm serve`
+class TuillmApp(QuitControl, ToastPlacement, SettingsControl, serve_control.ServeControl):  # App[int]
     CSS_PATH = "app.tcss"
     TITLE = "tuillm"
     BINDINGS = keymap.APP
@@ -97,7 +98,6 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
         self._notified_at: dict[str, float] = {}
         self.fatal_line: str | None = None  # why the guard ended the app, printed after the screen is restored
         self.stop_signal: int | None = None  # SIGTERM or SIGHUP that ended the app (run_app)
-        self._asking_to_quit = False  # Ctrl+Q's question is on screen
         self._startup_theme = ""  # the theme after the config's was applied (on_mount)
         self._pane_mounts: dict[str, AwaitMount] = {}  # the panes mounted after the first frame (pane())
         self._quitting = False  # _shutdown began: no more panes are mounted
@@ -127,6 +127,7 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
         self._apply_ui_settings()
         self._startup_theme = self.theme
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.screen_change_signal.subscribe(self, lambda _screen: self.place_toasts_later())
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:
@@ -139,6 +140,7 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
             except MarkupError:
                 markup = False
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        self.place_toasts_later()  # over a dialog, beside its focused widget (tui.toasts)
 
     # --- the last-resort guard --------------------------------------------------------------------------------
 
@@ -174,21 +176,6 @@ class TuillmApp(SettingsControl, serve_control.ServeControl):  # App[int]; setti
         if self.server_url is not None:
             work.append(f"the server at {self.server_url} (its clients are cut off)")
         return work
-
-    async def action_quit(self) -> None:
-        """Ctrl+Q: with a job running, the user is asked first (quitting stops it; its file in progress is lost)."""
-        work = self.work_in_progress()
-        if not work:
-            self.exit()
-        elif not self._asking_to_quit:  # a second Ctrl+Q leaves the question open
-
-            def answered(yes: bool | None) -> None:
-                self._asking_to_quit = False
-                if yes:
-                    self.exit()
-
-            self._asking_to_quit = True
-            self.push_screen(ConfirmScreen(f"Quit now? This stops {' and '.join(work)}."), answered)
 
     def get_driver_class(self) -> type[Driver]:
         chosen = super().get_driver_class()

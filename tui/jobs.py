@@ -3,8 +3,9 @@
 Every pane had the same plumbing: start a worker, forward the core's events, catch ``Cancelled`` and errors, post
 "finished". ``run_job`` is that plumbing once. The job is a callable taking the core's ``emit``; while it runs each
 event arrives as ``JobProgress``; then exactly one of: the pane's own result message (built by ``done`` from the
-job's typed return value), ``JobCancelled``, or ``JobFailed`` with the error's one line. ``name`` tells a pane's
-handlers which of its jobs spoke; results never travel as ``Any``.
+job's typed return value), ``JobCancelled``, or ``JobFailed`` with the error's one line; after it, ``JobEnded``, which
+bubbles up to the app (it closes the questions about work that has ended). ``name`` tells a pane's handlers which of
+its jobs spoke; results never travel as ``Any``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ class JobFailed(Message):
         self.error = error  # one line, ready to show
 
 
+class JobEnded(Message):
+    """Posted after a job's last message, however it ended: by then its owner has handled that message (its own state
+    says the job is over). It bubbles to the app, which withdraws the questions that no longer stand (``app_quit``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
 def run_job(owner: Widget, name: str, job: Callable[[Emit], R], done: Callable[[R], Message], *,
             exclusive: bool = True) -> Worker[None]:
     """Runs ``job(emit)`` on a thread worker of ``owner`` (group ``name``) and posts its messages to ``owner``."""
@@ -60,5 +70,7 @@ def run_job(owner: Widget, name: str, job: Callable[[Emit], R], done: Callable[[
             owner.post_message(JobFailed(name, error_text(exc)))
         else:
             owner.post_message(done(result))
+        finally:
+            owner.post_message(JobEnded(name))
 
     return owner.run_worker(body, name=name, group=name, thread=True, exclusive=exclusive, exit_on_error=False)

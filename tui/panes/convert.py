@@ -75,7 +75,6 @@ class ConvertPane(ConvertSweep, Vertical):
         self.last_progress: Progress | None = None
         self.log_lines: list[str] = []  # what the log shows, unwrapped
         self._cancel = threading.Event()
-        self._question: ConfirmScreen | None = None  # Esc's question (stop the job?)
         self._info = ""
         self._source_values: set[str] = set()
         self._report_touched = False  # the user's choice wins over the default for each source
@@ -329,8 +328,10 @@ class ConvertPane(ConvertSweep, Vertical):
     def action_cancel(self) -> None:
         # Esc never destroys work unasked: stopping loses the file being written (the report, a sweep's files).
         if self.running and not self._cancel.is_set():
-            self._question = ConfirmScreen(view.stop_words(self.sweeping, jobs.in_report(self.last_progress))[0])
-            self.app.push_screen(self._question, self._cancel_answered)
+            cancel = self._cancel  # each job has its own: the question is about this one (withdrawn when it ends)
+            question = ConfirmScreen(view.stop_words(self.sweeping, jobs.in_report(self.last_progress))[0],
+                                     stands=lambda: self.running and self._cancel is cancel)
+            self.app.push_screen(question, self._cancel_answered)
 
     def _cancel_answered(self, yes: bool | None) -> None:
         if yes and self.running and not self._cancel.is_set():  # the job may have ended while the user read
@@ -392,8 +393,6 @@ class ConvertPane(ConvertSweep, Vertical):
             self.notify(message.error, title="Convert failed", severity="error", markup=False)
 
     def _job_ended(self, label: str) -> None:
-        if self._question is not None and self.app.screen is self._question:
-            self._question.dismiss(False)  # the job ended while the user read Esc's question: nothing to stop now
         self._set_running(False)
         self.query_one("#convert-progress", Label).update(label)
         if self.last_written:

@@ -346,8 +346,10 @@ class TrainPane(TrainJobs):
             self.notify("nothing is running", title="Train", severity="warning")
             return
         if not self.cancel_event.is_set():  # Esc never stops work unasked
-            self.cancel_question = ConfirmScreen(cancel_question(self.job))
-            self.app.push_screen(self.cancel_question, self._cancel_answered)
+            job, cancel = self.job, self.cancel_event  # each job has its own event: the question is about this one
+            question = ConfirmScreen(cancel_question(job),
+                                     stands=lambda: self.job == job and self.cancel_event is cancel)
+            self.app.push_screen(question, self._cancel_answered)
 
     def _cancel_answered(self, yes: bool | None) -> None:
         if yes and self.job is not None and not self.cancel_event.is_set():  # it may have ended meanwhile

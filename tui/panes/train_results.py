@@ -46,7 +46,6 @@ class TrainJobs(VerticalScroll):
         self.lora_gguf: Path | None = None
         self.base_gguf: Path | None = None  # the base as a GGUF, for A/B
         self._ab_pending = False  # a step towards A/B is running: A/B goes on when it succeeds
-        self.cancel_question: ConfirmScreen | None = None  # Esc's question (stop the job?), pushed by the pane
         self._focus_after: Button | None = None  # the button that started the running job
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
@@ -62,8 +61,6 @@ class TrainJobs(VerticalScroll):
 
     def _set_job(self, job: str | None) -> None:
         self.job = job
-        if job is None and self.cancel_question is not None and self.app.screen is self.cancel_question:
-            self.cancel_question.dismiss(False)  # the job ended while the user read Esc's question
         if job is not None:
             self.cancel_event = threading.Event()
         focused = self.app.focused
