@@ -347,7 +347,7 @@ class TrainPane(TrainJobs):
             return
         if not self.cancel_event.is_set():  # Esc never stops work unasked
             job, cancel = self.job, self.cancel_event  # each job has its own event: the question is about this one
-            question = ConfirmScreen(cancel_question(job),
+            question = ConfirmScreen(cancel_question(job, self.query_one(RunView).stepping),
                                      stands=lambda: self.job == job and self.cancel_event is cancel)
             self.app.push_screen(question, self._cancel_answered)
 
@@ -355,8 +355,9 @@ class TrainPane(TrainJobs):
         if yes and self.job is not None and not self.cancel_event.is_set():  # it may have ended meanwhile
             self.cancel_event.set()
             run = self.query_one(RunView)
-            run.log("stopping after this step…", "yellow")
-            run.show("stopping after this step…")
+            words = "stopping after this step…" if run.stepping and self.job == jobs.TRAIN else "stopping…"
+            run.log(words, "yellow")
+            run.show(words)
 
     @on(jobs.Trained)
     def _trained(self, message: jobs.Trained) -> None:

@@ -46,8 +46,11 @@ def done_line(result: TrainResult) -> str:
     return f"done: {result.steps} steps in {format_duration(result.seconds)}; {final}"
 
 
-def cancel_question(job: str) -> str:
-    """What Esc asks before it stops ``job`` (a ``train_jobs`` job name): what stopping keeps and loses."""
+def cancel_question(job: str, stepping: bool = True) -> str:
+    """What Esc asks before it stops ``job`` (a ``train_jobs`` job name): what stopping keeps and loses. A training
+    that has not begun its first step (``stepping``) is still setting up: it stops at once, and nothing is saved."""
+    if job == "train" and not stepping:
+        return "Stop training? It is still setting up (reading the data, loading the base): nothing is saved yet."
     if job == "train":
         return "Stop training after this step? A checkpoint is saved (tick Resume and Start to continue)."
     return f"Stop the {NOUNS[job][1]}? The file being written is removed."
@@ -79,6 +82,7 @@ class RunView(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.stats: dict[str, float] = {}  # the latest value of each metric
+        self.stepping = False  # the run's first step began (before it, the run is setting up)
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Not started.", style="dim"), id="train-stats")
@@ -89,7 +93,7 @@ class RunView(Vertical):
 
     def reset(self, text: str) -> None:
         """A new run: no stats, no points, no log."""
-        self.stats = {}
+        self.stats, self.stepping = {}, False
         self.query_one(LossPlot).clear()
         self.query_one(RichLog).clear()
         self.show(text)
@@ -122,6 +126,7 @@ class RunView(Vertical):
             else:
                 bar.update(total=None)
             if event.stage == "train":
+                self.stepping = True
                 self.show(stats_line(self.stats, event))
             else:
                 self.show(f"{event.stage}: {event.message}")

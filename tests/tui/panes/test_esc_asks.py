@@ -17,11 +17,12 @@ from textual.widgets import Label, SelectionList
 
 from tests.tui.app_helpers import make_app, run_async, until
 from tuillm.core.errors import TuillmError
-from tuillm.core.events import Cancelled, Emit, Log
+from tuillm.core.events import Cancelled, Emit, Log, Progress
 from tuillm.tui.jobs import run_job
 from tuillm.tui.panes import convert_jobs, train_jobs
 from tuillm.tui.panes.convert import ConvertPane
 from tuillm.tui.panes.train import TrainPane
+from tuillm.tui.panes.train_run import RunView
 from tuillm.tui.screens.confirm import ConfirmScreen
 
 STAND_IN_S = 60.0  # a stand-in job gives up after this, so a broken test cannot leave a thread behind
@@ -51,9 +52,15 @@ def _until_cancelled(cancel: threading.Event, *, fails: bool = False) -> Callabl
 @pytest.fixture
 def stand_in_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     def train(owner, config, _settings, cancel, *, force=False) -> None:  # noqa: ANN001 - start_train's
-        # It ends by failing: a stand-in has no adapter to report.
-        run_job(owner, train_jobs.TRAIN, _until_cancelled(cancel, fails=True),
-                lambda result: train_jobs.Trained(config, result))
+        # Past its first step (Esc's question before it is about the set-up: test_train); it ends by failing: a
+        # stand-in has no adapter to report.
+        rest = _until_cancelled(cancel, fails=True)
+
+        def job(emit: Emit) -> object:
+            emit(Progress("train", 1, 10, "step 1/10"))
+            return rest(emit)
+
+        run_job(owner, train_jobs.TRAIN, job, lambda result: train_jobs.Trained(config, result))
 
     def convert(owner, _src, _outputs, _report, cancel, _written, *, force=False, imatrix=None) -> None:  # noqa: ANN001
         run_job(owner, convert_jobs.CONVERT, _until_cancelled(cancel), convert_jobs.ConversionDone)
@@ -89,7 +96,7 @@ async def _start_training(pilot: Pilot, tmp_path: Path) -> TrainPane:
     pane.query_one("#train-data").value = str(data)
     pane.query_one("#train-output").value = str(tmp_path / "adapter")
     await pilot.press("ctrl+s")
-    await until(pilot, lambda: pane.job == train_jobs.TRAIN, "the training to start")
+    await until(pilot, lambda: pane.job == train_jobs.TRAIN and pane.query_one(RunView).stepping, "the first step")
     return pane
 
 

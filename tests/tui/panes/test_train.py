@@ -246,6 +246,8 @@ async def test_a_stop_while_the_data_is_encoded_ends_the_run_there(tmp_path: Pat
     import threading
 
     from tuillm.core.train import prepare
+    from tuillm.tui.panes.train_jobs import TRAIN
+    from tuillm.tui.panes.train_run import cancel_question
 
     data = write_fact_dataset(tmp_path / "fact.jsonl", 500)
     out = tmp_path / "adapter"
@@ -276,7 +278,11 @@ async def test_a_stop_while_the_data_is_encoded_ends_the_run_there(tmp_path: Pat
         await until(pilot, started.is_set, "the encoding")
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        # Not "after this step" with its checkpoint: no step has begun, so it stops at once and saves nothing.
+        assert app.screen.question == cancel_question(TRAIN, stepping=False)
+        assert "setting up" in app.screen.question and "checkpoint" not in app.screen.question
         await pilot.press("y")
+        assert "stopping…" in log_text(app) and "after this step" not in log_text(app)
         await wait_job(pilot, "the stopped run")
         assert seen[-1] == "Train: cancelled before the first step: nothing was saved"
         assert calls[0] < 10  # the example under way, not the 500 (about 1,000 calls)
