@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from tuillm.core.errors import TuillmError
+from tuillm.core.llama.grammar_cost import check_cost
 
 MAX_GRAMMAR_CHARS = 1 << 20  # a schema whose grammar grows past this is refused, not handed to llama.cpp
 _EMPTY_RULE = re.compile(r"^([\w-]+) ::=[ \t]*$", re.MULTILINE)  # a rule that matches nothing
@@ -31,6 +32,7 @@ def json_grammar(schema: dict[str, Any] | None = None) -> str:
     if empty:  # llama.cpp refuses it (printing the grammar on stderr); before it checked, it crashed on one
         raise TuillmError(f"the JSON schema allows no value at all ({empty.group(1)}: an empty enum, type list or "
                           "the like)")
+    check_cost(text)
     return text
 
 

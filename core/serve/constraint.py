@@ -7,6 +7,12 @@ server down. And it expands ``x{m,n}`` into that many copies, each a place to ma
 characters) held the model's thread for 15 s on the first token, beyond a client's disconnect. Its size, nesting,
 rules and repetitions are bounded here, before llama.cpp sees it; what llama.cpp then refuses is a 400 when the
 reply starts (``LlamaModel.generate``).
+
+Within those bounds a grammar can still be ambiguous, which is what costs at sampling time: llama.cpp follows every
+way a token's characters can be matched, unshared, inside one uninterruptible sampling call (``e{0,16}`` with
+``e ::= "a"?``, 27 characters: 3.6 s for the first token, up to 1.1 s for later ones; ``e{0,128}``: minutes).
+``core.llama.grammar_cost`` counts those branches for a token and refuses past ``MAX_TOKEN_BRANCHES`` (json.gbnf:
+8,925), or more than ``MAX_STACKS`` parse stacks at once. A JSON schema's grammar passes the same check.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.grammar import MAX_GRAMMAR_CHARS, json_grammar
+from tuillm.core.llama.grammar_cost import check_cost
 
 # Far past a grammar written by hand, far below what overflowed an 8 MB thread stack: 10,000 to 20,000 nested
 # groups, 60,000 to 80,000 rules each starting with the next. A group is a rule of llama.cpp's own, so they count.
@@ -82,6 +89,7 @@ def checked_gbnf(text: str) -> str:
         raise TuillmError(f"grammar: at most {MAX_GRAMMAR_RULES} rules and groups, not {rules}")
     if repeats > MAX_GRAMMAR_REPEATS:
         raise TuillmError(f"grammar: {{m,n}} repetitions of at most {MAX_GRAMMAR_REPEATS} copies in all, not {repeats}")
+    check_cost(text)
     return text
 
 
