@@ -165,16 +165,12 @@ class ABScreen(ModalScreen[None]):
         color: $accent;
         text-style: bold;
     }
-    /* A scrollbar that shows: the default thumb (dark blue on black) read as none, so a cut-off reply gave no
-       sign of more below. Tab reaches each side; the focused side's title is reversed. */
+    /* A thin scrollbar (coloured to show, as every one: app.tcss). Tab reaches each side; the focused side's title
+       is reversed. */
     .ab-scroll {
         height: 1fr;
         border-right: vkey $panel-lighten-2;
         scrollbar-size-vertical: 1;
-        scrollbar-background: $panel;
-        scrollbar-color: $text-muted;
-        scrollbar-color-hover: $text;
-        scrollbar-color-active: $text;
     }
     .ab-side:focus-within .ab-side-title { text-style: bold reverse; }
     #ab-prompt { height: 3; }
