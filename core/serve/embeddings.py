@@ -91,25 +91,25 @@ def inputs_of(value: str | list[Any], token_ids: bool = True) -> list[Input]:
 
 
 def _texts(texts: list[str]) -> list[Input]:
-    if len(texts) > MAX_INPUTS:
-        raise TuillmError(f"input: at most {MAX_INPUTS} texts per request, not {len(texts)}")
-    if sum(len(x) for x in texts) > MAX_INPUT_CHARS:
-        raise TuillmError(f"input: at most {MAX_INPUT_CHARS} characters per request")
-    empty = next((i for i, x in enumerate(texts) if not x), None)
-    if empty is not None:
-        raise TuillmError(f"input {empty}: empty text has nothing to embed")
+    _bounded(texts, "texts", (MAX_INPUT_CHARS, "characters"), "empty text")
     return list(texts)
 
 
 def _token_arrays(arrays: list[list[int]]) -> list[Input]:
-    if len(arrays) > MAX_INPUTS:
-        raise TuillmError(f"input: at most {MAX_INPUTS} token arrays per request, not {len(arrays)}")
-    if sum(len(x) for x in arrays) > MAX_INPUT_TOKENS:
-        raise TuillmError(f"input: at most {MAX_INPUT_TOKENS} token ids per request")
-    empty = next((i for i, x in enumerate(arrays) if not x), None)
-    if empty is not None:
-        raise TuillmError(f"input {empty}: an empty token array has nothing to embed")
+    _bounded(arrays, "token arrays", (MAX_INPUT_TOKENS, "token ids"), "an empty token array")
     return [tuple(x) for x in arrays]
+
+
+def _bounded(inputs: list[str] | list[list[int]], kind: str, most: tuple[int, str], empty_one: str) -> None:
+    """A request's bounds, the same for texts and token arrays: how many, how much in all (``most``: the count and
+    its unit), none empty."""
+    if len(inputs) > MAX_INPUTS:
+        raise TuillmError(f"input: at most {MAX_INPUTS} {kind} per request, not {len(inputs)}")
+    if sum(len(x) for x in inputs) > most[0]:
+        raise TuillmError(f"input: at most {most[0]} {most[1]} per request")
+    empty = next((i for i, x in enumerate(inputs) if not x), None)
+    if empty is not None:
+        raise TuillmError(f"input {empty}: {empty_one} has nothing to embed")
 
 
 def _check_dimensions(dimensions: int | None, model: ServedModel) -> None:
