@@ -114,7 +114,7 @@ async def test_the_header_keeps_the_model_at_60_columns(app: TuillmApp) -> None:
         await settle(pilot)
         header = str(app.query_one("#chat-header", Label).content)
         assert header.startswith("A very long") and "…" in header
-        assert header.endswith("· demo (loads with the first message)")
+        assert header.endswith("· demo (loads with the next message)")
         assert len(header) <= app.query_one("#chat-header").content_region.width
 
 

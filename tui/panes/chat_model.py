@@ -343,7 +343,7 @@ class ChatModels:
             return HeaderModel(name)
         if self.model_path is not None and self.model_key() in self._failed:
             return HeaderModel(name, "not loaded: its load failed", "not loaded")
-        return HeaderModel(name, "loads with the first message", "not loaded")
+        return HeaderModel(name, "loads with the next message", "not loaded")
 
     def files_in_use(self) -> ChatUse:
         """The files this pane uses now: loaded, being loaded (the newest load), the open chat's own."""

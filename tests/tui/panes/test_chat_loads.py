@@ -67,8 +67,8 @@ def header(app) -> str:
 
 
 def test_the_header_shortens_the_name_and_keeps_the_state() -> None:
-    model = HeaderModel(f"{LONG} + style.gguf", "loads with the first message", "not loaded")
-    assert fit_model_header("Alpha", model, 120) == f"Alpha · {LONG} + style.gguf (loads with the first message)"
+    model = HeaderModel(f"{LONG} + style.gguf", "loads with the next message", "not loaded")
+    assert fit_model_header("Alpha", model, 120) == f"Alpha · {LONG} + style.gguf (loads with the next message)"
     text = fit_model_header("Alpha", model, 58)  # 60 columns
     assert len(text) == 58 and text.startswith("A… · Meta-Llama") and text.endswith("style.gguf (not loaded)")
     text = fit_model_header("Alpha", model, 24)  # no room for the title: the name, shortened, and its state
@@ -94,7 +94,7 @@ async def test_a_chat_whose_model_is_not_the_loaded_one_says_so(tmp_path: Path, 
         await until(pilot, lambda: pane.chat_id == a, "chat A open")
         await pilot.pause()
         text = header(app)  # alpha is not loaded (beta is): said, the name shortened at most
-        assert text.endswith(("Q4_K_M.gguf (not loaded)", "Q4_K_M.gguf (loads with the first message)")), text
+        assert text.endswith(("Q4_K_M.gguf (not loaded)", "Q4_K_M.gguf (loads with the next message)")), text
         assert "Meta-Llama" in text and len(text) <= app.query_one("#chat-header").content_region.width
 
 
