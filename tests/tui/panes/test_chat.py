@@ -39,7 +39,7 @@ async def _streamed_reply_and_restart(tmp_path: Path, shown: list[str]) -> None:
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
         assert app.current_pane_id() == "chat" and app.focused is app.query_one("#chat-prompt")
-        assert "demo (loads with the first message)" in str(app.query_one("#chat-header").content)
+        assert "demo (loads with the next message)" in str(app.query_one("#chat-header").content)
         assert not pane.engine.loaded  # nothing loaded at start: the app opens light
         pane.draft_sampling = replace(SHORT, max_tokens=48)
         await send(pilot, "Hello! Who are you?")
