@@ -246,10 +246,13 @@ class ChatModels:
         if event.error is not None:
             self._failed |= {event.request.key}
             self.notify(event.error, title=f"Could not load {event.request.label}", severity="error", timeout=15)
-        if self._order is None or self._order.end(event) is None:
+        ended = self._order.end(event) if self._order is not None else None
+        if ended is None:
             self._refresh_header()  # (its chat's header says so; the newer load goes on, the waiting turn with it)
-            return
-        self._load_ended()
+        elif isinstance(ended, ModelReady):  # an older load's end came after the newest one's, which loaded
+            self.post_message(ModelReady(ended.loaded, ended.options))  # (no ticket: nothing is in flight now)
+        else:
+            self._load_ended()
 
     def on_job_failed(self, event: JobFailed) -> None:
         """The memory guard's unload or reload failed (a chat's load says so with ``LoadFailed``)."""
