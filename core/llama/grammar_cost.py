@@ -7,193 +7,57 @@ ways (``e{0,64}`` with ``e ::= "a"?``: which of the 64 copies took each ``a`` of
 tree of millions of branches for one token: 3.6 s per token from a 27-character grammar, beyond any stop flag
 (the engine checks it between tokens). An unambiguous grammar (JSON, a schema's) follows about one branch.
 
-``branches`` walks the grammar as llama.cpp does, from its start and from the states a few characters lead to, and
-counts the branches one token of up to ``TOKEN_CHARS`` characters can take, on one representative of each class of
-characters the grammar tells apart. It is an upper bound (the worst character at each step, for each stack apart).
-A grammar it cannot read is left to llama.cpp, which refuses it.
+A walk follows one token of up to ``TOKEN_CHARS`` characters as llama.cpp does and counts its branches, on one
+representative of each class of characters the grammar tells apart (an upper bound: the worst character at each
+step, for each stack apart). The grammar is walked from its start and from the states a few characters lead to, and
+from every part of it: the start of each rule, and each place in an alternative where a rule (a group, a
+repetition) is taken up, with the rest of that alternative above nothing. Branches only begin where a rule is taken
+up (the characters of a literal are one branch each), so every place one can begin has a walk of its own, which
+follows all the rules taken up from there. Each walk has its own budget of moves (``MAX_STEPS``): a large part (a
+1,000-word enum) is judged on what its walk counted, and can neither use up the walk of an ambiguous part placed
+after it (``root ::= enum e{0,1024}``) nor, with a long start (a 100-character literal), keep one out of reach. A
+grammar is as costly as its costliest walk. The walks together are bounded (``MAX_WORK``, about a second for a
+grammar of 1 MB): past it the grammar is refused as too large to judge, not judged on part of it.
+
+Not followed: a part's branches multiplied by those of the rule it returns into, where that is further from the
+start than the walks from the start reach (``root ::= x e{0,8}`` with ``x ::= "b"{100} e{0,8}``: 502 branches
+each, 131,054 together after the 100 b's). Walking each part above every rule it can return into (each choice of
+caller a world of its own, the worst world counted) finds it, at several times the moves: c.gbnf went past
+``MAX_WORK``. A grammar ``core.llama.gbnf`` cannot read is left to llama.cpp, which refuses it.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from tuillm.core.errors import TuillmError
+from tuillm.core.llama.gbnf import Elem, Gbnf, Rules, Unreadable, read
 
 TOKEN_CHARS = 16  # characters of one token followed (longer tokens are few: 3,148 of 49,152 from 12 on)
-MAX_STATES = 32  # states the walk starts from (each a set of stacks, nearest the start first)
+MAX_STATES = 32  # states near the start the walk begins from (each a set of stacks, nearest the start first)
 MAX_STACKS = 1024  # stacks llama.cpp would hold at once: past it, the grammar is too costly at any rate
-MAX_STEPS = 100_000  # moves of one stack by one character the walk makes: past it, judged on what it counted
-MAX_REPEAT_UNROLL = 2000  # past it llama.cpp makes {m,n} an unbounded repetition
+MAX_STEPS = 50_000  # moves of one stack by one character one walk makes: past it, that walk is judged on its count
+MAX_WORK = 400_000  # moves all the walks make together (about a second): past it, the grammar is refused
+MAX_DEPTH = 64  # frames of a stack walked (json.gbnf: 9): a deeper one (a chain of rules, each taken first) is left out
 
-Elem = tuple  # ("c", negated, ((low, high), ...)) a character class, or ("r", rule id)
 Stack = tuple  # of positions (rule, alternative, index), the top last
-
-_TOKEN = re.compile(r"""\s+|\#[^\n]*|(?P<name>[A-Za-z0-9-]+)\s*(?P<def>::=)?|(?P<lit>"(?:\\.|[^"\\])*")|"""
-                    r"""(?P<cls>\[(?:\\.|[^\]\\])*\])|(?P<rep>\{\s*\d+\s*(?:,\s*\d*\s*)?\})|(?P<tok>!?<[^>]*>)|"""
-                    r"""(?P<op>[()|*+?.])""")
-_ESC = {"t": 9, "r": 13, "n": 10}
-
-
-class Unreadable(ValueError):
-    """Not GBNF this reader follows: llama.cpp's to refuse or take."""
 
 
 class TooCostly(ValueError):
     """More stacks at once than a grammar llama.cpp samples with quickly."""
 
 
+class TooLarge(ValueError):
+    """More walking than ``MAX_WORK`` to judge the grammar."""
+
+
+class _PastCap(Exception):
+    """One character makes more branches than are left to the bound: the walk is past it."""
+
+
 class _WalkedEnough(Exception):
-    """The walk made ``MAX_STEPS`` moves: a large grammar (a 300-word enum: 0.1 s a token) is judged on the branches
-    counted by then, not refused for its size."""
-
-
-def _chars(body: str) -> Iterator[int]:
-    i = 0
-    while i < len(body):
-        if body[i] == "\\" and i + 1 < len(body):
-            kind = body[i + 1]
-            width = {"x": 2, "u": 4, "U": 8}.get(kind)
-            if width:
-                yield int(body[i + 2:i + 2 + width] or "0", 16)
-                i += 2 + width
-            else:
-                yield _ESC.get(kind, ord(kind))
-                i += 2
-        else:
-            yield ord(body[i])
-            i += 1
-
-
-def _class(text: str) -> Elem:
-    body, negated = text[1:-1], text.startswith("[^")
-    chars = list(_chars(body[1:] if negated else body))
-    ranges, i = [], 0
-    while i < len(chars):  # a '-' between two characters makes a range (an escaped one cannot be told: rare)
-        if i + 2 < len(chars) and chars[i + 1] == ord("-"):
-            ranges.append((chars[i], chars[i + 2]))
-            i += 3
-        else:
-            ranges.append((chars[i], chars[i]))
-            i += 1
-    return ("c", negated, tuple(ranges))
-
-
-class _Reader:
-    """GBNF into llama.cpp's shape: rules of alternatives of elements, a group or a repetition a rule of its own."""
-
-    def __init__(self, text: str) -> None:
-        self.tokens = [m for m in _TOKEN.finditer(text) if m.lastgroup]
-        self.at = 0
-        self.ids: dict[str, int] = {}
-        self.rules: dict[int, list[list[Elem]]] = {}
-
-    def rule_id(self, name: str) -> int:
-        return self.ids.setdefault(name, len(self.ids))
-
-    def new_rule(self, alternatives: list[list[Elem]]) -> int:
-        rid = self.rule_id(f" {len(self.ids)}")
-        self.rules[rid] = alternatives
-        return rid
-
-    def read(self) -> tuple[list[list[list[Elem]]], int]:
-        while self.at < len(self.tokens):
-            m = self.tokens[self.at]
-            if not m.group("def"):
-                raise Unreadable(f"expected a rule at {m.group(0)!r}")
-            self.at += 1
-            self.rules[self.rule_id(m.group("name"))] = self.alternates(top=True)
-        if "root" not in self.ids or set(self.ids.values()) - set(self.rules):
-            raise Unreadable("no root rule or an undefined rule")
-        return [self.rules[i] for i in range(len(self.ids))], self.ids["root"]
-
-    def alternates(self, top: bool) -> list[list[Elem]]:
-        alternatives = [self.sequence()]
-        while self.at < len(self.tokens) and self.tokens[self.at].group("op") == "|":
-            self.at += 1
-            alternatives.append(self.sequence())
-        if not top:
-            if self.at >= len(self.tokens) or self.tokens[self.at].group("op") != ")":
-                raise Unreadable("a group not closed")
-            self.at += 1
-        return alternatives
-
-    def sequence(self) -> list[Elem]:
-        seq: list[Elem] = []
-        last: list[Elem] = []
-        while self.at < len(self.tokens):
-            m = self.tokens[self.at]
-            op, kind = m.group("op"), m.lastgroup
-            if m.group("def") or op in ("|", ")"):
-                break
-            self.at += 1
-            if kind == "rep" or op in ("*", "+", "?"):
-                if not last:
-                    raise Unreadable("a repetition of nothing")
-                del seq[len(seq) - len(last):]
-                last = self.repeated(last, m.group(0))
-                seq += last
-                continue
-            last = self.item(m)
-            seq += last
-        return seq
-
-    def item(self, m: re.Match[str]) -> list[Elem]:
-        if m.lastgroup == "name":
-            return [("r", self.rule_id(m.group("name")))]
-        if m.lastgroup == "lit":
-            return [("c", False, ((c, c),)) for c in _chars(m.group(0)[1:-1])]
-        if m.lastgroup == "cls":
-            return [_class(m.group(0))]
-        if m.lastgroup == "tok":
-            return [("c", False, ((-1, -1),))]  # a token: a character of its own
-        if m.group("op") == ".":
-            return [("c", True, ())]
-        return [("r", self.new_rule(self.alternates(top=False)))]  # "("
-
-    def repeated(self, item: list[Elem], op: str) -> list[Elem]:
-        if op in "*+?":
-            low, high = {"*": (0, None), "+": (1, None), "?": (0, 1)}[op]
-        else:
-            numbers = [int(x[:10]) for x in re.findall(r"\d+", op)]
-            low = numbers[0]
-            high = low if "," not in op else (numbers[1] if len(numbers) > 1 else None)
-        if high is not None and high > MAX_REPEAT_UNROLL:
-            high = None
-        out = item * low
-        if high is None:
-            rid = self.rule_id(f" {len(self.ids)}")
-            self.rules[rid] = [item + [("r", rid)], []]
-            return out + [("r", rid)]
-        nxt: list[Elem] = []
-        for _ in range(high - low):  # S'(k) ::= S S'(k-1) |
-            nxt = [("r", self.new_rule([item + nxt, []]))]
-        return out + nxt
-
-
-def _advance(rules: list[list[list[Elem]]], stack: Stack) -> set[Stack]:
-    """The stacks ``stack`` leads to whose top is a character class (or that are empty), as llama.cpp's."""
-    out: set[Stack] = set()
-    todo, seen = [stack], set()
-    while todo:
-        cur = todo.pop()
-        if cur in seen:
-            continue
-        seen.add(cur)
-        if not cur:
-            out.add(cur)
-            continue
-        rule, alt, i = cur[-1]
-        elem = rules[rule][alt][i]
-        if elem[0] == "c":
-            out.add(cur)
-            continue
-        below = cur[:-1] + (((rule, alt, i + 1),) if i + 1 < len(rules[rule][alt]) else ())
-        for a, body in enumerate(rules[elem[1]]):
-            todo.append(below + (((elem[1], a, 0),) if body else ()))
-        if len(out) > MAX_STACKS:
-            raise TooCostly(f"more than {MAX_STACKS} parse stacks at once")
-    return out
+    """One walk made ``MAX_STEPS`` moves: the part it started from (a 300-word enum: 0.1 s a token) is judged on the
+    branches counted by then, not refused for its size. Every other part has a walk of its own."""
 
 
 def _matches(elem: Elem, c: int) -> bool:
@@ -201,89 +65,194 @@ def _matches(elem: Elem, c: int) -> bool:
 
 
 class _Walk:
-    def __init__(self, rules: list[list[list[Elem]]], root: int) -> None:
+    def __init__(self, rules: Rules, root: int, classes: frozenset[Elem]) -> None:
         self.rules = rules
         bounds = {0x20, 0x61, -1}
-        for alternatives in rules:
-            for body in alternatives:
-                for e in body:
-                    if e[0] == "c":
-                        bounds.update(x for lo, hi in e[2] for x in (lo, hi + 1))
+        for e in classes:
+            bounds.update(x for lo, hi in e[2] for x in (lo, hi + 1))
         self.alphabet = sorted(b for b in bounds if b >= -1)  # one character of each class the grammar tells apart
-        self.start = frozenset(s for a, body in enumerate(rules[root])
-                               for s in _advance(rules, ((root, a, 0),) if body else ()))
-        self.after: dict[tuple[Stack, int], set[Stack]] = {}
+        self.after: dict[Stack, tuple[Stack, ...]] = {}  # shared by the walks: it depends on the stack only
+        self.taken: dict[Elem, tuple[int, ...]] = {}
+        self.moves = self.work = 0  # moves of this walk, of all the walks
+        self.start = self.entered(root)
 
-    def step(self, stack: Stack, c: int) -> set[Stack]:
-        key = (stack, c)
-        if key not in self.after:
-            if len(self.after) >= MAX_STEPS:
-                raise _WalkedEnough()
-            out: set[Stack] = set()
-            if stack:
-                rule, alt, i = stack[-1]
-                if _matches(self.rules[rule][alt][i], c):
-                    body = self.rules[rule][alt]
-                    out = _advance(self.rules, stack[:-1] + (((rule, alt, i + 1),) if i + 1 < len(body) else ()))
-            self.after[key] = out
-        return self.after[key]
+    def count(self, moves: int) -> None:
+        self.moves += moves
+        self.work += moves
+        if self.work > MAX_WORK:
+            raise TooLarge(f"more than {MAX_WORK} moves to follow its parts")
 
-    def moved(self, counts: dict[Stack, int], c: int) -> dict[Stack, int]:
-        """The stacks after character ``c``, each with the number of branches that reach it (llama.cpp follows
-        each on its own)."""
-        reached: dict[Stack, int] = {}
-        for stack, count in counts.items():
-            for nxt in self.step(stack, c):
-                reached[nxt] = reached.get(nxt, 0) + count
-        return reached
+    def advance(self, stack: Stack) -> set[Stack]:
+        """The stacks ``stack`` leads to whose top is a character class (or that are empty), as llama.cpp's; one
+        deeper than ``MAX_DEPTH`` frames is left out (its rule's part has a walk of its own)."""
+        out: set[Stack] = set()
+        todo, seen = [stack], set()
+        while todo:
+            cur = todo.pop()
+            if cur in seen:
+                continue
+            seen.add(cur)
+            if not cur:
+                out.add(cur)
+                continue
+            rule, alt, i = cur[-1]
+            elem = self.rules[rule][alt][i]
+            if elem[0] == "c":
+                out.add(cur)
+                continue
+            if len(cur) >= MAX_DEPTH:
+                continue
+            below = cur[:-1] + (((rule, alt, i + 1),) if i + 1 < len(self.rules[rule][alt]) else ())
+            for a, body in enumerate(self.rules[elem[1]]):
+                todo.append(below + (((elem[1], a, 0),) if body else ()))
+            if len(out) > MAX_STACKS:
+                raise TooCostly(f"more than {MAX_STACKS} parse stacks at once")
+        self.count(len(seen) + sum(map(len, seen)) // 16)  # (a frame copied: a sixteenth of a move)
+        return out
+
+    def entered(self, rule: int, below: Stack = ()) -> frozenset[Stack]:
+        """The stacks taking up ``rule`` above ``below`` leads to."""
+        return frozenset(s for a, body in enumerate(self.rules[rule])
+                         for s in self.advance(below + (((rule, a, 0),) if body else ())))
+
+    def takes(self, elem: Elem) -> tuple[int, ...]:
+        """The characters of the alphabet character class ``elem`` takes."""
+        if elem not in self.taken:
+            self.taken[elem] = tuple(c for c in self.alphabet if _matches(elem, c))
+        return self.taken[elem]
+
+    def step(self, stack: Stack) -> tuple[Stack, ...]:
+        """The stacks after ``stack``'s top took a character (any it takes: they lead to the same)."""
+        rule, alt, i = stack[-1]
+        body = self.rules[rule][alt]
+        if i + 1 < len(body) and body[i + 1][0] == "c":  # (most often: the next character of a literal)
+            return (stack[:-1] + ((rule, alt, i + 1),),)
+        if stack not in self.after:
+            self.after[stack] = tuple(self.advance(stack[:-1] + (((rule, alt, i + 1),) if i + 1 < len(body) else ())))
+        return self.after[stack]
+
+    def spread(self, counts: dict[Stack, int], room: float = float("inf")) -> list[dict[Stack, int]]:
+        """For each character some stack takes, the stacks after it, each with the number of branches that reach it
+        (llama.cpp follows each on its own); characters the same stacks take lead to the same, counted once.
+        ``_PastCap`` as soon as one character makes more than ``room`` branches."""
+        stacks = [stack for stack in counts if stack]
+        takers: dict[int, int] = {}  # character -> the stacks that take it, one bit each
+        moves = 0
+        for j, stack in enumerate(stacks):
+            rule, alt, i = stack[-1]
+            chars = self.takes(self.rules[rule][alt][i])
+            moves += len(chars) // 16  # (a look-up: a sixteenth of a move)
+            for c in chars:
+                takers[c] = takers.get(c, 0) | 1 << j
+        out = []
+        for group in set(takers.values()):
+            reached: dict[Stack, int] = {}
+            made = 0
+            while group:
+                low = group & -group
+                group ^= low
+                stack = stacks[low.bit_length() - 1]
+                count = counts[stack]
+                following = self.step(stack)
+                for nxt in following:
+                    reached[nxt] = reached.get(nxt, 0) + count
+                moves += 1
+                made += count * len(following)
+                if made > room:  # (e{0,1024} of "a"?: each "a" leads down a chain of 1,024 rules)
+                    raise _PastCap()
+            out.append(reached)
+        self.count(moves)
+        if self.moves > MAX_STEPS:
+            raise _WalkedEnough()
+        return out
 
     def branches(self, state: frozenset[Stack], cap: int) -> int:
         """The branches one token follows from ``state``, down the characters that make the most (a greedy walk
         of ``TOKEN_CHARS`` characters; it stops past ``cap``)."""
-        counts, total = dict.fromkeys(state, 1), 0
+        counts, self.total = dict.fromkeys(state, 1), 0
         for _ in range(TOKEN_CHARS):
-            counts = max((self.moved(counts, c) for c in self.alphabet), key=lambda r: sum(r.values()))
+            try:
+                counts = max(self.spread(counts, cap - self.total), key=lambda r: sum(r.values()), default={})
+            except _PastCap:
+                self.total = cap + 1
+                break
             if len(counts) > MAX_STACKS:  # (stacks that double with each character: "a" x "b" | "a" x "c")
                 raise TooCostly(f"more than {MAX_STACKS} parse stacks at once")
-            total += sum(counts.values())
-            if not counts or total > cap:
+            self.total += sum(counts.values())
+            if not counts or self.total > cap:
                 break
-        return total
+        return self.total
+
+    def near_start(self, cap: int) -> int:
+        """The most branches from the start or a state a few characters lead to (one budget for them all)."""
+        worst, states, todo, seen = 0, 0, [self.start], {self.start}
+        self.moves = 0
+        try:
+            while todo and states < MAX_STATES:
+                state = todo.pop(0)
+                states += 1
+                worst = max(worst, self.branches(state, cap))
+                if worst > cap:
+                    return worst
+                for reached in self.spread(dict.fromkeys(state, 1)):
+                    nxt = frozenset(reached)
+                    if nxt and nxt not in seen:
+                        seen.add(nxt)
+                        todo.append(nxt)
+        except _WalkedEnough:
+            worst = max(worst, self.total)
+        return worst
+
+    def parts(self) -> Iterator[frozenset[Stack]]:
+        """Where each part starts: each rule's start, and each place in an alternative where a rule is taken up
+        (a place with a character first is no worse than the next such place: the characters before it are one
+        branch each), the rest of the rule above nothing."""
+        seen: set[frozenset[Stack]] = {self.start}
+        for rule, alternatives in enumerate(self.rules):
+            starts = [self.entered(rule)]
+            starts += [frozenset(self.advance(((rule, a, i),))) for a, body in enumerate(alternatives)
+                       for i in range(1, len(body)) if body[i][0] == "r"]
+            for state in starts:
+                if state not in seen:
+                    seen.add(state)
+                    yield state
+
+    def judged(self, state: frozenset[Stack], cap: int) -> int:
+        """The branches from ``state``, on a budget of its own."""
+        self.moves = 0
+        try:
+            return self.branches(state, cap)
+        except _WalkedEnough:
+            return self.total
 
 
-def token_branches(text: str, cap: int) -> int:
-    """The most branches one token follows in llama.cpp's grammar sampler, from the start or from a state a few
-    characters lead to (past ``cap`` counting stops). ``Unreadable`` if the GBNF is not read."""
-    walk = _Walk(*_Reader(text).read())
-    worst, states, todo, seen = 0, 0, [walk.start], {walk.start}
-    try:
-        while todo and states < MAX_STATES:
-            state = todo.pop(0)
-            states += 1
-            worst = max(worst, walk.branches(state, cap))
-            if worst > cap:
-                return worst
-            for c in walk.alphabet:
-                nxt = frozenset(n for s in state for n in walk.step(s, c))
-                if nxt and nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-    except _WalkedEnough:
-        pass
+def token_branches(grammar: str | Gbnf, cap: int) -> int:
+    """The most branches one token follows in llama.cpp's grammar sampler, from the start or a state a few
+    characters lead to, or from any part of the grammar (past ``cap`` counting stops). ``Unreadable`` if the GBNF
+    is not read; ``TooLarge`` if the walks together would take too long."""
+    walk = _Walk(*(read(grammar) if isinstance(grammar, str) else grammar).rules)
+    worst = walk.near_start(cap)
+    for state in walk.parts():
+        if worst > cap:
+            break
+        worst = max(worst, walk.judged(state, cap))
     return worst
 
 
 MAX_TOKEN_BRANCHES = 32_768  # llama.cpp's grammars/ examples: at most 8,925 (json.gbnf); e{0,16} of "a"?: 131,054
 
 
-def check_cost(text: str) -> None:
-    """A ``TuillmError`` naming the bound if sampling with GBNF ``text`` would follow too many branches a token."""
+def check_cost(grammar: str | Gbnf) -> None:
+    """A ``TuillmError`` naming the bound if sampling with GBNF ``grammar`` (its text, or its text read) would follow
+    too many branches a token."""
     try:
-        branches = token_branches(text, MAX_TOKEN_BRANCHES)
+        branches = token_branches(grammar, MAX_TOKEN_BRANCHES)
     except Unreadable:
         return
     except TooCostly as exc:
         raise TuillmError(f"grammar: too ambiguous for llama.cpp's sampler ({exc})") from None
+    except TooLarge as exc:
+        raise TuillmError(f"grammar: too large to judge what it costs llama.cpp's sampler ({exc})") from None
     if branches > MAX_TOKEN_BRANCHES:
         raise TuillmError(f"grammar: too ambiguous for llama.cpp's sampler (more than {MAX_TOKEN_BRANCHES} parse "
                           "branches for one token: a character matched in many ways, as by a repeated optional)")

@@ -5,24 +5,26 @@ A client's GBNF reaches llama.cpp's grammar parser, which recurses on each group
 reference down the rules without a depth limit: 20,000 nested parentheses (40 KB) overflowed the stack and took the
 server down. And it expands ``x{m,n}`` into that many copies, each a place to match: 50 of ``e{0,1999}`` (520
 characters) held the model's thread for 15 s on the first token, beyond a client's disconnect. Its size, nesting,
-rules and repetitions are bounded here, before llama.cpp sees it; what llama.cpp then refuses is a 400 when the
-reply starts (``LlamaModel.generate``).
+rules and repetitions are bounded here, before llama.cpp sees it, counted on the tokens llama.cpp reads
+(``core.llama.gbnf``: a comment ends at a ``\r`` as well as a ``\n``, so groups after a ``\r`` are counted); what
+llama.cpp then refuses is a 400 when the reply starts (``LlamaModel.generate``).
 
 Within those bounds a grammar can still be ambiguous, which is what costs at sampling time: llama.cpp follows every
 way a token's characters can be matched, unshared, inside one uninterruptible sampling call (``e{0,16}`` with
 ``e ::= "a"?``, 27 characters: 3.6 s for the first token, up to 1.1 s for later ones; ``e{0,128}``: minutes).
-``core.llama.grammar_cost`` counts those branches for a token and refuses past ``MAX_TOKEN_BRANCHES`` (json.gbnf:
-8,925), or more than ``MAX_STACKS`` parse stacks at once. A JSON schema's grammar passes the same check.
+``core.llama.grammar_cost`` counts those branches for a token, from the start and from every part of the grammar on
+a budget of its own (a large part cannot hide an ambiguous one after it), and refuses past ``MAX_TOKEN_BRANCHES``
+(json.gbnf: 8,925), or more than ``MAX_STACKS`` parse stacks at once. A JSON schema's grammar passes the same check.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuillm.core.errors import TuillmError
+from tuillm.core.llama.gbnf import read
 from tuillm.core.llama.grammar import MAX_GRAMMAR_CHARS, json_grammar
 from tuillm.core.llama.grammar_cost import check_cost
 
@@ -77,49 +79,19 @@ def reply_grammar(grammar: str | None, json_schema: dict[str, Any] | None,
 
 
 def checked_gbnf(text: str) -> str:
-    """``text`` if its size, nesting and rule count are within what llama.cpp's parser survives; else a
-    ``TuillmError`` naming the bound. Whether it is GBNF at all is llama.cpp's to say."""
+    """``text`` if its size, nesting, rule count and repetitions are within what llama.cpp's parser survives, and
+    its cost a token within what its sampler does quickly; else a ``TuillmError`` naming the bound. The text is
+    read once (``core.llama.gbnf``) for both checks. Whether it is GBNF at all is llama.cpp's to say."""
     if len(text) > MAX_GRAMMAR_CHARS:
         raise TuillmError(f"grammar: at most {MAX_GRAMMAR_CHARS} characters, not {len(text)}")
-    depth, groups, repeats = nesting(text)
-    if depth > MAX_GRAMMAR_NESTING:
-        raise TuillmError(f"grammar: groups nested at most {MAX_GRAMMAR_NESTING} deep, not {depth}")
-    rules = text.count("::=") + groups  # at least the rules defined (a literal may hold one too)
+    grammar = read(text)
+    if grammar.depth > MAX_GRAMMAR_NESTING:
+        raise TuillmError(f"grammar: groups nested at most {MAX_GRAMMAR_NESTING} deep, not {grammar.depth}")
+    rules = grammar.defined + grammar.groups  # the rules defined and llama.cpp's own, one a group
     if rules > MAX_GRAMMAR_RULES:
         raise TuillmError(f"grammar: at most {MAX_GRAMMAR_RULES} rules and groups, not {rules}")
-    if repeats > MAX_GRAMMAR_REPEATS:
-        raise TuillmError(f"grammar: {{m,n}} repetitions of at most {MAX_GRAMMAR_REPEATS} copies in all, not {repeats}")
-    check_cost(text)
+    if grammar.repeats > MAX_GRAMMAR_REPEATS:
+        raise TuillmError(f"grammar: {{m,n}} repetitions of at most {MAX_GRAMMAR_REPEATS} copies in all, not "
+                          f"{grammar.repeats}")
+    check_cost(grammar)
     return text
-
-
-def nesting(text: str) -> tuple[int, int, int]:
-    """The deepest nesting of ``(`` groups in GBNF ``text``, their number and the copies its ``{m,n}`` repetitions
-    make (the larger bound of each), not counting what is inside literals (``"("``), character classes (``[()]``)
-    and comments (``# (``). A ``)`` too many does not lower the depth below 0: one cannot hide a level from the
-    count."""
-    deepest = depth = groups = repeats = 0
-    closing = {'"': '"', "[": "]"}
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in closing:  # skip the literal or class, its escapes with it
-            i += 1
-            while i < n and text[i] != closing[c]:
-                i += 2 if text[i] == "\\" else 1
-        elif c == "#":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif c == "(":
-            depth, groups = depth + 1, groups + 1
-            deepest = max(deepest, depth)
-        elif c == ")":
-            depth = max(depth - 1, 0)
-        elif c == "{":
-            end = text.find("}", i)
-            end = n if end < 0 else end
-            # (a count of more digits than an int32 holds is as many: int() refuses 4,300 digits)
-            repeats += max((int(x[:10]) for x in re.findall(r"\d+", text[i:end])), default=0)
-            i = end
-        i += 1
-    return deepest, groups, repeats

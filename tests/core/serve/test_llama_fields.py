@@ -73,6 +73,8 @@ def _nested(depth: int, hide: bool = False) -> str:
     (_nested(300), "grammar: groups nested at most 256 deep, not 300"),
     (_nested(300, hide=True), "grammar: groups nested at most 256 deep, not 300"),
     (_nested(20000), "grammar: groups nested at most 256 deep, not 20000"),  # llama.cpp's parser: a segfault
+    # a comment ends at a "\r" for llama.cpp: the groups after it were not counted, and llama.cpp's parser crashed
+    ('root ::= ( "a" # x\r' + _nested(20000)[9:] + ")", "grammar: groups nested at most 256 deep, not 20001"),
     ("".join(f"r{i} ::= r{i + 1}\n" for i in range(9000)), "grammar: at most 8192 rules and groups, not 9000"),
     # 50 of these held the model's thread for 15 s on the first token; the count in a literal is not one
     ('root ::= "{9}" ' + "e{0,1999} " * 50 + '\ne ::= "a"?', "grammar: {m,n} repetitions of at most 1024 copies "
@@ -80,8 +82,11 @@ def _nested(depth: int, hide: bool = False) -> str:
     ("root ::= " + '"a"{' + "9" * 5000 + "}", "grammar: {m,n} repetitions of at most 1024 copies in all, not"),
     # 27 characters that held the model's thread 3.6 s for the first token (e{0,128}: minutes)
     ('root ::= e{0,16}\ne ::= "a"?', "grammar: too ambiguous for llama.cpp's sampler (more than 32768 parse"),
-], ids=["unclosed", "no-root", "too-long", "too-deep", "depth-hidden", "deep-crash", "too-many-rules",
-        "slow-repeats", "huge-count", "ambiguous"])
+    # the same after a 1,000-word enum, which used up the walk that judged it: minutes a token
+    ("root ::= big e{0,1024}\nbig ::= " + " | ".join(f'"label number {i}"' for i in range(1000)) + '\ne ::= "a"?',
+     "grammar: too ambiguous for llama.cpp's sampler ("),
+], ids=["unclosed", "no-root", "too-long", "too-deep", "depth-hidden", "deep-crash", "deep-crash-after-cr",
+        "too-many-rules", "slow-repeats", "huge-count", "ambiguous", "ambiguous-after-an-enum"])
 def test_a_grammar_refused_is_a_400_and_the_server_stays_up(client: OpenAI, grammar: str, message: str) -> None:
     with pytest.raises(BadRequestError) as err:
         _chat(client, grammar=grammar)
