@@ -21,7 +21,8 @@ The file::
     ctx = 2048                  # any of [load]'s keys, for that model only
 
 A relative path in it (models.dirs, a [model."..."] key) is read from the file's folder, not the current one
-(``core.settings_file``); the front ends see absolute paths only, and ``save_config`` writes them.
+(``core.settings_file``); the front ends see absolute paths only, and ``save_config`` writes each path the file had
+as it was written (relative, ``~``), a new one absolute.
 
 ``save_config`` writes it back atomically, keeping keys it does not know (comments are not kept); ``Config.problem``
 names them all the same: a misspelt or misplaced one (``threads = 2`` above ``[load]``) would go without a word.
@@ -40,7 +41,16 @@ from typing import Any
 from tuillm.core import paths
 from tuillm.core.llama.options import LOAD_OPTIONS, SAMPLING_OPTIONS, LoadOptions, Sampling
 from tuillm.core.options import AUTO, MAX_ECHO, Option, OptionError, option_map
-from tuillm.core.settings_file import base_folder, file_path, read_file
+from tuillm.core.settings_file import (
+    base_folder,
+    dir_entries,
+    dirs_as_written,
+    file_path,
+    model_tables_as_written,
+    not_read,
+    read_file,
+    write_target,
+)
 from tuillm.core.text import shown
 
 _LOAD = option_map(LOAD_OPTIONS)
@@ -134,10 +144,10 @@ def config_attr(key: str) -> str:
 def load_config(path: str | Path | None = None) -> Config:
     file = paths.expand_user(path) if path else paths.config_file()
     config = Config(path=file)
-    if not file.is_file():  # a file named but not there, or the XDG file a folder: said, and the defaults run
-        if path or file.exists():
-            what = "not a regular file" if file.exists() else "no such config file"
-            config.problem = f"{file}: {what}; using defaults"
+    is_file, why = not_read(file, named=bool(path))
+    if not is_file:  # a file named but not there, or the XDG file a folder: said, and the defaults run
+        if why:
+            config.problem = f"{file}: {why}; using defaults"
         return config
     data, problem = read_file(file)
     if data is None:
@@ -246,29 +256,35 @@ def _apply(config: Config, data: dict[str, Any], base: Path) -> list[str]:
         else:
             bad(f'keys."{_named(binding_id)}"', value, 'a key list such as "ctrl+r,f6"')
 
+    names: dict[str, str] = {}  # each model -> the first name the file gave it
     for model, table in _table(data, "model", problems).items():
         if not isinstance(table, dict):
             problems.append(f'[model."{_named(model)}"] must be a table; ignored')
             continue
+        key = model_key(file_path(model, base))
+        if (first := names.setdefault(key, model)) != model:  # "a.gguf" and "./a.gguf": the later wins, key by key
+            problems.append(f'[model."{_named(model)}"] and [model."{_named(first)}"] name one model: read as one '
+                            "(a key both set: the later value) and saved as one")
         # Keys other than [load]'s are kept in raw and written back as they were.
-        defaults = ModelDefaults(**checked(table, f'model."{_named(model)}"', LOAD_SETTINGS))
+        defaults = replace(config.model_defaults.get(key, ModelDefaults()),
+                           **checked(table, f'model."{_named(model)}"', LOAD_SETTINGS))
         if not defaults.is_empty():
-            config.model_defaults[model_key(file_path(model, base))] = defaults
+            config.model_defaults[key] = defaults
     return problems
 
 
 def _model_dirs(dirs: Any, base: Path, problems: list[str]) -> list[Path] | None:
-    """The folders of models.dirs, or None (the defaults). An entry no folder can have as its name is skipped:
-    "" was the folder tuillm started in, and a NUL made every scan of it fail."""
-    if not (isinstance(dirs, list) and all(isinstance(d, str) for d in dirs)):
+    """The folders of models.dirs, or None (the defaults). An entry no folder can have as its name is skipped
+    (``settings_file.dir_entries``): one number among the paths took the user's folders away."""
+    if (entries := dir_entries(dirs)) is None:
         if dirs is not None:
             problems.append("models.dirs must be a list of paths; using the default folders")
         return None
-    bad = [(n, d) for n, d in enumerate(dirs, 1) if not d.strip() or "\0" in d]
+    good, bad = entries
     if bad:
         problems.append(f"models.dirs: entry {bad[0][0]} ({_named(repr(bad[0][1]))}) is no folder name; skipped"
                         + (f", and {len(bad) - 1} more" if len(bad) > 1 else ""))
-    return [file_path(d, base) for d in dirs if d.strip() and "\0" not in d]
+    return [file_path(d, base) for d in good]
 
 
 # --- writing ----------------------------------------------------------------------------------------------------------
@@ -288,8 +304,9 @@ def to_toml_data(config: Config) -> dict[str, Any]:
             data[name] = {}
         return data[name]
 
+    base = base_folder(config.path)  # where the file read (raw) has its relative names from
     models = section("models")
-    models["dirs"] = [str(d) for d in config.model_dirs]
+    models["dirs"] = dirs_as_written(config.model_dirs, models.get("dirs"), base)
     for key in SCAN_KEYS:
         models[key] = getattr(config, key)
     load = section("load")
@@ -304,22 +321,9 @@ def to_toml_data(config: Config) -> dict[str, Any]:
     else:
         ui.pop("theme", None)
     data["keys"] = dict(config.keys)
-    old_models = data.get("model") if isinstance(data.get("model"), dict) else {}
-    base = base_folder(config.path)  # where the file read (raw) has its relative names from
-    old_tables: dict[str, dict[str, Any]] = {}  # the model each names (as model_defaults does) -> its table
-    for name, old in old_models.items():
-        if isinstance(old, dict):
-            old_tables.setdefault(model_key(file_path(name, base)), old)
-    per_model: dict[str, Any] = {}
-    for model, defaults in config.model_defaults.items():
-        # Keep what the user wrote in that table beyond our keys.
-        table = {k: v for k, v in old_tables.get(model, {}).items() if k not in LOAD_SETTINGS}
-        for key in LOAD_SETTINGS:
-            value = getattr(defaults, key)
-            if value is not None:
-                table[key] = value
-        per_model[model] = table
-    if per_model:
+    ours = {model: {key: value for key in LOAD_SETTINGS if (value := getattr(defaults, key)) is not None}
+            for model, defaults in config.model_defaults.items()}
+    if per_model := model_tables_as_written(ours, data.get("model"), base, LOAD_SETTINGS):
         data["model"] = per_model
     else:
         data.pop("model", None)
@@ -345,14 +349,15 @@ def save_config(config: Config) -> Path:
     except UnicodeEncodeError as exc:  # named by the text around its first such byte, in its line
         near = text[max(text.rfind("\n", 0, exc.start) + 1, exc.start - 40): exc.end + 20].split("\n")[0].strip()
         raise OSError(errno.EILSEQ, f"{shown(near)}: not UTF-8, which the settings file cannot hold") from None
-    file.parent.mkdir(parents=True, exist_ok=True)
-    if file.is_file() and read_file(file)[0] is None:
-        os.replace(file, backup_path(file))
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    target = write_target(file)  # a symlink's target: the link stays
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_file() and read_file(target)[0] is None:
+        os.replace(target, backup_path(target))
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(encoded)
-        os.replace(tmp, file)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -362,7 +367,9 @@ def save_config(config: Config) -> Path:
 
 
 def backup_path(file: Path) -> Path:
-    return file.with_name(file.name + ".bak")
+    """Where ``save_config`` keeps an old file it could not read: beside it (beside a symlink's target)."""
+    target = Path(os.path.realpath(file))
+    return target.with_name(target.name + ".bak")
 
 
 # --- what the front ends load with ----------------------------------------------------------------------------------

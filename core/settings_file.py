@@ -8,7 +8,11 @@ still follows the current folder, as a shell's does.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import tomllib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +44,90 @@ def read_file(file: Path) -> tuple[dict[str, Any] | None, str]:
 def base_folder(file: Path | None) -> Path:
     """The folder the relative paths of ``file`` (the XDG settings file for None) are read from: the one holding
     it, made absolute once (symlinks kept, as the file was named)."""
+    # A symlinked file (~/.config/tuillm/config.toml -> ~/dotfiles/tuillm.toml) reads its relative names from the
+    # link's folder, not the target's: the name the user, the docs and the Settings dialog use is the link's, the
+    # same text means the same folders whether or not the file is linked, and one dotfile linked on several machines
+    # names each machine's ~/.config/tuillm/models. Saving writes through the link (``write_target``).
     return (file or paths.config_file()).absolute().parent
 
 
 def file_path(text: str, base: Path) -> Path:
     """A path as the settings file writes it, read from ``base`` (``base_folder``): absolute, ``~`` expanded."""
     return base / paths.expand_user(text)
+
+
+def _is_folder_name(entry: Any) -> bool:
+    """Whether a ``models.dirs`` entry can name a folder: "" was the folder tuillm started in, a NUL made every
+    scan of it fail, and a number or a table is no path."""
+    return isinstance(entry, str) and bool(entry.strip()) and "\0" not in entry
+
+
+def dir_entries(dirs: Any) -> tuple[list[str], list[tuple[int, Any]]] | None:
+    """``models.dirs`` as read: its folder names and its other entries (numbered from 1), or None for a value that
+    is no list. One string is taken as a list of one: ``dirs = "~/models"`` means one folder, as OLLAMA_MODELS
+    names one, and refusing it put the default folders in its place at the next save."""
+    if isinstance(dirs, str):
+        dirs = [dirs]
+    if not isinstance(dirs, list):
+        return None
+    return [d for d in dirs if _is_folder_name(d)], [(n, d) for n, d in enumerate(dirs, 1) if not _is_folder_name(d)]
+
+
+def dirs_as_written(dirs: list[Path], written: Any, base: Path) -> list[str]:
+    """``models.dirs`` to save: each folder as the file wrote it (relative, ``~``: a save of any other setting
+    turned the user's ``"models"`` into ``/home/u/.config/tuillm/models``), a folder the file did not have as an
+    absolute path. ``written`` is the value read from the file, ``base`` its folder (``base_folder``)."""
+    spellings: dict[Path, list[str]] = {}  # each folder -> the entries naming it, in the file's order
+    for entry in (dir_entries(written) or ([], []))[0]:
+        spellings.setdefault(file_path(entry, base), []).append(entry)
+    return [spelled.pop(0) if (spelled := spellings.get(d)) else str(d) for d in dirs]
+
+
+def model_tables_as_written(ours: dict[str, dict[str, Any]], written: Any, base: Path,
+                            our_keys: Collection[str]) -> dict[str, Any]:
+    """The ``[model."..."]`` tables to save. ``ours``: each model's absolute path -> the values of ``our_keys`` it
+    has (none: its table keeps only the user's other keys, or goes); ``written``: the [model] table read from the
+    file. A model the file named is written under that name (relative, ``~``), in its place, with the keys of its
+    table that are not ours; names that are one model in different spellings become one table (the first name, the
+    later tables' keys winning, as ``load_config`` read them); a value that is no table is kept as written."""
+    tables: dict[str, Any] = {}  # the file's names in its order -> the table to write
+    names: dict[str, str] = {}  # absolute path -> the first name the file gave it
+    for name, table in (written.items() if isinstance(written, dict) else ()):
+        if not isinstance(table, dict):
+            tables[name] = table
+            continue
+        first = names.setdefault(str(file_path(name, base)), name)
+        tables.setdefault(first, {}).update((k, v) for k, v in table.items() if k not in our_keys)
+    for model, values in ours.items():
+        name = names.get(model, model)
+        tables[name] = {**(tables.get(name) if isinstance(tables.get(name), dict) else {}), **values}
+    return {name: table for name, table in tables.items() if table != {}}
+
+
+def write_target(file: Path) -> Path:
+    """The file a save replaces: where ``file`` leads through symlinks, as git and editors write through a link (a
+    settings file kept in a dotfiles repository and linked into ~/.config stays linked, and the repository gets the
+    change); the link itself was replaced by a plain file. An OSError for a loop of links."""
+    target = Path(os.path.realpath(file))
+    if target.is_symlink():  # realpath stops at a loop and returns a link of it
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(file))
+    return target
+
+
+def not_read(file: Path, named: bool) -> tuple[bool, str | None]:
+    """Whether ``file`` is a regular file to read, and if not, why (None: nothing to say, the XDG file not made yet,
+    or a link to a file not made yet: the defaults are the settings). ``named``: the user named it (--config).
+    ``Path.is_file`` raised for a name too long and for a folder it may not look in: a traceback at start."""
+    try:
+        st = os.stat(file)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return False, "a loop of symbolic links"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return False, "no such config file" if named else None
+        return False, f"cannot read ({exc.strerror or exc.__class__.__name__})"
+    except ValueError:  # a NUL in the name
+        return False, "no such config file"
+    if stat.S_ISREG(st.st_mode):
+        return True, None
+    return False, "not a regular file"

@@ -105,3 +105,114 @@ def test_a_folder_whose_name_is_not_utf8_is_a_write_error(tmp_path: Path) -> Non
     assert err.value.errno == errno.EILSEQ and "not UTF-8, which the settings file cannot hold" in err.value.strerror
     assert "mod\\udce9les" in err.value.strerror
     assert file.read_text() == "[load]\nctx = 2048\n" and not list(tmp_path.glob(".*tmp"))
+
+
+def test_odd_toml_types_in_dirs(tmp_path: Path) -> None:
+    # One number among the paths refused the whole list: the default folders ran, and the next save wrote them over
+    # the user's. One string is one folder (as OLLAMA_MODELS names one); a table is still no list.
+    file = tmp_path / "c.toml"
+    file.write_text('[models]\ndirs = ["~/m", 3, ["x"], {a = 1}, "m2"]\n')
+    config = load_config(file)
+    assert config.model_dirs == [Path.home() / "m", tmp_path / "m2"]
+    assert config.problem == f"{file}: models.dirs: entry 2 (3) is no folder name; skipped, and 2 more"
+    save_config(config)
+    assert tomllib.loads(file.read_text())["models"]["dirs"] == ["~/m", "m2"]
+    file.write_text('[models]\ndirs = "~/m"\n')
+    config = load_config(file)
+    assert config.model_dirs == [Path.home() / "m"] and config.problem is None
+    save_config(config)
+    assert tomllib.loads(file.read_text())["models"]["dirs"] == ["~/m"]
+    file.write_text("[models]\ndirs = []\n")  # no folders of one's own: none, not the defaults
+    assert load_config(file).model_dirs == []
+    file.write_text("[models.dirs]\na = 1\n")
+    config = load_config(file)
+    assert config.model_dirs == default_model_dirs()
+    assert config.problem == f"{file}: models.dirs must be a list of paths; using the default folders"
+
+
+def _dotfiles(tmp_path: Path) -> tuple[Path, Path]:
+    """A settings file kept in a dotfiles folder, linked in as the XDG one: (the link, its target)."""
+    target = tmp_path / "dotfiles" / "tuillm.toml"
+    target.parent.mkdir()
+    link = paths.config_file()
+    link.parent.mkdir(parents=True)
+    link.symlink_to(target)
+    return link, target
+
+
+def test_a_symlinked_file_is_written_through_the_link(tmp_path: Path) -> None:
+    # The save replaced the link with a plain file: the dotfiles repository lost the change and the link.
+    link, target = _dotfiles(tmp_path)
+    target.write_text('[models]\ndirs = ["models"]\n')
+    config = load_config()
+    # Relative names are read from the link's folder, the file as the user named it (as git reads a path relative to
+    # the config file it opened): ~/.config/tuillm/models, wherever the dotfiles live.
+    assert config.model_dirs == [paths.config_dir() / "models"]
+    config.default_ctx = 2048
+    assert save_config(config) == link
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert tomllib.loads(target.read_text()) == tomllib.loads(link.read_text())
+    assert tomllib.loads(target.read_text())["models"]["dirs"] == ["models"]  # written as it was
+    assert load_config().default_ctx == 2048 and not list(target.parent.glob(".*tmp"))
+
+
+def test_a_dangling_link_gets_its_target_and_a_loop_is_a_write_error(tmp_path: Path) -> None:
+    link, target = _dotfiles(tmp_path)
+    config = load_config()  # the XDG file not made yet: defaults, without a word
+    assert config.problem is None
+    save_config(config)
+    assert link.is_symlink() and tomllib.loads(target.read_text())["load"]["ctx"] == 4096
+    target.unlink()
+    target.symlink_to(link)  # a loop: link -> target -> link
+    config = load_config()
+    assert config.problem == f"{link}: a loop of symbolic links; using defaults"  # was silence
+    with pytest.raises(OSError) as err:
+        save_config(config)
+    assert err.value.errno == errno.ELOOP and link.is_symlink() and target.is_symlink()
+
+
+def test_a_link_to_an_unreadable_file_is_backed_up_beside_its_target(tmp_path: Path) -> None:
+    link, target = _dotfiles(tmp_path)
+    target.write_text("[load\nctx = 1\n")
+    config = load_config()
+    assert "using defaults" in config.problem
+    save_config(config)
+    assert backup_path(link) == target.with_name("tuillm.toml.bak").resolve()
+    assert backup_path(link).read_text() == "[load\nctx = 1\n" and link.is_symlink()
+
+
+def test_a_config_that_is_a_folder_is_a_write_error_and_stays(tmp_path: Path) -> None:
+    folder = tmp_path / "c.toml"
+    (folder / "inside").mkdir(parents=True)
+    config = load_config(folder)
+    assert config.problem == f"{folder}: not a regular file; using defaults"
+    with pytest.raises(OSError):  # the front ends say "could not write ..." (IsADirectoryError is one)
+        save_config(config)
+    assert (folder / "inside").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_a_config_path_the_system_cannot_look_at_is_reported(tmp_path: Path) -> None:
+    # Path.is_file raised for a name too long (a traceback at start) and for a NUL it said nothing useful.
+    long = tmp_path / ("x" * 300)
+    assert load_config(long).problem == f"{long}: cannot read (File name too long); using defaults"
+    assert load_config("a\0b").problem.endswith(": no such config file; using defaults")
+
+
+def test_an_unreadable_file_is_reported_and_kept_when_saving(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # chmod 000 stops no one running as root (this suite's usual case): the read's PermissionError is made here.
+    file = tmp_path / "c.toml"
+    file.write_text("[load]\nctx = 2048\n")
+    real_open = Path.open
+
+    def refusing(self: Path, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        if self == file and args[:1] == ("rb",):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refusing)
+    config = load_config(file)
+    assert config.problem == f"{file}: cannot read (Permission denied); using defaults"
+    save_config(config)
+    monkeypatch.undo()
+    assert backup_path(file).read_text() == "[load]\nctx = 2048\n"
+    assert tomllib.loads(file.read_text())["load"]["ctx"] == 4096

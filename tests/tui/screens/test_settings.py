@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,30 @@ async def test_a_model_folder_the_system_will_not_look_at_is_refused_not_a_crash
             await pilot.press("ctrl+s")
             assert app.screen is screen and seen[-1] == f"Settings: Model folders, line 2: {why}"
         assert not file.exists()
+
+
+@run_async
+async def test_saving_the_dialog_keeps_relative_and_tilde_folders_as_written(tmp_path: Path) -> None:
+    # The dialog lists the folders absolute; a save of any field wrote them so, over the user's "models" and "~/m".
+    conf = tmp_path / "conf"
+    (conf / "models").mkdir(parents=True)
+    file = conf / "tuillm.toml"
+    file.write_text('[models]\ndirs = ["models", "~/m"]\n[model."models/a.gguf"]\nctx = 1024\n')
+    more = tmp_path / "more"
+    more.mkdir()
+    app = make_app([tmp_path], config=load_config(file))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        screen = await open_settings(pilot)
+        dirs = screen.query_one("#settings-dirs", TextArea)
+        assert dirs.text == f"{conf / 'models'}\n{Path.home() / 'm'}"  # "~/m" not made yet: kept while missing
+        screen.query_one("#settings-load-ctx", Input).value = "2048"
+        await pilot.press("ctrl+s")
+        assert not isinstance(app.screen, SettingsScreen)
+        saved = tomllib.loads(file.read_text())
+        assert (saved["models"]["dirs"], saved["load"]["ctx"]) == (["models", "~/m"], 2048)
+        assert saved["model"] == {"models/a.gguf": {"ctx": 1024}}
+        screen = await open_settings(pilot)
+        screen.query_one("#settings-dirs", TextArea).text = f"{conf / 'models'}\n~/m\n{more}\n"  # new: absolute
+        await pilot.press("ctrl+s")
+        assert tomllib.loads(file.read_text())["models"]["dirs"] == ["models", "~/m", str(more)]
+    assert load_config(file).model_dirs == [conf / "models", Path.home() / "m", more]
