@@ -1,5 +1,5 @@
 """What every pane may need from the app's start-up: the config, test-only fixed figures, and ``ChatUse``: which
-model files the Chat pane uses now (the Models pane reads it before deleting one)."""
+model files the Chat pane uses now (the Models pane reads it before deleting one, and tells it after)."""
 
 from __future__ import annotations
 
@@ -33,17 +33,25 @@ class ChatUse:
 
 
 class ChatUseBoard:
-    """Where the Chat pane says which files it uses (a function it provides, asked when needed): the panes share
-    the app's ``Session``, so the Models pane asks without reaching into the Chat pane."""
+    """Where the Chat pane says which files it uses (a function it provides, asked when needed) and hears that a model
+    file was deleted: the panes share the app's ``Session``, so the Models pane asks and tells without reaching into
+    the Chat pane."""
 
     def __init__(self) -> None:
         self._provider: Callable[[], ChatUse] | None = None
+        self._on_deleted: Callable[[Path], None] | None = None
 
-    def provide(self, provider: Callable[[], ChatUse] | None) -> None:
-        self._provider = provider
+    def provide(self, provider: Callable[[], ChatUse] | None,
+                on_deleted: Callable[[Path], None] | None = None) -> None:
+        self._provider, self._on_deleted = provider, on_deleted
 
     def now(self) -> ChatUse:
         return self._provider() if self._provider is not None else ChatUse()
+
+    def deleted(self, path: Path) -> None:
+        """``path`` (a model or adapter GGUF) was deleted: the Chat pane says so at once where a chat uses it."""
+        if self._on_deleted is not None:
+            self._on_deleted(path)
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
         self.call_after_refresh(self._sync_view)
         # The backend right after the first frame, on the event loop: a worker asking for it first would race.
         self.call_after_refresh(lambda: self.engine)
-        self.session.chat_use.provide(self.files_in_use)  # the Models pane asks before it deletes a file
+        self.session.chat_use.provide(self.files_in_use, self.file_deleted)  # the Models pane's deletes
 
     def on_unmount(self) -> None:
         if self._engine is not None:  # stops a running reply, unloads, ends the worker (its final save included)

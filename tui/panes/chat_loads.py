@@ -1,9 +1,10 @@
 """The Chat pane's model loads, each with its ticket: a load knows which model it was for when it ends.
 
-Another model may be picked while one loads (Ctrl+T, "chat with this model", another chat's message), so two loads
-can be in flight. Each is asked with a ``LoadRequest`` (a ticket, the file, the name it is known by, its settings),
-and ends with a message that carries it: ``ModelReady`` or ``LoadFailed``. An older load that fails is said under
-its own name and changes nothing else; once no load is in flight, the newest one's end decides the pane's state.
+Another model may be picked while one loads (Ctrl+T, "chat with this model", another chat's message, the memory
+guard's reload with a smaller context), so two loads can be in flight. Each is asked with a ``LoadRequest`` (a
+ticket, the file, the name it is known by, its settings), and ends with a message that carries it: ``ModelReady`` or
+``LoadFailed``. An older load that fails is said under its own name and changes nothing else; once no load is in
+flight, the newest one's end decides the pane's state.
 
 The fit check (the Models pane's marker) runs on the worker before the load reaches the backend, and a slow read
 could let an older load reach it after a newer one: ``LoadOrder`` lets a load reach the backend only while it is
@@ -27,7 +28,7 @@ from tuillm.core.errors import TuillmError, error_text
 from tuillm.core.events import Emit
 from tuillm.core.llama.options import LoadOptions
 
-LOAD_JOB = "chat-load"  # the worker group of every load (and of the memory guard's unload)
+LOAD_JOB = "chat-load"  # the worker group of every load (the memory guard's reload and unload too)
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,11 @@ class LoadRequest:
 
 
 class ModelReady(Message):
-    def __init__(self, loaded: ModelLoaded, options: LoadOptions | None = None, ticket: int | None = None) -> None:
+    def __init__(self, loaded: ModelLoaded, options: LoadOptions | None, ticket: int) -> None:
         super().__init__()
         self.loaded = loaded
-        self.options = options  # what the chat asked for (None: another load, e.g. the memory guard's smaller one)
-        self.ticket = ticket  # the chat's load (None: the memory guard's)
+        self.options = options  # what the chat asked for (None: the memory guard's smaller reload)
+        self.ticket = ticket  # the load's (a chat's, or the memory guard's reload)
 
 
 class LoadFailed(Message):
@@ -112,14 +113,6 @@ def check_fit(path: Path, options: LoadOptions, available_ram: int | None) -> No
         refusal = None
     if refusal is not None:
         raise TuillmError(refusal)
-
-
-def load_checked(backend: ChatBackend, path: Path, options: LoadOptions, available_ram: int | None,
-                 _emit: Emit) -> ModelLoaded:
-    """Loads ``path`` after the fit check (on a worker thread; the backend's own events reach the pane through its
-    emit)."""
-    check_fit(path, options, available_ram)
-    return backend.load(path, options).result()
 
 
 def load_in_order(order: LoadOrder, backend: ChatBackend, request: LoadRequest, available_ram: int | None,

@@ -28,9 +28,9 @@ from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import LoadOptions
 from tuillm.core.settings import load_options_for
 from tuillm.core.text import safe_line
-from tuillm.tui.jobs import JobFailed, run_job
+from tuillm.tui.jobs import run_job
 from tuillm.tui.panes.chat_layout import HeaderModel
-from tuillm.tui.panes.chat_loads import LOAD_JOB, LoadFailed, LoadOrder, ModelReady, load_in_order
+from tuillm.tui.panes.chat_loads import LOAD_JOB, LoadFailed, LoadOrder, LoadRequest, ModelReady, load_in_order
 from tuillm.tui.session import ChatUse, Session
 
 if TYPE_CHECKING:  # the picker's module (and the Models pane's discovery it uses) loads when it opens
@@ -149,11 +149,20 @@ class ChatModels:
         self.model_name = chat_label(self.model_path, self.adapter_path) if self.model_path else DEMO
 
     def model_gone(self) -> bool:
-        """True (and says so) when the open chat's model or adapter file is gone."""
-        if self.model_missing:
+        """True (and says so) when the open chat's model or adapter file is gone, unless it is still loaded: a file
+        deleted while loaded stays readable until the model is unloaded, so the chat keeps working until then."""
+        gone = self.model_missing and not self._model_ready()
+        if gone:
             self.notify(f"{self._gone() or self.model_name}; the chat is kept. Pick another model (Ctrl+T, or Enter "
                         "in Models) to go on with it", title="Model", severity="warning", timeout=15)
-        return self.model_missing
+        return gone
+
+    def file_deleted(self, _path: Path) -> None:
+        """A model file was deleted (the Models pane says so on the Session's board): the open chat's header says
+        "file missing" at once when it was one of its own (the picker waits for its next message)."""
+        if not self.model_missing and self._gone() is not None:
+            self.model_missing = True
+            self._refresh_header()
 
     def pick_model(self, reason: str = "") -> None:
         """The model picker for the open chat (its key, or a gone file): the choice is recorded on the chat."""
@@ -230,38 +239,46 @@ class ChatModels:
             return
         if then is not None:
             self._waiting = (then, self.chat_id)
-        if self._order is None:
-            self._order = LoadOrder()
-        request = self._order.ask(path, self.model_name, self._load_options(path))
-        self._failed -= {request.key}
-        self.model_loading = True
+        order, request = self._ask_load(path, self.model_name, self._load_options(path))
         self._set_status(f"{self.model_name} (loading…)")
         self._refresh_header()
-        job = partial(load_in_order, self._order, self.engine, request, self.session.available_ram)
+        job = partial(load_in_order, order, self.engine, request, self.session.available_ram)
         run_job(self, LOAD_JOB, job, lambda ended: ended, exclusive=False)
 
-    def on_load_failed(self, event: LoadFailed) -> None:
-        """A chat's load failed: said under the name it was asked with; the newest one's failure ends loading."""
+    def _ask_load(self, path: Path, label: str, options: LoadOptions) -> tuple[LoadOrder, LoadRequest]:
+        """A load counted among the pane's loads (a chat's, or the memory guard's reload): its ticket; loading."""
+        if self._order is None:
+            self._order = LoadOrder()
+        request = self._order.ask(path, label, options)
+        self._failed -= {request.key}
+        self.model_loading = True
+        return self._order, request
+
+    async def on_load_failed(self, event: LoadFailed) -> None:
+        """A load failed: said under the name it was asked with; the newest one's failure ends loading."""
         event.stop()
         if event.error is not None:
             self._failed |= {event.request.key}
             self.notify(event.error, title=f"Could not load {event.request.label}", severity="error", timeout=15)
-        ended = self._order.end(event) if self._order is not None else None
-        if ended is None:
-            self._refresh_header()  # (its chat's header says so; the newer load goes on, the waiting turn with it)
-        elif isinstance(ended, ModelReady):  # an older load's end came after the newest one's, which loaded
-            self.post_message(ModelReady(ended.loaded, ended.options))  # (no ticket: nothing is in flight now)
-        else:
-            self._load_ended()
+        await self._load_finished(event)
 
-    def on_job_failed(self, event: JobFailed) -> None:
-        """The memory guard's unload or reload failed (a chat's load says so with ``LoadFailed``)."""
-        if event.name != LOAD_JOB:
-            return
-        event.stop()
-        self.notify(event.error, title=f"Could not load {self.model_name}", severity="error", timeout=15)
-        if self._order is None or not self._order.in_flight:  # (a chat's load asked meanwhile: it decides)
+    async def on_model_ready(self, event: ModelReady) -> None:
+        await self._load_finished(event)
+
+    async def _load_finished(self, event: ModelReady | LoadFailed) -> None:
+        """A load ended: once none is in flight, the newest one's end decides (``LoadOrder.end``), whichever load's
+        end came last (an older load's end may come after the newest one's)."""
+        ended = self._order.end(event) if self._order is not None else None
+        if isinstance(ended, ModelReady):
+            await self._model_loaded(ended)
+        elif isinstance(ended, LoadFailed):
+            if isinstance(event, ModelReady):  # the newest failed; an older one loaded after it was asked
+                self.loaded_with = None  # (which of them loaded last is the backend's to say)
             self._load_ended()
+        elif isinstance(event, LoadFailed):
+            self._refresh_header()  # its chat's header says so; the newer load goes on, the waiting turn with it
+        # Else another load is in flight: the backend loads it next, so a turn begun now would be written by it while
+        # named after this one.
 
     def _load_ended(self) -> None:
         """The last load failed: nothing is loading, and the waiting message waits in the prompt."""
@@ -279,18 +296,8 @@ class ChatModels:
                              and self.engine.model_path else None)
         self._refresh_header()
 
-    async def on_model_ready(self, event: ModelReady) -> None:
-        if self._order is not None and (self._order.in_flight or event.ticket is not None):
-            ended = self._order.end(event) if event.ticket is not None else None
-            if ended is None:
-                # Another load is in flight: the backend loads it next, so a turn begun now would be written by it
-                # while named after this one.
-                return
-            if isinstance(ended, LoadFailed):  # the newest failed; an older one loaded after it was asked
-                self.loaded_with = None  # (which of them loaded last is the backend's to say)
-                self._load_ended()
-                return
-            event = ended
+    async def _model_loaded(self, event: ModelReady) -> None:
+        """The newest load loaded: the turn waiting for it begins, in the chat it was asked in."""
         self.model_loading = False
         self.loaded_with = event.options
         if self._model_ready():
@@ -339,7 +346,7 @@ class ChatModels:
         if self.model_missing:
             return HeaderModel(name, "file missing", "missing")
         if self.model_loading and (order is None or order.asked is None or order.loading(self.model_key())):
-            # (nothing asked: the memory guard's reload of this model)
+            # (nothing asked: the memory guard unloading it)
             return HeaderModel(name, "loading…", "loading…")
         if (engine is not None and engine.loaded and not self.model_loading and self.model_path is not None
                 and (engine.model_path, engine.lora_path) == self.model_key()):

@@ -232,6 +232,7 @@ class ModelActions(Vertical):
         except OSError as exc:
             self.tell(f"{path}: {exc.strerror or exc}", "Not deleted", "error")
             return
+        self.session.chat_use.deleted(path)  # a chat that uses it says "file missing" at once
         config = self.session.config
         if not config.defaults_for(path).is_empty():
             config.set_defaults_for(path, ModelDefaults())

@@ -7,6 +7,7 @@ threshold the RAM figure turns into a warning (colour and text); the first sampl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from tuillm.core.models.hardware import Memory
 from tuillm.core.text import format_bytes, safe_line
 
 NO_MODEL = "no model loaded"
+STATE_RE = re.compile(r" \([^()]*…\)$")  # what the model is doing, after its name: " (loading…)", " (reloading…)"
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,9 @@ def ram_text(sample: MemorySample | None, short: bool = False) -> str:
 
 def model_text(status: str | None, width: int) -> str:
     """The model part of the line in ``width`` columns (0: not laid out, as is). ``status`` is the Chat pane's
-    "name · ctx used/size · speed": where it does not fit, the label goes, then "tok/s" becomes "t/s", then the
-    name is shortened in its middle (its start and its quant stay); context and speed are never dropped."""
+    "name · ctx used/size · speed", or "name (loading…)": where it does not fit, the label goes, then "tok/s" becomes
+    "t/s", then the name is shortened in its middle (its start and its quant stay); context, speed and what the model
+    is doing ("(loading…)", as the header keeps it) are never cut."""
     if not status:
         return NO_MODEL
     full = f"model: {status}"
@@ -72,6 +75,9 @@ def model_text(status: str | None, width: int) -> str:
     name, *parts = status.split(" · ")
     parts = [part.replace(" tok/s", " t/s") for part in parts]
     rest = "".join(f" · {part}" for part in parts)
+    state = STATE_RE.search(name)
+    if state is not None:
+        name, rest = name[: state.start()], state.group() + rest
     return shorten_middle(name, width - len(rest)) + rest
 
 

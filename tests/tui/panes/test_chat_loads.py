@@ -6,9 +6,14 @@ whose loads the test gates, a real SQLite store)."""
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 
 from tests.tui.app_helpers import run_async, until
 from tests.tui.chat_helpers import SIZE, chat_app, chat_pane, record_notifications, send, wait_idle
@@ -17,10 +22,12 @@ from tuillm.core.chat.events import ModelLoaded
 from tuillm.core.chat.store import ChatStore
 from tuillm.core.errors import TuillmError
 from tuillm.core.llama.options import LoadOptions
+from tuillm.tui.panes import chat_model
+from tuillm.tui.panes.chat import ChatPane
 from tuillm.tui.panes.chat_layout import HeaderModel, fit_model_header
-from tuillm.tui.panes.chat_loads import LoadFailed, LoadOrder, ModelReady, load_in_order
+from tuillm.tui.panes.chat_loads import LoadFailed, LoadOrder, LoadRequest, ModelReady, load_in_order
 from tuillm.tui.widgets.chat_list import ChatList
-from tuillm.tui.widgets.status_line import StatusLine
+from tuillm.tui.widgets.status_line import StatusLine, model_text
 
 LONG = "Meta-Llama-3.1-8B-Instruct-abliterated-Q4_K_M.gguf"
 
@@ -64,6 +71,15 @@ def stored_chat(title: str, model: Path) -> int:
 
 def header(app) -> str:
     return str(app.query_one("#chat-header").content)
+
+
+@pytest.mark.parametrize("state", ["loading…", "reloading…"])
+def test_the_status_line_shortens_the_name_and_keeps_the_state(state: str) -> None:
+    status = f"{LONG} ({state})"
+    assert model_text(status, 80) == f"model: {status}"
+    for width in (50, 30, 8 + len(state)):  # as the header: the name shortened in its middle, its state whole
+        text = model_text(status, width)
+        assert len(text) == width and text.startswith("Me") and text.endswith(f"f ({state})"), text
 
 
 def test_the_header_shortens_the_name_and_keeps_the_state() -> None:
@@ -114,18 +130,36 @@ async def test_a_chat_whose_model_failed_to_load_says_so(tmp_path: Path) -> None
         assert app.query_one("#chat-prompt").text == "hello"  # the message waits for a model that loads
 
 
-@run_async
-async def test_an_older_load_that_fails_is_named_and_leaves_the_newer_one_loading(tmp_path: Path) -> None:
+@dataclass
+class HeldLoad:
+    """A chat of ``first`` open, "hello" sent, and the load of ``first`` held in the backend (``GatedLoads``)."""
+
+    pilot: Pilot
+    pane: ChatPane
+    chat_id: int
+    seen: list[str]  # the notifications since the app started
+
+
+@asynccontextmanager
+async def first_load_held(tmp_path: Path, first: str) -> AsyncIterator[HeldLoad]:
     GatedLoads.gate, GatedLoads.arrived = threading.Semaphore(0), 0
-    broken, beta = model_file(tmp_path, "broken.gguf"), model_file(tmp_path, "beta.gguf")
-    chat_id = stored_chat("Chat", broken)
+    path = model_file(tmp_path, first)
+    chat_id = stored_chat("Chat", path)
     app = chat_app(tmp_path, chat_backend=GatedLoads)
     seen = record_notifications(app)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         pane = chat_pane(app)
-        await until(pilot, lambda: pane.model_path == broken, "the chat open")
+        await until(pilot, lambda: pane.model_path == path, "the chat open")
         await send(pilot, "hello")
-        await until(pilot, lambda: GatedLoads.arrived == 1, "broken.gguf loading")
+        await until(pilot, lambda: GatedLoads.arrived == 1, f"{first} loading")
+        yield HeldLoad(pilot, pane, chat_id, seen)
+
+
+@run_async
+async def test_an_older_load_that_fails_is_named_and_leaves_the_newer_one_loading(tmp_path: Path) -> None:
+    beta = model_file(tmp_path, "beta.gguf")
+    async with first_load_held(tmp_path, "broken.gguf") as held:
+        pilot, pane, seen, app = held.pilot, held.pane, held.seen, held.pilot.app
         pane.use_model(beta)  # Ctrl+T's choice while it loads: beta loads after it
         GatedLoads.gate.release()  # broken.gguf's load fails; beta's goes on
         await until(pilot, lambda: any("Could not load" in note for note in seen), "the failure said")
@@ -138,9 +172,39 @@ async def test_an_older_load_that_fails_is_named_and_leaves_the_newer_one_loadin
         await wait_idle(pilot)
         assert pane.engine.model_path == str(beta) and header(app).endswith("beta.gguf")
     with ChatStore() as store:
-        reply = store.messages(chat_id)[-1]
-        assert store.messages(chat_id)[-2].content == "hello"  # the waiting message went to beta
+        reply = store.messages(held.chat_id)[-1]
+        assert store.messages(held.chat_id)[-2].content == "hello"  # the waiting message went to beta
         assert reply.model == str(beta)
+
+
+@run_async
+async def test_an_older_failure_said_after_the_newer_one_loaded_sends_the_message(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """The older load's failure reaches the pane after the newer one's success (its worker was slow to say it): the
+    newer one decides, and the waiting message is sent with it at once."""
+    real = chat_model.load_in_order
+
+    def slow_to_say(order: LoadOrder, backend, request: LoadRequest, *args) -> ModelReady | LoadFailed:
+        ended = real(order, backend, request, *args)
+        for _ in range(3000):  # the older one's end waits until the pane has taken the newer one's (bounded)
+            if request.ticket != 1 or (order.asked is not None and not order.loading(order.asked.key)):
+                break
+            time.sleep(0.01)
+        return ended
+
+    monkeypatch.setattr(chat_model, "load_in_order", slow_to_say)
+    beta = model_file(tmp_path, "beta.gguf")
+    async with first_load_held(tmp_path, "broken.gguf") as held:
+        pilot, pane, app = held.pilot, held.pane, held.pilot.app
+        pane.use_model(beta)
+        GatedLoads.gate.release(2)  # broken.gguf's load fails, then beta loads
+        await wait_idle(pilot)
+        assert any(note.startswith("Could not load broken.gguf: ") for note in held.seen), held.seen
+        assert pane.engine.model_path == str(beta) and header(app).endswith("beta.gguf")
+        assert app.query_one(StatusLine).model_name.startswith("beta.gguf · ctx ")
+    with ChatStore() as store:
+        asked, reply = store.messages(held.chat_id)[-2:]
+        assert asked.content == "hello" and reply.model == str(beta)  # the waiting message went to beta
 
 
 @run_async
@@ -152,25 +216,19 @@ async def test_a_newer_load_refused_at_once_does_not_send_with_the_older_model(t
     # The fit check refuses "huge.gguf" before it reaches the backend, while alpha's load is still held there.
     monkeypatch.setattr(metadata, "read_info", lambda path: Path(path).name)
     monkeypatch.setattr(memory, "load_refusal", lambda info, *_: "huge.gguf: too big" if info == "huge.gguf" else None)
-    GatedLoads.gate, GatedLoads.arrived = threading.Semaphore(0), 0
-    alpha, huge = model_file(tmp_path, "alpha.gguf"), model_file(tmp_path, "huge.gguf")
-    chat_id = stored_chat("Chat", alpha)
-    app = chat_app(tmp_path, chat_backend=GatedLoads)
-    seen = record_notifications(app)
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
-        pane = chat_pane(app)
-        await until(pilot, lambda: pane.model_path == alpha, "the chat open")
-        await send(pilot, "hello")
-        await until(pilot, lambda: GatedLoads.arrived == 1, "alpha loading")
+    huge = model_file(tmp_path, "huge.gguf")
+    async with first_load_held(tmp_path, "alpha.gguf") as held:
+        pilot, pane, seen, app = held.pilot, held.pane, held.seen, held.pilot.app
         pane.use_model(huge)  # refused at once; alpha's load goes on
         await until(pilot, lambda: any("Could not load" in note for note in seen), "the refusal said")
         assert any(note.startswith("Could not load huge.gguf: ") for note in seen), seen
         GatedLoads.gate.release()  # alpha loads: the chat's model is huge.gguf now, so nothing is sent with alpha
         await wait_idle(pilot)
-        assert pane.engine.model_path == str(alpha) and header(app).endswith("huge.gguf (not loaded: its load failed)")
+        assert pane.engine.model_path == str(tmp_path / "alpha.gguf")
+        assert header(app).endswith("huge.gguf (not loaded: its load failed)")
         assert app.query_one("#chat-prompt").text == "hello"  # the message waits for a model that loads
     with ChatStore() as store:
-        assert [m.content for m in store.messages(chat_id)] == ["a question", "an answer"]
+        assert [m.content for m in store.messages(held.chat_id)] == ["a question", "an answer"]
 
 
 def test_a_load_asked_before_a_newer_one_reaches_the_backend_is_not_tried(tmp_path: Path) -> None:

@@ -112,6 +112,40 @@ async def test_a_missing_model_is_said_and_never_silently_replaced(tmp_path: Pat
 
 
 @run_async
+async def test_a_model_deleted_in_the_models_pane_is_said_at_once(tmp_path: Path) -> None:
+    from tests.tui.panes.test_models import filter_to, show_models
+
+    alpha, beta = write_tiny_gguf(tmp_path / "alpha.gguf"), write_tiny_gguf(tmp_path / "beta.gguf")
+    with ChatStore() as store:
+        a = store.create_chat("Alpha", model=str(alpha)).id
+        b = store.create_chat("Beta", model=str(beta)).id
+
+    async def delete(name: str) -> None:
+        await show_models(pilot)
+        await filter_to(pilot, name)
+        await pilot.press("d", "y")
+        await until(pilot, lambda: not (tmp_path / f"{name}.gguf").exists(), f"{name} deleted")
+        await pilot.press("f2")
+
+    app = chat_app(tmp_path, chat_backend=FakeBackend)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        pane = chat_pane(app)
+        await until(pilot, lambda: pane.chat_id == b, "the newest chat open")
+        await send(pilot, "hello")  # beta loads
+        await wait_idle(pilot)
+        await delete("beta")
+        assert header(app).endswith("beta.gguf (file missing)")  # said at once, not at the next load
+        await send(pilot, "still there?")  # loaded: the chat keeps working until the model is unloaded
+        await wait_idle(pilot)
+        assert len(app.query_one(ChatView).bubbles) == 4
+        pane.post_message(ChatList.Opened(a))
+        await until(pilot, lambda: pane.chat_id == a, "chat A open")
+        assert header(app).endswith("alpha.gguf (loads with the next message)")
+        await delete("alpha")
+        assert pane.model_missing and header(app).endswith("alpha.gguf (file missing)")
+
+
+@run_async
 async def test_a_new_chat_after_a_missing_model_does_not_inherit_it(tmp_path: Path) -> None:
     with ChatStore() as store:
         store.create_chat("Old", model=str(tmp_path / "gone.gguf"))
