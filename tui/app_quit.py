@@ -4,12 +4,14 @@ that has ended does not stay behind.
 A mixin for the App (``class TuillmApp(QuitControl, …)``), as ``app_settings`` is. Every job of every pane and dialog
 runs on ``tui.jobs.run_job``, whose ``JobEnded`` bubbles up here after the job's own last message: each open
 question whose ``stands`` now says no (Esc's "Stop the conversion?") is withdrawn, on top or under Ctrl+Q's
-question, and Ctrl+Q's question is reworded to what quitting would stop now.
+question, and Ctrl+Q's question is reworded to what quitting would stop now. Work that is not a job (the server of
+``serve_control``) posts ``WorkChanged`` once it has started or stopped, to the same effect.
 """
 
 from __future__ import annotations
 
 from textual.app import App
+from textual.message import Message
 
 from tuillm.tui.jobs import JobEnded
 from tuillm.tui.screens.confirm import ConfirmScreen
@@ -20,6 +22,11 @@ def quit_question(work: list[str]) -> str:
     if not work:  # what it would have stopped ended while the question was read
         return "Quit now? Nothing is running any more."
     return f"Quit now? This stops {' and '.join(work)}."
+
+
+class WorkChanged(Message):
+    """What quitting would stop has changed outside the jobs (the server started or stopped). Posted to the app once
+    its state says so; the app then brings the questions about running work up to date, as on a job's ``JobEnded``."""
 
 
 class QuitControl(App[int]):
@@ -48,6 +55,13 @@ class QuitControl(App[int]):
 
     def on_job_ended(self, _message: JobEnded) -> None:
         # The pane has handled the job's own end: its state says what still runs.
+        self._review_questions()
+
+    def on_work_changed(self, _message: WorkChanged) -> None:
+        self._review_questions()
+
+    def _review_questions(self) -> None:
+        """Withdraws the questions that no longer stand; Ctrl+Q's names what quitting stops now."""
         for screen in self.screen_stack:
             if isinstance(screen, ConfirmScreen) and not screen.stands():
                 screen.withdraw()

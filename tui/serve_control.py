@@ -18,6 +18,7 @@ from textual.message import Message
 from textual.screen import Screen
 
 from tuillm.core.errors import TuillmError, error_text
+from tuillm.tui.app_quit import WorkChanged
 
 if TYPE_CHECKING:
     from tuillm.core.serve.guard import RequestRecord
@@ -135,6 +136,7 @@ class ServeControl(App[int]):
         if message.error:
             self.notify(message.error, title="Server", severity="error", markup=False)
         else:
+            self.post_message(WorkChanged())  # Ctrl+Q's question, if open, names what quitting stops now (app_quit)
             self.notify(f"Serving at {message.url}" if message.url else "Server stopped", title="Server",
                         markup=False)
 

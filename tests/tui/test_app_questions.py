@@ -17,6 +17,7 @@ from textual.widgets import Label
 from tests.tui.app_helpers import make_app, run_async, until
 from tests.tui.chat_helpers import record_notifications
 from tests.tui.panes.test_esc_asks import FINISH, _start_conversion, _start_training, stand_in_jobs  # noqa: F401
+from tuillm.core.serve.server import ServeOptions
 from tuillm.tui.app import TuillmApp
 from tuillm.tui.app_quit import quit_question
 from tuillm.tui.jobs import run_job
@@ -111,6 +112,36 @@ async def test_the_quit_question_stays_while_its_job_runs(tmp_path: Path, demo_g
         await pilot.press("y")  # Esc's, still there and still meant: the conversion stops
         await until(pilot, lambda: not pane.running, "the conversion to stop")
         assert pane._cancel.is_set() and len(app.screen_stack) == 1
+
+
+@run_async
+async def test_the_quit_question_follows_the_server(tmp_path: Path, demo_gguf: Path,
+                                                   stand_in_jobs: None) -> None:  # noqa: F811
+    """The server started and stopped under Ctrl+Q's question, as a job's end does: the question said "This stops the
+    server" after it had stopped (and, had it started meanwhile, never said that quitting stops it)."""
+    conversion = "a conversion (the file being written is removed)"
+    app = make_app([tmp_path])
+    app.serve_options = ServeOptions(port=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await _start_conversion(pilot, demo_gguf)
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: _questions(app) == [f"Quit now? This stops {conversion}."], "Ctrl+Q's question")
+        app.action_start_server()
+        await until(pilot, lambda: app.server_url is not None, "the server to start")
+        served = f"Quit now? This stops {conversion} and the server at {app.server_url} (its clients are cut off)."
+        await until(pilot, lambda: _questions(app) == [served], "the question to name the server", steps=100)
+        app.action_stop_server()
+        await until(pilot, lambda: app.server_url is None, "the server to stop")
+        await until(pilot, lambda: _questions(app) == [f"Quit now? This stops {conversion}."], "the server gone",
+                    steps=100)
+        await pilot.pause()
+        drawn = _drawn(app)
+        assert "the server at" not in drawn and "This stops a conversion" in drawn
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.is_running and len(app.screen_stack) == 1 and pane.running
+        FINISH.set()
+        await until(pilot, lambda: not pane.running, "the conversion to end")
 
 
 def test_the_quit_question_names_what_quitting_stops() -> None:
