@@ -2,9 +2,9 @@
 
 Everything on screen is the same on every machine: the data path is relative (the test runs in its own folder),
 the available RAM and the status line's figures are fixed (tests.tui.app_helpers), so are the cores (two: the form
-offers Processes and FSDP), the preview and the memory estimate come from the demo GGUF (its vocabulary, its shape),
-and the A/B screen runs on fake chat backends that answer fixed text, with no model. Regenerate with
-``--snapshot-update`` and read the SVGs.
+offers Processes and FSDP) and their bf16 units, the preview and the memory estimate come from the demo GGUF (its
+vocabulary, its shape), and the A/B screen runs on fake chat backends that answer fixed text, with no model.
+Regenerate with ``--snapshot-update`` and read the SVGs.
 """
 
 from __future__ import annotations
@@ -36,11 +36,14 @@ async def steady(pilot: Pilot) -> None:
 
 @pytest.fixture(autouse=True)
 def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The machine of these shots: two cores and no GPU, so the form offers Processes and FSDP wherever it runs."""
+    """The machine of these shots: two cores with bf16 units and no GPU, so the form offers Processes and FSDP and
+    the memory estimate is bfloat16's wherever it runs (a CPU without AVX-512 BF16 estimated float32)."""
+    import tuillm.core.models.hardware as hardware
     import tuillm.core.train.distributed as dist
 
     monkeypatch.setattr(dist, "gpus_seen", lambda: 0)
     monkeypatch.setattr(dist, "device_count", lambda device: 2 if device == "cpu" else 0)
+    monkeypatch.setattr(hardware, "cpu_features", lambda *a, **k: ("avx", "avx2", "avx512f", "avx512_bf16"))
 
 
 @pytest.fixture
