@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuillm.core.chat.template import ChatTemplate, ChatTemplateError, TemplateStopped
-from tuillm.core.train.jsonl import DatasetError, check_cancel, keys_note, lines_note, read_objects, value_note
+from tuillm.core.train.jsonl import (
+    DatasetError,
+    FileDigest,
+    check_cancel,
+    keys_note,
+    lines_note,
+    read_digested,
+    value_note,
+)
 
 FORMATS = ("alpaca", "messages", "sharegpt", "completion", "text")
 IGNORE = -100  # the label of a token that carries no loss (the convention of transformers' loss functions)
@@ -47,6 +55,7 @@ class Dataset:
     path: Path
     format: str
     records: tuple[Record, ...]
+    digest: FileDigest | None = None  # the bytes the records were read from (what a checkpoint records)
 
 
 @dataclass
@@ -137,7 +146,8 @@ def to_messages(obj: dict, fmt: str) -> tuple[dict[str, str], ...]:
 def load_dataset(path: str | Path, cancel: threading.Event | None = None) -> Dataset:
     """Read and check a JSONL file; every problem found is reported in one DatasetError. A set ``cancel`` stops it
     with ``Cancelled``."""
-    path, objects = read_objects(path, cancel)
+    objects, digest = read_digested(path, cancel)
+    path = digest.path
     fmt = detect_format(objects[0][1])
     if fmt is None:
         first = objects[0][1]
@@ -159,7 +169,7 @@ def load_dataset(path: str | Path, cancel: threading.Event | None = None) -> Dat
         raise DatasetError(f"{path}: {len(problems)} example{'s' if len(problems) > 1 else ''} not in the "
                            f"{fmt} format of line {objects[0][0]} ({lines_note([n for n, _ in problems])}; "
                            f"line {problems[0][0]}: {first_reason})")
-    return Dataset(path, fmt, tuple(records))
+    return Dataset(path, fmt, tuple(records), digest)
 
 
 def render_segments(messages: Sequence[dict[str, str]], template: ChatTemplate | None) -> list[tuple[str, bool]]:

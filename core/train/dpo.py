@@ -19,37 +19,14 @@ functions.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
-from tuillm.core.errors import TuillmError
-from tuillm.core.events import Emit, Log, ignore
-from tuillm.core.train.data import PackedBatch, epoch_order, pack, split_eval
+from tuillm.core.train.data import PackedBatch, epoch_order, pack
 from tuillm.core.train.distributed import eval_passes
 from tuillm.core.train.loop import TrainRun
-from tuillm.core.train.options import TrainConfig
-from tuillm.core.train.pairs import Pair, describe_pairs, encode_pairs, load_pairs
+from tuillm.core.train.pairs import Pair
 from tuillm.core.train.passes import batch_tensors, row_logits
-from tuillm.core.train.prepare import EncodeProgress, encoding
-
-
-def prepare_pairs(config: TrainConfig, tokenizer: Any, emit: Emit = ignore,
-                  cancel: threading.Event | None = None) -> tuple[list[Pair], list[Pair]]:
-    """All pair files read, checked and encoded (errors before any training); then the eval split. A set
-    ``cancel`` stops the reading and the encoding between pairs (core.train.prepare)."""
-    if not config.data:
-        raise TuillmError("no training data given")
-    template, tokenize = encoding(tokenizer)
-    pairs: list[Pair] = []
-    for path in config.data:
-        dataset = load_pairs(path, cancel)
-        encoded = encode_pairs(dataset, tokenize, template, config.max_len, cancel,
-                               EncodeProgress(emit, dataset.path.name, "pairs"))
-        emit(Log(describe_pairs(dataset, encoded, config.max_len),
-                 "warning" if encoded.truncated or encoded.dropped else "info"))
-        pairs.extend(encoded.pairs)
-    return split_eval(pairs, config.eval_fraction, config.seed)  # type: ignore[arg-type,return-value]
 
 
 def sequence_logps(model: Any, batch: PackedBatch, device: str) -> Any:

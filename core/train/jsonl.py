@@ -6,6 +6,9 @@ start (Windows editors write one) is skipped; a "\\r" before the "\\n" is whites
 a time and no line may pass ``MAX_LINE_BYTES``, so a file of one endless line (a sparse file, a misnamed binary) is
 one line of error, not a MemoryError. A number past Python's digit limit, a lone UTF-16 surrogate (``"\\ud800"``,
 which no tokenizer takes) and bytes that are not UTF-8 are refused here with their line numbers, as invalid JSON is.
+
+The same read takes the SHA-256 of the file's bytes (``read_digested``): a run checks its data, records it in its
+checkpoints (core.train.resume) and encodes it from one read of each file, and the record is of the bytes it read.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,6 +38,29 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 class DatasetError(TuillmError):
     """A training file that cannot be used; raised before any training starts."""
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """A data file as a run records it: its path (as given, ``~`` expanded), its size and the SHA-256 of its bytes."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+class _Digest:
+    """The SHA-256 and the count of the bytes read so far."""
+
+    def __init__(self) -> None:
+        self.sha256, self.size = hashlib.sha256(), 0
+
+    def update(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.size += len(data)
+
+    def of(self, path: Path) -> FileDigest:
+        return FileDigest(path, self.size, self.sha256.hexdigest())
 
 
 def check_cancel(cancel: threading.Event | None) -> None:
@@ -82,8 +109,10 @@ def _open(path: Path) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def _lines(path: Path, cancel: threading.Event | None = None) -> Iterator[tuple[int, bytes]]:
-    """The file's lines (without their "\\n") with their numbers, each at most ``MAX_LINE_BYTES``."""
+def _lines(path: Path, cancel: threading.Event | None = None,
+           digest: _Digest | None = None) -> Iterator[tuple[int, bytes]]:
+    """The file's lines (without their "\\n") with their numbers, each at most ``MAX_LINE_BYTES``; ``digest`` takes
+    every byte read (the BOM and the "\\n"s too), so once the lines are all read it is the whole file's."""
     with _open(path) as f:
         number = 0
         while True:
@@ -94,6 +123,8 @@ def _lines(path: Path, cancel: threading.Event | None = None) -> Iterator[tuple[
                 raise DatasetError(f"{path}: cannot read it ({(exc.strerror or str(exc)).lower()})") from None
             if not raw:
                 return
+            if digest is not None:
+                digest.update(raw)
             number += 1
             if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
                 raise DatasetError(f"{path}: line {number} is longer than {MAX_LINE_BYTES >> 20} MiB; each line must "
@@ -116,10 +147,11 @@ def _has_lone_surrogate(text: str, obj: dict) -> bool:
     return False
 
 
-def file_digest(path: str | Path, cancel: threading.Event | None = None) -> tuple[Path, int, str]:
-    """A data file's path, size and SHA-256, read as ``read_objects`` reads it (a FIFO or a folder is refused)."""
+def file_digest(path: str | Path, cancel: threading.Event | None = None) -> FileDigest:
+    """A data file's path, size and SHA-256, read as ``read_objects`` reads it (a FIFO or a folder is refused);
+    ``read_digested`` takes the same digest as it reads the objects."""
     path = expand_user(path)
-    digest, size = hashlib.sha256(), 0
+    digest = _Digest()
     with _open(path) as f:
         while True:
             check_cancel(cancel)
@@ -128,19 +160,33 @@ def file_digest(path: str | Path, cancel: threading.Event | None = None) -> tupl
             except OSError as exc:
                 raise DatasetError(f"{path}: cannot read it ({(exc.strerror or str(exc)).lower()})") from None
             if not chunk:
-                return path, size, digest.hexdigest()
+                return digest.of(path)
             digest.update(chunk)
-            size += len(chunk)
 
 
 def read_objects(path: str | Path, cancel: threading.Event | None = None) -> tuple[Path, list[tuple[int, dict]]]:
     """A JSONL file's objects with their line numbers; bad lines reported in one DatasetError (the checks of every
     training file: supervised data in core.train.data, preference pairs in core.train.pairs). A set ``cancel``
     stops the reading with ``Cancelled``."""
+    objects, digest = read_digested(path, cancel)
+    return digest.path, objects
+
+
+def read_digested(path: str | Path,
+                  cancel: threading.Event | None = None) -> tuple[list[tuple[int, dict]], FileDigest]:
+    """``read_objects``' objects, and the digest of the bytes they were read from (``file_digest``'s, in the same
+    read): a run's data is read once, checked, recorded and encoded."""
     path = expand_user(path)
+    digest = _Digest()
+    objects = _objects(path, _lines(path, cancel, digest))
+    return objects, digest.of(path)
+
+
+def _objects(path: Path, lines: Iterable[tuple[int, bytes]]) -> list[tuple[int, dict]]:
+    """The objects of ``lines``, with their numbers; every bad line reported in one DatasetError."""
     objects: list[tuple[int, dict]] = []
     bad: dict[str, list[int]] = {"utf8": [], "json": [], "surrogate": [], "object": []}
-    for number, raw in _lines(path, cancel):
+    for number, raw in lines:
         if not raw.strip():
             continue
         try:
@@ -173,4 +219,4 @@ def read_objects(path: str | Path, cancel: threading.Event | None = None) -> tup
                            "object (JSON Lines, not one JSON array)")
     if not objects:
         raise DatasetError(f"{path}: empty file (no examples)")
-    return path, objects
+    return objects

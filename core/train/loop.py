@@ -23,7 +23,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +65,8 @@ from tuillm.core.train.passes import (
     split_packed,
     sum_loss,
 )
-from tuillm.core.train.prepare import prepare_data
-from tuillm.core.train.resume import DATA_KEY, check_resume, check_steps_left, data_record, restore
+from tuillm.core.train.prepare import Read, prepare_data, read_data, take
+from tuillm.core.train.resume import DATA_KEY, check_resume, check_steps_left, datasets_record, restore
 from tuillm.core.train.schedule import Pace, Plan, format_duration, lr_at
 
 # Kept importable from here: the front ends and tests name them as core.train.loop's.
@@ -248,13 +247,13 @@ class TrainRun:
             raise PeerLost(f"{exc} after step {self.step}{kept} (--resume continues it)") from None
 
 
-def _method(config: TrainConfig) -> tuple[Callable[..., tuple[list, list]], type[TrainRun]]:
-    """The data preparation and the loop of ``config.method``: supervised, or DPO over pairs (core.train.dpo)."""
+def _run_type(config: TrainConfig) -> type[TrainRun]:
+    """The loop of ``config.method``: supervised, or DPO over pairs (core.train.dpo; prepare_data encodes either)."""
     if config.method == "dpo":
-        from tuillm.core.train.dpo import DpoRun, prepare_pairs
+        from tuillm.core.train.dpo import DpoRun
 
-        return prepare_pairs, DpoRun
-    return prepare_data, TrainRun
+        return DpoRun
+    return TrainRun
 
 
 def _train_into(run: TrainRun, model: Any, folder: Path, resume_from: Path | None) -> TrainResult:
@@ -287,17 +286,22 @@ def _train_into(run: TrainRun, model: Any, folder: Path, resume_from: Path | Non
 
 
 def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event | None = None,
-          force: bool = False, memory: hardware.MemoryProbe | None = None) -> TrainResult:
+          force: bool = False, memory: hardware.MemoryProbe | None = None,
+          datasets: list[Read] | None = None) -> TrainResult:
     """Train a LoRA adapter into ``config.output``; see the module docstring. ``force``: a finished adapter or
     another run's checkpoints in the output folder are replaced. ``memory``: the memory guard's probe (default:
-    the system's RAM, read when the run starts so a test can replace ``hardware.read_memory``)."""
+    the system's RAM, read when the run starts so a test can replace ``hardware.read_memory``). ``datasets``: the
+    data as core.train.pairs.check_data read it for the front end, taken over (the list is emptied): the files are
+    not read again."""
     pace = Pace()  # set-up time counts from here
+    handed = take(datasets)
     config.check()
     check_quant(config.quant, config.device)  # QLoRA without CUDA: refused before a GGUF base is dequantized
     out, resume_from = output_folder(config, force)
     if should_launch(config):  # --nproc N: N processes of this function, rank 0's events come back to emit
         from tuillm.core.train.dist_launch import launch
 
+        handed.clear()  # each process reads the data itself
         return launch(config, emit=emit, cancel=cancel, force=force)
 
     from tuillm.core.train.base import base_folder, load_tokenizer, pick_device, pick_dtype
@@ -308,13 +312,15 @@ def train(config: TrainConfig, *, emit: Emit = ignore, cancel: threading.Event |
     # while a large dataset was encoded waited for all of it). The ranks of a run agree at its first step instead.
     setup_cancel = cancel if ranks.world == 1 else None
     setup = cancellable(emit, setup_cancel)
-    data = data_record(config.data, setup_cancel)
+    read = read_data(config, setup_cancel, handed)  # each file read once: checked, its bytes hashed, kept
+    data = datasets_record(read)
     if resume_from is not None:
         check_resume(resume_from, config, data)  # a step left to train, the same data: before anything loads
     with ranks.first():  # rank 0 dequantizes a GGUF base once; the others then find it cached
         folder = base_folder(Path(config.base), emit=setup)
-    prepare, run_type = _method(config)
-    train_set, eval_set = prepare(config, load_tokenizer(folder), setup, setup_cancel)  # before the model loads
+    run_type = _run_type(config)
+    # Encoded before the model loads; ``read`` is emptied as it is, each file's records freed once encoded.
+    train_set, eval_set = prepare_data(config, load_tokenizer(folder), setup, setup_cancel, read)
     plan = Plan.of(config, len(train_set))
     if resume_from is not None:
         check_steps_left(resume_from, config, plan.total_steps)

@@ -22,15 +22,17 @@ from pathlib import Path
 from tuillm.core.chat.template import ChatTemplate
 from tuillm.core.train.data import (
     IGNORE,
+    Dataset,
     Example,
     Piece,
     Tokenize,
     Tokenized,
+    load_dataset,
     record_named,
     render_segments,
     to_messages,
 )
-from tuillm.core.train.jsonl import DatasetError, check_cancel, keys_note, lines_note, read_objects
+from tuillm.core.train.jsonl import DatasetError, FileDigest, check_cancel, keys_note, lines_note, read_digested
 from tuillm.core.train.preview import BaseTokenizer, PrefixTokenizer, Preview
 
 PAIR_FORMATS = ("pairs", "chat pairs")
@@ -53,6 +55,7 @@ class PairDataset:
     path: Path
     format: str
     records: tuple[PairRecord, ...]
+    digest: FileDigest | None = None  # the bytes the pairs were read from (what a checkpoint records)
 
 
 @dataclass
@@ -146,7 +149,8 @@ def to_pair(obj: dict, fmt: str, line: int) -> PairRecord:
 def load_pairs(path: str | Path, cancel: threading.Event | None = None) -> PairDataset:
     """Read and check a JSONL file of preference pairs; every problem found is reported in one DatasetError. A set
     ``cancel`` stops it with ``Cancelled``."""
-    path, objects = read_objects(path, cancel)
+    objects, digest = read_digested(path, cancel)
+    path = digest.path
     first_line, first = objects[0]
     fmt = detect_pair_format(first)
     if fmt is None:
@@ -166,7 +170,7 @@ def load_pairs(path: str | Path, cancel: threading.Event | None = None) -> PairD
     if problems:
         raise DatasetError(f"{path}: {len(problems)} bad preference pair{'s' if len(problems) > 1 else ''} "
                            f"({lines_note([n for n, _ in problems])}; line {problems[0][0]}: {problems[0][1]})")
-    return PairDataset(path, fmt, tuple(records))
+    return PairDataset(path, fmt, tuple(records), digest)
 
 
 def tokenize_side(prompt: Messages, answer: Messages, template: ChatTemplate | None, tokenize: Tokenize,
@@ -245,10 +249,11 @@ def preview_pairs(dataset: PairDataset, tokenizer: BaseTokenizer, *, n: int = 2,
     return out
 
 
-def check_data(paths: Sequence[str | Path], method: str, cancel: threading.Event | None = None) -> None:
+def check_data(paths: Sequence[str | Path], method: str,
+               cancel: threading.Event | None = None) -> list[Dataset | PairDataset]:
     """Every data file read and checked as ``method`` takes it (preference pairs for "dpo", else supervised data),
-    so the front ends report bad data before the base model is even looked at. A set ``cancel`` stops it."""
-    from tuillm.core.train.data import load_dataset
+    so the front ends report bad data before the base model is even looked at. A set ``cancel`` stops it.
 
-    for path in paths:
-        (load_pairs if method == "dpo" else load_dataset)(path, cancel)
+    The datasets read, each with the digest of its file, are returned: handed to the run (``train(...,
+    datasets=...)``), its set-up records and encodes them without reading the files again."""
+    return [(load_pairs if method == "dpo" else load_dataset)(path, cancel) for path in paths]

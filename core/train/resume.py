@@ -1,12 +1,14 @@
 """What a resumed run checks before it goes on from a checkpoint: the same data, and steps left to train.
 
 Every checkpoint records its run's data files (``data_record``: each file's path, size and SHA-256) in its
-state.json. A resume over other data (a file edited, another file, the files in another order) would replay
-another run's order from the checkpoint's weights without a word: it is refused, naming what differs, before
-anything loads. A checkpoint already at the run's last step (``--max-steps`` at or below its step, or fewer epochs)
-would write it out as the adapter with its own step count: refused too. The settings' fingerprint is compared here
-as well, before the data, so other settings are named before the base loads; core.train.checkpoints.load_checkpoint
-checks it again with the rest of state.json, and the base's architecture, as the checkpoint loads.
+state.json; a run takes the digests in the one read of each file that also checks and keeps its records
+(``datasets_record``; core.train.prepare.read_data). A resume over other data (a file edited, another file, the
+files in another order) would replay another run's order from the checkpoint's weights without a word: it is
+refused, naming what differs, before anything loads. A checkpoint already at the run's last step (``--max-steps`` at
+or below its step, or fewer epochs) would write it out as the adapter with its own step count: refused too. The
+settings' fingerprint is compared here as well, before the data, so other settings are named before the base loads;
+core.train.checkpoints.load_checkpoint checks it again with the rest of state.json, and the base's architecture, as
+the checkpoint loads.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,23 +24,33 @@ from tuillm.core.errors import TuillmError
 from tuillm.core.events import Log
 from tuillm.core.text import shown
 from tuillm.core.train.checkpoints import check_fingerprint, load_checkpoint, valid_data_record
-from tuillm.core.train.jsonl import file_digest
+from tuillm.core.train.jsonl import FileDigest, file_digest
 from tuillm.core.train.options import TrainConfig
 
 if TYPE_CHECKING:
+    from tuillm.core.train.data import Dataset
     from tuillm.core.train.loop import TrainRun
+    from tuillm.core.train.pairs import PairDataset
 
 DATA_KEY = "data"  # state.json's record of the run's data files
 
 
-def data_record(paths: list[str], cancel: threading.Event | None = None) -> list[dict[str, Any]]:
-    """Each data file's resolved path, size and SHA-256, in order: what a checkpoint records of its data. The
-    contents decide (a file moved or renamed is the same data); the path and size only name what differs."""
-    record = []
-    for name in paths:
-        path, size, sha256 = file_digest(name, cancel)
-        record.append({"path": str(path.resolve()), "size": size, "sha256": sha256})
-    return record
+def file_record(digest: FileDigest) -> dict[str, Any]:
+    """A data file's resolved path, size and SHA-256: what a checkpoint records of it. The contents decide (a file
+    moved or renamed is the same data); the path and size only name what differs."""
+    return {"path": str(digest.path.resolve()), "size": digest.size, "sha256": digest.sha256}
+
+
+def data_record(paths: Sequence[str], cancel: threading.Event | None = None) -> list[dict[str, Any]]:
+    """Each data file's ``file_record``, in order: what a checkpoint records of its data (the files read for it)."""
+    return [file_record(file_digest(name, cancel)) for name in paths]
+
+
+def datasets_record(datasets: Sequence[Dataset | PairDataset],
+                    cancel: threading.Event | None = None) -> list[dict[str, Any]]:
+    """``data_record`` of data files already read, from the digests taken of the bytes their records were read from
+    (a dataset made without one is read for it)."""
+    return [file_record(d.digest or file_digest(d.path, cancel)) for d in datasets]
 
 
 def _read_state(path: Path) -> dict[str, Any] | None:

@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     values = option_values(args, TRAIN_OPTIONS)  # a refused flag first: nothing is read before it
     targets = parse_targets(values["targets"])  # a text that names no module was refused with its flag
     output = named_path(args.output, "output folder")  # "" would be the current folder
-    check_data(args.data, values["method"])  # bad data is reported before the base model is even looked at
+    # Bad data is reported before the base model is even looked at; what was read is handed to the run (one read).
+    datasets = check_data(args.data, values["method"])
     config = TrainConfig(base=str(resolve_model(args.base)), data=list(args.data), output=str(output),
                          **{**values, "targets": targets})
     config.check()
@@ -105,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     stop.training = rank is not None
     try:
         with handled((signal.SIGINT, *STOP_SIGNALS), stop):
-            result = train(config, emit=stop.emit(args.quiet or bool(rank)), cancel=stop.cancel, force=args.force)
+            result = train(config, emit=stop.emit(args.quiet or bool(rank)), cancel=stop.cancel, force=args.force,
+                           datasets=datasets)
     except Cancelled:
         return 128 + (stop.signum or signal.SIGINT)
     finally:

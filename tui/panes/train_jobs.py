@@ -61,11 +61,12 @@ def start_train(owner: Widget, config: TrainConfig, settings: Config, cancel: th
         from tuillm.core.train.loop import train
         from tuillm.core.train.pairs import check_data
 
-        # Bad data is reported before the base model is even looked at; a stop (Esc, a quit) ends the reading.
-        check_data(config.data, config.method, cancel)
+        # Bad data is reported before the base model is even looked at; a stop (Esc, a quit) ends the reading. What
+        # was read is handed to the run (which empties the list): each file is read once.
+        datasets = check_data(config.data, config.method, cancel)
         config.base = str(resolve_model(config.base, settings))
         emit(Log(f"base {config.base}; adapter to {config.output}"))
-        return train(config, emit=emit, cancel=cancel, force=force)
+        return train(config, emit=emit, cancel=cancel, force=force, datasets=datasets)
 
     run_job(owner, TRAIN, job, lambda result: Trained(config, result))
 

@@ -232,10 +232,11 @@ def test_packed_log_probabilities_are_each_sequences_own(tiny: Path, tmp_path: P
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuillm.core.train.dpo import pair_logps, prepare_pairs
+    from tuillm.core.train.dpo import pair_logps
+    from tuillm.core.train.prepare import prepare_data
 
     config = tiny_config(tiny, tmp_path, "unused")
-    pairs, _ = prepare_pairs(config, AutoTokenizer.from_pretrained(tiny))
+    pairs, _ = prepare_data(config, AutoTokenizer.from_pretrained(tiny))
     model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).eval()
     with torch.no_grad():
         packed = pair_logps(model, pairs[:2], "cpu")

@@ -18,7 +18,8 @@ from tests.core.train.jsonl_rows import CHATML, chars
 from tests.core.train_facts import write_fact_dataset
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Event, Progress
-from tuillm.core.train import loop, prepare
+from tuillm.core.train import base as train_base
+from tuillm.core.train import jsonl, loop, prepare
 from tuillm.core.train.data import encode_dataset, load_dataset
 from tuillm.core.train.jsonl import read_objects
 from tuillm.core.train.loop import TrainConfig, train
@@ -171,6 +172,27 @@ def test_a_resume_over_other_data_is_refused(stopped: tuple[Path, Path], tiny: P
                                           rf"{other.resolve()}\)"):
         train(small(tiny, other, out, resume=True))
     assert not (out / "adapter_config.json").exists()
+
+
+def test_a_resume_over_other_data_is_refused_after_one_read(stopped: tuple[Path, Path], tiny: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # The front end's check, the digest for the data record and the encoding each read the file: now one read
+    # checks it and hashes its bytes, and the resume is refused from that before anything loads.
+    data, out = copied(stopped, tmp_path)
+    opened: list[Path] = []
+    real = jsonl._open
+
+    def counting(path: Path):  # noqa: ANN202
+        opened.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(jsonl, "_open", counting)
+    monkeypatch.setattr(train_base, "base_folder", lambda *a, **k: pytest.fail("looked at the base"))
+    monkeypatch.setattr(loop, "lora_model", lambda *a, **k: pytest.fail("loaded the model"))
+    data.write_text(data.read_text() + data.read_text().splitlines()[0] + "\n")  # one example more
+    with pytest.raises(TuillmError, match=r"the checkpoint was trained on other data \(.* has changed since"):
+        train(small(tiny, data, out, resume=True), datasets=check_data([str(data)], "sft"))
+    assert opened == [data]
 
 
 def test_the_same_data_moved_resumes(stopped: tuple[Path, Path], tiny: Path, tmp_path: Path) -> None:

@@ -290,6 +290,39 @@ async def test_a_stop_while_the_data_is_encoded_ends_the_run_there(tmp_path: Pat
 
 
 @run_async
+async def test_a_run_reads_its_data_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The pane's check, the checkpoint's record of the data (its SHA-256) and the encoding each read the file again.
+    from tuillm.core.train import jsonl, loop
+
+    data = write_fact_dataset(tmp_path / "fact.jsonl", 8)
+    opened: list[Path] = []
+    real = jsonl._open
+
+    def counting(path: Path):  # noqa: ANN202
+        opened.append(Path(path))
+        return real(path)
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise TuillmError("the model would load here")
+
+    monkeypatch.setattr(jsonl, "_open", counting)
+    monkeypatch.setattr(loop, "lora_model", no_model)
+    app = chat_app(tmp_path)
+    seen = record_notifications(app)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        base = tiny_random_checkpoint("llama", tmp_path / "tiny")
+        await open_pane(pilot, str(base), data, output=tmp_path / "adapter", **TINY)
+        pane = train_pane(app)
+        await until(pilot, lambda: pane.preview is not None, "the preview")  # its own read, before the run
+        opened.clear()
+        await pilot.press("ctrl+s")
+        await wait_job(pilot, "the set-up")
+        assert seen[-1] == "Train failed: the model would load here"
+        assert "fact.jsonl: 8 examples, messages format" in log_text(app)
+        assert opened == [data]  # checked, hashed and encoded from one read
+
+
+@run_async
 async def test_ab_keeps_the_question_above_both_answers(tmp_path: Path) -> None:
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
