@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,14 +24,21 @@ def bubbles(app) -> list:
 def test_streamed_reply_is_saved_and_back_after_a_restart(tmp_path: Path, monkeypatch) -> None:
     # Spy on the pane's draws: what the reply's bubble showed after each one while the reply was streaming.
     shown: list[str] = []
-    draw = ReplyStream.draw
+    draw, add = ReplyStream.draw, ReplyStream.add
 
     async def recording_draw(stream: ReplyStream) -> None:
         await draw(stream)
         if stream.bubble is not None:
             shown.append(stream.bubble.text_shown)
 
+    def paced_add(stream: ReplyStream, token) -> None:
+        # At least 1 s of streaming, several draw intervals: a fast machine decoded the 48 tokens before the reply's
+        # bubble was mounted, and the whole reply was drawn in one step.
+        time.sleep(0.025)
+        add(stream, token)
+
     monkeypatch.setattr(ReplyStream, "draw", recording_draw)
+    monkeypatch.setattr(ReplyStream, "add", paced_add)
     asyncio.run(_streamed_reply_and_restart(tmp_path, shown))
 
 
