@@ -6,7 +6,8 @@ shows every line, anywhere."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -88,10 +89,9 @@ async def test_a_toast_over_a_dialog_leaves_its_focused_widget_clear(tmp_path: P
         _drawn_by(pilot, screen.query_one(Footer))  # the keys stay readable
 
 
-@pytest.mark.parametrize("size", SIZES)
-@run_async
-async def test_the_toasts_move_as_the_focus_does(tmp_path: Path, size: tuple[int, int]) -> None:
-    """Settings: from its first field (the model folders) to one near its bottom, the toasts keep out of the way."""
+@asynccontextmanager
+async def _settings_with_toast(tmp_path: Path, size: tuple[int, int]) -> AsyncIterator[Pilot]:
+    """Settings open at ``size`` with its first field focused and a toast shown, clear of that field."""
     app = make_app([tmp_path / "models"])
     async with app.run_test(size=size, notifications=True) as pilot:
         await panes_ready(pilot)
@@ -100,6 +100,15 @@ async def test_the_toasts_move_as_the_focus_does(tmp_path: Path, size: tuple[int
         app.notify(MESSAGE, title="Test", timeout=30)
         await _settle(pilot)
         _drawn_by(pilot, app.focused)
+        yield pilot
+
+
+@pytest.mark.parametrize("size", SIZES)
+@run_async
+async def test_the_toasts_move_as_the_focus_does(tmp_path: Path, size: tuple[int, int]) -> None:
+    """Settings: from its first field (the model folders) to one near its bottom, the toasts keep out of the way."""
+    async with _settings_with_toast(tmp_path, size) as pilot:
+        app = pilot.app
         lowest = max((w for w in app.screen.focus_chain if w.region), key=lambda w: w.region.bottom)
         app.screen.set_focus(lowest)
         await _settle(pilot)
@@ -118,14 +127,8 @@ async def test_the_toasts_are_placed_again_on_a_resize(tmp_path: Path, start: tu
                                                       end: tuple[int, int]) -> None:
     """Settings' first field focused: at the new size the toasts are where that size puts them (they kept the old
     size's place, over the field, until the next toast or focus change)."""
-    app = make_app([tmp_path / "models"])
-    async with app.run_test(size=start, notifications=True) as pilot:
-        await panes_ready(pilot)
-        await pilot.press("f9")
-        await _settle(pilot)
-        app.notify(MESSAGE, title="Test", timeout=30)
-        await _settle(pilot)
-        _drawn_by(pilot, app.focused)
+    async with _settings_with_toast(tmp_path, start) as pilot:
+        app = pilot.app
         await pilot.resize_terminal(*end)
         await _settle(pilot)
         assert app.screen.size == end and _toast_drawn(pilot)
