@@ -10,6 +10,10 @@ The fit check (the Models pane's marker) runs on the worker before the load reac
 could let an older load reach it after a newer one: ``LoadOrder`` lets a load reach the backend only while it is
 the newest asked, under one lock, so loads reach the backend (one worker, first come first served) in the order
 they were asked: once the last of them has ended, the newest one's model is the one loaded (unless it failed).
+
+The memory guard closes the old backend on a worker (freeing a large model takes a while) while the pane already
+has a fresh one: ``LoadOrder`` also holds every load, before its fit check, until such a close has ended, so a
+model picked meanwhile is never loaded beside the one being freed (the guard exists to avoid just that).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from tuillm.core.events import Emit
 from tuillm.core.llama.options import LoadOptions
 
 LOAD_JOB = "chat-load"  # the worker group of every load (the memory guard's reload and unload too)
+FREE_WAIT_S = 60.0  # the longest a load waits for the memory guard's close of the old model
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class LoadOrder:
         self.asked: LoadRequest | None = None  # the newest load asked
         self.in_flight = 0  # loads asked and not ended
         self._newest_end: ModelReady | LoadFailed | None = None
+        self._freeing = 0  # the memory guard's closes of old backends begun and not ended
+        self._freed = threading.Condition()
 
     def ask(self, path: Path, label: str, options: LoadOptions) -> LoadRequest:
         self.newest += 1
@@ -83,6 +90,25 @@ class LoadOrder:
         """``load()`` if ``ticket`` is still the newest (None: it is not, and nothing was loaded)."""
         with self._lock:
             return load() if ticket == self.newest else None
+
+    def freeing(self) -> None:
+        """The memory guard begins closing an old backend: loads wait until ``freed``. Called on the event loop
+        before the close's worker starts, so that no load asked after it can slip in first."""
+        with self._freed:
+            self._freeing += 1
+
+    def freed(self) -> None:
+        """That close ended (the model freed, or the close raised)."""
+        with self._freed:
+            self._freeing -= 1
+            self._freed.notify_all()
+
+    def wait_freed(self) -> None:
+        """On a load's worker: until no close begun by the memory guard is still freeing its model, or FREE_WAIT_S
+        at most (a close whose worker was cancelled before it ran, at quit, must not hold the load's thread, and
+        with it the process's exit, for good)."""
+        with self._freed:
+            self._freed.wait_for(lambda: not self._freeing, timeout=FREE_WAIT_S)
 
     def end(self, event: ModelReady | LoadFailed) -> ModelReady | LoadFailed | None:
         """A load ended: the newest one's end once no load is in flight (an older one that reached the backend
@@ -119,6 +145,7 @@ def load_in_order(order: LoadOrder, backend: ChatBackend, request: LoadRequest, 
                   _emit: Emit) -> ModelReady | LoadFailed:
     """A chat's load, on a worker: its end as the message that says it, with its ticket."""
     try:
+        order.wait_freed()  # a model the memory guard is freeing is still in memory (and the fit check reads it)
         future = None
         if request.ticket == order.newest:  # (a load asked since: this one is not tried, not even checked)
             check_fit(request.path, request.options, available_ram)

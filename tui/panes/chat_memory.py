@@ -8,9 +8,10 @@ reloading stops it first (as Esc does: the text so far is saved).
 
 Both answers close the backend and start a fresh one (the ``ChatBackend`` contract has ``close`` — stop, unload,
 end its thread — and nothing else that frees the model), on a worker: freeing a large model must not freeze the
-screen. A reload loads into the fresh backend only after the old model is gone, so the memory it needs is there; it
-is one of the pane's loads (``chat_loads``: a ticket), so a model picked meanwhile goes in its place and its failure
-is said under the name of the model reloaded.
+screen. Every load into the fresh backend waits until the old model is gone (``LoadOrder.freeing``), so the memory it
+needs is there and a model picked meanwhile (Ctrl+T, "chat with this model", another chat's message) never loads
+beside the one being freed. A reload is one of the pane's loads (``chat_loads``: a ticket), so a model picked
+meanwhile goes in its place and its failure is said under the name of the model reloaded.
 """
 
 from __future__ import annotations
@@ -46,10 +47,19 @@ class MemoryFreed(Message):
         self.error = error
 
 
-def unload_model(old: ChatBackend, label: str, _emit: Emit) -> MemoryFreed:
-    """On a worker: the old backend closed (its reply stopped, its model freed)."""
+def close_old(order: LoadOrder, old: ChatBackend) -> None:
+    """On a worker: ``old.close()``, begun with ``order.freeing()``; the pane's loads go on once it has ended, whether
+    it raised or not."""
     try:
         old.close()
+    finally:
+        order.freed()
+
+
+def unload_model(order: LoadOrder, old: ChatBackend, label: str, _emit: Emit) -> MemoryFreed:
+    """On a worker: the old backend closed (its reply stopped, its model freed)."""
+    try:
+        close_old(order, old)
     except Exception as exc:  # a bug's in one line, as run_job says it
         return MemoryFreed(label, error_text(exc))
     return MemoryFreed(label)
@@ -60,7 +70,7 @@ def reload_smaller(order: LoadOrder, old: ChatBackend, new: ChatBackend, request
     """On a worker: the old backend closed, then the model loaded into ``new`` with the smaller context, in its turn
     among the pane's loads (``load_in_order``: a load asked since, such as a model picked meanwhile, goes instead)."""
     try:
-        old.close()
+        close_old(order, old)
     except Exception as exc:
         return LoadFailed(request, error_text(exc))
     ended = load_in_order(order, new, request, available_ram, emit)
@@ -82,6 +92,7 @@ class ChatMemory:
     _refresh_header: Callable[[], None]
     _load_options: Callable[[Path], LoadOptions]
     _ask_load: Callable[[Path, str, LoadOptions], tuple[LoadOrder, LoadRequest]]
+    _loads: Callable[[], LoadOrder]
     _order: LoadOrder | None
     _memory_question: bool = False  # the question is on screen: a new drop does not stack another
 
@@ -106,9 +117,11 @@ class ChatMemory:
         label = chat_label(path, old.lora_path)
         old.stop()  # a streaming reply ends at its next token; its text so far is saved
         self.new_engine()
+        order = self._loads()
+        order.freeing()  # every load into the fresh backend waits until the old one is closed (its worker ends it)
         if answer == "reload" and smaller is not None:
             options = replace(self._load_options(path), n_ctx=smaller, lora_path=old.lora_path)
-            order, request = self._ask_load(path, label, options)  # counted among the pane's loads
+            _, request = self._ask_load(path, label, options)  # counted among the pane's loads
             self.notify(f"reloading {label} with a context of {smaller} tokens to free memory", title="Memory",
                         severity="warning")
             self._set_status(f"{label} (reloading…)")
@@ -121,7 +134,7 @@ class ChatMemory:
                     severity="warning")
         self._set_status(None)
         self._refresh_header()
-        run_job(self, LOAD_JOB, partial(unload_model, old, label), lambda freed: freed, exclusive=False)
+        run_job(self, LOAD_JOB, partial(unload_model, order, old, label), lambda freed: freed, exclusive=False)
 
     def on_memory_freed(self, message: MemoryFreed) -> None:
         if message.error is not None:

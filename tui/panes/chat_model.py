@@ -92,7 +92,7 @@ class ChatModels:
     loaded_with: LoadOptions | None = None  # what the loaded model was loaded with for a chat (None: not known)
     model_missing: bool = False  # the open chat's model file is gone: nothing is sent until another is picked
     model_loading: bool
-    _order: LoadOrder | None = None  # the pane's loads (made with the first)
+    _order: LoadOrder | None = None  # the pane's loads (made with the first, or the memory guard's first close)
     _failed: frozenset[tuple[str, str | None]] = frozenset()  # the models (with adapters) whose last load failed
     # The turn waiting for the model, with the chat it was asked in (None: a new chat): it runs when the last load
     # ends, and only in that chat.
@@ -247,12 +247,16 @@ class ChatModels:
 
     def _ask_load(self, path: Path, label: str, options: LoadOptions) -> tuple[LoadOrder, LoadRequest]:
         """A load counted among the pane's loads (a chat's, or the memory guard's reload): its ticket; loading."""
-        if self._order is None:
-            self._order = LoadOrder()
-        request = self._order.ask(path, label, options)
+        order = self._loads()
+        request = order.ask(path, label, options)
         self._failed -= {request.key}
         self.model_loading = True
-        return self._order, request
+        return order, request
+
+    def _loads(self) -> LoadOrder:
+        if self._order is None:
+            self._order = LoadOrder()
+        return self._order
 
     async def on_load_failed(self, event: LoadFailed) -> None:
         """A load failed: said under the name it was asked with; the newest one's failure ends loading."""

@@ -1,6 +1,7 @@
 """The memory guard's reload is one of the Chat pane's loads: it names the model it reloads (the open chat's may be
 another), its failure is said under that name, and a model picked while it waits for the old one to close goes in
-its place (fake backends, an injected memory probe, a real SQLite store)."""
+its place. A model picked while the guard's unload or reload frees the old one loads only once it is freed (fake
+backends, an injected memory probe, a real SQLite store)."""
 
 from __future__ import annotations
 
@@ -31,22 +32,29 @@ class NoRoomToReload(FakeBackend):
 
 
 class SlowClose(FakeBackend):
-    """The first backend closed waits for the test's ``gate`` (freeing a large model takes a while); every load is
-    kept in ``loads``."""
+    """The first backend closed waits for the test's ``gate`` (freeing a large model takes a while); every load, and
+    the end of that close, is kept in ``events`` in the order they happened."""
 
     gate = threading.Semaphore(0)
     hold = True
-    loads: list[tuple[str, int | None]] = []
+    events: list[str] = []
 
     def _load(self, path: str, options: LoadOptions):
-        SlowClose.loads.append((Path(path).name, options.n_ctx))
+        SlowClose.events.append(f"load {Path(path).name} ctx {options.n_ctx}")
         return super()._load(path, options)
 
     def close(self) -> None:
-        if SlowClose.hold:
-            SlowClose.hold = False
+        held, SlowClose.hold = SlowClose.hold, False
+        if held:
             SlowClose.gate.acquire(timeout=30)  # bounded: a broken test must not hang the app's close
         super().close()
+        if held:
+            SlowClose.events.append("old closed")
+
+
+# How long a test holds the old backend's close after picking a model: a load that does not wait for the close
+# reaches the backend meanwhile (at once, without the wait). A load that waits never does, however long it is.
+HELD_S = 1.0
 
 
 def model_file(tmp_path: Path, name: str) -> Path:
@@ -89,9 +97,10 @@ async def test_the_reload_names_the_model_it_reloads(tmp_path: Path) -> None:
         assert not pane.engine.loaded and app.query_one(StatusLine).model_name is None
 
 
-@run_async
-async def test_a_model_picked_while_the_reload_waits_goes_in_its_place(tmp_path: Path) -> None:
-    SlowClose.gate, SlowClose.hold, SlowClose.loads = threading.Semaphore(0), True, []
+async def pick_beta_while_the_old_model_is_freed(tmp_path: Path, answer: str) -> None:
+    """Alpha loaded; the guard answered with ``answer`` (its key) while the old backend closes slowly; beta picked
+    meanwhile (Ctrl+T's choice): it loads only once alpha is freed, and goes in place of any reload."""
+    SlowClose.gate, SlowClose.hold, SlowClose.events = threading.Semaphore(0), True, []
     alpha, beta = model_file(tmp_path, "alpha.gguf"), model_file(tmp_path, "beta.gguf")
     with ChatStore() as store:
         store.create_chat("Alpha", model=str(alpha))
@@ -104,13 +113,26 @@ async def test_a_model_picked_while_the_reload_waits_goes_in_its_place(tmp_path:
         await wait_idle(pilot)
         seen = record_notifications(app)
         await memory_runs_short(pilot, now)
-        await pilot.press("r")  # the old backend closes slowly: the reload waits for it
-        await until(pilot, lambda: pane.model_loading, "the reload asked")
-        pane.use_model(beta)  # Ctrl+T's choice meanwhile: it goes instead of the reload
-        await until(pilot, lambda: ("beta.gguf", 2048) in SlowClose.loads, "beta loading")
-        SlowClose.gate.release()
+        await pilot.press(answer)  # the old backend closes slowly
+        await until(pilot, lambda: pane.model_loading, "the guard's answer acted on")
+        pane.use_model(beta)
+        await pilot.pause(HELD_S)
+        while_held = list(SlowClose.events)
+        SlowClose.gate.release()  # (before asserting: a failure must not leave the close held)
+        assert while_held == ["load alpha.gguf ctx 2048"], while_held  # beta waits: alpha is still in memory
         await wait_idle(pilot)
+        # (a reload, had it been tried, would have loaded alpha with a context of 1024)
+        assert SlowClose.events == ["load alpha.gguf ctx 2048", "old closed", "load beta.gguf ctx 2048"]
         assert pane.engine.model_path == str(beta) and pane.engine.n_ctx == 2048
-        assert SlowClose.loads == [("alpha.gguf", 2048), ("beta.gguf", 2048)]  # the reload was not tried
         assert app.query_one(StatusLine).model_name == "beta.gguf · ctx 0/2048"
-        assert not any(note.startswith("Could not load") for note in seen), seen
+        assert not any(note.startswith("Could not") for note in seen), seen
+
+
+@run_async
+async def test_a_model_picked_while_the_reload_waits_goes_in_its_place(tmp_path: Path) -> None:
+    await pick_beta_while_the_old_model_is_freed(tmp_path, "r")
+
+
+@run_async
+async def test_a_model_picked_while_the_unload_frees_the_old_one_loads_after_it(tmp_path: Path) -> None:
+    await pick_beta_while_the_old_model_is_freed(tmp_path, "u")
