@@ -217,6 +217,8 @@ def test_ctrl_c_leaves_nothing(tiny_llama: Path, tmp_path: Path) -> None:
     """SIGINT half way through (raised by the process itself at the 3rd tensor, like a user's Ctrl-C)."""
     proc = _convert_in_child(
         "import os, signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # as a terminal's shell gives it (a script's
+        # background job would pass on SIGINT ignored, and Python then leaves it so)
         "import tuillm.core.conversion.job as job\n"
         "original = job._progress_callback\n"
         "def with_interrupt(*args):\n"
