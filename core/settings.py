@@ -25,13 +25,14 @@ A relative path in it (models.dirs, a [model."..."] key) is read from the file's
 as it was written (relative, ``~``), a new one absolute.
 
 ``save_config`` writes it back atomically, keeping keys it does not know (comments are not kept); ``Config.problem``
-names them all the same: a misspelt or misplaced one (``threads = 2`` above ``[load]``) would go without a word.
+names them all the same: a misspelt or misplaced one (``threads = 2`` above ``[load]``) would go without a word. It
+merges with the file as it is then (``settings_file.merged``): a value changed by hand while the app ran is kept,
+and read into the ``Config``, unless the app changed that same value.
 """
 
 from __future__ import annotations
 
 import copy
-import errno
 import os
 import tempfile
 from dataclasses import dataclass, field, fields, replace
@@ -42,10 +43,14 @@ from tuillm.core import paths
 from tuillm.core.llama.options import LOAD_OPTIONS, SAMPLING_OPTIONS, LoadOptions, Sampling
 from tuillm.core.options import AUTO, MAX_ECHO, Option, OptionError, option_map
 from tuillm.core.settings_file import (
+    backup_path,
     base_folder,
     dir_entries,
     dirs_as_written,
+    encoded,
     file_path,
+    merge_base,
+    merged,
     model_tables_as_written,
     not_read,
     read_file,
@@ -93,7 +98,8 @@ class Config:
     model_defaults: dict[str, ModelDefaults] = field(default_factory=dict)  # absolute path -> settings
     path: Path | None = None
     problem: str | None = None
-    # The file as parsed, so a save keeps the keys this version does not know.
+    # The file as parsed (or last saved), each key it lacks as a save would write it: the base of the merge at save
+    # time (settings_file.merged). Its unknown keys are written back; a default filled in is no change of the app's.
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def defaults_for(self, path: str | Path) -> ModelDefaults:
@@ -153,11 +159,18 @@ def load_config(path: str | Path | None = None) -> Config:
     if data is None:
         config.problem = f"{file}: {problem}; using defaults"
         return config
-    config.raw = data
-    problems = _apply(config, data, base_folder(file)) + _unknown_keys(data)
-    if problems:
-        config.problem = f"{file}: " + "; ".join(problems)
+    _read(config, data)
     return config
+
+
+def _read(config: Config, data: dict[str, Any]) -> None:
+    """Sets ``config`` (its path set) from the parsed file ``data``, its problems in ``problem``, as if new."""
+    fresh = Config(path=config.path, raw=data)
+    problems = _apply(fresh, data, base_folder(fresh.path)) + _unknown_keys(data)
+    fresh.problem = f"{fresh.path}: " + "; ".join(problems) if problems else None
+    fresh.raw = merge_base(data, to_toml_data(fresh), ("models", "load", "sampling"))  # the tables with defaults
+    for f in fields(fresh):  # in place: the front ends hold this Config
+        setattr(config, f.name, getattr(fresh, f.name))
 
 
 # The keys each table reads ([keys] and [model."..."] are tables of user-chosen names).
@@ -336,40 +349,33 @@ def to_toml_data(config: Config) -> dict[str, Any]:
 def save_config(config: Config) -> Path:
     """Writes ``config`` to its file (the XDG one if it has none): a temporary file renamed over the old one.
 
-    A file that is not valid TOML (the app ran on defaults) is first moved to ``<name>.bak``, so the user's text
-    is not lost to the rewrite.
+    What the file says now is merged in (``settings_file.merged``): a value edited by hand (another editor, another
+    tuillm) since the file was read or last saved is kept unless the app changed that value too, and ``config`` is
+    then read again from what was written, so the app has the hand edits as well (a bad one in ``problem``, its
+    default used, as ``load_config`` does). A file that is not valid TOML (the app ran on defaults) has nothing to
+    merge: it is first moved to ``<name>.bak``, so the user's text is not lost to the rewrite.
     """
     import tomli_w
 
     file = config.path or paths.config_file()
-    data = to_toml_data(config)
-    text = tomli_w.dumps(data)
-    try:  # a folder named in bytes that are not UTF-8 (lone surrogates) raised past the callers' OSError handlers
-        encoded = text.encode("utf-8")
-    except UnicodeEncodeError as exc:  # named by the text around its first such byte, in its line
-        near = text[max(text.rfind("\n", 0, exc.start) + 1, exc.start - 40): exc.end + 20].split("\n")[0].strip()
-        raise OSError(errno.EILSEQ, f"{shown(near)}: not UTF-8, which the settings file cannot hold") from None
     target = write_target(file)  # a symlink's target: the link stays
+    theirs = read_file(target)[0] if target.is_file() else None
+    data = to_toml_data(config) if theirs is None else merged(config.raw, to_toml_data(config), theirs)
+    content = encoded(tomli_w.dumps(data))
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_file() and read_file(target)[0] is None:
+    if theirs is None and target.is_file():
         os.replace(target, backup_path(target))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(encoded)
+            out.write(content)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     config.path = file
-    config.raw = data
+    _read(config, data)
     return file
-
-
-def backup_path(file: Path) -> Path:
-    """Where ``save_config`` keeps an old file it could not read: beside it (beside a symlink's target)."""
-    target = Path(os.path.realpath(file))
-    return target.with_name(target.name + ".bak")
 
 
 # --- what the front ends load with ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tuillm.core import paths
+from tuillm.core.text import shown
 
 # A settings file is a few KiB (10,000 model folders, 1 MiB): a 100 MB one took seconds and a GiB to parse.
 MAX_FILE_BYTES = 4 << 20
@@ -102,6 +103,56 @@ def model_tables_as_written(ours: dict[str, dict[str, Any]], written: Any, base:
         name = names.get(model, model)
         tables[name] = {**(tables.get(name) if isinstance(tables.get(name), dict) else {}), **values}
     return {name: table for name, table in tables.items() if table != {}}
+
+
+_ABSENT = object()  # a key one side of a merge does not have
+
+
+def merged(base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """The file to save: ``ours`` (what the app writes) merged with ``theirs`` (the file on disk now), key by key
+    through the tables, against ``base`` (what the app read or last wrote). A key the app left as it was takes the
+    file's value (a hand edit or deletion made while the app ran is kept); a key the app changed takes the app's (the
+    user just saved it); a key the app removed goes unless the file changed it too; a key only the file has stays."""
+    out: dict[str, Any] = {}
+    for key in [*theirs, *(k for k in ours if k not in theirs)]:  # the file's order, then the app's new keys
+        b, o, t = base.get(key, _ABSENT), ours.get(key, _ABSENT), theirs.get(key, _ABSENT)
+        if o == b or (o is _ABSENT and t != b):
+            value = t
+        elif isinstance(o, dict) and (isinstance(t, dict) or t is _ABSENT):
+            # A table both sides touched: its keys are merged, so a hand edit beside the app's change is kept.
+            value = merged(b if isinstance(b, dict) else {}, o, t if isinstance(t, dict) else {})
+            value = _ABSENT if value == {} and t is _ABSENT else value
+        else:
+            value = o
+        if value is not _ABSENT:
+            out[key] = value
+    return out
+
+
+def merge_base(read: dict[str, Any], written: dict[str, Any], tables: Collection[str]) -> dict[str, Any]:
+    """The base of ``merged`` for the file ``read``: with the keys of ``tables`` it lacks as a save fills them in
+    (``written``): a default filled in is no change of the app's, and took the place of a key added by hand."""
+    base = dict(read)
+    for name in tables:
+        if isinstance(read.get(name, {}), dict) and isinstance(written.get(name), dict):
+            base[name] = {**written[name], **read.get(name, {})}
+    return base
+
+
+def encoded(text: str) -> bytes:
+    """The file's text as UTF-8; an OSError (EILSEQ), naming the text around it, for a character UTF-8 has not: a
+    folder named in bytes that are not UTF-8 (lone surrogates) raised past the callers' OSError handlers."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # named by the text around its first such byte, in its line
+        near = text[max(text.rfind("\n", 0, exc.start) + 1, exc.start - 40): exc.end + 20].split("\n")[0].strip()
+        raise OSError(errno.EILSEQ, f"{shown(near)}: not UTF-8, which the settings file cannot hold") from None
+
+
+def backup_path(file: Path) -> Path:
+    """Where ``save_config`` keeps an old file it could not read: beside it (beside a symlink's target)."""
+    target = Path(os.path.realpath(file))
+    return target.with_name(target.name + ".bak")
 
 
 def write_target(file: Path) -> Path:

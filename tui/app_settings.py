@@ -86,6 +86,7 @@ class SettingsControl(App[int]):
 
         config = self.session.config
         unreadable_file = config.problem is not None and not config.raw
+        before = config.problem
         try:
             file = save_config(config)
         except OSError as exc:
@@ -95,6 +96,8 @@ class SettingsControl(App[int]):
             kept = backup_path(file)
             note = f" (the unreadable old file is kept as {kept.name})" if unreadable_file and kept.is_file() else ""
             self.notify(f"saved to {file}{note}", title=title, markup=False)
+            if config.problem and config.problem != before:  # a bad value edited into the file while the app ran
+                self.notify(config.problem, title="Config", severity="warning", timeout=10, markup=False)
 
     def _theme_changed(self, theme: Theme) -> None:
         """A theme picked anywhere (the palette's "Theme" too) is kept as F9's choice is; the theme the app
