@@ -65,6 +65,6 @@ class SafeMarkdown(Markdown):
             if kept:
                 kept[-1].remove_class(LAST)
             else:
-                blocks[0].add_class(FIRST)
-            blocks[-1].add_class(LAST)
+                blocks[0].add_class(FIRST, update=False)  # not mounted yet: styled as they are registered
+            blocks[-1].add_class(LAST, update=False)
         return super().mount_all(widgets, before=before, after=after)
