@@ -70,18 +70,23 @@ async def test_a_thousand_messages_open_at_the_end_with_few_bubbles_and_reveal_r
         assert view.selected_bubble().content.startswith("#0 ") and in_view(view, view.selected_bubble())
 
 
+WALKED = 70
+
+
 @run_async
 async def test_selection_and_scrolling_walk_every_message_and_reveal_jumps_to_one(tmp_path: Path) -> None:
+    # 70 messages: walking up from the last mounts past MAX_MOUNTED (the far side is unmounted), and message 60 is
+    # not mounted when the walk ends at the first (reveal re-windows the view).
     with ChatStore() as store:
-        chat_id = seed_long_chat(store, 120)
+        chat_id = seed_long_chat(store, WALKED)
         ids = [m.id for m in store.messages(chat_id)]
     app = chat_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        view = await open_long_chat(pilot, 120)
+        view = await open_long_chat(pilot, WALKED)
         assert view.start > 0
         await pilot.press("shift+tab")  # from the prompt to the messages: the newest is selected
-        assert app.focused is view and view.selected_bubble().content.startswith("#119 ")
-        await pilot.press(*["up"] * 119)
+        assert app.focused is view and view.selected_bubble().content.startswith(f"#{WALKED - 1} ")
+        await pilot.press(*["up"] * (WALKED - 1))
         await settled(pilot, view)
         first = view.selected_bubble()
         assert first.content.startswith("#0 ") and first.has_class("-selected") and in_view(view, first)
@@ -92,6 +97,7 @@ async def test_selection_and_scrolling_walk_every_message_and_reveal_jumps_to_on
         column = app.query_one(ChatColumn)
         app.query_one("#chat-prompt").focus()
         await pilot.pause()
+        assert view.end <= 60
         assert await column.reveal(ids[60])  # from the prompt: the view takes the focus, the message selected
         await settled(pilot, view)
         bubble = view.selected_bubble()
@@ -100,9 +106,9 @@ async def test_selection_and_scrolling_walk_every_message_and_reveal_jumps_to_on
         await pilot.press("down")
         assert view.selected_bubble().message_id == ids[61]
 
-        assert await column.reveal(ids[119])
+        assert await column.reveal(ids[-1])
         await settled(pilot, view)
-        assert view.end == 120 and view.start > 0 and in_view(view, view.selected_bubble())
+        assert view.end == WALKED and view.start > 0 and in_view(view, view.selected_bubble())
         for _ in range(100):  # bounded: a view that stops loading fails below instead of hanging
             if view.start == 0:
                 break
