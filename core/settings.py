@@ -152,8 +152,8 @@ def load_config(path: str | Path | None = None) -> Config:
     config = Config(path=file)
     is_file, why = not_read(file, named=bool(path))
     if not is_file:  # a file named but not there, or the XDG file a folder: said, and the defaults run
-        if why:
-            config.problem = f"{file}: {why}; using defaults"
+        _read(config, {})  # the defaults are the base a save merges with: a file written meanwhile wins over them
+        config.problem = f"{file}: {why}; using defaults" if why else None
         return config
     data, problem = read_file(file)
     if data is None:

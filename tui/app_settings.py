@@ -82,13 +82,12 @@ class SettingsControl(App[int]):
 
     def _save_settings(self, title: str) -> None:
         """Writes the session's config to its file; the user reads where (or why not: then it is for this run)."""
-        from tuillm.core.settings import backup_path, save_config
+        from tuillm.core.settings import backup_path
 
         config = self.session.config
         unreadable_file = config.problem is not None and not config.raw
-        before = config.problem
         try:
-            file = save_config(config)
+            file, problem = self.session.save_config()
         except OSError as exc:
             self.notify(f"could not write {config.path}: {exc.strerror or exc}; the settings apply to this run only",
                         title=title, severity="error", markup=False)
@@ -96,8 +95,8 @@ class SettingsControl(App[int]):
             kept = backup_path(file)
             note = f" (the unreadable old file is kept as {kept.name})" if unreadable_file and kept.is_file() else ""
             self.notify(f"saved to {file}{note}", title=title, markup=False)
-            if config.problem and config.problem != before:  # a bad value edited into the file while the app ran
-                self.notify(config.problem, title="Config", severity="warning", timeout=10, markup=False)
+            if problem:
+                self.notify(problem, title="Config", severity="warning", timeout=10, markup=False)
 
     def _theme_changed(self, theme: Theme) -> None:
         """A theme picked anywhere (the palette's "Theme" too) is kept as F9's choice is; the theme the app

@@ -69,3 +69,13 @@ class Session:
     chat_backend: ChatBackendFactory | None = None
     # Which model files the Chat pane uses now (it provides them once mounted).
     chat_use: ChatUseBoard = field(default_factory=ChatUseBoard, compare=False)
+
+    def save_config(self) -> tuple[Path, str | None]:
+        """Write the config to its file (an OSError passes); with the problem the save brought, else None: a bad
+        value edited into the file while the app ran, which the save merges in and reports (its default used)."""
+        from tuillm.core.settings import save_config
+
+        before = self.config.problem
+        file = save_config(self.config)
+        problem = self.config.problem
+        return file, problem if problem and problem != before else None

@@ -99,3 +99,19 @@ def test_merge_rules() -> None:
     assert merged(base, ours, theirs) == {"a": 10, "b": 20, "t": {"x": 10, "y": 20, "z": 3}, "hand": 6, "new": 5}
     # Removed by the app but changed by hand: the hand's value stays; removed by hand and unchanged: gone.
     assert merged({"c": 3, "d": 4}, {"d": 4}, {"c": 30}) == {"c": 30}
+
+
+def test_a_file_written_by_hand_after_a_start_without_one_is_kept(tmp_path: Path) -> None:
+    """The app started on the defaults (no file yet); the user writes one while it runs; a save of another key keeps
+    what the user wrote (the defaults are the base, not an empty file every default would override)."""
+    file = tmp_path / "c.toml"
+    config = load_config(file)
+    assert config.problem is not None and not file.exists()  # a named file not there: said, the defaults run
+    file.write_text("[load]\nctx = 8192\n[sampling]\ntop_p = 3\n")
+    config.kv_type = "q8_0"
+    save_config(config)
+    data = tomllib.loads(file.read_text())
+    assert (data["load"]["ctx"], data["load"]["kv_type"], data["sampling"]["top_p"]) == (8192, "q8_0", 3)
+    assert (config.default_ctx, config.kv_type) == (8192, "q8_0")
+    assert config.problem is not None and "sampling.top_p" in config.problem  # the bad value: said, its default used
+    assert config.sampling.top_p == Sampling().top_p

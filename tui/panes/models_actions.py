@@ -15,7 +15,7 @@ from tuillm.core.events import Emit
 from tuillm.core.models.catalog import KEEPERS, SPLIT_RE, CatalogEntry
 from tuillm.core.models.fit import Fit, advice
 from tuillm.core.models.hardware import Hardware
-from tuillm.core.settings import ModelDefaults, model_key_problem, save_config
+from tuillm.core.settings import ModelDefaults, model_key_problem
 from tuillm.core.text import format_bytes, safe_line
 from tuillm.tui.jobs import run_job
 from tuillm.tui.session import Session, Use
@@ -165,11 +165,13 @@ class ModelActions(Vertical):
 
     def _save(self, what: str) -> bool:
         try:
-            save_config(self.session.config)
+            _, problem = self.session.save_config()
         except OSError as exc:
             self.notify(f"could not save the {what}: {exc.strerror or exc}", title="Settings", severity="error",
                         markup=False)
             return False
+        if problem:
+            self.notify(problem, title="Config", severity="warning", timeout=10, markup=False)
         return True
 
     def action_add_folder(self) -> None:

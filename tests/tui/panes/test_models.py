@@ -280,6 +280,31 @@ async def test_add_folder_and_include_paths(tmp_path: Path) -> None:
 
 
 @run_async
+async def test_a_save_reports_a_bad_value_edited_into_the_file_while_the_app_ran(tmp_path: Path) -> None:
+    """Adding a folder saves the settings, merging in the file as it is then: a bad value written there by hand
+    meanwhile is kept in the file and reported in a toast (its default used), as the app's own saves report it."""
+    from tuillm.core.paths import config_file
+
+    models, more = tmp_path / "models", tmp_path / "more"
+    models.mkdir()
+    more.mkdir()
+    app = make_app([models], config=load_config())  # started without a settings file, as on a new machine
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await show_models(pilot)
+        seen = record_notifications(app)
+        config_file().parent.mkdir(parents=True, exist_ok=True)
+        config_file().write_text("[sampling]\ntop_p = 3\n")  # by hand, while the app runs
+        await pilot.press("a")
+        app.screen.query_one(Input).value = str(more)
+        await pilot.press("enter")
+        await wait_for_catalog(pilot)
+        said = [line for line in seen if line.startswith("Config: ") and "sampling.top_p" in line and "not 3" in line]
+        assert said, seen
+        assert more in load_config().model_dirs and "top_p = 3" in config_file().read_text()
+        assert app.session.config.sampling.top_p != 3  # the default, not the bad value
+
+
+@run_async
 async def test_send_to_convert_and_hf_rows(tmp_path: Path) -> None:
     hf = tiny_hf_folder(tmp_path / "my-checkpoint")
     posted: list[Message] = []
