@@ -193,6 +193,7 @@ class ABScreen(ModalScreen[None]):
         self.busy = {side: False for side in SIDES}
         self.errors: dict[str, str] = {}
         self.took = {side: False for side in SIDES}  # the side's reply started: it took the prompt
+        self.following = {side: True for side in SIDES}  # the side's view keeps its reply's end in view
         self._asked = ""
         self.sessions: dict[str, ChatBackend] = {side: backends(self._forwarder(side)) for side in SIDES}
         self._sessions_closed = False
@@ -218,7 +219,16 @@ class ABScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#ab-prompt", Input).focus()
+        for side in SIDES:
+            self.watch(self.query_one(f"#ab-scroll-{side}"), "scroll_y", self._scrolled(side), init=False)
         self._load(0)
+
+    def _scrolled(self, side: str) -> Callable[[float, float], None]:
+        def scrolled(old: float, new: float) -> None:  # as in the chat view, only a move up stops following
+            at_end = new >= self.query_one(f"#ab-scroll-{side}", VerticalScroll).max_scroll_y
+            if new < old or at_end:  # (a scroll_end landing short of text that grew meanwhile moves down)
+                self.following[side] = at_end
+        return scrolled
 
     def _load(self, index: int) -> None:
         """Load the sides one after the other: a load redirects the process's stdout/stderr for a moment, and
@@ -280,9 +290,8 @@ class ABScreen(ModalScreen[None]):
     def _show(self, side: str, text: str | Text, style: str = "") -> None:
         """``side``'s answer; its view follows the end while it was at the end (a long reply ran below the view)."""
         scroll = self.query_one(f"#ab-scroll-{side}", VerticalScroll)
-        following = scroll.scroll_y >= scroll.max_scroll_y
         self.query_one(f"#ab-{side}", Static).update(text if isinstance(text, Text) else Text(text, style=style))
-        if following:
+        if self.following[side]:
             scroll.call_after_refresh(scroll.scroll_end, animate=False)
 
     def on_side_loaded(self, event: SideLoaded) -> None:
@@ -371,6 +380,7 @@ class ABScreen(ModalScreen[None]):
             self.replies[side] = ""
             self.busy[side] = True
             self.took[side] = False
+            self.following[side] = True  # a new answer: followed wherever the last one was left
             self._show(side, "…", "dim")
             future = self.sessions[side].reply([{"role": "user", "content": prompt}], self.sampling)
             future.add_done_callback(self._replied(side))

@@ -289,12 +289,10 @@ async def test_each_side_follows_its_reply_unless_scrolled_up(tmp_path: Path) ->
                 break
             backend.gate.release(2)
             await pilot.pause(0.05)
-        await pilot.pause()
-        assert all(0 < s.scroll_y == s.max_scroll_y for s in scrolls)  # both followed
+        await until(pilot, lambda: all(0 < s.scroll_y == s.max_scroll_y for s in scrolls), "both sides followed")
         await pilot.press("tab", "home")  # the base side scrolled up to read
         assert app.focused is scrolls[0] and scrolls[0].scroll_y == 0
         backend.gate.release(200)
         await until(pilot, lambda: not any(screen.busy.values()), "both replies")
-        await pilot.pause()
+        await until(pilot, lambda: 0 < scrolls[1].scroll_y == scrolls[1].max_scroll_y, "the other followed to the end")
         assert scrolls[0].scroll_y == 0 < scrolls[0].max_scroll_y  # left where the user took it
-        assert 0 < scrolls[1].scroll_y == scrolls[1].max_scroll_y  # the other followed to the end
