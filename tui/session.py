@@ -10,7 +10,7 @@ from typing import Literal
 
 from tuillm.core.chat.backend import ChatBackendFactory
 from tuillm.core.models.hardware import Hardware
-from tuillm.core.settings import Config
+from tuillm.core.settings import Config, save_config
 
 Use = Literal["loaded", "loading", "chat"]
 
@@ -73,8 +73,6 @@ class Session:
     def save_config(self) -> tuple[Path, str | None]:
         """Write the config to its file (an OSError passes); with the problem the save brought, else None: a bad
         value edited into the file while the app ran, which the save merges in and reports (its default used)."""
-        from tuillm.core.settings import save_config
-
         before = self.config.problem
         file = save_config(self.config)
         problem = self.config.problem
