@@ -67,7 +67,7 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.session = session
-        self.stream = ReplyStream(self, after_draw=self._live_stats)
+        self.stream = ReplyStream(self, with_draw=self._live_stats)
         self._engine: ChatBackend | None = None  # made on first use: see ``engine``
         self.store: ChatStore | None = None
         self.chat_id: int | None = None
@@ -288,8 +288,8 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
                 pass  # ModelReady / TurnDone report loads and replies, with what the user asked for
 
     def _live_stats(self) -> None:
-        """After each draw: the status line's tokens/s, at most every LIVE_STATS_S, posted with the draw so that the
-        screen's next repaint shows both (each repaint costs the decoding threads ~2 ms of CPU)."""
+        """At each draw: the status line's tokens/s, at most every LIVE_STATS_S, posted before the draw's text so
+        that the screen's next repaint shows both (each repaint costs the decoding threads ~2 ms of CPU)."""
         now = time.monotonic()
         rate = self.stream.rate()
         if rate is not None and now - self._stats_shown_at >= LIVE_STATS_S and not self.model_loading:

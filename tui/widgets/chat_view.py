@@ -82,7 +82,9 @@ class ChatView(VerticalScroll):
 
     def on_message_bubble_resized(self, event: MessageBubble.Resized) -> None:
         event.stop()
-        self.follow()
+        # The layout that resized the bubble gave this view its new height too: scrolled now, the scroll joins the
+        # layout that the size change asks for anyway, instead of costing one of its own after it.
+        self._to_end()
 
     @property
     def bubbles(self) -> list[MessageBubble]:
