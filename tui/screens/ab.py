@@ -33,6 +33,7 @@ from tuillm.core.llama.options import LoadOptions, Sampling
 from tuillm.core.text import safe_line, safe_text
 from tuillm.tui import keymap
 from tuillm.tui.panes.chat_stream import DrawPace  # streamed text is drawn at Chat's pace
+from tuillm.tui.widgets.chat_view import following_after
 from tuillm.tui.widgets.safe_input import SafeInput
 
 SIDES = ("base", "tuned")
@@ -224,10 +225,9 @@ class ABScreen(ModalScreen[None]):
         self._load(0)
 
     def _scrolled(self, side: str) -> Callable[[float, float], None]:
-        def scrolled(old: float, new: float) -> None:  # as in the chat view, only a move up stops following
-            at_end = new >= self.query_one(f"#ab-scroll-{side}", VerticalScroll).max_scroll_y
-            if new < old or at_end:  # (a scroll_end landing short of text that grew meanwhile moves down)
-                self.following[side] = at_end
+        def scrolled(old: float, new: float) -> None:  # as in the chat view
+            end = self.query_one(f"#ab-scroll-{side}", VerticalScroll).max_scroll_y
+            self.following[side] = following_after(self.following[side], old, new, end)
         return scrolled
 
     def _load(self, index: int) -> None:

@@ -24,6 +24,15 @@ BATCH = 10  # mounted at once when the user nears the window's edge
 MAX_MOUNTED = 50  # beyond it the far side is unmounted (its Markdown is parsed again if the user comes back)
 
 
+def following_after(following: bool, old: float, new: float, end: float) -> bool:
+    """Whether a view keeps its growing text's end in view after its scroll offset moved from ``old`` to ``new``
+    (``end``: its ``max_scroll_y``). Only a move up stops following, and reaching the end starts it again. A move down
+    short of the end is the user scrolling back, or a ``scroll_end`` landing short of text that grew meanwhile: that
+    must not read as the user having left the end."""
+    at_end = new >= end - 1
+    return at_end if new < old or at_end else following
+
+
 class ChatView(VerticalScroll):
     """The conversation. Focus it (Shift+Tab from the prompt) to pick a message with ↑/↓ and copy it."""
 
@@ -56,11 +65,7 @@ class ChatView(VerticalScroll):
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
         if not self._placing:
-            # Only a move up stops following. A move down is the user scrolling back or scroll_end() on its way;
-            # content that grew meanwhile must not read as the user having left the bottom.
-            at_end = new_value >= self.max_scroll_y - 1
-            if new_value < old_value or at_end:
-                self.at_bottom = at_end
+            self.at_bottom = following_after(self.at_bottom, old_value, new_value, self.max_scroll_y)
             self._check_edges()
 
     def follow(self) -> None:

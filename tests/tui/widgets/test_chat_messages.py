@@ -16,7 +16,7 @@ from tuillm.core.chat.store import ChatStore
 from tuillm.core.chat.store import Message as StoredMessage
 from tuillm.tui.widgets.chat_bubble import MessageBubble, bubble_header
 from tuillm.tui.widgets.chat_messages import ChatColumn, ChatView
-from tuillm.tui.widgets.chat_view import MAX_MOUNTED
+from tuillm.tui.widgets.chat_view import MAX_MOUNTED, following_after
 
 
 def numbers(view: ChatView) -> list[int]:
@@ -189,6 +189,14 @@ async def test_an_attached_file_is_drawn_as_one_line_and_kept_whole(tmp_path: Pa
         shown = pilot.app.query_one(Markdown).source
         assert "📎 big.py · 5,000 lines" in shown and "x4999" not in shown
         assert bubble.content == content and "x4999 = 4999" in bubble.content
+
+
+def test_the_follow_rule_shared_by_the_chat_and_ab_views() -> None:
+    assert following_after(True, 10, 12, 20)  # down, short of the end: a scroll_end landing short, still following
+    assert not following_after(True, 10, 8, 20)  # up: stopped
+    assert not following_after(False, 8, 12, 20)  # down again, short of the end: still stopped
+    assert following_after(False, 12, 19.2, 20)  # at the end (within a row): following again
+    assert following_after(True, 20, 19.5, 20)  # a fraction up at the end (rounding) is still the end
 
 
 @run_async
