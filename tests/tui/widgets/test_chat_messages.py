@@ -234,7 +234,7 @@ async def test_a_key_that_selects_up_is_not_undone_by_following(tmp_path: Path) 
         view.focus()
         await settled(pilot, view)
         for _ in range(6):
-            view.follow()  # a bubble grew (as the Resized of each bubble mounted above does)
+            view.follow()  # content grew (as a window mounted or rebuilt asks, after the next refresh)
             await view.action_select(-1)
         view.follow()
         await settled(pilot, view)
