@@ -9,8 +9,12 @@ STAMP := $(VENV)/.installed
 run: $(STAMP)
 	$(VENV)/bin/tuillm
 
+# One pytest worker per CPU (at most 4: a worker's heavy tests take a few GB), each on its own CPUs (tests/conftest.py);
+# a file's tests stay on one worker, so its module fixtures (a quantized model, a trained adapter) are built once.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; [ $$n -lt 2 ] && n=0; echo $$n)
+
 test: lint tools
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The end-to-end TUI tests drive the real binary in tmux.
 tools:

@@ -23,6 +23,14 @@ from typing import IO
 POLL_SECONDS = 0.2
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (taskset, a container's cpuset): the default thread count of our tools."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call: all CPUs
+        return os.cpu_count() or 1
+
+
 def run_child(argv: Sequence[str], poll: Callable[[], None], *,
               on_output: Callable[[bytes], None] | None = None) -> tuple[int, str]:
     """Run ``argv`` (a Python child that calls ``end_with_parent`` itself), calling ``poll`` about 5 times a

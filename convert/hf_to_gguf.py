@@ -9,7 +9,6 @@ interruption the pool is stopped and the temporary file removed.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import threading
@@ -24,6 +23,7 @@ import numpy as np
 from tuillm.convert.archs import find_arch
 from tuillm.convert.archs.base import Arch
 from tuillm.convert.checkpoint import Checkpoint, bf16_to_f16, bf16_to_f32, open_checkpoint
+from tuillm.convert.child import usable_cpus
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.gguf_write import data_end, header_bytes
 from tuillm.convert.gguf_write_data import Piece, write_gguf
@@ -263,7 +263,7 @@ def convert_hf(folder: Path, out_path: Path, out_type: str = CONVERT_DEFAULT, *,
     with atomic_output(out_path) as tmp:
         tally.report()
         write_gguf(tmp, header, data_end(writer, len(header)), _pieces(plan, offsets),
-                   threads or max(1, min(4, os.cpu_count() or 1)), tally.piece_done, lambda i: plan[i].gguf_name)
+                   threads or min(4, usable_cpus()), tally.piece_done, lambda i: plan[i].gguf_name)
         if tally.done != len(plan):
             raise ConvertError("internal error: tensor data does not match the tensor table")
     return out_path

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tuillm.convert.child import run_tool
+from tuillm.convert.child import run_tool, usable_cpus
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.output import atomic_output
 
@@ -120,7 +120,7 @@ def compute_imatrix(model: Path, out: Path, text: str, *, threads: int | None = 
         text_file = Path(tmpdir) / "calibration.txt"
         text_file.write_text(text, encoding="utf-8")
         args = ["-m", os.fspath(model), "-f", os.fspath(text_file), "-o", os.fspath(tmp), "--output-format",
-                "gguf", "-c", str(CONTEXT), "-t", str(threads or os.cpu_count() or 1)]
+                "gguf", "-c", str(CONTEXT), "-t", str(threads or usable_cpus())]
         rc, detail = run_tool(os.fspath(tool), args, poll, on_output=on_output)
         if rc != 0:
             if m := re.search(r"tokenizes to only (\d+) tokens", detail):

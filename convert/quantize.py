@@ -24,7 +24,7 @@ from pathlib import Path
 
 import gguf
 
-from tuillm.convert.child import end_with_parent, run_child, run_tool
+from tuillm.convert.child import end_with_parent, run_child, run_tool, usable_cpus
 from tuillm.convert.errors import ConvertError
 from tuillm.convert.output import atomic_output, check_output
 from tuillm.convert.progress import ConvertProgress, ProgressFn
@@ -118,7 +118,7 @@ def quantize_gguf(in_path: Path, out_path: Path, out_type: str, *, threads: int 
             progress(ConvertProgress("quantize", done, len(sizes), written, total, time.monotonic() - start))
 
     report(0)
-    n_threads = str(threads or (os.cpu_count() or 1))
+    n_threads = str(threads or usable_cpus())
     with atomic_output(out_path, "quant") as tmp:
         def poll() -> None:
             report(_size(tmp) - header)

@@ -103,6 +103,7 @@ def test_too_many_processes_are_counted_in_words(tmp_path: Path, monkeypatch: py
     ({"nproc": 4096}, 1, "--nproc 4096: this machine has"),
     ({"nproc": 3}, 2, "--nproc 3, but the launcher started 2 processes"),
 ])
+@pytest.mark.cores(2)
 def test_refusals(tmp_path: Path, kw: dict, world: int, expected: str) -> None:
     with pytest.raises(TuillmError, match=expected.replace("(", r"\(")):
         check_nproc(cfg(tmp_path, "o", **kw), "cpu", world)
@@ -121,6 +122,7 @@ def steps_logged(events: list) -> list[str]:
     return [e.message.split(":")[0] for e in events if isinstance(e, Log) and e.message.startswith("step ")]
 
 
+@pytest.mark.cores(2)
 @pytest.mark.slow
 def test_two_processes_follow_one_process(tmp_path: Path) -> None:
     """The demo checkpoint, 12 examples, 3 a step, 4 steps: two gloo processes give one process's curve."""
@@ -161,6 +163,7 @@ def cancelled(config: TrainConfig, after: int) -> list:
     return events
 
 
+@pytest.mark.cores(2)
 def test_a_cancel_stops_every_rank_and_either_count_resumes(tmp_path: Path) -> None:
     """A tiny random llama: a two-process run cancelled after step 1 stops all ranks after the same step with
     rank 0's checkpoint; resumed in one process it gives the uninterrupted curve (one process's: two give the
@@ -178,6 +181,7 @@ def test_a_cancel_stops_every_rank_and_either_count_resumes(tmp_path: Path) -> N
         assert [r[key] for r in resumed.loss_log] == pytest.approx([r[key] for r in full.loss_log], rel=1e-4)
 
 
+@pytest.mark.cores(2)
 def test_fsdp_shards_the_base_and_follows_one_process(tmp_path: Path) -> None:
     """``--fsdp`` on the CPU (gloo): the frozen base sharded across two processes by FSDP2, the LoRA weights whole on
     each; a checkpoint after step 2 (rank 0 alone reads the state, the run goes on), cancelled after step 3 and

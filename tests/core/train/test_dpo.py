@@ -250,6 +250,7 @@ def test_packed_log_probabilities_are_each_sequences_own(tiny: Path, tmp_path: P
                 assert float(got) == pytest.approx(float(alone), rel=1e-4, abs=1e-3)
 
 
+@pytest.mark.cores(2)
 @pytest.mark.parametrize(("batch_size", "grad_accum", "fsdp"), [(2, 2, False), (1, 1, False), (3, 1, True)])
 def test_two_processes_follow_one_process(tiny: Path, tmp_path: Path, batch_size: int, grad_accum: int,
                                           fsdp: bool) -> None:

@@ -271,6 +271,7 @@ def rank_pid(parent: int, rank: int, timeout: float = 60) -> int:
     raise AssertionError(f"no rank {rank} under {parent}")
 
 
+@pytest.mark.cores(2)
 def test_nproc_refusals_are_one_line(tmp_path: Path) -> None:
     base = tiny_random_checkpoint("llama", tmp_path / "tiny")
     data = write_fact_dataset(tmp_path / "d.jsonl", 4)
@@ -283,6 +284,7 @@ def test_nproc_refusals_are_one_line(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "tiny"]
 
 
+@pytest.mark.cores(2)
 def test_a_killed_rank_ends_the_run_in_one_line_and_resume_finishes(tmp_path: Path) -> None:
     """``--nproc 2``: SIGKILL to rank 1 mid-run; the other rank fails its all-reduce at once, rank 0 saves the last
     whole step, the run exits 1 with one line naming the rank; --resume (in one process, or two) finishes."""
@@ -323,6 +325,7 @@ def test_a_killed_rank_ends_the_run_in_one_line_and_resume_finishes(tmp_path: Pa
     assert [r["step"] for r in log] == list(range(1, 13))
 
 
+@pytest.mark.cores(2)
 @pytest.mark.slow
 def test_two_processes_teach_the_fact(tmp_path: Path) -> None:
     """The teach-a-fact run above (same data and settings, from the demo's HF checkpoint) with ``--nproc 2``: the
@@ -343,6 +346,7 @@ def test_two_processes_teach_the_fact(tmp_path: Path) -> None:
     assert FACT_WORD in ask(str(merged))
 
 
+@pytest.mark.cores(2)
 def test_torchrun_of_tuillm_train_is_one_run(tmp_path: Path) -> None:
     """``torchrun --nproc-per-node 2 tuillm train …``: each process finds RANK/WORLD_SIZE and joins the group; rank 0
     alone reports, writes and prints the adapter (that the curve is one process's: tests/core/train/
