@@ -9,6 +9,8 @@ Regenerate with ``--snapshot-update`` and read the SVGs.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,9 +49,14 @@ def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)  # paths on screen are relative to it
-    return tmp_path
+def in_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The working folder (the data path on screen is relative to it), at a path of one length wherever the test
+    runs: the Result section names it as the output folder, and a longer path (pytest's tmp_path under xdist, or
+    at a later run number) wraps onto another line, which moves the pane's scroll bar."""
+    folder = Path(tempfile.mkdtemp(prefix="tuillm-snap-", dir="/tmp"))
+    monkeypatch.chdir(folder)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def preview_shown(pilot: Pilot) -> None:
