@@ -221,13 +221,13 @@ class ABScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.query_one("#ab-prompt", Input).focus()
         for side in SIDES:
-            self.watch(self.query_one(f"#ab-scroll-{side}"), "scroll_y", self._scrolled(side), init=False)
+            scroll = self.query_one(f"#ab-scroll-{side}", VerticalScroll)
+            self.watch(scroll, "scroll_y", self._scrolled(side, scroll), init=False)
         self._load(0)
 
-    def _scrolled(self, side: str) -> Callable[[float, float], None]:
-        def scrolled(old: float, new: float) -> None:  # as in the chat view
-            end = self.query_one(f"#ab-scroll-{side}", VerticalScroll).max_scroll_y
-            self.following[side] = following_after(self.following[side], old, new, end)
+    def _scrolled(self, side: str, scroll: VerticalScroll) -> Callable[[float, float], None]:
+        def scrolled(old: float, new: float) -> None:  # as in the chat view; every scroll step, so no query
+            self.following[side] = following_after(self.following[side], old, new, scroll.max_scroll_y)
         return scrolled
 
     def _load(self, index: int) -> None:
