@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def cores_for_processes(request: pytest.FixtureRequest) -> Iterator[None]:
             yield
         finally:
             os.sched_setaffinity(0, narrowed)
+            torch = sys.modules.get("torch")
+            if torch is not None:  # a pool first sized in the test would keep every CPU's threads
+                torch.set_num_threads(len(narrowed))
     else:
         yield
 
