@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
 from typing import Any, Protocol
 
+from tuillm.convert.child import usable_cpus
 from tuillm.core.errors import TuillmError
 from tuillm.core.text import format_bytes
 from tuillm.core.train.data import IGNORE, PackedBatch
@@ -125,9 +126,7 @@ def device_count(device: str) -> int:
         import torch
 
         return torch.cuda.device_count()
-    if device == "cpu":
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return 1
+    return usable_cpus() if device == "cpu" else 1
 
 
 def gpus_seen() -> int:
