@@ -347,8 +347,8 @@ class ConvertPane(ConvertSweep, Vertical):
         cancel.disabled = not running
         if running:  # the focus must stay in the pane so that its keys (escape) keep working; at once: the job
             self.screen.set_focus(cancel)  # may end in this turn
-        elif lost:
-            self.query_one("#convert-types", SelectionList).focus()
+        elif lost:  # at once too: a deferred focus() left the Checkbox focused (Textual's pick) for a turn
+            self.screen.set_focus(self.query_one("#convert-types", SelectionList))
         self._update_hint()
         self.refresh_bindings()
 
