@@ -144,8 +144,9 @@ async def test_chat_list_new_rename_delete(tmp_path: Path) -> None:
         assert pane.chat_id == newer
         assert [str(chat_list.get_option_at_index(i).prompt) for i in range(2)] == ["Newer chat", "Older [/b] chat"]
         await pilot.press("ctrl+l", "down", "enter")  # open the older chat
-        await until(pilot, lambda: pane.chat_id == older, "the older chat opened")
-        assert app.focused is app.query_one("#chat-prompt")
+        prompt = app.query_one("#chat-prompt")
+        # the chat is switched before its messages are shown, and the focus moves after them: wait for both
+        await until(pilot, lambda: pane.chat_id == older and app.focused is prompt, "the older chat opened, focused")
         assert "Older [/b] chat" in str(app.query_one("#chat-header").content)
 
         await pilot.press("ctrl+l", "r")
