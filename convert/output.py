@@ -8,6 +8,7 @@ import errno
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -179,27 +180,44 @@ def remove_stale(path: Path) -> list[Path]:
 
 
 @contextmanager
-def atomic_output(path: Path, tag: str = "part") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success, remove it on any failure.
+def replacing(path: Path, tag: str = "part") -> Iterator[Path]:
+    """The write-then-rename of every file tuillm writes: a temporary beside ``path`` (made at once, so a missing or
+    read-only folder fails before any work), renamed over ``path`` when the block ends, with the permission bits
+    ``path`` had (a config holding a key stays private); removed on any exception, which passes.
 
-    Stale temporaries of ``path`` (from a killed run) are removed first. OSErrors (full disk, unwritable folder)
-    become a one-line ConvertError; KeyboardInterrupt and every other exception propagate after the cleanup.
+    Stale temporaries of ``path`` (from a killed run) are removed first.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ConvertError(f"{path}: is a folder (give the output file name)")
     remove_stale(path)
     tmp = temp_name(path, tag)
-    try:
-        tmp.open("xb").close()  # fails early and clearly when the folder is missing or read-only
-    except OSError as exc:
-        raise ConvertError(describe_os_error(exc, path)) from None
+    tmp.open("xb").close()
     try:
         yield tmp
+        _keep_mode(path, tmp)
         os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ConvertError(describe_os_error(exc, path)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _keep_mode(path: Path, tmp: Path) -> None:
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:  # a new file: the umask's mode, as for any file made
+        return
+    os.chmod(tmp, mode)
+
+
+@contextmanager
+def atomic_output(path: Path, tag: str = "part") -> Iterator[Path]:
+    """``replacing`` for the converter's outputs: a folder named as the output, and OSErrors (full disk, unwritable
+    folder), become a one-line ConvertError; KeyboardInterrupt and every other exception propagate after the
+    cleanup."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConvertError(f"{path}: is a folder (give the output file name)")
+    try:
+        with replacing(path, tag) as tmp:
+            yield tmp
+    except OSError as exc:
+        raise ConvertError(describe_os_error(exc, path)) from None

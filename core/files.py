@@ -1,4 +1,5 @@
-"""Reading a small file a user names (an attachment, a chat to import): once, bounded, and only a regular file.
+"""Reading a small file a user names (an attachment, a chat to import): once, bounded, and only a regular file;
+writing a small file whole (``write_atomic``).
 
 The file is opened before it is checked (``fstat`` of what was opened: no window for a swap), with O_NONBLOCK so a
 FIFO with no writer does not hang the open; a folder, a FIFO, a socket or a device is refused before any read, and a
@@ -13,6 +14,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from tuillm.convert.output import replacing
 from tuillm.core.errors import TuillmError
 from tuillm.core.paths import expand_user
 
@@ -135,3 +137,11 @@ def check_can_write(folder: Path) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".tuillm-probe.", dir=base))
     except OSError as exc:
         raise TuillmError(describe_os_error(exc, base / ".tuillm-probe")) from None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """``data`` as the whole of ``path`` (a config, an export, a cache): written under a temporary name beside it and
+    renamed over it, so a crash, a full disk or a signal leaves the old file whole, and the file keeps its
+    permissions (``convert.output.replacing``). An OSError passes, with nothing left behind."""
+    with replacing(path, "tmp") as tmp:
+        tmp.write_bytes(data)

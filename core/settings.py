@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from tuillm.core import paths
+from tuillm.core.files import write_atomic
 from tuillm.core.llama.options import LOAD_OPTIONS, SAMPLING_OPTIONS, LoadOptions, Sampling
 from tuillm.core.options import AUTO, MAX_ECHO, Option, OptionError, option_map
 from tuillm.core.settings_file import (
@@ -365,14 +365,7 @@ def save_config(config: Config) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     if theirs is None and target.is_file():
         os.replace(target, backup_path(target))
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, content)  # with the file's mode: a config holding a key stays private
     config.path = file
     _read(config, data)
     return file

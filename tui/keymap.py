@@ -351,9 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             print(f"{args.readme}: no key table markers ({README_START} … {README_END})", file=sys.stderr)
             return 1
-        tmp = args.readme.with_name(args.readme.name + ".tmp")
-        tmp.write_text(new, encoding="utf-8")
-        tmp.replace(args.readme)
+        from tuillm.core.files import write_atomic  # only for this developer's command
+
+        write_atomic(args.readme, new.encode("utf-8"))
     else:
         sys.stdout.write(markdown())
     return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -22,6 +21,7 @@ from tuillm.core.chat.branches import AT_LEAF, Branches, Parent, path
 from tuillm.core.chat.schema import MIGRATIONS
 from tuillm.core.chat.search import DEFAULT_LIMIT, Found, search_messages, title_matches
 from tuillm.core.errors import TuillmError
+from tuillm.core.files import write_atomic
 from tuillm.core.llama.options import LOAD_OPTIONS, LORA_SCALE, Sampling
 from tuillm.core.paths import data_dir
 from tuillm.core.text import safe_line
@@ -361,11 +361,8 @@ class ChatStore(Branches):
             text = json.dumps(self.export_json(chat_id), indent=2, ensure_ascii=False) + "\n"
         else:
             text = self.export_markdown(chat_id)
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         try:
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, target)
+            write_atomic(target, text.encode("utf-8"))
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise StoreError(f"{target}: cannot write the export ({exc.strerror or exc})") from None
         return target

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tuillm.core import paths
 from tuillm.core.errors import ModelFileError, TuillmError, first_line
-from tuillm.core.files import NO_SUCH_INPUT, input_problem
+from tuillm.core.files import NO_SUCH_INPUT, input_problem, write_atomic
 from tuillm.core.models.fit import load_fit
 from tuillm.core.models.memory import MemoryEstimate
 from tuillm.core.models.metadata import ModelInfo, is_hf_folder, read_info
@@ -287,9 +287,7 @@ class InfoCache:
             return
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.file.with_name(self.file.name + ".tmp")
-            tmp.write_text(json.dumps({"version": CACHE_VERSION, "entries": self.entries}))
-            tmp.replace(self.file)
+            write_atomic(self.file, json.dumps({"version": CACHE_VERSION, "entries": self.entries}).encode())
         except OSError:
             pass  # a read-only cache folder only costs speed
 

@@ -119,7 +119,7 @@ def test_the_readme_writer_replaces_only_the_table(tmp_path: Path) -> None:
     text = readme.read_text(encoding="utf-8")
     assert text.startswith(f"before\n{keymap.README_START}\n| Key |") and text.endswith(f"{keymap.README_END}\nafter\n")
     assert "old table" not in text and "`chat.toggle_list`" in text
-    assert not list(tmp_path.glob("*.tmp"))
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]  # no temporary left beside it
     (tmp_path / "plain.md").write_text("no markers\n", encoding="utf-8")
     assert keymap.main(["--readme", str(tmp_path / "plain.md")]) == 1
 
