@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from tuillm.convert.child import usable_cpus  # the one reading of the CPUs we may use: also our tools'
 
 # CPU flags that select llama.cpp's fast kernels, in the order we show them.
 _X86_FEATURES = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
@@ -171,14 +172,6 @@ def performance_cores(sys_cpu: Path = Path("/sys/devices/system/cpu")) -> int | 
         return value.value or None
     except (OSError, AttributeError):
         return None
-
-
-def usable_cpus() -> int | None:
-    """The logical CPUs this process may run on (its affinity), where the system tells."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # macOS and Windows have no affinity call: all CPUs
-        return psutil.cpu_count()
 
 
 @functools.cache

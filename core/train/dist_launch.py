@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuillm.convert.child import usable_cpus
 from tuillm.core.errors import TuillmError
 from tuillm.core.events import Cancelled, Emit, Event, Log, Metric, Progress, ignore
 from tuillm.core.paths import expand_user
@@ -92,6 +93,16 @@ class _Outcome:
     first_failed: list[int] = field(default_factory=list)  # the ranks seen ending badly at that moment
 
 
+def ranks_env(nproc: int) -> dict[str, str]:
+    """The environment every rank shares: where rank 0 listens, the world's size, and, unless the user set it, the
+    usable CPUs (a container's cpuset, not the host's) shared out among the ranks, as torchrun and accelerate do."""
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(nproc),
+               LOCAL_WORLD_SIZE=str(nproc), PYTHONUNBUFFERED="1")
+    if "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, usable_cpus() // nproc))
+    return env
+
+
 class _Ranks:
     """The started ranks, their output files and rank 0's pipe."""
 
@@ -101,10 +112,7 @@ class _Ranks:
         self.buffer = b""
         self.logs = logs
         payload = json.dumps({"config": asdict(config), "force": force})
-        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(config.nproc),
-                   LOCAL_WORLD_SIZE=str(config.nproc), PYTHONUNBUFFERED="1")
-        if "OMP_NUM_THREADS" not in os.environ:  # the cores shared out, as torchrun and accelerate do
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // config.nproc))
+        env = ranks_env(config.nproc)
         self.procs: list[subprocess.Popen[bytes]] = []
         try:
             for rank in range(config.nproc):

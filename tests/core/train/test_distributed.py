@@ -10,6 +10,7 @@ all-reduce or a doubled gradient would give (a whole example's loss, several per
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -217,3 +218,21 @@ def test_the_form_offers_processes_and_fsdp_with_more_than_one_core_or_gpu(monke
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     monkeypatch.setattr(dist, "device_count", lambda device: 1)
     assert dist.gpus_seen() == 2 and dist.unoffered_options() == set()
+
+
+def test_the_ranks_share_out_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OMP_NUM_THREADS came from os.cpu_count(): in a container given 2 CPUs of a 64-core host, each of 2 ranks
+    started 32 threads on its one CPU."""
+    from tuillm.core.train.dist_launch import ranks_env
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})  # as taskset -c N, or a cpuset of one CPU
+        assert ranks_env(2)["OMP_NUM_THREADS"] == "1"
+    finally:
+        os.sched_setaffinity(0, allowed)
+    env = ranks_env(2)
+    assert env["OMP_NUM_THREADS"] == str(max(1, len(allowed) // 2)) and env["WORLD_SIZE"] == "2"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stands
+    assert ranks_env(2)["OMP_NUM_THREADS"] == "3"
