@@ -4,6 +4,7 @@ run (their pid no longer runs) from those of a run still going, and remove them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -205,7 +206,8 @@ def _keep_mode(path: Path, tmp: Path) -> None:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:  # a new file: the umask's mode, as for any file made
         return
-    os.chmod(tmp, mode)
+    with contextlib.suppress(OSError):  # a file system without modes (a FAT drive may refuse chmod): written anyway
+        os.chmod(tmp, mode)
 
 
 @contextmanager
