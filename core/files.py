@@ -14,7 +14,6 @@ import stat
 import tempfile
 from pathlib import Path
 
-from tuillm.convert.output import replacing
 from tuillm.core.errors import TuillmError
 from tuillm.core.paths import expand_user
 
@@ -143,5 +142,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     """``data`` as the whole of ``path`` (a config, an export, a cache): written under a temporary name beside it and
     renamed over it, so a crash, a full disk or a signal leaves the old file whole, and the file keeps its
     permissions (``convert.output.replacing``). An OSError passes, with nothing left behind."""
+    from tuillm.convert.output import replacing  # here: this module is imported before the app's first frame
+
     with replacing(path, "tmp") as tmp:
         tmp.write_bytes(data)
