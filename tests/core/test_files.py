@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tuillm.convert.output import TEMP_MARK, replacing, temp_name
+from tuillm.convert.output import TEMP_MARK, replacing
 from tuillm.core.conversion.plan import open_source
 from tuillm.core.errors import TuillmError
 from tuillm.core.files import NUL_PATH, FileRefused, input_problem, named_path, read_bounded, write_atomic
@@ -66,7 +66,7 @@ def test_a_write_that_fails_leaves_the_old_file_whole(tmp_path: Path) -> None:
 
 def test_a_killed_writer_s_temporary_is_removed_by_the_next_write(tmp_path: Path) -> None:
     target = tmp_path / "catalog.json"
-    stale = temp_name(target, "tmp").with_name(f".catalog.json.{TEMP_MARK}{_dead_pid()}.tmp")
+    stale = target.with_name(f".catalog.json.{TEMP_MARK}{_dead_pid()}.tmp")  # temp_name's, with another pid
     stale.write_bytes(b"half of a killed run's write")
     write_atomic(target, b"{}")
     assert [p.name for p in tmp_path.iterdir()] == ["catalog.json"]
