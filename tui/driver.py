@@ -4,6 +4,8 @@ Textual writes every frame from a thread whose queue holds 30 writes; the first 
 terminal is gone) ends that thread, and the app then blocks forever on the full queue, so its jobs' cleanup never
 runs and the process stays. Whether that write comes before or after the SIGHUP is a race. Here the output drops
 what a gone terminal cannot take, and tells the app, which quits as on SIGHUP even when no signal reaches it.
+
+It also takes the terminal over from the frame drawn before Textual was imported (``tui.first_frame``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import TextIO
 
 from textual.drivers.linux_driver import LinuxDriver
 from textual.message import Message
+
+from tuillm.tui import first_frame
 
 
 class TerminalGone(Message):
@@ -52,13 +56,27 @@ class TerminalOutput:
 
 
 class HangupSafeDriver(LinuxDriver):
-    """``LinuxDriver`` writing through ``TerminalOutput``."""
+    """``LinuxDriver`` writing through ``TerminalOutput``, taking the terminal over from the first frame."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         stream = sys.__stderr__
         if stream is not None:  # Textual's own choice of output; the one attribute its writer thread reads
             self._file = TerminalOutput(stream, self._gone)
+        self._on_alternate_screen = False
+
+    def start_application_mode(self) -> None:
+        before = first_frame.take_over()
+        self._on_alternate_screen = before is not None  # the frame's: switching again clears it in some terminals
+        super().start_application_mode()
+        if before is not None:  # at exit (and on Ctrl+Z), the terminal as it was before the frame, not the frame's
+            self.attrs_before = before
+
+    def write(self, data: str) -> None:
+        if self._on_alternate_screen and data == first_frame.ALT_SCREEN_ON:
+            self._on_alternate_screen = False
+            return
+        super().write(data)
 
     def _gone(self) -> None:
         try:

@@ -49,6 +49,10 @@ class HangupTerminal:
             time.sleep(0.1)
         assert text in self.screen, f"{text!r} never showed: {bytes(self.screen[-400:])!r}"
 
+    def type(self, keys: bytes) -> None:
+        """Keys typed at the terminal."""
+        os.write(self._master, keys)
+
     def hang_up(self) -> None:
         self._stop.set()
         self._reader.join()

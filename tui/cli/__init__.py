@@ -126,9 +126,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _open_app(config_path: str | None = None) -> int:
-    from tuillm.tui.app import run_app
+    from tuillm.tui.first_frame import first_frame
 
-    return run_app(config_path=config_path)
+    # A frame at once, then the imports (most of a second); a stop signal meanwhile ends the start like Ctrl-C,
+    # with the terminal restored (the app's own handling begins with the app).
+    with stop_signals_as_interrupts(), first_frame():
+        from tuillm.tui.app import run_app
+
+        return run_app(config_path=config_path)
 
 
 def _run_command(args: argparse.Namespace) -> int:

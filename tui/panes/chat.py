@@ -135,7 +135,9 @@ class ChatPane(ChatLayout, ChatDrafts, ChatModels, ChatMemory, ChatDialogs, Chat
             self.store.close()
 
     def focus_default(self) -> None:
-        self.column.prompt.focus()
+        # At once (not Widget.focus()'s call_later): keys typed before the app was up, or in the burst that showed
+        # the pane, come next in the queue and must reach the prompt (tui.first_frame).
+        self.screen.set_focus(self.column.prompt)
 
     def work_in_progress(self) -> list[str]:
         return []  # a reply cut short is kept as far as it got: nothing to ask about

@@ -120,10 +120,11 @@ class ConvertPane(ConvertSweep, Vertical):
         self._cancel.set()  # quitting mid-job: stop it at the next tensor (and kill llama.cpp's quantizer)
 
     def focus_default(self) -> None:
+        # At once: the keys of the burst that showed the pane come next in the queue (see ModelsPane).
         if self.running:
-            self.query_one("#convert-cancel", Button).focus()
+            self.screen.set_focus(self.query_one("#convert-cancel", Button))
         else:
-            self.query_one("#convert-catalog", Select).focus()
+            self.screen.set_focus(self.query_one("#convert-catalog", Select))
 
     def work_in_progress(self) -> list[str]:
         return [view.stop_words(self.sweeping, jobs.in_report(self.last_progress))[1]] if self.running else []

@@ -189,7 +189,7 @@ class TrainPane(TrainJobs):
         return True
 
     def focus_default(self) -> None:
-        self.query_one("#train-data", Input).focus()
+        self.screen.set_focus(self.query_one("#train-data", Input))  # at once: see ModelsPane.focus_default
 
     def work_in_progress(self) -> list[str]:
         if self.job == "train":
