@@ -8,6 +8,8 @@ import signal
 import sys
 import termios
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -26,6 +28,8 @@ code = subprocess.call([sys.argv[1]])
 after = termios.tcgetattr(0)
 json.dump({"code": code, "restored": before == after}, open(sys.argv[2], "w"))
 """
+REPORT = "terminal.json"
+STARTING = first_frame.STARTING.encode()
 HEADER_ICON = "⭘".encode()  # drawn by Textual's Header: the app's own frame, not the first one
 
 
@@ -47,39 +51,39 @@ def test_the_input_mode_is_the_apps_but_ctrl_c_still_interrupts() -> None:
     assert mode[6][termios.VMIN] == 1 and mode[6][termios.VTIME] == 0
 
 
-@pytest.mark.slow
-def test_a_frame_at_once_then_the_app_with_the_keys_typed_meanwhile(isolated_home: Path) -> None:
-    report = isolated_home / "terminal.json"
-    terminal = HangupTerminal([sys.executable, "-c", WRAPPER, tuillm_binary(), str(report)], isolated_home)
+@contextmanager
+def tuillm_in_a_terminal(home: Path) -> Iterator[HangupTerminal]:
+    """The binary in a terminal (through WRAPPER) from its first frame on; the wrapper has ended after the block."""
+    terminal = HangupTerminal([sys.executable, "-c", WRAPPER, tuillm_binary(), str(home / REPORT)], home)
     try:
-        terminal.wait_for("starting…".encode())
-        terminal.type(b"typed early")  # before the app is up: nothing echoed, nothing lost
-        terminal.wait_for(b"typed early")  # in the prompt, where the placeholder would be
-        terminal.type(b"\x11")  # Ctrl+Q
+        terminal.wait_for(STARTING)
+        yield terminal
         assert terminal.proc.wait(timeout=60) == 0
     finally:
         terminal.close()
+
+
+@pytest.mark.slow
+def test_a_frame_at_once_then_the_app_with_the_keys_typed_meanwhile(isolated_home: Path) -> None:
+    with tuillm_in_a_terminal(isolated_home) as terminal:
+        terminal.type(b"typed early")  # before the app is up: nothing echoed, nothing lost
+        terminal.wait_for(b"typed early")  # in the prompt, where the placeholder would be
+        terminal.type(b"\x11")  # Ctrl+Q
     screen = bytes(terminal.screen)
-    assert json.loads(report.read_text()) == {"code": 0, "restored": True}
+    assert json.loads((isolated_home / REPORT).read_text()) == {"code": 0, "restored": True}
     assert screen.count(first_frame.ALT_SCREEN_ON.encode()) == 1  # the app stayed on the frame's screen
-    assert screen.index("starting…".encode()) < screen.index(HEADER_ICON)
+    assert screen.index(STARTING) < screen.index(HEADER_ICON)
     assert screen.index(HEADER_ICON) < screen.index(b"typed early")  # shown by the app, never echoed before it
 
 
 @pytest.mark.slow
 def test_a_stop_signal_while_the_frame_shows_leaves_the_terminal_as_it_was(isolated_home: Path) -> None:
-    report = isolated_home / "terminal.json"
-    terminal = HangupTerminal([sys.executable, "-c", WRAPPER, tuillm_binary(), str(report)], isolated_home)
-    try:
-        terminal.wait_for("starting…".encode())
+    with tuillm_in_a_terminal(isolated_home) as terminal:
         deadline = time.monotonic() + 30
         while not (children := psutil.Process(terminal.proc.pid).children()) and time.monotonic() < deadline:
             time.sleep(0.01)
         children[0].send_signal(signal.SIGTERM)  # most often during the imports (the app's own frame ~0.5 s later)
-        assert terminal.proc.wait(timeout=60) == 0
-    finally:
-        terminal.close()
     screen = bytes(terminal.screen)
-    assert json.loads(report.read_text()) == {"code": 128 + signal.SIGTERM, "restored": True}
-    assert screen.rindex(b"\x1b[?1049l") > screen.rindex("starting…".encode())  # back on the main screen
+    assert json.loads((isolated_home / REPORT).read_text()) == {"code": 128 + signal.SIGTERM, "restored": True}
+    assert screen.rindex(b"\x1b[?1049l") > screen.rindex(STARTING)  # back on the main screen
     assert b"tuillm: stopped by SIGTERM" in screen[screen.rindex(b"\x1b[?1049l"):]
