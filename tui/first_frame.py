@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 
 ALT_SCREEN_ON = "\x1b[?1049h"
 TITLE = "tuillm"
@@ -24,24 +23,16 @@ STARTING = "starting…"
 INPUT, OUTPUT = 0, 2  # Textual reads keys from stdin and draws on stderr
 
 
-@dataclass
-class _Frame:
-    before: list  # the terminal's attributes before the frame (termios), restored at the end
-    taken: bool = False  # the app's driver owns the terminal now
-
-
-_pending: _Frame | None = None  # the frame shown and not yet taken over
+# The terminal's attributes (termios) from before the frame shown, until the app's driver takes the terminal over.
+_pending: list | None = None
 
 
 def take_over() -> list | None:
     """For the app's driver as it starts, once: the terminal's attributes from before the first frame (the state
     to restore at exit), or None where no frame is shown. The frame's own restoring is then the driver's."""
     global _pending
-    frame, _pending = _pending, None
-    if frame is None:
-        return None
-    frame.taken = True
-    return frame.before
+    before, _pending = _pending, None
+    return before
 
 
 @contextmanager
@@ -49,19 +40,18 @@ def first_frame() -> Iterator[None]:
     """Shows the first frame where the app will own a terminal; the terminal as it was after the block unless the
     app's driver took it over."""
     global _pending
-    frame = _terminal()
+    before = _pending = _terminal()
     try:  # from before the terminal changes: a Ctrl-C or stop signal while the frame is drawn restores it too
-        if frame is not None and not _show(frame):
-            frame = None
-        _pending = frame
+        if before is not None and not _show(before):
+            before = _pending = None
         yield
     finally:
+        if before is not None and _pending is before:  # not taken over: the app never started
+            _restore(before)
         _pending = None
-        if frame is not None and not frame.taken:
-            _restore(frame)
 
 
-def _terminal() -> _Frame | None:
+def _terminal() -> list | None:
     """The terminal the app will draw on, as it is now; None where there is none (or no frame is wanted)."""
     term = os.environ.get("TERM", "")
     # A driver chosen by the environment (Textual's TEXTUAL_DRIVER) may not take the terminal over.
@@ -72,21 +62,21 @@ def _terminal() -> _Frame | None:
     except ImportError:  # not a POSIX system: Textual's own driver there
         return None
     try:
-        return _Frame(termios.tcgetattr(INPUT))
+        return termios.tcgetattr(INPUT)
     except termios.error:  # a terminal that hung up
         return None
 
 
-def _show(frame: _Frame) -> bool:
+def _show(before: list) -> bool:
     """The frame drawn and the app's input mode set; False (and the terminal as it was) where the terminal refused."""
     import termios
 
     try:
         columns, lines = os.get_terminal_size(OUTPUT)
-        termios.tcsetattr(INPUT, termios.TCSANOW, _app_input_mode(frame.before))
+        termios.tcsetattr(INPUT, termios.TCSANOW, _app_input_mode(before))
         _write(ALT_SCREEN_ON + "\x1b[?25l" + render(columns, lines))  # and the cursor hidden, as in the app
     except (OSError, termios.error):  # a terminal that hung up, or is gone mid-way
-        _restore(frame)
+        _restore(before)
         return False
     return True
 
@@ -124,11 +114,11 @@ def _write(text: str) -> None:
         data = data[os.write(OUTPUT, data):]
 
 
-def _restore(frame: _Frame) -> None:
+def _restore(before: list) -> None:
     """The terminal as before the frame: the main screen, the cursor shown, its input mode."""
     import termios
 
     with suppress(OSError):  # a terminal that hung up takes nothing more
         _write("\x1b[?25h\x1b[?1049l")
     with suppress(OSError, termios.error):
-        termios.tcsetattr(INPUT, termios.TCSANOW, frame.before)
+        termios.tcsetattr(INPUT, termios.TCSANOW, before)
